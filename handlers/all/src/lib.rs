@@ -1,1 +1,34 @@
-//! placeholder
+//! # theater-handlers
+//!
+//! Every handler that ships with Theater behind one [`HandlerRegistry`], so a manifest's `[[handler]] type = "..."`
+//! tables can be turned into handlers; and the `theater` command (`src/bin/theater.rs`) that runs an actor from a
+//! manifest and reads chains.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use theater_runtime::{Manifest, TheaterRuntime};
+//!
+//! let manifest = Manifest::load("tests/actors/demo/demo.toml")?;
+//! let runtime = TheaterRuntime::new(Default::default())?;
+//! let actor = runtime.spawn_manifest(&manifest, &theater_handlers::registry()).await?;
+//! actor.wait().await;
+//! # Ok(()) }
+//! ```
+
+use std::sync::Arc;
+
+use theater_runtime::HandlerRegistry;
+use theater_handler_random::{RandomConfig, RandomHandler};
+use theater_handler_runtime::{RuntimeHandler, RuntimeHandlerConfig};
+
+/// A registry of every handler in this workspace, by manifest `type`: `random`, `runtime`.
+pub fn registry() -> HandlerRegistry {
+    let mut registry = HandlerRegistry::new();
+    registry.register("random", |config| {
+        Ok(Arc::new(RandomHandler::new(config.parse::<RandomConfig>()?)))
+    });
+    registry.register("runtime", |config| {
+        Ok(Arc::new(RuntimeHandler::new(config.parse::<RuntimeHandlerConfig>()?)))
+    });
+    registry
+}

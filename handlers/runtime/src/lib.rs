@@ -1,1 +1,83 @@
-//! placeholder
+//! # theater-handler-runtime
+//!
+//! Serves `theater:simple/runtime` (handlers.md §4): an actor logs, reads its own state and chain, and asks to
+//! stop. The lifecycle export `theater:simple/actor.init` is called by the runtime core, not by this handler.
+//!
+//! * **Permissions**: none to configure; all four functions concern only the calling actor.
+//! * **Chain events**: one per call, `theater:simple/runtime/<function>`. The results of `get-state` and
+//!   `get-chain` are recorded as digests (SHA-1 and length): replay recomputes them, and `get-chain` in full would
+//!   grow the chain quadratically.
+//!
+//! ```toml
+//! [[handler]]
+//! type = "runtime"
+//! ```
+
+use serde::Deserialize;
+use theater_macros::theater_handler;
+use theater_runtime::HostCtx;
+
+use crate::theater::simple::types::{Chain, ChainEvent};
+
+/// Configuration of the runtime handler: nothing beyond the common `record` table.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeHandlerConfig {}
+
+/// The runtime handler. Stateless: every call reads the calling actor's store.
+#[derive(Clone, Debug, Default)]
+pub struct RuntimeHandler;
+
+impl RuntimeHandler {
+    /// The handler (there is nothing to configure).
+    pub fn new(_config: RuntimeHandlerConfig) -> Self {
+        Self
+    }
+}
+
+#[theater_handler(wit = "../../wit", import = "theater:simple/runtime")]
+impl RuntimeHandler {
+    /// WIT: `log: func(msg: string)`
+    ///
+    /// Logs `msg` through `tracing` at info level with the actor's id and name.
+    fn log(&self, ctx: &mut HostCtx<'_>, msg: String) {
+        tracing::info!(target: "theater::actor", actor = %ctx.actor_id(), name = ctx.data().name(), "{msg}");
+    }
+
+    /// WIT: `get-state: func() -> option<list<u8>>`
+    ///
+    /// The state the current export call received (or `init` returned, between calls); `None` if unset.
+    #[theater(record(result = "digest"))]
+    fn get_state(&self, ctx: &mut HostCtx<'_>) -> Option<Vec<u8>> {
+        ctx.state()
+    }
+
+    /// WIT: `get-chain: func() -> chain`
+    ///
+    /// Every event recorded before this call, oldest first, with the stored hashes (20-byte SHA-1).
+    #[theater(record(result = "digest"))]
+    fn get_chain(&self, ctx: &mut HostCtx<'_>) -> Chain {
+        let events = ctx.chain().events().iter().map(to_wit_event).collect();
+        Chain { events }
+    }
+
+    /// WIT: `shutdown: func(data: option<list<u8>>) -> result<_, string>`
+    ///
+    /// Asks the runtime to stop this actor gracefully after the current call and returns at once. A second call
+    /// errors with "shutdown already requested".
+    fn shutdown(&self, ctx: &mut HostCtx<'_>, data: Option<Vec<u8>>) -> Result<(), String> {
+        ctx.handle().request_shutdown(data)
+    }
+}
+
+/// A runtime chain event as the WIT `chain-event` record.
+fn to_wit_event(e: &theater_runtime::ChainEvent) -> ChainEvent {
+    ChainEvent {
+        hash: e.hash.to_vec(),
+        parent_hash: e.parent_hash.map(|h| h.to_vec()),
+        event_type: e.event_type.clone(),
+        data: e.data.clone(),
+        timestamp: e.timestamp,
+        description: e.description.clone(),
+    }
+}

@@ -1,0 +1,71 @@
+//! Helpers shared by the end-to-end tests: spawning guests with handlers, reading chains and scripts.
+
+use std::sync::Arc;
+
+use theater_handler_random::{RandomConfig, RandomHandler};
+use theater_handler_runtime::RuntimeHandler;
+use theater_runtime::{ActorError, ActorHandle, Chain, Handler, SpawnOptions, TheaterRuntime};
+
+use crate::probe::ProbeHandler;
+
+/// A runtime whose data folder is a fresh temporary directory (kept alive by the returned guard).
+pub fn runtime() -> (TheaterRuntime, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temporary data dir");
+    let runtime = TheaterRuntime::new(theater_runtime::RuntimeConfig {
+        data_dir: Some(dir.path().to_owned()),
+        ..Default::default()
+    })
+    .expect("runtime");
+    (runtime, dir)
+}
+
+/// The handlers the `script` guest needs: random (with `config`), runtime, and the probe handler whose typed
+/// callers reach the guest's `theater:test/probe-handlers` export.
+pub fn script_handlers(config: RandomConfig) -> Vec<Arc<dyn Handler>> {
+    vec![Arc::new(RandomHandler::new(config)), Arc::new(RuntimeHandler), Arc::new(ProbeHandler::new())]
+}
+
+/// Runs `script` in the actor's `handle-script` callback, through the generated typed callers.
+pub async fn script(actor: &ActorHandle, script: &str) -> Result<String, ActorError> {
+    ProbeHandler::new().callbacks(actor).handle_script(script.to_owned()).await
+}
+
+/// Spawns `wasm` (a guest path from [`crate::guests`]) named `name` with `handlers` and `init_state`.
+pub async fn spawn(
+    runtime: &TheaterRuntime,
+    name: &str,
+    wasm: &str,
+    handlers: Vec<Arc<dyn Handler>>,
+    init_state: Option<Vec<u8>>,
+) -> anyhow::Result<ActorHandle> {
+    let bytes = std::fs::read(wasm)?;
+    let options = SpawnOptions::new(name, bytes).handlers(handlers).init_state(init_state);
+    Ok(runtime.spawn(options).await?)
+}
+
+/// Runs `script` in the `script` guest's `init` and returns the output lines (without the `id=` line).
+pub async fn run_init_script(
+    runtime: &TheaterRuntime,
+    config: RandomConfig,
+    script: &str,
+) -> anyhow::Result<(ActorHandle, Vec<String>)> {
+    let init = format!("run:{script}").into_bytes();
+    let actor = spawn(runtime, "script", crate::guests::SCRIPT, script_handlers(config), Some(init)).await?;
+    let state = actor.state().unwrap_or_default();
+    let lines = String::from_utf8(state)?
+        .lines()
+        .filter(|l| !l.starts_with("id="))
+        .map(str::to_owned)
+        .collect();
+    Ok((actor, lines))
+}
+
+/// The events of `chain` whose type is `event_type`, as parsed JSON `data`.
+pub fn events_of(chain: &Chain, event_type: &str) -> Vec<serde_json::Value> {
+    chain
+        .events()
+        .iter()
+        .filter(|e| e.event_type == event_type)
+        .map(|e| serde_json::from_slice(&e.data).expect("recorded calls are JSON"))
+        .collect()
+}

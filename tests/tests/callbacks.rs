@@ -1,0 +1,128 @@
+//! Calls into actor exports through the typed callers that `#[theater_handler(export = ...)]` generates, and what
+//! a failing guest does to the call, the actor and the runtime.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use theater_runtime::{ActorError, ActorExit, ActorStatus, SpawnOptions};
+use theater_tests::guests;
+use theater_tests::probe::ProbeHandler;
+use theater_tests::support::{events_of, runtime, spawn};
+
+#[tokio::test]
+async fn callback_add_keeps_state_between_calls() {
+    let (rt, _dir) = runtime();
+    let probe = ProbeHandler::new();
+    let actor = spawn(&rt, "probe", guests::PROBE, vec![Arc::new(probe.clone())], None).await.unwrap();
+    let callers = probe.callbacks(&actor);
+    assert_eq!(callers.handle_add(5).await.unwrap(), 5);
+    assert_eq!(callers.handle_add(7).await.unwrap(), 12);
+    assert_eq!(actor.state(), Some(12u64.to_le_bytes().to_vec()));
+    // The guest's own host calls happened inside the callbacks.
+    assert_eq!(probe.notes()[1..], ["add 5".to_string(), "add 7".to_string()]);
+    // One event per callback, with its parameters and result, never the state.
+    let chain = actor.chain();
+    chain.verify().unwrap();
+    let adds = events_of(&chain, "theater:test/probe-handlers/handle-add");
+    assert_eq!(adds.len(), 2);
+    assert_eq!(adds[1]["params"], serde_json::json!({"params.0": 7}));
+    assert_eq!(adds[1]["result"]["Ok"], 12);
+    let types: Vec<_> = chain.events().iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "theater:test/probe/note",
+            "theater:simple/actor/init",
+            "theater:test/probe/note",
+            "theater:test/probe-handlers/handle-add",
+            "theater:test/probe/note",
+            "theater:test/probe-handlers/handle-add",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn callback_err_is_returned_and_the_actor_goes_on() {
+    let (rt, _dir) = runtime();
+    let probe = ProbeHandler::new();
+    let actor = spawn(&rt, "probe", guests::PROBE, vec![Arc::new(probe.clone())], None).await.unwrap();
+    let err = probe.callbacks(&actor).handle_fail("nope".into()).await.unwrap_err();
+    assert_eq!(err, ActorError::Guest("nope".into()));
+    assert_eq!(probe.callbacks(&actor).handle_add(1).await.unwrap(), 1);
+    let fails = events_of(&actor.chain(), "theater:test/probe-handlers/handle-fail");
+    assert_eq!(fails[0]["result"]["Err"], "nope");
+}
+
+#[tokio::test]
+async fn callback_trap_fails_the_call_not_the_runtime() {
+    let (rt, _dir) = runtime();
+    let probe = ProbeHandler::new();
+    let a = spawn(&rt, "a", guests::PROBE, vec![Arc::new(probe.clone())], None).await.unwrap();
+    let b = spawn(&rt, "b", guests::PROBE, vec![Arc::new(probe.clone())], None).await.unwrap();
+    let err = probe.callbacks(&a).handle_trap(0).await.unwrap_err();
+    assert!(matches!(err, ActorError::Trap(_)), "{err:?}");
+    assert!(matches!(a.wait().await, ActorExit::Failed(_)));
+    // The trap is on the chain, and the chain still verifies.
+    let chain = a.chain();
+    chain.verify().unwrap();
+    let traps = events_of(&chain, "theater:test/probe-handlers/handle-trap");
+    assert!(traps[0]["result"]["Trap"].is_string(), "{}", traps[0]);
+    // The other actor, and new spawns, are unaffected.
+    assert_eq!(probe.callbacks(&b).handle_add(2).await.unwrap(), 2);
+    let c = spawn(&rt, "c", guests::PROBE, vec![Arc::new(probe.clone())], None).await.unwrap();
+    assert_eq!(probe.callbacks(&c).handle_add(3).await.unwrap(), 3);
+}
+
+#[tokio::test]
+async fn callback_infinite_loop_is_interrupted_by_the_deadline() {
+    let (rt, _dir) = runtime();
+    let probe = ProbeHandler::new();
+    let options = SpawnOptions::new("spin", std::fs::read(guests::PROBE).unwrap())
+        .handlers(vec![Arc::new(probe.clone())])
+        .limits(theater_runtime::manifest::Limits { call_timeout_ms: 300, ..Default::default() });
+    let actor = rt.spawn(options).await.unwrap();
+    let started = Instant::now();
+    let err = probe.callbacks(&actor).handle_spin(0).await.unwrap_err();
+    assert_eq!(err, ActorError::Timeout);
+    assert!(started.elapsed() < Duration::from_secs(10), "interrupted, not hung");
+    assert!(matches!(actor.wait().await, ActorExit::Failed(_)));
+}
+
+#[tokio::test]
+async fn callback_missing_export_is_not_exported() {
+    let (rt, _dir) = runtime();
+    // The demo guest exports no probe-handlers: the handler is not active for it, and its callers say so.
+    let actor = spawn(
+        &rt,
+        "demo",
+        guests::DEMO,
+        theater_tests::support::script_handlers(Default::default()),
+        None,
+    )
+    .await
+    .unwrap();
+    actor.wait().await;
+    let err = ProbeHandler::new().callbacks(&actor).handle_add(1).await.unwrap_err();
+    assert!(matches!(err, ActorError::NotExported(_) | ActorError::Stopped), "{err:?}");
+}
+
+#[tokio::test]
+async fn actor_pause_queues_calls_until_resume() {
+    let (rt, _dir) = runtime();
+    let probe = ProbeHandler::new();
+    let actor = spawn(&rt, "probe", guests::PROBE, vec![Arc::new(probe.clone())], None).await.unwrap();
+    actor.pause().await.unwrap();
+    assert_eq!(actor.status(), ActorStatus::Paused);
+    let pending = {
+        let (probe, actor) = (probe.clone(), actor.clone());
+        tokio::spawn(async move { probe.callbacks(&actor).handle_add(4).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!pending.is_finished(), "a call waits while the actor is paused");
+    assert_eq!(actor.state(), None);
+    actor.resume().await.unwrap();
+    assert_eq!(pending.await.unwrap().unwrap(), 4);
+    actor.stop().await.unwrap();
+    assert_eq!(actor.status(), ActorStatus::Stopped);
+    assert_eq!(probe.callbacks(&actor).handle_add(1).await.unwrap_err(), ActorError::Stopped);
+}

@@ -1,0 +1,108 @@
+//! Actors: identity, shared state and chain, the [`ActorHandle`], and the per-actor task that runs the
+//! lifecycle state machine (Starting → Idle ⇄ Processing, Paused, ShuttingDown).
+
+mod handle;
+
+use std::fmt;
+use std::sync::Mutex;
+
+pub use handle::ActorHandle;
+
+use crate::chain::Chain;
+
+/// An actor's id: a UUID v4 in canonical lowercase hyphenated form.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ActorId(String);
+
+impl ActorId {
+    /// A fresh random id.
+    pub fn new() -> Self {
+        Self(uuid::Uuid::new_v4().to_string())
+    }
+
+    /// The id as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for ActorId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for ActorId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for ActorId {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(uuid::Uuid::parse_str(s)?.to_string()))
+    }
+}
+
+/// Where an actor is in its lifecycle.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ActorStatus {
+    /// Handlers are being set up and `init` has not returned.
+    Starting,
+    /// Waiting for the next call.
+    Idle,
+    /// Running a call into the actor (`init`, a callback).
+    Processing,
+    /// Paused: calls queue until it resumes.
+    Paused,
+    /// Stopping: the current call finishes, handlers' background work ends.
+    ShuttingDown,
+    /// Stopped; `ActorExit` tells how.
+    Stopped,
+}
+
+/// What every holder of an actor's handle can read in any state, without going through the actor's task.
+pub(crate) struct ActorShared {
+    pub(crate) id: ActorId,
+    pub(crate) name: String,
+    pub(crate) state: Mutex<Option<Vec<u8>>>,
+    pub(crate) chain: Mutex<Chain>,
+}
+
+impl ActorShared {
+    pub(crate) fn new(id: ActorId, name: String) -> Self {
+        Self { id, name, state: Mutex::new(None), chain: Mutex::new(Chain::new()) }
+    }
+
+    pub(crate) fn state(&self) -> Option<Vec<u8>> {
+        lock(&self.state).clone()
+    }
+
+    pub(crate) fn set_state(&self, state: Option<Vec<u8>>) {
+        *lock(&self.state) = state;
+    }
+
+    pub(crate) fn chain(&self) -> Chain {
+        lock(&self.chain).clone()
+    }
+
+    pub(crate) fn record_event(&self, event_type: &str, data: Vec<u8>) {
+        let now = now_ms();
+        lock(&self.chain).append(event_type, data, now, None);
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Locks a mutex, recovering from poisoning: the data (state bytes, chain) stays consistent because every
+/// critical section is a single assignment or push.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

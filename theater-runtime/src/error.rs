@@ -1,0 +1,27 @@
+//! Errors of calls into actors and of actor control.
+
+/// Why a call into an actor, or an operation on its handle, failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ActorError {
+    /// The actor does not export this callback (function by function: other callbacks may still work).
+    #[error("actor does not export {0}")]
+    NotExported(&'static str),
+    /// The callback returned `Err(message)`.
+    #[error("{0}")]
+    Guest(String),
+    /// The guest trapped; the actor has failed and stops.
+    #[error("guest trapped: {0}")]
+    Trap(String),
+    /// The call exceeded its deadline (the epoch deadline of `limits.call_timeout_ms`, or a handler's own wait).
+    #[error("call timed out")]
+    Timeout,
+    /// The actor is paused; calls wait until it resumes, or fail when asked not to wait.
+    #[error("actor is paused")]
+    Paused,
+    /// The actor has stopped or is stopping.
+    #[error("actor stopped")]
+    Stopped,
+    /// Anything else (a runtime failure), with its message.
+    #[error("{0}")]
+    Internal(String),
+}

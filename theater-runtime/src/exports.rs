@@ -1,0 +1,112 @@
+//! Callbacks: calling functions the actor exports, with the runtime owning the actor-state convention.
+//!
+//! Every callback of a Theater export interface has the shape
+//! `f: func(state: option<list<u8>>, params: tuple<P...>) -> result<tuple<option<list<u8>>, tuple<R>?>, string>`.
+//! The runtime passes the actor's current state in and keeps the returned state; handlers see only `P...` and
+//! `R` through callers that `#[theater_handler(export = "...")]` generates, which call
+//! [`ActorHandle::call_export`](crate::ActorHandle::call_export).
+
+use std::collections::HashMap;
+
+use wasmtime::Store;
+use wasmtime::component::{ComponentNamedList, ComponentType, Func, Instance, Lift, Lower};
+
+use crate::record::RecordMode;
+use crate::store::ActorStore;
+
+/// The static description of one callback, generated once per WIT function of an export interface.
+#[derive(Debug)]
+pub struct ExportSpec {
+    /// The interface without version, e.g. `"theater:simple/process-handlers"`.
+    pub interface: &'static str,
+    /// The WIT function name, e.g. `"handle-stdout"`.
+    pub function: &'static str,
+    /// The chain event type, `"<interface>/<function>"`.
+    pub event_type: &'static str,
+    /// Payload values (`params.N` or `result`) and their default [`RecordMode`] (handlers.md §1.1).
+    pub payload: &'static [(&'static str, RecordMode)],
+}
+
+/// The `ok` side of a callback's result: the new state, then the callback's own value if it has one.
+///
+/// Implemented for `(Option<Vec<u8>>,)` (value `()`) and `(Option<Vec<u8>>, (T,))` (value `T`).
+pub trait StateResult: ComponentType + Lift + Send + Sync + 'static {
+    /// What the callback returns besides the state.
+    type Value: serde::Serialize + Send + 'static;
+    /// Splits into the new state and the value.
+    fn into_parts(self) -> (Option<Vec<u8>>, Self::Value);
+}
+
+impl StateResult for (Option<Vec<u8>>,) {
+    type Value = ();
+    fn into_parts(self) -> (Option<Vec<u8>>, ()) {
+        (self.0, ())
+    }
+}
+
+impl<T> StateResult for (Option<Vec<u8>>, (T,))
+where
+    T: ComponentType + Lift + serde::Serialize + Send + Sync + 'static,
+{
+    type Value = T;
+    fn into_parts(self) -> (Option<Vec<u8>>, T) {
+        (self.0, self.1.0)
+    }
+}
+
+/// The callback functions an actor exports, resolved function by function at spawn: event type → function.
+#[derive(Default)]
+pub struct ExportTable {
+    funcs: HashMap<&'static str, Func>,
+}
+
+impl ExportTable {
+    /// The resolved function of `spec`, `None` if the actor does not export it.
+    pub fn get(&self, spec: &ExportSpec) -> Option<Func> {
+        self.funcs.get(spec.event_type).copied()
+    }
+}
+
+/// Resolves the callbacks of one export interface right after instantiation.
+///
+/// A function the component does not export is recorded as absent (calling it gives
+/// [`ActorError::NotExported`](crate::ActorError::NotExported)); a function exported with another type fails the
+/// spawn, naming it (handlers.md §1).
+pub struct ExportResolver<'a> {
+    pub(crate) store: &'a mut Store<ActorStore>,
+    pub(crate) instance: &'a Instance,
+    /// The exact exported interface name (it may carry a version), `None` if not exported.
+    pub(crate) interface: Option<&'a str>,
+}
+
+impl ExportResolver<'_> {
+    /// Checks the export `spec` against the Rust types of its parameters `P` (the elements of its `params`
+    /// tuple) and its `ok` result `O`, and remembers it for [`ActorHandle::call_export`](crate::ActorHandle).
+    ///
+    /// # Errors
+    /// The function is exported with a different type.
+    pub fn resolve<P, O>(&mut self, spec: &'static ExportSpec) -> anyhow::Result<()>
+    where
+        P: ComponentType + Lower + Send + Sync + 'static,
+        O: StateResult,
+        (Option<Vec<u8>>, P): ComponentNamedList + Lower,
+        (Result<O, String>,): ComponentNamedList + Lift,
+    {
+        let Some(interface) = self.interface else { return Ok(()) };
+        let Some(iface) = self.instance.get_export_index(&mut *self.store, None, interface) else {
+            return Ok(());
+        };
+        let Some(index) = self.instance.get_export_index(&mut *self.store, Some(&iface), spec.function)
+        else {
+            return Ok(());
+        };
+        let typed = self
+            .instance
+            .get_typed_func::<(Option<Vec<u8>>, P), (Result<O, String>,)>(&mut *self.store, &index)
+            .map_err(|e| {
+                anyhow::anyhow!("export {interface}/{} has the wrong type: {e}", spec.function)
+            })?;
+        self.store.data_mut().exports.funcs.insert(spec.event_type, *typed.func());
+        Ok(())
+    }
+}

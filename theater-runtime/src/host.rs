@@ -1,0 +1,142 @@
+//! The glue API that `#[theater_handler]`-generated host functions call: find the handler instance in the store,
+//! record the call in the chain, and give methods that ask for it a [`HostCtx`].
+//!
+//! A generated host function is, in full:
+//!
+//! ```ignore
+//! linker.func_wrap("random-bytes", |mut store: StoreContextMut<'_, ActorStore>, (length,): (u32,)| {
+//!     let call = host::begin(store.data(), &RANDOM_BYTES, &(&length,));
+//!     let this = host::instance::<RandomHandler>(store.data())?;
+//!     let result = this.random_bytes(length);
+//!     host::finish(store.data_mut(), call, &result);
+//!     Ok((result,))
+//! })?;
+//! ```
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use wasmtime::StoreContextMut;
+use wasmtime::component::ResourceTable;
+
+use crate::actor::{ActorHandle, ActorId};
+use crate::chain::Chain;
+use crate::handler::Handler;
+use crate::record::{RecordMode, RecordParams, Recorded};
+use crate::store::ActorStore;
+
+/// The static description of one host function, generated once per WIT function.
+#[derive(Debug)]
+pub struct CallSpec {
+    /// The interface without version, e.g. `"theater:simple/random"`.
+    pub interface: &'static str,
+    /// The WIT function name, e.g. `"random-bytes"`.
+    pub function: &'static str,
+    /// The chain event type, `"<interface>/<function>"`.
+    pub event_type: &'static str,
+    /// The WIT parameter names, in order.
+    pub params: &'static [&'static str],
+    /// Payload values (parameter names or `result`) and their default [`RecordMode`]; all others are recorded in
+    /// full (handlers.md §1.1).
+    pub payload: &'static [(&'static str, RecordMode)],
+}
+
+/// A call whose parameters are encoded and whose result is not yet known. See [`begin`] and [`finish`].
+#[must_use = "a pending call is recorded by `host::finish`"]
+pub struct PendingCall {
+    spec: &'static CallSpec,
+    data: Vec<u8>,
+}
+
+/// Encodes the parameters of a call to `spec` before the call moves them (see [`crate::record`] for the format).
+pub fn begin<P: RecordParams>(store: &ActorStore, spec: &'static CallSpec, params: &P) -> PendingCall {
+    use serde::ser::{SerializeMap, Serializer};
+    let recorder = &store.recorder;
+    let mut data = Vec::with_capacity(64);
+    data.extend_from_slice(b"{\"params\":");
+    let mut ser = serde_json::Serializer::new(&mut data);
+    let mode = |name: &str| recorder.mode(spec.function, spec.payload, name);
+    let written = ser.serialize_map(Some(spec.params.len())).and_then(|mut map| {
+        params.write_entries(spec.params, &mode, recorder, &mut map)?;
+        map.end()
+    });
+    if let Err(e) = written {
+        data.truncate(b"{\"params\":".len());
+        data.extend_from_slice(format!("{:?}", format!("cannot encode parameters: {e}")).as_bytes());
+    }
+    data.extend_from_slice(b",\"result\":");
+    PendingCall { spec, data }
+}
+
+/// Appends the result to a [`PendingCall`] and records it as one chain event of type `spec.event_type`.
+pub fn finish<R: Serialize + ?Sized>(store: &mut ActorStore, mut call: PendingCall, result: &R) {
+    let spec = call.spec;
+    let mode = store.recorder.mode(spec.function, spec.payload, "result");
+    if let Err(e) = serde_json::to_writer(&mut call.data, &Recorded::new(result, mode, &store.recorder)) {
+        call.data.extend_from_slice(format!("{:?}", format!("cannot encode result: {e}")).as_bytes());
+    }
+    call.data.push(b'}');
+    store.record_event(spec.event_type, call.data);
+}
+
+/// The instance of handler `T` serving this actor.
+///
+/// # Errors
+/// A trap-worthy internal error if the actor has no instance of `T` (a runtime bug: the linker only defines the
+/// functions of handlers that were instantiated).
+pub fn instance<T: Handler>(store: &ActorStore) -> wasmtime::Result<Arc<T>> {
+    store.instance::<T>().ok_or_else(|| {
+        wasmtime::format_err!(
+            "internal error: no instance of handler {} for this actor",
+            std::any::type_name::<T>()
+        )
+    })
+}
+
+/// Store access for a host function that asks for it (`ctx: &mut HostCtx<'_>` as the first parameter after
+/// `&self`): the calling actor's id, state, chain, handle and WASI resource table.
+pub struct HostCtx<'a> {
+    store: StoreContextMut<'a, ActorStore>,
+}
+
+impl<'a> HostCtx<'a> {
+    /// Wraps the store of the current call.
+    pub fn new(store: StoreContextMut<'a, ActorStore>) -> Self {
+        Self { store }
+    }
+
+    /// The actor's store data.
+    pub fn data(&self) -> &ActorStore {
+        self.store.data()
+    }
+
+    /// The actor's store data, mutably.
+    pub fn data_mut(&mut self) -> &mut ActorStore {
+        self.store.data_mut()
+    }
+
+    /// The calling actor's id.
+    pub fn actor_id(&self) -> &ActorId {
+        self.data().id()
+    }
+
+    /// The calling actor's handle.
+    pub fn handle(&self) -> &ActorHandle {
+        self.data().handle()
+    }
+
+    /// The actor's current state: what the current export call received as `state`; `None` if unset.
+    pub fn state(&self) -> Option<Vec<u8>> {
+        self.data().state()
+    }
+
+    /// A copy of the actor's chain as recorded before this call.
+    pub fn chain(&self) -> Chain {
+        self.data().chain()
+    }
+
+    /// The resource table of the actor's store.
+    pub fn table(&mut self) -> &mut ResourceTable {
+        self.data_mut().table()
+    }
+}

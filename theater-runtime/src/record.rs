@@ -1,0 +1,259 @@
+//! How a call's parameters and result become a chain event's `data`.
+//!
+//! `data` is a JSON object (UTF-8):
+//!
+//! ```json
+//! {"params": {"length": 16}, "result": {"Ok": [1, 2, 3]}}
+//! ```
+//!
+//! * `params` maps each WIT parameter name to its value; a callback's parameters are the tuple elements, named
+//!   `params.0`, `params.1`, … (the actor's `state` is never recorded).
+//! * `result` is the returned value; `result<T, E>` is `{"Ok": T}` or `{"Err": E}`, `option<T>` is `null` or the
+//!   value, `list<u8>` an array of numbers, records objects keyed by their Rust field names.
+//! * A *payload value* (handlers.md §1.1) recorded as [`RecordMode::Digest`] is `{"sha1": hex, "len": n}`: SHA-1
+//!   over the value's JSON encoding and that encoding's length in bytes; as [`RecordMode::KeyedDigest`] it is
+//!   `{"hmac-sha1": hex, "len": n}`, an HMAC-SHA1 under a per-runtime key kept outside the chain, so a short secret
+//!   cannot be found by trying values.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use hmac::{Hmac, Mac};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use sha1::{Digest, Sha1};
+
+/// How a payload value is recorded in the chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RecordMode {
+    /// The value itself.
+    Full,
+    /// SHA-1 and length of the value's JSON encoding.
+    Digest,
+    /// HMAC-SHA1 (key kept by the runtime, outside the chain) and length of the value's JSON encoding.
+    KeyedDigest,
+}
+
+impl RecordMode {
+    /// Parses a manifest value: `"full"`, `"digest"` or `"keyed-digest"`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "full" => Some(Self::Full),
+            "digest" => Some(Self::Digest),
+            "keyed-digest" => Some(Self::KeyedDigest),
+            _ => None,
+        }
+    }
+}
+
+/// The recording settings of one actor: the manifest's per-function overrides and the runtime's HMAC key.
+#[derive(Clone, Debug, Default)]
+pub struct Recorder {
+    /// Function WIT name → mode, for that function's payload values (handlers.md §1.1).
+    pub(crate) overrides: HashMap<String, RecordMode>,
+    /// Key of [`RecordMode::KeyedDigest`].
+    pub(crate) key: Arc<[u8]>,
+}
+
+impl Recorder {
+    /// A recorder with the given override table and HMAC key.
+    pub fn new(overrides: HashMap<String, RecordMode>, key: Arc<[u8]>) -> Self {
+        Self { overrides, key }
+    }
+
+    /// The mode of value `value` (a parameter's WIT name, `result`, or `params.N`) of `function`.
+    pub fn mode(
+        &self,
+        function: &str,
+        payload: &[(&'static str, RecordMode)],
+        value: &str,
+    ) -> RecordMode {
+        match payload.iter().find(|(name, _)| *name == value) {
+            None => RecordMode::Full,
+            Some((_, default)) => {
+                if self.overrides.is_empty() {
+                    *default
+                } else {
+                    self.overrides.get(function).copied().unwrap_or(*default)
+                }
+            }
+        }
+    }
+}
+
+/// A value recorded under a [`RecordMode`].
+pub struct Recorded<'a, T: ?Sized> {
+    value: &'a T,
+    mode: RecordMode,
+    key: &'a [u8],
+}
+
+impl<'a, T: ?Sized + Serialize> Recorded<'a, T> {
+    /// Wraps `value` to be serialized under `mode`.
+    pub fn new(value: &'a T, mode: RecordMode, recorder: &'a Recorder) -> Self {
+        Self { value, mode, key: &recorder.key }
+    }
+}
+
+impl<T: ?Sized + Serialize> Serialize for Recorded<'_, T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.mode {
+            RecordMode::Full => self.value.serialize(serializer),
+            RecordMode::Digest | RecordMode::KeyedDigest => {
+                let bytes = serde_json::to_vec(self.value).map_err(serde::ser::Error::custom)?;
+                let mut map = serializer.serialize_map(Some(2))?;
+                if self.mode == RecordMode::Digest {
+                    map.serialize_entry("sha1", &hex::encode(Sha1::digest(&bytes)))?;
+                } else {
+                    let mut mac = Hmac::<Sha1>::new_from_slice(self.key)
+                        .map_err(serde::ser::Error::custom)?;
+                    mac.update(&bytes);
+                    map.serialize_entry("hmac-sha1", &hex::encode(mac.finalize().into_bytes()))?;
+                }
+                map.serialize_entry("len", &bytes.len())?;
+                map.end()
+            }
+        }
+    }
+}
+
+/// A list of parameter values that can be recorded under their names: implemented for tuples of up to 16
+/// `Serialize` values (references are fine).
+pub trait RecordParams {
+    /// Writes each element as an entry `names[i] → value` of `map`, under the mode `mode(names[i])`.
+    fn write_entries<M: SerializeMap>(
+        &self,
+        names: &[&'static str],
+        mode: &dyn Fn(&str) -> RecordMode,
+        recorder: &Recorder,
+        map: &mut M,
+    ) -> Result<(), M::Error>;
+}
+
+macro_rules! impl_record_params {
+    ($(($($t:ident $i:tt),*))*) => {$(
+        impl<$($t: Serialize),*> RecordParams for ($($t,)*) {
+            #[allow(unused_variables)]
+            fn write_entries<M: SerializeMap>(
+                &self,
+                names: &[&'static str],
+                mode: &dyn Fn(&str) -> RecordMode,
+                recorder: &Recorder,
+                map: &mut M,
+            ) -> Result<(), M::Error> {
+                $(
+                    let name = names.get($i).copied().unwrap_or("?");
+                    map.serialize_entry(name, &Recorded::new(&self.$i, mode(name), recorder))?;
+                )*
+                Ok(())
+            }
+        }
+    )*};
+}
+
+impl_record_params! {
+    ()
+    (A 0)
+    (A 0, B 1)
+    (A 0, B 1, C 2)
+    (A 0, B 1, C 2, D 3)
+    (A 0, B 1, C 2, D 3, E 4)
+    (A 0, B 1, C 2, D 3, E 4, F 5)
+    (A 0, B 1, C 2, D 3, E 4, F 5, G 6)
+    (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7)
+    (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8)
+    (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9)
+    (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10)
+    (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11)
+    (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, N 12)
+    (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, N 12, O 13)
+    (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, N 12, O 13, P 14)
+    (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, N 12, O 13, P 14, Q 15)
+}
+
+/// Encodes one call as chain-event `data`: `{"params": {...}, "result": ...}`.
+///
+/// `function` and `payload` select the modes (see [`Recorder::mode`]); `names` are the parameter names in order.
+pub fn encode_call<P: RecordParams + ?Sized, R: Serialize + ?Sized>(
+    recorder: &Recorder,
+    function: &str,
+    payload: &[(&'static str, RecordMode)],
+    names: &[&'static str],
+    params: &P,
+    result: &R,
+) -> Vec<u8> {
+    struct Params<'a, P: ?Sized> {
+        recorder: &'a Recorder,
+        function: &'a str,
+        payload: &'a [(&'static str, RecordMode)],
+        names: &'a [&'static str],
+        params: &'a P,
+    }
+    impl<P: RecordParams + ?Sized> Serialize for Params<'_, P> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let mut map = s.serialize_map(Some(self.names.len()))?;
+            let mode = |name: &str| self.recorder.mode(self.function, self.payload, name);
+            self.params.write_entries(self.names, &mode, self.recorder, &mut map)?;
+            map.end()
+        }
+    }
+    struct Call<'a, P: ?Sized, R: ?Sized> {
+        params: Params<'a, P>,
+        result: Recorded<'a, R>,
+    }
+    impl<P: RecordParams + ?Sized, R: Serialize + ?Sized> Serialize for Call<'_, P, R> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let mut map = s.serialize_map(Some(2))?;
+            map.serialize_entry("params", &self.params)?;
+            map.serialize_entry("result", &self.result)?;
+            map.end()
+        }
+    }
+    let call = Call {
+        params: Params { recorder, function, payload, names, params },
+        result: Recorded::new(result, recorder.mode(function, payload, "result"), recorder),
+    };
+    // Serializing plain data into a Vec cannot fail; a custom `Serialize` that does is recorded as such.
+    serde_json::to_vec(&call).unwrap_or_else(|e| {
+        format!("{{\"error\":{:?}}}", format!("cannot encode call: {e}")).into_bytes()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_call_is_params_object_and_result() {
+        let r = Recorder::default();
+        let data = encode_call(&r, "f", &[], &["length"], &(16u32,), &Ok::<_, String>(vec![1u8, 2]));
+        assert_eq!(std::str::from_utf8(&data).unwrap(), r#"{"params":{"length":16},"result":{"Ok":[1,2]}}"#);
+    }
+
+    #[test]
+    fn digest_hides_payload_and_override_wins() {
+        let r = Recorder::default();
+        let payload = [("result", RecordMode::Digest)];
+        let data = encode_call(&r, "get", &payload, &[], &(), &"secret");
+        let text = String::from_utf8(data).unwrap();
+        assert!(!text.contains("secret"), "{text}");
+        // sha1 of "\"secret\"" (the JSON encoding)
+        let want = hex::encode(Sha1::digest(b"\"secret\""));
+        assert!(text.contains(&want), "{text}");
+
+        let r = Recorder::new([("get".to_string(), RecordMode::Full)].into(), Arc::from(&b"k"[..]));
+        let text = String::from_utf8(encode_call(&r, "get", &payload, &[], &(), &"secret")).unwrap();
+        assert!(text.contains("\"secret\""), "{text}");
+    }
+
+    #[test]
+    fn keyed_digest_depends_on_key() {
+        let a = Recorder::new(Default::default(), Arc::from(&b"key-a"[..]));
+        let b = Recorder::new(Default::default(), Arc::from(&b"key-b"[..]));
+        let payload = [("result", RecordMode::KeyedDigest)];
+        let da = encode_call(&a, "get-var", &payload, &["name"], &("HOME",), &Some("x"));
+        let db = encode_call(&b, "get-var", &payload, &["name"], &("HOME",), &Some("x"));
+        assert_ne!(da, db);
+        assert!(String::from_utf8(da).unwrap().contains("\"name\":\"HOME\""));
+    }
+}
