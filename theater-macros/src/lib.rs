@@ -1,1 +1,42 @@
-//! placeholder
+//! # theater-macros
+//!
+//! `#[theater_handler]`: turns an annotated `impl` block into a Theater handler. A thin shell over
+//! [`theater_codegen`], which does all the work (as wasmtime's `component-macro` is over its `wit-bindgen`).
+//!
+//! ```ignore
+//! use theater_macros::theater_handler;
+//!
+//! #[derive(Clone)]
+//! pub struct RandomHandler { /* ... */ }
+//!
+//! #[theater_handler(wit = "../../wit", import = "theater:simple/random")]
+//! impl RandomHandler {
+//!     /// WIT: `random-bytes: func(length: u32) -> result<list<u8>, string>`
+//!     fn random_bytes(&self, length: u32) -> Result<Vec<u8>, String> { /* ... */ }
+//!     // ... one method per WIT function: `fn` → func_wrap, `async fn` → func_wrap_async
+//! }
+//! ```
+//!
+//! # Attribute keys
+//! * `wit = "dir"`: the WIT package directory, relative to the crate's `CARGO_MANIFEST_DIR`. Editing a WIT file
+//!   rebuilds the crate.
+//! * `import = "ns:pkg/iface"`: the interface whose host functions the methods implement.
+//! * `export = "ns:pkg/iface"`: a callback interface; generates `self.callbacks(&actor)` typed callers.
+//! * `name = "..."`: the manifest `type` (default: the import interface's name).
+//!
+//! On methods, `#[theater(...)]`: `name = "wit-name"` binds a differently named WIT function;
+//! `record(value = "full" | "digest" | "keyed-digest")` declares payload values and how the chain records them;
+//! `create_instance` marks the per-actor constructor (default: `Clone`); `start` marks background work.
+//!
+//! Every mismatch between the WIT and the methods is a compile error at the offending tokens; all are reported
+//! at once.
+
+use proc_macro::TokenStream;
+
+/// Generates a Theater `Handler` from an `impl` block whose methods implement a WIT interface. See the crate
+/// docs for the keys.
+#[proc_macro_attribute]
+pub fn theater_handler(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").map(std::path::PathBuf::from).unwrap_or_default();
+    theater_codegen::expand_handler(attr.into(), item.into(), &manifest_dir).into()
+}

@@ -1,0 +1,306 @@
+//! Named checks between the WIT model and the user's `impl`: every function has a method, every method binds a
+//! function, and the parameter and return types agree. Each problem is an error at the user's tokens.
+
+use heck::ToKebabCase;
+use syn::spanned::Spanned as _;
+use syn::{FnArg, GenericArgument, ImplItem, ItemImpl, PathArguments, ReturnType};
+
+use crate::attr::{MethodAttr, Mode};
+use crate::diag::Diagnostics;
+use crate::model::{Function, Interface, Model, Type, TypeDefKind};
+use crate::typemap::type_string;
+
+/// A WIT function and the method that serves it.
+pub struct Bound<'a> {
+    pub function: &'a Function,
+    pub method: syn::Ident,
+    pub is_async: bool,
+    /// Whether the method takes `ctx: &mut HostCtx<'_>` after `&self`.
+    pub ctx: bool,
+    /// Payload values (WIT names, or `result`) and their default modes.
+    pub payload: Vec<(String, Mode)>,
+}
+
+/// A lifecycle hook method.
+pub struct Hook {
+    pub method: syn::Ident,
+    pub is_async: bool,
+}
+
+/// What the expansion needs from the user's `impl`, after the checks.
+#[derive(Default)]
+pub struct Plan<'a> {
+    pub bound: Vec<Bound<'a>>,
+    pub create_instance: Option<Hook>,
+    pub start: Option<Hook>,
+}
+
+/// Binds the methods of `item` to the functions of `iface`, stripping `#[theater]` attributes from `item`.
+pub fn bind<'a>(model: &Model, iface: Option<&'a Interface>, item: &mut ItemImpl, diag: &mut Diagnostics) -> Plan<'a> {
+    let mut plan = Plan::default();
+    let functions: &[Function] = iface.map(|i| i.functions.as_slice()).unwrap_or(&[]);
+    let mut served = vec![false; functions.len()];
+    for impl_item in &mut item.items {
+        let method = match impl_item {
+            ImplItem::Fn(m) => m,
+            other => {
+                diag.error(
+                    other.span(),
+                    "#[theater_handler] impl blocks hold only methods: move other items to a separate impl",
+                );
+                continue;
+            }
+        };
+        let attr = MethodAttr::take(&mut method.attrs, diag);
+        let sig = &method.sig;
+        let hook = || Hook { method: sig.ident.clone(), is_async: sig.asyncness.is_some() };
+        if attr.create_instance.is_some() {
+            plan.create_instance = Some(hook());
+            continue;
+        }
+        if attr.start.is_some() {
+            if sig.asyncness.is_none() {
+                diag.error(sig.ident.span(), "a #[theater(start)] method must be an `async fn`");
+            }
+            plan.start = Some(hook());
+            continue;
+        }
+        let wit_name = attr.name.as_ref().map(|n| n.value.clone()).unwrap_or_else(|| sig.ident.to_string().to_kebab_case());
+        let Some(index) = functions.iter().position(|f| f.name == wit_name) else {
+            let iface_name = iface.map(|i| i.name.full()).unwrap_or_else(|| "the imported interface".into());
+            let span = attr.name.as_ref().map(|n| n.span).unwrap_or(sig.ident.span());
+            let hint = nearest(&wit_name, functions.iter().map(|f| f.name.as_str()))
+                .map(|n| format!("; did you mean `{}` (WIT `{n}`)?", n.replace('-', "_")))
+                .unwrap_or_default();
+            diag.error(span, format!("`{}` is not a function of {iface_name}{hint}", sig.ident));
+            continue;
+        };
+        if std::mem::replace(&mut served[index], true) {
+            diag.error(sig.ident.span(), format!("WIT function `{wit_name}` already has a method"));
+            continue;
+        }
+        let function = &functions[index];
+        if let Some(bound) = check_signature(model, function, method, &attr, diag) {
+            plan.bound.push(bound);
+        }
+    }
+    for (function, served) in functions.iter().zip(served) {
+        if !served {
+            diag.error(
+                item.self_ty.span(),
+                format!("missing method for WIT function `{}`: expected `{}`", function.name, expected_signature(function)),
+            );
+        }
+    }
+    // Keep WIT order, whatever the method order.
+    plan.bound.sort_by_key(|b| functions.iter().position(|f| std::ptr::eq(f, b.function)));
+    plan
+}
+
+/// `fn random_bytes(&self, length: u32) -> Result<Vec<u8>, String>`.
+pub fn expected_signature(f: &Function) -> String {
+    let params: Vec<String> = f.params.iter().map(|p| format!(", {}: {}", p.rust_name(), type_string(&p.ty))).collect();
+    let ret = f.result.as_ref().map(|t| format!(" -> {}", type_string(t))).unwrap_or_default();
+    format!("fn {}(&self{}){}", f.rust_name(), params.concat(), ret)
+}
+
+fn check_signature<'a>(
+    model: &Model,
+    function: &'a Function,
+    method: &syn::ImplItemFn,
+    attr: &MethodAttr,
+    diag: &mut Diagnostics,
+) -> Option<Bound<'a>> {
+    let sig = &method.sig;
+    let before = diag_len(diag);
+    let mut inputs = sig.inputs.iter();
+    match inputs.next() {
+        Some(FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_none() => {}
+        Some(other) => diag.error(
+            other.span(),
+            format!("host function methods take `&self` (instances are shared by the actor's calls): {}", expected_signature(function)),
+        ),
+        None => diag.error(sig.ident.span(), format!("missing `&self`: expected `{}`", expected_signature(function))),
+    }
+    let mut params: Vec<&syn::PatType> = inputs
+        .filter_map(|a| match a {
+            FnArg::Typed(t) => Some(t),
+            FnArg::Receiver(_) => None,
+        })
+        .collect();
+    let ctx = params.first().is_some_and(|p| is_host_ctx(&p.ty));
+    if ctx {
+        params.remove(0);
+    }
+    if params.len() != function.params.len() {
+        diag.error(
+            sig.inputs.span(),
+            format!(
+                "WIT function `{}` takes {} parameter(s), this method {}: expected `{}`",
+                function.name,
+                function.params.len(),
+                params.len(),
+                expected_signature(function)
+            ),
+        );
+    } else {
+        for (user, wit) in params.iter().zip(&function.params) {
+            if !matches(model, &user.ty, &wit.ty) {
+                diag.error(
+                    user.ty.span(),
+                    format!("parameter `{}` of WIT function `{}` is `{}`", wit.name, function.name, type_string(&wit.ty)),
+                );
+            }
+        }
+    }
+    let ok = match (&sig.output, &function.result) {
+        (ReturnType::Default, None) => true,
+        (ReturnType::Type(_, t), None) => matches!(&**t, syn::Type::Tuple(tt) if tt.elems.is_empty()),
+        (ReturnType::Default, Some(_)) => false,
+        (ReturnType::Type(_, t), Some(want)) => matches(model, t, want),
+    };
+    if !ok {
+        let want = function.result.as_ref().map(type_string).unwrap_or_else(|| "()".into());
+        let span = match &sig.output {
+            ReturnType::Default => sig.paren_token.span.close(),
+            ReturnType::Type(_, t) => t.span(),
+        };
+        diag.error(span, format!("WIT function `{}` returns `{want}`", function.name));
+    }
+    let mut payload = Vec::new();
+    for (value, mode) in &attr.record {
+        let known = value.value == "result" && function.result.is_some()
+            || function.params.iter().any(|p| p.rust_name() == value.value || p.name == value.value);
+        if !known {
+            diag.error(value.span, format!("`{}` is neither a parameter of `{}` nor `result`", value.value, function.name));
+            continue;
+        }
+        payload.push((value.value.to_kebab_case(), *mode));
+    }
+    if diag_len(diag) != before {
+        return None;
+    }
+    Some(Bound { function, method: sig.ident.clone(), is_async: sig.asyncness.is_some(), ctx, payload })
+}
+
+fn diag_len(diag: &Diagnostics) -> usize {
+    diag.messages().count()
+}
+
+/// Whether `ty` is `&mut HostCtx<'_>` (by its last path segment).
+fn is_host_ctx(ty: &syn::Type) -> bool {
+    match ty {
+        syn::Type::Reference(r) => last_ident(&r.elem).is_some_and(|(i, _)| i == "HostCtx"),
+        _ => false,
+    }
+}
+
+fn last_ident(ty: &syn::Type) -> Option<(String, Vec<&syn::Type>)> {
+    match ty {
+        syn::Type::Path(p) if p.qself.is_none() => {
+            let seg = p.path.segments.last()?;
+            let args = match &seg.arguments {
+                PathArguments::AngleBracketed(a) => a
+                    .args
+                    .iter()
+                    .filter_map(|a| match a {
+                        GenericArgument::Type(t) => Some(t),
+                        _ => None,
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            Some((seg.ident.to_string(), args))
+        }
+        syn::Type::Group(g) => last_ident(&g.elem),
+        syn::Type::Paren(p) => last_ident(&p.elem),
+        _ => None,
+    }
+}
+
+/// Whether the user's type is the Rust type of `want` (syntactically; rustc checks the generated call too).
+pub fn matches(model: &Model, user: &syn::Type, want: &Type) -> bool {
+    if let syn::Type::Group(g) = user {
+        return matches(model, &g.elem, want);
+    }
+    if let syn::Type::Paren(p) = user {
+        return matches(model, &p.elem, want);
+    }
+    let prim = |name: &str| last_ident(user).is_some_and(|(i, args)| i == name && args.is_empty());
+    let generic = |name: &str, wants: &[Option<&Type>]| {
+        last_ident(user).is_some_and(|(i, args)| {
+            i == name
+                && args.len() == wants.len()
+                && args.iter().zip(wants).all(|(a, w)| match w {
+                    Some(w) => matches(model, a, w),
+                    None => matches!(a, syn::Type::Tuple(t) if t.elems.is_empty()),
+                })
+        })
+    };
+    match want {
+        Type::Bool => prim("bool"),
+        Type::U8 => prim("u8"),
+        Type::U16 => prim("u16"),
+        Type::U32 => prim("u32"),
+        Type::U64 => prim("u64"),
+        Type::S8 => prim("i8"),
+        Type::S16 => prim("i16"),
+        Type::S32 => prim("i32"),
+        Type::S64 => prim("i64"),
+        Type::F32 => prim("f32"),
+        Type::F64 => prim("f64"),
+        Type::Char => prim("char"),
+        Type::String => prim("String"),
+        Type::List(t) => generic("Vec", &[Some(t)]),
+        Type::Option(t) => generic("Option", &[Some(t)]),
+        Type::Result { ok, err } => generic("Result", &[ok.as_deref(), err.as_deref()]),
+        Type::Tuple(ts) => match user {
+            syn::Type::Tuple(t) => t.elems.len() == ts.len() && t.elems.iter().zip(ts).all(|(u, w)| matches(model, u, w)),
+            _ => false,
+        },
+        Type::Named(r) => {
+            if prim(&r.rust_name()) {
+                return true;
+            }
+            match model.interface(&r.iface).and_then(|i| i.type_def(&r.name)).map(|d| &d.kind) {
+                Some(TypeDefKind::Use(inner)) => matches(model, user, &Type::Named(inner.clone())),
+                Some(TypeDefKind::Alias(t)) => matches(model, user, t),
+                _ => false,
+            }
+        }
+    }
+}
+
+/// The candidate nearest to `name` by edit distance, if reasonably near.
+fn nearest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .map(|c| (edit_distance(name, c), c))
+        .filter(|(d, c)| *d <= (c.len().max(name.len()) / 2).max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_name() {
+        let names = ["random-bytes", "random-range", "random-float", "generate-uuid"];
+        assert_eq!(nearest("random-byte", names.iter().copied()), Some("random-bytes"));
+        assert_eq!(nearest("zzz", names.iter().copied()), None);
+    }
+}

@@ -1,0 +1,85 @@
+//! The error accumulator: every problem found during expansion, each at its span, reported together.
+//!
+//! Modelled on serde_derive's `Ctxt`: checks push errors and carry on; nothing is emitted until
+//! [`Diagnostics::finish`] says there were none.
+
+use std::fmt;
+
+use proc_macro2::{Span, TokenStream};
+use quote::quote_spanned;
+
+/// Errors collected during one expansion, in the order found.
+#[derive(Debug, Default)]
+pub struct Diagnostics {
+    errors: Vec<(Span, String)>,
+}
+
+impl Diagnostics {
+    /// No errors yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records an error at `span`.
+    pub fn error(&mut self, span: Span, message: impl Into<String>) {
+        self.errors.push((span, message.into()));
+    }
+
+    /// Records a `syn::Error` (possibly several combined).
+    pub fn syn(&mut self, error: syn::Error) {
+        for e in error {
+            self.errors.push((e.span(), e.to_string()));
+        }
+    }
+
+    /// Whether any error was recorded.
+    pub fn has_errors(&self) -> bool {
+        !self.errors.is_empty()
+    }
+
+    /// The messages, in order.
+    pub fn messages(&self) -> impl Iterator<Item = &str> {
+        self.errors.iter().map(|(_, m)| m.as_str())
+    }
+
+    /// `Ok(())` when there were no errors, else the diagnostics.
+    pub fn finish(self) -> Result<(), Self> {
+        if self.errors.is_empty() { Ok(()) } else { Err(self) }
+    }
+
+    /// Moves `other`'s errors into `self`.
+    pub fn extend(&mut self, other: Diagnostics) {
+        self.errors.extend(other.errors);
+    }
+
+    /// One `compile_error!` per error, at its span.
+    pub fn to_compile_errors(&self) -> TokenStream {
+        self.errors
+            .iter()
+            .map(|(span, msg)| quote_spanned!(*span=> ::core::compile_error!(#msg);))
+            .collect()
+    }
+}
+
+impl fmt::Display for Diagnostics {
+    /// One line per error; with proc-macro2's `span-locations` outside a macro, `line:col: ` prefixes.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (_, msg)) in self.errors.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "error: {msg}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Diagnostics {}
+
+impl From<syn::Error> for Diagnostics {
+    fn from(e: syn::Error) -> Self {
+        let mut d = Self::new();
+        d.syn(e);
+        d
+    }
+}

@@ -1,0 +1,245 @@
+//! Emitters: one per output (types, the import side, the export side), over one checked model. Tokens are built
+//! with `quote!`; nothing is formatted or parsed back here.
+
+pub mod exports;
+pub mod imports;
+pub mod types;
+
+use std::path::PathBuf;
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned as _;
+use syn::ItemImpl;
+
+use crate::attr::Mode;
+use crate::check::Plan;
+use crate::model::{IfaceName, Interface, Model};
+
+/// `#[doc = "..."]` lines of a WIT doc comment.
+pub fn docs(docs: &Option<String>) -> TokenStream {
+    match docs {
+        Some(d) => d.lines().map(|l| {
+            let l = format!(" {}", l.trim_end());
+            quote!(#[doc = #l])
+        }).collect(),
+        None => TokenStream::new(),
+    }
+}
+
+/// The runtime's `RecordMode` for a mode.
+pub fn mode_tokens(mode: Mode) -> TokenStream {
+    match mode {
+        Mode::Full => quote!(::theater_runtime::RecordMode::Full),
+        Mode::Digest => quote!(::theater_runtime::RecordMode::Digest),
+        Mode::KeyedDigest => quote!(::theater_runtime::RecordMode::KeyedDigest),
+    }
+}
+
+/// One `const _: &[u8] = include_bytes!(...)` per WIT file, so that editing WIT rebuilds the crate.
+pub fn include_files(files: &[PathBuf]) -> TokenStream {
+    files
+        .iter()
+        .map(|f| {
+            let path = f.display().to_string();
+            quote!(const _: &[u8] = ::core::include_bytes!(#path);)
+        })
+        .collect()
+}
+
+/// Everything one annotated `impl` expands to, besides the `impl` itself.
+pub struct HandlerParts<'a> {
+    pub model: &'a Model,
+    pub item: &'a ItemImpl,
+    pub name: String,
+    pub import: Option<&'a Interface>,
+    pub export: Option<(&'a Interface, Vec<exports::Callback<'a>>)>,
+    pub plan: Plan<'a>,
+    pub files: &'a [PathBuf],
+}
+
+/// The module tree of every interface the handler touches, with the callers in the export's module.
+pub fn type_modules(model: &Model, import: Option<&Interface>, export: Option<&(&Interface, Vec<exports::Callback<'_>>)>) -> TokenStream {
+    let roots: Vec<IfaceName> = import.iter().map(|i| i.name.clone()).chain(export.map(|(i, _)| i.name.clone())).collect();
+    let closure = model.closure(&roots);
+    let extra = |name: &IfaceName| match export {
+        Some((iface, cbs)) if &iface.name == name => exports::module_items(iface, cbs),
+        _ => TokenStream::new(),
+    };
+    types::module_tree(model, &closure, &extra)
+}
+
+/// The full expansion.
+pub fn handler(parts: &HandlerParts<'_>) -> TokenStream {
+    let item = parts.item;
+    let self_ty = &item.self_ty;
+    let (impl_generics, _, where_clause) = item.generics.split_for_impl();
+    let name = &parts.name;
+    let imports = match parts.import {
+        Some(i) => {
+            let n = i.name.full();
+            quote!(::core::option::Option::Some(#n))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    let exports_name = match &parts.export {
+        Some((i, _)) => {
+            let n = i.name.full();
+            quote!(::core::option::Option::Some(#n))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    let functions = parts.import.map(|i| i.functions.iter().map(|f| f.name.clone()).collect::<Vec<_>>()).unwrap_or_default();
+    let specs = parts.import.map(|i| imports::call_specs(i, &parts.plan.bound)).unwrap_or_default();
+    let linker = match parts.import {
+        Some(_) => {
+            let functions = imports::linker_functions(&parts.plan.bound);
+            quote! {
+                let mut inst = linker.instance(interface)?;
+                #functions
+                ::core::result::Result::Ok(())
+            }
+        }
+        None => quote! {
+            let _ = (linker, interface);
+            ::core::result::Result::Ok(())
+        },
+    };
+    let resolve = match &parts.export {
+        Some((iface, cbs)) => {
+            let calls = exports::resolve_calls(iface, cbs);
+            quote! { #calls ::core::result::Result::Ok(()) }
+        }
+        None => quote! { let _ = exports; ::core::result::Result::Ok(()) },
+    };
+    let create = match &parts.plan.create_instance {
+        Some(hook) => {
+            let m = &hook.method;
+            if hook.is_async { quote!(self.#m(actor).await?) } else { quote!(self.#m(actor)?) }
+        }
+        None => quote_spanned!(self_ty.span()=> { let _ = actor; ::core::clone::Clone::clone(self) }),
+    };
+    let start = match &parts.plan.start {
+        Some(hook) => {
+            let m = &hook.method;
+            quote!(::core::option::Option::Some(::std::boxed::Box::pin(Self::#m(self, actor, shutdown))))
+        }
+        None => quote! {
+            let _ = (actor, shutdown);
+            ::core::option::Option::None
+        },
+    };
+    let callers = parts.export.as_ref().map(|(iface, _)| {
+        let [ns, pkg, module] = iface.name.module_path().map(|s| quote::format_ident!("{}", crate::model::rust_ident(&s)));
+        let doc = format!("Typed callers of the `{}` callbacks that `actor` exports.", iface.name.full());
+        quote! {
+            impl #impl_generics #self_ty #where_clause {
+                #[doc = #doc]
+                pub fn callbacks<'a>(&self, actor: &'a ::theater_runtime::ActorHandle) -> #ns::#pkg::#module::Callbacks<'a> {
+                    #ns::#pkg::#module::Callbacks::new(actor)
+                }
+            }
+        }
+    });
+    let types = type_modules(parts.model, parts.import, parts.export.as_ref());
+    let includes = include_files(parts.files);
+    quote! {
+        #item
+
+        #types
+
+        const _: () = {
+            #includes
+            #specs
+
+            #[automatically_derived]
+            impl #impl_generics ::theater_runtime::Handler for #self_ty #where_clause {
+                fn name(&self) -> &'static str { #name }
+
+                fn imports(&self) -> ::core::option::Option<&'static str> { #imports }
+
+                fn exports(&self) -> ::core::option::Option<&'static str> { #exports_name }
+
+                fn functions(&self) -> &'static [&'static str] { &[#(#functions),*] }
+
+                fn create_instance<'a>(
+                    &'a self,
+                    actor: &'a ::theater_runtime::ActorContext,
+                ) -> ::theater_runtime::__private::BoxFuture<
+                    'a,
+                    ::theater_runtime::__private::anyhow::Result<::std::sync::Arc<dyn ::theater_runtime::Handler>>,
+                > {
+                    ::std::boxed::Box::pin(async move {
+                        let instance: Self = #create;
+                        ::core::result::Result::Ok(
+                            ::std::sync::Arc::new(instance) as ::std::sync::Arc<dyn ::theater_runtime::Handler>
+                        )
+                    })
+                }
+
+                fn add_to_linker(
+                    &self,
+                    linker: &mut ::theater_runtime::__private::wasmtime::component::Linker<::theater_runtime::ActorStore>,
+                    interface: &str,
+                ) -> ::theater_runtime::__private::anyhow::Result<()> {
+                    #linker
+                }
+
+                fn add_export_functions(
+                    &self,
+                    exports: &mut ::theater_runtime::ExportResolver<'_>,
+                ) -> ::theater_runtime::__private::anyhow::Result<()> {
+                    #resolve
+                }
+
+                fn start(
+                    self: ::std::sync::Arc<Self>,
+                    actor: ::theater_runtime::ActorHandle,
+                    shutdown: ::theater_runtime::ShutdownSignal,
+                ) -> ::core::option::Option<
+                    ::theater_runtime::__private::BoxFuture<'static, ::theater_runtime::__private::anyhow::Result<()>>,
+                > {
+                    #start
+                }
+
+                fn as_any(self: ::std::sync::Arc<Self>) -> ::std::sync::Arc<dyn ::core::any::Any + ::core::marker::Send + ::core::marker::Sync> {
+                    self
+                }
+            }
+        };
+
+        #callers
+    }
+}
+
+/// What is emitted when the input has errors: the user's `impl` as written (minus `#[theater]` attributes), the
+/// generated types if the WIT loaded, and a stub `Handler` impl, so that the only errors are the real ones.
+pub fn fallback(item: &ItemImpl, types: TokenStream, includes: TokenStream) -> TokenStream {
+    let self_ty = &item.self_ty;
+    let (impl_generics, _, where_clause) = item.generics.split_for_impl();
+    quote! {
+        #item
+        #types
+        const _: () = {
+            #includes
+            #[automatically_derived]
+            impl #impl_generics ::theater_runtime::Handler for #self_ty #where_clause {
+                fn name(&self) -> &'static str { ::core::unreachable!() }
+                fn imports(&self) -> ::core::option::Option<&'static str> { ::core::unreachable!() }
+                fn exports(&self) -> ::core::option::Option<&'static str> { ::core::unreachable!() }
+                fn functions(&self) -> &'static [&'static str] { ::core::unreachable!() }
+                fn create_instance<'a>(&'a self, _: &'a ::theater_runtime::ActorContext)
+                    -> ::theater_runtime::__private::BoxFuture<'a, ::theater_runtime::__private::anyhow::Result<::std::sync::Arc<dyn ::theater_runtime::Handler>>>
+                { ::core::unreachable!() }
+                fn add_to_linker(&self, _: &mut ::theater_runtime::__private::wasmtime::component::Linker<::theater_runtime::ActorStore>, _: &str)
+                    -> ::theater_runtime::__private::anyhow::Result<()> { ::core::unreachable!() }
+                fn add_export_functions(&self, _: &mut ::theater_runtime::ExportResolver<'_>)
+                    -> ::theater_runtime::__private::anyhow::Result<()> { ::core::unreachable!() }
+                fn start(self: ::std::sync::Arc<Self>, _: ::theater_runtime::ActorHandle, _: ::theater_runtime::ShutdownSignal)
+                    -> ::core::option::Option<::theater_runtime::__private::BoxFuture<'static, ::theater_runtime::__private::anyhow::Result<()>>>
+                { ::core::unreachable!() }
+                fn as_any(self: ::std::sync::Arc<Self>) -> ::std::sync::Arc<dyn ::core::any::Any + ::core::marker::Send + ::core::marker::Sync> { self }
+            }
+        };
+    }
+}

@@ -1,0 +1,34 @@
+//! Loading a WIT package directory into a `wit_parser::Resolve`, remembering every file read.
+
+use std::path::{Path, PathBuf};
+
+use wit_parser::{PackageId, Resolve};
+
+/// A resolved WIT package and the files it was read from.
+pub struct Loaded {
+    /// Every package found (the main one and its `deps/`).
+    pub resolve: Resolve,
+    /// The main package.
+    pub package: PackageId,
+    /// Absolute paths of every WIT file read, for `include_bytes!` (so editing WIT rebuilds the crate).
+    pub files: Vec<PathBuf>,
+}
+
+/// Loads the WIT package in `dir` (relative paths resolve against `base`).
+///
+/// # Errors
+/// The directory is missing, or a file fails to parse or resolve: the message is wit-parser's, which carries
+/// `file:line:col` for syntax and name errors.
+pub fn load(base: &Path, dir: &Path) -> Result<Loaded, String> {
+    let path = if dir.is_absolute() { dir.to_owned() } else { base.join(dir) };
+    if !path.is_dir() {
+        return Err(format!("WIT directory `{}` does not exist", path.display()));
+    }
+    let mut resolve = Resolve::default();
+    let (package, sources) = resolve.push_dir(&path).map_err(|e| format!("{e:#}"))?;
+    let files = sources
+        .paths()
+        .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned()))
+        .collect();
+    Ok(Loaded { resolve, package, files })
+}

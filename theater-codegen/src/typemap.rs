@@ -1,0 +1,151 @@
+//! WIT type → Rust type, in one place: as wasmtime's bindgen maps them (`list<T>` → `Vec<T>`, `option<T>` →
+//! `Option<T>`, `result<T, E>` → `Result<T, E>` with `()` for a missing side, `tuple<..>` → a tuple, `string` →
+//! `String`, named types → the generated type's path).
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+
+use crate::model::{Type, TypeRef};
+
+/// Where a generated path starts: at the scope of the annotated `impl` (`theater::simple::types::Chain`) or
+/// inside an interface module, three levels down (`super::super::super::theater::simple::types::Chain`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// The module that holds the annotated `impl` and the generated module tree.
+    Root,
+    /// Inside `ns::pkg::iface`.
+    Interface,
+}
+
+/// The Rust type of `ty`.
+pub fn rust_type(ty: &Type, scope: Scope) -> TokenStream {
+    match ty {
+        Type::Bool => quote!(bool),
+        Type::U8 => quote!(u8),
+        Type::U16 => quote!(u16),
+        Type::U32 => quote!(u32),
+        Type::U64 => quote!(u64),
+        Type::S8 => quote!(i8),
+        Type::S16 => quote!(i16),
+        Type::S32 => quote!(i32),
+        Type::S64 => quote!(i64),
+        Type::F32 => quote!(f32),
+        Type::F64 => quote!(f64),
+        Type::Char => quote!(char),
+        Type::String => quote!(::std::string::String),
+        Type::List(t) => {
+            let t = rust_type(t, scope);
+            quote!(::std::vec::Vec<#t>)
+        }
+        Type::Option(t) => {
+            let t = rust_type(t, scope);
+            quote!(::core::option::Option<#t>)
+        }
+        Type::Result { ok, err } => {
+            let ok = ok.as_deref().map(|t| rust_type(t, scope)).unwrap_or_else(|| quote!(()));
+            let err = err.as_deref().map(|t| rust_type(t, scope)).unwrap_or_else(|| quote!(()));
+            quote!(::core::result::Result<#ok, #err>)
+        }
+        Type::Tuple(ts) => {
+            let ts = ts.iter().map(|t| rust_type(t, scope));
+            quote!((#(#ts,)*))
+        }
+        Type::Named(r) => type_path(r, scope),
+    }
+}
+
+/// The path of a named type from `scope`.
+pub fn type_path(r: &TypeRef, scope: Scope) -> TokenStream {
+    let [ns, pkg, iface] = r.iface.module_path().map(|s| format_ident!("{}", crate::model::rust_ident(&s)));
+    let name = format_ident!("{}", r.rust_name());
+    match scope {
+        Scope::Root => quote!(#ns::#pkg::#iface::#name),
+        Scope::Interface => quote!(super::super::super::#ns::#pkg::#iface::#name),
+    }
+}
+
+/// The Rust type of `ty` as a user would write it (`Result<Vec<u8>, String>`), for messages.
+pub fn type_string(ty: &Type) -> String {
+    match ty {
+        Type::Bool => "bool".into(),
+        Type::U8 => "u8".into(),
+        Type::U16 => "u16".into(),
+        Type::U32 => "u32".into(),
+        Type::U64 => "u64".into(),
+        Type::S8 => "i8".into(),
+        Type::S16 => "i16".into(),
+        Type::S32 => "i32".into(),
+        Type::S64 => "i64".into(),
+        Type::F32 => "f32".into(),
+        Type::F64 => "f64".into(),
+        Type::Char => "char".into(),
+        Type::String => "String".into(),
+        Type::List(t) => format!("Vec<{}>", type_string(t)),
+        Type::Option(t) => format!("Option<{}>", type_string(t)),
+        Type::Result { ok, err } => {
+            let side = |t: &Option<Box<Type>>| t.as_deref().map(type_string).unwrap_or_else(|| "()".into());
+            format!("Result<{}, {}>", side(ok), side(err))
+        }
+        Type::Tuple(ts) if ts.len() == 1 => format!("({},)", type_string(&ts[0])),
+        Type::Tuple(ts) => format!("({})", ts.iter().map(type_string).collect::<Vec<_>>().join(", ")),
+        Type::Named(r) => r.rust_name(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::IfaceName;
+
+    fn s(ty: &Type) -> String {
+        rust_type(ty, Scope::Root).to_string().replace(' ', "")
+    }
+
+    #[test]
+    fn primitives() {
+        let cases = [
+            (Type::Bool, "bool"),
+            (Type::U8, "u8"),
+            (Type::U16, "u16"),
+            (Type::U32, "u32"),
+            (Type::U64, "u64"),
+            (Type::S8, "i8"),
+            (Type::S16, "i16"),
+            (Type::S32, "i32"),
+            (Type::S64, "i64"),
+            (Type::F32, "f32"),
+            (Type::F64, "f64"),
+            (Type::Char, "char"),
+            (Type::String, "::std::string::String"),
+        ];
+        for (ty, want) in cases {
+            assert_eq!(s(&ty), want);
+        }
+    }
+
+    #[test]
+    fn containers() {
+        let bytes = Type::List(Box::new(Type::U8));
+        assert_eq!(s(&bytes), "::std::vec::Vec<u8>");
+        assert_eq!(s(&Type::Option(Box::new(bytes.clone()))), "::core::option::Option<::std::vec::Vec<u8>>");
+        let r = Type::Result { ok: None, err: Some(Box::new(Type::String)) };
+        assert_eq!(s(&r), "::core::result::Result<(),::std::string::String>");
+        assert_eq!(type_string(&r), "Result<(), String>");
+        let t = Type::Tuple(vec![Type::U64, bytes]);
+        assert_eq!(s(&t), "(u64,::std::vec::Vec<u8>,)");
+        assert_eq!(type_string(&t), "(u64, Vec<u8>)");
+        assert_eq!(type_string(&Type::Tuple(vec![Type::String])), "(String,)");
+    }
+
+    #[test]
+    fn named_types_have_scoped_paths() {
+        let r = TypeRef {
+            iface: IfaceName::parse("theater:simple/http-types").unwrap(),
+            name: "http-request".into(),
+        };
+        assert_eq!(s(&Type::Named(r.clone())), "theater::simple::http_types::HttpRequest");
+        let inner = type_path(&r, Scope::Interface).to_string().replace(' ', "");
+        assert_eq!(inner, "super::super::super::theater::simple::http_types::HttpRequest");
+        assert_eq!(type_string(&Type::Named(r)), "HttpRequest");
+    }
+}
