@@ -44,20 +44,32 @@ pub struct CallSpec {
 /// A call whose parameters are encoded and whose result is not yet known. See [`begin`] and [`finish`].
 #[must_use = "a pending call is recorded by `host::finish`"]
 pub struct PendingCall {
-    spec: &'static CallSpec,
+    event_type: &'static str,
+    payload: &'static [(&'static str, RecordMode)],
     data: Vec<u8>,
 }
 
 /// Encodes the parameters of a call to `spec` before the call moves them (see [`crate::record`] for the format).
 pub fn begin<P: RecordParams>(store: &ActorStore, spec: &'static CallSpec, params: &P) -> PendingCall {
+    begin_parts(store, spec.event_type, spec.payload, spec.params, params)
+}
+
+/// [`begin`] from the parts of a spec: the chain event type, the payload values, the parameter names.
+pub(crate) fn begin_parts<P: RecordParams>(
+    store: &ActorStore,
+    event_type: &'static str,
+    payload: &'static [(&'static str, RecordMode)],
+    names: &'static [&'static str],
+    params: &P,
+) -> PendingCall {
     use serde::ser::{SerializeMap, Serializer};
     let recorder = &store.recorder;
     let mut data = Vec::with_capacity(64);
     data.extend_from_slice(b"{\"params\":");
     let mut ser = serde_json::Serializer::new(&mut data);
-    let mode = |name: &str| recorder.mode(spec.function, spec.payload, name);
-    let written = ser.serialize_map(Some(spec.params.len())).and_then(|mut map| {
-        params.write_entries(spec.params, &mode, recorder, &mut map)?;
+    let mode = |name: &str| recorder.mode(event_type, payload, name);
+    let written = ser.serialize_map(None).and_then(|mut map| {
+        params.write_entries(names, &mode, recorder, &mut map)?;
         map.end()
     });
     if let Err(e) = written {
@@ -65,18 +77,17 @@ pub fn begin<P: RecordParams>(store: &ActorStore, spec: &'static CallSpec, param
         data.extend_from_slice(format!("{:?}", format!("cannot encode parameters: {e}")).as_bytes());
     }
     data.extend_from_slice(b",\"result\":");
-    PendingCall { spec, data }
+    PendingCall { event_type, payload, data }
 }
 
 /// Appends the result to a [`PendingCall`] and records it as one chain event of type `spec.event_type`.
 pub fn finish<R: Serialize + ?Sized>(store: &mut ActorStore, mut call: PendingCall, result: &R) {
-    let spec = call.spec;
-    let mode = store.recorder.mode(spec.function, spec.payload, "result");
+    let mode = store.recorder.mode(call.event_type, call.payload, "result");
     if let Err(e) = serde_json::to_writer(&mut call.data, &Recorded::new(result, mode, &store.recorder)) {
         call.data.extend_from_slice(format!("{:?}", format!("cannot encode result: {e}")).as_bytes());
     }
     call.data.push(b'}');
-    store.record_event(spec.event_type, call.data);
+    store.record_event(call.event_type, call.data);
 }
 
 /// The instance of handler `T` serving this actor.

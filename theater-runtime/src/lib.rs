@@ -33,8 +33,9 @@ pub mod record;
 pub mod registry;
 pub mod runtime;
 pub mod store;
+mod wasi;
 
-pub use actor::{ActorHandle, ActorId, ActorStatus};
+pub use actor::{ActorExit, ActorHandle, ActorId, ActorStatus};
 pub use chain::{Chain, ChainError, ChainEvent};
 pub use error::ActorError;
 pub use exports::{ExportResolver, ExportSpec};
@@ -42,8 +43,8 @@ pub use handler::{ActorContext, Handler, ShutdownSignal};
 pub use host::{CallSpec, HostCtx};
 pub use manifest::Manifest;
 pub use record::RecordMode;
-pub use registry::HandlerRegistry;
-pub use runtime::{RuntimeConfig, SpawnOptions, TheaterRuntime};
+pub use registry::{HandlerConfig, HandlerRegistry};
+pub use runtime::{RuntimeConfig, SpawnError, SpawnOptions, TheaterRuntime};
 pub use store::ActorStore;
 
 /// Re-exports used by code that `#[theater_handler]` generates, so handler crates need no direct dependency on

@@ -1,1 +1,192 @@
-//! TODO
+//! Actor manifests (TOML). Unknown fields and bad values are errors that name the field; relative paths resolve
+//! against the manifest's folder.
+//!
+//! ```toml
+//! name = "demo"
+//! component = "demo.wasm"          # relative to this file
+//! init_state = "state.bin"         # optional: the bytes of the initial state
+//!
+//! [limits]
+//! call_timeout_ms = 10000          # epoch deadline of one call into the actor (default 10 000)
+//! memory_bytes = 268435456         # linear memories and tables (default 256 MiB)
+//!
+//! [[handler]]
+//! type = "random"
+//! seed = 42                        # the handler's own fields
+//! record = { "random-bytes" = "digest" }   # optional: record modes of payload values (handlers.md §1.1)
+//! ```
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::record::RecordMode;
+
+/// Per-actor resource limits (`[limits]`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// The deadline of one call into the actor, in ms (epoch interruption): a guest past it traps and the actor
+    /// fails. Default 10 000.
+    pub call_timeout_ms: u64,
+    /// The most bytes the actor's linear memories and tables may grow to. Default 256 MiB.
+    pub memory_bytes: u64,
+}
+
+impl Default for Limits {
+    /// `call_timeout_ms = 10 000`, `memory_bytes = 256 MiB`.
+    fn default() -> Self {
+        Self { call_timeout_ms: 10_000, memory_bytes: 256 * 1024 * 1024 }
+    }
+}
+
+/// One `[[handler]]` table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HandlerEntry {
+    /// `type`: the handler's registry name, e.g. `"random"`.
+    pub type_name: String,
+    /// `record`: function WIT name → record mode of its payload values.
+    pub record: HashMap<String, RecordMode>,
+    /// Every other field: the handler's configuration.
+    pub config: toml::Table,
+}
+
+/// A parsed manifest. Paths are absolute (resolved against the manifest's folder).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Manifest {
+    /// The actor's name.
+    pub name: String,
+    /// The component (`.wasm`) path.
+    pub component: PathBuf,
+    /// A file whose bytes are the initial state.
+    pub init_state: Option<PathBuf>,
+    /// Resource limits.
+    pub limits: Limits,
+    /// The handlers granted, in order.
+    pub handlers: Vec<HandlerEntry>,
+    /// The folder relative paths resolve against.
+    pub dir: PathBuf,
+}
+
+/// A manifest that cannot be read or is invalid; the message names the file and the field.
+#[derive(Debug, thiserror::Error)]
+#[error("manifest {}: {message}", path.display())]
+pub struct ManifestError {
+    /// The manifest file (or `<inline>`).
+    pub path: PathBuf,
+    /// What is wrong, naming the field.
+    pub message: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    name: String,
+    component: PathBuf,
+    init_state: Option<PathBuf>,
+    #[serde(default)]
+    limits: Limits,
+    #[serde(default, rename = "handler")]
+    handlers: Vec<toml::Table>,
+}
+
+impl Manifest {
+    /// Reads and parses the manifest at `path`.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, ManifestError> {
+        let path = path.as_ref();
+        let err = |message: String| ManifestError { path: path.to_owned(), message };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let dir = std::path::absolute(&dir).unwrap_or(dir);
+        Self::parse(&text, &dir).map_err(|e| ManifestError { path: path.to_owned(), message: e.message })
+    }
+
+    /// Parses manifest text; relative paths resolve against `dir`.
+    pub fn parse(text: &str, dir: &Path) -> Result<Self, ManifestError> {
+        let err = |message: String| ManifestError { path: PathBuf::from("<inline>"), message };
+        let raw: RawManifest = toml::from_str(text).map_err(|e| err(e.to_string().trim_end().to_owned()))?;
+        let mut handlers = Vec::new();
+        for (i, mut table) in raw.handlers.into_iter().enumerate() {
+            let type_name = match table.remove("type") {
+                Some(toml::Value::String(s)) => s,
+                Some(_) => return Err(err(format!("handler #{}: `type` must be a string", i + 1))),
+                None => return Err(err(format!("handler #{}: missing field `type`", i + 1))),
+            };
+            let mut record = HashMap::new();
+            match table.remove("record") {
+                None => {}
+                Some(toml::Value::Table(t)) => {
+                    for (function, mode) in t {
+                        let mode = mode.as_str().and_then(RecordMode::parse).ok_or_else(|| {
+                            err(format!(
+                                "handler {type_name}: record.{function}: expected \"full\", \"digest\" or \"keyed-digest\""
+                            ))
+                        })?;
+                        record.insert(function, mode);
+                    }
+                }
+                Some(_) => return Err(err(format!("handler {type_name}: `record` must be a table"))),
+            }
+            if handlers.iter().any(|h: &HandlerEntry| h.type_name == type_name) {
+                return Err(err(format!("handler {type_name} is listed twice")));
+            }
+            handlers.push(HandlerEntry { type_name, record, config: table });
+        }
+        let resolve = |p: PathBuf| if p.is_absolute() { p } else { dir.join(p) };
+        Ok(Self {
+            name: raw.name,
+            component: resolve(raw.component),
+            init_state: raw.init_state.map(resolve),
+            limits: raw.limits,
+            handlers,
+            dir: dir.to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_resolves_paths() {
+        let m = Manifest::parse(
+            "name = \"a\"\ncomponent = \"x/a.wasm\"\ninit_state = \"/abs/s\"\n[limits]\ncall_timeout_ms = 5\n\
+             [[handler]]\ntype = \"random\"\nseed = 4\nrecord = { \"random-bytes\" = \"digest\" }\n",
+            Path::new("/m"),
+        )
+        .unwrap();
+        assert_eq!(m.component, Path::new("/m/x/a.wasm"));
+        assert_eq!(m.init_state.as_deref(), Some(Path::new("/abs/s")));
+        assert_eq!(m.limits, Limits { call_timeout_ms: 5, ..Limits::default() });
+        assert_eq!(m.handlers[0].type_name, "random");
+        assert_eq!(m.handlers[0].record["random-bytes"], RecordMode::Digest);
+        assert_eq!(m.handlers[0].config["seed"].as_integer(), Some(4));
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let e = Manifest::parse("name = \"a\"\ncomponent = \"a.wasm\"\ncolour = 1\n", Path::new("/")).unwrap_err();
+        assert!(e.message.contains("colour"), "{e}");
+        let e = Manifest::parse("name = \"a\"\ncomponent = \"a.wasm\"\n[limits]\ncall_timeout = 1\n", Path::new("/"))
+            .unwrap_err();
+        assert!(e.message.contains("call_timeout"), "{e}");
+    }
+
+    #[test]
+    fn bad_record_mode_and_duplicates_are_errors() {
+        let e = Manifest::parse(
+            "name = \"a\"\ncomponent = \"a.wasm\"\n[[handler]]\ntype = \"random\"\nrecord = { \"x\" = \"half\" }\n",
+            Path::new("/"),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("record.x"), "{e}");
+        let e = Manifest::parse(
+            "name = \"a\"\ncomponent = \"a.wasm\"\n[[handler]]\ntype = \"random\"\n[[handler]]\ntype = \"random\"\n",
+            Path::new("/"),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("twice"), "{e}");
+    }
+}

@@ -49,7 +49,7 @@ impl RecordMode {
 /// The recording settings of one actor: the manifest's per-function overrides and the runtime's HMAC key.
 #[derive(Clone, Debug, Default)]
 pub struct Recorder {
-    /// Function WIT name → mode, for that function's payload values (handlers.md §1.1).
+    /// Event type (`<interface>/<function>`) → mode, for that function's payload values (handlers.md §1.1).
     pub(crate) overrides: HashMap<String, RecordMode>,
     /// Key of [`RecordMode::KeyedDigest`].
     pub(crate) key: Arc<[u8]>,
@@ -61,10 +61,11 @@ impl Recorder {
         Self { overrides, key }
     }
 
-    /// The mode of value `value` (a parameter's WIT name, `result`, or `params.N`) of `function`.
+    /// The mode of value `value` (a parameter's WIT name, `result`, or `params.N`) of the function whose chain
+    /// events are `event_type`.
     pub fn mode(
         &self,
-        function: &str,
+        event_type: &str,
         payload: &[(&'static str, RecordMode)],
         value: &str,
     ) -> RecordMode {
@@ -74,7 +75,7 @@ impl Recorder {
                 if self.overrides.is_empty() {
                     *default
                 } else {
-                    self.overrides.get(function).copied().unwrap_or(*default)
+                    self.overrides.get(event_type).copied().unwrap_or(*default)
                 }
             }
         }
@@ -173,10 +174,10 @@ impl_record_params! {
 
 /// Encodes one call as chain-event `data`: `{"params": {...}, "result": ...}`.
 ///
-/// `function` and `payload` select the modes (see [`Recorder::mode`]); `names` are the parameter names in order.
+/// `event_type` and `payload` select the modes (see [`Recorder::mode`]); `names` are the parameter names in order.
 pub fn encode_call<P: RecordParams + ?Sized, R: Serialize + ?Sized>(
     recorder: &Recorder,
-    function: &str,
+    event_type: &str,
     payload: &[(&'static str, RecordMode)],
     names: &[&'static str],
     params: &P,
@@ -210,8 +211,8 @@ pub fn encode_call<P: RecordParams + ?Sized, R: Serialize + ?Sized>(
         }
     }
     let call = Call {
-        params: Params { recorder, function, payload, names, params },
-        result: Recorded::new(result, recorder.mode(function, payload, "result"), recorder),
+        params: Params { recorder, function: event_type, payload, names, params },
+        result: Recorded::new(result, recorder.mode(event_type, payload, "result"), recorder),
     };
     // Serializing plain data into a Vec cannot fail; a custom `Serialize` that does is recorded as such.
     serde_json::to_vec(&call).unwrap_or_else(|e| {

@@ -2,6 +2,7 @@
 
 use std::any::{Any, TypeId};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
@@ -25,6 +26,12 @@ pub struct ActorStore {
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
     pub(crate) limits: StoreLimits,
+    /// `limits.call_timeout_ms`: the deadline of one call into the actor.
+    pub(crate) call_timeout: Duration,
+    /// When the current call into the actor must end, if one is running.
+    pub(crate) call_deadline: Option<Instant>,
+    /// Whether the current call was interrupted by its deadline.
+    pub(crate) deadline_hit: bool,
 }
 
 impl ActorStore {
@@ -70,6 +77,32 @@ impl ActorStore {
     /// Appends one event to the actor's chain, timestamped now.
     pub fn record_event(&mut self, event_type: &str, data: Vec<u8>) {
         self.shared.record_event(event_type, data);
+    }
+}
+
+impl ActorStore {
+    /// Marks the start of a call into the actor at `now`: its deadline is `now + call_timeout`.
+    pub(crate) fn begin_call(&mut self, now: Instant) {
+        self.call_deadline = Some(now + self.call_timeout);
+        self.deadline_hit = false;
+    }
+
+    /// Marks the end of a call; returns whether its deadline interrupted it.
+    pub(crate) fn end_call(&mut self) -> bool {
+        self.call_deadline = None;
+        std::mem::take(&mut self.deadline_hit)
+    }
+
+    /// The epoch-deadline callback: yield to the executor on every tick (so a busy guest never blocks its
+    /// thread and a terminate can drop the call), and trap once the call's deadline has passed.
+    pub(crate) fn on_epoch(&mut self) -> wasmtime::Result<wasmtime::UpdateDeadline> {
+        match self.call_deadline {
+            Some(deadline) if Instant::now() >= deadline => {
+                self.deadline_hit = true;
+                Err(wasmtime::format_err!("call exceeded its deadline of {} ms", self.call_timeout.as_millis()))
+            }
+            _ => Ok(wasmtime::UpdateDeadline::Yield(1)),
+        }
     }
 }
 

@@ -1,1 +1,185 @@
-//! TODO: the ActorHandle.
+//! [`ActorHandle`]: how the embedder and handlers reach one actor.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::sync::{mpsc, oneshot};
+use wasmtime::Store;
+use wasmtime::component::{ComponentNamedList, ComponentType, Instance, Lift, Lower};
+
+use super::{ActorExit, ActorId, ActorShared, ActorStatus, lock};
+use crate::chain::Chain;
+use crate::error::ActorError;
+use crate::exports::{ExportSpec, StateResult};
+use crate::record::RecordParams;
+use crate::store::ActorStore;
+
+/// One operation on the actor's store, run by its task when the actor is idle.
+pub(crate) type Op =
+    Box<dyn for<'a> FnOnce(&'a mut Store<ActorStore>, Instance) -> BoxFuture<'a, Outcome> + Send>;
+
+/// What an operation did to the actor.
+pub(crate) enum Outcome {
+    /// The actor can take the next call.
+    Continue,
+    /// The guest trapped (or ran out of time or memory): the actor stops with this message.
+    Failed(String),
+}
+
+/// Messages to the actor's task.
+pub(crate) enum Command {
+    Call(Op),
+    Pause(oneshot::Sender<Result<(), ActorError>>),
+    Resume(oneshot::Sender<Result<(), ActorError>>),
+    /// Graceful (`terminate = false`: the current call finishes) or immediate stop.
+    Stop { terminate: bool, reply: oneshot::Sender<()> },
+}
+
+/// A cheap, cloneable reference to one actor: typed calls into its exports, its state, chain and status, and
+/// lifecycle control. Info queries are answered in every state without waiting for the current call.
+#[derive(Clone)]
+pub struct ActorHandle {
+    pub(crate) shared: Arc<ActorShared>,
+    pub(crate) commands: mpsc::UnboundedSender<Command>,
+}
+
+impl fmt::Debug for ActorHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ActorHandle")
+            .field("id", &self.shared.id)
+            .field("name", &self.shared.name)
+            .field("status", &self.status())
+            .finish()
+    }
+}
+
+impl ActorHandle {
+    /// The actor's id.
+    pub fn id(&self) -> &ActorId {
+        &self.shared.id
+    }
+
+    /// The manifest's `name` of the actor.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Where the actor is in its lifecycle.
+    pub fn status(&self) -> ActorStatus {
+        self.shared.status.borrow().clone()
+    }
+
+    /// The actor's current state (a copy): what its last call into an export returned.
+    pub fn state(&self) -> Option<Vec<u8>> {
+        self.shared.state()
+    }
+
+    /// A copy of the actor's chain.
+    pub fn chain(&self) -> Chain {
+        self.shared.chain()
+    }
+
+    /// Whether any of the actor's handlers still runs background work (a `start` task).
+    pub fn has_background_work(&self) -> bool {
+        self.shared.background_tasks() > 0
+    }
+
+    /// Calls the callback `spec` of the actor's exports with `params` (the elements of its `params` tuple),
+    /// following the actor-state convention: the current state goes in, the returned state is kept, and one
+    /// chain event `spec.event_type` records the parameters and the result. Calls run one at a time, in order;
+    /// while the actor is paused they wait.
+    ///
+    /// `timeout` bounds the whole wait, queueing included; the guest's own run time is bounded by the actor's
+    /// `call_timeout_ms` in any case.
+    ///
+    /// # Errors
+    /// [`ActorError::Guest`] with the callback's `Err`; [`ActorError::Trap`] or [`ActorError::Timeout`] when the
+    /// guest traps or passes its deadline (the actor then stops); [`ActorError::NotExported`];
+    /// [`ActorError::Stopped`] when the actor is stopped or stops before the call runs.
+    pub async fn call_export<P, O>(
+        &self,
+        spec: &'static ExportSpec,
+        params: P,
+        timeout: Option<Duration>,
+    ) -> Result<O::Value, ActorError>
+    where
+        P: ComponentType + Lower + RecordParams + Send + Sync + 'static,
+        O: StateResult,
+        (Option<Vec<u8>>, P): ComponentNamedList + Lower,
+        (Result<O, String>,): ComponentNamedList + Lift,
+    {
+        let (tx, rx) = oneshot::channel();
+        let op: Op = Box::new(move |store, instance| {
+            Box::pin(async move {
+                let (result, outcome) = super::call::call_export::<P, O>(store, instance, spec, params).await;
+                let _ = tx.send(result);
+                outcome
+            })
+        });
+        self.commands.send(Command::Call(op)).map_err(|_| ActorError::Stopped)?;
+        let wait = async { rx.await.unwrap_or(Err(ActorError::Stopped)) };
+        match timeout {
+            Some(d) => tokio::time::timeout(d, wait).await.unwrap_or(Err(ActorError::Timeout)),
+            None => wait.await,
+        }
+    }
+
+    /// Pauses the actor: calls queue until [`resume`](Self::resume). A call in progress finishes first.
+    pub async fn pause(&self) -> Result<(), ActorError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(Command::Pause(tx)).map_err(|_| ActorError::Stopped)?;
+        rx.await.unwrap_or(Err(ActorError::Stopped))
+    }
+
+    /// Resumes a paused actor.
+    pub async fn resume(&self) -> Result<(), ActorError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(Command::Resume(tx)).map_err(|_| ActorError::Stopped)?;
+        rx.await.unwrap_or(Err(ActorError::Stopped))
+    }
+
+    /// Stops the actor gracefully: the current call finishes, queued calls fail with [`ActorError::Stopped`],
+    /// handlers' background work is signalled to end. Returns once the actor is stopped. Stopping a stopped
+    /// actor is `Ok`.
+    pub async fn stop(&self) -> Result<(), ActorError> {
+        self.send_stop(false).await
+    }
+
+    /// Stops the actor at once, abandoning the current call.
+    pub async fn terminate(&self) -> Result<(), ActorError> {
+        self.send_stop(true).await
+    }
+
+    async fn send_stop(&self, terminate: bool) -> Result<(), ActorError> {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Stop { terminate, reply: tx }).is_ok() {
+            let _ = rx.await;
+        }
+        self.wait().await;
+        Ok(())
+    }
+
+    /// Asks the runtime to stop this actor gracefully after the current call (what `runtime.shutdown` does).
+    ///
+    /// # Errors
+    /// `"shutdown already requested"` on a second request.
+    pub fn request_shutdown(&self, data: Option<Vec<u8>>) -> Result<(), String> {
+        let mut requested = lock(&self.shared.shutdown_requested);
+        if requested.is_some() {
+            return Err("shutdown already requested".to_owned());
+        }
+        *requested = Some(data);
+        Ok(())
+    }
+
+    /// Waits until the actor has stopped and says how it ended.
+    pub async fn wait(&self) -> ActorExit {
+        let mut rx = self.shared.exit.subscribe();
+        match rx.wait_for(|e| e.is_some()).await {
+            Ok(exit) => exit.clone().unwrap_or(ActorExit::Stopped),
+            Err(_) => ActorExit::Stopped,
+        }
+    }
+}

@@ -1,12 +1,18 @@
 //! Actors: identity, shared state and chain, the [`ActorHandle`], and the per-actor task that runs the
 //! lifecycle state machine (Starting → Idle ⇄ Processing, Paused, ShuttingDown).
 
+mod call;
 mod handle;
+mod task;
 
 use std::fmt;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::watch;
 
 pub use handle::ActorHandle;
+pub(crate) use task::{ActorTask, init_spec};
 
 use crate::chain::Chain;
 
@@ -62,17 +68,81 @@ pub enum ActorStatus {
     Stopped,
 }
 
+impl fmt::Display for ActorStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// How an actor ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ActorExit {
+    /// The actor asked to stop with `runtime.shutdown(data)`.
+    Shutdown {
+        /// The data it passed.
+        data: Option<Vec<u8>>,
+    },
+    /// Stopped by the embedder, the CLI or the runtime's shutdown.
+    Stopped,
+    /// A call trapped, ran past its deadline or over its memory limit (the message says which).
+    Failed(String),
+    /// `init` returned an error (the guest's message) or could not be called.
+    InitFailed(String),
+}
+
+impl ActorExit {
+    /// Whether the actor stopped cleanly (`Shutdown` or `Stopped`).
+    pub fn is_clean(&self) -> bool {
+        matches!(self, Self::Shutdown { .. } | Self::Stopped)
+    }
+}
+
+impl fmt::Display for ActorExit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Shutdown { data: None } => write!(f, "shut down"),
+            Self::Shutdown { data: Some(d) } => write!(f, "shut down ({})", String::from_utf8_lossy(d)),
+            Self::Stopped => write!(f, "stopped"),
+            Self::Failed(e) => write!(f, "failed: {e}"),
+            Self::InitFailed(e) => write!(f, "init failed: {e}"),
+        }
+    }
+}
+
 /// What every holder of an actor's handle can read in any state, without going through the actor's task.
 pub(crate) struct ActorShared {
     pub(crate) id: ActorId,
     pub(crate) name: String,
     pub(crate) state: Mutex<Option<Vec<u8>>>,
     pub(crate) chain: Mutex<Chain>,
+    pub(crate) status: watch::Sender<ActorStatus>,
+    pub(crate) exit: watch::Sender<Option<ActorExit>>,
+    /// `Some(data)` once `runtime.shutdown(data)` was called.
+    pub(crate) shutdown_requested: Mutex<Option<Option<Vec<u8>>>>,
+    /// Handler `start` tasks still running.
+    pub(crate) background: AtomicUsize,
 }
 
 impl ActorShared {
     pub(crate) fn new(id: ActorId, name: String) -> Self {
-        Self { id, name, state: Mutex::new(None), chain: Mutex::new(Chain::new()) }
+        Self {
+            id,
+            name,
+            state: Mutex::new(None),
+            chain: Mutex::new(Chain::new()),
+            status: watch::Sender::new(ActorStatus::Starting),
+            exit: watch::Sender::new(None),
+            shutdown_requested: Mutex::new(None),
+            background: AtomicUsize::new(0),
+        }
+    }
+
+    pub(crate) fn set_status(&self, status: ActorStatus) {
+        self.status.send_replace(status);
+    }
+
+    pub(crate) fn background_tasks(&self) -> usize {
+        self.background.load(Ordering::SeqCst)
     }
 
     pub(crate) fn state(&self) -> Option<Vec<u8>> {

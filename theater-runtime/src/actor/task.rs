@@ -1,0 +1,203 @@
+//! The actor's task: it owns the store and runs the lifecycle state machine
+//! Starting → Idle ⇄ Processing, Paused, ShuttingDown → Stopped.
+//!
+//! One operation at a time; calls that arrive while the actor is processing or paused queue in order. Info
+//! queries never reach the task (they read [`ActorShared`]).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+use wasmtime::Store;
+use wasmtime::component::Instance;
+
+use super::handle::{Command, Op, Outcome};
+use super::{ActorExit, ActorHandle, ActorShared, ActorStatus, call, lock};
+use crate::error::ActorError;
+use crate::exports::ExportSpec;
+use crate::handler::{Handler, ShutdownSignal};
+use crate::store::ActorStore;
+
+static INIT: ExportSpec = ExportSpec {
+    interface: "theater:simple/actor",
+    function: "init",
+    event_type: "theater:simple/actor/init",
+    payload: &[],
+};
+
+/// The spec of `theater:simple/actor.init`, called by the runtime core.
+pub(crate) fn init_spec() -> &'static ExportSpec {
+    &INIT
+}
+
+/// How long handlers' background work may take to end after the shutdown signal before it is aborted.
+const BACKGROUND_GRACE: Duration = Duration::from_secs(2);
+
+/// Everything the task owns.
+pub(crate) struct ActorTask {
+    pub(crate) store: Store<ActorStore>,
+    pub(crate) instance: Instance,
+    pub(crate) commands: mpsc::UnboundedReceiver<Command>,
+    pub(crate) shared: Arc<ActorShared>,
+    pub(crate) handle: ActorHandle,
+    pub(crate) shutdown: ShutdownSignal,
+    /// The actor's handler instances, for their `start`.
+    pub(crate) instances: Vec<Arc<dyn Handler>>,
+    /// Whether the component exports `theater:simple/actor.init`.
+    pub(crate) has_init: bool,
+}
+
+impl ActorTask {
+    /// Runs `init`, starts the handlers' background work, reports to `ready` (`Err` = init failed), then serves
+    /// commands until the actor stops.
+    pub(crate) async fn run(self, ready: oneshot::Sender<Result<(), String>>) {
+        let ActorTask { mut store, instance, mut commands, shared, handle, shutdown, instances, has_init } = self;
+        let mut background = JoinSet::new();
+        let mut stop_replies: Vec<oneshot::Sender<()>> = Vec::new();
+
+        if has_init {
+            let id = shared.id.to_string();
+            let (result, _) =
+                call::call_export::<(String,), (Option<Vec<u8>>,)>(&mut store, instance, &INIT, (id,)).await;
+            if let Err(e) = result {
+                let message = e.to_string();
+                let _ = ready.send(Err(message.clone()));
+                finish(&shared, &shutdown, &mut background, &mut commands, ActorExit::InitFailed(message), stop_replies)
+                    .await;
+                return;
+            }
+        }
+        for instance in instances {
+            if let Some(work) = instance.start(handle.clone(), shutdown.clone()) {
+                shared.background.fetch_add(1, Ordering::SeqCst);
+                let shared = shared.clone();
+                background.spawn(async move {
+                    if let Err(e) = work.await {
+                        tracing::warn!(actor = %shared.id, "handler background work failed: {e:#}");
+                    }
+                    shared.background.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        }
+        drop(handle);
+        let _ = ready.send(Ok(()));
+
+        let mut paused = false;
+        let mut queue: VecDeque<Op> = VecDeque::new();
+        let exit = 'actor: loop {
+            if let Some(data) = lock(&shared.shutdown_requested).clone() {
+                break ActorExit::Shutdown { data };
+            }
+            shared.set_status(if paused { ActorStatus::Paused } else { ActorStatus::Idle });
+            let op = match (paused, queue.pop_front()) {
+                (false, Some(op)) => op,
+                (paused_now, queued) => {
+                    if let Some(op) = queued {
+                        queue.push_front(op);
+                    }
+                    match commands.recv().await {
+                        None => break ActorExit::Stopped,
+                        Some(Command::Call(op)) if paused_now => {
+                            queue.push_back(op);
+                            continue;
+                        }
+                        Some(Command::Call(op)) => op,
+                        Some(Command::Pause(reply)) => {
+                            paused = true;
+                            let _ = reply.send(Ok(()));
+                            continue;
+                        }
+                        Some(Command::Resume(reply)) => {
+                            let result = if paused { Ok(()) } else { Err(ActorError::Internal("actor is not paused".into())) };
+                            paused = false;
+                            let _ = reply.send(result);
+                            continue;
+                        }
+                        Some(Command::Stop { reply, .. }) => {
+                            stop_replies.push(reply);
+                            break ActorExit::Stopped;
+                        }
+                    }
+                }
+            };
+
+            shared.set_status(ActorStatus::Processing);
+            let mut stop_after = false;
+            let outcome = {
+                let mut call = op(&mut store, instance);
+                loop {
+                    tokio::select! {
+                        outcome = &mut call => break Some(outcome),
+                        command = commands.recv() => match command {
+                            Some(Command::Call(op)) => queue.push_back(op),
+                            Some(Command::Pause(reply)) => {
+                                paused = true;
+                                let _ = reply.send(Ok(()));
+                            }
+                            Some(Command::Resume(reply)) => {
+                                paused = false;
+                                let _ = reply.send(Ok(()));
+                            }
+                            Some(Command::Stop { terminate, reply }) => {
+                                stop_replies.push(reply);
+                                if terminate {
+                                    break None;
+                                }
+                                stop_after = true;
+                            }
+                            None => {}
+                        },
+                    }
+                }
+            };
+            match outcome {
+                None => break 'actor ActorExit::Stopped,
+                Some(Outcome::Failed(message)) => {
+                    tracing::warn!(actor = %shared.id, name = %shared.name, "actor failed: {message}");
+                    break 'actor ActorExit::Failed(message);
+                }
+                Some(Outcome::Continue) if stop_after => break 'actor ActorExit::Stopped,
+                Some(Outcome::Continue) => {}
+            }
+        };
+        drop(queue);
+        drop(store);
+        finish(&shared, &shutdown, &mut background, &mut commands, exit, stop_replies).await;
+    }
+}
+
+/// ShuttingDown → Stopped: signal the handlers, give their background work a grace period, fail what is queued,
+/// publish the exit.
+async fn finish(
+    shared: &ActorShared,
+    shutdown: &ShutdownSignal,
+    background: &mut JoinSet<()>,
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+    exit: ActorExit,
+    mut stop_replies: Vec<oneshot::Sender<()>>,
+) {
+    shared.set_status(ActorStatus::ShuttingDown);
+    shutdown.fire();
+    let drain = async { while background.join_next().await.is_some() {} };
+    if tokio::time::timeout(BACKGROUND_GRACE, drain).await.is_err() {
+        tracing::warn!(actor = %shared.id, "handler background work did not end in time; aborting it");
+        background.abort_all();
+        while background.join_next().await.is_some() {}
+    }
+    shared.background.store(0, Ordering::SeqCst);
+    commands.close();
+    while let Ok(command) = commands.try_recv() {
+        if let Command::Stop { reply, .. } = command {
+            stop_replies.push(reply);
+        }
+        // Dropped calls, pauses and resumes answer `Stopped` to their callers.
+    }
+    shared.exit.send_replace(Some(exit));
+    shared.set_status(ActorStatus::Stopped);
+    for reply in stop_replies {
+        let _ = reply.send(());
+    }
+}
