@@ -1,0 +1,129 @@
+//! The `script` guest: drives every `theater:simple/random` and `theater:simple/runtime` function from a small
+//! script language (see ../README.md), so tests can check results, state and the chain from outside.
+
+wit_bindgen::generate!({ path: "../../wit", world: "theater:test/script-actor", generate_all });
+
+use exports::theater::simple::actor::Guest as Actor;
+use exports::theater::test::probe_handlers::Guest as ProbeHandlers;
+use theater::simple::{random, runtime};
+
+struct Script;
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Runs `script`; returns the output lines and the new state if the script set one.
+fn run(script: &str) -> (Vec<String>, Option<Vec<u8>>) {
+    let mut out = Vec::new();
+    let mut new_state = None;
+    for command in script.split(';').filter(|c| !c.is_empty()) {
+        let (op, arg) = command.split_once(':').unwrap_or((command, ""));
+        match op {
+            "bytes" => out.push(match random::random_bytes(arg.parse().unwrap_or(0)) {
+                Ok(b) => format!("bytes={}", hex(&b)),
+                Err(e) => format!("bytes!{e}"),
+            }),
+            "range" => {
+                let (range, times) = arg.split_once('x').unwrap_or((arg, "1"));
+                let (min, max) = range.split_once(',').unwrap_or(("0", "0"));
+                let (min, max) = (min.parse().unwrap_or(0), max.parse().unwrap_or(0));
+                for _ in 0..times.parse::<u32>().unwrap_or(1) {
+                    out.push(match random::random_range(min, max) {
+                        Ok(v) => format!("range={v}"),
+                        Err(e) => format!("range!{e}"),
+                    });
+                }
+            }
+            "float" => out.push(match random::random_float() {
+                Ok(v) => format!("float={v:?}"),
+                Err(e) => format!("float!{e}"),
+            }),
+            "uuid" => out.push(match random::generate_uuid() {
+                Ok(v) => format!("uuid={v}"),
+                Err(e) => format!("uuid!{e}"),
+            }),
+            "log" => {
+                runtime::log(arg);
+                out.push("log".into());
+            }
+            "state" => out.push(match runtime::get_state() {
+                Some(s) => format!("state={}", hex(&s)),
+                None => "state=none".into(),
+            }),
+            "chain" => {
+                let chain = runtime::get_chain();
+                let head = chain.events.last().map(|e| hex(&e.hash)).unwrap_or_else(|| "none".into());
+                let types: Vec<&str> = chain.events.iter().map(|e| e.event_type.as_str()).collect();
+                out.push(format!("chain={}:{head}:{}", chain.events.len(), types.join(",")));
+            }
+            "shutdown" => {
+                let data = (!arg.is_empty() || command.contains(':')).then(|| arg.as_bytes().to_vec());
+                out.push(match runtime::shutdown(data.as_deref()) {
+                    Ok(()) => "shutdown=ok".into(),
+                    Err(e) => format!("shutdown!{e}"),
+                });
+            }
+            "set" => {
+                new_state = Some(arg.as_bytes().to_vec());
+                out.push("set".into());
+            }
+            "trap" => panic!("trap requested by the script"),
+            other => out.push(format!("unknown!{other}")),
+        }
+    }
+    (out, new_state)
+}
+
+impl Actor for Script {
+    fn init(state: Option<Vec<u8>>, params: (String,)) -> Result<(Option<Vec<u8>>,), String> {
+        match state.as_deref().and_then(|s| s.strip_prefix(b"run:")) {
+            Some(script) => {
+                let script = String::from_utf8(script.to_vec()).map_err(|e| e.to_string())?;
+                let (lines, _) = run(&script);
+                let text = format!("id={}\n{}", params.0, lines.join("\n"));
+                Ok((Some(text.into_bytes()),))
+            }
+            None => Ok((state,)),
+        }
+    }
+}
+
+impl ProbeHandlers for Script {
+    fn handle_add(state: Option<Vec<u8>>, params: (u64,)) -> Result<(Option<Vec<u8>>, (u64,)), String> {
+        let total = counter(&state) + params.0;
+        Ok((Some(total.to_le_bytes().to_vec()), (total,)))
+    }
+
+    fn handle_fail(_state: Option<Vec<u8>>, params: (String,)) -> Result<(Option<Vec<u8>>,), String> {
+        Err(params.0)
+    }
+
+    fn handle_trap(_state: Option<Vec<u8>>, _params: (u32,)) -> Result<(Option<Vec<u8>>,), String> {
+        core::arch::wasm32::unreachable()
+    }
+
+    fn handle_spin(_state: Option<Vec<u8>>, _params: (u32,)) -> Result<(Option<Vec<u8>>,), String> {
+        spin()
+    }
+
+    fn handle_script(state: Option<Vec<u8>>, params: (String,)) -> Result<(Option<Vec<u8>>, (String,)), String> {
+        let (lines, new_state) = run(&params.0);
+        Ok((new_state.or(state), (lines.join("\n"),)))
+    }
+}
+
+/// A little-endian u64 counter kept in the state; absent or malformed = 0.
+fn counter(state: &Option<Vec<u8>>) -> u64 {
+    state.as_deref().and_then(|s| <[u8; 8]>::try_from(s).ok()).map(u64::from_le_bytes).unwrap_or(0)
+}
+
+/// Loops forever without host calls (the epoch deadline stops it).
+fn spin() -> ! {
+    let mut n = 0u64;
+    loop {
+        n = core::hint::black_box(n.wrapping_add(1));
+    }
+}
+
+export!(Script);
