@@ -82,6 +82,7 @@ fn run(manifest: PathBuf, chain_out: Option<PathBuf>, data_dir: Option<PathBuf>)
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     let manifest = Manifest::load(&manifest)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
@@ -92,6 +93,11 @@ fn run(manifest: PathBuf, chain_out: Option<PathBuf>, data_dir: Option<PathBuf>)
             exit = actor.wait() => exit,
             _ = shutdown_signal() => {
                 eprintln!("theater: stopping {} (signal)", manifest.name);
+                actor.stop().await.ok();
+                actor.wait().await
+            }
+            _ = nothing_can_call(&actor) => {
+                println!("actor {}: no handler holds background work; stopping", manifest.name);
                 actor.stop().await.ok();
                 actor.wait().await
             }
@@ -113,6 +119,14 @@ fn run(manifest: PathBuf, chain_out: Option<PathBuf>, data_dir: Option<PathBuf>)
             Ok(ExitCode::FAILURE)
         }
     })
+}
+
+/// Resolves once none of the actor's handlers holds background work (no server, process, mailbox, child or
+/// timer): like a Node.js process with an empty event loop, nothing can call the actor any more.
+async fn nothing_can_call(actor: &theater_runtime::ActorHandle) {
+    while actor.has_background_work() {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// Resolves on Ctrl-C, or SIGTERM on Unix.
