@@ -7,18 +7,37 @@ use std::process::Command;
 const TARGET: &str = "wasm32-wasip2";
 
 fn main() {
-    let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let manifest_dir =
+        PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let actors = manifest_dir.join("actors");
     let target_dir = actors.join("target");
     let guests = discover(&actors);
 
-    println!("cargo:rerun-if-changed={}", actors.join("Cargo.toml").display());
-    println!("cargo:rerun-if-changed={}", actors.join("Cargo.lock").display());
-    println!("cargo:rerun-if-changed={}", manifest_dir.join("wit").display());
-    println!("cargo:rerun-if-changed={}", manifest_dir.join("../wit").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        actors.join("Cargo.toml").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        actors.join("Cargo.lock").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        manifest_dir.join("wit").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        manifest_dir.join("../wit").display()
+    );
     for guest in &guests {
-        println!("cargo:rerun-if-changed={}", actors.join(guest).join("Cargo.toml").display());
-        println!("cargo:rerun-if-changed={}", actors.join(guest).join("src").display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            actors.join(guest).join("Cargo.toml").display()
+        );
+        println!(
+            "cargo:rerun-if-changed={}",
+            actors.join(guest).join("src").display()
+        );
     }
 
     ensure_target();
@@ -32,7 +51,10 @@ fn main() {
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy();
         if key.starts_with("CARGO_")
-            && !matches!(key.as_ref(), "CARGO_HOME" | "CARGO_NET_OFFLINE" | "CARGO_TERM_COLOR")
+            && !matches!(
+                key.as_ref(),
+                "CARGO_HOME" | "CARGO_NET_OFFLINE" | "CARGO_TERM_COLOR"
+            )
             || key.starts_with("RUSTC")
             || key.starts_with("RUSTFLAGS")
             || key == "RUSTDOCFLAGS"
@@ -40,15 +62,24 @@ fn main() {
             cargo.env_remove(key.as_ref());
         }
     }
-    let output = cargo.output().expect("running cargo to build the guest actors");
+    let output = cargo
+        .output()
+        .expect("running cargo to build the guest actors");
     if !output.status.success() {
-        panic!("building the guest actors in {} failed:\n{}", actors.display(), String::from_utf8_lossy(&output.stderr));
+        panic!(
+            "building the guest actors in {} failed:\n{}",
+            actors.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 
     let mut consts = String::new();
     let mut all = Vec::new();
     for guest in &guests {
-        let wasm = target_dir.join(TARGET).join("release").join(format!("{}.wasm", guest.replace('-', "_")));
+        let wasm = target_dir
+            .join(TARGET)
+            .join("release")
+            .join(format!("{}.wasm", guest.replace('-', "_")));
         check_component(&wasm);
         let name = guest.to_uppercase().replace('-', "_");
         consts.push_str(&format!(
@@ -79,14 +110,26 @@ fn discover(actors: &Path) -> Vec<String> {
 
 /// Installs the wasm32-wasip2 target with rustup when it is missing.
 fn ensure_target() {
-    let installed = Command::new("rustup").args(["target", "list", "--installed"]).output();
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output();
     match installed {
-        Ok(out) if String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == TARGET) => {}
+        Ok(out)
+            if String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l.trim() == TARGET) => {}
         Ok(_) => {
-            let status = Command::new("rustup").args(["target", "add", TARGET]).status();
-            assert!(status.is_ok_and(|s| s.success()), "`rustup target add {TARGET}` failed");
+            let status = Command::new("rustup")
+                .args(["target", "add", TARGET])
+                .status();
+            assert!(
+                status.is_ok_and(|s| s.success()),
+                "`rustup target add {TARGET}` failed"
+            );
         }
-        Err(e) => panic!("the guest actors need the {TARGET} target; rustup is not available to install it ({e})"),
+        Err(e) => panic!(
+            "the guest actors need the {TARGET} target; rustup is not available to install it ({e})"
+        ),
     }
 }
 

@@ -22,12 +22,19 @@ pub fn runtime() -> (TheaterRuntime, tempfile::TempDir) {
 /// The handlers the `script` guest needs: random (with `config`), runtime, and the probe handler whose typed
 /// callers reach the guest's `theater:test/probe-handlers` export.
 pub fn script_handlers(config: RandomConfig) -> Vec<Arc<dyn Handler>> {
-    vec![Arc::new(RandomHandler::new(config)), Arc::new(RuntimeHandler), Arc::new(ProbeHandler::new())]
+    vec![
+        Arc::new(RandomHandler::new(config)),
+        Arc::new(RuntimeHandler),
+        Arc::new(ProbeHandler::new()),
+    ]
 }
 
 /// Runs `script` in the actor's `handle-script` callback, through the generated typed callers.
 pub async fn script(actor: &ActorHandle, script: &str) -> Result<String, ActorError> {
-    ProbeHandler::new().callbacks(actor).handle_script(script.to_owned()).await
+    ProbeHandler::new()
+        .callbacks(actor)
+        .handle_script(script.to_owned())
+        .await
 }
 
 /// Spawns `wasm` (a guest path from [`crate::guests`]) named `name` with `handlers` and `init_state`.
@@ -39,7 +46,9 @@ pub async fn spawn(
     init_state: Option<Vec<u8>>,
 ) -> anyhow::Result<ActorHandle> {
     let bytes = std::fs::read(wasm)?;
-    let options = SpawnOptions::new(name, bytes).handlers(handlers).init_state(init_state);
+    let options = SpawnOptions::new(name, bytes)
+        .handlers(handlers)
+        .init_state(init_state);
     Ok(runtime.spawn(options).await?)
 }
 
@@ -50,7 +59,14 @@ pub async fn run_init_script(
     script: &str,
 ) -> anyhow::Result<(ActorHandle, Vec<String>)> {
     let init = format!("run:{script}").into_bytes();
-    let actor = spawn(runtime, "script", crate::guests::SCRIPT, script_handlers(config), Some(init)).await?;
+    let actor = spawn(
+        runtime,
+        "script",
+        crate::guests::SCRIPT,
+        script_handlers(config),
+        Some(init),
+    )
+    .await?;
     let state = actor.state().unwrap_or_default();
     let lines = String::from_utf8(state)?
         .lines()

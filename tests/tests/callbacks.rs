@@ -13,13 +13,24 @@ use theater_tests::support::{events_of, runtime, spawn};
 async fn callback_add_keeps_state_between_calls() {
     let (rt, _dir) = runtime();
     let probe = ProbeHandler::new();
-    let actor = spawn(&rt, "probe", guests::PROBE, vec![Arc::new(probe.clone())], None).await.unwrap();
+    let actor = spawn(
+        &rt,
+        "probe",
+        guests::PROBE,
+        vec![Arc::new(probe.clone())],
+        None,
+    )
+    .await
+    .unwrap();
     let callers = probe.callbacks(&actor);
     assert_eq!(callers.handle_add(5).await.unwrap(), 5);
     assert_eq!(callers.handle_add(7).await.unwrap(), 12);
     assert_eq!(actor.state(), Some(12u64.to_le_bytes().to_vec()));
     // The guest's own host calls happened inside the callbacks.
-    assert_eq!(probe.notes()[1..], ["add 5".to_string(), "add 7".to_string()]);
+    assert_eq!(
+        probe.notes()[1..],
+        ["add 5".to_string(), "add 7".to_string()]
+    );
     // One event per callback, with its parameters and result, never the state.
     let chain = actor.chain();
     chain.verify().unwrap();
@@ -27,7 +38,11 @@ async fn callback_add_keeps_state_between_calls() {
     assert_eq!(adds.len(), 2);
     assert_eq!(adds[1]["params"], serde_json::json!({"params.0": 7}));
     assert_eq!(adds[1]["result"]["Ok"], 12);
-    let types: Vec<_> = chain.events().iter().map(|e| e.event_type.as_str()).collect();
+    let types: Vec<_> = chain
+        .events()
+        .iter()
+        .map(|e| e.event_type.as_str())
+        .collect();
     assert_eq!(
         types,
         [
@@ -45,8 +60,20 @@ async fn callback_add_keeps_state_between_calls() {
 async fn callback_err_is_returned_and_the_actor_goes_on() {
     let (rt, _dir) = runtime();
     let probe = ProbeHandler::new();
-    let actor = spawn(&rt, "probe", guests::PROBE, vec![Arc::new(probe.clone())], None).await.unwrap();
-    let err = probe.callbacks(&actor).handle_fail("nope".into()).await.unwrap_err();
+    let actor = spawn(
+        &rt,
+        "probe",
+        guests::PROBE,
+        vec![Arc::new(probe.clone())],
+        None,
+    )
+    .await
+    .unwrap();
+    let err = probe
+        .callbacks(&actor)
+        .handle_fail("nope".into())
+        .await
+        .unwrap_err();
     assert_eq!(err, ActorError::Guest("nope".into()));
     assert_eq!(probe.callbacks(&actor).handle_add(1).await.unwrap(), 1);
     let fails = events_of(&actor.chain(), "theater:test/probe-handlers/handle-fail");
@@ -57,8 +84,12 @@ async fn callback_err_is_returned_and_the_actor_goes_on() {
 async fn callback_trap_fails_the_call_not_the_runtime() {
     let (rt, _dir) = runtime();
     let probe = ProbeHandler::new();
-    let a = spawn(&rt, "a", guests::PROBE, vec![Arc::new(probe.clone())], None).await.unwrap();
-    let b = spawn(&rt, "b", guests::PROBE, vec![Arc::new(probe.clone())], None).await.unwrap();
+    let a = spawn(&rt, "a", guests::PROBE, vec![Arc::new(probe.clone())], None)
+        .await
+        .unwrap();
+    let b = spawn(&rt, "b", guests::PROBE, vec![Arc::new(probe.clone())], None)
+        .await
+        .unwrap();
     let err = probe.callbacks(&a).handle_trap(0).await.unwrap_err();
     assert!(matches!(err, ActorError::Trap(_)), "{err:?}");
     assert!(matches!(a.wait().await, ActorExit::Failed(_)));
@@ -69,7 +100,9 @@ async fn callback_trap_fails_the_call_not_the_runtime() {
     assert!(traps[0]["result"]["Trap"].is_string(), "{}", traps[0]);
     // The other actor, and new spawns, are unaffected.
     assert_eq!(probe.callbacks(&b).handle_add(2).await.unwrap(), 2);
-    let c = spawn(&rt, "c", guests::PROBE, vec![Arc::new(probe.clone())], None).await.unwrap();
+    let c = spawn(&rt, "c", guests::PROBE, vec![Arc::new(probe.clone())], None)
+        .await
+        .unwrap();
     assert_eq!(probe.callbacks(&c).handle_add(3).await.unwrap(), 3);
 }
 
@@ -79,12 +112,18 @@ async fn callback_infinite_loop_is_interrupted_by_the_deadline() {
     let probe = ProbeHandler::new();
     let options = SpawnOptions::new("spin", std::fs::read(guests::PROBE).unwrap())
         .handlers(vec![Arc::new(probe.clone())])
-        .limits(theater_runtime::manifest::Limits { call_timeout_ms: 300, ..Default::default() });
+        .limits(theater_runtime::manifest::Limits {
+            call_timeout_ms: 300,
+            ..Default::default()
+        });
     let actor = rt.spawn(options).await.unwrap();
     let started = Instant::now();
     let err = probe.callbacks(&actor).handle_spin(0).await.unwrap_err();
     assert_eq!(err, ActorError::Timeout);
-    assert!(started.elapsed() < Duration::from_secs(10), "interrupted, not hung");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "interrupted, not hung"
+    );
     assert!(matches!(actor.wait().await, ActorExit::Failed(_)));
 }
 
@@ -102,15 +141,30 @@ async fn callback_missing_export_is_not_exported() {
     .await
     .unwrap();
     actor.wait().await;
-    let err = ProbeHandler::new().callbacks(&actor).handle_add(1).await.unwrap_err();
-    assert!(matches!(err, ActorError::NotExported(_) | ActorError::Stopped), "{err:?}");
+    let err = ProbeHandler::new()
+        .callbacks(&actor)
+        .handle_add(1)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ActorError::NotExported(_) | ActorError::Stopped),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
 async fn actor_pause_queues_calls_until_resume() {
     let (rt, _dir) = runtime();
     let probe = ProbeHandler::new();
-    let actor = spawn(&rt, "probe", guests::PROBE, vec![Arc::new(probe.clone())], None).await.unwrap();
+    let actor = spawn(
+        &rt,
+        "probe",
+        guests::PROBE,
+        vec![Arc::new(probe.clone())],
+        None,
+    )
+    .await
+    .unwrap();
     actor.pause().await.unwrap();
     assert_eq!(actor.status(), ActorStatus::Paused);
     let pending = {
@@ -118,11 +172,17 @@ async fn actor_pause_queues_calls_until_resume() {
         tokio::spawn(async move { probe.callbacks(&actor).handle_add(4).await })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(!pending.is_finished(), "a call waits while the actor is paused");
+    assert!(
+        !pending.is_finished(),
+        "a call waits while the actor is paused"
+    );
     assert_eq!(actor.state(), None);
     actor.resume().await.unwrap();
     assert_eq!(pending.await.unwrap().unwrap(), 4);
     actor.stop().await.unwrap();
     assert_eq!(actor.status(), ActorStatus::Stopped);
-    assert_eq!(probe.callbacks(&actor).handle_add(1).await.unwrap_err(), ActorError::Stopped);
+    assert_eq!(
+        probe.callbacks(&actor).handle_add(1).await.unwrap_err(),
+        ActorError::Stopped
+    );
 }

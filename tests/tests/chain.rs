@@ -9,8 +9,9 @@ use theater_tests::support::{run_init_script, runtime};
 #[tokio::test]
 async fn chain_saved_loaded_verified_and_tamper_detected() {
     let (rt, dir) = runtime();
-    let (actor, _) =
-        run_init_script(&rt, RandomConfig::default(), "bytes:4;range:1,9;log:saved").await.unwrap();
+    let (actor, _) = run_init_script(&rt, RandomConfig::default(), "bytes:4;range:1,9;log:saved")
+        .await
+        .unwrap();
     let chain = actor.chain();
     let path = dir.path().join("chain.jsonl");
     chain.save(&path).unwrap();
@@ -29,7 +30,11 @@ async fn chain_saved_loaded_verified_and_tamper_detected() {
     lines[2] = event.to_string();
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
     match Chain::load(&path).unwrap().verify() {
-        Err(ChainError::Invalid { index: 2, event_type, .. }) => {
+        Err(ChainError::Invalid {
+            index: 2,
+            event_type,
+            ..
+        }) => {
             assert_eq!(event_type, chain.events()[2].event_type)
         }
         other => panic!("expected event 2 to be invalid, got {other:?}"),

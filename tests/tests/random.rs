@@ -4,14 +4,18 @@ use theater_handler_random::RandomConfig;
 use theater_tests::support::{events_of, run_init_script, runtime};
 
 fn value<'a>(line: &'a str, key: &str) -> &'a str {
-    line.strip_prefix(key).and_then(|l| l.strip_prefix('=')).unwrap_or_else(|| panic!("{line:?} is not {key}=..."))
+    line.strip_prefix(key)
+        .and_then(|l| l.strip_prefix('='))
+        .unwrap_or_else(|| panic!("{line:?} is not {key}=..."))
 }
 
 #[tokio::test]
 async fn random_every_function_from_a_guest() {
     let (rt, _dir) = runtime();
     let script = "bytes:16;bytes:0;range:10,20x1000;float;uuid";
-    let (actor, lines) = run_init_script(&rt, RandomConfig::default(), script).await.unwrap();
+    let (actor, lines) = run_init_script(&rt, RandomConfig::default(), script)
+        .await
+        .unwrap();
     assert_eq!(lines.len(), 2 + 1000 + 2, "{lines:?}");
 
     assert_eq!(hex::decode(value(&lines[0], "bytes")).unwrap().len(), 16);
@@ -35,9 +39,18 @@ async fn random_every_function_from_a_guest() {
     assert_eq!(bytes[0]["result"]["Ok"].as_array().unwrap().len(), 16);
     let ranges = events_of(&chain, "theater:simple/random/random-range");
     assert_eq!(ranges.len(), 1000);
-    assert_eq!(ranges[0]["params"], serde_json::json!({"min": 10, "max": 20}));
-    assert_eq!(ranges[0]["result"]["Ok"].as_u64().unwrap().to_string(), value(&lines[2], "range"));
-    assert_eq!(events_of(&chain, "theater:simple/random/random-float").len(), 1);
+    assert_eq!(
+        ranges[0]["params"],
+        serde_json::json!({"min": 10, "max": 20})
+    );
+    assert_eq!(
+        ranges[0]["result"]["Ok"].as_u64().unwrap().to_string(),
+        value(&lines[2], "range")
+    );
+    assert_eq!(
+        events_of(&chain, "theater:simple/random/random-float").len(),
+        1
+    );
     let uuids = events_of(&chain, "theater:simple/random/generate-uuid");
     assert_eq!(uuids[0]["result"]["Ok"], value(&lines[1003], "uuid"));
     assert_eq!(events_of(&chain, "theater:simple/actor/init").len(), 1);
@@ -48,12 +61,19 @@ async fn random_every_function_from_a_guest() {
 async fn random_seeded_actors_repeat_and_unseeded_differ() {
     let (rt, _dir) = runtime();
     let script = "bytes:8;range:0,1000000;float;uuid";
-    let seeded = RandomConfig { seed: Some(42), ..Default::default() };
+    let seeded = RandomConfig {
+        seed: Some(42),
+        ..Default::default()
+    };
     let (_, a) = run_init_script(&rt, seeded.clone(), script).await.unwrap();
     let (_, b) = run_init_script(&rt, seeded, script).await.unwrap();
     assert_eq!(a, b, "same seed, same sequence, UUIDs included");
-    let (_, c) = run_init_script(&rt, RandomConfig::default(), script).await.unwrap();
-    let (_, d) = run_init_script(&rt, RandomConfig::default(), script).await.unwrap();
+    let (_, c) = run_init_script(&rt, RandomConfig::default(), script)
+        .await
+        .unwrap();
+    let (_, d) = run_init_script(&rt, RandomConfig::default(), script)
+        .await
+        .unwrap();
     assert_ne!(c, d);
     assert_ne!(a, c);
 }
@@ -61,14 +81,26 @@ async fn random_seeded_actors_repeat_and_unseeded_differ() {
 #[tokio::test]
 async fn random_denials_are_errors_not_traps() {
     let (rt, _dir) = runtime();
-    let config = RandomConfig { max_bytes: 32, max_int: 100, ..Default::default() };
-    let (actor, lines) =
-        run_init_script(&rt, config, "bytes:33;range:5,5;range:0,101;range:0,100").await.unwrap();
+    let config = RandomConfig {
+        max_bytes: 32,
+        max_int: 100,
+        ..Default::default()
+    };
+    let (actor, lines) = run_init_script(&rt, config, "bytes:33;range:5,5;range:0,101;range:0,100")
+        .await
+        .unwrap();
     assert_eq!(lines[0], "bytes!random-bytes: 33 exceeds max_bytes (32)");
-    assert!(lines[1].starts_with("range!") && lines[1].contains("less than"), "{}", lines[1]);
+    assert!(
+        lines[1].starts_with("range!") && lines[1].contains("less than"),
+        "{}",
+        lines[1]
+    );
     assert_eq!(lines[2], "range!random-range: 101 exceeds max_int (100)");
     assert!(lines[3].starts_with("range="));
     let chain = actor.chain();
     let denied = events_of(&chain, "theater:simple/random/random-bytes");
-    assert_eq!(denied[0]["result"]["Err"], "random-bytes: 33 exceeds max_bytes (32)");
+    assert_eq!(
+        denied[0]["result"]["Err"],
+        "random-bytes: 33 exceeds max_bytes (32)"
+    );
 }

@@ -4,8 +4,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use theater_handler_random::RandomConfig;
 use theater_runtime::{ActorExit, ActorStatus};
-use theater_tests::probe::ProbeHandler;
 use theater_tests::guests;
+use theater_tests::probe::ProbeHandler;
 use theater_tests::support::{events_of, run_init_script, runtime, script, script_handlers, spawn};
 
 /// Log lines captured from `tracing`, for every test of this binary.
@@ -39,50 +39,83 @@ impl std::io::Write for Writer {
 async fn runtime_log_reaches_tracing_and_the_chain() {
     let logs = captured_logs();
     let (rt, _dir) = runtime();
-    let (actor, lines) = run_init_script(&rt, RandomConfig::default(), "log:hello-7f3a").await.unwrap();
+    let (actor, lines) = run_init_script(&rt, RandomConfig::default(), "log:hello-7f3a")
+        .await
+        .unwrap();
     assert_eq!(lines, ["log"]);
     let text = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
-    let line = text.lines().find(|l| l.contains("hello-7f3a")).expect("log line in tracing");
-    assert!(line.contains(actor.id().as_str()), "log line names the actor: {line}");
+    let line = text
+        .lines()
+        .find(|l| l.contains("hello-7f3a"))
+        .expect("log line in tracing");
+    assert!(
+        line.contains(actor.id().as_str()),
+        "log line names the actor: {line}"
+    );
     let events = events_of(&actor.chain(), "theater:simple/runtime/log");
-    assert_eq!(events, [serde_json::json!({"params": {"msg": "hello-7f3a"}, "result": null})]);
+    assert_eq!(
+        events,
+        [serde_json::json!({"params": {"msg": "hello-7f3a"}, "result": null})]
+    );
 }
 
 #[tokio::test]
 async fn runtime_get_state_is_the_state_the_call_received() {
     let (rt, _dir) = runtime();
     // In init: the init state.
-    let (actor, lines) = run_init_script(&rt, RandomConfig::default(), "state").await.unwrap();
+    let (actor, lines) = run_init_script(&rt, RandomConfig::default(), "state")
+        .await
+        .unwrap();
     assert_eq!(lines, [format!("state={}", hex::encode("run:state"))]);
     // After a state-changing call, the next call sees the new state.
     assert_eq!(script(&actor, "set:abc").await.unwrap(), "set");
-    assert_eq!(script(&actor, "state").await.unwrap(), format!("state={}", hex::encode("abc")));
+    assert_eq!(
+        script(&actor, "state").await.unwrap(),
+        format!("state={}", hex::encode("abc"))
+    );
     assert_eq!(actor.state().as_deref(), Some(&b"abc"[..]));
     // The recorded result is a digest, never the state bytes.
     let gets = events_of(&actor.chain(), "theater:simple/runtime/get-state");
     assert_eq!(gets.len(), 2);
-    assert!(gets[1]["result"]["sha1"].is_string() && gets[1]["result"]["len"].is_u64(), "{}", gets[1]);
+    assert!(
+        gets[1]["result"]["sha1"].is_string() && gets[1]["result"]["len"].is_u64(),
+        "{}",
+        gets[1]
+    );
 }
 
 #[tokio::test]
 async fn runtime_get_state_without_init_state_is_none() {
     let (rt, _dir) = runtime();
-    let actor =
-        spawn(&rt, "script", guests::SCRIPT, script_handlers(Default::default()), None).await.unwrap();
+    let actor = spawn(
+        &rt,
+        "script",
+        guests::SCRIPT,
+        script_handlers(Default::default()),
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(script(&actor, "state").await.unwrap(), "state=none");
 }
 
 #[tokio::test]
 async fn runtime_get_chain_matches_the_stored_chain() {
     let (rt, _dir) = runtime();
-    let (actor, _) = run_init_script(&rt, RandomConfig::default(), "bytes:4;log:x").await.unwrap();
+    let (actor, _) = run_init_script(&rt, RandomConfig::default(), "bytes:4;log:x")
+        .await
+        .unwrap();
     let before = actor.chain();
     let out = script(&actor, "chain").await.unwrap();
     let (count, rest) = out.strip_prefix("chain=").unwrap().split_once(':').unwrap();
     let (head, types) = rest.split_once(':').unwrap();
     assert_eq!(count.parse::<usize>().unwrap(), before.len());
     assert_eq!(head, hex::encode(before.head().unwrap()));
-    let want: Vec<&str> = before.events().iter().map(|e| e.event_type.as_str()).collect();
+    let want: Vec<&str> = before
+        .events()
+        .iter()
+        .map(|e| e.event_type.as_str())
+        .collect();
     assert_eq!(types.split(',').collect::<Vec<_>>(), want);
     actor.chain().verify().unwrap();
 }
@@ -90,24 +123,42 @@ async fn runtime_get_chain_matches_the_stored_chain() {
 #[tokio::test]
 async fn runtime_shutdown_stops_the_actor_after_the_call() {
     let (rt, _dir) = runtime();
-    let (actor, lines) =
-        run_init_script(&rt, RandomConfig::default(), "shutdown:bye;shutdown").await.unwrap();
-    assert_eq!(lines, ["shutdown=ok", "shutdown!shutdown already requested"]);
+    let (actor, lines) = run_init_script(&rt, RandomConfig::default(), "shutdown:bye;shutdown")
+        .await
+        .unwrap();
+    assert_eq!(
+        lines,
+        ["shutdown=ok", "shutdown!shutdown already requested"]
+    );
     let exit = actor.wait().await;
-    assert_eq!(exit, ActorExit::Shutdown { data: Some(b"bye".to_vec()) });
+    assert_eq!(
+        exit,
+        ActorExit::Shutdown {
+            data: Some(b"bye".to_vec())
+        }
+    );
     assert_eq!(actor.status(), ActorStatus::Stopped);
     // init's returned state is kept.
-    assert!(String::from_utf8(actor.state().unwrap()).unwrap().contains("shutdown=ok"));
+    assert!(
+        String::from_utf8(actor.state().unwrap())
+            .unwrap()
+            .contains("shutdown=ok")
+    );
 }
 
 #[tokio::test]
 async fn runtime_init_receives_id_and_state_without_runtime_handler() {
     let (rt, _dir) = runtime();
     let probe = ProbeHandler::new();
-    let actor =
-        spawn(&rt, "probe", guests::PROBE, vec![Arc::new(probe.clone())], Some(b"xyz".to_vec()))
-            .await
-            .unwrap();
+    let actor = spawn(
+        &rt,
+        "probe",
+        guests::PROBE,
+        vec![Arc::new(probe.clone())],
+        Some(b"xyz".to_vec()),
+    )
+    .await
+    .unwrap();
     assert_eq!(probe.notes(), [format!("init {} 3", actor.id())]);
     assert_eq!(actor.state().as_deref(), Some(&b"xyz"[..]));
     let init = events_of(&actor.chain(), "theater:simple/actor/init");
@@ -117,9 +168,18 @@ async fn runtime_init_receives_id_and_state_without_runtime_handler() {
 #[tokio::test]
 async fn runtime_missing_handler_fails_the_spawn_naming_it() {
     let (rt, _dir) = runtime();
-    let err = spawn(&rt, "script", guests::SCRIPT, vec![Arc::new(theater_handler_runtime::RuntimeHandler)], None)
-        .await
-        .unwrap_err();
+    let err = spawn(
+        &rt,
+        "script",
+        guests::SCRIPT,
+        vec![Arc::new(theater_handler_runtime::RuntimeHandler)],
+        None,
+    )
+    .await
+    .unwrap_err();
     let msg = format!("{err:#}");
-    assert!(msg.contains("theater:simple/random") && msg.contains("random handler"), "{msg}");
+    assert!(
+        msg.contains("theater:simple/random") && msg.contains("random handler"),
+        "{msg}"
+    );
 }

@@ -40,7 +40,11 @@ impl HandlerAttr {
             }
         };
         for pair in pairs {
-            let key = pair.path.get_ident().map(|i| i.to_string()).unwrap_or_default();
+            let key = pair
+                .path
+                .get_ident()
+                .map(|i| i.to_string())
+                .unwrap_or_default();
             let key_span = syn::spanned::Spanned::span(&pair.path);
             let slot = match key.as_str() {
                 "wit" => &mut attr.wit,
@@ -56,20 +60,35 @@ impl HandlerAttr {
                 }
             };
             let Some(lit) = string_lit(&pair.value) else {
-                diag.error(syn::spanned::Spanned::span(&pair.value), format!("`{key}` takes a string literal"));
+                diag.error(
+                    syn::spanned::Spanned::span(&pair.value),
+                    format!("`{key}` takes a string literal"),
+                );
                 continue;
             };
             if slot.is_some() {
-                diag.error(key_span, format!("duplicate key `{key}` in #[theater_handler]"));
+                diag.error(
+                    key_span,
+                    format!("duplicate key `{key}` in #[theater_handler]"),
+                );
                 continue;
             }
-            *slot = Some(Spanned { value: lit.value(), span: lit.span() });
+            *slot = Some(Spanned {
+                value: lit.value(),
+                span: lit.span(),
+            });
         }
         if attr.wit.is_none() {
-            diag.error(Span::call_site(), "#[theater_handler] needs `wit = \"<WIT package directory>\"`");
+            diag.error(
+                Span::call_site(),
+                "#[theater_handler] needs `wit = \"<WIT package directory>\"`",
+            );
         }
         if attr.import.is_none() && attr.export.is_none() {
-            diag.error(Span::call_site(), "#[theater_handler] needs `import = \"<interface>\"` or `export = \"<interface>\"`");
+            diag.error(
+                Span::call_site(),
+                "#[theater_handler] needs `import = \"<interface>\"` or `export = \"<interface>\"`",
+            );
         }
         attr
     }
@@ -77,7 +96,9 @@ impl HandlerAttr {
 
 fn string_lit(e: &Expr) -> Option<&LitStr> {
     match e {
-        Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => Some(s),
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => Some(s),
         _ => None,
     }
 }

@@ -36,7 +36,12 @@ pub struct Plan<'a> {
 }
 
 /// Binds the methods of `item` to the functions of `iface`, stripping `#[theater]` attributes from `item`.
-pub fn bind<'a>(model: &Model, iface: Option<&'a Interface>, item: &mut ItemImpl, diag: &mut Diagnostics) -> Plan<'a> {
+pub fn bind<'a>(
+    model: &Model,
+    iface: Option<&'a Interface>,
+    item: &mut ItemImpl,
+    diag: &mut Diagnostics,
+) -> Plan<'a> {
     let mut plan = Plan::default();
     let functions: &[Function] = iface.map(|i| i.functions.as_slice()).unwrap_or(&[]);
     let mut served = vec![false; functions.len()];
@@ -53,30 +58,52 @@ pub fn bind<'a>(model: &Model, iface: Option<&'a Interface>, item: &mut ItemImpl
         };
         let attr = MethodAttr::take(&mut method.attrs, diag);
         let sig = &method.sig;
-        let hook = || Hook { method: sig.ident.clone(), is_async: sig.asyncness.is_some() };
+        let hook = || Hook {
+            method: sig.ident.clone(),
+            is_async: sig.asyncness.is_some(),
+        };
         if attr.create_instance.is_some() {
             plan.create_instance = Some(hook());
             continue;
         }
         if attr.start.is_some() {
             if sig.asyncness.is_none() {
-                diag.error(sig.ident.span(), "a #[theater(start)] method must be an `async fn`");
+                diag.error(
+                    sig.ident.span(),
+                    "a #[theater(start)] method must be an `async fn`",
+                );
             }
             plan.start = Some(hook());
             continue;
         }
-        let wit_name = attr.name.as_ref().map(|n| n.value.clone()).unwrap_or_else(|| sig.ident.to_string().to_kebab_case());
+        let wit_name = attr
+            .name
+            .as_ref()
+            .map(|n| n.value.clone())
+            .unwrap_or_else(|| sig.ident.to_string().to_kebab_case());
         let Some(index) = functions.iter().position(|f| f.name == wit_name) else {
-            let iface_name = iface.map(|i| i.name.full()).unwrap_or_else(|| "the imported interface".into());
-            let span = attr.name.as_ref().map(|n| n.span).unwrap_or(sig.ident.span());
+            let iface_name = iface
+                .map(|i| i.name.full())
+                .unwrap_or_else(|| "the imported interface".into());
+            let span = attr
+                .name
+                .as_ref()
+                .map(|n| n.span)
+                .unwrap_or(sig.ident.span());
             let hint = nearest(&wit_name, functions.iter().map(|f| f.name.as_str()))
                 .map(|n| format!("; did you mean `{}` (WIT `{n}`)?", n.replace('-', "_")))
                 .unwrap_or_default();
-            diag.error(span, format!("`{}` is not a function of {iface_name}{hint}", sig.ident));
+            diag.error(
+                span,
+                format!("`{}` is not a function of {iface_name}{hint}", sig.ident),
+            );
             continue;
         };
         if std::mem::replace(&mut served[index], true) {
-            diag.error(sig.ident.span(), format!("WIT function `{wit_name}` already has a method"));
+            diag.error(
+                sig.ident.span(),
+                format!("WIT function `{wit_name}` already has a method"),
+            );
             continue;
         }
         let function = &functions[index];
@@ -88,19 +115,32 @@ pub fn bind<'a>(model: &Model, iface: Option<&'a Interface>, item: &mut ItemImpl
         if !served {
             diag.error(
                 item.self_ty.span(),
-                format!("missing method for WIT function `{}`: expected `{}`", function.name, expected_signature(function)),
+                format!(
+                    "missing method for WIT function `{}`: expected `{}`",
+                    function.name,
+                    expected_signature(function)
+                ),
             );
         }
     }
     // Keep WIT order, whatever the method order.
-    plan.bound.sort_by_key(|b| functions.iter().position(|f| std::ptr::eq(f, b.function)));
+    plan.bound
+        .sort_by_key(|b| functions.iter().position(|f| std::ptr::eq(f, b.function)));
     plan
 }
 
 /// `fn random_bytes(&self, length: u32) -> Result<Vec<u8>, String>`.
 pub fn expected_signature(f: &Function) -> String {
-    let params: Vec<String> = f.params.iter().map(|p| format!(", {}: {}", p.rust_name(), type_string(&p.ty))).collect();
-    let ret = f.result.as_ref().map(|t| format!(" -> {}", type_string(t))).unwrap_or_default();
+    let params: Vec<String> = f
+        .params
+        .iter()
+        .map(|p| format!(", {}: {}", p.rust_name(), type_string(&p.ty)))
+        .collect();
+    let ret = f
+        .result
+        .as_ref()
+        .map(|t| format!(" -> {}", type_string(t)))
+        .unwrap_or_default();
     format!("fn {}(&self{}){}", f.rust_name(), params.concat(), ret)
 }
 
@@ -148,31 +188,54 @@ fn check_signature<'a>(
             if !matches(model, &user.ty, &wit.ty) {
                 diag.error(
                     user.ty.span(),
-                    format!("parameter `{}` of WIT function `{}` is `{}`", wit.name, function.name, type_string(&wit.ty)),
+                    format!(
+                        "parameter `{}` of WIT function `{}` is `{}`",
+                        wit.name,
+                        function.name,
+                        type_string(&wit.ty)
+                    ),
                 );
             }
         }
     }
     let ok = match (&sig.output, &function.result) {
         (ReturnType::Default, None) => true,
-        (ReturnType::Type(_, t), None) => matches!(&**t, syn::Type::Tuple(tt) if tt.elems.is_empty()),
+        (ReturnType::Type(_, t), None) => {
+            matches!(&**t, syn::Type::Tuple(tt) if tt.elems.is_empty())
+        }
         (ReturnType::Default, Some(_)) => false,
         (ReturnType::Type(_, t), Some(want)) => matches(model, t, want),
     };
     if !ok {
-        let want = function.result.as_ref().map(type_string).unwrap_or_else(|| "()".into());
+        let want = function
+            .result
+            .as_ref()
+            .map(type_string)
+            .unwrap_or_else(|| "()".into());
         let span = match &sig.output {
             ReturnType::Default => sig.paren_token.span.close(),
             ReturnType::Type(_, t) => t.span(),
         };
-        diag.error(span, format!("WIT function `{}` returns `{want}`", function.name));
+        diag.error(
+            span,
+            format!("WIT function `{}` returns `{want}`", function.name),
+        );
     }
     let mut payload = Vec::new();
     for (value, mode) in &attr.record {
         let known = value.value == "result" && function.result.is_some()
-            || function.params.iter().any(|p| p.rust_name() == value.value || p.name == value.value);
+            || function
+                .params
+                .iter()
+                .any(|p| p.rust_name() == value.value || p.name == value.value);
         if !known {
-            diag.error(value.span, format!("`{}` is neither a parameter of `{}` nor `result`", value.value, function.name));
+            diag.error(
+                value.span,
+                format!(
+                    "`{}` is neither a parameter of `{}` nor `result`",
+                    value.value, function.name
+                ),
+            );
             continue;
         }
         payload.push((value.value.to_kebab_case(), *mode));
@@ -180,7 +243,13 @@ fn check_signature<'a>(
     if diag_len(diag) != before {
         return None;
     }
-    Some(Bound { function, method: sig.ident.clone(), is_async: sig.asyncness.is_some(), ctx, payload })
+    Some(Bound {
+        function,
+        method: sig.ident.clone(),
+        is_async: sig.asyncness.is_some(),
+        ctx,
+        payload,
+    })
 }
 
 fn diag_len(diag: &Diagnostics) -> usize {
@@ -255,14 +324,21 @@ pub fn matches(model: &Model, user: &syn::Type, want: &Type) -> bool {
         Type::Option(t) => generic("Option", &[Some(t)]),
         Type::Result { ok, err } => generic("Result", &[ok.as_deref(), err.as_deref()]),
         Type::Tuple(ts) => match user {
-            syn::Type::Tuple(t) => t.elems.len() == ts.len() && t.elems.iter().zip(ts).all(|(u, w)| matches(model, u, w)),
+            syn::Type::Tuple(t) => {
+                t.elems.len() == ts.len()
+                    && t.elems.iter().zip(ts).all(|(u, w)| matches(model, u, w))
+            }
             _ => false,
         },
         Type::Named(r) => {
             if prim(&r.rust_name()) {
                 return true;
             }
-            match model.interface(&r.iface).and_then(|i| i.type_def(&r.name)).map(|d| &d.kind) {
+            match model
+                .interface(&r.iface)
+                .and_then(|i| i.type_def(&r.name))
+                .map(|d| &d.kind)
+            {
                 Some(TypeDefKind::Use(inner)) => matches(model, user, &Type::Named(inner.clone())),
                 Some(TypeDefKind::Alias(t)) => matches(model, user, t),
                 _ => false,
@@ -286,7 +362,11 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+            cur.push(
+                (prev[j] + usize::from(ca != *cb))
+                    .min(prev[j + 1] + 1)
+                    .min(cur[j] + 1),
+            );
         }
         prev = cur;
     }
@@ -299,8 +379,16 @@ mod tests {
 
     #[test]
     fn nearest_name() {
-        let names = ["random-bytes", "random-range", "random-float", "generate-uuid"];
-        assert_eq!(nearest("random-byte", names.iter().copied()), Some("random-bytes"));
+        let names = [
+            "random-bytes",
+            "random-range",
+            "random-float",
+            "generate-uuid",
+        ];
+        assert_eq!(
+            nearest("random-byte", names.iter().copied()),
+            Some("random-bytes")
+        );
         assert_eq!(nearest("zzz", names.iter().copied()), None);
     }
 }

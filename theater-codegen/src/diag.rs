@@ -44,7 +44,11 @@ impl Diagnostics {
 
     /// `Ok(())` when there were no errors, else the diagnostics.
     pub fn finish(self) -> Result<(), Self> {
-        if self.errors.is_empty() { Ok(()) } else { Err(self) }
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(self)
+        }
     }
 
     /// Moves `other`'s errors into `self`.

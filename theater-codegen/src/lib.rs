@@ -49,14 +49,20 @@ pub fn expand_handler(attr: TokenStream, item: TokenStream, manifest_dir: &Path)
         }
     };
     let attr = HandlerAttr::parse(attr, &mut diag);
-    let loaded = attr.wit.as_ref().and_then(|wit| load_model(manifest_dir, wit, &mut diag));
+    let loaded = attr
+        .wit
+        .as_ref()
+        .and_then(|wit| load_model(manifest_dir, wit, &mut diag));
     let Some((model, files)) = loaded else {
         strip_theater_attrs(&mut item, &mut diag);
         let errors = diag.to_compile_errors();
         let fallback = emit::fallback(&item, TokenStream::new(), TokenStream::new());
         return quote!(#fallback #errors);
     };
-    let import = attr.import.as_ref().and_then(|s| find_interface(&model, s, &mut diag));
+    let import = attr
+        .import
+        .as_ref()
+        .and_then(|s| find_interface(&model, s, &mut diag));
     let export = attr.export.as_ref().and_then(|s| {
         let iface = find_interface(&model, s, &mut diag)?;
         match emit::exports::callbacks(iface) {
@@ -85,7 +91,15 @@ pub fn expand_handler(attr: TokenStream, item: TokenStream, manifest_dir: &Path)
         .or_else(|| import.map(|i| i.name.name.clone()))
         .or_else(|| export.as_ref().map(|(i, _)| i.name.name.clone()))
         .unwrap_or_default();
-    emit::handler(&emit::HandlerParts { model: &model, item: &item, name, import, export, plan, files: &files })
+    emit::handler(&emit::HandlerParts {
+        model: &model,
+        item: &item,
+        name,
+        import,
+        export,
+        plan,
+        files: &files,
+    })
 }
 
 /// The bindings of an interface pair without a user `impl`: the types module tree, the call specs of `import`
@@ -93,17 +107,29 @@ pub fn expand_handler(attr: TokenStream, item: TokenStream, manifest_dir: &Path)
 ///
 /// # Errors
 /// The WIT fails to load, or an interface is unknown or breaks the callback convention.
-pub fn generate(wit_dir: &Path, import: Option<&str>, export: Option<&str>) -> Result<TokenStream, Diagnostics> {
+pub fn generate(
+    wit_dir: &Path,
+    import: Option<&str>,
+    export: Option<&str>,
+) -> Result<TokenStream, Diagnostics> {
     let mut diag = Diagnostics::new();
-    let spanned = |s: &str| Spanned { value: s.to_owned(), span: Span::call_site() };
+    let spanned = |s: &str| Spanned {
+        value: s.to_owned(),
+        span: Span::call_site(),
+    };
     let base = std::env::current_dir().unwrap_or_default();
-    let Some((model, files)) = load_model(&base, &spanned(&wit_dir.display().to_string()), &mut diag) else {
+    let Some((model, files)) =
+        load_model(&base, &spanned(&wit_dir.display().to_string()), &mut diag)
+    else {
         return Err(diag);
     };
     let import = import.and_then(|s| find_interface(&model, &spanned(s), &mut diag));
     let export = export.and_then(|s| {
         let iface = find_interface(&model, &spanned(s), &mut diag)?;
-        emit::exports::callbacks(iface).map(|cbs| (iface, cbs)).map_err(|m| diag.error(Span::call_site(), m)).ok()
+        emit::exports::callbacks(iface)
+            .map(|cbs| (iface, cbs))
+            .map_err(|m| diag.error(Span::call_site(), m))
+            .ok()
     });
     diag.finish()?;
     let types = emit::type_modules(&model, import, export.as_ref());
@@ -121,7 +147,9 @@ pub fn generate(wit_dir: &Path, import: Option<&str>, export: Option<&str>) -> R
                 .collect()
         })
         .unwrap_or_default();
-    let specs = import.map(|i| emit::imports::call_specs(i, &bound)).unwrap_or_default();
+    let specs = import
+        .map(|i| emit::imports::call_specs(i, &bound))
+        .unwrap_or_default();
     let includes = emit::include_files(&files);
     Ok(quote! {
         #types
@@ -139,7 +167,10 @@ pub fn generate(wit_dir: &Path, import: Option<&str>, export: Option<&str>) -> R
 pub fn check(wit_dir: &Path) -> Result<Vec<PathBuf>, Diagnostics> {
     let mut diag = Diagnostics::new();
     let base = std::env::current_dir().unwrap_or_default();
-    let wit = Spanned { value: wit_dir.display().to_string(), span: Span::call_site() };
+    let wit = Spanned {
+        value: wit_dir.display().to_string(),
+        span: Span::call_site(),
+    };
     match load_model(&base, &wit, &mut diag) {
         Some((_, files)) => Ok(files),
         None => Err(diag),
@@ -163,13 +194,21 @@ fn load_model(base: &Path, wit: &Spanned, diag: &mut Diagnostics) -> Option<(Mod
     }
 }
 
-fn find_interface<'m>(model: &'m Model, name: &Spanned, diag: &mut Diagnostics) -> Option<&'m Interface> {
+fn find_interface<'m>(
+    model: &'m Model,
+    name: &Spanned,
+    diag: &mut Diagnostics,
+) -> Option<&'m Interface> {
     let found = IfaceName::parse(&name.value).and_then(|n| model.interface(&n));
     if found.is_none() {
         let known: Vec<String> = model.interfaces.keys().map(IfaceName::full).collect();
         diag.error(
             name.span,
-            format!("unknown interface `{}`: the WIT package has {}", name.value, known.join(", ")),
+            format!(
+                "unknown interface `{}`: the WIT package has {}",
+                name.value,
+                known.join(", ")
+            ),
         );
     }
     found

@@ -20,7 +20,11 @@ pub struct Loaded {
 /// The directory is missing, or a file fails to parse or resolve: the message is wit-parser's, which carries
 /// `file:line:col` for syntax and name errors.
 pub fn load(base: &Path, dir: &Path) -> Result<Loaded, String> {
-    let path = if dir.is_absolute() { dir.to_owned() } else { base.join(dir) };
+    let path = if dir.is_absolute() {
+        dir.to_owned()
+    } else {
+        base.join(dir)
+    };
     if !path.is_dir() {
         return Err(format!("WIT directory `{}` does not exist", path.display()));
     }
@@ -30,5 +34,9 @@ pub fn load(base: &Path, dir: &Path) -> Result<Loaded, String> {
         .paths()
         .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned()))
         .collect();
-    Ok(Loaded { resolve, package, files })
+    Ok(Loaded {
+        resolve,
+        package,
+        files,
+    })
 }

@@ -27,7 +27,11 @@ impl IfaceName {
         if [namespace, package, name].iter().any(|p| p.is_empty()) {
             return None;
         }
-        Some(Self { namespace: namespace.into(), package: package.into(), name: name.into() })
+        Some(Self {
+            namespace: namespace.into(),
+            package: package.into(),
+            name: name.into(),
+        })
     }
 
     /// `ns:pkg/name`.
@@ -37,7 +41,11 @@ impl IfaceName {
 
     /// Rust module path segments: `["theater", "simple", "random"]` (snake case).
     pub fn module_path(&self) -> [String; 3] {
-        [self.namespace.to_snake_case(), self.package.to_snake_case(), self.name.to_snake_case()]
+        [
+            self.namespace.to_snake_case(),
+            self.package.to_snake_case(),
+            self.name.to_snake_case(),
+        ]
     }
 }
 
@@ -59,7 +67,10 @@ pub enum Type {
     String,
     List(Box<Type>),
     Option(Box<Type>),
-    Result { ok: Option<Box<Type>>, err: Option<Box<Type>> },
+    Result {
+        ok: Option<Box<Type>>,
+        err: Option<Box<Type>>,
+    },
     Tuple(Vec<Type>),
     /// A named type defined (or `use`d) in an interface.
     Named(TypeRef),
@@ -191,15 +202,28 @@ impl Model {
         let mut errors = Vec::new();
         let mut interfaces = BTreeMap::new();
         for (id, iface) in resolve.interfaces.iter() {
-            let Some(name) = iface_name(resolve, id) else { continue };
-            let mut cx = Cx { resolve, errors: &mut errors, at: name.full() };
+            let Some(name) = iface_name(resolve, id) else {
+                continue;
+            };
+            let mut cx = Cx {
+                resolve,
+                errors: &mut errors,
+                at: name.full(),
+            };
             let functions = iface
                 .functions
                 .values()
                 .map(|f| Function {
                     name: f.name.clone(),
                     docs: f.docs.contents.clone(),
-                    params: f.params.iter().map(|p| Param { name: p.name.clone(), ty: cx.ty(&p.ty) }).collect(),
+                    params: f
+                        .params
+                        .iter()
+                        .map(|p| Param {
+                            name: p.name.clone(),
+                            ty: cx.ty(&p.ty),
+                        })
+                        .collect(),
                     result: f.result.as_ref().map(|t| cx.ty(t)),
                 })
                 .collect();
@@ -208,15 +232,28 @@ impl Model {
                 .iter()
                 .map(|(tname, tid)| {
                     let def = &resolve.types[*tid];
-                    TypeDef { name: tname.clone(), docs: def.docs.contents.clone(), kind: cx.type_def(def) }
+                    TypeDef {
+                        name: tname.clone(),
+                        docs: def.docs.contents.clone(),
+                        kind: cx.type_def(def),
+                    }
                 })
                 .collect();
             interfaces.insert(
                 name.clone(),
-                Interface { name, docs: iface.docs.contents.clone(), functions, types },
+                Interface {
+                    name,
+                    docs: iface.docs.contents.clone(),
+                    functions,
+                    types,
+                },
             );
         }
-        if errors.is_empty() { Ok(Self { interfaces }) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(Self { interfaces })
+        } else {
+            Err(errors)
+        }
     }
 
     /// The interface named `name` (version ignored).
@@ -251,10 +288,13 @@ impl Model {
                 }
                 for t in &iface.types {
                     match &t.kind {
-                        TypeDefKind::Record(fields) => fields.iter().for_each(|f| collect_refs(&f.ty, &mut refs)),
-                        TypeDefKind::Variant(cases) => {
-                            cases.iter().filter_map(|c| c.ty.as_ref()).for_each(|t| collect_refs(t, &mut refs))
+                        TypeDefKind::Record(fields) => {
+                            fields.iter().for_each(|f| collect_refs(&f.ty, &mut refs))
                         }
+                        TypeDefKind::Variant(cases) => cases
+                            .iter()
+                            .filter_map(|c| c.ty.as_ref())
+                            .for_each(|t| collect_refs(t, &mut refs)),
                         TypeDefKind::Alias(t) => collect_refs(t, &mut refs),
                         TypeDefKind::Use(r) => refs.push(r.clone()),
                         TypeDefKind::Enum(_) | TypeDefKind::Flags(_) => {}
@@ -273,7 +313,9 @@ fn collect_refs(ty: &Type, out: &mut Vec<TypeRef>) {
     match ty {
         Type::List(t) | Type::Option(t) => collect_refs(t, out),
         Type::Result { ok, err } => {
-            ok.iter().chain(err.iter()).for_each(|t| collect_refs(t, out));
+            ok.iter()
+                .chain(err.iter())
+                .for_each(|t| collect_refs(t, out));
         }
         Type::Tuple(ts) => ts.iter().for_each(|t| collect_refs(t, out)),
         Type::Named(r) => out.push(r.clone()),
@@ -300,7 +342,8 @@ struct Cx<'a> {
 
 impl Cx<'_> {
     fn unsupported(&mut self, what: &str) -> Type {
-        self.errors.push(format!("{}: unsupported WIT type: {what}", self.at));
+        self.errors
+            .push(format!("{}: unsupported WIT type: {what}", self.at));
         Type::Tuple(Vec::new())
     }
 
@@ -323,10 +366,13 @@ impl Cx<'_> {
             W::ErrorContext => self.unsupported("error-context"),
             W::Id(id) => {
                 let def = &self.resolve.types[*id];
-                if let (Some(name), TypeOwner::Interface(owner)) = (&def.name, def.owner) {
-                    if let Some(iface) = iface_name(self.resolve, owner) {
-                        return Type::Named(TypeRef { iface, name: name.clone() });
-                    }
+                if let (Some(name), TypeOwner::Interface(owner)) = (&def.name, def.owner)
+                    && let Some(iface) = iface_name(self.resolve, owner)
+                {
+                    return Type::Named(TypeRef {
+                        iface,
+                        name: name.clone(),
+                    });
                 }
                 self.anonymous(&def.kind)
             }
@@ -352,7 +398,11 @@ impl Cx<'_> {
             WitKind::Record(r) => TypeDefKind::Record(
                 r.fields
                     .iter()
-                    .map(|f| Field { name: f.name.clone(), docs: f.docs.contents.clone(), ty: self.ty(&f.ty) })
+                    .map(|f| Field {
+                        name: f.name.clone(),
+                        docs: f.docs.contents.clone(),
+                        ty: self.ty(&f.ty),
+                    })
                     .collect(),
             ),
             WitKind::Variant(v) => TypeDefKind::Variant(
@@ -366,10 +416,24 @@ impl Cx<'_> {
                     .collect(),
             ),
             WitKind::Enum(e) => TypeDefKind::Enum(
-                e.cases.iter().map(|c| Case { name: c.name.clone(), docs: c.docs.contents.clone(), ty: None }).collect(),
+                e.cases
+                    .iter()
+                    .map(|c| Case {
+                        name: c.name.clone(),
+                        docs: c.docs.contents.clone(),
+                        ty: None,
+                    })
+                    .collect(),
             ),
             WitKind::Flags(f) => TypeDefKind::Flags(
-                f.flags.iter().map(|c| Case { name: c.name.clone(), docs: c.docs.contents.clone(), ty: None }).collect(),
+                f.flags
+                    .iter()
+                    .map(|c| Case {
+                        name: c.name.clone(),
+                        docs: c.docs.contents.clone(),
+                        ty: None,
+                    })
+                    .collect(),
             ),
             WitKind::Type(t) => match (self.ty(t), t) {
                 // `use other.{x}`: a named type owned by another interface is re-exported, not redefined.
@@ -394,11 +458,15 @@ impl Cx<'_> {
 /// Escapes a Rust keyword (`type` → `r#type`); the result is a valid identifier string for `format_ident!`.
 pub fn rust_ident(s: &str) -> String {
     const KEYWORDS: &[&str] = &[
-        "as", "break", "const", "continue", "crate", "else", "enum", "extern", "false", "fn", "for", "if", "impl",
-        "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return", "self", "static", "struct",
-        "super", "trait", "true", "type", "unsafe", "use", "where", "while", "async", "await", "dyn", "abstract",
-        "become", "box", "do", "final", "macro", "override", "priv", "typeof", "unsized", "virtual", "yield",
-        "try", "gen",
+        "as", "break", "const", "continue", "crate", "else", "enum", "extern", "false", "fn",
+        "for", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref",
+        "return", "self", "static", "struct", "super", "trait", "true", "type", "unsafe", "use",
+        "where", "while", "async", "await", "dyn", "abstract", "become", "box", "do", "final",
+        "macro", "override", "priv", "typeof", "unsized", "virtual", "yield", "try", "gen",
     ];
-    if KEYWORDS.contains(&s) { format!("r#{s}") } else { s.to_owned() }
+    if KEYWORDS.contains(&s) {
+        format!("r#{s}")
+    } else {
+        s.to_owned()
+    }
 }

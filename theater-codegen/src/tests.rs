@@ -20,14 +20,37 @@ fn model() -> Model {
 fn model_has_every_interface_and_uses() {
     let model = model();
     let names: Vec<String> = model.interfaces.keys().map(IfaceName::full).collect();
-    for iface in ["random", "runtime", "http-handlers", "types", "store", "process-handlers"] {
-        assert!(names.contains(&format!("theater:simple/{iface}")), "{names:?}");
+    for iface in [
+        "random",
+        "runtime",
+        "http-handlers",
+        "types",
+        "store",
+        "process-handlers",
+    ] {
+        assert!(
+            names.contains(&format!("theater:simple/{iface}")),
+            "{names:?}"
+        );
     }
-    let runtime = model.interface(&IfaceName::parse("theater:simple/runtime").unwrap()).unwrap();
-    assert!(matches!(runtime.type_def("chain").unwrap().kind, TypeDefKind::Use(_)));
-    let types = model.interface(&IfaceName::parse("theater:simple/types").unwrap()).unwrap();
-    assert!(matches!(types.type_def("actor-id").unwrap().kind, TypeDefKind::Alias(_)));
-    assert!(matches!(types.type_def("wit-error-type").unwrap().kind, TypeDefKind::Enum(_)));
+    let runtime = model
+        .interface(&IfaceName::parse("theater:simple/runtime").unwrap())
+        .unwrap();
+    assert!(matches!(
+        runtime.type_def("chain").unwrap().kind,
+        TypeDefKind::Use(_)
+    ));
+    let types = model
+        .interface(&IfaceName::parse("theater:simple/types").unwrap())
+        .unwrap();
+    assert!(matches!(
+        types.type_def("actor-id").unwrap().kind,
+        TypeDefKind::Alias(_)
+    ));
+    assert!(matches!(
+        types.type_def("wit-error-type").unwrap().kind,
+        TypeDefKind::Enum(_)
+    ));
 }
 
 #[test]
@@ -37,7 +60,9 @@ fn generate_every_interface_parses() {
     for name in model.interfaces.keys() {
         let full = name.full();
         let iface = model.interface(name).unwrap();
-        let callbacks = full.ends_with("-handlers") || full.ends_with("message-server-client") || full.ends_with("/actor");
+        let callbacks = full.ends_with("-handlers")
+            || full.ends_with("message-server-client")
+            || full.ends_with("/actor");
         let tokens = if callbacks {
             crate::generate(&wit, None, Some(&full))
         } else {
@@ -64,9 +89,15 @@ fn handler_expansion_parses() {
     let out = crate::expand_handler(attr, item, &workspace());
     let text = out.to_string();
     assert!(!text.contains("compile_error"), "{text}");
-    assert!(text.contains("func_wrap_async"), "async fn → func_wrap_async");
+    assert!(
+        text.contains("func_wrap_async"),
+        "async fn → func_wrap_async"
+    );
     assert!(text.contains("RecordMode :: Digest"));
-    assert!(!text.contains("# [theater"), "#[theater] attributes are stripped");
+    assert!(
+        !text.contains("# [theater"),
+        "#[theater] attributes are stripped"
+    );
     syn::parse2::<syn::File>(out).unwrap();
 }
 
@@ -88,7 +119,11 @@ fn errors_are_accumulated_at_their_spans() {
     assert_eq!(messages.len(), 5, "{messages:?}");
     assert!(messages[0].contains("parameter `length`") && messages[0].contains("u32"));
     assert!(messages[1].contains("random_flot") && messages[1].contains("random_float"));
-    assert!(messages[2..].iter().all(|m| m.starts_with("missing method")));
+    assert!(
+        messages[2..]
+            .iter()
+            .all(|m| m.starts_with("missing method"))
+    );
     let _ = attr;
 }
 
@@ -100,14 +135,23 @@ fn bad_wit_path_and_unknown_interface_are_errors() {
         &workspace(),
     );
     assert!(out.to_string().contains("does not exist"));
-    let out = crate::expand_handler(quote!(wit = "wit", import = "theater:simple/nope"), quote!(impl X {}), &workspace());
+    let out = crate::expand_handler(
+        quote!(wit = "wit", import = "theater:simple/nope"),
+        quote!(impl X {}),
+        &workspace(),
+    );
     assert!(out.to_string().contains("unknown interface"));
 }
 
 #[test]
 fn export_callers_are_generated() {
     let wit = workspace().join("tests/wit");
-    let tokens = crate::generate(&wit, Some("theater:test/probe"), Some("theater:test/probe-handlers")).unwrap();
+    let tokens = crate::generate(
+        &wit,
+        Some("theater:test/probe"),
+        Some("theater:test/probe-handlers"),
+    )
+    .unwrap();
     let text = tokens.to_string();
     assert!(text.contains("pub struct Callbacks"));
     assert!(text.contains("pub async fn handle_add"));

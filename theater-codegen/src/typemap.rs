@@ -42,8 +42,14 @@ pub fn rust_type(ty: &Type, scope: Scope) -> TokenStream {
             quote!(::core::option::Option<#t>)
         }
         Type::Result { ok, err } => {
-            let ok = ok.as_deref().map(|t| rust_type(t, scope)).unwrap_or_else(|| quote!(()));
-            let err = err.as_deref().map(|t| rust_type(t, scope)).unwrap_or_else(|| quote!(()));
+            let ok = ok
+                .as_deref()
+                .map(|t| rust_type(t, scope))
+                .unwrap_or_else(|| quote!(()));
+            let err = err
+                .as_deref()
+                .map(|t| rust_type(t, scope))
+                .unwrap_or_else(|| quote!(()));
             quote!(::core::result::Result<#ok, #err>)
         }
         Type::Tuple(ts) => {
@@ -56,7 +62,10 @@ pub fn rust_type(ty: &Type, scope: Scope) -> TokenStream {
 
 /// The path of a named type from `scope`.
 pub fn type_path(r: &TypeRef, scope: Scope) -> TokenStream {
-    let [ns, pkg, iface] = r.iface.module_path().map(|s| format_ident!("{}", crate::model::rust_ident(&s)));
+    let [ns, pkg, iface] = r
+        .iface
+        .module_path()
+        .map(|s| format_ident!("{}", crate::model::rust_ident(&s)));
     let name = format_ident!("{}", r.rust_name());
     match scope {
         Scope::Root => quote!(#ns::#pkg::#iface::#name),
@@ -83,11 +92,16 @@ pub fn type_string(ty: &Type) -> String {
         Type::List(t) => format!("Vec<{}>", type_string(t)),
         Type::Option(t) => format!("Option<{}>", type_string(t)),
         Type::Result { ok, err } => {
-            let side = |t: &Option<Box<Type>>| t.as_deref().map(type_string).unwrap_or_else(|| "()".into());
+            let side = |t: &Option<Box<Type>>| {
+                t.as_deref().map(type_string).unwrap_or_else(|| "()".into())
+            };
             format!("Result<{}, {}>", side(ok), side(err))
         }
         Type::Tuple(ts) if ts.len() == 1 => format!("({},)", type_string(&ts[0])),
-        Type::Tuple(ts) => format!("({})", ts.iter().map(type_string).collect::<Vec<_>>().join(", ")),
+        Type::Tuple(ts) => format!(
+            "({})",
+            ts.iter().map(type_string).collect::<Vec<_>>().join(", ")
+        ),
         Type::Named(r) => r.rust_name(),
     }
 }
@@ -127,8 +141,14 @@ mod tests {
     fn containers() {
         let bytes = Type::List(Box::new(Type::U8));
         assert_eq!(s(&bytes), "::std::vec::Vec<u8>");
-        assert_eq!(s(&Type::Option(Box::new(bytes.clone()))), "::core::option::Option<::std::vec::Vec<u8>>");
-        let r = Type::Result { ok: None, err: Some(Box::new(Type::String)) };
+        assert_eq!(
+            s(&Type::Option(Box::new(bytes.clone()))),
+            "::core::option::Option<::std::vec::Vec<u8>>"
+        );
+        let r = Type::Result {
+            ok: None,
+            err: Some(Box::new(Type::String)),
+        };
         assert_eq!(s(&r), "::core::result::Result<(),::std::string::String>");
         assert_eq!(type_string(&r), "Result<(), String>");
         let t = Type::Tuple(vec![Type::U64, bytes]);
@@ -143,9 +163,15 @@ mod tests {
             iface: IfaceName::parse("theater:simple/http-types").unwrap(),
             name: "http-request".into(),
         };
-        assert_eq!(s(&Type::Named(r.clone())), "theater::simple::http_types::HttpRequest");
+        assert_eq!(
+            s(&Type::Named(r.clone())),
+            "theater::simple::http_types::HttpRequest"
+        );
         let inner = type_path(&r, Scope::Interface).to_string().replace(' ', "");
-        assert_eq!(inner, "super::super::super::theater::simple::http_types::HttpRequest");
+        assert_eq!(
+            inner,
+            "super::super::super::theater::simple::http_types::HttpRequest"
+        );
         assert_eq!(type_string(&Type::Named(r)), "HttpRequest");
     }
 }

@@ -37,6 +37,8 @@ use proc_macro::TokenStream;
 /// docs for the keys.
 #[proc_macro_attribute]
 pub fn theater_handler(attr: TokenStream, item: TokenStream) -> TokenStream {
-    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").map(std::path::PathBuf::from).unwrap_or_default();
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_default();
     theater_codegen::expand_handler(attr.into(), item.into(), &manifest_dir).into()
 }

@@ -49,7 +49,12 @@ pub struct ChainEvent {
 
 impl ChainEvent {
     /// Computes the hash of an event with these fields.
-    pub fn compute_hash(parent: Option<&Hash>, event_type: &str, data: &[u8], timestamp: u64) -> Hash {
+    pub fn compute_hash(
+        parent: Option<&Hash>,
+        event_type: &str,
+        data: &[u8],
+        timestamp: u64,
+    ) -> Hash {
         let mut h = Sha1::new();
         let field = |h: &mut Sha1, bytes: &[u8]| {
             h.update((bytes.len() as u64).to_be_bytes());
@@ -121,7 +126,14 @@ impl Chain {
         let event_type = event_type.into();
         let parent_hash = self.events.last().map(|e| e.hash);
         let hash = ChainEvent::compute_hash(parent_hash.as_ref(), &event_type, &data, timestamp);
-        self.events.push(ChainEvent { hash, parent_hash, event_type, data, timestamp, description });
+        self.events.push(ChainEvent {
+            hash,
+            parent_hash,
+            event_type,
+            data,
+            timestamp,
+            description,
+        });
         self.events.last().expect("just pushed")
     }
 
@@ -153,7 +165,11 @@ impl Chain {
     pub fn verify(&self) -> Result<(), ChainError> {
         let mut parent: Option<&Hash> = None;
         for (index, e) in self.events.iter().enumerate() {
-            let bad = |message: String| ChainError::Invalid { index, event_type: e.event_type.clone(), message };
+            let bad = |message: String| ChainError::Invalid {
+                index,
+                event_type: e.event_type.clone(),
+                message,
+            };
             if e.parent_hash.as_ref() != parent {
                 return Err(bad(format!(
                     "parent_hash {} is not the previous event's hash {}",
@@ -205,14 +221,19 @@ impl Chain {
             if line.trim().is_empty() {
                 continue;
             }
-            let parse = |message: String| ChainError::Parse { line: line_no, message };
+            let parse = |message: String| ChainError::Parse {
+                line: line_no,
+                message,
+            };
             let j: JsonEvent = serde_json::from_str(&line).map_err(|e| parse(e.to_string()))?;
             let hash = parse_hash(&j.hash).map_err(|m| parse(format!("hash: {m}")))?;
             let parent_hash = match &j.parent_hash {
                 None => None,
                 Some(p) => Some(parse_hash(p).map_err(|m| parse(format!("parent_hash: {m}")))?),
             };
-            let data = BASE64.decode(&j.data).map_err(|e| parse(format!("data: {e}")))?;
+            let data = BASE64
+                .decode(&j.data)
+                .map_err(|e| parse(format!("data: {e}")))?;
             events.push(ChainEvent {
                 hash,
                 parent_hash,
@@ -246,7 +267,14 @@ impl From<Vec<ChainEvent>> for Chain {
 
 impl fmt::Display for ChainEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} {} {}", &hex::encode(self.hash)[..12], self.timestamp, self.event_type, self.data_text())
+        write!(
+            f,
+            "{} {} {} {}",
+            &hex::encode(self.hash)[..12],
+            self.timestamp,
+            self.event_type,
+            self.data_text()
+        )
     }
 }
 
@@ -264,7 +292,9 @@ struct JsonEvent {
 
 fn parse_hash(s: &str) -> Result<Hash, String> {
     let bytes = hex::decode(s).map_err(|e| e.to_string())?;
-    bytes.try_into().map_err(|b: Vec<u8>| format!("expected 20 bytes, got {}", b.len()))
+    bytes
+        .try_into()
+        .map_err(|b: Vec<u8>| format!("expected 20 bytes, got {}", b.len()))
 }
 
 fn opt_hex(h: Option<&Hash>) -> String {
@@ -278,8 +308,18 @@ mod tests {
     fn sample() -> Chain {
         let mut c = Chain::new();
         c.append("theater:simple/actor/init", b"{}".to_vec(), 1, None);
-        c.append("theater:simple/runtime/log", b"{\"params\":{\"msg\":\"hi\"}}".to_vec(), 2, None);
-        c.append("theater:simple/random/random-bytes", vec![0xff, 0], 3, Some("binary".into()));
+        c.append(
+            "theater:simple/runtime/log",
+            b"{\"params\":{\"msg\":\"hi\"}}".to_vec(),
+            2,
+            None,
+        );
+        c.append(
+            "theater:simple/random/random-bytes",
+            vec![0xff, 0],
+            3,
+            Some("binary".into()),
+        );
         c
     }
 
@@ -313,7 +353,11 @@ mod tests {
         let mut c = sample();
         c.events[1].data[0] ^= 1;
         match c.verify() {
-            Err(ChainError::Invalid { index: 1, event_type, .. }) => {
+            Err(ChainError::Invalid {
+                index: 1,
+                event_type,
+                ..
+            }) => {
                 assert_eq!(event_type, "theater:simple/runtime/log")
             }
             other => panic!("{other:?}"),
@@ -335,6 +379,9 @@ mod tests {
     fn removed_event_breaks_the_link() {
         let mut c = sample();
         c.events.remove(1);
-        assert!(matches!(c.verify(), Err(ChainError::Invalid { index: 1, .. })));
+        assert!(matches!(
+            c.verify(),
+            Err(ChainError::Invalid { index: 1, .. })
+        ));
     }
 }

@@ -32,12 +32,18 @@ pub struct CompiledComponent {
 impl CompiledComponent {
     /// The exact imported name of `interface` (compared without `@version`), if imported.
     pub fn import_named(&self, interface: &str) -> Option<&str> {
-        self.imports.iter().map(|(n, _)| n.as_str()).find(|n| unversioned(n) == interface)
+        self.imports
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .find(|n| unversioned(n) == interface)
     }
 
     /// The exact exported name of `interface` (compared without `@version`), if exported.
     pub fn export_named(&self, interface: &str) -> Option<&str> {
-        self.exports.iter().map(String::as_str).find(|n| unversioned(n) == interface)
+        self.exports
+            .iter()
+            .map(String::as_str)
+            .find(|n| unversioned(n) == interface)
     }
 }
 
@@ -68,19 +74,27 @@ impl TheaterEngine {
         if pooling {
             config.allocation_strategy(wasmtime::InstanceAllocationStrategy::pooling());
         }
-        let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("creating the wasmtime engine: {e}"))?;
+        let engine = Engine::new(&config)
+            .map_err(|e| anyhow::anyhow!("creating the wasmtime engine: {e}"))?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let (weak, stop) = (engine.weak(), ticker_stop.clone());
-        std::thread::Builder::new().name("theater-epoch".into()).spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(EPOCH_TICK);
-                match weak.upgrade() {
-                    Some(engine) => engine.increment_epoch(),
-                    None => break,
+        std::thread::Builder::new()
+            .name("theater-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
                 }
-            }
-        })?;
-        Ok(Self { engine, components: Mutex::default(), instance_pres: Mutex::default(), ticker_stop })
+            })?;
+        Ok(Self {
+            engine,
+            components: Mutex::default(),
+            instance_pres: Mutex::default(),
+            ticker_stop,
+        })
     }
 
     /// The wasmtime engine.
@@ -97,14 +111,16 @@ impl TheaterEngine {
         if let Some(c) = lock(&self.components).get(&hash) {
             return Ok(c.clone());
         }
-        let component = Component::new(&self.engine, bytes).map_err(|e| anyhow::anyhow!("compiling the component: {e:#}"))?;
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| anyhow::anyhow!("compiling the component: {e:#}"))?;
         let ty = component.component_type();
         let imports = ty
             .imports(&self.engine)
             .filter_map(|(name, item)| match item.ty {
                 ComponentItem::ComponentInstance(inst) => {
-                    let has_functions =
-                        inst.exports(&self.engine).any(|(_, item)| matches!(item.ty, ComponentItem::ComponentFunc(_)));
+                    let has_functions = inst
+                        .exports(&self.engine)
+                        .any(|(_, item)| matches!(item.ty, ComponentItem::ComponentFunc(_)));
                     Some((name.to_owned(), has_functions))
                 }
                 _ => None,
@@ -115,7 +131,12 @@ impl TheaterEngine {
             .filter(|(_, item)| matches!(item.ty, ComponentItem::ComponentInstance(_)))
             .map(|(name, _)| name.to_owned())
             .collect();
-        let compiled = Arc::new(CompiledComponent { hash, component, imports, exports });
+        let compiled = Arc::new(CompiledComponent {
+            hash,
+            component,
+            imports,
+            exports,
+        });
         lock(&self.components).insert(hash, compiled.clone());
         Ok(compiled)
     }
@@ -130,14 +151,18 @@ impl TheaterEngine {
         component: &CompiledComponent,
         link: &[(&str, &str, &dyn crate::Handler)],
     ) -> anyhow::Result<InstancePre<ActorStore>> {
-        let mut key_set: Vec<(String, String)> = link.iter().map(|(h, i, _)| (h.to_string(), i.to_string())).collect();
+        let mut key_set: Vec<(String, String)> = link
+            .iter()
+            .map(|(h, i, _)| (h.to_string(), i.to_string()))
+            .collect();
         key_set.sort();
         let key = (component.hash, key_set);
         if let Some(pre) = lock(&self.instance_pres).get(&key) {
             return Ok(pre.clone());
         }
         let mut linker: Linker<ActorStore> = Linker::new(&self.engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow::anyhow!("linking WASI: {e}"))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| anyhow::anyhow!("linking WASI: {e}"))?;
         for (name, import, handler) in link {
             handler
                 .add_to_linker(&mut linker, import)

@@ -92,11 +92,18 @@ impl ExportResolver<'_> {
         (Option<Vec<u8>>, P): ComponentNamedList + Lower,
         (Result<O, String>,): ComponentNamedList + Lift,
     {
-        let Some(interface) = self.interface else { return Ok(()) };
-        let Some(iface) = self.instance.get_export_index(&mut *self.store, None, interface) else {
+        let Some(interface) = self.interface else {
             return Ok(());
         };
-        let Some(index) = self.instance.get_export_index(&mut *self.store, Some(&iface), spec.function)
+        let Some(iface) = self
+            .instance
+            .get_export_index(&mut *self.store, None, interface)
+        else {
+            return Ok(());
+        };
+        let Some(index) =
+            self.instance
+                .get_export_index(&mut *self.store, Some(&iface), spec.function)
         else {
             return Ok(());
         };
@@ -104,9 +111,16 @@ impl ExportResolver<'_> {
             .instance
             .get_typed_func::<(Option<Vec<u8>>, P), (Result<O, String>,)>(&mut *self.store, &index)
             .map_err(|e| {
-                anyhow::anyhow!("export {interface}/{} has the wrong type: {e}", spec.function)
+                anyhow::anyhow!(
+                    "export {interface}/{} has the wrong type: {e}",
+                    spec.function
+                )
             })?;
-        self.store.data_mut().exports.funcs.insert(spec.event_type, *typed.func());
+        self.store
+            .data_mut()
+            .exports
+            .funcs
+            .insert(spec.event_type, *typed.func());
         Ok(())
     }
 }

@@ -45,11 +45,8 @@ pub trait Handler: Send + Sync + 'static {
     /// Defines the host functions under `interface` (the exact name the component imports, which may carry a
     /// version suffix). Called on the prototype: the linker is shared by every actor of the same component, so
     /// host functions find their instance in the store ([`host::instance`](crate::host::instance)).
-    fn add_to_linker(
-        &self,
-        linker: &mut Linker<ActorStore>,
-        interface: &str,
-    ) -> anyhow::Result<()>;
+    fn add_to_linker(&self, linker: &mut Linker<ActorStore>, interface: &str)
+    -> anyhow::Result<()>;
 
     /// Checks the callback functions the component exports, function by function (see [`ExportResolver`]).
     fn add_export_functions(&self, exports: &mut ExportResolver<'_>) -> anyhow::Result<()>;

@@ -50,7 +50,11 @@ pub struct PendingCall {
 }
 
 /// Encodes the parameters of a call to `spec` before the call moves them (see [`crate::record`] for the format).
-pub fn begin<P: RecordParams>(store: &ActorStore, spec: &'static CallSpec, params: &P) -> PendingCall {
+pub fn begin<P: RecordParams>(
+    store: &ActorStore,
+    spec: &'static CallSpec,
+    params: &P,
+) -> PendingCall {
     begin_parts(store, spec.event_type, spec.payload, spec.params, params)
 }
 
@@ -74,17 +78,27 @@ pub(crate) fn begin_parts<P: RecordParams>(
     });
     if let Err(e) = written {
         data.truncate(b"{\"params\":".len());
-        data.extend_from_slice(format!("{:?}", format!("cannot encode parameters: {e}")).as_bytes());
+        data.extend_from_slice(
+            format!("{:?}", format!("cannot encode parameters: {e}")).as_bytes(),
+        );
     }
     data.extend_from_slice(b",\"result\":");
-    PendingCall { event_type, payload, data }
+    PendingCall {
+        event_type,
+        payload,
+        data,
+    }
 }
 
 /// Appends the result to a [`PendingCall`] and records it as one chain event of type `spec.event_type`.
 pub fn finish<R: Serialize + ?Sized>(store: &mut ActorStore, mut call: PendingCall, result: &R) {
     let mode = store.recorder.mode(call.event_type, call.payload, "result");
-    if let Err(e) = serde_json::to_writer(&mut call.data, &Recorded::new(result, mode, &store.recorder)) {
-        call.data.extend_from_slice(format!("{:?}", format!("cannot encode result: {e}")).as_bytes());
+    if let Err(e) = serde_json::to_writer(
+        &mut call.data,
+        &Recorded::new(result, mode, &store.recorder),
+    ) {
+        call.data
+            .extend_from_slice(format!("{:?}", format!("cannot encode result: {e}")).as_bytes());
     }
     call.data.push(b'}');
     store.record_event(call.event_type, call.data);

@@ -37,7 +37,10 @@ pub struct Limits {
 impl Default for Limits {
     /// `call_timeout_ms = 10 000`, `memory_bytes = 256 MiB`.
     fn default() -> Self {
-        Self { call_timeout_ms: 10_000, memory_bytes: 256 * 1024 * 1024 }
+        Self {
+            call_timeout_ms: 10_000,
+            memory_bytes: 256 * 1024 * 1024,
+        }
     }
 }
 
@@ -95,17 +98,27 @@ impl Manifest {
     /// Reads and parses the manifest at `path`.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ManifestError> {
         let path = path.as_ref();
-        let err = |message: String| ManifestError { path: path.to_owned(), message };
+        let err = |message: String| ManifestError {
+            path: path.to_owned(),
+            message,
+        };
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let dir = std::path::absolute(&dir).unwrap_or(dir);
-        Self::parse(&text, &dir).map_err(|e| ManifestError { path: path.to_owned(), message: e.message })
+        Self::parse(&text, &dir).map_err(|e| ManifestError {
+            path: path.to_owned(),
+            message: e.message,
+        })
     }
 
     /// Parses manifest text; relative paths resolve against `dir`.
     pub fn parse(text: &str, dir: &Path) -> Result<Self, ManifestError> {
-        let err = |message: String| ManifestError { path: PathBuf::from("<inline>"), message };
-        let raw: RawManifest = toml::from_str(text).map_err(|e| err(e.to_string().trim_end().to_owned()))?;
+        let err = |message: String| ManifestError {
+            path: PathBuf::from("<inline>"),
+            message,
+        };
+        let raw: RawManifest =
+            toml::from_str(text).map_err(|e| err(e.to_string().trim_end().to_owned()))?;
         let mut handlers = Vec::new();
         for (i, mut table) in raw.handlers.into_iter().enumerate() {
             let type_name = match table.remove("type") {
@@ -126,12 +139,23 @@ impl Manifest {
                         record.insert(function, mode);
                     }
                 }
-                Some(_) => return Err(err(format!("handler {type_name}: `record` must be a table"))),
+                Some(_) => {
+                    return Err(err(format!(
+                        "handler {type_name}: `record` must be a table"
+                    )));
+                }
             }
-            if handlers.iter().any(|h: &HandlerEntry| h.type_name == type_name) {
+            if handlers
+                .iter()
+                .any(|h: &HandlerEntry| h.type_name == type_name)
+            {
                 return Err(err(format!("handler {type_name} is listed twice")));
             }
-            handlers.push(HandlerEntry { type_name, record, config: table });
+            handlers.push(HandlerEntry {
+                type_name,
+                record,
+                config: table,
+            });
         }
         let resolve = |p: PathBuf| if p.is_absolute() { p } else { dir.join(p) };
         Ok(Self {
@@ -159,7 +183,13 @@ mod tests {
         .unwrap();
         assert_eq!(m.component, Path::new("/m/x/a.wasm"));
         assert_eq!(m.init_state.as_deref(), Some(Path::new("/abs/s")));
-        assert_eq!(m.limits, Limits { call_timeout_ms: 5, ..Limits::default() });
+        assert_eq!(
+            m.limits,
+            Limits {
+                call_timeout_ms: 5,
+                ..Limits::default()
+            }
+        );
         assert_eq!(m.handlers[0].type_name, "random");
         assert_eq!(m.handlers[0].record["random-bytes"], RecordMode::Digest);
         assert_eq!(m.handlers[0].config["seed"].as_integer(), Some(4));
@@ -167,10 +197,17 @@ mod tests {
 
     #[test]
     fn unknown_field_is_named() {
-        let e = Manifest::parse("name = \"a\"\ncomponent = \"a.wasm\"\ncolour = 1\n", Path::new("/")).unwrap_err();
+        let e = Manifest::parse(
+            "name = \"a\"\ncomponent = \"a.wasm\"\ncolour = 1\n",
+            Path::new("/"),
+        )
+        .unwrap_err();
         assert!(e.message.contains("colour"), "{e}");
-        let e = Manifest::parse("name = \"a\"\ncomponent = \"a.wasm\"\n[limits]\ncall_timeout = 1\n", Path::new("/"))
-            .unwrap_err();
+        let e = Manifest::parse(
+            "name = \"a\"\ncomponent = \"a.wasm\"\n[limits]\ncall_timeout = 1\n",
+            Path::new("/"),
+        )
+        .unwrap_err();
         assert!(e.message.contains("call_timeout"), "{e}");
     }
 

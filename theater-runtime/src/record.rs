@@ -92,7 +92,11 @@ pub struct Recorded<'a, T: ?Sized> {
 impl<'a, T: ?Sized + Serialize> Recorded<'a, T> {
     /// Wraps `value` to be serialized under `mode`.
     pub fn new(value: &'a T, mode: RecordMode, recorder: &'a Recorder) -> Self {
-        Self { value, mode, key: &recorder.key }
+        Self {
+            value,
+            mode,
+            key: &recorder.key,
+        }
     }
 }
 
@@ -194,7 +198,8 @@ pub fn encode_call<P: RecordParams + ?Sized, R: Serialize + ?Sized>(
         fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             let mut map = s.serialize_map(Some(self.names.len()))?;
             let mode = |name: &str| self.recorder.mode(self.function, self.payload, name);
-            self.params.write_entries(self.names, &mode, self.recorder, &mut map)?;
+            self.params
+                .write_entries(self.names, &mode, self.recorder, &mut map)?;
             map.end()
         }
     }
@@ -211,8 +216,18 @@ pub fn encode_call<P: RecordParams + ?Sized, R: Serialize + ?Sized>(
         }
     }
     let call = Call {
-        params: Params { recorder, function: event_type, payload, names, params },
-        result: Recorded::new(result, recorder.mode(event_type, payload, "result"), recorder),
+        params: Params {
+            recorder,
+            function: event_type,
+            payload,
+            names,
+            params,
+        },
+        result: Recorded::new(
+            result,
+            recorder.mode(event_type, payload, "result"),
+            recorder,
+        ),
     };
     // Serializing plain data into a Vec cannot fail; a custom `Serialize` that does is recorded as such.
     serde_json::to_vec(&call).unwrap_or_else(|e| {
@@ -227,8 +242,18 @@ mod tests {
     #[test]
     fn full_call_is_params_object_and_result() {
         let r = Recorder::default();
-        let data = encode_call(&r, "f", &[], &["length"], &(16u32,), &Ok::<_, String>(vec![1u8, 2]));
-        assert_eq!(std::str::from_utf8(&data).unwrap(), r#"{"params":{"length":16},"result":{"Ok":[1,2]}}"#);
+        let data = encode_call(
+            &r,
+            "f",
+            &[],
+            &["length"],
+            &(16u32,),
+            &Ok::<_, String>(vec![1u8, 2]),
+        );
+        assert_eq!(
+            std::str::from_utf8(&data).unwrap(),
+            r#"{"params":{"length":16},"result":{"Ok":[1,2]}}"#
+        );
     }
 
     #[test]
@@ -242,8 +267,12 @@ mod tests {
         let want = hex::encode(Sha1::digest(b"\"secret\""));
         assert!(text.contains(&want), "{text}");
 
-        let r = Recorder::new([("get".to_string(), RecordMode::Full)].into(), Arc::from(&b"k"[..]));
-        let text = String::from_utf8(encode_call(&r, "get", &payload, &[], &(), &"secret")).unwrap();
+        let r = Recorder::new(
+            [("get".to_string(), RecordMode::Full)].into(),
+            Arc::from(&b"k"[..]),
+        );
+        let text =
+            String::from_utf8(encode_call(&r, "get", &payload, &[], &(), &"secret")).unwrap();
         assert!(text.contains("\"secret\""), "{text}");
     }
 

@@ -31,12 +31,15 @@ impl HandlerConfig {
     pub fn parse<T: DeserializeOwned>(&self) -> anyhow::Result<T> {
         toml::Value::Table(self.table.clone())
             .try_into()
-            .map_err(|e| anyhow::anyhow!("handler {}: {}", self.type_name, e.to_string().trim_end()))
+            .map_err(|e| {
+                anyhow::anyhow!("handler {}: {}", self.type_name, e.to_string().trim_end())
+            })
     }
 }
 
 /// Builds a handler from its configuration.
-pub type HandlerFactory = Arc<dyn Fn(&HandlerConfig) -> anyhow::Result<Arc<dyn Handler>> + Send + Sync>;
+pub type HandlerFactory =
+    Arc<dyn Fn(&HandlerConfig) -> anyhow::Result<Arc<dyn Handler>> + Send + Sync>;
 
 /// Handler factories by manifest `type`.
 #[derive(Clone, Default)]

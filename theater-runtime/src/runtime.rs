@@ -115,6 +115,9 @@ pub enum SpawnError {
     Init(String),
 }
 
+/// A handler serving one actor: the prototype, and the exact import / export names it is linked under.
+type Active = (Arc<dyn Handler>, Option<String>, Option<String>);
+
 /// The Theater runtime: one engine with its caches, and the actors it runs. Cloning shares it.
 #[derive(Clone)]
 pub struct TheaterRuntime {
@@ -139,7 +142,9 @@ impl TheaterRuntime {
             .or_else(|| std::env::var_os("THEATER_HOME").map(PathBuf::from))
             .or_else(|| dirs::data_dir().map(|d| d.join("theater")))
             .unwrap_or_else(|| PathBuf::from(".theater"));
-        let key: Vec<u8> = (0..2).flat_map(|_| *uuid::Uuid::new_v4().as_bytes()).collect();
+        let key: Vec<u8> = (0..2)
+            .flat_map(|_| *uuid::Uuid::new_v4().as_bytes())
+            .collect();
         Ok(Self {
             inner: Arc::new(Inner {
                 engine: TheaterEngine::new(config.pooling)?,
@@ -160,7 +165,11 @@ impl TheaterRuntime {
     /// # Errors
     /// As [`spawn`](Self::spawn), plus unreadable files, unknown handler types, bad handler fields and unknown
     /// `record` function names (each named).
-    pub async fn spawn_manifest(&self, manifest: &Manifest, registry: &HandlerRegistry) -> Result<ActorHandle, SpawnError> {
+    pub async fn spawn_manifest(
+        &self,
+        manifest: &Manifest,
+        registry: &HandlerRegistry,
+    ) -> Result<ActorHandle, SpawnError> {
         let read = |p: &PathBuf, what: &str| {
             std::fs::read(p).map_err(|e| crate::manifest::ManifestError {
                 path: p.clone(),
@@ -168,7 +177,11 @@ impl TheaterRuntime {
             })
         };
         let component = read(&manifest.component, "component")?;
-        let init_state = manifest.init_state.as_ref().map(|p| read(p, "init_state")).transpose()?;
+        let init_state = manifest
+            .init_state
+            .as_ref()
+            .map(|p| read(p, "init_state"))
+            .transpose()?;
         let mut handlers = Vec::new();
         let mut overrides = HashMap::new();
         for entry in &manifest.handlers {
@@ -185,7 +198,9 @@ impl TheaterRuntime {
                 message: format!("{e:#}"),
             })?;
             for (function, mode) in &entry.record {
-                let interface = handler.imports().filter(|_| handler.functions().contains(&function.as_str()));
+                let interface = handler
+                    .imports()
+                    .filter(|_| handler.functions().contains(&function.as_str()));
                 let Some(interface) = interface else {
                     return Err(SpawnError::Handler {
                         handler: entry.type_name.clone(),
@@ -216,19 +231,29 @@ impl TheaterRuntime {
     /// [`SpawnError`], naming the handler and step at fault; `init`'s `Err` as [`SpawnError::Init`].
     pub async fn spawn(&self, options: SpawnOptions) -> Result<ActorHandle, SpawnError> {
         let engine = &self.inner.engine;
-        let compiled = engine.component(&options.component).map_err(|e| SpawnError::Component(format!("{e:#}")))?;
+        let compiled = engine
+            .component(&options.component)
+            .map_err(|e| SpawnError::Component(format!("{e:#}")))?;
 
         // Activation: a handler serves the actor if the component imports its interface or exports its callbacks.
-        let mut active: Vec<(Arc<dyn Handler>, Option<String>, Option<String>)> = Vec::new();
+        let mut active: Vec<Active> = Vec::new();
         for handler in &options.handlers {
-            let import = handler.imports().and_then(|i| compiled.import_named(i)).map(str::to_owned);
-            let export = handler.exports().and_then(|e| compiled.export_named(e)).map(str::to_owned);
+            let import = handler
+                .imports()
+                .and_then(|i| compiled.import_named(i))
+                .map(str::to_owned);
+            let export = handler
+                .exports()
+                .and_then(|e| compiled.export_named(e))
+                .map(str::to_owned);
             if import.is_some() || export.is_some() {
                 active.push((handler.clone(), import, export));
             }
         }
         for (import, has_functions) in &compiled.imports {
-            let served = active.iter().any(|(_, i, _)| i.as_deref() == Some(import.as_str()));
+            let served = active
+                .iter()
+                .any(|(_, i, _)| i.as_deref() == Some(import.as_str()));
             if *has_functions && !served && !import.starts_with("wasi:") {
                 let iface = crate::engine::unversioned(import);
                 let name = iface.rsplit('/').next().unwrap_or(iface);
@@ -241,14 +266,19 @@ impl TheaterRuntime {
             .iter()
             .filter_map(|(h, i, _)| i.as_deref().map(|i| (h.name(), i, &**h)))
             .collect();
-        let pre = engine.instance_pre(&compiled, &link).map_err(|e| SpawnError::Component(format!("{e:#}")))?;
+        let pre = engine
+            .instance_pre(&compiled, &link)
+            .map_err(|e| SpawnError::Component(format!("{e:#}")))?;
 
         // The actor.
         let id = ActorId::new();
         let shared = Arc::new(ActorShared::new(id.clone(), options.name.clone()));
         shared.set_state(options.init_state.clone());
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
-        let handle = ActorHandle { shared: shared.clone(), commands: commands_tx };
+        let handle = ActorHandle {
+            shared: shared.clone(),
+            commands: commands_tx,
+        };
         let shutdown = ShutdownSignal::new();
         let context = ActorContext {
             id: id.clone(),
@@ -261,11 +291,15 @@ impl TheaterRuntime {
         let mut instances: Vec<Arc<dyn Handler>> = Vec::new();
         let mut by_type: Vec<(std::any::TypeId, Arc<dyn Any + Send + Sync>)> = Vec::new();
         for (handler, _, _) in &active {
-            let instance = handler.create_instance(&context).await.map_err(|e| SpawnError::Handler {
-                handler: handler.name().to_owned(),
-                step: "create_instance",
-                message: format!("{e:#}"),
-            })?;
+            let instance =
+                handler
+                    .create_instance(&context)
+                    .await
+                    .map_err(|e| SpawnError::Handler {
+                        handler: handler.name().to_owned(),
+                        step: "create_instance",
+                        message: format!("{e:#}"),
+                    })?;
             let any = instance.clone().as_any();
             by_type.push(((*any).type_id(), any));
             instances.push(instance);
@@ -278,7 +312,10 @@ impl TheaterRuntime {
             shared: shared.clone(),
             handle: handle.clone(),
             instances: by_type,
-            recorder: Recorder::new(options.record_overrides.clone(), self.inner.hmac_key.clone()),
+            recorder: Recorder::new(
+                options.record_overrides.clone(),
+                self.inner.hmac_key.clone(),
+            ),
             exports: ExportTable::default(),
             wasi: crate::wasi::closed_ctx(&id, &options.name),
             table: wasmtime::component::ResourceTable::new(),
@@ -296,16 +333,28 @@ impl TheaterRuntime {
             .await
             .map_err(|e| SpawnError::Instantiate(format!("{e:#}")))?;
         for ((handler, _, export), instance_obj) in active.iter().zip(&instances) {
-            let mut resolver = ExportResolver { store: &mut store, instance: &instance, interface: export.as_deref() };
-            instance_obj.add_export_functions(&mut resolver).map_err(|e| SpawnError::Handler {
-                handler: handler.name().to_owned(),
-                step: "exports",
-                message: format!("{e:#}"),
-            })?;
+            let mut resolver = ExportResolver {
+                store: &mut store,
+                instance: &instance,
+                interface: export.as_deref(),
+            };
+            instance_obj
+                .add_export_functions(&mut resolver)
+                .map_err(|e| SpawnError::Handler {
+                    handler: handler.name().to_owned(),
+                    step: "exports",
+                    message: format!("{e:#}"),
+                })?;
         }
-        let actor_export = compiled.export_named("theater:simple/actor").map(str::to_owned);
+        let actor_export = compiled
+            .export_named("theater:simple/actor")
+            .map(str::to_owned);
         if let Some(name) = &actor_export {
-            let mut resolver = ExportResolver { store: &mut store, instance: &instance, interface: Some(name) };
+            let mut resolver = ExportResolver {
+                store: &mut store,
+                instance: &instance,
+                interface: Some(name),
+            };
             resolver
                 .resolve::<(String,), (Option<Vec<u8>>,)>(init_spec())
                 .map_err(|e| SpawnError::Component(format!("{e:#}")))?;
@@ -327,7 +376,11 @@ impl TheaterRuntime {
         match ready_rx.await {
             Ok(Ok(())) => {}
             Ok(Err(message)) => return Err(SpawnError::Init(message)),
-            Err(_) => return Err(SpawnError::Init("the actor task ended before init returned".into())),
+            Err(_) => {
+                return Err(SpawnError::Init(
+                    "the actor task ended before init returned".into(),
+                ));
+            }
         }
         let mut actors = lock(&self.inner.actors);
         actors.retain(|a| a.status() != ActorStatus::Stopped);
@@ -337,7 +390,11 @@ impl TheaterRuntime {
 
     /// The actors that have not stopped.
     pub fn list(&self) -> Vec<ActorHandle> {
-        lock(&self.inner.actors).iter().filter(|a| a.status() != ActorStatus::Stopped).cloned().collect()
+        lock(&self.inner.actors)
+            .iter()
+            .filter(|a| a.status() != ActorStatus::Stopped)
+            .cloned()
+            .collect()
     }
 
     /// The actor with `id`, if it is known and has not stopped.

@@ -99,7 +99,10 @@ impl ActorStore {
         match self.call_deadline {
             Some(deadline) if Instant::now() >= deadline => {
                 self.deadline_hit = true;
-                Err(wasmtime::format_err!("call exceeded its deadline of {} ms", self.call_timeout.as_millis()))
+                Err(wasmtime::format_err!(
+                    "call exceeded its deadline of {} ms",
+                    self.call_timeout.as_millis()
+                ))
             }
             _ => Ok(wasmtime::UpdateDeadline::Yield(1)),
         }
@@ -108,6 +111,9 @@ impl ActorStore {
 
 impl WasiView for ActorStore {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }

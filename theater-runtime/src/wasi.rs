@@ -13,8 +13,16 @@ use crate::actor::ActorId;
 /// A closed WASI context whose stdout/stderr go to `tracing` (info / warn) with `actor`'s id.
 pub fn closed_ctx(actor: &ActorId, name: &str) -> WasiCtx {
     WasiCtxBuilder::new()
-        .stdout(LogStream { actor: actor.to_string(), name: name.to_owned(), stderr: false })
-        .stderr(LogStream { actor: actor.to_string(), name: name.to_owned(), stderr: true })
+        .stdout(LogStream {
+            actor: actor.to_string(),
+            name: name.to_owned(),
+            stderr: false,
+        })
+        .stderr(LogStream {
+            actor: actor.to_string(),
+            name: name.to_owned(),
+            stderr: true,
+        })
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false)
@@ -37,7 +45,10 @@ impl IsTerminal for LogStream {
 
 impl StdoutStream for LogStream {
     fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
-        Box::new(LineWriter { stream: self.clone(), buf: Vec::new() })
+        Box::new(LineWriter {
+            stream: self.clone(),
+            buf: Vec::new(),
+        })
     }
 }
 
@@ -59,7 +70,11 @@ impl LineWriter {
 }
 
 impl AsyncWrite for LineWriter {
-    fn poll_write(mut self: Pin<&mut Self>, _: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.buf.extend_from_slice(data);
         while let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = self.buf.drain(..=pos).collect();

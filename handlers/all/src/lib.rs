@@ -17,27 +17,35 @@
 
 use std::sync::Arc;
 
-use theater_runtime::HandlerRegistry;
-use theater_handler_random::{RandomConfig, RandomHandler};
 use theater_handler_environment::{EnvironmentConfig, EnvironmentHandler};
+use theater_handler_random::{RandomConfig, RandomHandler};
 use theater_handler_runtime::{RuntimeHandler, RuntimeHandlerConfig};
 use theater_handler_timing::{TimingConfig, TimingHandler};
+use theater_runtime::HandlerRegistry;
 
 /// A registry of every handler in this workspace, by manifest `type`: `random`, `runtime`, `timing`,
 /// `environment`.
 pub fn registry() -> HandlerRegistry {
     let mut registry = HandlerRegistry::new();
     registry.register("random", |config| {
-        Ok(Arc::new(RandomHandler::new(config.parse::<RandomConfig>()?)))
+        Ok(Arc::new(RandomHandler::new(
+            config.parse::<RandomConfig>()?,
+        )))
     });
     registry.register("runtime", |config| {
-        Ok(Arc::new(RuntimeHandler::new(config.parse::<RuntimeHandlerConfig>()?)))
+        Ok(Arc::new(RuntimeHandler::new(
+            config.parse::<RuntimeHandlerConfig>()?,
+        )))
     });
     registry.register("timing", |config| {
-        Ok(Arc::new(TimingHandler::new(config.parse::<TimingConfig>()?)))
+        Ok(Arc::new(TimingHandler::new(
+            config.parse::<TimingConfig>()?,
+        )))
     });
     registry.register("environment", |config| {
-        Ok(Arc::new(EnvironmentHandler::new(config.parse::<EnvironmentConfig>()?)))
+        Ok(Arc::new(EnvironmentHandler::new(
+            config.parse::<EnvironmentConfig>()?,
+        )))
     });
     registry
 }

@@ -4,11 +4,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn theater(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_theater")).args(args).output().expect("run theater")
+    Command::new(env!("CARGO_BIN_EXE_theater"))
+        .args(args)
+        .output()
+        .expect("run theater")
 }
 
 fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 fn demo_manifest() -> PathBuf {
@@ -40,12 +47,24 @@ fn run_demo_prints_log_and_a_verified_chain_then_verify_and_show_read_it() {
     let out = theater(&["chain", "verify", chain.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
     let events = std::fs::read_to_string(&chain).unwrap().lines().count();
-    assert!(text(&out).contains(&format!("ok, {events} events")), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("ok, {events} events")),
+        "{}",
+        text(&out)
+    );
 
     let out = theater(&["chain", "show", chain.to_str().unwrap()]);
     assert!(out.status.success());
-    assert!(text(&out).contains("theater:simple/actor/init"), "{}", text(&out));
-    assert!(text(&out).contains("\"msg\":\"hello from the demo actor"), "{}", text(&out));
+    assert!(
+        text(&out).contains("theater:simple/actor/init"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains("\"msg\":\"hello from the demo actor"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
@@ -80,7 +99,11 @@ fn chain_verify_rejects_one_changed_byte_and_names_the_event() {
 fn run_rejects_a_manifest_with_an_unknown_field_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = dir.path().join("bad.toml");
-    std::fs::write(&manifest, "name = \"x\"\ncomponent = \"x.wasm\"\ncolour = \"red\"\n").unwrap();
+    std::fs::write(
+        &manifest,
+        "name = \"x\"\ncomponent = \"x.wasm\"\ncolour = \"red\"\n",
+    )
+    .unwrap();
     let out = theater(&["run", manifest.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(text(&out).contains("colour"), "{}", text(&out));

@@ -48,7 +48,10 @@ impl EnvironmentConfig {
     fn host_visible(&self, name: &str) -> bool {
         !self.denied_vars.iter().any(|d| d == name)
             && (self.allowed_vars.iter().any(|a| a == name)
-                || self.allowed_prefixes.iter().any(|p| name.starts_with(p.as_str())))
+                || self
+                    .allowed_prefixes
+                    .iter()
+                    .any(|p| name.starts_with(p.as_str())))
     }
 
     /// The visible value of `name`, if any.

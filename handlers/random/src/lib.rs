@@ -39,7 +39,11 @@ pub struct RandomConfig {
 impl Default for RandomConfig {
     /// No seed, `max_bytes = 1 MiB`, `max_int = u64::MAX`.
     fn default() -> Self {
-        Self { seed: None, max_bytes: 1024 * 1024, max_int: u64::MAX }
+        Self {
+            seed: None,
+            max_bytes: 1024 * 1024,
+            max_int: u64::MAX,
+        }
     }
 }
 
@@ -58,7 +62,10 @@ impl RandomHandler {
             Some(seed) => ChaCha20Rng::seed_from_u64(seed),
             None => ChaCha20Rng::from_os_rng(),
         };
-        Self { config, rng: Arc::new(Mutex::new(rng)) }
+        Self {
+            config,
+            rng: Arc::new(Mutex::new(rng)),
+        }
     }
 
     /// The configuration.
@@ -100,10 +107,15 @@ impl RandomHandler {
     /// Uniform in `[min, max)`. Errors when `min >= max` or `max > max_int`.
     fn random_range(&self, min: u64, max: u64) -> Result<u64, String> {
         if min >= max {
-            return Err(format!("random-range: min ({min}) must be less than max ({max})"));
+            return Err(format!(
+                "random-range: min ({min}) must be less than max ({max})"
+            ));
         }
         if max > self.config.max_int {
-            return Err(format!("random-range: {max} exceeds max_int ({})", self.config.max_int));
+            return Err(format!(
+                "random-range: {max} exceeds max_int ({})",
+                self.config.max_int
+            ));
         }
         Ok(self.rng().random_range(min..max))
     }
@@ -121,7 +133,10 @@ impl RandomHandler {
     fn generate_uuid(&self) -> Result<String, String> {
         let mut bytes = [0u8; 16];
         self.rng().fill_bytes(&mut bytes);
-        Ok(uuid::Builder::from_random_bytes(bytes).into_uuid().hyphenated().to_string())
+        Ok(uuid::Builder::from_random_bytes(bytes)
+            .into_uuid()
+            .hyphenated()
+            .to_string())
     }
 }
 
@@ -131,7 +146,10 @@ mod tests {
 
     #[test]
     fn seeded_generators_agree() {
-        let cfg = RandomConfig { seed: Some(42), ..RandomConfig::default() };
+        let cfg = RandomConfig {
+            seed: Some(42),
+            ..RandomConfig::default()
+        };
         let (a, b) = (RandomHandler::new(cfg.clone()), RandomHandler::new(cfg));
         assert_eq!(a.random_bytes(8), b.random_bytes(8));
         assert_eq!(a.generate_uuid(), b.generate_uuid());
@@ -141,7 +159,11 @@ mod tests {
 
     #[test]
     fn limits_are_checked() {
-        let h = RandomHandler::new(RandomConfig { max_bytes: 4, max_int: 100, ..Default::default() });
+        let h = RandomHandler::new(RandomConfig {
+            max_bytes: 4,
+            max_int: 100,
+            ..Default::default()
+        });
         assert_eq!(h.random_bytes(0), Ok(vec![]));
         assert!(h.random_bytes(5).unwrap_err().contains("max_bytes"));
         assert!(h.random_range(5, 5).is_err());

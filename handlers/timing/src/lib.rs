@@ -33,7 +33,10 @@ pub struct TimingConfig {
 impl Default for TimingConfig {
     /// `max_sleep_ms = 3 600 000`, `min_sleep_ms = 0`.
     fn default() -> Self {
-        Self { max_sleep_ms: 3_600_000, min_sleep_ms: 0 }
+        Self {
+            max_sleep_ms: 3_600_000,
+            min_sleep_ms: 0,
+        }
     }
 }
 
@@ -47,7 +50,10 @@ pub struct TimingHandler {
 impl TimingHandler {
     /// A handler with `config`.
     pub fn new(config: TimingConfig) -> Self {
-        Self { config, shutdown: ShutdownSignal::new() }
+        Self {
+            config,
+            shutdown: ShutdownSignal::new(),
+        }
     }
 
     /// Sleeps `duration`, unless the actor begins to stop first.
@@ -64,7 +70,10 @@ impl TimingHandler {
     /// Each actor's instance wakes early when that actor stops.
     #[theater(create_instance)]
     fn for_actor(&self, actor: &ActorContext) -> anyhow::Result<Self> {
-        Ok(Self { config: self.config.clone(), shutdown: actor.shutdown.clone() })
+        Ok(Self {
+            config: self.config.clone(),
+            shutdown: actor.shutdown.clone(),
+        })
     }
 
     /// WIT: `now: func() -> u64`
@@ -80,7 +89,10 @@ impl TimingHandler {
     /// stops meanwhile.
     async fn sleep(&self, duration: u64) -> Result<(), String> {
         if duration > self.config.max_sleep_ms {
-            return Err(format!("sleep: {duration} exceeds max_sleep_ms ({})", self.config.max_sleep_ms));
+            return Err(format!(
+                "sleep: {duration} exceeds max_sleep_ms ({})",
+                self.config.max_sleep_ms
+            ));
         }
         if duration < self.config.min_sleep_ms {
             return Err(format!(
@@ -109,5 +121,8 @@ impl TimingHandler {
 
 /// Milliseconds since the Unix epoch (0 if the clock is before it).
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }

@@ -8,7 +8,7 @@ use quote::{format_ident, quote};
 
 use super::docs;
 use crate::model::{Function, Interface, Type};
-use crate::typemap::{rust_type, type_string, Scope};
+use crate::typemap::{Scope, rust_type, type_string};
 
 /// A callback in the Theater convention: its parameter tuple's elements and its own result, if any.
 pub struct Callback<'a> {
@@ -37,12 +37,22 @@ pub fn callbacks(iface: &Interface) -> Result<Vec<Callback<'_>>, String> {
 
 fn convention(f: &Function) -> Option<Callback<'_>> {
     let state = Type::Option(Box::new(Type::List(Box::new(Type::U8))));
-    let [first, second] = f.params.as_slice() else { return None };
-    let Type::Tuple(params) = &second.ty else { return None };
+    let [first, second] = f.params.as_slice() else {
+        return None;
+    };
+    let Type::Tuple(params) = &second.ty else {
+        return None;
+    };
     if first.ty != state {
         return None;
     }
-    let Some(Type::Result { ok: Some(ok), err: Some(err) }) = &f.result else { return None };
+    let Some(Type::Result {
+        ok: Some(ok),
+        err: Some(err),
+    }) = &f.result
+    else {
+        return None;
+    };
     if **err != Type::String {
         return None;
     }
@@ -52,7 +62,11 @@ fn convention(f: &Function) -> Option<Callback<'_>> {
         [s, Type::Tuple(v)] if *s == state && v.len() == 1 => Some(&v[0]),
         _ => return None,
     };
-    Some(Callback { function: f, params, value })
+    Some(Callback {
+        function: f,
+        params,
+        value,
+    })
 }
 
 fn spec_ident(f: &Function) -> proc_macro2::Ident {
@@ -150,7 +164,10 @@ pub fn module_items(iface: &Interface, callbacks: &[Callback<'_>]) -> TokenStrea
 
 /// The statements of `Handler::add_export_functions`.
 pub fn resolve_calls(iface: &Interface, callbacks: &[Callback<'_>]) -> TokenStream {
-    let [ns, pkg, module] = iface.name.module_path().map(|s| format_ident!("{}", crate::model::rust_ident(&s)));
+    let [ns, pkg, module] = iface
+        .name
+        .module_path()
+        .map(|s| format_ident!("{}", crate::model::rust_ident(&s)));
     callbacks
         .iter()
         .map(|cb| {

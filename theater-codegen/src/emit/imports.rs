@@ -8,7 +8,7 @@ use quote::{format_ident, quote, quote_spanned};
 use super::mode_tokens;
 use crate::check::Bound;
 use crate::model::{Function, Interface};
-use crate::typemap::{rust_type, Scope};
+use crate::typemap::{Scope, rust_type};
 
 /// `static <FN>_SPEC: CallSpec = ...;` for every bound function.
 pub fn call_specs(iface: &Interface, bound: &[Bound<'_>]) -> TokenStream {
@@ -47,7 +47,11 @@ fn host_function(b: &Bound<'_>) -> TokenStream {
     let f: &Function = b.function;
     let wit_name = &f.name;
     let spec = format_ident!("{}", f.spec_name());
-    let names: Vec<_> = f.params.iter().map(|p| format_ident!("{}", p.rust_name())).collect();
+    let names: Vec<_> = f
+        .params
+        .iter()
+        .map(|p| format_ident!("{}", p.rust_name()))
+        .collect();
     let types = f.params.iter().map(|p| rust_type(&p.ty, Scope::Root));
     let method = &b.method;
     let ctx_arg = b.ctx.then(|| {
@@ -59,8 +63,16 @@ fn host_function(b: &Bound<'_>) -> TokenStream {
     });
     // Spanned at the user's method so that rustc's type errors point at the handler's code.
     let call = quote_spanned!(method.span()=> this.#method(#ctx_arg #(#names),*));
-    let call = if b.is_async { quote!(#call.await) } else { call };
-    let ret = if f.result.is_some() { quote!((result,)) } else { quote!(()) };
+    let call = if b.is_async {
+        quote!(#call.await)
+    } else {
+        call
+    };
+    let ret = if f.result.is_some() {
+        quote!((result,))
+    } else {
+        quote!(())
+    };
     let body = quote! {
         let call = ::theater_runtime::host::begin(store.data(), &#spec, &(#(&#names,)*));
         let this = ::theater_runtime::host::instance::<Self>(store.data())?;
@@ -69,7 +81,9 @@ fn host_function(b: &Bound<'_>) -> TokenStream {
         ::theater_runtime::host::finish(store.data_mut(), call, &result);
         ::core::result::Result::Ok::<_, ::theater_runtime::__private::wasmtime::Error>(#ret)
     };
-    let store_ty = quote!(::theater_runtime::__private::wasmtime::StoreContextMut<'_, ::theater_runtime::ActorStore>);
+    let store_ty = quote!(
+        ::theater_runtime::__private::wasmtime::StoreContextMut<'_, ::theater_runtime::ActorStore>
+    );
     if b.is_async {
         quote! {
             inst.func_wrap_async(

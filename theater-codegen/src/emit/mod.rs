@@ -9,8 +9,8 @@ use std::path::PathBuf;
 
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
-use syn::spanned::Spanned as _;
 use syn::ItemImpl;
+use syn::spanned::Spanned as _;
 
 use crate::attr::Mode;
 use crate::check::Plan;
@@ -19,10 +19,13 @@ use crate::model::{IfaceName, Interface, Model};
 /// `#[doc = "..."]` lines of a WIT doc comment.
 pub fn docs(docs: &Option<String>) -> TokenStream {
     match docs {
-        Some(d) => d.lines().map(|l| {
-            let l = format!(" {}", l.trim_end());
-            quote!(#[doc = #l])
-        }).collect(),
+        Some(d) => d
+            .lines()
+            .map(|l| {
+                let l = format!(" {}", l.trim_end());
+                quote!(#[doc = #l])
+            })
+            .collect(),
         None => TokenStream::new(),
     }
 }
@@ -42,7 +45,9 @@ pub fn include_files(files: &[PathBuf]) -> TokenStream {
         .iter()
         .map(|f| {
             let path = f.display().to_string();
-            quote!(const _: &[u8] = ::core::include_bytes!(#path);)
+            quote!(
+                const _: &[u8] = ::core::include_bytes!(#path);
+            )
         })
         .collect()
 }
@@ -59,8 +64,16 @@ pub struct HandlerParts<'a> {
 }
 
 /// The module tree of every interface the handler touches, with the callers in the export's module.
-pub fn type_modules(model: &Model, import: Option<&Interface>, export: Option<&(&Interface, Vec<exports::Callback<'_>>)>) -> TokenStream {
-    let roots: Vec<IfaceName> = import.iter().map(|i| i.name.clone()).chain(export.map(|(i, _)| i.name.clone())).collect();
+pub fn type_modules(
+    model: &Model,
+    import: Option<&Interface>,
+    export: Option<&(&Interface, Vec<exports::Callback<'_>>)>,
+) -> TokenStream {
+    let roots: Vec<IfaceName> = import
+        .iter()
+        .map(|i| i.name.clone())
+        .chain(export.map(|(i, _)| i.name.clone()))
+        .collect();
     let closure = model.closure(&roots);
     let extra = |name: &IfaceName| match export {
         Some((iface, cbs)) if &iface.name == name => exports::module_items(iface, cbs),
@@ -89,8 +102,19 @@ pub fn handler(parts: &HandlerParts<'_>) -> TokenStream {
         }
         None => quote!(::core::option::Option::None),
     };
-    let functions = parts.import.map(|i| i.functions.iter().map(|f| f.name.clone()).collect::<Vec<_>>()).unwrap_or_default();
-    let specs = parts.import.map(|i| imports::call_specs(i, &parts.plan.bound)).unwrap_or_default();
+    let functions = parts
+        .import
+        .map(|i| {
+            i.functions
+                .iter()
+                .map(|f| f.name.clone())
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    let specs = parts
+        .import
+        .map(|i| imports::call_specs(i, &parts.plan.bound))
+        .unwrap_or_default();
     let linker = match parts.import {
         Some(_) => {
             let functions = imports::linker_functions(&parts.plan.bound);
@@ -115,9 +139,15 @@ pub fn handler(parts: &HandlerParts<'_>) -> TokenStream {
     let create = match &parts.plan.create_instance {
         Some(hook) => {
             let m = &hook.method;
-            if hook.is_async { quote!(self.#m(actor).await?) } else { quote!(self.#m(actor)?) }
+            if hook.is_async {
+                quote!(self.#m(actor).await?)
+            } else {
+                quote!(self.#m(actor)?)
+            }
         }
-        None => quote_spanned!(self_ty.span()=> { let _ = actor; ::core::clone::Clone::clone(self) }),
+        None => {
+            quote_spanned!(self_ty.span()=> { let _ = actor; ::core::clone::Clone::clone(self) })
+        }
     };
     let start = match &parts.plan.start {
         Some(hook) => {

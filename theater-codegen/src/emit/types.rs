@@ -8,30 +8,38 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
 use super::docs;
-use crate::model::{rust_ident, IfaceName, Interface, Model, TypeDef, TypeDefKind};
-use crate::typemap::{rust_type, type_path, Scope};
+use crate::model::{IfaceName, Interface, Model, TypeDef, TypeDefKind, rust_ident};
+use crate::typemap::{Scope, rust_type, type_path};
 
 /// The module tree for `ifaces`; `extra` adds items to an interface's module (e.g. its callers).
-pub fn module_tree(model: &Model, ifaces: &[IfaceName], extra: &dyn Fn(&IfaceName) -> TokenStream) -> TokenStream {
+pub fn module_tree(
+    model: &Model,
+    ifaces: &[IfaceName],
+    extra: &dyn Fn(&IfaceName) -> TokenStream,
+) -> TokenStream {
     let mut tree: BTreeMap<(String, String), Vec<TokenStream>> = BTreeMap::new();
     for name in ifaces {
-        let Some(iface) = model.interface(name) else { continue };
+        let Some(iface) = model.interface(name) else {
+            continue;
+        };
         let [_, _, module] = name.module_path();
         let module = format_ident!("{}", rust_ident(&module));
         let doc = docs(&iface.docs);
         let full = format!("Types of the WIT interface `{}`.", name.full());
         let items = interface_items(iface);
         let extra = extra(name);
-        tree.entry((name.namespace.clone(), name.package.clone())).or_default().push(quote! {
-            #[doc = #full]
-            #[doc = ""]
-            #doc
-            #[allow(dead_code, clippy::all, unused_imports)]
-            pub mod #module {
-                #items
-                #extra
-            }
-        });
+        tree.entry((name.namespace.clone(), name.package.clone()))
+            .or_default()
+            .push(quote! {
+                #[doc = #full]
+                #[doc = ""]
+                #doc
+                #[allow(dead_code, clippy::all, unused_imports)]
+                pub mod #module {
+                    #items
+                    #extra
+                }
+            });
     }
     let mut namespaces: BTreeMap<String, Vec<TokenStream>> = BTreeMap::new();
     for ((ns, pkg), modules) in tree {
@@ -157,7 +165,7 @@ pub fn type_def(def: &TypeDef) -> TokenStream {
         }
         TypeDefKind::Use(r) => {
             let path = type_path(r, Scope::Interface);
-            if r.rust_name() == name.to_string() {
+            if name == r.rust_name() {
                 quote! { #[doc = #wit] pub use #path; }
             } else {
                 quote! { #[doc = #wit] pub use #path as #name; }

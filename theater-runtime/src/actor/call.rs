@@ -15,9 +15,26 @@ use crate::store::ActorStore;
 
 /// Names of a callback's parameters in chain events: the elements of its `params` tuple.
 const PARAM_NAMES: [&str; 16] = [
-    "params.0", "params.1", "params.2", "params.3", "params.4", "params.5", "params.6", "params.7", "params.8",
-    "params.9", "params.10", "params.11", "params.12", "params.13", "params.14", "params.15",
+    "params.0",
+    "params.1",
+    "params.2",
+    "params.3",
+    "params.4",
+    "params.5",
+    "params.6",
+    "params.7",
+    "params.8",
+    "params.9",
+    "params.10",
+    "params.11",
+    "params.12",
+    "params.13",
+    "params.14",
+    "params.15",
 ];
+
+/// A callback export: the actor's state and the parameter tuple in; the new state and value, or an error, out.
+type CallbackFunc<P, O> = TypedFunc<(Option<Vec<u8>>, P), (Result<O, String>,)>;
 
 /// A recorded result: `{"Ok": v}`, `{"Err": e}` or `{"Trap": message}`.
 #[derive(Serialize)]
@@ -42,14 +59,28 @@ where
 {
     let _ = instance;
     let Some(func) = store.data().exports.get(spec) else {
-        return (Err(ActorError::NotExported(spec.function)), Outcome::Continue);
+        return (
+            Err(ActorError::NotExported(spec.function)),
+            Outcome::Continue,
+        );
     };
     // Checked against these types when it was resolved (`ExportResolver::resolve`).
-    let typed: TypedFunc<(Option<Vec<u8>>, P), (Result<O, String>,)> = match func.typed(&*store) {
+    let typed: CallbackFunc<P, O> = match func.typed(&*store) {
         Ok(t) => t,
-        Err(e) => return (Err(ActorError::Internal(format!("{}: {e}", spec.event_type))), Outcome::Continue),
+        Err(e) => {
+            return (
+                Err(ActorError::Internal(format!("{}: {e}", spec.event_type))),
+                Outcome::Continue,
+            );
+        }
     };
-    let pending = host::begin_parts(store.data(), spec.event_type, spec.payload, &PARAM_NAMES, &params);
+    let pending = host::begin_parts(
+        store.data(),
+        spec.event_type,
+        spec.payload,
+        &PARAM_NAMES,
+        &params,
+    );
     let state = store.data().shared.state();
     let started = Instant::now();
     store.data_mut().begin_call(started);
@@ -69,12 +100,19 @@ where
         }
         Err(trap) => {
             let message = if timed_out {
-                format!("call exceeded its deadline of {} ms", store.data().call_timeout.as_millis())
+                format!(
+                    "call exceeded its deadline of {} ms",
+                    store.data().call_timeout.as_millis()
+                )
             } else {
                 format!("{trap:#}")
             };
             host::finish(store.data_mut(), pending, &Recorded::<()>::Trap(&message));
-            let error = if timed_out { ActorError::Timeout } else { ActorError::Trap(message.clone()) };
+            let error = if timed_out {
+                ActorError::Timeout
+            } else {
+                ActorError::Trap(message.clone())
+            };
             (Err(error), Outcome::Failed(message))
         }
     }

@@ -34,7 +34,10 @@ pub(crate) enum Command {
     Pause(oneshot::Sender<Result<(), ActorError>>),
     Resume(oneshot::Sender<Result<(), ActorError>>),
     /// Graceful (`terminate = false`: the current call finishes) or immediate stop.
-    Stop { terminate: bool, reply: oneshot::Sender<()> },
+    Stop {
+        terminate: bool,
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// A cheap, cloneable reference to one actor: typed calls into its exports, its state, chain and status, and
@@ -113,15 +116,20 @@ impl ActorHandle {
         let (tx, rx) = oneshot::channel();
         let op: Op = Box::new(move |store, instance| {
             Box::pin(async move {
-                let (result, outcome) = super::call::call_export::<P, O>(store, instance, spec, params).await;
+                let (result, outcome) =
+                    super::call::call_export::<P, O>(store, instance, spec, params).await;
                 let _ = tx.send(result);
                 outcome
             })
         });
-        self.commands.send(Command::Call(op)).map_err(|_| ActorError::Stopped)?;
+        self.commands
+            .send(Command::Call(op))
+            .map_err(|_| ActorError::Stopped)?;
         let wait = async { rx.await.unwrap_or(Err(ActorError::Stopped)) };
         match timeout {
-            Some(d) => tokio::time::timeout(d, wait).await.unwrap_or(Err(ActorError::Timeout)),
+            Some(d) => tokio::time::timeout(d, wait)
+                .await
+                .unwrap_or(Err(ActorError::Timeout)),
             None => wait.await,
         }
     }
@@ -129,14 +137,18 @@ impl ActorHandle {
     /// Pauses the actor: calls queue until [`resume`](Self::resume). A call in progress finishes first.
     pub async fn pause(&self) -> Result<(), ActorError> {
         let (tx, rx) = oneshot::channel();
-        self.commands.send(Command::Pause(tx)).map_err(|_| ActorError::Stopped)?;
+        self.commands
+            .send(Command::Pause(tx))
+            .map_err(|_| ActorError::Stopped)?;
         rx.await.unwrap_or(Err(ActorError::Stopped))
     }
 
     /// Resumes a paused actor.
     pub async fn resume(&self) -> Result<(), ActorError> {
         let (tx, rx) = oneshot::channel();
-        self.commands.send(Command::Resume(tx)).map_err(|_| ActorError::Stopped)?;
+        self.commands
+            .send(Command::Resume(tx))
+            .map_err(|_| ActorError::Stopped)?;
         rx.await.unwrap_or(Err(ActorError::Stopped))
     }
 
@@ -154,7 +166,14 @@ impl ActorHandle {
 
     async fn send_stop(&self, terminate: bool) -> Result<(), ActorError> {
         let (tx, rx) = oneshot::channel();
-        if self.commands.send(Command::Stop { terminate, reply: tx }).is_ok() {
+        if self
+            .commands
+            .send(Command::Stop {
+                terminate,
+                reply: tx,
+            })
+            .is_ok()
+        {
             let _ = rx.await;
         }
         self.wait().await;

@@ -101,7 +101,9 @@ impl fmt::Display for ActorExit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Shutdown { data: None } => write!(f, "shut down"),
-            Self::Shutdown { data: Some(d) } => write!(f, "shut down ({})", String::from_utf8_lossy(d)),
+            Self::Shutdown { data: Some(d) } => {
+                write!(f, "shut down ({})", String::from_utf8_lossy(d))
+            }
             Self::Stopped => write!(f, "stopped"),
             Self::Failed(e) => write!(f, "failed: {e}"),
             Self::InitFailed(e) => write!(f, "init failed: {e}"),

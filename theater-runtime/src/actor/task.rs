@@ -54,19 +54,40 @@ impl ActorTask {
     /// Runs `init`, starts the handlers' background work, reports to `ready` (`Err` = init failed), then serves
     /// commands until the actor stops.
     pub(crate) async fn run(self, ready: oneshot::Sender<Result<(), String>>) {
-        let ActorTask { mut store, instance, mut commands, shared, handle, shutdown, instances, has_init } = self;
+        let ActorTask {
+            mut store,
+            instance,
+            mut commands,
+            shared,
+            handle,
+            shutdown,
+            instances,
+            has_init,
+        } = self;
         let mut background = JoinSet::new();
         let mut stop_replies: Vec<oneshot::Sender<()>> = Vec::new();
 
         if has_init {
             let id = shared.id.to_string();
-            let (result, _) =
-                call::call_export::<(String,), (Option<Vec<u8>>,)>(&mut store, instance, &INIT, (id,)).await;
+            let (result, _) = call::call_export::<(String,), (Option<Vec<u8>>,)>(
+                &mut store,
+                instance,
+                &INIT,
+                (id,),
+            )
+            .await;
             if let Err(e) = result {
                 let message = e.to_string();
                 let _ = ready.send(Err(message.clone()));
-                finish(&shared, &shutdown, &mut background, &mut commands, ActorExit::InitFailed(message), stop_replies)
-                    .await;
+                finish(
+                    &shared,
+                    &shutdown,
+                    &mut background,
+                    &mut commands,
+                    ActorExit::InitFailed(message),
+                    stop_replies,
+                )
+                .await;
                 return;
             }
         }
@@ -91,7 +112,11 @@ impl ActorTask {
             if let Some(data) = lock(&shared.shutdown_requested).clone() {
                 break ActorExit::Shutdown { data };
             }
-            shared.set_status(if paused { ActorStatus::Paused } else { ActorStatus::Idle });
+            shared.set_status(if paused {
+                ActorStatus::Paused
+            } else {
+                ActorStatus::Idle
+            });
             let op = match (paused, queue.pop_front()) {
                 (false, Some(op)) => op,
                 (paused_now, queued) => {
@@ -111,7 +136,11 @@ impl ActorTask {
                             continue;
                         }
                         Some(Command::Resume(reply)) => {
-                            let result = if paused { Ok(()) } else { Err(ActorError::Internal("actor is not paused".into())) };
+                            let result = if paused {
+                                Ok(())
+                            } else {
+                                Err(ActorError::Internal("actor is not paused".into()))
+                            };
                             paused = false;
                             let _ = reply.send(result);
                             continue;
@@ -165,7 +194,15 @@ impl ActorTask {
         };
         drop(queue);
         drop(store);
-        finish(&shared, &shutdown, &mut background, &mut commands, exit, stop_replies).await;
+        finish(
+            &shared,
+            &shutdown,
+            &mut background,
+            &mut commands,
+            exit,
+            stop_replies,
+        )
+        .await;
     }
 }
 

@@ -62,9 +62,17 @@ enum ChainCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { manifest, chain_out, data_dir } => run(manifest, chain_out, data_dir),
-        Command::Chain { command: ChainCommand::Verify { file } } => verify(file),
-        Command::Chain { command: ChainCommand::Show { file } } => show(file),
+        Command::Run {
+            manifest,
+            chain_out,
+            data_dir,
+        } => run(manifest, chain_out, data_dir),
+        Command::Chain {
+            command: ChainCommand::Verify { file },
+        } => verify(file),
+        Command::Chain {
+            command: ChainCommand::Show { file },
+        } => show(file),
     };
     match result {
         Ok(code) => code,
@@ -75,7 +83,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(manifest: PathBuf, chain_out: Option<PathBuf>, data_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+fn run(
+    manifest: PathBuf,
+    chain_out: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -87,8 +99,13 @@ fn run(manifest: PathBuf, chain_out: Option<PathBuf>, data_dir: Option<PathBuf>)
     let manifest = Manifest::load(&manifest)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     runtime.block_on(async move {
-        let theater = TheaterRuntime::new(RuntimeConfig { data_dir, ..Default::default() })?;
-        let actor = theater.spawn_manifest(&manifest, &theater_handlers::registry()).await?;
+        let theater = TheaterRuntime::new(RuntimeConfig {
+            data_dir,
+            ..Default::default()
+        })?;
+        let actor = theater
+            .spawn_manifest(&manifest, &theater_handlers::registry())
+            .await?;
         let exit = tokio::select! {
             exit = actor.wait() => exit,
             _ = shutdown_signal() => {
@@ -104,7 +121,9 @@ fn run(manifest: PathBuf, chain_out: Option<PathBuf>, data_dir: Option<PathBuf>)
         };
         let chain = actor.chain();
         if let Some(path) = &chain_out {
-            chain.save(path).with_context(|| format!("saving the chain to {}", path.display()))?;
+            chain
+                .save(path)
+                .with_context(|| format!("saving the chain to {}", path.display()))?;
         }
         print_summary(&chain);
         if let Some(path) = &chain_out {
@@ -133,10 +152,11 @@ async fn nothing_can_call(actor: &theater_runtime::ActorHandle) {
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => return std::future::pending().await,
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return std::future::pending().await,
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
@@ -182,7 +202,13 @@ fn show(file: PathBuf) -> anyhow::Result<ExitCode> {
     for (i, e) in chain.events().iter().enumerate() {
         println!("#{i} {}", e.event_type);
         println!("   hash       {}", hex(&e.hash));
-        println!("   parent     {}", e.parent_hash.as_ref().map(hex).unwrap_or_else(|| "none".into()));
+        println!(
+            "   parent     {}",
+            e.parent_hash
+                .as_ref()
+                .map(hex)
+                .unwrap_or_else(|| "none".into())
+        );
         println!("   timestamp  {} ms", e.timestamp);
         if let Some(d) = &e.description {
             println!("   note       {d}");
