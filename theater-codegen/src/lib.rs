@@ -20,6 +20,8 @@ pub mod diag;
 pub mod emit;
 pub mod load;
 pub mod model;
+pub mod new_handler;
+pub mod scaffold;
 pub mod typemap;
 
 use std::path::{Path, PathBuf};
@@ -102,11 +104,12 @@ pub fn expand_handler(attr: TokenStream, item: TokenStream, manifest_dir: &Path)
     })
 }
 
-/// The bindings of an interface pair without a user `impl`: the types module tree, the call specs of `import`
-/// (every value recorded in full) and the typed callers of `export`. What `theater-codegen generate` prints.
+/// What `#[theater_handler(wit = .., import = .., export = ..)]` expands to on the skeleton `impl` of
+/// [`scaffold::skeleton_impl`] (the one `theater-codegen new-handler` writes): every generated item of an
+/// interface pair, for review and snapshots. `wit_dir` is used as given (relative to the current directory).
 ///
 /// # Errors
-/// The WIT fails to load, or an interface is unknown or breaks the callback convention.
+/// The WIT fails to load, an interface is unknown or breaks the callback convention.
 pub fn generate(
     wit_dir: &Path,
     import: Option<&str>,
@@ -118,46 +121,47 @@ pub fn generate(
         span: Span::call_site(),
     };
     let base = std::env::current_dir().unwrap_or_default();
-    let Some((model, files)) =
-        load_model(&base, &spanned(&wit_dir.display().to_string()), &mut diag)
+    let wit = std::path::absolute(base.join(wit_dir)).unwrap_or_else(|_| wit_dir.to_owned());
+    let Some((model, _)) = load_model(&base, &spanned(&wit.display().to_string()), &mut diag)
     else {
         return Err(diag);
     };
-    let import = import.and_then(|s| find_interface(&model, &spanned(s), &mut diag));
-    let export = export.and_then(|s| {
-        let iface = find_interface(&model, &spanned(s), &mut diag)?;
-        emit::exports::callbacks(iface)
-            .map(|cbs| (iface, cbs))
-            .map_err(|m| diag.error(Span::call_site(), m))
-            .ok()
-    });
+    let iface = import.and_then(|s| find_interface(&model, &spanned(s), &mut diag));
+    if let Some(e) = export {
+        find_interface(&model, &spanned(e), &mut diag);
+    }
     diag.finish()?;
-    let types = emit::type_modules(&model, import, export.as_ref());
-    let bound: Vec<check::Bound<'_>> = import
-        .map(|i| {
-            i.functions
-                .iter()
-                .map(|f| check::Bound {
-                    function: f,
-                    method: quote::format_ident!("{}", f.rust_name()),
-                    is_async: false,
-                    ctx: false,
-                    payload: Vec::new(),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let specs = import
-        .map(|i| emit::imports::call_specs(i, &bound))
-        .unwrap_or_default();
-    let includes = emit::include_files(&files);
-    Ok(quote! {
-        #types
-        const _: () = {
-            #includes
-            #specs
-        };
-    })
+    let self_ty = quote::format_ident!("Handler");
+    let item = match iface {
+        Some(iface) => scaffold::skeleton_impl(&self_ty, iface),
+        None => quote!(impl Handler {}),
+    };
+    let wit_str = wit.display().to_string();
+    let mut attr = quote!(wit = #wit_str);
+    if let Some(i) = import {
+        attr.extend(quote!(, import = #i));
+    }
+    if let Some(e) = export {
+        attr.extend(quote!(, export = #e));
+    }
+    let out = expand_handler(attr, item, &base);
+    if out.to_string().contains("compile_error") {
+        let mut diag = Diagnostics::new();
+        diag.error(
+            Span::call_site(),
+            format!("internal error in theater-codegen: the skeleton does not expand: {out}"),
+        );
+        return Err(diag);
+    }
+    Ok(out)
+}
+
+/// Formats generated tokens as a Rust file (prettyplease), for the CLI and snapshots.
+///
+/// # Errors
+/// The tokens do not parse as a file (a generator bug).
+pub fn format(tokens: TokenStream) -> Result<String, syn::Error> {
+    Ok(prettyplease::unparse(&syn::parse2::<syn::File>(tokens)?))
 }
 
 /// Loads and resolves the WIT package in `wit_dir`; returns the files read.

@@ -29,7 +29,10 @@ pub fn load(base: &Path, dir: &Path) -> Result<Loaded, String> {
         return Err(format!("WIT directory `{}` does not exist", path.display()));
     }
     let mut resolve = Resolve::default();
-    let (package, sources) = resolve.push_dir(&path).map_err(|e| format!("{e:#}"))?;
+    // `render_error` gives wit-parser's `--> file:line:col` and a source snippet.
+    let (package, sources) = resolve
+        .push_dir(&path)
+        .map_err(|e| resolve.render_error(&e))?;
     let files = sources
         .paths()
         .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned()))
@@ -39,4 +42,23 @@ pub fn load(base: &Path, dir: &Path) -> Result<Loaded, String> {
         package,
         files,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn syntax_error_message_has_file_line_col() {
+        let dir = std::env::temp_dir().join(format!("theater-codegen-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("that.wit"),
+            "package a:b;\ninterface x {\n  f: func(a: u32) -> ;\n}\n",
+        )
+        .unwrap();
+        let Err(msg) = super::load(&dir, &dir) else {
+            panic!("loaded a bad package")
+        };
+        std::fs::remove_dir_all(&dir).ok();
+        assert!(msg.contains("that.wit:3:"), "{msg}");
+    }
 }

@@ -15,6 +15,9 @@ pub enum Scope {
     Root,
     /// Inside `ns::pkg::iface`.
     Interface,
+    /// Code a person edits (scaffolds): prelude names (`Vec`, `String`, `Option`, `Result`) and paths from the
+    /// module of the `impl`.
+    User,
 }
 
 /// The Rust type of `ty`.
@@ -68,7 +71,7 @@ pub fn type_path(r: &TypeRef, scope: Scope) -> TokenStream {
         .map(|s| format_ident!("{}", crate::model::rust_ident(&s)));
     let name = format_ident!("{}", r.rust_name());
     match scope {
-        Scope::Root => quote!(#ns::#pkg::#iface::#name),
+        Scope::Root | Scope::User => quote!(#ns::#pkg::#iface::#name),
         Scope::Interface => quote!(super::super::super::#ns::#pkg::#iface::#name),
     }
 }

@@ -1,0 +1,142 @@
+//! `theater-codegen`: the generator behind `#[theater_handler]`, from the command line.
+//!
+//! ```text
+//! theater-codegen generate --wit DIR --import IFACE [--export IFACE] [--out FILE]
+//! theater-codegen check --wit DIR
+//! theater-codegen new-handler NAME --wit DIR --import IFACE [--export IFACE] [--out DIR]
+//! ```
+//!
+//! Exit codes: 0 success, 1 error (diagnostics on stderr), 2 usage.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Generate, check and scaffold Theater handler bindings from WIT.
+#[derive(Parser)]
+#[command(name = "theater-codegen", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print what #[theater_handler] expands to for an interface pair (on the skeleton impl that new-handler
+    /// writes), formatted.
+    Generate {
+        /// The WIT package folder.
+        #[arg(long)]
+        wit: PathBuf,
+        /// The imported interface, e.g. theater:simple/random.
+        #[arg(long)]
+        import: String,
+        /// The exported callback interface, e.g. theater:simple/process-handlers.
+        #[arg(long)]
+        export: Option<String>,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Parse and resolve a WIT package; errors are printed as file:line:col: message.
+    Check {
+        /// The WIT package folder.
+        #[arg(long)]
+        wit: PathBuf,
+    },
+    /// Create a handler crate theater-handler-NAME from templates/ and add it to the workspace.
+    NewHandler {
+        /// The handler's name (kebab-case), e.g. clock.
+        name: String,
+        /// The WIT package folder.
+        #[arg(long)]
+        wit: PathBuf,
+        /// The imported interface.
+        #[arg(long)]
+        import: String,
+        /// The exported callback interface.
+        #[arg(long)]
+        export: Option<String>,
+        /// Where to create the crate (default: handlers/NAME).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Generate {
+            wit,
+            import,
+            export,
+            out,
+        } => generate(&wit, &import, export.as_deref(), out.as_deref()),
+        Command::Check { wit } => check(&wit),
+        Command::NewHandler {
+            name,
+            wit,
+            import,
+            export,
+            out,
+        } => theater_codegen::new_handler::run(
+            &name,
+            &wit,
+            &import,
+            export.as_deref(),
+            out.as_deref(),
+        )
+        .map(|dir| eprintln!("created {}", dir.display()))
+        .map_err(|e| e.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn generate(
+    wit: &Path,
+    import: &str,
+    export: Option<&str>,
+    out: Option<&Path>,
+) -> Result<(), String> {
+    let tokens = theater_codegen::generate(wit, Some(import), export).map_err(|d| render(&d))?;
+    let text = theater_codegen::format(tokens)
+        .map_err(|e| format!("internal error in theater-codegen: {e}"))?;
+    match out {
+        Some(path) => std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display())),
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
+}
+
+fn check(wit: &Path) -> Result<(), String> {
+    let files = theater_codegen::check(wit).map_err(|d| render(&d))?;
+    println!("{}: ok, {} WIT files", wit.display(), files.len());
+    Ok(())
+}
+
+/// Diagnostics as `file:line:col: message` where wit-parser located them (its `--> file:line:col` line).
+fn render(diag: &theater_codegen::diag::Diagnostics) -> String {
+    diag.messages()
+        .map(|m| {
+            let location = m
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("--> "))
+                .map(str::trim);
+            let first = m.lines().next().unwrap_or(m).trim();
+            match location {
+                Some(loc) => format!("{loc}: {first}\n{m}"),
+                None => format!("error: {m}"),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
