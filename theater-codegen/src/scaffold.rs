@@ -67,17 +67,24 @@ fn body(iface: &Interface, f: &Function) -> TokenStream {
             quote!(Err(#msg.to_owned()))
         }
         None => quote!(let _ = #msg;),
-        Some(_) => quote!({
-            let _ = #msg;
-            Default::default()
-        }),
+        Some(_) => quote!(let _ = #msg; Default::default()),
     }
 }
 
 /// The skeleton `impl` of `self_ty` for `iface` (without the attribute).
 pub fn skeleton_impl(self_ty: &Ident, iface: &Interface) -> TokenStream {
     let methods = iface.functions.iter().map(|f| {
-        let name = format_ident!("{}", f.rust_name());
+        // The scaffold's own `new` and `config` would clash with a method of the same name.
+        let (name, bind) = match f.rust_name().as_str() {
+            clash @ ("new" | "config") => {
+                let wit_name = &f.name;
+                (
+                    format_ident!("wit_{clash}"),
+                    Some(quote!(#[theater(name = #wit_name)])),
+                )
+            }
+            other => (format_ident!("{}", other), None),
+        };
         let sig = format!(" WIT: `{}`", wit_signature(f));
         let docs = f
             .docs
@@ -98,6 +105,7 @@ pub fn skeleton_impl(self_ty: &Ident, iface: &Interface) -> TokenStream {
             #[doc = #sig]
             #[doc = ""]
             #(#[doc = #docs])*
+            #bind
             fn #name(&self, #(#params),*) #ret {
                 #body
             }

@@ -35,25 +35,36 @@ pub fn rust_type(ty: &Type, scope: Scope) -> TokenStream {
         Type::F32 => quote!(f32),
         Type::F64 => quote!(f64),
         Type::Char => quote!(char),
+        Type::String if scope == Scope::User => quote!(String),
         Type::String => quote!(::std::string::String),
         Type::List(t) => {
             let t = rust_type(t, scope);
-            quote!(::std::vec::Vec<#t>)
+            if scope == Scope::User {
+                quote!(Vec<#t>)
+            } else {
+                quote!(::std::vec::Vec<#t>)
+            }
         }
         Type::Option(t) => {
             let t = rust_type(t, scope);
-            quote!(::core::option::Option<#t>)
+            if scope == Scope::User {
+                quote!(Option<#t>)
+            } else {
+                quote!(::core::option::Option<#t>)
+            }
         }
         Type::Result { ok, err } => {
-            let ok = ok
-                .as_deref()
-                .map(|t| rust_type(t, scope))
-                .unwrap_or_else(|| quote!(()));
-            let err = err
-                .as_deref()
-                .map(|t| rust_type(t, scope))
-                .unwrap_or_else(|| quote!(()));
-            quote!(::core::result::Result<#ok, #err>)
+            let side = |t: &Option<Box<Type>>| {
+                t.as_deref()
+                    .map(|t| rust_type(t, scope))
+                    .unwrap_or_else(|| quote!(()))
+            };
+            let (ok, err) = (side(ok), side(err));
+            if scope == Scope::User {
+                quote!(Result<#ok, #err>)
+            } else {
+                quote!(::core::result::Result<#ok, #err>)
+            }
         }
         Type::Tuple(ts) => {
             let ts = ts.iter().map(|t| rust_type(t, scope));

@@ -1,0 +1,13 @@
+use theater_macros::theater_handler;
+
+#[derive(Clone)]
+struct H;
+
+#[theater_handler(wit = "../../../../wit", import = "theater:simple/timing", import = "theater:simple/random")]
+impl H {
+    fn now(&self) -> u64 { 0 }
+    async fn sleep(&self, _duration: u64) -> Result<(), String> { Ok(()) }
+    async fn deadline(&self, _timestamp: u64) -> Result<(), String> { Ok(()) }
+}
+
+fn main() {}
