@@ -26,13 +26,28 @@ pub fn load(base: &Path, dir: &Path) -> Result<Loaded, String> {
         base.join(dir)
     };
     if !path.is_dir() {
-        return Err(format!("WIT directory `{}` does not exist", path.display()));
+        return Err(format!(
+            "WIT directory `{}` does not exist (relative to {})",
+            dir.display(),
+            if dir.is_absolute() {
+                "nothing: it is absolute"
+            } else {
+                "the crate's Cargo.toml"
+            }
+        ));
     }
     let mut resolve = Resolve::default();
-    // `render_error` gives wit-parser's `--> file:line:col` and a source snippet.
-    let (package, sources) = resolve
-        .push_dir(&path)
-        .map_err(|e| resolve.render_error(&e))?;
+    // `render_error` gives wit-parser's `--> file:line:col` and a source snippet; paths are shown as the user
+    // wrote them, relative to `base`.
+    let (package, sources) = resolve.push_dir(&path).map_err(|e| {
+        let message = resolve.render_error(&e);
+        let prefix = format!("{}{}", base.display(), std::path::MAIN_SEPARATOR);
+        if dir.is_absolute() {
+            message
+        } else {
+            message.replace(&prefix, "")
+        }
+    })?;
     let files = sources
         .paths()
         .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned()))
@@ -60,5 +75,26 @@ mod tests {
         };
         std::fs::remove_dir_all(&dir).ok();
         assert!(msg.contains("that.wit:3:"), "{msg}");
+    }
+}
+
+#[cfg(test)]
+mod relative_tests {
+    #[test]
+    fn messages_show_paths_as_written() {
+        let base = std::env::temp_dir().join(format!("theater-codegen-rel-{}", std::process::id()));
+        let bad = base.join("wit-bad");
+        std::fs::create_dir_all(&bad).unwrap();
+        std::fs::write(
+            bad.join("b.wit"),
+            "package a:b;\ninterface x {\n  f: func() -> ;\n}\n",
+        )
+        .unwrap();
+        let Err(msg) = super::load(&base, std::path::Path::new("wit-bad")) else {
+            panic!()
+        };
+        std::fs::remove_dir_all(&base).ok();
+        assert!(!msg.contains(&base.display().to_string()), "{msg}");
+        assert!(msg.contains("wit-bad/b.wit:3:"), "{msg}");
     }
 }
