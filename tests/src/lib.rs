@@ -4,6 +4,7 @@
 //! crate's build script) spawned on the runtime with real handlers. The tests are in `tests/tests/*.rs`; this
 //! library holds what they share.
 
+pub mod bench;
 pub mod probe;
 pub mod support;
 

@@ -68,6 +68,13 @@ pub(crate) fn begin_parts<P: RecordParams>(
 ) -> PendingCall {
     use serde::ser::{SerializeMap, Serializer};
     let recorder = &store.recorder;
+    if !recorder.enabled {
+        return PendingCall {
+            event_type,
+            payload,
+            data: Vec::new(),
+        };
+    }
     let mut data = Vec::with_capacity(64);
     data.extend_from_slice(b"{\"params\":");
     let mut ser = serde_json::Serializer::new(&mut data);
@@ -92,6 +99,9 @@ pub(crate) fn begin_parts<P: RecordParams>(
 
 /// Appends the result to a [`PendingCall`] and records it as one chain event of type `spec.event_type`.
 pub fn finish<R: Serialize + ?Sized>(store: &mut ActorStore, mut call: PendingCall, result: &R) {
+    if !store.recorder.enabled {
+        return;
+    }
     let mode = store.recorder.mode(call.event_type, call.payload, "result");
     if let Err(e) = serde_json::to_writer(
         &mut call.data,

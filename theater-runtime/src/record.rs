@@ -47,18 +47,36 @@ impl RecordMode {
 }
 
 /// The recording settings of one actor: the manifest's per-function overrides and the runtime's HMAC key.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Recorder {
     /// Event type (`<interface>/<function>`) → mode, for that function's payload values (handlers.md §1.1).
     pub(crate) overrides: HashMap<String, RecordMode>,
     /// Key of [`RecordMode::KeyedDigest`].
     pub(crate) key: Arc<[u8]>,
+    /// Whether calls are recorded at all (see `SpawnOptions::recording`).
+    pub(crate) enabled: bool,
+}
+
+impl Default for Recorder {
+    /// Records everything, with an empty HMAC key and no overrides.
+    fn default() -> Self {
+        Self::new(HashMap::new(), Arc::from(&[][..]))
+    }
 }
 
 impl Recorder {
     /// A recorder with the given override table and HMAC key.
     pub fn new(overrides: HashMap<String, RecordMode>, key: Arc<[u8]>) -> Self {
-        Self { overrides, key }
+        Self {
+            overrides,
+            key,
+            enabled: true,
+        }
+    }
+
+    /// Whether calls are recorded.
+    pub fn enabled(&self) -> bool {
+        self.enabled
     }
 
     /// The mode of value `value` (a parameter's WIT name, `result`, or `params.N`) of the function whose chain

@@ -38,6 +38,7 @@ pub struct SpawnOptions {
     init_state: Option<Vec<u8>>,
     limits: Limits,
     record_overrides: HashMap<String, RecordMode>,
+    recording: bool,
     manifest_dir: PathBuf,
 }
 
@@ -52,6 +53,7 @@ impl SpawnOptions {
             init_state: None,
             limits: Limits::default(),
             record_overrides: HashMap::new(),
+            recording: true,
             manifest_dir: std::env::current_dir().unwrap_or_default(),
         }
     }
@@ -78,6 +80,13 @@ impl SpawnOptions {
     /// defaults for payload values.
     pub fn record_overrides(mut self, overrides: HashMap<String, RecordMode>) -> Self {
         self.record_overrides = overrides;
+        self
+    }
+
+    /// Whether host calls and callbacks are recorded in the chain (default `true`). Without recording the actor
+    /// has no verifiable history: this exists to measure what recording costs (`benches/`), not for production.
+    pub fn recording(mut self, recording: bool) -> Self {
+        self.recording = recording;
         self
     }
 

@@ -175,6 +175,10 @@ impl ActorTask {
                                 if terminate {
                                     break None;
                                 }
+                                // The actor begins to stop now: handlers waiting on its behalf (a sleep, a
+                                // request) give up, so the current call ends promptly.
+                                shutdown.fire();
+                                shared.set_status(ActorStatus::ShuttingDown);
                                 stop_after = true;
                             }
                             None => {}
