@@ -1,0 +1,130 @@
+//! The `theater-codegen` command: generate is the macro's expansion; check reports file:line:col; new-handler
+//! writes a crate that parses, joins the workspace and is never overwritten.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use quote::quote;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn cli(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_theater-codegen"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn generate_is_token_for_token_the_macro_expansion_of_the_scaffold() {
+    let wit = workspace().join("wit");
+    let model_wit = theater_codegen::load::load(&workspace(), Path::new("wit")).unwrap();
+    let model = theater_codegen::model::Model::build(&model_wit.resolve).unwrap();
+    let iface = model
+        .interface(&theater_codegen::model::IfaceName::parse("theater:simple/process").unwrap())
+        .unwrap();
+    let skeleton =
+        theater_codegen::scaffold::skeleton_impl(&quote::format_ident!("Handler"), iface);
+    let wit_str = wit.display().to_string();
+    let attr = quote!(wit = #wit_str, import = "theater:simple/process", export = "theater:simple/process-handlers");
+    let by_macro = theater_codegen::expand_handler(attr, skeleton, &workspace());
+    let by_cli = theater_codegen::generate(
+        &wit,
+        Some("theater:simple/process"),
+        Some("theater:simple/process-handlers"),
+    )
+    .unwrap();
+    assert_eq!(by_cli.to_string(), by_macro.to_string());
+
+    let out = cli(
+        &workspace(),
+        &[
+            "generate",
+            "--wit",
+            "wit",
+            "--import",
+            "theater:simple/random",
+        ],
+    );
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    syn::parse_file(&text).unwrap();
+    assert!(
+        text.contains("inst.func_wrap(\n") || text.contains("inst.func_wrap("),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_prints_file_line_col_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("that.wit"),
+        "package a:b;\ninterface x {\n  f: func(a: u32) -> ;\n}\n",
+    )
+    .unwrap();
+    let out = cli(dir.path(), &["check", "--wit", "."]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.lines().next().unwrap().contains("that.wit:3:22: "),
+        "{err}"
+    );
+
+    let out = cli(&workspace(), &["check", "--wit", "wit"]);
+    assert_eq!(out.status.code(), Some(0));
+    let out = cli(&workspace(), &["generate", "--wit", "wit"]);
+    assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
+}
+
+#[test]
+fn new_handler_writes_a_crate_and_joins_the_workspace() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Cargo.toml"),
+        "[workspace]\n# members\nmembers = [\"a\"]\n",
+    )
+    .unwrap();
+    let wit = workspace().join("wit");
+    let args = [
+        "new-handler",
+        "clock",
+        "--wit",
+        wit.to_str().unwrap(),
+        "--import",
+        "theater:simple/timing",
+    ];
+    let out = cli(dir.path(), &args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let krate = dir.path().join("handlers/clock");
+    for file in ["Cargo.toml", "src/lib.rs", "README.md", "tests/handler.rs"] {
+        assert!(krate.join(file).is_file(), "{file}");
+    }
+    let lib = std::fs::read_to_string(krate.join("src/lib.rs")).unwrap();
+    syn::parse_file(&lib).unwrap();
+    assert!(
+        lib.contains("/// WIT: `sleep: func(duration: u64) -> result<_, string>`"),
+        "{lib}"
+    );
+    assert!(lib.contains("not implemented: theater:simple/timing/sleep"));
+    assert!(lib.contains("name = \"clock\""));
+    let manifest = std::fs::read_to_string(dir.path().join("Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains("# members") && manifest.contains("\"handlers/clock\""),
+        "{manifest}"
+    );
+    // Never overwrites.
+    let again = cli(dir.path(), &args);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+}
