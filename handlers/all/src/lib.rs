@@ -20,11 +20,12 @@ use std::sync::Arc;
 use theater_handler_environment::{EnvironmentConfig, EnvironmentHandler};
 use theater_handler_random::{RandomConfig, RandomHandler};
 use theater_handler_runtime::{RuntimeHandler, RuntimeHandlerConfig};
+use theater_handler_store::{StoreConfig, StoreHandler};
 use theater_handler_timing::{TimingConfig, TimingHandler};
 use theater_runtime::HandlerRegistry;
 
 /// A registry of every handler in this workspace, by manifest `type`: `random`, `runtime`, `timing`,
-/// `environment`.
+/// `environment`, `store`.
 pub fn registry() -> HandlerRegistry {
     let mut registry = HandlerRegistry::new();
     registry.register("random", |config| {
@@ -46,6 +47,9 @@ pub fn registry() -> HandlerRegistry {
         Ok(Arc::new(EnvironmentHandler::new(
             config.parse::<EnvironmentConfig>()?,
         )))
+    });
+    registry.register("store", |config| {
+        Ok(Arc::new(StoreHandler::new(config.parse::<StoreConfig>()?)))
     });
     registry
 }

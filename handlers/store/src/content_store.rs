@@ -1,0 +1,403 @@
+//! The store's domain logic: content addressed by SHA-1 under one namespace directory, labels in one index file
+//! per store. No guest string ever becomes a raw path component: store ids must be UUIDs (their canonical form
+//! is the directory name) and hashes 40 lowercase hex characters; labels live inside the index file.
+//!
+//! Layout: `<root>/<hex sha1(namespace)>/<store uuid>/content/<sha1 hex>` and `.../<store uuid>/labels.json`.
+//! Writes go to a temporary file, are synced, then renamed into place; a process-wide lock per store serializes
+//! updates.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use sha1::{Digest, Sha1};
+
+/// Labels of one store: label → references (hashes), oldest first.
+type Labels = BTreeMap<String, Vec<String>>;
+
+/// The stores of one namespace.
+#[derive(Clone, Debug)]
+pub struct ContentStore {
+    dir: PathBuf,
+    max_content_bytes: u64,
+}
+
+/// The SHA-1 of `content`, 40 lowercase hex characters.
+pub fn hash_of(content: &[u8]) -> String {
+    hex::encode(Sha1::digest(content))
+}
+
+impl ContentStore {
+    /// The stores of `namespace` under `root` (`<root>/<hex sha1(namespace)>`); items over `max_content_bytes`
+    /// are refused.
+    pub fn new(root: &Path, namespace: &str, max_content_bytes: u64) -> Self {
+        Self {
+            dir: root.join(hash_of(namespace.as_bytes())),
+            max_content_bytes,
+        }
+    }
+
+    /// Creates a store; returns its id (UUID v4).
+    pub async fn create(&self) -> Result<String, String> {
+        let id = uuid::Uuid::new_v4().to_string();
+        tokio::fs::create_dir_all(self.dir.join(&id).join("content"))
+            .await
+            .map_err(io("new"))?;
+        Ok(id)
+    }
+
+    /// The directory of an existing store.
+    async fn store_dir(&self, id: &str) -> Result<PathBuf, String> {
+        let canonical = uuid::Uuid::parse_str(id)
+            .map_err(|_| "invalid store id".to_owned())?
+            .to_string();
+        let dir = self.dir.join(canonical);
+        match tokio::fs::metadata(&dir).await {
+            Ok(m) if m.is_dir() => Ok(dir),
+            _ => Err(format!("store {id} not found")),
+        }
+    }
+
+    /// Stores `content` (deduplicated); returns its hash.
+    pub async fn put(&self, id: &str, content: &[u8]) -> Result<String, String> {
+        if content.len() as u64 > self.max_content_bytes {
+            return Err(format!(
+                "store: {} exceeds max_content_bytes ({})",
+                content.len(),
+                self.max_content_bytes
+            ));
+        }
+        let dir = self.store_dir(id).await?;
+        let hash = hash_of(content);
+        let path = dir.join("content").join(&hash);
+        if tokio::fs::metadata(&path).await.is_err() {
+            write_atomic(&path, content).await?;
+        }
+        Ok(hash)
+    }
+
+    /// The content of `hash`, checked against it.
+    pub async fn get(&self, id: &str, hash: &str) -> Result<Vec<u8>, String> {
+        let path = self
+            .store_dir(id)
+            .await?
+            .join("content")
+            .join(valid_hash(hash)?);
+        let content = tokio::fs::read(&path)
+            .await
+            .map_err(|_| format!("content {hash} not found"))?;
+        if hash_of(&content) != hash {
+            return Err(format!(
+                "content {hash} is corrupt: its SHA-1 no longer matches"
+            ));
+        }
+        Ok(content)
+    }
+
+    /// Whether `hash` is stored (`Ok(false)` for a well-formed absent hash).
+    pub async fn exists(&self, id: &str, hash: &str) -> Result<bool, String> {
+        let path = self
+            .store_dir(id)
+            .await?
+            .join("content")
+            .join(valid_hash(hash)?);
+        Ok(tokio::fs::metadata(path).await.is_ok())
+    }
+
+    /// Runs `update` on the labels of store `id` under the store's lock and saves them.
+    async fn update_labels<T>(
+        &self,
+        id: &str,
+        update: impl FnOnce(&mut Labels, &Path) -> Result<T, String>,
+    ) -> Result<T, String> {
+        let dir = self.store_dir(id).await?;
+        let lock = store_lock(&dir);
+        let _guard = lock.lock().await;
+        let mut labels = read_labels(&dir).await?;
+        let out = update(&mut labels, &dir)?;
+        let json = serde_json::to_vec(&labels).map_err(|e| format!("labels: {e}"))?;
+        write_atomic(&dir.join("labels.json"), &json).await?;
+        Ok(out)
+    }
+
+    /// Adds an existing `hash` to `label` (re-adding moves it last).
+    pub async fn label(&self, id: &str, label: &str, hash: &str) -> Result<(), String> {
+        let hash = valid_hash(hash)?.to_owned();
+        if !self.exists(id, &hash).await? {
+            return Err(format!("content {hash} not found"));
+        }
+        self.update_labels(id, |labels, _| {
+            let refs = labels.entry(label.to_owned()).or_default();
+            refs.retain(|h| *h != hash);
+            refs.push(hash);
+            Ok(())
+        })
+        .await
+    }
+
+    /// The reference added last to `label`.
+    pub async fn get_by_label(&self, id: &str, label: &str) -> Result<Option<String>, String> {
+        let dir = self.store_dir(id).await?;
+        Ok(read_labels(&dir)
+            .await?
+            .get(label)
+            .and_then(|refs| refs.last().cloned()))
+    }
+
+    /// Deletes `label` (not its content).
+    pub async fn remove_label(&self, id: &str, label: &str) -> Result<(), String> {
+        self.update_labels(id, |labels, _| {
+            labels
+                .remove(label)
+                .map(|_| ())
+                .ok_or_else(|| format!("label {label} not found"))
+        })
+        .await
+    }
+
+    /// Removes `hash` from `label`; an emptied label disappears.
+    pub async fn remove_from_label(&self, id: &str, label: &str, hash: &str) -> Result<(), String> {
+        let hash = valid_hash(hash)?.to_owned();
+        self.update_labels(id, |labels, _| {
+            let refs = labels
+                .get_mut(label)
+                .ok_or_else(|| format!("label {label} not found"))?;
+            let before = refs.len();
+            refs.retain(|h| *h != hash);
+            if refs.len() == before {
+                return Err(format!("content {hash} is not in label {label}"));
+            }
+            if refs.is_empty() {
+                labels.remove(label);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Leaves `hash` (which must exist) as the only reference of `label`.
+    pub async fn replace_at_label(&self, id: &str, label: &str, hash: &str) -> Result<(), String> {
+        let hash = valid_hash(hash)?.to_owned();
+        if !self.exists(id, &hash).await? {
+            return Err(format!("content {hash} not found"));
+        }
+        self.update_labels(id, |labels, _| {
+            labels.insert(label.to_owned(), vec![hash]);
+            Ok(())
+        })
+        .await
+    }
+
+    /// The labels, sorted.
+    pub async fn list_labels(&self, id: &str) -> Result<Vec<String>, String> {
+        let dir = self.store_dir(id).await?;
+        Ok(read_labels(&dir).await?.into_keys().collect())
+    }
+
+    /// Every stored hash, sorted.
+    pub async fn list_all(&self, id: &str) -> Result<Vec<String>, String> {
+        let dir = self.store_dir(id).await?.join("content");
+        let mut hashes = Vec::new();
+        let mut entries = tokio::fs::read_dir(&dir)
+            .await
+            .map_err(io("list-all-content"))?;
+        while let Some(entry) = entries.next_entry().await.map_err(io("list-all-content"))? {
+            if let Some(name) = entry.file_name().to_str().filter(|n| valid_hash(n).is_ok()) {
+                hashes.push(name.to_owned());
+            }
+        }
+        hashes.sort();
+        Ok(hashes)
+    }
+
+    /// The total size of the stored content, in bytes.
+    pub async fn total_size(&self, id: &str) -> Result<u64, String> {
+        let dir = self.store_dir(id).await?.join("content");
+        let mut total = 0;
+        for hash in self.list_all(id).await? {
+            total += tokio::fs::metadata(dir.join(hash))
+                .await
+                .map_err(io("calculate-total-size"))?
+                .len();
+        }
+        Ok(total)
+    }
+}
+
+/// `hash` if it is 40 lowercase hex characters.
+fn valid_hash(hash: &str) -> Result<&str, String> {
+    if hash.len() == 40
+        && hash
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        Ok(hash)
+    } else {
+        Err("invalid content hash: expected 40 lowercase hex characters (SHA-1)".to_owned())
+    }
+}
+
+fn io(what: &'static str) -> impl Fn(std::io::Error) -> String {
+    move |e| format!("{what}: {e}")
+}
+
+async fn read_labels(dir: &Path) -> Result<Labels, String> {
+    match tokio::fs::read(dir.join("labels.json")).await {
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes).map_err(|e| format!("labels index is corrupt: {e}"))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Labels::new()),
+        Err(e) => Err(format!("labels: {e}")),
+    }
+}
+
+/// Writes `bytes` to `path` through a synced temporary file renamed into place.
+async fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4()));
+    let result = async {
+        let mut file = tokio::fs::File::create(&tmp).await?;
+        tokio::io::AsyncWriteExt::write_all(&mut file, bytes).await?;
+        file.sync_all().await?;
+        tokio::fs::rename(&tmp, path).await
+    }
+    .await;
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(&tmp).await;
+    }
+    result.map_err(|e| {
+        format!(
+            "write {}: {e}",
+            path.file_name().and_then(|n| n.to_str()).unwrap_or("?")
+        )
+    })
+}
+
+/// The process-wide lock of one store directory.
+fn store_lock(dir: &Path) -> Arc<tokio::sync::Mutex<()>> {
+    static LOCKS: OnceLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> = OnceLock::new();
+    let mut locks = LOCKS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    locks.entry(dir.to_owned()).or_default().clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(root: &Path) -> ContentStore {
+        ContentStore::new(root, "ns-a", 1024)
+    }
+
+    #[tokio::test]
+    async fn round_trip_dedup_exists_and_sizes() {
+        let root = tempfile::tempdir().unwrap();
+        let s = store(root.path());
+        let id = s.create().await.unwrap();
+        let h1 = s.put(&id, b"hello").await.unwrap();
+        assert_eq!(h1, hash_of(b"hello"));
+        assert_eq!(s.put(&id, b"hello").await.unwrap(), h1, "deduplicated");
+        let h2 = s.put(&id, &[0xff, 0]).await.unwrap();
+        assert_eq!(s.get(&id, &h1).await.unwrap(), b"hello");
+        assert!(s.exists(&id, &h2).await.unwrap());
+        assert!(!s.exists(&id, &hash_of(b"absent")).await.unwrap());
+        let mut want = vec![h1.clone(), h2.clone()];
+        want.sort();
+        assert_eq!(s.list_all(&id).await.unwrap(), want);
+        assert_eq!(s.total_size(&id).await.unwrap(), 7);
+    }
+
+    #[tokio::test]
+    async fn labels_order_remove_and_replace() {
+        let root = tempfile::tempdir().unwrap();
+        let s = store(root.path());
+        let id = s.create().await.unwrap();
+        let (a, b) = (
+            s.put(&id, b"a").await.unwrap(),
+            s.put(&id, b"b").await.unwrap(),
+        );
+        s.label(&id, "l", &a).await.unwrap();
+        s.label(&id, "l", &b).await.unwrap();
+        assert_eq!(s.get_by_label(&id, "l").await.unwrap(), Some(b.clone()));
+        s.label(&id, "l", &a).await.unwrap();
+        assert_eq!(
+            s.get_by_label(&id, "l").await.unwrap(),
+            Some(a.clone()),
+            "re-adding moves it last"
+        );
+        s.remove_from_label(&id, "l", &a).await.unwrap();
+        assert_eq!(s.get_by_label(&id, "l").await.unwrap(), Some(b.clone()));
+        assert!(s.remove_from_label(&id, "l", &a).await.is_err());
+        s.remove_from_label(&id, "l", &b).await.unwrap();
+        assert_eq!(
+            s.list_labels(&id).await.unwrap(),
+            Vec::<String>::new(),
+            "emptied label disappears"
+        );
+        s.label(&id, "z", &a).await.unwrap();
+        s.label(&id, "m", &a).await.unwrap();
+        s.replace_at_label(&id, "m", &b).await.unwrap();
+        assert_eq!(s.get_by_label(&id, "m").await.unwrap(), Some(b));
+        assert_eq!(s.list_labels(&id).await.unwrap(), ["m", "z"]);
+        s.remove_label(&id, "z").await.unwrap();
+        assert!(s.remove_label(&id, "z").await.is_err());
+        assert!(s.label(&id, "x", &hash_of(b"never stored")).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn content_persists_across_instances() {
+        let root = tempfile::tempdir().unwrap();
+        let id = store(root.path()).create().await.unwrap();
+        let h = store(root.path()).put(&id, b"kept").await.unwrap();
+        store(root.path()).label(&id, "k", &h).await.unwrap();
+        let again = store(root.path());
+        let h2 = again.get_by_label(&id, "k").await.unwrap().unwrap();
+        assert_eq!(again.get(&id, &h2).await.unwrap(), b"kept");
+    }
+
+    #[tokio::test]
+    async fn guest_strings_never_become_paths() {
+        let root = tempfile::tempdir().unwrap();
+        let s = store(root.path());
+        for id in ["..", "../x", "a/b", ""] {
+            assert_eq!(
+                s.put(id, b"x").await.unwrap_err(),
+                "invalid store id",
+                "{id:?}"
+            );
+        }
+        let id = s.create().await.unwrap();
+        assert!(
+            s.get(&id, "../../etc/passwd")
+                .await
+                .unwrap_err()
+                .starts_with("invalid content hash")
+        );
+        let other = ContentStore::new(root.path(), "ns-b", 1024);
+        assert_eq!(
+            other.put(&id, b"x").await.unwrap_err(),
+            format!("store {id} not found")
+        );
+        let id_upper = id.to_uppercase();
+        assert!(
+            s.put(&id_upper, b"x").await.is_ok(),
+            "ids are compared in canonical form"
+        );
+    }
+
+    #[tokio::test]
+    async fn limits_and_failed_writes_are_errors() {
+        let root = tempfile::tempdir().unwrap();
+        let s = store(root.path());
+        let id = s.create().await.unwrap();
+        assert_eq!(
+            s.put(&id, &[0; 1025]).await.unwrap_err(),
+            "store: 1025 exceeds max_content_bytes (1024)"
+        );
+        let content = root.path().join(hash_of(b"ns-a")).join(&id).join("content");
+        std::fs::remove_dir_all(&content).unwrap();
+        std::fs::write(&content, b"not a directory").unwrap();
+        assert!(s.put(&id, b"y").await.unwrap_err().starts_with("write"));
+    }
+}
