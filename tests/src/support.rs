@@ -85,3 +85,20 @@ pub fn events_of(chain: &Chain, event_type: &str) -> Vec<serde_json::Value> {
         .map(|e| serde_json::from_slice(&e.data).expect("recorded calls are JSON"))
         .collect()
 }
+
+/// The handlers the `local` guest needs: timing, environment and store (with these configurations), and the probe
+/// handler whose callers reach its `handle-script`.
+pub fn local_handlers(
+    timing: theater_handler_timing::TimingConfig,
+    environment: theater_handler_environment::EnvironmentConfig,
+    store: theater_handler_store::StoreConfig,
+) -> Vec<Arc<dyn Handler>> {
+    vec![
+        Arc::new(theater_handler_timing::TimingHandler::new(timing)),
+        Arc::new(theater_handler_environment::EnvironmentHandler::new(
+            environment,
+        )),
+        Arc::new(theater_handler_store::StoreHandler::new(store)),
+        Arc::new(ProbeHandler::new()),
+    ]
+}

@@ -1,14 +1,13 @@
 //! End-to-end tests of `theater:simple/environment` (handlers.md §5) from the `local` guest.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use theater_handler_environment::{EnvironmentConfig, EnvironmentHandler};
-use theater_handler_timing::{TimingConfig, TimingHandler};
-use theater_runtime::{ActorHandle, Handler, TheaterRuntime};
+use theater_handler_environment::EnvironmentConfig;
+use theater_handler_store::StoreConfig;
+use theater_handler_timing::TimingConfig;
+use theater_runtime::{ActorHandle, TheaterRuntime};
 use theater_tests::guests;
-use theater_tests::probe::ProbeHandler;
-use theater_tests::support::{runtime, script, spawn};
+use theater_tests::support::{local_handlers, runtime, script, spawn};
 
 /// Host variables with unique names and values, set once for this test binary.
 fn set_host_vars() {
@@ -42,11 +41,7 @@ fn config(allow_list_all: bool) -> EnvironmentConfig {
 
 async fn local(rt: &TheaterRuntime, config: EnvironmentConfig) -> ActorHandle {
     set_host_vars();
-    let handlers: Vec<Arc<dyn Handler>> = vec![
-        Arc::new(TimingHandler::new(TimingConfig::default())),
-        Arc::new(EnvironmentHandler::new(config)),
-        Arc::new(ProbeHandler::new()),
-    ];
+    let handlers = local_handlers(TimingConfig::default(), config, StoreConfig::default());
     spawn(rt, "local", guests::LOCAL, handlers, None)
         .await
         .unwrap()

@@ -1,14 +1,13 @@
 //! End-to-end tests of `theater:simple/timing` (handlers.md §3) from the `local` guest.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use theater_handler_environment::{EnvironmentConfig, EnvironmentHandler};
-use theater_handler_timing::{TimingConfig, TimingHandler};
-use theater_runtime::{ActorHandle, Handler, TheaterRuntime};
+use theater_handler_environment::EnvironmentConfig;
+use theater_handler_store::StoreConfig;
+use theater_handler_timing::TimingConfig;
+use theater_runtime::{ActorHandle, TheaterRuntime};
 use theater_tests::guests;
-use theater_tests::probe::ProbeHandler;
-use theater_tests::support::{events_of, runtime, script, spawn};
+use theater_tests::support::{events_of, local_handlers, runtime, script, spawn};
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -18,11 +17,7 @@ fn now_ms() -> u64 {
 }
 
 async fn local(rt: &TheaterRuntime, config: TimingConfig) -> ActorHandle {
-    let handlers: Vec<Arc<dyn Handler>> = vec![
-        Arc::new(TimingHandler::new(config)),
-        Arc::new(EnvironmentHandler::new(EnvironmentConfig::default())),
-        Arc::new(ProbeHandler::new()),
-    ];
+    let handlers = local_handlers(config, EnvironmentConfig::default(), StoreConfig::default());
     spawn(rt, "local", guests::LOCAL, handlers, None)
         .await
         .unwrap()

@@ -5,7 +5,65 @@ wit_bindgen::generate!({ path: "../../wit", world: "theater:test/local-actor", g
 
 use exports::theater::simple::actor::Guest as Actor;
 use exports::theater::test::probe_handlers::Guest as ProbeHandlers;
+use std::sync::Mutex;
+
+use theater::simple::store::{self, ContentRef};
 use theater::simple::{environment, timing};
+
+/// The store the `s*` commands use: set by `snew` or `suse:ID`.
+static CURRENT: Mutex<String> = Mutex::new(String::new());
+
+fn current() -> String {
+    CURRENT.lock().map(|c| c.clone()).unwrap_or_default()
+}
+
+fn r(hash: &str) -> ContentRef {
+    ContentRef { hash: hash.to_owned() }
+}
+
+fn show<T>(name: &str, result: Result<T, String>, f: impl FnOnce(T) -> String) -> String {
+    match result {
+        Ok(v) => {
+            let v = f(v);
+            if v.is_empty() { name.to_owned() } else { format!("{name}={v}") }
+        }
+        Err(e) => format!("{name}!{e}"),
+    }
+}
+
+/// Store commands (see ../README.md).
+fn store_command(op: &str, arg: &str) -> String {
+    let id = current();
+    let (a, b) = arg.split_once(',').unwrap_or((arg, ""));
+    match op {
+        "snew" => show(op, store::new(), |id| {
+            if let Ok(mut c) = CURRENT.lock() {
+                c.clone_from(&id);
+            }
+            id
+        }),
+        "suse" => {
+            if let Ok(mut c) = CURRENT.lock() {
+                *c = arg.to_owned();
+            }
+            op.to_owned()
+        }
+        "sput" => show(op, store::store(&id, arg.as_bytes()), |c| c.hash),
+        "sget" => show(op, store::get(&id, &r(arg)), |b| String::from_utf8_lossy(&b).into_owned()),
+        "sexists" => show(op, store::exists(&id, &r(arg)), |b| b.to_string()),
+        "slabel" => show(op, store::label(&id, a, &r(b)), |()| String::new()),
+        "sgetl" => show(op, store::get_by_label(&id, arg), |c| c.map(|c| c.hash).unwrap_or_else(|| "none".into())),
+        "srml" => show(op, store::remove_label(&id, arg), |()| String::new()),
+        "srmfrom" => show(op, store::remove_from_label(&id, a, &r(b)), |()| String::new()),
+        "sputl" => show(op, store::store_at_label(&id, a, b.as_bytes()), |c| c.hash),
+        "sreplc" => show(op, store::replace_content_at_label(&id, a, b.as_bytes()), |c| c.hash),
+        "srepl" => show(op, store::replace_at_label(&id, a, &r(b)), |()| String::new()),
+        "slabels" => show(op, store::list_labels(&id), |l| l.join(",")),
+        "sall" => show(op, store::list_all_content(&id), |l| l.into_iter().map(|c| c.hash).collect::<Vec<_>>().join(",")),
+        "ssize" => show(op, store::calculate_total_size(&id), |n| n.to_string()),
+        other => format!("unknown!{other}"),
+    }
+}
 
 struct Local;
 
@@ -39,6 +97,7 @@ fn run(script: &str) -> Vec<String> {
                 let vars: Vec<String> = environment::list_vars().into_iter().map(|(k, v)| format!("{k}={v}")).collect();
                 format!("list={}", vars.join(","))
             }
+            other if other.starts_with('s') => store_command(other, arg),
             other => format!("unknown!{other}"),
         };
         out.push(line);
