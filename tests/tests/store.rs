@@ -54,7 +54,7 @@ async fn store_every_function_from_a_guest() {
     let out = lines(&actor, &s).await;
     let id = out[0].strip_prefix("snew=").unwrap().to_owned();
     uuid::Uuid::parse_str(&id).unwrap();
-    let mut all = vec![hello.clone(), world.clone(), x.clone(), y.clone()];
+    let mut all = [hello.clone(), world.clone(), x.clone(), y.clone()];
     all.sort();
     let want = [
         format!("snew={id}"),
