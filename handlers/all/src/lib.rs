@@ -18,6 +18,7 @@
 use std::sync::Arc;
 
 use theater_handler_environment::{EnvironmentConfig, EnvironmentHandler};
+use theater_handler_filesystem::{FilesystemConfig, FilesystemHandler};
 use theater_handler_random::{RandomConfig, RandomHandler};
 use theater_handler_runtime::{RuntimeHandler, RuntimeHandlerConfig};
 use theater_handler_store::{StoreConfig, StoreHandler};
@@ -25,7 +26,7 @@ use theater_handler_timing::{TimingConfig, TimingHandler};
 use theater_runtime::HandlerRegistry;
 
 /// A registry of every handler in this workspace, by manifest `type`: `random`, `runtime`, `timing`,
-/// `environment`, `store`.
+/// `environment`, `store`, `filesystem`.
 pub fn registry() -> HandlerRegistry {
     let mut registry = HandlerRegistry::new();
     registry.register("random", |config| {
@@ -50,6 +51,11 @@ pub fn registry() -> HandlerRegistry {
     });
     registry.register("store", |config| {
         Ok(Arc::new(StoreHandler::new(config.parse::<StoreConfig>()?)))
+    });
+    registry.register("filesystem", |config| {
+        Ok(Arc::new(FilesystemHandler::new(
+            config.parse::<FilesystemConfig>()?,
+        )))
     });
     registry
 }

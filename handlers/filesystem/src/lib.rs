@@ -1,0 +1,287 @@
+//! # theater-handler-filesystem
+//!
+//! Serves `theater:simple/filesystem` (handlers.md §7): file access inside **one root directory per actor**, plus
+//! allow-listed commands run there.
+//!
+//! * **Permissions**: closed by default. `read` (default `true`) grants `read-file`, `list-files`, `path-exists`;
+//!   `write` grants `write-file`, `delete-file`, `create-dir`, `delete-dir`; `execute` and `allowed_commands`
+//!   grant the two command functions. Paths are checked against the path rules ([`sandbox::check_path`]) and
+//!   then resolved by the OS inside the root ([`sandbox::Sandbox`]), so no configuration can reach outside it.
+//! * **Chain events**: one per call; `read-file`'s and the commands' results and `write-file`'s `content` are
+//!   payload values (recorded in full by default).
+//!
+//! ```toml
+//! [[handler]]
+//! type = "filesystem"
+//! path = "data"                 # or: new_dir = true (a fresh private root per actor, removed when it stops)
+//! write = true
+//! execute = true
+//! allowed_commands = ["echo"]
+//! ```
+
+pub mod command;
+pub mod sandbox;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use theater_macros::theater_handler;
+use theater_runtime::{ActorContext, ActorHandle, ShutdownSignal};
+
+use crate::command::Outcome;
+use crate::sandbox::{Sandbox, check_path};
+use crate::theater::simple::filesystem::{CommandError, CommandResult, CommandSuccess};
+
+/// Configuration of the filesystem handler: the manifest's `[[handler]] type = "filesystem"` table.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilesystemConfig {
+    /// The root (relative to the manifest's folder); must be an existing directory. Exactly one of `path` and
+    /// `new_dir = true` is required.
+    pub path: Option<PathBuf>,
+    /// A fresh private (0700) root per actor, removed when the actor stops.
+    pub new_dir: bool,
+    /// Grants `read-file`, `list-files`, `path-exists` (default `true`).
+    pub read: bool,
+    /// Grants `write-file`, `delete-file`, `create-dir`, `delete-dir` (default `false`).
+    pub write: bool,
+    /// Grants `execute-command`, `execute-nix-command` (default `false`).
+    pub execute: bool,
+    /// Programs that may run: bare names (resolved on the host `PATH`) or absolute paths. A shell grants
+    /// arbitrary execution.
+    pub allowed_commands: Vec<String>,
+    /// What `execute-nix-command` runs (default `nix`); must also be in `allowed_commands`.
+    pub nix_program: String,
+    /// A command is killed after this many ms (default 60 000).
+    pub command_timeout_ms: u64,
+    /// Largest stdout or stderr of a command, in bytes (default 1 MiB).
+    pub max_output_bytes: u64,
+}
+
+impl Default for FilesystemConfig {
+    fn default() -> Self {
+        Self {
+            path: None,
+            new_dir: false,
+            read: true,
+            write: false,
+            execute: false,
+            allowed_commands: Vec::new(),
+            nix_program: "nix".into(),
+            command_timeout_ms: 60_000,
+            max_output_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// The filesystem handler; each actor's instance holds its root.
+#[derive(Clone, Debug)]
+pub struct FilesystemHandler {
+    config: FilesystemConfig,
+    sandbox: Option<Sandbox>,
+    /// The root this instance created (`new_dir`), removed when the actor stops.
+    owned_root: Option<PathBuf>,
+}
+
+impl FilesystemHandler {
+    /// A handler with `config` (checked when an actor is spawned).
+    pub fn new(config: FilesystemConfig) -> Self {
+        Self {
+            config,
+            sandbox: None,
+            owned_root: None,
+        }
+    }
+
+    fn sandbox(&self) -> Result<&Sandbox, String> {
+        self.sandbox
+            .as_ref()
+            .ok_or_else(|| "filesystem: handler not instantiated for an actor".to_owned())
+    }
+
+    fn grant(&self, granted: bool, what: &str, field: &str) -> Result<(), String> {
+        if granted {
+            Ok(())
+        } else {
+            Err(format!("permission denied: {what} ({field})"))
+        }
+    }
+
+    /// Runs `f` on the sandbox and a checked path in a blocking task.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        path: &str,
+        f: impl FnOnce(&Sandbox, &Path) -> Result<T, String> + Send + 'static,
+    ) -> Result<T, String> {
+        let path = check_path(path)?;
+        let sandbox = self.sandbox()?.clone();
+        tokio::task::spawn_blocking(move || f(&sandbox, &path))
+            .await
+            .map_err(|e| format!("filesystem: {e}"))?
+    }
+
+    async fn execute(
+        &self,
+        dir: &str,
+        program: &str,
+        args: Vec<String>,
+    ) -> Result<CommandResult, String> {
+        self.grant(
+            self.config.execute,
+            &format!("execute {program}"),
+            "execute",
+        )?;
+        let resolved = command::is_allowed(program, &self.config.allowed_commands)
+            .ok_or_else(|| format!("permission denied: execute {program} (allowed_commands)"))?;
+        let cwd = self.blocking(dir, |sb, p| sb.host_dir(p)).await?;
+        let timeout = Duration::from_millis(self.config.command_timeout_ms);
+        Ok(
+            match command::run(
+                &resolved,
+                &args,
+                &cwd,
+                timeout,
+                self.config.max_output_bytes,
+            )
+            .await
+            {
+                Outcome::Success {
+                    stdout,
+                    stderr,
+                    exit_code,
+                } => CommandResult::Success(CommandSuccess {
+                    stdout,
+                    stderr,
+                    exit_code,
+                }),
+                Outcome::Error(message) => CommandResult::Error(CommandError { message }),
+            },
+        )
+    }
+}
+
+#[theater_handler(wit = "../../wit", import = "theater:simple/filesystem")]
+impl FilesystemHandler {
+    /// Opens the actor's root: `path` (an existing directory) or a fresh private one (`new_dir`).
+    #[theater(create_instance)]
+    fn for_actor(&self, actor: &ActorContext) -> anyhow::Result<Self> {
+        let (root, owned) = match (&self.config.path, self.config.new_dir) {
+            (Some(_), true) | (None, false) => {
+                anyhow::bail!("exactly one of `path` and `new_dir = true` is required (path)")
+            }
+            (Some(path), false) => {
+                let root = actor.manifest_dir.join(path);
+                if !root.is_dir() {
+                    anyhow::bail!("path: {} is not an existing directory", root.display());
+                }
+                (root, None)
+            }
+            (None, true) => {
+                let root = actor.data_dir.join("filesystem").join(actor.id.as_str());
+                std::fs::create_dir_all(&root)
+                    .map_err(|e| anyhow::anyhow!("new_dir: {}: {e}", root.display()))?;
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700))?;
+                }
+                (root.clone(), Some(root))
+            }
+        };
+        let sandbox =
+            Sandbox::open(&root).map_err(|e| anyhow::anyhow!("path: {}: {e}", root.display()))?;
+        Ok(Self {
+            config: self.config.clone(),
+            sandbox: Some(sandbox),
+            owned_root: owned,
+        })
+    }
+
+    /// Removes a `new_dir` root when the actor stops.
+    #[theater(start)]
+    async fn remove_owned_root(
+        self: Arc<Self>,
+        _actor: ActorHandle,
+        shutdown: ShutdownSignal,
+    ) -> anyhow::Result<()> {
+        let Some(root) = self.owned_root.clone() else {
+            return Ok(());
+        };
+        shutdown.wait().await;
+        tokio::fs::remove_dir_all(&root)
+            .await
+            .map_err(|e| anyhow::anyhow!("removing {}: {e}", root.display()))
+    }
+
+    /// WIT: `read-file: func(path: string) -> result<list<u8>, string>`
+    #[theater(record(result = "full"))]
+    async fn read_file(&self, path: String) -> Result<Vec<u8>, String> {
+        self.grant(self.config.read, &format!("read {path}"), "read")?;
+        self.blocking(&path, |sb, p| sb.read(p)).await
+    }
+
+    /// WIT: `write-file: func(path: string, content: string) -> result<_, string>`
+    #[theater(record(content = "full"))]
+    async fn write_file(&self, path: String, content: String) -> Result<(), String> {
+        self.grant(self.config.write, &format!("write {path}"), "write")?;
+        self.blocking(&path, move |sb, p| sb.write(p, content.as_bytes()))
+            .await
+    }
+
+    /// WIT: `list-files: func(path: string) -> result<list<string>, string>`
+    async fn list_files(&self, path: String) -> Result<Vec<String>, String> {
+        self.grant(self.config.read, &format!("list {path}"), "read")?;
+        self.blocking(&path, |sb, p| sb.list(p)).await
+    }
+
+    /// WIT: `delete-file: func(path: string) -> result<_, string>`
+    async fn delete_file(&self, path: String) -> Result<(), String> {
+        self.grant(self.config.write, &format!("delete {path}"), "write")?;
+        self.blocking(&path, |sb, p| sb.delete_file(p)).await
+    }
+
+    /// WIT: `create-dir: func(path: string) -> result<_, string>`
+    async fn create_dir(&self, path: String) -> Result<(), String> {
+        self.grant(self.config.write, &format!("create {path}"), "write")?;
+        self.blocking(&path, |sb, p| sb.create_dir(p)).await
+    }
+
+    /// WIT: `delete-dir: func(path: string) -> result<_, string>`
+    async fn delete_dir(&self, path: String) -> Result<(), String> {
+        self.grant(self.config.write, &format!("delete {path}"), "write")?;
+        self.blocking(&path, |sb, p| sb.delete_dir(p)).await
+    }
+
+    /// WIT: `path-exists: func(path: string) -> result<bool, string>`
+    async fn path_exists(&self, path: String) -> Result<bool, String> {
+        self.grant(self.config.read, &format!("stat {path}"), "read")?;
+        self.blocking(&path, |sb, p| sb.exists(p)).await
+    }
+
+    /// WIT: `execute-command: func(dir: string, command: string, args: list<string>) -> result<command-result, string>`
+    #[theater(record(result = "full"))]
+    async fn execute_command(
+        &self,
+        dir: String,
+        command: String,
+        args: Vec<String>,
+    ) -> Result<CommandResult, String> {
+        self.execute(&dir, &command, args).await
+    }
+
+    /// WIT: `execute-nix-command: func(dir: string, command: string) -> result<command-result, string>`
+    #[theater(record(result = "full"))]
+    async fn execute_nix_command(
+        &self,
+        dir: String,
+        command: String,
+    ) -> Result<CommandResult, String> {
+        let args = ["develop", "--command", "bash", "-c", &command]
+            .map(String::from)
+            .to_vec();
+        let program = self.config.nix_program.clone();
+        self.execute(&dir, &program, args).await
+    }
+}

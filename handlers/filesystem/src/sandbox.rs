@@ -1,0 +1,195 @@
+//! The sandbox: guest paths checked against the path rules before anything is touched, then every access made
+//! through a `cap_std::fs::Dir` opened on the root, so the OS refuses any resolution that leaves it (symlinks
+//! included), with no gap between check and use — as wasmtime-wasi does for preopened directories.
+
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use cap_std::ambient_authority;
+use cap_std::fs::Dir;
+
+/// One actor's root directory.
+#[derive(Clone, Debug)]
+pub struct Sandbox {
+    root: Arc<Dir>,
+    host_root: PathBuf,
+}
+
+/// A guest path relative to the root: `""` and `"."` are the root; absolute paths (`/x`, `\x`, `C:`), `..`
+/// components and NUL bytes are errors.
+pub fn check_path(path: &str) -> Result<PathBuf, String> {
+    if path.contains('\0') {
+        return Err(format!("invalid path {path:?}: NUL byte"));
+    }
+    let bytes = path.as_bytes();
+    if path.starts_with('/') || path.starts_with('\\') || (bytes.len() >= 2 && bytes[1] == b':') {
+        return Err(format!(
+            "invalid path {path:?}: absolute paths are not allowed"
+        ));
+    }
+    let mut out = PathBuf::new();
+    for component in Path::new(path).components() {
+        match component {
+            Component::Normal(c) => out.push(c),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                return Err(format!("invalid path {path:?}: `..` is not allowed"));
+            }
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(format!(
+                    "invalid path {path:?}: absolute paths are not allowed"
+                ));
+            }
+        }
+    }
+    Ok(if out.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        out
+    })
+}
+
+fn io(what: &str, path: &Path) -> impl Fn(std::io::Error) -> String {
+    let what = format!("{what} {}", path.display());
+    move |e| format!("{what}: {e}")
+}
+
+impl Sandbox {
+    /// Opens `root`, which must be an existing directory.
+    pub fn open(root: &Path) -> std::io::Result<Self> {
+        let dir = Dir::open_ambient_dir(root, ambient_authority())?;
+        Ok(Self {
+            root: Arc::new(dir),
+            host_root: root.canonicalize()?,
+        })
+    }
+
+    /// The root on the host.
+    pub fn host_root(&self) -> &Path {
+        &self.host_root
+    }
+
+    /// The whole file.
+    pub fn read(&self, path: &Path) -> Result<Vec<u8>, String> {
+        self.root.read(path).map_err(io("read", path))
+    }
+
+    /// Creates or truncates the file (its parent must exist).
+    pub fn write(&self, path: &Path, content: &[u8]) -> Result<(), String> {
+        self.root.write(path, content).map_err(io("write", path))
+    }
+
+    /// Entry names, sorted.
+    pub fn list(&self, path: &Path) -> Result<Vec<String>, String> {
+        let mut names = Vec::new();
+        for entry in self.root.read_dir(path).map_err(io("list", path))? {
+            let entry = entry.map_err(io("list", path))?;
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Deletes a file; refuses directories.
+    pub fn delete_file(&self, path: &Path) -> Result<(), String> {
+        let meta = self
+            .root
+            .symlink_metadata(path)
+            .map_err(io("delete", path))?;
+        if meta.is_dir() {
+            return Err(format!(
+                "delete {}: is a directory (use delete-dir)",
+                path.display()
+            ));
+        }
+        self.root.remove_file(path).map_err(io("delete", path))
+    }
+
+    /// Creates a directory and its parents; an existing one is fine.
+    pub fn create_dir(&self, path: &Path) -> Result<(), String> {
+        self.root.create_dir_all(path).map_err(io("create", path))
+    }
+
+    /// Deletes a directory recursively, never following symlinks; refuses the root.
+    pub fn delete_dir(&self, path: &Path) -> Result<(), String> {
+        if path == Path::new(".") {
+            return Err("delete-dir: refusing to delete the root".to_owned());
+        }
+        self.root.remove_dir_all(path).map_err(io("delete", path))
+    }
+
+    /// Whether the path exists (`Ok(false)` when missing).
+    pub fn exists(&self, path: &Path) -> Result<bool, String> {
+        self.root.try_exists(path).map_err(io("path-exists", path))
+    }
+
+    /// The host path of a directory inside the root, for a command's working directory; refuses one that
+    /// resolves outside the root (through a symlink).
+    pub fn host_dir(&self, path: &Path) -> Result<PathBuf, String> {
+        self.root.open_dir(path).map_err(io("open", path))?;
+        let host = self
+            .host_root
+            .join(path)
+            .canonicalize()
+            .map_err(io("open", path))?;
+        if !host.starts_with(&self.host_root) {
+            return Err(format!(
+                "permission denied: {} leads outside the root",
+                path.display()
+            ));
+        }
+        Ok(host)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_rules() {
+        assert_eq!(check_path("").unwrap(), Path::new("."));
+        assert_eq!(check_path(".").unwrap(), Path::new("."));
+        assert_eq!(check_path("a/./b").unwrap(), Path::new("a/b"));
+        for bad in [
+            "../x",
+            "a/../../x",
+            "a/..",
+            "/etc/passwd",
+            "\\x",
+            "C:x",
+            "a\0b",
+        ] {
+            assert!(check_path(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn operations_stay_inside_the_root() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), b"outside").unwrap();
+        let root = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), root.path().join("link"))
+            .unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.path().join("linkdir")).unwrap();
+        let sb = Sandbox::open(root.path()).unwrap();
+        assert!(sb.read(Path::new("link")).is_err());
+        assert!(sb.write(Path::new("link"), b"x").is_err());
+        assert!(sb.host_dir(Path::new("linkdir")).is_err());
+        assert_eq!(
+            std::fs::read(outside.path().join("secret")).unwrap(),
+            b"outside"
+        );
+
+        sb.create_dir(Path::new("a/b")).unwrap();
+        sb.write(Path::new("a/b/f"), b"hi").unwrap();
+        assert_eq!(sb.read(Path::new("a/b/f")).unwrap(), b"hi");
+        assert_eq!(sb.list(Path::new(".")).unwrap(), ["a", "link", "linkdir"]);
+        assert!(sb.delete_file(Path::new("a")).is_err());
+        assert!(sb.exists(Path::new("a/b/f")).unwrap());
+        assert!(!sb.exists(Path::new("missing")).unwrap());
+        sb.delete_dir(Path::new("a")).unwrap();
+        assert!(!sb.exists(Path::new("a")).unwrap());
+        assert!(sb.delete_dir(Path::new(".")).is_err());
+    }
+}
