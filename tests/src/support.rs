@@ -86,19 +86,42 @@ pub fn events_of(chain: &Chain, event_type: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// The handlers the `local` guest needs: timing, environment and store (with these configurations), and the probe
-/// handler whose callers reach its `handle-script`.
-pub fn local_handlers(
-    timing: theater_handler_timing::TimingConfig,
-    environment: theater_handler_environment::EnvironmentConfig,
-    store: theater_handler_store::StoreConfig,
-) -> Vec<Arc<dyn Handler>> {
+/// The configurations of the handlers the `local` guest imports. The default filesystem root is a fresh
+/// `new_dir` per actor.
+#[derive(Clone, Debug)]
+pub struct LocalConfig {
+    pub timing: theater_handler_timing::TimingConfig,
+    pub environment: theater_handler_environment::EnvironmentConfig,
+    pub store: theater_handler_store::StoreConfig,
+    pub filesystem: theater_handler_filesystem::FilesystemConfig,
+}
+
+impl Default for LocalConfig {
+    fn default() -> Self {
+        Self {
+            timing: Default::default(),
+            environment: Default::default(),
+            store: Default::default(),
+            filesystem: theater_handler_filesystem::FilesystemConfig {
+                new_dir: true,
+                ..Default::default()
+            },
+        }
+    }
+}
+
+/// The handlers the `local` guest needs (timing, environment, store, filesystem) and the probe handler whose
+/// callers reach its `handle-script`.
+pub fn local_handlers(config: LocalConfig) -> Vec<Arc<dyn Handler>> {
     vec![
-        Arc::new(theater_handler_timing::TimingHandler::new(timing)),
+        Arc::new(theater_handler_timing::TimingHandler::new(config.timing)),
         Arc::new(theater_handler_environment::EnvironmentHandler::new(
-            environment,
+            config.environment,
         )),
-        Arc::new(theater_handler_store::StoreHandler::new(store)),
+        Arc::new(theater_handler_store::StoreHandler::new(config.store)),
+        Arc::new(theater_handler_filesystem::FilesystemHandler::new(
+            config.filesystem,
+        )),
         Arc::new(ProbeHandler::new()),
     ]
 }

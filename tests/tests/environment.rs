@@ -3,11 +3,9 @@
 use std::collections::BTreeMap;
 
 use theater_handler_environment::EnvironmentConfig;
-use theater_handler_store::StoreConfig;
-use theater_handler_timing::TimingConfig;
 use theater_runtime::{ActorHandle, TheaterRuntime};
 use theater_tests::guests;
-use theater_tests::support::{local_handlers, runtime, script, spawn};
+use theater_tests::support::{LocalConfig, local_handlers, runtime, script, spawn};
 
 /// Host variables with unique names and values, set once for this test binary.
 fn set_host_vars() {
@@ -41,7 +39,10 @@ fn config(allow_list_all: bool) -> EnvironmentConfig {
 
 async fn local(rt: &TheaterRuntime, config: EnvironmentConfig) -> ActorHandle {
     set_host_vars();
-    let handlers = local_handlers(TimingConfig::default(), config, StoreConfig::default());
+    let handlers = local_handlers(LocalConfig {
+        environment: config,
+        ..Default::default()
+    });
     spawn(rt, "local", guests::LOCAL, handlers, None)
         .await
         .unwrap()

@@ -2,13 +2,11 @@
 
 use std::path::Path;
 
-use theater_handler_environment::EnvironmentConfig;
 use theater_handler_store::StoreConfig;
 use theater_handler_store::content_store::hash_of;
-use theater_handler_timing::TimingConfig;
 use theater_runtime::{ActorHandle, TheaterRuntime};
 use theater_tests::guests;
-use theater_tests::support::{events_of, local_handlers, runtime, script, spawn};
+use theater_tests::support::{LocalConfig, events_of, local_handlers, runtime, script, spawn};
 
 fn config(root: &Path, namespace: &str) -> StoreConfig {
     StoreConfig {
@@ -19,7 +17,10 @@ fn config(root: &Path, namespace: &str) -> StoreConfig {
 }
 
 async fn local(rt: &TheaterRuntime, store: StoreConfig) -> ActorHandle {
-    let handlers = local_handlers(TimingConfig::default(), EnvironmentConfig::default(), store);
+    let handlers = local_handlers(LocalConfig {
+        store,
+        ..Default::default()
+    });
     spawn(rt, "local", guests::LOCAL, handlers, None)
         .await
         .unwrap()

@@ -2,12 +2,10 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use theater_handler_environment::EnvironmentConfig;
-use theater_handler_store::StoreConfig;
 use theater_handler_timing::TimingConfig;
 use theater_runtime::{ActorHandle, TheaterRuntime};
 use theater_tests::guests;
-use theater_tests::support::{events_of, local_handlers, runtime, script, spawn};
+use theater_tests::support::{LocalConfig, events_of, local_handlers, runtime, script, spawn};
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -17,7 +15,10 @@ fn now_ms() -> u64 {
 }
 
 async fn local(rt: &TheaterRuntime, config: TimingConfig) -> ActorHandle {
-    let handlers = local_handlers(config, EnvironmentConfig::default(), StoreConfig::default());
+    let handlers = local_handlers(LocalConfig {
+        timing: config,
+        ..Default::default()
+    });
     spawn(rt, "local", guests::LOCAL, handlers, None)
         .await
         .unwrap()

@@ -8,6 +8,7 @@ use exports::theater::test::probe_handlers::Guest as ProbeHandlers;
 use std::sync::Mutex;
 
 use theater::simple::store::{self, ContentRef};
+use theater::simple::filesystem::{self, CommandResult};
 use theater::simple::{environment, timing};
 
 /// The store the `s*` commands use: set by `snew` or `suse:ID`.
@@ -28,6 +29,39 @@ fn show<T>(name: &str, result: Result<T, String>, f: impl FnOnce(T) -> String) -
             if v.is_empty() { name.to_owned() } else { format!("{name}={v}") }
         }
         Err(e) => format!("{name}!{e}"),
+    }
+}
+
+fn command_result(r: CommandResult) -> String {
+    match r {
+        CommandResult::Success(s) => format!("ok:{}:{:?}:{:?}", s.exit_code, s.stdout, s.stderr),
+        CommandResult::Error(e) => format!("error:{}", e.message),
+    }
+}
+
+/// Filesystem commands (see ../README.md); `fexec` and `fnix` take `|`-separated fields.
+fn filesystem_command(op: &str, arg: &str) -> String {
+    let (a, b) = arg.split_once(',').unwrap_or((arg, ""));
+    match op {
+        "fread" => show(op, filesystem::read_file(arg), |b| String::from_utf8_lossy(&b).into_owned()),
+        "fwrite" => show(op, filesystem::write_file(a, b), |()| String::new()),
+        "flist" => show(op, filesystem::list_files(arg), |l| l.join(",")),
+        "fdel" => show(op, filesystem::delete_file(arg), |()| String::new()),
+        "fmkdir" => show(op, filesystem::create_dir(arg), |()| String::new()),
+        "frmdir" => show(op, filesystem::delete_dir(arg), |()| String::new()),
+        "fexists" => show(op, filesystem::path_exists(arg), |b| b.to_string()),
+        "fexec" => {
+            let mut fields = arg.split('|');
+            let dir = fields.next().unwrap_or("");
+            let command = fields.next().unwrap_or("");
+            let args: Vec<String> = fields.map(str::to_owned).collect();
+            show(op, filesystem::execute_command(dir, command, &args), command_result)
+        }
+        "fnix" => {
+            let (dir, command) = arg.split_once('|').unwrap_or(("", arg));
+            show(op, filesystem::execute_nix_command(dir, command), command_result)
+        }
+        other => format!("unknown!{other}"),
     }
 }
 
@@ -98,6 +132,7 @@ fn run(script: &str) -> Vec<String> {
                 format!("list={}", vars.join(","))
             }
             other if other.starts_with('s') => store_command(other, arg),
+            other if other.starts_with('f') => filesystem_command(other, arg),
             other => format!("unknown!{other}"),
         };
         out.push(line);
