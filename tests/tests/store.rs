@@ -155,6 +155,12 @@ async fn store_denials_touch_nothing() {
         lines(&b, &format!("suse:{id};sput:x")).await[1],
         format!("sput!store {id} not found")
     );
+    // A failed disk write is an error to the guest (a regular file where the content directory was).
+    let content = dir.path().join(hash_of(b"a")).join(&id).join("content");
+    std::fs::remove_dir_all(&content).unwrap();
+    std::fs::write(&content, b"not a directory").unwrap();
+    let out = lines(&a, &format!("suse:{id};sput:y")).await;
+    assert!(out[1].starts_with("sput!write "), "{}", out[1]);
     // Nothing was written outside the namespaces' directories.
     let mut entries: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
