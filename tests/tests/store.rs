@@ -125,7 +125,8 @@ async fn store_content_survives_a_runtime_restart() {
 
 #[tokio::test]
 async fn store_denials_touch_nothing() {
-    let (rt, dir) = runtime();
+    let (rt, _data) = runtime();
+    let dir = tempfile::tempdir().unwrap();
     let a = local(
         &rt,
         StoreConfig {
