@@ -17,7 +17,7 @@ use theater_tests::bench::{BenchCaller, HandWrittenRandom};
 use theater_tests::guests;
 
 /// Host calls per call into the guest.
-const CALLS: u32 = 100;
+const CALLS: u32 = 1000;
 
 fn host_call(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
@@ -62,6 +62,13 @@ fn host_call(c: &mut Criterion) {
                         assert_eq!(total, u64::from(CALLS) * 16);
                     }
                     let elapsed = start.elapsed();
+                    // Outside the timed loop: recording happened exactly when asked for.
+                    let events = actor.chain().len() as u64;
+                    assert_eq!(
+                        events >= iters * u64::from(CALLS),
+                        recording,
+                        "{name}: {events} events"
+                    );
                     actor.stop().await.expect("stop");
                     elapsed
                 })

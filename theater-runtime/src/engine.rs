@@ -52,8 +52,9 @@ pub fn unversioned(name: &str) -> &str {
     name.split('@').next().unwrap_or(name)
 }
 
-/// The cache key of a linked component: its hash and the (handler name, import name) pairs linked into it.
-type PreKey = ([u8; 20], Vec<(String, String)>);
+/// The cache key of a linked component: its hash and the (handler type, import name) pairs linked into it. The
+/// handler's concrete type, not its name, identifies the host functions it defines.
+type PreKey = ([u8; 20], Vec<(std::any::TypeId, String)>);
 
 /// The engine and its caches. Shared by every actor of a runtime.
 pub struct TheaterEngine {
@@ -142,7 +143,9 @@ impl TheaterEngine {
     }
 
     /// The `InstancePre` of `component` linked with WASI and `link`: (handler name, import name, handler) for each
-    /// handler serving an import. Cached: the second actor of a component with the same handlers links nothing.
+    /// handler serving an import. Cached by component and handler *types*: the second actor of a component with
+    /// the same handlers links nothing. `Handler::add_to_linker` must therefore not capture per-prototype state
+    /// (generated handlers find their instance in the store).
     ///
     /// # Errors
     /// A handler's `add_to_linker` failed (named), or the component does not link.
@@ -151,9 +154,9 @@ impl TheaterEngine {
         component: &CompiledComponent,
         link: &[(&str, &str, &dyn crate::Handler)],
     ) -> anyhow::Result<InstancePre<ActorStore>> {
-        let mut key_set: Vec<(String, String)> = link
+        let mut key_set: Vec<(std::any::TypeId, String)> = link
             .iter()
-            .map(|(h, i, _)| (h.to_string(), i.to_string()))
+            .map(|(_, import, handler)| (handler.handler_type_id(), import.to_string()))
             .collect();
         key_set.sort();
         let key = (component.hash, key_set);

@@ -61,6 +61,12 @@ pub trait Handler: Send + Sync + 'static {
 
     /// The instance as `Any`, so generated host functions can find it in the [`ActorStore`].
     fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+
+    /// The handler's concrete type, which keys the linker cache (its host functions are those of the type).
+    /// Provided; not meant to be overridden.
+    fn handler_type_id(&self) -> std::any::TypeId {
+        std::any::TypeId::of::<Self>()
+    }
 }
 
 /// What a handler learns about the actor it is instantiated for.

@@ -321,10 +321,14 @@ impl TheaterRuntime {
             shared: shared.clone(),
             handle: handle.clone(),
             instances: by_type,
-            recorder: Recorder::new(
-                options.record_overrides.clone(),
-                self.inner.hmac_key.clone(),
-            ),
+            recorder: {
+                let mut recorder = Recorder::new(
+                    options.record_overrides.clone(),
+                    self.inner.hmac_key.clone(),
+                );
+                recorder.enabled = options.recording;
+                recorder
+            },
             exports: ExportTable::default(),
             wasi: crate::wasi::closed_ctx(&id, &options.name),
             table: wasmtime::component::ResourceTable::new(),
