@@ -104,3 +104,36 @@ async fn random_denials_are_errors_not_traps() {
         "random-bytes: 33 exceeds max_bytes (32)"
     );
 }
+
+#[tokio::test]
+async fn random_linker_cache_tells_handler_types_apart() {
+    use std::sync::Arc;
+    use theater_runtime::{Handler, SpawnOptions};
+    use theater_tests::bench::{BenchCaller, HandWrittenRandom};
+
+    // Two handler types with the same name for the same component: the second must get its own host functions.
+    let (rt, _dir) = runtime();
+    let wasm = std::fs::read(theater_tests::guests::BENCH).unwrap();
+    let spawn = |handler: Arc<dyn Handler>| {
+        let options =
+            SpawnOptions::new("bench", wasm.clone()).handlers(vec![handler, Arc::new(BenchCaller)]);
+        rt.spawn(options)
+    };
+    let hand = spawn(Arc::new(HandWrittenRandom::default())).await.unwrap();
+    assert_eq!(BenchCaller.callbacks(&hand).run(3).await.unwrap(), 48);
+    assert_eq!(
+        events_of(&hand.chain(), "theater:simple/random/random-bytes").len(),
+        0,
+        "hand-written: no events"
+    );
+    let generated = spawn(Arc::new(theater_handler_random::RandomHandler::new(
+        RandomConfig::default(),
+    )))
+    .await
+    .unwrap();
+    assert_eq!(BenchCaller.callbacks(&generated).run(3).await.unwrap(), 48);
+    assert_eq!(
+        events_of(&generated.chain(), "theater:simple/random/random-bytes").len(),
+        3
+    );
+}
