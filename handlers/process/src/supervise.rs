@@ -1,0 +1,398 @@
+//! Starting a process and the task that owns it: one task per process holds its `Child`, selects over its exit,
+//! the [`Control`] channel, the execution timeout and the actor's shutdown, and pumps its stdout and stderr
+//! through [`Framer`]s into callbacks. Each stream's payloads are delivered in order, every delivery is awaited
+//! before the stream is read on, and the exit is delivered after all output.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use theater_runtime::{ActorError, ShutdownSignal};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::{Child, Command};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::output::{Framer, Framing};
+use crate::table::{Control, Live, Table};
+
+/// Which output stream a payload came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    /// The process's stdout (`handle-stdout`).
+    Stdout,
+    /// The process's stderr (`handle-stderr`).
+    Stderr,
+}
+
+/// Where a process's output and exit go: the callbacks of the actor that spawned it.
+pub trait Deliver: Send + Sync + 'static {
+    /// Delivers one payload of `stream` of process `pid`.
+    fn output(
+        &self,
+        stream: Stream,
+        pid: u64,
+        data: Vec<u8>,
+    ) -> impl Future<Output = Result<(), ActorError>> + Send;
+
+    /// Delivers the exit of process `pid` with `code`.
+    fn exit(&self, pid: u64, code: i32) -> impl Future<Output = Result<(), ActorError>> + Send;
+}
+
+/// A checked request to start a process.
+#[derive(Debug)]
+pub struct Spawn {
+    /// The resolved program.
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Its working directory.
+    pub cwd: PathBuf,
+    /// Variables set besides `PATH`.
+    pub env: Vec<(String, String)>,
+    /// Bytes per read (at least 1).
+    pub read_size: usize,
+    /// How stdout is framed.
+    pub stdout: Framing,
+    /// How stderr is framed.
+    pub stderr: Framing,
+    /// The longest line delivered, bytes.
+    pub max_line: usize,
+    /// Killed after this long.
+    pub timeout: Option<Duration>,
+}
+
+/// What the tasks of one actor's processes share.
+#[derive(Clone, Debug)]
+pub struct Supervisor {
+    /// The actor's processes.
+    pub table: Arc<Mutex<Table>>,
+    /// How many process tasks are running (a task ends after its process's exit has been delivered).
+    pub tasks: Arc<watch::Sender<usize>>,
+    /// The actor's shutdown signal: every child is killed when it fires.
+    pub shutdown: ShutdownSignal,
+    /// Live processes allowed at once.
+    pub max_processes: usize,
+}
+
+impl Supervisor {
+    /// A supervisor with an empty table.
+    pub fn new(shutdown: ShutdownSignal, max_processes: usize) -> Self {
+        Self {
+            table: Arc::default(),
+            tasks: Arc::new(watch::channel(0).0),
+            shutdown,
+            max_processes,
+        }
+    }
+
+    /// The table, even if a panicking thread poisoned its lock.
+    pub fn table(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Errors when another process would exceed `max_processes`.
+    pub fn check_room(&self) -> Result<(), String> {
+        room(&self.table(), self.max_processes)
+    }
+
+    /// Starts `spawn` with piped stdio, only `PATH` and the given variables in its environment, in a process
+    /// group of its own, killed when dropped; enters it in the table and starts its task. The id is usable as
+    /// soon as it is returned.
+    ///
+    /// # Errors
+    /// `os-spawn: cannot start <program>: <reason>`, or the `max_processes` limit.
+    pub fn spawn<D: Deliver>(&self, spawn: Spawn, sink: D) -> Result<u64, String> {
+        if self.shutdown.is_stopping() {
+            return Err("os-spawn: actor stopping".to_owned());
+        }
+        self.check_room()?;
+        let mut command = Command::new(&spawn.program);
+        command
+            .args(&spawn.args)
+            .current_dir(&spawn.cwd)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(spawn.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        #[cfg(unix)]
+        command.process_group(0);
+        let mut child = command
+            .spawn()
+            .map_err(|e| format!("os-spawn: cannot start {}: {e}", spawn.program.display()))?;
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err("os-spawn: the child's pipes are missing".to_owned());
+        };
+        let (control, commands) = mpsc::unbounded_channel();
+        let pid = {
+            let mut table = self.table();
+            room(&table, self.max_processes)?;
+            table.insert(Live {
+                control,
+                stdin: Arc::new(tokio::sync::Mutex::new(Some(stdin))),
+                start_time: now_ms(),
+            })
+        };
+        let deadline = spawn.timeout.map(|t| Instant::now() + t);
+        let running = TaskGuard::new(self.tasks.clone());
+        let this = self.clone();
+        tokio::spawn(async move {
+            let _running = running;
+            let warned = AtomicBool::new(false);
+            let out = pump(
+                &this,
+                &sink,
+                &warned,
+                pid,
+                Stream::Stdout,
+                stdout,
+                Framer::new(spawn.stdout, spawn.max_line),
+                spawn.read_size,
+            );
+            let err = pump(
+                &this,
+                &sink,
+                &warned,
+                pid,
+                Stream::Stderr,
+                stderr,
+                Framer::new(spawn.stderr, spawn.max_line),
+                spawn.read_size,
+            );
+            let (code, (), ()) = tokio::join!(this.watch(pid, child, commands, deadline), out, err);
+            if this.shutdown.is_stopping() {
+                return;
+            }
+            tokio::select! {
+                result = sink.exit(pid, code) => report(pid, "handle-exit", result),
+                () = this.shutdown.wait() => {}
+            }
+        });
+        Ok(pid)
+    }
+
+    /// Owns `child` until it is reaped: answers `commands`, kills it at `deadline` or when the actor stops,
+    /// then marks it exited in the table and answers the kills waiting for it. Returns the exit code (the
+    /// negative signal number when killed).
+    async fn watch(
+        &self,
+        pid: u64,
+        mut child: Child,
+        mut commands: mpsc::UnboundedReceiver<Control>,
+        deadline: Option<Instant>,
+    ) -> i32 {
+        let mut kills = Vec::new();
+        let mut killed = false;
+        let timeout = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(timeout);
+        let status = loop {
+            tokio::select! {
+                status = child.wait() => break status,
+                Some(command) = commands.recv() => match command {
+                    Control::Signal(signal, reply) => {
+                        let _ = reply.send(send_signal(&child, signal));
+                    }
+                    Control::Kill(reply) => {
+                        kill(&mut child);
+                        killed = true;
+                        kills.push(reply);
+                    }
+                },
+                () = &mut timeout, if !killed => {
+                    tracing::debug!(pid, "process: execution-timeout passed; killing it");
+                    kill(&mut child);
+                    killed = true;
+                }
+                () = self.shutdown.wait(), if !killed => {
+                    kill(&mut child);
+                    killed = true;
+                }
+            }
+        };
+        let code = match status {
+            Ok(status) => exit_code(status),
+            Err(e) => {
+                tracing::warn!(pid, "process: waiting for it failed: {e}");
+                -1
+            }
+        };
+        self.table().exited(pid, code);
+        for reply in kills {
+            let _ = reply.send(Ok(()));
+        }
+        code
+    }
+}
+
+/// Reads `reader` until end of file (or the actor stops) and delivers its payloads in order, each awaited
+/// before reading on. Without the callback, the output is read and dropped (`warned` makes that one warning
+/// per process).
+#[allow(clippy::too_many_arguments)]
+async fn pump<D: Deliver>(
+    supervisor: &Supervisor,
+    sink: &D,
+    warned: &AtomicBool,
+    pid: u64,
+    stream: Stream,
+    mut reader: impl AsyncRead + Unpin,
+    mut framer: Framer,
+    read_size: usize,
+) {
+    let mut buf = vec![0u8; read_size.max(1)];
+    let shutdown = &supervisor.shutdown;
+    let mut deliver = true;
+    loop {
+        let read = tokio::select! {
+            read = reader.read(&mut buf) => read,
+            () = shutdown.wait() => return,
+        };
+        let (payloads, end) = match read {
+            Ok(0) => (framer.finish(), true),
+            Ok(n) => (framer.push(&buf[..n]), false),
+            Err(e) => {
+                tracing::warn!(pid, ?stream, "process: reading output failed: {e}");
+                (framer.finish(), true)
+            }
+        };
+        for data in payloads {
+            if !deliver {
+                break;
+            }
+            let result = tokio::select! {
+                result = sink.output(stream, pid, data) => result,
+                () = shutdown.wait() => return,
+            };
+            match result {
+                Err(ActorError::NotExported(function)) => {
+                    deliver = false;
+                    if !warned.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            pid,
+                            "process: the actor does not export {function}; dropping this process's output"
+                        );
+                    }
+                }
+                Err(ActorError::Stopped) => return,
+                result => report(pid, callback(stream), result),
+            }
+        }
+        if end {
+            return;
+        }
+    }
+}
+
+/// Errors when one more live process would exceed `max_processes`.
+fn room(table: &Table, max_processes: usize) -> Result<(), String> {
+    let wanted = table.live() + 1;
+    if wanted > max_processes {
+        return Err(format!(
+            "os-spawn: {wanted} exceeds max_processes ({max_processes})"
+        ));
+    }
+    Ok(())
+}
+
+fn callback(stream: Stream) -> &'static str {
+    match stream {
+        Stream::Stdout => "handle-stdout",
+        Stream::Stderr => "handle-stderr",
+    }
+}
+
+/// Logs a failed delivery; the process goes on.
+fn report(pid: u64, callback: &str, result: Result<(), ActorError>) {
+    match result {
+        Ok(()) | Err(ActorError::Stopped) => {}
+        Err(e @ ActorError::NotExported(_)) => tracing::debug!(pid, "process: {e}"),
+        Err(e) => tracing::warn!(pid, "process: {callback} failed: {e}"),
+    }
+}
+
+/// SIGKILL to the child's process group (so what it started dies too), or to the child alone if that fails.
+/// The child is not reaped yet, so its id (and group id) cannot have been reused.
+fn kill(child: &mut Child) {
+    #[cfg(unix)]
+    if let Some(pid) = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .and_then(rustix::process::Pid::from_raw)
+        && rustix::process::kill_process_group(pid, rustix::process::Signal::KILL).is_ok()
+    {
+        return;
+    }
+    if let Err(e) = child.start_kill() {
+        tracing::warn!("process: kill failed: {e}");
+    }
+}
+
+/// Sends `signal` to the child (not yet reaped: the task owns it).
+#[cfg(unix)]
+fn send_signal(child: &Child, signal: i32) -> Result<(), String> {
+    let signal = rustix::process::Signal::from_named_raw(signal)
+        .ok_or_else(|| format!("os-signal: {signal} is not a signal"))?;
+    let pid = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .and_then(rustix::process::Pid::from_raw)
+        .ok_or_else(|| "os-signal: the process has exited".to_owned())?;
+    rustix::process::kill_process(pid, signal).map_err(|e| format!("os-signal: {e}"))
+}
+
+/// Signals are Unix only.
+#[cfg(not(unix))]
+fn send_signal(_child: &Child, _signal: i32) -> Result<(), String> {
+    Err("signals unsupported".to_owned())
+}
+
+/// The exit code, or the negative signal number when the process was killed by one.
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    if let Some(code) = status.code() {
+        return code;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(signal) = status.signal() {
+            return -signal;
+        }
+    }
+    -1
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Counts a running process task; the count drops when the task ends, however it ends.
+struct TaskGuard(Arc<watch::Sender<usize>>);
+
+impl TaskGuard {
+    fn new(tasks: Arc<watch::Sender<usize>>) -> Self {
+        tasks.send_modify(|n| *n += 1);
+        Self(tasks)
+    }
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
