@@ -1,0 +1,489 @@
+//! # theater-handler-message-server
+//!
+//! Serves `theater:simple/message-server-host` and calls `theater:simple/message-server-client` (handlers.md
+//! §11): actor-to-actor messages. One-way `send`s, `request`s answered at once or later, and two-way channels.
+//!
+//! Each actor's instance makes **its own** mailbox when the actor is created and registers it with the runtime's
+//! [`MessageRouter`] (a failed registration fails the spawn); its background loop (`start`) turns every mailbox
+//! item into one typed callback, one at a time and in order. When the actor stops the mailbox is unregistered,
+//! requests waiting on the actor or deferred by it fail with `"actor <id> stopped"`, and its channels close,
+//! notifying the other side. Nothing waits without a bound: a full mailbox refuses at once, `request` and
+//! `open-channel` wait at most `request_timeout_ms`, and a stopped actor is an error.
+//!
+//! * **Permissions**: listing the handler grants messaging with any actor whose id this actor learns and that
+//!   runs the handler too (`"actor <id> does not accept messages"` otherwise). Channels, deferred requests and
+//!   mailboxes are private: another actor's channel or request id gets the answer an unknown one gets
+//!   (`"channel <id> not found"`, `"request <id> not found"`).
+//! * **Chain events**: one per host call, `theater:simple/message-server-host/<function>`; message payloads
+//!   (`msg`, `initial-msg`, `response`, `request`'s result) are recorded in full by default and may be set to
+//!   `digest` by the manifest. Each delivered item is a callback event,
+//!   `theater:simple/message-server-client/<function>`.
+//!
+//! ```toml
+//! [[handler]]
+//! type = "message-server"
+//! mailbox_capacity = 1024            # queued items
+//! request_timeout_ms = 30000
+//! max_message_bytes = 16777216
+//! max_outstanding_requests = 1024
+//! ```
+
+mod requests;
+pub mod router;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Deserialize;
+use theater_macros::theater_handler;
+use theater_runtime::{ActorContext, ActorError, ActorHandle, ActorId, RuntimeRef, ShutdownSignal};
+use tokio::sync::oneshot;
+
+pub use crate::router::MessageRouter;
+use crate::requests::{Deferral, Requests};
+use crate::router::{Delivery, MailboxReceiver, Undeliverable};
+
+/// Configuration of the message-server handler: the manifest's `[[handler]] type = "message-server"` table.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MessageServerConfig {
+    /// Inbound items (sends, requests, channel opens and channel messages) this actor's mailbox queues; when it
+    /// is full a sender gets `"mailbox of <id> is full"` at once (default 1024).
+    pub mailbox_capacity: u32,
+    /// How long `request` and `open-channel` wait for the peer, in ms (default 30 000).
+    pub request_timeout_ms: u64,
+    /// Largest payload this actor sends (`send`, `request`, `open-channel`, `send-on-channel`,
+    /// `respond-to-request`, and the answers its callbacks return), in bytes (default 16 MiB).
+    pub max_message_bytes: u32,
+    /// Deferred requests this actor may hold at once; one more fails that request (default 1024).
+    pub max_outstanding_requests: u32,
+}
+
+impl Default for MessageServerConfig {
+    /// `mailbox_capacity = 1024`, `request_timeout_ms = 30 000`, `max_message_bytes = 16 MiB`,
+    /// `max_outstanding_requests = 1024`.
+    fn default() -> Self {
+        Self {
+            mailbox_capacity: 1024,
+            request_timeout_ms: 30_000,
+            max_message_bytes: 16 * 1024 * 1024,
+            max_outstanding_requests: 1024,
+        }
+    }
+}
+
+/// The message-server handler. The prototype holds the configuration; each actor's instance holds that actor's
+/// mailbox and requests.
+#[derive(Clone, Debug)]
+pub struct MessageServerHandler {
+    config: MessageServerConfig,
+    endpoint: Option<Arc<Endpoint>>,
+}
+
+/// One actor's side of the message server.
+#[derive(Debug)]
+struct Endpoint {
+    /// The actor's id (canonical form), the key of its mailbox.
+    id: String,
+    router: Arc<MessageRouter>,
+    runtime: RuntimeRef,
+    shutdown: ShutdownSignal,
+    /// The receiving end of the mailbox, until the `start` loop takes it.
+    inbox: Mutex<Option<MailboxReceiver>>,
+    requests: Requests,
+}
+
+impl MessageServerHandler {
+    /// A handler with `config`.
+    pub fn new(config: MessageServerConfig) -> Self {
+        Self {
+            config,
+            endpoint: None,
+        }
+    }
+
+    fn endpoint(&self) -> Result<&Endpoint, String> {
+        self.endpoint
+            .as_deref()
+            .ok_or_else(|| "message-server: handler not instantiated for an actor".to_owned())
+    }
+
+    /// `Err` if `payload` is over `max_message_bytes`; `function` names the caller in the message.
+    fn check_size(&self, function: &str, payload: &[u8]) -> Result<(), String> {
+        let max = self.config.max_message_bytes;
+        if payload.len() > max as usize {
+            return Err(format!(
+                "{function}: {} bytes exceeds max_message_bytes ({max})",
+                payload.len()
+            ));
+        }
+        Ok(())
+    }
+
+    fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.config.request_timeout_ms)
+    }
+}
+
+#[theater_handler(
+    wit = "../../wit",
+    import = "theater:simple/message-server-host",
+    export = "theater:simple/message-server-client",
+    name = "message-server"
+)]
+impl MessageServerHandler {
+    /// Makes the actor's own mailbox and registers it with the runtime's router.
+    ///
+    /// # Errors
+    /// The runtime is gone, or the actor's id already has a mailbox.
+    #[theater(create_instance)]
+    fn for_actor(&self, actor: &ActorContext) -> anyhow::Result<Self> {
+        let runtime = actor
+            .runtime
+            .upgrade()
+            .ok_or_else(|| anyhow::anyhow!("registering the mailbox: the runtime is gone"))?;
+        let router = runtime.service::<MessageRouter>();
+        let (sender, inbox) = router::mailbox(self.config.mailbox_capacity as usize);
+        let id = actor.id.to_string();
+        router
+            .register(&id, sender)
+            .map_err(|e| anyhow::anyhow!("registering the mailbox: {e}"))?;
+        Ok(Self {
+            config: self.config.clone(),
+            endpoint: Some(Arc::new(Endpoint {
+                id,
+                router,
+                runtime: actor.runtime.clone(),
+                shutdown: actor.shutdown.clone(),
+                inbox: Mutex::new(Some(inbox)),
+                requests: Requests::default(),
+            })),
+        })
+    }
+
+    /// Delivers the mailbox, item by item, through the actor's `message-server-client` callbacks until the actor
+    /// stops; then unregisters the mailbox and fails what is left.
+    #[theater(start)]
+    async fn deliver_mailbox(
+        self: Arc<Self>,
+        actor: ActorHandle,
+        shutdown: ShutdownSignal,
+    ) -> anyhow::Result<()> {
+        let Some(endpoint) = self.endpoint.clone() else {
+            return Ok(());
+        };
+        let inbox = endpoint
+            .inbox
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let Some(mut inbox) = inbox else {
+            return Ok(());
+        };
+        loop {
+            let item = tokio::select! {
+                biased;
+                () = shutdown.wait() => break,
+                item = inbox.recv() => match item {
+                    Some(item) => item,
+                    None => break,
+                },
+            };
+            let go_on = tokio::select! {
+                biased;
+                () = shutdown.wait() => false,
+                go_on = self.deliver(&actor, &endpoint, item) => go_on,
+            };
+            if !go_on {
+                break;
+            }
+        }
+        endpoint.close(&mut inbox);
+        Ok(())
+    }
+
+    /// WIT: `send: func(actor-id: actor-id, msg: list<u8>) -> result<_, string>`
+    ///
+    /// Queues `msg` for `actor-id`'s `handle-send`; `Ok` once queued. Errors: `"actor <id> not found"` (unknown
+    /// or stopped), `"actor <id> does not accept messages"` (running without this handler), a full mailbox, a
+    /// payload over `max_message_bytes`.
+    #[theater(record(msg = "full"))]
+    fn send(&self, actor_id: String, msg: Vec<u8>) -> Result<(), String> {
+        self.check_size("send", &msg)?;
+        let endpoint = self.endpoint()?;
+        let to = canonical(&actor_id);
+        endpoint
+            .router
+            .deliver(&to, Delivery::Send(msg))
+            .map_err(|e| endpoint.undeliverable(&to, e))
+    }
+
+    /// WIT: `request: func(actor-id: actor-id, msg: list<u8>) -> result<list<u8>, string>`
+    ///
+    /// Sends `msg` to `actor-id`'s `handle-request` under a fresh request id (a UUID) and waits, at most
+    /// `request_timeout_ms`, for the answer: what `handle-request` returned, or what the receiver later passes to
+    /// `respond-to-request`. Errors, besides those of [`send`](Self::send): `"request <id> timed out"`,
+    /// `"request <id> cancelled"`, `"request failed: <callback error>"`, `"actor <id> stopped"`, and requesting
+    /// oneself (which could only deadlock).
+    #[theater(record(msg = "full", result = "full"))]
+    async fn request(&self, actor_id: String, msg: Vec<u8>) -> Result<Vec<u8>, String> {
+        self.check_size("request", &msg)?;
+        let endpoint = self.endpoint()?;
+        let to = canonical(&actor_id);
+        if to == endpoint.id {
+            return Err(format!("request: actor {to} cannot request itself"));
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let (reply, answer) = oneshot::channel();
+        let request = Delivery::Request {
+            id: id.clone(),
+            msg,
+            reply,
+        };
+        endpoint
+            .router
+            .deliver(&to, request)
+            .map_err(|e| endpoint.undeliverable(&to, e))?;
+        tokio::select! {
+            answer = answer => answer.unwrap_or_else(|_| Err(format!("actor {to} stopped"))),
+            () = tokio::time::sleep(self.request_timeout()) => Err(format!("request {id} timed out")),
+            () = endpoint.shutdown.wait() => Err(format!("request {id} interrupted: actor stopping")),
+        }
+    }
+
+    /// WIT: `open-channel: func(actor-id: actor-id, initial-msg: list<u8>) -> result<channel-id, string>`
+    ///
+    /// Opens a channel to `actor-id`: its `handle-channel-open(channel-id, initial-msg)` accepts or rejects, within
+    /// `request_timeout_ms`. Accepted: returns the channel id, and the accept message (if any) arrives as this
+    /// actor's next `handle-channel-message`. Errors, besides those of [`send`](Self::send):
+    /// `"channel rejected: <message>"`, `"channel open failed: <callback error>"`, `"channel <id> timed out"`,
+    /// `"actor <id> stopped"`, and opening a channel to oneself.
+    #[theater(record(initial_msg = "full"))]
+    async fn open_channel(&self, actor_id: String, initial_msg: Vec<u8>) -> Result<String, String> {
+        self.check_size("open-channel", &initial_msg)?;
+        let endpoint = self.endpoint()?;
+        let to = canonical(&actor_id);
+        if to == endpoint.id {
+            return Err(format!(
+                "open-channel: actor {to} cannot open a channel to itself"
+            ));
+        }
+        let channel_id = uuid::Uuid::new_v4().to_string();
+        let (reply, decision) = oneshot::channel();
+        endpoint
+            .router
+            .open(&channel_id, &endpoint.id, &to, initial_msg, reply)
+            .map_err(|e| endpoint.undeliverable(&to, e))?;
+        let decision = tokio::select! {
+            decision = decision => decision.unwrap_or_else(|_| Err(format!("actor {to} stopped"))),
+            () = tokio::time::sleep(self.request_timeout()) => Err(format!("channel {channel_id} timed out")),
+            () = endpoint.shutdown.wait() => Err(format!("channel {channel_id} interrupted: actor stopping")),
+        };
+        match decision {
+            Ok(()) => Ok(channel_id),
+            Err(e) => {
+                endpoint.router.abandon(&channel_id, &endpoint.id);
+                Err(e)
+            }
+        }
+    }
+
+    /// WIT: `send-on-channel: func(channel-id: channel-id, msg: list<u8>) -> result<_, string>`
+    ///
+    /// Queues `msg` for the other participant's `handle-channel-message`; messages arrive in order. Errors:
+    /// `"channel <id> not found"` (unknown, closed, or a channel of other actors), a full mailbox, a payload over
+    /// `max_message_bytes`.
+    #[theater(record(msg = "full"))]
+    fn send_on_channel(&self, channel_id: String, msg: Vec<u8>) -> Result<(), String> {
+        self.check_size("send-on-channel", &msg)?;
+        let endpoint = self.endpoint()?;
+        endpoint.router.send_on_channel(
+            &channel_id,
+            &endpoint.id,
+            msg,
+            self.config.mailbox_capacity as usize,
+        )
+    }
+
+    /// WIT: `close-channel: func(channel-id: channel-id) -> result<_, string>`
+    ///
+    /// Closes the channel; the other participant hears `handle-channel-close`, and later use by either side is
+    /// `"channel <id> not found"`, as is closing a channel this actor does not take part in.
+    fn close_channel(&self, channel_id: String) -> Result<(), String> {
+        let endpoint = self.endpoint()?;
+        endpoint.router.close(&channel_id, &endpoint.id)
+    }
+
+    /// WIT: `list-outstanding-requests: func() -> list<string>`
+    ///
+    /// The ids of the requests this actor deferred (its `handle-request` returned `none`) whose requester still
+    /// waits, sorted. A request is listed from the end of its `handle-request` on; a call that reaches the actor
+    /// through its mailbox always sees it, a call from elsewhere (an embedder's callback) may run just before.
+    fn list_outstanding_requests(&self) -> Vec<String> {
+        self.endpoint()
+            .map(|e| e.requests.list())
+            .unwrap_or_default()
+    }
+
+    /// WIT: `respond-to-request: func(request-id: string, response: list<u8>) -> result<_, string>`
+    ///
+    /// Answers request `request-id` of this actor (deferred, or still in its `handle-request`): the requester's
+    /// `request` returns `response`. Errors: `"request <id> not found"` (not this actor's, already answered, or
+    /// the requester gave up), a payload over `max_message_bytes`.
+    #[theater(record(response = "full"))]
+    fn respond_to_request(&self, request_id: String, response: Vec<u8>) -> Result<(), String> {
+        self.check_size("respond-to-request", &response)?;
+        self.endpoint()?
+            .requests
+            .settle(&request_id, Ok(response))
+    }
+
+    /// WIT: `cancel-request: func(request-id: string) -> result<_, string>`
+    ///
+    /// Cancels request `request-id` of this actor: the requester's `request` returns
+    /// `Err("request <id> cancelled")`. Errors: `"request <id> not found"`, as for `respond-to-request`.
+    fn cancel_request(&self, request_id: String) -> Result<(), String> {
+        let error = format!("request {request_id} cancelled");
+        self.endpoint()?.requests.settle(&request_id, Err(error))
+    }
+}
+
+impl MessageServerHandler {
+    /// Turns one mailbox item into its callback and passes the answer on. `false` when the actor has stopped.
+    async fn deliver(&self, actor: &ActorHandle, endpoint: &Endpoint, item: Delivery) -> bool {
+        let callbacks = self.callbacks(actor);
+        let result = match item {
+            Delivery::Send(msg) => callbacks.handle_send(msg).await,
+            Delivery::Request { id, msg, reply } => {
+                endpoint.requests.begin(&id, reply);
+                let answer = callbacks.handle_request(id.clone(), msg).await;
+                let result = answer.as_ref().map(|_| ()).map_err(Clone::clone);
+                match answer {
+                    Ok(Some(response)) => {
+                        let answer = self
+                            .check_size("handle-request", &response)
+                            .map(|()| response)
+                            .map_err(|e| format!("request failed: {e}"));
+                        endpoint.requests.finish(&id, answer);
+                    }
+                    Ok(None) => {
+                        let limit = self.config.max_outstanding_requests as usize;
+                        if let Deferral::OverLimit(e) = endpoint.requests.defer(&id, limit) {
+                            tracing::warn!(actor = %endpoint.id, "request {id} refused: {e}");
+                        }
+                    }
+                    Err(e) => {
+                        let answer = Err(format!("request failed: {}", describe(&e)));
+                        endpoint.requests.finish(&id, answer);
+                    }
+                }
+                result
+            }
+            Delivery::ChannelOpen { id, msg, reply } => {
+                let decision = callbacks.handle_channel_open(id.clone(), msg).await;
+                let result = decision.as_ref().map(|_| ()).map_err(Clone::clone);
+                let answer = match decision {
+                    Ok(accept) if accept.accepted => {
+                        let size = accept
+                            .message
+                            .as_deref()
+                            .map_or(Ok(()), |m| self.check_size("handle-channel-open", m));
+                        match size {
+                            Ok(()) => endpoint.router.accept(&id, &endpoint.id, accept.message),
+                            Err(e) => {
+                                endpoint.router.discard(&id);
+                                Err(format!("channel open failed: {e}"))
+                            }
+                        }
+                    }
+                    Ok(reject) => {
+                        endpoint.router.discard(&id);
+                        Err(match reject.message {
+                            Some(m) => format!("channel rejected: {}", String::from_utf8_lossy(&m)),
+                            None => "channel rejected".to_owned(),
+                        })
+                    }
+                    Err(e) => {
+                        endpoint.router.discard(&id);
+                        Err(format!("channel open failed: {}", describe(&e)))
+                    }
+                };
+                let _ = reply.send(answer);
+                result
+            }
+            Delivery::ChannelMessage { id, msg } => callbacks.handle_channel_message(id, msg).await,
+            Delivery::ChannelClose { id } => callbacks.handle_channel_close(id).await,
+        };
+        match result {
+            Ok(()) => true,
+            Err(ActorError::Stopped) => false,
+            Err(e) => {
+                tracing::warn!(actor = %endpoint.id, "message-server callback failed: {e}");
+                true
+            }
+        }
+    }
+}
+
+impl Endpoint {
+    /// The error for an item the router could not deliver to `to`: a full mailbox, or no mailbox, which is
+    /// `"actor <id> does not accept messages"` when the runtime runs `to` without this handler.
+    fn undeliverable(&self, to: &str, error: Undeliverable) -> String {
+        match error {
+            Undeliverable::Refused(message) => message,
+            Undeliverable::NoMailbox => {
+                let running = to.parse::<ActorId>().ok().and_then(|id| {
+                    self.runtime
+                        .upgrade()
+                        .and_then(|runtime| runtime.get(&id))
+                });
+                match running {
+                    Some(_) => format!("actor {to} does not accept messages"),
+                    None => format!("actor {to} not found"),
+                }
+            }
+        }
+    }
+
+    /// The actor stops: unregister the mailbox (closing the actor's channels) and fail every request waiting on
+    /// it, queued or deferred.
+    fn close(&self, inbox: &mut MailboxReceiver) {
+        self.router.unregister(&self.id);
+        let stopped = format!("actor {} stopped", self.id);
+        for item in inbox.close() {
+            match item {
+                Delivery::Request { reply, .. } => {
+                    let _ = reply.send(Err(stopped.clone()));
+                }
+                Delivery::ChannelOpen { reply, .. } => {
+                    let _ = reply.send(Err(stopped.clone()));
+                }
+                Delivery::Send(_) | Delivery::ChannelMessage { .. } | Delivery::ChannelClose { .. } => {}
+            }
+        }
+        self.requests.fail_all(&stopped);
+    }
+}
+
+impl Drop for Endpoint {
+    /// Also when the actor never started (its `init` failed): no mailbox outlives its actor.
+    fn drop(&mut self) {
+        self.router.unregister(&self.id);
+        self.requests.fail_all(&format!("actor {} stopped", self.id));
+    }
+}
+
+/// `id` in the canonical form actor ids have (lowercase, hyphenated) if it is a UUID, else as given.
+fn canonical(id: &str) -> String {
+    id.parse::<ActorId>()
+        .map(|id| id.to_string())
+        .unwrap_or_else(|_| id.to_owned())
+}
+
+/// A callback's error as the requester sees it: the guest's own message, or what went wrong.
+fn describe(error: &ActorError) -> String {
+    match error {
+        ActorError::Guest(message) => message.clone(),
+        other => other.to_string(),
+    }
+}
