@@ -1,0 +1,471 @@
+//! # theater-handler-supervisor
+//!
+//! Serves `theater:simple/supervisor` and calls `theater:simple/supervisor-handlers` (handlers.md §10): an actor
+//! spawns, resumes, inspects, restarts and stops its own children, and hears how they end.
+//!
+//! * **Permissions**: children start only from manifests in `allowed_manifests` (compared canonicalized; a
+//!   child has its own manifest's capabilities, so this list keeps a parent from granting more than the operator
+//!   allowed), at most `max_children` at a time. An id that is not a live child of the caller (a sibling, the
+//!   parent, a stranger) gets `"child <id> not found"`.
+//! * **Notifications**: each actor's instance watches its own children from its background loop and calls its
+//!   own actor's `handle-child-exit` (the child called `runtime.shutdown(data)`), `handle-child-error` (a trap or
+//!   the memory limit: `internal`, the message as data; the call deadline: `operation-timeout`) or
+//!   `handle-child-external-stop` (stopped by anyone but the parent). Children the parent stops with
+//!   `stop-child` or `restart-child` raise none. Without the export, notifications are dropped with a warning. A
+//!   stopping parent stops its children first.
+//! * **Chain events**: one per call, `theater:simple/supervisor/<function>`; `get-child-events`' result is
+//!   recorded as a digest (the child's own chain holds it). Notifications are recorded as the callbacks they
+//!   cause, `theater:simple/supervisor-handlers/<function>`.
+//!
+//! `spawn` starts the child with `init-bytes`, else its manifest's `init_state`, and calls `init`; `resume`
+//! starts it with `init-state` exactly and does not call `init`. `restart-child` stops the child and starts it
+//! again under the same id from the same manifest with the state it first started with, calling `init`. A child
+//! whose `init` fails is not adopted: `spawn` (or `restart-child`) returns the error.
+//!
+//! ```toml
+//! [[handler]]
+//! type = "supervisor"
+//! allowed_manifests = ["children/worker.toml"]      # relative to this manifest's folder
+//! max_children = 64
+//! manifest_aliases = { "https://example.com/worker.toml" = "children/worker.toml" }
+//! callback_timeout_ms = 30000
+//! ```
+
+pub mod children;
+pub mod manifests;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use serde::Deserialize;
+use theater_macros::theater_handler;
+use theater_runtime::{
+    ActorContext, ActorError, ActorHandle, ActorId, HandlerRegistry, Manifest, RuntimeRef,
+    ShutdownSignal, TheaterRuntime,
+};
+use tokio::sync::mpsc;
+
+use crate::children::{ChildEnd, Children, StartState};
+use crate::manifests::ManifestPolicy;
+use crate::theater::simple::types::{ChainEvent, WitActorError, WitErrorType};
+
+/// Configuration of the supervisor handler: the manifest's `[[handler]] type = "supervisor"` table.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SupervisorConfig {
+    /// The manifests `spawn` and `resume` accept, relative to the actor's manifest folder, compared
+    /// canonicalized (default empty: no children at all). Each must exist when the actor starts.
+    pub allowed_manifests: Vec<PathBuf>,
+    /// The most live children the actor may have at once (default 64).
+    pub max_children: u32,
+    /// A `spawn`/`resume` argument exactly equal to a key (say a release URL a published actor hard-codes) is
+    /// replaced by the mapped local manifest (relative to the actor's manifest folder), which must also be in
+    /// `allowed_manifests` (default empty). Nothing is ever fetched.
+    pub manifest_aliases: BTreeMap<String, PathBuf>,
+    /// How long delivering one notification to the actor may wait, queueing included, in ms (default 30 000).
+    pub callback_timeout_ms: u64,
+}
+
+impl Default for SupervisorConfig {
+    /// No allowed manifests, `max_children = 64`, no aliases, `callback_timeout_ms = 30 000`.
+    fn default() -> Self {
+        Self {
+            allowed_manifests: Vec::new(),
+            max_children: 64,
+            manifest_aliases: BTreeMap::new(),
+            callback_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// The supervisor handler. Each actor's instance holds that actor's children and its own notification channel.
+#[derive(Clone, Debug)]
+pub struct SupervisorHandler {
+    config: SupervisorConfig,
+    parent: Option<Arc<Parent>>,
+}
+
+/// What one supervising actor's instance knows: where it runs, which manifests it may use, its children, and
+/// the channel over which its host functions hand new children to its background loop.
+#[derive(Debug)]
+struct Parent {
+    runtime: RuntimeRef,
+    registry: Option<HandlerRegistry>,
+    manifests: ManifestPolicy,
+    children: Mutex<Children>,
+    adopted: mpsc::UnboundedSender<Adopted>,
+    adopted_rx: Mutex<Option<mpsc::UnboundedReceiver<Adopted>>>,
+    shutdown: ShutdownSignal,
+}
+
+/// A child run the background loop is to watch.
+#[derive(Debug)]
+struct Adopted {
+    handle: ActorHandle,
+    token: u64,
+}
+
+impl Parent {
+    fn children(&self) -> MutexGuard<'_, Children> {
+        self.children.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn runtime(&self, function: &str) -> Result<TheaterRuntime, String> {
+        self.runtime
+            .upgrade()
+            .ok_or_else(|| format!("{function}: the runtime has stopped"))
+    }
+
+    /// Starts a child from the canonical `manifest` with `start`, under `id` if given, calling `init` if
+    /// `run_init`.
+    async fn launch(
+        &self,
+        function: &str,
+        manifest: &Path,
+        start: &StartState,
+        id: Option<ActorId>,
+        run_init: bool,
+    ) -> Result<ActorHandle, String> {
+        let runtime = self.runtime(function)?;
+        let Some(registry) = self.registry.clone() else {
+            return Err(format!(
+                "{function}: no handler registry to build the child's handlers (spawn the parent from a \
+                 manifest or with SpawnOptions::registry)"
+            ));
+        };
+        // Reading the manifest and the component is file I/O: off the async threads.
+        let path = manifest.to_owned();
+        let reader = runtime.clone();
+        let options = tokio::task::spawn_blocking(move || {
+            let manifest = Manifest::load(&path).map_err(|e| e.to_string())?;
+            reader
+                .manifest_options(&manifest, &registry)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| format!("{function}: reading the manifest: {e}"))?
+        .map_err(|e| format!("{function}: {e}"))?;
+        let mut options = options.run_init(run_init);
+        if let StartState::Given(state) = start {
+            options = options.init_state(state.clone());
+        }
+        if let Some(id) = id {
+            options = options.id(id);
+        }
+        runtime
+            .spawn(options)
+            .await
+            .map_err(|e| format!("{function}: {e}"))
+    }
+
+    /// Hands the child run `token` to the background loop. If the parent began to stop meanwhile, the loop may
+    /// already have stopped its children: stop this one too.
+    async fn watch(&self, function: &str, handle: ActorHandle, token: u64) -> Result<(), String> {
+        let sent = self.adopted.send(Adopted {
+            handle: handle.clone(),
+            token,
+        });
+        if sent.is_err() || self.shutdown.is_stopping() {
+            self.children().remove(token);
+            let _ = handle.stop().await;
+            return Err(format!("{function}: the actor is stopping"));
+        }
+        Ok(())
+    }
+
+    /// `spawn` and `resume`: checks the manifest and the limit, starts the child, adopts it.
+    async fn start_child(
+        &self,
+        function: &str,
+        max_children: u32,
+        manifest: &str,
+        start: StartState,
+        run_init: bool,
+    ) -> Result<String, String> {
+        let path = self.manifests.resolve(manifest).await?;
+        let count = self.children().live_count() + 1;
+        if count > max_children as usize {
+            return Err(format!(
+                "{function}: {count} children exceeds max_children ({max_children})"
+            ));
+        }
+        let handle = self.launch(function, &path, &start, None, run_init).await?;
+        let id = handle.id().to_string();
+        let token = self.children().insert(handle.clone(), path, start);
+        self.watch(function, handle, token).await?;
+        Ok(id)
+    }
+
+    /// Stops every child; none raises a notification.
+    async fn stop_children(&self) {
+        let handles = self.children().stop_all();
+        futures::future::join_all(handles.iter().map(ActorHandle::stop)).await;
+    }
+}
+
+impl SupervisorHandler {
+    /// A handler with `config`.
+    pub fn new(config: SupervisorConfig) -> Self {
+        Self {
+            config,
+            parent: None,
+        }
+    }
+
+    fn parent(&self) -> Result<&Parent, String> {
+        self.parent
+            .as_deref()
+            .ok_or_else(|| "supervisor: handler not instantiated for an actor".to_owned())
+    }
+
+    /// Calls the callback for `end` of child `id`; logs what could not be delivered.
+    async fn notify(&self, actor: &ActorHandle, id: String, end: ChildEnd) {
+        let callbacks = self
+            .callbacks(actor)
+            .with_timeout(Duration::from_millis(self.config.callback_timeout_ms));
+        let error = |error_type, message: String| WitActorError {
+            error_type,
+            data: Some(message.into_bytes()),
+        };
+        let result = match end {
+            ChildEnd::Exit(data) => callbacks.handle_child_exit(id.clone(), data).await,
+            ChildEnd::Timeout(message) => {
+                let err = error(WitErrorType::OperationTimeout, message);
+                callbacks.handle_child_error(id.clone(), err).await
+            }
+            ChildEnd::Internal(message) => {
+                let err = error(WitErrorType::Internal, message);
+                callbacks.handle_child_error(id.clone(), err).await
+            }
+            ChildEnd::ExternalStop => callbacks.handle_child_external_stop(id.clone()).await,
+        };
+        match result {
+            Ok(()) => {}
+            Err(ActorError::NotExported(function)) => tracing::warn!(
+                actor = %actor.id(), child = %id,
+                "the actor does not export {function}: child notification dropped"
+            ),
+            Err(e) => tracing::warn!(
+                actor = %actor.id(), child = %id, "child notification failed: {e}"
+            ),
+        }
+    }
+}
+
+#[theater_handler(
+    wit = "../../wit",
+    import = "theater:simple/supervisor",
+    export = "theater:simple/supervisor-handlers"
+)]
+impl SupervisorHandler {
+    /// Gives the actor its own children table and notification channel, and resolves its manifest grants.
+    #[theater(create_instance)]
+    async fn for_actor(&self, actor: &ActorContext) -> anyhow::Result<Self> {
+        let manifests = ManifestPolicy::new(
+            &actor.manifest_dir,
+            &self.config.allowed_manifests,
+            &self.config.manifest_aliases,
+        )
+        .await?;
+        let (adopted, adopted_rx) = mpsc::unbounded_channel();
+        Ok(Self {
+            config: self.config.clone(),
+            parent: Some(Arc::new(Parent {
+                runtime: actor.runtime.clone(),
+                registry: actor.registry.clone(),
+                manifests,
+                children: Mutex::new(Children::new()),
+                adopted,
+                adopted_rx: Mutex::new(Some(adopted_rx)),
+                shutdown: actor.shutdown.clone(),
+            })),
+        })
+    }
+
+    /// Watches the actor's children until it stops, delivering each end to the actor's callbacks one at a
+    /// time; then stops the children that are left.
+    #[theater(start)]
+    async fn supervise(
+        self: Arc<Self>,
+        actor: ActorHandle,
+        shutdown: ShutdownSignal,
+    ) -> anyhow::Result<()> {
+        let Some(parent) = self.parent.clone() else {
+            return Ok(());
+        };
+        let taken = parent
+            .adopted_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let Some(mut adopted) = taken else {
+            return Ok(());
+        };
+        let mut ending = FuturesUnordered::new();
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.wait() => break,
+                Some(child) = adopted.recv() => ending.push(async move {
+                    let exit = child.handle.wait().await;
+                    (child, exit)
+                }),
+                Some((child, exit)) = ending.next() => {
+                    if parent.children().ended(child.token) {
+                        let id = child.handle.id().to_string();
+                        tokio::select! {
+                            () = shutdown.wait() => break,
+                            () = self.notify(&actor, id, ChildEnd::from(exit)) => {}
+                        }
+                    }
+                }
+            }
+        }
+        parent.stop_children().await;
+        Ok(())
+    }
+
+    /// WIT: `spawn: func(manifest: string, init-bytes: option<list<u8>>) -> result<string, string>`
+    ///
+    /// Starts a child from `manifest` (relative to the actor's manifest folder, or an alias) with state
+    /// `init-bytes`, else the manifest's `init_state`, calls its `init`, and returns its id. Denied unless the
+    /// manifest is in `allowed_manifests`; errors past `max_children` and when the child cannot start.
+    async fn spawn(&self, manifest: String, init_bytes: Option<Vec<u8>>) -> Result<String, String> {
+        let start = match init_bytes {
+            Some(bytes) => StartState::Given(Some(bytes)),
+            None => StartState::Manifest,
+        };
+        self.parent()?
+            .start_child("spawn", self.config.max_children, &manifest, start, true)
+            .await
+    }
+
+    /// WIT: `resume: func(manifest: string, init-state: option<list<u8>>) -> result<string, string>`
+    ///
+    /// As `spawn`, but the state is `init-state` exactly and `init` is not called (restoring a child, e.g. from
+    /// `get-child-state`).
+    async fn resume(
+        &self,
+        manifest: String,
+        init_state: Option<Vec<u8>>,
+    ) -> Result<String, String> {
+        let start = StartState::Given(init_state);
+        self.parent()?
+            .start_child("resume", self.config.max_children, &manifest, start, false)
+            .await
+    }
+
+    /// WIT: `list-children: func() -> list<string>`
+    ///
+    /// The ids of the actor's live children, in spawn order.
+    fn list_children(&self) -> Vec<String> {
+        self.parent()
+            .map(|p| p.children().ids())
+            .unwrap_or_default()
+    }
+
+    /// WIT: `stop-child: func(child-id: string) -> result<_, string>`
+    ///
+    /// Stops the child gracefully (its current call finishes) and returns once it has stopped. Raises no
+    /// notification.
+    async fn stop_child(&self, child_id: String) -> Result<(), String> {
+        let parent = self.parent()?;
+        let child = parent
+            .children()
+            .begin_stop(&child_id)
+            .ok_or_else(|| not_found(&child_id))?;
+        let stopped = child.handle.stop().await;
+        parent.children().remove(child.token);
+        stopped.map_err(|e| format!("stop-child: {e}"))
+    }
+
+    /// WIT: `restart-child: func(child-id: string) -> result<_, string>`
+    ///
+    /// Stops the child, then starts it again under the same id from the same manifest with the state it first
+    /// started with, calling `init`. Raises no notification. If it cannot start again it is no longer a child.
+    async fn restart_child(&self, child_id: String) -> Result<(), String> {
+        let parent = self.parent()?;
+        let child = parent
+            .children()
+            .begin_stop(&child_id)
+            .ok_or_else(|| not_found(&child_id))?;
+        let id = child.handle.id().clone();
+        let _ = child.handle.stop().await;
+        let started = parent
+            .launch(
+                "restart-child",
+                &child.manifest,
+                &child.start,
+                Some(id),
+                true,
+            )
+            .await;
+        let handle = match started {
+            Ok(handle) => handle,
+            Err(e) => {
+                parent.children().remove(child.token);
+                return Err(e);
+            }
+        };
+        let replaced = parent.children().replace(child.token, handle.clone());
+        match replaced {
+            Some(token) => parent.watch("restart-child", handle, token).await,
+            None => {
+                let _ = handle.stop().await;
+                Err("restart-child: the actor is stopping".to_owned())
+            }
+        }
+    }
+
+    /// WIT: `get-child-state: func(child-id: string) -> result<option<list<u8>>, string>`
+    ///
+    /// The child's current state.
+    fn get_child_state(&self, child_id: String) -> Result<Option<Vec<u8>>, String> {
+        let parent = self.parent()?;
+        let children = parent.children();
+        let child = children
+            .get(&child_id)
+            .ok_or_else(|| not_found(&child_id))?;
+        Ok(child.handle.state())
+    }
+
+    /// WIT: `get-child-events: func(child-id: string) -> result<list<chain-event>, string>`
+    ///
+    /// The child's whole chain, oldest first, with the stored hashes (20-byte SHA-1).
+    #[theater(record(result = "digest"))]
+    fn get_child_events(&self, child_id: String) -> Result<Vec<ChainEvent>, String> {
+        let parent = self.parent()?;
+        let children = parent.children();
+        let child = children
+            .get(&child_id)
+            .ok_or_else(|| not_found(&child_id))?;
+        Ok(child
+            .handle
+            .chain()
+            .events()
+            .iter()
+            .map(to_wit_event)
+            .collect())
+    }
+}
+
+/// The answer for an id that is not a live child of the caller.
+fn not_found(id: &str) -> String {
+    format!("child {id} not found")
+}
+
+/// A runtime chain event as the WIT `chain-event` record.
+fn to_wit_event(e: &theater_runtime::ChainEvent) -> ChainEvent {
+    ChainEvent {
+        hash: e.hash.to_vec(),
+        parent_hash: e.parent_hash.map(|h| h.to_vec()),
+        event_type: e.event_type.clone(),
+        data: e.data.clone(),
+        timestamp: e.timestamp,
+        description: e.description.clone(),
+    }
+}
