@@ -345,7 +345,6 @@ impl ProcessHandler {
     /// Sends `signal` (a Unix signal number) to the process. Errors: `process <pid> not found`,
     /// `process <pid> has already exited`, `os-signal: <n> is not a signal`; `signals unsupported` off Unix.
     async fn os_signal(&self, pid: u64, signal: u32) -> Result<(), String> {
-        let signal = i32::try_from(signal).unwrap_or(i32::MAX);
         self.control(pid, |reply| Control::Signal(signal, reply))
             .await
     }

@@ -341,8 +341,10 @@ fn kill(child: &mut Child) {
 
 /// Sends `signal` to the child (not yet reaped: the task owns it).
 #[cfg(unix)]
-fn send_signal(child: &Child, signal: i32) -> Result<(), String> {
-    let signal = rustix::process::Signal::from_named_raw(signal)
+fn send_signal(child: &Child, signal: u32) -> Result<(), String> {
+    let signal = i32::try_from(signal)
+        .ok()
+        .and_then(rustix::process::Signal::from_named_raw)
         .ok_or_else(|| format!("os-signal: {signal} is not a signal"))?;
     let pid = child
         .id()
@@ -354,7 +356,7 @@ fn send_signal(child: &Child, signal: i32) -> Result<(), String> {
 
 /// Signals are Unix only.
 #[cfg(not(unix))]
-fn send_signal(_child: &Child, _signal: i32) -> Result<(), String> {
+fn send_signal(_child: &Child, _signal: u32) -> Result<(), String> {
     Err("signals unsupported".to_owned())
 }
 

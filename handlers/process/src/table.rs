@@ -13,7 +13,7 @@ pub const EXITED_KEPT: usize = 64;
 #[derive(Debug)]
 pub enum Control {
     /// Send a signal (a Unix signal number) to the process.
-    Signal(i32, oneshot::Sender<Result<(), String>>),
+    Signal(u32, oneshot::Sender<Result<(), String>>),
     /// Kill the process (SIGKILL, with what it started in its process group); the reply comes once it has
     /// been reaped.
     Kill(oneshot::Sender<Result<(), String>>),

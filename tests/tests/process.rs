@@ -1,0 +1,498 @@
+//! End-to-end tests of `theater:simple/process` and `theater:simple/process-handlers` (handlers.md §8) from the
+//! `process-actor` guest, with real subprocesses (`sh`, `cat`, `sleep`, `printf`). The guest appends every
+//! callback to its state; the tests wait (generously) for the lines they expect.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use theater_handler_process::{ProcessHandler, ProcessHandlerConfig};
+use theater_runtime::{ActorHandle, TheaterRuntime};
+use theater_tests::guests;
+use theater_tests::probe::ProbeHandler;
+use theater_tests::support::{events_of, runtime, script, spawn};
+
+/// The programs the tests may run.
+fn allowed() -> ProcessHandlerConfig {
+    ProcessHandlerConfig {
+        allowed_programs: ["sh", "cat", "sleep", "printf"].map(String::from).to_vec(),
+        ..Default::default()
+    }
+}
+
+async fn actor(
+    rt: &TheaterRuntime,
+    config: ProcessHandlerConfig,
+    init: Option<&str>,
+) -> ActorHandle {
+    let handlers: Vec<Arc<dyn theater_runtime::Handler>> = vec![
+        Arc::new(ProcessHandler::new(config)),
+        Arc::new(ProbeHandler::new()),
+    ];
+    let init = init.map(|s| format!("run:{s}").into_bytes());
+    spawn(rt, "process", guests::PROCESS_ACTOR, handlers, init)
+        .await
+        .unwrap()
+}
+
+/// Runs `s` (one command per line) in the guest's `handle-script`.
+async fn run(actor: &ActorHandle, s: &str) -> Vec<String> {
+    script(actor, s)
+        .await
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The guest's log of callbacks (its state), one entry per line.
+fn log(actor: &ActorHandle) -> Vec<String> {
+    String::from_utf8(actor.state().unwrap_or_default())
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Waits (up to 20 s) until the log satisfies `done`, and returns it.
+async fn wait_log(actor: &ActorHandle, done: impl Fn(&[String]) -> bool) -> Vec<String> {
+    for _ in 0..1000 {
+        let log = log(actor);
+        if done(&log) {
+            return log;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the log never got there: {:#?}", log(actor));
+}
+
+/// Waits until the log has the exit of every one of `pids`.
+async fn wait_exits(actor: &ActorHandle, pids: &[u64]) -> Vec<String> {
+    wait_log(actor, |log| {
+        pids.iter()
+            .all(|p| log.iter().any(|l| l.starts_with(&format!("exit:{p}:"))))
+    })
+    .await
+}
+
+/// The log lines of process `pid`.
+fn of(log: &[String], pid: u64) -> Vec<String> {
+    log.iter()
+        .filter(|l| {
+            let mut parts = l.splitn(3, ':');
+            parts.next();
+            parts.next() == Some(pid.to_string().as_str())
+        })
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn process_line_mode_output_then_exit_on_the_chain() {
+    let (rt, _dir) = runtime();
+    let a = actor(&rt, allowed(), None).await;
+    assert_eq!(run(&a, "spawn:sh|-c|echo hello").await, ["spawn=1"]);
+    let log = wait_exits(&a, &[1]).await;
+    assert_eq!(log, ["stdout:1:\"hello\"", "exit:1:0 status=false,0"]);
+
+    assert_eq!(
+        run(&a, "spawn:sh|-c|echo err >&2; exit 3").await,
+        ["spawn=2"]
+    );
+    let log = wait_exits(&a, &[2]).await;
+    assert_eq!(
+        of(&log, 2),
+        ["stderr:2:\"err\"", "exit:2:3 status=false,3"]
+    );
+
+    let chain = a.chain();
+    chain.verify().unwrap();
+    let spawns = events_of(&chain, "theater:simple/process/os-spawn");
+    assert_eq!(spawns.len(), 2);
+    assert_eq!(
+        events_of(&chain, "theater:simple/process-handlers/handle-stdout").len(),
+        1
+    );
+    assert_eq!(
+        events_of(&chain, "theater:simple/process-handlers/handle-stderr").len(),
+        1
+    );
+    assert_eq!(
+        events_of(&chain, "theater:simple/process-handlers/handle-exit").len(),
+        2
+    );
+    assert_eq!(
+        events_of(&chain, "theater:simple/process/os-status").len(),
+        2,
+        "the guest's os-status calls inside handle-exit"
+    );
+}
+
+#[tokio::test]
+async fn process_stdin_and_status_before_and_after_exit() {
+    let (rt, _dir) = runtime();
+    let a = actor(&rt, allowed(), None).await;
+    let before = now_ms();
+    let out = run(&a, "spawn:cat\nstatus:1\nwrite:1,hello\nclose:1").await;
+    assert_eq!(out[0], "spawn=1");
+    let status: Vec<&str> = out[1]
+        .strip_prefix("status=")
+        .unwrap()
+        .split(',')
+        .collect();
+    assert_eq!(&status[..3], ["1", "true", "none"]);
+    let start: u64 = status[3].parse().unwrap();
+    assert!(
+        start >= before.saturating_sub(1000) && start <= now_ms() + 1000,
+        "{start}"
+    );
+    assert_eq!(&out[2..], ["write=5", "close=0"]);
+    let log = wait_exits(&a, &[1]).await;
+    assert_eq!(log, ["stdout:1:\"hello\"", "exit:1:0 status=false,0"]);
+    assert_eq!(
+        run(&a, "status:1\nwrite:1,again\nclose:1\nstatus:9").await,
+        [
+            format!("status=1,false,0,{start}"),
+            "write!process 1 has already exited".to_owned(),
+            "close!process 1 has already exited".to_owned(),
+            "status!process 9 not found".to_owned(),
+        ]
+    );
+
+    // Closed stdin while the process still runs.
+    assert_eq!(
+        run(&a, "spawn:sleep|30\nclose:2\nwrite:2,x\nclose:2\nkill:2").await,
+        [
+            "spawn=2",
+            "close=0",
+            "write!process 2: stdin is closed",
+            "close!process 2: stdin is closed",
+            "kill"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn process_signal_kill_and_execution_timeout() {
+    let (rt, _dir) = runtime();
+    let a = actor(&rt, allowed(), None).await;
+    assert_eq!(
+        run(
+            &a,
+            "spawn:sleep|30\nspawn:sleep|30\nsignal:1,15\nkill:2\nstatus:2"
+        )
+        .await[..4],
+        ["spawn=1", "spawn=2", "signal", "kill"]
+    );
+    let log = wait_exits(&a, &[1, 2]).await;
+    assert!(log.contains(&"exit:1:-15 status=false,-15".to_owned()), "{log:?}");
+    assert!(log.contains(&"exit:2:-9 status=false,-9".to_owned()), "{log:?}");
+    assert_eq!(
+        run(&a, "kill:2\nsignal:1,15\nsignal:7,15\nkill:7").await,
+        [
+            "kill!process 2 has already exited",
+            "signal!process 1 has already exited",
+            "signal!process 7 not found",
+            "kill!process 7 not found"
+        ]
+    );
+    assert_eq!(
+        run(&a, "spawn:sleep|30\nsignal:3,0\nsignal:3,4294967295\nkill:3").await,
+        [
+            "spawn=3",
+            "signal!os-signal: 0 is not a signal",
+            "signal!os-signal: 4294967295 is not a signal",
+            "kill"
+        ]
+    );
+
+    let started = std::time::Instant::now();
+    assert_eq!(
+        run(&a, "spawn:sleep|30|@timeout=200").await,
+        ["spawn=4"]
+    );
+    let log = wait_exits(&a, &[4]).await;
+    assert_eq!(of(&log, 4), ["exit:4:-9 status=false,-9"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "the timeout killed it"
+    );
+}
+
+#[tokio::test]
+async fn process_output_modes() {
+    let (rt, _dir) = runtime();
+    let a = actor(&rt, allowed(), None).await;
+    let out = run(
+        &a,
+        "spawn:printf|a\\nb\\nc\n\
+         spawn:printf|{\"a\":1}\\nnot json\\n[2]\\n|@out=json\n\
+         spawn:printf|0123456789|@out=chunked|@chunk=4\n\
+         spawn:printf|abc|@out=raw\n\
+         spawn:sh|-c|printf xyzw12 >&2|@err=chunked|@chunk=2\n\
+         spawn:printf|0123456789|@out=chunked|@buf=3",
+    )
+    .await;
+    assert_eq!(
+        out,
+        ["spawn=1", "spawn=2", "spawn=3", "spawn=4", "spawn=5", "spawn=6"]
+    );
+    let log = wait_exits(&a, &[1, 2, 3, 4, 5, 6]).await;
+    let exit = |p: u64| format!("exit:{p}:0 status=false,0");
+    assert_eq!(
+        of(&log, 1),
+        [
+            "stdout:1:\"a\"".to_owned(),
+            "stdout:1:\"b\"".into(),
+            "stdout:1:\"c\"".into(),
+            exit(1)
+        ]
+    );
+    assert_eq!(
+        of(&log, 2),
+        [
+            "stdout:2:\"{\\\"a\\\":1}\"".to_owned(),
+            "stdout:2:\"[2]\"".into(),
+            exit(2)
+        ]
+    );
+    assert_eq!(
+        of(&log, 3),
+        [
+            "stdout:3:\"0123\"".to_owned(),
+            "stdout:3:\"4567\"".into(),
+            "stdout:3:\"89\"".into(),
+            exit(3)
+        ]
+    );
+    assert_eq!(of(&log, 4), ["stdout:4:\"abc\"".to_owned(), exit(4)]);
+    assert_eq!(
+        of(&log, 5),
+        [
+            "stderr:5:\"xy\"".to_owned(),
+            "stderr:5:\"zw\"".into(),
+            "stderr:5:\"12\"".into(),
+            exit(5)
+        ]
+    );
+    assert_eq!(
+        of(&log, 6),
+        [
+            "stdout:6:\"012\"".to_owned(),
+            "stdout:6:\"345\"".into(),
+            "stdout:6:\"678\"".into(),
+            "stdout:6:\"9\"".into(),
+            exit(6)
+        ],
+        "chunk-size defaults to buffer-size"
+    );
+}
+
+#[tokio::test]
+async fn process_denials_and_grants() {
+    let (rt, data) = runtime();
+    let allowed_dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::create_dir(allowed_dir.path().join("sub")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), allowed_dir.path().join("escape")).unwrap();
+    let config = ProcessHandlerConfig {
+        allowed_paths: vec![allowed_dir.path().to_owned()],
+        allowed_env: vec!["GREETING".into()],
+        ..allowed()
+    };
+    let a = actor(&rt, config, None).await;
+    let inside = allowed_dir.path().join("sub");
+    let escape = allowed_dir.path().join("escape");
+    let out = run(
+        &a,
+        &format!(
+            "spawn:echo|hi\n\
+             spawn:./sh\n\
+             spawn:sh|@cwd={outside}\n\
+             spawn:sh|@cwd={escape}\n\
+             spawn:sh|@cwd=sub\n\
+             spawn:sh|@env=LD_PRELOAD=/x.so\n\
+             spawn:sh|@buf=2000000\n\
+             spawn:sh|@out=chunked|@chunk=2000000\n\
+             spawn:sh|@out=chunked|@chunk=0",
+            outside = outside.path().display(),
+            escape = escape.display(),
+        ),
+    )
+    .await;
+    assert_eq!(
+        out,
+        [
+            "spawn!permission denied: run echo (allowed_programs)".to_owned(),
+            "spawn!permission denied: run ./sh (allowed_programs)".into(),
+            format!(
+                "spawn!permission denied: cwd {} (allowed_paths)",
+                outside.path().display()
+            ),
+            format!(
+                "spawn!permission denied: cwd {} (allowed_paths)",
+                escape.display()
+            ),
+            "spawn!permission denied: cwd sub (allowed_paths)".into(),
+            "spawn!permission denied: env LD_PRELOAD (allowed_env)".into(),
+            "spawn!os-spawn: 2000000 exceeds max_output_buffer (1048576)".into(),
+            "spawn!os-spawn: 2000000 exceeds max_output_buffer (1048576)".into(),
+            "spawn!os-spawn: chunk-size must be at least 1".into(),
+        ]
+    );
+
+    // What is granted: a cwd inside allowed_paths, an allowed variable; otherwise only PATH is set, and
+    // without a cwd the process runs in a private empty directory.
+    let out = run(
+        &a,
+        &format!(
+            "spawn:sh|-c|pwd; echo $GREETING|@cwd={inside}|@env=GREETING=hi\n\
+             spawn:sh|-c|ls -A; pwd; echo ${{HOME:-no-home}}",
+            inside = inside.display()
+        ),
+    )
+    .await;
+    assert_eq!(out, ["spawn=1", "spawn=2"]);
+    let log = wait_exits(&a, &[1, 2]).await;
+    let canonical = inside.canonicalize().unwrap();
+    assert_eq!(
+        of(&log, 1)[..2],
+        [
+            format!("stdout:1:{:?}", canonical.display().to_string()),
+            "stdout:1:\"hi\"".to_owned()
+        ]
+    );
+    let private = data
+        .path()
+        .canonicalize()
+        .unwrap()
+        .join("process")
+        .join(a.id().as_str());
+    assert_eq!(
+        of(&log, 2),
+        [
+            format!("stdout:2:{:?}", private.display().to_string()),
+            "stdout:2:\"no-home\"".to_owned(),
+            "exit:2:0 status=false,0".to_owned()
+        ],
+        "an empty private directory, no HOME"
+    );
+    assert!(
+        events_of(&a.chain(), "theater:simple/process/os-spawn")
+            .iter()
+            .filter(|e| e.to_string().contains("permission denied"))
+            .count()
+            >= 5,
+        "denials are results on the chain"
+    );
+    a.stop().await.unwrap();
+    for _ in 0..250 {
+        if !private.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!private.exists(), "the private directory goes with its actor");
+}
+
+#[tokio::test]
+async fn process_max_processes_counts_live_processes() {
+    let (rt, _dir) = runtime();
+    let config = ProcessHandlerConfig {
+        max_processes: 2,
+        ..allowed()
+    };
+    let a = actor(&rt, config, None).await;
+    assert_eq!(
+        run(
+            &a,
+            "spawn:sleep|30\nspawn:sleep|30\nspawn:sleep|30\nkill:1\nspawn:sleep|30\nspawn:sleep|30"
+        )
+        .await,
+        [
+            "spawn=1",
+            "spawn=2",
+            "spawn!os-spawn: 3 exceeds max_processes (2)",
+            "kill",
+            "spawn=3",
+            "spawn!os-spawn: 3 exceeds max_processes (2)"
+        ]
+    );
+    assert_eq!(run(&a, "kill:2\nkill:3").await, ["kill", "kill"]);
+    wait_exits(&a, &[1, 2, 3]).await;
+    assert_eq!(run(&a, "spawn:sh|-c|exit 0").await, ["spawn=4"]);
+}
+
+#[tokio::test]
+async fn process_two_actors_see_only_their_own_processes() {
+    let (rt, _dir) = runtime();
+    let a = actor(&rt, allowed(), None).await;
+    let b = actor(&rt, allowed(), None).await;
+    assert_eq!(
+        run(&a, "spawn:cat\nspawn:sh|-c|echo a-only").await,
+        ["spawn=1", "spawn=2"]
+    );
+    assert_eq!(
+        run(&b, "status:1\nkill:1\nwrite:1,from-b\nclose:1\nsignal:1,9\nstatus:2").await,
+        [
+            "status!process 1 not found",
+            "kill!process 1 not found",
+            "write!process 1 not found",
+            "close!process 1 not found",
+            "signal!process 1 not found",
+            "status!process 2 not found",
+        ]
+    );
+    assert_eq!(run(&b, "spawn:sh|-c|echo b-only").await, ["spawn=1"]);
+    let b_log = wait_exits(&b, &[1]).await;
+    assert_eq!(b_log, ["stdout:1:\"b-only\"", "exit:1:0 status=false,0"]);
+    wait_exits(&a, &[2]).await;
+
+    // A's cat is untouched by B, and its output reaches A only.
+    assert!(run(&a, "status:1").await[0].starts_with("status=1,true,none,"));
+    assert_eq!(
+        run(&a, "write:1,for-a\nclose:1").await,
+        ["write=5", "close=0"]
+    );
+    let a_log = wait_exits(&a, &[1, 2]).await;
+    assert_eq!(
+        of(&a_log, 1),
+        ["stdout:1:\"for-a\"", "exit:1:0 status=false,0"]
+    );
+    assert_eq!(
+        of(&a_log, 2),
+        ["stdout:2:\"a-only\"", "exit:2:0 status=false,0"]
+    );
+    assert_eq!(log(&b), b_log, "nothing of A's reached B");
+    assert!(!a_log.iter().any(|l| l.contains("b-only")));
+}
+
+#[tokio::test]
+async fn process_init_may_spawn_and_stopping_kills_children() {
+    let (rt, _dir) = runtime();
+    let a = actor(&rt, allowed(), Some("spawn:sh|-c|echo $$; sleep 30")).await;
+    let log = wait_log(&a, |l| l.len() >= 2).await;
+    assert_eq!(log[0], "spawn=1", "init spawned it");
+    let os_pid: u32 = log[1]
+        .strip_prefix("stdout:1:\"")
+        .and_then(|s| s.strip_suffix('"'))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("an OS pid: {log:?}"));
+    let proc = std::path::PathBuf::from(format!("/proc/{os_pid}"));
+    assert!(proc.exists(), "the child runs");
+    assert!(a.has_background_work(), "a live process is background work");
+    a.stop().await.unwrap();
+    for _ in 0..500 {
+        if !proc.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!proc.exists(), "the child was killed and reaped");
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
