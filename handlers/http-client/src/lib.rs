@@ -1,0 +1,145 @@
+//! # theater-handler-http-client
+//!
+//! Serves `theater:simple/http-client` (handlers.md §6): outgoing HTTP(S) requests to allow-listed hosts, through
+//! one `reqwest` client per actor (rustls with ring, no proxies, no cookies).
+//!
+//! * **Permissions**: closed by default. `allowed_hosts` (empty: deny all) lists names, IPs, `*.example.com`
+//!   wildcards and `host:port` pins; it is checked before any connection and again for every redirect target
+//!   ([`policy`]). `allowed_methods` lists the methods a request may use.
+//! * **Limits**: `max_redirects`, `timeout_ms` (the whole request, body included) and `max_response_bytes` (the
+//!   body is read in chunks and abandoned past the limit). Every failure — denial, refused connection, DNS, TLS,
+//!   timeout, redirect, size — is an `Err` string for the guest, never a trap.
+//! * **Chain events**: one per call, `theater:simple/http-client/send-http`; the request and the response
+//!   (bodies included) are payload values, recorded in full by default.
+//!
+//! ```toml
+//! [[handler]]
+//! type = "http-client"
+//! allowed_hosts = ["api.example.com", "*.cdn.example.com", "127.0.0.1:8080"]
+//! allowed_methods = ["GET", "POST"]
+//! max_redirects = 5
+//! timeout_ms = 30000
+//! max_response_bytes = 10485760
+//! ```
+
+pub mod policy;
+pub mod transfer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::{Client, Method, Url};
+use serde::Deserialize;
+use theater_macros::theater_handler;
+use theater_runtime::ActorContext;
+
+use crate::policy::Policy;
+use crate::theater::simple::http_types::{HttpRequest, HttpResponse};
+use crate::transfer::Outgoing;
+
+/// Configuration of the http-client handler: the manifest's `[[handler]] type = "http-client"` table.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpClientConfig {
+    /// Hosts a request (and every redirect) may reach: a name or IP (case-insensitive), `*.example.com` for
+    /// subdomains, `host:port` (`[v6]:port`) to pin a port. Empty (the default) denies every request.
+    pub allowed_hosts: Vec<String>,
+    /// Methods a request may use, case-insensitive (default GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS).
+    pub allowed_methods: Vec<String>,
+    /// Redirects followed before the request fails (default 5; 0 refuses every redirect).
+    pub max_redirects: u32,
+    /// The whole request, body included, in ms (default 30 000).
+    pub timeout_ms: u64,
+    /// Largest response body in bytes (default 10 MiB).
+    pub max_response_bytes: u64,
+}
+
+impl Default for HttpClientConfig {
+    fn default() -> Self {
+        Self {
+            allowed_hosts: Vec::new(),
+            allowed_methods: ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+                .map(String::from)
+                .to_vec(),
+            max_redirects: 5,
+            timeout_ms: 30_000,
+            max_response_bytes: 10 * 1024 * 1024,
+        }
+    }
+}
+
+/// The http-client handler; each actor's instance owns one client.
+#[derive(Clone, Debug)]
+pub struct HttpClientHandler {
+    config: HttpClientConfig,
+    policy: Arc<Policy>,
+    client: Option<Client>,
+}
+
+impl HttpClientHandler {
+    /// A handler with `config` (checked when an actor is spawned).
+    pub fn new(config: HttpClientConfig) -> Self {
+        Self {
+            config,
+            policy: Arc::default(),
+            client: None,
+        }
+    }
+
+    /// The request as the policy accepts it: absolute `http(s)` URL on an allowed host, allowed method.
+    fn check(&self, req: HttpRequest) -> Result<Outgoing, String> {
+        let url =
+            Url::parse(&req.uri).map_err(|e| format!("send-http: invalid URI {:?}: {e}", req.uri))?;
+        self.policy.check_method(&req.method)?;
+        let method = Method::from_bytes(req.method.to_ascii_uppercase().as_bytes())
+            .map_err(|_| format!("send-http: invalid method {:?}", req.method))?;
+        self.policy.check_url(&url)?;
+        Ok(Outgoing {
+            method,
+            url,
+            headers: req.headers,
+            body: req.body.filter(|b| !b.is_empty()),
+        })
+    }
+}
+
+#[theater_handler(wit = "../../wit", import = "theater:simple/http-client")]
+impl HttpClientHandler {
+    /// Parses the allow-lists and builds the actor's client.
+    #[theater(create_instance)]
+    fn for_actor(&self, _actor: &ActorContext) -> anyhow::Result<Self> {
+        let policy = Arc::new(
+            Policy::new(&self.config.allowed_hosts, &self.config.allowed_methods)
+                .map_err(anyhow::Error::msg)?,
+        );
+        let client = transfer::client(
+            policy.clone(),
+            self.config.max_redirects,
+            Duration::from_millis(self.config.timeout_ms),
+        )
+        .map_err(|e| anyhow::anyhow!("building the HTTP client: {e}"))?;
+        Ok(Self {
+            config: self.config.clone(),
+            policy,
+            client: Some(client),
+        })
+    }
+
+    /// WIT: `send-http: func(req: http-request) -> result<http-response, string>`
+    ///
+    /// Sends `req` and returns the response; `body` is `none` when empty.
+    #[theater(record(req = "full", result = "full"))]
+    async fn send_http(&self, req: HttpRequest) -> Result<HttpResponse, String> {
+        let client = self
+            .client
+            .as_ref()
+            .ok_or("send-http: handler not instantiated for an actor")?;
+        let request = self.check(req)?;
+        let response = transfer::send(client, request, self.config.max_response_bytes).await?;
+        Ok(HttpResponse {
+            status: response.status,
+            headers: response.headers,
+            body: Some(response.body).filter(|b| !b.is_empty()),
+        })
+    }
+}

@@ -1,0 +1,127 @@
+//! The HTTP plumbing of `send-http`: one `reqwest::Client` per instance, a redirect policy that re-checks every
+//! target, and a response body read in chunks up to a limit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::{HeaderName, HeaderValue};
+use reqwest::redirect;
+use reqwest::{Client, Method, Url};
+
+use crate::policy::Policy;
+
+/// A request the policy has accepted.
+pub struct Outgoing {
+    pub method: Method,
+    pub url: Url,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+}
+
+/// A received response: status, headers in order (repeated ones as separate entries), and the whole body.
+pub struct Incoming {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Builds the instance's client: `timeout` for the whole request (body included), at most `max_redirects`
+/// redirects, each target checked against `policy`; no proxies, no cookies, no decompression.
+///
+/// # Errors
+/// reqwest could not build the client (TLS setup).
+pub fn client(policy: Arc<Policy>, max_redirects: u32, timeout: Duration) -> anyhow::Result<Client> {
+    // reqwest is built without a bundled crypto provider (no aws-lc); use ring's unless the process chose one.
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Another thread may install one first; either way a provider is then in place.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    let max = max_redirects as usize;
+    let redirects = redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() > max {
+            return attempt.error(format!("more than {max} redirects (max_redirects)"));
+        }
+        match policy.check_url(attempt.url()) {
+            Ok(()) => attempt.follow(),
+            Err(denied) => {
+                let message = format!("redirect to {}: {denied}", attempt.url());
+                attempt.error(message)
+            }
+        }
+    });
+    Ok(Client::builder()
+        .timeout(timeout)
+        .redirect(redirects)
+        .no_proxy()
+        .build()?)
+}
+
+/// Sends `request` and reads the response body, refusing more than `max_body` bytes.
+///
+/// # Errors
+/// `"send-http: ..."` with the cause: an invalid header, a refused connection, DNS, TLS, a timeout, a denied or
+/// excess redirect, or a body over `max_body`.
+pub async fn send(client: &Client, request: Outgoing, max_body: u64) -> Result<Incoming, String> {
+    let mut builder = client.request(request.method, request.url);
+    for (name, value) in &request.headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("send-http: invalid header name {name:?}"))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| format!("send-http: invalid value of header {name}"))?;
+        builder = builder.header(name, value);
+    }
+    if let Some(body) = request.body {
+        builder = builder.body(body);
+    }
+    let mut response = builder.send().await.map_err(failure)?;
+    if let Some(length) = response.content_length()
+        && length > max_body
+    {
+        return Err(format!(
+            "send-http: response body of {length} bytes exceeds max_response_bytes ({max_body})"
+        ));
+    }
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(failure)? {
+        if (body.len() + chunk.len()) as u64 > max_body {
+            return Err(format!(
+                "send-http: response body of more than {max_body} bytes exceeds max_response_bytes ({max_body})"
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Incoming {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// `"send-http: <error>: <cause>: ..."`, the whole source chain, so the guest learns what failed.
+fn failure(error: reqwest::Error) -> String {
+    let mut message = format!("send-http: {error}");
+    if error.is_timeout() && !message.contains("timed out") {
+        message.push_str(": timed out");
+    }
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.ends_with(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}

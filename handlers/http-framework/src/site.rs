@@ -1,0 +1,309 @@
+//! One server's dispatch table: routes (matched with matchit), middleware, WebSocket endpoints and open
+//! connections. The running service reads it on every request, the host functions change it, so routes and
+//! middleware added after `start-server` take effect without a restart.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use theater_runtime::ActorHandle;
+use tokio::sync::mpsc;
+
+use crate::grants::under_prefix;
+
+/// What every request of a server needs: the actor to call, the limits, and the table.
+pub struct Site {
+    pub actor: ActorHandle,
+    pub max_request_bytes: u64,
+    pub request_timeout: Duration,
+    table: RwLock<Table>,
+    connections: Mutex<BTreeMap<u64, Connection>>,
+    next_connection: AtomicU64,
+}
+
+/// A route: `method` is upper case or `*`.
+#[derive(Clone, Debug)]
+pub struct Route {
+    pub id: u64,
+    pub path: String,
+    pub method: String,
+    pub handler: u64,
+}
+
+/// A middleware for a path prefix.
+#[derive(Clone, Debug)]
+pub struct Middleware {
+    pub id: u64,
+    pub path: String,
+    pub handler: u64,
+}
+
+/// A WebSocket endpoint's handlers.
+#[derive(Clone, Copy, Debug)]
+pub struct Endpoint {
+    pub connect: Option<u64>,
+    pub message: u64,
+    pub disconnect: Option<u64>,
+}
+
+/// What the pump of an open connection is told to do.
+#[derive(Debug)]
+pub enum Outgoing {
+    Message(axum::extract::ws::Message),
+    Close,
+}
+
+struct Connection {
+    path: String,
+    tx: mpsc::UnboundedSender<Outgoing>,
+}
+
+#[derive(Default)]
+struct Table {
+    routes: Vec<Route>,
+    /// Path pattern → index into `methods`.
+    router: matchit::Router<usize>,
+    /// Per pattern, its routes (method, handler) in insertion order.
+    methods: Vec<Vec<(String, u64)>>,
+    middleware: Vec<Middleware>,
+    websockets: BTreeMap<String, Endpoint>,
+}
+
+/// How a request path resolved.
+pub enum Resolved {
+    /// A route: its handler and the path parameters, in pattern order.
+    Route {
+        handler: u64,
+        params: Vec<(String, String)>,
+    },
+    /// The path matches routes, none for this method (405); the methods that would match.
+    WrongMethod(Vec<String>),
+    /// Nothing matches (404).
+    NotFound,
+}
+
+impl Table {
+    /// Builds the matchit router for `routes`.
+    fn build(routes: &[Route]) -> Result<(matchit::Router<usize>, Vec<Vec<(String, u64)>>), String> {
+        let mut router = matchit::Router::new();
+        let mut patterns: Vec<&str> = Vec::new();
+        let mut methods: Vec<Vec<(String, u64)>> = Vec::new();
+        for route in routes {
+            let index = match patterns.iter().position(|p| *p == route.path) {
+                Some(i) => i,
+                None => {
+                    router
+                        .insert(route.path.clone(), patterns.len())
+                        .map_err(|e| format!("add-route: {}: {e}", route.path))?;
+                    patterns.push(&route.path);
+                    methods.push(Vec::new());
+                    patterns.len() - 1
+                }
+            };
+            methods[index].push((route.method.clone(), route.handler));
+        }
+        Ok((router, methods))
+    }
+}
+
+impl Site {
+    /// An empty site calling `actor`.
+    pub fn new(actor: ActorHandle, max_request_bytes: u64, request_timeout: Duration) -> Self {
+        Self {
+            actor,
+            max_request_bytes,
+            request_timeout,
+            table: RwLock::default(),
+            connections: Mutex::default(),
+            next_connection: AtomicU64::new(1),
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Table> {
+        self.table.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Table> {
+        self.table.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds `route`.
+    ///
+    /// # Errors
+    /// The same path and method already has a route, or matchit refuses the pattern (bad syntax, conflict).
+    pub fn add_route(&self, route: Route) -> Result<(), String> {
+        let mut table = self.write();
+        if let Some(existing) = table
+            .routes
+            .iter()
+            .find(|r| r.path == route.path && r.method == route.method)
+        {
+            return Err(format!(
+                "add-route: {} {} already has route {}",
+                route.method, route.path, existing.id
+            ));
+        }
+        let mut routes = table.routes.clone();
+        routes.push(route);
+        let (router, methods) = Table::build(&routes)?;
+        table.routes = routes;
+        table.router = router;
+        table.methods = methods;
+        Ok(())
+    }
+
+    /// Removes route `id`; `false` if this site has none.
+    pub fn remove_route(&self, id: u64) -> bool {
+        let mut table = self.write();
+        let before = table.routes.len();
+        table.routes.retain(|r| r.id != id);
+        if table.routes.len() == before {
+            return false;
+        }
+        // Removing a route never makes the remaining ones conflict.
+        if let Ok((router, methods)) = Table::build(&table.routes) {
+            table.router = router;
+            table.methods = methods;
+        }
+        true
+    }
+
+    /// Adds a middleware after the existing ones.
+    pub fn add_middleware(&self, middleware: Middleware) {
+        self.write().middleware.push(middleware);
+    }
+
+    /// Removes middleware `id`; `false` if this site has none.
+    pub fn remove_middleware(&self, id: u64) -> bool {
+        let mut table = self.write();
+        let before = table.middleware.len();
+        table.middleware.retain(|m| m.id != id);
+        table.middleware.len() != before
+    }
+
+    /// Registers a WebSocket endpoint.
+    ///
+    /// # Errors
+    /// `path` already has one.
+    pub fn enable_websocket(&self, path: &str, endpoint: Endpoint) -> Result<(), String> {
+        let mut table = self.write();
+        if table.websockets.contains_key(path) {
+            return Err(format!("enable-websocket: {path} already has a WebSocket endpoint"));
+        }
+        table.websockets.insert(path.to_owned(), endpoint);
+        Ok(())
+    }
+
+    /// Removes the endpoint at `path` and closes its connections.
+    ///
+    /// # Errors
+    /// No endpoint at `path`.
+    pub fn disable_websocket(&self, path: &str) -> Result<(), String> {
+        if self.write().websockets.remove(path).is_none() {
+            return Err(format!("disable-websocket: no WebSocket endpoint at {path}"));
+        }
+        for connection in self.lock_connections().values() {
+            if connection.path == path {
+                let _ = connection.tx.send(Outgoing::Close);
+            }
+        }
+        Ok(())
+    }
+
+    /// The middleware whose prefix covers `path`, in insertion order.
+    pub fn middleware_for(&self, path: &str) -> Vec<Middleware> {
+        self.read()
+            .middleware
+            .iter()
+            .filter(|m| under_prefix(path, &m.path))
+            .cloned()
+            .collect()
+    }
+
+    /// The WebSocket endpoint at exactly `path`.
+    pub fn websocket_at(&self, path: &str) -> Option<Endpoint> {
+        self.read().websockets.get(path).copied()
+    }
+
+    /// Resolves `path` and `method` (upper case; `HEAD` falls back to `GET`, any method to `*`).
+    pub fn resolve(&self, path: &str, method: &str) -> Resolved {
+        let table = self.read();
+        let Ok(found) = table.router.at(path) else {
+            return Resolved::NotFound;
+        };
+        let methods = &table.methods[*found.value];
+        let pick = |m: &str| methods.iter().find(|(rm, _)| rm == m).map(|(_, h)| *h);
+        let handler = pick(method)
+            .or_else(|| (method == "HEAD").then(|| pick("GET")).flatten())
+            .or_else(|| pick("*"));
+        match handler {
+            Some(handler) => Resolved::Route {
+                handler,
+                params: found
+                    .params
+                    .iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+            },
+            None => Resolved::WrongMethod(methods.iter().map(|(m, _)| m.clone()).collect()),
+        }
+    }
+
+    /// Counts for `server-info`: routes, middleware, whether any WebSocket endpoint is enabled.
+    pub fn counts(&self) -> (u32, u32, bool) {
+        let table = self.read();
+        (
+            table.routes.len() as u32,
+            table.middleware.len() as u32,
+            !table.websockets.is_empty(),
+        )
+    }
+
+    /// Whether route `id` is this site's.
+    pub fn has_route(&self, id: u64) -> bool {
+        self.read().routes.iter().any(|r| r.id == id)
+    }
+
+    /// Whether middleware `id` is this site's.
+    pub fn has_middleware(&self, id: u64) -> bool {
+        self.read().middleware.iter().any(|m| m.id == id)
+    }
+
+    fn lock_connections(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Connection>> {
+        self.connections.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Opens a connection at `path`: its id (from 1, per server) and the receiver of what it must send.
+    pub fn open_connection(&self, path: &str) -> (u64, mpsc::UnboundedReceiver<Outgoing>) {
+        let id = self.next_connection.fetch_add(1, Ordering::SeqCst);
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.lock_connections().insert(
+            id,
+            Connection {
+                path: path.to_owned(),
+                tx,
+            },
+        );
+        (id, rx)
+    }
+
+    /// Forgets a closed connection.
+    pub fn close_connection(&self, id: u64) {
+        self.lock_connections().remove(&id);
+    }
+
+    /// Queues `outgoing` on connection `id`.
+    ///
+    /// # Errors
+    /// `"connection <id> not found"` (never opened, closed, or another server's).
+    pub fn send(&self, id: u64, outgoing: Outgoing) -> Result<(), String> {
+        self.lock_connections()
+            .get(&id)
+            .and_then(|c| c.tx.send(outgoing).ok())
+            .ok_or_else(|| format!("connection {id} not found"))
+    }
+}
+
+/// A shared site.
+pub type SiteRef = Arc<Site>;

@@ -1,0 +1,177 @@
+//! WebSocket endpoints: the upgrade, and one pump per connection that turns frames into
+//! `handle-websocket-message` calls, sends their replies back in order, delivers `send-websocket-message` and
+//! `close-websocket`, and reports the close to `handle-websocket-disconnect`.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::FromRequestParts;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::http::request::Parts;
+use axum::http::Response;
+use axum::response::IntoResponse;
+use futures::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::site::{Endpoint, Outgoing, SiteRef};
+use crate::theater::simple::http_handlers::Callbacks;
+use crate::theater::simple::websocket_types::{MessageType, WebsocketMessage};
+
+/// How long a closing connection waits for the peer's close frame.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// Upgrades the request at `path` to a WebSocket for `endpoint`; the connection id is taken now, the connect
+/// callback runs once the upgrade completes.
+pub async fn upgrade(
+    site: SiteRef,
+    stop: CancellationToken,
+    parts: &mut Parts,
+    endpoint: Endpoint,
+    path: String,
+    query: Option<String>,
+) -> Response<Body> {
+    let upgrade = match WebSocketUpgrade::from_request_parts(parts, &()).await {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let max = usize::try_from(site.max_request_bytes).unwrap_or(usize::MAX);
+    let (id, outgoing) = site.open_connection(&path);
+    let failed_site = site.clone();
+    upgrade
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_failed_upgrade(move |_| failed_site.close_connection(id))
+        .on_upgrade(move |socket| pump(site, stop, endpoint, id, path, query, socket, outgoing))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn pump(
+    site: SiteRef,
+    stop: CancellationToken,
+    endpoint: Endpoint,
+    id: u64,
+    path: String,
+    query: Option<String>,
+    socket: WebSocket,
+    mut outgoing: mpsc::UnboundedReceiver<Outgoing>,
+) {
+    let callbacks = Callbacks::new(&site.actor).with_timeout(site.request_timeout);
+    let actor = site.actor.id().clone();
+    if let Some(handler) = endpoint.connect
+        && let Err(e) = callbacks
+            .handle_websocket_connect(handler, id, path, query)
+            .await
+    {
+        tracing::warn!(actor = %actor, "http-framework: handle-websocket-connect failed: {e}");
+    }
+    let (mut sink, mut stream) = socket.split();
+    let mut closing = false;
+    'conn: loop {
+        tokio::select! {
+            frame = stream.next() => match frame {
+                Some(Ok(message)) => {
+                    let Some(message) = from_frame(message) else { continue };
+                    match callbacks.handle_websocket_message(endpoint.message, id, message).await {
+                        Ok(replies) => {
+                            for reply in replies {
+                                match to_frame(reply) {
+                                    Some(Outgoing::Message(frame)) => {
+                                        if sink.send(frame).await.is_err() {
+                                            break 'conn;
+                                        }
+                                    }
+                                    Some(Outgoing::Close) => closing = true,
+                                    None => {}
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(actor = %actor, "http-framework: handle-websocket-message failed: {e}");
+                        }
+                    }
+                    if closing {
+                        break;
+                    }
+                }
+                // The peer closed (its close frame is answered by tungstenite), or the connection broke.
+                Some(Err(_)) | None => break,
+            },
+            queued = outgoing.recv() => match queued {
+                Some(Outgoing::Message(frame)) => {
+                    if sink.send(frame).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Outgoing::Close) | None => {
+                    closing = true;
+                    break;
+                }
+            },
+            () = stop.cancelled() => {
+                closing = true;
+                break;
+            }
+        }
+    }
+    if closing && sink.send(Message::Close(None)).await.is_ok() {
+        // Wait (briefly) for the peer's close frame, so the client sees a clean close.
+        let _ = tokio::time::timeout(CLOSE_WAIT, async {
+            while let Some(Ok(frame)) = stream.next().await {
+                if matches!(frame, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+    let _ = sink.close().await;
+    site.close_connection(id);
+    if let Some(handler) = endpoint.disconnect
+        && let Err(e) = callbacks.handle_websocket_disconnect(handler, id).await
+    {
+        tracing::warn!(actor = %actor, "http-framework: handle-websocket-disconnect failed: {e}");
+    }
+}
+
+/// A text or binary frame as the guest sees it; other frames (ping, pong, close) are not delivered.
+fn from_frame(frame: Message) -> Option<WebsocketMessage> {
+    match frame {
+        Message::Text(text) => Some(WebsocketMessage {
+            ty: MessageType::Text,
+            data: None,
+            text: Some(text.as_str().to_owned()),
+        }),
+        Message::Binary(data) => Some(WebsocketMessage {
+            ty: MessageType::Binary,
+            data: Some(data.to_vec()),
+            text: None,
+        }),
+        _ => None,
+    }
+}
+
+/// What sending `message` means: a frame, or a close for `close`; `None` for `connect` and `other`, which are
+/// not frames.
+pub fn to_frame(message: WebsocketMessage) -> Option<Outgoing> {
+    let bytes = |m: &WebsocketMessage| {
+        m.data
+            .clone()
+            .or_else(|| m.text.clone().map(String::into_bytes))
+            .unwrap_or_default()
+    };
+    Some(Outgoing::Message(match message.ty {
+        MessageType::Text => Message::Text(
+            message
+                .text
+                .clone()
+                .unwrap_or_else(|| String::from_utf8_lossy(&bytes(&message)).into_owned())
+                .into(),
+        ),
+        MessageType::Binary => Message::Binary(bytes(&message).into()),
+        MessageType::Ping => Message::Ping(bytes(&message).into()),
+        MessageType::Pong => Message::Pong(bytes(&message).into()),
+        MessageType::Close => return Some(Outgoing::Close),
+        MessageType::Connect | MessageType::Other(_) => return None,
+    }))
+}

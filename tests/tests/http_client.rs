@@ -1,0 +1,464 @@
+//! End-to-end tests of `theater:simple/http-client` (handlers.md §6) from the `http-client` guest, each against
+//! a server the test starts on 127.0.0.1, port 0, which counts the connections it accepts.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use theater_handler_http_client::{HttpClientConfig, HttpClientHandler};
+use theater_macros::theater_handler;
+use theater_runtime::{ActorHandle, TheaterRuntime};
+use theater_tests::guests;
+use theater_tests::support::{events_of, runtime, spawn};
+
+use crate::theater::simple::http_types::{HttpRequest, HttpResponse};
+
+/// The test's end of the guest's `theater:test/http-client-driver` export.
+#[derive(Clone, Debug, Default)]
+struct Driver;
+
+#[theater_handler(
+    wit = "wit",
+    export = "theater:test/http-client-driver",
+    name = "http-client-driver"
+)]
+impl Driver {}
+
+/// A loopback server: its address and how many connections it has accepted.
+struct TestServer {
+    addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+}
+
+impl TestServer {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+/// Serves `router` on 127.0.0.1:0 until the test ends.
+async fn serve(router: Router) -> TestServer {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counter = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let service = TowerToHyperService::new(router.clone());
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+    TestServer { addr, connections }
+}
+
+/// The routes every test uses: `/hello`, `/echo`, `/redirect/{n}`, `/away`, `/slow`, `/big`, `/stream`.
+fn app(port_for_away: Arc<AtomicUsize>) -> Router {
+    Router::new()
+        .route(
+            "/hello",
+            get(|headers: HeaderMap| async move {
+                let seen = headers
+                    .get("x-test")
+                    .map(|v| v.to_str().unwrap_or("").to_owned())
+                    .unwrap_or_default();
+                Response::builder()
+                    .header("x-multi", "a")
+                    .header("x-multi", "b")
+                    .header("x-seen", seen)
+                    .body(Body::from("hello"))
+                    .unwrap()
+            }),
+        )
+        .route(
+            "/echo",
+            post(|body: axum::body::Bytes| async move {
+                ([(header::CONTENT_TYPE, "application/octet-stream")], body)
+            }),
+        )
+        .route(
+            "/redirect/{n}",
+            get(|Path(n): Path<u32>| async move {
+                if n == 0 {
+                    "arrived".into_response()
+                } else {
+                    Redirect::to(&format!("/redirect/{}", n - 1)).into_response()
+                }
+            }),
+        )
+        .route(
+            "/away",
+            get(|State(port): State<Arc<AtomicUsize>>| async move {
+                Redirect::to(&format!(
+                    "http://localhost:{}/hello",
+                    port.load(Ordering::SeqCst)
+                ))
+            }),
+        )
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                "late"
+            }),
+        )
+        .route("/big", get(|| async { vec![b'x'; 64 * 1024] }))
+        .route(
+            "/stream",
+            get(|| async {
+                let chunks = futures::stream::iter(
+                    (0..64).map(|_| Ok::<_, std::io::Error>(vec![b'y'; 1024])),
+                );
+                (StatusCode::OK, Body::from_stream(chunks))
+            }),
+        )
+        .with_state(port_for_away)
+}
+
+async fn server() -> TestServer {
+    let port = Arc::new(AtomicUsize::new(0));
+    let server = serve(app(port.clone())).await;
+    port.store(server.addr.port().into(), Ordering::SeqCst);
+    server
+}
+
+fn allow_loopback() -> HttpClientConfig {
+    HttpClientConfig {
+        allowed_hosts: vec!["127.0.0.1".into()],
+        ..Default::default()
+    }
+}
+
+async fn client(rt: &TheaterRuntime, config: HttpClientConfig) -> ActorHandle {
+    spawn(
+        rt,
+        "http-client",
+        guests::HTTP_CLIENT,
+        vec![
+            Arc::new(HttpClientHandler::new(config)),
+            Arc::new(Driver),
+        ],
+        None,
+    )
+    .await
+    .unwrap()
+}
+
+fn request(method: &str, uri: &str) -> HttpRequest {
+    HttpRequest {
+        method: method.into(),
+        uri: uri.into(),
+        headers: vec![],
+        body: None,
+    }
+}
+
+async fn send(actor: &ActorHandle, req: HttpRequest) -> Result<HttpResponse, String> {
+    Driver.callbacks(actor).send(req).await.unwrap()
+}
+
+fn header<'a>(response: &'a HttpResponse, name: &str) -> Vec<&'a str> {
+    response
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+#[tokio::test]
+async fn http_client_get_returns_status_headers_and_body() {
+    let server = server().await;
+    let (rt, _dir) = runtime();
+    let actor = client(&rt, allow_loopback()).await;
+    let mut req = request("GET", &server.url("/hello"));
+    req.headers = vec![("x-test".into(), "sent by the guest".into())];
+    let response = send(&actor, req).await.unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        header(&response, "x-multi"),
+        ["a", "b"],
+        "repeated headers stay separate, in order"
+    );
+    assert_eq!(header(&response, "x-seen"), ["sent by the guest"]);
+    assert_eq!(response.body.as_deref(), Some(&b"hello"[..]));
+
+    // One chain event holds the request and the response.
+    let chain = actor.chain();
+    assert!(chain.verify().is_ok());
+    let events = events_of(&chain, "theater:simple/http-client/send-http");
+    assert_eq!(events.len(), 1, "{events:?}");
+    let text = events[0].to_string();
+    assert!(text.contains("/hello") && text.contains("x-multi"), "{text}");
+}
+
+#[tokio::test]
+async fn http_client_post_echoes_a_binary_body_and_head_has_no_body() {
+    let server = server().await;
+    let (rt, _dir) = runtime();
+    let actor = client(&rt, allow_loopback()).await;
+    let body = vec![0x00, 0xFF, 0xFE, b'a', 0xFF];
+    let mut req = request("POST", &server.url("/echo"));
+    req.body = Some(body.clone());
+    let response = send(&actor, req).await.unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, Some(body));
+
+    let head = send(&actor, request("HEAD", &server.url("/hello")))
+        .await
+        .unwrap();
+    assert_eq!(head.status, 200);
+    assert_eq!(head.body, None);
+    assert_eq!(header(&head, "x-multi"), ["a", "b"]);
+}
+
+#[tokio::test]
+async fn http_client_denies_unlisted_hosts_before_connecting() {
+    let server = server().await;
+    let (rt, _dir) = runtime();
+    // Listed by name only: 127.0.0.1 is not "localhost".
+    let named = client(
+        &rt,
+        HttpClientConfig {
+            allowed_hosts: vec!["localhost".into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    let err = send(&named, request("GET", &server.url("/hello")))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        format!(
+            "permission denied: host 127.0.0.1:{} (allowed_hosts)",
+            server.addr.port()
+        )
+    );
+    // Nothing listed: everything denied.
+    let closed = client(&rt, HttpClientConfig::default()).await;
+    let err = send(&closed, request("GET", &server.url("/hello")))
+        .await
+        .unwrap_err();
+    assert!(err.starts_with("permission denied: host"), "{err}");
+    // A pinned port denies the others.
+    let pinned = client(
+        &rt,
+        HttpClientConfig {
+            allowed_hosts: vec!["127.0.0.1:1".into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(
+        send(&pinned, request("GET", &server.url("/hello")))
+            .await
+            .is_err()
+    );
+    assert_eq!(server.connections(), 0, "no denied request connected");
+}
+
+#[tokio::test]
+async fn http_client_denies_methods_schemes_and_bad_headers() {
+    let server = server().await;
+    let (rt, _dir) = runtime();
+    let actor = client(
+        &rt,
+        HttpClientConfig {
+            allowed_hosts: vec!["127.0.0.1".into()],
+            allowed_methods: vec!["GET".into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    let err = send(&actor, request("POST", &server.url("/echo")))
+        .await
+        .unwrap_err();
+    assert_eq!(err, "permission denied: method POST (allowed_methods)");
+    let err = send(&actor, request("TRACE", &server.url("/hello")))
+        .await
+        .unwrap_err();
+    assert_eq!(err, "permission denied: method TRACE (allowed_methods)");
+    let err = send(&actor, request("GET", "/hello")).await.unwrap_err();
+    assert!(err.starts_with("send-http: invalid URI"), "{err}");
+    let err = send(
+        &actor,
+        request("GET", &format!("ftp://127.0.0.1:{}/", server.addr.port())),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.starts_with("send-http: unsupported scheme"), "{err}");
+    let mut bad = request("GET", &server.url("/hello"));
+    bad.headers = vec![("bad header".into(), "x".into())];
+    let err = send(&actor, bad).await.unwrap_err();
+    assert_eq!(err, "send-http: invalid header name \"bad header\"");
+    assert_eq!(server.connections(), 0);
+}
+
+#[tokio::test]
+async fn http_client_follows_redirects_up_to_max_redirects() {
+    let server = server().await;
+    let (rt, _dir) = runtime();
+    let actor = client(
+        &rt,
+        HttpClientConfig {
+            allowed_hosts: vec!["127.0.0.1".into()],
+            max_redirects: 3,
+            ..Default::default()
+        },
+    )
+    .await;
+    let ok = send(&actor, request("GET", &server.url("/redirect/3")))
+        .await
+        .unwrap();
+    assert_eq!(ok.body.as_deref(), Some(&b"arrived"[..]));
+    let err = send(&actor, request("GET", &server.url("/redirect/4")))
+        .await
+        .unwrap_err();
+    assert!(
+        err.starts_with("send-http: ") && err.contains("more than 3 redirects (max_redirects)"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn http_client_refuses_a_redirect_to_an_unlisted_host() {
+    let server = server().await;
+    let (rt, _dir) = runtime();
+    let actor = client(&rt, allow_loopback()).await;
+    let err = send(&actor, request("GET", &server.url("/away")))
+        .await
+        .unwrap_err();
+    assert!(
+        err.starts_with("send-http: ")
+            && err.contains(&format!(
+                "permission denied: host localhost:{} (allowed_hosts)",
+                server.addr.port()
+            )),
+        "{err}"
+    );
+    assert_eq!(
+        server.connections(),
+        1,
+        "only the first request connected; the redirect was never followed"
+    );
+}
+
+#[tokio::test]
+async fn http_client_times_out_and_limits_the_response_size() {
+    let server = server().await;
+    let (rt, _dir) = runtime();
+    let actor = client(
+        &rt,
+        HttpClientConfig {
+            allowed_hosts: vec!["127.0.0.1".into()],
+            timeout_ms: 300,
+            max_response_bytes: 1024,
+            ..Default::default()
+        },
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let err = send(&actor, request("GET", &server.url("/slow")))
+        .await
+        .unwrap_err();
+    assert!(
+        err.starts_with("send-http: ") && err.contains("timed out"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    let err = send(&actor, request("GET", &server.url("/big")))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        "send-http: response body of 65536 bytes exceeds max_response_bytes (1024)"
+    );
+    let err = send(&actor, request("GET", &server.url("/stream")))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        "send-http: response body of more than 1024 bytes exceeds max_response_bytes (1024)"
+    );
+    // The actor is still fine.
+    assert_eq!(
+        send(&actor, request("GET", &server.url("/hello")))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn http_client_connection_refused_is_an_error_not_a_trap() {
+    // A port that was just free: bind, read the port, close.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (rt, _dir) = runtime();
+    let actor = client(&rt, allow_loopback()).await;
+    let err = send(&actor, request("GET", &format!("http://127.0.0.1:{port}/")))
+        .await
+        .unwrap_err();
+    assert!(err.starts_with("send-http: error sending request"), "{err}");
+    assert!(err.to_lowercase().contains("refused"), "{err}");
+    assert_eq!(actor.status(), theater_runtime::ActorStatus::Idle);
+}
+
+#[tokio::test]
+async fn http_client_tls_failure_is_an_error() {
+    // https to a server that speaks plain HTTP: the handshake fails.
+    let server = server().await;
+    let (rt, _dir) = runtime();
+    let actor = client(&rt, allow_loopback()).await;
+    let err = send(
+        &actor,
+        request("GET", &format!("https://{}/hello", server.addr)),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.starts_with("send-http: error sending request"), "{err}");
+    assert_eq!(actor.status(), theater_runtime::ActorStatus::Idle);
+}
+
+#[tokio::test]
+async fn http_client_bad_allowed_hosts_fail_the_spawn() {
+    let (rt, _dir) = runtime();
+    let err = spawn(
+        &rt,
+        "http-client",
+        guests::HTTP_CLIENT,
+        vec![
+            Arc::new(HttpClientHandler::new(HttpClientConfig {
+                allowed_hosts: vec!["a.*.com".into()],
+                ..Default::default()
+            })),
+            Arc::new(Driver),
+        ],
+        None,
+    )
+    .await
+    .unwrap_err();
+    let text = format!("{err:#}");
+    assert!(text.contains("allowed_hosts"), "{text}");
+}
