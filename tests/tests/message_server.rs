@@ -1,0 +1,448 @@
+//! `theater:simple/message-server-host` and `message-server-client` end to end (handlers.md §11): `message-peer`
+//! guests (tests/actors/message-peer) run scripts over every host function and log every callback in their
+//! state, several actors at once in one runtime.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use theater_handler_message_server::{MessageServerConfig, MessageServerHandler};
+use theater_runtime::{ActorHandle, Handler, TheaterRuntime};
+use theater_tests::guests;
+use theater_tests::probe::ProbeHandler;
+use theater_tests::support::{events_of, runtime, script, spawn};
+
+/// Spawns a `message-peer` guest named `name` with the message-server handler configured by `config`.
+async fn peer(rt: &TheaterRuntime, name: &str, config: MessageServerConfig) -> ActorHandle {
+    let handlers: Vec<Arc<dyn Handler>> = vec![
+        Arc::new(MessageServerHandler::new(config)),
+        Arc::new(ProbeHandler::new()),
+    ];
+    spawn(rt, name, guests::MESSAGE_PEER, handlers, None)
+        .await
+        .expect("spawning message-peer")
+}
+
+/// Peers with the default configuration.
+async fn peers<const N: usize>(rt: &TheaterRuntime) -> [ActorHandle; N] {
+    let mut out = Vec::new();
+    for i in 0..N {
+        out.push(peer(rt, &format!("peer-{i}"), Default::default()).await);
+    }
+    out.try_into().expect("N peers")
+}
+
+/// Runs `text` in `actor`'s `handle-script`; the output has one entry per command, joined by `|`.
+async fn run(actor: &ActorHandle, text: &str) -> String {
+    script(actor, text).await.expect("handle-script")
+}
+
+/// Runs `text` in `actor`'s `handle-script` in the background (for calls that wait on another actor).
+fn run_later(actor: &ActorHandle, text: String) -> tokio::task::JoinHandle<String> {
+    let actor = actor.clone();
+    tokio::spawn(async move { run(&actor, &text).await })
+}
+
+/// The lines `actor`'s callbacks logged in its state.
+fn log(actor: &ActorHandle) -> Vec<String> {
+    let state = actor.state().unwrap_or_default();
+    String::from_utf8_lossy(&state)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Waits (generously) until `actor`'s log satisfies `done`, and returns it.
+async fn log_until(actor: &ActorHandle, done: impl Fn(&[String]) -> bool) -> Vec<String> {
+    let started = Instant::now();
+    loop {
+        let lines = log(actor);
+        if done(&lines) {
+            return lines;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "gave up waiting; log of {}: {lines:?}",
+            actor.name()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits until `actor` lists exactly `n` outstanding requests, and returns their ids.
+async fn outstanding(actor: &ActorHandle, n: usize) -> Vec<String> {
+    let started = Instant::now();
+    loop {
+        let out = run(actor, "list").await;
+        let ids: Vec<String> = out
+            .strip_prefix("list=")
+            .unwrap_or_default()
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if ids.len() == n {
+            return ids;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{} lists {ids:?}, expected {n} ids",
+            actor.name()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn is_uuid(s: &str) -> bool {
+    s.parse::<uuid::Uuid>().is_ok()
+}
+
+#[tokio::test]
+async fn message_server_send_delivers_every_byte_and_is_recorded() {
+    let (rt, _dir) = runtime();
+    let [a, b] = peers(&rt).await;
+    let out = run(&a, &format!("sendhex:{},00ff7fff;send:{},hello", b.id(), b.id())).await;
+    assert_eq!(out, "sendhex=ok|send=ok");
+    let lines = log_until(&b, |l| l.len() == 2).await;
+    assert_eq!(lines, ["send 0x00ff7fff", "send hello"]);
+    assert!(log(&a).is_empty(), "the sender's own mailbox stays empty");
+
+    let chain = a.chain();
+    chain.verify().unwrap();
+    let sends = events_of(&chain, "theater:simple/message-server-host/send");
+    assert_eq!(sends.len(), 2);
+    assert_eq!(sends[0]["params"]["actor-id"], b.id().to_string());
+    assert_eq!(sends[0]["result"]["Ok"], serde_json::Value::Null);
+    let chain = b.chain();
+    chain.verify().unwrap();
+    assert_eq!(
+        events_of(&chain, "theater:simple/message-server-client/handle-send").len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn message_server_request_returns_the_immediate_answer() {
+    let (rt, _dir) = runtime();
+    let [a, b] = peers(&rt).await;
+    let out = run(&a, &format!("request:{},ping", b.id())).await;
+    assert_eq!(out, "request=re:ping");
+    let lines = log(&b);
+    let [line] = &lines[..] else {
+        panic!("{lines:?}")
+    };
+    let (id, msg) = line
+        .strip_prefix("request ")
+        .and_then(|l| l.split_once(' '))
+        .unwrap();
+    assert!(is_uuid(id), "request ids are UUIDs: {id}");
+    assert_eq!(msg, "ping");
+    let requests = events_of(&a.chain(), "theater:simple/message-server-host/request");
+    assert_eq!(requests[0]["result"]["Ok"], serde_json::json!(b"re:ping"));
+    let handled = events_of(
+        &b.chain(),
+        "theater:simple/message-server-client/handle-request",
+    );
+    assert_eq!(handled[0]["params"]["params.0"], id);
+}
+
+#[tokio::test]
+async fn message_server_deferred_request_is_answered_in_a_later_call() {
+    let (rt, _dir) = runtime();
+    let [a, b, c] = peers(&rt).await;
+    let waiting = run_later(&a, format!("request:{},defer this", b.id()));
+    let ids = outstanding(&b, 1).await;
+    assert!(is_uuid(&ids[0]));
+    assert!(log(&b).contains(&format!("request {} defer this", ids[0])));
+    assert!(!waiting.is_finished(), "the requester waits for the answer");
+    // B answers in a later call, which a send from C triggers.
+    assert_eq!(
+        run(&c, &format!("send:{},!respond-all:later", b.id())).await,
+        "send=ok"
+    );
+    assert_eq!(waiting.await.unwrap(), "request=later");
+    log_until(&b, |l| l.iter().any(|l| l == "ran respond-all=1")).await;
+    assert_eq!(outstanding(&b, 0).await, Vec::<String>::new());
+    // Answering again: the id is gone.
+    assert_eq!(
+        run(&b, &format!("respond:{},again", ids[0])).await,
+        format!("respond!request {} not found", ids[0])
+    );
+}
+
+#[tokio::test]
+async fn message_server_cancel_request_gives_the_requester_an_error() {
+    let (rt, _dir) = runtime();
+    let [a, b] = peers(&rt).await;
+    let waiting = run_later(&a, format!("request:{},defer", b.id()));
+    let ids = outstanding(&b, 1).await;
+    assert_eq!(run(&b, &format!("cancel:{}", ids[0])).await, "cancel=ok");
+    assert_eq!(
+        waiting.await.unwrap(),
+        format!("request!request {} cancelled", ids[0])
+    );
+    assert_eq!(outstanding(&b, 0).await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn message_server_request_errors_come_back_without_hanging() {
+    let (rt, _dir) = runtime();
+    let quick = MessageServerConfig {
+        request_timeout_ms: 300,
+        ..Default::default()
+    };
+    let a = peer(&rt, "a", quick).await;
+    let [b, c] = peers(&rt).await;
+
+    // Timeout: B defers and never answers.
+    let started = Instant::now();
+    let out = run(&a, &format!("request:{},defer", b.id())).await;
+    let id = out
+        .strip_prefix("request!request ")
+        .and_then(|r| r.strip_suffix(" timed out"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(is_uuid(id));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(outstanding(&b, 0).await, Vec::<String>::new());
+    assert_eq!(
+        run(&b, &format!("respond:{id},late")).await,
+        format!("respond!request {id} not found")
+    );
+
+    // The callback's error.
+    assert_eq!(
+        run(&a, &format!("request:{},fail now", b.id())).await,
+        "request!request failed: refused fail now"
+    );
+
+    // Oneself: an error at once, not a deadlock.
+    assert_eq!(
+        run(&a, &format!("request:{},x", a.id())).await,
+        format!("request!request: actor {} cannot request itself", a.id())
+    );
+
+    // A requester waiting when the receiver stops.
+    let waiting = run_later(&c, format!("request:{},defer", b.id()));
+    outstanding(&b, 1).await;
+    b.stop().await.unwrap();
+    assert_eq!(
+        waiting.await.unwrap(),
+        format!("request!actor {} stopped", b.id())
+    );
+
+    // A stopped actor.
+    let script = format!("request:{id},x;send:{id},x;open:{id},x", id = b.id());
+    let gone = format!("actor {} not found", b.id());
+    assert_eq!(
+        run(&a, &script).await,
+        format!("request!{gone}|send!{gone}|open!{gone}")
+    );
+    assert_eq!(
+        run(&a, "send:not-an-actor,x").await,
+        "send!actor not-an-actor not found"
+    );
+}
+
+#[tokio::test]
+async fn message_server_channels_carry_messages_both_ways_until_closed() {
+    let (rt, _dir) = runtime();
+    let [a, b, c] = peers(&rt).await;
+    let out = run(&a, &format!("open:{},hello", b.id())).await;
+    let ch = out.strip_prefix("open=").unwrap_or_else(|| panic!("{out}"));
+    assert!(is_uuid(ch));
+    assert_eq!(log(&b), [format!("open {ch} hello")]);
+    // The accept message reaches A as a channel message.
+    log_until(&a, |l| l == [format!("chmsg {ch} welcome")]).await;
+
+    assert_eq!(run(&a, &format!("chsend:{ch},a1;chsend:{ch},a2")).await, "chsend=ok|chsend=ok");
+    assert_eq!(run(&b, &format!("chsend:{ch},b1")).await, "chsend=ok");
+    log_until(&b, |l| l.len() == 3).await;
+    assert_eq!(log(&b)[1..], [format!("chmsg {ch} a1"), format!("chmsg {ch} a2")]);
+    log_until(&a, |l| l.len() == 2).await;
+    assert_eq!(log(&a)[1], format!("chmsg {ch} b1"));
+
+    // A third actor can neither use nor close it.
+    let denied = format!("channel {ch} not found");
+    assert_eq!(
+        run(&c, &format!("chsend:{ch},x;close:{ch}")).await,
+        format!("chsend!{denied}|close!{denied}")
+    );
+    assert!(log(&c).is_empty());
+
+    // A closes; B hears it, and neither side can use the channel any more.
+    assert_eq!(run(&a, &format!("close:{ch}")).await, "close=ok");
+    log_until(&b, |l| l.last() == Some(&format!("close {ch}"))).await;
+    assert_eq!(run(&b, &format!("chsend:{ch},late")).await, format!("chsend!{denied}"));
+    assert_eq!(run(&a, &format!("close:{ch}")).await, format!("close!{denied}"));
+    assert_eq!(log(&a).len(), 2, "the closer hears no close");
+
+    // Both sides' calls and callbacks are on the chains.
+    assert_eq!(
+        events_of(&a.chain(), "theater:simple/message-server-host/open-channel")[0]["result"]["Ok"],
+        ch
+    );
+    assert_eq!(
+        events_of(&b.chain(), "theater:simple/message-server-client/handle-channel-close").len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn message_server_channel_open_rejected_quiet_and_early_messages() {
+    let (rt, _dir) = runtime();
+    let [a, b] = peers(&rt).await;
+    assert_eq!(
+        run(&a, &format!("open:{},reject", b.id())).await,
+        "open!channel rejected: no thanks"
+    );
+    // Accepted without a message: nothing arrives.
+    let out = run(&a, &format!("open:{},quiet", b.id())).await;
+    assert!(out.starts_with("open="), "{out}");
+    // B sends on the channel from within handle-channel-open: it arrives after the accept message.
+    let out = run(&a, &format!("open:{},!chsend:$ch,early", b.id())).await;
+    let ch = out.strip_prefix("open=").unwrap_or_else(|| panic!("{out}"));
+    let lines = log_until(&a, |l| l.len() == 2).await;
+    assert_eq!(lines, [format!("chmsg {ch} welcome"), format!("chmsg {ch} early")]);
+    assert_eq!(log(&b).last().unwrap(), "ran chsend=ok");
+    // Opening a channel to oneself is refused at once.
+    assert_eq!(
+        run(&a, &format!("open:{},x", a.id())).await,
+        format!("open!open-channel: actor {} cannot open a channel to itself", a.id())
+    );
+}
+
+#[tokio::test]
+async fn message_server_stopping_an_actor_closes_its_channels() {
+    let (rt, _dir) = runtime();
+    let [a, b] = peers(&rt).await;
+    let out = run(&a, &format!("open:{},quiet", b.id())).await;
+    let ch = out.strip_prefix("open=").unwrap_or_else(|| panic!("{out}")).to_owned();
+    b.stop().await.unwrap();
+    log_until(&a, |l| l == [format!("close {ch}")]).await;
+    assert_eq!(
+        run(&a, &format!("chsend:{ch},x")).await,
+        format!("chsend!channel {ch} not found")
+    );
+}
+
+#[tokio::test]
+async fn message_server_denials() {
+    let (rt, _dir) = runtime();
+    let small = MessageServerConfig {
+        max_message_bytes: 1024,
+        mailbox_capacity: 2,
+        max_outstanding_requests: 1,
+        ..Default::default()
+    };
+    let a = peer(&rt, "a", small.clone()).await;
+    let b = peer(&rt, "b", small).await;
+    let [c] = peers(&rt).await;
+
+    // An actor that runs without the handler.
+    let probe = ProbeHandler::new();
+    let other = spawn(&rt, "probe", guests::PROBE, vec![Arc::new(probe)], None)
+        .await
+        .unwrap();
+    assert_eq!(
+        run(&a, &format!("send:{},x", other.id())).await,
+        format!("send!actor {} does not accept messages", other.id())
+    );
+
+    // Oversize payloads, for every function that sends one.
+    let over = "send: 1025 bytes exceeds max_message_bytes (1024)";
+    assert_eq!(
+        run(&a, &format!("sendbig:{},1025;sendbig:{},1024", b.id(), b.id())).await,
+        format!("sendbig!{over}|sendbig=ok")
+    );
+    let big = "x".repeat(1025);
+    let script = format!("request:{id},{big};open:{id},{big};respond:r,{big}", id = b.id());
+    assert_eq!(
+        run(&a, &script).await,
+        [
+            "request!request: 1025 bytes exceeds max_message_bytes (1024)",
+            "open!open-channel: 1025 bytes exceeds max_message_bytes (1024)",
+            "respond!respond-to-request: 1025 bytes exceeds max_message_bytes (1024)",
+        ]
+        .join("|")
+    );
+    log_until(&b, |l| l.len() == 1).await;
+
+    // One deferral over max_outstanding_requests (1): that request fails at once.
+    let waiting = run_later(&a, format!("request:{},defer-1", b.id()));
+    let ids = outstanding(&b, 1).await;
+    assert_eq!(
+        run(&c, &format!("request:{},defer-2", b.id())).await,
+        "request!handle-request: 2 deferred requests exceeds max_outstanding_requests (1)"
+    );
+    // Another actor cannot answer, cancel or see B's request.
+    let id = &ids[0];
+    assert_eq!(
+        run(&c, &format!("respond:{id},hijack;cancel:{id};list")).await,
+        format!("respond!request {id} not found|cancel!request {id} not found|list=")
+    );
+    assert_eq!(run(&b, &format!("respond:{id},mine")).await, "respond=ok");
+    assert_eq!(waiting.await.unwrap(), "request=mine");
+
+    // A full mailbox (capacity 2) refuses at once while B is paused: the loop holds one item, two are queued.
+    let before = log(&b).len();
+    b.pause().await.unwrap();
+    let sends: Vec<String> = (0..6).map(|i| format!("send:{},m{i}", b.id())).collect();
+    let out = run(&a, &sends.join(";")).await;
+    let results: Vec<&str> = out.split('|').collect();
+    let ok = results.iter().filter(|r| **r == "send=ok").count();
+    let full = format!("send!mailbox of {} is full", b.id());
+    assert!((2..=3).contains(&ok), "{results:?}");
+    assert!(results[ok..].iter().all(|r| *r == full), "{results:?}");
+    b.resume().await.unwrap();
+    let lines = log_until(&b, |l| l.len() == before + ok).await;
+    assert_eq!(lines.last().unwrap(), &format!("send m{}", ok - 1));
+}
+
+/// Two pairs exchange sends, requests, deferred requests and channel messages at the same time; each receiver
+/// sees only its own sender's traffic, and each can only answer its own requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_server_two_pairs_at_once_see_only_their_own_mailboxes() {
+    let (rt, _dir) = runtime();
+    let [a1, b1, a2, b2] = peers(&rt).await;
+    const N: usize = 25;
+    let traffic = |tag: &str, to: &ActorHandle| {
+        let mut cmds: Vec<String> = (0..N).map(|i| format!("send:{},{tag}-{i}", to.id())).collect();
+        cmds.push(format!("request:{},{tag}-ask", to.id()));
+        cmds.push(format!("open:{},{tag}-open", to.id()));
+        cmds.join(";")
+    };
+    let (script1, script2) = (traffic("one", &b1), traffic("two", &b2));
+    let (out1, out2) = tokio::join!(run(&a1, &script1), run(&a2, &script2));
+    for (out, tag) in [(&out1, "one"), (&out2, "two")] {
+        let results: Vec<&str> = out.split('|').collect();
+        assert!(results[..N].iter().all(|r| *r == "send=ok"), "{out}");
+        assert_eq!(results[N], format!("request=re:{tag}-ask"));
+        assert!(results[N + 1].starts_with("open="), "{out}");
+    }
+    for (b, tag, other) in [(&b1, "one", "two"), (&b2, "two", "one")] {
+        let lines = log_until(b, |l| l.len() == N + 2).await;
+        let sends: Vec<String> = (0..N).map(|i| format!("send {tag}-{i}")).collect();
+        assert_eq!(lines[..N], sends[..], "in order, all of them");
+        assert!(lines.iter().all(|l| !l.contains(other)), "{lines:?}");
+    }
+
+    // Deferred requests at once: each receiver lists and answers only its own.
+    let w1 = run_later(&a1, format!("request:{},defer-one", b1.id()));
+    let w2 = run_later(&a2, format!("request:{},defer-two", b2.id()));
+    let ids1 = outstanding(&b1, 1).await;
+    let ids2 = outstanding(&b2, 1).await;
+    assert_ne!(ids1, ids2);
+    assert_eq!(
+        run(&b2, &format!("respond:{},stolen", ids1[0])).await,
+        format!("respond!request {} not found", ids1[0])
+    );
+    let (respond1, respond2) = (
+        format!("respond:{},for-one", ids1[0]),
+        format!("respond:{},for-two", ids2[0]),
+    );
+    let (r1, r2) = tokio::join!(run(&b1, &respond1), run(&b2, &respond2));
+    assert_eq!((r1.as_str(), r2.as_str()), ("respond=ok", "respond=ok"));
+    assert_eq!(w1.await.unwrap(), "request=for-one");
+    assert_eq!(w2.await.unwrap(), "request=for-two");
+    assert!(log(&a1).iter().all(|l| !l.contains("two")));
+    assert!(log(&a2).iter().all(|l| !l.contains("one")));
+}
