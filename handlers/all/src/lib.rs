@@ -19,6 +19,9 @@ use std::sync::Arc;
 
 use theater_handler_environment::{EnvironmentConfig, EnvironmentHandler};
 use theater_handler_filesystem::{FilesystemConfig, FilesystemHandler};
+use theater_handler_http_client::{HttpClientConfig, HttpClientHandler};
+use theater_handler_http_framework::{HttpFrameworkConfig, HttpFrameworkHandler};
+use theater_handler_process::{ProcessHandler, ProcessHandlerConfig};
 use theater_handler_random::{RandomConfig, RandomHandler};
 use theater_handler_runtime::{RuntimeHandler, RuntimeHandlerConfig};
 use theater_handler_store::{StoreConfig, StoreHandler};
@@ -26,7 +29,7 @@ use theater_handler_timing::{TimingConfig, TimingHandler};
 use theater_runtime::HandlerRegistry;
 
 /// A registry of every handler in this workspace, by manifest `type`: `random`, `runtime`, `timing`,
-/// `environment`, `store`, `filesystem`.
+/// `environment`, `store`, `filesystem`, `process`, `http-client`, `http-framework`.
 pub fn registry() -> HandlerRegistry {
     let mut registry = HandlerRegistry::new();
     registry.register("random", |config| {
@@ -55,6 +58,21 @@ pub fn registry() -> HandlerRegistry {
     registry.register("filesystem", |config| {
         Ok(Arc::new(FilesystemHandler::new(
             config.parse::<FilesystemConfig>()?,
+        )))
+    });
+    registry.register("process", |config| {
+        Ok(Arc::new(ProcessHandler::new(
+            config.parse::<ProcessHandlerConfig>()?,
+        )))
+    });
+    registry.register("http-client", |config| {
+        Ok(Arc::new(HttpClientHandler::new(
+            config.parse::<HttpClientConfig>()?,
+        )))
+    });
+    registry.register("http-framework", |config| {
+        Ok(Arc::new(HttpFrameworkHandler::new(
+            config.parse::<HttpFrameworkConfig>()?,
         )))
     });
     registry

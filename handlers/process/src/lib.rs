@@ -11,7 +11,7 @@
 //!   execution), `allowed_paths` for a given `cwd` (without one, a process runs in a private empty directory of
 //!   its actor), `allowed_env` for the variables the guest may set (the environment is `PATH` plus those),
 //!   `max_processes` live processes per actor, `max_output_buffer` bytes per read, chunk and line.
-//! * **Supervision** ([`supervise`](crate::supervise)): one task per process owns its `Child`; output is framed
+//! * **Supervision** (module `supervise`): one task per process owns its `Child`; output is framed
 //!   per stream (raw, line-by-line, json, chunked), each callback awaited before the stream is read on, and
 //!   `handle-exit(pid, code)` follows all output (`code` is the negative signal number when killed: `-9` after
 //!   `os-kill` or the `execution-timeout`). Each process runs in a process group of its own; a kill reaches
@@ -176,10 +176,7 @@ impl ProcessHandler {
     ) -> Result<(), String> {
         let (reply, answer) = oneshot::channel();
         match self.actor()?.supervisor.table().get(pid)? {
-            Entry::Live(live) => live
-                .control
-                .send(request(reply))
-                .map_err(|_| exited(pid))?,
+            Entry::Live(live) => live.control.send(request(reply)).map_err(|_| exited(pid))?,
             Entry::Exited(_) => return Err(exited(pid)),
         }
         answer.await.unwrap_or_else(|_| Err(exited(pid)))
