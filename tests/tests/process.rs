@@ -99,10 +99,7 @@ async fn process_line_mode_output_then_exit_on_the_chain() {
         ["spawn=2"]
     );
     let log = wait_exits(&a, &[2]).await;
-    assert_eq!(
-        of(&log, 2),
-        ["stderr:2:\"err\"", "exit:2:3 status=false,3"]
-    );
+    assert_eq!(of(&log, 2), ["stderr:2:\"err\"", "exit:2:3 status=false,3"]);
 
     let chain = a.chain();
     chain.verify().unwrap();
@@ -134,11 +131,7 @@ async fn process_stdin_and_status_before_and_after_exit() {
     let before = now_ms();
     let out = run(&a, "spawn:cat\nstatus:1\nwrite:1,hello\nclose:1").await;
     assert_eq!(out[0], "spawn=1");
-    let status: Vec<&str> = out[1]
-        .strip_prefix("status=")
-        .unwrap()
-        .split(',')
-        .collect();
+    let status: Vec<&str> = out[1].strip_prefix("status=").unwrap().split(',').collect();
     assert_eq!(&status[..3], ["1", "true", "none"]);
     let start: u64 = status[3].parse().unwrap();
     assert!(
@@ -184,8 +177,14 @@ async fn process_signal_kill_and_execution_timeout() {
         ["spawn=1", "spawn=2", "signal", "kill"]
     );
     let log = wait_exits(&a, &[1, 2]).await;
-    assert!(log.contains(&"exit:1:-15 status=false,-15".to_owned()), "{log:?}");
-    assert!(log.contains(&"exit:2:-9 status=false,-9".to_owned()), "{log:?}");
+    assert!(
+        log.contains(&"exit:1:-15 status=false,-15".to_owned()),
+        "{log:?}"
+    );
+    assert!(
+        log.contains(&"exit:2:-9 status=false,-9".to_owned()),
+        "{log:?}"
+    );
     assert_eq!(
         run(&a, "kill:2\nsignal:1,15\nsignal:7,15\nkill:7").await,
         [
@@ -196,7 +195,11 @@ async fn process_signal_kill_and_execution_timeout() {
         ]
     );
     assert_eq!(
-        run(&a, "spawn:sleep|30\nsignal:3,0\nsignal:3,4294967295\nkill:3").await,
+        run(
+            &a,
+            "spawn:sleep|30\nsignal:3,0\nsignal:3,4294967295\nkill:3"
+        )
+        .await,
         [
             "spawn=3",
             "signal!os-signal: 0 is not a signal",
@@ -206,10 +209,7 @@ async fn process_signal_kill_and_execution_timeout() {
     );
 
     let started = std::time::Instant::now();
-    assert_eq!(
-        run(&a, "spawn:sleep|30|@timeout=200").await,
-        ["spawn=4"]
-    );
+    assert_eq!(run(&a, "spawn:sleep|30|@timeout=200").await, ["spawn=4"]);
     let log = wait_exits(&a, &[4]).await;
     assert_eq!(of(&log, 4), ["exit:4:-9 status=false,-9"]);
     assert!(
@@ -234,7 +234,9 @@ async fn process_output_modes() {
     .await;
     assert_eq!(
         out,
-        ["spawn=1", "spawn=2", "spawn=3", "spawn=4", "spawn=5", "spawn=6"]
+        [
+            "spawn=1", "spawn=2", "spawn=3", "spawn=4", "spawn=5", "spawn=6"
+        ]
     );
     let log = wait_exits(&a, &[1, 2, 3, 4, 5, 6]).await;
     let exit = |p: u64| format!("exit:{p}:0 status=false,0");
@@ -391,7 +393,10 @@ async fn process_denials_and_grants() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(!private.exists(), "the private directory goes with its actor");
+    assert!(
+        !private.exists(),
+        "the private directory goes with its actor"
+    );
 }
 
 #[tokio::test]
@@ -432,7 +437,11 @@ async fn process_two_actors_see_only_their_own_processes() {
         ["spawn=1", "spawn=2"]
     );
     assert_eq!(
-        run(&b, "status:1\nkill:1\nwrite:1,from-b\nclose:1\nsignal:1,9\nstatus:2").await,
+        run(
+            &b,
+            "status:1\nkill:1\nwrite:1,from-b\nclose:1\nsignal:1,9\nstatus:2"
+        )
+        .await,
         [
             "status!process 1 not found",
             "kill!process 1 not found",
@@ -495,4 +504,108 @@ fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64
+}
+
+#[tokio::test]
+async fn process_without_the_callback_export_still_runs_and_drains_output() {
+    let (rt, _dir) = runtime();
+    let handlers: Vec<Arc<dyn theater_runtime::Handler>> = vec![
+        Arc::new(ProcessHandler::new(allowed())),
+        Arc::new(ProbeHandler::new()),
+    ];
+    let a = spawn(&rt, "mute", guests::PROCESS_MUTE, handlers, None)
+        .await
+        .unwrap();
+    // 256 KiB is more than a pipe holds: the child exits only if its output is read (and dropped).
+    assert_eq!(
+        run(
+            &a,
+            "spawn:sh|-c|head -c 262144 /dev/zero; echo oops >&2; exit 4\nspawn:cat\nwrite:2,x\nclose:2"
+        )
+        .await,
+        ["spawn=1", "spawn=2", "write=1", "close=0"]
+    );
+    for pid in [1, 2] {
+        let mut status = String::new();
+        for _ in 0..1000 {
+            status = run(&a, &format!("status:{pid}")).await.remove(0);
+            if !status.contains(",true,") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let code = if pid == 1 { 4 } else { 0 };
+        assert!(
+            status.starts_with(&format!("status={pid},false,{code},")),
+            "{status}"
+        );
+    }
+    let chain = a.chain();
+    assert!(
+        !chain
+            .events()
+            .iter()
+            .any(|e| e.event_type.starts_with("theater:simple/process-handlers/")),
+        "nothing was delivered"
+    );
+}
+
+#[tokio::test]
+async fn process_from_a_manifest_resolves_allowed_paths_and_fails_closed() {
+    let (rt, _data) = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("work")).unwrap();
+    let mut registry = theater_runtime::HandlerRegistry::new();
+    registry.register("process", |config| {
+        Ok(Arc::new(ProcessHandler::new(
+            config.parse::<ProcessHandlerConfig>()?,
+        )))
+    });
+    registry.register("probe", |_| Ok(Arc::new(ProbeHandler::new())));
+    let manifest = |process: &str| {
+        let text = format!(
+            "name = \"process\"\ncomponent = {:?}\n\n[[handler]]\ntype = \"process\"\n{process}\n\n[[handler]]\ntype = \"probe\"\n",
+            guests::PROCESS_ACTOR
+        );
+        theater_runtime::Manifest::parse(&text, dir.path()).unwrap()
+    };
+
+    let a = rt
+        .spawn_manifest(
+            &manifest("allowed_programs = [\"sh\"]\nallowed_paths = [\"work\"]\nmax_processes = 1"),
+            &registry,
+        )
+        .await
+        .unwrap();
+    let work = dir.path().join("work").canonicalize().unwrap();
+    assert_eq!(
+        run(&a, &format!("spawn:sh|-c|pwd|@cwd={}", work.display())).await,
+        ["spawn=1"]
+    );
+    let log = wait_exits(&a, &[1]).await;
+    assert_eq!(log[0], format!("stdout:1:{:?}", work.display().to_string()));
+
+    let missing = rt
+        .spawn_manifest(&manifest("allowed_paths = [\"missing\"]"), &registry)
+        .await
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    for part in ["process", "create_instance", "allowed_paths", "missing"] {
+        assert!(missing.contains(part), "{part} in {missing}");
+    }
+    let unknown = rt
+        .spawn_manifest(&manifest("allowed_program = [\"sh\"]"), &registry)
+        .await
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(unknown.contains("allowed_program"), "{unknown}");
+
+    // Nothing granted by default.
+    let closed = rt.spawn_manifest(&manifest(""), &registry).await.unwrap();
+    assert_eq!(
+        run(&closed, "spawn:sh|-c|true").await,
+        ["spawn!permission denied: run sh (allowed_programs)"]
+    );
 }
