@@ -1,0 +1,71 @@
+//! The supervisor tests' child: `init` counts its calls in a state of the form `inits=N` (other states are kept
+//! as they are, and `fail-init` makes `init` fail); `handle-script` shuts down or sets the state, and the other
+//! probe callbacks trap or spin on request.
+
+wit_bindgen::generate!({ path: "../../wit", world: "theater:test/supervisor-child", generate_all });
+
+use exports::theater::simple::actor::Guest as Actor;
+use exports::theater::test::probe_handlers::Guest as ProbeHandlers;
+use theater::simple::runtime;
+
+struct Child;
+
+impl Actor for Child {
+    fn init(state: Option<Vec<u8>>, _params: (String,)) -> Result<(Option<Vec<u8>>,), String> {
+        match state.as_deref() {
+            Some(b"fail-init") => Err("init refused".into()),
+            Some(s) => match std::str::from_utf8(s).ok().and_then(|s| s.strip_prefix("inits=")) {
+                Some(n) => {
+                    let n: u64 = n.parse().map_err(|_| format!("bad count {n}"))?;
+                    Ok((Some(format!("inits={}", n + 1).into_bytes()),))
+                }
+                None => Ok((state,)),
+            },
+            None => Ok((None,)),
+        }
+    }
+}
+
+impl ProbeHandlers for Child {
+    fn handle_add(state: Option<Vec<u8>>, params: (u64,)) -> Result<(Option<Vec<u8>>, (u64,)), String> {
+        Ok((state, (params.0,)))
+    }
+
+    fn handle_fail(_state: Option<Vec<u8>>, params: (String,)) -> Result<(Option<Vec<u8>>,), String> {
+        Err(params.0)
+    }
+
+    fn handle_trap(_state: Option<Vec<u8>>, _params: (u32,)) -> Result<(Option<Vec<u8>>,), String> {
+        core::arch::wasm32::unreachable()
+    }
+
+    fn handle_spin(_state: Option<Vec<u8>>, _params: (u32,)) -> Result<(Option<Vec<u8>>,), String> {
+        let mut n = 0u64;
+        loop {
+            n = core::hint::black_box(n.wrapping_add(1));
+        }
+    }
+
+    /// `shutdown` / `shutdown:TEXT` call `runtime.shutdown(none / some(TEXT))`; `set:TEXT` sets the state.
+    fn handle_script(state: Option<Vec<u8>>, params: (String,)) -> Result<(Option<Vec<u8>>, (String,)), String> {
+        let mut out = Vec::new();
+        let mut state = state;
+        for command in params.0.split(';').filter(|c| !c.is_empty()) {
+            let (op, arg) = command.split_once(':').map_or((command, None), |(o, a)| (o, Some(a)));
+            match op {
+                "shutdown" => out.push(match runtime::shutdown(arg.map(str::as_bytes)) {
+                    Ok(()) => "shutdown=ok".to_owned(),
+                    Err(e) => format!("shutdown!{e}"),
+                }),
+                "set" => {
+                    state = Some(arg.unwrap_or_default().as_bytes().to_vec());
+                    out.push("set".into());
+                }
+                other => out.push(format!("unknown!{other}")),
+            }
+        }
+        Ok((state, (out.join("\n"),)))
+    }
+}
+
+export!(Child);
