@@ -481,22 +481,60 @@ async fn process_init_may_spawn_and_stopping_kills_children() {
     let a = actor(&rt, allowed(), Some("spawn:sh|-c|echo $$; sleep 30")).await;
     let log = wait_log(&a, |l| l.len() >= 2).await;
     assert_eq!(log[0], "spawn=1", "init spawned it");
-    let os_pid: u32 = log[1]
-        .strip_prefix("stdout:1:\"")
-        .and_then(|s| s.strip_suffix('"'))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("an OS pid: {log:?}"));
-    let proc = std::path::PathBuf::from(format!("/proc/{os_pid}"));
-    assert!(proc.exists(), "the child runs");
+    let child = os_pid(&log[1], 1);
+    assert!(alive(child), "the child runs");
     assert!(a.has_background_work(), "a live process is background work");
     a.stop().await.unwrap();
+    wait_gone(child).await;
+}
+
+#[tokio::test]
+async fn process_leaves_nothing_running_behind() {
+    let (rt, _dir) = runtime();
+    let a = actor(&rt, allowed(), None).await;
+    // A background job of an exited process is killed with it, so its pipes close and the exit arrives.
+    assert_eq!(run(&a, "spawn:sh|-c|sleep 30 & echo $!").await, ["spawn=1"]);
+    let log = wait_exits(&a, &[1]).await;
+    let background = os_pid(&log[0], 1);
+    wait_gone(background).await;
+
+    // A process started by a script (after `init`) is killed when the actor stops.
+    assert_eq!(run(&a, "spawn:sh|-c|echo $$; sleep 30").await, ["spawn=2"]);
+    let log = wait_log(&a, |l| l.iter().any(|l| l.starts_with("stdout:2:"))).await;
+    let child = os_pid(&log[2], 2);
+    assert!(alive(child), "the child runs");
+    a.stop().await.unwrap();
+    wait_gone(child).await;
+}
+
+/// The OS pid a process printed as its first line of output.
+fn os_pid(line: &str, pid: u64) -> u32 {
+    line.strip_prefix(&format!("stdout:{pid}:\""))
+        .and_then(|s| s.strip_suffix('"'))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("an OS pid: {line}"))
+}
+
+/// Whether the OS process `pid` exists and is not a zombie.
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat.rsplit_once(") ")?.1.chars().next()?;
+            Some(state != 'Z' && state != 'X')
+        })
+        .unwrap_or(false)
+}
+
+/// Waits (up to 10 s) until the OS process `pid` is gone.
+async fn wait_gone(pid: u32) {
     for _ in 0..500 {
-        if !proc.exists() {
-            break;
+        if !alive(pid) {
+            return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(!proc.exists(), "the child was killed and reaped");
+    panic!("process {pid} still runs");
 }
 
 fn now_ms() -> u64 {

@@ -85,7 +85,10 @@ mod tests {
         let sh = program("sh", &allowed).unwrap();
         assert!(sh.is_absolute());
         assert_eq!(program(sh.to_str().unwrap(), &allowed).unwrap(), sh);
-        assert!(program("/bin/sh", &allowed).is_ok(), "/bin and /usr/bin agree");
+        assert!(
+            program("/bin/sh", &allowed).is_ok(),
+            "/bin and /usr/bin agree"
+        );
         for denied in ["cat", "./sh", "", "bin/sh", "/nonexistent/sh"] {
             assert_eq!(
                 program(denied, &allowed).unwrap_err(),

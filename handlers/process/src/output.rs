@@ -95,7 +95,10 @@ impl Framer {
 
     /// Moves the complete lines (and overlong pieces) of `pending` to `out`.
     fn lines(&mut self, json: bool, out: &mut Vec<Vec<u8>>) {
-        while let Some(i) = self.pending[self.scanned..].iter().position(|&b| b == b'\n') {
+        while let Some(i) = self.pending[self.scanned..]
+            .iter()
+            .position(|&b| b == b'\n')
+        {
             let end = self.scanned + i;
             let rest = self.pending.split_off(end + 1);
             let mut line = std::mem::replace(&mut self.pending, rest);
@@ -174,10 +177,7 @@ mod tests {
 
     #[test]
     fn raw_delivers_each_read() {
-        assert_eq!(
-            run(Framing::Raw, 8, &[b"ab\n", b"", b"c"]),
-            ["ab\n", "c"]
-        );
+        assert_eq!(run(Framing::Raw, 8, &[b"ab\n", b"", b"c"]), ["ab\n", "c"]);
     }
 
     #[test]
@@ -191,7 +191,10 @@ mod tests {
     #[test]
     fn overlong_lines_come_in_pieces() {
         let lines = Framing::Lines { json: false };
-        assert_eq!(run(lines, 4, &[b"abcdefghij\nk"]), ["abcd", "efgh", "ij", "k"]);
+        assert_eq!(
+            run(lines, 4, &[b"abcdefghij\nk"]),
+            ["abcd", "efgh", "ij", "k"]
+        );
         assert_eq!(
             run(lines, 4, &[b"abc", b"defghi", b"j\n"]),
             ["abcd", "efgh", "ij"]

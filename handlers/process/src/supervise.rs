@@ -146,26 +146,22 @@ impl Supervisor {
         let this = self.clone();
         tokio::spawn(async move {
             let _running = running;
-            let warned = AtomicBool::new(false);
-            let out = pump(
-                &this,
-                &sink,
-                &warned,
+            let outputs = Outputs {
                 pid,
+                sink: &sink,
+                shutdown: &this.shutdown,
+                warned: AtomicBool::new(false),
+                read_size: spawn.read_size.max(1),
+            };
+            let out = outputs.pump(
                 Stream::Stdout,
                 stdout,
                 Framer::new(spawn.stdout, spawn.max_line),
-                spawn.read_size,
             );
-            let err = pump(
-                &this,
-                &sink,
-                &warned,
-                pid,
+            let err = outputs.pump(
                 Stream::Stderr,
                 stderr,
                 Framer::new(spawn.stderr, spawn.max_line),
-                spawn.read_size,
             );
             let (code, (), ()) = tokio::join!(this.watch(pid, child, commands, deadline), out, err);
             if this.shutdown.is_stopping() {
@@ -189,6 +185,8 @@ impl Supervisor {
         mut commands: mpsc::UnboundedReceiver<Control>,
         deadline: Option<Instant>,
     ) -> i32 {
+        // The child leads its own process group, so the group id is its pid.
+        let group = child.id();
         let mut kills = Vec::new();
         let mut killed = false;
         let timeout = async {
@@ -229,6 +227,7 @@ impl Supervisor {
                 -1
             }
         };
+        kill_leftovers(group);
         self.table().exited(pid, code);
         for reply in kills {
             let _ = reply.send(Ok(()));
@@ -237,60 +236,62 @@ impl Supervisor {
     }
 }
 
-/// Reads `reader` until end of file (or the actor stops) and delivers its payloads in order, each awaited
-/// before reading on. Without the callback, the output is read and dropped (`warned` makes that one warning
-/// per process).
-#[allow(clippy::too_many_arguments)]
-async fn pump<D: Deliver>(
-    supervisor: &Supervisor,
-    sink: &D,
-    warned: &AtomicBool,
+/// What the two output pumps of one process share.
+struct Outputs<'a, D> {
     pid: u64,
-    stream: Stream,
-    mut reader: impl AsyncRead + Unpin,
-    mut framer: Framer,
+    sink: &'a D,
+    shutdown: &'a ShutdownSignal,
+    /// Whether the missing-callback warning was given for this process.
+    warned: AtomicBool,
+    /// Bytes per read.
     read_size: usize,
-) {
-    let mut buf = vec![0u8; read_size.max(1)];
-    let shutdown = &supervisor.shutdown;
-    let mut deliver = true;
-    loop {
-        let read = tokio::select! {
-            read = reader.read(&mut buf) => read,
-            () = shutdown.wait() => return,
-        };
-        let (payloads, end) = match read {
-            Ok(0) => (framer.finish(), true),
-            Ok(n) => (framer.push(&buf[..n]), false),
-            Err(e) => {
-                tracing::warn!(pid, ?stream, "process: reading output failed: {e}");
-                (framer.finish(), true)
-            }
-        };
-        for data in payloads {
-            if !deliver {
-                break;
-            }
-            let result = tokio::select! {
-                result = sink.output(stream, pid, data) => result,
+}
+
+impl<D: Deliver> Outputs<'_, D> {
+    /// Reads `reader` until end of file (or the actor stops) and delivers its payloads in order, each awaited
+    /// before reading on. Without the callback, the output is read and dropped (one warning per process).
+    async fn pump(&self, stream: Stream, mut reader: impl AsyncRead + Unpin, mut framer: Framer) {
+        let (pid, shutdown) = (self.pid, self.shutdown);
+        let mut buf = vec![0u8; self.read_size];
+        let mut deliver = true;
+        loop {
+            let read = tokio::select! {
+                read = reader.read(&mut buf) => read,
                 () = shutdown.wait() => return,
             };
-            match result {
-                Err(ActorError::NotExported(function)) => {
-                    deliver = false;
-                    if !warned.swap(true, Ordering::Relaxed) {
-                        tracing::warn!(
-                            pid,
-                            "process: the actor does not export {function}; dropping this process's output"
-                        );
-                    }
+            let (payloads, end) = match read {
+                Ok(0) => (framer.finish(), true),
+                Ok(n) => (framer.push(&buf[..n]), false),
+                Err(e) => {
+                    tracing::warn!(pid, ?stream, "process: reading output failed: {e}");
+                    (framer.finish(), true)
                 }
-                Err(ActorError::Stopped) => return,
-                result => report(pid, callback(stream), result),
+            };
+            for data in payloads {
+                if !deliver {
+                    break;
+                }
+                let result = tokio::select! {
+                    result = self.sink.output(stream, pid, data) => result,
+                    () = shutdown.wait() => return,
+                };
+                match result {
+                    Err(ActorError::NotExported(function)) => {
+                        deliver = false;
+                        if !self.warned.swap(true, Ordering::Relaxed) {
+                            tracing::warn!(
+                                pid,
+                                "process: the actor does not export {function}; dropping this process's output"
+                            );
+                        }
+                    }
+                    Err(ActorError::Stopped) => return,
+                    result => report(pid, callback(stream), result),
+                }
             }
-        }
-        if end {
-            return;
+            if end {
+                return;
+            }
         }
     }
 }
@@ -322,14 +323,20 @@ fn report(pid: u64, callback: &str, result: Result<(), ActorError>) {
     }
 }
 
+/// The process id `id` as a `Pid`, never init's (`kill(-1)` would reach every process).
+#[cfg(unix)]
+fn os_pid(id: u32) -> Option<rustix::process::Pid> {
+    i32::try_from(id)
+        .ok()
+        .filter(|&raw| raw > 1)
+        .and_then(rustix::process::Pid::from_raw)
+}
+
 /// SIGKILL to the child's process group (so what it started dies too), or to the child alone if that fails.
 /// The child is not reaped yet, so its id (and group id) cannot have been reused.
 fn kill(child: &mut Child) {
     #[cfg(unix)]
-    if let Some(pid) = child
-        .id()
-        .and_then(|id| i32::try_from(id).ok())
-        .and_then(rustix::process::Pid::from_raw)
+    if let Some(pid) = child.id().and_then(os_pid)
         && rustix::process::kill_process_group(pid, rustix::process::Signal::KILL).is_ok()
     {
         return;
@@ -337,6 +344,18 @@ fn kill(child: &mut Child) {
     if let Err(e) = child.start_kill() {
         tracing::warn!("process: kill failed: {e}");
     }
+}
+
+/// Once the child has exited, SIGKILL to what it left running in its process group, so nothing it started
+/// outlives it and its pipes close. While any member lives the group id cannot be reused; when none does,
+/// this finds nobody.
+fn kill_leftovers(group: Option<u32>) {
+    #[cfg(unix)]
+    if let Some(group) = group.and_then(os_pid) {
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+    }
+    #[cfg(not(unix))]
+    let _ = group;
 }
 
 /// Sends `signal` to the child (not yet reaped: the task owns it).
@@ -348,8 +367,7 @@ fn send_signal(child: &Child, signal: u32) -> Result<(), String> {
         .ok_or_else(|| format!("os-signal: {signal} is not a signal"))?;
     let pid = child
         .id()
-        .and_then(|id| i32::try_from(id).ok())
-        .and_then(rustix::process::Pid::from_raw)
+        .and_then(os_pid)
         .ok_or_else(|| "os-signal: the process has exited".to_owned())?;
     rustix::process::kill_process(pid, signal).map_err(|e| format!("os-signal: {e}"))
 }
