@@ -212,6 +212,13 @@ async fn process_signal_kill_and_execution_timeout() {
     assert_eq!(run(&a, "spawn:sleep|30|@timeout=200").await, ["spawn=4"]);
     let log = wait_exits(&a, &[4]).await;
     assert_eq!(of(&log, 4), ["exit:4:-9 status=false,-9"]);
+    assert_eq!(
+        run(&a, "spawn:sh|-c|exit 0|@timeout=18446744073709551615").await,
+        ["spawn=5"],
+        "the longest timeout is no timeout"
+    );
+    let log = wait_exits(&a, &[5]).await;
+    assert_eq!(of(&log, 5), ["exit:5:0 status=false,0"]);
     assert!(
         started.elapsed() < Duration::from_secs(15),
         "the timeout killed it"

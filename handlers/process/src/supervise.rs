@@ -141,7 +141,8 @@ impl Supervisor {
                 start_time: now_ms(),
             })
         };
-        let deadline = spawn.timeout.map(|t| Instant::now() + t);
+        // A timeout too far away to represent is no timeout.
+        let deadline = spawn.timeout.and_then(|t| Instant::now().checked_add(t));
         let running = TaskGuard::new(self.tasks.clone());
         let this = self.clone();
         tokio::spawn(async move {
