@@ -150,10 +150,7 @@ async fn client(rt: &TheaterRuntime, config: HttpClientConfig) -> ActorHandle {
         rt,
         "http-client",
         guests::HTTP_CLIENT,
-        vec![
-            Arc::new(HttpClientHandler::new(config)),
-            Arc::new(Driver),
-        ],
+        vec![Arc::new(HttpClientHandler::new(config)), Arc::new(Driver)],
         None,
     )
     .await
@@ -205,7 +202,10 @@ async fn http_client_get_returns_status_headers_and_body() {
     let events = events_of(&chain, "theater:simple/http-client/send-http");
     assert_eq!(events.len(), 1, "{events:?}");
     let text = events[0].to_string();
-    assert!(text.contains("/hello") && text.contains("x-multi"), "{text}");
+    assert!(
+        text.contains("/hello") && text.contains("x-multi"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -88,8 +88,8 @@ impl HttpClientHandler {
 
     /// The request as the policy accepts it: absolute `http(s)` URL on an allowed host, allowed method.
     fn check(&self, req: HttpRequest) -> Result<Outgoing, String> {
-        let url =
-            Url::parse(&req.uri).map_err(|e| format!("send-http: invalid URI {:?}: {e}", req.uri))?;
+        let url = Url::parse(&req.uri)
+            .map_err(|e| format!("send-http: invalid URI {:?}: {e}", req.uri))?;
         self.policy.check_method(&req.method)?;
         let method = Method::from_bytes(req.method.to_ascii_uppercase().as_bytes())
             .map_err(|_| format!("send-http: invalid method {:?}", req.method))?;

@@ -42,7 +42,9 @@ impl HostRule {
             }
             HostPattern::Subdomains(suffix.to_owned())
         } else if host.contains('*') {
-            return Err(format!("bad wildcard in {entry:?}: only `*.name` is allowed"));
+            return Err(format!(
+                "bad wildcard in {entry:?}: only `*.name` is allowed"
+            ));
         } else {
             HostPattern::Name(host)
         };
@@ -63,7 +65,10 @@ impl HostRule {
                 .is_some_and(|head| head.len() > 1 && head.ends_with('.')),
             _ => false,
         };
-        host_ok && self.port.is_none_or(|p| url.port_or_known_default() == Some(p))
+        host_ok
+            && self
+                .port
+                .is_none_or(|p| url.port_or_known_default() == Some(p))
     }
 }
 
@@ -223,7 +228,12 @@ mod tests {
         let policy = Policy::new(&["127.0.0.1".into()], &["get".into()]).unwrap();
         assert!(policy.check_url(&url).is_ok());
         let ftp = Url::parse("ftp://127.0.0.1/").unwrap();
-        assert!(policy.check_url(&ftp).unwrap_err().starts_with("send-http: unsupported scheme"));
+        assert!(
+            policy
+                .check_url(&ftp)
+                .unwrap_err()
+                .starts_with("send-http: unsupported scheme")
+        );
         assert!(policy.check_method("Get").is_ok());
         assert_eq!(
             policy.check_method("TRACE").unwrap_err(),

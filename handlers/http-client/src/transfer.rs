@@ -30,7 +30,11 @@ pub struct Incoming {
 ///
 /// # Errors
 /// reqwest could not build the client (TLS setup).
-pub fn client(policy: Arc<Policy>, max_redirects: u32, timeout: Duration) -> anyhow::Result<Client> {
+pub fn client(
+    policy: Arc<Policy>,
+    max_redirects: u32,
+    timeout: Duration,
+) -> anyhow::Result<Client> {
     // reqwest is built without a bundled crypto provider (no aws-lc); use ring's unless the process chose one.
     if rustls::crypto::CryptoProvider::get_default().is_none() {
         // Another thread may install one first; either way a provider is then in place.

@@ -22,16 +22,17 @@ impl Grants {
     ///
     /// # Errors
     /// A `bind_overrides` value that is not `host:port`, named.
-    pub fn new(
-        config: &crate::HttpFrameworkConfig,
-        base: &Path,
-    ) -> Result<Self, String> {
+    pub fn new(config: &crate::HttpFrameworkConfig, base: &Path) -> Result<Self, String> {
         for (from, to) in &config.bind_overrides {
             split_host_port(to)
                 .ok_or_else(|| format!("bind_overrides: {from:?} maps to {to:?}, not host:port"))?;
         }
         Ok(Self {
-            hosts: config.allowed_hosts.iter().map(|h| normalize_host(h)).collect(),
+            hosts: config
+                .allowed_hosts
+                .iter()
+                .map(|h| normalize_host(h))
+                .collect(),
             ports: config.allowed_ports.clone(),
             routes: config.allowed_routes.clone(),
             methods: config
@@ -64,7 +65,9 @@ impl Grants {
             return Err(format!("permission denied: bind {host} (allowed_hosts)"));
         }
         if port != 0 && !self.ports.contains(&port) {
-            return Err(format!("permission denied: bind port {port} (allowed_ports)"));
+            return Err(format!(
+                "permission denied: bind port {port} (allowed_ports)"
+            ));
         }
         Ok((host, port))
     }
@@ -96,7 +99,9 @@ impl Grants {
         if self.methods.contains(&upper) {
             Ok(upper)
         } else {
-            Err(format!("permission denied: method {method} (allowed_methods)"))
+            Err(format!(
+                "permission denied: method {method} (allowed_methods)"
+            ))
         }
     }
 
@@ -112,9 +117,11 @@ impl Grants {
                 .map_err(|_| format!("permission denied: tls {p} (tls_dirs)"))
         };
         let (cert_path, key_path) = (resolve(cert)?, resolve(key)?);
-        let inside = self.tls_dirs.iter().filter_map(|d| d.canonicalize().ok()).any(|dir| {
-            cert_path.starts_with(&dir) && key_path.starts_with(&dir)
-        });
+        let inside = self
+            .tls_dirs
+            .iter()
+            .filter_map(|d| d.canonicalize().ok())
+            .any(|dir| cert_path.starts_with(&dir) && key_path.starts_with(&dir));
         if inside {
             Ok((cert_path, key_path))
         } else {
@@ -185,7 +192,10 @@ mod tests {
             bind_overrides: [("0.0.0.0:80".to_owned(), "127.0.0.1:0".to_owned())].into(),
             ..Default::default()
         });
-        assert_eq!(g.bind_target("127.0.0.1", 0).unwrap(), ("127.0.0.1".into(), 0));
+        assert_eq!(
+            g.bind_target("127.0.0.1", 0).unwrap(),
+            ("127.0.0.1".into(), 0)
+        );
         assert_eq!(g.bind_target("[::1]", 8080).unwrap(), ("::1".into(), 8080));
         assert_eq!(
             g.bind_target("0.0.0.0", 0).unwrap_err(),
@@ -195,7 +205,10 @@ mod tests {
             g.bind_target("127.0.0.1", 9000).unwrap_err(),
             "permission denied: bind port 9000 (allowed_ports)"
         );
-        assert_eq!(g.bind_target("0.0.0.0", 80).unwrap(), ("127.0.0.1".into(), 0));
+        assert_eq!(
+            g.bind_target("0.0.0.0", 80).unwrap(),
+            ("127.0.0.1".into(), 0)
+        );
     }
 
     #[test]
@@ -224,6 +237,10 @@ mod tests {
             bind_overrides: [("0.0.0.0:80".to_owned(), "nowhere".to_owned())].into(),
             ..Default::default()
         };
-        assert!(Grants::new(&config, Path::new("/")).unwrap_err().starts_with("bind_overrides:"));
+        assert!(
+            Grants::new(&config, Path::new("/"))
+                .unwrap_err()
+                .starts_with("bind_overrides:")
+        );
     }
 }

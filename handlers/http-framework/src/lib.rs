@@ -282,7 +282,12 @@ impl HttpFrameworkHandler {
         let tasks: Vec<JoinHandle<()>> = {
             let mut tables = instance.tables();
             let mut tasks = std::mem::take(&mut tables.draining);
-            tasks.extend(tables.servers.values_mut().filter_map(|s| s.run.take().map(|r| r.task)));
+            tasks.extend(
+                tables
+                    .servers
+                    .values_mut()
+                    .filter_map(|s| s.run.take().map(|r| r.task)),
+            );
             tasks
         };
         let all = futures::future::join_all(tasks);
@@ -296,7 +301,9 @@ impl HttpFrameworkHandler {
     fn create_server(&self, config: ServerConfig) -> Result<ServerId, String> {
         let instance = self.instance()?;
         let host = config.host.unwrap_or_else(|| "127.0.0.1".to_owned());
-        let (host, port) = instance.grants.bind_target(&host, config.port.unwrap_or(0))?;
+        let (host, port) = instance
+            .grants
+            .bind_target(&host, config.port.unwrap_or(0))?;
         let tls = config
             .tls_config
             .map(|t| instance.grants.check_tls(&t.cert_path, &t.key_path))
@@ -355,7 +362,9 @@ impl HttpFrameworkHandler {
             let tables = instance.tables();
             let server = tables.server(server_id)?;
             if server.is_running() {
-                return Err(format!("start-server: server {server_id} is already running"));
+                return Err(format!(
+                    "start-server: server {server_id} is already running"
+                ));
             }
             (
                 server.host.clone(),
@@ -503,9 +512,13 @@ impl HttpFrameworkHandler {
         let instance = self.instance()?;
         instance.grants.check_path("enable-websocket", &path)?;
         let tables = instance.tables();
-        for id in [connect_handler_id, Some(message_handler_id), disconnect_handler_id]
-            .into_iter()
-            .flatten()
+        for id in [
+            connect_handler_id,
+            Some(message_handler_id),
+            disconnect_handler_id,
+        ]
+        .into_iter()
+        .flatten()
         {
             tables.check_handler(id)?;
         }

@@ -170,7 +170,11 @@ where
 }
 
 /// One request: size limit, middleware in order, then the WebSocket endpoint or the route.
-async fn dispatch(site: SiteRef, stop: CancellationToken, req: Request<Incoming>) -> Response<Body> {
+async fn dispatch(
+    site: SiteRef,
+    stop: CancellationToken,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let (mut parts, body) = req.into_parts();
     let max = site.max_request_bytes;
     let declared = parts

@@ -59,13 +59,15 @@ struct Connection {
     tx: mpsc::UnboundedSender<Outgoing>,
 }
 
+/// Per route pattern, its routes as (method, handler), in insertion order.
+type Methods = Vec<Vec<(String, u64)>>;
+
 #[derive(Default)]
 struct Table {
     routes: Vec<Route>,
     /// Path pattern → index into `methods`.
     router: matchit::Router<usize>,
-    /// Per pattern, its routes (method, handler) in insertion order.
-    methods: Vec<Vec<(String, u64)>>,
+    methods: Methods,
     middleware: Vec<Middleware>,
     websockets: BTreeMap<String, Endpoint>,
 }
@@ -85,10 +87,10 @@ pub enum Resolved {
 
 impl Table {
     /// Builds the matchit router for `routes`.
-    fn build(routes: &[Route]) -> Result<(matchit::Router<usize>, Vec<Vec<(String, u64)>>), String> {
+    fn build(routes: &[Route]) -> Result<(matchit::Router<usize>, Methods), String> {
         let mut router = matchit::Router::new();
         let mut patterns: Vec<&str> = Vec::new();
-        let mut methods: Vec<Vec<(String, u64)>> = Vec::new();
+        let mut methods: Methods = Vec::new();
         for route in routes {
             let index = match patterns.iter().position(|p| *p == route.path) {
                 Some(i) => i,
@@ -189,7 +191,9 @@ impl Site {
     pub fn enable_websocket(&self, path: &str, endpoint: Endpoint) -> Result<(), String> {
         let mut table = self.write();
         if table.websockets.contains_key(path) {
-            return Err(format!("enable-websocket: {path} already has a WebSocket endpoint"));
+            return Err(format!(
+                "enable-websocket: {path} already has a WebSocket endpoint"
+            ));
         }
         table.websockets.insert(path.to_owned(), endpoint);
         Ok(())
@@ -201,7 +205,9 @@ impl Site {
     /// No endpoint at `path`.
     pub fn disable_websocket(&self, path: &str) -> Result<(), String> {
         if self.write().websockets.remove(path).is_none() {
-            return Err(format!("disable-websocket: no WebSocket endpoint at {path}"));
+            return Err(format!(
+                "disable-websocket: no WebSocket endpoint at {path}"
+            ));
         }
         for connection in self.lock_connections().values() {
             if connection.path == path {
@@ -271,7 +277,9 @@ impl Site {
     }
 
     fn lock_connections(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Connection>> {
-        self.connections.lock().unwrap_or_else(PoisonError::into_inner)
+        self.connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Opens a connection at `path`: its id (from 1, per server) and the receiver of what it must send.

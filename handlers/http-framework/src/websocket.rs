@@ -7,8 +7,8 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::FromRequestParts;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::http::request::Parts;
 use axum::http::Response;
+use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use futures::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
@@ -75,14 +75,16 @@ async fn pump(
                     match callbacks.handle_websocket_message(endpoint.message, id, message).await {
                         Ok(replies) => {
                             for reply in replies {
-                                match to_frame(reply) {
-                                    Some(Outgoing::Message(frame)) => {
-                                        if sink.send(frame).await.is_err() {
-                                            break 'conn;
-                                        }
+                                let sent = match to_frame(reply) {
+                                    Some(Outgoing::Message(frame)) => sink.send(frame).await.is_ok(),
+                                    Some(Outgoing::Close) => {
+                                        closing = true;
+                                        true
                                     }
-                                    Some(Outgoing::Close) => closing = true,
-                                    None => {}
+                                    None => true,
+                                };
+                                if !sent {
+                                    break 'conn;
                                 }
                             }
                         }

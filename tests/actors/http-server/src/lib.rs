@@ -13,7 +13,9 @@ use exports::theater::simple::actor::Guest as Actor;
 use exports::theater::simple::http_handlers::Guest as HttpHandlers;
 use exports::theater::test::probe_handlers::Guest as ProbeHandlers;
 use theater::simple::http_framework as hf;
-use theater::simple::http_types::{HttpRequest, HttpResponse, MiddlewareResult, ServerConfig, TlsConfig};
+use theater::simple::http_types::{
+    HttpRequest, HttpResponse, MiddlewareResult, ServerConfig, TlsConfig,
+};
 use theater::simple::timing;
 use theater::simple::websocket_types::{MessageType, WebsocketMessage};
 
@@ -25,7 +27,10 @@ static LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
 static SERVER: Mutex<u64> = Mutex::new(0);
 
 fn name_of(id: u64) -> String {
-    NAMES.lock().map(|n| n.get(&id).cloned().unwrap_or_default()).unwrap_or_default()
+    NAMES
+        .lock()
+        .map(|n| n.get(&id).cloned().unwrap_or_default())
+        .unwrap_or_default()
 }
 
 fn note(line: String) {
@@ -38,7 +43,11 @@ fn show<T>(name: &str, result: Result<T, String>, f: impl FnOnce(T) -> String) -
     match result {
         Ok(v) => {
             let v = f(v);
-            if v.is_empty() { name.to_owned() } else { format!("{name}={v}") }
+            if v.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{name}={v}")
+            }
         }
         Err(e) => format!("{name}!{e}"),
     }
@@ -57,7 +66,11 @@ fn opt_id(s: &str) -> Option<u64> {
 }
 
 fn text(s: &str) -> WebsocketMessage {
-    WebsocketMessage { ty: MessageType::Text, data: None, text: Some(s.to_owned()) }
+    WebsocketMessage {
+        ty: MessageType::Text,
+        data: None,
+        text: Some(s.to_owned()),
+    }
 }
 
 fn command(op: &str, arg: &str) -> String {
@@ -65,8 +78,10 @@ fn command(op: &str, arg: &str) -> String {
     let field = |i: usize| f.get(i).copied().unwrap_or("");
     match op {
         "create" => {
-            let tls = (!field(2).is_empty())
-                .then(|| TlsConfig { cert_path: field(2).to_owned(), key_path: field(3).to_owned() });
+            let tls = (!field(2).is_empty()).then(|| TlsConfig {
+                cert_path: field(2).to_owned(),
+                key_path: field(3).to_owned(),
+            });
             let config = ServerConfig {
                 host: (!field(0).is_empty()).then(|| field(0).to_owned()),
                 port: (!field(1).is_empty()).then(|| num(field(1)) as u16),
@@ -82,7 +97,13 @@ fn command(op: &str, arg: &str) -> String {
         "info" => show(op, hf::get_server_info(num(arg)), |i| {
             format!(
                 "id:{},port:{},host:{},running:{},routes:{},mw:{},ws:{}",
-                i.id, i.port, i.host, i.running, i.routes_count, i.middleware_count, i.websocket_enabled
+                i.id,
+                i.port,
+                i.host,
+                i.running,
+                i.routes_count,
+                i.middleware_count,
+                i.websocket_enabled
             )
         }),
         "start" => show(op, hf::start_server(num(arg)), |p| p.to_string()),
@@ -94,24 +115,47 @@ fn command(op: &str, arg: &str) -> String {
             }
             id.to_string()
         }),
-        "route" => show(op, hf::add_route(num(field(0)), field(1), field(2), num(field(3))), |id| id.to_string()),
+        "route" => show(
+            op,
+            hf::add_route(num(field(0)), field(1), field(2), num(field(3))),
+            |id| id.to_string(),
+        ),
         "unroute" => show(op, hf::remove_route(num(arg)), |()| String::new()),
-        "mw" => show(op, hf::add_middleware(num(field(0)), field(1), num(field(2))), |id| id.to_string()),
+        "mw" => show(
+            op,
+            hf::add_middleware(num(field(0)), field(1), num(field(2))),
+            |id| id.to_string(),
+        ),
         "unmw" => show(op, hf::remove_middleware(num(arg)), |()| String::new()),
         "ws" => show(
             op,
-            hf::enable_websocket(num(field(0)), field(1), opt_id(field(2)), num(field(3)), opt_id(field(4))),
+            hf::enable_websocket(
+                num(field(0)),
+                field(1),
+                opt_id(field(2)),
+                num(field(3)),
+                opt_id(field(4)),
+            ),
             |()| String::new(),
         ),
-        "unws" => show(op, hf::disable_websocket(num(field(0)), field(1)), |()| String::new()),
+        "unws" => show(op, hf::disable_websocket(num(field(0)), field(1)), |()| {
+            String::new()
+        }),
         "wssend" => show(
             op,
             hf::send_websocket_message(num(field(0)), num(field(1)), &text(field(2))),
             |()| String::new(),
         ),
-        "wsclose" => show(op, hf::close_websocket(num(field(0)), num(field(1))), |()| String::new()),
+        "wsclose" => show(
+            op,
+            hf::close_websocket(num(field(0)), num(field(1))),
+            |()| String::new(),
+        ),
         "events" => {
-            let log = LOG.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default();
+            let log = LOG
+                .lock()
+                .map(|mut l| std::mem::take(&mut *l))
+                .unwrap_or_default();
             format!("events={}", log.join("|"))
         }
         other => format!("unknown!{other}"),
@@ -162,21 +206,42 @@ impl HttpHandlers for HttpServer {
                 body: Some(format!("hello from {id}").into_bytes()),
             },
             "echo" => {
-                let mut headers = vec![("x-method".to_owned(), req.method.clone()), ("x-uri".to_owned(), req.uri.clone())];
-                headers.push(("x-body".to_owned(), if req.body.is_none() { "none" } else { "some" }.to_owned()));
+                let mut headers = vec![
+                    ("x-method".to_owned(), req.method.clone()),
+                    ("x-uri".to_owned(), req.uri.clone()),
+                ];
+                headers.push((
+                    "x-body".to_owned(),
+                    if req.body.is_none() { "none" } else { "some" }.to_owned(),
+                ));
                 for (k, v) in &req.headers {
                     let k = k.to_ascii_lowercase();
-                    if k.starts_with("x-route-param-") || k.starts_with("x-mw") || k.starts_with("x-test") {
+                    if k.starts_with("x-route-param-")
+                        || k.starts_with("x-mw")
+                        || k.starts_with("x-test")
+                    {
                         headers.push((format!("x-saw-{k}"), v.clone()));
                     }
                 }
-                HttpResponse { status: 201, headers, body: req.body }
+                HttpResponse {
+                    status: 201,
+                    headers,
+                    body: req.body,
+                }
             }
             "fail" => return Err("the handler failed on purpose".into()),
-            "bad-status" => HttpResponse { status: 1000, headers: vec![], body: None },
+            "bad-status" => HttpResponse {
+                status: 1000,
+                headers: vec![],
+                body: None,
+            },
             "slow" => {
                 let _ = timing::sleep(1500);
-                HttpResponse { status: 200, headers: vec![], body: Some(b"late".to_vec()) }
+                HttpResponse {
+                    status: 200,
+                    headers: vec![],
+                    body: Some(b"late".to_vec()),
+                }
             }
             other => HttpResponse {
                 status: 500,
@@ -201,7 +266,13 @@ impl HttpHandlers for HttpServer {
                 true
             }
         };
-        Ok((state, (MiddlewareResult { proceed, request: req },)))
+        Ok((
+            state,
+            (MiddlewareResult {
+                proceed,
+                request: req,
+            },),
+        ))
     }
 
     fn handle_websocket_connect(
@@ -209,7 +280,11 @@ impl HttpHandlers for HttpServer {
         params: (u64, u64, String, Option<String>),
     ) -> Result<(Option<Vec<u8>>,), String> {
         let (id, conn, path, query) = params;
-        note(format!("connect:{}:{conn}:{path}:{}", name_of(id), query.as_deref().unwrap_or("-")));
+        note(format!(
+            "connect:{}:{conn}:{path}:{}",
+            name_of(id),
+            query.as_deref().unwrap_or("-")
+        ));
         Ok((state,))
     }
 
@@ -238,7 +313,11 @@ impl HttpHandlers for HttpServer {
                 let mut data = msg.data.clone().unwrap_or_default();
                 note(format!("message:{conn}:binary:{}", data.len()));
                 data.reverse();
-                vec![WebsocketMessage { ty: MessageType::Binary, data: Some(data), text: None }]
+                vec![WebsocketMessage {
+                    ty: MessageType::Binary,
+                    data: Some(data),
+                    text: None,
+                }]
             }
             _ => {
                 note(format!("message:{conn}:other"));
@@ -258,11 +337,17 @@ impl HttpHandlers for HttpServer {
 }
 
 impl ProbeHandlers for HttpServer {
-    fn handle_add(state: Option<Vec<u8>>, params: (u64,)) -> Result<(Option<Vec<u8>>, (u64,)), String> {
+    fn handle_add(
+        state: Option<Vec<u8>>,
+        params: (u64,),
+    ) -> Result<(Option<Vec<u8>>, (u64,)), String> {
         Ok((state, (params.0,)))
     }
 
-    fn handle_fail(_state: Option<Vec<u8>>, params: (String,)) -> Result<(Option<Vec<u8>>,), String> {
+    fn handle_fail(
+        _state: Option<Vec<u8>>,
+        params: (String,),
+    ) -> Result<(Option<Vec<u8>>,), String> {
         Err(params.0)
     }
 
@@ -274,7 +359,10 @@ impl ProbeHandlers for HttpServer {
         Err("no spinning in http-server".into())
     }
 
-    fn handle_script(state: Option<Vec<u8>>, params: (String,)) -> Result<(Option<Vec<u8>>, (String,)), String> {
+    fn handle_script(
+        state: Option<Vec<u8>>,
+        params: (String,),
+    ) -> Result<(Option<Vec<u8>>, (String,)), String> {
         Ok((state, (run(&params.0).join("\n"),)))
     }
 }

@@ -1,0 +1,654 @@
+//! End-to-end tests of `theater:simple/http-framework` and `theater:simple/http-handlers` (handlers.md §12): the
+//! `http-server` guest runs real servers on 127.0.0.1 (port 0), driven by scripts (tests/actors/README.md), and
+//! real clients (reqwest, tokio-tungstenite) talk to them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use theater_handler_http_framework::{HttpFrameworkConfig, HttpFrameworkHandler};
+use theater_handler_timing::{TimingConfig, TimingHandler};
+use theater_runtime::{ActorHandle, TheaterRuntime};
+use theater_tests::guests;
+use theater_tests::probe::ProbeHandler;
+use theater_tests::support::{events_of, runtime, script, spawn};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+
+async fn server_actor(
+    rt: &TheaterRuntime,
+    config: HttpFrameworkConfig,
+    init: Option<&str>,
+) -> ActorHandle {
+    spawn(
+        rt,
+        "http-server",
+        guests::HTTP_SERVER,
+        vec![
+            Arc::new(HttpFrameworkHandler::new(config)),
+            Arc::new(TimingHandler::new(TimingConfig::default())),
+            Arc::new(ProbeHandler::new()),
+        ],
+        init.map(|s| format!("run:{s}").into_bytes()),
+    )
+    .await
+    .unwrap()
+}
+
+async fn run(actor: &ActorHandle, s: &str) -> Vec<String> {
+    script(actor, s)
+        .await
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The value of an `op=value` line; panics on `op!error`.
+fn value<'a>(line: &'a str, op: &str) -> &'a str {
+    line.strip_prefix(op)
+        .and_then(|l| l.strip_prefix('='))
+        .unwrap_or_else(|| panic!("expected {op}=..., got {line}"))
+}
+
+fn port(line: &str) -> u16 {
+    value(line, "start").parse().unwrap()
+}
+
+fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+async fn get(port: u16, path: &str) -> reqwest::Response {
+    http()
+        .get(format!("http://127.0.0.1:{port}{path}"))
+        .send()
+        .await
+        .unwrap()
+}
+
+fn headers(response: &reqwest::Response, name: &str) -> Vec<String> {
+    response
+        .headers()
+        .get_all(name)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Waits (up to 5 s) until the guest's callback log, accumulated across polls, contains `wanted`.
+async fn wait_for_events(actor: &ActorHandle, seen: &mut Vec<String>, wanted: &str) {
+    for _ in 0..100 {
+        let line = run(actor, "events").await.remove(0);
+        seen.extend(
+            value(&line, "events")
+                .split('|')
+                .filter(|e| !e.is_empty())
+                .map(str::to_owned),
+        );
+        if seen.iter().any(|e| e == wanted) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no event {wanted:?} in {seen:?}");
+}
+
+async fn refused(port: u16) -> bool {
+    tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+}
+
+/// Whether connections to `port` are refused within a second (a stopping actor's servers close as its stop
+/// signal reaches them).
+async fn refused_soon(port: u16) -> bool {
+    for _ in 0..20 {
+        if refused(port).await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn http_framework_routes_serve_guest_responses_and_change_while_running() {
+    let (rt, _dir) = runtime();
+    let actor = server_actor(&rt, HttpFrameworkConfig::default(), None).await;
+    let out = run(
+        &actor,
+        "create:;handler:hello;handler:echo;route:1,/hello,GET,1;route:1,/users/{id},get,2;\
+         route:1,/echo,POST,2;start:1",
+    )
+    .await;
+    assert_eq!(
+        &out[..6],
+        [
+            "create=1",
+            "handler=1",
+            "handler=2",
+            "route=1",
+            "route=2",
+            "route=3"
+        ]
+    );
+    let port = port(&out[6]);
+
+    let hello = get(port, "/hello").await;
+    assert_eq!(hello.status(), 200);
+    assert_eq!(headers(&hello, "x-multi"), ["a", "b"]);
+    assert_eq!(hello.text().await.unwrap(), "hello from 1");
+
+    // Route parameters arrive as headers; a client-sent copy is dropped.
+    let user = http()
+        .get(format!("http://127.0.0.1:{port}/users/42?x=1&y=%20"))
+        .header("X-Route-Param-id", "forged")
+        .header("x-test", "one")
+        .header("x-test", "two")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(user.status(), 201);
+    assert_eq!(headers(&user, "x-saw-x-route-param-id"), ["42"]);
+    assert_eq!(headers(&user, "x-uri"), ["/users/42?x=1&y=%20"]);
+    assert_eq!(headers(&user, "x-saw-x-test"), ["one", "two"]);
+    assert_eq!(headers(&user, "x-body"), ["none"]);
+
+    // A binary body reaches the guest and comes back.
+    let body = vec![0u8, 0xFF, 0x10, 0xFF];
+    let echoed = http()
+        .post(format!("http://127.0.0.1:{port}/echo"))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(headers(&echoed, "x-body"), ["some"]);
+    assert_eq!(echoed.bytes().await.unwrap().to_vec(), body);
+
+    // Wrong method, unknown path.
+    let post = http()
+        .post(format!("http://127.0.0.1:{port}/hello"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), 405);
+    assert_eq!(get(port, "/late").await.status(), 404);
+
+    // Added and removed while running, no restart.
+    assert_eq!(
+        run(&actor, "route:1,/late,GET,1;unroute:1").await,
+        ["route=4", "unroute"]
+    );
+    assert_eq!(get(port, "/late").await.status(), 200);
+    assert_eq!(get(port, "/hello").await.status(), 404);
+    assert_eq!(
+        run(&actor, "unroute:1;route:1,/late,get,2").await,
+        [
+            "unroute!route 1 not found",
+            "route!add-route: GET /late already has route 4"
+        ]
+    );
+
+    // One handle-request event per routed request, with the request and the response.
+    let chain = actor.chain();
+    assert!(chain.verify().is_ok());
+    let events = events_of(&chain, "theater:simple/http-handlers/handle-request");
+    assert_eq!(events.len(), 4, "{events:?}");
+    let text = events[1].to_string();
+    assert!(text.contains("/users/42") && text.contains("201"), "{text}");
+}
+
+#[tokio::test]
+async fn http_framework_middleware_tags_rejects_and_matches_segments() {
+    let (rt, _dir) = runtime();
+    let actor = server_actor(&rt, HttpFrameworkConfig::default(), None).await;
+    let out = run(
+        &actor,
+        "create:;handler:echo;handler:mw-tag;handler:mw-reject;route:1,/api/x,GET,1;\
+         route:1,/apiary,GET,1;route:1,/open,GET,1;mw:1,/api,2;start:1",
+    )
+    .await;
+    assert_eq!(out[7], "mw=1");
+    let port = port(&out[8]);
+
+    let tagged = get(port, "/api/x").await;
+    assert_eq!(headers(&tagged, "x-saw-x-mw"), ["tagged-by-2"]);
+    let apiary = get(port, "/apiary").await;
+    assert_eq!(apiary.status(), 201);
+    assert!(
+        headers(&apiary, "x-saw-x-mw").is_empty(),
+        "/api skips /apiary"
+    );
+
+    // A rejecting middleware added while running answers 403 without reaching the route.
+    assert_eq!(run(&actor, "mw:1,/open,3").await, ["mw=2"]);
+    assert_eq!(get(port, "/open").await.status(), 403);
+    assert_eq!(
+        run(&actor, "unmw:2;info:1").await,
+        [
+            "unmw",
+            &format!("info=id:1,port:{port},host:127.0.0.1,running:true,routes:3,mw:1,ws:false")
+        ]
+    );
+    assert_eq!(get(port, "/open").await.status(), 201);
+    assert_eq!(
+        run(&actor, "unmw:1;unmw:1").await,
+        ["unmw", "unmw!middleware 1 not found"]
+    );
+    assert!(headers(&get(port, "/api/x").await, "x-saw-x-mw").is_empty());
+
+    let chain = actor.chain();
+    let decisions = events_of(&chain, "theater:simple/http-handlers/handle-middleware");
+    assert_eq!(decisions.len(), 2, "{decisions:?}");
+    let requests = events_of(&chain, "theater:simple/http-handlers/handle-request");
+    assert_eq!(
+        requests.len(),
+        4,
+        "the rejected request never reached a route"
+    );
+}
+
+#[tokio::test]
+async fn http_framework_websockets_connect_echo_push_close_and_disable() {
+    let (rt, _dir) = runtime();
+    let actor = server_actor(&rt, HttpFrameworkConfig::default(), None).await;
+    let out = run(
+        &actor,
+        "create:;handler:ws-connect;handler:ws-echo;handler:ws-disconnect;ws:1,/ws,1,2,3;start:1;info:1",
+    )
+    .await;
+    assert_eq!(out[4], "ws");
+    let port = port(&out[5]);
+    assert!(out[6].ends_with("ws:true"), "{}", out[6]);
+    let url = format!("ws://127.0.0.1:{port}/ws");
+    let mut seen = Vec::new();
+
+    // Connect (with a query), text and binary frames answered by the guest's replies, in order.
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("{url}?room=a"))
+        .await
+        .unwrap();
+    wait_for_events(&actor, &mut seen, "connect:ws-connect:1:/ws:room=a").await;
+    ws.send(Message::Text("hi".into())).await.unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        Message::Text("echo:hi".into())
+    );
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        Message::Text("again:hi".into())
+    );
+    ws.send(Message::Binary(vec![1u8, 2, 3].into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        Message::Binary(vec![3u8, 2, 1].into())
+    );
+
+    // Pushed by a script, and by the guest from inside its message callback.
+    assert_eq!(run(&actor, "wssend:1,1,from-script").await, ["wssend"]);
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        Message::Text("from-script".into())
+    );
+    ws.send(Message::Text("push".into())).await.unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        Message::Text("pushed".into())
+    );
+
+    // close-websocket closes the client and fires disconnect.
+    assert_eq!(run(&actor, "wsclose:1,1").await, ["wsclose"]);
+    assert!(matches!(ws.next().await, Some(Ok(Message::Close(_)))));
+    wait_for_events(&actor, &mut seen, "disconnect:ws-disconnect:1").await;
+    assert_eq!(
+        run(&actor, "wssend:1,1,gone").await,
+        ["wssend!connection 1 not found"]
+    );
+
+    // The client closes: disconnect fires for connection 2.
+    let (mut second, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    wait_for_events(&actor, &mut seen, "connect:ws-connect:2:/ws:-").await;
+    second.close(None).await.unwrap();
+    wait_for_events(&actor, &mut seen, "disconnect:ws-disconnect:2").await;
+
+    // The guest closes from inside its callback.
+    let (mut third, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    third.send(Message::Text("close".into())).await.unwrap();
+    assert!(matches!(third.next().await, Some(Ok(Message::Close(_)))));
+    wait_for_events(&actor, &mut seen, "disconnect:ws-disconnect:3").await;
+    assert!(seen.contains(&"message:1:text:hi".to_owned()), "{seen:?}");
+    assert!(seen.contains(&"message:1:binary:3".to_owned()), "{seen:?}");
+
+    // disable-websocket closes open connections; later upgrades fail.
+    let (mut fourth, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    wait_for_events(&actor, &mut seen, "connect:ws-connect:4:/ws:-").await;
+    assert_eq!(run(&actor, "unws:1,/ws;info:1").await[0], "unws");
+    assert!(matches!(fourth.next().await, Some(Ok(Message::Close(_)))));
+    wait_for_events(&actor, &mut seen, "disconnect:ws-disconnect:4").await;
+    assert!(tokio_tungstenite::connect_async(&url).await.is_err());
+    assert!(run(&actor, "info:1").await[0].ends_with("ws:false"));
+    assert_eq!(
+        run(&actor, "unws:1,/ws").await,
+        ["unws!disable-websocket: no WebSocket endpoint at /ws"]
+    );
+
+    let chain = actor.chain();
+    assert!(chain.verify().is_ok());
+    assert_eq!(
+        events_of(
+            &chain,
+            "theater:simple/http-handlers/handle-websocket-connect"
+        )
+        .len(),
+        4
+    );
+    assert_eq!(
+        events_of(
+            &chain,
+            "theater:simple/http-handlers/handle-websocket-disconnect"
+        )
+        .len(),
+        4
+    );
+    assert!(
+        events_of(
+            &chain,
+            "theater:simple/http-handlers/handle-websocket-message"
+        )
+        .len()
+            >= 4
+    );
+}
+
+#[tokio::test]
+async fn http_framework_lifecycle_info_stop_restart_destroy() {
+    let (rt, _dir) = runtime();
+    let actor = server_actor(&rt, HttpFrameworkConfig::default(), None).await;
+    let out = run(
+        &actor,
+        "create:;info:1;stop:1;handler:hello;route:1,/,GET,1;start:1;start:1;info:1",
+    )
+    .await;
+    assert_eq!(
+        out[1],
+        "info=id:1,port:0,host:127.0.0.1,running:false,routes:0,mw:0,ws:false"
+    );
+    assert_eq!(out[2], "stop!stop-server: server 1 is not running");
+    let first = port(&out[5]);
+    assert_eq!(out[6], "start!start-server: server 1 is already running");
+    assert_eq!(
+        out[7],
+        format!("info=id:1,port:{first},host:127.0.0.1,running:true,routes:1,mw:0,ws:false")
+    );
+    assert_eq!(get(first, "/").await.status(), 200);
+
+    // Stopped: connections are refused, routes kept; a restart serves them again.
+    let out = run(&actor, "stop:1;info:1").await;
+    assert_eq!(out[0], "stop");
+    assert!(out[1].contains("running:false,routes:1"), "{}", out[1]);
+    assert!(
+        refused(first).await,
+        "the listener is closed when stop-server returns"
+    );
+    let second = port(&run(&actor, "start:1").await[0]);
+    assert_eq!(get(second, "/").await.status(), 200);
+
+    // Destroyed: gone.
+    let out = run(&actor, "destroy:1;info:1;start:1;destroy:1").await;
+    assert_eq!(
+        out,
+        [
+            "destroy",
+            "info!server 1 not found",
+            "start!server 1 not found",
+            "destroy!server 1 not found"
+        ]
+    );
+    assert!(refused(second).await);
+    // Ids are not reused.
+    assert_eq!(run(&actor, "create:").await, ["create=2"]);
+}
+
+#[tokio::test]
+async fn http_framework_init_starts_a_server_that_stops_with_the_actor() {
+    let (rt, _dir) = runtime();
+    let actor = server_actor(
+        &rt,
+        HttpFrameworkConfig::default(),
+        Some("create:;handler:hello;route:1,/,GET,1;start:1"),
+    )
+    .await;
+    let state = String::from_utf8(actor.state().unwrap()).unwrap();
+    let port = port(state.lines().last().unwrap());
+    assert_eq!(get(port, "/").await.status(), 200);
+    assert!(
+        actor.has_background_work(),
+        "a running server is background work"
+    );
+    actor.stop().await.unwrap();
+    assert!(refused(port).await);
+}
+
+#[tokio::test]
+async fn http_framework_https_with_a_certificate_in_tls_dirs() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let cert_pem = cert.cert.pem();
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, &cert_pem).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    std::fs::write(dir.path().join("junk.pem"), "not a certificate").unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("cert.pem"), &cert_pem).unwrap();
+
+    let (rt, _dir) = runtime();
+    let config = HttpFrameworkConfig {
+        tls_dirs: vec![dir.path().to_owned()],
+        ..Default::default()
+    };
+    let actor = server_actor(&rt, config, None).await;
+    let (c, k) = (cert_path.display(), key_path.display());
+    let out = run(
+        &actor,
+        &format!(
+            "create:127.0.0.1,,{c},{k};handler:hello;route:1,/,GET,1;start:1;\
+             create:127.0.0.1,,{},{k};create:127.0.0.1,,{}/junk.pem,{k};start:2",
+            outside.path().join("cert.pem").display(),
+            dir.path().display()
+        ),
+    )
+    .await;
+    let port = port(&out[3]);
+    assert!(
+        out[4].starts_with("create!permission denied: tls") && out[4].ends_with("(tls_dirs)"),
+        "{}",
+        out[4]
+    );
+    assert_eq!(out[5], "create=2");
+    assert!(out[6].starts_with("start!start-server: "), "{}", out[6]);
+
+    let client = {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        reqwest::Client::builder()
+            .no_proxy()
+            .tls_certs_only([reqwest::Certificate::from_pem(cert_pem.as_bytes()).unwrap()])
+            .build()
+            .unwrap()
+    };
+    let response = client
+        .get(format!("https://127.0.0.1:{port}/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "hello from 1");
+    // Plain HTTP to the TLS port gets no response.
+    assert!(
+        http()
+            .get(format!("http://127.0.0.1:{port}/"))
+            .send()
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn http_framework_denials_and_limits() {
+    let (rt, _dir) = runtime();
+    let config = HttpFrameworkConfig {
+        allowed_routes: vec!["/api".into()],
+        max_servers: 2,
+        max_request_bytes: 16,
+        request_timeout_ms: 300,
+        bind_overrides: [("0.0.0.0:8080".to_owned(), "127.0.0.1:0".to_owned())].into(),
+        ..Default::default()
+    };
+    let actor = server_actor(&rt, config, None).await;
+    let out = run(
+        &actor,
+        "create:0.0.0.0,;create:127.0.0.1,9999;create:;create:0.0.0.0,8080;create:;handler:echo;handler:slow;\
+         handler:fail;handler:bad-status;route:1,/api/x,TRACE,1;route:1,/api/x,*,1;route:1,/other,GET,1;\
+         mw:1,/other,1;ws:1,/other,-,1,-;route:1,/api/{bad,GET,1;route:1,/api/x,GET,99;route:7,/api/x,GET,1;\
+         route:1,/api/echo,POST,1;route:1,/api/slow,GET,2;route:1,/api/fail,GET,3;route:1,/api/bad,GET,4;start:1;\
+         start:2;info:2",
+    )
+    .await;
+    assert_eq!(
+        out[0],
+        "create!permission denied: bind 0.0.0.0 (allowed_hosts)"
+    );
+    assert_eq!(
+        out[1],
+        "create!permission denied: bind port 9999 (allowed_ports)"
+    );
+    assert_eq!(out[2], "create=1");
+    assert_eq!(out[3], "create=2", "0.0.0.0:8080 is mapped to 127.0.0.1:0");
+    assert_eq!(out[4], "create!create-server: 3 exceeds max_servers (2)");
+    assert_eq!(
+        out[9],
+        "route!permission denied: method TRACE (allowed_methods)"
+    );
+    assert_eq!(
+        out[10],
+        "route!permission denied: method * (allowed_methods)"
+    );
+    assert_eq!(
+        out[11],
+        "route!permission denied: add-route /other (allowed_routes)"
+    );
+    assert_eq!(
+        out[12],
+        "mw!permission denied: add-middleware /other (allowed_routes)"
+    );
+    assert_eq!(
+        out[13],
+        "ws!permission denied: enable-websocket /other (allowed_routes)"
+    );
+    assert!(
+        out[14].starts_with("route!add-route: /api/{bad"),
+        "{}",
+        out[14]
+    );
+    assert_eq!(out[15], "route!handler 99 not found");
+    assert_eq!(out[16], "route!server 7 not found");
+    let mapped = port(&out[22]);
+    let port = port(&out[21]);
+    assert!(
+        out[23].starts_with(&format!(
+            "info=id:2,port:{mapped},host:127.0.0.1,running:true"
+        )),
+        "{}",
+        out[23]
+    );
+
+    // Bodies over max_request_bytes: 413 without a callback.
+    let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
+    let small = http()
+        .post(url("/api/echo"))
+        .body(vec![1u8; 16])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(small.status(), 201);
+    let large = http()
+        .post(url("/api/echo"))
+        .body(vec![1u8; 17])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(large.status(), 413);
+    // A chunked body, without Content-Length, is cut off at the limit too.
+    let mut raw = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    raw.write_all(
+        b"POST /api/echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n\
+          20\r\n01234567890123456789012345678901\r\n0\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = [0u8; 12];
+    raw.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 413");
+    // Failures and invalid responses: 500, no details.
+    let failed = get(port, "/api/fail").await;
+    assert_eq!(failed.status(), 500);
+    assert_eq!(failed.text().await.unwrap(), "");
+    assert_eq!(get(port, "/api/bad").await.status(), 500);
+    // A guest slower than request_timeout_ms: 504.
+    let started = std::time::Instant::now();
+    assert_eq!(get(port, "/api/slow").await.status(), 504);
+    assert!(started.elapsed() < Duration::from_millis(1400));
+
+    // The slow call is recorded when it returns; the 413 request reached no callback.
+    let mut requests = Vec::new();
+    for _ in 0..60 {
+        requests = events_of(
+            &actor.chain(),
+            "theater:simple/http-handlers/handle-request",
+        );
+        if requests.len() >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(requests.len(), 4, "{requests:?}");
+}
+
+#[tokio::test]
+async fn http_framework_servers_belong_to_their_actor() {
+    let (rt, _dir) = runtime();
+    let a = server_actor(&rt, HttpFrameworkConfig::default(), None).await;
+    let b = server_actor(&rt, HttpFrameworkConfig::default(), None).await;
+    let a_port = port(&run(&a, "create:;handler:hello;route:1,/,GET,1;start:1").await[3]);
+    assert_eq!(
+        run(
+            &b,
+            "info:1;stop:1;destroy:1;unroute:1;unmw:1;wsclose:1,1;unws:1,/"
+        )
+        .await,
+        [
+            "info!server 1 not found",
+            "stop!server 1 not found",
+            "destroy!server 1 not found",
+            "unroute!route 1 not found",
+            "unmw!middleware 1 not found",
+            "wsclose!server 1 not found",
+            "unws!server 1 not found"
+        ]
+    );
+    assert_eq!(get(a_port, "/").await.status(), 200, "A still serves");
+    let b_port = port(&run(&b, "create:;handler:hello;route:1,/,GET,1;start:1").await[3]);
+    assert_ne!(a_port, b_port);
+
+    // Stopping A stops only A's server.
+    a.stop().await.unwrap();
+    assert!(refused_soon(a_port).await);
+    assert_eq!(get(b_port, "/").await.status(), 200);
+    assert_eq!(get(b_port, "/").await.text().await.unwrap(), "hello from 1");
+}
