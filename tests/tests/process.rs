@@ -514,6 +514,30 @@ async fn process_leaves_nothing_running_behind() {
     wait_gone(child).await;
 }
 
+#[tokio::test]
+async fn process_background_work_lasts_while_processes_do() {
+    let (rt, _dir) = runtime();
+    // What `theater run` waits on: with `init`'s process gone and its exit delivered, nothing can call the actor.
+    let a = actor(&rt, allowed(), Some("spawn:sh|-c|sleep 0.3; echo done")).await;
+    assert!(a.has_background_work(), "a live process is background work");
+    let log = wait_exits(&a, &[1]).await;
+    assert_eq!(log[1..], ["stdout:1:\"done\"", "exit:1:0 status=false,0"]);
+    for _ in 0..500 {
+        if !a.has_background_work() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!a.has_background_work(), "no process, no background work");
+
+    let idle = actor(&rt, allowed(), None).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !idle.has_background_work(),
+        "an actor without processes holds none"
+    );
+}
+
 /// The OS pid a process printed as its first line of output.
 fn os_pid(line: &str, pid: u64) -> u32 {
     line.strip_prefix(&format!("stdout:{pid}:\""))
