@@ -11,11 +11,14 @@
 //!   execution), `allowed_paths` for a given `cwd` (without one, a process runs in a private empty directory of
 //!   its actor), `allowed_env` for the variables the guest may set (the environment is `PATH` plus those),
 //!   `max_processes` live processes per actor, `max_output_buffer` bytes per read, chunk and line.
-//! * **Supervision** (module `supervise`): one task per process owns its `Child`; output is framed
-//!   per stream (raw, line-by-line, json, chunked), each callback awaited before the stream is read on, and
+//! * **Supervision** (module `supervise`): one task per process owns its `Child`; output is framed per stream
+//!   (raw, line-by-line, json, chunked), each callback awaited before the stream is read on, and
 //!   `handle-exit(pid, code)` follows all output (`code` is the negative signal number when killed: `-9` after
-//!   `os-kill` or the `execution-timeout`). Each process runs in a process group of its own; a kill reaches
-//!   what it started. Every child is killed when its actor stops.
+//!   `os-kill` or the `execution-timeout`). Each process leads a process group of its own: a kill reaches what
+//!   it started, and what it leaves running there is killed when it exits. Every child is killed when its
+//!   actor stops. Without the callback export, output is read and dropped (one warning per process).
+//! * **Background work** (`start`): lasts while the actor has processes, so `theater run` ends once the last
+//!   one has exited and its exit has been delivered.
 //! * **Chain events**: one per host call, `theater:simple/process/<function>`, with `os-write-stdin`'s `data`
 //!   as a payload value; the callbacks are recorded by the runtime as
 //!   `theater:simple/process-handlers/<function>`, so the output is on the chain.
@@ -298,6 +301,10 @@ impl ProcessHandler {
     /// Writes all of `data` to the process's stdin and returns the byte count; a zero-length write closes
     /// stdin. Errors: `process <pid> not found`, `process <pid> has already exited`,
     /// `process <pid>: stdin is closed`, or the write's own error.
+    ///
+    /// The write waits while the pipe is full. A process that answers its input (`cat`) stops reading once its
+    /// own output is not read, and output waits for its callback, which waits for this call: a write larger than
+    /// the two pipes hold can therefore take until `callback_timeout_ms`. Write in pieces of a few KiB.
     #[theater(record(data = "full"))]
     async fn os_write_stdin(&self, pid: u64, data: Vec<u8>) -> Result<u32, String> {
         let actor = self.actor()?;
