@@ -11,6 +11,8 @@ use wasmtime::component::Linker;
 
 use crate::actor::{ActorHandle, ActorId};
 use crate::exports::ExportResolver;
+use crate::registry::HandlerRegistry;
+use crate::runtime::RuntimeRef;
 use crate::store::ActorStore;
 
 /// A host capability: the host functions of one imported WIT interface and, optionally, the callers of one
@@ -84,6 +86,16 @@ pub struct ActorContext {
     pub manifest_dir: PathBuf,
     /// The runtime's data folder (`--data-dir`, `$THEATER_HOME`, or the platform data folder).
     pub data_dir: PathBuf,
+    /// The runtime that runs the actor (weak: an actor does not keep its runtime alive). Handlers that
+    /// coordinate actors (supervisor, message-server) reach other actors and runtime services through it.
+    pub runtime: RuntimeRef,
+    /// The registry the actor's handlers were built with ([`TheaterRuntime::spawn_manifest`] or
+    /// [`SpawnOptions::registry`]); a supervisor builds its children's handlers with it. `None` when the actor
+    /// was spawned with handler objects only.
+    ///
+    /// [`TheaterRuntime::spawn_manifest`]: crate::TheaterRuntime::spawn_manifest
+    /// [`SpawnOptions::registry`]: crate::SpawnOptions::registry
+    pub registry: Option<HandlerRegistry>,
 }
 
 /// Fires once, when an actor begins to stop. Cheap to clone.

@@ -44,7 +44,7 @@ pub use host::{CallSpec, HostCtx};
 pub use manifest::Manifest;
 pub use record::RecordMode;
 pub use registry::{HandlerConfig, HandlerRegistry};
-pub use runtime::{RuntimeConfig, SpawnError, SpawnOptions, TheaterRuntime};
+pub use runtime::{RuntimeConfig, RuntimeRef, SpawnError, SpawnOptions, TheaterRuntime};
 pub use store::ActorStore;
 
 /// Re-exports used by code that `#[theater_handler]` generates, so handler crates need no direct dependency on

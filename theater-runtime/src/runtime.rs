@@ -3,7 +3,7 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -40,6 +40,9 @@ pub struct SpawnOptions {
     record_overrides: HashMap<String, RecordMode>,
     recording: bool,
     manifest_dir: PathBuf,
+    id: Option<ActorId>,
+    run_init: bool,
+    registry: Option<HandlerRegistry>,
 }
 
 impl SpawnOptions {
@@ -55,6 +58,9 @@ impl SpawnOptions {
             record_overrides: HashMap::new(),
             recording: true,
             manifest_dir: std::env::current_dir().unwrap_or_default(),
+            id: None,
+            run_init: true,
+            registry: None,
         }
     }
 
@@ -95,6 +101,27 @@ impl SpawnOptions {
         self.manifest_dir = dir;
         self
     }
+
+    /// The actor's id (default: a fresh one). Restarting an actor under its old id uses this; spawning while
+    /// another running actor has the id is an error.
+    pub fn id(mut self, id: ActorId) -> Self {
+        self.id = Some(id);
+        self
+    }
+
+    /// Whether `init` is called (default `true`). `false` restores an actor from its state without running
+    /// `init` again (supervisor's `resume`).
+    pub fn run_init(mut self, run_init: bool) -> Self {
+        self.run_init = run_init;
+        self
+    }
+
+    /// The registry the handlers were built with, passed on to the handlers in [`ActorContext::registry`] (a
+    /// supervisor builds its children's handlers with it).
+    pub fn registry(mut self, registry: HandlerRegistry) -> Self {
+        self.registry = Some(registry);
+        self
+    }
 }
 
 /// Why a spawn failed. The message names the handler and step where one is at fault.
@@ -133,11 +160,37 @@ pub struct TheaterRuntime {
     inner: Arc<Inner>,
 }
 
+/// A weak reference to a [`TheaterRuntime`], held by actors and their handlers so an actor does not keep its
+/// runtime alive.
+#[derive(Clone)]
+pub struct RuntimeRef(Weak<Inner>);
+
+impl RuntimeRef {
+    /// The runtime, unless it has been dropped.
+    pub fn upgrade(&self) -> Option<TheaterRuntime> {
+        self.0.upgrade().map(|inner| TheaterRuntime { inner })
+    }
+}
+
+impl std::fmt::Debug for RuntimeRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.strong_count() > 0 {
+            "RuntimeRef(live)"
+        } else {
+            "RuntimeRef(dropped)"
+        })
+    }
+}
+
+/// A runtime-wide service, one per runtime and type (see [`TheaterRuntime::service`]).
+type Service = (std::any::TypeId, Arc<dyn Any + Send + Sync>);
+
 struct Inner {
     engine: TheaterEngine,
     data_dir: PathBuf,
     hmac_key: Arc<[u8]>,
     actors: Mutex<Vec<ActorHandle>>,
+    services: Mutex<Vec<Service>>,
 }
 
 impl TheaterRuntime {
@@ -160,6 +213,7 @@ impl TheaterRuntime {
                 data_dir,
                 hmac_key: key.into(),
                 actors: Mutex::default(),
+                services: Mutex::default(),
             }),
         })
     }
@@ -167,6 +221,29 @@ impl TheaterRuntime {
     /// The runtime's data folder.
     pub fn data_dir(&self) -> &std::path::Path {
         &self.inner.data_dir
+    }
+
+    /// A weak reference to this runtime.
+    pub fn downgrade(&self) -> RuntimeRef {
+        RuntimeRef(Arc::downgrade(&self.inner))
+    }
+
+    /// The runtime's service of type `T`, created with `T::default()` on first use: state shared by the
+    /// handler instances of every actor of this runtime (e.g. the message-server's router), and by nothing
+    /// outside it. Services keyed by actor id must check the caller on every operation (handlers.md §1).
+    pub fn service<T: Default + Send + Sync + 'static>(&self) -> Arc<T> {
+        let key = std::any::TypeId::of::<T>();
+        let mut services = lock(&self.inner.services);
+        if let Some(found) = services
+            .iter()
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, s)| s.clone().downcast::<T>().ok())
+        {
+            return found;
+        }
+        let service = Arc::new(T::default());
+        services.push((key, service.clone()));
+        service
     }
 
     /// Spawns the actor a manifest describes, building its handlers with `registry`.
@@ -179,6 +256,21 @@ impl TheaterRuntime {
         manifest: &Manifest,
         registry: &HandlerRegistry,
     ) -> Result<ActorHandle, SpawnError> {
+        let options = self.manifest_options(manifest, registry)?;
+        self.spawn(options).await
+    }
+
+    /// The [`SpawnOptions`] a manifest describes, its handlers built with `registry`, for callers that adjust
+    /// them before spawning (a supervisor sets the child's initial state, id, or skips `init`).
+    ///
+    /// # Errors
+    /// Unreadable files, unknown handler types, bad handler fields and unknown `record` function names (each
+    /// named).
+    pub fn manifest_options(
+        &self,
+        manifest: &Manifest,
+        registry: &HandlerRegistry,
+    ) -> Result<SpawnOptions, SpawnError> {
         let read = |p: &PathBuf, what: &str| {
             std::fs::read(p).map_err(|e| crate::manifest::ManifestError {
                 path: p.clone(),
@@ -229,8 +321,9 @@ impl TheaterRuntime {
             .init_state(init_state)
             .limits(manifest.limits.clone())
             .record_overrides(overrides)
-            .manifest_dir(manifest.dir.clone());
-        self.spawn(options).await
+            .manifest_dir(manifest.dir.clone())
+            .registry(registry.clone());
+        Ok(options)
     }
 
     /// Spawns an actor: links the handlers it uses, instantiates the component, calls `init` if exported, and
@@ -280,7 +373,13 @@ impl TheaterRuntime {
             .map_err(|e| SpawnError::Component(format!("{e:#}")))?;
 
         // The actor.
-        let id = ActorId::new();
+        let id = match &options.id {
+            Some(id) if self.get(id).is_some() => {
+                return Err(SpawnError::Component(format!("actor {id} is already running")));
+            }
+            Some(id) => id.clone(),
+            None => ActorId::new(),
+        };
         let shared = Arc::new(ActorShared::new(id.clone(), options.name.clone()));
         shared.set_state(options.init_state.clone());
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
@@ -296,6 +395,8 @@ impl TheaterRuntime {
             shutdown: shutdown.clone(),
             manifest_dir: options.manifest_dir.clone(),
             data_dir: self.inner.data_dir.clone(),
+            runtime: self.downgrade(),
+            registry: options.registry.clone(),
         };
         let mut instances: Vec<Arc<dyn Handler>> = Vec::new();
         let mut by_type: Vec<(std::any::TypeId, Arc<dyn Any + Send + Sync>)> = Vec::new();
@@ -372,7 +473,7 @@ impl TheaterRuntime {
                 .resolve::<(String,), (Option<Vec<u8>>,)>(init_spec())
                 .map_err(|e| SpawnError::Component(format!("{e:#}")))?;
         }
-        let has_init = store.data().exports.get(init_spec()).is_some();
+        let has_init = options.run_init && store.data().exports.get(init_spec()).is_some();
 
         let task = ActorTask {
             store,
