@@ -39,6 +39,7 @@ impl HandlerAttr {
                 return attr;
             }
         };
+        let before = diag.len();
         for pair in pairs {
             let key = pair
                 .path
@@ -78,6 +79,10 @@ impl HandlerAttr {
                 span: lit.span(),
             });
         }
+        // A misspelled key already has its error; "needs `import`" would only repeat it.
+        if diag.len() != before {
+            return attr;
+        }
         if attr.wit.is_none() {
             diag.error(
                 Span::call_site(),
@@ -116,8 +121,12 @@ pub enum Mode {
 pub struct MethodAttr {
     /// `name = "wit-name"`: the WIT function this method binds.
     pub name: Option<Spanned>,
-    /// `record(value = "mode", ...)`: payload values (WIT parameter names in snake case, or `result`).
+    /// `record(value = "mode", ...)`: payload values (WIT parameter names in snake case, or `result`); the span
+    /// is the value's.
     pub record: Vec<(Spanned, Mode)>,
+    /// The spans of the `name` and `record` keys, if present.
+    pub name_key: Option<Span>,
+    pub record_key: Option<Span>,
     /// `create_instance`: the per-actor constructor.
     pub create_instance: Option<Span>,
     /// `start`: background work.
@@ -142,8 +151,11 @@ impl MethodAttr {
                             diag.error(span, "duplicate key `name` in #[theater]");
                         }
                         out.name = Some(Spanned { value: lit.value(), span: lit.span() });
+                        out.name_key = Some(span);
                     }
-                    "record" => meta.parse_nested_meta(|inner| {
+                    "record" => {
+                        out.record_key.get_or_insert(span);
+                        meta.parse_nested_meta(|inner| {
                         let value = inner.path.get_ident().map(|i| i.to_string()).unwrap_or_default();
                         let vspan = syn::spanned::Spanned::span(&inner.path);
                         let lit: LitStr = inner.value()?.parse()?;
@@ -159,11 +171,21 @@ impl MethodAttr {
                                 return Ok(());
                             }
                         };
+                        if out.record.iter().any(|(v, _)| v.value == value) {
+                            diag.error(vspan, format!("duplicate value `{value}` in #[theater(record(...))]"));
+                            return Ok(());
+                        }
                         out.record.push((Spanned { value, span: vspan }, mode));
                         Ok(())
-                    })?,
-                    "create_instance" => out.create_instance = Some(span),
-                    "start" => out.start = Some(span),
+                    })?
+                    }
+                    "create_instance" | "start" => {
+                        let slot = if key == "start" { &mut out.start } else { &mut out.create_instance };
+                        if slot.is_some() {
+                            diag.error(span, format!("duplicate key `{key}` in #[theater]"));
+                        }
+                        *slot = Some(span);
+                    }
                     _ => diag.error(
                         span,
                         format!(
@@ -179,5 +201,29 @@ impl MethodAttr {
             false
         });
         out
+    }
+}
+
+impl MethodAttr {
+    /// Errors for keys that mean nothing on a lifecycle method (`name`, `record`, the other lifecycle key), each
+    /// at its key, so that no key is silently ignored. `hook` is `create_instance` or `start`.
+    pub fn check_hook(&self, hook: &str, diag: &mut Diagnostics) {
+        let unused = |span: Span, key: &str, diag: &mut Diagnostics| {
+            diag.error(
+                span,
+                format!("`{key}` has no effect on a #[theater({hook})] method"),
+            )
+        };
+        if let Some(span) = self.name_key {
+            unused(span, "name", diag);
+        }
+        if let Some(span) = self.record_key {
+            unused(span, "record", diag);
+        }
+        if hook == "create_instance"
+            && let Some(s) = self.start
+        {
+            unused(s, "start", diag);
+        }
     }
 }

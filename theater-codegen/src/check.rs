@@ -2,7 +2,7 @@
 //! function, and the parameter and return types agree. Each problem is an error at the user's tokens.
 
 use heck::ToKebabCase;
-use syn::spanned::Spanned as _;
+use proc_macro2::Span;
 use syn::{FnArg, GenericArgument, ImplItem, ItemImpl, PathArguments, ReturnType};
 
 use crate::attr::{MethodAttr, Mode};
@@ -45,12 +45,14 @@ pub fn bind<'a>(
     let mut plan = Plan::default();
     let functions: &[Function] = iface.map(|i| i.functions.as_slice()).unwrap_or(&[]);
     let mut served = vec![false; functions.len()];
+    // Methods that name no WIT function: (method, WIT name looked for, span).
+    let mut unbound: Vec<(String, String, Span)> = Vec::new();
     for impl_item in &mut item.items {
         let method = match impl_item {
             ImplItem::Fn(m) => m,
             other => {
-                diag.error(
-                    other.span(),
+                diag.error_spanned(
+                    &*other,
                     "#[theater_handler] impl blocks hold only methods: move other items to a separate impl",
                 );
                 continue;
@@ -62,18 +64,26 @@ pub fn bind<'a>(
             method: sig.ident.clone(),
             is_async: sig.asyncness.is_some(),
         };
-        if attr.create_instance.is_some() {
-            plan.create_instance = Some(hook());
+        if let Some(span) = attr.create_instance {
+            attr.check_hook("create_instance", diag);
+            set_hook(
+                &mut plan.create_instance,
+                hook(),
+                "create_instance",
+                span,
+                diag,
+            );
             continue;
         }
-        if attr.start.is_some() {
+        if let Some(span) = attr.start {
+            attr.check_hook("start", diag);
             if sig.asyncness.is_none() {
                 diag.error(
                     sig.ident.span(),
                     "a #[theater(start)] method must be an `async fn`",
                 );
             }
-            plan.start = Some(hook());
+            set_hook(&mut plan.start, hook(), "start", span, diag);
             continue;
         }
         let wit_name = attr
@@ -82,21 +92,12 @@ pub fn bind<'a>(
             .map(|n| n.value.clone())
             .unwrap_or_else(|| sig.ident.to_string().to_kebab_case());
         let Some(index) = functions.iter().position(|f| f.name == wit_name) else {
-            let iface_name = iface
-                .map(|i| i.name.full())
-                .unwrap_or_else(|| "the imported interface".into());
             let span = attr
                 .name
                 .as_ref()
                 .map(|n| n.span)
                 .unwrap_or(sig.ident.span());
-            let hint = nearest(&wit_name, functions.iter().map(|f| f.name.as_str()))
-                .map(|n| format!("; did you mean `{}` (WIT `{n}`)?", n.replace('-', "_")))
-                .unwrap_or_default();
-            diag.error(
-                span,
-                format!("`{}` is not a function of {iface_name}{hint}", sig.ident),
-            );
+            unbound.push((sig.ident.to_string(), wit_name, span));
             continue;
         };
         if std::mem::replace(&mut served[index], true) {
@@ -111,10 +112,32 @@ pub fn bind<'a>(
             plan.bound.push(bound);
         }
     }
+    // Suggest only functions no method serves; a function suggested this way is not reported missing too (the
+    // error at the method already says what to write).
+    let mut suggested: Vec<&str> = Vec::new();
+    for (method, wit_name, span) in unbound {
+        let unserved = functions
+            .iter()
+            .zip(&served)
+            .filter(|(f, s)| !**s && !suggested.contains(&f.name.as_str()))
+            .map(|(f, _)| f.name.as_str());
+        let near = nearest(&wit_name, unserved);
+        let hint = near
+            .map(|n| format!("; did you mean `{}` (WIT `{n}`)?", n.replace('-', "_")))
+            .unwrap_or_default();
+        suggested.extend(near);
+        let iface_name = iface
+            .map(|i| i.name.full())
+            .unwrap_or_else(|| "the imported interface".into());
+        diag.error(
+            span,
+            format!("`{method}` is not a function of {iface_name}{hint}"),
+        );
+    }
     for (function, served) in functions.iter().zip(served) {
-        if !served {
-            diag.error(
-                item.self_ty.span(),
+        if !served && !suggested.contains(&function.name.as_str()) {
+            diag.error_spanned(
+                &item.self_ty,
                 format!(
                     "missing method for WIT function `{}`: expected `{}`",
                     function.name,
@@ -127,6 +150,20 @@ pub fn bind<'a>(
     plan.bound
         .sort_by_key(|b| functions.iter().position(|f| std::ptr::eq(f, b.function)));
     plan
+}
+
+/// Records the one method marked `#[theater(<key>)]`; a second is an error at its key.
+fn set_hook(slot: &mut Option<Hook>, hook: Hook, key: &str, span: Span, diag: &mut Diagnostics) {
+    match slot {
+        Some(first) => diag.error(
+            span,
+            format!(
+                "only one method may be #[theater({key})]; `{}` already is",
+                first.method
+            ),
+        ),
+        None => *slot = Some(hook),
+    }
 }
 
 /// `fn random_bytes(&self, length: u32) -> Result<Vec<u8>, String>`.
@@ -152,12 +189,12 @@ fn check_signature<'a>(
     diag: &mut Diagnostics,
 ) -> Option<Bound<'a>> {
     let sig = &method.sig;
-    let before = diag_len(diag);
+    let before = diag.len();
     let mut inputs = sig.inputs.iter();
     match inputs.next() {
         Some(FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_none() => {}
-        Some(other) => diag.error(
-            other.span(),
+        Some(other) => diag.error_spanned(
+            other,
             format!("host function methods take `&self` (instances are shared by the actor's calls): {}", expected_signature(function)),
         ),
         None => diag.error(sig.ident.span(), format!("missing `&self`: expected `{}`", expected_signature(function))),
@@ -173,21 +210,23 @@ fn check_signature<'a>(
         params.remove(0);
     }
     if params.len() != function.params.len() {
-        diag.error(
-            sig.inputs.span(),
-            format!(
-                "WIT function `{}` takes {} parameter(s), this method {}: expected `{}`",
-                function.name,
-                function.params.len(),
-                params.len(),
-                expected_signature(function)
-            ),
+        let message = format!(
+            "WIT function `{}` takes {} parameter(s), this method {}: expected `{}`",
+            function.name,
+            function.params.len(),
+            params.len(),
+            expected_signature(function)
         );
+        // Too many: the first extra parameter; too few: the end of the parameter list.
+        match params.get(function.params.len()) {
+            Some(extra) => diag.error_spanned(extra, message),
+            None => diag.error(sig.paren_token.span.close(), message),
+        }
     } else {
         for (user, wit) in params.iter().zip(&function.params) {
             if !matches(model, &user.ty, &wit.ty) {
-                diag.error(
-                    user.ty.span(),
+                diag.error_spanned(
+                    &user.ty,
                     format!(
                         "parameter `{}` of WIT function `{}` is `{}`",
                         wit.name,
@@ -212,14 +251,11 @@ fn check_signature<'a>(
             .as_ref()
             .map(type_string)
             .unwrap_or_else(|| "()".into());
-        let span = match &sig.output {
-            ReturnType::Default => sig.paren_token.span.close(),
-            ReturnType::Type(_, t) => t.span(),
-        };
-        diag.error(
-            span,
-            format!("WIT function `{}` returns `{want}`", function.name),
-        );
+        let message = format!("WIT function `{}` returns `{want}`", function.name);
+        match &sig.output {
+            ReturnType::Default => diag.error(sig.paren_token.span.close(), message),
+            ReturnType::Type(_, t) => diag.error_spanned(t, message),
+        }
     }
     let mut payload = Vec::new();
     for (value, mode) in &attr.record {
@@ -240,7 +276,7 @@ fn check_signature<'a>(
         }
         payload.push((value.value.to_kebab_case(), *mode));
     }
-    if diag_len(diag) != before {
+    if diag.len() != before {
         return None;
     }
     Some(Bound {
@@ -250,10 +286,6 @@ fn check_signature<'a>(
         ctx,
         payload,
     })
-}
-
-fn diag_len(diag: &Diagnostics) -> usize {
-    diag.messages().count()
 }
 
 /// Whether `ty` is `&mut HostCtx<'_>` (by its last path segment).

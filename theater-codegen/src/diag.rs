@@ -6,12 +6,13 @@
 use std::fmt;
 
 use proc_macro2::{Span, TokenStream};
-use quote::quote_spanned;
+use quote::ToTokens;
 
-/// Errors collected during one expansion, in the order found.
+/// Errors collected during one expansion, in the order found. Each is a `syn::Error`, which keeps the first and
+/// last span of the tokens it points at, so rustc underlines the whole type or signature.
 #[derive(Debug, Default)]
 pub struct Diagnostics {
-    errors: Vec<(Span, String)>,
+    errors: Vec<syn::Error>,
 }
 
 impl Diagnostics {
@@ -21,15 +22,18 @@ impl Diagnostics {
     }
 
     /// Records an error at `span`.
-    pub fn error(&mut self, span: Span, message: impl Into<String>) {
-        self.errors.push((span, message.into()));
+    pub fn error(&mut self, span: Span, message: impl fmt::Display) {
+        self.errors.push(syn::Error::new(span, message));
+    }
+
+    /// Records an error over all of `tokens` (from their first to their last token).
+    pub fn error_spanned(&mut self, tokens: impl ToTokens, message: impl fmt::Display) {
+        self.errors.push(syn::Error::new_spanned(tokens, message));
     }
 
     /// Records a `syn::Error` (possibly several combined).
     pub fn syn(&mut self, error: syn::Error) {
-        for e in error {
-            self.errors.push((e.span(), e.to_string()));
-        }
+        self.errors.extend(error);
     }
 
     /// Whether any error was recorded.
@@ -37,9 +41,19 @@ impl Diagnostics {
         !self.errors.is_empty()
     }
 
+    /// How many errors were recorded.
+    pub fn len(&self) -> usize {
+        self.errors.len()
+    }
+
+    /// Whether no error was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.errors.is_empty()
+    }
+
     /// The messages, in order.
-    pub fn messages(&self) -> impl Iterator<Item = &str> {
-        self.errors.iter().map(|(_, m)| m.as_str())
+    pub fn messages(&self) -> impl Iterator<Item = String> + '_ {
+        self.errors.iter().map(syn::Error::to_string)
     }
 
     /// `Ok(())` when there were no errors, else the diagnostics.
@@ -60,7 +74,7 @@ impl Diagnostics {
     pub fn to_compile_errors(&self) -> TokenStream {
         self.errors
             .iter()
-            .map(|(span, msg)| quote_spanned!(*span=> ::core::compile_error!(#msg);))
+            .map(syn::Error::to_compile_error)
             .collect()
     }
 }
@@ -68,7 +82,7 @@ impl Diagnostics {
 impl fmt::Display for Diagnostics {
     /// One line per error; with proc-macro2's `span-locations` outside a macro, `line:col: ` prefixes.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, (_, msg)) in self.errors.iter().enumerate() {
+        for (i, msg) in self.messages().enumerate() {
             if i > 0 {
                 writeln!(f)?;
             }

@@ -48,10 +48,14 @@ pub fn load(base: &Path, dir: &Path) -> Result<Loaded, String> {
             message.replace(&prefix, "")
         }
     })?;
-    let files = sources
+    // Sorted: wit-parser lists files in directory order, which differs between file systems, and the
+    // expansion must not.
+    let mut files: Vec<PathBuf> = sources
         .paths()
         .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned()))
         .collect();
+    files.sort();
+    files.dedup();
     Ok(Loaded {
         resolve,
         package,

@@ -8,56 +8,6 @@ use quote::{format_ident, quote};
 use crate::model::{Function, Interface, Type};
 use crate::typemap::{Scope, rust_type};
 
-/// `random-bytes: func(length: u32) -> result<list<u8>, string>`.
-pub fn wit_signature(f: &Function) -> String {
-    let params: Vec<String> = f
-        .params
-        .iter()
-        .map(|p| format!("{}: {}", p.name, wit_type(&p.ty)))
-        .collect();
-    let result = f
-        .result
-        .as_ref()
-        .map(|t| format!(" -> {}", wit_type(t)))
-        .unwrap_or_default();
-    format!("{}: func({}){result}", f.name, params.join(", "))
-}
-
-/// A WIT type as written in WIT.
-pub fn wit_type(ty: &Type) -> String {
-    match ty {
-        Type::Bool => "bool".into(),
-        Type::U8 => "u8".into(),
-        Type::U16 => "u16".into(),
-        Type::U32 => "u32".into(),
-        Type::U64 => "u64".into(),
-        Type::S8 => "s8".into(),
-        Type::S16 => "s16".into(),
-        Type::S32 => "s32".into(),
-        Type::S64 => "s64".into(),
-        Type::F32 => "f32".into(),
-        Type::F64 => "f64".into(),
-        Type::Char => "char".into(),
-        Type::String => "string".into(),
-        Type::List(t) => format!("list<{}>", wit_type(t)),
-        Type::Option(t) => format!("option<{}>", wit_type(t)),
-        Type::Result {
-            ok: None,
-            err: None,
-        } => "result".into(),
-        Type::Result { ok, err } => format!(
-            "result<{}, {}>",
-            ok.as_deref().map(wit_type).unwrap_or_else(|| "_".into()),
-            err.as_deref().map(wit_type).unwrap_or_else(|| "_".into())
-        ),
-        Type::Tuple(ts) => format!(
-            "tuple<{}>",
-            ts.iter().map(wit_type).collect::<Vec<_>>().join(", ")
-        ),
-        Type::Named(r) => r.name.clone(),
-    }
-}
-
 /// The body of a method that is not implemented yet: an `Err("not implemented: <iface>/<fn>")` when the WIT
 /// function can fail with a string, else the type's default (a type without one is a compile error to fix).
 fn body(iface: &Interface, f: &Function) -> TokenStream {
@@ -85,7 +35,7 @@ pub fn skeleton_impl(self_ty: &Ident, iface: &Interface) -> TokenStream {
             }
             other => (format_ident!("{}", other), None),
         };
-        let sig = format!(" WIT: `{}`", wit_signature(f));
+        let sig = format!(" WIT: `{}`", f.wit_signature());
         let docs = f
             .docs
             .iter()

@@ -101,30 +101,92 @@ fn handler_expansion_parses() {
     syn::parse2::<syn::File>(out).unwrap();
 }
 
-#[test]
-fn errors_are_accumulated_at_their_spans() {
-    let attr = quote!(wit = "wit", import = "theater:simple/random");
-    let item = quote! {
-        impl RandomHandler {
-            fn random_bytes(&self, length: u64) -> Result<Vec<u8>, String> { todo!() }
-            fn random_flot(&self) -> Result<f64, String> { todo!() }
-        }
-    };
+/// The messages of checking `item` against `theater:simple/random`.
+fn check_random(item: proc_macro2::TokenStream) -> Vec<String> {
     let mut diag = crate::diag::Diagnostics::new();
     let mut item: syn::ItemImpl = syn::parse2(item).unwrap();
     let model = model();
     let iface = model.interface(&IfaceName::parse("theater:simple/random").unwrap());
     crate::check::bind(&model, iface, &mut item, &mut diag);
-    let messages: Vec<&str> = diag.messages().collect();
-    assert_eq!(messages.len(), 5, "{messages:?}");
+    diag.messages().collect()
+}
+
+#[test]
+fn errors_are_accumulated_at_their_spans() {
+    let messages = check_random(quote! {
+        impl RandomHandler {
+            fn random_bytes(&self, length: u64) -> Result<Vec<u8>, String> { todo!() }
+            fn random_flot(&self) -> Result<f64, String> { todo!() }
+        }
+    });
+    assert_eq!(messages.len(), 4, "{messages:?}");
     assert!(messages[0].contains("parameter `length`") && messages[0].contains("u32"));
     assert!(messages[1].contains("random_flot") && messages[1].contains("random_float"));
-    assert!(
-        messages[2..]
-            .iter()
-            .all(|m| m.starts_with("missing method"))
+    // `random-float` was suggested for `random_flot`: not reported missing as well.
+    assert!(messages[2].starts_with("missing method for WIT function `random-range`"));
+    assert!(messages[3].starts_with("missing method for WIT function `generate-uuid`"));
+}
+
+#[test]
+fn two_missing_methods_are_two_errors() {
+    let messages = check_random(quote! {
+        impl RandomHandler {
+            fn random_bytes(&self, length: u32) -> Result<Vec<u8>, String> { todo!() }
+            fn random_range(&self, min: u64, max: u64) -> Result<u64, String> { todo!() }
+        }
+    });
+    assert_eq!(
+        messages,
+        [
+            "missing method for WIT function `random-float`: expected `fn random_float(&self) -> Result<f64, String>`",
+            "missing method for WIT function `generate-uuid`: expected `fn generate_uuid(&self) -> Result<String, String>`",
+        ]
     );
-    let _ = attr;
+}
+
+#[test]
+fn suggestions_name_only_unserved_functions() {
+    let messages = check_random(quote! {
+        impl RandomHandler {
+            fn random_bytes(&self, length: u32) -> Result<Vec<u8>, String> { todo!() }
+            fn random_byte(&self, length: u32) -> Result<Vec<u8>, String> { todo!() }
+            fn random_range(&self, min: u64, max: u64) -> Result<u64, String> { todo!() }
+            fn random_float(&self) -> Result<f64, String> { todo!() }
+            fn generate_uuid(&self) -> Result<String, String> { todo!() }
+        }
+    });
+    assert_eq!(
+        messages,
+        ["`random_byte` is not a function of theater:simple/random"]
+    );
+}
+
+#[test]
+fn lifecycle_keys_are_checked() {
+    let messages = check_random(quote! {
+        impl RandomHandler {
+            #[theater(create_instance, name = "x")]
+            fn a(&self, actor: &ActorContext) -> anyhow::Result<Self> { todo!() }
+            #[theater(create_instance, create_instance)]
+            fn b(&self, actor: &ActorContext) -> anyhow::Result<Self> { todo!() }
+            #[theater(start)]
+            fn c(self: Arc<Self>, a: ActorHandle, s: ShutdownSignal) -> anyhow::Result<()> { todo!() }
+            #[theater(record(result = "digest", result = "full"), bogus)]
+            fn random_bytes(&self, length: u32) -> Result<Vec<u8>, String> { todo!() }
+            fn random_range(&self, min: u64, max: u64) -> Result<u64, String> { todo!() }
+            fn random_float(&self) -> Result<f64, String> { todo!() }
+            fn generate_uuid(&self) -> Result<String, String> { todo!() }
+        }
+    });
+    let expected = [
+        "`name` has no effect on a #[theater(create_instance)] method",
+        "duplicate key `create_instance` in #[theater]",
+        "only one method may be #[theater(create_instance)]; `a` already is",
+        "a #[theater(start)] method must be an `async fn`",
+        "duplicate value `result` in #[theater(record(...))]",
+        "unknown key `bogus` in #[theater]: expected `name`, `record`, `create_instance` or `start`",
+    ];
+    assert_eq!(messages, expected);
 }
 
 #[test]
@@ -156,4 +218,93 @@ fn export_callers_are_generated() {
     assert!(text.contains("pub struct Callbacks"));
     assert!(text.contains("pub async fn handle_add"));
     syn::parse2::<syn::File>(tokens).unwrap();
+}
+
+fn inline_model(src: &str) -> Result<Model, Vec<String>> {
+    let mut resolve = wit_parser::Resolve::default();
+    resolve.push_str("inline.wit", src).unwrap();
+    Model::build(&resolve)
+}
+
+#[test]
+fn model_from_inline_wit() {
+    let model = inline_model(
+        "package a:b;
+        interface shared { type id = u64; }
+        /// Docs of `i`.
+        interface i {
+            use shared.{id};
+            record r { x: id, %type: option<string> }
+            variant v { one(r), none }
+            enum e { red, blue-ish }
+            flags f { read, write }
+            type l = list<tuple<u8, string>>;
+            /// Docs of `do-it`.
+            do-it: func(a: r, b: result<_, string>) -> result<list<e>>;
+            nothing: func();
+        }",
+    )
+    .unwrap();
+    let i = model
+        .interface(&IfaceName::parse("a:b/i").unwrap())
+        .unwrap();
+    assert_eq!(i.docs.as_deref(), Some("Docs of `i`."));
+    let kinds: Vec<(&str, &str)> = i
+        .types
+        .iter()
+        .map(|t| {
+            let kind = match &t.kind {
+                TypeDefKind::Record(_) => "record",
+                TypeDefKind::Variant(_) => "variant",
+                TypeDefKind::Enum(_) => "enum",
+                TypeDefKind::Flags(_) => "flags",
+                TypeDefKind::Alias(_) => "alias",
+                TypeDefKind::Use(_) => "use",
+            };
+            (t.name.as_str(), kind)
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("id", "use"),
+            ("r", "record"),
+            ("v", "variant"),
+            ("e", "enum"),
+            ("f", "flags"),
+            ("l", "alias")
+        ]
+    );
+    let f = &i.functions[0];
+    assert_eq!(f.rust_name(), "do_it");
+    assert_eq!(f.docs.as_deref(), Some("Docs of `do-it`."));
+    assert_eq!(
+        f.wit_signature(),
+        "do-it: func(a: r, b: result<_, string>) -> result<list<e>>"
+    );
+    assert_eq!(i.functions[1].result, None);
+    assert_eq!(
+        model.closure(&[i.name.clone()]),
+        [
+            IfaceName::parse("a:b/i").unwrap(),
+            IfaceName::parse("a:b/shared").unwrap()
+        ]
+    );
+}
+
+#[test]
+fn resources_are_unsupported() {
+    let errors = inline_model(
+        "package a:b;
+        interface i {
+            resource file;
+            open: func() -> file;
+        }",
+    )
+    .unwrap_err();
+    assert!(
+        errors.iter().all(|e| e.contains("unsupported WIT type")),
+        "{errors:?}"
+    );
+    assert!(!errors.is_empty());
 }

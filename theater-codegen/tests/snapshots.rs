@@ -10,12 +10,17 @@ fn workspace() -> PathBuf {
         .unwrap()
 }
 
-/// Formats `generate`'s output, with machine-specific paths replaced by `<workspace>`.
+/// Formats `generate`'s output, with machine-specific paths replaced by `<workspace>` *before* formatting, so
+/// that the length of the checkout's path cannot change how prettyplease wraps lines.
 fn expand(wit: &Path, import: Option<&str>, export: Option<&str>) -> String {
     let tokens = theater_codegen::generate(wit, import, export)
         .unwrap_or_else(|e| panic!("{import:?} {export:?}: {e}"));
-    let text = theater_codegen::format(tokens).expect("generated code parses as a file");
-    text.replace(&workspace().display().to_string(), "<workspace>")
+    let portable: proc_macro2::TokenStream = tokens
+        .to_string()
+        .replace(&workspace().display().to_string(), "<workspace>")
+        .parse()
+        .expect("generated code re-lexes");
+    theater_codegen::format(portable).expect("generated code parses as a file")
 }
 
 /// Callback interfaces and the host interface whose handler calls them.

@@ -8,7 +8,7 @@ macro_rules! kinds_handler {
         mod $module {
             use theater_macros::theater_handler;
 
-            use self::fixture::kinds::kinds::{Color, Id, Point, Points, Prims, Shape};
+            use self::fixture::kinds::kinds::{Color, Id, Perms, Point, Points, Prims, Shape};
 
             #[derive(Clone, Default)]
             pub struct KindsHandler;
@@ -18,6 +18,7 @@ macro_rules! kinds_handler {
                 $($async)? fn records(&self, p: Point, _q: Prims) -> Point { p }
                 $($async)? fn variants(&self, s: Shape) -> Shape { s }
                 $($async)? fn enums(&self, c: Color) -> Color { c }
+                $($async)? fn permissions(&self, p: Perms) -> Perms { p | Perms::READ }
                 $($async)? fn options(&self, o: Option<Option<u32>>) -> Option<String> { o.flatten().map(|v| v.to_string()) }
                 $($async)? fn results(
                     &self,
@@ -52,7 +53,15 @@ fn generated_handlers_describe_the_interface() {
         assert_eq!(
             handler.functions(),
             [
-                "records", "variants", "enums", "options", "results", "tuples", "lists", "aliases",
+                "records",
+                "variants",
+                "enums",
+                "permissions",
+                "options",
+                "results",
+                "tuples",
+                "lists",
+                "aliases",
                 "nothing"
             ]
         );
@@ -70,4 +79,14 @@ fn generated_types_round_trip_through_serde() {
     });
     let json = serde_json::to_string(&shape).unwrap();
     assert_eq!(serde_json::from_str::<Shape>(&json).unwrap(), shape);
+}
+
+#[test]
+fn flags_serialize_as_the_names_of_the_set_flags() {
+    use sync_kinds::fixture::kinds::kinds::Perms;
+    let perms = Perms::READ | Perms::EXEC_ABLE;
+    let json = serde_json::to_string(&perms).unwrap();
+    assert_eq!(json, r#"["read","exec-able"]"#);
+    assert_eq!(serde_json::from_str::<Perms>(&json).unwrap(), perms);
+    assert!(serde_json::from_str::<Perms>(r#"["nope"]"#).is_err());
 }

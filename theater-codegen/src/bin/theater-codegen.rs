@@ -131,7 +131,7 @@ fn render(diag: &theater_codegen::diag::Diagnostics) -> String {
                 .lines()
                 .find_map(|l| l.trim().strip_prefix("--> "))
                 .map(str::trim);
-            let first = m.lines().next().unwrap_or(m).trim();
+            let first = m.lines().next().unwrap_or(&m).trim();
             match location {
                 Some(loc) => format!("{loc}: {first}\n{m}"),
                 None => format!("error: {m}"),

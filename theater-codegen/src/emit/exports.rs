@@ -114,10 +114,11 @@ pub fn module_items(iface: &Interface, callbacks: &[Callback<'_>]) -> TokenStrea
         let params = params_type(cb, Scope::Interface);
         let ok = ok_type(cb, Scope::Interface);
         let ret = cb.value.map(|v| rust_type(v, Scope::Interface)).unwrap_or_else(|| quote!(()));
-        let wit_params = cb.params.iter().map(type_string).collect::<Vec<_>>().join(", ");
-        let wit = format!(
-            "WIT: `{}` — parameters ({wit_params}), returns `{}`; the actor's state is passed and kept by the runtime.",
+        let wit = format!(" WIT: `{}`", f.wit_signature());
+        let convention = format!(
+            " Calls `{}` with ({}) and returns its `{}`; the actor's state is passed in and kept by the runtime.",
             f.name,
+            cb.params.iter().map(type_string).collect::<Vec<_>>().join(", "),
             cb.value.map(type_string).unwrap_or_else(|| "()".into())
         );
         let doc = docs(&f.docs);
@@ -126,8 +127,10 @@ pub fn module_items(iface: &Interface, callbacks: &[Callback<'_>]) -> TokenStrea
             #[doc = ""]
             #doc
             #[doc = ""]
-            #[doc = "# Errors"]
-            #[doc = "The guest's `Err` ([`ActorError::Guest`](::theater_runtime::ActorError::Guest)), a trap or deadline, a stopped actor, or a component that does not export this function."]
+            #[doc = #convention]
+            #[doc = ""]
+            #[doc = " # Errors"]
+            #[doc = " The guest's `Err` ([`ActorError::Guest`](::theater_runtime::ActorError::Guest)), a trap or deadline, a stopped actor, or a component that does not export this function."]
             pub async fn #method(&self, #(#args: #arg_types),*) -> ::core::result::Result<#ret, ::theater_runtime::ActorError> {
                 self.actor
                     .call_export::<#params, #ok>(&#spec, (#(#args,)*), self.timeout)
@@ -135,7 +138,7 @@ pub fn module_items(iface: &Interface, callbacks: &[Callback<'_>]) -> TokenStrea
             }
         }
     });
-    let doc = format!("Typed callers of the callbacks of `{interface}` exported by one actor.");
+    let doc = format!(" Typed callers of the callbacks of `{interface}` exported by one actor.");
     quote! {
         #(#specs)*
 

@@ -161,7 +161,7 @@ pub fn handler(parts: &HandlerParts<'_>) -> TokenStream {
     };
     let callers = parts.export.as_ref().map(|(iface, _)| {
         let [ns, pkg, module] = iface.name.module_path().map(|s| quote::format_ident!("{}", crate::model::rust_ident(&s)));
-        let doc = format!("Typed callers of the `{}` callbacks that `actor` exports.", iface.name.full());
+        let doc = format!(" Typed callers of the `{}` callbacks that `actor` exports.", iface.name.full());
         quote! {
             impl #impl_generics #self_ty #where_clause {
                 #[doc = #doc]

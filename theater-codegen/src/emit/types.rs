@@ -3,12 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use heck::{ToSnakeCase, ToUpperCamelCase};
-use proc_macro2::TokenStream;
+use heck::{ToShoutySnakeCase, ToSnakeCase, ToUpperCamelCase};
+use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote};
 
 use super::docs;
-use crate::model::{IfaceName, Interface, Model, TypeDef, TypeDefKind, rust_ident};
+use crate::model::{Case, IfaceName, Interface, Model, TypeDef, TypeDefKind, rust_ident};
 use crate::typemap::{Scope, rust_type, type_path};
 
 /// The module tree for `ifaces`; `extra` adds items to an interface's module (e.g. its callers).
@@ -25,7 +25,7 @@ pub fn module_tree(
         let [_, _, module] = name.module_path();
         let module = format_ident!("{}", rust_ident(&module));
         let doc = docs(&iface.docs);
-        let full = format!("Types of the WIT interface `{}`.", name.full());
+        let full = format!(" Types of the WIT interface `{}`.", name.full());
         let items = interface_items(iface);
         let extra = extra(name);
         tree.entry((name.namespace.clone(), name.package.clone()))
@@ -44,7 +44,7 @@ pub fn module_tree(
     let mut namespaces: BTreeMap<String, Vec<TokenStream>> = BTreeMap::new();
     for ((ns, pkg), modules) in tree {
         let pkg_ident = format_ident!("{}", rust_ident(&pkg.to_snake_case()));
-        let doc = format!("The WIT package `{ns}:{pkg}`.");
+        let doc = format!(" The WIT package `{ns}:{pkg}`.");
         namespaces.entry(ns).or_default().push(quote! {
             #[doc = #doc]
             pub mod #pkg_ident { #(#modules)* }
@@ -54,7 +54,7 @@ pub fn module_tree(
         .into_iter()
         .map(|(ns, pkgs)| {
             let ns_ident = format_ident!("{}", rust_ident(&ns.to_snake_case()));
-            let doc = format!("Generated from the WIT namespace `{ns}` by `#[theater_handler]`.");
+            let doc = format!(" Generated from the WIT namespace `{ns}` by `#[theater_handler]`.");
             quote! {
                 #[doc = #doc]
                 pub mod #ns_ident { #(#pkgs)* }
@@ -88,7 +88,18 @@ fn derives() -> TokenStream {
 pub fn type_def(def: &TypeDef) -> TokenStream {
     let name = format_ident!("{}", def.name.to_upper_camel_case());
     let doc = docs(&def.docs);
-    let wit = format!("WIT: `{}`", def.name);
+    let wit = match &def.kind {
+        TypeDefKind::Record(_) => format!(" WIT: `record {}`", def.name),
+        TypeDefKind::Variant(_) => format!(" WIT: `variant {}`", def.name),
+        TypeDefKind::Enum(_) => format!(" WIT: `enum {}`", def.name),
+        TypeDefKind::Flags(_) => format!(" WIT: `flags {}`", def.name),
+        TypeDefKind::Alias(t) => format!(" WIT: `type {} = {}`", def.name, t.wit()),
+        TypeDefKind::Use(r) => format!(" WIT: `use {}.{{{}}}`", r.iface.full(), r.name),
+    };
+    let head = match &def.docs {
+        Some(_) => quote!(#[doc = #wit] #[doc = ""] #doc),
+        None => quote!(#[doc = #wit]),
+    };
     let derives = derives();
     match &def.kind {
         TypeDefKind::Record(fields) => {
@@ -100,7 +111,7 @@ pub fn type_def(def: &TypeDef) -> TokenStream {
                 quote! { #doc #[component(name = #wit_name)] pub #ident: #ty }
             });
             quote! {
-                #[doc = #wit] #doc
+                #head
                 #derives
                 #[component(record)]
                 pub struct #name { #(#fields,)* }
@@ -120,7 +131,7 @@ pub fn type_def(def: &TypeDef) -> TokenStream {
                 }
             });
             quote! {
-                #[doc = #wit] #doc
+                #head
                 #derives
                 #[component(variant)]
                 pub enum #name { #(#cases,)* }
@@ -139,7 +150,7 @@ pub fn type_def(def: &TypeDef) -> TokenStream {
                 quote! { #doc #[component(name = #wit_name)] #ident }
             });
             quote! {
-                #[doc = #wit] #doc
+                #head
                 #derives
                 #[derive(::core::marker::Copy, ::core::cmp::Eq)]
                 #[component(enum)]
@@ -147,21 +158,10 @@ pub fn type_def(def: &TypeDef) -> TokenStream {
                 pub enum #name { #(#cases,)* }
             }
         }
-        TypeDefKind::Flags(flags) => {
-            let flags = flags.iter().map(|c| {
-                let ident = format_ident!("{}", c.name.to_snake_case().to_uppercase());
-                let wit_name = &c.name;
-                quote! { #[component(name = #wit_name)] const #ident; }
-            });
-            quote! {
-                ::theater_runtime::__private::wasmtime::component::flags! {
-                    #name { #(#flags)* }
-                }
-            }
-        }
+        TypeDefKind::Flags(flags) => flags_def(&name, &head, flags),
         TypeDefKind::Alias(t) => {
             let ty = rust_type(t, Scope::Interface);
-            quote! { #[doc = #wit] #doc pub type #name = #ty; }
+            quote! { #head pub type #name = #ty; }
         }
         TypeDefKind::Use(r) => {
             let path = type_path(r, Scope::Interface);
@@ -171,5 +171,65 @@ pub fn type_def(def: &TypeDef) -> TokenStream {
                 quote! { #[doc = #wit] pub use #path as #name; }
             }
         }
+    }
+}
+
+/// A flags type through wasmtime's `flags!` (which names `wasmtime::` at its call site, so it is invoked in a
+/// private module where that name is the runtime's re-export), with serde as the list of set flags' WIT names.
+fn flags_def(name: &Ident, head: &TokenStream, flags: &[Case]) -> TokenStream {
+    let module = format_ident!("__flags_{}", name.to_string().to_snake_case());
+    let consts: Vec<Ident> = flags
+        .iter()
+        .map(|c| format_ident!("{}", c.name.to_shouty_snake_case()))
+        .collect();
+    let wit_names: Vec<&str> = flags.iter().map(|c| c.name.as_str()).collect();
+    let count = flags.len();
+    let serde = quote!(::theater_runtime::__private::serde);
+    quote! {
+        #[doc(hidden)]
+        mod #module {
+            use ::theater_runtime::__private::wasmtime;
+
+            wasmtime::component::flags! {
+                #name { #(#[component(name = #wit_names)] const #consts;)* }
+            }
+
+            const NAMES: [(#name, &str); #count] = [#((#name::#consts, #wit_names)),*];
+
+            impl #serde::Serialize for #name {
+                fn serialize<S: #serde::Serializer>(
+                    &self,
+                    serializer: S,
+                ) -> ::core::result::Result<S::Ok, S::Error> {
+                    #serde::Serializer::collect_seq(
+                        serializer,
+                        NAMES.iter().filter(|(flag, _)| self.contains(*flag)).map(|(_, wit)| *wit),
+                    )
+                }
+            }
+
+            impl<'de> #serde::Deserialize<'de> for #name {
+                fn deserialize<D: #serde::Deserializer<'de>>(
+                    deserializer: D,
+                ) -> ::core::result::Result<Self, D::Error> {
+                    let set = <::std::vec::Vec<::std::string::String> as #serde::Deserialize>::deserialize(deserializer)?;
+                    let mut flags = Self::empty();
+                    for wit in &set {
+                        match NAMES.iter().find(|(_, n)| *n == wit.as_str()) {
+                            ::core::option::Option::Some((flag, _)) => flags |= *flag,
+                            ::core::option::Option::None => {
+                                return ::core::result::Result::Err(
+                                    <D::Error as #serde::de::Error>::unknown_variant(wit, &[#(#wit_names),*]),
+                                );
+                            }
+                        }
+                    }
+                    ::core::result::Result::Ok(flags)
+                }
+            }
+        }
+
+        #head
+        pub use self::#module::#name;
     }
 }

@@ -1,0 +1,115 @@
+//! Rust names derived from WIT names (through heck, keywords escaped), and WIT text for messages and docs.
+
+use super::{Function, Type};
+
+/// Escapes a Rust keyword (`type` → `r#type`); the result is a valid identifier string for `format_ident!`.
+pub fn rust_ident(s: &str) -> String {
+    const KEYWORDS: &[&str] = &[
+        "as", "break", "const", "continue", "crate", "else", "enum", "extern", "false", "fn",
+        "for", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref",
+        "return", "self", "static", "struct", "super", "trait", "true", "type", "unsafe", "use",
+        "where", "while", "async", "await", "dyn", "abstract", "become", "box", "do", "final",
+        "macro", "override", "priv", "typeof", "unsized", "virtual", "yield", "try", "gen",
+    ];
+    if KEYWORDS.contains(&s) {
+        format!("r#{s}")
+    } else {
+        s.to_owned()
+    }
+}
+
+impl Function {
+    /// The WIT signature as written in WIT: `random-bytes: func(length: u32) -> result<list<u8>, string>`.
+    pub fn wit_signature(&self) -> String {
+        let params: Vec<String> = self
+            .params
+            .iter()
+            .map(|p| format!("{}: {}", p.name, p.ty.wit()))
+            .collect();
+        let result = self
+            .result
+            .as_ref()
+            .map(|t| format!(" -> {}", t.wit()))
+            .unwrap_or_default();
+        format!("{}: func({}){result}", self.name, params.join(", "))
+    }
+}
+
+impl Type {
+    /// The type as written in WIT (`list<u8>`, `result<_, string>`, `chain-event`).
+    pub fn wit(&self) -> String {
+        match self {
+            Type::Bool => "bool".into(),
+            Type::U8 => "u8".into(),
+            Type::U16 => "u16".into(),
+            Type::U32 => "u32".into(),
+            Type::U64 => "u64".into(),
+            Type::S8 => "s8".into(),
+            Type::S16 => "s16".into(),
+            Type::S32 => "s32".into(),
+            Type::S64 => "s64".into(),
+            Type::F32 => "f32".into(),
+            Type::F64 => "f64".into(),
+            Type::Char => "char".into(),
+            Type::String => "string".into(),
+            Type::List(t) => format!("list<{}>", t.wit()),
+            Type::Option(t) => format!("option<{}>", t.wit()),
+            Type::Result {
+                ok: None,
+                err: None,
+            } => "result".into(),
+            Type::Result { ok, err: None } => {
+                format!(
+                    "result<{}>",
+                    ok.as_deref().map(Type::wit).unwrap_or_default()
+                )
+            }
+            Type::Result { ok, err } => format!(
+                "result<{}, {}>",
+                ok.as_deref().map(Type::wit).unwrap_or_else(|| "_".into()),
+                err.as_deref().map(Type::wit).unwrap_or_else(|| "_".into())
+            ),
+            Type::Tuple(ts) => format!(
+                "tuple<{}>",
+                ts.iter().map(Type::wit).collect::<Vec<_>>().join(", ")
+            ),
+            Type::Named(r) => r.name.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keywords_are_escaped() {
+        assert_eq!(rust_ident("type"), "r#type");
+        assert_eq!(rust_ident("store_id"), "store_id");
+    }
+
+    #[test]
+    fn wit_text() {
+        let f = Function {
+            name: "random-bytes".into(),
+            docs: None,
+            params: vec![super::super::Param {
+                name: "length".into(),
+                ty: Type::U32,
+            }],
+            result: Some(Type::Result {
+                ok: Some(Box::new(Type::List(Box::new(Type::U8)))),
+                err: Some(Box::new(Type::String)),
+            }),
+        };
+        assert_eq!(
+            f.wit_signature(),
+            "random-bytes: func(length: u32) -> result<list<u8>, string>"
+        );
+        let no_err = Type::Result {
+            ok: Some(Box::new(Type::String)),
+            err: None,
+        };
+        assert_eq!(no_err.wit(), "result<string>");
+    }
+}
