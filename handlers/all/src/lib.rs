@@ -25,11 +25,13 @@ use theater_handler_process::{ProcessHandler, ProcessHandlerConfig};
 use theater_handler_random::{RandomConfig, RandomHandler};
 use theater_handler_runtime::{RuntimeHandler, RuntimeHandlerConfig};
 use theater_handler_store::{StoreConfig, StoreHandler};
+use theater_handler_supervisor::{SupervisorConfig, SupervisorHandler};
 use theater_handler_timing::{TimingConfig, TimingHandler};
 use theater_runtime::HandlerRegistry;
 
 /// A registry of every handler in this workspace, by manifest `type`: `random`, `runtime`, `timing`,
-/// `environment`, `store`, `filesystem`, `process`, `http-client`, `http-framework`.
+/// `environment`, `store`, `filesystem`, `process`, `http-client`, `http-framework`, `supervisor` (which builds
+/// its children's handlers from this registry).
 pub fn registry() -> HandlerRegistry {
     let mut registry = HandlerRegistry::new();
     registry.register("random", |config| {
@@ -73,6 +75,11 @@ pub fn registry() -> HandlerRegistry {
     registry.register("http-framework", |config| {
         Ok(Arc::new(HttpFrameworkHandler::new(
             config.parse::<HttpFrameworkConfig>()?,
+        )))
+    });
+    registry.register("supervisor", |config| {
+        Ok(Arc::new(SupervisorHandler::new(
+            config.parse::<SupervisorConfig>()?,
         )))
     });
     registry
