@@ -526,7 +526,9 @@ async fn supervisor_a_stopping_parent_stops_its_children_first() {
     let grandchild = spawn_child(&f.child(&nested), "child.toml").await;
     let actors = [f.child(&nested), f.child(&child), f.child(&grandchild)];
     parent.stop().await.unwrap();
+    // Already stopped when the parent's stop returns: the children went first.
     for actor in &actors {
+        assert_eq!(actor.status(), ActorStatus::Stopped, "{}", actor.name());
         assert_eq!(actor.wait().await, ActorExit::Stopped);
     }
     assert!(f.rt.list().is_empty());
