@@ -186,3 +186,52 @@ async fn actor_pause_queues_calls_until_resume() {
         ActorError::Stopped
     );
 }
+
+#[tokio::test]
+async fn actor_stop_waits_for_held_background_work() {
+    let (rt, _dir) = runtime();
+    let probe = ProbeHandler::new();
+    let actor = spawn(
+        &rt,
+        "probe",
+        guests::PROBE,
+        vec![Arc::new(probe.clone())],
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(!actor.has_background_work());
+    let guard = actor.hold_background();
+    assert!(actor.has_background_work());
+    let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = released.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        drop(guard);
+    });
+    actor.stop().await.unwrap();
+    // The actor reported itself stopped only after the guard was released.
+    assert!(released.load(std::sync::atomic::Ordering::SeqCst));
+    assert_eq!(actor.status(), ActorStatus::Stopped);
+    assert_eq!(actor.wait().await, ActorExit::Stopped);
+}
+
+#[tokio::test]
+async fn actor_stop_gives_up_on_a_guard_that_is_never_released() {
+    let (rt, _dir) = runtime();
+    let actor = spawn(
+        &rt,
+        "probe",
+        guests::PROBE,
+        vec![Arc::new(ProbeHandler::new())],
+        None,
+    )
+    .await
+    .unwrap();
+    let guard = actor.hold_background();
+    // The stop still completes (after the grace period), with the guard alive.
+    actor.stop().await.unwrap();
+    assert_eq!(actor.status(), ActorStatus::Stopped);
+    drop(guard);
+}

@@ -35,7 +35,7 @@ pub mod runtime;
 pub mod store;
 mod wasi;
 
-pub use actor::{ActorExit, ActorHandle, ActorId, ActorStatus};
+pub use actor::{ActorExit, ActorHandle, ActorId, ActorStatus, BackgroundGuard};
 pub use chain::{Chain, ChainError, ChainEvent};
 pub use error::ActorError;
 pub use exports::{ExportResolver, ExportSpec};

@@ -84,9 +84,17 @@ impl ActorHandle {
         self.shared.chain()
     }
 
-    /// Whether any of the actor's handlers still runs background work (a `start` task).
+    /// Whether any of the actor's handlers still runs background work (a `start` task, or a
+    /// [`BackgroundGuard`]).
     pub fn has_background_work(&self) -> bool {
         self.shared.background_tasks() > 0
+    }
+
+    /// Counts as background work of this actor until the guard is dropped: for work a handler starts outside
+    /// its `start` task (a spawned process's reaper, a server). A stopping actor waits for its guards (at most a
+    /// grace period of 2 s, shared with `start` tasks) before it is stopped.
+    pub fn hold_background(&self) -> super::BackgroundGuard {
+        super::BackgroundGuard::new(self.shared.clone())
     }
 
     /// Calls the callback `spec` of the actor's exports with `params` (the elements of its `params` tuple),

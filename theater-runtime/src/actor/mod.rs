@@ -123,6 +123,10 @@ pub(crate) struct ActorShared {
     pub(crate) shutdown_requested: Mutex<Option<Option<Vec<u8>>>>,
     /// Handler `start` tasks still running.
     pub(crate) background: AtomicUsize,
+    /// Live [`BackgroundGuard`]s.
+    pub(crate) held: AtomicUsize,
+    /// Notified when a [`BackgroundGuard`] is dropped.
+    pub(crate) held_released: tokio::sync::Notify,
 }
 
 impl ActorShared {
@@ -136,6 +140,8 @@ impl ActorShared {
             exit: watch::Sender::new(None),
             shutdown_requested: Mutex::new(None),
             background: AtomicUsize::new(0),
+            held: AtomicUsize::new(0),
+            held_released: tokio::sync::Notify::new(),
         }
     }
 
@@ -144,7 +150,20 @@ impl ActorShared {
     }
 
     pub(crate) fn background_tasks(&self) -> usize {
-        self.background.load(Ordering::SeqCst)
+        self.background.load(Ordering::SeqCst) + self.held.load(Ordering::SeqCst)
+    }
+
+    /// Waits until no [`BackgroundGuard`] is alive.
+    pub(crate) async fn guards_released(&self) {
+        loop {
+            let released = self.held_released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            if self.held.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            released.await;
+        }
     }
 
     pub(crate) fn state(&self) -> Option<Vec<u8>> {
@@ -162,6 +181,38 @@ impl ActorShared {
     pub(crate) fn record_event(&self, event_type: &str, data: Vec<u8>) {
         let now = now_ms();
         lock(&self.chain).append(event_type, data, now, None);
+    }
+}
+
+/// Background work a handler holds on behalf of an actor outside its `start` task (e.g. a process spawned by a
+/// host function, with its own reaper task): while a guard lives the actor [has background
+/// work](ActorHandle::has_background_work), and a stopping actor waits for every guard to drop (for at most the
+/// same grace period as `start` tasks) before it reports itself stopped. Made by
+/// [`ActorHandle::hold_background`]; dropping it releases the hold.
+#[must_use = "the hold ends when the guard is dropped"]
+pub struct BackgroundGuard {
+    shared: std::sync::Arc<ActorShared>,
+}
+
+impl BackgroundGuard {
+    pub(crate) fn new(shared: std::sync::Arc<ActorShared>) -> Self {
+        shared.held.fetch_add(1, Ordering::SeqCst);
+        Self { shared }
+    }
+}
+
+impl Drop for BackgroundGuard {
+    fn drop(&mut self) {
+        self.shared.held.fetch_sub(1, Ordering::SeqCst);
+        self.shared.held_released.notify_waiters();
+    }
+}
+
+impl fmt::Debug for BackgroundGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackgroundGuard")
+            .field("actor", &self.shared.id)
+            .finish()
     }
 }
 

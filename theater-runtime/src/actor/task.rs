@@ -222,7 +222,10 @@ async fn finish(
 ) {
     shared.set_status(ActorStatus::ShuttingDown);
     shutdown.fire();
-    let drain = async { while background.join_next().await.is_some() {} };
+    let drain = async {
+        while background.join_next().await.is_some() {}
+        shared.guards_released().await;
+    };
     if tokio::time::timeout(BACKGROUND_GRACE, drain).await.is_err() {
         tracing::warn!(actor = %shared.id, "handler background work did not end in time; aborting it");
         background.abort_all();
