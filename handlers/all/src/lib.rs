@@ -21,6 +21,7 @@ use theater_handler_environment::{EnvironmentConfig, EnvironmentHandler};
 use theater_handler_filesystem::{FilesystemConfig, FilesystemHandler};
 use theater_handler_http_client::{HttpClientConfig, HttpClientHandler};
 use theater_handler_http_framework::{HttpFrameworkConfig, HttpFrameworkHandler};
+use theater_handler_message_server::{MessageServerConfig, MessageServerHandler};
 use theater_handler_process::{ProcessHandler, ProcessHandlerConfig};
 use theater_handler_random::{RandomConfig, RandomHandler};
 use theater_handler_runtime::{RuntimeHandler, RuntimeHandlerConfig};
@@ -31,7 +32,7 @@ use theater_runtime::HandlerRegistry;
 
 /// A registry of every handler in this workspace, by manifest `type`: `random`, `runtime`, `timing`,
 /// `environment`, `store`, `filesystem`, `process`, `http-client`, `http-framework`, `supervisor` (which builds
-/// its children's handlers from this registry).
+/// its children's handlers from this registry), `message-server`.
 pub fn registry() -> HandlerRegistry {
     let mut registry = HandlerRegistry::new();
     registry.register("random", |config| {
@@ -80,6 +81,11 @@ pub fn registry() -> HandlerRegistry {
     registry.register("supervisor", |config| {
         Ok(Arc::new(SupervisorHandler::new(
             config.parse::<SupervisorConfig>()?,
+        )))
+    });
+    registry.register("message-server", |config| {
+        Ok(Arc::new(MessageServerHandler::new(
+            config.parse::<MessageServerConfig>()?,
         )))
     });
     registry

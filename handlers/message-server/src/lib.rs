@@ -39,8 +39,8 @@ use theater_macros::theater_handler;
 use theater_runtime::{ActorContext, ActorError, ActorHandle, ActorId, RuntimeRef, ShutdownSignal};
 use tokio::sync::oneshot;
 
-pub use crate::router::MessageRouter;
 use crate::requests::{Deferral, Requests};
+pub use crate::router::MessageRouter;
 use crate::router::{Delivery, MailboxReceiver, Undeliverable};
 
 /// Configuration of the message-server handler: the manifest's `[[handler]] type = "message-server"` table.
@@ -333,9 +333,7 @@ impl MessageServerHandler {
     #[theater(record(response = "full"))]
     fn respond_to_request(&self, request_id: String, response: Vec<u8>) -> Result<(), String> {
         self.check_size("respond-to-request", &response)?;
-        self.endpoint()?
-            .requests
-            .settle(&request_id, Ok(response))
+        self.endpoint()?.requests.settle(&request_id, Ok(response))
     }
 
     /// WIT: `cancel-request: func(request-id: string) -> result<_, string>`
@@ -432,11 +430,10 @@ impl Endpoint {
         match error {
             Undeliverable::Refused(message) => message,
             Undeliverable::NoMailbox => {
-                let running = to.parse::<ActorId>().ok().and_then(|id| {
-                    self.runtime
-                        .upgrade()
-                        .and_then(|runtime| runtime.get(&id))
-                });
+                let running = to
+                    .parse::<ActorId>()
+                    .ok()
+                    .and_then(|id| self.runtime.upgrade().and_then(|runtime| runtime.get(&id)));
                 match running {
                     Some(_) => format!("actor {to} does not accept messages"),
                     None => format!("actor {to} not found"),
@@ -458,7 +455,9 @@ impl Endpoint {
                 Delivery::ChannelOpen { reply, .. } => {
                     let _ = reply.send(Err(stopped.clone()));
                 }
-                Delivery::Send(_) | Delivery::ChannelMessage { .. } | Delivery::ChannelClose { .. } => {}
+                Delivery::Send(_)
+                | Delivery::ChannelMessage { .. }
+                | Delivery::ChannelClose { .. } => {}
             }
         }
         self.requests.fail_all(&stopped);
@@ -469,7 +468,8 @@ impl Drop for Endpoint {
     /// Also when the actor never started (its `init` failed): no mailbox outlives its actor.
     fn drop(&mut self) {
         self.router.unregister(&self.id);
-        self.requests.fail_all(&format!("actor {} stopped", self.id));
+        self.requests
+            .fail_all(&format!("actor {} stopped", self.id));
     }
 }
 
@@ -485,5 +485,25 @@ fn describe(error: &ActorError) -> String {
     match error {
         ActorError::Guest(message) => message.clone(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_defaults_and_unknown_fields() {
+        let config: MessageServerConfig = toml::from_str("mailbox_capacity = 8").unwrap();
+        assert_eq!(
+            config,
+            MessageServerConfig {
+                mailbox_capacity: 8,
+                ..Default::default()
+            }
+        );
+        assert_eq!(config.request_timeout_ms, 30_000);
+        let err = toml::from_str::<MessageServerConfig>("mailbox = 8").unwrap_err();
+        assert!(err.to_string().contains("unknown field `mailbox`"), "{err}");
     }
 }

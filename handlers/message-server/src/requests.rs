@@ -129,7 +129,9 @@ mod tests {
         requests.begin("b", b);
         assert!(requests.list().is_empty(), "in flight is not listed");
         assert_eq!(requests.defer("a", 1), Deferral::Deferred);
-        assert!(matches!(requests.defer("b", 1), Deferral::OverLimit(m) if m.contains("max_outstanding_requests (1)")));
+        assert!(
+            matches!(requests.defer("b", 1), Deferral::OverLimit(m) if m.contains("max_outstanding_requests (1)"))
+        );
         assert!(matches!(b_rx.try_recv(), Ok(Err(_))));
         assert_eq!(requests.list(), ["a"]);
         requests.settle("a", Ok(b"yes".to_vec())).unwrap();

@@ -416,7 +416,9 @@ mod tests {
         router.unregister("a");
         assert!(!router.has_mailbox("a"));
         let items = b.close();
-        assert!(matches!(&items[..], [Delivery::ChannelOpen { .. }, Delivery::ChannelClose { id }] if id == "ch"));
+        assert!(
+            matches!(&items[..], [Delivery::ChannelOpen { .. }, Delivery::ChannelClose { id }] if id == "ch")
+        );
         assert_eq!(
             router.send_on_channel("ch", "b", vec![], 4),
             Err("channel ch not found".into())
@@ -431,7 +433,9 @@ mod tests {
         let _c = registered(&router, "c", 4);
         let (reply, _) = oneshot::channel();
         router.open("ch", "a", "b", vec![], reply).unwrap();
-        router.send_on_channel("ch", "b", b"early".to_vec(), 4).unwrap();
+        router
+            .send_on_channel("ch", "b", b"early".to_vec(), 4)
+            .unwrap();
         assert_eq!(
             router.send_on_channel("ch", "c", vec![], 4),
             Err("channel ch not found".into())
@@ -442,7 +446,9 @@ mod tests {
             Err("channel ch not found".into())
         );
         router.accept("ch", "b", Some(b"welcome".to_vec())).unwrap();
-        router.send_on_channel("ch", "b", b"later".to_vec(), 4).unwrap();
+        router
+            .send_on_channel("ch", "b", b"later".to_vec(), 4)
+            .unwrap();
         let got: Vec<Vec<u8>> = a
             .close()
             .into_iter()
@@ -451,6 +457,9 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(got, [b"welcome".to_vec(), b"early".to_vec(), b"later".to_vec()]);
+        assert_eq!(
+            got,
+            [b"welcome".to_vec(), b"early".to_vec(), b"later".to_vec()]
+        );
     }
 }

@@ -1,0 +1,90 @@
+//! Actor-to-actor messaging between two `message-bench` guests (tests/actors/message-bench) on one runtime:
+//!
+//! * `send/*`: the sender's `handle-script` makes `MESSAGES` `send`s of 16 bytes, then one `request`, which returns
+//!   once the receiver has handled every send before it (its mailbox is delivered in order): throughput of
+//!   delivered messages, each a host call in the sender and a `handle-send` callback in the receiver;
+//! * `request/*`: `MESSAGES` `request`s of 16 bytes one after another, each answered at once by `handle-request`:
+//!   the round-trip latency.
+//!
+//! Each with the chain recorded (`recording`, the default) and not (`no_recording`).
+//!
+//! `cargo bench -p theater-handler-message-server --bench messages`; figures in docs/performance.md.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use theater_handler_message_server::{MessageServerConfig, MessageServerHandler};
+use theater_runtime::{ActorHandle, Handler, SpawnOptions, TheaterRuntime};
+use theater_tests::guests;
+use theater_tests::support::script;
+
+/// Messages (or requests) per call into the sender.
+const MESSAGES: u32 = 1000;
+
+/// A fresh pair (sender, receiver), so the recorded chains do not grow without bound.
+async fn pair(
+    theater: &TheaterRuntime,
+    wasm: &[u8],
+    recording: bool,
+) -> (ActorHandle, ActorHandle) {
+    let spawn = |name: &'static str| {
+        let handlers: Vec<Arc<dyn Handler>> = vec![
+            Arc::new(MessageServerHandler::new(MessageServerConfig {
+                mailbox_capacity: 2 * MESSAGES,
+                ..Default::default()
+            })),
+            Arc::new(theater_tests::probe::ProbeHandler::new()),
+        ];
+        let options = SpawnOptions::new(name, wasm.to_vec())
+            .handlers(handlers)
+            .recording(recording);
+        async move { theater.spawn(options).await.expect("spawn") }
+    };
+    (spawn("sender").await, spawn("receiver").await)
+}
+
+fn messages(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let dir = tempfile::tempdir().expect("data dir");
+    let theater = TheaterRuntime::new(theater_runtime::RuntimeConfig {
+        data_dir: Some(dir.path().to_owned()),
+        ..Default::default()
+    })
+    .expect("runtime");
+    let wasm = std::fs::read(guests::MESSAGE_BENCH).expect("message-bench guest");
+
+    for (group_name, command) in [("send", "sendn"), ("request", "requestn")] {
+        let mut group = c.benchmark_group(group_name);
+        group.throughput(Throughput::Elements(u64::from(MESSAGES)));
+        group.measurement_time(Duration::from_secs(5));
+        group.sample_size(30);
+        for (name, recording) in [("recording", true), ("no_recording", false)] {
+            group.bench_function(name, |b| {
+                b.iter_custom(|iters| {
+                    rt.block_on(async {
+                        let (sender, receiver) = pair(&theater, &wasm, recording).await;
+                        let text = format!("{command}:{},{MESSAGES}", receiver.id());
+                        let start = Instant::now();
+                        for _ in 0..iters {
+                            let out = script(&sender, &text).await.expect("handle-script");
+                            assert_eq!(out, format!("{command}={MESSAGES}"));
+                        }
+                        let elapsed = start.elapsed();
+                        if command == "sendn" {
+                            let count = script(&receiver, "count").await.expect("count");
+                            assert_eq!(count, format!("count={}", iters * u64::from(MESSAGES)));
+                        }
+                        sender.stop().await.expect("stop");
+                        receiver.stop().await.expect("stop");
+                        elapsed
+                    })
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, messages);
+criterion_main!(benches);
