@@ -41,7 +41,7 @@ use tokio::sync::oneshot;
 
 use crate::requests::{Deferral, Requests};
 pub use crate::router::MessageRouter;
-use crate::router::{Delivery, MailboxReceiver, Undeliverable};
+use crate::router::{Delivery, MailboxKey, MailboxReceiver, Undeliverable};
 
 /// Configuration of the message-server handler: the manifest's `[[handler]] type = "message-server"` table.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -90,6 +90,8 @@ struct Endpoint {
     shutdown: ShutdownSignal,
     /// The receiving end of the mailbox, until the `start` loop takes it.
     inbox: Mutex<Option<MailboxReceiver>>,
+    /// Which mailbox is this actor's, should a restarted actor with the same id register a new one.
+    key: MailboxKey,
     requests: Requests,
 }
 
@@ -155,6 +157,7 @@ impl MessageServerHandler {
                 router,
                 runtime: actor.runtime.clone(),
                 shutdown: actor.shutdown.clone(),
+                key: inbox.key(),
                 inbox: Mutex::new(Some(inbox)),
                 requests: Requests::default(),
             })),
@@ -415,6 +418,10 @@ impl MessageServerHandler {
         match result {
             Ok(()) => true,
             Err(ActorError::Stopped) => false,
+            Err(ActorError::NotExported(function)) => {
+                tracing::debug!(actor = %endpoint.id, "message-server: the actor does not export {function}");
+                true
+            }
             Err(e) => {
                 tracing::warn!(actor = %endpoint.id, "message-server callback failed: {e}");
                 true
@@ -445,7 +452,7 @@ impl Endpoint {
     /// The actor stops: unregister the mailbox (closing the actor's channels) and fail every request waiting on
     /// it, queued or deferred.
     fn close(&self, inbox: &mut MailboxReceiver) {
-        self.router.unregister(&self.id);
+        self.router.unregister(&self.id, &self.key);
         let stopped = format!("actor {} stopped", self.id);
         for item in inbox.close() {
             match item {
@@ -467,7 +474,7 @@ impl Endpoint {
 impl Drop for Endpoint {
     /// Also when the actor never started (its `init` failed): no mailbox outlives its actor.
     fn drop(&mut self) {
-        self.router.unregister(&self.id);
+        self.router.unregister(&self.id, &self.key);
         self.requests
             .fail_all(&format!("actor {} stopped", self.id));
     }

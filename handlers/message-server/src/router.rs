@@ -90,7 +90,16 @@ impl MailboxSender {
     }
 }
 
+/// Tells one mailbox from a later one registered under the same actor id (a restarted actor keeps its id).
+#[derive(Clone, Debug)]
+pub(crate) struct MailboxKey(Arc<AtomicUsize>);
+
 impl MailboxReceiver {
+    /// The key of this mailbox, for [`MessageRouter::unregister`].
+    pub(crate) fn key(&self) -> MailboxKey {
+        MailboxKey(self.queued.clone())
+    }
+
     /// The next item, `None` once the mailbox is closed and empty.
     pub(crate) async fn recv(&mut self) -> Option<Delivery> {
         let item = self.rx.recv().await;
@@ -197,10 +206,16 @@ impl MessageRouter {
 
     /// Removes `id`'s mailbox and closes its channels; the other side of each hears `handle-channel-close`. A
     /// channel still waiting for `id`'s decision is dropped without a notification: its opener's `open-channel`
-    /// fails when `id`'s mailbox goes. Idempotent.
-    pub(crate) fn unregister(&self, id: &str) {
+    /// fails when `id`'s mailbox goes. Idempotent; does nothing once a newer mailbox (not `key`'s) holds `id`.
+    pub(crate) fn unregister(&self, id: &str, key: &MailboxKey) {
         let mut routes = self.routes();
-        routes.mailboxes.remove(id);
+        match routes.mailboxes.get(id) {
+            Some(mailbox) if !Arc::ptr_eq(&mailbox.queued, &key.0) => return,
+            Some(_) => {
+                routes.mailboxes.remove(id);
+            }
+            None => {}
+        }
         let mine: Vec<String> = routes
             .channels
             .iter()
@@ -407,13 +422,19 @@ mod tests {
     #[test]
     fn registering_twice_fails_and_unregistering_closes_channels() {
         let router = MessageRouter::default();
-        let _a = registered(&router, "a", 4);
+        let a = registered(&router, "a", 4);
         let mut b = registered(&router, "b", 4);
         assert!(router.register("a", mailbox(1).0).is_err());
         let (reply, _) = oneshot::channel();
         router.open("ch", "a", "b", vec![], reply).unwrap();
         router.accept("ch", "b", None).unwrap();
-        router.unregister("a");
+        let stale = mailbox(1).1.key();
+        router.unregister("a", &stale);
+        assert!(
+            router.has_mailbox("a"),
+            "another mailbox's key unregisters nothing"
+        );
+        router.unregister("a", &a.key());
         assert!(!router.has_mailbox("a"));
         let items = b.close();
         assert!(
