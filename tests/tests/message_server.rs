@@ -212,6 +212,15 @@ async fn message_server_request_errors_come_back_without_hanging() {
         format!("respond!request {id} not found")
     );
 
+    // A cycle (B's handle-request requests A, which is busy waiting for B) ends in A's timeout.
+    let out = run(&a, &format!("request:{},!request:{},x", b.id(), a.id())).await;
+    assert!(
+        out.starts_with("request!request ") && out.ends_with(" timed out"),
+        "{out}"
+    );
+    // A takes B's request once free, so B's handle-request ends too.
+    log_until(&a, |l| l.iter().any(|l| l.starts_with("request "))).await;
+
     // The callback's error.
     assert_eq!(
         run(&a, &format!("request:{},fail now", b.id())).await,
