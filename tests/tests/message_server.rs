@@ -562,3 +562,37 @@ async fn message_server_every_host_function_and_callback_is_used() {
         assert!(types.contains(&event), "{event} not called: {types:?}");
     }
 }
+
+/// The mailbox is background work (what keeps `theater run` going) only while another actor could message this
+/// one.
+#[tokio::test]
+async fn message_server_mailbox_is_background_work_only_with_peers() {
+    let (rt, _dir) = runtime();
+    let idle = |actor: &ActorHandle, want: bool| {
+        let actor = actor.clone();
+        async move {
+            let started = Instant::now();
+            while actor.has_background_work() != want {
+                assert!(
+                    started.elapsed() < Duration::from_secs(20),
+                    "{actor:?}: background work stays {}",
+                    !want
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    let a = peer(&rt, "a", Default::default()).await;
+    idle(&a, false).await;
+    let b = peer(&rt, "b", Default::default()).await;
+    idle(&a, true).await;
+    idle(&b, true).await;
+    assert_eq!(run(&b, &format!("send:{},hi", a.id())).await, "send=ok");
+    log_until(&a, |l| l == ["send hi"]).await;
+    b.stop().await.unwrap();
+    idle(&a, false).await;
+    // Alone again, it still serves its own sends.
+    assert_eq!(run(&a, &format!("send:{},me", a.id())).await, "send=ok");
+    log_until(&a, |l| l.len() == 2).await;
+    idle(&a, false).await;
+}

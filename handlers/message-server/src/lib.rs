@@ -4,8 +4,9 @@
 //! §11): actor-to-actor messages. One-way `send`s, `request`s answered at once or later, and two-way channels.
 //!
 //! Each actor's instance makes **its own** mailbox when the actor is created and registers it with the runtime's
-//! [`MessageRouter`] (a failed registration fails the spawn); its background loop (`start`) turns every mailbox
-//! item into one typed callback, one at a time and in order. When the actor stops the mailbox is unregistered,
+//! [`MessageRouter`] (a failed registration fails the spawn); its mailbox loop (started by `start`) turns every
+//! mailbox item into one typed callback, one at a time and in order, each bounded by the actor's own call deadline
+//! (while the actor is paused the mailbox fills and senders are refused). When the actor stops the mailbox is unregistered,
 //! requests waiting on the actor or deferred by it fail with `"actor <id> stopped"`, and its channels close,
 //! notifying the other side. Nothing waits without a bound: a full mailbox refuses at once, `request` and
 //! `open-channel` wait at most `request_timeout_ms`, and a stopped actor is an error.
@@ -14,6 +15,8 @@
 //!   runs the handler too (`"actor <id> does not accept messages"` otherwise). Channels, deferred requests and
 //!   mailboxes are private: another actor's channel or request id gets the answer an unknown one gets
 //!   (`"channel <id> not found"`, `"request <id> not found"`).
+//! * **Background work**: the mailbox loop counts as the actor's background work (what keeps `theater run`
+//!   going) only while another actor has a mailbox, and so could message this one, or items are queued.
 //! * **Chain events**: one per host call, `theater:simple/message-server-host/<function>`; message payloads
 //!   (`msg`, `initial-msg`, `response`, `request`'s result) are recorded in full by default and may be set to
 //!   `digest` by the manifest. Each delivered item is a callback event,
@@ -36,7 +39,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use theater_macros::theater_handler;
-use theater_runtime::{ActorContext, ActorError, ActorHandle, ActorId, RuntimeRef, ShutdownSignal};
+use theater_runtime::{
+    ActorContext, ActorError, ActorHandle, ActorId, BackgroundGuard, RuntimeRef, ShutdownSignal,
+};
 use tokio::sync::oneshot;
 
 use crate::requests::{Deferral, Requests};
@@ -164,10 +169,10 @@ impl MessageServerHandler {
         })
     }
 
-    /// Delivers the mailbox, item by item, through the actor's `message-server-client` callbacks until the actor
-    /// stops; then unregisters the mailbox and fails what is left.
+    /// Starts the mailbox loop ([`Self::deliver_mailbox`]) as a task of its own, so that it counts as the actor's
+    /// background work only while another actor could message this one: `theater run` of a lone actor ends.
     #[theater(start)]
-    async fn deliver_mailbox(
+    async fn start_mailbox(
         self: Arc<Self>,
         actor: ActorHandle,
         shutdown: ShutdownSignal,
@@ -180,28 +185,12 @@ impl MessageServerHandler {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        let Some(mut inbox) = inbox else {
+        let Some(inbox) = inbox else {
             return Ok(());
         };
-        loop {
-            let item = tokio::select! {
-                biased;
-                () = shutdown.wait() => break,
-                item = inbox.recv() => match item {
-                    Some(item) => item,
-                    None => break,
-                },
-            };
-            let go_on = tokio::select! {
-                biased;
-                () = shutdown.wait() => false,
-                go_on = self.deliver(&actor, &endpoint, item) => go_on,
-            };
-            if !go_on {
-                break;
-            }
-        }
-        endpoint.close(&mut inbox);
+        // Held from here, so the actor has background work without a gap until the loop decides.
+        let hold = actor.hold_background();
+        tokio::spawn(self.deliver_mailbox(actor, shutdown, endpoint, inbox, hold));
         Ok(())
     }
 
@@ -350,6 +339,54 @@ impl MessageServerHandler {
 }
 
 impl MessageServerHandler {
+    /// Delivers the mailbox, item by item, through the actor's `message-server-client` callbacks until the actor
+    /// stops; then unregisters the mailbox and fails what is left. Holds the actor's background work (`hold`)
+    /// while another actor has a mailbox (and so could message this one), or items are queued or being delivered.
+    async fn deliver_mailbox(
+        self: Arc<Self>,
+        actor: ActorHandle,
+        shutdown: ShutdownSignal,
+        endpoint: Arc<Endpoint>,
+        mut inbox: MailboxReceiver,
+        hold: BackgroundGuard,
+    ) {
+        let mut hold = Some(hold);
+        let mut mailboxes = endpoint.router.watch_mailboxes();
+        loop {
+            let callable = endpoint.router.has_peers(&endpoint.id) || !inbox.is_empty();
+            if !callable {
+                hold = None;
+            } else if hold.is_none() {
+                hold = Some(actor.hold_background());
+            }
+            let item = tokio::select! {
+                biased;
+                () = shutdown.wait() => break,
+                item = inbox.recv() => match item {
+                    Some(item) => item,
+                    None => break,
+                },
+                changed = mailboxes.changed() => match changed {
+                    Ok(()) => continue,
+                    Err(_) => break,
+                },
+            };
+            if hold.is_none() {
+                hold = Some(actor.hold_background());
+            }
+            let go_on = tokio::select! {
+                biased;
+                () = shutdown.wait() => false,
+                go_on = self.deliver(&actor, &endpoint, item) => go_on,
+            };
+            if !go_on {
+                break;
+            }
+        }
+        endpoint.close(&mut inbox);
+        drop(hold);
+    }
+
     /// Turns one mailbox item into its callback and passes the answer on. `false` when the actor has stopped.
     async fn deliver(&self, actor: &ActorHandle, endpoint: &Endpoint, item: Delivery) -> bool {
         let callbacks = self.callbacks(actor);

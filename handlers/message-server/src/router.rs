@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// Where a [`Delivery::Request`] sends its answer: the response, or the error the requester's `request` returns.
 pub(crate) type Reply = oneshot::Sender<Result<Vec<u8>, String>>;
@@ -109,6 +109,11 @@ impl MailboxReceiver {
         item
     }
 
+    /// Whether nothing is queued.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+
     /// Closes the mailbox and returns what was still queued.
     pub(crate) fn close(&mut self) -> Vec<Delivery> {
         self.rx.close();
@@ -178,6 +183,8 @@ impl Routes {
 #[derive(Debug, Default)]
 pub struct MessageRouter {
     routes: Mutex<Routes>,
+    /// The number of registered mailboxes, watched by the mailbox loops (whether an actor has peers).
+    mailbox_count: watch::Sender<usize>,
 }
 
 impl MessageRouter {
@@ -191,6 +198,17 @@ impl MessageRouter {
         self.routes().mailboxes.contains_key(id)
     }
 
+    /// Whether any actor other than `id` has a mailbox, i.e. could message `id`.
+    pub(crate) fn has_peers(&self, id: &str) -> bool {
+        let routes = self.routes();
+        routes.mailboxes.len() > usize::from(routes.mailboxes.contains_key(id))
+    }
+
+    /// Changes whenever a mailbox is registered or unregistered.
+    pub(crate) fn watch_mailboxes(&self) -> watch::Receiver<usize> {
+        self.mailbox_count.subscribe()
+    }
+
     /// Registers `id`'s mailbox.
     ///
     /// # Errors
@@ -201,6 +219,7 @@ impl MessageRouter {
             return Err(format!("actor {id} already has a mailbox"));
         }
         routes.mailboxes.insert(id.to_owned(), mailbox);
+        self.mailbox_count.send_replace(routes.mailboxes.len());
         Ok(())
     }
 
@@ -213,6 +232,7 @@ impl MessageRouter {
             Some(mailbox) if !Arc::ptr_eq(&mailbox.queued, &key.0) => return,
             Some(_) => {
                 routes.mailboxes.remove(id);
+                self.mailbox_count.send_replace(routes.mailboxes.len());
             }
             None => {}
         }
