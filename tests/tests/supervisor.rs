@@ -610,3 +610,52 @@ async fn supervisor_default_grants_no_manifest() {
         "spawn!permission denied: manifest child.toml (allowed_manifests)"
     );
 }
+
+#[tokio::test]
+async fn supervisor_without_the_callback_export_drops_notifications_and_runs_on() {
+    let f = Fixture::new(SUPERVISOR);
+    let text = std::fs::read_to_string(f.dir.path().join("parent.toml"))
+        .unwrap()
+        .replace(guests::SUPERVISOR_PARENT, guests::SUPERVISOR_MUTE);
+    std::fs::write(f.dir.path().join("mute.toml"), text).unwrap();
+    let mute = f.spawn("mute.toml").await.unwrap();
+    for end in ["shutdown:x", "trap", "external"] {
+        let line = one(&mute, "spawn:child.toml").await;
+        let id = line
+            .strip_prefix("spawn=")
+            .unwrap_or_else(|| panic!("{line}"));
+        let child = f.child(id);
+        match end {
+            "trap" => {
+                let calls = ProbeHandler::new();
+                let err = calls.callbacks(&child).handle_trap(0).await.unwrap_err();
+                assert!(matches!(err, ActorError::Trap(_)), "{err:?}");
+            }
+            "external" => child.stop().await.unwrap(),
+            script => assert_eq!(run_child(&child, script).await, "shutdown=ok"),
+        }
+        let exit = child.wait().await;
+        match end {
+            "trap" => assert!(matches!(exit, ActorExit::Failed(_)), "{exit:?}"),
+            "external" => assert_eq!(exit, ActorExit::Stopped),
+            _ => assert_eq!(
+                exit,
+                ActorExit::Shutdown {
+                    data: Some(b"x".to_vec())
+                }
+            ),
+        }
+        assert_eq!(one(&mute, "list").await, "list=", "{end}");
+    }
+    assert_eq!(mute.status(), ActorStatus::Idle);
+    let chain = mute.chain();
+    chain.verify().unwrap();
+    assert!(
+        chain.events().iter().all(|e| !e
+            .event_type
+            .starts_with("theater:simple/supervisor-handlers/")),
+        "no callback was called"
+    );
+    mute.stop().await.unwrap();
+    assert_eq!(mute.wait().await, ActorExit::Stopped);
+}
