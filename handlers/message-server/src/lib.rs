@@ -353,7 +353,7 @@ impl MessageServerHandler {
         let mut hold = Some(hold);
         let mut mailboxes = endpoint.router.watch_mailboxes();
         loop {
-            let callable = endpoint.router.has_peers(&endpoint.id) || !inbox.is_empty();
+            let callable = !inbox.is_empty() || endpoint.router.has_peers(&endpoint.id);
             if !callable {
                 hold = None;
             } else if hold.is_none() {
