@@ -659,3 +659,51 @@ async fn supervisor_without_the_callback_export_drops_notifications_and_runs_on(
     mute.stop().await.unwrap();
     assert_eq!(mute.wait().await, ActorExit::Stopped);
 }
+
+/// Waits until `cond` holds (a guard against hanging, not a timing assertion).
+async fn eventually(what: &str, cond: impl Fn() -> bool) {
+    let done = tokio::time::timeout(Duration::from_secs(30), async {
+        while !cond() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(done.is_ok(), "never: {what}");
+}
+
+#[tokio::test]
+async fn supervisor_children_are_the_parents_background_work() {
+    let f = Fixture::new(SUPERVISOR);
+    let parent = f.parent().await;
+    eventually("no background work without children", || {
+        !parent.has_background_work()
+    })
+    .await;
+    let a = spawn_child(&parent, "child.toml").await;
+    assert!(parent.has_background_work(), "a child holds it");
+    assert_eq!(one(&parent, &format!("stop:{a}")).await, "stop");
+    assert!(!parent.has_background_work(), "released by stop-child");
+    let b = spawn_child(&parent, "child.toml").await;
+    assert!(parent.has_background_work());
+    run_child(&f.child(&b), "shutdown:done").await;
+    wait_for_log(&parent, "exit:").await;
+    eventually("released once the parent heard", || {
+        !parent.has_background_work()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn supervisor_a_failed_init_stops_the_children_it_spawned() {
+    let f = Fixture::new(SUPERVISOR);
+    std::fs::write(f.dir.path().join("boot.state"), "run:spawn:child.toml;fail").unwrap();
+    let text = std::fs::read_to_string(f.dir.path().join("parent.toml")).unwrap();
+    let text = text.replace(
+        "name = \"parent\"\n",
+        "name = \"parent\"\ninit_state = \"boot.state\"\n",
+    );
+    std::fs::write(f.dir.path().join("boot.toml"), text).unwrap();
+    let err = f.spawn("boot.toml").await.unwrap_err().to_string();
+    assert!(err.contains("init failed on request after spawn="), "{err}");
+    eventually("the orphaned child is stopped", || f.rt.list().is_empty()).await;
+}

@@ -1,10 +1,11 @@
 //! The children of one supervising actor, in spawn order: how each was started (for `restart-child`), and which
 //! ones the parent is stopping itself (those end without a notification), plus how a child's end becomes a
-//! notification.
+//! notification. Once the parent's loop watches them, each entry holds the parent's background work
+//! (`ActorHandle::hold_background`), so an actor with children keeps `theater run` going and one without does not.
 
 use std::path::PathBuf;
 
-use theater_runtime::{ActorExit, ActorHandle, ActorStatus};
+use theater_runtime::{ActorExit, ActorHandle, ActorStatus, BackgroundGuard};
 
 /// The state a child starts with, kept so `restart-child` starts it the same way.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,7 +17,7 @@ pub enum StartState {
 }
 
 /// One child.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Child {
     /// The running actor.
     pub handle: ActorHandle,
@@ -26,8 +27,23 @@ pub struct Child {
     pub manifest: PathBuf,
     /// The state it started with.
     pub start: StartState,
-    /// Set while the parent stops it (`stop-child`, `restart-child`, the parent's own stop): no notification.
+    /// Set while the parent stops it (`stop-child`, `restart-child`): no notification.
     pub stopping: bool,
+    /// The parent's background work, held while this entry lives (from the moment the parent's loop watches).
+    hold: Option<BackgroundGuard>,
+}
+
+/// A child the parent has begun to stop: what `stop-child` and `restart-child` need of it.
+#[derive(Clone, Debug)]
+pub struct Stopping {
+    /// The running actor.
+    pub handle: ActorHandle,
+    /// Its run's token.
+    pub token: u64,
+    /// The canonical manifest path it was spawned from.
+    pub manifest: PathBuf,
+    /// The state it started with.
+    pub start: StartState,
 }
 
 /// How a child ended, as its parent hears it.
@@ -63,6 +79,8 @@ impl From<ActorExit> for ChildEnd {
 pub struct Children {
     list: Vec<Child>,
     next_token: u64,
+    /// The parent, once its loop watches the children: each entry then holds its background work.
+    holder: Option<ActorHandle>,
 }
 
 impl Children {
@@ -92,15 +110,26 @@ impl Children {
         self.live().find(|c| c.handle.id().as_str() == id)
     }
 
+    /// From now on every entry holds `parent`'s background work (called when the parent's loop starts to watch;
+    /// children spawned by `init` before that get their hold here).
+    pub fn hold_for(&mut self, parent: ActorHandle) {
+        for child in &mut self.list {
+            child.hold.get_or_insert_with(|| parent.hold_background());
+        }
+        self.holder = Some(parent);
+    }
+
     /// Adds a child at the end; returns its token.
     pub fn insert(&mut self, handle: ActorHandle, manifest: PathBuf, start: StartState) -> u64 {
         let token = self.token();
+        let hold = self.holder.as_ref().map(ActorHandle::hold_background);
         self.list.push(Child {
             handle,
             token,
             manifest,
             start,
             stopping: false,
+            hold,
         });
         token
     }
@@ -111,14 +140,19 @@ impl Children {
     }
 
     /// Marks the live child `id` as being stopped by the parent and returns it, or `None` if it is not one.
-    pub fn begin_stop(&mut self, id: &str) -> Option<Child> {
+    pub fn begin_stop(&mut self, id: &str) -> Option<Stopping> {
         let child = self
             .list
             .iter_mut()
             .find(|c| !c.stopping && c.handle.id().as_str() == id)
             .filter(|c| c.handle.status() != ActorStatus::Stopped)?;
         child.stopping = true;
-        Some(child.clone())
+        Some(Stopping {
+            handle: child.handle.clone(),
+            token: child.token,
+            manifest: child.manifest.clone(),
+            start: child.start.clone(),
+        })
     }
 
     /// Removes the child run `token` (after `stop-child`, or a restart that failed).
@@ -137,28 +171,20 @@ impl Children {
         Some(new_token)
     }
 
-    /// The child run `token` has ended: whether the parent should hear of it. It does unless the parent stopped
-    /// it itself or it was replaced; the entry is removed either way, except while the parent's own stop or
-    /// restart of it is under way (that call removes or replaces it).
-    pub fn ended(&mut self, token: u64) -> bool {
+    /// The child run `token` has ended: its entry, removed, if the parent should hear of it (keep it until the
+    /// parent has: it holds the parent's background work). `None` if the parent stopped it itself or it was
+    /// replaced; an entry whose stop or restart by the parent is under way stays for that call to remove or
+    /// replace.
+    pub fn ended(&mut self, token: u64) -> Option<Child> {
         match self.list.iter().position(|c| c.token == token) {
-            Some(i) if !self.list[i].stopping => {
-                self.list.remove(i);
-                true
-            }
-            _ => false,
+            Some(i) if !self.list[i].stopping => Some(self.list.remove(i)),
+            _ => None,
         }
     }
 
-    /// Marks every child as being stopped by the parent and returns them (the parent is stopping).
-    pub fn stop_all(&mut self) -> Vec<ActorHandle> {
-        self.list
-            .iter_mut()
-            .map(|c| {
-                c.stopping = true;
-                c.handle.clone()
-            })
-            .collect()
+    /// Takes every child out of the table (the parent is stopping: none raises a notification).
+    pub fn drain(&mut self) -> Vec<Child> {
+        std::mem::take(&mut self.list)
     }
 }
 

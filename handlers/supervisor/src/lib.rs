@@ -13,6 +13,9 @@
 //!   `handle-child-external-stop` (stopped by anyone but the parent). Children the parent stops with
 //!   `stop-child` or `restart-child` raise none. Without the export, notifications are dropped with a warning. A
 //!   stopping parent stops its children first.
+//! * **Background work**: each child holds its parent's (`ActorHandle::hold_background`) until the parent has
+//!   heard how it ended, so `theater run` of a supervisor ends once it has no children and nothing else can call
+//!   it.
 //! * **Chain events**: one per call, `theater:simple/supervisor/<function>`; `get-child-events`' result is
 //!   recorded as a digest (the child's own chain holds it). Notifications are recorded as the callbacks they
 //!   cause, `theater:simple/supervisor-handlers/<function>`.
@@ -200,14 +203,71 @@ impl Parent {
         Ok(id)
     }
 
-    /// Stops every child; none raises a notification.
+    /// Stops every child; none raises a notification. Their holds on the parent's background work end after
+    /// they have stopped, so the parent's own stop waits for them.
     async fn stop_children(&self) {
-        let handles = self.children().stop_all();
-        futures::future::join_all(handles.iter().map(ActorHandle::stop)).await;
+        let children = self.children().drain();
+        futures::future::join_all(children.iter().map(|c| c.handle.stop())).await;
+    }
+}
+
+impl Drop for Parent {
+    /// Stops the children still in the table: those the loop never watched because the actor stopped before
+    /// `start` (its `init` spawned them, then failed). They hold no background work, so the failed actor's stop
+    /// did not wait for them.
+    fn drop(&mut self) {
+        let children = self
+            .children
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain();
+        if children.is_empty() {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                futures::future::join_all(children.iter().map(|c| c.handle.stop())).await;
+            });
+        }
     }
 }
 
 impl SupervisorHandler {
+    /// Watches the actor's children until it stops, delivering each end to the actor's callbacks one at a
+    /// time; then stops the children that are left.
+    async fn supervise(
+        self: Arc<Self>,
+        actor: ActorHandle,
+        shutdown: ShutdownSignal,
+        parent: Arc<Parent>,
+        mut adopted: mpsc::UnboundedReceiver<Adopted>,
+    ) {
+        let mut ending = FuturesUnordered::new();
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.wait() => break,
+                Some(child) = adopted.recv() => ending.push(async move {
+                    let exit = child.handle.wait().await;
+                    (child, exit)
+                }),
+                Some((child, exit)) = ending.next() => {
+                    // Kept until the parent has heard: it holds the parent's background work.
+                    let Some(entry) = parent.children().ended(child.token) else {
+                        continue;
+                    };
+                    let id = entry.handle.id().to_string();
+                    tokio::select! {
+                        () = shutdown.wait() => break,
+                        () = self.notify(&actor, id, ChildEnd::from(exit)) => {}
+                    }
+                    drop(entry);
+                }
+            }
+        }
+        parent.stop_children().await;
+    }
+
     /// A handler with `config`.
     pub fn new(config: SupervisorConfig) -> Self {
         Self {
@@ -286,10 +346,11 @@ impl SupervisorHandler {
         })
     }
 
-    /// Watches the actor's children until it stops, delivering each end to the actor's callbacks one at a
-    /// time; then stops the children that are left.
+    /// Starts the supervision loop ([`Self::supervise`]) as a task of its own, so that the actor counts as having
+    /// background work only while it has children (each holds it): `theater run` of a supervisor whose children
+    /// have all ended ends.
     #[theater(start)]
-    async fn supervise(
+    async fn start_supervision(
         self: Arc<Self>,
         actor: ActorHandle,
         shutdown: ShutdownSignal,
@@ -302,30 +363,10 @@ impl SupervisorHandler {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        let Some(mut adopted) = taken else {
-            return Ok(());
-        };
-        let mut ending = FuturesUnordered::new();
-        loop {
-            tokio::select! {
-                biased;
-                () = shutdown.wait() => break,
-                Some(child) = adopted.recv() => ending.push(async move {
-                    let exit = child.handle.wait().await;
-                    (child, exit)
-                }),
-                Some((child, exit)) = ending.next() => {
-                    if parent.children().ended(child.token) {
-                        let id = child.handle.id().to_string();
-                        tokio::select! {
-                            () = shutdown.wait() => break,
-                            () = self.notify(&actor, id, ChildEnd::from(exit)) => {}
-                        }
-                    }
-                }
-            }
+        if let Some(adopted) = taken {
+            parent.children().hold_for(actor.clone());
+            tokio::spawn(self.supervise(actor, shutdown, parent, adopted));
         }
-        parent.stop_children().await;
         Ok(())
     }
 

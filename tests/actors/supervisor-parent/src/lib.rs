@@ -48,6 +48,7 @@ fn run(script: &str) -> Vec<String> {
                 let linked = events.windows(2).all(|w| w[1].parent_hash.as_deref() == Some(&w[0].hash[..]));
                 format!("events={}:{linked}:{}", events.len(), types.join(","))
             }),
+            "fail" => Ok("fail".to_owned()),
             other => Err(format!("unknown command {other}")),
         };
         out.push(line.unwrap_or_else(|e| format!("{op}!{e}")));
@@ -64,12 +65,17 @@ fn append(state: Option<Vec<u8>>, line: &str) -> Option<Vec<u8>> {
 }
 
 impl Actor for Parent {
-    /// With state `run:<script>`, runs the script; the state becomes `init=<outputs joined by |>` and a newline.
+    /// With state `run:<script>`, runs the script; the state becomes `init=<outputs joined by |>` and a newline,
+    /// unless the script says `fail`: then `init` fails.
     fn init(state: Option<Vec<u8>>, _params: (String,)) -> Result<(Option<Vec<u8>>,), String> {
         match state.as_deref().and_then(|s| s.strip_prefix(b"run:")) {
             Some(script) => {
                 let script = String::from_utf8(script.to_vec()).map_err(|e| e.to_string())?;
-                Ok((append(None, &format!("init={}", run(&script).join("|"))),))
+                let out = run(&script);
+                if out.iter().any(|l| l == "fail") {
+                    return Err(format!("init failed on request after {}", out.join("|")));
+                }
+                Ok((append(None, &format!("init={}", out.join("|"))),))
             }
             None => Ok((state,)),
         }
