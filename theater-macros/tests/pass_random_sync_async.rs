@@ -13,7 +13,7 @@ struct RandomHandler {
     next: Arc<AtomicU64>,
 }
 
-#[theater_handler(wit = "../../../../wit", import = "theater:simple/random")]
+#[theater_handler(wit = "../wit", import = "theater:simple/random")]
 impl RandomHandler {
     #[theater(create_instance)]
     async fn for_actor(&self, _actor: &ActorContext) -> anyhow::Result<Self> {
@@ -44,7 +44,8 @@ impl RandomHandler {
     }
 }
 
-fn main() {
+#[test]
+fn generated_handler_describes_its_interface() {
     let handler: &dyn Handler = &RandomHandler::default();
     assert_eq!(handler.name(), "random");
     assert_eq!(handler.imports(), Some("theater:simple/random"));

@@ -11,7 +11,7 @@ use theater_runtime::{ActorError, ActorHandle, Handler};
 struct ProbeHandler;
 
 #[theater_handler(
-    wit = "../../../../tests/wit",
+    wit = "../tests/wit",
     import = "theater:test/probe",
     export = "theater:test/probe-handlers",
     name = "probe"
@@ -36,7 +36,8 @@ async fn call(probe: &ProbeHandler, actor: &ActorHandle) -> Result<(), ActorErro
     Ok(())
 }
 
-fn main() {
+#[test]
+fn generated_handler_describes_its_interface() {
     let handler: &dyn Handler = &ProbeHandler;
     assert_eq!(handler.name(), "probe");
     assert_eq!(handler.imports(), Some("theater:test/probe"));
