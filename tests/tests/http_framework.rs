@@ -652,3 +652,28 @@ async fn http_framework_servers_belong_to_their_actor() {
     assert_eq!(get(b_port, "/").await.status(), 200);
     assert_eq!(get(b_port, "/").await.text().await.unwrap(), "hello from 1");
 }
+
+#[tokio::test]
+async fn http_framework_without_the_http_handlers_export_answers_500() {
+    let (rt, _dir) = runtime();
+    let actor = spawn(
+        &rt,
+        "http-mute",
+        guests::HTTP_MUTE,
+        vec![Arc::new(HttpFrameworkHandler::new(
+            HttpFrameworkConfig::default(),
+        ))],
+        None,
+    )
+    .await
+    .unwrap();
+    let port: u16 = String::from_utf8(actor.state().unwrap())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let response = get(port, "/").await;
+    assert_eq!(response.status(), 500);
+    assert_eq!(response.text().await.unwrap(), "");
+    assert_eq!(get(port, "/missing").await.status(), 404);
+    assert_eq!(actor.status(), theater_runtime::ActorStatus::Idle);
+}
