@@ -38,7 +38,7 @@ pub mod children;
 pub mod manifests;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -98,11 +98,20 @@ pub struct SupervisorHandler {
 struct Parent {
     runtime: RuntimeRef,
     registry: Option<HandlerRegistry>,
-    manifests: ManifestPolicy,
+    manifests: Arc<ManifestPolicy>,
     children: Mutex<Children>,
     adopted: mpsc::UnboundedSender<Adopted>,
     adopted_rx: Mutex<Option<mpsc::UnboundedReceiver<Adopted>>>,
     shutdown: ShutdownSignal,
+}
+
+/// Where a child's manifest comes from.
+#[derive(Debug)]
+enum Source {
+    /// A `spawn`/`resume` argument, to resolve against the grants.
+    Argument(String),
+    /// The canonical path an earlier spawn resolved (`restart-child`).
+    Resolved(PathBuf),
 }
 
 /// A child run the background loop is to watch.
@@ -123,16 +132,16 @@ impl Parent {
             .ok_or_else(|| format!("{function}: the runtime has stopped"))
     }
 
-    /// Starts a child from the canonical `manifest` with `start`, under `id` if given, calling `init` if
-    /// `run_init`.
+    /// Starts a child from `manifest` with `start`, under `id` if given, calling `init` if `run_init`. Returns
+    /// the child and its canonical manifest path.
     async fn launch(
         &self,
         function: &str,
-        manifest: &Path,
+        manifest: Source,
         start: &StartState,
         id: Option<ActorId>,
         run_init: bool,
-    ) -> Result<ActorHandle, String> {
+    ) -> Result<(ActorHandle, PathBuf), String> {
         let runtime = self.runtime(function)?;
         let Some(registry) = self.registry.clone() else {
             return Err(format!(
@@ -140,18 +149,24 @@ impl Parent {
                  manifest or with SpawnOptions::registry)"
             ));
         };
-        // Reading the manifest and the component is file I/O: off the async threads.
-        let path = manifest.to_owned();
+        // Resolving the path, reading the manifest and the component: file I/O, off the async threads, in one
+        // hop.
+        let policy = self.manifests.clone();
         let reader = runtime.clone();
-        let options = tokio::task::spawn_blocking(move || {
-            let manifest = Manifest::load(&path).map_err(|e| e.to_string())?;
-            reader
+        let prefix = function.to_owned();
+        let (path, options) = tokio::task::spawn_blocking(move || {
+            let path = match manifest {
+                Source::Argument(argument) => policy.resolve(&argument)?,
+                Source::Resolved(path) => path,
+            };
+            let manifest = Manifest::load(&path).map_err(|e| format!("{prefix}: {e}"))?;
+            let options = reader
                 .manifest_options(&manifest, &registry)
-                .map_err(|e| e.to_string())
+                .map_err(|e| format!("{prefix}: {e}"))?;
+            Ok::<_, String>((path, options))
         })
         .await
-        .map_err(|e| format!("{function}: reading the manifest: {e}"))?
-        .map_err(|e| format!("{function}: {e}"))?;
+        .map_err(|e| format!("{function}: reading the manifest: {e}"))??;
         let mut options = options.run_init(run_init);
         if let StartState::Given(state) = start {
             options = options.init_state(state.clone());
@@ -159,10 +174,11 @@ impl Parent {
         if let Some(id) = id {
             options = options.id(id);
         }
-        runtime
+        let handle = runtime
             .spawn(options)
             .await
-            .map_err(|e| format!("{function}: {e}"))
+            .map_err(|e| format!("{function}: {e}"))?;
+        Ok((handle, path))
     }
 
     /// Hands the child run `token` to the background loop. If the parent began to stop meanwhile, the loop may
@@ -189,14 +205,16 @@ impl Parent {
         start: StartState,
         run_init: bool,
     ) -> Result<String, String> {
-        let path = self.manifests.resolve(manifest).await?;
         let count = self.children().live_count() + 1;
         if count > max_children as usize {
             return Err(format!(
                 "{function}: {count} children exceeds max_children ({max_children})"
             ));
         }
-        let handle = self.launch(function, &path, &start, None, run_init).await?;
+        let source = Source::Argument(manifest.to_owned());
+        let (handle, path) = self
+            .launch(function, source, &start, None, run_init)
+            .await?;
         let id = handle.id().to_string();
         let token = self.children().insert(handle.clone(), path, start);
         self.watch(function, handle, token).await?;
@@ -337,7 +355,7 @@ impl SupervisorHandler {
             parent: Some(Arc::new(Parent {
                 runtime: actor.runtime.clone(),
                 registry: actor.registry.clone(),
-                manifests,
+                manifests: Arc::new(manifests),
                 children: Mutex::new(Children::new()),
                 adopted,
                 adopted_rx: Mutex::new(Some(adopted_rx)),
@@ -436,17 +454,12 @@ impl SupervisorHandler {
             .ok_or_else(|| not_found(&child_id))?;
         let id = child.handle.id().clone();
         let _ = child.handle.stop().await;
+        let source = Source::Resolved(child.manifest.clone());
         let started = parent
-            .launch(
-                "restart-child",
-                &child.manifest,
-                &child.start,
-                Some(id),
-                true,
-            )
+            .launch("restart-child", source, &child.start, Some(id), true)
             .await;
         let handle = match started {
-            Ok(handle) => handle,
+            Ok((handle, _)) => handle,
             Err(e) => {
                 parent.children().remove(child.token);
                 return Err(e);

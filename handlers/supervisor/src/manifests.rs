@@ -44,16 +44,18 @@ impl ManifestPolicy {
     /// The canonical path of the manifest `argument` names: an alias's target if `argument` equals an alias
     /// key exactly, else `argument` relative to the actor's manifest folder.
     ///
+    /// Blocking (it canonicalizes on disk): call it off the async threads.
+    ///
     /// # Errors
     /// `"permission denied: manifest <argument> (allowed_manifests)"` when the path is not in `allowed_manifests`,
     /// including when it does not exist (so a guest cannot probe the disk).
-    pub async fn resolve(&self, argument: &str) -> Result<PathBuf, String> {
+    pub fn resolve(&self, argument: &str) -> Result<PathBuf, String> {
         let path = match self.aliases.get(argument) {
             Some(target) => target.clone(),
             None => self.base.join(argument),
         };
         let denied = || format!("permission denied: manifest {argument} (allowed_manifests)");
-        let canonical = tokio::fs::canonicalize(&path).await.map_err(|_| denied())?;
+        let canonical = std::fs::canonicalize(&path).map_err(|_| denied())?;
         if self.allowed.contains(&canonical) {
             Ok(canonical)
         } else {
@@ -86,12 +88,11 @@ mod tests {
             .await
             .unwrap();
         let child = std::fs::canonicalize(dir.path().join("child.toml")).unwrap();
-        assert_eq!(policy.resolve("child.toml").await.unwrap(), child);
-        assert_eq!(policy.resolve("sub/../child.toml").await.unwrap(), child);
+        assert_eq!(policy.resolve("child.toml").unwrap(), child);
+        assert_eq!(policy.resolve("sub/../child.toml").unwrap(), child);
         assert_eq!(
             policy
                 .resolve("https://example.invalid/child.toml")
-                .await
                 .unwrap(),
             child
         );
@@ -103,7 +104,7 @@ mod tests {
             "",
         ] {
             assert_eq!(
-                policy.resolve(denied).await.unwrap_err(),
+                policy.resolve(denied).unwrap_err(),
                 format!("permission denied: manifest {denied} (allowed_manifests)")
             );
         }
