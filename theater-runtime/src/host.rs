@@ -6,7 +6,7 @@
 //! ```ignore
 //! linker.func_wrap("random-bytes", |mut store: StoreContextMut<'_, ActorStore>, (length,): (u32,)| {
 //!     let call = host::begin(store.data(), &RANDOM_BYTES, &(&length,));
-//!     let this = host::instance::<RandomHandler>(store.data())?;
+//!     let this = host::instance_ref::<RandomHandler>(store.data())?;
 //!     let result = this.random_bytes(length);
 //!     host::finish(store.data_mut(), call, &result);
 //!     Ok((result,))
@@ -75,7 +75,8 @@ pub(crate) fn begin_parts<P: RecordParams>(
             data: Vec::new(),
         };
     }
-    let mut data = Vec::with_capacity(64);
+    // Room for a typical call (a few parameters and a short result) without growing.
+    let mut data = Vec::with_capacity(192);
     data.extend_from_slice(b"{\"params\":");
     let mut ser = serde_json::Serializer::new(&mut data);
     let mode = |name: &str| recorder.mode(event_type, payload, name);
@@ -121,6 +122,20 @@ pub fn finish<R: Serialize + ?Sized>(store: &mut ActorStore, mut call: PendingCa
 /// functions of handlers that were instantiated).
 pub fn instance<T: Handler>(store: &ActorStore) -> wasmtime::Result<Arc<T>> {
     store.instance::<T>().ok_or_else(|| {
+        wasmtime::format_err!(
+            "internal error: no instance of handler {} for this actor",
+            std::any::type_name::<T>()
+        )
+    })
+}
+
+/// The instance of handler `T` serving this actor, borrowed from the store: for synchronous host functions whose
+/// method takes no [`HostCtx`], which need the store only before and after the call.
+///
+/// # Errors
+/// As [`instance`].
+pub fn instance_ref<T: Handler>(store: &ActorStore) -> wasmtime::Result<&T> {
+    store.instance_ref::<T>().ok_or_else(|| {
         wasmtime::format_err!(
             "internal error: no instance of handler {} for this actor",
             std::any::type_name::<T>()

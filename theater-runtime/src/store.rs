@@ -74,6 +74,16 @@ impl ActorStore {
             .and_then(|(_, any)| any.clone().downcast::<T>().ok())
     }
 
+    /// The instance of handler type `T` serving this actor, borrowed (no reference count traffic): what
+    /// synchronous host functions that take no [`HostCtx`](crate::HostCtx) use.
+    pub fn instance_ref<T: Handler>(&self) -> Option<&T> {
+        let id = TypeId::of::<T>();
+        self.instances
+            .iter()
+            .find(|(t, _)| *t == id)
+            .and_then(|(_, any)| any.downcast_ref::<T>())
+    }
+
     /// Appends one event to the actor's chain, timestamped now.
     pub fn record_event(&mut self, event_type: &str, data: Vec<u8>) {
         self.shared.record_event(event_type, data);

@@ -73,9 +73,16 @@ fn host_function(b: &Bound<'_>) -> TokenStream {
     } else {
         quote!(())
     };
+    // A synchronous method without `HostCtx` borrows its instance from the store (it needs the store again only
+    // after the call); async methods and those given the store hold an `Arc` of it.
+    let lookup = if b.is_async || b.ctx {
+        quote!(let this: ::std::sync::Arc<Self> = ::theater_runtime::host::instance(store.data())?;)
+    } else {
+        quote!(let this: &Self = ::theater_runtime::host::instance_ref(store.data())?;)
+    };
     let body = quote! {
         let call = ::theater_runtime::host::begin(store.data(), &#spec, &(#(&#names,)*));
-        let this = ::theater_runtime::host::instance::<Self>(store.data())?;
+        #lookup
         #[allow(clippy::let_unit_value)]
         let result = #call;
         ::theater_runtime::host::finish(store.data_mut(), call, &result);
