@@ -65,10 +65,7 @@ impl From<ActorExit> for ChildEnd {
         match exit {
             ActorExit::Shutdown { data } => Self::Exit(data),
             ActorExit::Stopped => Self::ExternalStop,
-            // The runtime's message for an epoch deadline (theater-runtime `actor::call`).
-            ActorExit::Failed(message) if message.starts_with("call exceeded its deadline") => {
-                Self::Timeout(message)
-            }
+            ActorExit::TimedOut(message) => Self::Timeout(message),
             ActorExit::Failed(message) | ActorExit::InitFailed(message) => Self::Internal(message),
         }
     }
@@ -203,7 +200,7 @@ mod tests {
             ),
             (ActorExit::Stopped, ChildEnd::ExternalStop),
             (
-                ActorExit::Failed("call exceeded its deadline of 100 ms".into()),
+                ActorExit::TimedOut("call exceeded its deadline of 100 ms".into()),
                 ChildEnd::Timeout("call exceeded its deadline of 100 ms".into()),
             ),
             (

@@ -6,6 +6,7 @@ use serde::Serialize;
 use wasmtime::Store;
 use wasmtime::component::{ComponentNamedList, ComponentType, Instance, Lift, Lower, TypedFunc};
 
+use super::ActorExit;
 use super::handle::Outcome;
 use crate::error::ActorError;
 use crate::exports::{ExportSpec, StateResult};
@@ -113,7 +114,12 @@ where
             } else {
                 ActorError::Trap(message.clone())
             };
-            (Err(error), Outcome::Failed(message))
+            let exit = if timed_out {
+                ActorExit::TimedOut(message)
+            } else {
+                ActorExit::Failed(message)
+            };
+            (Err(error), Outcome::Failed(exit))
         }
     }
 }

@@ -24,8 +24,9 @@ pub(crate) type Op =
 pub(crate) enum Outcome {
     /// The actor can take the next call.
     Continue,
-    /// The guest trapped (or ran out of time or memory): the actor stops with this message.
-    Failed(String),
+    /// The guest trapped, ran past its deadline or over its memory limit: the actor stops with this exit
+    /// ([`ActorExit::Failed`] or [`ActorExit::TimedOut`]).
+    Failed(ActorExit),
 }
 
 /// Messages to the actor's task.

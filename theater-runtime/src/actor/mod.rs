@@ -84,8 +84,11 @@ pub enum ActorExit {
     },
     /// Stopped by the embedder, the CLI or the runtime's shutdown.
     Stopped,
-    /// A call trapped, ran past its deadline or over its memory limit (the message says which).
+    /// A call trapped or ran over its memory limit (the trap message).
     Failed(String),
+    /// Guest code of a call ran past the call's deadline (`limits.call_timeout_ms`, enforced by epoch
+    /// interruption); the message gives the deadline.
+    TimedOut(String),
     /// `init` returned an error (the guest's message) or could not be called.
     InitFailed(String),
 }
@@ -106,6 +109,7 @@ impl fmt::Display for ActorExit {
             }
             Self::Stopped => write!(f, "stopped"),
             Self::Failed(e) => write!(f, "failed: {e}"),
+            Self::TimedOut(e) => write!(f, "timed out: {e}"),
             Self::InitFailed(e) => write!(f, "init failed: {e}"),
         }
     }

@@ -188,9 +188,9 @@ impl ActorTask {
             };
             match outcome {
                 None => break 'actor ActorExit::Stopped,
-                Some(Outcome::Failed(message)) => {
-                    tracing::warn!(actor = %shared.id, name = %shared.name, "actor failed: {message}");
-                    break 'actor ActorExit::Failed(message);
+                Some(Outcome::Failed(exit)) => {
+                    tracing::warn!(actor = %shared.id, name = %shared.name, "actor {exit}");
+                    break 'actor exit;
                 }
                 Some(Outcome::Continue) if stop_after => break 'actor ActorExit::Stopped,
                 Some(Outcome::Continue) => {}
