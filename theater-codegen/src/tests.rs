@@ -284,7 +284,7 @@ fn model_from_inline_wit() {
     );
     assert_eq!(i.functions[1].result, None);
     assert_eq!(
-        model.closure(&[i.name.clone()]),
+        model.closure(std::slice::from_ref(&i.name)),
         [
             IfaceName::parse("a:b/i").unwrap(),
             IfaceName::parse("a:b/shared").unwrap()

@@ -21,7 +21,11 @@ impl RandomHandler {
     }
 
     #[theater(start)]
-    async fn run(self: Arc<Self>, _actor: ActorHandle, shutdown: ShutdownSignal) -> anyhow::Result<()> {
+    async fn run(
+        self: Arc<Self>,
+        _actor: ActorHandle,
+        shutdown: ShutdownSignal,
+    ) -> anyhow::Result<()> {
         shutdown.wait().await;
         Ok(())
     }
@@ -52,6 +56,11 @@ fn generated_handler_describes_its_interface() {
     assert_eq!(handler.exports(), None);
     assert_eq!(
         handler.functions(),
-        ["random-bytes", "random-range", "random-float", "generate-uuid"]
+        [
+            "random-bytes",
+            "random-range",
+            "random-float",
+            "generate-uuid"
+        ]
     );
 }

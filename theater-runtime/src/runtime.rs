@@ -375,7 +375,9 @@ impl TheaterRuntime {
         // The actor.
         let id = match &options.id {
             Some(id) if self.get(id).is_some() => {
-                return Err(SpawnError::Component(format!("actor {id} is already running")));
+                return Err(SpawnError::Component(format!(
+                    "actor {id} is already running"
+                )));
             }
             Some(id) => id.clone(),
             None => ActorId::new(),
