@@ -596,3 +596,53 @@ async fn message_server_mailbox_is_background_work_only_with_peers() {
     log_until(&a, |l| l.len() == 2).await;
     idle(&a, false).await;
 }
+
+/// Spawns a `message-peer` from a manifest whose message-server table is `table` (TOML lines).
+async fn peer_from_manifest(
+    rt: &TheaterRuntime,
+    dir: &std::path::Path,
+    table: &str,
+) -> Result<ActorHandle, theater_runtime::SpawnError> {
+    let text = format!(
+        "name = \"recorded\"\ncomponent = {:?}\n\n[[handler]]\ntype = \"message-server\"\n{table}\n\n[[handler]]\ntype = \"probe\"\n",
+        guests::MESSAGE_PEER
+    );
+    let path = dir.join("peer.toml");
+    std::fs::write(&path, text).unwrap();
+    let manifest = theater_runtime::Manifest::load(&path).unwrap();
+    let mut registry = theater_runtime::HandlerRegistry::new();
+    registry.register("message-server", |c| {
+        Ok(Arc::new(MessageServerHandler::new(c.parse()?)))
+    });
+    registry.register("probe", |_| Ok(Arc::new(ProbeHandler::new())));
+    rt.spawn_manifest(&manifest, &registry).await
+}
+
+#[tokio::test]
+async fn message_server_manifest_records_a_callback_payload_as_digest() {
+    let (rt, dir) = runtime();
+    let [a] = peers(&rt).await;
+    let b = peer_from_manifest(&rt, dir.path(), "record = { \"handle-send\" = \"digest\" }")
+        .await
+        .unwrap();
+    assert_eq!(run(&a, &format!("send:{},secret", b.id())).await, "send=ok");
+    log_until(&b, |l| l.len() == 1).await;
+    let chain = b.chain();
+    chain.verify().unwrap();
+    let handled = events_of(&chain, "theater:simple/message-server-client/handle-send");
+    assert_eq!(handled.len(), 1);
+    let recorded = &handled[0]["params"]["params.0"];
+    assert!(recorded["sha1"].is_string(), "{}", handled[0]);
+    assert!(!handled[0].to_string().contains("115,101,99"), "{}", handled[0]);
+    // The sender's side keeps its default: the message in full.
+    let sends = events_of(&a.chain(), "theater:simple/message-server-host/send");
+    assert_eq!(sends[0]["params"]["msg"], serde_json::json!(b"secret"));
+
+    // A name that is neither a host function nor a callback is a manifest error naming it.
+    let err = peer_from_manifest(&rt, dir.path(), "record = { \"handle-nope\" = \"digest\" }")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`handle-nope` is not a function"), "{err}");
+    assert!(err.contains("handle-send"), "{err}");
+}

@@ -37,6 +37,12 @@ pub trait Handler: Send + Sync + 'static {
     /// manifest's `record` overrides.
     fn functions(&self) -> &'static [&'static str];
 
+    /// The WIT names of the exported callback interface's functions (e.g. `["handle-stdout", ...]`), used to
+    /// validate the manifest's `record` overrides of callback payloads. Provided: none.
+    fn callback_functions(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// Builds the instance that serves one actor. Runs before instantiation, once per actor; an error fails the
     /// spawn (the message names the handler and the step).
     fn create_instance<'a>(

@@ -299,16 +299,28 @@ impl TheaterRuntime {
                 message: format!("{e:#}"),
             })?;
             for (function, mode) in &entry.record {
+                // A host function of the imported interface, or a callback of the exported one.
                 let interface = handler
                     .imports()
-                    .filter(|_| handler.functions().contains(&function.as_str()));
+                    .filter(|_| handler.functions().contains(&function.as_str()))
+                    .or_else(|| {
+                        handler
+                            .exports()
+                            .filter(|_| handler.callback_functions().contains(&function.as_str()))
+                    });
                 let Some(interface) = interface else {
+                    let known: Vec<&str> = handler
+                        .functions()
+                        .iter()
+                        .chain(handler.callback_functions())
+                        .copied()
+                        .collect();
                     return Err(SpawnError::Handler {
                         handler: entry.type_name.clone(),
                         step: "config",
                         message: format!(
                             "record: `{function}` is not a function of this handler (it has: {})",
-                            handler.functions().join(", ")
+                            known.join(", ")
                         ),
                     });
                 };

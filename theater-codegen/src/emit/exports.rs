@@ -7,7 +7,7 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
 use super::docs;
-use crate::model::{Function, Interface, Type};
+use crate::model::{Function, Interface, Model, Type, TypeDefKind};
 use crate::typemap::{Scope, rust_type, type_string};
 
 /// A callback in the Theater convention: its parameter tuple's elements and its own result, if any.
@@ -88,20 +88,59 @@ fn params_type(cb: &Callback<'_>, scope: Scope) -> TokenStream {
     rust_type(&Type::Tuple(cb.params.to_vec()), scope)
 }
 
+/// Whether values of `ty` carry bytes (a `list<u8>` anywhere inside, through records, variants and aliases).
+fn carries_bytes(model: &Model, ty: &Type, depth: usize) -> bool {
+    // WIT types are not recursive; the bound only guards against a malformed model.
+    if depth > 32 {
+        return false;
+    }
+    let inner = |t: &Type| carries_bytes(model, t, depth + 1);
+    match ty {
+        Type::List(t) => **t == Type::U8 || inner(t),
+        Type::Option(t) => inner(t),
+        Type::Result { ok, err } => ok.iter().chain(err.iter()).any(|t| inner(t)),
+        Type::Tuple(ts) => ts.iter().any(inner),
+        Type::Named(r) => match model.resolve_ref(r).map(|d| &d.kind) {
+            Some(TypeDefKind::Record(fields)) => fields.iter().any(|f| inner(&f.ty)),
+            Some(TypeDefKind::Variant(cases)) => cases.iter().filter_map(|c| c.ty.as_ref()).any(inner),
+            Some(TypeDefKind::Alias(t)) => inner(t),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// A callback's payload values (handlers.md §1.1): the parameters (`params.N`) and result whose values carry
+/// bytes. They are recorded in full by default; a manifest's `record` table may switch them to a digest.
+pub fn payload_values(model: &Model, cb: &Callback<'_>) -> Vec<String> {
+    let params = cb
+        .params
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| carries_bytes(model, t, 0))
+        .map(|(i, _)| format!("params.{i}"));
+    let result = cb
+        .value
+        .filter(|t| carries_bytes(model, t, 0))
+        .map(|_| "result".to_owned());
+    params.chain(result).collect()
+}
+
 /// Items added to the export interface's module: the specs and `Callbacks`.
-pub fn module_items(iface: &Interface, callbacks: &[Callback<'_>]) -> TokenStream {
+pub fn module_items(model: &Model, iface: &Interface, callbacks: &[Callback<'_>]) -> TokenStream {
     let interface = iface.name.full();
     let specs = callbacks.iter().map(|cb| {
         let spec = spec_ident(cb.function);
         let function = &cb.function.name;
         let event_type = format!("{interface}/{function}");
+        let payload = payload_values(model, cb);
         quote! {
             #[doc(hidden)]
             pub static #spec: ::theater_runtime::ExportSpec = ::theater_runtime::ExportSpec {
                 interface: #interface,
                 function: #function,
                 event_type: #event_type,
-                payload: &[],
+                payload: &[#((#payload, ::theater_runtime::RecordMode::Full)),*],
             };
         }
     });

@@ -76,7 +76,7 @@ pub fn type_modules(
         .collect();
     let closure = model.closure(&roots);
     let extra = |name: &IfaceName| match export {
-        Some((iface, cbs)) if &iface.name == name => exports::module_items(iface, cbs),
+        Some((iface, cbs)) if &iface.name == name => exports::module_items(model, iface, cbs),
         _ => TokenStream::new(),
     };
     types::module_tree(model, &closure, &extra)
@@ -111,6 +111,11 @@ pub fn handler(parts: &HandlerParts<'_>) -> TokenStream {
                 .collect::<Vec<_>>()
         })
         .unwrap_or_default();
+    let callback_functions: Vec<String> = parts
+        .export
+        .iter()
+        .flat_map(|(_, cbs)| cbs.iter().map(|cb| cb.function.name.clone()))
+        .collect();
     let specs = parts
         .import
         .map(|i| imports::call_specs(i, &parts.plan.bound))
@@ -191,6 +196,8 @@ pub fn handler(parts: &HandlerParts<'_>) -> TokenStream {
                 fn exports(&self) -> ::core::option::Option<&'static str> { #exports_name }
 
                 fn functions(&self) -> &'static [&'static str] { &[#(#functions),*] }
+
+                fn callback_functions(&self) -> &'static [&'static str] { &[#(#callback_functions),*] }
 
                 fn create_instance<'a>(
                     &'a self,
