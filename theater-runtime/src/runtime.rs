@@ -501,6 +501,9 @@ impl TheaterRuntime {
         };
         let (ready_tx, ready_rx) = oneshot::channel();
         tokio::spawn(task.run(ready_tx));
+        // From here the actor runs on its own task. If this future is dropped before `init` returns (the caller
+        // was itself stopped), nobody would hold the handle: the guard stops the actor instead.
+        let orphan = StopOnDrop(Some(handle.clone()));
         match ready_rx.await {
             Ok(Ok(())) => {}
             Ok(Err(message)) => return Err(SpawnError::Init(message)),
@@ -513,6 +516,7 @@ impl TheaterRuntime {
         let mut actors = lock(&self.inner.actors);
         actors.retain(|a| a.status() != ActorStatus::Stopped);
         actors.push(handle.clone());
+        orphan.disarm();
         Ok(handle)
     }
 
@@ -542,5 +546,23 @@ impl TheaterRuntime {
     pub async fn shutdown(&self) {
         let actors = self.list();
         futures::future::join_all(actors.iter().map(|a| a.stop())).await;
+    }
+}
+
+/// Terminates an actor whose spawn was abandoned before it returned the handle (see [`TheaterRuntime::spawn`]).
+struct StopOnDrop(Option<ActorHandle>);
+
+impl StopOnDrop {
+    /// The spawn returned the handle: the caller owns the actor now.
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Some(actor) = self.0.take() {
+            actor.terminate_detached();
+        }
     }
 }

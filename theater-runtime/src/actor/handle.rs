@@ -173,6 +173,15 @@ impl ActorHandle {
         self.send_stop(true).await
     }
 
+    /// Asks the actor to terminate without waiting for it (for drop guards, which cannot await).
+    pub(crate) fn terminate_detached(&self) {
+        let (tx, _) = oneshot::channel();
+        let _ = self.commands.send(Command::Stop {
+            terminate: true,
+            reply: tx,
+        });
+    }
+
     async fn send_stop(&self, terminate: bool) -> Result<(), ActorError> {
         let (tx, rx) = oneshot::channel();
         if self
