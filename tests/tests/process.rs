@@ -538,6 +538,109 @@ async fn process_background_work_lasts_while_processes_do() {
     );
 }
 
+#[tokio::test]
+async fn process_spawned_after_start_is_background_work_and_reaped_by_stop() {
+    let (rt, _dir) = runtime();
+    let a = actor(&rt, allowed(), None).await;
+    // Long enough for any `start` task of the handler to have ended: an actor without processes is idle.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!a.has_background_work(), "no process, no background work");
+
+    assert_eq!(
+        run(&a, "spawn:sh|-c|sleep 0.3; echo done").await,
+        ["spawn=1"]
+    );
+    assert!(
+        a.has_background_work(),
+        "a process spawned by a later call is background work"
+    );
+    let log = wait_exits(&a, &[1]).await;
+    assert_eq!(log, ["stdout:1:\"done\"", "exit:1:0 status=false,0"]);
+    for _ in 0..500 {
+        if !a.has_background_work() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !a.has_background_work(),
+        "its exit delivered, the actor is idle again"
+    );
+
+    // Stopping waits until the child has been killed and reaped: its pid is gone, not even a zombie.
+    assert_eq!(run(&a, "spawn:sh|-c|echo $$; sleep 30").await, ["spawn=2"]);
+    let log = wait_log(&a, |l| l.iter().any(|l| l.starts_with("stdout:2:"))).await;
+    let child = os_pid(&log[2], 2);
+    assert!(alive(child), "the child runs");
+    assert!(a.has_background_work());
+    a.stop().await.unwrap();
+    assert!(
+        !std::path::Path::new(&format!("/proc/{child}")).exists(),
+        "the child was reaped before stop returned"
+    );
+    assert!(!a.has_background_work());
+}
+
+#[tokio::test]
+async fn process_a_large_write_to_cat_comes_back_whole_and_in_order() {
+    let (rt, _dir) = runtime();
+    let a = actor(&rt, allowed(), None).await;
+    // 1 MiB in 64 lines of 16 KiB (newline included): far more than the two pipes hold, so `cat` blocks on its
+    // output until the guest's call has returned and the output callbacks run.
+    const LINES: usize = 64;
+    const LINE: usize = 16 * 1024;
+    let lines: Vec<String> = (0..LINES)
+        .map(|i| format!("{i:05}{}", "x".repeat(LINE - 6)))
+        .collect();
+    let data = lines.join("\\n") + "\\n";
+    let started = std::time::Instant::now();
+    assert_eq!(
+        run(&a, &format!("spawn:cat\nwrite:1,{data}\nclose:1")).await,
+        ["spawn=1", "write=1048576", "close=0"]
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the write did not wait for cat"
+    );
+    let log = wait_exits(&a, &[1]).await;
+    let mut expected: Vec<String> = lines.iter().map(|l| format!("stdout:1:{l:?}")).collect();
+    expected.push("exit:1:0 status=false,0".to_owned());
+    assert!(
+        log == expected,
+        "{} lines, the first ones: {:?}",
+        log.len(),
+        log.iter()
+            .map(|l| l.chars().take(20).collect::<String>())
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "no stall until callback_timeout_ms"
+    );
+
+    // What may be queued and not yet written is bounded.
+    let config = ProcessHandlerConfig {
+        max_stdin_buffer: 8,
+        ..allowed()
+    };
+    let b = actor(&rt, config, None).await;
+    assert_eq!(
+        run(
+            &b,
+            "spawn:cat\nwrite:1,123456789\nwrite:1,12345678\nclose:1"
+        )
+        .await,
+        [
+            "spawn=1",
+            "write!os-write-stdin: 9 exceeds max_stdin_buffer (8)",
+            "write=8",
+            "close=0"
+        ]
+    );
+    let log = wait_exits(&b, &[1]).await;
+    assert_eq!(log, ["stdout:1:\"12345678\"", "exit:1:0 status=false,0"]);
+}
+
 /// The OS pid a process printed as its first line of output.
 fn os_pid(line: &str, pid: u64) -> u32 {
     line.strip_prefix(&format!("stdout:{pid}:\""))

@@ -10,15 +10,22 @@
 //! * **Permissions**: closed by default ([`ProcessHandlerConfig`]): `allowed_programs` (a shell grants arbitrary
 //!   execution), `allowed_paths` for a given `cwd` (without one, a process runs in a private empty directory of
 //!   its actor), `allowed_env` for the variables the guest may set (the environment is `PATH` plus those),
-//!   `max_processes` live processes per actor, `max_output_buffer` bytes per read, chunk and line.
+//!   `max_processes` live processes per actor, `max_output_buffer` bytes per read, chunk and line,
+//!   `max_stdin_buffer` bytes queued for one process's stdin.
+//! * **Stdin**: `os-write-stdin` queues the bytes and returns; the process's task writes them in order. The call
+//!   never waits for the process, so a process that echoes its input (`cat`) cannot stall it, however large the
+//!   write (up to `max_stdin_buffer`).
 //! * **Supervision** (module `supervise`): one task per process owns its `Child`; output is framed per stream
 //!   (raw, line-by-line, json, chunked), each callback awaited before the stream is read on, and
 //!   `handle-exit(pid, code)` follows all output (`code` is the negative signal number when killed: `-9` after
 //!   `os-kill` or the `execution-timeout`). Each process leads a process group of its own: a kill reaches what
 //!   it started, and what it leaves running there is killed when it exits. Every child is killed when its
 //!   actor stops. Without the callback export, output is read and dropped (one warning per process).
-//! * **Background work** (`start`): lasts while the actor has processes, so `theater run` ends once the last
-//!   one has exited and its exit has been delivered.
+//! * **Background work**: each process's task holds a background guard of its actor
+//!   ([`ActorHandle::hold_background`]) from spawn until the child is reaped and its exit delivered (or, when
+//!   the actor stops, dropped). So the actor is busy while it has processes (`theater run` ends once the last
+//!   one has exited and its exit has been delivered), and `stop` returns only after every child was killed and
+//!   reaped. The handler has no `start` task.
 //! * **Chain events**: one per host call, `theater:simple/process/<function>`, with `os-write-stdin`'s `data`
 //!   as a payload value; the callbacks are recorded by the runtime as
 //!   `theater:simple/process-handlers/<function>`, so the output is on the chain.
@@ -31,6 +38,7 @@
 //! allowed_env = ["LANG"]
 //! max_processes = 4
 //! max_output_buffer = 65536
+//! max_stdin_buffer = 1048576
 //! ```
 
 mod grants;
@@ -44,8 +52,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use theater_macros::theater_handler;
-use theater_runtime::{ActorContext, ActorError, ActorHandle, ShutdownSignal};
-use tokio::io::AsyncWriteExt;
+use theater_runtime::{ActorContext, ActorError, ActorHandle};
 use tokio::sync::oneshot;
 
 use crate::output::Framing;
@@ -74,13 +81,17 @@ pub struct ProcessHandlerConfig {
     pub max_processes: u32,
     /// Largest `buffer-size`, `chunk-size` and delivered line, in bytes (default 1 048 576).
     pub max_output_buffer: u32,
+    /// Bytes `os-write-stdin` may have queued for one process and not yet written (default 1 048 576); a write
+    /// that would exceed it fails and queues nothing.
+    pub max_stdin_buffer: u32,
     /// How long delivering one callback may wait for the actor, in ms (default 60 000); on timeout the
     /// handler stops waiting and reads on (the callback still runs, in order).
     pub callback_timeout_ms: u64,
 }
 
 impl Default for ProcessHandlerConfig {
-    /// Nothing allowed; `max_processes = 10`, `max_output_buffer = 1 048 576`, `callback_timeout_ms = 60 000`.
+    /// Nothing allowed; `max_processes = 10`, `max_output_buffer = 1 048 576` bytes, `max_stdin_buffer =
+    /// 1 048 576` bytes, `callback_timeout_ms = 60 000`.
     fn default() -> Self {
         Self {
             allowed_programs: Vec::new(),
@@ -88,6 +99,7 @@ impl Default for ProcessHandlerConfig {
             allowed_env: Vec::new(),
             max_processes: 10,
             max_output_buffer: 1024 * 1024,
+            max_stdin_buffer: 1024 * 1024,
             callback_timeout_ms: 60_000,
         }
     }
@@ -229,26 +241,6 @@ impl ProcessHandler {
         })
     }
 
-    /// Background work while the actor has processes: ends when none is left (so `theater run` can end), or
-    /// when the actor stops, once every child has been killed and reaped.
-    #[theater(start)]
-    async fn supervise(
-        self: Arc<Self>,
-        _actor: ActorHandle,
-        shutdown: ShutdownSignal,
-    ) -> anyhow::Result<()> {
-        let Some(actor) = &self.actor else {
-            return Ok(());
-        };
-        let mut tasks = actor.supervisor.tasks.subscribe();
-        tokio::select! {
-            _ = tasks.wait_for(|n| *n == 0) => return Ok(()),
-            () = shutdown.wait() => {}
-        }
-        let _ = tasks.wait_for(|n| *n == 0).await;
-        Ok(())
-    }
-
     /// WIT: `os-spawn: func(config: process-config) -> result<u64, string>`
     ///
     /// Starts `config.program` with piped stdio and returns its per-actor id (from 1). Errors:
@@ -293,45 +285,48 @@ impl ProcessHandler {
             max_line: max.max(1) as usize,
             timeout: config.execution_timeout.map(Duration::from_millis),
         };
-        actor.supervisor.spawn(spawn, self.clone())
+        actor
+            .supervisor
+            .spawn(spawn, self.clone(), actor.handle.hold_background())
     }
 
     /// WIT: `os-write-stdin: func(pid: u64, data: list<u8>) -> result<u32, string>`
     ///
-    /// Writes all of `data` to the process's stdin and returns the byte count; a zero-length write closes
-    /// stdin. Errors: `process <pid> not found`, `process <pid> has already exited`,
-    /// `process <pid>: stdin is closed`, or the write's own error.
-    ///
-    /// The write waits while the pipe is full. A process that answers its input (`cat`) stops reading once its
-    /// own output is not read, and output waits for its callback, which waits for this call: a write larger than
-    /// the two pipes hold can therefore take until `callback_timeout_ms`. Write in pieces of a few KiB.
+    /// Queues all of `data` for the process's stdin and returns the byte count at once; the process's task
+    /// writes the queue in order, as fast as the process reads. A zero-length write closes stdin once what was
+    /// queued before has been written. Since the call never waits for the process, a process that answers its
+    /// input (`cat`) cannot stall it: its output is delivered after the guest's current call. Errors:
+    /// `process <pid> not found`, `process <pid> has already exited`, `process <pid>: stdin is closed`,
+    /// `os-write-stdin: <bytes> exceeds max_stdin_buffer (<limit>)` when the bytes queued and not yet written
+    /// would exceed `max_stdin_buffer` (nothing is queued; retry once the process has read), and
+    /// `process <pid>: writing stdin: <reason>` after an earlier write failed (e.g. the process closed its stdin).
     #[theater(record(data = "full"))]
-    async fn os_write_stdin(&self, pid: u64, data: Vec<u8>) -> Result<u32, String> {
+    fn os_write_stdin(&self, pid: u64, data: Vec<u8>) -> Result<u32, String> {
         let actor = self.actor()?;
-        let stdin = match actor.supervisor.table().get(pid)? {
-            Entry::Live(live) => live.stdin.clone(),
-            Entry::Exited(_) => return Err(exited(pid)),
+        let limit = usize::try_from(self.config.max_stdin_buffer).unwrap_or(usize::MAX);
+        let count = u32::try_from(data.len()).map_err(|_| {
+            format!(
+                "os-write-stdin: {} exceeds max_stdin_buffer ({limit})",
+                data.len()
+            )
+        })?;
+        let mut table = actor.supervisor.table();
+        if let Entry::Exited(_) = table.get(pid)? {
+            return Err(exited(pid));
+        }
+        let Some(live) = table.live_mut(pid) else {
+            return Err(format!("process {pid} not found"));
         };
-        let count = u32::try_from(data.len())
-            .map_err(|_| format!("os-write-stdin: {} bytes is too many", data.len()))?;
-        let mut stdin = stdin.lock().await;
         if data.is_empty() {
-            return match stdin.take() {
+            return match live.stdin.take() {
                 Some(_closed) => Ok(0),
                 None => Err(format!("process {pid}: stdin is closed")),
             };
         }
-        let Some(pipe) = stdin.as_mut() else {
+        let Some(stdin) = live.stdin.as_ref() else {
             return Err(format!("process {pid}: stdin is closed"));
         };
-        tokio::select! {
-            written = pipe.write_all(&data) => {
-                written.map_err(|e| format!("process {pid}: writing stdin: {e}"))?;
-            }
-            () = actor.supervisor.shutdown.wait() => {
-                return Err("os-write-stdin: actor stopping".to_owned());
-            }
-        }
+        stdin.push(pid, data, limit)?;
         Ok(count)
     }
 

@@ -1,7 +1,13 @@
 //! Starting a process and the task that owns it: one task per process holds its `Child`, selects over its exit,
-//! the [`Control`] channel, the execution timeout and the actor's shutdown, and pumps its stdout and stderr
-//! through [`Framer`]s into callbacks. Each stream's payloads are delivered in order, every delivery is awaited
-//! before the stream is read on, and the exit is delivered after all output.
+//! the [`Control`] channel, the execution timeout and the actor's shutdown, writes what the guest queued for its
+//! stdin, and pumps its stdout and stderr through [`Framer`]s into callbacks. Each stream's payloads are
+//! delivered in order, every delivery is awaited before the stream is read on, and the exit is delivered after
+//! all output. The task holds a [`BackgroundGuard`] of the actor until the child is reaped and its exit delivered
+//! (or dropped because the actor stops), so the actor counts as busy meanwhile and its stop waits for the reaping.
+//!
+//! Nothing here waits for the guest: stdin is written by the task from a queue, so output callbacks (which run
+//! after the guest's current call) never wait behind an `os-write-stdin` that waits for the process, which waits
+//! for its output to be read.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -10,14 +16,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use theater_runtime::{ActorError, ShutdownSignal};
-use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::process::{Child, Command};
+use theater_runtime::{ActorError, BackgroundGuard, ShutdownSignal};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::output::{Framer, Framing};
-use crate::table::{Control, Live, Table};
+use crate::table::{Control, Live, StdinQueue, StdinShared, Table};
 
 /// Which output stream a payload came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,8 +76,6 @@ pub struct Spawn {
 pub struct Supervisor {
     /// The actor's processes.
     pub table: Arc<Mutex<Table>>,
-    /// How many process tasks are running (a task ends after its process's exit has been delivered).
-    pub tasks: Arc<watch::Sender<usize>>,
     /// The actor's shutdown signal: every child is killed when it fires.
     pub shutdown: ShutdownSignal,
     /// Live processes allowed at once.
@@ -83,7 +87,6 @@ impl Supervisor {
     pub fn new(shutdown: ShutdownSignal, max_processes: usize) -> Self {
         Self {
             table: Arc::default(),
-            tasks: Arc::new(watch::channel(0).0),
             shutdown,
             max_processes,
         }
@@ -100,12 +103,17 @@ impl Supervisor {
     }
 
     /// Starts `spawn` with piped stdio, only `PATH` and the given variables in its environment, in a process
-    /// group of its own, killed when dropped; enters it in the table and starts its task. The id is usable as
-    /// soon as it is returned.
+    /// group of its own, killed when dropped; enters it in the table and starts its task, which holds `guard`
+    /// until the child is reaped and its exit delivered. The id is usable as soon as it is returned.
     ///
     /// # Errors
     /// `os-spawn: cannot start <program>: <reason>`, or the `max_processes` limit.
-    pub fn spawn<D: Deliver>(&self, spawn: Spawn, sink: D) -> Result<u64, String> {
+    pub fn spawn<D: Deliver>(
+        &self,
+        spawn: Spawn,
+        sink: D,
+        guard: BackgroundGuard,
+    ) -> Result<u64, String> {
         if self.shutdown.is_stopping() {
             return Err("os-spawn: actor stopping".to_owned());
         }
@@ -132,21 +140,28 @@ impl Supervisor {
             return Err("os-spawn: the child's pipes are missing".to_owned());
         };
         let (control, commands) = mpsc::unbounded_channel();
+        let (queue, queued, stdin_shared) = StdinQueue::new();
         let pid = {
             let mut table = self.table();
             room(&table, self.max_processes)?;
             table.insert(Live {
                 control,
-                stdin: Arc::new(tokio::sync::Mutex::new(Some(stdin))),
+                stdin: Some(queue),
                 start_time: now_ms(),
             })
         };
         // A timeout too far away to represent is no timeout.
         let deadline = spawn.timeout.and_then(|t| Instant::now().checked_add(t));
-        let running = TaskGuard::new(self.tasks.clone());
         let this = self.clone();
         tokio::spawn(async move {
-            let _running = running;
+            let _background = guard;
+            let (reaped_tx, reaped) = watch::channel(false);
+            let watched = async {
+                let code = this.watch(pid, child, commands, deadline).await;
+                reaped_tx.send_replace(true);
+                code
+            };
+            let writer = write_stdin(pid, stdin, queued, &stdin_shared, reaped);
             let outputs = Outputs {
                 pid,
                 sink: &sink,
@@ -164,7 +179,7 @@ impl Supervisor {
                 stderr,
                 Framer::new(spawn.stderr, spawn.max_line),
             );
-            let (code, (), ()) = tokio::join!(this.watch(pid, child, commands, deadline), out, err);
+            let (code, (), (), ()) = tokio::join!(watched, writer, out, err);
             if this.shutdown.is_stopping() {
                 return;
             }
@@ -235,6 +250,33 @@ impl Supervisor {
         }
         code
     }
+}
+
+/// Writes what the guest queued for stdin, in order, until the guest closes the queue (then stdin is closed once
+/// everything queued has been written), a write fails (recorded in `shared`, so later writes report it), or the
+/// child has been reaped (what is still queued is dropped).
+async fn write_stdin(
+    pid: u64,
+    mut stdin: ChildStdin,
+    mut queue: mpsc::UnboundedReceiver<Vec<u8>>,
+    shared: &StdinShared,
+    mut reaped: watch::Receiver<bool>,
+) {
+    let work = async {
+        while let Some(data) = queue.recv().await {
+            if let Err(e) = stdin.write_all(&data).await {
+                tracing::debug!(pid, "process: writing stdin failed: {e}");
+                shared.fail(e.to_string());
+                return;
+            }
+            shared.written(data.len());
+        }
+    };
+    tokio::select! {
+        () = work => {}
+        _ = reaped.wait_for(|reaped| *reaped) => {}
+    }
+    // Dropping `stdin` here closes it.
 }
 
 /// What the two output pumps of one process share.
@@ -400,20 +442,4 @@ pub fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-/// Counts a running process task; the count drops when the task ends, however it ends.
-struct TaskGuard(Arc<watch::Sender<usize>>);
-
-impl TaskGuard {
-    fn new(tasks: Arc<watch::Sender<usize>>) -> Self {
-        tasks.send_modify(|n| *n += 1);
-        Self(tasks)
-    }
-}
-
-impl Drop for TaskGuard {
-    fn drop(&mut self) {
-        self.0.send_modify(|n| *n = n.saturating_sub(1));
-    }
 }

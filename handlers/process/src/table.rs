@@ -1,9 +1,9 @@
 //! One actor's processes: live ones by per-actor id, and the last [`EXITED_KEPT`] that exited.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
-use tokio::process::ChildStdin;
 use tokio::sync::{mpsc, oneshot};
 
 /// How many exited processes `os-status` still knows (they do not count against `max_processes`).
@@ -37,10 +37,93 @@ pub struct Status {
 pub struct Live {
     /// Requests to the task that owns the `Child`.
     pub control: mpsc::UnboundedSender<Control>,
-    /// The write end of its stdin; `None` once closed.
-    pub stdin: Arc<tokio::sync::Mutex<Option<ChildStdin>>>,
+    /// The queue to its stdin writer; `None` once the guest closed stdin.
+    pub stdin: Option<StdinQueue>,
     /// When it was started, ms since the Unix epoch.
     pub start_time: u64,
+}
+
+/// The guest's end of a process's stdin: `os-write-stdin` queues bytes here and returns; the process's writer
+/// writes them in order (so a write never waits for the process, nor for the output callbacks the process waits
+/// on). Dropping the queue closes stdin once everything queued before has been written.
+#[derive(Debug)]
+pub struct StdinQueue {
+    sender: mpsc::UnboundedSender<Vec<u8>>,
+    shared: Arc<StdinShared>,
+}
+
+/// What a [`StdinQueue`] and its writer share.
+#[derive(Debug, Default)]
+pub struct StdinShared {
+    /// Bytes queued and not yet written.
+    queued: AtomicUsize,
+    /// Why writing failed (the writer then stops).
+    failed: Mutex<Option<String>>,
+}
+
+impl StdinShared {
+    /// Counts `bytes` as written.
+    pub fn written(&self, bytes: usize) {
+        let _ = self
+            .queued
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                Some(n.saturating_sub(bytes))
+            });
+    }
+
+    /// Records that writing failed with `error`.
+    pub fn fail(&self, error: String) {
+        *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
+    }
+
+    fn failed(&self) -> Option<String> {
+        self.failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl StdinQueue {
+    /// A queue and the writer's ends of it: the receiver of the queued buffers, and the shared counters.
+    pub fn new() -> (Self, mpsc::UnboundedReceiver<Vec<u8>>, Arc<StdinShared>) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let shared = Arc::new(StdinShared::default());
+        (
+            Self {
+                sender,
+                shared: shared.clone(),
+            },
+            receiver,
+            shared,
+        )
+    }
+
+    /// Queues `data` (not empty) for process `pid`, if the bytes queued and not yet written stay within `limit`.
+    ///
+    /// # Errors
+    /// `os-write-stdin: <bytes> exceeds max_stdin_buffer (<limit>)` (nothing is queued), the writer's earlier
+    /// failure `process <pid>: writing stdin: <reason>`, or `process <pid> has already exited` when the writer is
+    /// gone.
+    pub fn push(&self, pid: u64, data: Vec<u8>, limit: usize) -> Result<(), String> {
+        if let Some(error) = self.shared.failed() {
+            return Err(format!("process {pid}: writing stdin: {error}"));
+        }
+        let bytes = data.len();
+        self.shared
+            .queued
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |queued| {
+                queued.checked_add(bytes).filter(|&wanted| wanted <= limit)
+            })
+            .map_err(|queued| {
+                let wanted = queued.saturating_add(bytes);
+                format!("os-write-stdin: {wanted} exceeds max_stdin_buffer ({limit})")
+            })?;
+        self.sender.send(data).map_err(|_| {
+            self.shared.written(bytes);
+            format!("process {pid} has already exited")
+        })
+    }
 }
 
 /// What an id names in this actor's table.
@@ -80,6 +163,11 @@ impl Table {
         self.last_pid += 1;
         self.live.insert(self.last_pid, live);
         self.last_pid
+    }
+
+    /// The live process `pid`, to change it.
+    pub fn live_mut(&mut self, pid: u64) -> Option<&mut Live> {
+        self.live.get_mut(&pid)
     }
 
     /// What `pid` names.
@@ -143,7 +231,7 @@ mod tests {
     fn live(start_time: u64) -> Live {
         Live {
             control: mpsc::unbounded_channel().0,
-            stdin: Arc::default(),
+            stdin: None,
             start_time,
         }
     }
@@ -167,6 +255,35 @@ mod tests {
         );
         assert!(table.status(2).unwrap().running);
         assert_eq!(table.status(3).unwrap_err(), "process 3 not found");
+    }
+
+    #[test]
+    fn stdin_queues_within_the_limit_in_order() {
+        let (queue, mut receiver, shared) = StdinQueue::new();
+        queue.push(1, b"abc".to_vec(), 5).unwrap();
+        assert_eq!(
+            queue.push(1, b"def".to_vec(), 5).unwrap_err(),
+            "os-write-stdin: 6 exceeds max_stdin_buffer (5)"
+        );
+        queue.push(1, b"de".to_vec(), 5).unwrap();
+        assert_eq!(receiver.try_recv().unwrap(), b"abc");
+        shared.written(3);
+        queue.push(1, b"fgh".to_vec(), 5).unwrap();
+        assert_eq!(receiver.try_recv().unwrap(), b"de");
+        assert_eq!(receiver.try_recv().unwrap(), b"fgh");
+        shared.fail("Broken pipe".into());
+        assert_eq!(
+            queue.push(1, b"x".to_vec(), 5).unwrap_err(),
+            "process 1: writing stdin: Broken pipe"
+        );
+        drop(queue);
+        assert!(receiver.try_recv().is_err(), "closed once dropped");
+        let (queue, receiver, _) = StdinQueue::new();
+        drop(receiver);
+        assert_eq!(
+            queue.push(2, b"x".to_vec(), 5).unwrap_err(),
+            "process 2 has already exited"
+        );
     }
 
     #[test]
