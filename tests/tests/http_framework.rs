@@ -101,11 +101,11 @@ async fn refused(port: u16) -> bool {
         .is_err()
 }
 
-/// Whether connections to `port` are refused within a second (a stopping actor's servers close as its stop
-/// signal reaches them).
-async fn refused_soon(port: u16) -> bool {
-    for _ in 0..20 {
-        if refused(port).await {
+/// Waits (up to 2 s) until the actor has no background work: a stopped server releases its hold once its open
+/// connections have closed, just after `stop-server` returns.
+async fn background_ends(actor: &ActorHandle) -> bool {
+    for _ in 0..40 {
+        if !actor.has_background_work() {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -430,6 +430,115 @@ async fn http_framework_init_starts_a_server_that_stops_with_the_actor() {
     );
     actor.stop().await.unwrap();
     assert!(refused(port).await);
+    assert!(!actor.has_background_work());
+}
+
+#[tokio::test]
+async fn http_framework_a_server_started_after_init_is_background_work_until_stopped() {
+    let (rt, _dir) = runtime();
+    let actor = server_actor(&rt, HttpFrameworkConfig::default(), None).await;
+    assert!(
+        !actor.has_background_work(),
+        "no server runs: nothing keeps the actor"
+    );
+
+    // Started from a later call (a script), not from init.
+    let out = run(&actor, "create:;handler:hello;route:1,/,GET,1;start:1").await;
+    let first = port(&out[3]);
+    assert!(
+        actor.has_background_work(),
+        "a running server holds the actor"
+    );
+    assert_eq!(get(first, "/").await.status(), 200);
+    assert_eq!(run(&actor, "stop:1").await, ["stop"]);
+    assert!(refused(first).await);
+    assert!(background_ends(&actor).await, "a stopped server lets go");
+
+    // Restarted, then destroyed: the hold comes and goes with it.
+    let second = port(&run(&actor, "start:1").await[0]);
+    assert!(actor.has_background_work());
+    assert_eq!(get(second, "/").await.status(), 200);
+    assert_eq!(run(&actor, "destroy:1").await, ["destroy"]);
+    assert!(refused(second).await);
+    assert!(background_ends(&actor).await, "a destroyed server lets go");
+
+    // Two servers hold it until both are stopped.
+    let out = run(
+        &actor,
+        "create:;create:;route:2,/,GET,1;route:3,/,GET,1;start:2;start:3;stop:2",
+    )
+    .await;
+    let (stopped, running) = (port(&out[4]), port(&out[5]));
+    assert_eq!(out[6], "stop");
+    assert!(refused(stopped).await);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(actor.has_background_work(), "server 3 still runs");
+    assert_eq!(get(running, "/").await.status(), 200);
+    assert_eq!(run(&actor, "stop:3").await, ["stop"]);
+    assert!(background_ends(&actor).await);
+}
+
+#[tokio::test]
+async fn http_framework_a_server_started_after_init_is_closed_when_stop_returns() {
+    let (rt, _dir) = runtime();
+    let actor = server_actor(&rt, HttpFrameworkConfig::default(), None).await;
+    let out = run(
+        &actor,
+        "create:;handler:hello;handler:slow;handler:ws-echo;route:1,/,GET,1;route:1,/slow,GET,2;\
+         ws:1,/ws,-,3,-;start:1",
+    )
+    .await;
+    let port = port(&out[7]);
+    assert!(actor.has_background_work());
+
+    // An idle keep-alive connection, an open WebSocket and a request in flight (its callback sleeps) when the
+    // actor is stopped.
+    let client = http();
+    let url = format!("http://127.0.0.1:{port}");
+    assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws"))
+        .await
+        .unwrap();
+    ws.send(Message::Text("hi".into())).await.unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        Message::Text("echo:hi".into())
+    );
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        Message::Text("again:hi".into())
+    );
+    let slow = tokio::spawn({
+        let client = client.clone();
+        async move { client.get(format!("{url}/slow")).send().await }
+    });
+    for _ in 0..100 {
+        if actor.status() == theater_runtime::ActorStatus::Processing {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let started = std::time::Instant::now();
+    actor.stop().await.unwrap();
+    let took = started.elapsed();
+    assert!(
+        refused(port).await,
+        "the listener is closed once stop() has returned"
+    );
+    assert!(!actor.has_background_work());
+    assert!(
+        took < Duration::from_millis(1800),
+        "the server ended within its drain, not at the runtime's grace: {took:?}"
+    );
+    // The request in flight was answered (the actor's sleep gives up when it stops), the WebSocket closed.
+    let answered = slow.await.unwrap().unwrap();
+    assert_eq!(answered.status(), 200);
+    let last = ws.next().await;
+    assert!(
+        matches!(last, Some(Ok(Message::Close(_)) | Err(_)) | None),
+        "{last:?}"
+    );
 }
 
 #[tokio::test]
@@ -648,7 +757,7 @@ async fn http_framework_servers_belong_to_their_actor() {
 
     // Stopping A stops only A's server.
     a.stop().await.unwrap();
-    assert!(refused_soon(a_port).await);
+    assert!(refused(a_port).await);
     assert_eq!(get(b_port, "/").await.status(), 200);
     assert_eq!(get(b_port, "/").await.text().await.unwrap(), "hello from 1");
 }

@@ -15,8 +15,13 @@
 //! * **Permissions**: bind hosts, ports (after `bind_overrides`), route prefixes, methods and TLS directories are
 //!   checked before anything is bound or stored ([`grants`]). TLS uses rustls with a PEM certificate and key
 //!   ([`tls`]).
-//! * **Background work**: servers and WebSocket pumps are tasks of this instance; when the actor stops, its
-//!   servers stop (listeners close at once, open requests get [`serve::DRAIN`], then are aborted).
+//! * **Background work**: servers and WebSocket pumps are tasks of this instance. Each running server holds the
+//!   actor's background work ([`ActorHandle::hold_background`]) from `start-server` until its listener is closed
+//!   and its tasks have ended (after `stop-server`, `destroy-server` or the actor's stop), wherever the server
+//!   was started (`init` or any later call): `theater run` keeps going while it serves. When the actor stops,
+//!   its servers stop on its [`ShutdownSignal`]: listeners close at once, open requests get [`serve::DRAIN`],
+//!   then are aborted; the actor is reported stopped only after that (the runtime waits for the holds), so its
+//!   ports refuse connections once `stop()` has returned.
 //! * **Chain events**: one per host call, `theater:simple/http-framework/<function>`; each incoming request,
 //!   middleware decision and WebSocket event is recorded by the runtime as the callback it causes
 //!   (`theater:simple/http-handlers/handle-request`, ...), with its parameters and result.
@@ -47,8 +52,6 @@ use std::time::Duration;
 use serde::Deserialize;
 use theater_macros::theater_handler;
 use theater_runtime::{ActorContext, ActorHandle, ShutdownSignal};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::grants::Grants;
@@ -118,8 +121,6 @@ struct Instance {
     stopping: ShutdownSignal,
     /// Parent of every server's stop token; cancelled when the instance goes.
     root: CancellationToken,
-    /// How many servers run; the `start` task holds the actor's background work while it is above 0.
-    running: watch::Sender<usize>,
     tables: Mutex<Tables>,
 }
 
@@ -137,8 +138,6 @@ struct Tables {
     next_middleware: u64,
     handlers: BTreeMap<u64, String>,
     servers: BTreeMap<u64, Server>,
-    /// Tasks of stopped servers still finishing their open requests (at most [`serve::DRAIN`]).
-    draining: Vec<JoinHandle<()>>,
 }
 
 struct Server {
@@ -176,10 +175,6 @@ impl Tables {
             .then_some(())
             .ok_or_else(|| format!("handler {id} not found"))
     }
-
-    fn running(&self) -> usize {
-        self.servers.values().filter(|s| s.is_running()).count()
-    }
 }
 
 impl Instance {
@@ -187,26 +182,15 @@ impl Instance {
         self.tables.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn publish_running(&self) {
-        let running = self.tables().running();
-        self.running.send_replace(running);
-    }
-
-    /// Stops server `id` if it runs; its task keeps draining in the background.
+    /// Stops server `id` if it runs: its listener is closed when this returns; its open requests finish in the
+    /// background (at most [`serve::DRAIN`]), holding the actor's background work until they have.
     async fn stop(&self, id: u64) -> Result<bool, String> {
         let run = self.tables().server_mut(id)?.run.take();
-        let stopped = match run {
-            Some(run) => {
-                let task = run.stop().await;
-                let mut tables = self.tables();
-                tables.draining.retain(|t| !t.is_finished());
-                tables.draining.push(task);
-                true
-            }
-            None => false,
-        };
-        self.publish_running();
-        Ok(stopped)
+        let running = run.as_ref().is_some_and(Running::is_running);
+        if let Some(run) = run {
+            run.stop().await;
+        }
+        Ok(running)
     }
 }
 
@@ -251,48 +235,9 @@ impl HttpFrameworkHandler {
                 actor: actor.handle.clone(),
                 stopping: actor.shutdown.clone(),
                 root: CancellationToken::new(),
-                running: watch::Sender::new(0),
                 tables: Mutex::default(),
             })),
         })
-    }
-
-    /// Holds the actor's background work while a server runs; when the actor stops, waits (boundedly) for its
-    /// servers to close.
-    #[theater(start)]
-    async fn serve_until_stopped(
-        self: Arc<Self>,
-        _actor: ActorHandle,
-        shutdown: ShutdownSignal,
-    ) -> anyhow::Result<()> {
-        let Some(instance) = self.instance.clone() else {
-            return Ok(());
-        };
-        let mut running = instance.running.subscribe();
-        loop {
-            if *running.borrow_and_update() == 0 && !shutdown.is_stopping() {
-                return Ok(());
-            }
-            tokio::select! {
-                () = shutdown.wait() => break,
-                changed = running.changed() => if changed.is_err() { break },
-            }
-        }
-        instance.root.cancel();
-        let tasks: Vec<JoinHandle<()>> = {
-            let mut tables = instance.tables();
-            let mut tasks = std::mem::take(&mut tables.draining);
-            tasks.extend(
-                tables
-                    .servers
-                    .values_mut()
-                    .filter_map(|s| s.run.take().map(|r| r.task)),
-            );
-            tasks
-        };
-        let all = futures::future::join_all(tasks);
-        let _ = tokio::time::timeout(serve::DRAIN + Duration::from_millis(200), all).await;
-        Ok(())
     }
 
     /// WIT: `create-server: func(config: server-config) -> result<server-id, string>`
@@ -358,6 +303,9 @@ impl HttpFrameworkHandler {
     /// Reads the TLS files, binds, and serves; returns the bound port.
     async fn start_server(&self, server_id: ServerId) -> Result<u16, String> {
         let instance = self.instance()?;
+        if instance.stopping.is_stopping() {
+            return Err("start-server: the actor is stopping".to_owned());
+        }
         let (host, port, tls, site) = {
             let tables = instance.tables();
             let server = tables.server(server_id)?;
@@ -382,26 +330,24 @@ impl HttpFrameworkHandler {
             .local_addr()
             .map_err(|e| format!("start-server: {e}"))?
             .port();
-        let running = serve::spawn(
+        let mut tables = instance.tables();
+        let server = tables.server_mut(server_id)?;
+        server.bound = bound;
+        server.run = Some(serve::spawn(
             listener,
             acceptor,
             site,
             instance.root.child_token(),
             instance.stopping.clone(),
-        );
-        {
-            let mut tables = instance.tables();
-            let server = tables.server_mut(server_id)?;
-            server.bound = bound;
-            server.run = Some(running);
-        }
-        instance.publish_running();
+            instance.actor.hold_background(),
+        ));
         Ok(bound)
     }
 
     /// WIT: `stop-server: func(server-id: server-id) -> result<_, string>`
     ///
-    /// Closes the listener at once and its WebSocket connections; open requests finish in the background.
+    /// Closes the listener at once and its WebSocket connections; open requests finish in the background (at
+    /// most [`serve::DRAIN`]), and the server holds the actor's background work until they have.
     async fn stop_server(&self, server_id: ServerId) -> Result<(), String> {
         if self.instance()?.stop(server_id).await? {
             Ok(())
@@ -411,6 +357,8 @@ impl HttpFrameworkHandler {
     }
 
     /// WIT: `destroy-server: func(server-id: server-id) -> result<_, string>`
+    ///
+    /// Stops the server as `stop-server` does (if it runs) and removes it with its routes and middleware.
     async fn destroy_server(&self, server_id: ServerId) -> Result<(), String> {
         let instance = self.instance()?;
         instance.stop(server_id).await?;

@@ -2,6 +2,7 @@
 //! dispatch of each request through the site's table into the actor's `http-handlers` callbacks.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -10,7 +11,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCo
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use theater_runtime::{ActorError, ShutdownSignal};
+use theater_runtime::{ActorError, BackgroundGuard, ShutdownSignal};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -32,7 +33,7 @@ const HANDSHAKE: Duration = Duration::from_secs(10);
 pub struct Running {
     stop: CancellationToken,
     closed: oneshot::Receiver<()>,
-    pub task: JoinHandle<()>,
+    task: JoinHandle<()>,
 }
 
 impl Running {
@@ -41,12 +42,33 @@ impl Running {
         !self.task.is_finished() && !self.stop.is_cancelled()
     }
 
-    /// Stops accepting (the listener is closed when this returns), closes WebSocket connections and lets open
-    /// requests finish in the background for up to [`DRAIN`]. Returns the task, which ends by then.
-    pub async fn stop(self) -> JoinHandle<()> {
+    /// Stops accepting (the listener is closed when this returns) and closes WebSocket connections; open
+    /// requests finish in the background for up to [`DRAIN`], and the server's hold on the actor's background
+    /// work ends with them.
+    pub async fn stop(self) {
         self.stop.cancel();
         let _ = tokio::time::timeout(DRAIN, self.closed).await;
-        self.task
+    }
+}
+
+/// What every task of one running server shares: the server's stop token, the actor's stop signal, and the
+/// server's hold on the actor's background work, released when the last of its tasks (accept loop, connections,
+/// WebSocket pumps) has ended.
+#[derive(Clone)]
+pub struct Scope {
+    /// Cancelled by `stop-server` / `destroy-server`, the instance going, or the accept loop when it ends.
+    pub stop: CancellationToken,
+    /// The actor's stop signal.
+    pub actor_stopping: ShutdownSignal,
+    _hold: Arc<BackgroundGuard>,
+}
+
+impl Scope {
+    /// Waits until the actor has been stopping for `grace`: the bound on any of this server's tasks once the
+    /// actor stops (its callbacks are no longer answered then).
+    pub async fn actor_stopped_for(&self, grace: Duration) {
+        self.actor_stopping.wait().await;
+        tokio::time::sleep(grace).await;
     }
 }
 
@@ -66,23 +88,23 @@ pub async fn bind(host: &str, port: u16) -> Result<TcpListener, String> {
         .map_err(|e| format!("start-server: binding {target}: {e}"))
 }
 
-/// Starts serving `listener` until `stop` is cancelled or the actor stops.
+/// Starts serving `listener` until `stop` is cancelled or the actor stops; `hold` (the actor's background work)
+/// is released once the listener is closed and every task of the server has ended.
 pub fn spawn(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     site: SiteRef,
     stop: CancellationToken,
     actor_stopping: ShutdownSignal,
+    hold: BackgroundGuard,
 ) -> Running {
     let (closed_tx, closed) = oneshot::channel();
-    let task = tokio::spawn(accept_loop(
-        listener,
-        tls,
-        site,
-        stop.clone(),
+    let scope = Scope {
+        stop: stop.clone(),
         actor_stopping,
-        closed_tx,
-    ));
+        _hold: Arc::new(hold),
+    };
+    let task = tokio::spawn(accept_loop(listener, tls, site, scope, closed_tx));
     Running { stop, closed, task }
 }
 
@@ -90,19 +112,18 @@ async fn accept_loop(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     site: SiteRef,
-    stop: CancellationToken,
-    actor_stopping: ShutdownSignal,
+    scope: Scope,
     closed: oneshot::Sender<()>,
 ) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
-            () = stop.cancelled() => break,
-            () = actor_stopping.wait() => break,
+            () = scope.stop.cancelled() => break,
+            () = scope.actor_stopping.wait() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
-                    connections.spawn(connection(stream, tls.clone(), site.clone(), stop.clone()));
+                    connections.spawn(connection(stream, tls.clone(), site.clone(), scope.clone()));
                 }
                 // Too many open files and the like: back off instead of spinning.
                 Err(e) => {
@@ -116,7 +137,7 @@ async fn accept_loop(
     drop(listener);
     let _ = closed.send(());
     // Connections and WebSocket pumps watch `stop`: they finish what they are doing and close.
-    stop.cancel();
+    scope.stop.cancel();
     let drain = async { while connections.join_next().await.is_some() {} };
     if tokio::time::timeout(DRAIN, drain).await.is_err() {
         connections.abort_all();
@@ -128,10 +149,10 @@ async fn connection(
     stream: tokio::net::TcpStream,
     tls: Option<TlsAcceptor>,
     site: SiteRef,
-    stop: CancellationToken,
+    scope: Scope,
 ) {
     match tls {
-        None => serve_io(stream, site, stop).await,
+        None => serve_io(stream, site, scope).await,
         Some(acceptor) => {
             let handshake = tokio::time::timeout(HANDSHAKE, acceptor.accept(stream));
             let tls_stream = tokio::select! {
@@ -139,22 +160,22 @@ async fn connection(
                     Ok(Ok(s)) => s,
                     _ => return,
                 },
-                () = stop.cancelled() => return,
+                () = scope.stop.cancelled() => return,
             };
-            serve_io(tls_stream, site, stop).await;
+            serve_io(tls_stream, site, scope).await;
         }
     }
 }
 
-async fn serve_io<I>(io: I, site: SiteRef, stop: CancellationToken)
+async fn serve_io<I>(io: I, site: SiteRef, scope: Scope)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let ws_stop = stop.clone();
+    let stop = scope.stop.clone();
     let service = hyper::service::service_fn(move |req| {
         let site = site.clone();
-        let stop = ws_stop.clone();
-        async move { Ok::<_, Infallible>(dispatch(site, stop, req).await) }
+        let scope = scope.clone();
+        async move { Ok::<_, Infallible>(dispatch(site, scope, req).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .serve_connection(TokioIo::new(io), service)
@@ -170,11 +191,7 @@ where
 }
 
 /// One request: size limit, middleware in order, then the WebSocket endpoint or the route.
-async fn dispatch(
-    site: SiteRef,
-    stop: CancellationToken,
-    req: Request<Incoming>,
-) -> Response<Body> {
+async fn dispatch(site: SiteRef, scope: Scope, req: Request<Incoming>) -> Response<Body> {
     let (mut parts, body) = req.into_parts();
     let max = site.max_request_bytes;
     let declared = parts
@@ -222,7 +239,7 @@ async fn dispatch(
         && wants_upgrade(&parts.headers)
     {
         let query = parts.uri.query().map(str::to_owned);
-        return websocket::upgrade(site, stop, &mut parts, endpoint, path, query).await;
+        return websocket::upgrade(site, scope, &mut parts, endpoint, path, query).await;
     }
 
     match site.resolve(&path, parts.method.as_str()) {

@@ -12,8 +12,8 @@ use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use futures::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
+use crate::serve::{self, Scope};
 use crate::site::{Endpoint, Outgoing, SiteRef};
 use crate::theater::simple::http_handlers::Callbacks;
 use crate::theater::simple::websocket_types::{MessageType, WebsocketMessage};
@@ -25,7 +25,7 @@ const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// callback runs once the upgrade completes.
 pub async fn upgrade(
     site: SiteRef,
-    stop: CancellationToken,
+    scope: Scope,
     parts: &mut Parts,
     endpoint: Endpoint,
     path: String,
@@ -42,13 +42,22 @@ pub async fn upgrade(
         .max_message_size(max)
         .max_frame_size(max)
         .on_failed_upgrade(move |_| failed_site.close_connection(id))
-        .on_upgrade(move |socket| pump(site, stop, endpoint, id, path, query, socket, outgoing))
+        .on_upgrade(move |socket| async move {
+            // axum runs this in a task of its own; `scope` keeps the server's hold on the actor's background
+            // work until it ends. Once the actor stops, its callbacks are no longer answered: the pump gets
+            // [`DRAIN`](serve::DRAIN) to close the socket, then is dropped.
+            tokio::select! {
+                () = pump(&site, &scope, endpoint, id, path, query, socket, outgoing) => {}
+                () = scope.actor_stopped_for(serve::DRAIN) => {}
+            }
+            site.close_connection(id);
+        })
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn pump(
-    site: SiteRef,
-    stop: CancellationToken,
+    site: &SiteRef,
+    scope: &Scope,
     endpoint: Endpoint,
     id: u64,
     path: String,
@@ -110,7 +119,7 @@ async fn pump(
                     break;
                 }
             },
-            () = stop.cancelled() => {
+            () = scope.stop.cancelled() => {
                 closing = true;
                 break;
             }
@@ -129,6 +138,10 @@ async fn pump(
     }
     let _ = sink.close().await;
     site.close_connection(id);
+    // A stopping actor answers no more callbacks.
+    if scope.actor_stopping.is_stopping() {
+        return;
+    }
     if let Some(handler) = endpoint.disconnect
         && let Err(e) = callbacks.handle_websocket_disconnect(handler, id).await
     {
