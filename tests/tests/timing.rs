@@ -152,3 +152,62 @@ async fn timing_denials() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn timing_sleep_in_init_is_listed_as_starting_and_an_abandoned_spawn_stops_it() {
+    let (rt, _dir) = runtime();
+    let wasm = std::fs::read(guests::LOCAL).unwrap();
+    let options = theater_runtime::SpawnOptions::new("sleeper", wasm)
+        .handlers(local_handlers(LocalConfig::default()))
+        .init_state(Some(b"run:sleep:600000".to_vec()));
+    // The caller gives up on the spawn while `init` sleeps.
+    let mut spawn = Box::pin(rt.spawn(options));
+    tokio::select! {
+        _ = &mut spawn => panic!("init should still be sleeping"),
+        () = tokio::time::sleep(Duration::from_millis(300)) => {}
+    }
+    let starting = rt.list();
+    assert_eq!(starting.len(), 1);
+    assert_eq!(starting[0].status(), theater_runtime::ActorStatus::Starting);
+    drop(spawn);
+    // Nobody holds the actor any more: it is terminated (its 10-minute `init` aborted), not left running.
+    let exit = tokio::time::timeout(Duration::from_secs(30), starting[0].wait())
+        .await
+        .expect("terminated, not left sleeping");
+    assert_eq!(exit, theater_runtime::ActorExit::Stopped);
+    assert!(rt.list().is_empty());
+}
+
+#[tokio::test]
+async fn timing_stop_during_init_interrupts_its_sleep() {
+    let (rt, _dir) = runtime();
+    let wasm = std::fs::read(guests::LOCAL).unwrap();
+    let options = theater_runtime::SpawnOptions::new("sleeper", wasm)
+        .handlers(local_handlers(LocalConfig::default()))
+        .init_state(Some(b"run:sleep:600000".to_vec()));
+    let spawner = rt.clone();
+    let spawn = tokio::spawn(async move { spawner.spawn(options).await });
+    let actor = loop {
+        if let Some(a) = rt.list().pop() {
+            break a;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    // A graceful stop while `init` sleeps fires the shutdown signal: the sleep ends with an error, `init`
+    // returns, and the actor stops.
+    tokio::time::timeout(Duration::from_secs(30), actor.stop())
+        .await
+        .expect("the stop does not wait out the sleep")
+        .unwrap();
+    assert_eq!(actor.wait().await, theater_runtime::ActorExit::Stopped);
+    let spawned = spawn.await.unwrap().expect("init returned");
+    assert_eq!(spawned.id(), actor.id());
+    let sleeps = events_of(&actor.chain(), "theater:simple/timing/sleep");
+    assert!(
+        sleeps[0]["result"]["Err"]
+            .as_str()
+            .is_some_and(|e| e.contains("interrupted")),
+        "{}",
+        sleeps[0]
+    );
+}

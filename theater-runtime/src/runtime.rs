@@ -504,6 +504,12 @@ impl TheaterRuntime {
         // From here the actor runs on its own task. If this future is dropped before `init` returns (the caller
         // was itself stopped), nobody would hold the handle: the guard stops the actor instead.
         let orphan = StopOnDrop(Some(handle.clone()));
+        // Listed while it starts, so `list`, `get` and `shutdown` see it (status `Starting`).
+        {
+            let mut actors = lock(&self.inner.actors);
+            actors.retain(|a| a.status() != ActorStatus::Stopped);
+            actors.push(handle.clone());
+        }
         match ready_rx.await {
             Ok(Ok(())) => {}
             Ok(Err(message)) => return Err(SpawnError::Init(message)),
@@ -513,9 +519,6 @@ impl TheaterRuntime {
                 ));
             }
         }
-        let mut actors = lock(&self.inner.actors);
-        actors.retain(|a| a.status() != ActorStatus::Stopped);
-        actors.push(handle.clone());
         orphan.disarm();
         Ok(handle)
     }

@@ -67,24 +67,70 @@ impl ActorTask {
         let mut background = JoinSet::new();
         let mut stop_replies: Vec<oneshot::Sender<()>> = Vec::new();
 
+        // Calls, pauses and stops that arrive while `init` runs are taken in order, as in the main loop.
+        let mut paused = false;
+        let mut queue: VecDeque<Op> = VecDeque::new();
+        let mut stop_after_init = false;
         if has_init {
             let id = shared.id.to_string();
-            let (result, _) = call::call_export::<(String,), (Option<Vec<u8>>,)>(
-                &mut store,
-                instance,
-                &INIT,
-                (id,),
-            )
-            .await;
-            if let Err(e) = result {
-                let message = e.to_string();
-                let _ = ready.send(Err(message.clone()));
+            let result = {
+                let init = call::call_export::<(String,), (Option<Vec<u8>>,)>(
+                    &mut store,
+                    instance,
+                    &INIT,
+                    (id,),
+                );
+                tokio::pin!(init);
+                loop {
+                    tokio::select! {
+                        (result, _) = &mut init => break Some(result),
+                        command = commands.recv() => match command {
+                            Some(Command::Call(op)) => queue.push_back(op),
+                            Some(Command::Pause(reply)) => {
+                                paused = true;
+                                let _ = reply.send(Ok(()));
+                            }
+                            Some(Command::Resume(reply)) => {
+                                paused = false;
+                                let _ = reply.send(Ok(()));
+                            }
+                            Some(Command::Stop { terminate, reply }) => {
+                                stop_replies.push(reply);
+                                if terminate {
+                                    break None;
+                                }
+                                // As in the main loop: handlers waiting on the actor's behalf give up, so
+                                // `init` ends promptly; the actor stops once it has.
+                                shutdown.fire();
+                                shared.set_status(ActorStatus::ShuttingDown);
+                                stop_after_init = true;
+                            }
+                            None => break Some((&mut init).await.0),
+                        },
+                    }
+                }
+            };
+            let failed = match result {
+                None => Some((
+                    "the actor was stopped before init returned".to_owned(),
+                    ActorExit::Stopped,
+                )),
+                Some(Err(e)) => {
+                    let message = e.to_string();
+                    Some((message.clone(), ActorExit::InitFailed(message)))
+                }
+                Some(Ok(_)) => None,
+            };
+            if let Some((message, exit)) = failed {
+                let _ = ready.send(Err(message));
+                drop(queue);
+                drop(store);
                 finish(
                     &shared,
                     &shutdown,
                     &mut background,
                     &mut commands,
-                    ActorExit::InitFailed(message),
+                    exit,
                     stop_replies,
                 )
                 .await;
@@ -106,9 +152,10 @@ impl ActorTask {
         drop(handle);
         let _ = ready.send(Ok(()));
 
-        let mut paused = false;
-        let mut queue: VecDeque<Op> = VecDeque::new();
         let exit = 'actor: loop {
+            if stop_after_init {
+                break ActorExit::Stopped;
+            }
             if let Some(data) = lock(&shared.shutdown_requested).clone() {
                 break ActorExit::Shutdown { data };
             }
