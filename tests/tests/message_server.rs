@@ -633,7 +633,11 @@ async fn message_server_manifest_records_a_callback_payload_as_digest() {
     assert_eq!(handled.len(), 1);
     let recorded = &handled[0]["params"]["params.0"];
     assert!(recorded["sha1"].is_string(), "{}", handled[0]);
-    assert!(!handled[0].to_string().contains("115,101,99"), "{}", handled[0]);
+    assert!(
+        !handled[0].to_string().contains("115,101,99"),
+        "{}",
+        handled[0]
+    );
     // The sender's side keeps its default: the message in full.
     let sends = events_of(&a.chain(), "theater:simple/message-server-host/send");
     assert_eq!(sends[0]["params"]["msg"], serde_json::json!(b"secret"));

@@ -102,7 +102,9 @@ fn carries_bytes(model: &Model, ty: &Type, depth: usize) -> bool {
         Type::Tuple(ts) => ts.iter().any(inner),
         Type::Named(r) => match model.resolve_ref(r).map(|d| &d.kind) {
             Some(TypeDefKind::Record(fields)) => fields.iter().any(|f| inner(&f.ty)),
-            Some(TypeDefKind::Variant(cases)) => cases.iter().filter_map(|c| c.ty.as_ref()).any(inner),
+            Some(TypeDefKind::Variant(cases)) => {
+                cases.iter().filter_map(|c| c.ty.as_ref()).any(inner)
+            }
             Some(TypeDefKind::Alias(t)) => inner(t),
             _ => false,
         },
