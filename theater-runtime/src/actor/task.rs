@@ -85,25 +85,18 @@ impl ActorTask {
                     tokio::select! {
                         (result, _) = &mut init => break Some(result),
                         command = commands.recv() => match command {
-                            Some(Command::Call(op)) => queue.push_back(op),
-                            Some(Command::Pause(reply)) => {
-                                paused = true;
-                                let _ = reply.send(Ok(()));
-                            }
-                            Some(Command::Resume(reply)) => {
-                                paused = false;
-                                let _ = reply.send(Ok(()));
-                            }
-                            Some(Command::Stop { terminate, reply }) => {
-                                stop_replies.push(reply);
-                                if terminate {
+                            Some(command) => {
+                                if take_during_call(
+                                    command,
+                                    &mut queue,
+                                    &mut paused,
+                                    &mut stop_replies,
+                                    &mut stop_after_init,
+                                    &shutdown,
+                                    &shared,
+                                ) {
                                     break None;
                                 }
-                                // As in the main loop: handlers waiting on the actor's behalf give up, so
-                                // `init` ends promptly; the actor stops once it has.
-                                shutdown.fire();
-                                shared.set_status(ActorStatus::ShuttingDown);
-                                stop_after_init = true;
                             }
                             None => break Some((&mut init).await.0),
                         },
@@ -208,27 +201,20 @@ impl ActorTask {
                     tokio::select! {
                         outcome = &mut call => break Some(outcome),
                         command = commands.recv() => match command {
-                            Some(Command::Call(op)) => queue.push_back(op),
-                            Some(Command::Pause(reply)) => {
-                                paused = true;
-                                let _ = reply.send(Ok(()));
-                            }
-                            Some(Command::Resume(reply)) => {
-                                paused = false;
-                                let _ = reply.send(Ok(()));
-                            }
-                            Some(Command::Stop { terminate, reply }) => {
-                                stop_replies.push(reply);
-                                if terminate {
+                            Some(command) => {
+                                if take_during_call(
+                                    command,
+                                    &mut queue,
+                                    &mut paused,
+                                    &mut stop_replies,
+                                    &mut stop_after,
+                                    &shutdown,
+                                    &shared,
+                                ) {
                                     break None;
                                 }
-                                // The actor begins to stop now: handlers waiting on its behalf (a sleep, a
-                                // request) give up, so the current call ends promptly.
-                                shutdown.fire();
-                                shared.set_status(ActorStatus::ShuttingDown);
-                                stop_after = true;
                             }
-                            None => {}
+                            None => break Some((&mut call).await),
                         },
                     }
                 }
@@ -255,6 +241,42 @@ impl ActorTask {
         )
         .await;
     }
+}
+
+/// Takes a command that arrives while a call (or `init`) runs: calls queue in order, pauses and resumes take
+/// effect for what follows, and a graceful stop fires the shutdown signal at once (handlers waiting on the actor's
+/// behalf, a sleep or a request, give up, so the call ends promptly) and stops the actor after the call. Returns
+/// `true` for a terminate, which aborts the call.
+fn take_during_call(
+    command: Command,
+    queue: &mut VecDeque<Op>,
+    paused: &mut bool,
+    stop_replies: &mut Vec<oneshot::Sender<()>>,
+    stop_after: &mut bool,
+    shutdown: &ShutdownSignal,
+    shared: &ActorShared,
+) -> bool {
+    match command {
+        Command::Call(op) => queue.push_back(op),
+        Command::Pause(reply) => {
+            *paused = true;
+            let _ = reply.send(Ok(()));
+        }
+        Command::Resume(reply) => {
+            *paused = false;
+            let _ = reply.send(Ok(()));
+        }
+        Command::Stop { terminate, reply } => {
+            stop_replies.push(reply);
+            if terminate {
+                return true;
+            }
+            shutdown.fire();
+            shared.set_status(ActorStatus::ShuttingDown);
+            *stop_after = true;
+        }
+    }
+    false
 }
 
 /// ShuttingDown → Stopped: signal the handlers, give their background work a grace period, fail what is queued,
