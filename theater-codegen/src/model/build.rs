@@ -159,31 +159,19 @@ impl Cx<'_> {
             WitKind::Variant(v) => TypeDefKind::Variant(
                 v.cases
                     .iter()
-                    .map(|c| Case {
-                        name: c.name.clone(),
-                        docs: c.docs.contents.clone(),
-                        ty: c.ty.as_ref().map(|t| self.ty(t)),
-                    })
+                    .map(|c| case(&c.name, &c.docs, c.ty.as_ref().map(|t| self.ty(t))))
                     .collect(),
             ),
             WitKind::Enum(e) => TypeDefKind::Enum(
                 e.cases
                     .iter()
-                    .map(|c| Case {
-                        name: c.name.clone(),
-                        docs: c.docs.contents.clone(),
-                        ty: None,
-                    })
+                    .map(|c| case(&c.name, &c.docs, None))
                     .collect(),
             ),
             WitKind::Flags(f) => TypeDefKind::Flags(
                 f.flags
                     .iter()
-                    .map(|c| Case {
-                        name: c.name.clone(),
-                        docs: c.docs.contents.clone(),
-                        ty: None,
-                    })
+                    .map(|c| case(&c.name, &c.docs, None))
                     .collect(),
             ),
             WitKind::Type(t) => match (self.ty(t), t) {
@@ -203,5 +191,14 @@ impl Cx<'_> {
                 TypeDefKind::Alias(Type::Tuple(Vec::new()))
             }
         }
+    }
+}
+
+/// A variant case, enum case or flag of the model (variants carry `ty`).
+fn case(name: &str, docs: &wit_parser::Docs, ty: Option<Type>) -> Case {
+    Case {
+        name: name.to_owned(),
+        docs: docs.contents.clone(),
+        ty,
     }
 }
