@@ -121,12 +121,7 @@ pub fn finish<R: Serialize + ?Sized>(store: &mut ActorStore, mut call: PendingCa
 /// A trap-worthy internal error if the actor has no instance of `T` (a runtime bug: the linker only defines the
 /// functions of handlers that were instantiated).
 pub fn instance<T: Handler>(store: &ActorStore) -> wasmtime::Result<Arc<T>> {
-    store.instance::<T>().ok_or_else(|| {
-        wasmtime::format_err!(
-            "internal error: no instance of handler {} for this actor",
-            std::any::type_name::<T>()
-        )
-    })
+    store.instance::<T>().ok_or_else(no_instance::<T>)
 }
 
 /// The instance of handler `T` serving this actor, borrowed from the store: for synchronous host functions whose
@@ -135,12 +130,15 @@ pub fn instance<T: Handler>(store: &ActorStore) -> wasmtime::Result<Arc<T>> {
 /// # Errors
 /// As [`instance`].
 pub fn instance_ref<T: Handler>(store: &ActorStore) -> wasmtime::Result<&T> {
-    store.instance_ref::<T>().ok_or_else(|| {
-        wasmtime::format_err!(
-            "internal error: no instance of handler {} for this actor",
-            std::any::type_name::<T>()
-        )
-    })
+    store.instance_ref::<T>().ok_or_else(no_instance::<T>)
+}
+
+/// The error of [`instance`] and [`instance_ref`].
+fn no_instance<T>() -> wasmtime::Error {
+    wasmtime::format_err!(
+        "internal error: no instance of handler {} for this actor",
+        std::any::type_name::<T>()
+    )
 }
 
 /// Store access for a host function that asks for it (`ctx: &mut HostCtx<'_>` as the first parameter after

@@ -67,21 +67,24 @@ impl ActorStore {
 
     /// The instance of handler type `T` serving this actor, if any.
     pub fn instance<T: Handler>(&self) -> Option<Arc<T>> {
-        let id = TypeId::of::<T>();
-        self.instances
-            .iter()
-            .find(|(t, _)| *t == id)
-            .and_then(|(_, any)| any.clone().downcast::<T>().ok())
+        self.instance_any::<T>()
+            .and_then(|any| any.clone().downcast::<T>().ok())
     }
 
     /// The instance of handler type `T` serving this actor, borrowed (no reference count traffic): what
     /// synchronous host functions that take no [`HostCtx`](crate::HostCtx) use.
     pub fn instance_ref<T: Handler>(&self) -> Option<&T> {
+        self.instance_any::<T>()
+            .and_then(|any| any.downcast_ref::<T>())
+    }
+
+    /// The entry of handler type `T` in the instance table (at most eleven entries, scanned).
+    fn instance_any<T: Handler>(&self) -> Option<&Arc<dyn Any + Send + Sync>> {
         let id = TypeId::of::<T>();
         self.instances
             .iter()
             .find(|(t, _)| *t == id)
-            .and_then(|(_, any)| any.downcast_ref::<T>())
+            .map(|(_, any)| any)
     }
 
     /// Appends one event to the actor's chain, timestamped now.

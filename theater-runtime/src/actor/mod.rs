@@ -125,9 +125,7 @@ pub(crate) struct ActorShared {
     pub(crate) exit: watch::Sender<Option<ActorExit>>,
     /// `Some(data)` once `runtime.shutdown(data)` was called.
     pub(crate) shutdown_requested: Mutex<Option<Option<Vec<u8>>>>,
-    /// Handler `start` tasks still running.
-    pub(crate) background: AtomicUsize,
-    /// Live [`BackgroundGuard`]s.
+    /// Live [`BackgroundGuard`]s: handler `start` tasks and handlers' own holds.
     pub(crate) held: AtomicUsize,
     /// Notified when a [`BackgroundGuard`] is dropped.
     pub(crate) held_released: tokio::sync::Notify,
@@ -143,7 +141,6 @@ impl ActorShared {
             status: watch::Sender::new(ActorStatus::Starting),
             exit: watch::Sender::new(None),
             shutdown_requested: Mutex::new(None),
-            background: AtomicUsize::new(0),
             held: AtomicUsize::new(0),
             held_released: tokio::sync::Notify::new(),
         }
@@ -154,7 +151,7 @@ impl ActorShared {
     }
 
     pub(crate) fn background_tasks(&self) -> usize {
-        self.background.load(Ordering::SeqCst) + self.held.load(Ordering::SeqCst)
+        self.held.load(Ordering::SeqCst)
     }
 
     /// Waits until no [`BackgroundGuard`] is alive.

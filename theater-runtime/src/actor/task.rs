@@ -6,7 +6,6 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -71,162 +70,154 @@ impl ActorTask {
         let mut paused = false;
         let mut queue: VecDeque<Op> = VecDeque::new();
         let mut stop_after_init = false;
-        if has_init {
-            let id = shared.id.to_string();
-            let result = {
-                let init = call::call_export::<(String,), (Option<Vec<u8>>,)>(
-                    &mut store,
-                    instance,
-                    &INIT,
-                    (id,),
-                );
-                tokio::pin!(init);
-                loop {
-                    tokio::select! {
-                        (result, _) = &mut init => break Some(result),
-                        command = commands.recv() => match command {
-                            Some(command) => {
-                                if take_during_call(
-                                    command,
-                                    &mut queue,
-                                    &mut paused,
-                                    &mut stop_replies,
-                                    &mut stop_after_init,
-                                    &shutdown,
-                                    &shared,
-                                ) {
-                                    break None;
+        let exit = 'run: {
+            if has_init {
+                let id = shared.id.to_string();
+                let result = {
+                    let init = call::call_export::<(String,), (Option<Vec<u8>>,)>(
+                        &mut store,
+                        instance,
+                        &INIT,
+                        (id,),
+                    );
+                    tokio::pin!(init);
+                    loop {
+                        tokio::select! {
+                            (result, _) = &mut init => break Some(result),
+                            command = commands.recv() => match command {
+                                Some(command) => {
+                                    if take_during_call(
+                                        command,
+                                        &mut queue,
+                                        &mut paused,
+                                        &mut stop_replies,
+                                        &mut stop_after_init,
+                                        &shutdown,
+                                        &shared,
+                                    ) {
+                                        break None;
+                                    }
                                 }
-                            }
-                            None => break Some((&mut init).await.0),
-                        },
+                                None => break Some((&mut init).await.0),
+                            },
+                        }
                     }
-                }
-            };
-            let failed = match result {
-                None => Some((
-                    "the actor was stopped before init returned".to_owned(),
-                    ActorExit::Stopped,
-                )),
-                Some(Err(e)) => {
-                    let message = e.to_string();
-                    Some((message.clone(), ActorExit::InitFailed(message)))
-                }
-                Some(Ok(_)) => None,
-            };
-            if let Some((message, exit)) = failed {
-                let _ = ready.send(Err(message));
-                drop(queue);
-                drop(store);
-                finish(
-                    &shared,
-                    &shutdown,
-                    &mut background,
-                    &mut commands,
-                    exit,
-                    stop_replies,
-                )
-                .await;
-                return;
-            }
-        }
-        for instance in instances {
-            if let Some(work) = instance.start(handle.clone(), shutdown.clone()) {
-                shared.background.fetch_add(1, Ordering::SeqCst);
-                let shared = shared.clone();
-                background.spawn(async move {
-                    if let Err(e) = work.await {
-                        tracing::warn!(actor = %shared.id, "handler background work failed: {e:#}");
+                };
+                let failed = match result {
+                    None => Some((
+                        "the actor was stopped before init returned".to_owned(),
+                        ActorExit::Stopped,
+                    )),
+                    Some(Err(e)) => {
+                        let message = e.to_string();
+                        Some((message.clone(), ActorExit::InitFailed(message)))
                     }
-                    shared.background.fetch_sub(1, Ordering::SeqCst);
-                });
+                    Some(Ok(_)) => None,
+                };
+                if let Some((message, exit)) = failed {
+                    let _ = ready.send(Err(message));
+                    break 'run exit;
+                }
             }
-        }
-        drop(handle);
-        let _ = ready.send(Ok(()));
-
-        let exit = 'actor: loop {
+            for instance in instances {
+                if let Some(work) = instance.start(handle.clone(), shutdown.clone()) {
+                    // A `start` task counts as background work exactly like a handler's own guard.
+                    let hold = handle.hold_background();
+                    let id = shared.id.clone();
+                    background.spawn(async move {
+                        if let Err(e) = work.await {
+                            tracing::warn!(actor = %id, "handler background work failed: {e:#}");
+                        }
+                        drop(hold);
+                    });
+                }
+            }
+            drop(handle);
+            let _ = ready.send(Ok(()));
             if stop_after_init {
-                break ActorExit::Stopped;
+                break 'run ActorExit::Stopped;
             }
-            if let Some(data) = lock(&shared.shutdown_requested).clone() {
-                break ActorExit::Shutdown { data };
-            }
-            shared.set_status(if paused {
-                ActorStatus::Paused
-            } else {
-                ActorStatus::Idle
-            });
-            let op = match (paused, queue.pop_front()) {
-                (false, Some(op)) => op,
-                (paused_now, queued) => {
-                    if let Some(op) = queued {
-                        queue.push_front(op);
-                    }
-                    match commands.recv().await {
-                        None => break ActorExit::Stopped,
-                        Some(Command::Call(op)) if paused_now => {
-                            queue.push_back(op);
-                            continue;
-                        }
-                        Some(Command::Call(op)) => op,
-                        Some(Command::Pause(reply)) => {
-                            paused = true;
-                            let _ = reply.send(Ok(()));
-                            continue;
-                        }
-                        Some(Command::Resume(reply)) => {
-                            let result = if paused {
-                                Ok(())
-                            } else {
-                                Err(ActorError::Internal("actor is not paused".into()))
-                            };
-                            paused = false;
-                            let _ = reply.send(result);
-                            continue;
-                        }
-                        Some(Command::Stop { reply, .. }) => {
-                            stop_replies.push(reply);
-                            break ActorExit::Stopped;
-                        }
-                    }
-                }
-            };
 
-            shared.set_status(ActorStatus::Processing);
-            let mut stop_after = false;
-            let outcome = {
-                let mut call = op(&mut store, instance);
-                loop {
-                    tokio::select! {
-                        outcome = &mut call => break Some(outcome),
-                        command = commands.recv() => match command {
-                            Some(command) => {
-                                if take_during_call(
-                                    command,
-                                    &mut queue,
-                                    &mut paused,
-                                    &mut stop_replies,
-                                    &mut stop_after,
-                                    &shutdown,
-                                    &shared,
-                                ) {
-                                    break None;
-                                }
+            'actor: loop {
+                if let Some(data) = lock(&shared.shutdown_requested).clone() {
+                    break ActorExit::Shutdown { data };
+                }
+                shared.set_status(if paused {
+                    ActorStatus::Paused
+                } else {
+                    ActorStatus::Idle
+                });
+                let op = match (paused, queue.pop_front()) {
+                    (false, Some(op)) => op,
+                    (paused_now, queued) => {
+                        if let Some(op) = queued {
+                            queue.push_front(op);
+                        }
+                        match commands.recv().await {
+                            None => break ActorExit::Stopped,
+                            Some(Command::Call(op)) if paused_now => {
+                                queue.push_back(op);
+                                continue;
                             }
-                            None => break Some((&mut call).await),
-                        },
+                            Some(Command::Call(op)) => op,
+                            Some(Command::Pause(reply)) => {
+                                paused = true;
+                                let _ = reply.send(Ok(()));
+                                continue;
+                            }
+                            Some(Command::Resume(reply)) => {
+                                let result = if paused {
+                                    Ok(())
+                                } else {
+                                    Err(ActorError::Internal("actor is not paused".into()))
+                                };
+                                paused = false;
+                                let _ = reply.send(result);
+                                continue;
+                            }
+                            Some(Command::Stop { reply, .. }) => {
+                                stop_replies.push(reply);
+                                break ActorExit::Stopped;
+                            }
+                        }
                     }
+                };
+
+                shared.set_status(ActorStatus::Processing);
+                let mut stop_after = false;
+                let outcome = {
+                    let mut call = op(&mut store, instance);
+                    loop {
+                        tokio::select! {
+                            outcome = &mut call => break Some(outcome),
+                            command = commands.recv() => match command {
+                                Some(command) => {
+                                    if take_during_call(
+                                        command,
+                                        &mut queue,
+                                        &mut paused,
+                                        &mut stop_replies,
+                                        &mut stop_after,
+                                        &shutdown,
+                                        &shared,
+                                    ) {
+                                        break None;
+                                    }
+                                }
+                                None => break Some((&mut call).await),
+                            },
+                        }
+                    }
+                };
+                match outcome {
+                    None => break 'actor ActorExit::Stopped,
+                    Some(Outcome::Failed(exit)) => {
+                        tracing::warn!(actor = %shared.id, name = %shared.name, "actor {exit}");
+                        break 'actor exit;
+                    }
+                    Some(Outcome::Continue) if stop_after => break 'actor ActorExit::Stopped,
+                    Some(Outcome::Continue) => {}
                 }
-            };
-            match outcome {
-                None => break 'actor ActorExit::Stopped,
-                Some(Outcome::Failed(exit)) => {
-                    tracing::warn!(actor = %shared.id, name = %shared.name, "actor {exit}");
-                    break 'actor exit;
-                }
-                Some(Outcome::Continue) if stop_after => break 'actor ActorExit::Stopped,
-                Some(Outcome::Continue) => {}
             }
         };
         drop(queue);
@@ -300,7 +291,6 @@ async fn finish(
         background.abort_all();
         while background.join_next().await.is_some() {}
     }
-    shared.background.store(0, Ordering::SeqCst);
     commands.close();
     while let Ok(command) = commands.try_recv() {
         if let Command::Stop { reply, .. } = command {
