@@ -3,7 +3,11 @@
 //!
 //! * `a_hand_written`: a hand-written `func_wrap` closure (the glue `#[theater_handler]` replaces), no recording;
 //! * `b_generated_no_recording`: the macro-generated random handler, chain recording off;
-//! * `c_generated_recording`: the macro-generated random handler, one chain event per call.
+//! * `c_generated_recording`: the macro-generated random handler, one chain event per call;
+//!
+//! and, apart, `seal_random_bytes_16`: the work recording leaves to the runtime's sealer thread (encoding one such
+//! call's data and appending it, hashed, to a chain), so that (c) plus it is the whole CPU time of a recorded
+//! call.
 //!
 //! `cargo bench -p theater-tests --bench host_call`; figures in docs/performance.md.
 
@@ -12,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use theater_handler_random::{RandomConfig, RandomHandler};
-use theater_runtime::{Handler, SpawnOptions, TheaterRuntime};
+use theater_runtime::record::{Recorder, encode_call};
+use theater_runtime::{Chain, Handler, SpawnOptions, TheaterRuntime};
 use theater_tests::bench::{BenchCaller, HandWrittenRandom};
 use theater_tests::guests;
 
@@ -78,5 +83,40 @@ fn host_call(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, host_call);
+/// What sealing does per recorded `random-bytes(16)` call: encode its data, hash it and append it to a chain.
+fn seal(c: &mut Criterion) {
+    let recorder = Recorder::default();
+    let bytes: Result<Vec<u8>, String> = Ok((0..16).collect());
+    let mut group = c.benchmark_group("seal_random_bytes_16");
+    group.throughput(Throughput::Elements(u64::from(CALLS)));
+    group.measurement_time(Duration::from_secs(4));
+    group.bench_function("encode_and_append", |b| {
+        b.iter_custom(|iters| {
+            let mut chain = Chain::new();
+            let start = Instant::now();
+            for _ in 0..iters * u64::from(CALLS) {
+                let data = encode_call(
+                    &recorder,
+                    "theater:simple/random/random-bytes",
+                    &[],
+                    &["length"],
+                    &(16u32,),
+                    &bytes,
+                );
+                chain.append(
+                    "theater:simple/random/random-bytes",
+                    data,
+                    1_764_000_000_000,
+                    None,
+                );
+            }
+            let elapsed = start.elapsed();
+            assert_eq!(chain.len() as u64, iters * u64::from(CALLS));
+            elapsed
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, host_call, seal);
 criterion_main!(benches);

@@ -5,7 +5,7 @@
 //!
 //! ```ignore
 //! linker.func_wrap("random-bytes", |mut store: StoreContextMut<'_, ActorStore>, (length,): (u32,)| {
-//!     let call = host::begin(store.data(), &RANDOM_BYTES, &(&length,));
+//!     let call = host::begin(store.data(), &RANDOM_BYTES, || (length.clone(),));
 //!     let this = host::instance_ref::<RandomHandler>(store.data())?;
 //!     let result = this.random_bytes(length);
 //!     host::finish(store.data_mut(), call, &result);
@@ -13,6 +13,7 @@
 //! })?;
 //! ```
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -21,8 +22,9 @@ use wasmtime::component::ResourceTable;
 
 use crate::actor::{ActorHandle, ActorId};
 use crate::chain::Chain;
+use crate::chain::log::{EncodeLater, PendingData};
 use crate::handler::Handler;
-use crate::record::{RecordMode, RecordParams, Recorded};
+use crate::record::{RecordMode, RecordParams, Recorded, Recorder, encode_call};
 use crate::store::ActorStore;
 
 /// The static description of one host function, generated once per WIT function.
@@ -41,35 +43,97 @@ pub struct CallSpec {
     pub payload: &'static [(&'static str, RecordMode)],
 }
 
-/// A call whose parameters are encoded and whose result is not yet known. See [`begin`] and [`finish`].
+/// A host call whose parameters are captured and whose result is not yet known. See [`begin`] and [`finish`].
 #[must_use = "a pending call is recorded by `host::finish`"]
-pub struct PendingCall {
+pub struct PendingCall<P> {
+    spec: &'static CallSpec,
+    /// `None` when the actor does not record its calls.
+    params: Option<P>,
+}
+
+/// Captures the parameters of a call to `spec` before the call moves them. `params` makes owned copies of them;
+/// it runs only if the actor records its calls.
+pub fn begin<P: RecordParams + Send + 'static>(
+    store: &ActorStore,
+    spec: &'static CallSpec,
+    params: impl FnOnce() -> P,
+) -> PendingCall<P> {
+    PendingCall {
+        spec,
+        params: store.recorder.enabled.then(params),
+    }
+}
+
+/// Records a call as one chain event of type `spec.event_type`, timestamped now, holding its parameters and a
+/// copy of `result`.
+///
+/// The values are encoded as the event's `data` ([`crate::record`]) and the event is hashed when the chain is
+/// sealed, off the guest's call path: the call itself only copies its values and appends them
+/// (`docs/chain.md`, "Recording").
+pub fn finish<P, R>(store: &mut ActorStore, call: PendingCall<P>, result: &R)
+where
+    P: RecordParams + Send + 'static,
+    R: Serialize + Clone + Send + 'static,
+{
+    let Some(params) = call.params else {
+        return;
+    };
+    let values = HostCall {
+        spec: call.spec,
+        params,
+        result: result.clone(),
+    };
+    store.shared.record_event(
+        Cow::Borrowed(call.spec.event_type),
+        PendingData::Later(Box::new(values)),
+    );
+}
+
+/// A host call's values, encoded when sealed.
+struct HostCall<P, R> {
+    spec: &'static CallSpec,
+    params: P,
+    result: R,
+}
+
+impl<P, R> EncodeLater for HostCall<P, R>
+where
+    P: RecordParams + Send,
+    R: Serialize + Send,
+{
+    fn encode(&self, recorder: &Recorder) -> Vec<u8> {
+        encode_call(
+            recorder,
+            self.spec.event_type,
+            self.spec.payload,
+            self.spec.params,
+            &self.params,
+            &self.result,
+        )
+    }
+}
+
+/// A call into the actor whose parameters are encoded and whose result is not yet known: the callbacks' way of
+/// recording ([`crate::actor`]), which encodes at once because the lowered values are borrowed.
+#[must_use = "a pending call is recorded by `host::finish_encoded`"]
+pub(crate) struct EncodedCall {
     event_type: &'static str,
     payload: &'static [(&'static str, RecordMode)],
     data: Vec<u8>,
 }
 
-/// Encodes the parameters of a call to `spec` before the call moves them (see [`crate::record`] for the format).
-pub fn begin<P: RecordParams>(
-    store: &ActorStore,
-    spec: &'static CallSpec,
-    params: &P,
-) -> PendingCall {
-    begin_parts(store, spec.event_type, spec.payload, spec.params, params)
-}
-
-/// [`begin`] from the parts of a spec: the chain event type, the payload values, the parameter names.
-pub(crate) fn begin_parts<P: RecordParams>(
+/// Encodes the parameters of a call, given the chain event type, the payload values and the parameter names.
+pub(crate) fn begin_encoded<P: RecordParams>(
     store: &ActorStore,
     event_type: &'static str,
     payload: &'static [(&'static str, RecordMode)],
     names: &'static [&'static str],
     params: &P,
-) -> PendingCall {
+) -> EncodedCall {
     use serde::ser::{SerializeMap, Serializer};
-    let recorder = &store.recorder;
+    let recorder = &*store.recorder;
     if !recorder.enabled {
-        return PendingCall {
+        return EncodedCall {
             event_type,
             payload,
             data: Vec::new(),
@@ -91,28 +155,33 @@ pub(crate) fn begin_parts<P: RecordParams>(
         );
     }
     data.extend_from_slice(b",\"result\":");
-    PendingCall {
+    EncodedCall {
         event_type,
         payload,
         data,
     }
 }
 
-/// Appends the result to a [`PendingCall`] and records it as one chain event of type `spec.event_type`.
-pub fn finish<R: Serialize + ?Sized>(store: &mut ActorStore, mut call: PendingCall, result: &R) {
-    if !store.recorder.enabled {
+/// Appends the result to an [`EncodedCall`] and records it as one chain event.
+pub(crate) fn finish_encoded<R: Serialize + ?Sized>(
+    store: &mut ActorStore,
+    mut call: EncodedCall,
+    result: &R,
+) {
+    let recorder = &*store.recorder;
+    if !recorder.enabled {
         return;
     }
-    let mode = store.recorder.mode(call.event_type, call.payload, "result");
-    if let Err(e) = serde_json::to_writer(
-        &mut call.data,
-        &Recorded::new(result, mode, &store.recorder),
-    ) {
+    let mode = recorder.mode(call.event_type, call.payload, "result");
+    if let Err(e) = serde_json::to_writer(&mut call.data, &Recorded::new(result, mode, recorder)) {
         call.data
             .extend_from_slice(format!("{:?}", format!("cannot encode result: {e}")).as_bytes());
     }
     call.data.push(b'}');
-    store.record_event(call.event_type, call.data);
+    store.shared.record_event(
+        Cow::Borrowed(call.event_type),
+        PendingData::Encoded(call.data),
+    );
 }
 
 /// The instance of handler `T` serving this actor.

@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use wasmtime::{Store, StoreLimitsBuilder};
 
 use crate::actor::{ActorHandle, ActorId, ActorShared, ActorStatus, ActorTask, init_spec, lock};
+use crate::chain::log::Sealer;
 use crate::engine::TheaterEngine;
 use crate::exports::{ExportResolver, ExportTable};
 use crate::handler::{ActorContext, Handler, ShutdownSignal};
@@ -191,6 +192,8 @@ struct Inner {
     hmac_key: Arc<[u8]>,
     actors: Mutex<Vec<ActorHandle>>,
     services: Mutex<Vec<Service>>,
+    /// Seals the actors' chains off their call paths.
+    sealer: Sealer,
 }
 
 impl TheaterRuntime {
@@ -214,6 +217,7 @@ impl TheaterRuntime {
                 hmac_key: key.into(),
                 actors: Mutex::default(),
                 services: Mutex::default(),
+                sealer: Sealer::new(),
             }),
         })
     }
@@ -394,7 +398,20 @@ impl TheaterRuntime {
             Some(id) => id.clone(),
             None => ActorId::new(),
         };
-        let shared = Arc::new(ActorShared::new(id.clone(), options.name.clone()));
+        let recorder = Arc::new({
+            let mut recorder = Recorder::new(
+                options.record_overrides.clone(),
+                self.inner.hmac_key.clone(),
+            );
+            recorder.enabled = options.recording;
+            recorder
+        });
+        let shared = Arc::new(ActorShared::new(
+            id.clone(),
+            options.name.clone(),
+            recorder.clone(),
+            Some(self.inner.sealer.clone()),
+        ));
         shared.set_state(options.init_state.clone());
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let handle = ActorHandle {
@@ -436,14 +453,7 @@ impl TheaterRuntime {
             shared: shared.clone(),
             handle: handle.clone(),
             instances: by_type,
-            recorder: {
-                let mut recorder = Recorder::new(
-                    options.record_overrides.clone(),
-                    self.inner.hmac_key.clone(),
-                );
-                recorder.enabled = options.recording;
-                recorder
-            },
+            recorder,
             exports: ExportTable::default(),
             wasi: crate::wasi::closed_ctx(&id, &options.name),
             table: wasmtime::component::ResourceTable::new(),

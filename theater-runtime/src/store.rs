@@ -10,6 +10,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::actor::{ActorHandle, ActorId, ActorShared};
 use crate::chain::Chain;
+use crate::chain::log::PendingData;
 use crate::exports::ExportTable;
 use crate::handler::Handler;
 use crate::record::Recorder;
@@ -21,7 +22,7 @@ pub struct ActorStore {
     pub(crate) handle: ActorHandle,
     /// Handler instances by type, for [`crate::host::instance`]. At most one per handler type.
     pub(crate) instances: Vec<(TypeId, Arc<dyn Any + Send + Sync>)>,
-    pub(crate) recorder: Recorder,
+    pub(crate) recorder: Arc<Recorder>,
     pub(crate) exports: ExportTable,
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
@@ -87,9 +88,11 @@ impl ActorStore {
             .map(|(_, any)| any)
     }
 
-    /// Appends one event to the actor's chain, timestamped now.
+    /// Appends one event with this `data` to the actor's chain, timestamped now. The event is hashed when it is
+    /// sealed, off the call path; every reader of the chain sees it.
     pub fn record_event(&mut self, event_type: &str, data: Vec<u8>) {
-        self.shared.record_event(event_type, data);
+        self.shared
+            .record_event(event_type.to_owned().into(), PendingData::Encoded(data));
     }
 }
 

@@ -81,7 +81,11 @@ fn host_function(b: &Bound<'_>) -> TokenStream {
         quote!(let this: &Self = ::theater_runtime::host::instance_ref(store.data())?;)
     };
     let body = quote! {
-        let call = ::theater_runtime::host::begin(store.data(), &#spec, &(#(&#names,)*));
+        let call = ::theater_runtime::host::begin(
+            store.data(),
+            &#spec,
+            || (#(::core::clone::Clone::clone(&#names),)*),
+        );
         #lookup
         #[allow(clippy::let_unit_value)]
         let result = #call;

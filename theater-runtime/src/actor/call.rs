@@ -75,7 +75,7 @@ where
             );
         }
     };
-    let pending = host::begin_parts(
+    let pending = host::begin_encoded(
         store.data(),
         spec.event_type,
         spec.payload,
@@ -92,11 +92,11 @@ where
         Ok((Ok(ok),)) => {
             let (state, value) = ok.into_parts();
             store.data().shared.set_state(state);
-            host::finish(store.data_mut(), pending, &Recorded::<O::Value>::Ok(&value));
+            host::finish_encoded(store.data_mut(), pending, &Recorded::<O::Value>::Ok(&value));
             (Ok(value), Outcome::Continue)
         }
         Ok((Err(e),)) => {
-            host::finish(store.data_mut(), pending, &Recorded::<()>::Err(&e));
+            host::finish_encoded(store.data_mut(), pending, &Recorded::<()>::Err(&e));
             (Err(ActorError::Guest(e)), Outcome::Continue)
         }
         Err(trap) => {
@@ -108,7 +108,7 @@ where
             } else {
                 format!("{trap:#}")
             };
-            host::finish(store.data_mut(), pending, &Recorded::<()>::Trap(&message));
+            host::finish_encoded(store.data_mut(), pending, &Recorded::<()>::Trap(&message));
             let error = if timed_out {
                 ActorError::Timeout
             } else {

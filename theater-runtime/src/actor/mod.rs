@@ -5,7 +5,9 @@ mod call;
 mod handle;
 mod task;
 
+use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -15,6 +17,8 @@ pub use handle::ActorHandle;
 pub(crate) use task::{ActorTask, init_spec};
 
 use crate::chain::Chain;
+use crate::chain::log::{ChainLog, PendingData, PendingEvent, Sealer};
+use crate::record::Recorder;
 
 /// An actor's id: a UUID v4 in canonical lowercase hyphenated form.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -120,7 +124,7 @@ pub(crate) struct ActorShared {
     pub(crate) id: ActorId,
     pub(crate) name: String,
     pub(crate) state: Mutex<Option<Vec<u8>>>,
-    pub(crate) chain: Mutex<Chain>,
+    pub(crate) chain: Arc<ChainLog>,
     pub(crate) status: watch::Sender<ActorStatus>,
     pub(crate) exit: watch::Sender<Option<ActorExit>>,
     /// `Some(data)` once `runtime.shutdown(data)` was called.
@@ -132,12 +136,17 @@ pub(crate) struct ActorShared {
 }
 
 impl ActorShared {
-    pub(crate) fn new(id: ActorId, name: String) -> Self {
+    pub(crate) fn new(
+        id: ActorId,
+        name: String,
+        recorder: Arc<Recorder>,
+        sealer: Option<Sealer>,
+    ) -> Self {
         Self {
             id,
             name,
             state: Mutex::new(None),
-            chain: Mutex::new(Chain::new()),
+            chain: Arc::new(ChainLog::new(recorder, sealer)),
             status: watch::Sender::new(ActorStatus::Starting),
             exit: watch::Sender::new(None),
             shutdown_requested: Mutex::new(None),
@@ -175,13 +184,18 @@ impl ActorShared {
         *lock(&self.state) = state;
     }
 
+    /// The whole chain, sealed.
     pub(crate) fn chain(&self) -> Chain {
-        lock(&self.chain).clone()
+        self.chain.snapshot()
     }
 
-    pub(crate) fn record_event(&self, event_type: &str, data: Vec<u8>) {
-        let now = now_ms();
-        lock(&self.chain).append(event_type, data, now, None);
+    /// Records one event, timestamped now; sealed later (see [`ChainLog`]).
+    pub(crate) fn record_event(&self, event_type: Cow<'static, str>, data: PendingData) {
+        self.chain.record(PendingEvent {
+            event_type,
+            timestamp: now_ms(),
+            data,
+        });
     }
 }
 

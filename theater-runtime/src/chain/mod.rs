@@ -17,6 +17,11 @@
 //!
 //! `data` is standard, padded base64. Loading checks every line: a truncated or malformed line is an error naming
 //! the line; [`Chain::verify`] then checks the links.
+//!
+//! # Recording
+//!
+//! A running actor's chain is a `ChainLog` (`log.rs`): recorded calls are appended as pending events and sealed
+//! (encoded and hashed, in order) off the guest's call path; every reader sees them all, sealed.
 
 use std::fmt;
 use std::io::{BufRead, Write};
@@ -26,6 +31,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
+
+pub(crate) mod log;
 
 /// A SHA-1 hash: 20 bytes.
 pub type Hash = [u8; 20];
