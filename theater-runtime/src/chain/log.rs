@@ -24,6 +24,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use crossbeam_utils::CachePadded;
+
 use super::Chain;
 #[cfg(doc)]
 use super::ChainEvent;
@@ -61,27 +63,31 @@ pub struct PendingEvent {
 }
 
 /// An actor's chain: the sealed events and those recorded after them, not yet sealed.
+///
+/// The fields the call path writes (`pending`) and those the sealer writes (`sealed`, `spent`, `queued`) sit on
+/// separate cache lines: sharing one made every recorded call wait for the line while the sealer appended.
 pub struct ChainLog {
-    /// The sealed events. Lock order: `sealed`, then `pending`, then `spent`.
-    sealed: Mutex<Chain>,
     /// Recorded events, oldest first, all newer than every sealed one.
-    pending: Mutex<Vec<PendingEvent>>,
-    /// A batch the sealer has sealed, whose values the recording thread drops (and whose buffer it reuses).
+    pending: CachePadded<Mutex<Vec<PendingEvent>>>,
+    /// The sealed events. Lock order: `sealed`, then `pending`, then `spent`.
+    sealed: CachePadded<Mutex<Chain>>,
+    /// A batch the sealer has sealed, whose values the recording thread drops; emptied, it is the next pending
+    /// buffer.
     spent: Mutex<Option<Vec<PendingEvent>>>,
+    /// Whether this log is queued at the sealer and its seal has not started yet.
+    queued: AtomicBool,
     /// Encodes [`PendingData::Later`].
     recorder: Arc<Recorder>,
     /// Seals full batches; `None`: the recording thread does.
     sealer: Option<Sealer>,
-    /// Whether this log is queued at the sealer and its seal has not started yet.
-    queued: AtomicBool,
 }
 
 impl ChainLog {
     /// An empty log whose deferred data is encoded under `recorder`, and whose full batches `sealer` seals.
     pub fn new(recorder: Arc<Recorder>, sealer: Option<Sealer>) -> Self {
         Self {
-            sealed: Mutex::new(Chain::new()),
-            pending: Mutex::new(Vec::with_capacity(SEAL_BATCH)),
+            pending: CachePadded::new(Mutex::new(Vec::with_capacity(SEAL_BATCH))),
+            sealed: CachePadded::new(Mutex::new(Chain::new())),
             spent: Mutex::new(None),
             recorder,
             sealer,
@@ -107,11 +113,17 @@ impl ChainLog {
                 return;
             }
         };
-        if self.queued.swap(true, Ordering::AcqRel) {
+        // A load first: while the sealer has not yet started on this log, every call lands here.
+        if self.queued.load(Ordering::Acquire) || self.queued.swap(true, Ordering::AcqRel) {
             return;
         }
-        // The values of the batch sealed last are dropped here, on the thread that made them.
-        drop(lock(&self.spent).take());
+        // The values of the batch sealed last are dropped here, on the thread that made them; its buffer, warm in
+        // this thread's cache, goes back to be the next pending buffer.
+        let spent = lock(&self.spent).take();
+        if let Some(mut spent) = spent {
+            spent.clear();
+            lock(&self.spent).get_or_insert(spent);
+        }
         if !sealer.submit(self) {
             self.queued.store(false, Ordering::Release);
             self.seal();
