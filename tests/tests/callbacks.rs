@@ -238,3 +238,40 @@ async fn actor_stop_gives_up_on_a_guard_that_is_never_released() {
     assert_eq!(actor.status(), ActorStatus::Stopped);
     drop(guard);
 }
+
+/// Two spawns racing for one chosen id: one actor gets it, the other spawn fails and leaves nothing behind; once
+/// the winner has stopped the id can be used again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chosen_id_goes_to_one_of_two_racing_spawns() {
+    let (rt, _dir) = runtime();
+    let wasm = std::fs::read(guests::PROBE).unwrap();
+    let id = theater_runtime::ActorId::new();
+    let options = || {
+        SpawnOptions::new("probe", wasm.clone())
+            .handlers(vec![Arc::new(ProbeHandler::new())])
+            .id(id.clone())
+    };
+    for _ in 0..20 {
+        // On two worker threads, so both spawns run their checks at once.
+        let start = Arc::new(tokio::sync::Barrier::new(2));
+        let race = || {
+            let (rt, options, start) = (rt.clone(), options(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                rt.spawn(options).await
+            })
+        };
+        let (a, b) = tokio::join!(race(), race());
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let (winner, loser) = match (a, b) {
+            (Ok(w), Err(l)) | (Err(l), Ok(w)) => (w, l),
+            (Ok(_), Ok(_)) => panic!("both spawns got actor {id}"),
+            (Err(a), Err(b)) => panic!("neither spawn got the id: {a}; {b}"),
+        };
+        assert!(loser.to_string().contains("already running"), "{loser}");
+        assert_eq!(winner.id(), &id);
+        assert_eq!(rt.list().len(), 1, "the failed spawn lists no actor");
+        winner.stop().await.unwrap();
+        assert!(rt.get(&id).is_none());
+    }
+}

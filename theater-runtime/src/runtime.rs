@@ -103,8 +103,8 @@ impl SpawnOptions {
         self
     }
 
-    /// The actor's id (default: a fresh one). Restarting an actor under its old id uses this; spawning while
-    /// another running actor has the id is an error.
+    /// The actor's id (default: a fresh one). Restarting an actor under its old id uses this. Spawning while
+    /// another actor with the id runs or starts is an error, also when two spawns of the id race.
     pub fn id(mut self, id: ActorId) -> Self {
         self.id = Some(id);
         self
@@ -194,6 +194,8 @@ struct Inner {
     services: Mutex<Vec<Service>>,
     /// Seals the actors' chains off their call paths.
     sealer: Sealer,
+    /// Ids chosen with [`SpawnOptions::id`] by spawns that have not listed their actor yet. Locked after `actors`.
+    reserved_ids: Mutex<std::collections::HashSet<ActorId>>,
 }
 
 impl TheaterRuntime {
@@ -218,6 +220,7 @@ impl TheaterRuntime {
                 actors: Mutex::default(),
                 services: Mutex::default(),
                 sealer: Sealer::new(),
+                reserved_ids: Mutex::default(),
             }),
         })
     }
@@ -346,7 +349,9 @@ impl TheaterRuntime {
     /// starts the handlers' background work. Returns once `init` has returned.
     ///
     /// # Errors
-    /// [`SpawnError`], naming the handler and step at fault; `init`'s `Err` as [`SpawnError::Init`].
+    /// [`SpawnError`], naming the handler and step at fault; `init`'s `Err` as [`SpawnError::Init`];
+    /// [`SpawnError::Component`] if [`SpawnOptions::id`] names an actor that runs, starts, or another spawn is
+    /// starting.
     pub async fn spawn(&self, options: SpawnOptions) -> Result<ActorHandle, SpawnError> {
         let engine = &self.inner.engine;
         let compiled = engine
@@ -389,14 +394,10 @@ impl TheaterRuntime {
             .map_err(|e| SpawnError::Component(format!("{e:#}")))?;
 
         // The actor.
-        let id = match &options.id {
-            Some(id) if self.get(id).is_some() => {
-                return Err(SpawnError::Component(format!(
-                    "actor {id} is already running"
-                )));
-            }
-            Some(id) => id.clone(),
-            None => ActorId::new(),
+        // A chosen id is reserved until the actor is listed, so two spawns of one id cannot both pass.
+        let (id, reservation) = match &options.id {
+            Some(id) => (id.clone(), Some(self.reserve_id(id)?)),
+            None => (ActorId::new(), None),
         };
         let recorder = Arc::new({
             let mut recorder = Recorder::new(
@@ -520,6 +521,7 @@ impl TheaterRuntime {
             actors.retain(|a| a.status() != ActorStatus::Stopped);
             actors.push(handle.clone());
         }
+        drop(reservation);
         match ready_rx.await {
             Ok(Ok(())) => {}
             Ok(Err(message)) => return Err(SpawnError::Init(message)),
@@ -531,6 +533,27 @@ impl TheaterRuntime {
         }
         orphan.disarm();
         Ok(handle)
+    }
+
+    /// Reserves `id` for an actor being spawned, until the returned guard drops.
+    ///
+    /// # Errors
+    /// [`SpawnError::Component`] if an actor with `id` runs, starts or is being spawned.
+    fn reserve_id(&self, id: &ActorId) -> Result<IdReservation, SpawnError> {
+        let actors = lock(&self.inner.actors);
+        let mut reserved = lock(&self.inner.reserved_ids);
+        let listed = actors
+            .iter()
+            .any(|a| a.id() == id && a.status() != ActorStatus::Stopped);
+        if listed || !reserved.insert(id.clone()) {
+            return Err(SpawnError::Component(format!(
+                "actor {id} is already running"
+            )));
+        }
+        Ok(IdReservation {
+            runtime: self.inner.clone(),
+            id: id.clone(),
+        })
     }
 
     /// The actors that have not stopped.
@@ -559,6 +582,18 @@ impl TheaterRuntime {
     pub async fn shutdown(&self) {
         let actors = self.list();
         futures::future::join_all(actors.iter().map(|a| a.stop())).await;
+    }
+}
+
+/// An actor id reserved by a spawn in progress (see [`TheaterRuntime::spawn`]); dropping it releases the id.
+struct IdReservation {
+    runtime: Arc<Inner>,
+    id: ActorId,
+}
+
+impl Drop for IdReservation {
+    fn drop(&mut self) {
+        lock(&self.runtime.reserved_ids).remove(&self.id);
     }
 }
 
