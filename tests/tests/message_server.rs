@@ -650,3 +650,55 @@ async fn message_server_manifest_records_a_callback_payload_as_digest() {
     assert!(err.contains("`handle-nope` is not a function"), "{err}");
     assert!(err.contains("handle-send"), "{err}");
 }
+
+/// A deferral is visible to the actor's very next call: while calls of B that list its outstanding requests are
+/// queued back to back, every listing that B's chain records after its `handle-request` returned `none` holds the
+/// request (the mailbox loop marks it deferred in B's task, before B's next call).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_server_a_deferral_is_listed_by_the_next_call() {
+    let (rt, _dir) = runtime();
+    let [a, b] = peers(&rt).await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let listers: Vec<_> = (0..2)
+        .map(|_| {
+            let (b, stop) = (b.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    run(&b, "list").await;
+                }
+            })
+        })
+        .collect();
+    let waiting = run_later(&a, format!("request:{},defer this", b.id()));
+    let ids = outstanding(&b, 1).await;
+    // A few more listings after the first that showed it.
+    for _ in 0..3 {
+        run(&b, "list").await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for lister in listers {
+        lister.await.unwrap();
+    }
+
+    let chain = b.chain();
+    let events = chain.events();
+    let handled = events
+        .iter()
+        .position(|e| e.event_type.ends_with("/handle-request"))
+        .expect("B handled the request");
+    let listings: Vec<serde_json::Value> = events[handled..]
+        .iter()
+        .filter(|e| e.event_type.ends_with("/list-outstanding-requests"))
+        .map(|e| serde_json::from_slice(&e.data).unwrap())
+        .collect();
+    assert!(listings.len() >= 4, "{} listings", listings.len());
+    for (i, listing) in listings.iter().enumerate() {
+        assert_eq!(
+            listing["result"],
+            serde_json::json!([ids[0]]),
+            "listing {i} after the deferral"
+        );
+    }
+    assert_eq!(run(&b, &format!("cancel:{}", ids[0])).await, "cancel=ok");
+    assert!(waiting.await.unwrap().contains("cancelled"));
+}

@@ -388,34 +388,29 @@ impl MessageServerHandler {
     }
 
     /// Turns one mailbox item into its callback and passes the answer on. `false` when the actor has stopped.
-    async fn deliver(&self, actor: &ActorHandle, endpoint: &Endpoint, item: Delivery) -> bool {
+    async fn deliver(&self, actor: &ActorHandle, endpoint: &Arc<Endpoint>, item: Delivery) -> bool {
         let callbacks = self.callbacks(actor);
         let result = match item {
             Delivery::Send(msg) => callbacks.handle_send(msg).await,
             Delivery::Request { id, msg, reply } => {
                 endpoint.requests.begin(&id, reply);
-                let answer = callbacks.handle_request(id.clone(), msg).await;
-                let result = answer.as_ref().map(|_| ()).map_err(Clone::clone);
-                match answer {
-                    Ok(Some(response)) => {
-                        let answer = self
-                            .check_size("handle-request", &response)
-                            .map(|()| response)
-                            .map_err(|e| format!("request failed: {e}"));
-                        endpoint.requests.finish(&id, answer);
-                    }
-                    Ok(None) => {
-                        let limit = self.config.max_outstanding_requests as usize;
-                        if let Deferral::OverLimit(e) = endpoint.requests.defer(&id, limit) {
-                            tracing::warn!(actor = %endpoint.id, "request {id} refused: {e}");
-                        }
-                    }
-                    Err(e) => {
-                        let answer = Err(format!("request failed: {}", describe(&e)));
-                        endpoint.requests.finish(&id, answer);
-                    }
-                }
-                result
+                // Settled in the actor's task before its next call, which therefore already lists a deferral.
+                let settle = SettleRequest {
+                    endpoint: endpoint.clone(),
+                    id: id.clone(),
+                    max_message_bytes: self.config.max_message_bytes,
+                    max_outstanding: self.config.max_outstanding_requests as usize,
+                    settled: false,
+                };
+                actor
+                    .call_export_then::<(String, Vec<u8>), (Option<Vec<u8>>, (Option<Vec<u8>>,))>(
+                        &theater::simple::message_server_client::HANDLE_REQUEST_SPEC,
+                        (id, msg),
+                        None,
+                        move |answer| settle.run(answer),
+                    )
+                    .await
+                    .map(|_| ())
             }
             Delivery::ChannelOpen { id, msg, reply } => {
                 let decision = callbacks.handle_channel_open(id.clone(), msg).await;
@@ -525,6 +520,56 @@ fn canonical(id: &str) -> String {
 }
 
 /// A callback's error as the requester sees it: the guest's own message, or what went wrong.
+/// What becomes of a request once its `handle-request` returns: run in the actor's task
+/// ([`ActorHandle::call_export_then`]). Dropped without running (the actor stopped before the call ran), it fails
+/// the request with `"actor <id> stopped"`.
+struct SettleRequest {
+    endpoint: Arc<Endpoint>,
+    id: String,
+    max_message_bytes: u32,
+    max_outstanding: usize,
+    settled: bool,
+}
+
+impl SettleRequest {
+    /// `some(response)` answers the requester, `none` defers the request (unless over `max_outstanding`), an error
+    /// fails it: `"request failed: <error>"`.
+    fn run(mut self, answer: &Result<Option<Vec<u8>>, ActorError>) {
+        self.settled = true;
+        let requests = &self.endpoint.requests;
+        match answer {
+            Ok(Some(response)) => {
+                let max = self.max_message_bytes;
+                let answer = if response.len() > max as usize {
+                    Err(format!(
+                        "request failed: handle-request: {} bytes exceeds max_message_bytes ({max})",
+                        response.len()
+                    ))
+                } else {
+                    Ok(response.clone())
+                };
+                requests.finish(&self.id, answer);
+            }
+            Ok(None) => {
+                if let Deferral::OverLimit(e) = requests.defer(&self.id, self.max_outstanding) {
+                    tracing::warn!(actor = %self.endpoint.id, "request {} refused: {e}", self.id);
+                }
+            }
+            Err(e) => requests.finish(&self.id, Err(format!("request failed: {}", describe(e)))),
+        }
+    }
+}
+
+impl Drop for SettleRequest {
+    fn drop(&mut self) {
+        if !self.settled {
+            // The actor stopped before the call ran: what its stop gives every request it holds.
+            let error = format!("actor {} stopped", self.endpoint.id);
+            self.endpoint.requests.finish(&self.id, Err(error));
+        }
+    }
+}
+
 fn describe(error: &ActorError) -> String {
     match error {
         ActorError::Guest(message) => message.clone(),

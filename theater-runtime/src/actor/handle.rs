@@ -122,11 +122,36 @@ impl ActorHandle {
         (Option<Vec<u8>>, P): ComponentNamedList + Lower,
         (Result<O, String>,): ComponentNamedList + Lift,
     {
+        self.call_export_then::<P, O>(spec, params, timeout, |_| {})
+            .await
+    }
+
+    /// [`call_export`](Self::call_export), and `then` runs on the call's result in the actor's task, before the
+    /// actor takes its next command: what a handler uses when the effect of a callback's answer must be visible to
+    /// the actor's next call (the message-server marks a request deferred this way). `then` does not run if the
+    /// call never runs (the actor stops first); it runs even if `timeout` has given up waiting.
+    ///
+    /// # Errors
+    /// As [`call_export`](Self::call_export).
+    pub async fn call_export_then<P, O>(
+        &self,
+        spec: &'static ExportSpec,
+        params: P,
+        timeout: Option<Duration>,
+        then: impl FnOnce(&Result<O::Value, ActorError>) + Send + 'static,
+    ) -> Result<O::Value, ActorError>
+    where
+        P: ComponentType + Lower + RecordParams + Send + Sync + 'static,
+        O: StateResult,
+        (Option<Vec<u8>>, P): ComponentNamedList + Lower,
+        (Result<O, String>,): ComponentNamedList + Lift,
+    {
         let (tx, rx) = oneshot::channel();
         let op: Op = Box::new(move |store, instance| {
             Box::pin(async move {
                 let (result, outcome) =
                     super::call::call_export::<P, O>(store, instance, spec, params).await;
+                then(&result);
                 let _ = tx.send(result);
                 outcome
             })
