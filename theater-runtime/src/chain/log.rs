@@ -20,6 +20,7 @@
 //! every free, which cost more than the rest of recording (`docs/performance.md`).
 
 use std::borrow::Cow;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -178,7 +179,13 @@ impl ChainLog {
         for event in &mut batch {
             let data = match &mut event.data {
                 PendingData::Encoded(data) => std::mem::take(data),
-                PendingData::Later(values) => values.encode(&self.recorder),
+                // A panicking `Serialize` must not lose the batch or stop the sealer: it is recorded as such.
+                PendingData::Later(values) => {
+                    std::panic::catch_unwind(AssertUnwindSafe(|| values.encode(&self.recorder)))
+                        .unwrap_or_else(|_| {
+                            br#"{"error":"cannot encode call: the encoder panicked"}"#.to_vec()
+                        })
+                }
             };
             chain.append(
                 std::mem::take(&mut event.event_type),
@@ -281,6 +288,34 @@ mod tests {
             chain.append("theater:simple/test/f", i.to_string().into_bytes(), i, None);
         }
         chain
+    }
+
+    struct Panics;
+
+    impl EncodeLater for Panics {
+        fn encode(&self, _: &Recorder) -> Vec<u8> {
+            panic!("a broken Serialize")
+        }
+    }
+
+    #[test]
+    fn a_panicking_encoder_is_recorded_and_loses_no_event() {
+        let log = log(Some(Sealer::new()));
+        for i in 0..3 * SEAL_BATCH as u64 {
+            log.record(if i == 5 {
+                PendingEvent {
+                    data: PendingData::Later(Box::new(Panics)),
+                    ..event(i)
+                }
+            } else {
+                event(i)
+            });
+        }
+        let chain = log.snapshot();
+        chain.verify().unwrap();
+        assert_eq!(chain.len(), 3 * SEAL_BATCH);
+        assert!(chain.events()[5].data_text().contains("panicked"));
+        assert_eq!(chain.events()[6].data, b"6");
     }
 
     fn log(sealer: Option<Sealer>) -> Arc<ChainLog> {
