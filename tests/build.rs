@@ -11,7 +11,8 @@ fn main() {
         PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let actors = manifest_dir.join("actors");
     let target_dir = actors.join("target");
-    let guests = discover(&actors);
+    let crates = discover(&actors);
+    let guests: Vec<&String> = crates.iter().filter(|c| is_guest(&actors, c)).collect();
 
     println!(
         "cargo:rerun-if-changed={}",
@@ -29,14 +30,14 @@ fn main() {
         "cargo:rerun-if-changed={}",
         manifest_dir.join("../wit").display()
     );
-    for guest in &guests {
+    for member in &crates {
         println!(
             "cargo:rerun-if-changed={}",
-            actors.join(guest).join("Cargo.toml").display()
+            actors.join(member).join("Cargo.toml").display()
         );
         println!(
             "cargo:rerun-if-changed={}",
-            actors.join(guest).join("src").display()
+            actors.join(member).join("src").display()
         );
     }
 
@@ -96,16 +97,25 @@ fn main() {
     std::fs::write(&out, consts).expect("writing guests.rs");
 }
 
-/// The guest crates: every directory of `actors/` with a Cargo.toml, sorted.
+/// The crates of `actors/`: every directory with a Cargo.toml, sorted.
 fn discover(actors: &Path) -> Vec<String> {
-    let mut guests: Vec<String> = std::fs::read_dir(actors)
+    let mut crates: Vec<String> = std::fs::read_dir(actors)
         .expect("reading tests/actors")
         .filter_map(Result::ok)
         .filter(|e| e.path().join("Cargo.toml").is_file())
         .filter_map(|e| e.file_name().into_string().ok())
         .collect();
-    guests.sort();
-    guests
+    crates.sort();
+    crates
+}
+
+/// Whether `actors/<name>` is a guest: a `cdylib` crate, built to a component. The others (`guest-support`) are
+/// libraries the guests share.
+fn is_guest(actors: &Path, name: &str) -> bool {
+    let manifest = actors.join(name).join("Cargo.toml");
+    let manifest = std::fs::read_to_string(&manifest)
+        .unwrap_or_else(|e| panic!("{}: {e}", manifest.display()));
+    manifest.contains("\"cdylib\"")
 }
 
 /// Installs the wasm32-wasip2 target with rustup when it is missing.

@@ -19,6 +19,8 @@ use theater::simple::http_types::{
 use theater::simple::timing;
 use theater::simple::websocket_types::{MessageType, WebsocketMessage};
 
+use guest_support::show;
+
 /// Handler id → the name it was registered with.
 static NAMES: Mutex<BTreeMap<u64, String>> = Mutex::new(BTreeMap::new());
 /// What the callbacks saw, oldest first, until `events` takes it.
@@ -36,20 +38,6 @@ fn name_of(id: u64) -> String {
 fn note(line: String) {
     if let Ok(mut log) = LOG.lock() {
         log.push(line);
-    }
-}
-
-fn show<T>(name: &str, result: Result<T, String>, f: impl FnOnce(T) -> String) -> String {
-    match result {
-        Ok(v) => {
-            let v = f(v);
-            if v.is_empty() {
-                name.to_owned()
-            } else {
-                format!("{name}={v}")
-            }
-        }
-        Err(e) => format!("{name}!{e}"),
     }
 }
 
@@ -177,11 +165,8 @@ struct HttpServer;
 
 impl Actor for HttpServer {
     fn init(state: Option<Vec<u8>>, _params: (String,)) -> Result<(Option<Vec<u8>>,), String> {
-        match state.as_deref().and_then(|s| s.strip_prefix(b"run:")) {
-            Some(script) => {
-                let script = String::from_utf8(script.to_vec()).map_err(|e| e.to_string())?;
-                Ok((Some(run(&script).join("\n").into_bytes()),))
-            }
+        match guest_support::startup_script(state.as_deref())? {
+            Some(script) => Ok((Some(run(&script).join("\n").into_bytes()),)),
             None => Ok((state,)),
         }
     }
@@ -337,27 +322,7 @@ impl HttpHandlers for HttpServer {
 }
 
 impl ProbeHandlers for HttpServer {
-    fn handle_add(
-        state: Option<Vec<u8>>,
-        params: (u64,),
-    ) -> Result<(Option<Vec<u8>>, (u64,)), String> {
-        Ok((state, (params.0,)))
-    }
-
-    fn handle_fail(
-        _state: Option<Vec<u8>>,
-        params: (String,),
-    ) -> Result<(Option<Vec<u8>>,), String> {
-        Err(params.0)
-    }
-
-    fn handle_trap(_state: Option<Vec<u8>>, _params: (u32,)) -> Result<(Option<Vec<u8>>,), String> {
-        core::arch::wasm32::unreachable()
-    }
-
-    fn handle_spin(_state: Option<Vec<u8>>, _params: (u32,)) -> Result<(Option<Vec<u8>>,), String> {
-        Err("no spinning in http-server".into())
-    }
+    guest_support::probe_handlers!(spin_refused: "no spinning in http-server");
 
     fn handle_script(
         state: Option<Vec<u8>>,

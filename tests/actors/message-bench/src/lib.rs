@@ -13,15 +13,13 @@ use exports::theater::test::probe_handlers::Guest as ProbeHandlers;
 use theater::simple::message_server_host as host;
 use theater::simple::types::ChannelAccept;
 
+use guest_support::counter;
+
 struct Bench;
 
 type State = Option<Vec<u8>>;
 
 const PAYLOAD: &[u8; 16] = b"0123456789abcdef";
-
-fn counter(state: &State) -> u64 {
-    state.as_deref().and_then(|s| <[u8; 8]>::try_from(s).ok()).map(u64::from_le_bytes).unwrap_or(0)
-}
 
 /// Runs `f` `n` times, stopping at the first error.
 fn repeat(name: &str, n: u32, mut f: impl FnMut() -> Result<(), String>) -> String {
@@ -35,7 +33,7 @@ fn repeat(name: &str, n: u32, mut f: impl FnMut() -> Result<(), String>) -> Stri
 
 impl Client for Bench {
     fn handle_send(state: State, _params: (Vec<u8>,)) -> Result<(State,), String> {
-        Ok((Some((counter(&state) + 1).to_le_bytes().to_vec()),))
+        Ok((Some((counter(state.as_deref()) + 1).to_le_bytes().to_vec()),))
     }
 
     fn handle_request(state: State, params: (String, Vec<u8>)) -> Result<(State, (Option<Vec<u8>>,)), String> {
@@ -56,16 +54,10 @@ impl Client for Bench {
 }
 
 impl ProbeHandlers for Bench {
+    guest_support::probe_fail_and_trap!();
+
     fn handle_add(_state: State, _params: (u64,)) -> Result<(State, (u64,)), String> {
         Err("message-bench: handle-add is not supported".to_owned())
-    }
-
-    fn handle_fail(_state: State, params: (String,)) -> Result<(State,), String> {
-        Err(params.0)
-    }
-
-    fn handle_trap(_state: State, _params: (u32,)) -> Result<(State,), String> {
-        core::arch::wasm32::unreachable()
     }
 
     fn handle_spin(_state: State, _params: (u32,)) -> Result<(State,), String> {
@@ -85,7 +77,7 @@ impl ProbeHandlers for Bench {
                 }
             }
             "requestn" => repeat(op, n, || host::request(to, PAYLOAD).map(drop)),
-            "count" => format!("count={}", counter(&state)),
+            "count" => format!("count={}", counter(state.as_deref())),
             other => format!("unknown!{other}"),
         };
         Ok((state, (output,)))

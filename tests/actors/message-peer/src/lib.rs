@@ -13,17 +13,12 @@ use exports::theater::test::probe_handlers::Guest as ProbeHandlers;
 use theater::simple::message_server_host as host;
 use theater::simple::types::ChannelAccept;
 
+use guest_support::append_line;
+use guest_support::show as out; // `name=<value>`, `name` alone for an empty value, or `name!<error>`
+
 struct Peer;
 
 type State = Option<Vec<u8>>;
-
-/// The state with `line` appended.
-fn log(state: State, line: String) -> State {
-    let mut log = state.unwrap_or_default();
-    log.extend_from_slice(line.as_bytes());
-    log.push(b'\n');
-    Some(log)
-}
 
 /// `msg` as text if it is UTF-8, else `0x<hex>`.
 fn show(msg: &[u8]) -> String {
@@ -39,24 +34,12 @@ fn unhex(hex: &str) -> Vec<u8> {
         .collect()
 }
 
-/// `name=<value>` (`name` alone for an empty value) or `name!<error>`.
-fn out<T>(name: &str, result: Result<T, String>, f: impl FnOnce(T) -> String) -> String {
-    match result {
-        Ok(v) => {
-            let v = f(v);
-            if v.is_empty() { name.to_owned() } else { format!("{name}={v}") }
-        }
-        Err(e) => format!("{name}!{e}"),
-    }
-}
-
 fn ok(_: ()) -> String {
     "ok".to_owned()
 }
 
 /// Runs one command (see ../README.md).
-fn command(cmd: &str) -> String {
-    let (op, arg) = cmd.split_once(':').unwrap_or((cmd, ""));
+fn command(op: &str, arg: &str) -> String {
     let (a, b) = arg.split_once(',').unwrap_or((arg, ""));
     match op {
         "send" => out(op, host::send(a, b.as_bytes()), ok),
@@ -89,7 +72,7 @@ fn command(cmd: &str) -> String {
 
 /// Runs a `;`-separated script; one output line per command, joined by `|`.
 fn run(script: &str) -> String {
-    script.split(';').filter(|c| !c.is_empty()).map(command).collect::<Vec<_>>().join("|")
+    guest_support::script_lines(script, command).join("|")
 }
 
 /// The script in `msg` if it starts with `!`, with `$ch` replaced by `channel`.
@@ -105,9 +88,9 @@ impl Actor for Peer {
 
 impl Client for Peer {
     fn handle_send(state: State, params: (Vec<u8>,)) -> Result<(State,), String> {
-        let mut state = log(state, format!("send {}", show(&params.0)));
+        let mut state = append_line(state, &format!("send {}", show(&params.0)));
         if let Some(script) = script_in(&params.0, "") {
-            state = log(state, format!("ran {}", run(&script)));
+            state = append_line(state, &format!("ran {}", run(&script)));
         }
         Ok((state,))
     }
@@ -117,7 +100,7 @@ impl Client for Peer {
     fn handle_request(state: State, params: (String, Vec<u8>)) -> Result<(State, (Option<Vec<u8>>,)), String> {
         let (id, msg) = params;
         let text = show(&msg);
-        let state = log(state, format!("request {id} {text}"));
+        let state = append_line(state, &format!("request {id} {text}"));
         if text.starts_with("defer") {
             return Ok((state, (None,)));
         }
@@ -135,43 +118,37 @@ impl Client for Peer {
     /// accepts; accepts anything else with the message `welcome`.
     fn handle_channel_open(state: State, params: (String, Vec<u8>)) -> Result<(State, (ChannelAccept,)), String> {
         let (id, msg) = params;
-        let mut state = log(state, format!("open {id} {}", show(&msg)));
+        let mut state = append_line(state, &format!("open {id} {}", show(&msg)));
         let accept = match &msg[..] {
             b"reject" => ChannelAccept { accepted: false, message: Some(b"no thanks".to_vec()) },
             b"quiet" => ChannelAccept { accepted: true, message: None },
             _ => ChannelAccept { accepted: true, message: Some(b"welcome".to_vec()) },
         };
         if let Some(script) = script_in(&msg, &id) {
-            state = log(state, format!("ran {}", run(&script)));
+            state = append_line(state, &format!("ran {}", run(&script)));
         }
         Ok((state, (accept,)))
     }
 
     fn handle_channel_message(state: State, params: (String, Vec<u8>)) -> Result<(State,), String> {
         let (id, msg) = params;
-        let mut state = log(state, format!("chmsg {id} {}", show(&msg)));
+        let mut state = append_line(state, &format!("chmsg {id} {}", show(&msg)));
         if let Some(script) = script_in(&msg, &id) {
-            state = log(state, format!("ran {}", run(&script)));
+            state = append_line(state, &format!("ran {}", run(&script)));
         }
         Ok((state,))
     }
 
     fn handle_channel_close(state: State, params: (String,)) -> Result<(State,), String> {
-        Ok((log(state, format!("close {}", params.0)),))
+        Ok((append_line(state, &format!("close {}", params.0)),))
     }
 }
 
 impl ProbeHandlers for Peer {
+    guest_support::probe_fail_and_trap!();
+
     fn handle_add(_state: State, _params: (u64,)) -> Result<(State, (u64,)), String> {
         Err("message-peer: handle-add is not supported".to_owned())
-    }
-
-    fn handle_fail(_state: State, params: (String,)) -> Result<(State,), String> {
-        Err(params.0)
-    }
-
-    fn handle_trap(_state: State, _params: (u32,)) -> Result<(State,), String> {
-        core::arch::wasm32::unreachable()
     }
 
     fn handle_spin(_state: State, _params: (u32,)) -> Result<(State,), String> {

@@ -20,24 +20,14 @@ impl Actor for Probe {
 impl ProbeHandlers for Probe {
     fn handle_add(state: Option<Vec<u8>>, params: (u64,)) -> Result<(Option<Vec<u8>>, (u64,)), String> {
         note(&format!("add {}", params.0));
-        let old = state.as_deref().and_then(|s| <[u8; 8]>::try_from(s).ok()).map(u64::from_le_bytes).unwrap_or(0);
-        let total = old + params.0;
+        let total = guest_support::counter(state.as_deref()) + params.0;
         Ok((Some(total.to_le_bytes().to_vec()), (total,)))
     }
 
-    fn handle_fail(_state: Option<Vec<u8>>, params: (String,)) -> Result<(Option<Vec<u8>>,), String> {
-        Err(params.0)
-    }
-
-    fn handle_trap(_state: Option<Vec<u8>>, _params: (u32,)) -> Result<(Option<Vec<u8>>,), String> {
-        core::arch::wasm32::unreachable()
-    }
+    guest_support::probe_fail_and_trap!();
 
     fn handle_spin(_state: Option<Vec<u8>>, _params: (u32,)) -> Result<(Option<Vec<u8>>,), String> {
-        let mut n = 0u64;
-        loop {
-            n = core::hint::black_box(n.wrapping_add(1));
-        }
+        guest_support::spin_forever()
     }
 
     fn handle_script(_state: Option<Vec<u8>>, _params: (String,)) -> Result<(Option<Vec<u8>>, (String,)), String> {

@@ -28,11 +28,8 @@ fn append(state: Option<Vec<u8>>, line: &str) -> Option<Vec<u8>> {
 
 impl Actor for ProcessActor {
     fn init(state: Option<Vec<u8>>, _params: (String,)) -> Result<(Option<Vec<u8>>,), String> {
-        match state.as_deref().and_then(|s| s.strip_prefix(b"run:")) {
-            Some(script) => {
-                let script = String::from_utf8(script.to_vec()).map_err(|e| e.to_string())?;
-                Ok((Some(run(&script).0.join("\n").into_bytes()),))
-            }
+        match guest_support::startup_script(state.as_deref())? {
+            Some(script) => Ok((Some(run(&script).0.join("\n").into_bytes()),)),
             None => Ok((state,)),
         }
     }
@@ -60,21 +57,7 @@ impl ProcessHandlers for ProcessActor {
 }
 
 impl ProbeHandlers for ProcessActor {
-    fn handle_add(state: Option<Vec<u8>>, params: (u64,)) -> Result<(Option<Vec<u8>>, (u64,)), String> {
-        Ok((state, (params.0,)))
-    }
-
-    fn handle_fail(_state: Option<Vec<u8>>, params: (String,)) -> Result<(Option<Vec<u8>>,), String> {
-        Err(params.0)
-    }
-
-    fn handle_trap(_state: Option<Vec<u8>>, _params: (u32,)) -> Result<(Option<Vec<u8>>,), String> {
-        core::arch::wasm32::unreachable()
-    }
-
-    fn handle_spin(_state: Option<Vec<u8>>, _params: (u32,)) -> Result<(Option<Vec<u8>>,), String> {
-        Err("no spinning in process-actor".into())
-    }
+    guest_support::probe_handlers!(spin_refused: "no spinning in process-actor");
 
     fn handle_script(state: Option<Vec<u8>>, params: (String,)) -> Result<(Option<Vec<u8>>, (String,)), String> {
         let (out, clear) = run(&params.0);

@@ -2,16 +2,7 @@
 //! one command per line, each a call to `theater:simple/process`.
 
 use crate::theater::simple::process::{self, OutputMode, ProcessConfig};
-
-fn show<T>(name: &str, result: Result<T, String>, f: impl FnOnce(T) -> String) -> String {
-    match result {
-        Ok(v) => {
-            let v = f(v);
-            if v.is_empty() { name.to_owned() } else { format!("{name}={v}") }
-        }
-        Err(e) => format!("{name}!{e}"),
-    }
-}
+use guest_support::show;
 
 fn mode(name: &str) -> OutputMode {
     match name {

@@ -18,21 +18,7 @@ impl Actor for ProcessMute {
 }
 
 impl ProbeHandlers for ProcessMute {
-    fn handle_add(state: Option<Vec<u8>>, params: (u64,)) -> Result<(Option<Vec<u8>>, (u64,)), String> {
-        Ok((state, (params.0,)))
-    }
-
-    fn handle_fail(_state: Option<Vec<u8>>, params: (String,)) -> Result<(Option<Vec<u8>>,), String> {
-        Err(params.0)
-    }
-
-    fn handle_trap(_state: Option<Vec<u8>>, _params: (u32,)) -> Result<(Option<Vec<u8>>,), String> {
-        core::arch::wasm32::unreachable()
-    }
-
-    fn handle_spin(_state: Option<Vec<u8>>, _params: (u32,)) -> Result<(Option<Vec<u8>>,), String> {
-        Err("no spinning in process-mute".into())
-    }
+    guest_support::probe_handlers!(spin_refused: "no spinning in process-mute");
 
     fn handle_script(state: Option<Vec<u8>>, params: (String,)) -> Result<(Option<Vec<u8>>, (String,)), String> {
         let (out, _clear) = script::run(&params.0);

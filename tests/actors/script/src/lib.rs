@@ -77,9 +77,8 @@ fn run(script: &str) -> (Vec<String>, Option<Vec<u8>>) {
 
 impl Actor for Script {
     fn init(state: Option<Vec<u8>>, params: (String,)) -> Result<(Option<Vec<u8>>,), String> {
-        match state.as_deref().and_then(|s| s.strip_prefix(b"run:")) {
+        match guest_support::startup_script(state.as_deref())? {
             Some(script) => {
-                let script = String::from_utf8(script.to_vec()).map_err(|e| e.to_string())?;
                 let (lines, _) = run(&script);
                 let text = format!("id={}\n{}", params.0, lines.join("\n"));
                 Ok((Some(text.into_bytes()),))
@@ -91,38 +90,19 @@ impl Actor for Script {
 
 impl ProbeHandlers for Script {
     fn handle_add(state: Option<Vec<u8>>, params: (u64,)) -> Result<(Option<Vec<u8>>, (u64,)), String> {
-        let total = counter(&state) + params.0;
+        let total = guest_support::counter(state.as_deref()) + params.0;
         Ok((Some(total.to_le_bytes().to_vec()), (total,)))
     }
 
-    fn handle_fail(_state: Option<Vec<u8>>, params: (String,)) -> Result<(Option<Vec<u8>>,), String> {
-        Err(params.0)
-    }
-
-    fn handle_trap(_state: Option<Vec<u8>>, _params: (u32,)) -> Result<(Option<Vec<u8>>,), String> {
-        core::arch::wasm32::unreachable()
-    }
+    guest_support::probe_fail_and_trap!();
 
     fn handle_spin(_state: Option<Vec<u8>>, _params: (u32,)) -> Result<(Option<Vec<u8>>,), String> {
-        spin()
+        guest_support::spin_forever()
     }
 
     fn handle_script(state: Option<Vec<u8>>, params: (String,)) -> Result<(Option<Vec<u8>>, (String,)), String> {
         let (lines, new_state) = run(&params.0);
         Ok((new_state.or(state), (lines.join("\n"),)))
-    }
-}
-
-/// A little-endian u64 counter kept in the state; absent or malformed = 0.
-fn counter(state: &Option<Vec<u8>>) -> u64 {
-    state.as_deref().and_then(|s| <[u8; 8]>::try_from(s).ok()).map(u64::from_le_bytes).unwrap_or(0)
-}
-
-/// Loops forever without host calls (the epoch deadline stops it).
-fn spin() -> ! {
-    let mut n = 0u64;
-    loop {
-        n = core::hint::black_box(n.wrapping_add(1));
     }
 }
 

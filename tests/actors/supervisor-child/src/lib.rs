@@ -27,24 +27,7 @@ impl Actor for Child {
 }
 
 impl ProbeHandlers for Child {
-    fn handle_add(state: Option<Vec<u8>>, params: (u64,)) -> Result<(Option<Vec<u8>>, (u64,)), String> {
-        Ok((state, (params.0,)))
-    }
-
-    fn handle_fail(_state: Option<Vec<u8>>, params: (String,)) -> Result<(Option<Vec<u8>>,), String> {
-        Err(params.0)
-    }
-
-    fn handle_trap(_state: Option<Vec<u8>>, _params: (u32,)) -> Result<(Option<Vec<u8>>,), String> {
-        core::arch::wasm32::unreachable()
-    }
-
-    fn handle_spin(_state: Option<Vec<u8>>, _params: (u32,)) -> Result<(Option<Vec<u8>>,), String> {
-        let mut n = 0u64;
-        loop {
-            n = core::hint::black_box(n.wrapping_add(1));
-        }
-    }
+    guest_support::probe_handlers!();
 
     /// `shutdown` / `shutdown:TEXT` call `runtime.shutdown(none / some(TEXT))`; `set:TEXT` sets the state.
     fn handle_script(state: Option<Vec<u8>>, params: (String,)) -> Result<(Option<Vec<u8>>, (String,)), String> {

@@ -16,40 +16,19 @@ impl Actor for Mute {
 }
 
 impl ProbeHandlers for Mute {
-    fn handle_add(state: Option<Vec<u8>>, params: (u64,)) -> Result<(Option<Vec<u8>>, (u64,)), String> {
-        Ok((state, (params.0,)))
-    }
-
-    fn handle_fail(_state: Option<Vec<u8>>, params: (String,)) -> Result<(Option<Vec<u8>>,), String> {
-        Err(params.0)
-    }
-
-    fn handle_trap(_state: Option<Vec<u8>>, _params: (u32,)) -> Result<(Option<Vec<u8>>,), String> {
-        core::arch::wasm32::unreachable()
-    }
-
-    fn handle_spin(_state: Option<Vec<u8>>, _params: (u32,)) -> Result<(Option<Vec<u8>>,), String> {
-        let mut n = 0u64;
-        loop {
-            n = core::hint::black_box(n.wrapping_add(1));
-        }
-    }
+    guest_support::probe_handlers!();
 
     /// `spawn:MANIFEST` → `spawn=<id>` / `spawn!<error>`; `list` → `list=<ids>`.
     fn handle_script(state: Option<Vec<u8>>, params: (String,)) -> Result<(Option<Vec<u8>>, (String,)), String> {
-        let mut out = Vec::new();
-        for command in params.0.split(';').filter(|c| !c.is_empty()) {
-            let (op, arg) = command.split_once(':').unwrap_or((command, ""));
-            out.push(match op {
-                "spawn" => match supervisor::spawn(arg, None) {
-                    Ok(id) => format!("spawn={id}"),
-                    Err(e) => format!("spawn!{e}"),
-                },
-                "list" => format!("list={}", supervisor::list_children().join(",")),
-                other => format!("unknown!{other}"),
-            });
-        }
-        Ok((state, (out.join("\n"),)))
+        let out = guest_support::run_script(&params.0, |op, arg| match op {
+            "spawn" => match supervisor::spawn(arg, None) {
+                Ok(id) => format!("spawn={id}"),
+                Err(e) => format!("spawn!{e}"),
+            },
+            "list" => format!("list={}", supervisor::list_children().join(",")),
+            other => format!("unknown!{other}"),
+        });
+        Ok((state, (out,)))
     }
 }
 

@@ -10,6 +10,8 @@ use exports::theater::test::probe_handlers::Guest as ProbeHandlers;
 use theater::simple::supervisor;
 use theater::simple::types::{WitActorError, WitErrorType};
 
+use guest_support::append_line;
+
 struct Parent;
 
 /// Text of optional bytes on one line (`none` when absent).
@@ -25,57 +27,43 @@ fn manifest_and_bytes(arg: &str) -> (&str, Option<&[u8]>) {
     }
 }
 
-/// Runs `script`: one output line per command, `<cmd>=<value>` or `<cmd>!<error>`.
-fn run(script: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for command in script.split(';').filter(|c| !c.is_empty()) {
-        let (op, arg) = command.split_once(':').unwrap_or((command, ""));
-        let line = match op {
-            "spawn" => {
-                let (manifest, bytes) = manifest_and_bytes(arg);
-                supervisor::spawn(manifest, bytes).map(|id| format!("spawn={id}"))
-            }
-            "resume" => {
-                let (manifest, bytes) = manifest_and_bytes(arg);
-                supervisor::resume(manifest, bytes).map(|id| format!("resume={id}"))
-            }
-            "list" => Ok(format!("list={}", supervisor::list_children().join(","))),
-            "stop" => supervisor::stop_child(arg).map(|()| "stop".to_owned()),
-            "restart" => supervisor::restart_child(arg).map(|()| "restart".to_owned()),
-            "state" => supervisor::get_child_state(arg).map(|s| format!("state={}", text(s.as_deref()))),
-            "events" => supervisor::get_child_events(arg).map(|events| {
-                let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
-                let linked = events.windows(2).all(|w| w[1].parent_hash.as_deref() == Some(&w[0].hash[..]));
-                format!("events={}:{linked}:{}", events.len(), types.join(","))
-            }),
-            "fail" => Ok("fail".to_owned()),
-            other => Err(format!("unknown command {other}")),
-        };
-        out.push(line.unwrap_or_else(|e| format!("{op}!{e}")));
-    }
-    out
-}
-
-/// The state with `line` appended.
-fn append(state: Option<Vec<u8>>, line: &str) -> Option<Vec<u8>> {
-    let mut state = state.unwrap_or_default();
-    state.extend_from_slice(line.as_bytes());
-    state.push(b'\n');
-    Some(state)
+/// Runs one script command: `<cmd>=<value>` or `<cmd>!<error>`.
+fn command(op: &str, arg: &str) -> String {
+    let line = match op {
+        "spawn" => {
+            let (manifest, bytes) = manifest_and_bytes(arg);
+            supervisor::spawn(manifest, bytes).map(|id| format!("spawn={id}"))
+        }
+        "resume" => {
+            let (manifest, bytes) = manifest_and_bytes(arg);
+            supervisor::resume(manifest, bytes).map(|id| format!("resume={id}"))
+        }
+        "list" => Ok(format!("list={}", supervisor::list_children().join(","))),
+        "stop" => supervisor::stop_child(arg).map(|()| "stop".to_owned()),
+        "restart" => supervisor::restart_child(arg).map(|()| "restart".to_owned()),
+        "state" => supervisor::get_child_state(arg).map(|s| format!("state={}", text(s.as_deref()))),
+        "events" => supervisor::get_child_events(arg).map(|events| {
+            let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+            let linked = events.windows(2).all(|w| w[1].parent_hash.as_deref() == Some(&w[0].hash[..]));
+            format!("events={}:{linked}:{}", events.len(), types.join(","))
+        }),
+        "fail" => Ok("fail".to_owned()),
+        other => Err(format!("unknown command {other}")),
+    };
+    line.unwrap_or_else(|e| format!("{op}!{e}"))
 }
 
 impl Actor for Parent {
     /// With state `run:<script>`, runs the script; the state becomes `init=<outputs joined by |>` and a newline,
     /// unless the script says `fail`: then `init` fails.
     fn init(state: Option<Vec<u8>>, _params: (String,)) -> Result<(Option<Vec<u8>>,), String> {
-        match state.as_deref().and_then(|s| s.strip_prefix(b"run:")) {
+        match guest_support::startup_script(state.as_deref())? {
             Some(script) => {
-                let script = String::from_utf8(script.to_vec()).map_err(|e| e.to_string())?;
-                let out = run(&script);
+                let out = guest_support::script_lines(&script, command);
                 if out.iter().any(|l| l == "fail") {
                     return Err(format!("init failed on request after {}", out.join("|")));
                 }
-                Ok((append(None, &format!("init={}", out.join("|"))),))
+                Ok((append_line(None, &format!("init={}", out.join("|"))),))
             }
             None => Ok((state,)),
         }
@@ -93,41 +81,24 @@ impl SupervisorHandlers for Parent {
             WitErrorType::Internal => "internal".to_owned(),
             other => format!("{other:?}"),
         };
-        Ok((append(state, &format!("error:{id}:{kind}:{}", text(error.data.as_deref()))),))
+        Ok((append_line(state, &format!("error:{id}:{kind}:{}", text(error.data.as_deref()))),))
     }
 
     fn handle_child_exit(state: Option<Vec<u8>>, params: (String, Option<Vec<u8>>)) -> Result<(Option<Vec<u8>>,), String> {
-        Ok((append(state, &format!("exit:{}:{}", params.0, text(params.1.as_deref()))),))
+        Ok((append_line(state, &format!("exit:{}:{}", params.0, text(params.1.as_deref()))),))
     }
 
     fn handle_child_external_stop(state: Option<Vec<u8>>, params: (String,)) -> Result<(Option<Vec<u8>>,), String> {
-        Ok((append(state, &format!("external-stop:{}", params.0)),))
+        Ok((append_line(state, &format!("external-stop:{}", params.0)),))
     }
 }
 
 impl ProbeHandlers for Parent {
-    fn handle_add(state: Option<Vec<u8>>, params: (u64,)) -> Result<(Option<Vec<u8>>, (u64,)), String> {
-        Ok((state, (params.0,)))
-    }
-
-    fn handle_fail(_state: Option<Vec<u8>>, params: (String,)) -> Result<(Option<Vec<u8>>,), String> {
-        Err(params.0)
-    }
-
-    fn handle_trap(_state: Option<Vec<u8>>, _params: (u32,)) -> Result<(Option<Vec<u8>>,), String> {
-        core::arch::wasm32::unreachable()
-    }
-
-    fn handle_spin(_state: Option<Vec<u8>>, _params: (u32,)) -> Result<(Option<Vec<u8>>,), String> {
-        let mut n = 0u64;
-        loop {
-            n = core::hint::black_box(n.wrapping_add(1));
-        }
-    }
+    guest_support::probe_handlers!();
 
     /// Runs the script; the state (the notification log) is unchanged.
     fn handle_script(state: Option<Vec<u8>>, params: (String,)) -> Result<(Option<Vec<u8>>, (String,)), String> {
-        Ok((state, (run(&params.0).join("\n"),)))
+        Ok((state, (guest_support::run_script(&params.0, command),)))
     }
 }
 
