@@ -1,7 +1,7 @@
 //! # theater-handler-http-client
 //!
 //! Serves `theater:simple/http-client` (handlers.md §6): outgoing HTTP(S) requests to allow-listed hosts, through
-//! one `reqwest` client per actor (rustls with ring, no proxies, no cookies).
+//! one `reqwest` client per actor (rustls with ring and the platform verifier, set per client; no proxies, no cookies).
 //!
 //! * **Permissions**: closed by default. `allowed_hosts` (empty: deny all) lists names, IPs, `*.example.com`
 //!   wildcards and `host:port` pins; it is checked before any connection and again for every redirect target

@@ -7,6 +7,7 @@ use std::time::Duration;
 use reqwest::header::{HeaderName, HeaderValue};
 use reqwest::redirect;
 use reqwest::{Client, Method, Url};
+use rustls_platform_verifier::BuilderVerifierExt;
 
 use crate::policy::Policy;
 
@@ -35,11 +36,6 @@ pub fn client(
     max_redirects: u32,
     timeout: Duration,
 ) -> anyhow::Result<Client> {
-    // reqwest is built without a bundled crypto provider (no aws-lc); use ring's unless the process chose one.
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        // Another thread may install one first; either way a provider is then in place.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
     let max = max_redirects as usize;
     let redirects = redirect::Policy::custom(move |attempt| {
         if attempt.previous().len() > max {
@@ -54,10 +50,27 @@ pub fn client(
         }
     });
     Ok(Client::builder()
+        .tls_backend_preconfigured(tls_config()?)
         .timeout(timeout)
         .redirect(redirects)
         .no_proxy()
         .build()?)
+}
+
+/// The client's TLS: rustls on ring, certificates checked by the platform's verifier (`rustls-platform-verifier`,
+/// as reqwest does by default), HTTP/1.1 by ALPN. Built for each client, so the process-wide rustls provider stays
+/// whatever the embedding application chose, or unset.
+///
+/// # Errors
+/// rustls refused the protocol versions or the verifier could not be built.
+fn tls_config() -> anyhow::Result<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_platform_verifier()?
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 /// Sends `request` and reads the response body, refusing more than `max_body` bytes.
@@ -128,4 +141,20 @@ fn failure(error: reqwest::Error) -> String {
         source = cause.source();
     }
     message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_leaves_the_process_wide_tls_provider_alone() {
+        assert!(rustls::crypto::CryptoProvider::get_default().is_none());
+        let policy = Arc::new(Policy::new(&["example.com".into()], &["GET".into()]).unwrap());
+        client(policy, 3, Duration::from_secs(1)).unwrap();
+        assert!(
+            rustls::crypto::CryptoProvider::get_default().is_none(),
+            "building a client installed a process-wide provider"
+        );
+    }
 }
