@@ -37,6 +37,38 @@ pub async fn script(actor: &ActorHandle, script: &str) -> Result<String, ActorEr
         .await
 }
 
+/// Runs `script` in the actor's `handle-script` and returns its output lines.
+///
+/// # Panics
+/// If the call fails: these are tests.
+pub async fn script_lines(actor: &ActorHandle, script: &str) -> Vec<String> {
+    self::script(actor, script)
+        .await
+        .unwrap_or_else(|e| panic!("handle-script {script:?}: {e}"))
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Spawns the `probe` guest with a fresh [`ProbeHandler`](crate::probe::ProbeHandler) and `init_state`;
+/// returns both, the handler for its typed callers.
+pub async fn spawn_probe(
+    runtime: &TheaterRuntime,
+    init_state: Option<Vec<u8>>,
+) -> (crate::probe::ProbeHandler, ActorHandle) {
+    let probe = crate::probe::ProbeHandler::new();
+    let actor = spawn(
+        runtime,
+        "probe",
+        crate::guests::PROBE,
+        vec![Arc::new(probe.clone())],
+        init_state,
+    )
+    .await
+    .expect("spawning probe");
+    (probe, actor)
+}
+
 /// Spawns `wasm` (a guest path from [`crate::guests`]) named `name` with `handlers` and `init_state`.
 pub async fn spawn(
     runtime: &TheaterRuntime,

@@ -7,21 +7,12 @@ use std::time::{Duration, Instant};
 use theater_runtime::{ActorError, ActorExit, ActorStatus, SpawnOptions};
 use theater_tests::guests;
 use theater_tests::probe::ProbeHandler;
-use theater_tests::support::{events_of, runtime, spawn};
+use theater_tests::support::{events_of, runtime, spawn, spawn_probe};
 
 #[tokio::test]
 async fn callback_add_keeps_state_between_calls() {
     let (rt, _dir) = runtime();
-    let probe = ProbeHandler::new();
-    let actor = spawn(
-        &rt,
-        "probe",
-        guests::PROBE,
-        vec![Arc::new(probe.clone())],
-        None,
-    )
-    .await
-    .unwrap();
+    let (probe, actor) = spawn_probe(&rt, None).await;
     let callers = probe.callbacks(&actor);
     assert_eq!(callers.handle_add(5).await.unwrap(), 5);
     assert_eq!(callers.handle_add(7).await.unwrap(), 12);
@@ -59,16 +50,7 @@ async fn callback_add_keeps_state_between_calls() {
 #[tokio::test]
 async fn callback_err_is_returned_and_the_actor_goes_on() {
     let (rt, _dir) = runtime();
-    let probe = ProbeHandler::new();
-    let actor = spawn(
-        &rt,
-        "probe",
-        guests::PROBE,
-        vec![Arc::new(probe.clone())],
-        None,
-    )
-    .await
-    .unwrap();
+    let (probe, actor) = spawn_probe(&rt, None).await;
     let err = probe
         .callbacks(&actor)
         .handle_fail("nope".into())
@@ -158,16 +140,7 @@ async fn callback_missing_export_is_not_exported() {
 #[tokio::test]
 async fn actor_pause_queues_calls_until_resume() {
     let (rt, _dir) = runtime();
-    let probe = ProbeHandler::new();
-    let actor = spawn(
-        &rt,
-        "probe",
-        guests::PROBE,
-        vec![Arc::new(probe.clone())],
-        None,
-    )
-    .await
-    .unwrap();
+    let (probe, actor) = spawn_probe(&rt, None).await;
     actor.pause().await.unwrap();
     assert_eq!(actor.status(), ActorStatus::Paused);
     let pending = {
@@ -193,16 +166,7 @@ async fn actor_pause_queues_calls_until_resume() {
 #[tokio::test]
 async fn actor_stop_waits_for_held_background_work() {
     let (rt, _dir) = runtime();
-    let probe = ProbeHandler::new();
-    let actor = spawn(
-        &rt,
-        "probe",
-        guests::PROBE,
-        vec![Arc::new(probe.clone())],
-        None,
-    )
-    .await
-    .unwrap();
+    let (_probe, actor) = spawn_probe(&rt, None).await;
     assert!(!actor.has_background_work());
     let guard = actor.hold_background();
     assert!(actor.has_background_work());

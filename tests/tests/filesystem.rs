@@ -6,7 +6,7 @@ use std::path::Path;
 use theater_handler_filesystem::FilesystemConfig;
 use theater_runtime::{ActorHandle, TheaterRuntime};
 use theater_tests::guests;
-use theater_tests::support::{LocalConfig, local_handlers, runtime, script, spawn};
+use theater_tests::support::{LocalConfig, local_handlers, runtime, script_lines as run, spawn};
 
 async fn local(rt: &TheaterRuntime, filesystem: FilesystemConfig) -> anyhow::Result<ActorHandle> {
     let handlers = local_handlers(LocalConfig {
@@ -22,15 +22,6 @@ fn rooted(root: &Path) -> FilesystemConfig {
         write: true,
         ..Default::default()
     }
-}
-
-async fn run(actor: &ActorHandle, s: &str) -> Vec<String> {
-    script(actor, s)
-        .await
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
 }
 
 #[tokio::test]

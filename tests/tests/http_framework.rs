@@ -11,7 +11,7 @@ use theater_handler_timing::{TimingConfig, TimingHandler};
 use theater_runtime::{ActorHandle, TheaterRuntime};
 use theater_tests::guests;
 use theater_tests::probe::ProbeHandler;
-use theater_tests::support::{events_of, runtime, script, spawn};
+use theater_tests::support::{events_of, runtime, script_lines as run, spawn};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -33,15 +33,6 @@ async fn server_actor(
     )
     .await
     .unwrap()
-}
-
-async fn run(actor: &ActorHandle, s: &str) -> Vec<String> {
-    script(actor, s)
-        .await
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
 }
 
 /// The value of an `op=value` line; panics on `op!error`.

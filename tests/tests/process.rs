@@ -9,7 +9,7 @@ use theater_handler_process::{ProcessHandler, ProcessHandlerConfig};
 use theater_runtime::{ActorHandle, TheaterRuntime};
 use theater_tests::guests;
 use theater_tests::probe::ProbeHandler;
-use theater_tests::support::{events_of, runtime, script, spawn};
+use theater_tests::support::{events_of, runtime, script_lines as run, spawn};
 
 /// The programs the tests may run.
 fn allowed() -> ProcessHandlerConfig {
@@ -32,16 +32,6 @@ async fn actor(
     spawn(rt, "process", guests::PROCESS_ACTOR, handlers, init)
         .await
         .unwrap()
-}
-
-/// Runs `s` (one command per line) in the guest's `handle-script`.
-async fn run(actor: &ActorHandle, s: &str) -> Vec<String> {
-    script(actor, s)
-        .await
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
 }
 
 /// The guest's log of callbacks (its state), one entry per line.

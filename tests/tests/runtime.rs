@@ -5,8 +5,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use theater_handler_random::RandomConfig;
 use theater_runtime::{ActorExit, ActorStatus};
 use theater_tests::guests;
-use theater_tests::probe::ProbeHandler;
-use theater_tests::support::{events_of, run_init_script, runtime, script, script_handlers, spawn};
+use theater_tests::support::{
+    events_of, run_init_script, runtime, script, script_handlers, spawn, spawn_probe,
+};
 
 /// Log lines captured from `tracing`, for every test of this binary.
 fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
@@ -149,16 +150,7 @@ async fn runtime_shutdown_stops_the_actor_after_the_call() {
 #[tokio::test]
 async fn runtime_init_receives_id_and_state_without_runtime_handler() {
     let (rt, _dir) = runtime();
-    let probe = ProbeHandler::new();
-    let actor = spawn(
-        &rt,
-        "probe",
-        guests::PROBE,
-        vec![Arc::new(probe.clone())],
-        Some(b"xyz".to_vec()),
-    )
-    .await
-    .unwrap();
+    let (probe, actor) = spawn_probe(&rt, Some(b"xyz".to_vec())).await;
     assert_eq!(probe.notes(), [format!("init {} 3", actor.id())]);
     assert_eq!(actor.state().as_deref(), Some(&b"xyz"[..]));
     let init = events_of(&actor.chain(), "theater:simple/actor/init");

@@ -6,7 +6,9 @@ use theater_handler_store::StoreConfig;
 use theater_handler_store::content_store::hash_of;
 use theater_runtime::{ActorHandle, TheaterRuntime};
 use theater_tests::guests;
-use theater_tests::support::{LocalConfig, events_of, local_handlers, runtime, script, spawn};
+use theater_tests::support::{
+    LocalConfig, events_of, local_handlers, runtime, script_lines as lines, spawn,
+};
 
 fn config(root: &Path, namespace: &str) -> StoreConfig {
     StoreConfig {
@@ -24,15 +26,6 @@ async fn local(rt: &TheaterRuntime, store: StoreConfig) -> ActorHandle {
     spawn(rt, "local", guests::LOCAL, handlers, None)
         .await
         .unwrap()
-}
-
-async fn lines(actor: &ActorHandle, s: &str) -> Vec<String> {
-    script(actor, s)
-        .await
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
 }
 
 #[tokio::test]

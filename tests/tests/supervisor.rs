@@ -14,7 +14,7 @@ use theater_runtime::{
 };
 use theater_tests::guests;
 use theater_tests::probe::ProbeHandler;
-use theater_tests::support::{events_of, runtime, script};
+use theater_tests::support::{events_of, runtime, script_lines as run};
 
 /// The supervisor table every parent gets unless a test says otherwise.
 const SUPERVISOR: &str = r#"allowed_manifests = ["child.toml", "slow.toml", "parent.toml"]
@@ -102,16 +102,6 @@ impl Fixture {
             .get(&id.parse().unwrap())
             .unwrap_or_else(|| panic!("child {id} is not running"))
     }
-}
-
-/// Runs `s` in `actor`'s `handle-script` and returns the output lines.
-async fn run(actor: &ActorHandle, s: &str) -> Vec<String> {
-    script(actor, s)
-        .await
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
 }
 
 /// Runs `s` (one command) and returns its single output line.
