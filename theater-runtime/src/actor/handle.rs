@@ -170,18 +170,23 @@ impl ActorHandle {
 
     /// Pauses the actor: calls queue until [`resume`](Self::resume). A call in progress finishes first.
     pub async fn pause(&self) -> Result<(), ActorError> {
-        let (tx, rx) = oneshot::channel();
-        self.commands
-            .send(Command::Pause(tx))
-            .map_err(|_| ActorError::Stopped)?;
-        rx.await.unwrap_or(Err(ActorError::Stopped))
+        self.ask(Command::Pause).await
     }
 
     /// Resumes a paused actor.
     pub async fn resume(&self) -> Result<(), ActorError> {
+        self.ask(Command::Resume).await
+    }
+
+    /// Sends the command `make` builds around a reply channel and waits for the reply; [`ActorError::Stopped`]
+    /// if the actor's task has ended or ends first.
+    async fn ask(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<(), ActorError>>) -> Command,
+    ) -> Result<(), ActorError> {
         let (tx, rx) = oneshot::channel();
         self.commands
-            .send(Command::Resume(tx))
+            .send(make(tx))
             .map_err(|_| ActorError::Stopped)?;
         rx.await.unwrap_or(Err(ActorError::Stopped))
     }
