@@ -156,6 +156,10 @@ pub enum SpawnError {
 type Active = (Arc<dyn Handler>, Option<String>, Option<String>);
 
 /// The Theater runtime: one engine with its caches, and the actors it runs. Cloning shares it.
+///
+/// Besides the engine's epoch thread, a runtime starts one thread of its own, `theater-sealer`, when an actor
+/// first records a full batch of events: it seals the actors' chains off their call paths (`docs/chain.md`,
+/// "Recording"). It ends once the runtime and all its actors are dropped.
 #[derive(Clone)]
 pub struct TheaterRuntime {
     inner: Arc<Inner>,
