@@ -50,13 +50,13 @@ pub async fn script_lines(actor: &ActorHandle, script: &str) -> Vec<String> {
         .collect()
 }
 
-/// Spawns the `probe` guest with a fresh [`ProbeHandler`](crate::probe::ProbeHandler) and `init_state`;
+/// Spawns the `probe` guest with a fresh [`ProbeHandler`] and `init_state`;
 /// returns both, the handler for its typed callers.
 pub async fn spawn_probe(
     runtime: &TheaterRuntime,
     init_state: Option<Vec<u8>>,
-) -> (crate::probe::ProbeHandler, ActorHandle) {
-    let probe = crate::probe::ProbeHandler::new();
+) -> (ProbeHandler, ActorHandle) {
+    let probe = ProbeHandler::new();
     let actor = spawn(
         runtime,
         "probe",

@@ -5,7 +5,7 @@
 //! `theater-runtime`) and does not depend on the runtime: the code it emits names `::theater_runtime` paths.
 //!
 //! Stages, one module each: [`load`] (wit-parser `Resolve`, every file read) → [`model`] (an owned model of
-//! interfaces, functions and types) → [`check`] (the user's `impl` against the model; every error at its span,
+//! interfaces, functions and types) → [`check`](mod@check) (the user's `impl` against the model; every error at its span,
 //! accumulated in [`diag::Diagnostics`]) → [`typemap`] (WIT type → Rust type) → [`emit`] (tokens).
 //!
 //! ```

@@ -1,5 +1,6 @@
 //! The owned model of a WIT package: interfaces, functions and types, built once from a `wit_parser::Resolve`
-//! ([`build`]) so that checks and emitters never see wit-parser types. Names: [`names`].
+//! (in `build.rs`) so that checks and emitters never see wit-parser types. Names follow `names.rs`
+//! ([`rust_ident`]).
 
 mod build;
 mod names;

@@ -86,7 +86,7 @@ impl ActorHandle {
     }
 
     /// Whether any of the actor's handlers still runs background work (a `start` task, or a
-    /// [`BackgroundGuard`]).
+    /// [`BackgroundGuard`](super::BackgroundGuard)).
     pub fn has_background_work(&self) -> bool {
         self.shared.background_tasks() > 0
     }
