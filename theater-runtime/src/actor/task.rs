@@ -56,7 +56,7 @@ impl ActorTask {
         let ActorTask {
             mut store,
             instance,
-            mut commands,
+            commands,
             shared,
             handle,
             shutdown,
@@ -64,45 +64,27 @@ impl ActorTask {
             has_init,
         } = self;
         let mut background = JoinSet::new();
-        let mut stop_replies: Vec<oneshot::Sender<()>> = Vec::new();
-
         // Calls, pauses and stops that arrive while `init` runs are taken in order, as in the main loop.
-        let mut paused = false;
-        let mut queue: VecDeque<Op> = VecDeque::new();
+        let mut mailbox = Mailbox {
+            commands,
+            queue: VecDeque::new(),
+            paused: false,
+            stop_replies: Vec::new(),
+        };
         let mut stop_after_init = false;
         let exit = 'run: {
             if has_init {
                 let id = shared.id.to_string();
-                let result = {
-                    let init = call::call_export::<(String,), (Option<Vec<u8>>,)>(
-                        &mut store,
-                        instance,
-                        &INIT,
-                        (id,),
-                    );
-                    tokio::pin!(init);
-                    loop {
-                        tokio::select! {
-                            (result, _) = &mut init => break Some(result),
-                            command = commands.recv() => match command {
-                                Some(command) => {
-                                    if take_during_call(
-                                        command,
-                                        &mut queue,
-                                        &mut paused,
-                                        &mut stop_replies,
-                                        &mut stop_after_init,
-                                        &shutdown,
-                                        &shared,
-                                    ) {
-                                        break None;
-                                    }
-                                }
-                                None => break Some((&mut init).await.0),
-                            },
-                        }
-                    }
-                };
+                let init = call::call_export::<(String,), (Option<Vec<u8>>,)>(
+                    &mut store,
+                    instance,
+                    &INIT,
+                    (id,),
+                );
+                let result = mailbox
+                    .run_taking_commands(init, &mut stop_after_init, &shutdown, &shared)
+                    .await
+                    .map(|(result, _)| result);
                 let failed = match result {
                     None => Some((
                         "the actor was stopped before init returned".to_owned(),
@@ -142,41 +124,41 @@ impl ActorTask {
                 if let Some(data) = lock(&shared.shutdown_requested).clone() {
                     break ActorExit::Shutdown { data };
                 }
-                shared.set_status(if paused {
+                shared.set_status(if mailbox.paused {
                     ActorStatus::Paused
                 } else {
                     ActorStatus::Idle
                 });
-                let op = match (paused, queue.pop_front()) {
+                let op = match (mailbox.paused, mailbox.queue.pop_front()) {
                     (false, Some(op)) => op,
                     (paused_now, queued) => {
                         if let Some(op) = queued {
-                            queue.push_front(op);
+                            mailbox.queue.push_front(op);
                         }
-                        match commands.recv().await {
+                        match mailbox.commands.recv().await {
                             None => break ActorExit::Stopped,
                             Some(Command::Call(op)) if paused_now => {
-                                queue.push_back(op);
+                                mailbox.queue.push_back(op);
                                 continue;
                             }
                             Some(Command::Call(op)) => op,
                             Some(Command::Pause(reply)) => {
-                                paused = true;
+                                mailbox.paused = true;
                                 let _ = reply.send(Ok(()));
                                 continue;
                             }
                             Some(Command::Resume(reply)) => {
-                                let result = if paused {
+                                let result = if mailbox.paused {
                                     Ok(())
                                 } else {
                                     Err(ActorError::Internal("actor is not paused".into()))
                                 };
-                                paused = false;
+                                mailbox.paused = false;
                                 let _ = reply.send(result);
                                 continue;
                             }
                             Some(Command::Stop { reply, .. }) => {
-                                stop_replies.push(reply);
+                                mailbox.stop_replies.push(reply);
                                 break ActorExit::Stopped;
                             }
                         }
@@ -185,30 +167,14 @@ impl ActorTask {
 
                 shared.set_status(ActorStatus::Processing);
                 let mut stop_after = false;
-                let outcome = {
-                    let mut call = op(&mut store, instance);
-                    loop {
-                        tokio::select! {
-                            outcome = &mut call => break Some(outcome),
-                            command = commands.recv() => match command {
-                                Some(command) => {
-                                    if take_during_call(
-                                        command,
-                                        &mut queue,
-                                        &mut paused,
-                                        &mut stop_replies,
-                                        &mut stop_after,
-                                        &shutdown,
-                                        &shared,
-                                    ) {
-                                        break None;
-                                    }
-                                }
-                                None => break Some((&mut call).await),
-                            },
-                        }
-                    }
-                };
+                let outcome = mailbox
+                    .run_taking_commands(
+                        op(&mut store, instance),
+                        &mut stop_after,
+                        &shutdown,
+                        &shared,
+                    )
+                    .await;
                 match outcome {
                     None => break 'actor ActorExit::Stopped,
                     Some(Outcome::Failed(exit)) => {
@@ -220,6 +186,12 @@ impl ActorTask {
                 }
             }
         };
+        let Mailbox {
+            mut commands,
+            queue,
+            stop_replies,
+            ..
+        } = mailbox;
         drop(queue);
         drop(store);
         finish(
@@ -234,40 +206,76 @@ impl ActorTask {
     }
 }
 
-/// Takes a command that arrives while a call (or `init`) runs: calls queue in order, pauses and resumes take
-/// effect for what follows, and a graceful stop fires the shutdown signal at once (handlers waiting on the actor's
-/// behalf, a sleep or a request, give up, so the call ends promptly) and stops the actor after the call. Returns
-/// `true` for a terminate, which aborts the call.
-fn take_during_call(
-    command: Command,
-    queue: &mut VecDeque<Op>,
-    paused: &mut bool,
-    stop_replies: &mut Vec<oneshot::Sender<()>>,
-    stop_after: &mut bool,
-    shutdown: &ShutdownSignal,
-    shared: &ActorShared,
-) -> bool {
-    match command {
-        Command::Call(op) => queue.push_back(op),
-        Command::Pause(reply) => {
-            *paused = true;
-            let _ = reply.send(Ok(()));
-        }
-        Command::Resume(reply) => {
-            *paused = false;
-            let _ = reply.send(Ok(()));
-        }
-        Command::Stop { terminate, reply } => {
-            stop_replies.push(reply);
-            if terminate {
-                return true;
+/// The task's side of the command channel: the commands it has taken but not served yet.
+struct Mailbox {
+    commands: mpsc::UnboundedReceiver<Command>,
+    /// Calls taken while another call ran or while paused, in order.
+    queue: VecDeque<Op>,
+    paused: bool,
+    /// Callers of `stop` / `terminate`, answered once the actor has stopped.
+    stop_replies: Vec<oneshot::Sender<()>>,
+}
+
+impl Mailbox {
+    /// Runs `work` (a call, or `init`) to its end while taking the commands that arrive meanwhile
+    /// ([`take_during_call`](Self::take_during_call)); a graceful stop sets `*stop_after`. `None`: a terminate
+    /// aborted `work`.
+    async fn run_taking_commands<T>(
+        &mut self,
+        work: impl Future<Output = T>,
+        stop_after: &mut bool,
+        shutdown: &ShutdownSignal,
+        shared: &ActorShared,
+    ) -> Option<T> {
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                done = &mut work => return Some(done),
+                command = self.commands.recv() => match command {
+                    Some(command) => {
+                        if self.take_during_call(command, stop_after, shutdown, shared) {
+                            return None;
+                        }
+                    }
+                    None => return Some(work.await),
+                },
             }
-            shutdown.fire();
-            shared.set_status(ActorStatus::ShuttingDown);
-            *stop_after = true;
         }
     }
-    false
+
+    /// Takes a command that arrives while a call (or `init`) runs: calls queue in order, pauses and resumes take
+    /// effect for what follows, and a graceful stop fires the shutdown signal at once (handlers waiting on the
+    /// actor's behalf, a sleep or a request, give up, so the call ends promptly) and stops the actor after the
+    /// call. Returns `true` for a terminate, which aborts the call.
+    fn take_during_call(
+        &mut self,
+        command: Command,
+        stop_after: &mut bool,
+        shutdown: &ShutdownSignal,
+        shared: &ActorShared,
+    ) -> bool {
+        match command {
+            Command::Call(op) => self.queue.push_back(op),
+            Command::Pause(reply) => {
+                self.paused = true;
+                let _ = reply.send(Ok(()));
+            }
+            Command::Resume(reply) => {
+                self.paused = false;
+                let _ = reply.send(Ok(()));
+            }
+            Command::Stop { terminate, reply } => {
+                self.stop_replies.push(reply);
+                if terminate {
+                    return true;
+                }
+                shutdown.fire();
+                shared.set_status(ActorStatus::ShuttingDown);
+                *stop_after = true;
+            }
+        }
+        false
+    }
 }
 
 /// ShuttingDown → Stopped: signal the handlers, give their background work a grace period, fail what is queued,
