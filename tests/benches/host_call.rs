@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use theater_handler_random::{RandomConfig, RandomHandler};
 use theater_runtime::record::{Recorder, encode_call};
-use theater_runtime::{Chain, Handler, SpawnOptions, TheaterRuntime};
+use theater_runtime::{Chain, Handler, SpawnOptions};
 use theater_tests::bench::{BenchCaller, HandWrittenRandom};
 use theater_tests::guests;
 
@@ -26,12 +26,7 @@ const CALLS: u32 = 1000;
 
 fn host_call(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
-    let dir = tempfile::tempdir().expect("data dir");
-    let theater = TheaterRuntime::new(theater_runtime::RuntimeConfig {
-        data_dir: Some(dir.path().to_owned()),
-        ..Default::default()
-    })
-    .expect("runtime");
+    let (theater, _data) = theater_tests::support::runtime();
     let wasm = std::fs::read(guests::BENCH).expect("bench guest");
     let seeded = || {
         RandomHandler::new(RandomConfig {

@@ -125,12 +125,7 @@ async fn batch(client: &reqwest::Client, url: &str, connections: usize) {
 
 fn route(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
-    let dir = tempfile::tempdir().expect("data dir");
-    let theater = TheaterRuntime::new(theater_runtime::RuntimeConfig {
-        data_dir: Some(dir.path().to_owned()),
-        ..Default::default()
-    })
-    .expect("runtime");
+    let (theater, _data) = theater_tests::support::runtime();
     let wasm = std::fs::read(guests::HTTP_SERVER).expect("http-server guest");
     // reqwest is built without a bundled crypto provider.
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -46,12 +46,7 @@ async fn pair(
 
 fn messages(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
-    let dir = tempfile::tempdir().expect("data dir");
-    let theater = TheaterRuntime::new(theater_runtime::RuntimeConfig {
-        data_dir: Some(dir.path().to_owned()),
-        ..Default::default()
-    })
-    .expect("runtime");
+    let (theater, _data) = theater_tests::support::runtime();
     let wasm = std::fs::read(guests::MESSAGE_BENCH).expect("message-bench guest");
 
     for (group_name, command) in [("send", "sendn"), ("request", "requestn")] {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use theater_handler_runtime::RuntimeHandler;
 use theater_handler_supervisor::{SupervisorConfig, SupervisorHandler};
-use theater_runtime::{HandlerRegistry, Manifest, TheaterRuntime};
+use theater_runtime::{HandlerRegistry, Manifest};
 use theater_tests::guests;
 use theater_tests::probe::ProbeHandler;
 
@@ -34,13 +34,8 @@ fn registry() -> HandlerRegistry {
 
 fn spawn(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
-    let data = tempfile::tempdir().expect("data dir");
+    let (theater, _data) = theater_tests::support::runtime();
     let dir = tempfile::tempdir().expect("manifest dir");
-    let theater = TheaterRuntime::new(theater_runtime::RuntimeConfig {
-        data_dir: Some(data.path().to_owned()),
-        ..Default::default()
-    })
-    .expect("runtime");
     std::fs::write(
         dir.path().join("parent.toml"),
         format!(
