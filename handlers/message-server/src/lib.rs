@@ -117,14 +117,7 @@ impl MessageServerHandler {
 
     /// `Err` if `payload` is over `max_message_bytes`; `function` names the caller in the message.
     fn check_size(&self, function: &str, payload: &[u8]) -> Result<(), String> {
-        let max = self.config.max_message_bytes;
-        if payload.len() > max as usize {
-            return Err(format!(
-                "{function}: {} bytes exceeds max_message_bytes ({max})",
-                payload.len()
-            ));
-        }
-        Ok(())
+        check_size(self.config.max_message_bytes, function, payload)
     }
 
     fn request_timeout(&self) -> Duration {
@@ -539,15 +532,9 @@ impl SettleRequest {
         let requests = &self.endpoint.requests;
         match answer {
             Ok(Some(response)) => {
-                let max = self.max_message_bytes;
-                let answer = if response.len() > max as usize {
-                    Err(format!(
-                        "request failed: handle-request: {} bytes exceeds max_message_bytes ({max})",
-                        response.len()
-                    ))
-                } else {
-                    Ok(response.clone())
-                };
+                let answer = check_size(self.max_message_bytes, "handle-request", response)
+                    .map(|()| response.clone())
+                    .map_err(|e| format!("request failed: {e}"));
                 requests.finish(&self.id, answer);
             }
             Ok(None) => {
@@ -568,6 +555,17 @@ impl Drop for SettleRequest {
             self.endpoint.requests.finish(&self.id, Err(error));
         }
     }
+}
+
+/// `Err("<function>: <n> bytes exceeds max_message_bytes (<max>)")` when `payload` is longer than `max` bytes.
+fn check_size(max: u32, function: &str, payload: &[u8]) -> Result<(), String> {
+    if payload.len() > max as usize {
+        return Err(format!(
+            "{function}: {} bytes exceeds max_message_bytes ({max})",
+            payload.len()
+        ));
+    }
+    Ok(())
 }
 
 fn describe(error: &ActorError) -> String {
