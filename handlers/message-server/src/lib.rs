@@ -512,7 +512,6 @@ fn canonical(id: &str) -> String {
         .unwrap_or_else(|_| id.to_owned())
 }
 
-/// A callback's error as the requester sees it: the guest's own message, or what went wrong.
 /// What becomes of a request once its `handle-request` returns: run in the actor's task
 /// ([`ActorHandle::call_export_then`]). Dropped without running (the actor stopped before the call ran), it fails
 /// the request with `"actor <id> stopped"`.
@@ -568,6 +567,7 @@ fn check_size(max: u32, function: &str, payload: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// A callback's error as the requester sees it: the guest's own message, or what went wrong.
 fn describe(error: &ActorError) -> String {
     match error {
         ActorError::Guest(message) => message.clone(),
