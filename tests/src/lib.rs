@@ -5,6 +5,8 @@
 //! library holds what they share.
 
 pub mod bench;
+pub mod load;
+pub mod many;
 pub mod probe;
 pub mod support;
 

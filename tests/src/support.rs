@@ -19,6 +19,14 @@ pub fn runtime() -> (TheaterRuntime, tempfile::TempDir) {
     (runtime, dir)
 }
 
+/// Every handler of the workspace by manifest `type` (`theater_handlers::registry`, what `theater run` uses), and
+/// `probe`: what the tests' manifests may name.
+pub fn registry() -> theater_runtime::HandlerRegistry {
+    let mut registry = theater_handlers::registry();
+    registry.register("probe", |_| Ok(Arc::new(ProbeHandler::new())));
+    registry
+}
+
 /// The handlers the `script` guest needs: random (with `config`), runtime, and the probe handler whose typed
 /// callers reach the guest's `theater:test/probe-handlers` export.
 pub fn script_handlers(config: RandomConfig) -> Vec<Arc<dyn Handler>> {
@@ -156,4 +164,13 @@ pub fn local_handlers(config: LocalConfig) -> Vec<Arc<dyn Handler>> {
         )),
         Arc::new(ProbeHandler::new()),
     ]
+}
+
+/// Whether OS process `pid` still runs: it exists and is not a zombie (`/proc/<pid>/stat`, Linux; the state
+/// field follows the last `)`, since the command name may hold one).
+pub fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rsplit_once(") ")?.1.chars().next())
+        .is_some_and(|state| state != 'Z' && state != 'X')
 }

@@ -27,15 +27,11 @@ async fn chain_saved_loaded_verified_and_tamper_detected() {
     assert_eq!(loaded, chain);
     loaded.verify().unwrap();
 
-    // Change one byte inside the `data` of the third event (line 3): verify names that event.
+    // Change one byte inside the `data` of the third event (line 4, after the header): verify names that event.
     let text = std::fs::read_to_string(&path).unwrap();
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
-    let mut event: serde_json::Value = serde_json::from_str(&lines[2]).unwrap();
-    let data = event["data"].as_str().unwrap().to_owned();
-    let mut bytes = BASE64.decode(&data).unwrap();
-    bytes[0] ^= 0x01;
-    event["data"] = BASE64.encode(&bytes).into();
-    lines[2] = event.to_string();
+    assert!(lines[3].contains("\"msg\":\"saved\""), "{}", lines[3]);
+    lines[3] = lines[3].replace("\"msg\":\"saved\"", "\"msg\":\"saveD\"");
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
     match Chain::load(&path).unwrap().verify() {
         Err(ChainError::Invalid {
@@ -74,7 +70,7 @@ async fn many_calls_are_sealed_in_order_with_the_values_returned() {
         let mut want = [0u8; 16];
         replay.fill_bytes(&mut want);
         assert_eq!(call["params"]["length"], 16, "call {i}");
-        assert_eq!(call["result"]["Ok"], serde_json::json!(want), "call {i}");
+        assert_eq!(call["result"]["Ok"], BASE64.encode(want), "call {i}");
     }
     // The export call is recorded after the host calls it made, and a second read sees the same chain.
     let last = chain.events().last().unwrap();

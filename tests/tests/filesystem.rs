@@ -105,8 +105,14 @@ async fn filesystem_commands_run_in_the_root_with_only_path() {
         out[4],
         r#"fnix=ok:0:"nix develop --command bash -c make it\n":"""#
     );
-    assert_eq!(out[5], "fexec=error:timed out");
-    assert_eq!(out[6], "fexec=error:output exceeds max_output_bytes");
+    assert_eq!(
+        out[5],
+        "fexec=error:timed out after 300 ms (command_timeout_ms); the command was killed"
+    );
+    assert_eq!(
+        out[6],
+        "fexec=error:output exceeds max_output_bytes (4096) on stdout; the command was killed"
+    );
     assert_eq!(
         out[7],
         "fexec!permission denied: execute cat (allowed_commands)"
@@ -183,15 +189,25 @@ async fn filesystem_new_dir_is_private_and_removed_and_a_missing_root_fails_the_
         run(&actor, "fwrite:f,x;flist:").await,
         ["fwrite", "flist=f"]
     );
-    let root = data.path().join("filesystem").join(actor.id().as_str());
+    let roots = new_dir_roots(data.path());
+    assert_eq!(roots.len(), 1, "{roots:?}");
+    let root = &roots[0];
+    assert!(
+        root.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with(&format!("{}.", actor.id())),
+        "{root:?}"
+    );
     assert!(root.join("f").is_file());
     assert_eq!(
-        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&root).unwrap().permissions())
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(root).unwrap().permissions())
             & 0o777,
         0o700
     );
     actor.stop().await.unwrap();
     assert!(!root.exists(), "removed when the actor stops");
+    assert!(new_dir_roots(data.path()).is_empty());
 
     let err = local(&rt, FilesystemConfig::default()).await.unwrap_err();
     assert!(format!("{err:#}").contains("(path)"), "{err:#}");
@@ -205,4 +221,213 @@ async fn filesystem_new_dir_is_private_and_removed_and_a_missing_root_fails_the_
     .await
     .unwrap_err();
     assert!(format!("{err:#}").contains("path: /no/such/dir"), "{err:#}");
+}
+
+/// The `new_dir` roots under the runtime's data folder.
+fn new_dir_roots(data: &Path) -> Vec<std::path::PathBuf> {
+    match std::fs::read_dir(data.join("filesystem")) {
+        Ok(entries) => entries.map(|e| e.unwrap().path()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Waits (up to 10 s) until no `new_dir` root is left under `data`: an instance dropped by a failed spawn
+/// removes its root in a blocking task, maybe after the spawn has returned.
+async fn no_root_left(data: &Path) -> Vec<std::path::PathBuf> {
+    for _ in 0..200 {
+        let roots = new_dir_roots(data);
+        if roots.is_empty() {
+            return roots;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    new_dir_roots(data)
+}
+
+#[tokio::test]
+async fn filesystem_new_dir_is_removed_when_init_or_instantiation_fails() {
+    let (rt, data) = runtime();
+    // `init` fails: its state `run:` is not followed by UTF-8, after the handlers made the root.
+    let handlers = local_handlers(LocalConfig::default());
+    let err = spawn(
+        &rt,
+        "local",
+        guests::LOCAL,
+        handlers,
+        Some(b"run:\xff".to_vec()),
+    )
+    .await
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("init"), "{err:#}");
+    assert_eq!(
+        no_root_left(data.path()).await,
+        Vec::<std::path::PathBuf>::new()
+    );
+
+    // Instantiation fails (a memory limit the component cannot meet), after `create_instance`.
+    let options =
+        theater_runtime::SpawnOptions::new("local", std::fs::read(guests::LOCAL).unwrap())
+            .handlers(local_handlers(LocalConfig::default()))
+            .limits(theater_runtime::manifest::Limits {
+                memory_bytes: 1,
+                ..Default::default()
+            });
+    let err = rt.spawn(options).await.unwrap_err();
+    assert!(
+        matches!(err, theater_runtime::SpawnError::Instantiate(_)),
+        "{err:#}"
+    );
+    assert_eq!(
+        no_root_left(data.path()).await,
+        Vec::<std::path::PathBuf>::new()
+    );
+}
+
+/// Whether process `pid` has ended (gone, or a zombie), waiting up to 5 s for a SIGKILL to take effect.
+async fn ended(pid: u32) -> bool {
+    for _ in 0..100 {
+        if !theater_tests::support::running(pid) {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// The pid a command printed: `fexec=ok:0:"<pid>\n":""`.
+fn printed_pid(line: &str) -> u32 {
+    line.strip_prefix("fexec=ok:0:\"")
+        .and_then(|rest| rest.split_once("\\n"))
+        .and_then(|(pid, _)| pid.parse().ok())
+        .unwrap_or_else(|| panic!("a pid: {line}"))
+}
+
+fn commands(root: &Path, allowed: &[&str], timeout_ms: u64) -> FilesystemConfig {
+    FilesystemConfig {
+        execute: true,
+        allowed_commands: allowed.iter().map(|a| (*a).to_owned()).collect(),
+        command_timeout_ms: timeout_ms,
+        max_output_bytes: 4096,
+        ..rooted(root)
+    }
+}
+
+#[tokio::test]
+async fn filesystem_output_past_the_limit_stops_the_command_at_once() {
+    let (rt, _dir) = runtime();
+    let root = tempfile::tempdir().unwrap();
+    let actor = local(&rt, commands(root.path(), &["sh", "yes"], 15_000))
+        .await
+        .unwrap();
+    // 100 MB through a pipe needs a reader: stopped at the limit, `head` never finishes and `touch` never runs.
+    // `yes` never ends by itself: the call returns at the limit, not at the 15 s timeout.
+    let out = run(
+        &actor,
+        "fexec:|sh|-c|head -c 100000000 /dev/zero && touch finished;fexec:|yes",
+    )
+    .await;
+    let limit =
+        "fexec=error:output exceeds max_output_bytes (4096) on stdout; the command was killed";
+    assert_eq!(out, [limit, limit]);
+    assert!(
+        !root.path().join("finished").exists(),
+        "the command was killed at the limit, not read to its end"
+    );
+}
+
+#[tokio::test]
+async fn filesystem_a_symlinked_program_keeps_its_name() {
+    // A multi-call binary (busybox): two links to one program, one of them allowed.
+    let (rt, _dir) = runtime();
+    let root = tempfile::tempdir().unwrap();
+    let bin = tempfile::tempdir().unwrap();
+    let sh = ["/bin/sh", "/usr/bin/sh"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap();
+    let mytool = bin.path().join("mytool");
+    let other = bin.path().join("other");
+    std::os::unix::fs::symlink(sh, &mytool).unwrap();
+    std::os::unix::fs::symlink(sh, &other).unwrap();
+    let (mytool, other) = (mytool.display().to_string(), other.display().to_string());
+    let actor = local(&rt, commands(root.path(), &[&mytool], 5000))
+        .await
+        .unwrap();
+    let out = run(
+        &actor,
+        &format!("fexec:|{mytool}|-c|echo hi;fexec:|{other}|-c|echo hi;fexec:|sh|-c|echo hi"),
+    )
+    .await;
+    assert_eq!(out[0], r#"fexec=ok:0:"hi\n":"""#);
+    assert_eq!(
+        out[1],
+        format!("fexec!permission denied: execute {other} (allowed_commands)")
+    );
+    assert_eq!(
+        out[2],
+        "fexec!permission denied: execute sh (allowed_commands)"
+    );
+}
+
+#[tokio::test]
+async fn filesystem_nothing_a_command_started_outlives_it() {
+    let (rt, _dir) = runtime();
+    let root = tempfile::tempdir().unwrap();
+    let actor = local(&rt, commands(root.path(), &["sh"], 300))
+        .await
+        .unwrap();
+    // The command returns at once, leaving a background job; then one that runs past its timeout.
+    let out = run(
+        &actor,
+        "fexec:|sh|-c|sleep 300 >/dev/null 2>&1 & echo $!;\
+         fexec:|sh|-c|sleep 300 >/dev/null 2>&1 & echo $! > pid && sleep 300",
+    )
+    .await;
+    assert!(ended(printed_pid(&out[0])).await, "outlived its command");
+    assert!(out[1].starts_with("fexec=error:timed out"), "{}", out[1]);
+    let pid = std::fs::read_to_string(root.path().join("pid")).unwrap();
+    assert!(
+        ended(pid.trim().parse().unwrap()).await,
+        "outlived its command's timeout"
+    );
+
+    // One that leaves its group and session (`setsid`) and sends its pid back through a FIFO.
+    let out = run(
+        &actor,
+        r#"fexec:|sh|-c|f=$(mktemp -u) && mkfifo $f && { setsid sh -c "echo \$\$ > $f && exec sleep 300" >/dev/null 2>&1 & } && read p < $f && rm $f && echo $p"#,
+    )
+    .await;
+    assert!(ended(printed_pid(&out[0])).await, "escaped with setsid");
+
+    // The actor stops while a command runs: the call ends and takes the group with it.
+    std::fs::remove_file(root.path().join("pid")).unwrap();
+    let actor = local(&rt, commands(root.path(), &["sh"], 15_000))
+        .await
+        .unwrap();
+    let call = tokio::spawn({
+        let actor = actor.clone();
+        async move {
+            theater_tests::support::script(
+                &actor,
+                "fexec:|sh|-c|sleep 300 >/dev/null 2>&1 & echo $! > pid.tmp && mv pid.tmp pid && sleep 300",
+            )
+            .await
+        }
+    });
+    while !root.path().join("pid").exists() {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    actor.stop().await.unwrap();
+    let answer = call.await.unwrap();
+    assert!(
+        answer
+            .as_deref()
+            .is_ok_and(|a| a == "fexec=error:the actor is stopping; the command was killed"),
+        "{answer:?}"
+    );
+    let pid = std::fs::read_to_string(root.path().join("pid")).unwrap();
+    assert!(
+        ended(pid.trim().parse().unwrap()).await,
+        "outlived its actor"
+    );
 }

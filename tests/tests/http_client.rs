@@ -68,7 +68,7 @@ async fn serve(router: Router) -> TestServer {
     TestServer { addr, connections }
 }
 
-/// The routes every test uses: `/hello`, `/echo`, `/redirect/{n}`, `/away`, `/slow`, `/big`, `/stream`.
+/// The routes every test uses: `/hello`, `/echo`, `/host` (the `Host` it saw), `/redirect/{n}`, `/away`, `/slow`, `/big`, `/stream`.
 fn app(port_for_away: Arc<AtomicUsize>) -> Router {
     Router::new()
         .route(
@@ -116,6 +116,13 @@ fn app(port_for_away: Arc<AtomicUsize>) -> Router {
             get(|| async {
                 tokio::time::sleep(Duration::from_secs(3)).await;
                 "late"
+            }),
+        )
+        .route(
+            "/host",
+            get(|headers: HeaderMap| async move {
+                let host = headers.get(header::HOST).map(|v| v.as_bytes().to_vec());
+                host.unwrap_or_default()
             }),
         )
         .route("/big", get(|| async { vec![b'x'; 64 * 1024] }))
@@ -309,6 +316,42 @@ async fn http_client_denies_methods_schemes_and_bad_headers() {
     let err = send(&actor, bad).await.unwrap_err();
     assert_eq!(err, "send-http: invalid header name \"bad header\"");
     assert_eq!(server.connections(), 0);
+}
+
+/// An allowed address can front other virtual hosts: a guest-set `Host` (or a framing header that could smuggle a
+/// second request) is refused before any connection, and the handler's own `Host` names the URI's authority.
+#[tokio::test]
+async fn http_client_refuses_guest_host_and_framing_headers() {
+    let server = server().await;
+    let (rt, _dir) = runtime();
+    let actor = client(&rt, allow_loopback()).await;
+    for (name, value) in [
+        ("Host", "internal.example"),
+        ("host", "127.0.0.1"),
+        ("Content-Length", "0"),
+        ("Transfer-Encoding", "chunked"),
+        ("Connection", "close"),
+        ("Proxy-Authorization", "Basic eDp5"),
+    ] {
+        let mut req = request("GET", &server.url("/host"));
+        req.headers = vec![(name.into(), value.into())];
+        let err = send(&actor, req).await.unwrap_err();
+        assert!(
+            err.starts_with(&format!(
+                "send-http: header {:?} may not be set by the guest",
+                name.to_ascii_lowercase()
+            )),
+            "{name}: {err}"
+        );
+    }
+    assert_eq!(server.connections(), 0);
+    let mut req = request("GET", &server.url("/host"));
+    req.headers = vec![("X-Forwarded-Host".into(), "internal.example".into())];
+    let response = send(&actor, req).await.unwrap();
+    assert_eq!(
+        String::from_utf8(response.body.unwrap()).unwrap(),
+        server.addr.to_string()
+    );
 }
 
 #[tokio::test]

@@ -777,3 +777,159 @@ async fn http_framework_without_the_http_handlers_export_answers_500() {
     assert_eq!(get(port, "/missing").await.status(), 404);
     assert_eq!(actor.status(), theater_runtime::ActorStatus::Idle);
 }
+
+/// Reads until the peer closes (or `limit` passes: `None`).
+async fn read_until_closed(stream: &mut tokio::net::TcpStream, limit: Duration) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    match tokio::time::timeout(limit, stream.read_to_end(&mut out)).await {
+        Ok(_) => Some(out),
+        Err(_) => None,
+    }
+}
+
+/// Slowloris: 2,000 connections that send nothing. Past `max_connections` each is answered 503 naming the limit and closed
+/// at once; those within it are closed at `header_read_timeout_ms`; another actor's server answers meanwhile,
+/// and this one again afterwards. A body slower than `body_read_timeout_ms` is answered 408, and a kept-alive
+/// connection is closed once idle.
+#[tokio::test]
+async fn http_framework_slow_and_many_clients_are_bounded_and_timed_out() {
+    let (rt, _dir) = runtime();
+    let config = HttpFrameworkConfig {
+        max_connections: 16,
+        header_read_timeout_ms: 1_500,
+        body_read_timeout_ms: 300,
+        idle_timeout_ms: 300,
+        ..Default::default()
+    };
+    let actor = server_actor(&rt, config, None).await;
+    let out = run(
+        &actor,
+        "create:;handler:hello;handler:echo;route:1,/hello,GET,1;route:1,/echo,POST,2;start:1",
+    )
+    .await;
+    let port = port(&out[5]);
+    let other = server_actor(&rt, HttpFrameworkConfig::default(), None).await;
+    let out = run(&other, "create:;handler:hello;route:1,/hello,GET,1;start:1").await;
+    let other_port = self::port(&out[3]);
+
+    let mut slow = Vec::new();
+    for _ in 0..2_000 {
+        // Nothing sent: a refused client then reads the whole 503 (unread bytes would make its close a reset).
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        slow.push(stream);
+    }
+    assert_eq!(get(other_port, "/hello").await.status(), 200);
+    let mut refused = 0;
+    for stream in &mut slow {
+        let answer = read_until_closed(stream, Duration::from_secs(5))
+            .await
+            .expect("a silent connection is held past header_read_timeout_ms");
+        if answer.starts_with(b"HTTP/1.1 503") {
+            let text = String::from_utf8_lossy(&answer);
+            assert!(text.contains("max_connections (16)"), "{text}");
+            refused += 1;
+        } else {
+            assert!(
+                answer.is_empty() || answer.starts_with(b"HTTP/1.1 408"),
+                "{}",
+                String::from_utf8_lossy(&answer)
+            );
+        }
+    }
+    // At most the first few batches of 16 were let in (each held up to header_read_timeout_ms).
+    assert!(refused >= 1_900, "only {refused} of 2000 refused");
+    assert_eq!(get(port, "/hello").await.status(), 200);
+
+    // A body that never completes: 408, without a callback.
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    stream
+        .write_all(b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nab")
+        .await
+        .unwrap();
+    let answer = read_until_closed(&mut stream, Duration::from_secs(5))
+        .await
+        .expect("a slow body is held past body_read_timeout_ms");
+    assert!(
+        answer.starts_with(b"HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+
+    // A kept-alive connection that sends nothing more is closed.
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET /hello HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_until_closed(&mut stream, Duration::from_secs(5))
+        .await
+        .expect("an idle kept-alive connection stays open");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.starts_with("HTTP/1.1 200") && text.ends_with("hello from 1"),
+        "{text}"
+    );
+}
+
+/// A client that stops reading: `send-websocket-message` fails naming `max_websocket_queue_bytes` once that much
+/// is queued beyond what the sockets hold, and succeeds again after the client has read.
+#[tokio::test]
+async fn http_framework_websocket_send_queue_is_bounded_in_bytes() {
+    let (rt, _dir) = runtime();
+    let config = HttpFrameworkConfig {
+        max_websocket_queue_bytes: 256 * 1024,
+        ..Default::default()
+    };
+    let actor = server_actor(&rt, config, None).await;
+    let out = run(
+        &actor,
+        "create:;handler:ws-connect;handler:ws-echo;handler:ws-disconnect;ws:1,/ws,1,2,3;start:1",
+    )
+    .await;
+    let port = port(&out[5]);
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(([127, 0, 0, 1], port).into()).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://127.0.0.1:{port}/ws"), stream)
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    wait_for_events(&actor, &mut seen, "connect:ws-connect:1:/ws:-").await;
+
+    let message = "x".repeat(64 * 1024);
+    let mut sent = 0;
+    let error = loop {
+        let out = run(&actor, &format!("wssend:1,1,{message}")).await;
+        if out[0] != "wssend" {
+            break out[0].clone();
+        }
+        sent += 1;
+        assert!(
+            sent < 1_000,
+            "64 MiB queued for a client that does not read"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    assert!(
+        error.starts_with("wssend!send-websocket-message: connection 1 has ")
+            && error.ends_with("would exceed max_websocket_queue_bytes (262144)"),
+        "{error}"
+    );
+    for _ in 0..sent {
+        match ws.next().await.unwrap().unwrap() {
+            Message::Text(text) => assert_eq!(text.len(), message.len()),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(run(&actor, "wssend:1,1,again").await, ["wssend"]);
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        Message::Text("again".into())
+    );
+}

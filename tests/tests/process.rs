@@ -641,13 +641,7 @@ fn os_pid(line: &str, pid: u64) -> u32 {
 
 /// Whether the OS process `pid` exists and is not a zombie.
 fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            let state = stat.rsplit_once(") ")?.1.chars().next()?;
-            Some(state != 'Z' && state != 'X')
-        })
-        .unwrap_or(false)
+    theater_tests::support::running(pid)
 }
 
 /// Waits (up to 10 s) until the OS process `pid` is gone.
@@ -770,4 +764,31 @@ async fn process_from_a_manifest_resolves_allowed_paths_and_fails_closed() {
         run(&closed, "spawn:sh|-c|true").await,
         ["spawn!permission denied: run sh (allowed_programs)"]
     );
+}
+
+/// A process that escapes its process group and session (`setsid`) is still killed: when its starter exits, and
+/// when the actor stops while its starter runs. `setsid` does not fork here (a background job of `sh` is no group
+/// leader), so the pid the escaped process sends back through a FIFO, which the starter prints, is the `sleep`.
+#[tokio::test]
+async fn process_nothing_escapes_with_setsid() {
+    let (rt, _dir) = runtime();
+    let a = actor(&rt, allowed(), None).await;
+    let escape = r#"f=$(mktemp -u); mkfifo $f; setsid sh -c "echo \$\$ > $f; exec sleep 300" & read p < $f; rm $f; echo $p;"#;
+    assert_eq!(run(&a, &format!("spawn:sh|-c|{escape}")).await, ["spawn=1"]);
+    let log = wait_exits(&a, &[1]).await;
+    let escaped = os_pid(&of(&log, 1)[0], 1);
+    wait_gone(escaped).await;
+
+    assert_eq!(
+        run(&a, &format!("spawn:sh|-c|{escape} sleep 300")).await,
+        ["spawn=2"]
+    );
+    let log = wait_log(&a, |l| l.iter().any(|l| l.starts_with("stdout:2:"))).await;
+    let escaped = os_pid(&of(&log, 2)[0], 2);
+    assert!(
+        alive(escaped),
+        "the escaped process runs while its starter does"
+    );
+    a.stop().await.unwrap();
+    wait_gone(escaped).await;
 }

@@ -87,7 +87,7 @@ async fn store_every_function_from_a_guest() {
     assert_eq!(puts.len(), 3);
     assert_eq!(
         puts[0]["params"]["content"],
-        serde_json::json!(b"hello".to_vec())
+        "aGVsbG8=" // base64 of "hello"
     );
     assert_eq!(puts[0]["result"]["Ok"]["hash"], hello);
 }

@@ -4,38 +4,19 @@
 //! actor is spawned from a real manifest in a temporary folder.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use theater_handler_runtime::{RuntimeHandler, RuntimeHandlerConfig};
-use theater_handler_supervisor::{SupervisorConfig, SupervisorHandler};
+use theater_handler_supervisor::{Lineage, Lineages};
 use theater_runtime::{
-    ActorError, ActorExit, ActorHandle, ActorStatus, HandlerRegistry, Manifest, TheaterRuntime,
+    ActorError, ActorExit, ActorHandle, ActorId, ActorStatus, Manifest, TheaterRuntime,
 };
 use theater_tests::guests;
 use theater_tests::probe::ProbeHandler;
-use theater_tests::support::{events_of, runtime, script_lines as run};
+use theater_tests::support::{events_of, registry, runtime, script_lines as run};
 
 /// The supervisor table every parent gets unless a test says otherwise.
 const SUPERVISOR: &str = r#"allowed_manifests = ["child.toml", "slow.toml", "parent.toml"]
 max_children = 4"#;
-
-/// The handlers the guests use, by manifest `type`.
-fn registry() -> HandlerRegistry {
-    let mut registry = HandlerRegistry::new();
-    registry.register("supervisor", |config| {
-        Ok(Arc::new(SupervisorHandler::new(
-            config.parse::<SupervisorConfig>()?,
-        )))
-    });
-    registry.register("runtime", |config| {
-        Ok(Arc::new(RuntimeHandler::new(
-            config.parse::<RuntimeHandlerConfig>()?,
-        )))
-    });
-    registry.register("probe", |_| Ok(Arc::new(ProbeHandler::new())));
-    registry
-}
 
 /// Writes `parent.toml` (the parent guest with `supervisor` as its supervisor table), `child.toml` (the child
 /// guest; its `init_state` file says `from-manifest`), `slow.toml` (the child with a 200 ms call deadline) and
@@ -696,4 +677,170 @@ async fn supervisor_a_failed_init_stops_the_children_it_spawned() {
     let err = f.spawn("boot.toml").await.unwrap_err().to_string();
     assert!(err.contains("init failed on request after spawn="), "{err}");
     eventually("the orphaned child is stopped", || f.rt.list().is_empty()).await;
+}
+
+/// A parent manifest: the `supervisor-parent` guest with `supervisor` as its supervisor table and `extra` (more
+/// top-level fields and handler tables) appended.
+fn parent_manifest(name: &str, supervisor: &str, extra: &str) -> String {
+    format!(
+        "name = {name:?}\ncomponent = {:?}\n{extra}\n[[handler]]\ntype = \"supervisor\"\n{supervisor}\n\n\
+         [[handler]]\ntype = \"probe\"\n",
+        guests::SUPERVISOR_PARENT
+    )
+}
+
+/// A `filesystem` grant that lets the actor write `d` (relative to its manifest).
+const WRITES_D: &str = "[[handler]]\ntype = \"filesystem\"\npath = \"d\"\nwrite = true\n";
+
+#[tokio::test]
+async fn supervisor_refuses_manifests_the_parent_can_write_through_its_filesystem_grant() {
+    let f = Fixture::new(r#"allowed_manifests = ["writer.toml", "writer2.toml"]"#);
+    let dir = f.dir.path();
+    std::fs::create_dir(dir.join("d")).unwrap();
+    let d = std::fs::canonicalize(dir.join("d")).unwrap();
+    // The child manifest inside D, as the writer would rewrite it to grant itself anything.
+    std::fs::copy(dir.join("child.toml"), d.join("child.toml")).unwrap();
+    std::fs::write(d.join("child.state"), "x").unwrap();
+    // A child manifest outside D whose initial state lies in D.
+    let child = std::fs::read_to_string(dir.join("child.toml")).unwrap();
+    std::fs::write(
+        dir.join("evil.toml"),
+        child.replace("\"child.state\"", "\"d/child.state\""),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("writer.toml"),
+        parent_manifest(
+            "writer",
+            r#"allowed_manifests = ["d/child.toml"]"#,
+            WRITES_D,
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("writer2.toml"),
+        parent_manifest(
+            "writer2",
+            r#"allowed_manifests = ["evil.toml", "child.toml"]"#,
+            WRITES_D,
+        ),
+    )
+    .unwrap();
+    let can_write =
+        "which this actor or a supervisor above it can write through a filesystem grant";
+
+    let parent = f.parent().await;
+    assert_eq!(
+        one(&parent, "spawn:writer.toml").await,
+        format!(
+            "spawn!spawn: handler supervisor: create_instance: allowed_manifests: manifest {} lies under {}, \
+             {can_write}",
+            d.join("child.toml").display(),
+            d.display()
+        )
+    );
+    let writer2 = spawn_child(&parent, "writer2.toml").await;
+    let writer2 = f.child(&writer2);
+    assert_eq!(
+        one(&writer2, "spawn:evil.toml").await,
+        format!(
+            "spawn!permission denied: init_state {} lies under {}, {can_write}",
+            d.join("child.state").display(),
+            d.display()
+        )
+    );
+    assert!(
+        one(&writer2, "spawn:child.toml")
+            .await
+            .starts_with("spawn=")
+    );
+    assert_eq!(f.rt.list().len(), 3, "nothing started from a writable file");
+
+    // An embedder that spawns the writer itself enters its lineage: the same refusal.
+    let manifest = Manifest::load(dir.join("writer2.toml")).unwrap();
+    let id = ActorId::new();
+    let entry =
+        f.rt.service::<Lineages>()
+            .enter(&id, Lineage::of_manifest(&manifest));
+    let options =
+        f.rt.manifest_options(&manifest, &registry())
+            .unwrap()
+            .id(id);
+    let top = f.rt.spawn(options).await.unwrap();
+    drop(entry);
+    assert!(
+        one(&top, "spawn:evil.toml")
+            .await
+            .starts_with("spawn!permission denied: init_state ")
+    );
+}
+
+#[tokio::test]
+async fn supervisor_restart_child_runs_the_files_as_read_at_spawn() {
+    let f = Fixture::new(SUPERVISOR);
+    let parent = f.parent().await;
+    let id = spawn_child(&parent, "child.toml").await;
+    assert_eq!(f.child(&id).state(), Some(b"from-manifest".to_vec()));
+    // Rewritten after the check: the manifest (another name) and its initial state.
+    let dir = f.dir.path();
+    let text = std::fs::read_to_string(dir.join("child.toml")).unwrap();
+    std::fs::write(
+        dir.join("child.toml"),
+        text.replace("name = \"child\"", "name = \"rewritten\""),
+    )
+    .unwrap();
+    std::fs::write(dir.join("child.state"), "inits=41").unwrap();
+    assert_eq!(one(&parent, &format!("restart:{id}")).await, "restart");
+    let restarted = f.child(&id);
+    assert_eq!(restarted.name(), "child", "the manifest as read at spawn");
+    assert_eq!(
+        restarted.state(),
+        Some(b"from-manifest".to_vec()),
+        "the initial state as read at spawn"
+    );
+    // A new spawn reads the files anew.
+    let fresh = spawn_child(&parent, "child.toml").await;
+    assert_eq!(f.child(&fresh).name(), "rewritten");
+    assert_eq!(f.child(&fresh).state(), Some(b"inits=42".to_vec()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn supervisor_a_manifest_that_spawns_itself_stops_at_max_children_and_max_depth() {
+    let f = Fixture::new(SUPERVISOR);
+    let dir = f.dir.path();
+    // Each actor's init spawns itself three times.
+    std::fs::write(
+        dir.join("bomb.state"),
+        "run:spawn:bomb.toml;spawn:bomb.toml;spawn:bomb.toml",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("bomb.toml"),
+        parent_manifest(
+            "bomb",
+            "allowed_manifests = [\"bomb.toml\"]\nmax_children = 2\nmax_depth = 3",
+            "init_state = \"bomb.state\"\n[limits]\ncall_timeout_ms = 5000\n",
+        ),
+    )
+    .unwrap();
+    let top = f.spawn("bomb.toml").await.unwrap();
+    // 1 + 2 + 4 + 8: two children each, three generations below the top.
+    let actors = f.rt.list();
+    assert_eq!(actors.len(), 15);
+    let state = |a: &ActorHandle| String::from_utf8(a.state().unwrap()).unwrap();
+    let top_state = state(&top);
+    let lines: Vec<&str> = top_state.trim_end().split('|').collect();
+    assert_eq!(lines.len(), 3, "{top_state}");
+    assert!(lines[0].starts_with("init=spawn=") && lines[1].starts_with("spawn="));
+    assert_eq!(lines[2], "spawn!spawn: 3 children exceeds max_children (2)");
+    let too_deep = "spawn!spawn: depth 4 exceeds max_depth (3)";
+    let leaves = actors
+        .iter()
+        .filter(|a| state(a) == format!("init={too_deep}|{too_deep}|{too_deep}\n"))
+        .count();
+    assert_eq!(leaves, 8);
+    // The host answers at once: the top lists its children, and a new actor starts and runs.
+    assert_eq!(run(&top, "list").await[0].split(',').count(), 2);
+    let other = f.parent().await;
+    assert_eq!(one(&other, "list").await, "list=");
 }

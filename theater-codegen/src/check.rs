@@ -1,13 +1,12 @@
 //! Named checks between the WIT model and the user's `impl`: every function has a method, every method binds a
 //! function, and the parameter and return types agree. Each problem is an error at the user's tokens.
 
-use heck::ToKebabCase;
 use proc_macro2::Span;
 use syn::{FnArg, GenericArgument, ImplItem, ItemImpl, PathArguments, ReturnType};
 
 use crate::attr::{MethodAttr, Mode};
 use crate::diag::Diagnostics;
-use crate::model::{Function, Interface, Model, Type, TypeDefKind};
+use crate::model::{Function, Interface, Model, Type, TypeDefKind, unraw};
 use crate::typemap::type_string;
 
 /// A WIT function and the method that serves it.
@@ -45,8 +44,8 @@ pub fn bind<'a>(
     let mut plan = Plan::default();
     let functions: &[Function] = iface.map(|i| i.functions.as_slice()).unwrap_or(&[]);
     let mut served = vec![false; functions.len()];
-    // Methods that name no WIT function: (method, WIT name looked for, span).
-    let mut unbound: Vec<(String, String, Span)> = Vec::new();
+    // Methods that name no WIT function: (method, name looked for, whether that is a WIT name, span).
+    let mut unbound: Vec<(String, String, bool, Span)> = Vec::new();
     for impl_item in &mut item.items {
         let method = match impl_item {
             ImplItem::Fn(m) => m,
@@ -86,20 +85,24 @@ pub fn bind<'a>(
             set_hook(&mut plan.start, hook(), "start", span, diag);
             continue;
         }
-        let wit_name = attr
-            .name
-            .as_ref()
-            .map(|n| n.value.clone())
-            .unwrap_or_else(|| sig.ident.to_string().to_kebab_case());
-        let Some(index) = functions.iter().position(|f| f.name == wit_name) else {
-            let span = attr
-                .name
-                .as_ref()
-                .map(|n| n.span)
-                .unwrap_or(sig.ident.span());
-            unbound.push((sig.ident.to_string(), wit_name, span));
+        // `#[theater(name = "wit-name")]` binds by WIT name; otherwise the method's name is the function's Rust
+        // name (`r#type` and `type` alike).
+        let method_name = unraw(&sig.ident.to_string()).to_owned();
+        let index = match &attr.name {
+            Some(n) => functions.iter().position(|f| f.name == n.value),
+            None => functions
+                .iter()
+                .position(|f| unraw(&f.rust_name()) == method_name),
+        };
+        let Some(index) = index else {
+            let (looked_for, by_wit_name, span) = match &attr.name {
+                Some(n) => (n.value.clone(), true, n.span),
+                None => (method_name, false, sig.ident.span()),
+            };
+            unbound.push((sig.ident.to_string(), looked_for, by_wit_name, span));
             continue;
         };
+        let wit_name = &functions[index].name;
         if std::mem::replace(&mut served[index], true) {
             diag.error(
                 sig.ident.span(),
@@ -115,17 +118,28 @@ pub fn bind<'a>(
     // Suggest only functions no method serves; a function suggested this way is not reported missing too (the
     // error at the method already says what to write).
     let mut suggested: Vec<&str> = Vec::new();
-    for (method, wit_name, span) in unbound {
-        let unserved = functions
+    for (method, looked_for, by_wit_name, span) in unbound {
+        // Compared in the space it was looked up in: WIT names for `name = ".."`, Rust names otherwise.
+        let key = |f: &Function| {
+            if by_wit_name {
+                f.name.clone()
+            } else {
+                unraw(&f.rust_name()).to_owned()
+            }
+        };
+        let unserved: Vec<(String, &Function)> = functions
             .iter()
             .zip(&served)
             .filter(|(f, s)| !**s && !suggested.contains(&f.name.as_str()))
-            .map(|(f, _)| f.name.as_str());
-        let near = nearest(&wit_name, unserved);
+            .map(|(f, _)| (key(f), f))
+            .collect();
+        let near = nearest(&looked_for, unserved.iter().map(|(k, _)| k.as_str()))
+            .and_then(|k| unserved.iter().find(|(key, _)| key == k))
+            .map(|(_, f)| *f);
         let hint = near
-            .map(|n| format!("; did you mean `{}` (WIT `{n}`)?", n.replace('-', "_")))
+            .map(|f| format!("; did you mean `{}` (WIT `{}`)?", f.rust_name(), f.name))
             .unwrap_or_default();
-        suggested.extend(near);
+        suggested.extend(near.map(|f| f.name.as_str()));
         let iface_name = iface
             .map(|i| i.name.full())
             .unwrap_or_else(|| "the imported interface".into());
@@ -259,12 +273,18 @@ fn check_signature<'a>(
     }
     let mut payload = Vec::new();
     for (value, mode) in &attr.record {
-        let known = value.value == "result" && function.result.is_some()
-            || function
+        // A parameter by its Rust name (`r#type` or `type`) or its WIT name; `result` if the function has one.
+        let name = unraw(&value.value);
+        let known = if name == "result" && function.result.is_some() {
+            Some("result")
+        } else {
+            function
                 .params
                 .iter()
-                .any(|p| p.rust_name() == value.value || p.name == value.value);
-        if !known {
+                .find(|p| unraw(&p.rust_name()) == name || p.name == name)
+                .map(|p| p.name.as_str())
+        };
+        let Some(known) = known else {
             diag.error(
                 value.span,
                 format!(
@@ -273,8 +293,8 @@ fn check_signature<'a>(
                 ),
             );
             continue;
-        }
-        payload.push((value.value.to_kebab_case(), *mode));
+        };
+        payload.push((known.to_owned(), *mode));
     }
     if diag.len() != before {
         return None;

@@ -4,8 +4,8 @@
 //! crates in Theater's data flow (`wit/` → **theater-codegen** → `theater-macros` → `handlers/*` →
 //! `theater-runtime`) and does not depend on the runtime: the code it emits names `::theater_runtime` paths.
 //!
-//! Stages, one module each: [`load`] (wit-parser `Resolve`, every file read) → [`model`] (an owned model of
-//! interfaces, functions and types) → [`check`](mod@check) (the user's `impl` against the model; every error at its span,
+//! Stages, one module each: [`load`] (wit-parser `Resolve` from a `.wit` file or a package folder, every file
+//! read, interfaces found by name) → [`model`] (an owned model of the named interfaces and the types they reach) → [`check`](mod@check) (the user's `impl` against the model; every error at its span,
 //! accumulated in [`diag::Diagnostics`]) → [`typemap`] (WIT type → Rust type) → [`emit`] (tokens).
 //!
 //! ```
@@ -32,7 +32,8 @@ use syn::ItemImpl;
 
 use crate::attr::{HandlerAttr, MethodAttr, Spanned};
 use crate::diag::Diagnostics;
-use crate::model::{IfaceName, Interface, Model};
+use crate::load::Loaded;
+use crate::model::{Builder, IfaceName, Model};
 
 pub use crate::diag::Diagnostics as Errors;
 
@@ -54,19 +55,23 @@ pub fn expand_handler(attr: TokenStream, item: TokenStream, manifest_dir: &Path)
     let loaded = attr
         .wit
         .as_ref()
-        .and_then(|wit| load_model(manifest_dir, wit, &mut diag));
-    let Some((model, files)) = loaded else {
+        .and_then(|wit| load_wit(manifest_dir, wit, &mut diag));
+    let Some(loaded) = loaded else {
         strip_theater_attrs(&mut item, &mut diag);
         let errors = diag.to_compile_errors();
         let fallback = emit::fallback(&item, TokenStream::new(), TokenStream::new());
         return quote!(#fallback #errors);
     };
-    let import = attr
-        .import
-        .as_ref()
-        .and_then(|s| find_interface(&model, s, &mut diag));
-    let export = attr.export.as_ref().and_then(|s| {
-        let iface = find_interface(&model, s, &mut diag)?;
+    let named = model_roots(
+        &loaded,
+        attr.import.as_ref(),
+        attr.export.as_ref(),
+        &mut diag,
+    );
+    let model = &named.model;
+    let import = named.import.as_ref().and_then(|n| model.interface(n));
+    let export = named.export.as_ref().and_then(|n| model.interface(n));
+    let export = export.zip(attr.export.as_ref()).and_then(|(iface, s)| {
         match emit::exports::callbacks(iface) {
             Ok(cbs) => Some((iface, cbs)),
             Err(msg) => {
@@ -75,14 +80,21 @@ pub fn expand_handler(attr: TokenStream, item: TokenStream, manifest_dir: &Path)
             }
         }
     });
-    let plan = check::bind(&model, import, &mut item, &mut diag);
+    // An import that failed to load already has its error: checking the methods against nothing would only add
+    // one "not a function" error per method.
+    let plan = if attr.import.is_some() && import.is_none() {
+        strip_theater_attrs(&mut item, &mut diag);
+        check::Plan::default()
+    } else {
+        check::bind(model, import, &mut item, &mut diag)
+    };
     if diag.has_errors() {
-        let types = if import.is_some() || export.is_some() {
-            emit::type_modules(&model, import, export.as_ref())
+        let types = if named.complete && (import.is_some() || export.is_some()) {
+            emit::type_modules(model, export.as_ref())
         } else {
             TokenStream::new()
         };
-        let fallback = emit::fallback(&item, types, emit::include_files(&files));
+        let fallback = emit::fallback(&item, types, emit::include_files(&loaded.files));
         let errors = diag.to_compile_errors();
         return quote!(#fallback #errors);
     }
@@ -94,24 +106,27 @@ pub fn expand_handler(attr: TokenStream, item: TokenStream, manifest_dir: &Path)
         .or_else(|| export.as_ref().map(|(i, _)| i.name.name.clone()))
         .unwrap_or_default();
     emit::handler(&emit::HandlerParts {
-        model: &model,
+        model,
         item: &item,
         name,
         import,
         export,
         plan,
-        files: &files,
+        files: &loaded.files,
     })
 }
 
 /// What `#[theater_handler(wit = .., import = .., export = ..)]` expands to on the skeleton `impl` of
 /// [`scaffold::skeleton_impl`] (the one `theater-codegen new-handler` writes): every generated item of an
-/// interface pair, for review and snapshots. `wit_dir` is used as given (relative to the current directory).
+/// interface pair, for review and snapshots. `wit` is a `.wit` file or a package folder (with its `deps/`), used
+/// as given (relative to the current directory); `import` and `export` are `ns:pkg/iface`, with `@version` when
+/// the WIT holds several versions of the package.
 ///
 /// # Errors
-/// The WIT fails to load, an interface is unknown or breaks the callback convention.
+/// The WIT fails to load; an interface is unknown, ambiguous, reaches a WIT construct the generator does not
+/// serve, or (an export) breaks the callback convention.
 pub fn generate(
-    wit_dir: &Path,
+    wit: &Path,
     import: Option<&str>,
     export: Option<&str>,
 ) -> Result<TokenStream, Diagnostics> {
@@ -121,22 +136,27 @@ pub fn generate(
         span: Span::call_site(),
     };
     let base = std::env::current_dir().unwrap_or_default();
-    let wit = std::path::absolute(base.join(wit_dir)).unwrap_or_else(|_| wit_dir.to_owned());
-    let Some((model, _)) = load_model(&base, &spanned(&wit.display().to_string()), &mut diag)
-    else {
+    let wit = std::path::absolute(base.join(wit)).unwrap_or_else(|_| wit.to_owned());
+    let wit_str = wit.display().to_string();
+    let Some(loaded) = load_wit(&base, &spanned(&wit_str), &mut diag) else {
         return Err(diag);
     };
-    let iface = import.and_then(|s| find_interface(&model, &spanned(s), &mut diag));
-    if let Some(e) = export {
-        find_interface(&model, &spanned(e), &mut diag);
+    let (import_lit, export_lit) = (import.map(spanned), export.map(spanned));
+    let named = model_roots(&loaded, import_lit.as_ref(), export_lit.as_ref(), &mut diag);
+    if let Some(Err(msg)) = named
+        .export
+        .as_ref()
+        .and_then(|n| named.model.interface(n))
+        .map(emit::exports::callbacks)
+    {
+        diag.error(Span::call_site(), msg);
     }
     diag.finish()?;
     let self_ty = quote::format_ident!("Handler");
-    let item = match iface {
+    let item = match named.import.as_ref().and_then(|n| named.model.interface(n)) {
         Some(iface) => scaffold::skeleton_impl(&self_ty, iface),
         None => quote!(impl Handler {}),
     };
-    let wit_str = wit.display().to_string();
     let mut attr = quote!(wit = #wit_str);
     if let Some(i) = import {
         attr.extend(quote!(, import = #i));
@@ -164,58 +184,73 @@ pub fn format(tokens: TokenStream) -> Result<String, syn::Error> {
     Ok(prettyplease::unparse(&syn::parse2::<syn::File>(tokens)?))
 }
 
-/// Loads and resolves the WIT package in `wit_dir`; returns the files read.
+/// Loads and resolves the WIT at `wit` (a `.wit` file, or a package folder with its `deps/`); returns the files
+/// read. Only wit-parser's checks run: whether an interface can be served is [`generate`]'s question.
 ///
 /// # Errors
 /// wit-parser's message, with `file:line:col` for syntax and name errors.
-pub fn check(wit_dir: &Path) -> Result<Vec<PathBuf>, Diagnostics> {
+pub fn check(wit: &Path) -> Result<Vec<PathBuf>, Diagnostics> {
     let mut diag = Diagnostics::new();
     let base = std::env::current_dir().unwrap_or_default();
     let wit = Spanned {
-        value: wit_dir.display().to_string(),
+        value: wit.display().to_string(),
         span: Span::call_site(),
     };
-    match load_model(&base, &wit, &mut diag) {
-        Some((_, files)) => Ok(files),
+    match load_wit(&base, &wit, &mut diag) {
+        Some(loaded) => Ok(loaded.files),
         None => Err(diag),
     }
 }
 
-fn load_model(base: &Path, wit: &Spanned, diag: &mut Diagnostics) -> Option<(Model, Vec<PathBuf>)> {
-    let loaded = match load::load(base, Path::new(&wit.value)) {
-        Ok(loaded) => loaded,
-        Err(msg) => {
-            diag.error(wit.span, msg);
-            return None;
-        }
-    };
-    match Model::build(&loaded.resolve) {
-        Ok(model) => Some((model, loaded.files)),
-        Err(errors) => {
-            errors.into_iter().for_each(|e| diag.error(wit.span, e));
-            None
-        }
-    }
+/// Loads the WIT the `wit = ".."` literal names; an error goes to the literal.
+fn load_wit(base: &Path, wit: &Spanned, diag: &mut Diagnostics) -> Option<Loaded> {
+    load::load(base, Path::new(&wit.value))
+        .map_err(|msg| diag.error(wit.span, msg))
+        .ok()
 }
 
-fn find_interface<'m>(
-    model: &'m Model,
-    name: &Spanned,
+/// The model of the interfaces a handler names, and which of them it holds.
+struct Named {
+    model: Model,
+    /// The import, if it was named, found and modelled without error.
+    import: Option<IfaceName>,
+    /// The export, likewise.
+    export: Option<IfaceName>,
+    /// Whether every interface named was modelled (the model's types may be emitted).
+    complete: bool,
+}
+
+/// Finds and models the `import` and `export` interfaces; each one's errors go to its literal.
+fn model_roots(
+    loaded: &Loaded,
+    import: Option<&Spanned>,
+    export: Option<&Spanned>,
     diag: &mut Diagnostics,
-) -> Option<&'m Interface> {
-    let found = IfaceName::parse(&name.value).and_then(|n| model.interface(&n));
-    if found.is_none() {
-        let known: Vec<String> = model.interfaces.keys().map(IfaceName::full).collect();
-        diag.error(
-            name.span,
-            format!(
-                "unknown interface `{}`: the WIT package has {}",
-                name.value,
-                known.join(", ")
-            ),
-        );
+) -> Named {
+    let mut builder = Builder::new(&loaded.resolve);
+    let mut complete = true;
+    let mut root = |lit: &Spanned, diag: &mut Diagnostics| {
+        let found = loaded
+            .find_interface(&lit.value)
+            .map_err(|msg| vec![msg])
+            .and_then(|id| builder.add_root(id));
+        match found {
+            Ok(name) => Some(name),
+            Err(messages) => {
+                complete = false;
+                messages.into_iter().for_each(|m| diag.error(lit.span, m));
+                None
+            }
+        }
+    };
+    let import = import.and_then(|lit| root(lit, diag));
+    let export = export.and_then(|lit| root(lit, diag));
+    Named {
+        model: builder.finish(),
+        import,
+        export,
+        complete,
     }
-    found
 }
 
 fn strip_theater_attrs(item: &mut ItemImpl, diag: &mut Diagnostics) {

@@ -1,8 +1,11 @@
-//! Loading a WIT package directory into a `wit_parser::Resolve`, remembering every file read.
+//! Loading WIT into a `wit_parser::Resolve` (a `.wit` file, or a package folder with its `deps/`), remembering
+//! every file read, and finding an interface in it by name.
 
 use std::path::{Path, PathBuf};
 
-use wit_parser::{PackageId, Resolve};
+use wit_parser::{InterfaceId, PackageId, Resolve};
+
+use crate::model::{IfaceName, iface_name};
 
 /// A resolved WIT package and the files it was read from.
 pub struct Loaded {
@@ -14,35 +17,51 @@ pub struct Loaded {
     pub files: Vec<PathBuf>,
 }
 
-/// Loads the WIT package in `dir` (relative paths resolve against `base`).
+/// Loads the WIT at `path` (relative paths resolve against `base`), as wit-parser's `Resolve::push_path` does:
+/// a folder is a package whose `deps/` folder holds its dependencies (folders, `.wit` files or encoded
+/// packages); a file is a single-file package.
+///
+/// Every `@unstable` item is kept (`all_features`), so that one a handler reaches is reported as unsupported
+/// rather than silently left out.
 ///
 /// # Errors
-/// The directory is missing, or a file fails to parse or resolve: the message is wit-parser's, which carries
-/// `file:line:col` for syntax and name errors.
-pub fn load(base: &Path, dir: &Path) -> Result<Loaded, String> {
-    let path = if dir.is_absolute() {
-        dir.to_owned()
+/// The path is missing, or a file fails to parse or resolve: the message is wit-parser's, which carries
+/// `file:line:col` for syntax and name errors. A panic inside wit-parser (a bug of its own, e.g. 0.254 on an
+/// empty block comment `/**/`) is an error too, naming the path ([`guarded`]).
+pub fn load(base: &Path, path: &Path) -> Result<Loaded, String> {
+    let full = if path.is_absolute() {
+        path.to_owned()
     } else {
-        base.join(dir)
+        base.join(path)
     };
-    if !path.is_dir() {
+    if !full.exists() {
         return Err(format!(
-            "WIT directory `{}` does not exist (relative to {})",
-            dir.display(),
-            if dir.is_absolute() {
+            "WIT file or folder `{}` does not exist (relative to {})",
+            path.display(),
+            if path.is_absolute() {
                 "nothing: it is absolute"
             } else {
                 "the crate's Cargo.toml"
             }
         ));
     }
-    let mut resolve = Resolve::default();
+    let mut resolve = new_resolve();
     // `render_error` gives wit-parser's `--> file:line:col` and a source snippet; paths are shown as the user
-    // wrote them, relative to `base`.
-    let (package, sources) = resolve.push_dir(&path).map_err(|e| {
+    // wrote them, relative to `base`. Folders and files are pushed as `push_path` would, without the context
+    // line it adds.
+    let pushed = guarded(&path.display().to_string(), || {
+        if full.is_dir() {
+            resolve
+                .push_dir(&full)
+                .map(|(id, sources)| (id, sources.paths().map(Path::to_owned).collect()))
+        } else {
+            resolve.push_file(&full).map(|id| (id, vec![full.clone()]))
+        }
+    })?;
+    let (package, paths): (PackageId, Vec<PathBuf>) = pushed.map_err(|e| {
         let message = resolve.render_error(&e);
         let prefix = format!("{}{}", base.display(), std::path::MAIN_SEPARATOR);
-        if dir.is_absolute() {
+        if path.is_absolute() {
             message
         } else {
             message.replace(&prefix, "")
@@ -50,8 +69,8 @@ pub fn load(base: &Path, dir: &Path) -> Result<Loaded, String> {
     })?;
     // Sorted: wit-parser lists files in directory order, which differs between file systems, and the
     // expansion must not.
-    let mut files: Vec<PathBuf> = sources
-        .paths()
+    let mut files: Vec<PathBuf> = paths
+        .iter()
         .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned()))
         .collect();
     files.sort();
@@ -61,6 +80,103 @@ pub fn load(base: &Path, dir: &Path) -> Result<Loaded, String> {
         package,
         files,
     })
+}
+
+/// Loads one WIT file held in memory, `text` named `name` in messages: what [`load`] does for a file, without the
+/// file system (`Loaded::files` is empty).
+///
+/// # Errors
+/// As [`load`]: wit-parser's rendered error, or its panic.
+pub fn load_source(name: &str, text: &str) -> Result<Loaded, String> {
+    let mut resolve = new_resolve();
+    let package =
+        guarded(name, || resolve.push_source(name, text))?.map_err(|e| resolve.render_error(&e))?;
+    Ok(Loaded {
+        resolve,
+        package,
+        files: Vec::new(),
+    })
+}
+
+/// A `Resolve` that keeps every `@unstable` item (see [`load`]).
+fn new_resolve() -> Resolve {
+    Resolve {
+        all_features: true,
+        ..Resolve::default()
+    }
+}
+
+/// Runs a wit-parser step over the WIT `what`, turning a panic in it into an error: a bug of wit-parser's must
+/// not take down `theater-codegen` or, through the macro, the compiler's proc-macro call. The `Resolve` the step
+/// used is not used again afterwards (its caller returns the error).
+///
+/// # Errors
+/// `"wit-parser panicked while reading `<what>`: <message> (a wit-parser bug; …)"`.
+pub fn guarded<T>(what: &str, step: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)).map_err(|panic| {
+        let message = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("(no message)");
+        format!(
+            "wit-parser panicked while reading `{what}`: {message} (a wit-parser bug; the WIT may still be \
+             invalid: check it with `wasm-tools component wit`)"
+        )
+    })
+}
+
+impl Loaded {
+    /// Every named interface, as `ns:pkg/name@version`, sorted.
+    pub fn interface_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .resolve
+            .interfaces
+            .iter()
+            .filter_map(|(id, _)| iface_name(&self.resolve, id).map(|n| n.versioned()))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The interface `name` names: `ns:pkg/iface@version`, or `ns:pkg/iface` when only one version of the
+    /// package is loaded.
+    ///
+    /// # Errors
+    /// No such interface (the message lists the loaded ones), or several versions of it and no version named
+    /// (the message lists them).
+    pub fn find_interface(&self, name: &str) -> Result<InterfaceId, String> {
+        let wanted = IfaceName::parse(name);
+        let candidates: Vec<(InterfaceId, String)> = self
+            .resolve
+            .interfaces
+            .iter()
+            .filter_map(|(id, _)| {
+                let wanted = wanted.as_ref()?;
+                let found = iface_name(&self.resolve, id)?;
+                let matches = found.namespace == wanted.namespace
+                    && found.package == wanted.package
+                    && found.name == wanted.name
+                    && (wanted.version.is_none() || found.version == wanted.version);
+                matches.then(|| (id, found.versioned()))
+            })
+            .collect();
+        match candidates.as_slice() {
+            [(id, _)] => Ok(*id),
+            [] => Err(format!(
+                "unknown interface `{name}`: the WIT package has {}",
+                self.interface_names().join(", ")
+            )),
+            several => {
+                let mut names: Vec<&str> = several.iter().map(|(_, n)| n.as_str()).collect();
+                names.sort();
+                Err(format!(
+                    "interface `{name}` is ambiguous: the WIT has {}; name one with its version",
+                    names.join(", ")
+                ))
+            }
+        }
+    }
 }
 
 #[cfg(test)]

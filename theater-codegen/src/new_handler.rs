@@ -6,7 +6,7 @@ use std::path::{Component, Path, PathBuf};
 use heck::{ToKebabCase, ToSnakeCase, ToUpperCamelCase};
 use quote::{format_ident, quote};
 
-use crate::model::{IfaceName, Model};
+use crate::model::Builder;
 
 const CARGO_TOML: &str = include_str!("../../templates/handler/Cargo.toml.tmpl");
 const LIB_RS: &str = include_str!("../../templates/handler/lib.rs.tmpl");
@@ -33,8 +33,8 @@ fn err(message: impl Into<String>) -> Error {
 /// directory, which must be the workspace root) and adds it to the workspace's `members`.
 ///
 /// # Errors
-/// The folder exists (nothing is overwritten), the WIT does not load, an interface is unknown, or a file
-/// cannot be written.
+/// The folder exists (nothing is overwritten), the WIT does not load, an interface is unknown, ambiguous or
+/// unsupported, or a file cannot be written.
 pub fn run(
     name: &str,
     wit: &Path,
@@ -56,15 +56,24 @@ pub fn run(
     }
     let wit_abs = std::path::absolute(root.join(wit)).map_err(|e| err(e.to_string()))?;
     let loaded = crate::load::load(&root, &wit_abs).map_err(err)?;
-    let model = Model::build(&loaded.resolve).map_err(|e| err(e.join("\n")))?;
-    let iface = IfaceName::parse(import)
-        .and_then(|n| model.interface(&n))
-        .ok_or_else(|| err(format!("unknown interface `{import}`")))?;
+    let mut builder = Builder::new(&loaded.resolve);
+    let mut root_of = |name: &str| {
+        loaded
+            .find_interface(name)
+            .map_err(|m| vec![m])
+            .and_then(|id| builder.add_root(id))
+            .map_err(|e| err(e.join("\n")))
+    };
+    let import_name = root_of(import)?;
     if let Some(e) = export {
-        IfaceName::parse(e)
-            .and_then(|n| model.interface(&n))
-            .ok_or_else(|| err(format!("unknown interface `{e}`")))?;
+        root_of(e)?;
     }
+    let model = builder.finish();
+    let iface = model.interface(&import_name).ok_or_else(|| {
+        err(format!(
+            "internal error in theater-codegen: `{import}` was not modelled"
+        ))
+    })?;
 
     let crate_name = format!("theater-handler-{name}");
     let struct_name = format!("{}Handler", name.to_upper_camel_case());

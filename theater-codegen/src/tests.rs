@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use quote::quote;
 
-use crate::model::{IfaceName, Model, TypeDefKind};
+use crate::model::{Builder, IfaceName, Model, TypeDefKind};
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -220,17 +220,26 @@ fn export_callers_are_generated() {
     syn::parse2::<syn::File>(tokens).unwrap();
 }
 
-fn inline_model(src: &str) -> Result<Model, Vec<String>> {
+/// The model of the interface `root` of an inline WIT package.
+fn inline_model(src: &str, root: &str) -> Result<Model, Vec<String>> {
     let mut resolve = wit_parser::Resolve::default();
     resolve.push_str("inline.wit", src).unwrap();
-    Model::build(&resolve)
+    let loaded = crate::load::Loaded {
+        package: resolve.packages.iter().next().unwrap().0,
+        resolve,
+        files: Vec::new(),
+    };
+    let id = loaded.find_interface(root).map_err(|e| vec![e])?;
+    let mut builder = Builder::new(&loaded.resolve);
+    builder.add_root(id)?;
+    Ok(builder.finish())
 }
 
 #[test]
 fn model_from_inline_wit() {
     let model = inline_model(
         "package a:b;
-        interface shared { type id = u64; }
+        interface shared { type id = u64; type unused = string; }
         /// Docs of `i`.
         interface i {
             use shared.{id};
@@ -243,6 +252,7 @@ fn model_from_inline_wit() {
             do-it: func(a: r, b: result<_, string>) -> result<list<e>>;
             nothing: func();
         }",
+        "a:b/i",
     )
     .unwrap();
     let i = model
@@ -283,12 +293,24 @@ fn model_from_inline_wit() {
         "do-it: func(a: r, b: result<_, string>) -> result<list<e>>"
     );
     assert_eq!(i.functions[1].result, None);
+    // The root and what it reaches: `shared` with only `id`.
+    let names: Vec<&IfaceName> = model.interfaces.keys().collect();
     assert_eq!(
-        model.closure(std::slice::from_ref(&i.name)),
+        names,
         [
-            IfaceName::parse("a:b/i").unwrap(),
-            IfaceName::parse("a:b/shared").unwrap()
+            &IfaceName::parse("a:b/i").unwrap(),
+            &IfaceName::parse("a:b/shared").unwrap()
         ]
+    );
+    let shared = &model.interfaces[names[1]];
+    assert!(shared.functions.is_empty());
+    assert_eq!(
+        shared
+            .types
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect::<Vec<_>>(),
+        ["id"]
     );
 }
 
@@ -300,11 +322,175 @@ fn resources_are_unsupported() {
             resource file;
             open: func() -> file;
         }",
+        "a:b/i",
     )
     .unwrap_err();
+    assert_eq!(
+        errors,
+        [
+            "type `file` of a:b/i: resource `file` (with its constructor, methods and static functions) is not \
+             supported: resources are not supported yet",
+            "function `open` of a:b/i: `own<file>` (the result) is not supported: resources are not supported yet",
+        ]
+    );
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn generate_err(wit: &Path, import: &str) -> Vec<String> {
+    match crate::generate(wit, Some(import), None) {
+        Ok(tokens) => panic!("{import} expanded: {tokens}"),
+        Err(diag) => diag.messages().collect(),
+    }
+}
+
+#[test]
+fn wit_may_be_a_single_file() {
+    let out = crate::expand_handler(
+        quote!(
+            wit = "theater-codegen/tests/fixtures/reachable/reachable.wit",
+            import = "fixture:reachable/reachable"
+        ),
+        quote! {
+            impl H {
+                fn move_by(&self, p: fixture::reachable::shared::Point, dx: i32) -> fixture::reachable::shared::Point { p }
+            }
+        },
+        &workspace(),
+    );
+    let text = out.to_string();
+    assert!(!text.contains("compile_error"), "{text}");
     assert!(
-        errors.iter().all(|e| e.contains("unsupported WIT type")),
+        text.contains("reachable.wit\""),
+        "the file is included: {text}"
+    );
+}
+
+#[test]
+fn interface_names_with_and_without_versions() {
+    let wit = fixture("versioned");
+    let text = crate::generate(&wit, Some("dep:shared/api@0.2.0"), None)
+        .unwrap()
+        .to_string();
+    assert!(text.contains("fn ping (& self , _n : u32)"), "{text}");
+    let text = crate::generate(&wit, Some("dep:shared/api@0.1.0"), None)
+        .unwrap()
+        .to_string();
+    assert!(text.contains("fn ping (& self ,) -> u32"), "{text}");
+    // The generated names stay unversioned: the runtime matches imports without their version.
+    assert!(text.contains("Some (\"dep:shared/api\")"), "{text}");
+    // Unambiguous without a version.
+    crate::generate(&wit, Some("fixture:versioned/versioned"), None).unwrap();
+    assert_eq!(
+        generate_err(&wit, "dep:shared/api"),
+        [
+            "interface `dep:shared/api` is ambiguous: the WIT has dep:shared/api@0.1.0, dep:shared/api@0.2.0; \
+          name one with its version"
+        ]
+    );
+    let unknown = generate_err(&wit, "dep:shared/api@0.3.0");
+    assert!(
+        unknown[0].starts_with("unknown interface `dep:shared/api@0.3.0`: the WIT package has ")
+            && unknown[0].contains("dep:shared/api@0.1.0"),
+        "{unknown:?}"
+    );
+}
+
+#[test]
+fn only_types_reachable_from_the_interface_are_modelled() {
+    let wit = fixture("reachable");
+    let text = crate::generate(&wit, Some("fixture:reachable/reachable"), None)
+        .unwrap()
+        .to_string();
+    assert!(text.contains("pub struct Point"), "{text}");
+    assert!(!text.contains("Chunked"), "not reachable: {text}");
+    // The resource interface beside it is still unsupported when named.
+    let errors = generate_err(&wit, "fixture:reachable/files");
+    assert!(
+        errors.iter().any(|e| e.contains("resource `file`")),
         "{errors:?}"
     );
-    assert!(!errors.is_empty());
+}
+
+#[test]
+fn odd_names_generate_valid_rust() {
+    let tokens = crate::generate(&fixture("names"), Some("fixture:names/names"), None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let text = tokens.to_string();
+    for name in [
+        "fn r#impl",
+        "fn super_",
+        "fn r#match",
+        "fn r#fn",
+        "fn kebab_case",
+        "fn get_http_status",
+        "fn r#async",
+        "fn crate_",
+        "pub mod self_",
+        "pub enum Self_",
+        "Self_ (u32)",
+        "pub r#type : u32",
+        "pub self_ :",
+    ] {
+        assert!(text.contains(name), "{name}: {text}");
+    }
+    syn::parse2::<syn::File>(tokens).unwrap();
+}
+
+#[test]
+fn unsupported_constructs_name_the_construct_and_the_function() {
+    let wit = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/wit-unsupported");
+    assert_eq!(
+        generate_err(&wit, "bad:unsupported/async-types"),
+        [
+            "function `read` of bad:unsupported/async-types: `stream<u8>` (parameter `s`) is not supported: \
+             futures, streams and error-context are component-model async, which #[theater_handler] does not serve",
+            "function `wait` of bad:unsupported/async-types: `future<string>` (the result) is not supported: \
+             futures, streams and error-context are component-model async, which #[theater_handler] does not serve",
+            "function `fail` of bad:unsupported/async-types: `error-context` (parameter `e`) is not supported: \
+             futures, streams and error-context are component-model async, which #[theater_handler] does not serve",
+        ]
+    );
+    let wit = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/wit-unstable");
+    assert_eq!(
+        generate_err(&wit, "bad:unstable/unstable"),
+        [
+            "function `shiny` of bad:unstable/unstable is `@unstable(feature = shiny)`: \
+          unstable WIT items are not supported"
+        ]
+    );
+}
+
+#[test]
+fn record_keys_may_be_raw_identifiers() {
+    let out = crate::expand_handler(
+        quote!(
+            wit = "theater-codegen/tests/fixtures/names",
+            import = "fixture:names/names"
+        ),
+        quote! {
+            impl H {
+                #[theater(record(r#type = "digest", result = "full"))]
+                fn r#impl(&self, self_: u32, r#type: Vec<u8>) -> Vec<u8> { r#type }
+                fn super_(&self, r#match: Record) -> Self_ { todo!() }
+                fn r#match(&self, r#fn: Enum, super_: Flags) -> bool { todo!() }
+                fn r#fn(&self) {}
+                fn kebab_case(&self, store: u32, call: String, this: bool, result: u8) -> u64 { 0 }
+                fn get_http_status(&self, with_id: u64) -> u16 { 0 }
+                fn r#async(&self, r#await: u32) -> u32 { r#await }
+                fn crate_(&self, super_: String) {}
+            }
+        },
+        &workspace(),
+    );
+    let text = out.to_string();
+    assert!(!text.contains("compile_error"), "{text}");
+    assert!(
+        text.contains("payload : & [(\"type\" , :: theater_runtime :: RecordMode :: Digest) , (\"result\" , :: theater_runtime :: RecordMode :: Full)]"),
+        "{text}"
+    );
 }

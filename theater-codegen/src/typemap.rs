@@ -76,10 +76,7 @@ pub fn rust_type(ty: &Type, scope: Scope) -> TokenStream {
 
 /// The path of a named type from `scope`.
 pub fn type_path(r: &TypeRef, scope: Scope) -> TokenStream {
-    let [ns, pkg, iface] = r
-        .iface
-        .module_path()
-        .map(|s| format_ident!("{}", crate::model::rust_ident(&s)));
+    let [ns, pkg, iface] = r.iface.module_path().map(|s| format_ident!("{}", s));
     let name = format_ident!("{}", r.rust_name());
     match scope {
         Scope::Root | Scope::User => quote!(#ns::#pkg::#iface::#name),

@@ -25,10 +25,11 @@ fn cli(dir: &Path, args: &[&str]) -> std::process::Output {
 fn generate_is_token_for_token_the_macro_expansion_of_the_scaffold() {
     let wit = workspace().join("wit");
     let model_wit = theater_codegen::load::load(&workspace(), Path::new("wit")).unwrap();
-    let model = theater_codegen::model::Model::build(&model_wit.resolve).unwrap();
-    let iface = model
-        .interface(&theater_codegen::model::IfaceName::parse("theater:simple/process").unwrap())
-        .unwrap();
+    let mut builder = theater_codegen::model::Builder::new(&model_wit.resolve);
+    let process = model_wit.find_interface("theater:simple/process").unwrap();
+    let name = builder.add_root(process).unwrap();
+    let model = builder.finish();
+    let iface = model.interface(&name).unwrap();
     let skeleton =
         theater_codegen::scaffold::skeleton_impl(&quote::format_ident!("Handler"), iface);
     let wit_str = wit.display().to_string();
@@ -83,6 +84,23 @@ fn check_prints_file_line_col_and_exits_1() {
     assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
 }
 
+/// wit-parser 0.254 panics on an empty block comment (found by the `codegen_check` fuzz target): the loader
+/// reports it as an error naming the file, exit 1, instead of crashing.
+#[test]
+fn a_wit_parser_panic_is_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let wit = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/regressions/codegen_check/wit-parser-empty-block-comment-min.wit");
+    std::fs::copy(&wit, dir.path().join("empty-comment.wit")).unwrap();
+    let out = cli(dir.path(), &["check", "--wit", "empty-comment.wit"]);
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("wit-parser panicked while reading `empty-comment.wit`"),
+        "{err}"
+    );
+}
+
 #[test]
 fn new_handler_writes_a_crate_and_joins_the_workspace() {
     let dir = tempfile::tempdir().unwrap();
@@ -127,4 +145,56 @@ fn new_handler_writes_a_crate_and_joins_the_workspace() {
     let again = cli(dir.path(), &args);
     assert_eq!(again.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+}
+
+#[test]
+fn wit_may_be_a_file_or_a_folder_with_deps() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    // A single `.wit` file.
+    let file = fixtures.join("names/names.wit");
+    let file = file.to_str().unwrap();
+    let out = cli(
+        &workspace(),
+        &["generate", "--wit", file, "--import", "fixture:names/names"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    syn::parse_file(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    let out = cli(&workspace(), &["check", "--wit", file]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok, 1 WIT files"));
+
+    // A folder whose `deps/` holds two versions of one package: a versioned name picks one.
+    let dir = fixtures.join("versioned");
+    let dir = dir.to_str().unwrap();
+    let out = cli(
+        &workspace(),
+        &["generate", "--wit", dir, "--import", "dep:shared/api@0.2.0"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("pub label:"), "0.2.0's `thing`: {text}");
+    // Unversioned, it is ambiguous: exit 1, naming both candidates.
+    let out = cli(
+        &workspace(),
+        &["generate", "--wit", dir, "--import", "dep:shared/api"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("dep:shared/api@0.1.0") && err.contains("dep:shared/api@0.2.0"),
+        "{err}"
+    );
 }

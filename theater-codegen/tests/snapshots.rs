@@ -61,12 +61,28 @@ fn every_interface_in_wit() {
     }
 }
 
+/// Every folder `tests/fixtures/<name>` holds the WIT package `fixture:<name>` (and maybe a `deps/` folder); its
+/// interface `<name>` is the one expanded, snapshot `fixture-<name>`.
 #[test]
 fn every_fixture() {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let wit = fixtures.join("kinds");
-    insta::assert_snapshot!(
-        "fixture-kinds",
-        expand(&wit, Some("fixture:kinds/kinds"), None)
-    );
+    let mut names: Vec<String> = std::fs::read_dir(&fixtures)
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            e.file_type()
+                .ok()?
+                .is_dir()
+                .then(|| e.file_name().into_string().ok())?
+        })
+        .collect();
+    names.sort();
+    assert!(names.len() >= 4, "{names:?}");
+    for name in names {
+        let import = format!("fixture:{name}/{name}");
+        insta::assert_snapshot!(
+            format!("fixture-{name}"),
+            expand(&fixtures.join(&name), Some(&import), None)
+        );
+    }
 }

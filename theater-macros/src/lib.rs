@@ -18,11 +18,17 @@
 //! ```
 //!
 //! # Attribute keys
-//! * `wit = "dir"`: the WIT package directory, relative to the crate's `CARGO_MANIFEST_DIR`. Editing a WIT file
-//!   rebuilds the crate.
-//! * `import = "ns:pkg/iface"`: the interface whose host functions the methods implement.
+//! * `wit = "path"`: a `.wit` file, or a WIT package folder whose `deps/` folder holds its dependencies (as
+//!   wit-parser's `Resolve::push_path` reads them), relative to the crate's `CARGO_MANIFEST_DIR`. Editing a WIT
+//!   file rebuilds the crate.
+//! * `import = "ns:pkg/iface"`: the interface whose host functions the methods implement; `ns:pkg/iface@1.2.3`
+//!   when the WIT holds several versions of the package.
 //! * `export = "ns:pkg/iface"`: a callback interface; generates `self.callbacks(&actor)` typed callers.
 //! * `name = "..."`: the manifest `type` (default: the import interface's name).
+//!
+//! Only what the named interfaces reach is generated. Methods are named after their WIT function through heck
+//! (`get-HTTP-status` → `get_http_status`); a Rust keyword becomes a raw identifier (`type` → `r#type`), and
+//! `self`, `super`, `crate` and `Self` take a trailing underscore (`self_`).
 //!
 //! On methods, `#[theater(...)]`: `name = "wit-name"` binds a differently named WIT function;
 //! `record(value = "full" | "digest" | "keyed-digest")` declares payload values and how the chain records them;

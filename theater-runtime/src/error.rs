@@ -18,6 +18,9 @@ pub enum ActorError {
     /// The actor is paused; calls wait until it resumes, or fail when asked not to wait.
     #[error("actor is paused")]
     Paused,
+    /// The actor's call queue is full (`limits.max_queued_calls`, the number given): the call was not queued.
+    #[error("actor is busy: {0} calls are already queued (limits.max_queued_calls)")]
+    Busy(u32),
     /// The actor has stopped or is stopping.
     #[error("actor stopped")]
     Stopped,

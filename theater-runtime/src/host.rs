@@ -24,6 +24,7 @@ use crate::actor::{ActorHandle, ActorId};
 use crate::chain::Chain;
 use crate::chain::log::{EncodeLater, PendingData};
 use crate::handler::Handler;
+use crate::record::bytes::Base64Bytes;
 use crate::record::{RecordMode, RecordParams, Recorded, Recorder, encode_call};
 use crate::store::ActorStore;
 
@@ -47,6 +48,8 @@ pub struct CallSpec {
 #[must_use = "a pending call is recorded by `host::finish`"]
 pub struct PendingCall<P> {
     spec: &'static CallSpec,
+    /// The epoch tick the call started at: its time is the host's, not the guest's.
+    tick: u64,
     /// `None` when the actor does not record its calls.
     params: Option<P>,
 }
@@ -60,12 +63,14 @@ pub fn begin<P: RecordParams + Send + 'static>(
 ) -> PendingCall<P> {
     PendingCall {
         spec,
+        tick: store.tick(),
         params: store.recorder.enabled.then(params),
     }
 }
 
 /// Records a call as one chain event of type `spec.event_type`, timestamped now, holding its parameters and a
-/// copy of `result`.
+/// copy of `result`. The time since [`begin`] was the host's: it does not count against the call's deadline
+/// (`limits.call_timeout_ms` bounds the guest's own run time).
 ///
 /// The values are encoded as the event's `data` ([`crate::record`]) and the event is hashed when the chain is
 /// sealed, off the guest's call path: the call itself only copies its values and appends them
@@ -75,6 +80,7 @@ where
     P: RecordParams + Send + 'static,
     R: Serialize + Clone + Send + 'static,
 {
+    store.credit_host_time(call.tick);
     let Some(params) = call.params else {
         return;
     };
@@ -111,6 +117,11 @@ where
             &self.result,
         )
     }
+
+    fn approx_size(&self, cap: usize) -> usize {
+        let params = self.params.approx_size(cap);
+        params + crate::record::size::approx_size(&self.result, cap.saturating_sub(params))
+    }
 }
 
 /// A call into the actor whose parameters are encoded and whose result is not yet known: the callbacks' way of
@@ -144,10 +155,12 @@ pub(crate) fn begin_encoded<P: RecordParams>(
     data.extend_from_slice(b"{\"params\":");
     let mut ser = serde_json::Serializer::new(&mut data);
     let mode = |name: &str| recorder.mode(event_type, payload, name);
-    let written = ser.serialize_map(None).and_then(|mut map| {
-        params.write_entries(names, &mode, recorder, &mut map)?;
-        map.end()
-    });
+    let written = Base64Bytes(&mut ser)
+        .serialize_map(None)
+        .and_then(|mut map| {
+            params.write_entries(names, &mode, recorder, &mut map)?;
+            map.end()
+        });
     if let Err(e) = written {
         data.truncate(b"{\"params\":".len());
         data.extend_from_slice(
@@ -173,15 +186,17 @@ pub(crate) fn finish_encoded<R: Serialize + ?Sized>(
         return;
     }
     let mode = recorder.mode(call.event_type, call.payload, "result");
-    if let Err(e) = serde_json::to_writer(&mut call.data, &Recorded::new(result, mode, recorder)) {
+    let recorded = Recorded::new(result, mode, recorder);
+    if let Err(e) = recorded.serialize(Base64Bytes(&mut serde_json::Serializer::new(
+        &mut call.data,
+    ))) {
         call.data
             .extend_from_slice(format!("{:?}", format!("cannot encode result: {e}")).as_bytes());
     }
     call.data.push(b'}');
-    store.shared.record_event(
-        Cow::Borrowed(call.event_type),
-        PendingData::Encoded(call.data),
-    );
+    store
+        .shared
+        .record_event(Cow::Borrowed(call.event_type), PendingData::Json(call.data));
 }
 
 /// The instance of handler `T` serving this actor.

@@ -23,6 +23,7 @@
 
 pub mod actor;
 pub mod chain;
+pub mod children;
 pub mod engine;
 pub mod error;
 pub mod exports;
@@ -37,6 +38,7 @@ mod wasi;
 
 pub use actor::{ActorExit, ActorHandle, ActorId, ActorStatus, BackgroundGuard};
 pub use chain::{Chain, ChainError, ChainEvent};
+pub use engine::CompiledComponent;
 pub use error::ActorError;
 pub use exports::{ExportResolver, ExportSpec};
 pub use handler::{ActorContext, Handler, ShutdownSignal};
@@ -44,7 +46,10 @@ pub use host::{CallSpec, HostCtx};
 pub use manifest::Manifest;
 pub use record::RecordMode;
 pub use registry::{HandlerConfig, HandlerRegistry};
-pub use runtime::{RuntimeConfig, RuntimeRef, SpawnError, SpawnOptions, TheaterRuntime};
+pub use runtime::{
+    DEFAULT_MAX_ACTORS, DEFAULT_MEMORY_RESERVATION, MAPPINGS_PER_ACTOR, RuntimeConfig, RuntimeRef,
+    SpawnError, SpawnOptions, TheaterRuntime,
+};
 pub use store::ActorStore;
 
 /// Re-exports used by code that `#[theater_handler]` generates, so handler crates need no direct dependency on

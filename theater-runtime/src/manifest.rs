@@ -8,7 +8,9 @@
 //!
 //! [limits]
 //! call_timeout_ms = 10000          # epoch deadline of one call into the actor (default 10 000)
-//! memory_bytes = 268435456         # linear memories and tables (default 256 MiB)
+//! memory_bytes = 268435456         # all linear memories and tables together (default 256 MiB)
+//! chain_memory_bytes = 1048576     # chain event data kept in memory; the rest on file (default 1 MiB)
+//! max_queued_calls = 1024          # calls waiting for the actor (default 1 024)
 //!
 //! [[handler]]
 //! type = "random"
@@ -27,19 +29,33 @@ use crate::record::RecordMode;
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
-    /// The deadline of one call into the actor, in ms (epoch interruption): a guest past it traps and the actor
-    /// fails. Default 10 000.
+    /// How long the guest's own code may run in one call into the actor (and in instantiation), in ms: time
+    /// spent waiting in host calls (a sleep, an HTTP request) does not count, since each handler bounds its own
+    /// waits. Enforced by epoch interruption at the engine's tick (10 ms): a guest past it traps and the actor
+    /// fails with [`ActorExit::TimedOut`](crate::ActorExit::TimedOut). Default 10 000.
     pub call_timeout_ms: u64,
-    /// The most bytes the actor's linear memories and tables may grow to. Default 256 MiB.
+    /// The most bytes the actor's linear memories and tables may grow to, **together** (every core instance's
+    /// memories and tables counted, tables at 8 bytes an element): a growth past it fails (`memory.grow` returns
+    /// -1; a trap if the guest aborts on it). Default 256 MiB.
     pub memory_bytes: u64,
+    /// Bytes of sealed chain-event data the actor's chain keeps in memory; past it the events are kept only on
+    /// file (the chain file, else an unlinked spool file in the runtime's data folder) and readers read them
+    /// back. Default 1 MiB.
+    pub chain_memory_bytes: u64,
+    /// Calls into the actor that may wait in its queue while it is busy; one more fails at once with
+    /// [`ActorError::Busy`](crate::ActorError::Busy). Default 1 024.
+    pub max_queued_calls: u32,
 }
 
 impl Default for Limits {
-    /// `call_timeout_ms = 10 000`, `memory_bytes = 256 MiB`.
+    /// `call_timeout_ms = 10 000`, `memory_bytes = 256 MiB`, `chain_memory_bytes = 1 MiB`,
+    /// `max_queued_calls = 1 024`.
     fn default() -> Self {
         Self {
             call_timeout_ms: 10_000,
             memory_bytes: 256 * 1024 * 1024,
+            chain_memory_bytes: 1024 * 1024,
+            max_queued_calls: 1024,
         }
     }
 }

@@ -6,35 +6,82 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
-use wasmtime::{Store, StoreLimitsBuilder};
+use tokio::sync::mpsc;
+use wasmtime::Store;
 
 use crate::actor::{ActorHandle, ActorId, ActorShared, ActorStatus, ActorTask, init_spec, lock};
-use crate::chain::log::Sealer;
-use crate::engine::TheaterEngine;
+use crate::chain::ChainWriter;
+use crate::chain::log::{ChainLog, Sealer, Storage};
+use crate::engine::{CompiledComponent, TheaterEngine};
 use crate::exports::{ExportResolver, ExportTable};
 use crate::handler::{ActorContext, Handler, ShutdownSignal};
 use crate::manifest::{Limits, Manifest};
 use crate::record::{RecordMode, Recorder};
 use crate::registry::{HandlerConfig, HandlerRegistry};
-use crate::store::ActorStore;
+use crate::store::{ActorLimiter, ActorStore};
 
 /// Runtime settings.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct RuntimeConfig {
     /// Runtime data (e.g. the store handler's default root). `None`: `$THEATER_HOME`, else the platform data
     /// folder's `theater/`.
     pub data_dir: Option<PathBuf>,
-    /// Use wasmtime's pooling instance allocator (faster spawns; avoids running out of `vm.max_map_count`
-    /// mappings with many thousands of actors).
+    /// Use wasmtime's pooling instance allocator with its default sizes (at most 1,000 component instances:
+    /// not for many actors). Default `false`: the on-demand allocator, which spawns within 100 µs here
+    /// (docs/performance.md) and holds [`MAPPINGS_PER_ACTOR`] kernel memory mappings per idle actor.
     pub pooling: bool,
+    /// The most actors that may run (or start) at once in this runtime, supervisors' children included: one more
+    /// spawn fails with [`SpawnError::Limit`]. A bound on spawn bombs (a manifest allowed to spawn itself).
+    /// Default [`DEFAULT_MAX_ACTORS`]. [`TheaterRuntime::new`] refuses a value the kernel's `vm.max_map_count`
+    /// or the address space could not hold (see [`memory_reservation`](Self::memory_reservation)).
+    pub max_actors: usize,
+    /// Virtual address space reserved for each linear memory, bytes. Default [`DEFAULT_MEMORY_RESERVATION`]
+    /// (4 GiB): a 32-bit memory then needs no bounds checks (guard pages catch out-of-bounds accesses), the
+    /// fastest guest code, but the 112 TiB of a process's address space (x86-64 Linux) left for them hold only
+    /// about 28,000 such memories. Lower it (e.g. 1 GiB) to run more actors: memories then carry explicit bounds checks and
+    /// move when they grow past it. wasmtime's `Config::memory_reservation`.
+    pub memory_reservation: u64,
+}
+
+/// [`RuntimeConfig::max_actors`]'s default: 10,000, which the kernel's default `vm.max_map_count` (65,530)
+/// holds at [`MAPPINGS_PER_ACTOR`] each, with room for the rest of the process.
+pub const DEFAULT_MAX_ACTORS: usize = 10_000;
+
+/// [`RuntimeConfig::memory_reservation`]'s default: 4 GiB.
+pub const DEFAULT_MEMORY_RESERVATION: u64 = 4 << 30;
+
+/// Kernel memory mappings (`/proc/self/maps` lines) an idle actor with one linear memory holds with the on-demand
+/// allocator: its fiber stack and the stack's guard page, its memory, the rest of the memory's reservation and
+/// the guard region before it (measured: `benches/many.rs`). Each further memory takes about three more.
+pub const MAPPINGS_PER_ACTOR: usize = 5;
+
+/// Mappings left for everything else in the process when checking `max_actors` against `vm.max_map_count`.
+const MAPPINGS_RESERVE: usize = 8_192;
+
+/// Address space a process may use (x86-64 Linux: 47 bits), of which actors' memories may take 7/8.
+const ADDRESS_SPACE: u64 = 1 << 47;
+
+/// The guard regions wasmtime puts around each linear memory (`Config::memory_guard_size`, before and after).
+const MEMORY_GUARDS: u64 = 2 * (32 << 20);
+
+impl Default for RuntimeConfig {
+    /// No data folder (the default one), the on-demand allocator, `max_actors = 10,000`, 4 GiB reserved per
+    /// linear memory.
+    fn default() -> Self {
+        Self {
+            data_dir: None,
+            pooling: false,
+            max_actors: DEFAULT_MAX_ACTORS,
+            memory_reservation: DEFAULT_MEMORY_RESERVATION,
+        }
+    }
 }
 
 /// What to spawn: a component, its handlers, its initial state and limits.
 #[derive(Clone)]
 pub struct SpawnOptions {
     name: String,
-    component: Vec<u8>,
+    component: ComponentSource,
     handlers: Vec<Arc<dyn Handler>>,
     init_state: Option<Vec<u8>>,
     limits: Limits,
@@ -44,14 +91,34 @@ pub struct SpawnOptions {
     id: Option<ActorId>,
     run_init: bool,
     registry: Option<HandlerRegistry>,
+    chain_file: Option<PathBuf>,
+}
+
+/// The component an actor runs: bytes, compiled (or found in the runtime's cache) at spawn, or a compilation.
+#[derive(Clone)]
+enum ComponentSource {
+    Bytes(Arc<[u8]>),
+    Compiled(Arc<CompiledComponent>),
 }
 
 impl SpawnOptions {
     /// An actor named `name` running `component` (the bytes of a `.wasm` component), with no handlers, no
-    /// initial state and default limits.
-    pub fn new(name: impl Into<String>, component: Vec<u8>) -> Self {
+    /// initial state and default limits. Each spawn hashes the bytes to find their compilation in the runtime's
+    /// cache; [`compiled`](Self::compiled) skips that.
+    pub fn new(name: impl Into<String>, component: impl Into<Arc<[u8]>>) -> Self {
+        Self::with_source(name.into(), ComponentSource::Bytes(component.into()))
+    }
+
+    /// An actor named `name` running a component already compiled by the same runtime
+    /// ([`TheaterRuntime::compile`]): what to spawn many actors of one component with. Otherwise as
+    /// [`new`](Self::new).
+    pub fn compiled(name: impl Into<String>, component: Arc<CompiledComponent>) -> Self {
+        Self::with_source(name.into(), ComponentSource::Compiled(component))
+    }
+
+    fn with_source(name: String, component: ComponentSource) -> Self {
         Self {
-            name: name.into(),
+            name,
             component,
             handlers: Vec::new(),
             init_state: None,
@@ -62,7 +129,17 @@ impl SpawnOptions {
             id: None,
             run_init: true,
             registry: None,
+            chain_file: None,
         }
+    }
+
+    /// Writes the actor's chain to this file as it is recorded (created, or truncated, at spawn): every sealed
+    /// event is handed to the OS within [`FLUSH_INTERVAL`](crate::chain::FLUSH_INTERVAL), so a crash
+    /// loses at most the last moments, and when the actor stops (however it stops, a failed `init` included) the
+    /// file gets its end record and is fsynced. The format is [`crate::chain::file`]'s.
+    pub fn chain_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.chain_file = Some(path.into());
+        self
     }
 
     /// The handlers granted (prototypes: each makes its own instance for this actor).
@@ -150,6 +227,17 @@ pub enum SpawnError {
     /// `init` returned an error or trapped.
     #[error("init failed: {0}")]
     Init(String),
+    /// A runtime-wide limit was reached; the message names the limit and its setting.
+    #[error("{0}")]
+    Limit(String),
+    /// The chain file could not be created.
+    #[error("chain file {}: {message}", path.display())]
+    ChainFile {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        message: String,
+    },
 }
 
 /// A handler serving one actor: the prototype, and the exact import / export names it is linked under.
@@ -194,20 +282,30 @@ struct Inner {
     engine: TheaterEngine,
     data_dir: PathBuf,
     hmac_key: Arc<[u8]>,
-    actors: Mutex<Vec<ActorHandle>>,
+    /// The listed actors by id: from the start of their spawn until their task has ended (it unlists them).
+    actors: Mutex<HashMap<ActorId, ActorHandle>>,
     services: Mutex<Vec<Service>>,
     /// Seals the actors' chains off their call paths.
     sealer: Sealer,
     /// Ids chosen with [`SpawnOptions::id`] by spawns that have not listed their actor yet. Locked after `actors`.
     reserved_ids: Mutex<std::collections::HashSet<ActorId>>,
+    /// [`RuntimeConfig::max_actors`].
+    max_actors: usize,
+    /// Spawns in progress that hold a place under `max_actors` (their actors are not listed yet).
+    spawning: std::sync::atomic::AtomicUsize,
 }
 
 impl TheaterRuntime {
     /// A runtime with `config`. Must be called inside a tokio runtime only for spawning, not for creation.
     ///
     /// # Errors
-    /// The wasmtime engine cannot be created.
+    /// The wasmtime engine cannot be created, or `max_actors` idle actors would not fit in the kernel's
+    /// `vm.max_map_count` (read from `/proc/sys/vm/max_map_count`; [`MAPPINGS_PER_ACTOR`] each) or in the address
+    /// space (`memory_reservation` and its guards each); the message names the settings to change.
     pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
+        if !config.pooling {
+            check_capacity(&config, max_map_count())?;
+        }
         let data_dir = config
             .data_dir
             .or_else(|| std::env::var_os("THEATER_HOME").map(PathBuf::from))
@@ -218,13 +316,15 @@ impl TheaterRuntime {
             .collect();
         Ok(Self {
             inner: Arc::new(Inner {
-                engine: TheaterEngine::new(config.pooling)?,
+                engine: TheaterEngine::new(config.pooling, config.memory_reservation)?,
                 data_dir,
                 hmac_key: key.into(),
                 actors: Mutex::default(),
                 services: Mutex::default(),
                 sealer: Sealer::new(),
                 reserved_ids: Mutex::default(),
+                max_actors: config.max_actors,
+                spawning: Default::default(),
             }),
         })
     }
@@ -357,10 +457,20 @@ impl TheaterRuntime {
     /// [`SpawnError::Component`] if [`SpawnOptions::id`] names an actor that runs, starts, or another spawn is
     /// starting.
     pub async fn spawn(&self, options: SpawnOptions) -> Result<ActorHandle, SpawnError> {
+        let place = self.take_place()?;
         let engine = &self.inner.engine;
-        let compiled = engine
-            .component(&options.component)
-            .map_err(|e| SpawnError::Component(format!("{e:#}")))?;
+        let compiled = match &options.component {
+            ComponentSource::Bytes(bytes) => self.compile(bytes)?,
+            ComponentSource::Compiled(compiled) => {
+                if !wasmtime::Engine::same(compiled.component.engine(), engine.engine()) {
+                    return Err(SpawnError::Component(
+                        "the component was compiled by another runtime (TheaterRuntime::compile)"
+                            .into(),
+                    ));
+                }
+                compiled.clone()
+            }
+        };
 
         // Activation: a handler serves the actor if the component imports its interface or exports its callbacks.
         let mut active: Vec<Active> = Vec::new();
@@ -411,11 +521,37 @@ impl TheaterRuntime {
             recorder.enabled = options.recording;
             recorder
         });
+        let file = options
+            .chain_file
+            .as_ref()
+            .map(|path| {
+                ChainWriter::create(path).map_err(|e| SpawnError::ChainFile {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })
+            })
+            .transpose()?;
+        let durable = file.is_some();
+        let storage = Storage {
+            file,
+            memory_limit: Some(
+                usize::try_from(options.limits.chain_memory_bytes).unwrap_or(usize::MAX),
+            ),
+            spool_dir: Some(self.inner.data_dir.join("spool")),
+        };
+        let chain = Arc::new(ChainLog::with_storage(
+            recorder.clone(),
+            Some(self.inner.sealer.clone()),
+            storage,
+        ));
+        if durable {
+            self.inner.sealer.keep_flushed(&chain);
+        }
         let shared = Arc::new(ActorShared::new(
             id.clone(),
             options.name.clone(),
-            recorder.clone(),
-            Some(self.inner.sealer.clone()),
+            chain,
+            options.limits.max_queued_calls,
         ));
         shared.set_state(options.init_state.clone());
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
@@ -450,10 +586,7 @@ impl TheaterRuntime {
             by_type.push(((*any).type_id(), any));
             instances.push(instance);
         }
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(usize::try_from(options.limits.memory_bytes).unwrap_or(usize::MAX))
-            .table_elements(usize::try_from(options.limits.memory_bytes / 8).unwrap_or(usize::MAX))
-            .build();
+        let limits = ActorLimiter::new(options.limits.memory_bytes);
         let data = ActorStore {
             shared: shared.clone(),
             handle: handle.clone(),
@@ -464,17 +597,33 @@ impl TheaterRuntime {
             table: wasmtime::component::ResourceTable::new(),
             limits,
             call_timeout: Duration::from_millis(options.limits.call_timeout_ms),
-            call_deadline: None,
+            ticks: engine.ticks(),
+            call_start: None,
+            host_ticks: 0,
             deadline_hit: false,
         };
         let mut store = Store::new(engine.engine(), data);
         store.limiter(|d| &mut d.limits);
         store.epoch_deadline_callback(|mut ctx| ctx.data_mut().on_epoch());
         store.set_epoch_deadline(1);
-        let instance = pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| SpawnError::Instantiate(format!("{e:#}")))?;
+        // Instantiation runs guest code (core `start` functions): it has the same deadline as a call.
+        store.data_mut().begin_call();
+        store.set_epoch_deadline(1);
+        let instantiated = pre.instantiate_async(&mut store).await;
+        let timed_out = store.data_mut().end_call();
+        let instance = instantiated.map_err(|e| {
+            if let Some(limit) = out_of_memory(lock(&self.inner.actors).len(), &e) {
+                return limit;
+            }
+            SpawnError::Instantiate(if timed_out {
+                format!(
+                    "instantiation exceeded its deadline of {} ms of guest run time (limits.call_timeout_ms)",
+                    options.limits.call_timeout_ms
+                )
+            } else {
+                format!("{e:#}")
+            })
+        })?;
         for ((handler, _, export), instance_obj) in active.iter().zip(&instances) {
             let mut resolver = ExportResolver {
                 store: &mut store,
@@ -514,29 +663,69 @@ impl TheaterRuntime {
             instances,
             has_init,
         };
-        let (ready_tx, ready_rx) = oneshot::channel();
-        tokio::spawn(task.run(ready_tx));
-        // From here the actor runs on its own task. If this future is dropped before `init` returns (the caller
-        // was itself stopped), nobody would hold the handle: the guard stops the actor instead.
-        let orphan = StopOnDrop(Some(handle.clone()));
-        // Listed while it starts, so `list`, `get` and `shutdown` see it (status `Starting`).
-        {
-            let mut actors = lock(&self.inner.actors);
-            actors.retain(|a| a.status() != ActorStatus::Stopped);
-            actors.push(handle.clone());
-        }
-        drop(reservation);
-        match ready_rx.await {
-            Ok(Ok(())) => {}
-            Ok(Err(message)) => return Err(SpawnError::Init(message)),
-            Err(_) => {
-                return Err(SpawnError::Init(
-                    "the actor task ended before init returned".into(),
-                ));
+        // Only the id and the identity: the actor's task holds no handle of its own (nor its command sender).
+        let (runtime, listed) = (Arc::downgrade(&self.inner), Arc::downgrade(&shared));
+        let unlist_id = id.clone();
+        let unlist = move || {
+            if let Some(runtime) = runtime.upgrade() {
+                let mut actors = lock(&runtime.actors);
+                // Not a later incarnation listed under the same id.
+                if actors
+                    .get(&unlist_id)
+                    .is_some_and(|a| std::ptr::eq(Arc::as_ptr(&a.shared), listed.as_ptr()))
+                {
+                    actors.remove(&unlist_id);
+                }
             }
-        }
-        orphan.disarm();
+        };
+        // `init` runs in this task: a spawn from outside the runtime's workers (a `#[tokio::main]` body) then
+        // wakes no worker and waits for none. Dropped during `init` (the caller was itself stopped), `starting`
+        // stops the actor.
+        let mut starting = task.starting(unlist);
+        // Listed while it starts, so `list`, `get` and `shutdown` see it (status `Starting`).
+        lock(&self.inner.actors).insert(id.clone(), handle.clone());
+        drop(place);
+        drop(reservation);
+        let init = starting.init().await;
+        starting.launch();
+        init.map_err(SpawnError::Init)?;
         Ok(handle)
+    }
+
+    /// Compiles `bytes` (a `.wasm` component) with this runtime's engine, or returns the cached compilation of the
+    /// same bytes (keyed by their SHA-256), for [`SpawnOptions::compiled`].
+    ///
+    /// # Errors
+    /// [`SpawnError::Component`]: the bytes are not a valid component.
+    pub fn compile(&self, bytes: &[u8]) -> Result<Arc<CompiledComponent>, SpawnError> {
+        self.inner
+            .engine
+            .component(bytes)
+            .map_err(|e| SpawnError::Component(format!("{e:#}")))
+    }
+
+    /// A place under [`RuntimeConfig::max_actors`] for a spawn, held until its actor is listed.
+    ///
+    /// # Errors
+    /// [`SpawnError::Limit`] when `max_actors` actors run, start or are being spawned.
+    fn take_place(&self) -> Result<SpawnPlace, SpawnError> {
+        use std::sync::atomic::Ordering;
+        let mut actors = lock(&self.inner.actors);
+        let spawning = self.inner.spawning.load(Ordering::Acquire);
+        if actors.len() + spawning >= self.inner.max_actors {
+            // Stopped actors whose tasks have not unlisted them yet hold no place.
+            actors.retain(|_, a| a.status() != ActorStatus::Stopped);
+        }
+        if actors.len() + spawning >= self.inner.max_actors {
+            return Err(SpawnError::Limit(format!(
+                "the runtime already runs {} actors (max_actors = {}): stop one, or raise \
+                 RuntimeConfig::max_actors / --max-actors",
+                actors.len() + spawning,
+                self.inner.max_actors
+            )));
+        }
+        self.inner.spawning.fetch_add(1, Ordering::AcqRel);
+        Ok(SpawnPlace(self.inner.clone()))
     }
 
     /// Reserves `id` for an actor being spawned, until the returned guard drops.
@@ -547,8 +736,8 @@ impl TheaterRuntime {
         let actors = lock(&self.inner.actors);
         let mut reserved = lock(&self.inner.reserved_ids);
         let listed = actors
-            .iter()
-            .any(|a| a.id() == id && a.status() != ActorStatus::Stopped);
+            .get(id)
+            .is_some_and(|a| a.status() != ActorStatus::Stopped);
         if listed || !reserved.insert(id.clone()) {
             return Err(SpawnError::Component(format!(
                 "actor {id} is already running"
@@ -560,10 +749,10 @@ impl TheaterRuntime {
         })
     }
 
-    /// The actors that have not stopped.
+    /// The actors that have not stopped, in no particular order.
     pub fn list(&self) -> Vec<ActorHandle> {
         lock(&self.inner.actors)
-            .iter()
+            .values()
             .filter(|a| a.status() != ActorStatus::Stopped)
             .cloned()
             .collect()
@@ -571,7 +760,10 @@ impl TheaterRuntime {
 
     /// The actor with `id`, if it is known and has not stopped.
     pub fn get(&self, id: &ActorId) -> Option<ActorHandle> {
-        self.list().into_iter().find(|a| a.id() == id)
+        lock(&self.inner.actors)
+            .get(id)
+            .filter(|a| a.status() != ActorStatus::Stopped)
+            .cloned()
     }
 
     /// Stops the actor with `id` gracefully; `false` if there is no such running actor.
@@ -589,6 +781,74 @@ impl TheaterRuntime {
     }
 }
 
+/// The kernel's `vm.max_map_count`, where there is one (Linux).
+fn max_map_count() -> Option<usize> {
+    std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+}
+
+/// Whether `config.max_actors` idle actors fit in `max_map_count` mappings and in the address space.
+fn check_capacity(config: &RuntimeConfig, max_map_count: Option<usize>) -> anyhow::Result<()> {
+    let actors = config.max_actors;
+    if let Some(limit) = max_map_count {
+        let needed = actors
+            .saturating_mul(MAPPINGS_PER_ACTOR)
+            .saturating_add(MAPPINGS_RESERVE);
+        if needed > limit {
+            let enough = needed.next_power_of_two();
+            anyhow::bail!(
+                "max_actors = {actors} needs about {needed} kernel memory mappings ({MAPPINGS_PER_ACTOR} per actor), \
+                 but vm.max_map_count is {limit}: raise it (sysctl -w vm.max_map_count={enough}) or lower \
+                 max_actors (RuntimeConfig::max_actors, --max-actors)"
+            );
+        }
+    }
+    let per_actor = config.memory_reservation.saturating_add(MEMORY_GUARDS);
+    let usable = ADDRESS_SPACE / 8 * 7;
+    if (actors as u64).saturating_mul(per_actor) > usable {
+        let fits = usable / per_actor;
+        anyhow::bail!(
+            "max_actors = {actors} with memory_reservation = {} MiB needs {} TiB of address space, more than the \
+             {} TiB a process has for them: at most {fits} actors fit; lower memory_reservation \
+             (RuntimeConfig::memory_reservation, --memory-reservation-mib) or max_actors",
+            config.memory_reservation >> 20,
+            (actors as u64).saturating_mul(per_actor) >> 40,
+            usable >> 40
+        );
+    }
+    Ok(())
+}
+
+/// The error for an instantiation the kernel refused memory for (`ENOMEM`), naming the limits behind it.
+fn out_of_memory(running: usize, e: &wasmtime::Error) -> Option<SpawnError> {
+    let enomem = e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.raw_os_error() == Some(12))
+    }) || format!("{e:#}").contains("Cannot allocate memory");
+    enomem.then(|| {
+        let maps = max_map_count().map_or_else(|| "unknown".to_owned(), |n| n.to_string());
+        SpawnError::Limit(format!(
+            "instantiating the component: the kernel refused memory ({e:#}) with {running} actors running: each \
+             holds about {MAPPINGS_PER_ACTOR} memory mappings (vm.max_map_count = {maps}) and its memories' \
+             reservation (RuntimeConfig::memory_reservation); raise vm.max_map_count, or lower max_actors or \
+             memory_reservation"
+        ))
+    })
+}
+
+/// A spawn's place under [`RuntimeConfig::max_actors`]; dropping it gives the place back.
+struct SpawnPlace(Arc<Inner>);
+
+impl Drop for SpawnPlace {
+    fn drop(&mut self) {
+        self.0
+            .spawning
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 /// An actor id reserved by a spawn in progress (see [`TheaterRuntime::spawn`]); dropping it releases the id.
 struct IdReservation {
     runtime: Arc<Inner>,
@@ -602,19 +862,39 @@ impl Drop for IdReservation {
 }
 
 /// Terminates an actor whose spawn was abandoned before it returned the handle (see [`TheaterRuntime::spawn`]).
-struct StopOnDrop(Option<ActorHandle>);
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl StopOnDrop {
-    /// The spawn returned the handle: the caller owns the actor now.
-    fn disarm(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        if let Some(actor) = self.0.take() {
-            actor.terminate_detached();
+    fn config(max_actors: usize, memory_reservation: u64) -> RuntimeConfig {
+        RuntimeConfig {
+            max_actors,
+            memory_reservation,
+            ..Default::default()
         }
+    }
+
+    #[test]
+    fn the_default_fits_the_kernels_default_mapping_limit() {
+        check_capacity(&RuntimeConfig::default(), Some(65_530)).unwrap();
+    }
+
+    #[test]
+    fn max_actors_past_the_mapping_limit_is_refused_naming_the_sysctl() {
+        let err = check_capacity(&config(50_000, 1 << 30), Some(65_530)).unwrap_err();
+        let err = err.to_string();
+        assert!(err.contains("vm.max_map_count is 65530"), "{err}");
+        assert!(err.contains("sysctl -w vm.max_map_count=262144"), "{err}");
+        check_capacity(&config(50_000, 1 << 30), Some(262_144)).unwrap();
+    }
+
+    #[test]
+    fn max_actors_past_the_address_space_is_refused_naming_memory_reservation() {
+        let err = check_capacity(&config(50_000, DEFAULT_MEMORY_RESERVATION), Some(1 << 20))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lower memory_reservation"), "{err}");
+        assert!(err.contains("at most 28230 actors fit"), "{err}");
+        check_capacity(&config(28_000, DEFAULT_MEMORY_RESERVATION), None).unwrap();
     }
 }

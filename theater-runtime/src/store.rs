@@ -2,15 +2,16 @@
 
 use std::any::{Any, TypeId};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::actor::{ActorHandle, ActorId, ActorShared};
 use crate::chain::Chain;
 use crate::chain::log::PendingData;
+use crate::engine::EPOCH_TICK;
 use crate::exports::ExportTable;
 use crate::handler::Handler;
 use crate::record::Recorder;
@@ -26,11 +27,15 @@ pub struct ActorStore {
     pub(crate) exports: ExportTable,
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
-    pub(crate) limits: StoreLimits,
-    /// `limits.call_timeout_ms`: the deadline of one call into the actor.
+    pub(crate) limits: ActorLimiter,
+    /// `limits.call_timeout_ms`: how long the guest's own code may run in one call.
     pub(crate) call_timeout: Duration,
-    /// When the current call into the actor must end, if one is running.
-    pub(crate) call_deadline: Option<Instant>,
+    /// The engine's epoch tick counter.
+    pub(crate) ticks: Arc<AtomicU64>,
+    /// The tick at which the current call into the actor (or instantiation) started, if one is running.
+    pub(crate) call_start: Option<u64>,
+    /// Ticks the current call has spent in host calls (not counted against its deadline).
+    pub(crate) host_ticks: u64,
     /// Whether the current call was interrupted by its deadline.
     pub(crate) deadline_hit: bool,
 }
@@ -97,31 +102,133 @@ impl ActorStore {
 }
 
 impl ActorStore {
-    /// Marks the start of a call into the actor at `now`: its deadline is `now + call_timeout`.
-    pub(crate) fn begin_call(&mut self, now: Instant) {
-        self.call_deadline = Some(now + self.call_timeout);
+    /// The current epoch tick.
+    pub(crate) fn tick(&self) -> u64 {
+        self.ticks.load(Ordering::Relaxed)
+    }
+
+    /// Marks the start of a call into the actor (or of instantiation): from now on the guest's own run time
+    /// counts against `call_timeout`.
+    pub(crate) fn begin_call(&mut self) {
+        self.call_start = Some(self.tick());
+        self.host_ticks = 0;
         self.deadline_hit = false;
     }
 
     /// Marks the end of a call; returns whether its deadline interrupted it.
     pub(crate) fn end_call(&mut self) -> bool {
-        self.call_deadline = None;
+        self.call_start = None;
         std::mem::take(&mut self.deadline_hit)
     }
 
+    /// A host call that started at tick `started` returned: its ticks are not the guest's.
+    pub(crate) fn credit_host_time(&mut self, started: u64) {
+        self.host_ticks += self.tick().saturating_sub(started);
+    }
+
     /// The epoch-deadline callback: yield to the executor on every tick (so a busy guest never blocks its
-    /// thread and a terminate can drop the call), and trap once the call's deadline has passed.
+    /// thread and a terminate can drop the call), and trap once the guest's own run time in the current call
+    /// (the ticks since it started, less those spent in host calls) reaches `call_timeout`.
     pub(crate) fn on_epoch(&mut self) -> wasmtime::Result<wasmtime::UpdateDeadline> {
-        match self.call_deadline {
-            Some(deadline) if Instant::now() >= deadline => {
+        if let Some(start) = self.call_start {
+            let guest = self
+                .tick()
+                .saturating_sub(start)
+                .saturating_sub(self.host_ticks);
+            let budget = self
+                .call_timeout
+                .as_millis()
+                .div_ceil(EPOCH_TICK.as_millis().max(1));
+            if u128::from(guest) >= budget {
                 self.deadline_hit = true;
-                Err(wasmtime::format_err!(
-                    "call exceeded its deadline of {} ms",
+                return Err(wasmtime::format_err!(
+                    "call exceeded its deadline of {} ms of guest run time (limits.call_timeout_ms)",
                     self.call_timeout.as_millis()
-                ))
+                ));
             }
-            _ => Ok(wasmtime::UpdateDeadline::Yield(1)),
         }
+        Ok(wasmtime::UpdateDeadline::Yield(1))
+    }
+}
+
+/// The actor's memory limit: every linear memory and table of every core instance of the component, counted
+/// together against one budget (`limits.memory_bytes`; a table element counts 8 bytes). wasmtime's own
+/// `StoreLimits` bounds each memory separately, so a component with N memories would get N times the limit.
+#[derive(Debug)]
+pub struct ActorLimiter {
+    /// The budget, in bytes.
+    limit: u64,
+    /// Bytes granted so far.
+    used: u64,
+    /// The last grant, taken back if the growth then fails.
+    last: u64,
+}
+
+/// Bytes a table element counts against [`ActorLimiter`]'s budget.
+const TABLE_ELEMENT_BYTES: u64 = 8;
+
+impl ActorLimiter {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: u64) -> Self {
+        Self {
+            limit,
+            used: 0,
+            last: 0,
+        }
+    }
+
+    /// Bytes of memories and tables in use.
+    pub fn used(&self) -> u64 {
+        self.used
+    }
+
+    fn grow(&mut self, bytes: u64) -> bool {
+        match self.used.checked_add(bytes) {
+            Some(total) if total <= self.limit => {
+                self.used = total;
+                self.last = bytes;
+                true
+            }
+            _ => {
+                self.last = 0;
+                false
+            }
+        }
+    }
+
+    fn undo(&mut self) {
+        self.used -= std::mem::take(&mut self.last);
+    }
+}
+
+impl wasmtime::ResourceLimiter for ActorLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(self.grow(desired.saturating_sub(current) as u64))
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.undo();
+        Ok(())
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let elements = desired.saturating_sub(current) as u64;
+        Ok(self.grow(elements.saturating_mul(TABLE_ELEMENT_BYTES)))
+    }
+
+    fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.undo();
+        Ok(())
     }
 }
 

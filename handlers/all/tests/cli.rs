@@ -18,6 +18,18 @@ fn text(out: &Output) -> String {
     )
 }
 
+/// `theater run MANIFEST --chain-out CHAIN --data-dir DATA`.
+fn run_with_chain(manifest: &Path, chain: &Path, data: &Path) -> Output {
+    theater(&[
+        "run",
+        manifest.to_str().unwrap(),
+        "--chain-out",
+        chain.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ])
+}
+
 fn demo_manifest() -> PathBuf {
     // Ensures the guests are built (theater-tests' build script) before the manifest is used.
     assert!(Path::new(theater_tests::guests::DEMO).exists());
@@ -29,14 +41,7 @@ fn run_demo_prints_log_and_a_verified_chain_then_verify_and_show_read_it() {
     let dir = tempfile::tempdir().unwrap();
     let chain = dir.path().join("demo.chain.jsonl");
     let data = dir.path().join("data");
-    let out = theater(&[
-        "run",
-        demo_manifest().to_str().unwrap(),
-        "--chain-out",
-        chain.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-    ]);
+    let out = run_with_chain(&demo_manifest(), &chain, &data);
     let all = text(&out);
     assert!(out.status.success(), "{all}");
     assert!(all.contains("hello from the demo actor"), "{all}");
@@ -46,9 +51,10 @@ fn run_demo_prints_log_and_a_verified_chain_then_verify_and_show_read_it() {
 
     let out = theater(&["chain", "verify", chain.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
-    let events = std::fs::read_to_string(&chain).unwrap().lines().count();
+    // The header and the end record around the events.
+    let events = std::fs::read_to_string(&chain).unwrap().lines().count() - 2;
     assert!(
-        text(&out).contains(&format!("ok, {events} events")),
+        text(&out).contains(&format!("ok, closed, {events} events")),
         "{}",
         text(&out)
     );
@@ -71,28 +77,168 @@ fn run_demo_prints_log_and_a_verified_chain_then_verify_and_show_read_it() {
 fn chain_verify_rejects_one_changed_byte_and_names_the_event() {
     let dir = tempfile::tempdir().unwrap();
     let chain = dir.path().join("demo.chain.jsonl");
-    let out = theater(&[
-        "run",
-        demo_manifest().to_str().unwrap(),
-        "--chain-out",
-        chain.to_str().unwrap(),
-        "--data-dir",
-        dir.path().to_str().unwrap(),
-    ]);
+    let out = run_with_chain(&demo_manifest(), &chain, dir.path());
     assert!(out.status.success(), "{}", text(&out));
-    // Change one byte of the second event's timestamp (a digit), which its hash covers.
+    // Change one byte of the second event's timestamp (a digit; line 3, after the header), which its hash covers.
     let original = std::fs::read_to_string(&chain).unwrap();
     let mut lines: Vec<String> = original.lines().map(str::to_owned).collect();
-    let at = lines[1].find("\"timestamp\":").unwrap() + "\"timestamp\":".len() + 3;
-    let mut bytes = lines[1].clone().into_bytes();
+    let at = lines[2].find("\"timestamp\":").unwrap() + "\"timestamp\":".len() + 3;
+    let mut bytes = lines[2].clone().into_bytes();
     bytes[at] = if bytes[at] == b'1' { b'2' } else { b'1' };
-    lines[1] = String::from_utf8(bytes).unwrap();
+    lines[2] = String::from_utf8(bytes).unwrap();
     std::fs::write(&chain, lines.join("\n") + "\n").unwrap();
 
     let out = theater(&["chain", "verify", chain.to_str().unwrap()]);
     assert!(!out.status.success());
     let msg = text(&out);
-    assert!(msg.contains("chain event 1 (line 2"), "{msg}");
+    assert!(msg.contains("chain event 1 (file line 3"), "{msg}");
+}
+
+/// Writes a manifest for a test guest into `dir`.
+fn manifest(dir: &Path, name: &str, component: &str, init_state: &str, handlers: &str) -> PathBuf {
+    let state = dir.join(format!("{name}.state"));
+    std::fs::write(&state, init_state).unwrap();
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "name = {name:?}\ncomponent = {component:?}\ninit_state = {:?}\n{handlers}",
+            state.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn a_failed_init_still_leaves_a_closed_verified_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = dir.path().join("c.jsonl");
+    let m = manifest(
+        dir.path(),
+        "child",
+        theater_tests::guests::SUPERVISOR_CHILD,
+        "fail-init",
+        "[[handler]]\ntype = \"runtime\"\n",
+    );
+    let out = run_with_chain(&m, &chain, dir.path());
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("init refused"), "{}", text(&out));
+    let out = theater(&["chain", "verify", chain.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("ok, closed, 1 events"),
+        "{}",
+        text(&out)
+    );
+    let shown = text(&theater(&["chain", "show", chain.to_str().unwrap()]));
+    assert!(
+        shown.contains("theater:simple/actor/init") && shown.contains("init refused"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn verify_tells_a_cut_or_empty_file_from_a_closed_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = dir.path().join("demo.chain.jsonl");
+    let out = run_with_chain(&demo_manifest(), &chain, dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let full = std::fs::read_to_string(&chain).unwrap();
+    // `head -n 3`: the header and two events.
+    let head3: String = full.split_inclusive('\n').take(3).collect();
+    let cut = dir.path().join("cut.jsonl");
+    std::fs::write(&cut, &head3).unwrap();
+    let out = theater(&["chain", "verify", cut.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("CUT: 2 events verify"),
+        "{}",
+        text(&out)
+    );
+    // Cut in the middle of a line: the complete lines verify, the partial one is named.
+    std::fs::write(&cut, &full[..head3.len() + 30]).unwrap();
+    let out = theater(&["chain", "verify", cut.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("line 4 is incomplete"),
+        "{}",
+        text(&out)
+    );
+    // Empty.
+    std::fs::write(&cut, "").unwrap();
+    let out = theater(&["chain", "verify", cut.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("CUT: 0 events"), "{}", text(&out));
+    // A line that is not UTF-8 is named.
+    let mut bad = full.clone().into_bytes();
+    let second = head3.find('\n').unwrap() + 10;
+    bad[second] = 0xff;
+    std::fs::write(&cut, bad).unwrap();
+    let out = theater(&["chain", "verify", cut.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("chain line 2: not UTF-8"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn after_kill_9_the_chain_file_holds_the_events_recorded_before_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = dir.path().join("c.jsonl");
+    let files = dir.path().join("files");
+    std::fs::create_dir(&files).unwrap();
+    // 200 host calls, then a long sleep during which the process is killed.
+    let script = format!("run:{}sleep:60000", "now;".repeat(200));
+    let m = manifest(
+        dir.path(),
+        "local",
+        theater_tests::guests::LOCAL,
+        &script,
+        &format!(
+            "[[handler]]\ntype = \"timing\"\n[[handler]]\ntype = \"environment\"\n\
+             [[handler]]\ntype = \"store\"\n[[handler]]\ntype = \"filesystem\"\npath = {:?}\n",
+            files.to_str().unwrap()
+        ),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_theater"))
+        .args(["run", m.to_str().unwrap(), "--chain-out"])
+        .arg(&chain)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The 200 events reach the file while the actor still runs (flushed within 50 ms of being recorded), with
+    // the sleep's call still open.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let lines = std::fs::read_to_string(&chain)
+            .map(|t| t.matches("theater:simple/timing/now").count())
+            .unwrap_or(0);
+        if lines == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {lines} events on file"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let read = theater_runtime::Chain::open(&chain).unwrap();
+    read.chain.verify().unwrap();
+    assert_eq!(read.chain.len(), 200);
+    assert!(matches!(
+        read.ending,
+        theater_runtime::chain::Ending::Cut { .. }
+    ));
+    let out = theater(&["chain", "verify", chain.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
 
 #[test]
@@ -126,4 +272,55 @@ fn run_rejects_a_bad_handler_field_naming_it() {
     assert!(!out.status.success());
     let msg = text(&out);
     assert!(msg.contains("sed") && msg.contains("random"), "{msg}");
+}
+
+/// `kill -9` of `theater run`: the processes its actor started die with it (`PR_SET_PDEATHSIG`), rather than
+/// running on under init.
+#[cfg(target_os = "linux")]
+#[test]
+fn after_kill_9_the_processes_its_actors_started_die_too() {
+    use theater_tests::support::running;
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("pid");
+    let script = format!(
+        "run:spawn:sh|-c|echo $$ > {0}.tmp && mv {0}.tmp {0} && exec sleep 300",
+        pid_file.display()
+    );
+    let m = manifest(
+        dir.path(),
+        "process",
+        theater_tests::guests::PROCESS_ACTOR,
+        &script,
+        "[[handler]]\ntype = \"process\"\nallowed_programs = [\"sh\"]\n",
+    );
+    let mut theater = Command::new(env!("CARGO_BIN_EXE_theater"))
+        .args(["run", m.to_str().unwrap(), "--data-dir"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let pid: u32 = loop {
+        if let Ok(text) = std::fs::read_to_string(&pid_file) {
+            break text.trim().parse().unwrap();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the process never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(running(pid), "the actor's process runs");
+    theater.kill().unwrap(); // SIGKILL
+    theater.wait().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while running(pid) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let survived = running(pid);
+    if survived {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    }
+    assert!(!survived, "process {pid} outlived theater");
 }

@@ -1,9 +1,24 @@
-//! Running allow-listed commands in the actor's root: only `PATH` in the environment, killed on timeout, output
-//! bounded per stream.
+//! Running allow-listed commands in the actor's root: only `PATH` in the environment, each command in its own
+//! process group, output read as it is written and bounded per stream.
+//!
+//! * **Program match**: a program is allowed when it resolves to the same *path* as an `allowed_commands` entry;
+//!   the directory part is canonicalized but not the file itself, so a symlinked multi-call binary (`/bin/ls` →
+//!   `busybox`) keeps its name and allowing one applet does not allow the others (as the process handler does).
+//! * **Process group**: the command leads a new process group. The whole group is killed with SIGKILL when the
+//!   command exits (so background jobs it started, `sleep 300 &`, do not outlive it), on `command_timeout_ms`,
+//!   as soon as a stream passes `max_output_bytes`, when the actor begins to stop, and when the call is dropped
+//!   (the actor was terminated). The command also leads a session of its own and is a child subreaper, and what
+//!   it left in another group or session (`setsid sleep 300 &`) is killed once it has exited
+//!   ([`theater_runtime::children`]).
+//! * **Output**: stdout and stderr are read while the command runs; past `max_output_bytes` on either stream the
+//!   group is killed and the call gives `command-result.error`, so host memory stays about `2 × max_output_bytes`.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Child;
 
 /// How a command ended, before it becomes the WIT `command-result`.
 #[derive(Debug, PartialEq, Eq)]
@@ -14,42 +29,64 @@ pub enum Outcome {
         stderr: String,
         exit_code: i32,
     },
-    /// It could not run to completion.
+    /// It could not run to completion: it could not start, passed a limit, or the actor began to stop.
     Error(String),
 }
 
-/// The program `name` resolves to: an absolute path as is, a bare name on the host `PATH`.
-pub fn resolve_program(name: &str) -> Option<PathBuf> {
-    let path = Path::new(name);
-    if path.is_absolute() {
-        return path.is_file().then(|| path.to_owned());
-    }
-    if name.contains('/') {
-        return None;
-    }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
+/// The bounds of one command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The command's group is killed after this long (`command_timeout_ms`).
+    pub timeout: Duration,
+    /// Largest stdout, and largest stderr, in bytes (`max_output_bytes`).
+    pub max_output: u64,
 }
 
-/// Whether `program` is one of `allowed` (both resolved, so `sh` and `/bin/sh` agree).
+/// The path `name` runs as: an absolute path as given, a bare name looked up on the host `PATH`; `None` for
+/// relative paths (`./x`, `a/b`), empty names and programs that are not files. The directory part is
+/// canonicalized but not the file itself, so a symlink keeps its own name (see the module docs).
+///
+/// Touches the file system: call it from a blocking task.
+pub fn resolve_program(name: &str) -> Option<PathBuf> {
+    let given = Path::new(name);
+    let found = if given.is_absolute() {
+        given.to_owned()
+    } else if name.is_empty() || name.contains('/') {
+        return None;
+    } else {
+        std::env::split_paths(&std::env::var_os("PATH")?)
+            .filter(|dir| dir.is_absolute())
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())?
+    };
+    if !found.is_file() {
+        return None;
+    }
+    let dir = found.parent()?.canonicalize().ok()?;
+    Some(dir.join(found.file_name()?))
+}
+
+/// The path `program` runs as, if it resolves ([`resolve_program`]) to the same path as an entry of `allowed`
+/// (so `sh` and `/bin/sh` agree, but a link to `sh` under another name does not).
+///
+/// Touches the file system: call it from a blocking task.
 pub fn is_allowed(program: &str, allowed: &[String]) -> Option<PathBuf> {
     let resolved = resolve_program(program)?;
-    let canonical = resolved.canonicalize().ok()?;
     allowed
         .iter()
-        .filter_map(|a| resolve_program(a)?.canonicalize().ok())
-        .any(|a| a == canonical)
+        .filter_map(|a| resolve_program(a))
+        .any(|a| a == resolved)
         .then_some(resolved)
 }
 
-/// Runs `program args` in `cwd` with only `PATH` set.
+/// Runs `program args` in `cwd` with only `PATH` set, in its own process group, within `limits`; gives up
+/// (killing the group) when `stop` completes first.
 pub async fn run(
     program: &Path,
     args: &[String],
     cwd: &Path,
-    timeout: Duration,
-    max_output: u64,
+    limits: Limits,
+    stop: impl Future<Output = ()>,
 ) -> Outcome {
     let mut command = tokio::process::Command::new(program);
     command
@@ -61,23 +98,43 @@ pub async fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let child = match command.spawn() {
+    theater_runtime::children::contain(&mut command);
+    let mut child = match theater_runtime::children::spawn(|| command.spawn(), Child::id) {
         Ok(child) => child,
         Err(e) => return Outcome::Error(format!("cannot start {}: {e}", program.display())),
     };
-    let output = match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Err(_) => return Outcome::Error("timed out".to_owned()),
-        Ok(Err(e)) => return Outcome::Error(format!("waiting for {}: {e}", program.display())),
-        Ok(Ok(output)) => output,
+    let os_pid = child.id();
+    let group = Group::of(&child);
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return Outcome::Error("the command's pipes are missing".to_owned());
     };
-    if output.stdout.len() as u64 > max_output || output.stderr.len() as u64 > max_output {
-        return Outcome::Error("output exceeds max_output_bytes".to_owned());
-    }
-    let exit_code = output.status.code().unwrap_or_else(|| {
+    let ended = tokio::select! {
+        collected = collect(&mut child, &group, stdout, stderr, limits.max_output) => collected,
+        () = tokio::time::sleep(limits.timeout) => Err(format!(
+            "timed out after {} ms (command_timeout_ms); the command was killed",
+            limits.timeout.as_millis()
+        )),
+        () = stop => Err("the actor is stopping; the command was killed".to_owned()),
+    };
+    let (status, stdout, stderr) = match ended {
+        Ok(output) => {
+            group.disarm();
+            output
+        }
+        Err(message) => {
+            drop(group);
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            reaped(os_pid).await;
+            return Outcome::Error(message);
+        }
+    };
+    reaped(os_pid).await;
+    let exit_code = status.code().unwrap_or_else(|| {
         #[cfg(unix)]
         {
             use std::os::unix::process::ExitStatusExt;
-            -output.status.signal().unwrap_or(0)
+            -status.signal().unwrap_or(0)
         }
         #[cfg(not(unix))]
         {
@@ -85,9 +142,115 @@ pub async fn run(
         }
     });
     Outcome::Success {
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
         exit_code,
+    }
+}
+
+/// After the command is reaped: what it left in another group or session is killed and reaped.
+async fn reaped(pid: Option<u32>) {
+    let _ = tokio::task::spawn_blocking(move || theater_runtime::children::reaped(pid)).await;
+}
+
+/// Waits for the command while reading both streams; once it exits, kills what it left in its group so the
+/// pipes close.
+///
+/// # Errors
+/// A stream past `max_output` (at once, while the command still runs), or a failed wait or read.
+async fn collect(
+    child: &mut Child,
+    group: &Group,
+    stdout: impl AsyncRead + Unpin,
+    stderr: impl AsyncRead + Unpin,
+    max_output: u64,
+) -> Result<(std::process::ExitStatus, Vec<u8>, Vec<u8>), String> {
+    let exited = async {
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| format!("waiting for the command: {e}"));
+        group.kill();
+        status
+    };
+    tokio::try_join!(
+        exited,
+        read_bounded(stdout, "stdout", max_output),
+        read_bounded(stderr, "stderr", max_output)
+    )
+}
+
+/// The whole of `stream` if it holds at most `max` bytes; never buffers more than `max + 1`.
+///
+/// # Errors
+/// `output exceeds max_output_bytes (<max>) on <name>; the command was killed`, or the read error.
+async fn read_bounded(
+    stream: impl AsyncRead + Unpin,
+    name: &str,
+    max: u64,
+) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    stream
+        .take(max.saturating_add(1))
+        .read_to_end(&mut out)
+        .await
+        .map_err(|e| format!("reading the command's {name}: {e}"))?;
+    if out.len() as u64 > max {
+        return Err(format!(
+            "output exceeds max_output_bytes ({max}) on {name}; the command was killed"
+        ));
+    }
+    Ok(out)
+}
+
+/// The command's process group: SIGKILL to all of it when dropped, unless [disarmed](Group::disarm) after the
+/// command exited and its leftovers were killed. The leader is not reaped before the group is killed on an
+/// error path; after a normal exit the group is killed right after reaping, while anything still in it keeps the
+/// group id from being reused.
+struct Group {
+    #[cfg(unix)]
+    id: Option<rustix::process::Pid>,
+}
+
+impl Group {
+    fn of(child: &Child) -> Self {
+        #[cfg(unix)]
+        {
+            let id = child
+                .id()
+                .and_then(|id| i32::try_from(id).ok())
+                .filter(|&raw| raw > 1)
+                .and_then(rustix::process::Pid::from_raw);
+            Self { id }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = child;
+            Self {}
+        }
+    }
+
+    /// SIGKILL to every process of the group (none left is not an error).
+    fn kill(&self) {
+        #[cfg(unix)]
+        if let Some(id) = self.id {
+            let _ = rustix::process::kill_process_group(id, rustix::process::Signal::KILL);
+        }
+    }
+
+    /// Forgets the group without killing it again (it has been killed once the command exited).
+    fn disarm(mut self) {
+        #[cfg(unix)]
+        {
+            self.id = None;
+        }
+        drop(self);
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
@@ -99,6 +262,42 @@ mod tests {
         vec!["-c".into(), script.into()]
     }
 
+    fn limits(timeout_ms: u64, max_output: u64) -> Limits {
+        Limits {
+            timeout: Duration::from_millis(timeout_ms),
+            max_output,
+        }
+    }
+
+    async fn shell(dir: &Path, script: &str, limits: Limits) -> Outcome {
+        let shell = resolve_program("sh").unwrap();
+        run(&shell, &sh(script), dir, limits, std::future::pending()).await
+    }
+
+    /// Whether process `pid` has ended (gone, or a zombie nobody has reaped yet), waiting up to 5 s for a
+    /// SIGKILL to take effect.
+    async fn ended(pid: u32) -> bool {
+        for _ in 0..100 {
+            match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+                Err(_) => return true,
+                Ok(stat) => {
+                    let state = stat.rsplit(") ").next().and_then(|s| s.chars().next());
+                    if matches!(state, Some('Z' | 'X')) {
+                        return true;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    fn pid_in(text: &str) -> u32 {
+        text.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("a pid: {text:?}"))
+    }
+
     #[tokio::test]
     async fn runs_reports_codes_signals_timeouts_and_limits() {
         let dir = tempfile::tempdir().unwrap();
@@ -107,8 +306,8 @@ mod tests {
             &echo,
             &["hi".into()],
             dir.path(),
-            Duration::from_secs(5),
-            1024,
+            limits(5000, 1024),
+            std::future::pending(),
         )
         .await;
         assert_eq!(
@@ -119,52 +318,156 @@ mod tests {
                 exit_code: 0
             }
         );
-        let shell = resolve_program("sh").unwrap();
-        let out = run(
-            &shell,
-            &sh("exit 3"),
-            dir.path(),
-            Duration::from_secs(5),
-            1024,
-        )
-        .await;
+        let out = shell(dir.path(), "exit 3", limits(5000, 1024)).await;
         assert!(
             matches!(out, Outcome::Success { exit_code: 3, .. }),
             "{out:?}"
         );
-        let out = run(
-            &shell,
-            &sh("kill -9 $$"),
-            dir.path(),
-            Duration::from_secs(5),
-            1024,
-        )
-        .await;
+        let out = shell(dir.path(), "kill -9 $$", limits(5000, 1024)).await;
         assert!(
             matches!(out, Outcome::Success { exit_code: -9, .. }),
             "{out:?}"
         );
-        let out = run(
-            &shell,
-            &sh("sleep 5"),
+        let out = shell(dir.path(), "sleep 5", limits(100, 1024)).await;
+        assert_eq!(
+            out,
+            Outcome::Error(
+                "timed out after 100 ms (command_timeout_ms); the command was killed".into()
+            )
+        );
+        let out = shell(dir.path(), "head -c 2000 /dev/zero >&2", limits(5000, 1024)).await;
+        assert_eq!(
+            out,
+            Outcome::Error(
+                "output exceeds max_output_bytes (1024) on stderr; the command was killed".into()
+            )
+        );
+        let out = shell(dir.path(), "head -c 1024 /dev/zero", limits(5000, 1024)).await;
+        assert!(
+            matches!(&out, Outcome::Success { stdout, .. } if stdout.len() == 1024),
+            "exactly the limit is fine"
+        );
+    }
+
+    #[tokio::test]
+    async fn output_past_the_limit_kills_the_command_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        // Writing 100 MB through a 64 KiB pipe needs a reader: killed at the limit, it never reaches `touch`.
+        let out = shell(
             dir.path(),
-            Duration::from_millis(100),
-            1024,
-        )
-        .await;
-        assert_eq!(out, Outcome::Error("timed out".into()));
-        let out = run(
-            &shell,
-            &sh("head -c 2000 /dev/zero"),
-            dir.path(),
-            Duration::from_secs(5),
-            1024,
+            "head -c 100000000 /dev/zero; touch finished",
+            limits(20_000, 4096),
         )
         .await;
         assert_eq!(
             out,
-            Outcome::Error("output exceeds max_output_bytes".into())
+            Outcome::Error(
+                "output exceeds max_output_bytes (4096) on stdout; the command was killed".into()
+            )
         );
+        assert!(
+            !dir.path().join("finished").exists(),
+            "the command was stopped at the limit, not read to its end"
+        );
+        // `yes` never ends by itself: the call returns at the limit, long before the timeout.
+        let yes = resolve_program("yes").unwrap();
+        let out = run(
+            &yes,
+            &[],
+            dir.path(),
+            limits(60_000, 4096),
+            std::future::pending(),
+        )
+        .await;
+        assert_eq!(
+            out,
+            Outcome::Error(
+                "output exceeds max_output_bytes (4096) on stdout; the command was killed".into()
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn nothing_the_command_started_outlives_it() {
+        let dir = tempfile::tempdir().unwrap();
+        // It exits at once, leaving a background job that does not hold the pipes.
+        let Outcome::Success { stdout, .. } = shell(
+            dir.path(),
+            "sleep 300 >/dev/null 2>&1 & echo $!",
+            limits(5000, 1024),
+        )
+        .await
+        else {
+            panic!("the command ran");
+        };
+        assert!(ended(pid_in(&stdout)).await, "left behind after exit");
+        // A background job that holds stdout does not keep the call waiting.
+        let Outcome::Success { stdout, .. } =
+            shell(dir.path(), "sleep 300 & echo $!", limits(5000, 1024)).await
+        else {
+            panic!("the command ran");
+        };
+        assert!(ended(pid_in(&stdout)).await, "left behind holding stdout");
+        // Timeout, output limit and stop each kill the group.
+        let background = "sleep 300 >/dev/null 2>&1 & echo $! > pid;";
+        let out = shell(
+            dir.path(),
+            &format!("{background} sleep 300"),
+            limits(300, 1024),
+        )
+        .await;
+        assert!(matches!(out, Outcome::Error(ref m) if m.starts_with("timed out")));
+        let pid = pid_in(&std::fs::read_to_string(dir.path().join("pid")).unwrap());
+        assert!(ended(pid).await, "left behind after the timeout");
+        let out = shell(
+            dir.path(),
+            &format!("{background} exec yes"),
+            limits(20_000, 1024),
+        )
+        .await;
+        assert!(matches!(out, Outcome::Error(ref m) if m.starts_with("output exceeds")));
+        let pid = pid_in(&std::fs::read_to_string(dir.path().join("pid")).unwrap());
+        assert!(ended(pid).await, "left behind after the output limit");
+        let shell_path = resolve_program("sh").unwrap();
+        let stop = async {
+            while !dir.path().join("pid").exists() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        std::fs::remove_file(dir.path().join("pid")).unwrap();
+        let script = sh("sleep 300 >/dev/null 2>&1 & echo $! > pid.tmp; mv pid.tmp pid; sleep 300");
+        let out = run(&shell_path, &script, dir.path(), limits(20_000, 1024), stop).await;
+        assert_eq!(
+            out,
+            Outcome::Error("the actor is stopping; the command was killed".into())
+        );
+        let pid = pid_in(&std::fs::read_to_string(dir.path().join("pid")).unwrap());
+        assert!(ended(pid).await, "left behind after the stop");
+    }
+
+    #[tokio::test]
+    async fn a_dropped_call_kills_the_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let shell_path = resolve_program("sh").unwrap();
+        let script = sh("sleep 300 >/dev/null 2>&1 & echo $! > pid.tmp; mv pid.tmp pid; sleep 300");
+        let call = run(
+            &shell_path,
+            &script,
+            dir.path(),
+            limits(20_000, 1024),
+            std::future::pending(),
+        );
+        let started = async {
+            while !dir.path().join("pid").exists() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::select! {
+            out = call => panic!("the command ended: {out:?}"),
+            () = started => {}
+        }
+        let pid = pid_in(&std::fs::read_to_string(dir.path().join("pid")).unwrap());
+        assert!(ended(pid).await, "left behind after the call was dropped");
     }
 
     #[test]
@@ -173,7 +476,30 @@ mod tests {
         assert!(is_allowed("sh", &allowed).is_some());
         let sh = resolve_program("sh").unwrap();
         assert!(is_allowed(sh.to_str().unwrap(), &allowed).is_some());
-        assert!(is_allowed("echo", &allowed).is_none());
-        assert!(is_allowed("./sh", &allowed).is_none());
+        assert!(
+            is_allowed("/bin/sh", &allowed).is_some(),
+            "/bin and /usr/bin agree"
+        );
+        for denied in ["echo", "./sh", "", "bin/sh", "/nonexistent/sh"] {
+            assert!(is_allowed(denied, &allowed).is_none(), "{denied}");
+        }
+        assert!(is_allowed("sh", &[]).is_none(), "an empty list denies all");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlinked_program_keeps_its_name() {
+        // A multi-call binary (busybox): `mytool` and `other` are links to one program.
+        let dir = tempfile::tempdir().unwrap();
+        let sh = resolve_program("sh").unwrap();
+        let mytool = dir.path().join("mytool");
+        let other = dir.path().join("other");
+        std::os::unix::fs::symlink(&sh, &mytool).unwrap();
+        std::os::unix::fs::symlink(&sh, &other).unwrap();
+        let allowed = vec![mytool.to_str().unwrap().to_owned()];
+        assert_eq!(is_allowed(mytool.to_str().unwrap(), &allowed), Some(mytool));
+        assert!(is_allowed(other.to_str().unwrap(), &allowed).is_none());
+        assert!(is_allowed("sh", &allowed).is_none());
+        assert!(is_allowed(other.to_str().unwrap(), &["sh".to_owned()]).is_none());
     }
 }

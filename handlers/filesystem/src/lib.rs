@@ -7,6 +7,14 @@
 //!   `write` grants `write-file`, `delete-file`, `create-dir`, `delete-dir`; `execute` and `allowed_commands`
 //!   grant the two command functions. Paths are checked against the path rules ([`sandbox::check_path`]) and
 //!   then resolved by the OS inside the root ([`sandbox::Sandbox`]), so no configuration can reach outside it.
+//! * **Commands** ([`command`]): a program is allowed when it resolves to the same path as an `allowed_commands`
+//!   entry, without following the last symlink (allowing a busybox `ls` does not allow `sh`). Each command runs
+//!   in its own process group, which is killed when the command exits, at `command_timeout_ms`, as soon as stdout
+//!   or stderr passes `max_output_bytes` (read as it is written, never buffered past the limit), when the actor
+//!   begins to stop, and when the call is dropped; so nothing it started in the background outlives it.
+//! * **`new_dir` roots**: `<data dir>/filesystem/<actor id>.<random>`, created fresh (0700) for each actor and
+//!   removed when it stops; when the spawn fails after the root was made (a later handler, instantiation,
+//!   `init`), it is removed when the instance is dropped. Roots of a host process that was killed stay behind.
 //! * **Chain events**: one per call; `read-file`'s and the commands' results and `write-file`'s `content` are
 //!   payload values (recorded in full by default).
 //!
@@ -17,13 +25,15 @@
 //! write = true
 //! execute = true
 //! allowed_commands = ["echo"]
+//! command_timeout_ms = 60000     # the command's process group is killed past this
+//! max_output_bytes = 1048576     # per stream; past it the group is killed and the call gives an error
 //! ```
 
 pub mod command;
 pub mod sandbox;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -41,7 +51,8 @@ pub struct FilesystemConfig {
     /// The root (relative to the manifest's folder); must be an existing directory. Exactly one of `path` and
     /// `new_dir = true` is required.
     pub path: Option<PathBuf>,
-    /// A fresh private (0700) root per actor, removed when the actor stops.
+    /// A fresh private (0700) root per actor, `<data dir>/filesystem/<actor id>.<random>`, removed when the
+    /// actor stops or its spawn fails.
     pub new_dir: bool,
     /// Grants `read-file`, `list-files`, `path-exists` (default `true`).
     pub read: bool,
@@ -54,9 +65,12 @@ pub struct FilesystemConfig {
     pub allowed_commands: Vec<String>,
     /// What `execute-nix-command` runs (default `nix`); must also be in `allowed_commands`.
     pub nix_program: String,
-    /// A command is killed after this many ms (default 60 000).
+    /// A command's process group is killed after this many ms (default 60 000); the call gives
+    /// `command-result.error("timed out after <ms> ms (command_timeout_ms); the command was killed")`.
     pub command_timeout_ms: u64,
-    /// Largest stdout or stderr of a command, in bytes (default 1 MiB).
+    /// Largest stdout, and largest stderr, of a command in bytes (default 1 MiB). The streams are read as the
+    /// command writes them; as soon as one passes the limit the command's process group is killed and the call
+    /// gives `command-result.error("output exceeds max_output_bytes (<n>) on <stream>; the command was killed")`.
     pub max_output_bytes: u64,
 }
 
@@ -81,8 +95,42 @@ impl Default for FilesystemConfig {
 pub struct FilesystemHandler {
     config: FilesystemConfig,
     sandbox: Option<Sandbox>,
-    /// The root this instance created (`new_dir`), removed when the actor stops.
-    owned_root: Option<PathBuf>,
+    /// The root this instance created (`new_dir`), removed when the actor stops or the last clone drops.
+    owned_root: Option<Arc<OwnedRoot>>,
+    /// The actor's shutdown signal: a running command is killed when it fires.
+    shutdown: Option<ShutdownSignal>,
+}
+
+/// A `new_dir` root: removed by the handler's `start` task when the actor stops, or, if that never ran (the
+/// spawn or `init` failed), when the instance is dropped.
+#[derive(Debug)]
+struct OwnedRoot(Mutex<Option<tempfile::TempDir>>);
+
+impl OwnedRoot {
+    /// The root, once: whoever takes it removes it.
+    fn take(&self) -> Option<tempfile::TempDir> {
+        self.0.lock().map_or(None, |mut root| root.take())
+    }
+}
+
+impl Drop for OwnedRoot {
+    /// Removes the root if nobody has: in a blocking task when a tokio runtime is running (a guest may have
+    /// filled it with many files), else here.
+    fn drop(&mut self) {
+        let Some(root) = self.take() else {
+            return;
+        };
+        let remove = move || {
+            let path = root.path().to_owned();
+            if let Err(e) = root.close() {
+                tracing::warn!("filesystem: removing {}: {e}", path.display());
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(remove)),
+            Err(_) => remove(),
+        }
+    }
 }
 
 impl FilesystemHandler {
@@ -92,6 +140,7 @@ impl FilesystemHandler {
             config,
             sandbox: None,
             owned_root: None,
+            shutdown: None,
         }
     }
 
@@ -133,20 +182,20 @@ impl FilesystemHandler {
             &format!("execute {program}"),
             "execute",
         )?;
-        let resolved = command::is_allowed(program, &self.config.allowed_commands)
+        let allowed = self.config.allowed_commands.clone();
+        let name = program.to_owned();
+        let resolved = tokio::task::spawn_blocking(move || command::is_allowed(&name, &allowed))
+            .await
+            .map_err(|e| format!("filesystem: {e}"))?
             .ok_or_else(|| format!("permission denied: execute {program} (allowed_commands)"))?;
         let cwd = self.blocking(dir, |sb, p| sb.host_dir(p)).await?;
-        let timeout = Duration::from_millis(self.config.command_timeout_ms);
+        let limits = command::Limits {
+            timeout: Duration::from_millis(self.config.command_timeout_ms),
+            max_output: self.config.max_output_bytes,
+        };
+        let shutdown = self.shutdown.clone().unwrap_or_default();
         Ok(
-            match command::run(
-                &resolved,
-                &args,
-                &cwd,
-                timeout,
-                self.config.max_output_bytes,
-            )
-            .await
-            {
+            match command::run(&resolved, &args, &cwd, limits, shutdown.wait()).await {
                 Outcome::Success {
                     stdout,
                     stderr,
@@ -179,15 +228,22 @@ impl FilesystemHandler {
                 (root, None)
             }
             (None, true) => {
-                let root = actor.data_dir.join("filesystem").join(actor.id.as_str());
-                std::fs::create_dir_all(&root)
-                    .map_err(|e| anyhow::anyhow!("new_dir: {}: {e}", root.display()))?;
+                let parent = actor.data_dir.join("filesystem");
+                std::fs::create_dir_all(&parent)
+                    .map_err(|e| anyhow::anyhow!("new_dir: {}: {e}", parent.display()))?;
+                // Created 0700 with a fresh random suffix: never a leftover root, nor another actor's.
+                let prefix = format!("{}.", actor.id.as_str());
+                let mut builder = tempfile::Builder::new();
+                builder.prefix(&prefix);
                 #[cfg(unix)]
-                {
-                    use std::os::unix::fs::PermissionsExt;
-                    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700))?;
-                }
-                (root.clone(), Some(root))
+                builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700));
+                let root = builder
+                    .tempdir_in(&parent)
+                    .map_err(|e| anyhow::anyhow!("new_dir: {}: {e}", parent.display()))?;
+                (
+                    root.path().to_owned(),
+                    Some(Arc::new(OwnedRoot(Mutex::new(Some(root))))),
+                )
             }
         };
         let sandbox =
@@ -196,6 +252,7 @@ impl FilesystemHandler {
             config: self.config.clone(),
             sandbox: Some(sandbox),
             owned_root: owned,
+            shutdown: Some(actor.shutdown.clone()),
         })
     }
 
@@ -206,13 +263,17 @@ impl FilesystemHandler {
         _actor: ActorHandle,
         shutdown: ShutdownSignal,
     ) -> anyhow::Result<()> {
-        let Some(root) = self.owned_root.clone() else {
+        let Some(owned) = self.owned_root.clone() else {
             return Ok(());
         };
         shutdown.wait().await;
-        tokio::fs::remove_dir_all(&root)
-            .await
-            .map_err(|e| anyhow::anyhow!("removing {}: {e}", root.display()))
+        let Some(root) = owned.take() else {
+            return Ok(());
+        };
+        let path = root.path().to_owned();
+        tokio::task::spawn_blocking(move || root.close())
+            .await?
+            .map_err(|e| anyhow::anyhow!("removing {}: {e}", path.display()))
     }
 
     /// WIT: `read-file: func(path: string) -> result<list<u8>, string>`

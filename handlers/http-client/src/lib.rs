@@ -6,6 +6,10 @@
 //! * **Permissions**: closed by default. `allowed_hosts` (empty: deny all) lists names, IPs, `*.example.com`
 //!   wildcards and `host:port` pins; it is checked before any connection and again for every redirect target
 //!   ([`policy`]). `allowed_methods` lists the methods a request may use.
+//! * **Headers**: a guest may not set `Host` (it would reach other virtual hosts behind an allowed address),
+//!   `Content-Length`, `Transfer-Encoding`, `Connection`, `Keep-Alive`, `TE`, `Trailer`, `Upgrade` or any
+//!   `Proxy-*` header: such a request is refused with an `Err` naming the header, before any connection; the
+//!   handler sets `Host` from the URI and the framing from the body ([`transfer`]).
 //! * **Limits**: `max_redirects`, `timeout_ms` (the whole request, body included) and `max_response_bytes` (the
 //!   body is read in chunks and abandoned past the limit). Every failure — denial, refused connection, DNS, TLS,
 //!   timeout, redirect, size — is an `Err` string for the guest, never a trap.

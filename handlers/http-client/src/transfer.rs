@@ -1,5 +1,14 @@
 //! The HTTP plumbing of `send-http`: one `reqwest::Client` per instance, a redirect policy that re-checks every
-//! target, and a response body read in chunks up to a limit.
+//! target, the request headers a guest may not set, and a response body read in chunks up to a limit.
+//!
+//! **Routing and framing headers are the handler's.** `Host` decides which virtual host behind an allowed address
+//! answers, so a guest-set `Host` would reach hosts the allow-list never named; `Content-Length` and
+//! `Transfer-Encoding` decide where the body ends (a mismatch smuggles a second request); `Connection`,
+//! `Keep-Alive`, `TE`, `Trailer`, `Upgrade` and `Proxy-*` are hop-by-hop or speak to proxies. A request that sets
+//! any of them ([`RESERVED_HEADERS`], case-insensitive) is refused before any connection with an `Err` naming
+//! the header, rather than silently overwritten, so the guest learns why; the handler sets `Host` from the URI
+//! and the framing from the body. Ordinary headers (`X-Forwarded-*` included) pass unchanged: they travel to the
+//! allowed host only.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +19,33 @@ use reqwest::{Client, Method, Url};
 use rustls_platform_verifier::BuilderVerifierExt;
 
 use crate::policy::Policy;
+
+/// Request headers a guest may not set (lowercase); any name starting with `proxy-` is refused as well.
+pub const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// Refuses a routing, framing or hop-by-hop header (see the module docs).
+///
+/// # Errors
+/// `send-http: header "<name>" may not be set by the guest (...)`.
+pub fn check_header(name: &HeaderName) -> Result<(), String> {
+    let lower = name.as_str();
+    if RESERVED_HEADERS.contains(&lower) || lower.starts_with("proxy-") {
+        return Err(format!(
+            "send-http: header {lower:?} may not be set by the guest (Host, Content-Length, Transfer-Encoding, \
+             Connection, Keep-Alive, TE, Trailer, Upgrade and Proxy-* are set by the handler from the URI and body)"
+        ));
+    }
+    Ok(())
+}
 
 /// A request the policy has accepted.
 pub struct Outgoing {
@@ -76,13 +112,14 @@ fn tls_config() -> anyhow::Result<rustls::ClientConfig> {
 /// Sends `request` and reads the response body, refusing more than `max_body` bytes.
 ///
 /// # Errors
-/// `"send-http: ..."` with the cause: an invalid header, a refused connection, DNS, TLS, a timeout, a denied or
+/// `"send-http: ..."` with the cause: an invalid or reserved header ([`check_header`]), a refused connection, DNS, TLS, a timeout, a denied or
 /// excess redirect, or a body over `max_body`.
 pub async fn send(client: &Client, request: Outgoing, max_body: u64) -> Result<Incoming, String> {
     let mut builder = client.request(request.method, request.url);
     for (name, value) in &request.headers {
         let name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| format!("send-http: invalid header name {name:?}"))?;
+        check_header(&name)?;
         let value = HeaderValue::from_str(value)
             .map_err(|_| format!("send-http: invalid value of header {name}"))?;
         builder = builder.header(name, value);
@@ -146,6 +183,42 @@ fn failure(error: reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn routing_framing_and_hop_by_hop_headers_are_refused() {
+        for name in [
+            "Host",
+            "HOST",
+            "Content-Length",
+            "transfer-encoding",
+            "Connection",
+            "Keep-Alive",
+            "TE",
+            "Trailer",
+            "Upgrade",
+            "Proxy-Authorization",
+            "proxy-connection",
+        ] {
+            let header = HeaderName::from_bytes(name.as_bytes()).unwrap();
+            let err = check_header(&header).unwrap_err();
+            assert!(
+                err.starts_with(&format!(
+                    "send-http: header {:?} may not be set by the guest",
+                    name.to_ascii_lowercase()
+                )),
+                "{err}"
+            );
+        }
+        for name in [
+            "x-test",
+            "accept",
+            "authorization",
+            "x-forwarded-host",
+            "content-type",
+        ] {
+            assert!(check_header(&HeaderName::from_bytes(name.as_bytes()).unwrap()).is_ok());
+        }
+    }
 
     #[test]
     fn a_client_leaves_the_process_wide_tls_provider_alone() {

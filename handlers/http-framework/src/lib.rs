@@ -10,8 +10,13 @@
 //!   prefix covers the path (segment boundaries; `proceed = false` answers 403), then the route's
 //!   `handle-request` with `X-Route-Param-<name>` headers (404 without a route, 405 without a method). A callback
 //!   slower than `request_timeout_ms` gives 504; a guest error, trap, invalid response or missing export 500.
+//! * **Slow and many clients** ([`serve`]): an actor's servers together hold at most `max_connections` open
+//!   connections; one more is answered 503 and closed at once. A connection must send each request head within
+//!   `header_read_timeout_ms` and its body within `body_read_timeout_ms` (else 408), and is closed after
+//!   `idle_timeout_ms` without a byte moving while no request of it is handled (kept-alive, or not reading).
 //! * **WebSockets** ([`websocket`]): connection ids per server from 1; connect, message (the returned messages
-//!   are sent back in order) and disconnect callbacks.
+//!   are sent back in order) and disconnect callbacks. `send-websocket-message` queues at most
+//!   `max_websocket_queue_bytes` per connection that its client has not yet taken; past it the call fails.
 //! * **Permissions**: bind hosts, ports (after `bind_overrides`), route prefixes, methods and TLS directories are
 //!   checked before anything is bound or stored ([`grants`]). TLS uses rustls with a PEM certificate and key
 //!   ([`tls`]).
@@ -34,6 +39,11 @@
 //! allowed_routes = ["/api", "/ws"]
 //! max_request_bytes = 1048576
 //! request_timeout_ms = 5000
+//! max_connections = 256
+//! header_read_timeout_ms = 10000
+//! body_read_timeout_ms = 30000
+//! idle_timeout_ms = 5000
+//! max_websocket_queue_bytes = 1048576
 //! tls_dirs = ["certs"]
 //! bind_overrides = { "0.0.0.0:80" = "127.0.0.1:0" }
 //! ```
@@ -47,15 +57,15 @@ pub mod websocket;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use serde::Deserialize;
 use theater_macros::theater_handler;
 use theater_runtime::{ActorContext, ActorHandle, ShutdownSignal};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::grants::Grants;
-use crate::serve::Running;
+use crate::serve::{Connections, Running};
 use crate::site::{Endpoint, Middleware, Outgoing, Route, Site, SiteRef};
 use crate::theater::simple::http_types::{
     HandlerId, MiddlewareId, RouteId, ServerConfig, ServerId, ServerInfo,
@@ -82,6 +92,25 @@ pub struct HttpFrameworkConfig {
     pub request_timeout_ms: u64,
     /// Servers this actor may have at once (default 4).
     pub max_servers: u32,
+    /// Open connections (HTTP, HTTPS and WebSocket) across all of this actor's servers (default 256). A
+    /// connection accepted beyond it is answered `503 Service Unavailable` naming the limit (no response on a TLS
+    /// server) and closed at once, so it holds no file descriptor.
+    pub max_connections: u32,
+    /// How long a connection may take to send a complete request head, in ms (default 10 000): from its accept
+    /// (for TLS, the handshake too), and again from the end of each response on a kept-alive connection. The
+    /// connection is closed then.
+    pub header_read_timeout_ms: u64,
+    /// How long a request's body may take to arrive once its head has, in ms (default 30 000); a slower body is
+    /// answered `408 Request Timeout` without a callback.
+    pub body_read_timeout_ms: u64,
+    /// How long a connection may move no byte in either direction while none of its requests is being handled,
+    /// in ms (default 5 000): the keep-alive idle timeout, and the bound on a client that stops reading its
+    /// response. The connection is closed then. Open WebSockets are not subject to it.
+    pub idle_timeout_ms: u64,
+    /// Bytes of frames `send-websocket-message` may have queued on one WebSocket connection and not yet taken
+    /// by its socket (default 1 MiB). A message that would pass it is refused with an error naming the limit;
+    /// the connection stays open and the call may be retried once the client has read.
+    pub max_websocket_queue_bytes: u64,
     /// Directories a `tls-config`'s certificate and key must both lie in (default none: no TLS).
     pub tls_dirs: Vec<PathBuf>,
     /// `"host:port" = "host:port"`: a server asking for a key binds the value instead (the grants apply to the
@@ -101,6 +130,11 @@ impl Default for HttpFrameworkConfig {
             max_request_bytes: 10 * 1024 * 1024,
             request_timeout_ms: 30_000,
             max_servers: 4,
+            max_connections: 256,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            idle_timeout_ms: 5_000,
+            max_websocket_queue_bytes: 1024 * 1024,
             tls_dirs: Vec::new(),
             bind_overrides: BTreeMap::new(),
         }
@@ -121,6 +155,8 @@ struct Instance {
     stopping: ShutdownSignal,
     /// Parent of every server's stop token; cancelled when the instance goes.
     root: CancellationToken,
+    /// One permit per open connection of any of this actor's servers (`max_connections`).
+    connections: Arc<Semaphore>,
     tables: Mutex<Tables>,
 }
 
@@ -235,6 +271,7 @@ impl HttpFrameworkHandler {
                 actor: actor.handle.clone(),
                 stopping: actor.shutdown.clone(),
                 root: CancellationToken::new(),
+                connections: Arc::new(Semaphore::new(self.config.max_connections as usize)),
                 tables: Mutex::default(),
             })),
         })
@@ -263,11 +300,7 @@ impl HttpFrameworkHandler {
         }
         tables.next_server += 1;
         let id = tables.next_server;
-        let site = Arc::new(Site::new(
-            instance.actor.clone(),
-            self.config.max_request_bytes,
-            Duration::from_millis(self.config.request_timeout_ms),
-        ));
+        let site = Arc::new(Site::new(instance.actor.clone(), &self.config));
         tables.servers.insert(
             id,
             Server {
@@ -337,6 +370,10 @@ impl HttpFrameworkHandler {
             listener,
             acceptor,
             site,
+            Connections {
+                permits: instance.connections.clone(),
+                max: self.config.max_connections,
+            },
             instance.root.child_token(),
             instance.stopping.clone(),
             instance.actor.hold_background(),

@@ -1,20 +1,37 @@
 //! The running server: an accept loop (plain TCP or rustls), one hyper HTTP/1.1 connection per client, and the
 //! dispatch of each request through the site's table into the actor's `http-handlers` callbacks.
+//!
+//! Slow and many clients are bounded by the configuration ([`HttpFrameworkConfig`](crate::HttpFrameworkConfig)):
+//! * `max_connections`: each open connection (WebSockets included) holds a permit of the actor's semaphore, shared
+//!   by all its servers. A connection accepted without a free permit is answered at once with
+//!   `503 Service Unavailable` and the body `http-framework: <n> open connections reach max_connections (<n>)`
+//!   (on a TLS server it is only closed), then closed: it never holds a descriptor while it waits, and the
+//!   listen backlog does not fill up behind it.
+//! * `header_read_timeout_ms`: hyper's header read timeout, from the accept (and the TLS handshake) and again
+//!   after each response; the connection is closed when it passes.
+//! * `body_read_timeout_ms`: the whole body must have arrived within it after the head; else 408, without a
+//!   callback, and the connection is closed.
+//! * `idle_timeout_ms`: no byte read or written while no request is being handled (a kept-alive connection
+//!   between requests, a client that stopped reading its response) closes the connection.
 
 use std::convert::Infallible;
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::header::{ALLOW, CONNECTION, CONTENT_LENGTH, UPGRADE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use theater_runtime::{ActorError, BackgroundGuard, ShutdownSignal};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -26,8 +43,15 @@ use crate::websocket;
 
 /// How long open connections may take to finish after a stop before they are aborted.
 pub const DRAIN: Duration = Duration::from_secs(1);
-/// How long a TLS handshake may take.
-const HANDSHAKE: Duration = Duration::from_secs(10);
+
+/// The actor's cap on open connections, shared by all its servers.
+#[derive(Clone, Debug)]
+pub struct Connections {
+    /// One permit per open connection; `max_connections` of them.
+    pub permits: Arc<Semaphore>,
+    /// `max_connections`, for the refusal's message.
+    pub max: u32,
+}
 
 /// A running server: what stops it, the signal that its listener is closed, and its task.
 pub struct Running {
@@ -61,6 +85,9 @@ pub struct Scope {
     /// The actor's stop signal.
     pub actor_stopping: ShutdownSignal,
     _hold: Arc<BackgroundGuard>,
+    /// A connection's permit of `max_connections` (none for the accept loop), kept by its requests and its
+    /// WebSocket pump until the last of them ends.
+    _connection: Option<Arc<OwnedSemaphorePermit>>,
 }
 
 impl Scope {
@@ -94,6 +121,7 @@ pub fn spawn(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     site: SiteRef,
+    cap: Connections,
     stop: CancellationToken,
     actor_stopping: ShutdownSignal,
     hold: BackgroundGuard,
@@ -103,8 +131,9 @@ pub fn spawn(
         stop: stop.clone(),
         actor_stopping,
         _hold: Arc::new(hold),
+        _connection: None,
     };
-    let task = tokio::spawn(accept_loop(listener, tls, site, scope, closed_tx));
+    let task = tokio::spawn(accept_loop(listener, tls, site, cap, scope, closed_tx));
     Running { stop, closed, task }
 }
 
@@ -112,6 +141,7 @@ async fn accept_loop(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     site: SiteRef,
+    cap: Connections,
     scope: Scope,
     closed: oneshot::Sender<()>,
 ) {
@@ -121,10 +151,14 @@ async fn accept_loop(
             () = scope.stop.cancelled() => break,
             () = scope.actor_stopping.wait() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let _ = stream.set_nodelay(true);
-                    connections.spawn(connection(stream, tls.clone(), site.clone(), scope.clone()));
-                }
+                Ok((stream, _)) => match cap.permits.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        let _ = stream.set_nodelay(true);
+                        let scope = Scope { _connection: Some(Arc::new(permit)), ..scope.clone() };
+                        connections.spawn(connection(stream, tls.clone(), site.clone(), scope));
+                    }
+                    Err(_) => refuse(&stream, tls.is_some(), &site, cap.max),
+                },
                 // Too many open files and the like: back off instead of spinning.
                 Err(e) => {
                     tracing::warn!(actor = %site.actor.id(), "http-framework: accept failed: {e}");
@@ -145,16 +179,27 @@ async fn accept_loop(
     }
 }
 
-async fn connection(
-    stream: tokio::net::TcpStream,
-    tls: Option<TlsAcceptor>,
-    site: SiteRef,
-    scope: Scope,
-) {
+/// Answers a connection past `max_connections` with a 503 naming the limit (plain HTTP only: the socket's empty
+/// send buffer takes it without waiting) and closes it.
+fn refuse(stream: &TcpStream, tls: bool, site: &SiteRef, max: u32) {
+    tracing::debug!(actor = %site.actor.id(), "http-framework: connection refused at max_connections ({max})");
+    if tls {
+        return;
+    }
+    let body = format!("http-framework: {max} open connections reach max_connections ({max})\n");
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-type: text/plain\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.try_write(response.as_bytes());
+}
+
+async fn connection(stream: TcpStream, tls: Option<TlsAcceptor>, site: SiteRef, scope: Scope) {
     match tls {
         None => serve_io(stream, site, scope).await,
         Some(acceptor) => {
-            let handshake = tokio::time::timeout(HANDSHAKE, acceptor.accept(stream));
+            let handshake = tokio::time::timeout(site.header_read_timeout, acceptor.accept(stream));
             let tls_stream = tokio::select! {
                 done = handshake => match done {
                     Ok(Ok(s)) => s,
@@ -172,21 +217,161 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let stop = scope.stop.clone();
-    let service = hyper::service::service_fn(move |req| {
-        let site = site.clone();
-        let scope = scope.clone();
-        async move { Ok::<_, Infallible>(dispatch(site, scope, req).await) }
+    let activity = Arc::new(Activity::new());
+    let (header_read_timeout, idle_timeout) = (site.header_read_timeout, site.idle_timeout);
+    let actor = site.actor.id().clone();
+    let service = hyper::service::service_fn({
+        let activity = activity.clone();
+        move |req| {
+            let site = site.clone();
+            let scope = scope.clone();
+            let busy = Busy::new(activity.clone());
+            async move {
+                let response = dispatch(site, scope, req).await;
+                drop(busy);
+                Ok::<_, Infallible>(response)
+            }
+        }
     });
+    let io = Tracked {
+        inner: io,
+        activity: activity.clone(),
+    };
     let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     tokio::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => {}
+        // Dropping the connection closes it (a graceful shutdown would wait for a client that does not read).
+        () = activity.idle_for(idle_timeout) => {
+            tracing::debug!(actor = %actor, "http-framework: connection closed after idle_timeout_ms");
+        }
         () = stop.cancelled() => {
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }
+    }
+}
+
+/// When a connection last moved a byte, and how many of its requests are being handled.
+struct Activity {
+    start: Instant,
+    /// Milliseconds after `start` of the last byte read or written, or of the last request's end.
+    last: AtomicU64,
+    busy: AtomicUsize,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            last: AtomicU64::new(0),
+            busy: AtomicUsize::new(0),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn touch(&self) {
+        self.last.store(self.now(), Ordering::Relaxed);
+    }
+
+    /// Returns once no byte has moved for `limit` while no request was being handled.
+    async fn idle_for(&self, limit: Duration) {
+        let limit_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+        loop {
+            let wait = if self.busy.load(Ordering::SeqCst) > 0 {
+                limit_ms
+            } else {
+                let since = self.now().saturating_sub(self.last.load(Ordering::Relaxed));
+                if since >= limit_ms {
+                    return;
+                }
+                limit_ms - since
+            };
+            tokio::time::sleep(Duration::from_millis(wait.max(1))).await;
+        }
+    }
+}
+
+/// A request being handled: the connection is not idle until it ends.
+struct Busy(Arc<Activity>);
+
+impl Busy {
+    fn new(activity: Arc<Activity>) -> Self {
+        activity.busy.fetch_add(1, Ordering::SeqCst);
+        Self(activity)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.busy.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A connection's stream that notes in its [`Activity`] each read or write that moved a byte.
+struct Tracked<I> {
+    inner: I,
+    activity: Arc<Activity>,
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Tracked<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        polled
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Tracked<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -203,12 +388,20 @@ async fn dispatch(site: SiteRef, scope: Scope, req: Request<Incoming>) -> Respon
         return status(StatusCode::PAYLOAD_TOO_LARGE);
     }
     let limit = usize::try_from(max).unwrap_or(usize::MAX);
-    let bytes = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+    let collect = Limited::new(body, limit).collect();
+    let bytes = match tokio::time::timeout(site.body_read_timeout, collect).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
             return status(StatusCode::PAYLOAD_TOO_LARGE);
         }
-        Err(_) => return status(StatusCode::BAD_REQUEST),
+        Ok(Err(_)) => return status(StatusCode::BAD_REQUEST),
+        Err(_) => {
+            let mut response = status(StatusCode::REQUEST_TIMEOUT);
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+            return response;
+        }
     };
 
     let path = parts.uri.path().to_owned();

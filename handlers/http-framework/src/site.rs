@@ -3,20 +3,31 @@
 //! middleware added after `start-server` take effect without a restart.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use theater_runtime::ActorHandle;
 use tokio::sync::mpsc;
 
+use crate::HttpFrameworkConfig;
 use crate::grants::under_prefix;
 
 /// What every request of a server needs: the actor to call, the limits, and the table.
 pub struct Site {
     pub actor: ActorHandle,
+    /// Largest request body and WebSocket message, in bytes (`max_request_bytes`).
     pub max_request_bytes: u64,
+    /// How long a callback may take (`request_timeout_ms`).
     pub request_timeout: Duration,
+    /// How long a connection may take to send a request head (`header_read_timeout_ms`).
+    pub header_read_timeout: Duration,
+    /// How long a request's body may take to arrive once its head has (`body_read_timeout_ms`).
+    pub body_read_timeout: Duration,
+    /// How long a connection may move no byte while none of its requests is being handled (`idle_timeout_ms`).
+    pub idle_timeout: Duration,
+    /// Bytes `send-websocket-message` may queue on one connection (`max_websocket_queue_bytes`).
+    pub max_websocket_queue_bytes: u64,
     table: RwLock<Table>,
     connections: Mutex<BTreeMap<u64, Connection>>,
     next_connection: AtomicU64,
@@ -54,9 +65,65 @@ pub enum Outgoing {
     Close,
 }
 
+impl Outgoing {
+    /// The bytes this counts against `max_websocket_queue_bytes`: a frame's payload; a close counts 0.
+    pub fn queued_bytes(&self) -> usize {
+        use axum::extract::ws::Message;
+        match self {
+            Self::Message(Message::Text(text)) => text.as_str().len(),
+            Self::Message(Message::Binary(data) | Message::Ping(data) | Message::Pong(data)) => {
+                data.len()
+            }
+            Self::Message(Message::Close(_)) | Self::Close => 0,
+        }
+    }
+}
+
+/// The receiving end of a connection's send queue, for its pump: what `send-websocket-message` and
+/// `close-websocket` queued, in order. Each message stays counted against `max_websocket_queue_bytes` until
+/// [`Queued::sent`] (once the socket has taken it), so a client that stops reading fills the bound.
+pub struct Queue {
+    rx: mpsc::UnboundedReceiver<Outgoing>,
+    bytes: Arc<AtomicUsize>,
+}
+
+impl Queue {
+    /// The next queued item; `None` once the connection is forgotten.
+    pub async fn recv(&mut self) -> Option<Queued> {
+        let outgoing = self.rx.recv().await?;
+        Some(Queued {
+            bytes: outgoing.queued_bytes(),
+            outgoing: Some(outgoing),
+            queue: self.bytes.clone(),
+        })
+    }
+}
+
+/// One item taken from a [`Queue`]: its bytes stay counted until it is dropped.
+pub struct Queued {
+    outgoing: Option<Outgoing>,
+    bytes: usize,
+    queue: Arc<AtomicUsize>,
+}
+
+impl Queued {
+    /// Takes the item to send; its bytes count until `self` is dropped.
+    pub fn take(&mut self) -> Option<Outgoing> {
+        self.outgoing.take()
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.queue.fetch_sub(self.bytes, Ordering::SeqCst);
+    }
+}
+
 struct Connection {
     path: String,
     tx: mpsc::UnboundedSender<Outgoing>,
+    /// Bytes queued and not yet taken by the socket.
+    queued: Arc<AtomicUsize>,
 }
 
 /// Per route pattern, its routes as (method, handler), in insertion order.
@@ -110,12 +177,16 @@ impl Table {
 }
 
 impl Site {
-    /// An empty site calling `actor`.
-    pub fn new(actor: ActorHandle, max_request_bytes: u64, request_timeout: Duration) -> Self {
+    /// An empty site calling `actor`, with `config`'s limits.
+    pub fn new(actor: ActorHandle, config: &HttpFrameworkConfig) -> Self {
         Self {
             actor,
-            max_request_bytes,
-            request_timeout,
+            max_request_bytes: config.max_request_bytes,
+            request_timeout: Duration::from_millis(config.request_timeout_ms),
+            header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
+            body_read_timeout: Duration::from_millis(config.body_read_timeout_ms),
+            idle_timeout: Duration::from_millis(config.idle_timeout_ms),
+            max_websocket_queue_bytes: config.max_websocket_queue_bytes,
             table: RwLock::default(),
             connections: Mutex::default(),
             next_connection: AtomicU64::new(1),
@@ -282,18 +353,21 @@ impl Site {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Opens a connection at `path`: its id (from 1, per server) and the receiver of what it must send.
-    pub fn open_connection(&self, path: &str) -> (u64, mpsc::UnboundedReceiver<Outgoing>) {
+    /// Opens a connection at `path`: its id (from 1, per server) and the queue of what it must send.
+    pub fn open_connection(&self, path: &str) -> (u64, Queue) {
         let id = self.next_connection.fetch_add(1, Ordering::SeqCst);
+        // Unbounded in count, bounded in bytes by `send`.
         let (tx, rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
         self.lock_connections().insert(
             id,
             Connection {
                 path: path.to_owned(),
                 tx,
+                queued: queued.clone(),
             },
         );
-        (id, rx)
+        (id, Queue { rx, bytes: queued })
     }
 
     /// Forgets a closed connection.
@@ -301,15 +375,34 @@ impl Site {
         self.lock_connections().remove(&id);
     }
 
-    /// Queues `outgoing` on connection `id`.
+    /// Queues `outgoing` on connection `id`. A message counts its payload's bytes against
+    /// `max_websocket_queue_bytes` until the socket has taken it; a close always fits.
     ///
     /// # Errors
-    /// `"connection <id> not found"` (never opened, closed, or another server's).
+    /// `"connection <id> not found"` (never opened, closed, or another server's);
+    /// `"send-websocket-message: connection <id> has <q> bytes queued; <n> more would exceed
+    /// max_websocket_queue_bytes (<max>)"` when the client reads too slowly (nothing is queued then).
     pub fn send(&self, id: u64, outgoing: Outgoing) -> Result<(), String> {
-        self.lock_connections()
+        let connections = self.lock_connections();
+        let connection = connections
             .get(&id)
-            .and_then(|c| c.tx.send(outgoing).ok())
-            .ok_or_else(|| format!("connection {id} not found"))
+            .ok_or_else(|| format!("connection {id} not found"))?;
+        let bytes = outgoing.queued_bytes();
+        let max = usize::try_from(self.max_websocket_queue_bytes).unwrap_or(usize::MAX);
+        // Only `send` adds, under the connections lock; the pump only subtracts.
+        let queued = connection.queued.load(Ordering::SeqCst);
+        if bytes > 0 && queued.saturating_add(bytes) > max {
+            return Err(format!(
+                "send-websocket-message: connection {id} has {queued} bytes queued; {bytes} more would exceed \
+                 max_websocket_queue_bytes ({max})"
+            ));
+        }
+        connection.queued.fetch_add(bytes, Ordering::SeqCst);
+        if connection.tx.send(outgoing).is_err() {
+            connection.queued.fetch_sub(bytes, Ordering::SeqCst);
+            return Err(format!("connection {id} not found"));
+        }
+        Ok(())
     }
 }
 

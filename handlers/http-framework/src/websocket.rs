@@ -10,15 +10,15 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::Response;
 use axum::http::request::Parts;
 use axum::response::IntoResponse;
+use futures::stream::SplitSink;
 use futures::{SinkExt, StreamExt};
-use tokio::sync::mpsc;
 
 use crate::serve::{self, Scope};
-use crate::site::{Endpoint, Outgoing, SiteRef};
+use crate::site::{Endpoint, Outgoing, Queue, SiteRef};
 use crate::theater::simple::http_handlers::Callbacks;
 use crate::theater::simple::websocket_types::{MessageType, WebsocketMessage};
 
-/// How long a closing connection waits for the peer's close frame.
+/// How long a closing connection waits for the peer's close frame (or for a client that does not read).
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// Upgrades the request at `path` to a WebSocket for `endpoint`; the connection id is taken now, the connect
@@ -63,7 +63,7 @@ async fn pump(
     path: String,
     query: Option<String>,
     socket: WebSocket,
-    mut outgoing: mpsc::UnboundedReceiver<Outgoing>,
+    mut outgoing: Queue,
 ) {
     let callbacks = Callbacks::new(&site.actor).with_timeout(site.request_timeout);
     let actor = site.actor.id().clone();
@@ -85,7 +85,7 @@ async fn pump(
                         Ok(replies) => {
                             for reply in replies {
                                 let sent = match to_frame(reply) {
-                                    Some(Outgoing::Message(frame)) => sink.send(frame).await.is_ok(),
+                                    Some(Outgoing::Message(frame)) => send(&mut sink, frame, scope).await,
                                     Some(Outgoing::Close) => {
                                         closing = true;
                                         true
@@ -108,9 +108,13 @@ async fn pump(
                 // The peer closed (its close frame is answered by tungstenite), or the connection broke.
                 Some(Err(_)) | None => break,
             },
-            queued = outgoing.recv() => match queued {
+            mut queued = outgoing.recv() => match queued.as_mut().and_then(|q| q.take()) {
+                // `queued` keeps the frame's bytes counted against max_websocket_queue_bytes until the socket
+                // has taken it: a client that stops reading fills the bound.
                 Some(Outgoing::Message(frame)) => {
-                    if sink.send(frame).await.is_err() {
+                    let sent = send(&mut sink, frame, scope).await;
+                    drop(queued);
+                    if !sent {
                         break;
                     }
                 }
@@ -125,18 +129,19 @@ async fn pump(
             }
         }
     }
-    if closing && sink.send(Message::Close(None)).await.is_ok() {
-        // Wait (briefly) for the peer's close frame, so the client sees a clean close.
-        let _ = tokio::time::timeout(CLOSE_WAIT, async {
+    // Send the close frame and wait (briefly) for the peer's, so the client sees a clean close; a client that
+    // does not read gets no longer than that either.
+    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+        if closing && sink.send(Message::Close(None)).await.is_ok() {
             while let Some(Ok(frame)) = stream.next().await {
                 if matches!(frame, Message::Close(_)) {
                     break;
                 }
             }
-        })
-        .await;
-    }
-    let _ = sink.close().await;
+        }
+        let _ = sink.close().await;
+    })
+    .await;
     site.close_connection(id);
     // A stopping actor answers no more callbacks.
     if scope.actor_stopping.is_stopping() {
@@ -146,6 +151,14 @@ async fn pump(
         && let Err(e) = callbacks.handle_websocket_disconnect(handler, id).await
     {
         tracing::warn!(actor = %actor, "http-framework: handle-websocket-disconnect failed: {e}");
+    }
+}
+
+/// Sends `frame`; `false` if the connection broke or the server stopped while the client was not reading.
+async fn send(sink: &mut SplitSink<WebSocket, Message>, frame: Message, scope: &Scope) -> bool {
+    tokio::select! {
+        sent = sink.send(frame) => sent.is_ok(),
+        () = scope.stop.cancelled() => false,
     }
 }
 

@@ -4,12 +4,28 @@
 //! §11): actor-to-actor messages. One-way `send`s, `request`s answered at once or later, and two-way channels.
 //!
 //! Each actor's instance makes **its own** mailbox when the actor is created and registers it with the runtime's
-//! [`MessageRouter`] (a failed registration fails the spawn); its mailbox loop (started by `start`) turns every
-//! mailbox item into one typed callback, one at a time and in order, each bounded by the actor's own call deadline
+//! [`MessageRouter`]; its mailbox loop (started by `start`) turns every
+//! mailbox item into one typed callback, run one at a time and in order (a burst of sends is queued to the actor at
+//! once, up to 32), each bounded by the actor's own call deadline
 //! (while the actor is paused the mailbox fills and senders are refused). When the actor stops the mailbox is unregistered,
 //! requests waiting on the actor or deferred by it fail with `"actor <id> stopped"`, and its channels close,
-//! notifying the other side. Nothing waits without a bound: a full mailbox refuses at once, `request` and
+//! notifying the other side. The `send`s it had accepted and not taken (the one being delivered included, if the
+//! stop came before its call ran) are kept, in order, for the actor's next incarnation: a restarted actor keeps
+//! its id, and its new mailbox gets them first, so an accepted `send` is delivered exactly once across a
+//! supervisor's restart (as an Akka actor keeps its mailbox across a restart). If the new incarnation registers
+//! before the old mailbox loop has closed, the new mailbox takes the old one's place at once and delivers nothing
+//! until the old one has handed over what it left. Otherwise the sends wait at most
+//! [`RESTART_WINDOW`] (30 s) and [`MAX_PARKED_BYTES`] (64 MiB, the whole router), then are dropped and logged;
+//! between the two incarnations, sends are refused (`"actor <id> not found"`). Nothing waits without a bound: a full mailbox refuses at once, `request` and
 //! `open-channel` wait at most `request_timeout_ms`, and a stopped actor is an error.
+//!
+//! * **Limits**: nothing a peer sends is held without a bound. A mailbox holds at most `mailbox_capacity` items
+//!   and `mailbox_bytes` payload bytes, counted when queued and released when delivered; what a peer sends on a
+//!   channel while deciding whether to accept it counts in the opener's mailbox at once. Past either bound the
+//!   sender gets `"mailbox of <id> is full: <n> items exceeds mailbox_capacity (<max>)"` or `"… <n> bytes exceeds
+//!   mailbox_bytes (<max>)"` and nothing is queued. An actor takes part in at most `max_channels` channels
+//!   (`open-channel` fails naming the side at its limit), holds at most `max_outstanding_requests` deferred
+//!   requests (which keep no payload), and sends payloads of at most `max_message_bytes`.
 //!
 //! * **Permissions**: listing the handler grants messaging with any actor whose id this actor learns and that
 //!   runs the handler too (`"actor <id> does not accept messages"` otherwise). Channels, deferred requests and
@@ -26,6 +42,8 @@
 //! [[handler]]
 //! type = "message-server"
 //! mailbox_capacity = 1024            # queued items
+//! mailbox_bytes = 67108864           # their payload bytes (64 MiB)
+//! max_channels = 1024                # channels this actor takes part in
 //! request_timeout_ms = 30000
 //! max_message_bytes = 16777216
 //! max_outstanding_requests = 1024
@@ -45,16 +63,24 @@ use theater_runtime::{
 use tokio::sync::oneshot;
 
 use crate::requests::{Deferral, Requests};
-pub use crate::router::MessageRouter;
-use crate::router::{Delivery, MailboxKey, MailboxReceiver, Undeliverable};
+use crate::router::{Delivery, MailboxKey, MailboxLimits, MailboxReceiver, Undeliverable};
+pub use crate::router::{MAX_PARKED_BYTES, MessageRouter, RESTART_WINDOW};
 
 /// Configuration of the message-server handler: the manifest's `[[handler]] type = "message-server"` table.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MessageServerConfig {
     /// Inbound items (sends, requests, channel opens and channel messages) this actor's mailbox queues; when it
-    /// is full a sender gets `"mailbox of <id> is full"` at once (default 1024).
+    /// is full a sender gets `"mailbox of <id> is full: <n> items exceeds mailbox_capacity (<max>)"` at once
+    /// (default 1024).
     pub mailbox_capacity: u32,
+    /// Payload bytes this actor's mailbox holds at once, counted when an item is queued (a channel's early
+    /// message: when sent) and released when it is delivered; past it a sender gets `"mailbox of <id> is full:
+    /// <n> bytes exceeds mailbox_bytes (<max>)"` at once (default 64 MiB).
+    pub mailbox_bytes: u64,
+    /// Channels this actor takes part in at once (open, or waiting for the peer's decision); `open-channel`
+    /// past it, on either side, fails (default 1024).
+    pub max_channels: u32,
     /// How long `request` and `open-channel` wait for the peer, in ms (default 30 000).
     pub request_timeout_ms: u64,
     /// Largest payload this actor sends (`send`, `request`, `open-channel`, `send-on-channel`,
@@ -65,11 +91,13 @@ pub struct MessageServerConfig {
 }
 
 impl Default for MessageServerConfig {
-    /// `mailbox_capacity = 1024`, `request_timeout_ms = 30 000`, `max_message_bytes = 16 MiB`,
-    /// `max_outstanding_requests = 1024`.
+    /// `mailbox_capacity = 1024`, `mailbox_bytes = 64 MiB`, `max_channels = 1024`, `request_timeout_ms =
+    /// 30 000`, `max_message_bytes = 16 MiB`, `max_outstanding_requests = 1024`.
     fn default() -> Self {
         Self {
             mailbox_capacity: 1024,
+            mailbox_bytes: 64 * 1024 * 1024,
+            max_channels: 1024,
             request_timeout_ms: 30_000,
             max_message_bytes: 16 * 1024 * 1024,
             max_outstanding_requests: 1024,
@@ -135,7 +163,7 @@ impl MessageServerHandler {
     /// Makes the actor's own mailbox and registers it with the runtime's router.
     ///
     /// # Errors
-    /// The runtime is gone, or the actor's id already has a mailbox.
+    /// The runtime is gone.
     #[theater(create_instance)]
     fn for_actor(&self, actor: &ActorContext) -> anyhow::Result<Self> {
         let runtime = actor
@@ -143,11 +171,13 @@ impl MessageServerHandler {
             .upgrade()
             .ok_or_else(|| anyhow::anyhow!("registering the mailbox: the runtime is gone"))?;
         let router = runtime.service::<MessageRouter>();
-        let (sender, inbox) = router::mailbox(self.config.mailbox_capacity as usize);
+        let (sender, inbox) = router::mailbox(MailboxLimits {
+            capacity: self.config.mailbox_capacity as usize,
+            bytes: usize::try_from(self.config.mailbox_bytes).unwrap_or(usize::MAX),
+            channels: self.config.max_channels as usize,
+        });
         let id = actor.id.to_string();
-        router
-            .register(&id, sender)
-            .map_err(|e| anyhow::anyhow!("registering the mailbox: {e}"))?;
+        router.register(&id, sender);
         Ok(Self {
             config: self.config.clone(),
             endpoint: Some(Arc::new(Endpoint {
@@ -242,7 +272,7 @@ impl MessageServerHandler {
     /// `request_timeout_ms`. Accepted: returns the channel id, and the accept message (if any) arrives as this
     /// actor's next `handle-channel-message`. Errors, besides those of [`send`](Self::send):
     /// `"channel rejected: <message>"`, `"channel open failed: <callback error>"`, `"channel <id> timed out"`,
-    /// `"actor <id> stopped"`, and opening a channel to oneself.
+    /// `"actor <id> stopped"`, either side at its `max_channels`, and opening a channel to oneself.
     #[theater(record(initial_msg = "full"))]
     async fn open_channel(&self, actor_id: String, initial_msg: Vec<u8>) -> Result<String, String> {
         self.check_size("open-channel", &initial_msg)?;
@@ -282,12 +312,9 @@ impl MessageServerHandler {
     fn send_on_channel(&self, channel_id: String, msg: Vec<u8>) -> Result<(), String> {
         self.check_size("send-on-channel", &msg)?;
         let endpoint = self.endpoint()?;
-        endpoint.router.send_on_channel(
-            &channel_id,
-            &endpoint.id,
-            msg,
-            self.config.mailbox_capacity as usize,
-        )
+        endpoint
+            .router
+            .send_on_channel(&channel_id, &endpoint.id, msg)
     }
 
     /// WIT: `close-channel: func(channel-id: channel-id) -> result<_, string>`
@@ -344,15 +371,22 @@ impl MessageServerHandler {
         hold: BackgroundGuard,
     ) {
         let mut hold = Some(hold);
+        let mut unsent = Vec::new();
+        // An item taken behind a batch of sends, delivered next.
+        let mut held: Option<Delivery> = None;
         let mut mailboxes = endpoint.router.watch_mailboxes();
         loop {
-            let callable = !inbox.is_empty() || endpoint.router.has_peers(&endpoint.id);
+            let callable =
+                held.is_some() || !inbox.is_empty() || endpoint.router.has_peers(&endpoint.id);
             if !callable {
                 hold = None;
             } else if hold.is_none() {
                 hold = Some(actor.hold_background());
             }
-            let item = tokio::select! {
+            let item = if let Some(item) = held.take() {
+                item
+            } else {
+                tokio::select! {
                 biased;
                 () = shutdown.wait() => break,
                 item = inbox.recv() => match item {
@@ -363,28 +397,102 @@ impl MessageServerHandler {
                     Ok(()) => continue,
                     Err(_) => break,
                 },
+                }
             };
             if hold.is_none() {
                 hold = Some(actor.hold_background());
             }
-            let go_on = tokio::select! {
-                biased;
-                () = shutdown.wait() => false,
-                go_on = self.deliver(&actor, &endpoint, item) => go_on,
+            // Not raced with the shutdown: a stopping actor finishes its current call and refuses queued ones at
+            // once, so this returns soon, and says whether the items were taken.
+            let delivered = match item {
+                Delivery::Send(msg) => {
+                    // The sends queued right behind this one go to the actor with it, in order.
+                    let mut batch = vec![msg];
+                    while batch.len() < PIPELINED_SENDS {
+                        match inbox.try_recv() {
+                            Some(Delivery::Send(msg)) => batch.push(msg),
+                            other => {
+                                held = other;
+                                break;
+                            }
+                        }
+                    }
+                    self.deliver_sends(&actor, &endpoint, batch).await
+                }
+                item => self.deliver(&actor, &endpoint, item).await,
             };
-            if !go_on {
+            if let Delivered::Stopped(untaken) = delivered {
+                unsent = untaken;
                 break;
             }
         }
-        endpoint.close(&mut inbox);
+        endpoint.close(&mut inbox, unsent, held);
         drop(hold);
     }
 
-    /// Turns one mailbox item into its callback and passes the answer on. `false` when the actor has stopped.
-    async fn deliver(&self, actor: &ActorHandle, endpoint: &Arc<Endpoint>, item: Delivery) -> bool {
+    /// Delivers `batch` (sends, in order) through `handle-send`: every call queued to the actor before the first is
+    /// awaited, so the actor runs them back to back (its queue keeps their order). Should the actor's queue fill
+    /// (`max_queued_calls`), the calls queued so far are awaited first and the rest queued after.
+    async fn deliver_sends(
+        &self,
+        actor: &ActorHandle,
+        endpoint: &Endpoint,
+        batch: Vec<Vec<u8>>,
+    ) -> Delivered {
+        let spec = &theater::simple::message_server_client::HANDLE_SEND_SPEC;
+        let mut next = 0;
+        let mut untaken = Vec::new();
+        while next < batch.len() {
+            let mut waits = Vec::new();
+            let first = next;
+            let mut refused_from = None;
+            while next < batch.len() {
+                let queued = actor.queue_export_then::<(Vec<u8>,), (Option<Vec<u8>>,)>(
+                    spec,
+                    (batch[next].clone(),),
+                    |_| {},
+                );
+                match queued {
+                    Ok(wait) => waits.push(wait),
+                    // Full with calls of this batch: await them, then queue the rest.
+                    Err(ActorError::Busy(_)) if !waits.is_empty() => break,
+                    Err(ActorError::Stopped) => {
+                        refused_from = Some(next);
+                        break;
+                    }
+                    Err(e) => log_failed(endpoint, &e),
+                }
+                next += 1;
+            }
+            for (offset, wait) in waits.into_iter().enumerate() {
+                match wait.await {
+                    Ok(_) => {}
+                    // A send the stopping actor never took goes to its next incarnation, in order.
+                    Err(ActorError::Stopped) => untaken.push(batch[first + offset].clone()),
+                    Err(e) => log_failed(endpoint, &e),
+                }
+            }
+            // Those after a refused one were refused too: `untaken` is in order.
+            if let Some(from) = refused_from {
+                untaken.extend(batch[from..].iter().cloned());
+            }
+            if !untaken.is_empty() {
+                return Delivered::Stopped(untaken);
+            }
+        }
+        Delivered::Yes
+    }
+
+    /// Turns one mailbox item into its callback and passes the answer on.
+    async fn deliver(
+        &self,
+        actor: &ActorHandle,
+        endpoint: &Arc<Endpoint>,
+        item: Delivery,
+    ) -> Delivered {
         let callbacks = self.callbacks(actor);
         let result = match item {
-            Delivery::Send(msg) => callbacks.handle_send(msg).await,
+            Delivery::Send(msg) => return self.deliver_sends(actor, endpoint, vec![msg]).await,
             Delivery::Request { id, msg, reply } => {
                 endpoint.requests.begin(&id, reply);
                 // Settled in the actor's task before its next call, which therefore already lists a deferral.
@@ -441,18 +549,36 @@ impl MessageServerHandler {
             Delivery::ChannelClose { id } => callbacks.handle_channel_close(id).await,
         };
         match result {
-            Ok(()) => true,
-            Err(ActorError::Stopped) => false,
-            Err(ActorError::NotExported(function)) => {
-                tracing::debug!(actor = %endpoint.id, "message-server: the actor does not export {function}");
-                true
-            }
+            Ok(()) => Delivered::Yes,
+            Err(ActorError::Stopped) => Delivered::Stopped(Vec::new()),
             Err(e) => {
-                tracing::warn!(actor = %endpoint.id, "message-server callback failed: {e}");
-                true
+                log_failed(endpoint, &e);
+                Delivered::Yes
             }
         }
     }
+}
+
+/// Sends the mailbox loop queues to the actor at once, at most: enough to run the callbacks back to back, few
+/// enough to leave room in the actor's queue (`max_queued_calls`, 1,024 by default) for other callers.
+const PIPELINED_SENDS: usize = 32;
+
+/// Logs a callback that failed for a reason of its own (the message is not retried).
+fn log_failed(endpoint: &Endpoint, e: &ActorError) {
+    match e {
+        ActorError::NotExported(function) => {
+            tracing::debug!(actor = %endpoint.id, "message-server: the actor does not export {function}");
+        }
+        e => tracing::warn!(actor = %endpoint.id, "message-server callback failed: {e}"),
+    }
+}
+
+/// What became of one mailbox item.
+enum Delivered {
+    /// Its callback ran (or failed for a reason of its own, which is logged).
+    Yes,
+    /// The actor stopped; the sends it never took are given back, in order.
+    Stopped(Vec<Vec<u8>>),
 }
 
 impl Endpoint {
@@ -475,23 +601,26 @@ impl Endpoint {
     }
 
     /// The actor stops: unregister the mailbox (closing the actor's channels) and fail every request waiting on
-    /// it, queued or deferred.
-    fn close(&self, inbox: &mut MailboxReceiver) {
-        self.router.unregister(&self.id, &self.key);
+    /// it, queued or deferred. The sends it accepted and never took (`unsent`; then `held`, an item the loop took
+    /// behind them; then what is queued) are parked for its next incarnation ([`MessageRouter::unregister`]), as a restarted actor keeps its mailbox.
+    fn close(&self, inbox: &mut MailboxReceiver, unsent: Vec<Vec<u8>>, held: Option<Delivery>) {
         let stopped = format!("actor {} stopped", self.id);
-        for item in inbox.close() {
+        let mut left = unsent;
+        // Closed first: from here a send to this mailbox fails, so none is accepted and lost.
+        let rest = inbox.close();
+        for item in held.into_iter().chain(rest) {
             match item {
+                Delivery::Send(msg) => left.push(msg),
                 Delivery::Request { reply, .. } => {
                     let _ = reply.send(Err(stopped.clone()));
                 }
                 Delivery::ChannelOpen { reply, .. } => {
                     let _ = reply.send(Err(stopped.clone()));
                 }
-                Delivery::Send(_)
-                | Delivery::ChannelMessage { .. }
-                | Delivery::ChannelClose { .. } => {}
+                Delivery::ChannelMessage { .. } | Delivery::ChannelClose { .. } => {}
             }
         }
+        self.router.unregister(&self.id, &self.key, left);
         self.requests.fail_all(&stopped);
     }
 }
@@ -499,7 +628,7 @@ impl Endpoint {
 impl Drop for Endpoint {
     /// Also when the actor never started (its `init` failed): no mailbox outlives its actor.
     fn drop(&mut self) {
-        self.router.unregister(&self.id, &self.key);
+        self.router.unregister(&self.id, &self.key, Vec::new());
         self.requests
             .fail_all(&format!("actor {} stopped", self.id));
     }

@@ -8,10 +8,15 @@
 //!
 //! Every operation names its caller, and the router checks it: only a channel's two participants can send on
 //! it or close it, and a channel of other actors is answered like an unknown one (`"channel <id> not found"`).
+//!
+//! What the router holds for an actor is bounded by that actor's [`MailboxLimits`]: its queued items (count and
+//! payload bytes, the messages a peer sent on a channel still waiting for its decision included) and the
+//! channels it takes part in.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -45,46 +50,152 @@ pub(crate) enum Delivery {
     ChannelClose { id: String },
 }
 
+impl Delivery {
+    /// The payload bytes the item holds, as counted against `mailbox_bytes`.
+    fn size(&self) -> usize {
+        match self {
+            Self::Send(msg)
+            | Self::Request { msg, .. }
+            | Self::ChannelOpen { msg, .. }
+            | Self::ChannelMessage { msg, .. } => msg.len(),
+            Self::ChannelClose { .. } => 0,
+        }
+    }
+}
+
+/// What one actor's mailbox may hold, from its configuration (`mailbox_capacity`, `mailbox_bytes`,
+/// `max_channels`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MailboxLimits {
+    /// Items (sends, requests, channel opens and channel messages) queued at once.
+    pub(crate) capacity: usize,
+    /// Payload bytes of those items at once.
+    pub(crate) bytes: usize,
+    /// Channels the actor takes part in at once (open, or waiting for a decision).
+    pub(crate) channels: usize,
+}
+
+/// What a mailbox holds now: items and their payload bytes, counted when queued (or, for a channel's early
+/// messages, when sent) and released once delivered (their callback has returned).
+#[derive(Debug, Default)]
+struct Load {
+    items: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+impl Load {
+    fn add(&self, size: usize) {
+        self.items.fetch_add(1, Ordering::AcqRel);
+        self.bytes.fetch_add(size, Ordering::AcqRel);
+    }
+
+    fn release(&self, size: usize) {
+        self.items.fetch_sub(1, Ordering::AcqRel);
+        self.bytes.fetch_sub(size, Ordering::AcqRel);
+    }
+}
+
 /// The sending end of one actor's mailbox, as the router keeps it.
 #[derive(Debug)]
 pub(crate) struct MailboxSender {
     tx: mpsc::UnboundedSender<Delivery>,
-    queued: Arc<AtomicUsize>,
-    capacity: usize,
+    load: Arc<Load>,
+    limits: MailboxLimits,
+    /// The channels the actor takes part in (changed under the router's lock).
+    channels: usize,
+    /// Opens the receiver's [`Gate`]; kept by the router while an earlier mailbox under the same id has not
+    /// handed over what it left, dropped (opening the gate empty) otherwise.
+    gate: Option<GateOpener>,
 }
+
+/// Sends one mailbox accepted and its actor never took, in order.
+type Left = Vec<Vec<u8>>;
+
+/// What a mailbox's receiver waits for before its first item when it took the place of an earlier incarnation's
+/// mailbox that was still open: the sends that mailbox left ([`Left`]), which come first.
+type Gate = oneshot::Receiver<Left>;
+
+/// Opens a [`Gate`].
+type GateOpener = oneshot::Sender<Left>;
 
 /// The receiving end of one actor's mailbox, owned by that actor's handler instance.
 #[derive(Debug)]
 pub(crate) struct MailboxReceiver {
     rx: mpsc::UnboundedReceiver<Delivery>,
-    queued: Arc<AtomicUsize>,
+    load: Arc<Load>,
+    /// Open (`None`) once the sends an earlier incarnation left are in `front`.
+    gate: Option<Gate>,
+    /// Sends an earlier incarnation left, delivered before anything in `rx`.
+    front: VecDeque<Vec<u8>>,
+    /// The payload bytes of the item last taken, still counted while its callback runs.
+    in_flight: Vec<usize>,
 }
 
-/// A new mailbox that holds at most `capacity` messages, sends, requests and channel opens at a time.
-/// Notifications the router owes an actor (a channel's accept message and its close) are never refused, so they
-/// are never lost; there is at most one of each per channel.
-pub(crate) fn mailbox(capacity: usize) -> (MailboxSender, MailboxReceiver) {
+/// A new mailbox bounded by `limits`. Notifications the router owes an actor (a channel's accept message and
+/// its close) are never refused, so they are never lost; there is at most one of each per channel, and they
+/// count towards the bounds like any other item.
+pub(crate) fn mailbox(limits: MailboxLimits) -> (MailboxSender, MailboxReceiver) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let queued = Arc::new(AtomicUsize::new(0));
+    let (open, gate) = oneshot::channel();
+    let load = Arc::new(Load::default());
     (
         MailboxSender {
             tx,
-            queued: queued.clone(),
-            capacity,
+            load: load.clone(),
+            limits,
+            channels: 0,
+            gate: Some(open),
         },
-        MailboxReceiver { rx, queued },
+        MailboxReceiver {
+            rx,
+            load,
+            gate: Some(gate),
+            front: VecDeque::new(),
+            in_flight: Vec::new(),
+        },
     )
 }
 
 impl MailboxSender {
+    /// Counts an item of `size` payload bytes for `owner`'s mailbox, unless that would pass `mailbox_capacity`
+    /// or `mailbox_bytes`. Only called under the router's lock, so two admissions cannot both pass the bound.
+    fn admit(&self, owner: &str, size: usize) -> Result<(), String> {
+        let items = self.load.items.load(Ordering::Acquire);
+        if items >= self.limits.capacity {
+            return Err(format!(
+                "mailbox of {owner} is full: {} items exceeds mailbox_capacity ({})",
+                items + 1,
+                self.limits.capacity
+            ));
+        }
+        let bytes = self.load.bytes.load(Ordering::Acquire);
+        if bytes.saturating_add(size) > self.limits.bytes {
+            return Err(format!(
+                "mailbox of {owner} is full: {} bytes exceeds mailbox_bytes ({})",
+                bytes.saturating_add(size),
+                self.limits.bytes
+            ));
+        }
+        self.load.add(size);
+        Ok(())
+    }
+
     /// Queues `item`, refusing it when `counted` and the mailbox is full.
     fn push(&self, owner: &str, item: Delivery, counted: bool) -> Result<(), String> {
-        if counted && self.queued.load(Ordering::Acquire) >= self.capacity {
-            return Err(format!("mailbox of {owner} is full"));
+        let size = item.size();
+        if counted {
+            self.admit(owner, size)?;
+        } else {
+            self.load.add(size);
         }
-        self.queued.fetch_add(1, Ordering::AcqRel);
+        self.push_admitted(owner, item)
+    }
+
+    /// Queues `item`, already counted by [`admit`](Self::admit).
+    fn push_admitted(&self, owner: &str, item: Delivery) -> Result<(), String> {
+        let size = item.size();
         self.tx.send(item).map_err(|_| {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
+            self.load.release(size);
             format!("actor {owner} not found")
         })
     }
@@ -92,33 +203,88 @@ impl MailboxSender {
 
 /// Tells one mailbox from a later one registered under the same actor id (a restarted actor keeps its id).
 #[derive(Clone, Debug)]
-pub(crate) struct MailboxKey(Arc<AtomicUsize>);
+pub(crate) struct MailboxKey(Arc<Load>);
 
 impl MailboxReceiver {
     /// The key of this mailbox, for [`MessageRouter::unregister`].
     pub(crate) fn key(&self) -> MailboxKey {
-        MailboxKey(self.queued.clone())
+        MailboxKey(self.load.clone())
     }
 
-    /// The next item, `None` once the mailbox is closed and empty.
+    /// The next item, `None` once the mailbox is closed and empty. The items taken stay counted until the next
+    /// call (or [`close`](Self::close)), i.e. while their callbacks run: the bounds cover the items being
+    /// delivered too.
+    ///
+    /// Cancel-safe: nothing is taken until the future completes.
     pub(crate) async fn recv(&mut self) -> Option<Delivery> {
-        let item = self.rx.recv().await;
-        if item.is_some() {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
+        self.release_in_flight();
+        if let Some(gate) = &mut self.gate {
+            // Err: the router dropped the opener, there is nothing to hand over.
+            let left = gate.await.unwrap_or_default();
+            self.gate = None;
+            self.front.extend(left);
         }
+        let item = match self.front.pop_front() {
+            Some(msg) => Some(Delivery::Send(msg)),
+            None => self.rx.recv().await,
+        };
+        self.in_flight.extend(item.as_ref().map(Delivery::size));
         item
     }
 
-    /// Whether nothing is queued.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.rx.is_empty()
+    /// The next item if one is queued now (and the gate is open), taken without releasing the items taken before:
+    /// they all stay counted until the next [`recv`](Self::recv), while a batch of callbacks runs.
+    pub(crate) fn try_recv(&mut self) -> Option<Delivery> {
+        if self.gate.is_some() {
+            return None;
+        }
+        let item = match self.front.pop_front() {
+            Some(msg) => Some(Delivery::Send(msg)),
+            None => self.rx.try_recv().ok(),
+        };
+        self.in_flight.extend(item.as_ref().map(Delivery::size));
+        item
     }
 
-    /// Closes the mailbox and returns what was still queued.
+    fn release_in_flight(&mut self) {
+        for size in self.in_flight.drain(..) {
+            self.load.release(size);
+        }
+    }
+
+    /// Whether nothing is queued (a gate still closed may bring sends: not empty).
+    pub(crate) fn is_empty(&mut self) -> bool {
+        if let Some(gate) = &mut self.gate {
+            match gate.try_recv() {
+                Ok(left) => {
+                    self.front.extend(left);
+                    self.gate = None;
+                }
+                Err(oneshot::error::TryRecvError::Closed) => self.gate = None,
+                Err(oneshot::error::TryRecvError::Empty) => {}
+            }
+        }
+        self.gate.is_none() && self.front.is_empty() && self.rx.is_empty()
+    }
+
+    /// Closes the mailbox and returns what was still queued, an earlier incarnation's sends first. A gate still
+    /// closed is closed for good: the router then parks what it was to bring ([`MessageRouter::unregister`]).
     pub(crate) fn close(&mut self) -> Vec<Delivery> {
+        self.release_in_flight();
+        if let Some(mut gate) = self.gate.take() {
+            gate.close();
+            if let Ok(left) = gate.try_recv() {
+                self.front.extend(left);
+            }
+        }
         self.rx.close();
         let mut rest = Vec::new();
+        for msg in self.front.drain(..) {
+            self.load.release(msg.len());
+            rest.push(Delivery::Send(msg));
+        }
         while let Ok(item) = self.rx.try_recv() {
+            self.load.release(item.size());
             rest.push(item);
         }
         rest
@@ -142,8 +308,11 @@ struct Channel {
     /// The actor whose `handle-channel-open` decides.
     peer: String,
     /// `Some(messages)` until the peer accepts: what the peer sent on the channel meanwhile (during its
-    /// `handle-channel-open`), delivered to the opener right after the accept message.
+    /// `handle-channel-open`), delivered to the opener right after the accept message. Each is already counted
+    /// in the opener's mailbox (`opener_load`).
     pending: Option<Vec<Vec<u8>>>,
+    /// The load of the opener's mailbox when it opened the channel, which counts the early messages.
+    opener_load: Arc<Load>,
 }
 
 impl Channel {
@@ -159,18 +328,178 @@ impl Channel {
     }
 }
 
+/// How long the sends left in a stopped actor's mailbox wait for a new mailbox under the same id (a restart by its
+/// supervisor) before they are dropped.
+pub const RESTART_WINDOW: Duration = Duration::from_secs(30);
+
+/// Payload bytes of parked sends ([`RESTART_WINDOW`]) that one router keeps at once, across all actors; sends
+/// that would pass it are dropped (and logged) when their actor stops.
+pub const MAX_PARKED_BYTES: usize = 64 * 1024 * 1024;
+
+/// The sends a stopped actor had accepted and not taken, waiting for its next incarnation.
+#[derive(Debug)]
+struct Parked {
+    sends: Vec<Vec<u8>>,
+    bytes: usize,
+    since: Instant,
+}
+
+/// A mailbox registered while earlier incarnations' mailboxes under the same id were still open (their actor
+/// stopped, its mailbox loop not yet closed): what each of those leaves goes, in incarnation order, through the
+/// gate of the newest mailbox once all have unregistered.
+#[derive(Debug)]
+struct Handover {
+    /// The earlier mailboxes, oldest first, with what each left once it unregistered.
+    waiting: Vec<(Arc<Load>, Option<Left>)>,
+    /// The newest mailbox's gate and load; `None` once that mailbox went too (what is handed over is parked).
+    to: Option<(GateOpener, Arc<Load>)>,
+}
+
 #[derive(Debug, Default)]
 struct Routes {
     mailboxes: HashMap<String, MailboxSender>,
     channels: HashMap<String, Channel>,
+    parked: HashMap<String, Parked>,
+    parked_bytes: usize,
+    handovers: HashMap<String, Handover>,
 }
 
 impl Routes {
+    /// Drops parked sends older than [`RESTART_WINDOW`].
+    fn expire_parked(&mut self) {
+        let before = self.parked.len();
+        let mut freed = 0;
+        self.parked.retain(|id, parked| {
+            let keep = parked.since.elapsed() < RESTART_WINDOW;
+            if !keep {
+                freed += parked.bytes;
+                tracing::debug!(actor = %id, sends = parked.sends.len(), "message-server: parked sends expired");
+            }
+            keep
+        });
+        if self.parked.len() != before {
+            self.parked_bytes -= freed;
+        }
+    }
+
+    /// Parks `sends` for `id`'s next mailbox, as far as [`MAX_PARKED_BYTES`] allows.
+    fn park(&mut self, id: &str, sends: Vec<Vec<u8>>) {
+        self.expire_parked();
+        let mut dropped = 0;
+        for msg in sends {
+            if self.parked_bytes + msg.len() > MAX_PARKED_BYTES {
+                dropped += 1;
+                continue;
+            }
+            self.parked_bytes += msg.len();
+            let parked = self.parked.entry(id.to_owned()).or_insert_with(|| Parked {
+                sends: Vec::new(),
+                bytes: 0,
+                since: Instant::now(),
+            });
+            parked.bytes += msg.len();
+            parked.sends.push(msg);
+        }
+        if dropped > 0 {
+            tracing::warn!(
+                actor = %id,
+                dropped,
+                "message-server: sends left in a stopped mailbox dropped at MAX_PARKED_BYTES ({MAX_PARKED_BYTES})"
+            );
+        }
+    }
+
+    /// Closes the channels `id` takes part in; the other side of each hears `handle-channel-close`.
+    fn close_channels_of(&mut self, id: &str) {
+        let mine: Vec<String> = self
+            .channels
+            .iter()
+            .filter(|(_, c)| c.opener == id || c.peer == id)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for channel_id in mine {
+            if let Some(channel) = self.remove_channel(&channel_id)
+                && let Some(other) = channel.other(id)
+            {
+                let close = Delivery::ChannelClose { id: channel_id };
+                let _ = self.deliver(other, close, false);
+            }
+        }
+    }
+
+    /// The mailbox `key` of `id`, superseded by a newer one, unregistered leaving `left`. Once every superseded
+    /// mailbox of `id` has, what they left goes through the newest mailbox's gate, or is parked if that is gone
+    /// too. `false` if `key` is not waited for (already handed over, or never superseded).
+    fn hand_over(&mut self, id: &str, key: &Arc<Load>, left: Vec<Vec<u8>>) -> bool {
+        let Some(handover) = self.handovers.get_mut(id) else {
+            return false;
+        };
+        let Some(slot) = handover
+            .waiting
+            .iter_mut()
+            .find(|(k, left)| Arc::ptr_eq(k, key) && left.is_none())
+        else {
+            return false;
+        };
+        slot.1 = Some(left);
+        if handover.waiting.iter().any(|(_, left)| left.is_none()) {
+            return true;
+        }
+        let handover = self.handovers.remove(id).expect("looked up above");
+        let left: Vec<Vec<u8>> = handover
+            .waiting
+            .into_iter()
+            .flat_map(|(_, left)| left.unwrap_or_default())
+            .collect();
+        let refused = match handover.to {
+            Some((gate, load)) => {
+                for msg in &left {
+                    load.add(msg.len());
+                }
+                gate.send(left).err().inspect(|left| {
+                    for msg in left {
+                        load.release(msg.len());
+                    }
+                })
+            }
+            None => Some(left),
+        };
+        if let Some(left) = refused {
+            self.park(id, left);
+        }
+        true
+    }
+
     fn deliver(&self, to: &str, item: Delivery, counted: bool) -> Result<(), Undeliverable> {
         let mailbox = self.mailboxes.get(to).ok_or(Undeliverable::NoMailbox)?;
         mailbox
             .push(to, item, counted)
             .map_err(Undeliverable::Refused)
+    }
+
+    /// Records `channel`, counting it for both participants.
+    fn insert_channel(&mut self, id: &str, channel: Channel) {
+        for actor in [&channel.opener, &channel.peer] {
+            if let Some(mailbox) = self.mailboxes.get_mut(actor) {
+                mailbox.channels += 1;
+            }
+        }
+        self.channels.insert(id.to_owned(), channel);
+    }
+
+    /// Forgets channel `id`: both participants count it no more, and early messages it still holds release
+    /// their room in the opener's mailbox.
+    fn remove_channel(&mut self, id: &str) -> Option<Channel> {
+        let channel = self.channels.remove(id)?;
+        for actor in [&channel.opener, &channel.peer] {
+            if let Some(mailbox) = self.mailboxes.get_mut(actor) {
+                mailbox.channels = mailbox.channels.saturating_sub(1);
+            }
+        }
+        for msg in channel.pending.iter().flatten() {
+            channel.opener_load.release(msg.len());
+        }
+        Some(channel)
     }
 }
 
@@ -209,46 +538,71 @@ impl MessageRouter {
         self.mailbox_count.subscribe()
     }
 
-    /// Registers `id`'s mailbox.
-    ///
-    /// # Errors
-    /// `id` already has one.
-    pub(crate) fn register(&self, id: &str, mailbox: MailboxSender) -> Result<(), String> {
+    /// Registers `id`'s mailbox. A restarted actor keeps its id, and its new mailbox may come before the old one's
+    /// loop has closed it: the new one then takes its place at once (the old one's channels close), and takes
+    /// nothing until the old one has unregistered and handed over the sends it accepted and never delivered,
+    /// which come first. Sends parked when an earlier mailbox went ([`RESTART_WINDOW`]) come first too.
+    pub(crate) fn register(&self, id: &str, mut mailbox: MailboxSender) {
         let mut routes = self.routes();
-        if routes.mailboxes.contains_key(id) {
-            return Err(format!("actor {id} already has a mailbox"));
+        let routes = &mut *routes;
+        routes.expire_parked();
+        if let Some(old) = routes.mailboxes.remove(id) {
+            routes.close_channels_of(id);
+            let handover = routes
+                .handovers
+                .entry(id.to_owned())
+                .or_insert_with(|| Handover {
+                    waiting: Vec::new(),
+                    to: None,
+                });
+            handover.waiting.push((old.load, None));
         }
+        if let Some(handover) = routes.handovers.get_mut(id) {
+            // Replacing a newer gate opens that one empty: its mailbox is gone.
+            handover.to = mailbox.gate.take().map(|gate| (gate, mailbox.load.clone()));
+        }
+        if let Some(parked) = routes.parked.remove(id) {
+            // What the previous incarnation accepted and never took comes first, never refused.
+            routes.parked_bytes -= parked.bytes;
+            for msg in parked.sends {
+                let _ = mailbox.push(id, Delivery::Send(msg), false);
+            }
+        }
+        mailbox.gate = None;
         routes.mailboxes.insert(id.to_owned(), mailbox);
         self.mailbox_count.send_replace(routes.mailboxes.len());
-        Ok(())
     }
 
     /// Removes `id`'s mailbox and closes its channels; the other side of each hears `handle-channel-close`. A
     /// channel still waiting for `id`'s decision is dropped without a notification: its opener's `open-channel`
-    /// fails when `id`'s mailbox goes. Idempotent; does nothing once a newer mailbox (not `key`'s) holds `id`.
-    pub(crate) fn unregister(&self, id: &str, key: &MailboxKey) {
+    /// fails when `id`'s mailbox goes. Idempotent: called again (and from `Drop`), it does nothing.
+    ///
+    /// `left` are the sends the mailbox had accepted and its actor never took. They go, in order, to the next
+    /// mailbox under `id` (a restarted actor keeps its id): through its gate if it already took this one's place
+    /// ([`register`](Self::register)), else parked for one registered within [`RESTART_WINDOW`], in the same step
+    /// as the old mailbox goes, so no send can come between.
+    pub(crate) fn unregister(&self, id: &str, key: &MailboxKey, left: Vec<Vec<u8>>) {
         let mut routes = self.routes();
-        match routes.mailboxes.get(id) {
-            Some(mailbox) if !Arc::ptr_eq(&mailbox.queued, &key.0) => return,
-            Some(_) => {
-                routes.mailboxes.remove(id);
-                self.mailbox_count.send_replace(routes.mailboxes.len());
-            }
-            None => {}
+        let routes = &mut *routes;
+        let current = routes
+            .mailboxes
+            .get(id)
+            .is_some_and(|m| Arc::ptr_eq(&m.load, &key.0));
+        if !current {
+            // A mailbox whose place a newer one took hands over what it left; any other call is a repeat.
+            routes.hand_over(id, &key.0, left);
+            return;
         }
-        let mine: Vec<String> = routes
-            .channels
-            .iter()
-            .filter(|(_, c)| c.opener == id || c.peer == id)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for channel_id in mine {
-            if let Some(channel) = routes.channels.remove(&channel_id)
-                && let Some(other) = channel.other(id)
-            {
-                let close = Delivery::ChannelClose { id: channel_id };
-                let _ = routes.deliver(other, close, false);
+        routes.mailboxes.remove(id);
+        self.mailbox_count.send_replace(routes.mailboxes.len());
+        routes.close_channels_of(id);
+        match routes.handovers.get_mut(id) {
+            // Earlier mailboxes have not handed over yet: what this one left comes after theirs, all parked.
+            Some(handover) => {
+                handover.to = None;
+                handover.waiting.push((key.0.clone(), Some(left)));
             }
+            None => routes.park(id, left),
         }
     }
 
@@ -259,6 +613,10 @@ impl MessageRouter {
 
     /// Records a new channel `channel_id` from `opener` to `peer` and queues its [`Delivery::ChannelOpen`] for
     /// `peer`. The channel waits for the peer's decision ([`accept`](Self::accept) or [`discard`](Self::discard)).
+    ///
+    /// # Errors
+    /// No mailbox for `peer` (or `opener`), a full mailbox, or either side already taking part in its
+    /// `max_channels` channels.
     pub(crate) fn open(
         &self,
         channel_id: &str,
@@ -268,18 +626,37 @@ impl MessageRouter {
         reply: OpenReply,
     ) -> Result<(), Undeliverable> {
         let mut routes = self.routes();
+        let opener_mailbox = routes.mailboxes.get(opener).ok_or_else(|| {
+            Undeliverable::Refused(format!("open-channel: actor {opener} is stopping"))
+        })?;
+        let opener_load = opener_mailbox.load.clone();
+        let too_many = |who: &str, mailbox: &MailboxSender| {
+            Undeliverable::Refused(format!(
+                "open-channel: actor {who} takes part in {} channels, the most its max_channels ({}) allows",
+                mailbox.channels, mailbox.limits.channels
+            ))
+        };
+        if opener_mailbox.channels >= opener_mailbox.limits.channels {
+            return Err(too_many(opener, opener_mailbox));
+        }
+        if let Some(peer_mailbox) = routes.mailboxes.get(peer)
+            && peer_mailbox.channels >= peer_mailbox.limits.channels
+        {
+            return Err(too_many(peer, peer_mailbox));
+        }
         let open = Delivery::ChannelOpen {
             id: channel_id.to_owned(),
             msg,
             reply,
         };
         routes.deliver(peer, open, true)?;
-        routes.channels.insert(
-            channel_id.to_owned(),
+        routes.insert_channel(
+            channel_id,
             Channel {
                 opener: opener.to_owned(),
                 peer: peer.to_owned(),
                 pending: Some(Vec::new()),
+                opener_load,
             },
         );
         Ok(())
@@ -312,6 +689,10 @@ impl MessageRouter {
             return Err(format!("channel {channel_id} not found"));
         };
         let early = channel.pending.take().unwrap_or_default();
+        // The early messages move from their reservation into the opener's queue.
+        for msg in &early {
+            channel.opener_load.release(msg.len());
+        }
         let opener = channel.opener.clone();
         for msg in message.into_iter().chain(early) {
             let item = Delivery::ChannelMessage {
@@ -332,7 +713,7 @@ impl MessageRouter {
             .get(channel_id)
             .is_some_and(|c| c.pending.is_some())
         {
-            routes.channels.remove(channel_id);
+            routes.remove_channel(channel_id);
         }
     }
 
@@ -348,7 +729,7 @@ impl MessageRouter {
         }
         let accepted = channel.pending.is_none();
         let peer = channel.peer.clone();
-        routes.channels.remove(channel_id);
+        routes.remove_channel(channel_id);
         if accepted {
             let close = Delivery::ChannelClose {
                 id: channel_id.to_owned(),
@@ -357,8 +738,8 @@ impl MessageRouter {
         }
     }
 
-    /// `caller` sends `msg` on `channel_id`: queued for the other participant (while the channel waits for the
-    /// peer's decision, the peer's messages wait with it). `limit` bounds those waiting messages.
+    /// `caller` sends `msg` on `channel_id`: queued for the other participant. While the channel waits for the
+    /// peer's decision, the peer's messages wait with it, already counted in the opener's mailbox.
     ///
     /// # Errors
     /// `"channel <id> not found"` unless `caller` takes part in the channel; a full mailbox.
@@ -367,16 +748,19 @@ impl MessageRouter {
         channel_id: &str,
         caller: &str,
         msg: Vec<u8>,
-        limit: usize,
     ) -> Result<(), String> {
         let mut routes = self.routes();
+        let routes = &mut *routes;
         let not_found = || format!("channel {channel_id} not found");
         let channel = routes.channels.get_mut(channel_id).ok_or_else(not_found)?;
         let other = channel.other(caller).ok_or_else(not_found)?.to_owned();
         if let Some(early) = &mut channel.pending {
-            if early.len() >= limit {
-                return Err(format!("mailbox of {other} is full"));
-            }
+            let opener = routes
+                .mailboxes
+                .get(&other)
+                .filter(|m| Arc::ptr_eq(&m.load, &channel.opener_load))
+                .ok_or_else(not_found)?;
+            opener.admit(&other, msg.len())?;
             early.push(msg);
             return Ok(());
         }
@@ -402,7 +786,7 @@ impl MessageRouter {
             .and_then(|c| c.other(caller))
             .map(str::to_owned)
             .ok_or_else(|| format!("channel {channel_id} not found"))?;
-        routes.channels.remove(channel_id);
+        routes.remove_channel(channel_id);
         let close = Delivery::ChannelClose {
             id: channel_id.to_owned(),
         };
@@ -415,9 +799,21 @@ impl MessageRouter {
 mod tests {
     use super::*;
 
+    fn limits(capacity: usize) -> MailboxLimits {
+        MailboxLimits {
+            capacity,
+            bytes: 1 << 20,
+            channels: 16,
+        }
+    }
+
     fn registered(router: &MessageRouter, id: &str, capacity: usize) -> MailboxReceiver {
-        let (tx, rx) = mailbox(capacity);
-        router.register(id, tx).unwrap();
+        registered_with(router, id, limits(capacity))
+    }
+
+    fn registered_with(router: &MessageRouter, id: &str, limits: MailboxLimits) -> MailboxReceiver {
+        let (tx, rx) = mailbox(limits);
+        router.register(id, tx);
         rx
     }
 
@@ -429,9 +825,18 @@ mod tests {
         router.deliver("b", Delivery::Send(vec![2])).unwrap();
         assert_eq!(
             router.deliver("b", Delivery::Send(vec![3])),
-            Err(Undeliverable::Refused("mailbox of b is full".into()))
+            Err(Undeliverable::Refused(
+                "mailbox of b is full: 3 items exceeds mailbox_capacity (2)".into()
+            ))
         );
+        // The item taken stays counted while its callback runs: still full.
         assert!(matches!(rx.recv().await, Some(Delivery::Send(m)) if m == [1]));
+        assert!(matches!(
+            router.deliver("b", Delivery::Send(vec![3])),
+            Err(Undeliverable::Refused(_))
+        ));
+        // Taking the next one releases the first.
+        assert!(matches!(rx.recv().await, Some(Delivery::Send(m)) if m == [2]));
         router.deliver("b", Delivery::Send(vec![3])).unwrap();
         assert_eq!(
             router.deliver("nobody", Delivery::Send(vec![])),
@@ -439,29 +844,121 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn sends_left_in_a_stopped_mailbox_go_first_to_the_next_one_under_the_same_id() {
+        let router = MessageRouter::default();
+        let mut old = registered(&router, "a", 4);
+        router.deliver("a", Delivery::Send(vec![1])).unwrap();
+        router.deliver("a", Delivery::Send(vec![2])).unwrap();
+        router.unregister("a", &old.key(), sends(old.close()));
+        // Between the incarnations: refused, not queued.
+        assert_eq!(
+            router.deliver("a", Delivery::Send(vec![9])),
+            Err(Undeliverable::NoMailbox)
+        );
+        let mut new = registered(&router, "a", 4);
+        router.deliver("a", Delivery::Send(vec![3])).unwrap();
+        for want in [1u8, 2, 3] {
+            assert!(matches!(new.recv().await, Some(Delivery::Send(m)) if m == [want]));
+        }
+        // Taken once: a third incarnation gets nothing of them.
+        new.close();
+        router.unregister("a", &new.key(), Vec::new());
+        let mut third = registered(&router, "a", 4);
+        assert!(third.is_empty());
+    }
+
+    /// The sends of a mailbox, as its loop hands them over when the actor stops.
+    fn sends(items: Vec<Delivery>) -> Vec<Vec<u8>> {
+        items
+            .into_iter()
+            .filter_map(|d| match d {
+                Delivery::Send(m) => Some(m),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_new_mailbox_registered_before_the_old_one_closes_takes_its_place_and_its_sends_first()
+     {
+        let router = MessageRouter::default();
+        let mut old = registered(&router, "a", 4);
+        let mut b = registered(&router, "b", 4);
+        let (reply, _) = oneshot::channel();
+        router.open("ch", "a", "b", vec![], reply).unwrap();
+        router.deliver("a", Delivery::Send(vec![1])).unwrap();
+        // The restarted actor's mailbox comes before the old loop has closed: it takes the place at once.
+        let mut new = registered(&router, "a", 4);
+        router.deliver("a", Delivery::Send(vec![2])).unwrap();
+        assert!(
+            matches!(b.close().last(), Some(Delivery::ChannelClose { id }) if id == "ch"),
+            "the old incarnation's channels close"
+        );
+        // Nothing is delivered before the old mailbox hands over what it left.
+        let early = tokio::time::timeout(Duration::from_millis(50), new.recv()).await;
+        assert!(early.is_err(), "delivered before the hand-over");
+        assert!(!new.is_empty());
+        router.unregister("a", &old.key(), sends(old.close()));
+        router.unregister("a", &old.key(), Vec::new()); // Drop
+        for want in [1u8, 2] {
+            assert!(matches!(new.recv().await, Some(Delivery::Send(m)) if m == [want]));
+        }
+        assert!(router.has_mailbox("a"));
+        assert!(new.is_empty());
+    }
+
+    #[tokio::test]
+    async fn incarnations_that_overlap_hand_over_in_order_even_when_the_newest_stops_first() {
+        let router = MessageRouter::default();
+        let mut first = registered(&router, "a", 4);
+        router.deliver("a", Delivery::Send(vec![1])).unwrap();
+        let mut second = registered(&router, "a", 4);
+        router.deliver("a", Delivery::Send(vec![2])).unwrap();
+        // The second stops before the first has handed over: its gate closes for good.
+        router.unregister("a", &second.key(), sends(second.close()));
+        assert!(!router.has_mailbox("a"));
+        router.unregister("a", &first.key(), sends(first.close()));
+        let mut third = registered(&router, "a", 4);
+        router.deliver("a", Delivery::Send(vec![3])).unwrap();
+        for want in [1u8, 2, 3] {
+            assert!(matches!(third.recv().await, Some(Delivery::Send(m)) if m == [want]));
+        }
+
+        // Three at once: the newest gets both earlier ones' sends, oldest first.
+        let mut fourth = registered(&router, "a", 4);
+        router.deliver("a", Delivery::Send(vec![4])).unwrap();
+        let mut fifth = registered(&router, "a", 4);
+        router.deliver("a", Delivery::Send(vec![5])).unwrap();
+        router.unregister("a", &third.key(), sends(third.close()));
+        router.unregister("a", &fourth.key(), sends(fourth.close()));
+        for want in [4u8, 5] {
+            assert!(matches!(fifth.recv().await, Some(Delivery::Send(m)) if m == [want]));
+        }
+    }
+
     #[test]
-    fn registering_twice_fails_and_unregistering_closes_channels() {
+    fn unregistering_closes_channels_and_another_mailboxs_key_does_nothing() {
         let router = MessageRouter::default();
         let a = registered(&router, "a", 4);
         let mut b = registered(&router, "b", 4);
-        assert!(router.register("a", mailbox(1).0).is_err());
         let (reply, _) = oneshot::channel();
         router.open("ch", "a", "b", vec![], reply).unwrap();
         router.accept("ch", "b", None).unwrap();
-        let stale = mailbox(1).1.key();
-        router.unregister("a", &stale);
+        let stale = mailbox(limits(1)).1.key();
+        router.unregister("a", &stale, Vec::new());
         assert!(
             router.has_mailbox("a"),
             "another mailbox's key unregisters nothing"
         );
-        router.unregister("a", &a.key());
+        router.unregister("a", &a.key(), Vec::new());
         assert!(!router.has_mailbox("a"));
         let items = b.close();
         assert!(
             matches!(&items[..], [Delivery::ChannelOpen { .. }, Delivery::ChannelClose { id }] if id == "ch")
         );
         assert_eq!(
-            router.send_on_channel("ch", "b", vec![], 4),
+            router.send_on_channel("ch", "b", vec![]),
             Err("channel ch not found".into())
         );
     }
@@ -475,10 +972,10 @@ mod tests {
         let (reply, _) = oneshot::channel();
         router.open("ch", "a", "b", vec![], reply).unwrap();
         router
-            .send_on_channel("ch", "b", b"early".to_vec(), 4)
+            .send_on_channel("ch", "b", b"early".to_vec())
             .unwrap();
         assert_eq!(
-            router.send_on_channel("ch", "c", vec![], 4),
+            router.send_on_channel("ch", "c", vec![]),
             Err("channel ch not found".into())
         );
         assert_eq!(router.close("ch", "c"), Err("channel ch not found".into()));
@@ -488,7 +985,7 @@ mod tests {
         );
         router.accept("ch", "b", Some(b"welcome".to_vec())).unwrap();
         router
-            .send_on_channel("ch", "b", b"later".to_vec(), 4)
+            .send_on_channel("ch", "b", b"later".to_vec())
             .unwrap();
         let got: Vec<Vec<u8>> = a
             .close()
@@ -502,5 +999,73 @@ mod tests {
             got,
             [b"welcome".to_vec(), b"early".to_vec(), b"later".to_vec()]
         );
+    }
+
+    #[tokio::test]
+    async fn the_byte_bound_counts_queued_and_early_messages_and_frees_up_as_they_go() {
+        let router = MessageRouter::default();
+        let small = MailboxLimits {
+            capacity: 100,
+            bytes: 10,
+            channels: 16,
+        };
+        let mut a = registered_with(&router, "a", small);
+        let _b = registered_with(&router, "b", small);
+        router.deliver("a", Delivery::Send(vec![0; 6])).unwrap();
+        assert_eq!(
+            router.deliver("a", Delivery::Send(vec![0; 5])),
+            Err(Undeliverable::Refused(
+                "mailbox of a is full: 11 bytes exceeds mailbox_bytes (10)".into()
+            ))
+        );
+        router.deliver("a", Delivery::Send(vec![0; 4])).unwrap();
+        assert!(matches!(a.recv().await, Some(Delivery::Send(m)) if m.len() == 6));
+        assert!(
+            router.deliver("a", Delivery::Send(vec![0; 1])).is_err(),
+            "the item being delivered still counts"
+        );
+        assert!(matches!(a.recv().await, Some(Delivery::Send(m)) if m.len() == 4));
+        // B sends early messages on a channel A opened: they take room in A's mailbox at once.
+        let (reply, _) = oneshot::channel();
+        router.open("ch", "a", "b", vec![], reply).unwrap();
+        router.send_on_channel("ch", "b", vec![1; 5]).unwrap();
+        assert_eq!(
+            router.send_on_channel("ch", "b", vec![2; 2]),
+            Err("mailbox of a is full: 11 bytes exceeds mailbox_bytes (10)".into())
+        );
+        // Rejected: the early message is dropped and its room freed.
+        router.discard("ch");
+        router.deliver("a", Delivery::Send(vec![3; 6])).unwrap();
+        let rest = a.close();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(a.load.bytes.load(Ordering::Acquire), 0);
+        assert_eq!(a.load.items.load(Ordering::Acquire), 0);
+    }
+
+    #[test]
+    fn max_channels_bounds_the_channels_each_side_takes_part_in() {
+        let router = MessageRouter::default();
+        let one = MailboxLimits {
+            channels: 1,
+            ..limits(8)
+        };
+        let _a = registered_with(&router, "a", limits(8));
+        let _b = registered_with(&router, "b", one);
+        let _c = registered_with(&router, "c", limits(8));
+        let (reply, _) = oneshot::channel();
+        router.open("ab", "a", "b", vec![], reply).unwrap();
+        let (reply, _) = oneshot::channel();
+        assert_eq!(
+            router.open("cb", "c", "b", vec![], reply),
+            Err(Undeliverable::Refused(
+                "open-channel: actor b takes part in 1 channels, the most its max_channels (1) allows"
+                    .into()
+            ))
+        );
+        let (reply, _) = oneshot::channel();
+        assert!(router.open("bc", "b", "c", vec![], reply).is_err());
+        router.close("ab", "a").unwrap();
+        let (reply, _) = oneshot::channel();
+        router.open("cb", "c", "b", vec![], reply).unwrap();
     }
 }

@@ -18,9 +18,11 @@
 //! * **Supervision** (module `supervise`): one task per process owns its `Child`; output is framed per stream
 //!   (raw, line-by-line, json, chunked), each callback awaited before the stream is read on, and
 //!   `handle-exit(pid, code)` follows all output (`code` is the negative signal number when killed: `-9` after
-//!   `os-kill` or the `execution-timeout`). Each process leads a process group of its own: a kill reaches what
-//!   it started, and what it leaves running there is killed when it exits. Every child is killed when its
-//!   actor stops. Without the callback export, output is read and dropped (one warning per process).
+//!   `os-kill` or the `execution-timeout`). Each process leads a session and process group of its own: a kill
+//!   reaches what it started, and what it leaves running there is killed when it exits. On Linux it is also a
+//!   child subreaper and dies with the host (`PR_SET_PDEATHSIG`), and what it left in another session
+//!   (`setsid sleep 300 &`) is killed once it has exited ([`theater_runtime::children`]): nothing it started
+//!   outlives it. Every child is killed when its actor stops. Without the callback export, output is read and dropped (one warning per process).
 //! * **Background work**: each process's task holds a background guard of its actor
 //!   ([`ActorHandle::hold_background`]) from spawn until the child is reaped and its exit delivered (or, when
 //!   the actor stops, dropped). So the actor is busy while it has processes (`theater run` ends once the last

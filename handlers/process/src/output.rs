@@ -1,8 +1,12 @@
 //! Output modes: how the bytes read from one stream become the payloads of `handle-stdout` / `handle-stderr`.
 //!
-//! A [`Framer`] is a pure state machine: [`push`](Framer::push) takes what one read returned and gives the
-//! payloads now complete, [`finish`](Framer::finish) gives what is left at end of file. It never holds more
-//! than one line or chunk (bounded by `max_output_buffer`) plus one read.
+//! A [`Framer`] is a pure state machine: [`push`](Framer::push) appends what one read returned,
+//! [`finish`](Framer::finish) marks the end of file, and [`next_payload`](Framer::next_payload) hands out the
+//! payloads now complete, one at a time. Framing is linear in the bytes read: a cursor walks the buffer (lines
+//! are found with `memchr`) and the consumed prefix is dropped once per read, so 1 MiB of `\n` costs a
+//! few milliseconds, and since payloads are taken one by one, the caller can await each delivery in between
+//! instead of framing a whole read at once. It never holds more than one line or chunk (bounded by
+//! `max_output_buffer`) plus one read.
 
 /// How one stream is framed (the WIT `output-mode` with its sizes resolved).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,12 +30,16 @@ pub struct Framer {
     framing: Framing,
     /// The longest line delivered (bytes).
     max_line: usize,
-    /// Bytes of an incomplete line or chunk.
+    /// Bytes read and not yet handed out; `pending[start..]` is what is left.
     pending: Vec<u8>,
-    /// How much of `pending` is known to hold no `\n`.
+    /// Where the bytes not yet handed out begin in `pending`.
+    start: usize,
+    /// How much of `pending[start..]` is known to hold no `\n`.
     scanned: usize,
     /// JSON mode only: the rest of an overlong line is being skipped.
     skipping: bool,
+    /// The end of file was seen: what is left is handed out too.
+    ended: bool,
 }
 
 impl Framer {
@@ -42,97 +50,125 @@ impl Framer {
             framing,
             max_line: max_line.max(1),
             pending: Vec::new(),
+            start: 0,
             scanned: 0,
             skipping: false,
+            ended: false,
         }
     }
 
-    /// The payloads completed by `data`, in order.
-    pub fn push(&mut self, data: &[u8]) -> Vec<Vec<u8>> {
-        let mut out = Vec::new();
-        if data.is_empty() {
-            return out;
+    /// Appends what one read returned; take the payloads it completes with [`next_payload`](Self::next_payload).
+    pub fn push(&mut self, data: &[u8]) {
+        if self.start > 0 {
+            // Once per read: drop what was handed out (at most one line or chunk is left).
+            self.pending.drain(..self.start);
+            self.start = 0;
         }
+        self.pending.extend_from_slice(data);
+    }
+
+    /// Marks the end of file: [`next_payload`](Self::next_payload) then also hands out the last unterminated line
+    /// or the final partial chunk.
+    pub fn finish(&mut self) {
+        self.ended = true;
+    }
+
+    /// The next complete payload, in order; `None` when more input is needed (or, after
+    /// [`finish`](Self::finish), when everything was handed out).
+    pub fn next_payload(&mut self) -> Option<Vec<u8>> {
         match self.framing {
-            Framing::Raw => out.push(data.to_vec()),
+            Framing::Raw => self.take(self.pending.len() - self.start),
             Framing::Chunks(size) => {
+                let left = self.pending.len() - self.start;
                 let size = size.max(1);
-                self.pending.extend_from_slice(data);
-                if self.pending.len() >= size {
-                    let whole = self.pending.len() - self.pending.len() % size;
-                    let rest = self.pending.split_off(whole);
-                    out.extend(self.pending.chunks(size).map(<[u8]>::to_vec));
-                    self.pending = rest;
+                if left >= size {
+                    self.take(size)
+                } else if self.ended {
+                    self.take(left)
+                } else {
+                    None
                 }
             }
-            Framing::Lines { json } => {
-                self.pending.extend_from_slice(data);
-                self.lines(json, &mut out);
-            }
+            Framing::Lines { json } => loop {
+                if let Some(line) = self.next_line(json)? {
+                    return Some(line);
+                }
+            },
         }
-        out
     }
 
-    /// What is left at end of file: the last unterminated line or the final partial chunk.
-    pub fn finish(&mut self) -> Vec<Vec<u8>> {
-        let rest = std::mem::take(&mut self.pending);
-        self.scanned = 0;
-        let skipping = std::mem::take(&mut self.skipping);
+    /// Hands out the next `n` bytes (`None` if `n` is 0).
+    fn take(&mut self, n: usize) -> Option<Vec<u8>> {
+        if n == 0 {
+            return None;
+        }
+        let out = self.pending[self.start..self.start + n].to_vec();
+        self.start += n;
+        self.scanned = self.scanned.saturating_sub(n);
+        Some(out)
+    }
+
+    /// One step of line framing: `None` when more input is needed, `Some(None)` when a line was consumed
+    /// without a payload (skipped), `Some(Some(payload))` otherwise.
+    fn next_line(&mut self, json: bool) -> Option<Option<Vec<u8>>> {
+        let rest = &self.pending[self.start..];
         if rest.is_empty() {
-            return Vec::new();
+            return None;
         }
-        match self.framing {
-            Framing::Raw => vec![rest],
-            Framing::Chunks(_) => vec![rest],
-            Framing::Lines { json } => {
-                if skipping {
-                    return Vec::new();
+        let newline = memchr::memchr(b'\n', &rest[self.scanned..]).map(|i| self.scanned + i);
+        let Some(end) = newline else {
+            self.scanned = rest.len();
+            let body = rest.len() - usize::from(rest.last() == Some(&b'\r'));
+            if self.skipping {
+                // The rest of an overlong JSON line: dropped as it comes.
+                self.start = self.pending.len();
+                self.scanned = 0;
+                if self.ended {
+                    self.skipping = false;
                 }
-                self.line(json, strip_cr(rest)).into_iter().collect()
+                return None;
             }
-        }
-    }
-
-    /// Moves the complete lines (and overlong pieces) of `pending` to `out`.
-    fn lines(&mut self, json: bool, out: &mut Vec<Vec<u8>>) {
-        while let Some(i) = self.pending[self.scanned..]
-            .iter()
-            .position(|&b| b == b'\n')
-        {
-            let end = self.scanned + i;
-            let rest = self.pending.split_off(end + 1);
-            let mut line = std::mem::replace(&mut self.pending, rest);
-            line.truncate(end);
+            if body > self.max_line {
+                // No end of line within the limit: a whole piece (line mode) or skip to the line's end (JSON).
+                if json {
+                    skip_overlong(rest.len());
+                    self.skipping = !self.ended;
+                    self.start = self.pending.len();
+                    self.scanned = 0;
+                    return None;
+                }
+                return Some(self.take(self.max_line));
+            }
+            if !self.ended {
+                return None;
+            }
+            // The last, unterminated line.
+            let line = strip_cr(rest).to_vec();
+            self.start = self.pending.len();
             self.scanned = 0;
-            if std::mem::take(&mut self.skipping) {
-                continue;
-            }
-            let line = strip_cr(line);
-            if line.len() <= self.max_line {
-                out.extend(self.line(json, line));
-            } else if json {
-                skip_overlong(line.len());
-            } else {
-                out.extend(line.chunks(self.max_line).map(<[u8]>::to_vec));
-            }
+            return Some(self.line(json, line));
+        };
+        if std::mem::take(&mut self.skipping) {
+            self.start += end + 1;
+            self.scanned = 0;
+            return Some(None);
         }
-        self.scanned = self.pending.len();
-        if self.pending.len() > self.max_line {
-            // No end of line within the limit: deliver whole pieces (line mode) or skip to the line's end (JSON).
+        let line = strip_cr(&rest[..end]);
+        if line.len() > self.max_line {
             if json {
-                if !self.skipping {
-                    skip_overlong(self.pending.len());
-                }
-                self.pending.clear();
-                self.skipping = true;
-            } else {
-                let whole = self.pending.len() - self.pending.len() % self.max_line;
-                let rest = self.pending.split_off(whole);
-                out.extend(self.pending.chunks(self.max_line).map(<[u8]>::to_vec));
-                self.pending = rest;
+                skip_overlong(line.len());
+                self.start += end + 1;
+                self.scanned = 0;
+                return Some(None);
             }
-            self.scanned = self.pending.len();
+            // A piece of the limit; the rest of the line follows.
+            self.scanned = end;
+            return Some(self.take(self.max_line));
         }
+        let line = line.to_vec();
+        self.start += end + 1;
+        self.scanned = 0;
+        Some(self.line(json, line))
     }
 
     /// `line` as delivered, or `None` when JSON mode skips it.
@@ -155,11 +191,8 @@ fn skip_overlong(bytes: usize) {
     );
 }
 
-fn strip_cr(mut line: Vec<u8>) -> Vec<u8> {
-    if line.last() == Some(&b'\r') {
-        line.pop();
-    }
-    line
+fn strip_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
 }
 
 #[cfg(test)]
@@ -168,8 +201,13 @@ mod tests {
 
     fn run(framing: Framing, max_line: usize, reads: &[&[u8]]) -> Vec<String> {
         let mut framer = Framer::new(framing, max_line);
-        let mut out: Vec<Vec<u8>> = reads.iter().flat_map(|r| framer.push(r)).collect();
-        out.extend(framer.finish());
+        let mut out = Vec::new();
+        for read in reads {
+            framer.push(read);
+            out.extend(std::iter::from_fn(|| framer.next_payload()));
+        }
+        framer.finish();
+        out.extend(std::iter::from_fn(|| framer.next_payload()));
         out.into_iter()
             .map(|b| String::from_utf8(b).unwrap())
             .collect()
@@ -227,5 +265,47 @@ mod tests {
             ["0123", "4567", "89"]
         );
         assert_eq!(run(Framing::Chunks(2), 64, &[b"abcd"]), ["ab", "cd"]);
+    }
+
+    #[test]
+    fn a_mebibyte_of_newlines_is_a_mebibyte_of_empty_lines() {
+        let mut framer = Framer::new(Framing::Lines { json: false }, 1 << 20);
+        framer.push(&vec![b'\n'; 1 << 20]);
+        let mut count = 0;
+        while let Some(line) = framer.next_payload() {
+            assert!(line.is_empty(), "line {count}: {line:?}");
+            count += 1;
+        }
+        framer.finish();
+        assert_eq!(framer.next_payload(), None);
+        assert_eq!(count, 1 << 20);
+    }
+
+    #[test]
+    fn many_short_lines_across_reads_come_whole_and_in_order() {
+        let data: Vec<u8> = (0..100_000)
+            .flat_map(|i| format!("line {i}\r\n").into_bytes())
+            .collect();
+        let mut framer = Framer::new(Framing::Lines { json: false }, 64);
+        let mut lines = Vec::new();
+        // Reads of an odd size, so lines and `\r\n` span reads.
+        for read in data.chunks(4093) {
+            framer.push(read);
+            lines.extend(std::iter::from_fn(|| framer.next_payload()));
+        }
+        framer.finish();
+        lines.extend(std::iter::from_fn(|| framer.next_payload()));
+        assert_eq!(lines.len(), 100_000);
+        for (i, line) in lines.iter().enumerate() {
+            assert_eq!(line, format!("line {i}").as_bytes());
+        }
+    }
+
+    #[test]
+    fn a_line_of_exactly_the_limit_waiting_for_its_end_is_not_split() {
+        let lines = Framing::Lines { json: false };
+        assert_eq!(run(lines, 4, &[b"abcd", b"\n"]), ["abcd"]);
+        assert_eq!(run(lines, 4, &[b"abcd\r", b"\ne"]), ["abcd", "e"]);
+        assert_eq!(run(lines, 4, &[b"abcdefgh", b"\n"]), ["abcd", "efgh"]);
     }
 }

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use theater_runtime::{ActorError, BackgroundGuard, ShutdownSignal};
+use theater_runtime::{ActorError, BackgroundGuard, ShutdownSignal, children};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::{mpsc, watch};
@@ -129,10 +129,8 @@ impl Supervisor {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        #[cfg(unix)]
-        command.process_group(0);
-        let mut child = command
-            .spawn()
+        children::contain(&mut command);
+        let mut child = children::spawn(|| command.spawn(), Child::id)
             .map_err(|e| format!("os-spawn: cannot start {}: {e}", spawn.program.display()))?;
         let (Some(stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
@@ -244,6 +242,8 @@ impl Supervisor {
             }
         };
         kill_leftovers(group);
+        // What it left in other groups or sessions was re-parented to the host: killed and reaped.
+        let _ = tokio::task::spawn_blocking(move || children::reaped(group)).await;
         self.table().exited(pid, code);
         for reply in kills {
             let _ = reply.send(Ok(()));
@@ -302,18 +302,25 @@ impl<D: Deliver> Outputs<'_, D> {
                 read = reader.read(&mut buf) => read,
                 () = shutdown.wait() => return,
             };
-            let (payloads, end) = match read {
-                Ok(0) => (framer.finish(), true),
-                Ok(n) => (framer.push(&buf[..n]), false),
+            let end = match read {
+                Ok(0) => true,
+                Ok(n) => {
+                    if deliver {
+                        framer.push(&buf[..n]);
+                    }
+                    false
+                }
                 Err(e) => {
                     tracing::warn!(pid, ?stream, "process: reading output failed: {e}");
-                    (framer.finish(), true)
+                    true
                 }
             };
-            for data in payloads {
-                if !deliver {
-                    break;
-                }
+            if end {
+                framer.finish();
+            }
+            // One payload at a time, each delivery awaited: a read full of short lines never keeps this worker
+            // busy for long, and nothing is framed ahead of the deliveries.
+            while deliver && let Some(data) = framer.next_payload() {
                 let result = tokio::select! {
                     result = self.sink.output(stream, pid, data) => result,
                     () = shutdown.wait() => return,

@@ -3,14 +3,16 @@
 //! notification. Once the parent's loop watches them, each entry holds the parent's background work
 //! (`ActorHandle::hold_background`), so an actor with children keeps `theater run` going and one without does not.
 
-use std::path::PathBuf;
+use std::sync::Arc;
 
 use theater_runtime::{ActorExit, ActorHandle, ActorStatus, BackgroundGuard};
+
+use crate::manifests::Pinned;
 
 /// The state a child starts with, kept so `restart-child` starts it the same way.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StartState {
-    /// The manifest's `init_state` (read again on restart).
+    /// The manifest's `init_state` (as read at the first spawn).
     Manifest,
     /// Exactly these bytes (`spawn`'s `init-bytes`, `resume`'s `init-state`).
     Given(Option<Vec<u8>>),
@@ -23,8 +25,8 @@ pub struct Child {
     pub handle: ActorHandle,
     /// Tells this run of the child from an earlier one under the same id (after `restart-child`).
     pub token: u64,
-    /// The canonical manifest path it was spawned from.
-    pub manifest: PathBuf,
+    /// What it was spawned from: the manifest, component and initial state as read and checked then.
+    pub manifest: Arc<Pinned>,
     /// The state it started with.
     pub start: StartState,
     /// Set while the parent stops it (`stop-child`, `restart-child`): no notification.
@@ -40,8 +42,8 @@ pub struct Stopping {
     pub handle: ActorHandle,
     /// Its run's token.
     pub token: u64,
-    /// The canonical manifest path it was spawned from.
-    pub manifest: PathBuf,
+    /// What it was spawned from: the manifest, component and initial state as read and checked then.
+    pub manifest: Arc<Pinned>,
     /// The state it started with.
     pub start: StartState,
 }
@@ -117,7 +119,7 @@ impl Children {
     }
 
     /// Adds a child at the end; returns its token.
-    pub fn insert(&mut self, handle: ActorHandle, manifest: PathBuf, start: StartState) -> u64 {
+    pub fn insert(&mut self, handle: ActorHandle, manifest: Arc<Pinned>, start: StartState) -> u64 {
         let token = self.token();
         let hold = self.holder.as_ref().map(ActorHandle::hold_background);
         self.list.push(Child {

@@ -5,8 +5,18 @@
 //!
 //! * **Permissions**: children start only from manifests in `allowed_manifests` (compared canonicalized; a
 //!   child has its own manifest's capabilities, so this list keeps a parent from granting more than the operator
-//!   allowed), at most `max_children` at a time. An id that is not a live child of the caller (a sibling, the
-//!   parent, a stranger) gets `"child <id> not found"`.
+//!   allowed), at most `max_children` at a time and at most `max_depth` supervisors deep. An id that is not a
+//!   live child of the caller (a sibling, the parent, a stranger) gets `"child <id> not found"`.
+//! * **What was checked is what runs**: a manifest, component or initial state under a folder the actor, or a
+//!   supervisor above it, can write through a `filesystem` grant (`path` with `write` or `execute`) is refused
+//!   (`"permission denied: <what> <path> lies under <folder>, …"`; in `allowed_manifests` it fails the actor's
+//!   spawn). The three are read once, and the child starts from exactly those bytes; `restart-child` starts the
+//!   same bytes again ([`manifests`]). An embedder that spawns a supervising actor itself should enter its
+//!   writable folders in [`Lineages`] (otherwise its own `filesystem` grant is not known to this handler).
+//! * **Limits**: `max_children` (default 64) live children per actor: one more is `"<function>: <n> children
+//!   exceeds max_children (<max>)"`; `max_depth` (default 8) generations below the actor its embedder spawned,
+//!   the least of every supervisor's setting along the way: one deeper is `"<function>: depth <n> exceeds
+//!   max_depth (<max>)"`. A runtime-wide actor limit fails the spawn with the runtime's message.
 //! * **Notifications**: each actor's instance watches its own children from its background loop and calls its
 //!   own actor's `handle-child-exit` (the child called `runtime.shutdown(data)`), `handle-child-error` (a trap or
 //!   the memory limit: `internal`, the message as data; the call deadline: `operation-timeout`) or
@@ -30,6 +40,7 @@
 //! type = "supervisor"
 //! allowed_manifests = ["children/worker.toml"]      # relative to this manifest's folder
 //! max_children = 64
+//! max_depth = 8
 //! manifest_aliases = { "https://example.com/worker.toml" = "children/worker.toml" }
 //! callback_timeout_ms = 30000
 //! ```
@@ -47,13 +58,14 @@ use futures::stream::FuturesUnordered;
 use serde::Deserialize;
 use theater_macros::theater_handler;
 use theater_runtime::{
-    ActorContext, ActorError, ActorHandle, ActorId, HandlerRegistry, Manifest, RuntimeRef,
-    ShutdownSignal, TheaterRuntime,
+    ActorContext, ActorError, ActorHandle, ActorId, HandlerRegistry, RuntimeRef, ShutdownSignal,
+    TheaterRuntime,
 };
 use tokio::sync::mpsc;
 
 use crate::children::{ChildEnd, Children, StartState};
-use crate::manifests::ManifestPolicy;
+pub use crate::manifests::{Lineage, Lineages};
+use crate::manifests::{ManifestPolicy, Pinned};
 use crate::theater::simple::types::{ChainEvent, WitActorError, WitErrorType};
 
 /// Configuration of the supervisor handler: the manifest's `[[handler]] type = "supervisor"` table.
@@ -63,8 +75,14 @@ pub struct SupervisorConfig {
     /// The manifests `spawn` and `resume` accept, relative to the actor's manifest folder, compared
     /// canonicalized (default empty: no children at all). Each must exist when the actor starts.
     pub allowed_manifests: Vec<PathBuf>,
-    /// The most live children the actor may have at once (default 64).
+    /// The most live children the actor may have at once; one more is refused with `"<function>: <n> children
+    /// exceeds max_children (<max>)"` (default 64).
     pub max_children: u32,
+    /// How deep a supervision tree may grow: an actor its embedder spawned has depth 0, its children depth 1,
+    /// and so on. A child deeper than the least `max_depth` of its supervisors is refused with `"<function>:
+    /// depth <n> exceeds max_depth (<max>)"` (default 8). With `max_children` this bounds a manifest allowed to
+    /// spawn itself.
+    pub max_depth: u32,
     /// A `spawn`/`resume` argument exactly equal to a key (say a release URL a published actor hard-codes) is
     /// replaced by the mapped local manifest (relative to the actor's manifest folder), which must also be in
     /// `allowed_manifests` (default empty). Nothing is ever fetched.
@@ -74,11 +92,12 @@ pub struct SupervisorConfig {
 }
 
 impl Default for SupervisorConfig {
-    /// No allowed manifests, `max_children = 64`, no aliases, `callback_timeout_ms = 30 000`.
+    /// No allowed manifests, `max_children = 64`, `max_depth = 8`, no aliases, `callback_timeout_ms = 30 000`.
     fn default() -> Self {
         Self {
             allowed_manifests: Vec::new(),
             max_children: 64,
+            max_depth: 8,
             manifest_aliases: BTreeMap::new(),
             callback_timeout_ms: 30_000,
         }
@@ -110,8 +129,8 @@ struct Parent {
 enum Source {
     /// A `spawn`/`resume` argument, to resolve against the grants.
     Argument(String),
-    /// The canonical path an earlier spawn resolved (`restart-child`).
-    Resolved(PathBuf),
+    /// What an earlier spawn read and checked (`restart-child`).
+    Pinned(Arc<Pinned>),
 }
 
 /// A child run the background loop is to watch.
@@ -133,7 +152,7 @@ impl Parent {
     }
 
     /// Starts a child from `manifest` with `start`, under `id` if given, calling `init` if `run_init`. Returns
-    /// the child and its canonical manifest path.
+    /// the child and what it was started from.
     async fn launch(
         &self,
         function: &str,
@@ -141,44 +160,55 @@ impl Parent {
         start: &StartState,
         id: Option<ActorId>,
         run_init: bool,
-    ) -> Result<(ActorHandle, PathBuf), String> {
+    ) -> Result<(ActorHandle, Arc<Pinned>), String> {
         let runtime = self.runtime(function)?;
+        let lineage = self.manifests.lineage();
+        if lineage.depth + 1 > lineage.max_depth {
+            return Err(format!(
+                "{function}: depth {} exceeds max_depth ({})",
+                lineage.depth + 1,
+                lineage.max_depth
+            ));
+        }
         let Some(registry) = self.registry.clone() else {
             return Err(format!(
                 "{function}: no handler registry to build the child's handlers (spawn the parent from a \
                  manifest or with SpawnOptions::registry)"
             ));
         };
-        // Resolving the path, reading the manifest and the component: file I/O, off the async threads, in one
-        // hop.
-        let policy = self.manifests.clone();
-        let reader = runtime.clone();
-        let prefix = function.to_owned();
-        let (path, options) = tokio::task::spawn_blocking(move || {
-            let path = match manifest {
-                Source::Argument(argument) => policy.resolve(&argument)?,
-                Source::Resolved(path) => path,
-            };
-            let manifest = Manifest::load(&path).map_err(|e| format!("{prefix}: {e}"))?;
-            let options = reader
-                .manifest_options(&manifest, &registry)
-                .map_err(|e| format!("{prefix}: {e}"))?;
-            Ok::<_, String>((path, options))
-        })
-        .await
-        .map_err(|e| format!("{function}: reading the manifest: {e}"))??;
-        let mut options = options.run_init(run_init);
+        // Resolving the path, reading the manifest, the component and the initial state: file I/O, off the async
+        // threads, in one hop. Read once; the child runs exactly these bytes.
+        let pinned = match manifest {
+            Source::Pinned(pinned) => pinned,
+            Source::Argument(argument) => {
+                let policy = self.manifests.clone();
+                tokio::task::spawn_blocking(move || policy.pin(policy.resolve(&argument)?))
+                    .await
+                    .map_err(|e| format!("{function}: reading the manifest: {e}"))?
+                    .map(Arc::new)
+                    .map_err(|e| match e.starts_with("permission denied") {
+                        true => e,
+                        false => format!("{function}: {e}"),
+                    })?
+            }
+        };
+        let mut options = pinned
+            .options(&runtime, &registry)
+            .map_err(|e| format!("{function}: manifest {}: {e}", pinned.path.display()))?
+            .run_init(run_init);
         if let StartState::Given(state) = start {
             options = options.init_state(state.clone());
         }
-        if let Some(id) = id {
-            options = options.id(id);
-        }
+        // The child's supervisor instance finds its lineage under its id while the spawn runs.
+        let id = id.unwrap_or_default();
+        let _entry = runtime
+            .service::<Lineages>()
+            .enter(&id, lineage.child(&pinned.manifest));
         let handle = runtime
-            .spawn(options)
+            .spawn(options.id(id))
             .await
             .map_err(|e| format!("{function}: {e}"))?;
-        Ok((handle, path))
+        Ok((handle, pinned))
     }
 
     /// Hands the child run `token` to the background loop. If the parent began to stop meanwhile, the loop may
@@ -212,11 +242,11 @@ impl Parent {
             ));
         }
         let source = Source::Argument(manifest.to_owned());
-        let (handle, path) = self
+        let (handle, pinned) = self
             .launch(function, source, &start, None, run_init)
             .await?;
         let id = handle.id().to_string();
-        let token = self.children().insert(handle.clone(), path, start);
+        let token = self.children().insert(handle.clone(), pinned, start);
         self.watch(function, handle, token).await?;
         Ok(id)
     }
@@ -340,13 +370,24 @@ impl SupervisorHandler {
     export = "theater:simple/supervisor-handlers"
 )]
 impl SupervisorHandler {
-    /// Gives the actor its own children table and notification channel, and resolves its manifest grants.
+    /// Gives the actor its own children table and notification channel, and resolves its manifest grants
+    /// against its lineage (entered by its supervisor, if one spawned it).
+    ///
+    /// # Errors
+    /// An allowed manifest that is missing or lies under a writable folder.
     #[theater(create_instance)]
     async fn for_actor(&self, actor: &ActorContext) -> anyhow::Result<Self> {
+        let mut lineage = actor
+            .runtime
+            .upgrade()
+            .and_then(|runtime| runtime.service::<Lineages>().get(&actor.id))
+            .unwrap_or_default();
+        lineage.max_depth = lineage.max_depth.min(self.config.max_depth);
         let manifests = ManifestPolicy::new(
             &actor.manifest_dir,
             &self.config.allowed_manifests,
             &self.config.manifest_aliases,
+            lineage,
         )
         .await?;
         let (adopted, adopted_rx) = mpsc::unbounded_channel();
@@ -392,7 +433,9 @@ impl SupervisorHandler {
     ///
     /// Starts a child from `manifest` (relative to the actor's manifest folder, or an alias) with state
     /// `init-bytes`, else the manifest's `init_state`, calls its `init`, and returns its id. Denied unless the
-    /// manifest is in `allowed_manifests`; errors past `max_children` and when the child cannot start.
+    /// manifest is in `allowed_manifests` and it, its component and its `init_state` lie under no folder the
+    /// actor (or a supervisor above it) can write; errors past `max_children` or `max_depth` and when the child
+    /// cannot start.
     async fn spawn(&self, manifest: String, init_bytes: Option<Vec<u8>>) -> Result<String, String> {
         let start = match init_bytes {
             Some(bytes) => StartState::Given(Some(bytes)),
@@ -444,8 +487,9 @@ impl SupervisorHandler {
 
     /// WIT: `restart-child: func(child-id: string) -> result<_, string>`
     ///
-    /// Stops the child, then starts it again under the same id from the same manifest with the state it first
-    /// started with, calling `init`. Raises no notification. If it cannot start again it is no longer a child.
+    /// Stops the child, then starts it again under the same id from the same manifest, component and state it
+    /// first started with (the bytes read then: rewriting the files since changes nothing), calling `init`.
+    /// Raises no notification. If it cannot start again it is no longer a child.
     async fn restart_child(&self, child_id: String) -> Result<(), String> {
         let parent = self.parent()?;
         let child = parent
@@ -454,7 +498,7 @@ impl SupervisorHandler {
             .ok_or_else(|| not_found(&child_id))?;
         let id = child.handle.id().clone();
         let _ = child.handle.stop().await;
-        let source = Source::Resolved(child.manifest.clone());
+        let source = Source::Pinned(child.manifest.clone());
         let started = parent
             .launch("restart-child", source, &child.start, Some(id), true)
             .await;

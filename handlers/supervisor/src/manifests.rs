@@ -1,8 +1,162 @@
-//! Which manifests a supervising actor may start children from: `allowed_manifests`, compared canonicalized, and
-//! `manifest_aliases`, which map an exact `spawn`/`resume` argument to a local manifest. Nothing is ever fetched.
+//! Which manifests a supervising actor may start children from, and what exactly it starts.
+//!
+//! * `allowed_manifests`, compared canonicalized, and `manifest_aliases`, which map an exact `spawn`/`resume`
+//!   argument to a local manifest. Nothing is ever fetched.
+//! * **Writable roots**: a manifest, component or initial state that lies under a folder the actor (or a
+//!   supervisor above it) can write through a `filesystem` grant (`path` with `write` or `execute`) is refused,
+//!   since rewriting it would let the actor grant its children anything ([`Lineage`]).
+//! * **Pinning**: a child's manifest, component and initial state are read once, checked, and kept
+//!   ([`Pinned`]); the child starts from exactly those bytes, and `restart-child` starts them again, so
+//!   rewriting the files afterwards changes nothing that runs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::Deserialize;
+use theater_runtime::{
+    ActorId, CompiledComponent, HandlerConfig, HandlerRegistry, Manifest, RecordMode, SpawnOptions,
+    TheaterRuntime,
+};
+
+/// Where a supervising actor stands in its supervision tree: how deep, how deep its descendants may go, and
+/// which folders it or a supervisor above it can write through a `filesystem` grant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lineage {
+    /// Supervisors above the actor: 0 for an actor its embedder spawned.
+    pub depth: u32,
+    /// The deepest a descendant may be: the least `max_depth` of the actor's and its supervisors' grants.
+    pub max_depth: u32,
+    /// Canonical folders the actor or a supervisor above it can write (`filesystem` grants with `path` and
+    /// `write` or `execute`).
+    pub writable: Vec<PathBuf>,
+}
+
+impl Default for Lineage {
+    /// Depth 0, no `max_depth` yet (the actor's own applies), no writable folders.
+    fn default() -> Self {
+        Self {
+            depth: 0,
+            max_depth: u32::MAX,
+            writable: Vec::new(),
+        }
+    }
+}
+
+impl Lineage {
+    /// The lineage of an actor its embedder spawns from `manifest`: depth 0, and the folders its own
+    /// `filesystem` grants let it write.
+    pub fn of_manifest(manifest: &Manifest) -> Self {
+        Self {
+            writable: writable_roots(manifest),
+            ..Self::default()
+        }
+    }
+
+    /// The lineage of a child started from `manifest` by an actor with this lineage: one deeper, under the same
+    /// `max_depth`, and with the child's own writable folders added.
+    pub fn child(&self, manifest: &Manifest) -> Self {
+        let mut writable = self.writable.clone();
+        for root in writable_roots(manifest) {
+            if !writable.contains(&root) {
+                writable.push(root);
+            }
+        }
+        Self {
+            depth: self.depth + 1,
+            max_depth: self.max_depth,
+            writable,
+        }
+    }
+
+    /// `Err` naming the folder when `path` (canonical) lies under one of [`writable`](Self::writable).
+    fn check_not_writable(&self, what: &str, path: &Path) -> Result<(), String> {
+        match self.writable.iter().find(|root| path.starts_with(root)) {
+            Some(root) => Err(format!(
+                "{what} {} lies under {}, which this actor or a supervisor above it can write through a \
+                 filesystem grant",
+                path.display(),
+                root.display()
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The lineages of actors being spawned by a supervisor, by actor id: a runtime service
+/// (`TheaterRuntime::service::<Lineages>()`). The spawning parent enters the child's lineage just before the
+/// spawn and removes it when the spawn returns; the child's supervisor instance reads it while it is created.
+/// An actor without an entry (spawned by its embedder) has depth 0 and no known writable folders: an embedder
+/// that spawns a supervising actor from a manifest with a `filesystem` grant should enter its lineage
+/// ([`Lineages::enter`] with [`Lineage::of_manifest`]) and spawn it under that id.
+#[derive(Debug, Default)]
+pub struct Lineages {
+    entries: Mutex<HashMap<ActorId, Lineage>>,
+}
+
+impl Lineages {
+    fn entries(&self) -> MutexGuard<'_, HashMap<ActorId, Lineage>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records `lineage` for the actor about to be spawned as `id`, until the returned guard drops.
+    pub fn enter(self: &Arc<Self>, id: &ActorId, lineage: Lineage) -> LineageEntry {
+        self.entries().insert(id.clone(), lineage);
+        LineageEntry {
+            lineages: self.clone(),
+            id: id.clone(),
+        }
+    }
+
+    /// The lineage entered for `id`, if any.
+    pub fn get(&self, id: &ActorId) -> Option<Lineage> {
+        self.entries().get(id).cloned()
+    }
+}
+
+/// Removes a [`Lineages`] entry when dropped.
+#[derive(Debug)]
+pub struct LineageEntry {
+    lineages: Arc<Lineages>,
+    id: ActorId,
+}
+
+impl Drop for LineageEntry {
+    fn drop(&mut self) {
+        self.lineages.entries().remove(&self.id);
+    }
+}
+
+/// The fields of a `filesystem` handler table that let its actor write under a folder.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct FilesystemGrant {
+    path: Option<PathBuf>,
+    write: bool,
+    execute: bool,
+}
+
+/// The canonical folders `manifest`'s `filesystem` grants let its actor write: `path` (relative to the
+/// manifest's folder) when `write` or `execute` is granted (a granted command runs there). A `new_dir` root is
+/// fresh and private, so nothing can lie under it beforehand.
+pub fn writable_roots(manifest: &Manifest) -> Vec<PathBuf> {
+    manifest
+        .handlers
+        .iter()
+        .filter(|h| h.type_name == "filesystem")
+        .filter_map(|h| {
+            toml::Value::Table(h.config.clone())
+                .try_into::<FilesystemGrant>()
+                .ok()
+        })
+        .filter(|grant| grant.write || grant.execute)
+        .filter_map(|grant| grant.path)
+        .map(|path| {
+            let full = manifest.dir.join(path);
+            std::fs::canonicalize(&full).unwrap_or(full)
+        })
+        .collect()
+}
 
 /// The manifests one actor may use, with paths resolved against its manifest folder.
 #[derive(Clone, Debug)]
@@ -10,17 +164,20 @@ pub struct ManifestPolicy {
     base: PathBuf,
     allowed: Vec<PathBuf>,
     aliases: BTreeMap<String, PathBuf>,
+    lineage: Lineage,
 }
 
 impl ManifestPolicy {
     /// Resolves `allowed` and `aliases` against `base` (the actor's manifest folder) and canonicalizes `allowed`.
     ///
     /// # Errors
-    /// An allowed manifest that cannot be canonicalized (missing, unreadable folder), naming the field and path.
+    /// An allowed manifest that cannot be canonicalized (missing, unreadable folder), or that lies under a
+    /// folder in `lineage.writable`, naming the field and path.
     pub async fn new(
         base: &Path,
         allowed: &[PathBuf],
         aliases: &BTreeMap<String, PathBuf>,
+        lineage: Lineage,
     ) -> anyhow::Result<Self> {
         let mut canonical = Vec::with_capacity(allowed.len());
         for path in allowed {
@@ -28,6 +185,9 @@ impl ManifestPolicy {
             let found = tokio::fs::canonicalize(&full)
                 .await
                 .map_err(|e| anyhow::anyhow!("allowed_manifests: {}: {e}", full.display()))?;
+            lineage
+                .check_not_writable("manifest", &found)
+                .map_err(|e| anyhow::anyhow!("allowed_manifests: {e}"))?;
             canonical.push(found);
         }
         let aliases = aliases
@@ -38,7 +198,13 @@ impl ManifestPolicy {
             base: base.to_owned(),
             allowed: canonical,
             aliases,
+            lineage,
         })
+    }
+
+    /// Where the actor stands in its supervision tree.
+    pub fn lineage(&self) -> &Lineage {
+        &self.lineage
     }
 
     /// The canonical path of the manifest `argument` names: an alias's target if `argument` equals an alias
@@ -48,7 +214,8 @@ impl ManifestPolicy {
     ///
     /// # Errors
     /// `"permission denied: manifest <argument> (allowed_manifests)"` when the path is not in `allowed_manifests`,
-    /// including when it does not exist (so a guest cannot probe the disk).
+    /// including when it does not exist (so a guest cannot probe the disk); `"permission denied: manifest <path>
+    /// lies under <folder>, which …"` when the actor can write it.
     pub fn resolve(&self, argument: &str) -> Result<PathBuf, String> {
         let path = match self.aliases.get(argument) {
             Some(target) => target.clone(),
@@ -56,11 +223,125 @@ impl ManifestPolicy {
         };
         let denied = || format!("permission denied: manifest {argument} (allowed_manifests)");
         let canonical = std::fs::canonicalize(&path).map_err(|_| denied())?;
-        if self.allowed.contains(&canonical) {
-            Ok(canonical)
-        } else {
-            Err(denied())
+        if !self.allowed.contains(&canonical) {
+            return Err(denied());
         }
+        self.lineage
+            .check_not_writable("manifest", &canonical)
+            .map_err(|e| format!("permission denied: {e}"))?;
+        Ok(canonical)
+    }
+
+    /// Reads the manifest at `path` (from [`resolve`](Self::resolve)), its component and its initial state once,
+    /// refusing files under a writable folder. Blocking: call it off the async threads.
+    ///
+    /// # Errors
+    /// An unreadable or invalid file, or one under a writable folder, named.
+    pub fn pin(&self, path: PathBuf) -> Result<Pinned, String> {
+        let manifest_err = |e: &dyn std::fmt::Display| format!("manifest {}: {e}", path.display());
+        let text = std::fs::read_to_string(&path).map_err(|e| manifest_err(&e))?;
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let manifest = Manifest::parse(&text, &dir).map_err(|e| manifest_err(&e.message))?;
+        let read = |what: &str, file: &Path| {
+            let canonical = std::fs::canonicalize(file)
+                .map_err(|e| manifest_err(&format!("reading {what} {}: {e}", file.display())))?;
+            self.lineage
+                .check_not_writable(what, &canonical)
+                .map_err(|e| format!("permission denied: {e}"))?;
+            std::fs::read(&canonical)
+                .map_err(|e| manifest_err(&format!("reading {what} {}: {e}", file.display())))
+        };
+        let component = read("component", &manifest.component)?;
+        let init_state = match &manifest.init_state {
+            Some(file) => Some(read("init_state", file)?),
+            None => None,
+        };
+        Ok(Pinned {
+            path,
+            manifest,
+            component: component.into(),
+            compiled: std::sync::OnceLock::new(),
+            init_state,
+        })
+    }
+}
+
+/// A child's manifest, component and initial state as read and checked once: what `spawn` started and what
+/// `restart-child` starts again.
+#[derive(Debug)]
+pub struct Pinned {
+    /// The canonical manifest path.
+    pub path: PathBuf,
+    /// The parsed manifest (its file is not read again).
+    pub manifest: Manifest,
+    component: Arc<[u8]>,
+    /// The component compiled, once: later spawns and restarts neither hash nor compile it again.
+    compiled: std::sync::OnceLock<Arc<CompiledComponent>>,
+    /// The bytes of the manifest's `init_state`, if it names one.
+    pub init_state: Option<Vec<u8>>,
+}
+
+impl Pinned {
+    /// The [`SpawnOptions`] of the pinned bytes, handlers built with `registry` as
+    /// `TheaterRuntime::manifest_options` builds them, but without reading any file.
+    ///
+    /// # Errors
+    /// The component does not compile, a handler table the registry refuses, or a `record` entry naming no
+    /// function of its handler.
+    pub fn options(
+        &self,
+        runtime: &TheaterRuntime,
+        registry: &HandlerRegistry,
+    ) -> Result<SpawnOptions, String> {
+        let manifest = &self.manifest;
+        let mut handlers = Vec::new();
+        let mut overrides: HashMap<String, RecordMode> = HashMap::new();
+        for entry in &manifest.handlers {
+            let config = HandlerConfig {
+                type_name: entry.type_name.clone(),
+                table: entry.config.clone(),
+                manifest_dir: manifest.dir.clone(),
+                data_dir: runtime.data_dir().to_owned(),
+                actor_name: manifest.name.clone(),
+            };
+            let handler = registry
+                .build(&config)
+                .map_err(|e| format!("handler {}: config: {e:#}", entry.type_name))?;
+            for (function, mode) in &entry.record {
+                let interface = handler
+                    .imports()
+                    .filter(|_| handler.functions().contains(&function.as_str()))
+                    .or_else(|| {
+                        handler
+                            .exports()
+                            .filter(|_| handler.callback_functions().contains(&function.as_str()))
+                    })
+                    .ok_or_else(|| {
+                        format!(
+                            "handler {}: config: record: `{function}` is not a function of this handler",
+                            entry.type_name
+                        )
+                    })?;
+                overrides.insert(format!("{interface}/{function}"), *mode);
+            }
+            handlers.push(handler);
+        }
+        let compiled = match self.compiled.get() {
+            Some(compiled) => compiled.clone(),
+            None => {
+                let compiled = runtime
+                    .compile(&self.component)
+                    .map_err(|e| e.to_string())?;
+                self.compiled.get_or_init(|| compiled).clone()
+            }
+        };
+        Ok(SpawnOptions::compiled(manifest.name.clone(), compiled)
+            .handlers(handlers)
+            .init_state(self.init_state.clone())
+            .limits(manifest.limits.clone())
+            .record_overrides(overrides)
+            .manifest_dir(manifest.dir.clone())
+            .registry(registry.clone()))
     }
 }
 
@@ -84,9 +365,14 @@ mod tests {
                 PathBuf::from("other.toml"),
             ),
         ]);
-        let policy = ManifestPolicy::new(dir.path(), &[PathBuf::from("child.toml")], &aliases)
-            .await
-            .unwrap();
+        let policy = ManifestPolicy::new(
+            dir.path(),
+            &[PathBuf::from("child.toml")],
+            &aliases,
+            Lineage::default(),
+        )
+        .await
+        .unwrap();
         let child = std::fs::canonicalize(dir.path().join("child.toml")).unwrap();
         assert_eq!(policy.resolve("child.toml").unwrap(), child);
         assert_eq!(policy.resolve("sub/../child.toml").unwrap(), child);
@@ -113,11 +399,80 @@ mod tests {
     #[tokio::test]
     async fn a_missing_allowed_manifest_fails_setup_naming_the_field() {
         let dir = tempfile::tempdir().unwrap();
-        let err = ManifestPolicy::new(dir.path(), &[PathBuf::from("gone.toml")], &BTreeMap::new())
-            .await
-            .unwrap_err()
-            .to_string();
+        let err = ManifestPolicy::new(
+            dir.path(),
+            &[PathBuf::from("gone.toml")],
+            &BTreeMap::new(),
+            Lineage::default(),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
         assert!(err.starts_with("allowed_manifests: "), "{err}");
         assert!(err.contains("gone.toml"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn files_under_a_writable_root_are_refused_and_the_rest_is_pinned() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir(base.join("d")).unwrap();
+        std::fs::write(base.join("d/in.toml"), "").unwrap();
+        std::fs::write(base.join("c.wasm"), "component").unwrap();
+        std::fs::write(base.join("d/state"), "state").unwrap();
+        std::fs::write(
+            base.join("ok.toml"),
+            "name = \"ok\"\ncomponent = \"c.wasm\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            base.join("bad.toml"),
+            "name = \"bad\"\ncomponent = \"c.wasm\"\ninit_state = \"d/state\"\n",
+        )
+        .unwrap();
+        let reader = Manifest::parse(
+            "name = \"r\"\ncomponent = \"c.wasm\"\n[[handler]]\ntype = \"filesystem\"\npath = \".\"\n",
+            &base,
+        )
+        .unwrap();
+        assert!(
+            Lineage::default().child(&reader).writable.is_empty(),
+            "a read-only root is not writable"
+        );
+        let writer = Manifest::parse(
+            "name = \"w\"\ncomponent = \"c.wasm\"\n[[handler]]\ntype = \"filesystem\"\npath = \"d\"\nwrite = true\n",
+            &base,
+        )
+        .unwrap();
+        let lineage = Lineage::default().child(&writer);
+        assert_eq!(lineage.writable, [base.join("d")]);
+        assert_eq!(lineage.depth, 1);
+        let err = ManifestPolicy::new(
+            &base,
+            &[PathBuf::from("d/in.toml")],
+            &BTreeMap::new(),
+            lineage.clone(),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("allowed_manifests: manifest "), "{err}");
+        assert!(
+            err.contains("which this actor or a supervisor above it can write"),
+            "{err}"
+        );
+        let policy = ManifestPolicy::new(
+            &base,
+            &[PathBuf::from("ok.toml"), PathBuf::from("bad.toml")],
+            &BTreeMap::new(),
+            lineage,
+        )
+        .await
+        .unwrap();
+        let pinned = policy.pin(policy.resolve("ok.toml").unwrap()).unwrap();
+        std::fs::write(base.join("c.wasm"), "rewritten").unwrap();
+        assert_eq!(&*pinned.component, b"component");
+        let err = policy.pin(policy.resolve("bad.toml").unwrap()).unwrap_err();
+        assert!(err.starts_with("permission denied: init_state "), "{err}");
     }
 }

@@ -1,10 +1,14 @@
 //! `theater-codegen`: the generator behind `#[theater_handler]`, from the command line.
 //!
 //! ```text
-//! theater-codegen generate --wit DIR --import IFACE [--export IFACE] [--out FILE]
-//! theater-codegen check --wit DIR
-//! theater-codegen new-handler NAME --wit DIR --import IFACE [--export IFACE] [--out DIR]
+//! theater-codegen generate --wit PATH --import IFACE [--export IFACE] [--out FILE]
+//! theater-codegen check --wit PATH
+//! theater-codegen new-handler NAME --wit PATH --import IFACE [--export IFACE] [--out DIR]
 //! ```
+//!
+//! `PATH` is a `.wit` file or a WIT package folder (its `deps/` folder is read too); `IFACE` is
+//! `ns:pkg/iface`, with `@version` when the WIT holds several versions of the package
+//! (`wasi:cli/environment@0.2.6`).
 //!
 //! Exit codes: 0 success, 1 error (diagnostics on stderr), 2 usage.
 
@@ -26,10 +30,10 @@ enum Command {
     /// Print what #[theater_handler] expands to for an interface pair (on the skeleton impl that new-handler
     /// writes), formatted.
     Generate {
-        /// The WIT package folder.
+        /// A .wit file, or a WIT package folder (with its deps/ folder).
         #[arg(long)]
         wit: PathBuf,
-        /// The imported interface, e.g. theater:simple/random.
+        /// The imported interface, e.g. theater:simple/random or wasi:cli/environment@0.2.6.
         #[arg(long)]
         import: String,
         /// The exported callback interface, e.g. theater:simple/process-handlers.
@@ -39,9 +43,9 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Parse and resolve a WIT package; errors are printed as file:line:col: message.
+    /// Parse and resolve WIT; errors are printed as file:line:col: message.
     Check {
-        /// The WIT package folder.
+        /// A .wit file, or a WIT package folder (with its deps/ folder).
         #[arg(long)]
         wit: PathBuf,
     },
@@ -49,7 +53,7 @@ enum Command {
     NewHandler {
         /// The handler's name (kebab-case), e.g. clock.
         name: String,
-        /// The WIT package folder.
+        /// A .wit file, or a WIT package folder (with its deps/ folder).
         #[arg(long)]
         wit: PathBuf,
         /// The imported interface.

@@ -208,10 +208,7 @@ pub fn module_items(model: &Model, iface: &Interface, callbacks: &[Callback<'_>]
 
 /// The statements of `Handler::add_export_functions`.
 pub fn resolve_calls(iface: &Interface, callbacks: &[Callback<'_>]) -> TokenStream {
-    let [ns, pkg, module] = iface
-        .name
-        .module_path()
-        .map(|s| format_ident!("{}", crate::model::rust_ident(&s)));
+    let [ns, pkg, module] = iface.name.module_path().map(|s| format_ident!("{}", s));
     callbacks
         .iter()
         .map(|cb| {

@@ -2,12 +2,12 @@
 //! interface. Each host function is a few calls into `theater_runtime::host`: encode the parameters, find this
 //! actor's instance, call the user's method, record one chain event.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 
 use super::mode_tokens;
 use crate::check::Bound;
-use crate::model::{Function, Interface};
+use crate::model::{Function, Interface, Param};
 use crate::typemap::{Scope, rust_type};
 
 /// `static <FN>_SPEC: CallSpec = ...;` for every bound function.
@@ -43,15 +43,25 @@ pub fn linker_functions(bound: &[Bound<'_>]) -> TokenStream {
     bound.iter().map(host_function).collect()
 }
 
+/// The locals of a host function's glue, besides its parameters.
+const GLUE_LOCALS: &[&str] = &["store", "call", "this", "result"];
+
+/// The glue's binding of a parameter: its Rust name, or with a trailing `_` where that is one of the glue's own
+/// locals (a WIT parameter named `store` or `result`).
+fn binding(p: &Param) -> Ident {
+    let name = p.rust_name();
+    if GLUE_LOCALS.contains(&name.as_str()) {
+        format_ident!("{name}_")
+    } else {
+        format_ident!("{name}")
+    }
+}
+
 fn host_function(b: &Bound<'_>) -> TokenStream {
     let f: &Function = b.function;
     let wit_name = &f.name;
     let spec = format_ident!("{}", f.spec_name());
-    let names: Vec<_> = f
-        .params
-        .iter()
-        .map(|p| format_ident!("{}", p.rust_name()))
-        .collect();
+    let names: Vec<_> = f.params.iter().map(binding).collect();
     let types = f.params.iter().map(|p| rust_type(&p.ty, Scope::Root));
     let method = &b.method;
     let ctx_arg = b.ctx.then(|| {

@@ -63,23 +63,18 @@ pub struct HandlerParts<'a> {
     pub files: &'a [PathBuf],
 }
 
-/// The module tree of every interface the handler touches, with the callers in the export's module.
+/// The module tree of every interface in the model (the ones the handler names and those whose types they
+/// reach), with the callers in the export's module.
 pub fn type_modules(
     model: &Model,
-    import: Option<&Interface>,
     export: Option<&(&Interface, Vec<exports::Callback<'_>>)>,
 ) -> TokenStream {
-    let roots: Vec<IfaceName> = import
-        .iter()
-        .map(|i| i.name.clone())
-        .chain(export.map(|(i, _)| i.name.clone()))
-        .collect();
-    let closure = model.closure(&roots);
+    let names: Vec<IfaceName> = model.interfaces.keys().cloned().collect();
     let extra = |name: &IfaceName| match export {
         Some((iface, cbs)) if &iface.name == name => exports::module_items(model, iface, cbs),
         _ => TokenStream::new(),
     };
-    types::module_tree(model, &closure, &extra)
+    types::module_tree(model, &names, &extra)
 }
 
 /// The full expansion.
@@ -165,7 +160,7 @@ pub fn handler(parts: &HandlerParts<'_>) -> TokenStream {
         },
     };
     let callers = parts.export.as_ref().map(|(iface, _)| {
-        let [ns, pkg, module] = iface.name.module_path().map(|s| quote::format_ident!("{}", crate::model::rust_ident(&s)));
+        let [ns, pkg, module] = iface.name.module_path().map(|s| quote::format_ident!("{}", s));
         let doc = format!(" Typed callers of the `{}` callbacks that `actor` exports.", iface.name.full());
         quote! {
             impl #impl_generics #self_ty #where_clause {
@@ -176,7 +171,7 @@ pub fn handler(parts: &HandlerParts<'_>) -> TokenStream {
             }
         }
     });
-    let types = type_modules(parts.model, parts.import, parts.export.as_ref());
+    let types = type_modules(parts.model, parts.export.as_ref());
     let includes = include_files(parts.files);
     quote! {
         #item

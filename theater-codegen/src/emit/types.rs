@@ -3,12 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use heck::{ToShoutySnakeCase, ToSnakeCase, ToUpperCamelCase};
+use heck::{ToShoutySnakeCase, ToSnakeCase};
 use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote};
 
 use super::docs;
-use crate::model::{Case, IfaceName, Interface, Model, TypeDef, TypeDefKind, rust_ident};
+use crate::model::{
+    Case, IfaceName, Interface, Model, TypeDef, TypeDefKind, camel_name, snake_name,
+};
 use crate::typemap::{Scope, rust_type, type_path};
 
 /// The module tree for `ifaces`; `extra` adds items to an interface's module (e.g. its callers).
@@ -17,34 +19,40 @@ pub fn module_tree(
     ifaces: &[IfaceName],
     extra: &dyn Fn(&IfaceName) -> TokenStream,
 ) -> TokenStream {
-    let mut tree: BTreeMap<(String, String), Vec<TokenStream>> = BTreeMap::new();
+    let mut tree: BTreeMap<(String, String, Option<String>), Vec<TokenStream>> = BTreeMap::new();
     for name in ifaces {
         let Some(iface) = model.interface(name) else {
             continue;
         };
         let [_, _, module] = name.module_path();
-        let module = format_ident!("{}", rust_ident(&module));
+        let module = format_ident!("{}", module);
         let doc = docs(&iface.docs);
-        let full = format!(" Types of the WIT interface `{}`.", name.full());
+        let full = format!(" Types of the WIT interface `{}`.", name.versioned());
         let items = interface_items(iface);
         let extra = extra(name);
-        tree.entry((name.namespace.clone(), name.package.clone()))
-            .or_default()
-            .push(quote! {
-                #[doc = #full]
-                #[doc = ""]
-                #doc
-                #[allow(dead_code, clippy::all, unused_imports)]
-                pub mod #module {
-                    #items
-                    #extra
-                }
-            });
+        // One version of a package per model (the builder refuses two), so the version rides along.
+        tree.entry((
+            name.namespace.clone(),
+            name.package.clone(),
+            name.version.clone(),
+        ))
+        .or_default()
+        .push(quote! {
+            #[doc = #full]
+            #[doc = ""]
+            #doc
+            #[allow(dead_code, clippy::all, unused_imports)]
+            pub mod #module {
+                #items
+                #extra
+            }
+        });
     }
     let mut namespaces: BTreeMap<String, Vec<TokenStream>> = BTreeMap::new();
-    for ((ns, pkg), modules) in tree {
-        let pkg_ident = format_ident!("{}", rust_ident(&pkg.to_snake_case()));
-        let doc = format!(" The WIT package `{ns}:{pkg}`.");
+    for ((ns, pkg, version), modules) in tree {
+        let pkg_ident = format_ident!("{}", snake_name(&pkg));
+        let version = version.map(|v| format!("@{v}")).unwrap_or_default();
+        let doc = format!(" The WIT package `{ns}:{pkg}{version}`.");
         namespaces.entry(ns).or_default().push(quote! {
             #[doc = #doc]
             pub mod #pkg_ident { #(#modules)* }
@@ -53,7 +61,7 @@ pub fn module_tree(
     namespaces
         .into_iter()
         .map(|(ns, pkgs)| {
-            let ns_ident = format_ident!("{}", rust_ident(&ns.to_snake_case()));
+            let ns_ident = format_ident!("{}", snake_name(&ns));
             let doc = format!(" Generated from the WIT namespace `{ns}` by `#[theater_handler]`.");
             quote! {
                 #[doc = #doc]
@@ -86,7 +94,7 @@ fn derives() -> TokenStream {
 
 /// One named type definition.
 pub fn type_def(def: &TypeDef) -> TokenStream {
-    let name = format_ident!("{}", def.name.to_upper_camel_case());
+    let name = format_ident!("{}", camel_name(&def.name));
     let doc = docs(&def.docs);
     let wit = match &def.kind {
         TypeDefKind::Record(_) => format!(" WIT: `record {}`", def.name),
@@ -104,7 +112,7 @@ pub fn type_def(def: &TypeDef) -> TokenStream {
     match &def.kind {
         TypeDefKind::Record(fields) => {
             let fields = fields.iter().map(|f| {
-                let ident = format_ident!("{}", rust_ident(&f.name.to_snake_case()));
+                let ident = format_ident!("{}", snake_name(&f.name));
                 let ty = rust_type(&f.ty, Scope::Interface);
                 let wit_name = &f.name;
                 let doc = docs(&f.docs);
@@ -119,7 +127,7 @@ pub fn type_def(def: &TypeDef) -> TokenStream {
         }
         TypeDefKind::Variant(cases) => {
             let cases = cases.iter().map(|c| {
-                let ident = format_ident!("{}", c.name.to_upper_camel_case());
+                let ident = format_ident!("{}", camel_name(&c.name));
                 let wit_name = &c.name;
                 let doc = docs(&c.docs);
                 match &c.ty {
@@ -144,7 +152,7 @@ pub fn type_def(def: &TypeDef) -> TokenStream {
                 _ => quote!(u32),
             };
             let cases = cases.iter().map(|c| {
-                let ident = format_ident!("{}", c.name.to_upper_camel_case());
+                let ident = format_ident!("{}", camel_name(&c.name));
                 let wit_name = &c.name;
                 let doc = docs(&c.docs);
                 quote! { #doc #[component(name = #wit_name)] #ident }

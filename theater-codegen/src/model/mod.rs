@@ -1,18 +1,20 @@
-//! The owned model of a WIT package: interfaces, functions and types, built once from a `wit_parser::Resolve`
-//! (in `build.rs`) so that checks and emitters never see wit-parser types. Names follow `names.rs`
-//! ([`rust_ident`]).
+//! The owned model of what a handler needs from a WIT package: the interfaces it names and the types they reach,
+//! built once from a `wit_parser::Resolve` (in `build.rs`, [`Builder`]) so that checks and emitters never see
+//! wit-parser types. Rust names follow `names.rs` ([`snake_name`], [`camel_name`]).
 
 mod build;
 mod names;
 
 use std::collections::BTreeMap;
 
-use heck::{ToShoutySnakeCase, ToSnakeCase, ToUpperCamelCase};
+use heck::ToShoutySnakeCase;
 
-pub use names::rust_ident;
+pub use build::Builder;
+pub(crate) use build::iface_name;
+pub use names::{camel_name, rust_ident, snake_name, unraw};
 
-/// An interface's fully qualified name: `theater:simple/random` is namespace `theater`, package `simple`,
-/// name `random`.
+/// An interface's fully qualified name: `wasi:cli/environment@0.2.6` is namespace `wasi`, package `cli`, name
+/// `environment`, version `0.2.6` (the package's; `None` for an unversioned package such as `theater:simple`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct IfaceName {
     /// WIT namespace, e.g. `theater`.
@@ -21,12 +23,18 @@ pub struct IfaceName {
     pub package: String,
     /// Interface name, e.g. `random`.
     pub name: String,
+    /// The package's version, e.g. `0.2.6`.
+    pub version: Option<String>,
 }
 
 impl IfaceName {
-    /// Parses `ns:pkg/name`, ignoring an `@version` suffix.
+    /// Parses `ns:pkg/name` or `ns:pkg/name@version`.
     pub fn parse(s: &str) -> Option<Self> {
-        let s = s.split('@').next()?;
+        let (s, version) = match s.split_once('@') {
+            Some((s, v)) if !v.is_empty() => (s, Some(v.to_owned())),
+            Some(_) => return None,
+            None => (s, None),
+        };
         let (pkg, name) = s.split_once('/')?;
         let (namespace, package) = pkg.split_once(':')?;
         if [namespace, package, name].iter().any(|p| p.is_empty()) {
@@ -36,20 +44,30 @@ impl IfaceName {
             namespace: namespace.into(),
             package: package.into(),
             name: name.into(),
+            version,
         })
     }
 
-    /// `ns:pkg/name`.
+    /// `ns:pkg/name`, without the version: the name `Handler::imports` returns and chain event types start with
+    /// (the runtime matches a component's imports without their version).
     pub fn full(&self) -> String {
         format!("{}:{}/{}", self.namespace, self.package, self.name)
     }
 
-    /// Rust module path segments: `["theater", "simple", "random"]` (snake case).
+    /// `ns:pkg/name@version`, or `ns:pkg/name` for an unversioned package: the name as WIT writes it.
+    pub fn versioned(&self) -> String {
+        match &self.version {
+            Some(v) => format!("{}@{v}", self.full()),
+            None => self.full(),
+        }
+    }
+
+    /// Rust module path segments, escaped ([`snake_name`]): `["theater", "simple", "random"]`.
     pub fn module_path(&self) -> [String; 3] {
         [
-            self.namespace.to_snake_case(),
-            self.package.to_snake_case(),
-            self.name.to_snake_case(),
+            snake_name(&self.namespace),
+            snake_name(&self.package),
+            snake_name(&self.name),
         ]
     }
 }
@@ -91,9 +109,9 @@ pub struct TypeRef {
 }
 
 impl TypeRef {
-    /// The Rust type name (`ChainEvent`).
+    /// The Rust type name (`ChainEvent`; [`camel_name`]).
     pub fn rust_name(&self) -> String {
-        self.name.to_upper_camel_case()
+        camel_name(&self.name)
     }
 }
 
@@ -146,9 +164,9 @@ pub struct Param {
 }
 
 impl Param {
-    /// Rust name (`store_id`), keywords escaped.
+    /// Rust name (`store_id`; [`snake_name`]).
     pub fn rust_name(&self) -> String {
-        rust_ident(&self.name.to_snake_case())
+        snake_name(&self.name)
     }
 }
 
@@ -163,9 +181,9 @@ pub struct Function {
 }
 
 impl Function {
-    /// The Rust method name (`random_bytes`).
+    /// The Rust method name (`random_bytes`; [`snake_name`]).
     pub fn rust_name(&self) -> String {
-        rust_ident(&self.name.to_snake_case())
+        snake_name(&self.name)
     }
 
     /// The name of its generated spec static (`RANDOM_BYTES`).
@@ -179,8 +197,10 @@ impl Function {
 pub struct Interface {
     pub name: IfaceName,
     pub docs: Option<String>,
+    /// Its freestanding functions, in WIT order; empty for an interface that is only reached through types.
     pub functions: Vec<Function>,
-    /// Named types, in WIT order (including `use`d ones).
+    /// Named types, in WIT order (including `use`d ones): all of them for an interface a handler names, only
+    /// the reachable ones for the others.
     pub types: Vec<TypeDef>,
 }
 
@@ -191,14 +211,15 @@ impl Interface {
     }
 }
 
-/// Every interface of a resolved WIT package set, by name.
+/// The interfaces a handler names (with all their functions and types) and the interfaces whose types those
+/// reach (with only the types reached), by name. Built by [`Builder`].
 #[derive(Clone, Debug, Default)]
 pub struct Model {
     pub interfaces: BTreeMap<IfaceName, Interface>,
 }
 
 impl Model {
-    /// The interface named `name` (version ignored).
+    /// The interface named `name`.
     pub fn interface(&self, name: &IfaceName) -> Option<&Interface> {
         self.interfaces.get(name)
     }
@@ -210,57 +231,5 @@ impl Model {
             TypeDefKind::Use(inner) => self.resolve_ref(inner),
             _ => Some(def),
         }
-    }
-
-    /// The interfaces `roots` need, transitively through `use`s and type references, in a stable order.
-    pub fn closure(&self, roots: &[IfaceName]) -> Vec<IfaceName> {
-        let mut seen: Vec<IfaceName> = Vec::new();
-        let mut stack: Vec<IfaceName> = roots.to_vec();
-        while let Some(name) = stack.pop() {
-            if seen.contains(&name) {
-                continue;
-            }
-            if let Some(iface) = self.interfaces.get(&name) {
-                let mut refs = Vec::new();
-                for f in &iface.functions {
-                    f.params.iter().for_each(|p| collect_refs(&p.ty, &mut refs));
-                    if let Some(r) = &f.result {
-                        collect_refs(r, &mut refs);
-                    }
-                }
-                for t in &iface.types {
-                    match &t.kind {
-                        TypeDefKind::Record(fields) => {
-                            fields.iter().for_each(|f| collect_refs(&f.ty, &mut refs))
-                        }
-                        TypeDefKind::Variant(cases) => cases
-                            .iter()
-                            .filter_map(|c| c.ty.as_ref())
-                            .for_each(|t| collect_refs(t, &mut refs)),
-                        TypeDefKind::Alias(t) => collect_refs(t, &mut refs),
-                        TypeDefKind::Use(r) => refs.push(r.clone()),
-                        TypeDefKind::Enum(_) | TypeDefKind::Flags(_) => {}
-                    }
-                }
-                stack.extend(refs.into_iter().map(|r| r.iface));
-            }
-            seen.push(name);
-        }
-        seen.sort();
-        seen
-    }
-}
-
-fn collect_refs(ty: &Type, out: &mut Vec<TypeRef>) {
-    match ty {
-        Type::List(t) | Type::Option(t) => collect_refs(t, out),
-        Type::Result { ok, err } => {
-            ok.iter()
-                .chain(err.iter())
-                .for_each(|t| collect_refs(t, out));
-        }
-        Type::Tuple(ts) => ts.iter().for_each(|t| collect_refs(t, out)),
-        Type::Named(r) => out.push(r.clone()),
-        _ => {}
     }
 }

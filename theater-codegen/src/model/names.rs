@@ -1,21 +1,54 @@
-//! Rust names derived from WIT names (through heck, keywords escaped), and WIT text for messages and docs.
+//! Rust names derived from WIT names, and WIT text for messages and docs.
+//!
+//! The naming rules (documented for users in `docs/handlers.md`):
+//! * case conversion is heck's: functions, parameters, fields and modules in snake_case (`get-HTTP-status` →
+//!   `get_http_status`), types and cases in UpperCamelCase (`blue-ish` → `BlueIsh`), flags in SHOUTY_SNAKE_CASE;
+//! * a name that is a Rust keyword becomes a raw identifier (`type` → `r#type`, `match` → `r#match`);
+//! * the keywords that cannot be raw identifiers take a trailing underscore instead: `self` → `self_`,
+//!   `super` → `super_`, `crate` → `crate_`, and in UpperCamelCase `Self` → `Self_`.
+
+use heck::{ToSnakeCase, ToUpperCamelCase};
 
 use super::{Function, Type};
 
-/// Escapes a Rust keyword (`type` → `r#type`); the result is a valid identifier string for `format_ident!`.
+/// Rust keywords (strict, reserved and edition-2024 ones), which WIT names may spell with `%`.
+const KEYWORDS: &[&str] = &[
+    "as", "break", "const", "continue", "crate", "else", "enum", "extern", "false", "fn", "for",
+    "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return",
+    "self", "static", "struct", "super", "trait", "true", "type", "unsafe", "use", "where",
+    "while", "async", "await", "dyn", "abstract", "become", "box", "do", "final", "macro",
+    "override", "priv", "typeof", "unsized", "virtual", "yield", "try", "gen",
+];
+
+/// Keywords that `r#` cannot escape.
+const NOT_RAW: &[&str] = &["self", "super", "crate", "Self"];
+
+/// Escapes a Rust keyword in an identifier that is already snake_case: `type` → `r#type`, `self` → `self_`. The
+/// result is a valid identifier string for `format_ident!`.
 pub fn rust_ident(s: &str) -> String {
-    const KEYWORDS: &[&str] = &[
-        "as", "break", "const", "continue", "crate", "else", "enum", "extern", "false", "fn",
-        "for", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref",
-        "return", "self", "static", "struct", "super", "trait", "true", "type", "unsafe", "use",
-        "where", "while", "async", "await", "dyn", "abstract", "become", "box", "do", "final",
-        "macro", "override", "priv", "typeof", "unsized", "virtual", "yield", "try", "gen",
-    ];
-    if KEYWORDS.contains(&s) {
+    if NOT_RAW.contains(&s) {
+        format!("{s}_")
+    } else if KEYWORDS.contains(&s) {
         format!("r#{s}")
     } else {
         s.to_owned()
     }
+}
+
+/// The snake_case Rust name of a WIT function, parameter, field or module: `get-HTTP-status` →
+/// `get_http_status`, `type` → `r#type`, `self` → `self_`.
+pub fn snake_name(wit: &str) -> String {
+    rust_ident(&wit.to_snake_case())
+}
+
+/// The UpperCamelCase Rust name of a WIT type or case: `chain-event` → `ChainEvent`, `self` → `Self_`.
+pub fn camel_name(wit: &str) -> String {
+    rust_ident(&wit.to_upper_camel_case())
+}
+
+/// A Rust name without its `r#` prefix, as a method name is compared with a WIT name (`r#type` → `type`).
+pub fn unraw(s: &str) -> &str {
+    s.strip_prefix("r#").unwrap_or(s)
 }
 
 impl Function {
@@ -86,6 +119,20 @@ mod tests {
     fn keywords_are_escaped() {
         assert_eq!(rust_ident("type"), "r#type");
         assert_eq!(rust_ident("store_id"), "store_id");
+        assert_eq!(snake_name("self"), "self_");
+        assert_eq!(snake_name("super"), "super_");
+        assert_eq!(snake_name("crate"), "crate_");
+        assert_eq!(snake_name("match"), "r#match");
+        assert_eq!(snake_name("kebab-case"), "kebab_case");
+        assert_eq!(snake_name("get-HTTP-status"), "get_http_status");
+        assert_eq!(camel_name("self"), "Self_");
+        assert_eq!(camel_name("type"), "Type");
+        assert_eq!(camel_name("blue-ish"), "BlueIsh");
+        // Every escaped name is an identifier `format_ident!` accepts.
+        for k in KEYWORDS.iter().chain(NOT_RAW) {
+            let _ = quote::format_ident!("{}", snake_name(k));
+            let _ = quote::format_ident!("{}", camel_name(k));
+        }
     }
 
     #[test]

@@ -1,7 +1,5 @@
 //! One call into an actor export, in the actor's task: the state convention, the deadline, the chain event.
 
-use std::time::Instant;
-
 use serde::Serialize;
 use wasmtime::Store;
 use wasmtime::component::{ComponentNamedList, ComponentType, Instance, Lift, Lower, TypedFunc};
@@ -83,8 +81,7 @@ where
         &params,
     );
     let state = store.data().shared.state();
-    let started = Instant::now();
-    store.data_mut().begin_call(started);
+    store.data_mut().begin_call();
     store.set_epoch_deadline(1);
     let result = typed.call_async(&mut *store, (state, params)).await;
     let timed_out = store.data_mut().end_call();

@@ -72,7 +72,7 @@ impl ActorHandle {
 
     /// Where the actor is in its lifecycle.
     pub fn status(&self) -> ActorStatus {
-        self.shared.status.borrow().clone()
+        self.shared.status()
     }
 
     /// The actor's current state (a copy): what its last call into an export returned.
@@ -83,6 +83,18 @@ impl ActorHandle {
     /// A copy of the actor's chain.
     pub fn chain(&self) -> Chain {
         self.shared.chain()
+    }
+
+    /// The number of events recorded in the actor's chain so far (without copying it).
+    pub fn chain_len(&self) -> usize {
+        self.shared.chain.len()
+    }
+
+    /// Bytes the actor's chain holds in memory: sealed event data, at most `limits.chain_memory_bytes` (the rest
+    /// is on file), and the values of events not yet sealed, at most about 8 MiB
+    /// ([`MAX_PENDING_BYTES`](crate::chain::MAX_PENDING_BYTES)) plus one call's values.
+    pub fn chain_memory_bytes(&self) -> usize {
+        self.shared.chain.memory_bytes()
     }
 
     /// Whether any of the actor's handlers still runs background work (a `start` task, or a
@@ -104,12 +116,15 @@ impl ActorHandle {
     /// while the actor is paused they wait.
     ///
     /// `timeout` bounds the whole wait, queueing included; the guest's own run time is bounded by the actor's
-    /// `call_timeout_ms` in any case.
+    /// `call_timeout_ms` in any case. A call whose caller has stopped waiting (its `timeout` passed, or its
+    /// future was dropped) before the actor reached it is not run. At most `limits.max_queued_calls` calls wait
+    /// in the actor's queue.
     ///
     /// # Errors
     /// [`ActorError::Guest`] with the callback's `Err`; [`ActorError::Trap`] or [`ActorError::Timeout`] when the
     /// guest traps or passes its deadline (the actor then stops); [`ActorError::NotExported`];
-    /// [`ActorError::Stopped`] when the actor is stopped or stops before the call runs.
+    /// [`ActorError::Stopped`] when the actor is stopped or stops before the call runs; [`ActorError::Busy`] when
+    /// its queue is full.
     pub async fn call_export<P, O>(
         &self,
         spec: &'static ExportSpec,
@@ -146,9 +161,44 @@ impl ActorHandle {
         (Option<Vec<u8>>, P): ComponentNamedList + Lower,
         (Result<O, String>,): ComponentNamedList + Lift,
     {
+        let wait = self.queue_export_then::<P, O>(spec, params, then)?;
+        match timeout {
+            Some(d) => tokio::time::timeout(d, wait)
+                .await
+                .unwrap_or(Err(ActorError::Timeout)),
+            None => wait.await,
+        }
+    }
+
+    /// Queues a call as [`call_export_then`](Self::call_export_then) does, at once: calls queued one after another
+    /// run in that order. Returns what waits for the result, so that a caller can queue several calls before
+    /// awaiting the first (the message-server's mailbox loop does). Dropping the returned future before the actor
+    /// reaches the call means it is not run.
+    ///
+    /// # Errors
+    /// [`ActorError::Stopped`] or [`ActorError::Busy`] at once; the future's as
+    /// [`call_export`](Self::call_export).
+    pub fn queue_export_then<P, O>(
+        &self,
+        spec: &'static ExportSpec,
+        params: P,
+        then: impl FnOnce(&Result<O::Value, ActorError>) + Send + 'static,
+    ) -> Result<impl Future<Output = Result<O::Value, ActorError>> + Send + 'static, ActorError>
+    where
+        P: ComponentType + Lower + RecordParams + Send + Sync + 'static,
+        O: StateResult,
+        (Option<Vec<u8>>, P): ComponentNamedList + Lower,
+        (Result<O, String>,): ComponentNamedList + Lift,
+    {
         let (tx, rx) = oneshot::channel();
+        let slot = self.shared.take_queue_slot().map_err(ActorError::Busy)?;
         let op: Op = Box::new(move |store, instance| {
             Box::pin(async move {
+                drop(slot);
+                if tx.is_closed() {
+                    // The caller gave up waiting: the call is not run (its `then` neither).
+                    return Outcome::Continue;
+                }
                 let (result, outcome) =
                     super::call::call_export::<P, O>(store, instance, spec, params).await;
                 then(&result);
@@ -159,13 +209,7 @@ impl ActorHandle {
         self.commands
             .send(Command::Call(op))
             .map_err(|_| ActorError::Stopped)?;
-        let wait = async { rx.await.unwrap_or(Err(ActorError::Stopped)) };
-        match timeout {
-            Some(d) => tokio::time::timeout(d, wait)
-                .await
-                .unwrap_or(Err(ActorError::Timeout)),
-            None => wait.await,
-        }
+        Ok(async { rx.await.unwrap_or(Err(ActorError::Stopped)) })
     }
 
     /// Pauses the actor: calls queue until [`resume`](Self::resume). A call in progress finishes first.
@@ -201,15 +245,6 @@ impl ActorHandle {
     /// Stops the actor at once, abandoning the current call.
     pub async fn terminate(&self) -> Result<(), ActorError> {
         self.send_stop(true).await
-    }
-
-    /// Asks the actor to terminate without waiting for it (for drop guards, which cannot await).
-    pub(crate) fn terminate_detached(&self) {
-        let (tx, _) = oneshot::channel();
-        let _ = self.commands.send(Command::Stop {
-            terminate: true,
-            reply: tx,
-        });
     }
 
     async fn send_stop(&self, terminate: bool) -> Result<(), ActorError> {

@@ -1,5 +1,6 @@
 //! The actor's task: it owns the store and runs the lifecycle state machine
-//! Starting → Idle ⇄ Processing, Paused, ShuttingDown → Stopped.
+//! Starting → Idle ⇄ Processing, Paused, ShuttingDown → Stopped. Starting (`init` and the handlers' `start`) runs in
+//! the spawner's task ([`Starting`]), the rest in the actor's own.
 //!
 //! One operation at a time; calls that arrive while the actor is processing or paused queue in order. Info
 //! queries never reach the task (they read [`ActorShared`]).
@@ -50,11 +51,10 @@ pub(crate) struct ActorTask {
 }
 
 impl ActorTask {
-    /// Runs `init`, starts the handlers' background work, reports to `ready` (`Err` = init failed), then serves
-    /// commands until the actor stops.
-    pub(crate) async fn run(self, ready: oneshot::Sender<Result<(), String>>) {
+    /// The actor, ready for [`Starting::init`]; `unlist` runs once it has stopped.
+    pub(crate) fn starting(self, unlist: impl FnOnce() + Send + 'static) -> Starting {
         let ActorTask {
-            mut store,
+            store,
             instance,
             commands,
             shared,
@@ -63,63 +63,167 @@ impl ActorTask {
             instances,
             has_init,
         } = self;
-        let mut background = JoinSet::new();
-        // Calls, pauses and stops that arrive while `init` runs are taken in order, as in the main loop.
-        let mut mailbox = Mailbox {
-            commands,
-            queue: VecDeque::new(),
-            paused: false,
-            stop_replies: Vec::new(),
-        };
-        let mut stop_after_init = false;
-        let exit = 'run: {
-            if has_init {
-                let id = shared.id.to_string();
-                let init = call::call_export::<(String,), (Option<Vec<u8>>,)>(
-                    &mut store,
-                    instance,
-                    &INIT,
-                    (id,),
-                );
-                let result = mailbox
-                    .run_taking_commands(init, &mut stop_after_init, &shutdown, &shared)
-                    .await
-                    .map(|(result, _)| result);
-                let failed = match result {
-                    None => Some((
-                        "the actor was stopped before init returned".to_owned(),
-                        ActorExit::Stopped,
-                    )),
-                    Some(Err(e)) => {
-                        let message = e.to_string();
-                        Some((message.clone(), ActorExit::InitFailed(message)))
+        Starting(Some(Parts {
+            store,
+            instance,
+            // Calls, pauses and stops that arrive while `init` runs are taken in order, as in the main loop.
+            mailbox: Mailbox {
+                commands,
+                queue: VecDeque::new(),
+                paused: false,
+                stop_replies: Vec::new(),
+            },
+            shared,
+            handle: Some(handle),
+            shutdown,
+            instances,
+            has_init,
+            background: JoinSet::new(),
+            stop_after_init: false,
+            exit: None,
+            unlist: Some(Box::new(unlist)),
+        }))
+    }
+}
+
+/// An actor being started: [`init`](Self::init) runs in the spawner's task (so that a spawn from a thread outside
+/// the runtime's workers wakes no worker and waits for none), then [`launch`](Self::launch) hands the actor to a
+/// task of its own. Dropped before that (the spawner was cancelled during `init`), it stops the actor in a task
+/// of its own: nothing is left half started.
+pub(crate) struct Starting(Option<Parts>);
+
+/// Everything the actor's task owns.
+struct Parts {
+    store: Store<ActorStore>,
+    instance: Instance,
+    mailbox: Mailbox,
+    shared: Arc<ActorShared>,
+    /// Given up once the handlers have started: the task holds no handle of its own.
+    handle: Option<ActorHandle>,
+    shutdown: ShutdownSignal,
+    instances: Vec<Arc<dyn Handler>>,
+    has_init: bool,
+    background: JoinSet<()>,
+    /// A graceful stop arrived during `init`.
+    stop_after_init: bool,
+    /// Set when the actor stopped before serving (`init` failed or was stopped).
+    exit: Option<ActorExit>,
+    /// Runs once the actor has stopped.
+    unlist: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl Starting {
+    /// Runs `init` and starts the handlers' background work.
+    ///
+    /// # Errors
+    /// `init`'s error, its trap or deadline, or a stop that came first; the actor then stops once launched.
+    pub(crate) async fn init(&mut self) -> Result<(), String> {
+        let parts = self.0.as_mut().expect("init runs before launch");
+        parts.init().await
+    }
+
+    /// Hands the actor to its own task, which serves commands until it stops (or, after a failed `init`, only
+    /// stops it).
+    pub(crate) fn launch(mut self) {
+        if let Some(parts) = self.0.take() {
+            tokio::spawn(parts.serve());
+        }
+    }
+}
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        if let Some(mut parts) = self.0.take() {
+            // Cancelled during `init` (the store's call was dropped with it): the actor stops.
+            parts.exit.get_or_insert(ActorExit::Stopped);
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    runtime.spawn(parts.serve());
+                }
+                Err(_) => {
+                    tracing::error!(actor = %parts.shared.id, "actor dropped while starting, outside a runtime")
+                }
+            }
+        }
+    }
+}
+
+impl Parts {
+    async fn init(&mut self) -> Result<(), String> {
+        if self.has_init {
+            let id = self.shared.id.to_string();
+            let init = call::call_export::<(String,), (Option<Vec<u8>>,)>(
+                &mut self.store,
+                self.instance,
+                &INIT,
+                (id,),
+            );
+            let result = self
+                .mailbox
+                .run_taking_commands(
+                    init,
+                    &mut self.stop_after_init,
+                    &self.shutdown,
+                    &self.shared,
+                )
+                .await
+                .map(|(result, _)| result);
+            let failed = match result {
+                None => Some((
+                    "the actor was stopped before init returned".to_owned(),
+                    ActorExit::Stopped,
+                )),
+                Some(Err(e)) => {
+                    let message = e.to_string();
+                    Some((message.clone(), ActorExit::InitFailed(message)))
+                }
+                Some(Ok(_)) => None,
+            };
+            if let Some((message, exit)) = failed {
+                self.exit = Some(exit);
+                return Err(message);
+            }
+        }
+        let handle = self.handle.take().expect("handlers start once");
+        for instance in std::mem::take(&mut self.instances) {
+            if let Some(work) = instance.start(handle.clone(), self.shutdown.clone()) {
+                // A `start` task counts as background work exactly like a handler's own guard.
+                let hold = handle.hold_background();
+                let id = self.shared.id.clone();
+                self.background.spawn(async move {
+                    if let Err(e) = work.await {
+                        tracing::warn!(actor = %id, "handler background work failed: {e:#}");
                     }
-                    Some(Ok(_)) => None,
-                };
-                if let Some((message, exit)) = failed {
-                    let _ = ready.send(Err(message));
-                    break 'run exit;
-                }
+                    drop(hold);
+                });
             }
-            for instance in instances {
-                if let Some(work) = instance.start(handle.clone(), shutdown.clone()) {
-                    // A `start` task counts as background work exactly like a handler's own guard.
-                    let hold = handle.hold_background();
-                    let id = shared.id.clone();
-                    background.spawn(async move {
-                        if let Err(e) = work.await {
-                            tracing::warn!(actor = %id, "handler background work failed: {e:#}");
-                        }
-                        drop(hold);
-                    });
-                }
+        }
+        Ok(())
+    }
+
+    /// Serves commands until the actor stops, then stops it ([`finish`]) and unlists it.
+    async fn serve(self) {
+        let Parts {
+            mut store,
+            instance,
+            mut mailbox,
+            shared,
+            handle,
+            shutdown,
+            mut background,
+            stop_after_init,
+            exit,
+            mut unlist,
+            ..
+        } = self;
+        drop(handle);
+        let exit = 'run: {
+            if let Some(exit) = exit {
+                break 'run exit;
             }
-            drop(handle);
-            let _ = ready.send(Ok(()));
             if stop_after_init {
                 break 'run ActorExit::Stopped;
             }
-
             'actor: loop {
                 if let Some(data) = lock(&shared.shutdown_requested).clone() {
                     break ActorExit::Shutdown { data };
@@ -203,6 +307,9 @@ impl ActorTask {
             stop_replies,
         )
         .await;
+        if let Some(unlist) = unlist.take() {
+            unlist();
+        }
     }
 }
 
@@ -290,6 +397,16 @@ async fn finish(
 ) {
     shared.set_status(ActorStatus::ShuttingDown);
     shutdown.fire();
+    // Closed before the background work is awaited: the instance is gone, so a call that background work (a
+    // mailbox loop delivering its last item) makes from here fails with `Stopped` at once instead of waiting
+    // out the grace period.
+    commands.close();
+    while let Ok(command) = commands.try_recv() {
+        if let Command::Stop { reply, .. } = command {
+            stop_replies.push(reply);
+        }
+        // Dropped calls, pauses and resumes answer `Stopped` to their callers.
+    }
     let drain = async {
         while background.join_next().await.is_some() {}
         shared.guards_released().await;
@@ -299,13 +416,8 @@ async fn finish(
         background.abort_all();
         while background.join_next().await.is_some() {}
     }
-    commands.close();
-    while let Ok(command) = commands.try_recv() {
-        if let Command::Stop { reply, .. } = command {
-            stop_replies.push(reply);
-        }
-        // Dropped calls, pauses and resumes answer `Stopped` to their callers.
-    }
+    // The chain file is complete (end record, fsynced) before anyone hears that the actor stopped.
+    shared.chain.close();
     shared.exit.send_replace(Some(exit));
     shared.set_status(ActorStatus::Stopped);
     for reply in stop_replies {

@@ -21,15 +21,14 @@
 
 use std::borrow::Cow;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 
-use super::Chain;
-#[cfg(doc)]
-use super::ChainEvent;
+use super::{Chain, ChainEvent, ChainWriter, Hash};
 use crate::record::Recorder;
 
 /// Pending events at which a seal is handed to the [`Sealer`].
@@ -39,16 +38,36 @@ pub const SEAL_BATCH: usize = 256;
 /// memory of the pending events.
 pub const MAX_PENDING: usize = 64 * 1024;
 
+/// Bytes of pending events' values at which the call path seals them itself (8 MiB), so that large values (a
+/// 16 MiB message, a loop of `random-bytes(1 MiB)`) never pile up in memory unsealed: once sealed they are
+/// bounded by `limits.chain_memory_bytes` and go to file.
+pub const MAX_PENDING_BYTES: usize = 8 * 1024 * 1024;
+
 /// A call's values, owned, to be encoded as chain-event `data` when the event is sealed.
 pub trait EncodeLater: Send {
     /// The event's `data` ([`crate::record`]), under `recorder`'s modes and key.
     fn encode(&self, recorder: &Recorder) -> Vec<u8>;
+
+    /// About how many bytes the values take, or more than `cap` (see [`crate::record::size`]).
+    fn approx_size(&self, cap: usize) -> usize;
+}
+
+impl PendingData {
+    /// About how many bytes the data takes, or more than `cap`.
+    pub fn approx_size(&self, cap: usize) -> usize {
+        match self {
+            Self::Encoded(data) | Self::Json(data) => data.len(),
+            Self::Later(values) => values.approx_size(cap),
+        }
+    }
 }
 
 /// The `data` of a pending event.
 pub enum PendingData {
     /// Already encoded.
     Encoded(Vec<u8>),
+    /// Already encoded, and known to be JSON (written to a chain file without checking it again).
+    Json(Vec<u8>),
     /// To be encoded when sealed.
     Later(Box<dyn EncodeLater>),
 }
@@ -61,6 +80,8 @@ pub struct PendingEvent {
     pub timestamp: u64,
     /// The event's data.
     pub data: PendingData,
+    /// About how many bytes `data` takes ([`PendingData::approx_size`]).
+    pub size: usize,
 }
 
 /// An actor's chain: the sealed events and those recorded after them, not yet sealed.
@@ -71,12 +92,14 @@ pub struct ChainLog {
     /// Recorded events, oldest first, all newer than every sealed one.
     pending: CachePadded<Mutex<Vec<PendingEvent>>>,
     /// The sealed events. Lock order: `sealed`, then `pending`, then `spent`.
-    sealed: CachePadded<Mutex<Chain>>,
+    sealed: CachePadded<Mutex<Sealed>>,
     /// A batch the sealer has sealed, whose values the recording thread drops; emptied, it is the next pending
     /// buffer.
     spent: Mutex<Option<Vec<PendingEvent>>>,
     /// Whether this log is queued at the sealer and its seal has not started yet.
     queued: AtomicBool,
+    /// [`PendingEvent::size`] of the pending events, summed (written under the `pending` lock).
+    pending_bytes: AtomicUsize,
     /// Encodes [`PendingData::Later`].
     recorder: Arc<Recorder>,
     /// Seals full batches; `None`: the recording thread does.
@@ -84,26 +107,34 @@ pub struct ChainLog {
 }
 
 impl ChainLog {
-    /// An empty log whose deferred data is encoded under `recorder`, and whose full batches `sealer` seals.
-    pub fn new(recorder: Arc<Recorder>, sealer: Option<Sealer>) -> Self {
+    /// An empty log whose deferred data is encoded under `recorder`, whose full batches `sealer` seals, and whose
+    /// sealed events are kept as `storage` says: in memory up to a bound, then on file.
+    pub fn with_storage(recorder: Arc<Recorder>, sealer: Option<Sealer>, storage: Storage) -> Self {
         Self {
             pending: CachePadded::new(Mutex::new(Vec::with_capacity(SEAL_BATCH))),
-            sealed: CachePadded::new(Mutex::new(Chain::new())),
+            sealed: CachePadded::new(Mutex::new(Sealed::new(storage))),
             spent: Mutex::new(None),
             recorder,
             sealer,
             queued: AtomicBool::new(false),
+            pending_bytes: AtomicUsize::new(0),
         }
     }
 
     /// Appends `event` after every event recorded so far. Encodes and hashes nothing unless [`MAX_PENDING`]
-    /// events are pending or the log has no sealer (see the [module docs](self)).
+    /// events or [`MAX_PENDING_BYTES`] are pending or the log has no sealer (see the [module docs](self)).
     pub fn record(self: &Arc<Self>, event: PendingEvent) {
-        let pending = {
+        let (pending, bytes) = {
             let mut pending = lock(&self.pending);
+            let bytes = self.pending_bytes.load(Ordering::Relaxed) + event.size;
+            self.pending_bytes.store(bytes, Ordering::Relaxed);
             pending.push(event);
-            pending.len()
+            (pending.len(), bytes)
         };
+        if bytes >= MAX_PENDING_BYTES {
+            self.seal();
+            return;
+        }
         if pending < SEAL_BATCH {
             return;
         }
@@ -133,18 +164,47 @@ impl ChainLog {
 
     /// Seals every pending event.
     pub fn seal(&self) {
-        let mut chain = lock(&self.sealed);
-        drop(self.seal_into(&mut chain));
+        self.sealed_then(|_| ());
     }
 
-    /// A copy of the whole chain, every recorded event sealed.
-    pub fn snapshot(&self) -> Chain {
+    /// Seals every pending event, then runs `then` on the sealed events; the spent values are dropped after the
+    /// lock is released.
+    fn sealed_then<T>(&self, then: impl FnOnce(&mut Sealed) -> T) -> T {
         let mut chain = lock(&self.sealed);
         let spent = self.seal_into(&mut chain);
-        let copy = chain.clone();
+        let out = then(&mut chain);
         drop(chain);
         drop(spent);
-        copy
+        out
+    }
+
+    /// A copy of the whole chain, every recorded event sealed; events kept only on file are read back.
+    pub fn snapshot(&self) -> Chain {
+        self.sealed_then(Sealed::read_all)
+    }
+
+    /// The number of sealed and pending events.
+    pub fn len(&self) -> usize {
+        let sealed = lock(&self.sealed);
+        sealed.count + lock(&self.pending).len()
+    }
+
+    /// Bytes held in memory: sealed event data (the rest is on file) and the approximate size of the values of
+    /// pending events.
+    pub fn memory_bytes(&self) -> usize {
+        lock(&self.sealed).tail_bytes + self.pending_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Seals every pending event and hands the chain file's lines to the OS, so that they survive the process
+    /// being killed.
+    pub fn flush(&self) {
+        self.sealed_then(Sealed::flush);
+    }
+
+    /// Seals every pending event, then closes the chain file: writes its end record and fsyncs it. Events
+    /// recorded after this stay in memory only. Called when the actor stops; closing twice does nothing.
+    pub fn close(&self) {
+        self.sealed_then(Sealed::close);
     }
 
     /// What the sealer thread does: seals, and hands the spent batch back to the recording thread.
@@ -161,7 +221,7 @@ impl ChainLog {
 
     /// Moves the pending events into `chain`, oldest first, and returns the emptied events (their deferred values
     /// encoded but not dropped). The caller holds the `sealed` lock, so seals never interleave.
-    fn seal_into(&self, chain: &mut Chain) -> Option<Vec<PendingEvent>> {
+    fn seal_into(&self, chain: &mut Sealed) -> Option<Vec<PendingEvent>> {
         let mut batch = {
             let mut pending = lock(&self.pending);
             if pending.is_empty() {
@@ -174,45 +234,252 @@ impl ChainLog {
                     spent
                 })
                 .unwrap_or_else(|| Vec::with_capacity(SEAL_BATCH));
+            self.pending_bytes.store(0, Ordering::Relaxed);
             std::mem::replace(&mut *pending, spare)
         };
         for event in &mut batch {
-            let data = match &mut event.data {
-                PendingData::Encoded(data) => std::mem::take(data),
+            let (data, json) = match &mut event.data {
+                PendingData::Encoded(data) => (std::mem::take(data), false),
+                PendingData::Json(data) => (std::mem::take(data), true),
                 // A panicking `Serialize` must not lose the batch or stop the sealer: it is recorded as such.
-                PendingData::Later(values) => {
+                PendingData::Later(values) => (
                     std::panic::catch_unwind(AssertUnwindSafe(|| values.encode(&self.recorder)))
                         .unwrap_or_else(|_| {
                             br#"{"error":"cannot encode call: the encoder panicked"}"#.to_vec()
-                        })
-                }
+                        }),
+                    true,
+                ),
             };
-            chain.append(
+            chain.push(
                 std::mem::take(&mut event.event_type),
                 data,
                 event.timestamp,
-                None,
+                json,
             );
         }
         Some(batch)
     }
 }
 
+impl Drop for ChainLog {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Where a log keeps its sealed events.
+#[derive(Debug, Default)]
+pub struct Storage {
+    /// The chain file every sealed event is written to as it is sealed (flushed to the OS at least every
+    /// [`FLUSH_INTERVAL`] by the sealer, closed with an end record and fsynced when the actor stops).
+    pub file: Option<ChainWriter>,
+    /// Bytes of event data kept in memory; past it, the events are on file only (the chain file, or an
+    /// unlinked spool file made in `spool_dir`) and readers read them back. `None`: no bound.
+    pub memory_limit: Option<usize>,
+    /// Where a spool file is made when the bound is passed without a chain file (default: the system's
+    /// temporary folder).
+    pub spool_dir: Option<std::path::PathBuf>,
+}
+
+/// The sealed events: the newest in memory, the older ones on file only.
+struct Sealed {
+    /// Events `spilled..count`, oldest first.
+    tail: Vec<ChainEvent>,
+    /// Their data and event-type bytes.
+    tail_bytes: usize,
+    /// Events before `tail`, kept only on file.
+    spilled: usize,
+    /// Sealed events in all.
+    count: usize,
+    /// The last event's hash.
+    head: Option<Hash>,
+    storage: Storage,
+    /// A second handle on the file's writer, for reading events back (positioned reads: the writer's offset is
+    /// not moved).
+    reader: Option<std::fs::File>,
+    /// The file is an unlinked spool file made by [`spill`](Self::spill), not the actor's chain file.
+    spool: bool,
+    /// The file could not be written: the error, reported once, and events stay in memory.
+    failed: bool,
+}
+
+impl Sealed {
+    fn new(storage: Storage) -> Self {
+        let reader = storage
+            .file
+            .as_ref()
+            .and_then(|w| w.file().try_clone().ok());
+        Self {
+            tail: Vec::new(),
+            tail_bytes: 0,
+            spilled: 0,
+            count: 0,
+            head: None,
+            storage,
+            reader,
+            spool: false,
+            failed: false,
+        }
+    }
+
+    /// Hashes and appends one event, writes it to the file if there is one, and moves the events in memory to
+    /// the file once they pass the memory bound. `json`: `data` is known to be JSON.
+    fn push(&mut self, event_type: Cow<'static, str>, data: Vec<u8>, timestamp: u64, json: bool) {
+        let hash = ChainEvent::compute_hash(self.head.as_ref(), &event_type, &data, timestamp);
+        let event = ChainEvent {
+            hash,
+            parent_hash: self.head.replace(hash),
+            event_type: event_type.into_owned(),
+            data,
+            timestamp,
+            description: None,
+        };
+        if let Some(writer) = &mut self.storage.file
+            && let Err(e) = writer.append_known(&event, json)
+        {
+            self.fail(e);
+        }
+        self.tail_bytes += event.data.len() + event.event_type.len();
+        self.tail.push(event);
+        self.count += 1;
+        if self
+            .storage
+            .memory_limit
+            .is_some_and(|limit| self.tail_bytes > limit)
+        {
+            self.spill();
+        }
+    }
+
+    /// Drops the events in memory, which are then on file only; makes a spool file first if there is none.
+    fn spill(&mut self) {
+        if self.failed {
+            return;
+        }
+        if self.storage.file.is_none() {
+            let dir = self
+                .storage
+                .spool_dir
+                .clone()
+                .unwrap_or_else(std::env::temp_dir);
+            let made = std::fs::create_dir_all(&dir)
+                .and_then(|()| tempfile::tempfile_in(&dir))
+                .and_then(|file| {
+                    let reader = file.try_clone()?;
+                    let mut writer = ChainWriter::new(file)?;
+                    for e in &self.tail {
+                        writer.append(e)?;
+                    }
+                    Ok((writer, reader))
+                });
+            match made {
+                Ok((writer, reader)) => {
+                    self.storage.file = Some(writer);
+                    self.reader = Some(reader);
+                    self.spool = true;
+                }
+                Err(e) => return self.fail(e),
+            }
+        }
+        self.spilled += self.tail.len();
+        self.tail.clear();
+        self.tail_bytes = 0;
+    }
+
+    /// A write failed: the events stay in memory from now on (better than losing them), and the error is
+    /// logged once.
+    fn fail(&mut self, e: std::io::Error) {
+        if !self.failed {
+            tracing::error!("chain file: {e}; the chain is kept in memory from now on");
+        }
+        self.failed = true;
+    }
+
+    fn flush(&mut self) {
+        if let Some(writer) = &mut self.storage.file
+            && let Err(e) = writer.flush()
+        {
+            self.fail(e);
+        }
+    }
+
+    fn close(&mut self) {
+        let Some(mut writer) = self.storage.file.take() else {
+            return;
+        };
+        // A spool file is unlinked: flushed for the readers, without an end record or an fsync, as no one opens
+        // it again.
+        let closed = if self.spool {
+            writer.flush()
+        } else {
+            writer.close()
+        };
+        if let Err(e) = closed {
+            self.fail(e);
+        }
+    }
+
+    /// Every sealed event: those on file only, read back, then those in memory.
+    fn read_all(&mut self) -> Chain {
+        if self.spilled == 0 {
+            return Chain::from(self.tail.clone());
+        }
+        self.flush();
+        let mut events = match self
+            .reader
+            .as_ref()
+            .map(|file| super::file::read(std::io::BufReader::new(ReadAt { file, pos: 0 })))
+        {
+            Some(Ok(read)) => read.chain.into_events(),
+            Some(Err(e)) => {
+                tracing::error!("chain file: reading it back: {e}");
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
+        events.truncate(self.spilled);
+        events.extend(self.tail.iter().cloned());
+        Chain::from(events)
+    }
+}
+
+/// Reads a file from `pos` with positioned reads, which leave the file's offset (shared with its writer) alone.
+struct ReadAt<'a> {
+    file: &'a std::fs::File,
+    pos: u64,
+}
+
+impl std::io::Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt as _;
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
 impl std::fmt::Debug for ChainLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChainLog")
-            .field("sealed", &lock(&self.sealed).len())
+            .field("sealed", &lock(&self.sealed).count)
             .field("pending", &lock(&self.pending).len())
             .finish_non_exhaustive()
     }
 }
 
+/// How often the [`Sealer`] seals and flushes the logs that have a chain file ([`Sealer::keep_flushed`]): a
+/// process killed mid-run loses at most the events of about this long.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
+
 /// One thread, shared by a runtime's actors, that seals their full batches of pending events in the order they
-/// fill. Started on first use; it ends once the runtime and every actor of it are dropped. Cloning shares it.
+/// fill, and every [`FLUSH_INTERVAL`] seals and flushes the logs that write a chain file. Started on first use;
+/// it ends once the runtime and every actor of it are dropped. Cloning shares it.
 #[derive(Clone, Default)]
 pub struct Sealer {
     /// The queue of logs to seal; `None` inside if the thread could not be started.
     queue: Arc<OnceLock<Option<mpsc::Sender<Arc<ChainLog>>>>>,
+    /// Logs to flush every [`FLUSH_INTERVAL`].
+    durable: Arc<Mutex<Vec<Weak<ChainLog>>>>,
 }
 
 impl Sealer {
@@ -223,22 +490,60 @@ impl Sealer {
 
     /// Queues `log` to be sealed; `false` if the thread is not running (the caller seals).
     fn submit(&self, log: &Arc<ChainLog>) -> bool {
-        let queue = self.queue.get_or_init(|| {
-            let (tx, rx) = mpsc::channel::<Arc<ChainLog>>();
-            std::thread::Builder::new()
-                .name("theater-sealer".into())
-                .spawn(move || {
-                    for log in rx {
-                        log.seal_for_recorder();
-                    }
-                })
-                .map_err(|e| tracing::warn!("cannot start the chain sealer thread: {e}"))
-                .ok()
-                .map(|_| tx)
-        });
-        queue
-            .as_ref()
+        self.sender()
             .is_some_and(|tx| tx.send(Arc::clone(log)).is_ok())
+    }
+
+    /// Seals and flushes `log` every [`FLUSH_INTERVAL`] from now on, while it lives: for logs with a chain file
+    /// that must survive a crash.
+    pub fn keep_flushed(&self, log: &Arc<ChainLog>) {
+        lock(&self.durable).push(Arc::downgrade(log));
+        if self.sender().is_none() {
+            tracing::warn!("no sealer thread: the chain file is flushed only when the actor stops");
+        }
+    }
+
+    /// The thread's queue, starting it on first use.
+    fn sender(&self) -> Option<&mpsc::Sender<Arc<ChainLog>>> {
+        self.queue
+            .get_or_init(|| {
+                let (tx, rx) = mpsc::channel::<Arc<ChainLog>>();
+                let durable = Arc::downgrade(&self.durable);
+                std::thread::Builder::new()
+                    .name("theater-sealer".into())
+                    .spawn(move || seal_and_flush(rx, durable))
+                    .map_err(|e| tracing::warn!("cannot start the chain sealer thread: {e}"))
+                    .ok()
+                    .map(|_| tx)
+            })
+            .as_ref()
+    }
+}
+
+/// The sealer thread: seals the logs queued to it, and flushes the durable ones every [`FLUSH_INTERVAL`].
+fn seal_and_flush(rx: mpsc::Receiver<Arc<ChainLog>>, durable: Weak<Mutex<Vec<Weak<ChainLog>>>>) {
+    let mut last_flush = Instant::now();
+    loop {
+        match rx.recv_timeout(FLUSH_INTERVAL) {
+            Ok(log) => log.seal_for_recorder(),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+        if last_flush.elapsed() < FLUSH_INTERVAL {
+            continue;
+        }
+        last_flush = Instant::now();
+        let Some(durable) = durable.upgrade() else {
+            continue;
+        };
+        let live: Vec<Arc<ChainLog>> = {
+            let mut logs = lock(&durable);
+            logs.retain(|log| log.strong_count() > 0);
+            logs.iter().filter_map(Weak::upgrade).collect()
+        };
+        for log in live {
+            log.flush();
+        }
     }
 }
 
@@ -256,8 +561,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, Instant};
-
     use super::*;
 
     struct Index(u64);
@@ -266,6 +569,9 @@ mod tests {
         fn encode(&self, _: &Recorder) -> Vec<u8> {
             self.0.to_string().into_bytes()
         }
+        fn approx_size(&self, _: usize) -> usize {
+            8
+        }
     }
 
     /// Event `i`: deferred data for even `i`, encoded for odd.
@@ -273,6 +579,7 @@ mod tests {
         PendingEvent {
             event_type: Cow::Borrowed("theater:simple/test/f"),
             timestamp: i,
+            size: 8,
             data: if i.is_multiple_of(2) {
                 PendingData::Later(Box::new(Index(i)))
             } else {
@@ -295,6 +602,9 @@ mod tests {
     impl EncodeLater for Panics {
         fn encode(&self, _: &Recorder) -> Vec<u8> {
             panic!("a broken Serialize")
+        }
+        fn approx_size(&self, _: usize) -> usize {
+            0
         }
     }
 
@@ -319,7 +629,11 @@ mod tests {
     }
 
     fn log(sealer: Option<Sealer>) -> Arc<ChainLog> {
-        Arc::new(ChainLog::new(Arc::default(), sealer))
+        Arc::new(ChainLog::with_storage(
+            Arc::default(),
+            sealer,
+            Storage::default(),
+        ))
     }
 
     #[test]
@@ -353,7 +667,7 @@ mod tests {
             log.record(event(i));
         }
         let deadline = Instant::now() + Duration::from_secs(10);
-        while lock(&log.sealed).len() < SEAL_BATCH {
+        while lock(&log.sealed).count < SEAL_BATCH {
             assert!(Instant::now() < deadline, "not sealed: {log:?}");
             std::thread::sleep(Duration::from_millis(1));
         }
@@ -390,5 +704,81 @@ mod tests {
         let other = self::log(Some(sealer));
         (0..2 * SEAL_BATCH as u64).for_each(|i| other.record(event(i)));
         assert_eq!(other.snapshot(), eager(2 * SEAL_BATCH as u64));
+    }
+
+    #[test]
+    fn past_the_memory_bound_events_live_on_file_and_readers_read_them_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(ChainLog::with_storage(
+            Arc::default(),
+            Some(Sealer::new()),
+            Storage {
+                file: None,
+                memory_limit: Some(4096),
+                spool_dir: Some(dir.path().to_owned()),
+            },
+        ));
+        let n = 20 * SEAL_BATCH as u64;
+        (0..n).for_each(|i| log.record(event(i)));
+        let chain = log.snapshot();
+        assert_eq!(chain, eager(n));
+        chain.verify().unwrap();
+        let event_bytes = "theater:simple/test/f".len() + 4;
+        assert!(
+            log.memory_bytes() <= 4096 + event_bytes,
+            "{} bytes in memory",
+            log.memory_bytes()
+        );
+        // The spool file is unlinked: nothing is left in the folder.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        // More events after reading back.
+        (n..n + 10).for_each(|i| log.record(event(i)));
+        assert_eq!(log.snapshot(), eager(n + 10));
+    }
+
+    #[test]
+    fn a_chain_file_is_flushed_while_open_and_closed_with_an_end_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.jsonl");
+        let log = Arc::new(ChainLog::with_storage(
+            Arc::default(),
+            None,
+            Storage {
+                file: Some(ChainWriter::create(&path).unwrap()),
+                memory_limit: Some(1024),
+                spool_dir: None,
+            },
+        ));
+        (0..1000).for_each(|i| log.record(event(i)));
+        log.flush();
+        let open = Chain::open(&path).unwrap();
+        assert_eq!(open.chain, eager(1000));
+        assert_eq!(
+            open.ending,
+            crate::chain::Ending::Cut { partial_line: None }
+        );
+        assert_eq!(log.snapshot(), eager(1000));
+        drop(log);
+        let closed = Chain::open(&path).unwrap();
+        assert_eq!(closed.chain, eager(1000));
+        assert_eq!(closed.ending, crate::chain::Ending::Closed);
+    }
+
+    #[test]
+    fn large_pending_values_are_sealed_on_the_call_path() {
+        let log = log(Some(Sealer::new()));
+        for i in 0..20 {
+            log.record(PendingEvent {
+                event_type: Cow::Borrowed("t"),
+                timestamp: i,
+                data: PendingData::Encoded(vec![b'1'; 1024 * 1024]),
+                size: 1024 * 1024,
+            });
+            assert!(
+                lock(&log.pending).len() < 8,
+                "at most 8 MiB of values wait to be sealed"
+            );
+        }
+        assert_eq!(log.snapshot().len(), 20);
     }
 }

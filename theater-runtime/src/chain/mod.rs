@@ -9,30 +9,28 @@
 //!
 //! # File format
 //!
-//! JSON lines, one event per line, oldest first:
-//!
-//! ```json
-//! {"hash":"<40 hex>","parent_hash":null,"event_type":"theater:simple/actor/init","data":"<base64>","timestamp":1700000000000,"description":null}
-//! ```
-//!
-//! `data` is standard, padded base64. Loading checks every line: a truncated or malformed line is an error naming
-//! the line; [`Chain::verify`] then checks the links.
+//! JSON lines between a header and an end record, oldest event first; see [`file`]. Loading checks every line: a
+//! malformed line is an error naming it; [`Chain::open`] also says whether the file was closed cleanly or cut
+//! (a crash leaves no end record and perhaps an incomplete last line); [`Chain::verify`] then checks the links.
 //!
 //! # Recording
 //!
 //! A running actor's chain is a `ChainLog` (`log.rs`): recorded calls are appended as pending events and sealed
-//! (encoded and hashed, in order) off the guest's call path; every reader sees them all, sealed.
+//! (encoded and hashed, in order) off the guest's call path; every reader sees them all, sealed. Sealed events
+//! are written to the actor's chain file as they are sealed, when it has one, and the events in memory are
+//! bounded by `limits.chain_memory_bytes`: past it they are kept only on file and read back by readers.
 
 use std::fmt;
 use std::io::{BufRead, Write};
 use std::path::Path;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
-use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 
+pub mod file;
 pub(crate) mod log;
+
+pub use file::{ChainFile, ChainWriter, Ending};
+pub use log::{FLUSH_INTERVAL, MAX_PENDING_BYTES};
 
 /// A SHA-1 hash: 20 bytes.
 pub type Hash = [u8; 20];
@@ -104,8 +102,8 @@ pub enum ChainError {
         message: String,
     },
     /// An event's recorded hash does not match its contents, or its parent link is wrong (`index` counts from 0;
-    /// the file line is `index + 1`).
-    #[error("chain event {index} (line {line}, {event_type}): {message}", line = index + 1)]
+    /// in a chain file it is on line `index + 2`, after the header).
+    #[error("chain event {index} (file line {line}, {event_type}): {message}", line = index + 2)]
     Invalid {
         /// 0-based index of the first bad event.
         index: usize,
@@ -149,6 +147,11 @@ impl Chain {
         &self.events
     }
 
+    /// The events, oldest first, by value.
+    pub fn into_events(self) -> Vec<ChainEvent> {
+        self.events
+    }
+
     /// The number of events.
     pub fn len(&self) -> usize {
         self.events.len()
@@ -164,14 +167,27 @@ impl Chain {
         self.events.last().map(|e| &e.hash)
     }
 
-    /// Recomputes every hash and link.
+    /// Recomputes every hash and link, splitting the events across the available cores (each event's hash covers
+    /// its recorded parent hash, so the events can be checked apart; the links are checked against the previous
+    /// event's recorded hash).
     ///
     /// # Errors
     /// [`ChainError::Invalid`] naming the first event whose hash does not match its contents or whose
     /// `parent_hash` is not the previous event's hash.
     pub fn verify(&self) -> Result<(), ChainError> {
-        let mut parent: Option<&Hash> = None;
-        for (index, e) in self.events.iter().enumerate() {
+        // Each range stops at its first bad event; the first bad event of the chain is in the first range with one.
+        on_cores(&self.events, 16 * 1024, |start, range| {
+            self.verify_range(start, start + range.len())
+        })
+        .into_iter()
+        .collect()
+    }
+
+    /// [`verify`](Self::verify) of events `start..end`, the first one's link checked against event `start - 1`.
+    fn verify_range(&self, start: usize, end: usize) -> Result<(), ChainError> {
+        let mut parent: Option<&Hash> = start.checked_sub(1).map(|i| &self.events[i].hash);
+        for (index, e) in self.events[start..end].iter().enumerate() {
+            let index = start + index;
             let bad = |message: String| ChainError::Invalid {
                 index,
                 event_type: e.event_type.clone(),
@@ -197,73 +213,106 @@ impl Chain {
         Ok(())
     }
 
-    /// Writes the chain as JSON lines (see the [module docs](self)).
-    pub fn write_jsonl(&self, mut out: impl Write) -> Result<(), ChainError> {
-        for e in &self.events {
-            let line = JsonEvent {
-                hash: hex::encode(e.hash),
-                parent_hash: e.parent_hash.map(hex::encode),
-                event_type: e.event_type.clone(),
-                data: BASE64.encode(&e.data),
-                timestamp: e.timestamp,
-                description: e.description.clone(),
-            };
-            serde_json::to_writer(&mut out, &line).map_err(std::io::Error::other)?;
-            out.write_all(b"\n")?;
-        }
-        out.flush()?;
+    /// Writes the chain as a closed chain file: header, one JSON line per event, end record ([`file`]).
+    ///
+    /// # Errors
+    /// [`ChainError::Io`] if `out` fails.
+    pub fn write_jsonl(&self, out: impl Write) -> Result<(), ChainError> {
+        file::write_closed(self, out)?;
         Ok(())
     }
 
-    /// Reads a chain written by [`write_jsonl`](Self::write_jsonl). Does not verify it: call
-    /// [`verify`](Self::verify).
+    /// Reads a chain file written by [`write_jsonl`](Self::write_jsonl), [`save`](Self::save) or a
+    /// [`ChainWriter`], or in the first format. Strict: an incomplete last line is an error. Does not verify the
+    /// chain: call [`verify`](Self::verify). [`file::read`] also tells whether the file was closed.
     ///
     /// # Errors
-    /// [`ChainError::Parse`] naming the first line that is not a complete event (a truncated last line included).
+    /// [`ChainError::Parse`] naming the first line (from 1) that is not a complete event, not UTF-8 or too long.
     pub fn read_jsonl(input: impl BufRead) -> Result<Self, ChainError> {
-        let mut events = Vec::new();
-        for (i, line) in input.lines().enumerate() {
-            let line_no = i + 1;
-            let line = line?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            let parse = |message: String| ChainError::Parse {
-                line: line_no,
-                message,
-            };
-            let j: JsonEvent = serde_json::from_str(&line).map_err(|e| parse(e.to_string()))?;
-            let hash = parse_hash(&j.hash).map_err(|m| parse(format!("hash: {m}")))?;
-            let parent_hash = match &j.parent_hash {
-                None => None,
-                Some(p) => Some(parse_hash(p).map_err(|m| parse(format!("parent_hash: {m}")))?),
-            };
-            let data = BASE64
-                .decode(&j.data)
-                .map_err(|e| parse(format!("data: {e}")))?;
-            events.push(ChainEvent {
-                hash,
-                parent_hash,
-                event_type: j.event_type,
-                data,
-                timestamp: j.timestamp,
-                description: j.description,
+        let read = file::read(input)?;
+        if let file::Ending::Cut {
+            partial_line: Some(line),
+        } = read.ending
+        {
+            return Err(ChainError::Parse {
+                line,
+                message: "incomplete line (the file was cut)".into(),
             });
         }
-        Ok(Self { events })
+        Ok(read.chain)
     }
 
-    /// Saves the chain to `path` as JSON lines.
+    /// Saves the chain to `path` as a closed chain file, atomically: written to a temporary file beside it,
+    /// fsynced, then renamed over `path`, so a crash leaves either the old file or the whole new one.
+    ///
+    /// # Errors
+    /// [`ChainError::Io`] if the folder is not writable or the disk fails.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), ChainError> {
-        let file = std::fs::File::create(path)?;
-        self.write_jsonl(std::io::BufWriter::new(file))
+        let path = path.as_ref();
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        file::write_closed(self, std::io::BufWriter::new(tmp.as_file_mut()))?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(path).map_err(|e| e.error)?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
     }
 
-    /// Loads a chain from a JSON-lines file (not verified).
+    /// Loads a chain file strictly (as [`read_jsonl`](Self::read_jsonl)); not verified.
+    ///
+    /// # Errors
+    /// As [`read_jsonl`](Self::read_jsonl), and [`ChainError::Io`] if the file cannot be read.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ChainError> {
         let file = std::fs::File::open(path)?;
         Self::read_jsonl(std::io::BufReader::new(file))
     }
+
+    /// Opens a chain file tolerantly: a last line cut by a crash is ignored and reported in [`ChainFile::ending`],
+    /// with whether the file was closed cleanly. Not verified.
+    ///
+    /// # Errors
+    /// As [`file::read`], and [`ChainError::Io`] if the file cannot be read.
+    pub fn open(path: impl AsRef<Path>) -> Result<ChainFile, ChainError> {
+        let file = std::fs::File::open(path)?;
+        file::read(std::io::BufReader::new(file))
+    }
+}
+
+/// Runs `work` on consecutive chunks of `items` (its arguments: the chunk's first index and the chunk), one chunk per
+/// available core but at least `min_per_chunk` items each, the first chunk on the calling thread; the results in
+/// chunk order. What reading and verifying a long chain share.
+pub(crate) fn on_cores<I: Sync, T: Send>(
+    items: &[I],
+    min_per_chunk: usize,
+    work: impl Fn(usize, &[I]) -> T + Sync,
+) -> Vec<T> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len().div_ceil(min_per_chunk))
+        .max(1);
+    let per_chunk = items.len().div_ceil(threads).max(1);
+    let mut chunks = items.chunks(per_chunk).enumerate();
+    let Some((_, first)) = chunks.next() else {
+        return Vec::new();
+    };
+    let work = &work;
+    std::thread::scope(|scope| {
+        let others: Vec<_> = chunks
+            .map(|(i, chunk)| scope.spawn(move || work(i * per_chunk, chunk)))
+            .collect();
+        std::iter::once(work(0, first))
+            .chain(
+                others
+                    .into_iter()
+                    .map(|h| h.join().expect("chain worker thread")),
+            )
+            .collect()
+    })
 }
 
 impl From<Vec<ChainEvent>> for Chain {
@@ -283,25 +332,6 @@ impl fmt::Display for ChainEvent {
             self.data_text()
         )
     }
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct JsonEvent {
-    hash: String,
-    parent_hash: Option<String>,
-    event_type: String,
-    data: String,
-    timestamp: u64,
-    #[serde(default)]
-    description: Option<String>,
-}
-
-fn parse_hash(s: &str) -> Result<Hash, String> {
-    let bytes = hex::decode(s).map_err(|e| e.to_string())?;
-    bytes
-        .try_into()
-        .map_err(|b: Vec<u8>| format!("expected 20 bytes, got {}", b.len()))
 }
 
 fn opt_hex(h: Option<&Hash>) -> String {
@@ -349,7 +379,7 @@ mod tests {
         c.verify().unwrap();
         let mut buf = Vec::new();
         c.write_jsonl(&mut buf).unwrap();
-        assert_eq!(buf.iter().filter(|b| **b == b'\n').count(), 3);
+        assert_eq!(buf.iter().filter(|b| **b == b'\n').count(), 5);
         let back = Chain::read_jsonl(&buf[..]).unwrap();
         assert_eq!(back, c);
         back.verify().unwrap();
@@ -377,7 +407,7 @@ mod tests {
         sample().write_jsonl(&mut buf).unwrap();
         buf.truncate(buf.len() - 10);
         match Chain::read_jsonl(&buf[..]) {
-            Err(ChainError::Parse { line: 3, .. }) => {}
+            Err(ChainError::Parse { line: 5, .. }) => {}
             other => panic!("{other:?}"),
         }
     }

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use theater_runtime::chain::Ending;
 use theater_runtime::{Chain, Manifest, RuntimeConfig, TheaterRuntime};
 
 /// Run Theater actors and inspect their chains.
@@ -31,9 +32,17 @@ enum Command {
     Run {
         /// The actor's TOML manifest.
         manifest: PathBuf,
-        /// Save the chain to this file (JSON lines) when the actor stops.
+        /// Write the chain to this file (JSON lines) as it is recorded: flushed every 50 ms, so a crash loses at
+        /// most the last moments; closed (end record, fsync) when the actor stops, however it stops.
         #[arg(long)]
         chain_out: Option<PathBuf>,
+        /// The most actors (the manifest's and its supervised children) that may run at once.
+        #[arg(long, default_value_t = theater_runtime::DEFAULT_MAX_ACTORS)]
+        max_actors: usize,
+        /// Address space reserved for each linear memory, MiB (default 4096: no bounds checks in guest code).
+        /// Lower it to run more than about 28,000 actors; see RuntimeConfig::memory_reservation.
+        #[arg(long, default_value_t = theater_runtime::DEFAULT_MEMORY_RESERVATION >> 20)]
+        memory_reservation_mib: u64,
         /// Runtime data folder (default: $THEATER_HOME, else the platform data folder).
         #[arg(long)]
         data_dir: Option<PathBuf>,
@@ -47,7 +56,11 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ChainCommand {
-    /// Check every hash and link; prints the event count, or names the first bad event and exits 1.
+    /// Check every hash and link, and whether the file was closed cleanly.
+    ///
+    /// Exit codes: 0 the chain verifies and the file is complete (its end record matches); 1 a bad line or event
+    /// (named), or an unreadable file; 2 every complete line verifies but the file was cut (no end record: its
+    /// writer crashed, was killed, or is still writing).
     Verify {
         /// A chain file (JSON lines).
         file: PathBuf,
@@ -66,7 +79,18 @@ fn main() -> ExitCode {
             manifest,
             chain_out,
             data_dir,
-        } => run(manifest, chain_out, data_dir),
+            max_actors,
+            memory_reservation_mib,
+        } => run(
+            manifest,
+            chain_out,
+            data_dir,
+            RuntimeConfig {
+                max_actors,
+                memory_reservation: memory_reservation_mib << 20,
+                ..Default::default()
+            },
+        ),
         Command::Chain {
             command: ChainCommand::Verify { file },
         } => verify(file),
@@ -87,6 +111,7 @@ fn run(
     manifest: PathBuf,
     chain_out: Option<PathBuf>,
     data_dir: Option<PathBuf>,
+    config: RuntimeConfig,
 ) -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -99,13 +124,20 @@ fn run(
     let manifest = Manifest::load(&manifest)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     runtime.block_on(async move {
-        let theater = TheaterRuntime::new(RuntimeConfig {
-            data_dir,
-            ..Default::default()
-        })?;
-        let actor = theater
-            .spawn_manifest(&manifest, &theater_handlers::registry())
-            .await?;
+        let theater = TheaterRuntime::new(RuntimeConfig { data_dir, ..config })?;
+        let mut options = theater.manifest_options(&manifest, &theater_handlers::registry())?;
+        if let Some(path) = &chain_out {
+            options = options.chain_file(path);
+        }
+        let actor = match theater.spawn(options).await {
+            Ok(actor) => actor,
+            Err(e) => {
+                if let Some(path) = &chain_out {
+                    eprintln!("theater: the chain so far is in {}", path.display());
+                }
+                return Err(e.into());
+            }
+        };
         let exit = tokio::select! {
             exit = actor.wait() => exit,
             _ = shutdown_signal() => {
@@ -119,12 +151,8 @@ fn run(
                 actor.wait().await
             }
         };
+        // The chain file was closed (end record, fsync) before the actor reported its exit.
         let chain = actor.chain();
-        if let Some(path) = &chain_out {
-            chain
-                .save(path)
-                .with_context(|| format!("saving the chain to {}", path.display()))?;
-        }
         print_summary(&chain);
         if let Some(path) = &chain_out {
             println!("chain saved to {}", path.display());
@@ -184,21 +212,45 @@ fn print_summary(chain: &Chain) {
 }
 
 fn verify(file: PathBuf) -> anyhow::Result<ExitCode> {
-    let chain = Chain::load(&file).with_context(|| format!("{}", file.display()))?;
-    match chain.verify() {
-        Ok(()) => {
-            println!("{}: ok, {} events", file.display(), chain.len());
+    let read = Chain::open(&file).with_context(|| format!("{}", file.display()))?;
+    let chain = &read.chain;
+    if let Err(e) = chain.verify() {
+        eprintln!("{}: {e}", file.display());
+        return Ok(ExitCode::FAILURE);
+    }
+    let head = chain.head().map(hex).unwrap_or_else(|| "none".into());
+    let n = chain.len();
+    match read.ending {
+        Ending::Closed => {
+            println!("{}: ok, closed, {n} events, head {head}", file.display());
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) => {
-            eprintln!("{}: {e}", file.display());
-            Ok(ExitCode::FAILURE)
+        Ending::Unversioned => {
+            println!(
+                "{}: ok, {n} events, head {head} (first file format, which has no end record: whether it was cut \
+                 cannot be told)",
+                file.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Ending::Cut { partial_line } => {
+            let partial = partial_line
+                .map(|l| format!("; line {l} is incomplete and was ignored"))
+                .unwrap_or_default();
+            eprintln!(
+                "{}: CUT: {n} events verify (head {head}), but the file has no end record: it was not closed \
+                 (its writer crashed or is still writing){partial}",
+                file.display()
+            );
+            Ok(ExitCode::from(2))
         }
     }
 }
 
 fn show(file: PathBuf) -> anyhow::Result<ExitCode> {
-    let chain = Chain::load(&file).with_context(|| format!("{}", file.display()))?;
+    let chain = Chain::open(&file)
+        .with_context(|| format!("{}", file.display()))?
+        .chain;
     for (i, e) in chain.events().iter().enumerate() {
         println!("#{i} {}", e.event_type);
         println!("   hash       {}", hex(&e.hash));

@@ -9,11 +9,15 @@
 //! * `params` maps each WIT parameter name to its value; a callback's parameters are the tuple elements, named
 //!   `params.0`, `params.1`, … (the actor's `state` is never recorded).
 //! * `result` is the returned value; `result<T, E>` is `{"Ok": T}` or `{"Err": E}`, `option<T>` is `null` or the
-//!   value, `list<u8>` an array of numbers, records objects keyed by their Rust field names.
+//!   value, records objects keyed by their Rust field names. `list<u8>`, wherever it is nested, is a base64 string
+//!   (standard, padded), except an empty one, which is `[]` ([`bytes`]).
 //! * A *payload value* (handlers.md §1.1) recorded as [`RecordMode::Digest`] is `{"sha1": hex, "len": n}`: SHA-1
 //!   over the value's JSON encoding and that encoding's length in bytes; as [`RecordMode::KeyedDigest`] it is
 //!   `{"hmac-sha1": hex, "len": n}`, an HMAC-SHA1 under a per-runtime key kept outside the chain, so a short secret
 //!   cannot be found by trying values.
+
+pub mod bytes;
+pub mod size;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -123,7 +127,7 @@ impl<T: ?Sized + Serialize> Serialize for Recorded<'_, T> {
         match self.mode {
             RecordMode::Full => self.value.serialize(serializer),
             RecordMode::Digest | RecordMode::KeyedDigest => {
-                let bytes = serde_json::to_vec(self.value).map_err(serde::ser::Error::custom)?;
+                let bytes = bytes::to_json(self.value).map_err(serde::ser::Error::custom)?;
                 let mut map = serializer.serialize_map(Some(2))?;
                 if self.mode == RecordMode::Digest {
                     map.serialize_entry("sha1", &hex::encode(Sha1::digest(&bytes)))?;
@@ -151,6 +155,9 @@ pub trait RecordParams {
         recorder: &Recorder,
         map: &mut M,
     ) -> Result<(), M::Error>;
+
+    /// About how many bytes the values take ([`size::approx_size`]), or more than `cap` when they take more.
+    fn approx_size(&self, cap: usize) -> usize;
 }
 
 macro_rules! impl_record_params {
@@ -169,6 +176,18 @@ macro_rules! impl_record_params {
                     map.serialize_entry(name, &Recorded::new(&self.$i, mode(name), recorder))?;
                 )*
                 Ok(())
+            }
+
+            #[allow(unused_mut, unused_variables)]
+            fn approx_size(&self, cap: usize) -> usize {
+                let mut total = 0usize;
+                $(
+                    total += size::approx_size(&self.$i, cap.saturating_sub(total));
+                    if total > cap {
+                        return total;
+                    }
+                )*
+                total
             }
         }
     )*};
@@ -248,7 +267,7 @@ pub fn encode_call<P: RecordParams + ?Sized, R: Serialize + ?Sized>(
         ),
     };
     // Serializing plain data into a Vec cannot fail; a custom `Serialize` that does is recorded as such.
-    serde_json::to_vec(&call).unwrap_or_else(|e| {
+    bytes::to_json(&call).unwrap_or_else(|e| {
         format!("{{\"error\":{:?}}}", format!("cannot encode call: {e}")).into_bytes()
     })
 }
@@ -270,7 +289,7 @@ mod tests {
         );
         assert_eq!(
             std::str::from_utf8(&data).unwrap(),
-            r#"{"params":{"length":16},"result":{"Ok":[1,2]}}"#
+            r#"{"params":{"length":16},"result":{"Ok":"AQI="}}"#
         );
     }
 

@@ -1,0 +1,230 @@
+//! The runtime's own limits against a hostile guest: chain memory, memory across all of a component's memories,
+//! guest run time per call and at instantiation, the call queue, and the number of actors.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use theater_handler_random::RandomConfig;
+use theater_runtime::manifest::Limits;
+use theater_runtime::{ActorError, RuntimeConfig, SpawnError, SpawnOptions, TheaterRuntime};
+use theater_tests::guests;
+use theater_tests::probe::ProbeHandler;
+use theater_tests::support::{LocalConfig, local_handlers, runtime, script, script_handlers};
+
+/// 24 × `random-bytes(1 MiB)`: about 85 MiB of chain data as JSON. With `chain_memory_bytes = 1 MiB` the chain
+/// holds at most 1 MiB in memory, the rest on file, and a reader still gets every event, verified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_keeps_at_most_its_memory_bound_in_memory_and_loses_nothing() {
+    const CALLS: usize = 24;
+    let (rt, dir) = runtime();
+    let options = SpawnOptions::new("big", std::fs::read(guests::SCRIPT).unwrap())
+        .handlers(script_handlers(RandomConfig {
+            seed: Some(1),
+            ..Default::default()
+        }))
+        .limits(Limits {
+            chain_memory_bytes: 1024 * 1024,
+            ..Default::default()
+        });
+    let actor = rt.spawn(options).await.unwrap();
+    for _ in 0..CALLS {
+        let out = script(&actor, "bytes:1048576;set:").await.unwrap();
+        assert!(out.starts_with("bytes="), "{}", &out[..40.min(out.len())]);
+        // Sealed data up to its bound, and values waiting to be sealed up to 8 MiB plus one call's.
+        assert!(
+            actor.chain_memory_bytes() <= 1024 * 1024 + 9 * 1024 * 1024 + 64 * 1024,
+            "{} bytes of chain in memory",
+            actor.chain_memory_bytes()
+        );
+    }
+    let chain = actor.chain();
+    assert!(
+        actor.chain_memory_bytes() <= 1024 * 1024,
+        "{} bytes of chain in memory",
+        actor.chain_memory_bytes()
+    );
+    chain.verify().unwrap();
+    let calls = theater_tests::support::events_of(&chain, "theater:simple/random/random-bytes");
+    assert_eq!(calls.len(), CALLS);
+    assert_eq!(actor.chain_len(), chain.len());
+    // The spool file is unlinked: nothing is left behind in the data folder.
+    let spool = dir.path().join("spool");
+    assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 0);
+}
+
+/// A component of two core instances, each with a memory of `pages` 64 KiB pages.
+fn two_memories(pages: u32) -> Vec<u8> {
+    wat::parse_str(format!(
+        r#"(component
+            (core module $a (memory (export "m") {pages}))
+            (core module $b (memory (export "m") {pages}))
+            (core instance (instantiate $a))
+            (core instance (instantiate $b))
+        )"#
+    ))
+    .unwrap()
+}
+
+/// `memory_bytes` is the actor's total: two memories of 6.25 MiB each do not fit in 10 MiB, although each does.
+#[tokio::test]
+async fn the_memory_limit_counts_every_memory_of_the_component_together() {
+    let (rt, _dir) = runtime();
+    let limits = Limits {
+        memory_bytes: 10 * 1024 * 1024,
+        ..Default::default()
+    };
+    let err = rt
+        .spawn(SpawnOptions::new("two", two_memories(100)).limits(limits.clone()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SpawnError::Instantiate(_)), "{err}");
+    // Under the limit together, it spawns.
+    let ok = rt
+        .spawn(SpawnOptions::new("two", two_memories(40)).limits(limits))
+        .await
+        .unwrap();
+    ok.stop().await.unwrap();
+}
+
+/// A core `start` function that never returns: instantiation has the call deadline too.
+#[tokio::test]
+async fn a_looping_start_function_fails_the_spawn_at_the_deadline() {
+    let (rt, _dir) = runtime();
+    let component = wat::parse_str(
+        r#"(component
+            (core module $m (func $spin (loop $l (br $l))) (start $spin))
+            (core instance (instantiate $m))
+        )"#,
+    )
+    .unwrap();
+    let spawn = rt.spawn(SpawnOptions::new("spin", component).limits(Limits {
+        call_timeout_ms: 200,
+        ..Default::default()
+    }));
+    let err = tokio::time::timeout(Duration::from_secs(20), spawn)
+        .await
+        .expect("the spawn must not hang")
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("instantiation exceeded its deadline of 200 ms"),
+        "{message}"
+    );
+    assert!(rt.list().is_empty());
+}
+
+fn local_limits(call_timeout_ms: u64, max_queued_calls: u32) -> SpawnOptions {
+    SpawnOptions::new("local", std::fs::read(guests::LOCAL).unwrap())
+        .handlers(local_handlers(LocalConfig::default()))
+        .limits(Limits {
+            call_timeout_ms,
+            max_queued_calls,
+            ..Default::default()
+        })
+}
+
+/// `call_timeout_ms` bounds the guest's own run time: a 500 ms sleep in a host call under a 200 ms limit
+/// returns `Ok`; a guest spinning for 10 s is interrupted near its deadline while another actor keeps answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_call_deadline_counts_guest_time_not_host_waits() {
+    let (rt, _dir) = runtime();
+    let sleeper = rt.spawn(local_limits(200, 16)).await.unwrap();
+    let out = script(&sleeper, "sleep:500;sleep:300").await.unwrap();
+    assert!(out.starts_with("sleep="), "{out}");
+
+    let probe = ProbeHandler::new();
+    let spinner = rt
+        .spawn(
+            SpawnOptions::new("spin", std::fs::read(guests::PROBE).unwrap())
+                .handlers(vec![Arc::new(probe.clone())])
+                .limits(Limits {
+                    call_timeout_ms: 200,
+                    ..Default::default()
+                }),
+        )
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let spin = tokio::spawn({
+        let (probe, spinner) = (probe.clone(), spinner.clone());
+        async move { probe.callbacks(&spinner).handle_spin(0).await }
+    });
+    // Meanwhile the other actor answers.
+    let out = script(&sleeper, "sleep:10").await.unwrap();
+    assert!(out.starts_with("sleep="), "{out}");
+    assert!(!spin.is_finished(), "answered while the spinner spins");
+    let err = spin.await.unwrap().unwrap_err();
+    let elapsed = started.elapsed();
+    assert_eq!(err, ActorError::Timeout);
+    // Far below the 10 s the guest would spin; the measured figure is in docs/security.md.
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    eprintln!("spinning guest interrupted after {elapsed:?} (deadline 200 ms)");
+}
+
+/// At most `max_queued_calls` calls wait for a busy actor; a call whose caller gave up keeps its place until the
+/// actor reaches it, and is then skipped, not run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_call_queue_is_bounded_and_abandoned_calls_do_not_run() {
+    let (rt, _dir) = runtime();
+    let actor = rt.spawn(local_limits(10_000, 3)).await.unwrap();
+    let busy = tokio::spawn({
+        let actor = actor.clone();
+        async move { script(&actor, "sleep:800").await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A caller that gives up after 50 ms: its call waits in the queue, then must not run.
+    let gave_up = ProbeHandler::new()
+        .callbacks(&actor)
+        .with_timeout(Duration::from_millis(50))
+        .handle_script("set:RAN".to_owned())
+        .await;
+    assert_eq!(gave_up, Err(ActorError::Timeout));
+    let queued = tokio::spawn({
+        let actor = actor.clone();
+        async move { script(&actor, "now").await }
+    });
+    let queued2 = tokio::spawn({
+        let actor = actor.clone();
+        async move { script(&actor, "now").await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Three calls wait (one abandoned): the fourth is refused at once.
+    assert_eq!(script(&actor, "now").await, Err(ActorError::Busy(3)));
+    busy.await.unwrap().unwrap();
+    queued.await.unwrap().unwrap();
+    queued2.await.unwrap().unwrap();
+    assert_ne!(actor.state().as_deref(), Some(&b"RAN"[..]));
+    let chain = actor.chain();
+    assert!(
+        chain
+            .events()
+            .iter()
+            .all(|e| !e.data_text().contains("set:RAN")),
+        "the abandoned call left no event"
+    );
+}
+
+/// `max_actors` bounds the actors of a runtime; the error names the setting.
+#[tokio::test]
+async fn spawns_past_max_actors_fail_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = TheaterRuntime::new(RuntimeConfig {
+        data_dir: Some(dir.path().to_owned()),
+        max_actors: 3,
+        ..Default::default()
+    })
+    .unwrap();
+    let wasm = std::fs::read(guests::PROBE).unwrap();
+    let spawn = || {
+        rt.spawn(SpawnOptions::new("p", wasm.clone()).handlers(vec![Arc::new(ProbeHandler::new())]))
+    };
+    let mut actors = Vec::new();
+    for _ in 0..3 {
+        actors.push(spawn().await.unwrap());
+    }
+    let err = spawn().await.unwrap_err();
+    assert!(matches!(err, SpawnError::Limit(_)), "{err}");
+    assert!(err.to_string().contains("max_actors = 3"), "{err}");
+    actors.pop().unwrap().stop().await.unwrap();
+    spawn().await.unwrap();
+}
