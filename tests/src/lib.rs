@@ -5,6 +5,7 @@
 //! library holds what they share.
 
 pub mod bench;
+pub mod counters;
 pub mod load;
 pub mod many;
 pub mod probe;

@@ -6,7 +6,9 @@ use syn::{FnArg, GenericArgument, ImplItem, ItemImpl, PathArguments, ReturnType}
 
 use crate::attr::{MethodAttr, Mode};
 use crate::diag::Diagnostics;
-use crate::model::{Function, Interface, Model, Type, TypeDefKind, unraw};
+use std::collections::BTreeMap;
+
+use crate::model::{Function, Interface, Model, Type, TypeDefKind, TypeRef, unraw};
 use crate::typemap::type_string;
 
 /// A WIT function and the method that serves it.
@@ -18,6 +20,17 @@ pub struct Bound<'a> {
     pub ctx: bool,
     /// Payload values (WIT names, or `result`) and their default modes.
     pub payload: Vec<(String, Mode)>,
+    /// Whether the method returns `HostResult<T>` (`wasmtime::Result<T>`) around the WIT result: an `Err` traps
+    /// the call.
+    pub trappable: bool,
+}
+
+/// The Rust type a handler gives a resource's values in the actor's `ResourceTable`: the `T` of the
+/// `Resource<T>` its methods take and return, with the first place it was written.
+pub struct ResourceType {
+    pub ty: syn::Type,
+    /// The method it was first seen in.
+    pub method: syn::Ident,
 }
 
 /// A lifecycle hook method.
@@ -32,6 +45,8 @@ pub struct Plan<'a> {
     pub bound: Vec<Bound<'a>>,
     pub create_instance: Option<Hook>,
     pub start: Option<Hook>,
+    /// Every resource whose handles the bound methods take or return, with its Rust type.
+    pub resources: BTreeMap<TypeRef, ResourceType>,
 }
 
 /// Binds the methods of `item` to the functions of `iface`, stripping `#[theater]` attributes from `item`.
@@ -111,7 +126,9 @@ pub fn bind<'a>(
             continue;
         }
         let function = &functions[index];
-        if let Some(bound) = check_signature(model, function, method, &attr, diag) {
+        if let Some(bound) =
+            check_signature(model, function, method, &attr, &mut plan.resources, diag)
+        {
             plan.bound.push(bound);
         }
     }
@@ -149,7 +166,7 @@ pub fn bind<'a>(
         );
     }
     for (function, served) in functions.iter().zip(served) {
-        if !served && !suggested.contains(&function.name.as_str()) {
+        if !served && !function.optional() && !suggested.contains(&function.name.as_str()) {
             diag.error_spanned(
                 &item.self_ty,
                 format!(
@@ -200,10 +217,13 @@ fn check_signature<'a>(
     function: &'a Function,
     method: &syn::ImplItemFn,
     attr: &MethodAttr,
+    resources: &mut BTreeMap<TypeRef, ResourceType>,
     diag: &mut Diagnostics,
 ) -> Option<Bound<'a>> {
     let sig = &method.sig;
     let before = diag.len();
+    // The `T` of every `Resource<T>` in the signature, checked against the resource's other uses at the end.
+    let mut handles: Vec<(TypeRef, &syn::Type)> = Vec::new();
     let mut inputs = sig.inputs.iter();
     match inputs.next() {
         Some(FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_none() => {}
@@ -238,11 +258,19 @@ fn check_signature<'a>(
         }
     } else {
         for (user, wit) in params.iter().zip(&function.params) {
-            if !matches(model, &user.ty, &wit.ty) {
+            if !matches(model, &user.ty, &wit.ty, &mut handles) {
+                let handle = if wit.ty.handles().is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " (WIT `{}`: a handle is `Resource<T>`, its value in the actor's `ResourceTable`)",
+                        wit.ty.wit()
+                    )
+                };
                 diag.error_spanned(
                     &user.ty,
                     format!(
-                        "parameter `{}` of WIT function `{}` is `{}`",
+                        "parameter `{}` of WIT function `{}` is `{}`{handle}",
                         wit.name,
                         function.name,
                         type_string(&wit.ty)
@@ -251,13 +279,20 @@ fn check_signature<'a>(
             }
         }
     }
-    let ok = match (&sig.output, &function.result) {
-        (ReturnType::Default, None) => true,
-        (ReturnType::Type(_, t), None) => {
-            matches!(&**t, syn::Type::Tuple(tt) if tt.elems.is_empty())
-        }
-        (ReturnType::Default, Some(_)) => false,
-        (ReturnType::Type(_, t), Some(want)) => matches(model, t, want),
+    // `HostResult<T>` (`wasmtime::Result<T>`) around the WIT result: an `Err` traps the call.
+    let (output, trappable) = match &sig.output {
+        ReturnType::Type(_, t) => match trap_result(t) {
+            Some(inner) => (Some(inner), true),
+            None => (Some(&**t), false),
+        },
+        ReturnType::Default => (None, false),
+    };
+    let unit = |t: &syn::Type| matches!(t, syn::Type::Tuple(tt) if tt.elems.is_empty());
+    let ok = match (output, &function.result) {
+        (None, None) => true,
+        (Some(t), None) => unit(t),
+        (None, Some(_)) => false,
+        (Some(t), Some(want)) => matches(model, t, want, &mut handles),
     };
     if !ok {
         let want = function
@@ -296,6 +331,9 @@ fn check_signature<'a>(
         };
         payload.push((known.to_owned(), *mode));
     }
+    for (resource, ty) in handles {
+        check_resource_type(resource, ty, &sig.ident, resources, diag);
+    }
     if diag.len() != before {
         return None;
     }
@@ -305,7 +343,63 @@ fn check_signature<'a>(
         is_async: sig.asyncness.is_some(),
         ctx,
         payload,
+        trappable,
     })
+}
+
+/// One resource has one Rust type: the first `Resource<T>` written for it sets `T`, and every other must be the
+/// same type (compared as tokens, as written).
+fn check_resource_type(
+    resource: TypeRef,
+    ty: &syn::Type,
+    method: &syn::Ident,
+    resources: &mut BTreeMap<TypeRef, ResourceType>,
+    diag: &mut Diagnostics,
+) {
+    let text = |t: &syn::Type| quote::ToTokens::to_token_stream(t).to_string();
+    match resources.get(&resource) {
+        Some(first) if text(&first.ty) != text(ty) => diag.error_spanned(
+            ty,
+            format!(
+                "resource `{}` has one Rust type: `{}` in `{}`, `{}` here",
+                resource.name,
+                text(&first.ty).replace(' ', ""),
+                first.method,
+                text(ty).replace(' ', "")
+            ),
+        ),
+        Some(_) => {}
+        None => {
+            resources.insert(
+                resource,
+                ResourceType {
+                    ty: ty.clone(),
+                    method: method.clone(),
+                },
+            );
+        }
+    }
+}
+
+/// The `T` of `HostResult<T>` (`theater_runtime::HostResult`, by its last segment) or `wasmtime::Result<T>` (a
+/// path whose second-to-last segment is `wasmtime`), with one type argument.
+fn trap_result(ty: &syn::Type) -> Option<&syn::Type> {
+    let syn::Type::Path(p) = ty else { return None };
+    let segments: Vec<_> = p.path.segments.iter().collect();
+    let last = segments.last()?;
+    let wasmtime_result = segments.len() >= 2
+        && last.ident == "Result"
+        && segments[segments.len() - 2].ident == "wasmtime";
+    if !(wasmtime_result || last.ident == "HostResult") {
+        return None;
+    }
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    match args.args.iter().collect::<Vec<_>>().as_slice() {
+        [GenericArgument::Type(t)] => Some(t),
+        _ => None,
+    }
 }
 
 /// Whether `ty` is `&mut HostCtx<'_>` (by its last path segment).
@@ -339,21 +433,27 @@ fn last_ident(ty: &syn::Type) -> Option<(String, Vec<&syn::Type>)> {
     }
 }
 
-/// Whether the user's type is the Rust type of `want` (syntactically; rustc checks the generated call too).
-pub fn matches(model: &Model, user: &syn::Type, want: &Type) -> bool {
+/// Whether the user's type is the Rust type of `want` (syntactically; rustc checks the generated call too). The
+/// `T` of each `Resource<T>` matched against a handle is pushed to `handles` with the resource it names.
+pub fn matches<'u>(
+    model: &Model,
+    user: &'u syn::Type,
+    want: &Type,
+    handles: &mut Vec<(TypeRef, &'u syn::Type)>,
+) -> bool {
     if let syn::Type::Group(g) = user {
-        return matches(model, &g.elem, want);
+        return matches(model, &g.elem, want, handles);
     }
     if let syn::Type::Paren(p) = user {
-        return matches(model, &p.elem, want);
+        return matches(model, &p.elem, want, handles);
     }
     let prim = |name: &str| last_ident(user).is_some_and(|(i, args)| i == name && args.is_empty());
-    let generic = |name: &str, wants: &[Option<&Type>]| {
+    let mut generic = |name: &str, wants: &[Option<&Type>]| {
         last_ident(user).is_some_and(|(i, args)| {
             i == name
                 && args.len() == wants.len()
                 && args.iter().zip(wants).all(|(a, w)| match w {
-                    Some(w) => matches(model, a, w),
+                    Some(w) => matches(model, a, w, handles),
                     None => matches!(a, syn::Type::Tuple(t) if t.elems.is_empty()),
                 })
         })
@@ -378,7 +478,17 @@ pub fn matches(model: &Model, user: &syn::Type, want: &Type) -> bool {
         Type::Tuple(ts) => match user {
             syn::Type::Tuple(t) => {
                 t.elems.len() == ts.len()
-                    && t.elems.iter().zip(ts).all(|(u, w)| matches(model, u, w))
+                    && t.elems
+                        .iter()
+                        .zip(ts)
+                        .all(|(u, w)| matches(model, u, w, handles))
+            }
+            _ => false,
+        },
+        Type::Own(r) | Type::Borrow(r) => match last_ident(user) {
+            Some((i, args)) if i == "Resource" && args.len() == 1 => {
+                handles.push((r.clone(), args[0]));
+                true
             }
             _ => false,
         },
@@ -391,8 +501,10 @@ pub fn matches(model: &Model, user: &syn::Type, want: &Type) -> bool {
                 .and_then(|i| i.type_def(&r.name))
                 .map(|d| &d.kind)
             {
-                Some(TypeDefKind::Use(inner)) => matches(model, user, &Type::Named(inner.clone())),
-                Some(TypeDefKind::Alias(t)) => matches(model, user, t),
+                Some(TypeDefKind::Use(inner)) => {
+                    matches(model, user, &Type::Named(inner.clone()), handles)
+                }
+                Some(TypeDefKind::Alias(t)) => matches(model, user, t, handles),
                 _ => false,
             }
         }

@@ -153,9 +153,12 @@ pub fn generate(
     }
     diag.finish()?;
     let self_ty = quote::format_ident!("Handler");
-    let item = match named.import.as_ref().and_then(|n| named.model.interface(n)) {
-        Some(iface) => scaffold::skeleton_impl(&self_ty, iface),
-        None => quote!(impl Handler {}),
+    let (states, item) = match named.import.as_ref().and_then(|n| named.model.interface(n)) {
+        Some(iface) => (
+            scaffold::resource_states(iface),
+            scaffold::skeleton_impl(&self_ty, iface),
+        ),
+        None => (TokenStream::new(), quote!(impl Handler {})),
     };
     let mut attr = quote!(wit = #wit_str);
     if let Some(i) = import {
@@ -173,7 +176,7 @@ pub fn generate(
         );
         return Err(diag);
     }
-    Ok(out)
+    Ok(quote!(#states #out))
 }
 
 /// Formats generated tokens as a Rust file (prettyplease), for the CLI and snapshots.

@@ -80,9 +80,11 @@ pub fn run(
     let config = format!("{}Config", name.to_upper_camel_case());
     let wit_rel = relative(&wit_abs, &dir);
     let skeleton = crate::scaffold::skeleton_impl(&format_ident!("{}", struct_name), iface);
+    let states = crate::scaffold::resource_states(iface);
     let wit_rel_str = wit_rel.display().to_string();
     let export_attr = export.map(|e| quote!(, export = #e));
     let file: syn::File = syn::parse2(quote! {
+        #states
         #[theater_handler(wit = #wit_rel_str, import = #import #export_attr, name = #name)]
         #skeleton
     })

@@ -5,14 +5,28 @@
 use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote};
 
-use crate::model::{Function, Interface, Type};
-use crate::typemap::{Scope, rust_type};
+use std::collections::BTreeSet;
+
+use crate::model::{Function, Interface, Type, TypeRef};
+use crate::typemap::{Scope, resource_state_name, rust_type};
+
+/// Whether a method is a trap-on-error one: its result holds a resource handle (which has no default) and is
+/// not a `result<_, string>` the body can fail with.
+fn traps(f: &Function) -> bool {
+    match &f.result {
+        Some(Type::Result { err: Some(e), .. }) if **e == Type::String => false,
+        Some(t) => !t.handles().is_empty(),
+        None => false,
+    }
+}
 
 /// The body of a method that is not implemented yet: an `Err("not implemented: <iface>/<fn>")` when the WIT
-/// function can fail with a string, else the type's default (a type without one is a compile error to fix).
+/// function can fail with a string, a trap ([`theater_runtime::host::not_implemented`]) when it returns a
+/// handle, else the type's default (a type without one is a compile error to fix).
 fn body(iface: &Interface, f: &Function) -> TokenStream {
     let msg = format!("not implemented: {}/{}", iface.name.full(), f.name);
     match &f.result {
+        _ if traps(f) => quote!(Err(theater_runtime::host::not_implemented(#msg))),
         Some(Type::Result { err: Some(e), .. }) if **e == Type::String => {
             quote!(Err(#msg.to_owned()))
         }
@@ -21,9 +35,41 @@ fn body(iface: &Interface, f: &Function) -> TokenStream {
     }
 }
 
+/// The resources whose handles `iface`'s functions take or return.
+fn resources(iface: &Interface) -> BTreeSet<&TypeRef> {
+    iface
+        .functions
+        .iter()
+        .flat_map(|f| f.params.iter().map(|p| &p.ty).chain(&f.result))
+        .flat_map(Type::handles)
+        .collect()
+}
+
+/// One state type per resource the skeleton's methods use (`CounterState` for `counter`): the value of a handle
+/// in the actor's `ResourceTable`, which the handler author fills in.
+pub fn resource_states(iface: &Interface) -> TokenStream {
+    resources(iface)
+        .into_iter()
+        .map(|r| {
+            let name = format_ident!("{}", resource_state_name(r));
+            let doc = format!(
+                " The value of a `{}` handle (WIT resource of `{}`) in the actor's resource table.",
+                r.name,
+                r.iface.versioned()
+            );
+            quote! {
+                #[doc = #doc]
+                #[derive(Debug, Default)]
+                pub struct #name {}
+            }
+        })
+        .collect()
+}
+
 /// The skeleton `impl` of `self_ty` for `iface` (without the attribute).
 pub fn skeleton_impl(self_ty: &Ident, iface: &Interface) -> TokenStream {
-    let methods = iface.functions.iter().map(|f| {
+    // A resource's destructor has a default (the value is deleted from the table).
+    let methods = iface.functions.iter().filter(|f| !f.optional()).map(|f| {
         // The scaffold's own `new` and `config` would clash with a method of the same name.
         let (name, bind) = match f.rust_name().as_str() {
             clash @ ("new" | "config") => {
@@ -48,15 +94,27 @@ pub fn skeleton_impl(self_ty: &Ident, iface: &Interface) -> TokenStream {
         });
         let ret = f.result.as_ref().map(|t| {
             let t = rust_type(t, Scope::User);
-            quote!(-> #t)
+            if traps(f) {
+                quote!(-> theater_runtime::HostResult<#t>)
+            } else {
+                quote!(-> #t)
+            }
         });
+        // Handles are looked up in the actor's resource table, which `HostCtx` gives.
+        let uses_handles = f
+            .params
+            .iter()
+            .map(|p| &p.ty)
+            .chain(&f.result)
+            .any(|t| !t.handles().is_empty());
+        let ctx = uses_handles.then(|| quote!(_ctx: &mut theater_runtime::HostCtx<'_>,));
         let body = body(iface, f);
         quote! {
             #[doc = #sig]
             #[doc = ""]
             #(#[doc = #docs])*
             #bind
-            fn #name(&self, #(#params),*) #ret {
+            fn #name(&self, #ctx #(#params),*) #ret {
                 #body
             }
         }

@@ -270,6 +270,7 @@ fn model_from_inline_wit() {
                 TypeDefKind::Flags(_) => "flags",
                 TypeDefKind::Alias(_) => "alias",
                 TypeDefKind::Use(_) => "use",
+                TypeDefKind::Resource => "resource",
             };
             (t.name.as_str(), kind)
         })
@@ -315,23 +316,82 @@ fn model_from_inline_wit() {
 }
 
 #[test]
-fn resources_are_unsupported() {
+fn resources_are_modelled_with_their_functions_and_a_destructor() {
+    let model = inline_model(
+        "package a:b;
+        interface i {
+            resource file {
+                constructor(path: string);
+                read: func(len: u32) -> list<u8>;
+                join: static func(a: borrow<file>, b: own<file>) -> file;
+            }
+            open: func() -> option<file>;
+        }",
+        "a:b/i",
+    )
+    .unwrap();
+    let i = model
+        .interface(&IfaceName::parse("a:b/i").unwrap())
+        .unwrap();
+    let functions: Vec<(&str, String, String)> = i
+        .functions
+        .iter()
+        .map(|f| (f.name.as_str(), f.rust_name(), f.wit_signature()))
+        .collect();
+    assert_eq!(
+        functions,
+        [
+            (
+                "[constructor]file",
+                "file_new".into(),
+                "[constructor]file: func(path: string) -> own<file>".into()
+            ),
+            (
+                "[method]file.read",
+                "file_read".into(),
+                "[method]file.read: func(self: borrow<file>, len: u32) -> list<u8>".into()
+            ),
+            (
+                "[static]file.join",
+                "file_join".into(),
+                "[static]file.join: func(a: borrow<file>, b: own<file>) -> own<file>".into()
+            ),
+            (
+                "open",
+                "open".into(),
+                "open: func() -> option<own<file>>".into()
+            ),
+            (
+                "[resource-drop]file",
+                "file_drop".into(),
+                "[resource-drop]file: func(self: own<file>)".into()
+            ),
+        ]
+    );
+    assert!(i.functions.iter().filter(|f| f.optional()).count() == 1);
+    assert_eq!(i.resources().collect::<Vec<_>>(), ["file"]);
+    assert!(matches!(
+        i.type_def("file").map(|t| &t.kind),
+        Some(TypeDefKind::Resource)
+    ));
+}
+
+#[test]
+fn handles_inside_named_types_are_refused_where_reached() {
     let errors = inline_model(
         "package a:b;
         interface i {
             resource file;
-            open: func() -> file;
+            record entry { f: own<file> }
+            list-entries: func() -> list<entry>;
         }",
         "a:b/i",
     )
     .unwrap_err();
-    assert_eq!(
-        errors,
-        [
-            "type `file` of a:b/i: resource `file` (with its constructor, methods and static functions) is not \
-             supported: resources are not supported yet",
-            "function `open` of a:b/i: `own<file>` (the result) is not supported: resources are not supported yet",
-        ]
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("type `entry` of a:b/i: `own<file>` (field `f`) is not supported"),
+        "{errors:?}"
     );
 }
 
@@ -408,12 +468,11 @@ fn only_types_reachable_from_the_interface_are_modelled() {
         .to_string();
     assert!(text.contains("pub struct Point"), "{text}");
     assert!(!text.contains("Chunked"), "not reachable: {text}");
-    // The resource interface beside it is still unsupported when named.
-    let errors = generate_err(&wit, "fixture:reachable/files");
-    assert!(
-        errors.iter().any(|e| e.contains("resource `file`")),
-        "{errors:?}"
-    );
+    // The resource interface beside it generates too, without the unreachable `chunked`.
+    let files = crate::generate(&wit, Some("fixture:reachable/files"), None)
+        .unwrap()
+        .to_string();
+    assert!(!files.contains("Chunked"), "not reachable: {files}");
 }
 
 #[test]

@@ -71,7 +71,23 @@ pub fn rust_type(ty: &Type, scope: Scope) -> TokenStream {
             quote!((#(#ts,)*))
         }
         Type::Named(r) => type_path(r, scope),
+        // The handler picks the resource's Rust type (its methods' `Resource<T>`); generated glue lets rustc
+        // infer it from the method call, and a scaffold names the state type it writes beside the handler.
+        Type::Own(r) | Type::Borrow(r) => match scope {
+            Scope::User => {
+                let state = format_ident!("{}", resource_state_name(r));
+                quote!(theater_runtime::Resource<#state>)
+            }
+            Scope::Root | Scope::Interface => {
+                quote!(::theater_runtime::__private::wasmtime::component::Resource<_>)
+            }
+        },
     }
+}
+
+/// The name a scaffold gives a resource's state type: `counter` → `CounterState`.
+pub fn resource_state_name(r: &TypeRef) -> String {
+    format!("{}State", r.rust_name().trim_start_matches("r#"))
 }
 
 /// The path of a named type from `scope`.
@@ -114,6 +130,7 @@ pub fn type_string(ty: &Type) -> String {
             ts.iter().map(type_string).collect::<Vec<_>>().join(", ")
         ),
         Type::Named(r) => r.rust_name(),
+        Type::Own(_) | Type::Borrow(_) => "Resource<_>".into(),
     }
 }
 

@@ -224,7 +224,10 @@ mod tests {
         let me = rustix::process::getpid().as_raw_nonzero().get();
         let own = stat_of("self").unwrap();
         assert_eq!(own.pid, std::process::id());
-        assert_eq!(own.ppid, rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get()));
+        assert_eq!(
+            own.ppid,
+            rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get())
+        );
         let session = own.session;
         let found = children_of(me);
         assert!(

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use wasmtime::StoreContextMut;
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{Resource, ResourceTable};
 
 use crate::actor::{ActorHandle, ActorId};
 use crate::chain::Chain;
@@ -93,6 +93,93 @@ where
         Cow::Borrowed(call.spec.event_type),
         PendingData::Later(Box::new(values)),
     );
+}
+
+/// As [`finish`], with `recorded`, an owned copy of the result made for the chain, instead of a clone of the
+/// result: for results that hold resource handles, which cannot be cloned ([`ResourceHandle`]).
+pub fn finish_recorded<P, R>(store: &mut ActorStore, call: PendingCall<P>, recorded: R)
+where
+    P: RecordParams + Send + 'static,
+    R: Serialize + Send + 'static,
+{
+    store.credit_host_time(call.tick);
+    let Some(params) = call.params else {
+        return;
+    };
+    let values = HostCall {
+        spec: call.spec,
+        params,
+        result: recorded,
+    };
+    store.shared.record_event(
+        Cow::Borrowed(call.spec.event_type),
+        PendingData::Later(Box::new(values)),
+    );
+}
+
+/// What a host function method may return around its WIT result (`HostResult<u64>` for `-> u64`): an `Err`
+/// traps the guest's call (the actor fails with the error; the runtime goes on) and is recorded as the call's
+/// result `{"trap": "<error>"}`. For errors the guest should see, use the WIT function's own `result<_, E>`.
+pub type HostResult<T> = wasmtime::Result<T>;
+
+/// Records a call whose method returned an error (a method returning [`HostResult`]), with the result
+/// `{"trap": "<error>"}`, and gives back the error, which traps the guest's call.
+pub fn trap<P>(
+    store: &mut ActorStore,
+    call: PendingCall<P>,
+    error: wasmtime::Error,
+) -> wasmtime::Error
+where
+    P: RecordParams + Send + 'static,
+{
+    #[derive(Serialize)]
+    struct Trap {
+        trap: String,
+    }
+    let trap = Trap {
+        trap: format!("{error:#}"),
+    };
+    finish_recorded(store, call, trap);
+    error
+}
+
+/// The error a scaffolded method returns until it is written (`theater-codegen new-handler`): traps the call
+/// with `message` (`not implemented: <interface>/<function>`).
+pub fn not_implemented(message: &str) -> wasmtime::Error {
+    wasmtime::format_err!("{message}")
+}
+
+/// A resource handle as the chain records it: the resource's WIT name and the handle's index in the actor's
+/// `ResourceTable` (its `rep`), e.g. `{"resource":"counter","handle":3}`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ResourceHandle {
+    /// The resource's WIT name.
+    pub resource: &'static str,
+    /// The index of its value in the table.
+    pub handle: u32,
+}
+
+impl ResourceHandle {
+    /// The record of `handle`, a handle of the resource `resource`.
+    pub fn of<T: 'static>(handle: &Resource<T>, resource: &'static str) -> Self {
+        Self {
+            resource,
+            handle: handle.rep(),
+        }
+    }
+}
+
+/// The default destructor of a resource whose handler has no drop method: deletes the value of `handle` from the
+/// actor's `ResourceTable`.
+///
+/// # Errors
+/// The table has no value of type `T` at the handle's index (a trap).
+pub fn drop_resource<T: Send + 'static>(
+    store: &mut ActorStore,
+    handle: Resource<T>,
+) -> wasmtime::Result<()> {
+    store.table().delete(handle)?;
+    Ok(())
 }
 
 /// A host call's values, encoded when sealed.

@@ -42,7 +42,7 @@ pub use engine::CompiledComponent;
 pub use error::ActorError;
 pub use exports::{ExportResolver, ExportSpec};
 pub use handler::{ActorContext, Handler, ShutdownSignal};
-pub use host::{CallSpec, HostCtx};
+pub use host::{CallSpec, HostCtx, HostResult};
 pub use manifest::Manifest;
 pub use record::RecordMode;
 pub use registry::{HandlerConfig, HandlerRegistry};
@@ -51,6 +51,8 @@ pub use runtime::{
     SpawnError, SpawnOptions, TheaterRuntime,
 };
 pub use store::ActorStore;
+/// A resource handle (`own<T>` and `borrow<T>` in WIT) and the actor's table of resource values (wasmtime's).
+pub use wasmtime::component::{Resource, ResourceTable};
 
 /// Re-exports used by code that `#[theater_handler]` generates, so handler crates need no direct dependency on
 /// these crates. Not a stable API for anything else.

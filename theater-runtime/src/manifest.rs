@@ -11,6 +11,7 @@
 //! memory_bytes = 268435456         # all linear memories and tables together (default 256 MiB)
 //! chain_memory_bytes = 1048576     # chain event data kept in memory; the rest on file (default 1 MiB)
 //! max_queued_calls = 1024          # calls waiting for the actor (default 1 024)
+//! max_resources = 10000            # host resource values (handles) the actor holds (default 10 000)
 //!
 //! [[handler]]
 //! type = "random"
@@ -45,17 +46,22 @@ pub struct Limits {
     /// Calls into the actor that may wait in its queue while it is busy; one more fails at once with
     /// [`ActorError::Busy`](crate::ActorError::Busy). Default 1 024.
     pub max_queued_calls: u32,
+    /// Values the actor may hold at once in its `ResourceTable`: the host side of its resource handles (a
+    /// handler's resources, WASI streams and pollables). A handler's push past it fails (`ResourceTableError::Full`),
+    /// which traps the call that made it. Default 10 000 (wasmtime's own default is 1 000 000).
+    pub max_resources: u32,
 }
 
 impl Default for Limits {
     /// `call_timeout_ms = 10 000`, `memory_bytes = 256 MiB`, `chain_memory_bytes = 1 MiB`,
-    /// `max_queued_calls = 1 024`.
+    /// `max_queued_calls = 1 024`, `max_resources = 10 000`.
     fn default() -> Self {
         Self {
             call_timeout_ms: 10_000,
             memory_bytes: 256 * 1024 * 1024,
             chain_memory_bytes: 1024 * 1024,
             max_queued_calls: 1024,
+            max_resources: 10_000,
         }
     }
 }

@@ -594,7 +594,11 @@ impl TheaterRuntime {
             recorder,
             exports: ExportTable::default(),
             wasi: crate::wasi::closed_ctx(&id, &options.name),
-            table: wasmtime::component::ResourceTable::new(),
+            table: {
+                let mut table = wasmtime::component::ResourceTable::new();
+                table.set_max_capacity(options.limits.max_resources as usize);
+                table
+            },
             limits,
             call_timeout: Duration::from_millis(options.limits.call_timeout_ms),
             ticks: engine.ticks(),

@@ -5,23 +5,23 @@
 use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 
+use std::collections::BTreeMap;
+
 use super::mode_tokens;
-use crate::check::Bound;
-use crate::model::{Function, Interface, Param};
+use crate::check::{Bound, ResourceType};
+use crate::model::{Function, Interface, Param, ResourceFunctionKind, Type, TypeRef};
 use crate::typemap::{Scope, rust_type};
 
-/// `static <FN>_SPEC: CallSpec = ...;` for every bound function.
+/// `static <FN>_SPEC: CallSpec = ...;` for every function with glue ([`glued`]).
 pub fn call_specs(iface: &Interface, bound: &[Bound<'_>]) -> TokenStream {
     let interface = iface.name.full();
-    bound
-        .iter()
-        .map(|b| {
-            let f = b.function;
+    glued(iface, bound)
+        .map(|(f, b)| {
             let spec = format_ident!("{}", f.spec_name());
             let function = &f.name;
             let event_type = format!("{interface}/{function}");
             let params = f.params.iter().map(|p| &p.name);
-            let payload = b.payload.iter().map(|(value, mode)| {
+            let payload = b.into_iter().flat_map(|b| &b.payload).map(|(value, mode)| {
                 let mode = mode_tokens(*mode);
                 quote!((#value, #mode))
             });
@@ -38,13 +38,41 @@ pub fn call_specs(iface: &Interface, bound: &[Bound<'_>]) -> TokenStream {
         .collect()
 }
 
-/// The statements of `Handler::add_to_linker`: define every host function on `inst`.
-pub fn linker_functions(bound: &[Bound<'_>]) -> TokenStream {
-    bound.iter().map(host_function).collect()
+/// Every function of `iface` that gets glue, with the method that serves it: the bound ones, and the destructor
+/// of each resource the interface defines, which has glue (deleting the value from the table) even without a
+/// method.
+fn glued<'i, 'b>(
+    iface: &'i Interface,
+    bound: &'b [Bound<'i>],
+) -> impl Iterator<Item = (&'i Function, Option<&'b Bound<'i>>)> {
+    iface.functions.iter().filter_map(move |f| {
+        let b = bound.iter().find(|b| std::ptr::eq(b.function, f));
+        (b.is_some() || f.optional()).then_some((f, b))
+    })
+}
+
+/// The statements of `Handler::add_to_linker`: define every host function and resource on `inst`.
+pub fn linker_functions(
+    iface: &Interface,
+    bound: &[Bound<'_>],
+    resources: &BTreeMap<TypeRef, ResourceType>,
+) -> TokenStream {
+    glued(iface, bound)
+        .map(|(f, b)| match &f.resource {
+            Some(r) if r.kind == ResourceFunctionKind::Drop => {
+                let key = TypeRef {
+                    iface: iface.name.clone(),
+                    name: r.resource.clone(),
+                };
+                resource_definition(f, b, resources.get(&key).map(|t| &t.ty))
+            }
+            _ => b.map(host_function).unwrap_or_default(),
+        })
+        .collect()
 }
 
 /// The locals of a host function's glue, besides its parameters.
-const GLUE_LOCALS: &[&str] = &["store", "call", "this", "result"];
+const GLUE_LOCALS: &[&str] = &["store", "call", "this", "result", "rep"];
 
 /// The glue's binding of a parameter: its Rust name, or with a trailing `_` where that is one of the glue's own
 /// locals (a WIT parameter named `store` or `result`).
@@ -57,12 +85,101 @@ fn binding(p: &Param) -> Ident {
     }
 }
 
-fn host_function(b: &Bound<'_>) -> TokenStream {
-    let f: &Function = b.function;
-    let wit_name = &f.name;
+/// An owned, serializable copy of `value` (an expression of type `&T`, `T` the Rust type of `ty`) for the
+/// chain: a clone, except that each resource handle inside becomes a [`ResourceHandle`] (handles are not
+/// `Clone`).
+///
+/// [`ResourceHandle`]: theater_runtime::host::ResourceHandle
+fn record_copy(value: TokenStream, ty: &Type) -> TokenStream {
+    if ty.handles().is_empty() {
+        return quote!(::core::clone::Clone::clone(#value));
+    }
+    match ty {
+        Type::Own(r) | Type::Borrow(r) => {
+            let name = &r.name;
+            quote!(::theater_runtime::host::ResourceHandle::of(#value, #name))
+        }
+        Type::List(t) => {
+            let inner = record_copy(quote!(v), t);
+            quote!((#value).iter().map(|v| #inner).collect::<::std::vec::Vec<_>>())
+        }
+        Type::Option(t) => {
+            let inner = record_copy(quote!(v), t);
+            quote!((#value).as_ref().map(|v| #inner))
+        }
+        Type::Result { ok, err } => {
+            let side = |t: &Option<Box<Type>>| match t {
+                Some(t) => record_copy(quote!(v), t),
+                None => quote!(()),
+            };
+            let (ok, err) = (side(ok), side(err));
+            quote!((#value).as_ref().map(|v| #ok).map_err(|v| #err))
+        }
+        Type::Tuple(ts) => {
+            let items = ts.iter().enumerate().map(|(i, t)| {
+                let i = syn::Index::from(i);
+                record_copy(quote!(&(#value).#i), t)
+            });
+            quote!((#(#items,)*))
+        }
+        // Named types never hold handles (the model refuses them there).
+        _ => quote!(::core::clone::Clone::clone(#value)),
+    }
+}
+
+/// The body shared by a host function's and a destructor's glue: record the parameters, call, record the
+/// result, return it (`(result,)` for a function with a result). `call` is the method call expression; with
+/// `trappable`, it returns `Result<T, E>` whose `Err` traps.
+fn glue_body(
+    f: &Function,
+    names: &[Ident],
+    lookup: TokenStream,
+    call: TokenStream,
+    trappable: bool,
+) -> TokenStream {
     let spec = format_ident!("{}", f.spec_name());
-    let names: Vec<_> = f.params.iter().map(binding).collect();
-    let types = f.params.iter().map(|p| rust_type(&p.ty, Scope::Root));
+    let copies = names
+        .iter()
+        .zip(&f.params)
+        .map(|(n, p)| record_copy(quote!(&#n), &p.ty));
+    let call = if trappable {
+        quote! {
+            match #call {
+                ::core::result::Result::Ok(value) => value,
+                ::core::result::Result::Err(e) => {
+                    return ::core::result::Result::Err(
+                        ::theater_runtime::host::trap(store.data_mut(), call, e),
+                    );
+                }
+            }
+        }
+    } else {
+        call
+    };
+    let finish = match &f.result {
+        Some(t) if !t.handles().is_empty() => {
+            let copy = record_copy(quote!(&result), t);
+            quote!(::theater_runtime::host::finish_recorded(store.data_mut(), call, #copy);)
+        }
+        _ => quote!(::theater_runtime::host::finish(store.data_mut(), call, &result);),
+    };
+    let ret = if f.result.is_some() {
+        quote!((result,))
+    } else {
+        quote!(())
+    };
+    quote! {
+        let call = ::theater_runtime::host::begin(store.data(), &#spec, || (#(#copies,)*));
+        #lookup
+        #[allow(clippy::let_unit_value)]
+        let result = #call;
+        #finish
+        ::core::result::Result::Ok::<_, ::theater_runtime::__private::wasmtime::Error>(#ret)
+    }
+}
+
+/// How the glue finds the handler instance, and the user's method call.
+fn method_call(b: &Bound<'_>, names: &[Ident]) -> (TokenStream, TokenStream) {
     let method = &b.method;
     let ctx_arg = b.ctx.then(|| {
         quote! {
@@ -78,11 +195,6 @@ fn host_function(b: &Bound<'_>) -> TokenStream {
     } else {
         call
     };
-    let ret = if f.result.is_some() {
-        quote!((result,))
-    } else {
-        quote!(())
-    };
     // A synchronous method without `HostCtx` borrows its instance from the store (it needs the store again only
     // after the call); async methods and those given the store hold an `Arc` of it.
     let lookup = if b.is_async || b.ctx {
@@ -90,21 +202,23 @@ fn host_function(b: &Bound<'_>) -> TokenStream {
     } else {
         quote!(let this: &Self = ::theater_runtime::host::instance_ref(store.data())?;)
     };
-    let body = quote! {
-        let call = ::theater_runtime::host::begin(
-            store.data(),
-            &#spec,
-            || (#(::core::clone::Clone::clone(&#names),)*),
-        );
-        #lookup
-        #[allow(clippy::let_unit_value)]
-        let result = #call;
-        ::theater_runtime::host::finish(store.data_mut(), call, &result);
-        ::core::result::Result::Ok::<_, ::theater_runtime::__private::wasmtime::Error>(#ret)
-    };
-    let store_ty = quote!(
+    (lookup, call)
+}
+
+fn store_type() -> TokenStream {
+    quote!(
         ::theater_runtime::__private::wasmtime::StoreContextMut<'_, ::theater_runtime::ActorStore>
-    );
+    )
+}
+
+fn host_function(b: &Bound<'_>) -> TokenStream {
+    let f: &Function = b.function;
+    let wit_name = &f.name;
+    let names: Vec<_> = f.params.iter().map(binding).collect();
+    let types = f.params.iter().map(|p| rust_type(&p.ty, Scope::Root));
+    let (lookup, call) = method_call(b, &names);
+    let body = glue_body(f, &names, lookup, call, b.trappable);
+    let store_ty = store_type();
     if b.is_async {
         quote! {
             inst.func_wrap_async(
@@ -127,4 +241,73 @@ fn host_function(b: &Bound<'_>) -> TokenStream {
             )?;
         }
     }
+}
+
+/// The definition of a resource the imported interface defines, as `ResourceType::host::<T>()` with `T` the
+/// handler's type for it (a private uninhabited type when no method names one), and its destructor: the drop
+/// method if the handler has one, else [`drop_resource`], recorded as `[resource-drop]<name>`.
+///
+/// [`drop_resource`]: theater_runtime::host::drop_resource
+fn resource_definition(f: &Function, b: Option<&Bound<'_>>, ty: Option<&syn::Type>) -> TokenStream {
+    let name = f
+        .resource
+        .as_ref()
+        .map(|r| r.resource.as_str())
+        .unwrap_or_default();
+    let (marker, ty) = match ty {
+        Some(t) => (TokenStream::new(), quote!(#t)),
+        None => {
+            let m = format_ident!(
+                "__Unused{}",
+                crate::model::camel_name(name).trim_start_matches("r#")
+            );
+            (quote!(enum #m {}), quote!(#m))
+        }
+    };
+    let names: Vec<_> = f.params.iter().map(binding).collect();
+    let handle = &names[0];
+    let (lookup, call, trappable, is_async) = match b {
+        Some(b) => {
+            let (lookup, call) = method_call(b, &names);
+            (lookup, call, b.trappable, b.is_async)
+        }
+        None => (
+            TokenStream::new(),
+            quote!(::theater_runtime::host::drop_resource(store.data_mut(), #handle)),
+            true,
+            false,
+        ),
+    };
+    let body = glue_body(f, &names, lookup, call, trappable);
+    let wasmtime = quote!(::theater_runtime::__private::wasmtime);
+    let store_ty = store_type();
+    let head = quote! {
+        let #handle = #wasmtime::component::Resource::<#ty>::new_own(rep);
+    };
+    let definition = if is_async {
+        quote! {
+            inst.resource_async(
+                #name,
+                #wasmtime::component::ResourceType::host::<#ty>(),
+                |mut store: #store_ty, rep: u32| {
+                    ::std::boxed::Box::new(async move {
+                        #head
+                        #body
+                    })
+                },
+            )?;
+        }
+    } else {
+        quote! {
+            inst.resource(
+                #name,
+                #wasmtime::component::ResourceType::host::<#ty>(),
+                |mut store: #store_ty, rep: u32| -> #wasmtime::Result<()> {
+                    #head
+                    #body
+                },
+            )?;
+        }
+    };
+    quote! { #marker #definition }
 }

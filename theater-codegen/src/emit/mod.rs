@@ -116,8 +116,9 @@ pub fn handler(parts: &HandlerParts<'_>) -> TokenStream {
         .map(|i| imports::call_specs(i, &parts.plan.bound))
         .unwrap_or_default();
     let linker = match parts.import {
-        Some(_) => {
-            let functions = imports::linker_functions(&parts.plan.bound);
+        Some(iface) => {
+            let functions =
+                imports::linker_functions(iface, &parts.plan.bound, &parts.plan.resources);
             quote! {
                 let mut inst = linker.instance(interface)?;
                 #functions

@@ -103,6 +103,8 @@ pub fn type_def(def: &TypeDef) -> TokenStream {
         TypeDefKind::Flags(_) => format!(" WIT: `flags {}`", def.name),
         TypeDefKind::Alias(t) => format!(" WIT: `type {} = {}`", def.name, t.wit()),
         TypeDefKind::Use(r) => format!(" WIT: `use {}.{{{}}}`", r.iface.full(), r.name),
+        // A resource's values have the handler's type (`Resource<T>`): nothing is generated.
+        TypeDefKind::Resource => String::new(),
     };
     let head = match &def.docs {
         Some(_) => quote!(#[doc = #wit] #[doc = ""] #doc),
@@ -179,6 +181,7 @@ pub fn type_def(def: &TypeDef) -> TokenStream {
                 quote! { #[doc = #wit] pub use #path as #name; }
             }
         }
+        TypeDefKind::Resource => TokenStream::new(),
     }
 }
 

@@ -2,8 +2,8 @@
 //!
 //! Only what a handler can reach is modelled: every function and type of the interfaces it names (the roots),
 //! and, transitively, the named types those use, wherever they live. A construct the generator does not serve
-//! (futures, streams, error-context, resources, `@unstable` items, ...) is an error only when it is reached, and
-//! the error names the construct and the function or type it was reached from.
+//! (futures, streams, error-context, resource handles inside named types, `@unstable` items, ...) is an error only
+//! when it is reached, and the error names the construct and the function or type it was reached from.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -13,14 +13,17 @@ use wit_parser::{
 };
 
 use super::{
-    Case, Field, Function, IfaceName, Interface, Model, Param, Type, TypeDef, TypeDefKind, TypeRef,
+    Case, Field, Function, IfaceName, Interface, Model, Param, ResourceFunction,
+    ResourceFunctionKind, Type, TypeDef, TypeDefKind, TypeRef,
 };
 
 /// Why component-model async constructs are refused.
 const ASYNC: &str = "futures, streams and error-context are component-model async, which #[theater_handler] \
                      does not serve";
-/// Why resources are refused.
-const RESOURCES: &str = "resources are not supported yet";
+/// Why handles inside named types are refused.
+const HANDLES_IN_TYPES: &str = "a resource handle may be a function's parameter or result, or inside its \
+                                list, option, result or tuple, but not inside a named type (record, variant or \
+                                `type` alias) yet";
 
 impl Model {
     /// The model of every named interface in `resolve`, each one a root (the fuzz harness in
@@ -72,6 +75,8 @@ struct At<'a> {
     site: &'a str,
     what: &'a str,
     reach: &'a str,
+    /// Inside a named type's definition (where resource handles are refused).
+    in_type: bool,
 }
 
 impl<'r> Builder<'r> {
@@ -114,17 +119,26 @@ impl<'r> Builder<'r> {
         let mut functions = Vec::new();
         for f in iface.functions.values() {
             let site = format!("function `{}` of {full}", f.name);
-            match f.kind {
-                FunctionKind::Freestanding => {}
-                FunctionKind::AsyncFreestanding => {
+            let resource = |id: &TypeId, kind| {
+                Some(ResourceFunction {
+                    resource: self.resolve.types[*id].name.clone().unwrap_or_default(),
+                    kind,
+                })
+            };
+            let resource = match &f.kind {
+                FunctionKind::Freestanding => None,
+                FunctionKind::Constructor(id) => resource(id, ResourceFunctionKind::Constructor),
+                FunctionKind::Method(id) => resource(id, ResourceFunctionKind::Method),
+                FunctionKind::Static(id) => resource(id, ResourceFunctionKind::Static),
+                FunctionKind::AsyncFreestanding
+                | FunctionKind::AsyncMethod(_)
+                | FunctionKind::AsyncStatic(_) => {
                     errors.push(format!(
                         "{site} is an `async func`: component-model async functions are not supported"
                     ));
                     continue;
                 }
-                // Constructors, methods and static functions of a resource: the resource itself is the error.
-                _ => continue,
-            }
+            };
             if let Some(feature) = unstable(&f.stability) {
                 errors.push(format!(
                     "{site} is `@unstable(feature = {feature})`: unstable WIT items are not supported"
@@ -140,6 +154,7 @@ impl<'r> Builder<'r> {
                         site: &site,
                         what: &what,
                         reach: &site,
+                        in_type: false,
                     };
                     Param {
                         name: p.name.clone(),
@@ -151,6 +166,7 @@ impl<'r> Builder<'r> {
                 site: &site,
                 what: "the result",
                 reach: &site,
+                in_type: false,
             };
             let result = f.result.as_ref().map(|t| self.ty(t, at, &mut errors));
             functions.push(Function {
@@ -158,7 +174,29 @@ impl<'r> Builder<'r> {
                 docs: f.docs.contents.clone(),
                 params,
                 result,
+                resource,
             });
+        }
+        // Each resource the interface defines has a destructor, served by an optional method.
+        for (tname, &tid) in &iface.types {
+            if matches!(self.resolve.types[tid].kind, WitKind::Resource) {
+                functions.push(Function {
+                    name: format!("[resource-drop]{tname}"),
+                    docs: None,
+                    params: vec![Param {
+                        name: "self".into(),
+                        ty: Type::Own(TypeRef {
+                            iface: name.clone(),
+                            name: tname.clone(),
+                        }),
+                    }],
+                    result: None,
+                    resource: Some(ResourceFunction {
+                        resource: tname.clone(),
+                        kind: ResourceFunctionKind::Drop,
+                    }),
+                });
+            }
         }
         if let Some(partial) = self.interfaces.get_mut(&name) {
             partial.functions = functions;
@@ -317,14 +355,47 @@ impl<'r> Builder<'r> {
             WitKind::Future(_) | WitKind::Stream(_) => {
                 self.unsupported(wit_kind_text(self.resolve, kind), ASYNC, at, errors)
             }
-            WitKind::Handle(_) | WitKind::Resource => {
-                self.unsupported(wit_kind_text(self.resolve, kind), RESOURCES, at, errors)
-            }
+            WitKind::Handle(_) if at.in_type => self.unsupported(
+                wit_kind_text(self.resolve, kind),
+                HANDLES_IN_TYPES,
+                at,
+                errors,
+            ),
+            WitKind::Handle(Handle::Own(id)) => match self.resource(*id, at, errors) {
+                Some(r) => Type::Own(r),
+                None => Type::Tuple(Vec::new()),
+            },
+            WitKind::Handle(Handle::Borrow(id)) => match self.resource(*id, at, errors) {
+                Some(r) => Type::Borrow(r),
+                None => Type::Tuple(Vec::new()),
+            },
             other => {
                 let why = format!("{} types are not supported yet", other.as_str());
                 self.unsupported(wit_kind_text(self.resolve, kind), &why, at, errors)
             }
         }
+    }
+
+    /// The resource a handle names, where it is defined (following `use`s), modelled like any named type.
+    fn resource(&mut self, id: TypeId, at: At<'_>, errors: &mut Vec<String>) -> Option<TypeRef> {
+        let mut id = id;
+        while let WitKind::Type(wit_parser::Type::Id(next)) = &self.resolve.types[id].kind {
+            id = *next;
+        }
+        let def = &self.resolve.types[id];
+        let (Some(name), TypeOwner::Interface(owner)) = (&def.name, def.owner) else {
+            errors.push(format!(
+                "{}: {} names a resource outside any named interface, which is not supported",
+                at.site, at.what
+            ));
+            return None;
+        };
+        let iface = iface_name(self.resolve, owner)?;
+        self.named(id, at.reach, errors);
+        Some(TypeRef {
+            iface,
+            name: name.clone(),
+        })
     }
 
     /// The definition of the named type `def`; `site` names it, and named types it reaches are attributed to
@@ -346,6 +417,7 @@ impl<'r> Builder<'r> {
                             site,
                             what: &what,
                             reach,
+                            in_type: true,
                         };
                         Field {
                             name: f.name.clone(),
@@ -364,6 +436,7 @@ impl<'r> Builder<'r> {
                             site,
                             what: &what,
                             reach,
+                            in_type: true,
                         };
                         let ty = c.ty.as_ref().map(|t| self.ty(t, at, errors));
                         case(&c.name, &c.docs, ty)
@@ -382,13 +455,19 @@ impl<'r> Builder<'r> {
                     .map(|c| case(&c.name, &c.docs, None))
                     .collect(),
             ),
-            WitKind::Resource => {
-                let name = def.name.as_deref().unwrap_or_default();
-                errors.push(format!(
-                    "{site}: resource `{name}` (with its constructor, methods and static functions) is not \
-                     supported: {RESOURCES}"
-                ));
-                TypeDefKind::Alias(Type::Tuple(Vec::new()))
+            WitKind::Resource => TypeDefKind::Resource,
+            // `use other.{r}` of a resource: the handler's `Resource<T>` names it, nothing is generated.
+            WitKind::Type(wit_parser::Type::Id(target))
+                if matches!(self.resolved_kind(*target), WitKind::Resource) =>
+            {
+                let at = At {
+                    site,
+                    what: "its definition",
+                    reach,
+                    in_type: false,
+                };
+                let _ = self.resource(*target, at, errors);
+                TypeDefKind::Resource
             }
             WitKind::Unknown => {
                 errors.push(format!(
@@ -402,6 +481,7 @@ impl<'r> Builder<'r> {
                     site,
                     what: "its definition",
                     reach,
+                    in_type: true,
                 };
                 match (self.anonymous(kind, at, errors), kind) {
                     // `use other.{x}`: a named type owned by another interface is re-exported, not redefined.
@@ -414,6 +494,16 @@ impl<'r> Builder<'r> {
                 }
             }
         }
+    }
+}
+
+impl Builder<'_> {
+    /// The kind of `id` after following `type x = y` links.
+    fn resolved_kind(&self, mut id: TypeId) -> &WitKind {
+        while let WitKind::Type(wit_parser::Type::Id(next)) = &self.resolve.types[id].kind {
+            id = *next;
+        }
+        &self.resolve.types[id].kind
     }
 }
 

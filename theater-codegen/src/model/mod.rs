@@ -97,6 +97,24 @@ pub enum Type {
     Tuple(Vec<Type>),
     /// A named type defined (or `use`d) in an interface.
     Named(TypeRef),
+    /// `own<r>`: a resource handle the receiver owns (wasmtime's `Resource<T>`); `r` names the resource where it
+    /// is defined.
+    Own(TypeRef),
+    /// `borrow<r>`: a handle lent for the call (also `Resource<T>`).
+    Borrow(TypeRef),
+}
+
+impl Type {
+    /// The resources whose handles this type holds, outermost first.
+    pub fn handles(&self) -> Vec<&TypeRef> {
+        match self {
+            Type::Own(r) | Type::Borrow(r) => vec![r],
+            Type::List(t) | Type::Option(t) => t.handles(),
+            Type::Result { ok, err } => ok.iter().chain(err).flat_map(|t| t.handles()).collect(),
+            Type::Tuple(ts) => ts.iter().flat_map(Type::handles).collect(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// A reference to a named type: the interface it is reachable from, and its WIT name.
@@ -137,6 +155,9 @@ pub enum TypeDefKind {
     Alias(Type),
     /// `use other.{x}`: the definition lives in another interface.
     Use(TypeRef),
+    /// `resource x` (or a `use` of one): no generated type; a handler picks the Rust type its values have in the
+    /// actor's `ResourceTable` by writing `Resource<T>` in its methods.
+    Resource,
 }
 
 /// A record field.
@@ -173,17 +194,62 @@ impl Param {
 /// A function of an interface.
 #[derive(Clone, Debug)]
 pub struct Function {
-    /// WIT name (`random-bytes`).
+    /// WIT name (`random-bytes`, `[method]counter.get`).
     pub name: String,
     pub docs: Option<String>,
     pub params: Vec<Param>,
     pub result: Option<Type>,
+    /// For a resource's function: which resource, and which kind of function.
+    pub resource: Option<ResourceFunction>,
+}
+
+/// What a resource's function is: the WIT item kinds wasmtime's `bindgen!` serves, plus the destructor the
+/// component model calls when the guest drops an owned handle.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ResourceFunctionKind {
+    /// `constructor(...)`: WIT name `[constructor]counter`, Rust `counter_new`.
+    Constructor,
+    /// `get: func(...)` in the resource: WIT `[method]counter.get` (its first parameter is `self:
+    /// borrow<counter>`), Rust `counter_get`.
+    Method,
+    /// `merge: static func(...)`: WIT `[static]counter.merge`, Rust `counter_merge`.
+    Static,
+    /// The destructor: WIT `[resource-drop]counter`, Rust `counter_drop`, one parameter `self: own<counter>`. A
+    /// handler may leave it out: the handle's value is then deleted from the actor's `ResourceTable`.
+    Drop,
+}
+
+/// The resource a function belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceFunction {
+    /// The resource's WIT name (`counter`).
+    pub resource: String,
+    pub kind: ResourceFunctionKind,
 }
 
 impl Function {
-    /// The Rust method name (`random_bytes`; [`snake_name`]).
+    /// The Rust method name: `random_bytes` for `random-bytes` ([`snake_name`]); for a resource's functions,
+    /// `<resource>_<item>` (`counter_get`), with `new` for the constructor and `drop` for the destructor.
     pub fn rust_name(&self) -> String {
-        snake_name(&self.name)
+        let Some(r) = &self.resource else {
+            return snake_name(&self.name);
+        };
+        let item = match r.kind {
+            ResourceFunctionKind::Constructor => "new",
+            ResourceFunctionKind::Drop => "drop",
+            ResourceFunctionKind::Method | ResourceFunctionKind::Static => self
+                .name
+                .split_once('.')
+                .map_or(self.name.as_str(), |(_, item)| item),
+        };
+        snake_name(&format!("{}-{item}", r.resource))
+    }
+
+    /// Whether a handler may leave this function without a method (a resource's destructor).
+    pub fn optional(&self) -> bool {
+        self.resource
+            .as_ref()
+            .is_some_and(|r| r.kind == ResourceFunctionKind::Drop)
     }
 
     /// The name of its generated spec static (`RANDOM_BYTES`).
@@ -202,6 +268,17 @@ pub struct Interface {
     /// Named types, in WIT order (including `use`d ones): all of them for an interface a handler names, only
     /// the reachable ones for the others.
     pub types: Vec<TypeDef>,
+}
+
+impl Interface {
+    /// The WIT names of the resources this interface defines (not those it `use`s), in WIT order: the ones
+    /// a handler of it defines in the linker.
+    pub fn resources(&self) -> impl Iterator<Item = &str> {
+        self.functions.iter().filter_map(|f| match &f.resource {
+            Some(r) if r.kind == ResourceFunctionKind::Drop => Some(r.resource.as_str()),
+            _ => None,
+        })
+    }
 }
 
 impl Interface {

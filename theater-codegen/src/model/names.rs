@@ -107,6 +107,8 @@ impl Type {
                 ts.iter().map(Type::wit).collect::<Vec<_>>().join(", ")
             ),
             Type::Named(r) => r.name.clone(),
+            Type::Own(r) => format!("own<{}>", r.name),
+            Type::Borrow(r) => format!("borrow<{}>", r.name),
         }
     }
 }
@@ -144,6 +146,7 @@ mod tests {
                 name: "length".into(),
                 ty: Type::U32,
             }],
+            resource: None,
             result: Some(Type::Result {
                 ok: Some(Box::new(Type::List(Box::new(Type::U8)))),
                 err: Some(Box::new(Type::String)),
