@@ -93,12 +93,34 @@ async fn a_guest_past_max_resources_fails_with_a_clear_error_and_the_runtime_goe
         max_resources: 50,
         ..Limits::default()
     };
+    let dir = tempfile::tempdir().unwrap();
+    let chain_file = dir.path().join("leak.chain.jsonl");
     let err = rt
-        .spawn(options(&counters, &probe, Some(b"leak")).limits(limits))
+        .spawn(
+            options(&counters, &probe, Some(b"leak"))
+                .limits(limits)
+                .chain_file(&chain_file),
+        )
         .await
         .unwrap_err();
     let message = format!("{err:#}");
     assert!(message.contains("table has no free keys"), "{message}");
+    // The refused constructor call is in the chain, recorded as the trap it was.
+    let chain = theater_runtime::Chain::load(&chain_file).unwrap();
+    chain.verify().unwrap();
+    let created = events_of(&chain, "theater:test/counters/[constructor]counter");
+    let types: Vec<_> = chain.events().iter().map(|e| e.event_type.clone()).collect();
+    assert_eq!(
+        created.len(),
+        51,
+        "{types:?} {}",
+        std::fs::read_to_string(&chain_file).unwrap()
+    );
+    let last = &created[50]["result"]["Trap"];
+    assert!(
+        last.as_str().is_some_and(|t| t.contains("no free keys")),
+        "{last}"
+    );
     // It held exactly the limit, no more.
     assert_eq!(probe.notes().last().map(String::as_str), Some("live 50"));
     // The runtime goes on: the next actor runs to the end.

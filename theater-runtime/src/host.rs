@@ -119,11 +119,11 @@ where
 
 /// What a host function method may return around its WIT result (`HostResult<u64>` for `-> u64`): an `Err`
 /// traps the guest's call (the actor fails with the error; the runtime goes on) and is recorded as the call's
-/// result `{"trap": "<error>"}`. For errors the guest should see, use the WIT function's own `result<_, E>`.
+/// result `{"Trap": "<error>"}`. For errors the guest should see, use the WIT function's own `result<_, E>`.
 pub type HostResult<T> = wasmtime::Result<T>;
 
 /// Records a call whose method returned an error (a method returning [`HostResult`]), with the result
-/// `{"trap": "<error>"}`, and gives back the error, which traps the guest's call.
+/// `{"Trap": "<error>"}` (as a trapped call into the actor), and gives back the error, which traps the guest's call.
 pub fn trap<P>(
     store: &mut ActorStore,
     call: PendingCall<P>,
@@ -133,12 +133,10 @@ where
     P: RecordParams + Send + 'static,
 {
     #[derive(Serialize)]
-    struct Trap {
-        trap: String,
+    enum Trapped {
+        Trap(String),
     }
-    let trap = Trap {
-        trap: format!("{error:#}"),
-    };
+    let trap = Trapped::Trap(format!("{error:#}"));
     finish_recorded(store, call, trap);
     error
 }

@@ -692,7 +692,11 @@ impl TheaterRuntime {
         drop(reservation);
         let init = starting.init().await;
         starting.launch();
-        init.map_err(SpawnError::Init)?;
+        if let Err(e) = init {
+            // As for any stop, the chain (its file, if any) is complete before the caller hears of it.
+            handle.wait().await;
+            return Err(SpawnError::Init(e));
+        }
         Ok(handle)
     }
 
