@@ -109,7 +109,11 @@ async fn a_guest_past_max_resources_fails_with_a_clear_error_and_the_runtime_goe
     let chain = theater_runtime::Chain::load(&chain_file).unwrap();
     chain.verify().unwrap();
     let created = events_of(&chain, "theater:test/counters/[constructor]counter");
-    let types: Vec<_> = chain.events().iter().map(|e| e.event_type.clone()).collect();
+    let types: Vec<_> = chain
+        .events()
+        .iter()
+        .map(|e| e.event_type.clone())
+        .collect();
     assert_eq!(
         created.len(),
         51,

@@ -90,7 +90,7 @@ pub fn expand_handler(attr: TokenStream, item: TokenStream, manifest_dir: &Path)
     };
     if diag.has_errors() {
         let types = if named.complete && (import.is_some() || export.is_some()) {
-            emit::type_modules(model, export.as_ref())
+            emit::type_modules(model, export.as_ref(), &std::collections::BTreeMap::new())
         } else {
             TokenStream::new()
         };
@@ -130,6 +130,54 @@ pub fn generate(
     import: Option<&str>,
     export: Option<&str>,
 ) -> Result<TokenStream, Diagnostics> {
+    let base = std::env::current_dir().unwrap_or_default();
+    let skeleton = skeleton(wit, import, export)?;
+    let out = expand_handler(skeleton.attr, skeleton.item, &base);
+    if out.to_string().contains("compile_error") {
+        let mut diag = Diagnostics::new();
+        diag.error(
+            Span::call_site(),
+            format!("internal error in theater-codegen: the skeleton does not expand: {out}"),
+        );
+        return Err(diag);
+    }
+    let states = skeleton.states;
+    Ok(quote!(#states #out))
+}
+
+/// The scaffold of a handler for an interface pair, as [`generate`] expands it and `new-handler` writes it.
+pub struct Skeleton {
+    /// The arguments of `#[theater_handler(...)]`: `wit` (absolute), `import`, `export`.
+    pub attr: TokenStream,
+    /// The skeleton `impl Handler` ([`scaffold::skeleton_impl`]; `impl Handler {}` without an import).
+    pub item: TokenStream,
+    /// A state type per resource its methods use ([`scaffold::resource_states`]).
+    pub states: TokenStream,
+}
+
+impl Skeleton {
+    /// The states, then the `impl` under `#[theater_handler(...)]`: a module's items, for a crate that compiles
+    /// scaffolds (the WASI check, `tests/wasi-scaffold`).
+    pub fn annotated(&self) -> TokenStream {
+        let Self { attr, item, states } = self;
+        quote! {
+            #states
+            #[::theater_macros::theater_handler(#attr)]
+            #item
+        }
+    }
+}
+
+/// The scaffold of a handler named `Handler` for `import` and `export` in the WIT at `wit` (relative to the
+/// current directory).
+///
+/// # Errors
+/// As [`generate`].
+pub fn skeleton(
+    wit: &Path,
+    import: Option<&str>,
+    export: Option<&str>,
+) -> Result<Skeleton, Diagnostics> {
     let mut diag = Diagnostics::new();
     let spanned = |s: &str| Spanned {
         value: s.to_owned(),
@@ -167,16 +215,7 @@ pub fn generate(
     if let Some(e) = export {
         attr.extend(quote!(, export = #e));
     }
-    let out = expand_handler(attr, item, &base);
-    if out.to_string().contains("compile_error") {
-        let mut diag = Diagnostics::new();
-        diag.error(
-            Span::call_site(),
-            format!("internal error in theater-codegen: the skeleton does not expand: {out}"),
-        );
-        return Err(diag);
-    }
-    Ok(quote!(#states #out))
+    Ok(Skeleton { attr, item, states })
 }
 
 /// Formats generated tokens as a Rust file (prettyplease), for the CLI and snapshots.

@@ -10,28 +10,25 @@ use std::collections::BTreeSet;
 use crate::model::{Function, Interface, Type, TypeRef};
 use crate::typemap::{Scope, resource_state_name, rust_type};
 
-/// Whether a method is a trap-on-error one: its result holds a resource handle (which has no default) and is
-/// not a `result<_, string>` the body can fail with.
+/// Whether a skeleton method returns `HostResult<T>`: every one with a result, except those whose WIT result is
+/// `result<_, string>`, which can fail as the guest sees.
 fn traps(f: &Function) -> bool {
     match &f.result {
-        Some(Type::Result { err: Some(e), .. }) if **e == Type::String => false,
-        Some(t) => !t.handles().is_empty(),
+        Some(Type::Result { err: Some(e), .. }) => **e != Type::String,
+        Some(_) => true,
         None => false,
     }
 }
 
 /// The body of a method that is not implemented yet: an `Err("not implemented: <iface>/<fn>")` when the WIT
-/// function can fail with a string, a trap ([`theater_runtime::host::not_implemented`]) when it returns a
-/// handle, else the type's default (a type without one is a compile error to fix).
+/// function can fail with a string, otherwise a trap ([`theater_runtime::host::not_implemented`]), so that no
+/// made-up value reaches the guest; nothing for a function without a result.
 fn body(iface: &Interface, f: &Function) -> TokenStream {
     let msg = format!("not implemented: {}/{}", iface.name.full(), f.name);
     match &f.result {
         _ if traps(f) => quote!(Err(theater_runtime::host::not_implemented(#msg))),
-        Some(Type::Result { err: Some(e), .. }) if **e == Type::String => {
-            quote!(Err(#msg.to_owned()))
-        }
+        Some(_) => quote!(Err(#msg.to_owned())),
         None => quote!(let _ = #msg;),
-        Some(_) => quote!(let _ = #msg; Default::default()),
     }
 }
 

@@ -377,22 +377,25 @@ fn resources_are_modelled_with_their_functions_and_a_destructor() {
 }
 
 #[test]
-fn handles_inside_named_types_are_refused_where_reached() {
-    let errors = inline_model(
+fn handles_inside_named_types_are_modelled() {
+    let model = inline_model(
         "package a:b;
         interface i {
             resource file;
-            record entry { f: own<file> }
+            record entry { f: own<file>, name: string }
+            variant found { one(borrow<file>), none }
             list-entries: func() -> list<entry>;
+            look: func(f: found) -> u32;
         }",
         "a:b/i",
     )
-    .unwrap_err();
-    assert_eq!(errors.len(), 1, "{errors:?}");
-    assert!(
-        errors[0].starts_with("type `entry` of a:b/i: `own<file>` (field `f`) is not supported"),
-        "{errors:?}"
-    );
+    .unwrap();
+    let i = model
+        .interface(&IfaceName::parse("a:b/i").unwrap())
+        .unwrap();
+    let holds = |name: &str| model.def_holds_handles(i.type_def(name).unwrap());
+    assert!(holds("entry") && holds("found") && !holds("file"));
+    assert!(model.holds_handles(&i.functions[0].result.clone().unwrap()));
 }
 
 fn fixture(name: &str) -> PathBuf {
@@ -440,7 +443,10 @@ fn interface_names_with_and_without_versions() {
     let text = crate::generate(&wit, Some("dep:shared/api@0.1.0"), None)
         .unwrap()
         .to_string();
-    assert!(text.contains("fn ping (& self ,) -> u32"), "{text}");
+    assert!(
+        text.contains("fn ping (& self ,) -> theater_runtime :: HostResult < u32 >"),
+        "{text}"
+    );
     // The generated names stay unversioned: the runtime matches imports without their version.
     assert!(text.contains("Some (\"dep:shared/api\")"), "{text}");
     // Unambiguous without a version.

@@ -71,15 +71,16 @@ pub fn rust_type(ty: &Type, scope: Scope) -> TokenStream {
             quote!((#(#ts,)*))
         }
         Type::Named(r) => type_path(r, scope),
-        // The handler picks the resource's Rust type (its methods' `Resource<T>`); generated glue lets rustc
-        // infer it from the method call, and a scaffold names the state type it writes beside the handler.
+        // The handler picks the resource's Rust type (its methods' `Resource<T>`): generated code names it by the
+        // resource's generated name, an alias of it; a scaffold names the state type it writes beside the handler.
         Type::Own(r) | Type::Borrow(r) => match scope {
             Scope::User => {
                 let state = format_ident!("{}", resource_state_name(r));
                 quote!(theater_runtime::Resource<#state>)
             }
             Scope::Root | Scope::Interface => {
-                quote!(::theater_runtime::__private::wasmtime::component::Resource<_>)
+                let path = type_path(r, scope);
+                quote!(::theater_runtime::__private::wasmtime::component::Resource<#path>)
             }
         },
     }

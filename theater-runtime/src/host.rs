@@ -167,6 +167,14 @@ impl ResourceHandle {
     }
 }
 
+/// `value` encoded at once as JSON, for the chain: the record of a generated type that holds resource handles,
+/// which can be neither cloned nor kept (its generated `Serialize` writes each handle as a [`ResourceHandle`]).
+/// A value that fails to encode is recorded as the error's text.
+pub fn json_copy<T: Serialize + ?Sized>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value)
+        .unwrap_or_else(|e| serde_json::Value::String(format!("cannot encode: {e}")))
+}
+
 /// The default destructor of a resource whose handler has no drop method: deletes the value of `handle` from the
 /// actor's `ResourceTable`.
 ///

@@ -8,8 +8,9 @@ use quote::{format_ident, quote, quote_spanned};
 use std::collections::BTreeMap;
 
 use super::mode_tokens;
+use super::record::record_copy;
 use crate::check::{Bound, ResourceType};
-use crate::model::{Function, Interface, Param, ResourceFunctionKind, Type, TypeRef};
+use crate::model::{Function, Interface, Model, Param, ResourceFunctionKind, TypeRef};
 use crate::typemap::{Scope, rust_type};
 
 /// `static <FN>_SPEC: CallSpec = ...;` for every function with glue ([`glued`]).
@@ -53,6 +54,7 @@ fn glued<'i, 'b>(
 
 /// The statements of `Handler::add_to_linker`: define every host function and resource on `inst`.
 pub fn linker_functions(
+    model: &Model,
     iface: &Interface,
     bound: &[Bound<'_>],
     resources: &BTreeMap<TypeRef, ResourceType>,
@@ -64,9 +66,9 @@ pub fn linker_functions(
                     iface: iface.name.clone(),
                     name: r.resource.clone(),
                 };
-                resource_definition(f, b, resources.get(&key).map(|t| &t.ty))
+                resource_definition(model, f, b, resources.get(&key).map(|t| &t.ty))
             }
-            _ => b.map(host_function).unwrap_or_default(),
+            _ => b.map(|b| host_function(model, b)).unwrap_or_default(),
         })
         .collect()
 }
@@ -85,52 +87,11 @@ fn binding(p: &Param) -> Ident {
     }
 }
 
-/// An owned, serializable copy of `value` (an expression of type `&T`, `T` the Rust type of `ty`) for the
-/// chain: a clone, except that each resource handle inside becomes a [`ResourceHandle`] (handles are not
-/// `Clone`).
-///
-/// [`ResourceHandle`]: theater_runtime::host::ResourceHandle
-fn record_copy(value: TokenStream, ty: &Type) -> TokenStream {
-    if ty.handles().is_empty() {
-        return quote!(::core::clone::Clone::clone(#value));
-    }
-    match ty {
-        Type::Own(r) | Type::Borrow(r) => {
-            let name = &r.name;
-            quote!(::theater_runtime::host::ResourceHandle::of(#value, #name))
-        }
-        Type::List(t) => {
-            let inner = record_copy(quote!(v), t);
-            quote!((#value).iter().map(|v| #inner).collect::<::std::vec::Vec<_>>())
-        }
-        Type::Option(t) => {
-            let inner = record_copy(quote!(v), t);
-            quote!((#value).as_ref().map(|v| #inner))
-        }
-        Type::Result { ok, err } => {
-            let side = |t: &Option<Box<Type>>| match t {
-                Some(t) => record_copy(quote!(v), t),
-                None => quote!(()),
-            };
-            let (ok, err) = (side(ok), side(err));
-            quote!((#value).as_ref().map(|v| #ok).map_err(|v| #err))
-        }
-        Type::Tuple(ts) => {
-            let items = ts.iter().enumerate().map(|(i, t)| {
-                let i = syn::Index::from(i);
-                record_copy(quote!(&(#value).#i), t)
-            });
-            quote!((#(#items,)*))
-        }
-        // Named types never hold handles (the model refuses them there).
-        _ => quote!(::core::clone::Clone::clone(#value)),
-    }
-}
-
 /// The body shared by a host function's and a destructor's glue: record the parameters, call, record the
 /// result, return it (`(result,)` for a function with a result). `call` is the method call expression; with
 /// `trappable`, it returns `Result<T, E>` whose `Err` traps.
 fn glue_body(
+    model: &Model,
     f: &Function,
     names: &[Ident],
     lookup: TokenStream,
@@ -141,7 +102,7 @@ fn glue_body(
     let copies = names
         .iter()
         .zip(&f.params)
-        .map(|(n, p)| record_copy(quote!(&#n), &p.ty));
+        .map(|(n, p)| record_copy(model, quote!(&#n), &p.ty));
     let call = if trappable {
         quote! {
             match #call {
@@ -157,8 +118,8 @@ fn glue_body(
         call
     };
     let finish = match &f.result {
-        Some(t) if !t.handles().is_empty() => {
-            let copy = record_copy(quote!(&result), t);
+        Some(t) if model.holds_handles(t) => {
+            let copy = record_copy(model, quote!(&result), t);
             quote!(::theater_runtime::host::finish_recorded(store.data_mut(), call, #copy);)
         }
         _ => quote!(::theater_runtime::host::finish(store.data_mut(), call, &result);),
@@ -211,13 +172,13 @@ fn store_type() -> TokenStream {
     )
 }
 
-fn host_function(b: &Bound<'_>) -> TokenStream {
+fn host_function(model: &Model, b: &Bound<'_>) -> TokenStream {
     let f: &Function = b.function;
     let wit_name = &f.name;
     let names: Vec<_> = f.params.iter().map(binding).collect();
     let types = f.params.iter().map(|p| rust_type(&p.ty, Scope::Root));
     let (lookup, call) = method_call(b, &names);
-    let body = glue_body(f, &names, lookup, call, b.trappable);
+    let body = glue_body(model, f, &names, lookup, call, b.trappable);
     let store_ty = store_type();
     if b.is_async {
         quote! {
@@ -248,7 +209,12 @@ fn host_function(b: &Bound<'_>) -> TokenStream {
 /// method if the handler has one, else [`drop_resource`], recorded as `[resource-drop]<name>`.
 ///
 /// [`drop_resource`]: theater_runtime::host::drop_resource
-fn resource_definition(f: &Function, b: Option<&Bound<'_>>, ty: Option<&syn::Type>) -> TokenStream {
+fn resource_definition(
+    model: &Model,
+    f: &Function,
+    b: Option<&Bound<'_>>,
+    ty: Option<&syn::Type>,
+) -> TokenStream {
     let name = f
         .resource
         .as_ref()
@@ -278,7 +244,7 @@ fn resource_definition(f: &Function, b: Option<&Bound<'_>>, ty: Option<&syn::Typ
             false,
         ),
     };
-    let body = glue_body(f, &names, lookup, call, trappable);
+    let body = glue_body(model, f, &names, lookup, call, trappable);
     let wasmtime = quote!(::theater_runtime::__private::wasmtime);
     let store_ty = store_type();
     let head = quote! {

@@ -3,6 +3,7 @@
 
 pub mod exports;
 pub mod imports;
+pub mod record;
 pub mod types;
 
 use std::path::PathBuf;
@@ -13,8 +14,10 @@ use syn::ItemImpl;
 use syn::spanned::Spanned as _;
 
 use crate::attr::Mode;
-use crate::check::Plan;
-use crate::model::{IfaceName, Interface, Model};
+use std::collections::BTreeMap;
+
+use crate::check::{Plan, ResourceType};
+use crate::model::{IfaceName, Interface, Model, TypeRef};
 
 /// `#[doc = "..."]` lines of a WIT doc comment.
 pub fn docs(docs: &Option<String>) -> TokenStream {
@@ -64,17 +67,37 @@ pub struct HandlerParts<'a> {
 }
 
 /// The module tree of every interface in the model (the ones the handler names and those whose types they
-/// reach), with the callers in the export's module.
+/// reach), with the callers in the export's module, and before it the aliases of the handler's resource types
+/// (`resources`, from its methods' `Resource<T>`) that the tree's resource names refer to.
 pub fn type_modules(
     model: &Model,
     export: Option<&(&Interface, Vec<exports::Callback<'_>>)>,
+    resources: &BTreeMap<TypeRef, ResourceType>,
 ) -> TokenStream {
     let names: Vec<IfaceName> = model.interfaces.keys().cloned().collect();
     let extra = |name: &IfaceName| match export {
         Some((iface, cbs)) if &iface.name == name => exports::module_items(model, iface, cbs),
         _ => TokenStream::new(),
     };
-    types::module_tree(model, &names, &extra)
+    let mut aliases = BTreeMap::new();
+    let mut alias_items = TokenStream::new();
+    for (i, (resource, ty)) in resources.iter().enumerate() {
+        let alias = quote::format_ident!("__TheaterResource{i}");
+        let ty = &ty.ty;
+        let doc = format!(
+            " The handler's type for the WIT resource `{}` of `{}`.",
+            resource.name,
+            resource.iface.versioned()
+        );
+        alias_items.extend(quote! {
+            #[doc = #doc]
+            #[doc(hidden)]
+            type #alias = #ty;
+        });
+        aliases.insert(resource.clone(), alias);
+    }
+    let tree = types::module_tree(model, &names, &extra, &aliases);
+    quote!(#alias_items #tree)
 }
 
 /// The full expansion.
@@ -117,8 +140,12 @@ pub fn handler(parts: &HandlerParts<'_>) -> TokenStream {
         .unwrap_or_default();
     let linker = match parts.import {
         Some(iface) => {
-            let functions =
-                imports::linker_functions(iface, &parts.plan.bound, &parts.plan.resources);
+            let functions = imports::linker_functions(
+                parts.model,
+                iface,
+                &parts.plan.bound,
+                &parts.plan.resources,
+            );
             quote! {
                 let mut inst = linker.instance(interface)?;
                 #functions
@@ -172,7 +199,7 @@ pub fn handler(parts: &HandlerParts<'_>) -> TokenStream {
             }
         }
     });
-    let types = type_modules(parts.model, parts.export.as_ref());
+    let types = type_modules(parts.model, parts.export.as_ref(), &parts.plan.resources);
     let includes = include_files(parts.files);
     quote! {
         #item

@@ -7,17 +7,20 @@ use heck::{ToShoutySnakeCase, ToSnakeCase};
 use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote};
 
-use super::docs;
+use super::{docs, record};
 use crate::model::{
-    Case, IfaceName, Interface, Model, TypeDef, TypeDefKind, camel_name, snake_name,
+    Case, IfaceName, Interface, Model, TypeDef, TypeDefKind, TypeRef, camel_name, snake_name,
 };
 use crate::typemap::{Scope, rust_type, type_path};
 
-/// The module tree for `ifaces`; `extra` adds items to an interface's module (e.g. its callers).
+/// The module tree for `ifaces`; `extra` adds items to an interface's module (e.g. its callers). `aliases` names,
+/// for each resource whose Rust type the handler chose, the alias of that type beside the tree (at the scope of
+/// the annotated `impl`): the resource's generated name is an alias of it; other resources get a marker type.
 pub fn module_tree(
     model: &Model,
     ifaces: &[IfaceName],
     extra: &dyn Fn(&IfaceName) -> TokenStream,
+    aliases: &BTreeMap<TypeRef, Ident>,
 ) -> TokenStream {
     let mut tree: BTreeMap<(String, String, Option<String>), Vec<TokenStream>> = BTreeMap::new();
     for name in ifaces {
@@ -28,7 +31,7 @@ pub fn module_tree(
         let module = format_ident!("{}", module);
         let doc = docs(&iface.docs);
         let full = format!(" Types of the WIT interface `{}`.", name.versioned());
-        let items = interface_items(iface);
+        let items = interface_items(model, iface, aliases);
         let extra = extra(name);
         // One version of a package per model (the builder refuses two), so the version rides along.
         tree.entry((
@@ -41,7 +44,7 @@ pub fn module_tree(
             #[doc = #full]
             #[doc = ""]
             #doc
-            #[allow(dead_code, clippy::all, unused_imports)]
+            #[allow(dead_code, clippy::all, unused_imports, private_interfaces)]
             pub mod #module {
                 #items
                 #extra
@@ -71,17 +74,43 @@ pub fn module_tree(
         .collect()
 }
 
-fn interface_items(iface: &Interface) -> TokenStream {
-    iface.types.iter().map(type_def).collect()
+fn interface_items(
+    model: &Model,
+    iface: &Interface,
+    aliases: &BTreeMap<TypeRef, Ident>,
+) -> TokenStream {
+    iface
+        .types
+        .iter()
+        .map(|def| {
+            let resource = TypeRef {
+                iface: iface.name.clone(),
+                name: def.name.clone(),
+            };
+            type_def(model, def, aliases.get(&resource))
+        })
+        .collect()
 }
 
-fn derives() -> TokenStream {
+/// The derives of a generated type. One that holds resource handles derives only the component-model traits and
+/// `Debug` (handles are neither `Clone` nor `Serialize`) and gets a `Serialize` impl of its own
+/// ([`record::serialize_impl`]).
+fn derives(holds_handles: bool) -> TokenStream {
+    let component = quote! {
+        ::theater_runtime::__private::wasmtime::component::ComponentType,
+        ::theater_runtime::__private::wasmtime::component::Lift,
+        ::theater_runtime::__private::wasmtime::component::Lower,
+        ::core::fmt::Debug,
+    };
+    if holds_handles {
+        return quote! {
+            #[derive(#component)]
+            #[component(wasmtime_crate = ::theater_runtime::__private::wasmtime)]
+        };
+    }
     quote! {
         #[derive(
-            ::theater_runtime::__private::wasmtime::component::ComponentType,
-            ::theater_runtime::__private::wasmtime::component::Lift,
-            ::theater_runtime::__private::wasmtime::component::Lower,
-            ::core::fmt::Debug,
+            #component
             ::core::clone::Clone,
             ::core::cmp::PartialEq,
             ::theater_runtime::__private::serde::Serialize,
@@ -92,8 +121,8 @@ fn derives() -> TokenStream {
     }
 }
 
-/// One named type definition.
-pub fn type_def(def: &TypeDef) -> TokenStream {
+/// One named type definition; `alias` is the handler's type for it, if it is a resource the handler names.
+pub fn type_def(model: &Model, def: &TypeDef, alias: Option<&Ident>) -> TokenStream {
     let name = format_ident!("{}", camel_name(&def.name));
     let doc = docs(&def.docs);
     let wit = match &def.kind {
@@ -103,14 +132,19 @@ pub fn type_def(def: &TypeDef) -> TokenStream {
         TypeDefKind::Flags(_) => format!(" WIT: `flags {}`", def.name),
         TypeDefKind::Alias(t) => format!(" WIT: `type {} = {}`", def.name, t.wit()),
         TypeDefKind::Use(r) => format!(" WIT: `use {}.{{{}}}`", r.iface.full(), r.name),
-        // A resource's values have the handler's type (`Resource<T>`): nothing is generated.
         TypeDefKind::Resource => String::new(),
     };
     let head = match &def.docs {
         Some(_) => quote!(#[doc = #wit] #[doc = ""] #doc),
         None => quote!(#[doc = #wit]),
     };
-    let derives = derives();
+    let holds_handles = model.def_holds_handles(def);
+    let derives = derives(holds_handles);
+    let serialize = if holds_handles {
+        record::serialize_impl(model, def, &name)
+    } else {
+        TokenStream::new()
+    };
     match &def.kind {
         TypeDefKind::Record(fields) => {
             let fields = fields.iter().map(|f| {
@@ -125,6 +159,7 @@ pub fn type_def(def: &TypeDef) -> TokenStream {
                 #derives
                 #[component(record)]
                 pub struct #name { #(#fields,)* }
+                #serialize
             }
         }
         TypeDefKind::Variant(cases) => {
@@ -145,6 +180,7 @@ pub fn type_def(def: &TypeDef) -> TokenStream {
                 #derives
                 #[component(variant)]
                 pub enum #name { #(#cases,)* }
+                #serialize
             }
         }
         TypeDefKind::Enum(cases) => {
@@ -181,7 +217,28 @@ pub fn type_def(def: &TypeDef) -> TokenStream {
                 quote! { #[doc = #wit] pub use #path as #name; }
             }
         }
-        TypeDefKind::Resource => TokenStream::new(),
+        TypeDefKind::Resource => {
+            let doc = format!(
+                " WIT: `resource {}`: a handle is `Resource<{name}>`, its value in the actor's resource table.",
+                def.name
+            );
+            match alias {
+                Some(alias) => quote! {
+                    #[doc = #doc]
+                    #[doc = ""]
+                    #[doc = " The handler's type for it (the `T` of its methods' `Resource<T>`)."]
+                    pub type #name = super::super::super::#alias;
+                },
+                None => quote! {
+                    #[doc = #doc]
+                    #[doc = ""]
+                    #[doc = " No method of the handler names its type: an uninhabited marker, as `bindgen!` makes"]
+                    #[doc = " (convert with `Resource::new_own(handle.rep())`)."]
+                    #[derive(Debug)]
+                    pub enum #name {}
+                },
+            }
+        }
     }
 }
 

@@ -2,8 +2,8 @@
 //!
 //! Only what a handler can reach is modelled: every function and type of the interfaces it names (the roots),
 //! and, transitively, the named types those use, wherever they live. A construct the generator does not serve
-//! (futures, streams, error-context, resource handles inside named types, `@unstable` items, ...) is an error only
-//! when it is reached, and the error names the construct and the function or type it was reached from.
+//! (futures, streams, error-context, `@unstable` items, ...) is an error only when it is reached, and the error
+//! names the construct and the function or type it was reached from.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -20,10 +20,6 @@ use super::{
 /// Why component-model async constructs are refused.
 const ASYNC: &str = "futures, streams and error-context are component-model async, which #[theater_handler] \
                      does not serve";
-/// Why handles inside named types are refused.
-const HANDLES_IN_TYPES: &str = "a resource handle may be a function's parameter or result, or inside its \
-                                list, option, result or tuple, but not inside a named type (record, variant or \
-                                `type` alias) yet";
 
 impl Model {
     /// The model of every named interface in `resolve`, each one a root (the fuzz harness in
@@ -75,8 +71,6 @@ struct At<'a> {
     site: &'a str,
     what: &'a str,
     reach: &'a str,
-    /// Inside a named type's definition (where resource handles are refused).
-    in_type: bool,
 }
 
 impl<'r> Builder<'r> {
@@ -154,7 +148,6 @@ impl<'r> Builder<'r> {
                         site: &site,
                         what: &what,
                         reach: &site,
-                        in_type: false,
                     };
                     Param {
                         name: p.name.clone(),
@@ -166,7 +159,6 @@ impl<'r> Builder<'r> {
                 site: &site,
                 what: "the result",
                 reach: &site,
-                in_type: false,
             };
             let result = f.result.as_ref().map(|t| self.ty(t, at, &mut errors));
             functions.push(Function {
@@ -355,12 +347,6 @@ impl<'r> Builder<'r> {
             WitKind::Future(_) | WitKind::Stream(_) => {
                 self.unsupported(wit_kind_text(self.resolve, kind), ASYNC, at, errors)
             }
-            WitKind::Handle(_) if at.in_type => self.unsupported(
-                wit_kind_text(self.resolve, kind),
-                HANDLES_IN_TYPES,
-                at,
-                errors,
-            ),
             WitKind::Handle(Handle::Own(id)) => match self.resource(*id, at, errors) {
                 Some(r) => Type::Own(r),
                 None => Type::Tuple(Vec::new()),
@@ -417,7 +403,6 @@ impl<'r> Builder<'r> {
                             site,
                             what: &what,
                             reach,
-                            in_type: true,
                         };
                         Field {
                             name: f.name.clone(),
@@ -436,7 +421,6 @@ impl<'r> Builder<'r> {
                             site,
                             what: &what,
                             reach,
-                            in_type: true,
                         };
                         let ty = c.ty.as_ref().map(|t| self.ty(t, at, errors));
                         case(&c.name, &c.docs, ty)
@@ -456,19 +440,6 @@ impl<'r> Builder<'r> {
                     .collect(),
             ),
             WitKind::Resource => TypeDefKind::Resource,
-            // `use other.{r}` of a resource: the handler's `Resource<T>` names it, nothing is generated.
-            WitKind::Type(wit_parser::Type::Id(target))
-                if matches!(self.resolved_kind(*target), WitKind::Resource) =>
-            {
-                let at = At {
-                    site,
-                    what: "its definition",
-                    reach,
-                    in_type: false,
-                };
-                let _ = self.resource(*target, at, errors);
-                TypeDefKind::Resource
-            }
             WitKind::Unknown => {
                 errors.push(format!(
                     "internal error in theater-codegen: {site} is of an unresolved kind"
@@ -481,7 +452,6 @@ impl<'r> Builder<'r> {
                     site,
                     what: "its definition",
                     reach,
-                    in_type: true,
                 };
                 match (self.anonymous(kind, at, errors), kind) {
                     // `use other.{x}`: a named type owned by another interface is re-exported, not redefined.
@@ -494,16 +464,6 @@ impl<'r> Builder<'r> {
                 }
             }
         }
-    }
-}
-
-impl Builder<'_> {
-    /// The kind of `id` after following `type x = y` links.
-    fn resolved_kind(&self, mut id: TypeId) -> &WitKind {
-        while let WitKind::Type(wit_parser::Type::Id(next)) = &self.resolve.types[id].kind {
-            id = *next;
-        }
-        &self.resolve.types[id].kind
     }
 }
 

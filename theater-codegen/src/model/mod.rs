@@ -155,8 +155,10 @@ pub enum TypeDefKind {
     Alias(Type),
     /// `use other.{x}`: the definition lives in another interface.
     Use(TypeRef),
-    /// `resource x` (or a `use` of one): no generated type; a handler picks the Rust type its values have in the
-    /// actor's `ResourceTable` by writing `Resource<T>` in its methods.
+    /// `resource x`: a handler picks the Rust type its values have in the actor's `ResourceTable` by writing
+    /// `Resource<T>` in its methods; the generated `X` is an alias of that type (or, where no method names one,
+    /// an uninhabited marker, as `bindgen!` makes without `with`), so that generated types holding handles
+    /// (`Resource<X>`) agree with the methods.
     Resource,
 }
 
@@ -299,6 +301,37 @@ impl Model {
     /// The interface named `name`.
     pub fn interface(&self, name: &IfaceName) -> Option<&Interface> {
         self.interfaces.get(name)
+    }
+
+    /// Whether a value of `ty` holds a resource handle anywhere: directly, in a container, or in a named type's
+    /// fields, cases or alias target. (WIT types are not recursive, so this ends.)
+    pub fn holds_handles(&self, ty: &Type) -> bool {
+        match ty {
+            Type::Own(_) | Type::Borrow(_) => true,
+            Type::List(t) | Type::Option(t) => self.holds_handles(t),
+            Type::Result { ok, err } => ok.iter().chain(err).any(|t| self.holds_handles(t)),
+            Type::Tuple(ts) => ts.iter().any(|t| self.holds_handles(t)),
+            Type::Named(r) => self
+                .resolve_ref(r)
+                .is_some_and(|d| self.def_holds_handles(d)),
+            _ => false,
+        }
+    }
+
+    /// Whether a value of the named type `def` holds a resource handle ([`Model::holds_handles`]).
+    pub fn def_holds_handles(&self, def: &TypeDef) -> bool {
+        match &def.kind {
+            TypeDefKind::Record(fields) => fields.iter().any(|f| self.holds_handles(&f.ty)),
+            TypeDefKind::Variant(cases) => cases
+                .iter()
+                .filter_map(|c| c.ty.as_ref())
+                .any(|t| self.holds_handles(t)),
+            TypeDefKind::Alias(t) => self.holds_handles(t),
+            TypeDefKind::Use(r) => self
+                .resolve_ref(r)
+                .is_some_and(|d| self.def_holds_handles(d)),
+            TypeDefKind::Enum(_) | TypeDefKind::Flags(_) | TypeDefKind::Resource => false,
+        }
     }
 
     /// Follows `use`s and aliases to the definition a reference names.
