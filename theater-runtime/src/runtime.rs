@@ -89,6 +89,7 @@ pub struct SpawnOptions {
     recording: bool,
     manifest_dir: PathBuf,
     id: Option<ActorId>,
+    parent: Option<ActorId>,
     run_init: bool,
     registry: Option<HandlerRegistry>,
     chain_file: Option<PathBuf>,
@@ -127,6 +128,7 @@ impl SpawnOptions {
             recording: true,
             manifest_dir: std::env::current_dir().unwrap_or_default(),
             id: None,
+            parent: None,
             run_init: true,
             registry: None,
             chain_file: None,
@@ -184,6 +186,13 @@ impl SpawnOptions {
     /// another actor with the id runs or starts is an error, also when two spawns of the id race.
     pub fn id(mut self, id: ActorId) -> Self {
         self.id = Some(id);
+        self
+    }
+
+    /// The actor that spawns this one (a supervisor spawning or restarting its child), for
+    /// [`ActorHandle::parent`]; default none (an actor its embedder spawned).
+    pub fn parent(mut self, parent: ActorId) -> Self {
+        self.parent = Some(parent);
         self
     }
 
@@ -547,9 +556,11 @@ impl TheaterRuntime {
         if durable {
             self.inner.sealer.keep_flushed(&chain);
         }
+        let parent = options.parent.clone();
         let shared = Arc::new(ActorShared::new(
             id.clone(),
             options.name.clone(),
+            parent,
             chain,
             options.limits.max_queued_calls,
         ));
@@ -628,6 +639,7 @@ impl TheaterRuntime {
                 format!("{e:#}")
             })
         })?;
+        shared.set_memory_bytes(store.data().limits.used());
         for ((handler, _, export), instance_obj) in active.iter().zip(&instances) {
             let mut resolver = ExportResolver {
                 store: &mut store,

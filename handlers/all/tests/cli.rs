@@ -48,6 +48,14 @@ fn run_demo_prints_log_and_a_verified_chain_then_verify_and_show_read_it() {
     assert!(all.contains("dice:"), "{all}");
     assert!(all.contains("chain verified:"), "{all}");
     assert!(all.contains("theater:simple/runtime/shutdown"), "{all}");
+    // No progress spinner when the output is not a terminal.
+    assert!(!all.contains('\r'), "{all}");
+    // It shut itself down: nothing else stopped it.
+    assert!(!all.contains("no handler holds background work"), "{all}");
+    assert!(
+        all.contains("actor demo stopped: shut down (demo finished)"),
+        "{all}"
+    );
 
     let out = theater(&["chain", "verify", chain.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));

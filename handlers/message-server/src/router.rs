@@ -300,6 +300,16 @@ pub(crate) enum Undeliverable {
     Refused(String),
 }
 
+/// The error a sender outside every actor gets for an undeliverable item.
+fn outside_error(to: &str, error: Undeliverable) -> String {
+    match error {
+        Undeliverable::Refused(message) => message,
+        Undeliverable::NoMailbox => format!(
+            "actor {to} has no mailbox (not running, or without the message-server handler)"
+        ),
+    }
+}
+
 /// One channel between two actors.
 #[derive(Debug)]
 struct Channel {
@@ -525,6 +535,46 @@ impl MessageRouter {
     /// Whether an actor with `id` has a registered mailbox.
     pub fn has_mailbox(&self, id: &str) -> bool {
         self.routes().mailboxes.contains_key(id)
+    }
+
+    /// Queues `msg` for `to`'s `handle-send`, as another actor's `send` would: for a sender that is no actor (an
+    /// operator, through `theater serve`'s control API). The caller bounds the size of `msg`; the receiver's
+    /// mailbox limits apply as to any send.
+    ///
+    /// # Errors
+    /// `"actor <to> has no mailbox (not running, or without the message-server handler)"`, or the full
+    /// mailbox's `"mailbox of <to> is full: …"`.
+    pub fn send_from_outside(&self, to: &str, msg: Vec<u8>) -> Result<(), String> {
+        self.deliver(to, Delivery::Send(msg))
+            .map_err(|e| outside_error(to, e))
+    }
+
+    /// Sends `msg` to `to`'s `handle-request` under a fresh request id (a UUID), as another actor's `request`
+    /// would, and waits at most `timeout` for the answer (what `handle-request` returned, or what the receiver
+    /// later passes to `respond-to-request`). For a requester that is no actor (`theater request`).
+    ///
+    /// # Errors
+    /// As [`send_from_outside`](Self::send_from_outside), plus `"request <id> timed out"`, `"actor <to>
+    /// stopped"` and the receiver's `"request failed: <callback error>"`.
+    pub async fn request_from_outside(
+        &self,
+        to: &str,
+        msg: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, String> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let (reply, answer) = oneshot::channel();
+        let request = Delivery::Request {
+            id: id.clone(),
+            msg,
+            reply,
+        };
+        self.deliver(to, request)
+            .map_err(|e| outside_error(to, e))?;
+        match tokio::time::timeout(timeout, answer).await {
+            Ok(answer) => answer.unwrap_or_else(|_| Err(format!("actor {to} stopped"))),
+            Err(_) => Err(format!("request {id} timed out")),
+        }
     }
 
     /// Whether any actor other than `id` has a mailbox, i.e. could message `id`.

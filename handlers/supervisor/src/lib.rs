@@ -115,6 +115,8 @@ pub struct SupervisorHandler {
 /// the channel over which its host functions hand new children to its background loop.
 #[derive(Debug)]
 struct Parent {
+    /// The supervising actor.
+    id: ActorId,
     runtime: RuntimeRef,
     registry: Option<HandlerRegistry>,
     manifests: Arc<ManifestPolicy>,
@@ -205,7 +207,7 @@ impl Parent {
             .service::<Lineages>()
             .enter(&id, lineage.child(&pinned.manifest));
         let handle = runtime
-            .spawn(options.id(id))
+            .spawn(options.id(id).parent(self.id.clone()))
             .await
             .map_err(|e| format!("{function}: {e}"))?;
         Ok((handle, pinned))
@@ -394,6 +396,7 @@ impl SupervisorHandler {
         Ok(Self {
             config: self.config.clone(),
             parent: Some(Arc::new(Parent {
+                id: actor.id.clone(),
                 runtime: actor.runtime.clone(),
                 registry: actor.registry.clone(),
                 manifests: Arc::new(manifests),

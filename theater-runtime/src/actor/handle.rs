@@ -70,6 +70,25 @@ impl ActorHandle {
         &self.shared.name
     }
 
+    /// The actor that spawned this one (a supervisor spawning or restarting its child:
+    /// [`SpawnOptions::parent`](crate::SpawnOptions::parent)), or `None` for an actor its embedder spawned.
+    pub fn parent(&self) -> Option<&ActorId> {
+        self.shared.parent.as_ref()
+    }
+
+    /// When the actor's spawn began, milliseconds since the Unix epoch.
+    pub fn started_at_ms(&self) -> u64 {
+        self.shared.started_ms
+    }
+
+    /// Bytes the actor's linear memories and tables held after its last call (or instantiation), as counted
+    /// against `limits.memory_bytes`.
+    pub fn memory_bytes(&self) -> u64 {
+        self.shared
+            .memory_bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Where the actor is in its lifecycle.
     pub fn status(&self) -> ActorStatus {
         self.shared.status()
@@ -83,6 +102,12 @@ impl ActorHandle {
     /// A copy of the actor's chain.
     pub fn chain(&self) -> Chain {
         self.shared.chain()
+    }
+
+    /// A copy of the events of the actor's chain from index `from` on (empty if it has no more): what a
+    /// follower of the chain reads each time it has grown, without copying the whole chain.
+    pub fn chain_since(&self, from: usize) -> Vec<crate::chain::ChainEvent> {
+        self.shared.chain.events_since(from)
     }
 
     /// The number of events recorded in the actor's chain so far (without copying it).
@@ -274,6 +299,12 @@ impl ActorHandle {
         }
         *requested = Some(data);
         Ok(())
+    }
+
+    /// Whether the actor has asked to stop (`runtime.shutdown`, or [`request_shutdown`](Self::request_shutdown)):
+    /// it stops after its current call, if it has not yet.
+    pub fn shutdown_requested(&self) -> bool {
+        lock(&self.shared.shutdown_requested).is_some()
     }
 
     /// Waits until the actor has stopped and says how it ended.

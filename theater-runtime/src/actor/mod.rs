@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use tokio::sync::watch;
 
@@ -137,6 +137,12 @@ impl fmt::Display for ActorExit {
 pub(crate) struct ActorShared {
     pub(crate) id: ActorId,
     pub(crate) name: String,
+    /// The actor that spawned this one (a supervisor; [`crate::SpawnOptions::parent`]), if any.
+    pub(crate) parent: Option<ActorId>,
+    /// When the spawn began, ms since the Unix epoch.
+    pub(crate) started_ms: u64,
+    /// Bytes of linear memories and tables after the last call (or instantiation).
+    pub(crate) memory_bytes: AtomicU64,
     pub(crate) state: Mutex<Option<Vec<u8>>>,
     pub(crate) chain: Arc<ChainLog>,
     /// An [`ActorStatus`] as `u8`: set twice per call, read by anyone, watched by nobody (a `watch` channel here
@@ -159,12 +165,16 @@ impl ActorShared {
     pub(crate) fn new(
         id: ActorId,
         name: String,
+        parent: Option<ActorId>,
         chain: Arc<ChainLog>,
         max_queued_calls: u32,
     ) -> Self {
         Self {
             id,
             name,
+            parent,
+            started_ms: now_ms(),
+            memory_bytes: AtomicU64::new(0),
             state: Mutex::new(None),
             chain,
             queued_calls: Arc::default(),
@@ -186,6 +196,11 @@ impl ActorShared {
             })
             .map_err(|_| limit)?;
         Ok(QueueSlot(self.queued_calls.clone()))
+    }
+
+    /// Notes the bytes of linear memories and tables the actor holds now (after a call).
+    pub(crate) fn set_memory_bytes(&self, bytes: u64) {
+        self.memory_bytes.store(bytes, Ordering::Relaxed);
     }
 
     pub(crate) fn set_status(&self, status: ActorStatus) {

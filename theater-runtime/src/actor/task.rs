@@ -168,6 +168,8 @@ impl Parts {
                 )
                 .await
                 .map(|(result, _)| result);
+            self.shared
+                .set_memory_bytes(self.store.data().limits.used());
             let failed = match result {
                 None => Some((
                     "the actor was stopped before init returned".to_owned(),
@@ -197,6 +199,15 @@ impl Parts {
                     drop(hold);
                 });
             }
+        }
+        // `init` has returned: the actor waits for its first call (so far as the status tells, from now, not
+        // from when its own task first runs).
+        if !self.stop_after_init {
+            self.shared.set_status(if self.mailbox.paused {
+                ActorStatus::Paused
+            } else {
+                ActorStatus::Idle
+            });
         }
         Ok(())
     }
@@ -279,6 +290,7 @@ impl Parts {
                         &shared,
                     )
                     .await;
+                shared.set_memory_bytes(store.data().limits.used());
                 match outcome {
                     None => break 'actor ActorExit::Stopped,
                     Some(Outcome::Failed(exit)) => {

@@ -183,6 +183,23 @@ impl ChainLog {
         self.sealed_then(Sealed::read_all)
     }
 
+    /// The events from index `from` on (none if there are fewer), every recorded event sealed: those still in
+    /// memory are copied, and the file is read back only when `from` lies before them.
+    pub fn events_since(&self, from: usize) -> Vec<ChainEvent> {
+        self.sealed_then(|sealed| {
+            if from >= sealed.spilled {
+                sealed
+                    .tail
+                    .iter()
+                    .skip(from - sealed.spilled)
+                    .cloned()
+                    .collect()
+            } else {
+                sealed.read_all().into_events().split_off(from)
+            }
+        })
+    }
+
     /// The number of sealed and pending events.
     pub fn len(&self) -> usize {
         let sealed = lock(&self.sealed);
@@ -734,6 +751,12 @@ mod tests {
         // More events after reading back.
         (n..n + 10).for_each(|i| log.record(event(i)));
         assert_eq!(log.snapshot(), eager(n + 10));
+        // A follower's reads: from within the file, from within memory, and past the end.
+        let all = eager(n + 10).into_events();
+        assert_eq!(log.events_since(3), all[3..]);
+        assert_eq!(log.events_since(all.len() - 4), all[all.len() - 4..]);
+        assert!(log.events_since(all.len()).is_empty());
+        assert!(log.events_since(all.len() + 5).is_empty());
     }
 
     #[test]

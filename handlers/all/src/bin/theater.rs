@@ -1,22 +1,41 @@
-//! `theater`: run an actor from a manifest, and read chains.
+//! `theater`: run an actor from a manifest, read chains, run a server and talk to it.
 //!
 //! ```text
 //! theater run MANIFEST [--chain-out FILE] [--data-dir DIR]
 //! theater chain verify FILE
 //! theater chain show FILE
+//! theater serve [--listen 127.0.0.1:7878] [--data-dir DIR]
+//! theater start MANIFEST [--state FILE]       # these take --server URL (default http://127.0.0.1:7878)
+//! theater ps | stop ID | send ID DATA | request ID DATA | events ID [--follow] | chain save ID FILE
+//! theater new actor NAME [--handlers runtime,random,...] [--dir DIR]
 //! ```
+
+mod theater {
+    pub mod new;
+    pub mod progress;
+    pub mod remote;
+    pub mod serve;
+}
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use theater::remote::{Remote, ServerArgs};
 use theater_runtime::chain::Ending;
 use theater_runtime::{Chain, Manifest, RuntimeConfig, TheaterRuntime};
 
 /// Run Theater actors and inspect their chains.
 #[derive(Parser)]
-#[command(name = "theater", version, about)]
+#[command(
+    name = "theater",
+    version,
+    about,
+    after_help = "Exit codes: 0 success; 1 the command failed (the message names the actor and the cause: an \
+                  unknown actor, a failed spawn, a refused message, a bad chain); 2 a usage error, or `chain \
+                  verify` of a cut file; 3 the server (`--server`) could not be reached."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -47,10 +66,97 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
-    /// Read chains saved with `--chain-out`.
+    /// Scaffold something new.
+    New {
+        #[command(subcommand)]
+        command: NewCommand,
+    },
+    /// Read chains saved with `--chain-out`, or save a running actor's chain.
     Chain {
         #[command(subcommand)]
         command: ChainCommand,
+    },
+    /// Run a long-running runtime with an HTTP/JSON control API and a live view (open its address in a browser).
+    ///
+    /// Loopback only by default; a request from any other address needs the bearer token, which is generated
+    /// and printed on first start and kept in `<data dir>/server-token` (write your own there to choose it).
+    /// Stops every actor on Ctrl-C / SIGTERM. See docs/server.md for the API and its limits.
+    Serve(theater::serve::ServeArgs),
+    /// Start the actor a manifest describes on the server; prints its id once `init` has returned.
+    Start {
+        /// The actor's TOML manifest (read by the server, on its host).
+        manifest: PathBuf,
+        /// Initial state: this file's bytes instead of the manifest's `init_state`.
+        #[arg(long)]
+        state: Option<PathBuf>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List the server's running actors: id, name, status, parent, uptime, chain events, memory.
+    Ps {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Stop an actor gracefully (its current call finishes); prints how it ended.
+    Stop {
+        /// The actor's id.
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Send DATA to an actor's `handle-send`, through its message-server mailbox as another actor would.
+    ///
+    /// DATA is text (UTF-8), `@FILE` for a file's bytes, `0x<hex>` for bytes in hex (`0x0aff`), or `text:TEXT`
+    /// for text that starts with `@` or `0x`.
+    Send {
+        /// The actor's id.
+        id: String,
+        /// The message: TEXT, @FILE, 0x<hex> or text:TEXT.
+        data: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Send DATA to an actor's `handle-request` and print its answer (as text when UTF-8, else `0x<hex>`).
+    ///
+    /// DATA as for `send`. The actor must run the message-server handler; the server waits 30 s for the answer.
+    Request {
+        /// The actor's id.
+        id: String,
+        /// The message: TEXT, @FILE, 0x<hex> or text:TEXT.
+        data: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Print an actor's chain, one line per event (`<hash prefix> <timestamp ms> <event type> <data>`, as
+    /// `theater run` prints it).
+    Events {
+        /// The actor's id.
+        id: String,
+        /// Keep printing events as they are recorded, until the actor stops.
+        #[arg(long, short)]
+        follow: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum NewCommand {
+    /// Write a guest crate for a new actor (wit-bindgen, `wasm32-wasip2`, the `theater:simple` WIT in
+    /// `wit/deps/simple`, a manifest granting the handlers, a README with the build and run commands).
+    ///
+    /// It builds with `cargo build --release --target wasm32-wasip2` and runs with `theater run NAME.toml`.
+    Actor {
+        /// The actor's name: lowercase letters, digits and `-`.
+        name: String,
+        /// The handlers to grant, comma-separated: runtime, random, timing, environment, store, filesystem,
+        /// http-client, http-framework, process, supervisor, message-server (which also makes the actor answer
+        /// `theater send` and `theater request`).
+        #[arg(long, value_delimiter = ',', default_value = theater::new::DEFAULT_HANDLERS)]
+        handlers: Vec<String>,
+        /// Where to write it (default: ./NAME). Must not exist.
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
 }
 
@@ -69,6 +175,15 @@ enum ChainCommand {
     Show {
         /// A chain file (JSON lines).
         file: PathBuf,
+    },
+    /// Save a running actor's chain so far to FILE (a closed chain file, for `chain verify` and `chain show`).
+    Save {
+        /// The actor's id.
+        id: String,
+        /// Where to write it.
+        file: PathBuf,
+        #[command(flatten)]
+        server: ServerArgs,
     },
 }
 
@@ -97,6 +212,48 @@ fn main() -> ExitCode {
         Command::Chain {
             command: ChainCommand::Show { file },
         } => show(file),
+        Command::Chain {
+            command: ChainCommand::Save { id, file, server },
+        } => Ok(theater::remote::run(
+            &server,
+            Remote::ChainSave { id, file },
+        )),
+        Command::Serve(args) => theater::serve::serve(args),
+        Command::New {
+            command:
+                NewCommand::Actor {
+                    name,
+                    handlers,
+                    dir,
+                },
+        } => theater::new::new_actor(&name, &handlers, dir.as_deref()).map(|dir| {
+            println!("created actor {name} in {}", dir.display());
+            println!(
+                "build it: cd {} && cargo build --release --target wasm32-wasip2",
+                dir.display()
+            );
+            println!("run it:   theater run {name}.toml");
+            ExitCode::SUCCESS
+        }),
+        Command::Start {
+            manifest,
+            state,
+            server,
+        } => Ok(theater::remote::run(
+            &server,
+            Remote::Start { manifest, state },
+        )),
+        Command::Ps { server } => Ok(theater::remote::run(&server, Remote::Ps)),
+        Command::Stop { id, server } => Ok(theater::remote::run(&server, Remote::Stop { id })),
+        Command::Send { id, data, server } => {
+            Ok(theater::remote::run(&server, Remote::Send { id, data }))
+        }
+        Command::Request { id, data, server } => {
+            Ok(theater::remote::run(&server, Remote::Request { id, data }))
+        }
+        Command::Events { id, follow, server } => {
+            Ok(theater::remote::run(&server, Remote::Events { id, follow }))
+        }
     };
     match result {
         Ok(code) => code,
@@ -113,18 +270,19 @@ fn run(
     data_dir: Option<PathBuf>,
     config: RuntimeConfig,
 ) -> anyhow::Result<ExitCode> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .init();
+    init_tracing();
     let manifest = Manifest::load(&manifest)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     runtime.block_on(async move {
         let theater = TheaterRuntime::new(RuntimeConfig { data_dir, ..config })?;
+        // Compiled here, with a spinner on a terminal; the spawn then finds the compilation in the cache.
+        if let Ok(bytes) = std::fs::read(&manifest.component) {
+            let _spinner = theater::progress::Spinner::start(format!(
+                "compiling {}",
+                manifest.component.display()
+            ));
+            tokio::task::block_in_place(|| theater.compile(&bytes))?;
+        }
         let mut options = theater.manifest_options(&manifest, &theater_handlers::registry())?;
         if let Some(path) = &chain_out {
             options = options.chain_file(path);
@@ -146,8 +304,11 @@ fn run(
                 actor.wait().await
             }
             _ = nothing_can_call(&actor) => {
-                println!("actor {}: no handler holds background work; stopping", manifest.name);
-                actor.stop().await.ok();
+                // An actor that asked to stop (its handlers' work then ends too) stops on its own: say nothing.
+                if !actor.shutdown_requested() {
+                    println!("actor {}: no handler holds background work; stopping", manifest.name);
+                    actor.stop().await.ok();
+                }
                 actor.wait().await
             }
         };
@@ -166,6 +327,18 @@ fn run(
             Ok(ExitCode::FAILURE)
         }
     })
+}
+
+/// Logs to stdout at `info` (or `RUST_LOG`), coloured only on a terminal.
+fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .init();
 }
 
 /// Resolves once none of the actor's handlers holds background work (no server, process, mailbox, child or
@@ -212,9 +385,12 @@ fn print_summary(chain: &Chain) {
 }
 
 fn verify(file: PathBuf) -> anyhow::Result<ExitCode> {
+    let spinner = theater::progress::Spinner::start(format!("verifying {}", file.display()));
     let read = Chain::open(&file).with_context(|| format!("{}", file.display()))?;
     let chain = &read.chain;
-    if let Err(e) = chain.verify() {
+    let verified = chain.verify();
+    drop(spinner);
+    if let Err(e) = verified {
         eprintln!("{}: {e}", file.display());
         return Ok(ExitCode::FAILURE);
     }

@@ -1,0 +1,88 @@
+//! `theater serve`: the runtime as a long-running server ([`theater_server`]).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Args;
+use theater_server::{Server, ServerConfig, ServerLimits};
+
+/// `theater serve`'s options.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The address to listen on. Requests from anywhere but loopback need the bearer token.
+    #[arg(long, default_value_t = theater_server::DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// Runtime data folder: the token file `server-token`, the actors' chains (`chains/<id>.jsonl`), stores
+    /// (default: $THEATER_HOME, else the platform data folder).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Read the bearer token from this file (one line, which you manage) instead of `<data dir>/server-token`.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// The most actors running at once, supervised children included.
+    #[arg(long, default_value_t = ServerLimits::default().max_actors)]
+    max_actors: usize,
+    /// The largest request body, bytes.
+    #[arg(long, default_value_t = ServerLimits::default().max_body_bytes)]
+    max_body_bytes: usize,
+    /// The most event streams (`theater events --follow`, live views) open at once.
+    #[arg(long, default_value_t = ServerLimits::default().max_subscribers)]
+    max_subscribers: usize,
+}
+
+/// Serves until Ctrl-C or SIGTERM, then stops every actor.
+pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    crate::init_tracing();
+    let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    let token = args
+        .token_file
+        .as_ref()
+        .map(|path| {
+            let token = std::fs::read_to_string(path)
+                .with_context(|| format!("--token-file {}", path.display()))?
+                .trim()
+                .to_owned();
+            anyhow::ensure!(!token.is_empty(), "--token-file {}: empty", path.display());
+            Ok(token)
+        })
+        .transpose()?;
+    runtime.block_on(async move {
+        let config = ServerConfig {
+            listen: args.listen,
+            data_dir: args.data_dir,
+            token,
+            limits: ServerLimits {
+                max_actors: args.max_actors,
+                max_body_bytes: args.max_body_bytes,
+                max_subscribers: args.max_subscribers,
+                ..ServerLimits::default()
+            },
+        };
+        let server = Server::bind(config, theater_handlers::registry()).await?;
+        let addr = server.local_addr();
+        let data_dir = server.runtime().data_dir().to_path_buf();
+        println!("theater serve: listening on http://{addr} (live view: http://{addr}/)");
+        println!("data folder: {}", data_dir.display());
+        let token = server.token();
+        let token_file = data_dir.join(theater_server::auth::TOKEN_FILE);
+        match &args.token_file {
+            Some(file) => println!("token for clients not on loopback: from {}", file.display()),
+            None if token.generated => println!(
+                "token for clients not on loopback (new; kept in {}): {}",
+                token_file.display(),
+                token.value
+            ),
+            None => println!(
+                "token for clients not on loopback: in {}",
+                token_file.display()
+            ),
+        }
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        server.run(crate::shutdown_signal()).await?;
+        println!("theater serve: stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}

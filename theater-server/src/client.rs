@@ -1,0 +1,311 @@
+//! [`Client`]: the control API from Rust, as the `theater` command uses it.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use reqwest::{Method, StatusCode};
+use theater_runtime::Chain;
+
+use crate::api::{ActorInfo, Message, StartRequest};
+use crate::events::EventView;
+
+/// Why a call to the server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server could not be reached (not running, wrong `--server`), or the connection broke.
+    #[error("cannot reach the server at {server}: {message}")]
+    Unreachable {
+        /// The server's URL.
+        server: String,
+        /// The cause.
+        message: String,
+    },
+    /// The server answered with an error status; `message` is its JSON error's message.
+    #[error("{message} ({status} {kind})")]
+    Refused {
+        /// The status.
+        status: u16,
+        /// The error's kind (`not_found`, `spawn_failed`, …).
+        kind: String,
+        /// What went wrong, naming the actor.
+        message: String,
+    },
+    /// The server's answer was not what the API promises.
+    #[error("unexpected answer from the server: {0}")]
+    Protocol(String),
+}
+
+/// A client of one `theater serve`.
+#[derive(Clone, Debug)]
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+/// What an event stream yields: a chain event, or how the actor ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StreamItem {
+    /// One chain event.
+    Event(EventView),
+    /// The actor stopped: its exit, as text. The stream ends.
+    End(String),
+}
+
+impl Client {
+    /// A client of the server at `server` (`http://host:port`, or `host:port`), sending `token` as a bearer
+    /// token when given. No TLS: the control API is plain HTTP.
+    ///
+    /// # Errors
+    /// The HTTP client cannot be built.
+    pub fn new(server: &str, token: Option<String>) -> Result<Self, ClientError> {
+        let base = if server.contains("://") {
+            server.trim_end_matches('/').to_owned()
+        } else {
+            format!("http://{}", server.trim_end_matches('/'))
+        };
+        // reqwest is built without a default crypto provider; plain HTTP needs none, but the builder wants a
+        // TLS configuration: one that trusts nothing.
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::Protocol(format!("TLS setup: {e}")))?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .no_proxy()
+            .build()
+            .map_err(|e| ClientError::Protocol(format!("building the HTTP client: {e}")))?;
+        Ok(Self { base, token, http })
+    }
+
+    /// The server's URL.
+    pub fn server(&self) -> &str {
+        &self.base
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<reqwest::Response, ClientError> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.to_string());
+        }
+        let response = request.send().await.map_err(|e| self.unreachable(e))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        Err(refused(response).await)
+    }
+
+    fn unreachable(&self, e: reqwest::Error) -> ClientError {
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            message = format!("{message}: {s}");
+            source = s.source();
+        }
+        ClientError::Unreachable {
+            server: self.base.clone(),
+            message,
+        }
+    }
+
+    async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        response: reqwest::Response,
+    ) -> Result<T, ClientError> {
+        let bytes = response.bytes().await.map_err(|e| self.unreachable(e))?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// `GET /api/actors`: the running actors, oldest first.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn list(&self) -> Result<Vec<ActorInfo>, ClientError> {
+        let response = self.call(Method::GET, "/api/actors", None).await?;
+        self.json(response).await
+    }
+
+    /// Starts the actor `manifest` describes (made absolute here: the server resolves it on its host), with
+    /// `state` instead of the manifest's `init_state` if given; its id once `init` has returned.
+    ///
+    /// # Errors
+    /// [`ClientError`]; `Refused` with kind `spawn_failed` names the actor and the cause.
+    pub async fn start(
+        &self,
+        manifest: &Path,
+        state: Option<&[u8]>,
+    ) -> Result<String, ClientError> {
+        let manifest = std::path::absolute(manifest).unwrap_or_else(|_| manifest.to_path_buf());
+        let body = serde_json::to_value(StartRequest {
+            manifest,
+            state: state.map(|s| BASE64.encode(s)),
+        })
+        .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let response = self.call(Method::POST, "/api/actors", Some(body)).await?;
+        let answer: serde_json::Value = self.json(response).await?;
+        answer["id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| ClientError::Protocol(format!("no id in {answer}")))
+    }
+
+    /// Stops actor `id` gracefully; how it ended, as text.
+    ///
+    /// # Errors
+    /// [`ClientError`]; `Refused` with kind `not_found` for an actor that is not running.
+    pub async fn stop(&self, id: &str) -> Result<String, ClientError> {
+        let response = self
+            .call(Method::DELETE, &format!("/api/actors/{id}"), None)
+            .await?;
+        let answer: serde_json::Value = self.json(response).await?;
+        Ok(answer["exit"].as_str().unwrap_or("stopped").to_owned())
+    }
+
+    /// Queues `data` for actor `id`'s `handle-send` (through its message-server mailbox).
+    ///
+    /// # Errors
+    /// [`ClientError`]; `Refused` with kind `message_failed` when the actor has no mailbox or it is full.
+    pub async fn send(&self, id: &str, data: &[u8]) -> Result<(), ClientError> {
+        let body = serde_json::json!({ "data": BASE64.encode(data) });
+        self.call(Method::POST, &format!("/api/actors/{id}/send"), Some(body))
+            .await?;
+        Ok(())
+    }
+
+    /// Actor `id`'s `handle-request` answer to `data`.
+    ///
+    /// # Errors
+    /// As [`send`](Self::send), plus the actor's own error and the server's request timeout.
+    pub async fn request(&self, id: &str, data: &[u8]) -> Result<Vec<u8>, ClientError> {
+        let body = serde_json::json!({ "data": BASE64.encode(data) });
+        let response = self
+            .call(
+                Method::POST,
+                &format!("/api/actors/{id}/request"),
+                Some(body),
+            )
+            .await?;
+        let answer: Message = self.json(response).await?;
+        BASE64
+            .decode(answer.data)
+            .map_err(|e| ClientError::Protocol(format!("answer is not base64: {e}")))
+    }
+
+    /// Actor `id`'s chain so far.
+    ///
+    /// # Errors
+    /// [`ClientError`]; `Protocol` if the chain does not parse.
+    pub async fn chain(&self, id: &str) -> Result<Chain, ClientError> {
+        let response = self
+            .call(Method::GET, &format!("/api/actors/{id}/chain"), None)
+            .await?;
+        let bytes = response.bytes().await.map_err(|e| self.unreachable(e))?;
+        Chain::read_jsonl(&bytes[..]).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// Follows actor `id`'s chain from its first event: calls `each` for every event as it is recorded, and
+    /// for the end once the actor has stopped (the stream then ends).
+    ///
+    /// # Errors
+    /// [`ClientError`], including the connection breaking.
+    pub async fn follow(
+        &self,
+        id: &str,
+        mut each: impl FnMut(StreamItem),
+    ) -> Result<(), ClientError> {
+        let mut response = self
+            .call(Method::GET, &format!("/api/actors/{id}/events"), None)
+            .await?;
+        let mut buffer: Vec<u8> = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.unreachable(e))? {
+            buffer.extend_from_slice(&chunk);
+            while let Some(at) = find(&buffer, b"\n\n") {
+                let frame: Vec<u8> = buffer.drain(..at + 2).collect();
+                match parse_frame(&String::from_utf8_lossy(&frame))? {
+                    Some(StreamItem::End(exit)) => {
+                        each(StreamItem::End(exit));
+                        return Ok(());
+                    }
+                    Some(item) => each(item),
+                    None => {}
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The first position of `needle` in `haystack`.
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// One SSE frame: `event: chain` or `event: end` with `data:` lines; comments (keep-alives) are `None`.
+fn parse_frame(frame: &str) -> Result<Option<StreamItem>, ClientError> {
+    let mut kind = "message";
+    let mut data = String::new();
+    for line in frame.lines() {
+        if let Some(k) = line.strip_prefix("event:") {
+            kind = k.trim();
+        } else if let Some(d) = line.strip_prefix("data:") {
+            if !data.is_empty() {
+                data.push('\n');
+            }
+            data.push_str(d.strip_prefix(' ').unwrap_or(d));
+        }
+    }
+    let bad = |e: serde_json::Error| ClientError::Protocol(format!("event {kind}: {e}"));
+    match kind {
+        "chain" => Ok(Some(StreamItem::Event(
+            serde_json::from_str(&data).map_err(bad)?,
+        ))),
+        "end" => {
+            let end: serde_json::Value = serde_json::from_str(&data).map_err(bad)?;
+            Ok(Some(StreamItem::End(
+                end["exit"].as_str().unwrap_or("stopped").to_owned(),
+            )))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The server's JSON error as a [`ClientError::Refused`].
+async fn refused(response: reqwest::Response) -> ClientError {
+    let status = response.status();
+    let body = response.bytes().await.unwrap_or_default();
+    let parsed: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
+    let field = |name: &str| {
+        parsed
+            .as_ref()
+            .and_then(|v| v[name].as_str())
+            .map(str::to_owned)
+    };
+    ClientError::Refused {
+        status: status.as_u16(),
+        kind: field("kind").unwrap_or_else(|| kind_of(status).to_owned()),
+        message: field("error").unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned()),
+    }
+}
+
+fn kind_of(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        _ => "error",
+    }
+}

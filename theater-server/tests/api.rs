@@ -1,0 +1,450 @@
+//! The control API end to end: a real server on a loopback port (port 0), real actors built from
+//! `tests/actors`, and the [`Client`] the `theater` command uses.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use theater_server::client::StreamItem;
+use theater_server::{Client, ClientError, Server, ServerConfig, ServerLimits};
+use theater_tests::guests;
+
+/// A server serving in the background, its data folder and a folder for manifests.
+struct Running {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    dir: tempfile::TempDir,
+}
+
+impl Running {
+    async fn start(limits: ServerLimits) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: Some(dir.path().join("data")),
+            token: None,
+            limits,
+        };
+        let server = Server::bind(config, theater_tests::support::registry())
+            .await
+            .unwrap();
+        let addr = server.local_addr();
+        assert!(server.token().generated);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            stop: Some(stop),
+            task,
+            dir,
+        }
+    }
+
+    fn client(&self) -> Client {
+        Client::new(&self.addr.to_string(), None).unwrap()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Writes a manifest `name.toml` for `component` with `handlers` (TOML tables) into the test's folder.
+    fn manifest(&self, name: &str, component: &str, handlers: &str) -> PathBuf {
+        let path = self.dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!("name = {name:?}\ncomponent = {component:?}\n{handlers}"),
+        )
+        .unwrap();
+        path
+    }
+
+    fn peer(&self) -> PathBuf {
+        self.manifest(
+            "peer",
+            guests::MESSAGE_PEER,
+            "[[handler]]\ntype = \"runtime\"\n[[handler]]\ntype = \"message-server\"\n",
+        )
+    }
+
+    async fn shutdown(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+fn refused_kind(e: &ClientError) -> (&str, &str) {
+    match e {
+        ClientError::Refused { kind, message, .. } => (kind, message),
+        other => panic!("expected a refusal, got {other}"),
+    }
+}
+
+/// A raw HTTP request: status and parsed JSON body.
+async fn raw(method: reqwest::Method, url: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
+    let http = reqwest_client();
+    let response = http.request(method, url).body(body).send().await.unwrap();
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or_default())
+}
+
+fn reqwest_client() -> reqwest::Client {
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(rustls::RootCertStore::empty())
+    .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_list_message_follow_save_and_stop_two_actors() {
+    let server = Running::start(ServerLimits::default()).await;
+    let client = server.client();
+    let manifest = server.peer();
+    let a = client.start(&manifest, None).await.unwrap();
+    let b = client.start(&manifest, None).await.unwrap();
+    assert_ne!(a, b);
+
+    let listed = client.list().await.unwrap();
+    let ids: Vec<&str> = listed.iter().map(|i| i.id.as_str()).collect();
+    assert!(
+        ids.contains(&a.as_str()) && ids.contains(&b.as_str()),
+        "{listed:?}"
+    );
+    let info = listed.iter().find(|i| i.id == a).unwrap();
+    assert_eq!(info.name, "peer");
+    assert_eq!(info.status, "Idle");
+    assert_eq!(info.parent, None);
+    assert_eq!(info.events, 1, "init only: {info:?}");
+    assert!(info.memory_bytes > 0, "{info:?}");
+
+    // Follow a's chain while messages arrive: the stream has init, then each message, then the end.
+    let follower = {
+        let client = client.clone();
+        let a = a.clone();
+        tokio::spawn(async move {
+            let mut items = Vec::new();
+            client.follow(&a, |item| items.push(item)).await.unwrap();
+            items
+        })
+    };
+    client.send(&a, b"hello").await.unwrap();
+    assert_eq!(client.request(&a, b"ping").await.unwrap(), b"re:ping");
+    let chain = client.chain(&a).await.unwrap();
+    chain.verify().unwrap();
+    let types: Vec<&str> = chain
+        .events()
+        .iter()
+        .map(|e| e.event_type.as_str())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "theater:simple/actor/init",
+            "theater:simple/message-server-client/handle-send",
+            "theater:simple/message-server-client/handle-request",
+        ]
+    );
+
+    // `chain save`'s path: the chain as a closed file that verifies.
+    let saved = server.dir.path().join("a.chain.jsonl");
+    chain.save(&saved).unwrap();
+    let read = theater_runtime::Chain::open(&saved).unwrap();
+    assert_eq!(read.ending, theater_runtime::chain::Ending::Closed);
+    assert_eq!(read.chain, chain);
+
+    assert_eq!(client.stop(&a).await.unwrap(), "stopped");
+    let items = follower.await.unwrap();
+    let lines: Vec<String> = items
+        .iter()
+        .map(|i| match i {
+            StreamItem::Event(e) => e.event_type.clone(),
+            StreamItem::End(exit) => format!("end {exit}"),
+        })
+        .collect();
+    assert_eq!(lines[..3], types[..], "{lines:?}");
+    assert_eq!(lines.last().unwrap(), "end stopped", "{lines:?}");
+    // Each streamed event is the chain's, in its one-line form.
+    if let StreamItem::Event(e) = &items[1] {
+        assert_eq!(e.line, chain.events()[1].to_string());
+        assert!(e.data.contains("aGVsbG8="), "hello, base64: {}", e.data);
+    }
+
+    // a is gone; b still runs.
+    let listed = client.list().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, b);
+    let e = client.send(&a, b"late").await.unwrap_err();
+    let (kind, message) = refused_kind(&e);
+    assert_eq!(kind, "not_found");
+    assert!(message.contains(&a), "{message}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisors_child_is_listed_under_its_parent() {
+    let server = Running::start(ServerLimits::default()).await;
+    let child = server.manifest(
+        "child",
+        guests::SUPERVISOR_CHILD,
+        "[[handler]]\ntype = \"runtime\"\n[[handler]]\ntype = \"probe\"\n",
+    );
+    let parent = server.manifest(
+        "parent",
+        guests::SUPERVISOR_PARENT,
+        &format!(
+            "[[handler]]\ntype = \"supervisor\"\nallowed_manifests = [{:?}]\n[[handler]]\ntype = \"probe\"\n",
+            child.file_name().unwrap()
+        ),
+    );
+    let client = server.client();
+    let parent_id = client
+        .start(&parent, Some(b"run:spawn:child.toml"))
+        .await
+        .unwrap();
+    let listed = client.list().await.unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let child_info = listed.iter().find(|i| i.name == "child").unwrap();
+    assert_eq!(child_info.parent.as_deref(), Some(parent_id.as_str()));
+    // The live view nests the child under its parent.
+    let html = reqwest_client()
+        .get(server.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let at_parent = html.find(&format!("data-id=\"{parent_id}\"")).unwrap();
+    let at_child = html
+        .find(&format!("data-id=\"{}\"", child_info.id))
+        .unwrap();
+    let parent_item = &html[at_parent..];
+    assert!(at_child > at_parent);
+    assert!(
+        parent_item[..at_child - at_parent].matches("</li>").count() == 0,
+        "the child's item is inside its parent's: {html}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_input_gets_a_status_and_a_json_error_naming_the_cause() {
+    let limits = ServerLimits {
+        max_body_bytes: 1024,
+        ..ServerLimits::default()
+    };
+    let server = Running::start(limits).await;
+    let client = server.client();
+    let a = client.start(&server.peer(), None).await.unwrap();
+    let post = reqwest::Method::POST;
+
+    let (status, body) = raw(
+        post.clone(),
+        &server.url("/api/actors"),
+        b"{not json".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["kind"], "bad_json", "{body}");
+
+    let (status, body) = raw(
+        post.clone(),
+        &server.url("/api/actors"),
+        br#"{"manifesto": "x.toml"}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `manifesto`"),
+        "{body}"
+    );
+
+    // Under the limit a send is accepted; over it (valid JSON all the same) it is refused before parsing.
+    let message = |n: usize| {
+        use base64::Engine as _;
+        let data = base64::engine::general_purpose::STANDARD.encode(vec![b'x'; n]);
+        serde_json::json!({ "data": data }).to_string().into_bytes()
+    };
+    let send = server.url(&format!("/api/actors/{a}/send"));
+    let (status, body) = raw(post.clone(), &send, message(600)).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = raw(post.clone(), &send, message(2048)).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["kind"], "body_too_large");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("max_body_bytes (1024"),
+        "{body}"
+    );
+
+    let (status, body) = raw(
+        reqwest::Method::GET,
+        &server.url("/api/actors/nope"),
+        vec![],
+    )
+    .await;
+    assert_eq!(
+        (status, body["kind"].as_str()),
+        (400, Some("bad_id")),
+        "{body}"
+    );
+    let unknown = "00000000-0000-4000-8000-000000000000";
+    let (status, body) = raw(
+        reqwest::Method::DELETE,
+        &server.url(&format!("/api/actors/{unknown}")),
+        vec![],
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert!(body["error"].as_str().unwrap().contains(unknown), "{body}");
+    let (status, body) = raw(reqwest::Method::GET, &server.url("/api/nothing"), vec![]).await;
+    assert_eq!((status, body["kind"].as_str()), (404, Some("not_found")));
+
+    // A manifest that does not exist: the spawn fails naming the file.
+    let e = client
+        .start(Path::new("/does/not/exist.toml"), None)
+        .await
+        .unwrap_err();
+    let (kind, message) = refused_kind(&e);
+    assert_eq!(kind, "spawn_failed");
+    assert!(message.contains("/does/not/exist.toml"), "{message}");
+
+    // An actor without a mailbox (no message-server handler): the message is refused, naming the actor.
+    let quiet = server.manifest(
+        "quiet",
+        guests::SCRIPT,
+        "[[handler]]\ntype = \"runtime\"\n[[handler]]\ntype = \"random\"\n[[handler]]\ntype = \"probe\"\n",
+    );
+    let quiet = client.start(&quiet, None).await.unwrap();
+    let e = client.send(&quiet, b"hi").await.unwrap_err();
+    let (kind, message) = refused_kind(&e);
+    assert_eq!(kind, "message_failed");
+    assert!(
+        message.contains(&format!("actor {quiet} has no mailbox")),
+        "{message}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actor_and_subscriber_limits_refuse_one_more() {
+    let limits = ServerLimits {
+        max_actors: 1,
+        max_subscribers: 1,
+        ..ServerLimits::default()
+    };
+    let server = Running::start(limits).await;
+    let client = server.client();
+    let manifest = server.peer();
+    let a = client.start(&manifest, None).await.unwrap();
+    let e = client.start(&manifest, None).await.unwrap_err();
+    let (kind, message) = refused_kind(&e);
+    assert_eq!(kind, "actor_limit", "{message}");
+    assert!(message.contains("max_actors"), "{message}");
+
+    // One stream open (its first event read, so it is established): a second is refused.
+    let first = reqwest_client()
+        .get(server.url(&format!("/api/actors/{a}/events")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 200);
+    let (status, body) = raw(
+        reqwest::Method::GET,
+        &server.url(&format!("/api/actors/{a}/events")),
+        vec![],
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["kind"], "subscriber_limit");
+    drop(first);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_not_from_loopback_need_the_token() {
+    use tower::ServiceExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: Some(dir.path().to_path_buf()),
+        token: Some("s3cret".into()),
+        limits: ServerLimits::default(),
+    };
+    let server = Server::bind(config, theater_tests::support::registry())
+        .await
+        .unwrap();
+    let router = server.router();
+    let request = |peer: &str, auth: Option<&str>, uri: &str| {
+        let mut builder = axum::http::Request::builder().uri(uri);
+        if let Some(auth) = auth {
+            builder = builder.header("authorization", auth);
+        }
+        let mut request = builder.body(axum::body::Body::empty()).unwrap();
+        let peer: SocketAddr = peer.parse().unwrap();
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        request
+    };
+    let status = |request: axum::http::Request<axum::body::Body>| {
+        let router = router.clone();
+        async move { router.oneshot(request).await.unwrap().status().as_u16() }
+    };
+    assert_eq!(
+        status(request("127.0.0.1:5000", None, "/api/actors")).await,
+        200
+    );
+    assert_eq!(
+        status(request("[::1]:5000", None, "/api/actors")).await,
+        200
+    );
+    assert_eq!(
+        status(request("203.0.113.7:5000", None, "/api/actors")).await,
+        401
+    );
+    assert_eq!(status(request("203.0.113.7:5000", None, "/")).await, 401);
+    assert_eq!(
+        status(request(
+            "203.0.113.7:5000",
+            Some("Bearer wrong"),
+            "/api/actors"
+        ))
+        .await,
+        401
+    );
+    assert_eq!(
+        status(request(
+            "203.0.113.7:5000",
+            Some("Bearer s3cret"),
+            "/api/actors"
+        ))
+        .await,
+        200
+    );
+    assert_eq!(
+        status(request(
+            "203.0.113.7:5000",
+            None,
+            "/api/actors?token=s3cret"
+        ))
+        .await,
+        200
+    );
+}
