@@ -89,10 +89,10 @@ fn handler_expansion_parses() {
     let out = crate::expand_handler(attr, item, &workspace());
     let text = out.to_string();
     assert!(!text.contains("compile_error"), "{text}");
-    assert!(
-        text.contains("func_wrap_async"),
-        "async fn → func_wrap_async"
-    );
+    // Each mode has its definer: sync, async, and with `HostCtx`.
+    for definer in [". sync (", ". async_ (", ". sync_ctx ("] {
+        assert!(text.contains(definer), "{definer} in {text}");
+    }
     assert!(text.contains("RecordMode :: Digest"));
     assert!(
         !text.contains("# [theater"),

@@ -57,7 +57,7 @@ fn generate_is_token_for_token_the_macro_expansion_of_the_scaffold() {
     let text = String::from_utf8(out.stdout).unwrap();
     syn::parse_file(&text).unwrap();
     assert!(
-        text.contains("inst.func_wrap(\n") || text.contains("inst.func_wrap("),
+        text.contains("::theater_runtime::host::define::<Self>(&mut inst)"),
         "{text}"
     );
 }

@@ -1,17 +1,27 @@
 //! The glue API that `#[theater_handler]`-generated host functions call: find the handler instance in the store,
 //! record the call in the chain, and give methods that ask for it a [`HostCtx`].
 //!
-//! A generated host function is, in full:
+//! A generated host function is one call of a [`Definer`] (`define.rs`), which does all but the method call:
 //!
 //! ```ignore
-//! linker.func_wrap("random-bytes", |mut store: StoreContextMut<'_, ActorStore>, (length,): (u32,)| {
-//!     let call = host::begin(store.data(), &RANDOM_BYTES, || (length.clone(),));
+//! host::define::<Self>(&mut inst).sync(&RANDOM_BYTES_SPEC, |this, (length,): (u32,)| {
+//!     Ok((this.random_bytes(length),))
+//! })?;
+//! ```
+//!
+//! which is, written out (as the glue of a function whose values hold resource handles still is):
+//!
+//! ```ignore
+//! inst.func_wrap("random-bytes", |mut store: StoreContextMut<'_, ActorStore>, (length,): (u32,)| {
+//!     let call = host::begin(store.data(), &RANDOM_BYTES_SPEC, || (length.clone(),));
 //!     let this = host::instance_ref::<RandomHandler>(store.data())?;
 //!     let result = this.random_bytes(length);
 //!     host::finish(store.data_mut(), call, &result);
 //!     Ok((result,))
 //! })?;
 //! ```
+
+mod define;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -27,6 +37,8 @@ use crate::handler::Handler;
 use crate::record::bytes::Base64Bytes;
 use crate::record::{RecordMode, RecordParams, Recorded, Recorder, encode_call};
 use crate::store::ActorStore;
+
+pub use define::{Definer, Params, Results, define};
 
 /// The static description of one host function, generated once per WIT function.
 #[derive(Debug)]

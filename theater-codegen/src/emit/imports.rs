@@ -1,6 +1,7 @@
-//! The import side: one `CallSpec` and one `func_wrap`/`func_wrap_async` per WIT function of the imported
-//! interface. Each host function is a few calls into `theater_runtime::host`: encode the parameters, find this
-//! actor's instance, call the user's method, record one chain event.
+//! The import side: one `CallSpec` and one host function per WIT function of the imported interface. A function
+//! whose values hold no resource handle is one call of a `theater_runtime::host` definer with the method call in a
+//! closure; one with handles (not `Clone`, recorded as `{"resource","handle"}`) has its `func_wrap` written out:
+//! capture the parameters, find this actor's instance, call the user's method, record one chain event.
 
 use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
@@ -74,7 +75,7 @@ pub fn linker_functions(
 }
 
 /// The locals of a host function's glue, besides its parameters.
-const GLUE_LOCALS: &[&str] = &["store", "call", "this", "result", "rep"];
+const GLUE_LOCALS: &[&str] = &["store", "call", "this", "ctx", "result", "rep"];
 
 /// The glue's binding of a parameter: its Rust name, or with a trailing `_` where that is one of the glue's own
 /// locals (a WIT parameter named `store` or `result`).
@@ -172,8 +173,57 @@ fn store_type() -> TokenStream {
     )
 }
 
+/// A function whose values hold no handle: one call of a definer (`theater_runtime::host::define`), which does
+/// everything but the method call; the closure's body is the call and its results tuple.
+fn defined_function(b: &Bound<'_>) -> TokenStream {
+    let f: &Function = b.function;
+    let spec = format_ident!("{}", f.spec_name());
+    let names: Vec<_> = f.params.iter().map(binding).collect();
+    let types = f.params.iter().map(|p| rust_type(&p.ty, Scope::Root));
+    let method = &b.method;
+    let ctx = b.ctx.then(|| quote!(ctx,));
+    // Spanned at the user's method so that rustc's type errors point at the handler's code.
+    let call = quote_spanned!(method.span()=> this.#method(#ctx #(#names),*));
+    let call = if b.is_async {
+        quote!(#call.await)
+    } else {
+        call
+    };
+    let ok = quote!(::core::result::Result::Ok);
+    let results = match (f.result.is_some(), b.trappable) {
+        (true, false) => quote!(#ok((#call,))),
+        (true, true) => quote!(#call.map(|result| (result,))),
+        (false, false) => quote!({ #call; #ok(()) }),
+        (false, true) => call,
+    };
+    let (definer, body) = match (b.is_async, b.ctx) {
+        (false, false) => (quote!(sync), results),
+        (false, true) => (quote!(sync_ctx), results),
+        (true, false) => (quote!(async_), quote!(async move { #results })),
+        (true, true) => (
+            quote!(async_ctx),
+            quote!(::std::boxed::Box::pin(async move { #results })),
+        ),
+    };
+    quote! {
+        ::theater_runtime::host::define::<Self>(&mut inst).#definer(
+            &#spec,
+            |this, #ctx (#(#names,)*): (#(#types,)*)| #body,
+        )?;
+    }
+}
+
 fn host_function(model: &Model, b: &Bound<'_>) -> TokenStream {
     let f: &Function = b.function;
+    let holds_handles = f
+        .params
+        .iter()
+        .map(|p| &p.ty)
+        .chain(&f.result)
+        .any(|t| model.holds_handles(t));
+    if !holds_handles {
+        return defined_function(b);
+    }
     let wit_name = &f.name;
     let names: Vec<_> = f.params.iter().map(binding).collect();
     let types = f.params.iter().map(|p| rust_type(&p.ty, Scope::Root));
