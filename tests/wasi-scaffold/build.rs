@@ -95,8 +95,8 @@ fn main() {
     std::fs::write(path, out).unwrap();
 }
 
-/// The folder of the dependency `package` of this workspace (`cargo metadata` for the host platform only, offline:
-/// its source is already there, since the workspace builds it).
+/// The folder of the dependency `package` of this workspace (`cargo metadata` for the host platform only:
+/// its source is already there, since the workspace builds it, so nothing is downloaded).
 fn package_dir(package: &str) -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let host = std::env::var("HOST").expect("cargo sets HOST for build scripts");
@@ -107,7 +107,6 @@ fn package_dir(package: &str) -> PathBuf {
             "metadata",
             "--format-version",
             "1",
-            "--offline",
             "--filter-platform",
             &host,
         ])

@@ -165,6 +165,22 @@ pub fn bind<'a>(
             format!("`{method}` is not a function of {iface_name}{hint}"),
         );
     }
+    check_every_function_served(functions, &served, &suggested, item, diag);
+    // Keep WIT order, whatever the method order.
+    plan.bound
+        .sort_by_key(|b| functions.iter().position(|f| std::ptr::eq(f, b.function)));
+    plan
+}
+
+/// Every WIT function has a method, but a resource's destructor (optional) and those already suggested at a
+/// method with another name (the error there says what to write).
+fn check_every_function_served(
+    functions: &[Function],
+    served: &[bool],
+    suggested: &[&str],
+    item: &ItemImpl,
+    diag: &mut Diagnostics,
+) {
     for (function, served) in functions.iter().zip(served) {
         if !served && !function.optional() && !suggested.contains(&function.name.as_str()) {
             diag.error_spanned(
@@ -177,10 +193,6 @@ pub fn bind<'a>(
             );
         }
     }
-    // Keep WIT order, whatever the method order.
-    plan.bound
-        .sort_by_key(|b| functions.iter().position(|f| std::ptr::eq(f, b.function)));
-    plan
 }
 
 /// Records the one method marked `#[theater(<key>)]`; a second is an error at its key.
@@ -212,6 +224,8 @@ pub fn expected_signature(f: &Function) -> String {
     format!("fn {}(&self{}){}", f.rust_name(), params.concat(), ret)
 }
 
+/// Checks one method against the WIT function it serves, each part by a named check below; `None` when any
+/// failed (their errors are in `diag`).
 fn check_signature<'a>(
     model: &Model,
     function: &'a Function,
@@ -224,16 +238,57 @@ fn check_signature<'a>(
     let before = diag.len();
     // The `T` of every `Resource<T>` in the signature, checked against the resource's other uses at the end.
     let mut handles: Vec<(TypeRef, &syn::Type)> = Vec::new();
-    let mut inputs = sig.inputs.iter();
-    match inputs.next() {
+    check_receiver(function, sig, diag);
+    let ctx = check_params(model, function, sig, &mut handles, diag);
+    let trappable = check_return(model, function, sig, &mut handles, diag);
+    let payload = check_record_keys(function, attr, diag);
+    for (resource, ty) in handles {
+        check_resource_type(resource, ty, &sig.ident, resources, diag);
+    }
+    if diag.len() != before {
+        return None;
+    }
+    Some(Bound {
+        function,
+        method: sig.ident.clone(),
+        is_async: sig.asyncness.is_some(),
+        ctx,
+        payload,
+        trappable,
+    })
+}
+
+/// The receiver is `&self`: instances are shared by the actor's calls.
+fn check_receiver(function: &Function, sig: &syn::Signature, diag: &mut Diagnostics) {
+    match sig.inputs.first() {
         Some(FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_none() => {}
         Some(other) => diag.error_spanned(
             other,
-            format!("host function methods take `&self` (instances are shared by the actor's calls): {}", expected_signature(function)),
+            format!(
+                "host function methods take `&self` (instances are shared by the actor's calls): {}",
+                expected_signature(function)
+            ),
         ),
-        None => diag.error(sig.ident.span(), format!("missing `&self`: expected `{}`", expected_signature(function))),
+        None => diag.error(
+            sig.ident.span(),
+            format!("missing `&self`: expected `{}`", expected_signature(function)),
+        ),
     }
-    let mut params: Vec<&syn::PatType> = inputs
+}
+
+/// After `&self` and an optional `ctx: &mut HostCtx<'_>` (whether there is one is returned), one parameter per WIT
+/// parameter, of its Rust type.
+fn check_params<'u>(
+    model: &Model,
+    function: &Function,
+    sig: &'u syn::Signature,
+    handles: &mut Vec<(TypeRef, &'u syn::Type)>,
+    diag: &mut Diagnostics,
+) -> bool {
+    let mut params: Vec<&syn::PatType> = sig
+        .inputs
+        .iter()
+        .skip(1)
         .filter_map(|a| match a {
             FnArg::Typed(t) => Some(t),
             FnArg::Receiver(_) => None,
@@ -256,30 +311,41 @@ fn check_signature<'a>(
             Some(extra) => diag.error_spanned(extra, message),
             None => diag.error(sig.paren_token.span.close(), message),
         }
-    } else {
-        for (user, wit) in params.iter().zip(&function.params) {
-            if !matches(model, &user.ty, &wit.ty, &mut handles) {
-                let handle = if wit.ty.handles().is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        " (WIT `{}`: a handle is `Resource<T>`, its value in the actor's `ResourceTable`)",
-                        wit.ty.wit()
-                    )
-                };
-                diag.error_spanned(
-                    &user.ty,
-                    format!(
-                        "parameter `{}` of WIT function `{}` is `{}`{handle}",
-                        wit.name,
-                        function.name,
-                        type_string(&wit.ty)
-                    ),
-                );
-            }
+        return ctx;
+    }
+    for (user, wit) in params.iter().zip(&function.params) {
+        if !matches(model, &user.ty, &wit.ty, handles) {
+            let handle = if wit.ty.handles().is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (WIT `{}`: a handle is `Resource<T>`, its value in the actor's `ResourceTable`)",
+                    wit.ty.wit()
+                )
+            };
+            diag.error_spanned(
+                &user.ty,
+                format!(
+                    "parameter `{}` of WIT function `{}` is `{}`{handle}",
+                    wit.name,
+                    function.name,
+                    type_string(&wit.ty)
+                ),
+            );
         }
     }
-    // `HostResult<T>` (`wasmtime::Result<T>`) around the WIT result: an `Err` traps the call.
+    ctx
+}
+
+/// The return type is the WIT result's Rust type (`()` or none for no result), or `HostResult<T>`
+/// (`wasmtime::Result<T>`) around it, whose `Err` traps the call: whether it is that is returned.
+fn check_return<'u>(
+    model: &Model,
+    function: &Function,
+    sig: &'u syn::Signature,
+    handles: &mut Vec<(TypeRef, &'u syn::Type)>,
+    diag: &mut Diagnostics,
+) -> bool {
     let (output, trappable) = match &sig.output {
         ReturnType::Type(_, t) => match trap_result(t) {
             Some(inner) => (Some(inner), true),
@@ -292,7 +358,7 @@ fn check_signature<'a>(
         (None, None) => true,
         (Some(t), None) => unit(t),
         (None, Some(_)) => false,
-        (Some(t), Some(want)) => matches(model, t, want, &mut handles),
+        (Some(t), Some(want)) => matches(model, t, want, handles),
     };
     if !ok {
         let want = function
@@ -306,9 +372,18 @@ fn check_signature<'a>(
             ReturnType::Type(_, t) => diag.error_spanned(t, message),
         }
     }
+    trappable
+}
+
+/// Each key of `#[theater(record(...))]` names a parameter (by its Rust or WIT name) or `result`; returns the
+/// payload values by WIT name with their modes.
+fn check_record_keys(
+    function: &Function,
+    attr: &MethodAttr,
+    diag: &mut Diagnostics,
+) -> Vec<(String, Mode)> {
     let mut payload = Vec::new();
     for (value, mode) in &attr.record {
-        // A parameter by its Rust name (`r#type` or `type`) or its WIT name; `result` if the function has one.
         let name = unraw(&value.value);
         let known = if name == "result" && function.result.is_some() {
             Some("result")
@@ -331,20 +406,7 @@ fn check_signature<'a>(
         };
         payload.push((known.to_owned(), *mode));
     }
-    for (resource, ty) in handles {
-        check_resource_type(resource, ty, &sig.ident, resources, diag);
-    }
-    if diag.len() != before {
-        return None;
-    }
-    Some(Bound {
-        function,
-        method: sig.ident.clone(),
-        is_async: sig.asyncness.is_some(),
-        ctx,
-        payload,
-        trappable,
-    })
+    payload
 }
 
 /// One resource has one Rust type: the first `Resource<T>` written for it sets `T`, and every other must be the

@@ -39,16 +39,46 @@ pub use crate::diag::Diagnostics as Errors;
 
 /// Expands `#[theater_handler(attr)] item`, with WIT paths relative to `manifest_dir`.
 ///
-/// Always returns tokens: on error, the user's `impl` as written, the generated types when the WIT loaded, a stub
-/// `Handler` impl, and one `compile_error!` per problem at its span.
+/// Always returns tokens: on error ([`try_expand_handler`]), the user's `impl` as written, the generated types when
+/// the WIT loaded, a stub `Handler` impl, and one `compile_error!` per problem at its span.
 pub fn expand_handler(attr: TokenStream, item: TokenStream, manifest_dir: &Path) -> TokenStream {
+    try_expand_handler(attr, item, manifest_dir).unwrap_or_else(|failed| {
+        let Failed { fallback, errors } = failed;
+        let errors = errors.to_compile_errors();
+        quote!(#fallback #errors)
+    })
+}
+
+/// An expansion that found problems: what the macro emits besides the errors, so that they are the only errors
+/// the user sees, and the errors themselves.
+pub struct Failed {
+    /// The user's `impl` as written (minus `#[theater]` attributes), the generated types if the WIT loaded, a stub
+    /// `Handler` impl.
+    pub fallback: TokenStream,
+    /// Every problem, at its span.
+    pub errors: Diagnostics,
+}
+
+/// As [`expand_handler`], with the problems as a value: what `generate` and the CLI consume.
+///
+/// # Errors
+/// [`Failed`]: the item is not an `impl`, the attribute or the WIT is wrong, an interface cannot be served, or the
+/// methods do not match the WIT.
+pub fn try_expand_handler(
+    attr: TokenStream,
+    item: TokenStream,
+    manifest_dir: &Path,
+) -> Result<TokenStream, Failed> {
     let mut diag = Diagnostics::new();
     let mut item: ItemImpl = match syn::parse2(item.clone()) {
         Ok(item) => item,
         Err(e) => {
             let msg = format!("#[theater_handler] goes on an `impl` block: {e}");
-            let err = syn::Error::new(e.span(), msg).to_compile_error();
-            return quote!(#item #err);
+            diag.syn(syn::Error::new(e.span(), msg));
+            return Err(Failed {
+                fallback: item,
+                errors: diag,
+            });
         }
     };
     let attr = HandlerAttr::parse(attr, &mut diag);
@@ -58,9 +88,10 @@ pub fn expand_handler(attr: TokenStream, item: TokenStream, manifest_dir: &Path)
         .and_then(|wit| load_wit(manifest_dir, wit, &mut diag));
     let Some(loaded) = loaded else {
         strip_theater_attrs(&mut item, &mut diag);
-        let errors = diag.to_compile_errors();
-        let fallback = emit::fallback(&item, TokenStream::new(), TokenStream::new());
-        return quote!(#fallback #errors);
+        return Err(Failed {
+            fallback: emit::fallback(&item, TokenStream::new(), TokenStream::new()),
+            errors: diag,
+        });
     };
     let named = model_roots(
         &loaded,
@@ -94,9 +125,10 @@ pub fn expand_handler(attr: TokenStream, item: TokenStream, manifest_dir: &Path)
         } else {
             TokenStream::new()
         };
-        let fallback = emit::fallback(&item, types, emit::include_files(&loaded.files));
-        let errors = diag.to_compile_errors();
-        return quote!(#fallback #errors);
+        return Err(Failed {
+            fallback: emit::fallback(&item, types, emit::include_files(&loaded.files)),
+            errors: diag,
+        });
     }
     let name = attr
         .name
@@ -105,7 +137,7 @@ pub fn expand_handler(attr: TokenStream, item: TokenStream, manifest_dir: &Path)
         .or_else(|| import.map(|i| i.name.name.clone()))
         .or_else(|| export.as_ref().map(|(i, _)| i.name.name.clone()))
         .unwrap_or_default();
-    emit::handler(&emit::HandlerParts {
+    Ok(emit::handler(&emit::HandlerParts {
         model,
         item: &item,
         name,
@@ -113,7 +145,7 @@ pub fn expand_handler(attr: TokenStream, item: TokenStream, manifest_dir: &Path)
         export,
         plan,
         files: &loaded.files,
-    })
+    }))
 }
 
 /// What `#[theater_handler(wit = .., import = .., export = ..)]` expands to on the skeleton `impl` of
@@ -132,15 +164,18 @@ pub fn generate(
 ) -> Result<TokenStream, Diagnostics> {
     let base = std::env::current_dir().unwrap_or_default();
     let skeleton = skeleton(wit, import, export)?;
-    let out = expand_handler(skeleton.attr, skeleton.item, &base);
-    if out.to_string().contains("compile_error") {
+    let out = try_expand_handler(skeleton.attr, skeleton.item, &base).map_err(|failed| {
         let mut diag = Diagnostics::new();
-        diag.error(
-            Span::call_site(),
-            format!("internal error in theater-codegen: the skeleton does not expand: {out}"),
-        );
-        return Err(diag);
-    }
+        for message in failed.errors.messages() {
+            diag.error(
+                Span::call_site(),
+                format!(
+                    "internal error in theater-codegen: the skeleton does not expand: {message}"
+                ),
+            );
+        }
+        diag
+    })?;
     let states = skeleton.states;
     Ok(quote!(#states #out))
 }
