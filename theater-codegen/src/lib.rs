@@ -20,6 +20,7 @@ pub mod diag;
 pub mod emit;
 pub mod load;
 pub mod model;
+#[cfg(feature = "cli")]
 pub mod new_handler;
 pub mod scaffold;
 pub mod typemap;
