@@ -26,6 +26,10 @@ pub struct HandlerAttr {
     pub export: Option<Spanned>,
     /// The manifest `type` (default: the import interface's name).
     pub name: Option<Spanned>,
+    /// Interfaces whose types are generated elsewhere: `"ns:pkg/iface = path::to::module, ..."` ([`crate::with`]).
+    pub with: Option<Spanned>,
+    /// Interfaces every type of which is generated here, for other crates' `with`: `"ns:pkg/iface, ..."`.
+    pub types: Option<Spanned>,
 }
 
 impl HandlerAttr {
@@ -52,10 +56,12 @@ impl HandlerAttr {
                 "import" => &mut attr.import,
                 "export" => &mut attr.export,
                 "name" => &mut attr.name,
+                "with" => &mut attr.with,
+                "types" => &mut attr.types,
                 _ => {
                     diag.error(
                         key_span,
-                        format!("unknown key `{key}` in #[theater_handler]: expected `wit`, `import`, `export` or `name`"),
+                        format!("unknown key `{key}` in #[theater_handler]: expected `wit`, `import`, `export`, `name`, `with` or `types`"),
                     );
                     continue;
                 }

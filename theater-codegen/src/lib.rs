@@ -24,6 +24,7 @@ pub mod model;
 pub mod new_handler;
 pub mod scaffold;
 pub mod typemap;
+pub mod with;
 
 use std::path::{Path, PathBuf};
 
@@ -98,9 +99,14 @@ pub fn try_expand_handler(
         &loaded,
         attr.import.as_ref(),
         attr.export.as_ref(),
+        attr.types.as_ref(),
         &mut diag,
     );
     let model = &named.model;
+    let with = match &attr.with {
+        Some(lit) => with::With::parse(lit, model, &mut diag),
+        None => with::With::default(),
+    };
     let import = named.import.as_ref().and_then(|n| model.interface(n));
     let export = named.export.as_ref().and_then(|n| model.interface(n));
     let export = export.zip(attr.export.as_ref()).and_then(|(iface, s)| {
@@ -122,7 +128,12 @@ pub fn try_expand_handler(
     };
     if diag.has_errors() {
         let types = if named.complete && (import.is_some() || export.is_some()) {
-            emit::type_modules(model, export.as_ref(), &std::collections::BTreeMap::new())
+            emit::type_modules(
+                model,
+                export.as_ref(),
+                &std::collections::BTreeMap::new(),
+                &with,
+            )
         } else {
             TokenStream::new()
         };
@@ -145,6 +156,7 @@ pub fn try_expand_handler(
         import,
         export,
         plan,
+        with,
         files: &loaded.files,
     }))
 }
@@ -226,7 +238,13 @@ pub fn skeleton(
         return Err(diag);
     };
     let (import_lit, export_lit) = (import.map(spanned), export.map(spanned));
-    let named = model_roots(&loaded, import_lit.as_ref(), export_lit.as_ref(), &mut diag);
+    let named = model_roots(
+        &loaded,
+        import_lit.as_ref(),
+        export_lit.as_ref(),
+        None,
+        &mut diag,
+    );
     if let Some(Err(msg)) = named
         .export
         .as_ref()
@@ -298,11 +316,13 @@ struct Named {
     complete: bool,
 }
 
-/// Finds and models the `import` and `export` interfaces; each one's errors go to its literal.
+/// Finds and models the `import` and `export` interfaces, and those of `types` (every type of each, for other
+/// crates' `with`); each one's errors go to its literal.
 fn model_roots(
     loaded: &Loaded,
     import: Option<&Spanned>,
     export: Option<&Spanned>,
+    types: Option<&Spanned>,
     diag: &mut Diagnostics,
 ) -> Named {
     let mut builder = Builder::new(&loaded.resolve);
@@ -323,6 +343,20 @@ fn model_roots(
     };
     let import = import.and_then(|lit| root(lit, diag));
     let export = export.and_then(|lit| root(lit, diag));
+    for lit in types.iter() {
+        for name in lit
+            .value
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+        {
+            let one = Spanned {
+                value: name.to_owned(),
+                span: lit.span,
+            };
+            root(&one, diag);
+        }
+    }
     Named {
         model: builder.finish(),
         import,

@@ -559,3 +559,41 @@ fn record_keys_may_be_raw_identifiers() {
         "{text}"
     );
 }
+
+#[test]
+fn with_reuses_types_generated_elsewhere_and_names_bad_entries() {
+    let attr = quote!(
+        wit = "wit",
+        import = "theater:simple/supervisor",
+        with = "theater:simple/types = other::theater::simple::types"
+    );
+    let item = quote!(impl H {});
+    let text = crate::expand_handler(attr, item, &workspace()).to_string();
+    assert!(
+        text.contains("pub mod types { pub use other :: theater :: simple :: types :: * ; }"),
+        "{text}"
+    );
+    assert!(!text.contains("pub struct ChainEvent"), "{text}");
+    let attr = quote!(
+        wit = "wit",
+        import = "theater:simple/random",
+        with = "theater:simple/types = a::b, nonsense"
+    );
+    let text = crate::expand_handler(attr, quote!(impl H {}), &workspace()).to_string();
+    assert!(
+        text.contains("`theater:simple/types` is not an interface this handler reaches"),
+        "{text}"
+    );
+    assert!(
+        text.contains("`nonsense` is not `ns:pkg/iface = path::to::module`"),
+        "{text}"
+    );
+    // `types` generates every type of an interface the import does not reach.
+    let attr = quote!(
+        wit = "wit",
+        import = "theater:simple/random",
+        types = "theater:simple/types"
+    );
+    let text = crate::expand_handler(attr, quote!(impl H {}), &workspace()).to_string();
+    assert!(text.contains("pub struct ChainEvent"), "{text}");
+}

@@ -107,7 +107,12 @@ impl HttpClientHandler {
     }
 }
 
-#[theater_handler(wit = "../../wit", import = "theater:simple/http-client")]
+// Every type of `theater:simple/http-types` is generated here, once: the http-framework handler uses them (`with`).
+#[theater_handler(
+    wit = "../../wit",
+    import = "theater:simple/http-client",
+    types = "theater:simple/http-types"
+)]
 impl HttpClientHandler {
     /// Parses the allow-lists and builds the actor's client.
     #[theater(create_instance)]

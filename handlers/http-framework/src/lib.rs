@@ -257,7 +257,8 @@ impl std::fmt::Debug for HttpFrameworkHandler {
 #[theater_handler(
     wit = "../../wit",
     import = "theater:simple/http-framework",
-    export = "theater:simple/http-handlers"
+    export = "theater:simple/http-handlers",
+    with = "theater:simple/http-types = theater_handler_http_client::theater::simple::http_types"
 )]
 impl HttpFrameworkHandler {
     /// Parses the grants and makes the actor's empty tables.

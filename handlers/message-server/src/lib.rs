@@ -157,7 +157,8 @@ impl MessageServerHandler {
     wit = "../../wit",
     import = "theater:simple/message-server-host",
     export = "theater:simple/message-server-client",
-    name = "message-server"
+    name = "message-server",
+    with = "theater:simple/types = theater_handler_runtime::theater::simple::types"
 )]
 impl MessageServerHandler {
     /// Makes the actor's own mailbox and registers it with the runtime's router.

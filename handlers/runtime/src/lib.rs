@@ -35,7 +35,13 @@ impl RuntimeHandler {
     }
 }
 
-#[theater_handler(wit = "../../wit", import = "theater:simple/runtime")]
+// Every type of `theater:simple/types` is generated here, once: the supervisor and message-server handlers use them
+// (`with`).
+#[theater_handler(
+    wit = "../../wit",
+    import = "theater:simple/runtime",
+    types = "theater:simple/types"
+)]
 impl RuntimeHandler {
     /// WIT: `log: func(msg: string)`
     ///
@@ -57,7 +63,7 @@ impl RuntimeHandler {
     /// Every event recorded before this call, oldest first, with the stored hashes (20-byte SHA-1).
     #[theater(record(result = "digest"))]
     fn get_chain(&self, ctx: &mut HostCtx<'_>) -> Chain {
-        let events = ctx.chain().events().iter().map(to_wit_event).collect();
+        let events = ctx.chain().events().iter().map(ChainEvent::from).collect();
         Chain { events }
     }
 
@@ -70,14 +76,17 @@ impl RuntimeHandler {
     }
 }
 
-/// A runtime chain event as the WIT `chain-event` record.
-fn to_wit_event(e: &theater_runtime::ChainEvent) -> ChainEvent {
-    ChainEvent {
-        hash: e.hash.to_vec(),
-        parent_hash: e.parent_hash.map(|h| h.to_vec()),
-        event_type: e.event_type.clone(),
-        data: e.data.clone(),
-        timestamp: e.timestamp,
-        description: e.description.clone(),
+/// A runtime chain event as the WIT `chain-event` record: the one conversion, for every handler that returns
+/// chain events (the supervisor's `get-child-events` uses these types through `with`).
+impl From<&theater_runtime::ChainEvent> for ChainEvent {
+    fn from(e: &theater_runtime::ChainEvent) -> Self {
+        Self {
+            hash: e.hash.to_vec(),
+            parent_hash: e.parent_hash.map(|h| h.to_vec()),
+            event_type: e.event_type.clone(),
+            data: e.data.clone(),
+            timestamp: e.timestamp,
+            description: e.description.clone(),
+        }
     }
 }

@@ -369,7 +369,8 @@ impl SupervisorHandler {
 #[theater_handler(
     wit = "../../wit",
     import = "theater:simple/supervisor",
-    export = "theater:simple/supervisor-handlers"
+    export = "theater:simple/supervisor-handlers",
+    with = "theater:simple/types = theater_handler_runtime::theater::simple::types"
 )]
 impl SupervisorHandler {
     /// Gives the actor its own children table and notification channel, and resolves its manifest grants
@@ -549,7 +550,7 @@ impl SupervisorHandler {
             .chain()
             .events()
             .iter()
-            .map(to_wit_event)
+            .map(ChainEvent::from)
             .collect())
     }
 }
@@ -557,16 +558,4 @@ impl SupervisorHandler {
 /// The answer for an id that is not a live child of the caller.
 fn not_found(id: &str) -> String {
     format!("child {id} not found")
-}
-
-/// A runtime chain event as the WIT `chain-event` record.
-fn to_wit_event(e: &theater_runtime::ChainEvent) -> ChainEvent {
-    ChainEvent {
-        hash: e.hash.to_vec(),
-        parent_hash: e.parent_hash.map(|h| h.to_vec()),
-        event_type: e.event_type.clone(),
-        data: e.data.clone(),
-        timestamp: e.timestamp,
-        description: e.description.clone(),
-    }
 }

@@ -63,6 +63,8 @@ pub struct HandlerParts<'a> {
     pub import: Option<&'a Interface>,
     pub export: Option<(&'a Interface, Vec<exports::Callback<'a>>)>,
     pub plan: Plan<'a>,
+    /// Interfaces whose types come from elsewhere.
+    pub with: crate::with::With,
     pub files: &'a [PathBuf],
 }
 
@@ -73,6 +75,7 @@ pub fn type_modules(
     model: &Model,
     export: Option<&(&Interface, Vec<exports::Callback<'_>>)>,
     resources: &BTreeMap<TypeRef, ResourceType>,
+    with: &crate::with::With,
 ) -> TokenStream {
     let names: Vec<IfaceName> = model.interfaces.keys().cloned().collect();
     let extra = |name: &IfaceName| match export {
@@ -96,7 +99,7 @@ pub fn type_modules(
         });
         aliases.insert(resource.clone(), alias);
     }
-    let tree = types::module_tree(model, &names, &extra, &aliases);
+    let tree = types::module_tree(model, &names, &extra, &aliases, with);
     quote!(#alias_items #tree)
 }
 
@@ -199,7 +202,12 @@ pub fn handler(parts: &HandlerParts<'_>) -> TokenStream {
             }
         }
     });
-    let types = type_modules(parts.model, parts.export.as_ref(), &parts.plan.resources);
+    let types = type_modules(
+        parts.model,
+        parts.export.as_ref(),
+        &parts.plan.resources,
+        &parts.with,
+    );
     let includes = include_files(parts.files);
     quote! {
         #item

@@ -21,6 +21,7 @@ pub fn module_tree(
     ifaces: &[IfaceName],
     extra: &dyn Fn(&IfaceName) -> TokenStream,
     aliases: &BTreeMap<TypeRef, Ident>,
+    with: &crate::with::With,
 ) -> TokenStream {
     let mut tree: BTreeMap<(String, String, Option<String>), Vec<TokenStream>> = BTreeMap::new();
     for name in ifaces {
@@ -31,7 +32,11 @@ pub fn module_tree(
         let module = format_ident!("{}", module);
         let doc = docs(&iface.docs);
         let full = format!(" Types of the WIT interface `{}`.", name.versioned());
-        let items = interface_items(model, iface, aliases);
+        // `with`: the types are generated elsewhere; this module re-exports them.
+        let items = match with.0.get(name) {
+            Some(path) => quote!(pub use #path::*;),
+            None => interface_items(model, iface, aliases),
+        };
         let extra = extra(name);
         // One version of a package per model (the builder refuses two), so the version rides along.
         tree.entry((
