@@ -86,3 +86,60 @@ fn every_fixture() {
         );
     }
 }
+
+/// Expands a hand-written `impl` (WIT paths relative to `dir`), with machine paths made portable, formatted.
+fn expand_impl(
+    dir: &Path,
+    attr: proc_macro2::TokenStream,
+    item: proc_macro2::TokenStream,
+) -> String {
+    let tokens = theater_codegen::try_expand_handler(attr, item, dir)
+        .unwrap_or_else(|f| panic!("{:?}", f.errors.messages().collect::<Vec<_>>()));
+    let portable: proc_macro2::TokenStream = tokens
+        .to_string()
+        .replace(&workspace().display().to_string(), "<workspace>")
+        .parse()
+        .unwrap();
+    theater_codegen::format(portable).unwrap()
+}
+
+/// Every glue mode, from hand-written `impl`s: over `theater:simple/random`, the four definers (a synchronous
+/// method, one given `HostCtx` and returning `HostResult`, `async` ones with and without `HostCtx`); over
+/// `tests/wit`'s `theater:test/counters`, the written-out glue of functions with handles (the resource's
+/// constructor, methods, static function and destructor, handles in lists and results), sync and async.
+#[test]
+fn every_glue_mode() {
+    let random = quote::quote! {
+        impl H {
+            fn random_bytes(&self, length: u32) -> Result<Vec<u8>, String> { todo!() }
+            async fn random_range(&self, min: u64, max: u64) -> Result<u64, String> { todo!() }
+            fn random_float(&self, ctx: &mut HostCtx<'_>) -> HostResult<Result<f64, String>> { todo!() }
+            async fn generate_uuid(&self, ctx: &mut HostCtx<'_>) -> Result<String, String> { todo!() }
+        }
+    };
+    let attr = quote::quote!(wit = "wit", import = "theater:simple/random");
+    let definers = expand_impl(&workspace(), attr, random);
+    let item = quote::quote! {
+        impl H {
+            fn counter_new(&self, ctx: &mut HostCtx<'_>, start: u64) -> HostResult<Resource<Counter>> { todo!() }
+            async fn counter_add(&self, ctx: &mut HostCtx<'_>, self_: Resource<Counter>, n: u64) -> u64 { todo!() }
+            async fn counter_get(&self, self_: Resource<Counter>) -> u64 { todo!() }
+            fn counter_merge(&self, a: Resource<Counter>, b: Resource<Counter>) -> Resource<Counter> { todo!() }
+            fn counter_drop(&self, ctx: &mut HostCtx<'_>, self_: Resource<Counter>) -> HostResult<()> { todo!() }
+            fn values(&self, ctx: &mut HostCtx<'_>, cs: Vec<Resource<Counter>>) -> HostResult<Vec<u64>> { todo!() }
+            fn open_even(&self, start: u64) -> Result<Resource<Counter>, String> { todo!() }
+            #[theater(record(result = "digest"))]
+            async fn live(&self) -> u32 { todo!() }
+        }
+    };
+    let attr = quote::quote!(
+        wit = "wit",
+        import = "theater:test/counters",
+        name = "counters"
+    );
+    let handles = expand_impl(&workspace().join("tests"), attr, item);
+    insta::assert_snapshot!(
+        "modes",
+        format!("{definers}\n// ---- functions with handles ----\n\n{handles}")
+    );
+}
