@@ -15,6 +15,7 @@
 //! ```
 
 pub mod attr;
+pub mod callbacks;
 pub mod check;
 pub mod diag;
 pub mod emit;
@@ -109,15 +110,16 @@ pub fn try_expand_handler(
     };
     let import = named.import.as_ref().and_then(|n| model.interface(n));
     let export = named.export.as_ref().and_then(|n| model.interface(n));
-    let export = export.zip(attr.export.as_ref()).and_then(|(iface, s)| {
-        match emit::exports::callbacks(iface) {
-            Ok(cbs) => Some((iface, cbs)),
-            Err(msg) => {
-                diag.error(s.span, msg);
-                None
-            }
-        }
-    });
+    let export =
+        export
+            .zip(attr.export.as_ref())
+            .and_then(|(iface, s)| match callbacks::callbacks(iface) {
+                Ok(cbs) => Some((iface, cbs)),
+                Err(msg) => {
+                    diag.error(s.span, msg);
+                    None
+                }
+            });
     // An import that failed to load already has its error: checking the methods against nothing would only add
     // one "not a function" error per method.
     let plan = if attr.import.is_some() && import.is_none() {
@@ -249,7 +251,7 @@ pub fn skeleton(
         .export
         .as_ref()
         .and_then(|n| named.model.interface(n))
-        .map(emit::exports::callbacks)
+        .map(callbacks::callbacks)
     {
         diag.error(Span::call_site(), msg);
     }

@@ -597,3 +597,24 @@ fn with_reuses_types_generated_elsewhere_and_names_bad_entries() {
     let text = crate::expand_handler(attr, quote!(impl H {}), &workspace()).to_string();
     assert!(text.contains("pub struct ChainEvent"), "{text}");
 }
+
+#[test]
+fn an_exported_type_named_callbacks_is_refused_at_the_export() {
+    let model = inline_model(
+        "package a:b;
+        interface cb {
+            record callbacks { n: u32 }
+            handle-x: func(state: option<list<u8>>, params: tuple<callbacks>) -> result<tuple<option<list<u8>>>, string>;
+        }",
+        "a:b/cb",
+    )
+    .unwrap();
+    let iface = model
+        .interface(&IfaceName::parse("a:b/cb").unwrap())
+        .unwrap();
+    let err = crate::callbacks::callbacks(iface).err().unwrap();
+    assert!(
+        err.contains("type `callbacks` of a:b/cb would be generated as `Callbacks`"),
+        "{err}"
+    );
+}
