@@ -63,7 +63,7 @@ fn host_call(c: &mut Criterion) {
                     }
                     let elapsed = start.elapsed();
                     // Outside the timed loop: recording happened exactly when asked for.
-                    let events = actor.chain().len() as u64;
+                    let events = actor.chain_len() as u64;
                     assert_eq!(
                         events >= iters * u64::from(CALLS),
                         recording,
