@@ -13,6 +13,8 @@ use quote::ToTokens;
 #[derive(Debug, Default)]
 pub struct Diagnostics {
     errors: Vec<syn::Error>,
+    /// For each error, the `file:line:col` in a WIT file it is about, when known (a WIT syntax or name error).
+    locations: Vec<Option<String>>,
 }
 
 impl Diagnostics {
@@ -23,17 +25,29 @@ impl Diagnostics {
 
     /// Records an error at `span`.
     pub fn error(&mut self, span: Span, message: impl fmt::Display) {
-        self.errors.push(syn::Error::new(span, message));
+        self.push(syn::Error::new(span, message), None);
+    }
+
+    /// Records an error at `span` about `location` (`file:line:col`) in a WIT file.
+    pub fn error_at(&mut self, span: Span, message: impl fmt::Display, location: Option<String>) {
+        self.push(syn::Error::new(span, message), location);
     }
 
     /// Records an error over all of `tokens` (from their first to their last token).
     pub fn error_spanned(&mut self, tokens: impl ToTokens, message: impl fmt::Display) {
-        self.errors.push(syn::Error::new_spanned(tokens, message));
+        self.push(syn::Error::new_spanned(tokens, message), None);
     }
 
     /// Records a `syn::Error` (possibly several combined).
     pub fn syn(&mut self, error: syn::Error) {
-        self.errors.extend(error);
+        for e in error {
+            self.push(e, None);
+        }
+    }
+
+    fn push(&mut self, error: syn::Error, location: Option<String>) {
+        self.errors.push(error);
+        self.locations.push(location);
     }
 
     /// Whether any error was recorded.
@@ -56,6 +70,15 @@ impl Diagnostics {
         self.errors.iter().map(syn::Error::to_string)
     }
 
+    /// The messages with the WIT location each is about, if known: what a command-line tool prints as
+    /// `file:line:col: message`.
+    pub fn located(&self) -> impl Iterator<Item = (Option<&str>, String)> + '_ {
+        self.locations
+            .iter()
+            .map(Option::as_deref)
+            .zip(self.messages())
+    }
+
     /// `Ok(())` when there were no errors, else the diagnostics.
     pub fn finish(self) -> Result<(), Self> {
         if self.errors.is_empty() {
@@ -68,6 +91,7 @@ impl Diagnostics {
     /// Moves `other`'s errors into `self`.
     pub fn extend(&mut self, other: Diagnostics) {
         self.errors.extend(other.errors);
+        self.locations.extend(other.locations);
     }
 
     /// One `compile_error!` per error, at its span.

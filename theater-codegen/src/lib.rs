@@ -303,7 +303,7 @@ pub fn check(wit: &Path) -> Result<Vec<PathBuf>, Diagnostics> {
 /// Loads the WIT the `wit = ".."` literal names; an error goes to the literal.
 fn load_wit(base: &Path, wit: &Spanned, diag: &mut Diagnostics) -> Option<Loaded> {
     load::load(base, Path::new(&wit.value))
-        .map_err(|msg| diag.error(wit.span, msg))
+        .map_err(|e| diag.error_at(wit.span, &e.message, e.location))
         .ok()
 }
 

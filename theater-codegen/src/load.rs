@@ -7,6 +7,54 @@ use wit_parser::{InterfaceId, PackageId, Resolve};
 
 use crate::model::{IfaceName, iface_name};
 
+/// Why WIT did not load: wit-parser's rendered message (with its `--> file:line:col` and a snippet, when it
+/// located the problem), and that location on its own, for tools that print `file:line:col: message`.
+#[derive(Debug)]
+pub struct LoadError {
+    /// The whole message.
+    pub message: String,
+    /// `file:line:col` of the problem (1-based), when wit-parser gave a span.
+    pub location: Option<String>,
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<String> for LoadError {
+    fn from(message: String) -> Self {
+        Self {
+            message,
+            location: None,
+        }
+    }
+}
+
+/// The error of a `push_*` of `resolve`, rendered, with the location of its first typed layer (wit-parser's
+/// `ParseError` or `ResolveError`); `strip` is removed from paths (they are shown as the user wrote them).
+fn load_error(resolve: &Resolve, e: &anyhow::Error, strip: Option<&str>) -> LoadError {
+    let span = e.chain().find_map(|layer| {
+        layer
+            .downcast_ref::<wit_parser::ParseError>()
+            .map(|p| p.kind().span())
+            .or_else(|| {
+                layer
+                    .downcast_ref::<wit_parser::ResolveError>()
+                    .map(|r| r.kind().span())
+            })
+    });
+    let relative = |s: String| match strip {
+        Some(prefix) => s.replace(prefix, ""),
+        None => s,
+    };
+    LoadError {
+        message: relative(resolve.render_error(e)),
+        location: span.map(|span| relative(resolve.render_location(span))),
+    }
+}
+
 /// A resolved WIT package and the files it was read from.
 pub struct Loaded {
     /// Every package found (the main one and its `deps/`).
@@ -28,7 +76,7 @@ pub struct Loaded {
 /// The path is missing, or a file fails to parse or resolve: the message is wit-parser's, which carries
 /// `file:line:col` for syntax and name errors. A panic inside wit-parser (a bug of its own, e.g. 0.254 on an
 /// empty block comment `/**/`) is an error too, naming the path ([`guarded`]).
-pub fn load(base: &Path, path: &Path) -> Result<Loaded, String> {
+pub fn load(base: &Path, path: &Path) -> Result<Loaded, LoadError> {
     let full = if path.is_absolute() {
         path.to_owned()
     } else {
@@ -43,7 +91,8 @@ pub fn load(base: &Path, path: &Path) -> Result<Loaded, String> {
             } else {
                 "the crate's Cargo.toml"
             }
-        ));
+        )
+        .into());
     }
     let mut resolve = new_resolve();
     // `render_error` gives wit-parser's `--> file:line:col` and a source snippet; paths are shown as the user
@@ -58,15 +107,10 @@ pub fn load(base: &Path, path: &Path) -> Result<Loaded, String> {
             resolve.push_file(&full).map(|id| (id, vec![full.clone()]))
         }
     })?;
-    let (package, paths): (PackageId, Vec<PathBuf>) = pushed.map_err(|e| {
-        let message = resolve.render_error(&e);
-        let prefix = format!("{}{}", base.display(), std::path::MAIN_SEPARATOR);
-        if path.is_absolute() {
-            message
-        } else {
-            message.replace(&prefix, "")
-        }
-    })?;
+    let prefix = format!("{}{}", base.display(), std::path::MAIN_SEPARATOR);
+    let strip = (!path.is_absolute()).then_some(prefix.as_str());
+    let (package, paths): (PackageId, Vec<PathBuf>) =
+        pushed.map_err(|e| load_error(&resolve, &e, strip))?;
     // Sorted: wit-parser lists files in directory order, which differs between file systems, and the
     // expansion must not.
     let mut files: Vec<PathBuf> = paths
@@ -87,10 +131,10 @@ pub fn load(base: &Path, path: &Path) -> Result<Loaded, String> {
 ///
 /// # Errors
 /// As [`load`]: wit-parser's rendered error, or its panic.
-pub fn load_source(name: &str, text: &str) -> Result<Loaded, String> {
+pub fn load_source(name: &str, text: &str) -> Result<Loaded, LoadError> {
     let mut resolve = new_resolve();
-    let package =
-        guarded(name, || resolve.push_source(name, text))?.map_err(|e| resolve.render_error(&e))?;
+    let package = guarded(name, || resolve.push_source(name, text))?
+        .map_err(|e| load_error(&resolve, &e, None))?;
     Ok(Loaded {
         resolve,
         package,
@@ -190,11 +234,14 @@ mod tests {
             "package a:b;\ninterface x {\n  f: func(a: u32) -> ;\n}\n",
         )
         .unwrap();
-        let Err(msg) = super::load(&dir, &dir) else {
+        let Err(e) = super::load(&dir, &dir) else {
             panic!("loaded a bad package")
         };
         std::fs::remove_dir_all(&dir).ok();
-        assert!(msg.contains("that.wit:3:"), "{msg}");
+        assert!(e.message.contains("that.wit:3:"), "{e}");
+        // The location on its own, from wit-parser's typed error, not from its text.
+        let location = e.location.expect("a syntax error has a location");
+        assert!(location.ends_with("that.wit:3:22"), "{location}");
     }
 }
 
@@ -210,11 +257,13 @@ mod relative_tests {
             "package a:b;\ninterface x {\n  f: func() -> ;\n}\n",
         )
         .unwrap();
-        let Err(msg) = super::load(&base, std::path::Path::new("wit-bad")) else {
+        let Err(e) = super::load(&base, std::path::Path::new("wit-bad")) else {
             panic!()
         };
         std::fs::remove_dir_all(&base).ok();
+        let msg = e.message;
         assert!(!msg.contains(&base.display().to_string()), "{msg}");
         assert!(msg.contains("wit-bad/b.wit:3:"), "{msg}");
+        assert_eq!(e.location.as_deref(), Some("wit-bad/b.wit:3:16"));
     }
 }

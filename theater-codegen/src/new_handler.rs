@@ -55,7 +55,7 @@ pub fn run(
         )));
     }
     let wit_abs = std::path::absolute(root.join(wit)).map_err(|e| err(e.to_string()))?;
-    let loaded = crate::load::load(&root, &wit_abs).map_err(err)?;
+    let loaded = crate::load::load(&root, &wit_abs).map_err(|e| err(e.message))?;
     let mut builder = Builder::new(&loaded.resolve);
     let mut root_of = |name: &str| {
         loaded

@@ -127,19 +127,13 @@ fn check(wit: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Diagnostics as `file:line:col: message` where wit-parser located them (its `--> file:line:col` line).
+/// Diagnostics as `file:line:col: message` where wit-parser located them (the first line of its message, then
+/// the whole of it with its snippet), else `error: message`.
 fn render(diag: &theater_codegen::diag::Diagnostics) -> String {
-    diag.messages()
-        .map(|m| {
-            let location = m
-                .lines()
-                .find_map(|l| l.trim().strip_prefix("--> "))
-                .map(str::trim);
-            let first = m.lines().next().unwrap_or(&m).trim();
-            match location {
-                Some(loc) => format!("{loc}: {first}\n{m}"),
-                None => format!("error: {m}"),
-            }
+    diag.located()
+        .map(|(location, m)| match location {
+            Some(loc) => format!("{loc}: {}\n{m}", m.lines().next().unwrap_or(&m).trim()),
+            None => format!("error: {m}"),
         })
         .collect::<Vec<_>>()
         .join("\n")
