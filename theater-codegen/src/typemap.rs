@@ -15,6 +15,9 @@ pub enum Scope {
     Root,
     /// Inside `ns::pkg::iface`.
     Interface,
+    /// Inside the module of the interface whose functions are being typed: every named type those functions use
+    /// is defined or `use`d there (WIT scoping), so it is named bare (`HttpRequest`).
+    Here,
     /// Code a person edits (scaffolds): prelude names (`Vec`, `String`, `Option`, `Result`) and paths from the
     /// module of the `impl`.
     User,
@@ -78,7 +81,7 @@ pub fn rust_type(ty: &Type, scope: Scope) -> TokenStream {
                 let state = format_ident!("{}", resource_state_name(r));
                 quote!(theater_runtime::Resource<#state>)
             }
-            Scope::Root | Scope::Interface => {
+            Scope::Root | Scope::Interface | Scope::Here => {
                 let path = type_path(r, scope);
                 quote!(::theater_runtime::__private::wasmtime::component::Resource<#path>)
             }
@@ -98,6 +101,7 @@ pub fn type_path(r: &TypeRef, scope: Scope) -> TokenStream {
     match scope {
         Scope::Root | Scope::User => quote!(#ns::#pkg::#iface::#name),
         Scope::Interface => quote!(super::super::super::#ns::#pkg::#iface::#name),
+        Scope::Here => quote!(#name),
     }
 }
 

@@ -54,10 +54,9 @@ pub fn module_items(model: &Model, iface: &Interface, callbacks: &[Callback<'_>]
         let method = format_ident!("{}", f.rust_name());
         let spec = spec_ident(f);
         let args: Vec<_> = (0..cb.params.len()).map(|i| format_ident!("arg{i}")).collect();
-        let arg_types = cb.params.iter().map(|t| rust_type(t, Scope::Interface));
-        let params = params_type(cb, Scope::Interface);
-        let ok = ok_type(cb, Scope::Interface);
-        let ret = cb.value.map(|v| rust_type(v, Scope::Interface)).unwrap_or_else(|| quote!(()));
+        let arg_types = cb.params.iter().map(|t| rust_type(t, Scope::Here));
+        let ok = ok_type(cb, Scope::Here);
+        let ret = cb.value.map(|v| rust_type(v, Scope::Here)).unwrap_or_else(|| quote!(()));
         let wit = format!(" WIT: `{}`", f.wit_signature());
         let convention = format!(
             " Calls `{}` with ({}) and returns its `{}`; the actor's state is passed in and kept by the runtime.",
@@ -77,7 +76,7 @@ pub fn module_items(model: &Model, iface: &Interface, callbacks: &[Callback<'_>]
             #[doc = " The guest's `Err` ([`ActorError::Guest`](::theater_runtime::ActorError::Guest)), a trap or deadline, a stopped actor, or a component that does not export this function."]
             pub async fn #method(&self, #(#args: #arg_types),*) -> ::core::result::Result<#ret, ::theater_runtime::ActorError> {
                 self.actor
-                    .call_export::<#params, #ok>(&#spec, (#(#args,)*), self.timeout)
+                    .call_export::<_, #ok>(&#spec, (#(#args,)*), self.timeout)
                     .await
             }
         }
