@@ -22,7 +22,9 @@
 //! and the rest does nothing.
 
 use std::collections::HashSet;
+use std::ffi::OsStr;
 use std::io;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// The pids of the processes the host spawned through [`spawn`] and has not reaped yet.
@@ -62,6 +64,47 @@ pub fn reaped(pid: Option<u32>) -> usize {
         registry.remove(&pid);
     }
     sweep()
+}
+
+/// The path `name` runs as: an absolute path as given, a bare name looked up on `path` (the host's `PATH`);
+/// `None` for relative paths (`./x`, `a/b`), empty names and programs that are not files. The directory part is
+/// canonicalized but not the file itself, so a symlinked multi-call binary (`/bin/ls` → `busybox`) keeps its
+/// name and allowing one applet does not allow the others. What the process handler's `os-spawn` and the
+/// filesystem handler's `execute-command` both check programs with.
+///
+/// Touches the file system: call it from a blocking task.
+pub fn resolve_program(name: &str, path: Option<&OsStr>) -> Option<PathBuf> {
+    let given = Path::new(name);
+    let found = if given.is_absolute() {
+        given.to_owned()
+    } else if name.is_empty() || name.contains('/') {
+        return None;
+    } else {
+        std::env::split_paths(path?)
+            .filter(|dir| dir.is_absolute())
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())?
+    };
+    if !found.is_file() {
+        return None;
+    }
+    let dir = found.parent()?.canonicalize().ok()?;
+    Some(dir.join(found.file_name()?))
+}
+
+/// The path `name` runs as, if it resolves ([`resolve_program`], on the host's `PATH`) to the same path as an
+/// entry of `allowed` (bare names or absolute paths, resolved alike: `sh` and `/bin/sh` agree, a link to `sh`
+/// under another name does not). `None` otherwise, and for an empty `allowed`.
+///
+/// Touches the file system: call it from a blocking task.
+pub fn allowed_program(name: &str, allowed: &[String]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH");
+    let resolved = resolve_program(name, path.as_deref())?;
+    allowed
+        .iter()
+        .filter_map(|a| resolve_program(a, path.as_deref()))
+        .any(|a| a == resolved)
+        .then_some(resolved)
 }
 
 /// Makes `command`'s child a session (and process group) leader that nothing it starts outlives: on Linux,

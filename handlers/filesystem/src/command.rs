@@ -1,9 +1,10 @@
 //! Running allow-listed commands in the actor's root: only `PATH` in the environment, each command in its own
 //! process group, output read as it is written and bounded per stream.
 //!
-//! * **Program match**: a program is allowed when it resolves to the same *path* as an `allowed_commands` entry;
-//!   the directory part is canonicalized but not the file itself, so a symlinked multi-call binary (`/bin/ls` →
-//!   `busybox`) keeps its name and allowing one applet does not allow the others (as the process handler does).
+//! * **Program match** (`theater_runtime::children::allowed_program`, shared with the process handler): a program
+//!   is allowed when it resolves to the same *path* as an `allowed_commands` entry; the directory part is
+//!   canonicalized but not the file itself, so a symlinked multi-call binary (`/bin/ls` → `busybox`) keeps its
+//!   name and allowing one applet does not allow the others.
 //! * **Process group**: the command leads a new process group. The whole group is killed with SIGKILL when the
 //!   command exits (so background jobs it started, `sleep 300 &`, do not outlive it), on `command_timeout_ms`,
 //!   as soon as a stream passes `max_output_bytes`, when the actor begins to stop, and when the call is dropped
@@ -13,7 +14,7 @@
 //! * **Output**: stdout and stderr are read while the command runs; past `max_output_bytes` on either stream the
 //!   group is killed and the call gives `command-result.error`, so host memory stays about `2 × max_output_bytes`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -40,43 +41,6 @@ pub struct Limits {
     pub timeout: Duration,
     /// Largest stdout, and largest stderr, in bytes (`max_output_bytes`).
     pub max_output: u64,
-}
-
-/// The path `name` runs as: an absolute path as given, a bare name looked up on the host `PATH`; `None` for
-/// relative paths (`./x`, `a/b`), empty names and programs that are not files. The directory part is
-/// canonicalized but not the file itself, so a symlink keeps its own name (see the module docs).
-///
-/// Touches the file system: call it from a blocking task.
-pub fn resolve_program(name: &str) -> Option<PathBuf> {
-    let given = Path::new(name);
-    let found = if given.is_absolute() {
-        given.to_owned()
-    } else if name.is_empty() || name.contains('/') {
-        return None;
-    } else {
-        std::env::split_paths(&std::env::var_os("PATH")?)
-            .filter(|dir| dir.is_absolute())
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())?
-    };
-    if !found.is_file() {
-        return None;
-    }
-    let dir = found.parent()?.canonicalize().ok()?;
-    Some(dir.join(found.file_name()?))
-}
-
-/// The path `program` runs as, if it resolves ([`resolve_program`]) to the same path as an entry of `allowed`
-/// (so `sh` and `/bin/sh` agree, but a link to `sh` under another name does not).
-///
-/// Touches the file system: call it from a blocking task.
-pub fn is_allowed(program: &str, allowed: &[String]) -> Option<PathBuf> {
-    let resolved = resolve_program(program)?;
-    allowed
-        .iter()
-        .filter_map(|a| resolve_program(a))
-        .any(|a| a == resolved)
-        .then_some(resolved)
 }
 
 /// Runs `program args` in `cwd` with only `PATH` set, in its own process group, within `limits`; gives up
@@ -257,6 +221,14 @@ impl Drop for Group {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
+
+    use theater_runtime::children::allowed_program as is_allowed;
+
+    /// `name` on the host's `PATH`, as a command resolves.
+    fn resolve_program(name: &str) -> Option<PathBuf> {
+        theater_runtime::children::resolve_program(name, std::env::var_os("PATH").as_deref())
+    }
 
     fn sh(script: &str) -> Vec<String> {
         vec!["-c".into(), script.into()]

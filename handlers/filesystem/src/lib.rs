@@ -38,7 +38,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use theater_macros::theater_handler;
-use theater_runtime::{ActorContext, ActorHandle, ShutdownSignal};
+use theater_runtime::{ActorContext, ActorHandle, ShutdownSignal, children};
 
 use crate::command::Outcome;
 use crate::sandbox::{Sandbox, check_path};
@@ -184,10 +184,13 @@ impl FilesystemHandler {
         )?;
         let allowed = self.config.allowed_commands.clone();
         let name = program.to_owned();
-        let resolved = tokio::task::spawn_blocking(move || command::is_allowed(&name, &allowed))
-            .await
-            .map_err(|e| format!("filesystem: {e}"))?
-            .ok_or_else(|| format!("permission denied: execute {program} (allowed_commands)"))?;
+        let resolved =
+            tokio::task::spawn_blocking(move || children::allowed_program(&name, &allowed))
+                .await
+                .map_err(|e| format!("filesystem: {e}"))?
+                .ok_or_else(|| {
+                    format!("permission denied: execute {program} (allowed_commands)")
+                })?;
         let cwd = self.blocking(dir, |sb, p| sb.host_dir(p)).await?;
         let limits = command::Limits {
             timeout: Duration::from_millis(self.config.command_timeout_ms),

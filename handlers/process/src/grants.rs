@@ -3,47 +3,18 @@
 //!
 //! These functions touch the file system (`PATH` lookup, canonicalization); call them from a blocking task.
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-/// The path `name` runs as: an absolute path as given, a bare name looked up on `path` (the host's `PATH`);
-/// `None` for relative paths (`./x`, `a/b`) and programs that are not files. The directory part is
-/// canonicalized but not the file itself, so a symlinked multi-call binary (`/bin/ls` → `busybox`) keeps its
-/// name and one allowed applet does not grant the others.
-pub fn resolve_program(name: &str, path: Option<&OsString>) -> Option<PathBuf> {
-    let given = Path::new(name);
-    let found = if given.is_absolute() {
-        given.to_owned()
-    } else if name.is_empty() || name.contains('/') {
-        return None;
-    } else {
-        std::env::split_paths(path?)
-            .filter(|dir| dir.is_absolute())
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())?
-    };
-    if !found.is_file() {
-        return None;
-    }
-    let dir = found.parent()?.canonicalize().ok()?;
-    Some(dir.join(found.file_name()?))
-}
+use theater_runtime::children;
 
 /// The program `name` may run as, if it resolves to the same path as an entry of `allowed` (bare names or
-/// absolute paths, resolved alike).
+/// absolute paths, resolved alike: [`children::allowed_program`]).
 ///
 /// # Errors
 /// `permission denied: run <name> (allowed_programs)`.
 pub fn program(name: &str, allowed: &[String]) -> Result<PathBuf, String> {
-    let path = std::env::var_os("PATH");
-    let denied = || format!("permission denied: run {name} (allowed_programs)");
-    let resolved = resolve_program(name, path.as_ref()).ok_or_else(denied)?;
-    allowed
-        .iter()
-        .filter_map(|a| resolve_program(a, path.as_ref()))
-        .any(|a| a == resolved)
-        .then_some(resolved)
-        .ok_or_else(denied)
+    children::allowed_program(name, allowed)
+        .ok_or_else(|| format!("permission denied: run {name} (allowed_programs)"))
 }
 
 /// `cwd` canonicalized, if it is absolute and lies inside one of `allowed` (canonical directories). A path
@@ -102,7 +73,7 @@ mod tests {
     #[test]
     fn a_symlinked_program_keeps_its_name() {
         let dir = tempfile::tempdir().unwrap();
-        let sh = resolve_program("sh", std::env::var_os("PATH").as_ref()).unwrap();
+        let sh = children::resolve_program("sh", std::env::var_os("PATH").as_deref()).unwrap();
         let link = dir.path().join("applet");
         std::os::unix::fs::symlink(&sh, &link).unwrap();
         let link = link.to_str().unwrap().to_owned();
