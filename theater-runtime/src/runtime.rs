@@ -403,6 +403,30 @@ impl TheaterRuntime {
             .as_ref()
             .map(|p| read(p, "init_state"))
             .transpose()?;
+        let (handlers, overrides) = self.manifest_handlers(manifest, registry)?;
+        let options = SpawnOptions::new(manifest.name.clone(), component)
+            .handlers(handlers)
+            .init_state(init_state)
+            .limits(manifest.limits.clone())
+            .record_overrides(overrides)
+            .manifest_dir(manifest.dir.clone())
+            .registry(registry.clone());
+        Ok(options)
+    }
+
+    /// The handlers of `manifest`'s `[[handler]]` tables, built with `registry` (each table its handler's
+    /// configuration), and the record modes its `record` entries set, keyed `<interface>/<function>`: what
+    /// [`manifest_options`](Self::manifest_options) and a supervisor starting a child from a manifest both need.
+    ///
+    /// # Errors
+    /// [`SpawnError::Handler`] (step `config`): the registry refuses a table, or a `record` entry names no host
+    /// function or callback of its handler (the message lists those it has).
+    #[allow(clippy::type_complexity)]
+    pub fn manifest_handlers(
+        &self,
+        manifest: &Manifest,
+        registry: &HandlerRegistry,
+    ) -> Result<(Vec<Arc<dyn Handler>>, HashMap<String, RecordMode>), SpawnError> {
         let mut handlers = Vec::new();
         let mut overrides = HashMap::new();
         for entry in &manifest.handlers {
@@ -448,14 +472,7 @@ impl TheaterRuntime {
             }
             handlers.push(handler);
         }
-        let options = SpawnOptions::new(manifest.name.clone(), component)
-            .handlers(handlers)
-            .init_state(init_state)
-            .limits(manifest.limits.clone())
-            .record_overrides(overrides)
-            .manifest_dir(manifest.dir.clone())
-            .registry(registry.clone());
-        Ok(options)
+        Ok((handlers, overrides))
     }
 
     /// Spawns an actor: links the handlers it uses, instantiates the component, calls `init` if exported, and

@@ -15,8 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::Deserialize;
 use theater_runtime::{
-    ActorId, CompiledComponent, HandlerConfig, HandlerRegistry, Manifest, RecordMode, SpawnOptions,
-    TheaterRuntime,
+    ActorId, CompiledComponent, HandlerRegistry, Manifest, SpawnOptions, TheaterRuntime,
 };
 
 /// Where a supervising actor stands in its supervision tree: how deep, how deep its descendants may go, and
@@ -294,38 +293,9 @@ impl Pinned {
         registry: &HandlerRegistry,
     ) -> Result<SpawnOptions, String> {
         let manifest = &self.manifest;
-        let mut handlers = Vec::new();
-        let mut overrides: HashMap<String, RecordMode> = HashMap::new();
-        for entry in &manifest.handlers {
-            let config = HandlerConfig {
-                type_name: entry.type_name.clone(),
-                table: entry.config.clone(),
-                manifest_dir: manifest.dir.clone(),
-                data_dir: runtime.data_dir().to_owned(),
-                actor_name: manifest.name.clone(),
-            };
-            let handler = registry
-                .build(&config)
-                .map_err(|e| format!("handler {}: config: {e:#}", entry.type_name))?;
-            for (function, mode) in &entry.record {
-                let interface = handler
-                    .imports()
-                    .filter(|_| handler.functions().contains(&function.as_str()))
-                    .or_else(|| {
-                        handler
-                            .exports()
-                            .filter(|_| handler.callback_functions().contains(&function.as_str()))
-                    })
-                    .ok_or_else(|| {
-                        format!(
-                            "handler {}: config: record: `{function}` is not a function of this handler",
-                            entry.type_name
-                        )
-                    })?;
-                overrides.insert(format!("{interface}/{function}"), *mode);
-            }
-            handlers.push(handler);
-        }
+        let (handlers, overrides) = runtime
+            .manifest_handlers(manifest, registry)
+            .map_err(|e| e.to_string())?;
         let compiled = match self.compiled.get() {
             Some(compiled) => compiled.clone(),
             None => {
