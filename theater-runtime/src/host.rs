@@ -92,25 +92,17 @@ where
     P: RecordParams + Send + 'static,
     R: Serialize + Clone + Send + 'static,
 {
-    store.credit_host_time(call.tick);
-    let Some(params) = call.params else {
-        return;
-    };
-    let values = HostCall {
-        spec: call.spec,
-        params,
-        result: result.clone(),
-    };
-    store.shared.record_event(
-        Cow::Borrowed(call.spec.event_type),
-        PendingData::Later(Box::new(values)),
-    );
+    finish_recorded(store, call, || result.clone());
 }
 
-/// As [`finish`], with `recorded`, an owned copy of the result made for the chain, instead of a clone of the
-/// result: for results that hold resource handles, which cannot be cloned ([`ResourceHandle`]).
-pub fn finish_recorded<P, R>(store: &mut ActorStore, call: PendingCall<P>, recorded: R)
-where
+/// As [`finish`], with `recorded` making the owned copy of the result the chain keeps (only if the actor records
+/// its calls), instead of a clone: for results that hold resource handles, which cannot be cloned
+/// ([`ResourceHandle`]).
+pub fn finish_recorded<P, R>(
+    store: &mut ActorStore,
+    call: PendingCall<P>,
+    recorded: impl FnOnce() -> R,
+) where
     P: RecordParams + Send + 'static,
     R: Serialize + Send + 'static,
 {
@@ -121,7 +113,7 @@ where
     let values = HostCall {
         spec: call.spec,
         params,
-        result: recorded,
+        result: recorded(),
     };
     store.shared.record_event(
         Cow::Borrowed(call.spec.event_type),
@@ -148,8 +140,7 @@ where
     enum Trapped {
         Trap(String),
     }
-    let trap = Trapped::Trap(format!("{error:#}"));
-    finish_recorded(store, call, trap);
+    finish_recorded(store, call, || Trapped::Trap(format!("{error:#}")));
     error
 }
 

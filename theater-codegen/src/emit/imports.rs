@@ -121,7 +121,7 @@ fn glue_body(
     let finish = match &f.result {
         Some(t) if model.holds_handles(t) => {
             let copy = record_copy(model, quote!(&result), t);
-            quote!(::theater_runtime::host::finish_recorded(store.data_mut(), call, #copy);)
+            quote!(::theater_runtime::host::finish_recorded(store.data_mut(), call, || #copy);)
         }
         _ => quote!(::theater_runtime::host::finish(store.data_mut(), call, &result);),
     };
