@@ -1,6 +1,9 @@
 //! Builds the guest actors in `tests/actors/` for `wasm32-wasip2` (as wasmtime builds its test programs) and
 //! writes `$OUT_DIR/guests.rs` with one `pub const <NAME>: &str` path per guest.
 
+#[path = "src/guest_cargo.rs"]
+mod guest_cargo;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -42,27 +45,13 @@ fn main() {
     }
 
     ensure_target();
-    let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    // The guests are a separate build: none of the outer cargo's settings apply to them.
+    let mut cargo = guest_cargo::guest_cargo();
     cargo
         .args(["build", "--release", "--target", TARGET, "--manifest-path"])
         .arg(actors.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(&target_dir);
-    // The guests are a separate build: none of the outer cargo's settings apply to them.
-    for (key, _) in std::env::vars_os() {
-        let key = key.to_string_lossy();
-        if key.starts_with("CARGO_")
-            && !matches!(
-                key.as_ref(),
-                "CARGO_HOME" | "CARGO_NET_OFFLINE" | "CARGO_TERM_COLOR"
-            )
-            || key.starts_with("RUSTC")
-            || key.starts_with("RUSTFLAGS")
-            || key == "RUSTDOCFLAGS"
-        {
-            cargo.env_remove(key.as_ref());
-        }
-    }
     let output = cargo
         .output()
         .expect("running cargo to build the guest actors");

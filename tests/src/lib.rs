@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod counters;
+pub mod guest_cargo;
 pub mod load;
 pub mod many;
 pub mod probe;

@@ -50,7 +50,8 @@ fn a_scaffolded_actor_builds_and_runs() {
     // The README's build command, in the shared target folder.
     std::fs::copy(actors.join("Cargo.lock"), crate_dir.join("Cargo.lock")).unwrap();
     let target = actors.join("target");
-    let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    // A build of its own: none of the outer cargo's settings apply.
+    let mut cargo = theater_tests::guest_cargo::guest_cargo();
     cargo
         .args([
             "build",
@@ -61,20 +62,6 @@ fn a_scaffolded_actor_builds_and_runs() {
         ])
         .arg(&target)
         .current_dir(&crate_dir);
-    // A build of its own: none of the outer cargo's settings apply.
-    for (key, _) in std::env::vars_os() {
-        let key = key.to_string_lossy();
-        if key.starts_with("CARGO_")
-            && !matches!(
-                key.as_ref(),
-                "CARGO_HOME" | "CARGO_NET_OFFLINE" | "CARGO_TERM_COLOR"
-            )
-            || key.starts_with("RUSTC")
-            || key.starts_with("RUSTFLAGS")
-        {
-            cargo.env_remove(key.as_ref());
-        }
-    }
     let out = cargo.output().unwrap();
     assert!(
         out.status.success(),
