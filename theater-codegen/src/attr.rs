@@ -122,6 +122,18 @@ pub enum Mode {
     KeyedDigest,
 }
 
+/// How replay answers a host function (`#[theater(replay = "...")]`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Replay {
+    /// From the recorded result (the default).
+    #[default]
+    Feed,
+    /// By calling the method again (functions without effects outside the actor).
+    Rerun,
+    /// From the recorded result when it was recorded in full, else by calling the method again.
+    FeedOrRerun,
+}
+
 /// `#[theater(...)]` on one method.
 #[derive(Debug, Default)]
 pub struct MethodAttr {
@@ -130,9 +142,12 @@ pub struct MethodAttr {
     /// `record(value = "mode", ...)`: payload values (WIT parameter names in snake case, or `result`); the span
     /// is the value's.
     pub record: Vec<(Spanned, Mode)>,
-    /// The spans of the `name` and `record` keys, if present.
+    /// `replay = "feed" | "rerun" | "feed-or-rerun"`: how replay answers the function.
+    pub replay: Replay,
+    /// The spans of the `name`, `record` and `replay` keys, if present.
     pub name_key: Option<Span>,
     pub record_key: Option<Span>,
+    pub replay_key: Option<Span>,
     /// `create_instance`: the per-actor constructor.
     pub create_instance: Option<Span>,
     /// `start`: background work.
@@ -185,6 +200,27 @@ impl MethodAttr {
                         Ok(())
                     })?
                     }
+                    "replay" => {
+                        let lit: LitStr = meta.value()?.parse()?;
+                        if out.replay_key.is_some() {
+                            diag.error(span, "duplicate key `replay` in #[theater]");
+                        }
+                        out.replay_key = Some(span);
+                        out.replay = match lit.value().as_str() {
+                            "feed" => Replay::Feed,
+                            "rerun" => Replay::Rerun,
+                            "feed-or-rerun" => Replay::FeedOrRerun,
+                            other => {
+                                diag.error(
+                                    lit.span(),
+                                    format!(
+                                        "unknown replay rule `{other}`: expected `feed`, `rerun` or `feed-or-rerun`"
+                                    ),
+                                );
+                                Replay::Feed
+                            }
+                        };
+                    }
                     "create_instance" | "start" => {
                         let slot = if key == "start" { &mut out.start } else { &mut out.create_instance };
                         if slot.is_some() {
@@ -195,7 +231,7 @@ impl MethodAttr {
                     _ => diag.error(
                         span,
                         format!(
-                            "unknown key `{key}` in #[theater]: expected `name`, `record`, `create_instance` or `start`"
+                            "unknown key `{key}` in #[theater]: expected `name`, `record`, `replay`, `create_instance` or `start`"
                         ),
                     ),
                 }
@@ -211,7 +247,7 @@ impl MethodAttr {
 }
 
 impl MethodAttr {
-    /// Errors for keys that mean nothing on a lifecycle method (`name`, `record`, the other lifecycle key), each
+    /// Errors for keys that mean nothing on a lifecycle method (`name`, `record`, `replay`, the other lifecycle key), each
     /// at its key, so that no key is silently ignored. `hook` is `create_instance` or `start`.
     pub fn check_hook(&self, hook: &str, diag: &mut Diagnostics) {
         let unused = |span: Span, key: &str, diag: &mut Diagnostics| {
@@ -225,6 +261,9 @@ impl MethodAttr {
         }
         if let Some(span) = self.record_key {
             unused(span, "record", diag);
+        }
+        if let Some(span) = self.replay_key {
+            unused(span, "replay", diag);
         }
         if hook == "create_instance"
             && let Some(s) = self.start

@@ -4,7 +4,7 @@
 use proc_macro2::Span;
 use syn::{FnArg, GenericArgument, ImplItem, ItemImpl, PathArguments, ReturnType};
 
-use crate::attr::{MethodAttr, Mode};
+use crate::attr::{MethodAttr, Mode, Replay};
 use crate::diag::Diagnostics;
 use std::collections::BTreeMap;
 
@@ -20,6 +20,8 @@ pub struct Bound<'a> {
     pub ctx: bool,
     /// Payload values (WIT names, or `result`) and their default modes.
     pub payload: Vec<(String, Mode)>,
+    /// How replay answers the function.
+    pub replay: Replay,
     /// Whether the method returns `HostResult<T>` (`wasmtime::Result<T>`) around the WIT result: an `Err` traps
     /// the call.
     pub trappable: bool,
@@ -254,6 +256,7 @@ fn check_signature<'a>(
         is_async: sig.asyncness.is_some(),
         ctx,
         payload,
+        replay: attr.replay,
         trappable,
     })
 }

@@ -174,7 +174,7 @@ fn suggestions_name_only_unserved_functions() {
 fn lifecycle_keys_are_checked() {
     let messages = check_random(quote! {
         impl RandomHandler {
-            #[theater(create_instance, name = "x")]
+            #[theater(create_instance, name = "x", replay = "rerun")]
             fn a(&self, actor: &ActorContext) -> anyhow::Result<Self> { todo!() }
             #[theater(create_instance, create_instance)]
             fn b(&self, actor: &ActorContext) -> anyhow::Result<Self> { todo!() }
@@ -182,6 +182,7 @@ fn lifecycle_keys_are_checked() {
             fn c(self: Arc<Self>, a: ActorHandle, s: ShutdownSignal) -> anyhow::Result<()> { todo!() }
             #[theater(record(result = "digest", result = "full"), bogus)]
             fn random_bytes(&self, length: u32) -> Result<Vec<u8>, String> { todo!() }
+            #[theater(replay = "sometimes")]
             fn random_range(&self, min: u64, max: u64) -> Result<u64, String> { todo!() }
             fn random_float(&self) -> Result<f64, String> { todo!() }
             fn generate_uuid(&self) -> Result<String, String> { todo!() }
@@ -189,11 +190,13 @@ fn lifecycle_keys_are_checked() {
     });
     let expected = [
         "`name` has no effect on a #[theater(create_instance)] method",
+        "`replay` has no effect on a #[theater(create_instance)] method",
         "duplicate key `create_instance` in #[theater]",
         "only one method may be #[theater(create_instance)]; `a` already is",
         "a #[theater(start)] method must be an `async fn`",
         "duplicate value `result` in #[theater(record(...))]",
-        "unknown key `bogus` in #[theater]: expected `name`, `record`, `create_instance` or `start`",
+        "unknown key `bogus` in #[theater]: expected `name`, `record`, `replay`, `create_instance` or `start`",
+        "unknown replay rule `sometimes`: expected `feed`, `rerun` or `feed-or-rerun`",
     ];
     assert_eq!(messages, expected);
 }

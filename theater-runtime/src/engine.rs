@@ -197,6 +197,8 @@ impl TheaterEngine {
         let mut linker: Linker<ActorStore> = Linker::new(&self.engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| anyhow::anyhow!("linking WASI: {e}"))?;
+        crate::wasi::add_recorded_to_linker(&mut linker)
+            .map_err(|e| anyhow::anyhow!("linking WASI's recorded clocks and random: {e}"))?;
         for (name, import, handler) in link {
             handler
                 .add_to_linker(&mut linker, import)

@@ -11,7 +11,13 @@ use std::collections::HashMap;
 use wasmtime::Store;
 use wasmtime::component::{ComponentNamedList, ComponentType, Func, Instance, Lift, Lower};
 
-use crate::record::RecordMode;
+use futures::future::BoxFuture;
+use serde::de::DeserializeOwned;
+
+use crate::actor::call::call_export;
+use crate::actor::handle::Outcome;
+use crate::record::decode::from_recorded;
+use crate::record::{RecordMode, RecordParams};
 use crate::store::ActorStore;
 
 /// The static description of one callback, generated once per WIT function of an export interface.
@@ -54,17 +60,60 @@ where
     }
 }
 
+/// Re-issues a recorded call of a callback in a replay: the spec and the recorded parameters (the elements of the
+/// `params` tuple, in order) in; whether the call trapped, or why the parameters do not decode, out.
+pub(crate) type Replayer = for<'a> fn(
+    &'a mut Store<ActorStore>,
+    Instance,
+    &'static ExportSpec,
+    Vec<serde_json::Value>,
+) -> BoxFuture<'a, Result<bool, String>>;
+
+/// A resolved callback.
+struct Resolved {
+    func: Func,
+    spec: &'static ExportSpec,
+    replay: Replayer,
+}
+
 /// The callback functions an actor exports, resolved function by function at spawn: event type → function.
 #[derive(Default)]
 pub struct ExportTable {
-    funcs: HashMap<&'static str, Func>,
+    funcs: HashMap<&'static str, Resolved>,
 }
 
 impl ExportTable {
     /// The resolved function of `spec`, `None` if the actor does not export it.
     pub fn get(&self, spec: &ExportSpec) -> Option<Func> {
-        self.funcs.get(spec.event_type).copied()
+        self.funcs.get(spec.event_type).map(|r| r.func)
     }
+
+    /// The spec and the replayer of the callback whose chain events are `event_type`, if the actor exports it.
+    pub(crate) fn replayer(&self, event_type: &str) -> Option<(&'static ExportSpec, Replayer)> {
+        self.funcs.get(event_type).map(|r| (r.spec, r.replay))
+    }
+}
+
+/// The [`Replayer`] of a callback with parameters `P` and `ok` result `O`.
+fn replay_call<'a, P, O>(
+    store: &'a mut Store<ActorStore>,
+    instance: Instance,
+    spec: &'static ExportSpec,
+    params: Vec<serde_json::Value>,
+) -> BoxFuture<'a, Result<bool, String>>
+where
+    P: ComponentType + Lower + RecordParams + DeserializeOwned + Send + Sync + 'static,
+    O: StateResult,
+    (Option<Vec<u8>>, P): ComponentNamedList + Lower,
+    (Result<O, String>,): ComponentNamedList + Lift,
+{
+    Box::pin(async move {
+        let params: P = from_recorded(&serde_json::Value::Array(params)).map_err(|e| {
+            format!("the recorded parameters do not decode as the callback's parameter types: {e}")
+        })?;
+        let (_, outcome) = call_export::<P, O>(store, instance, spec, params).await;
+        Ok(matches!(outcome, Outcome::Failed(_)))
+    })
 }
 
 /// Resolves the callbacks of one export interface right after instantiation.
@@ -87,7 +136,7 @@ impl ExportResolver<'_> {
     /// The function is exported with a different type.
     pub fn resolve<P, O>(&mut self, spec: &'static ExportSpec) -> anyhow::Result<()>
     where
-        P: ComponentType + Lower + Send + Sync + 'static,
+        P: ComponentType + Lower + RecordParams + DeserializeOwned + Send + Sync + 'static,
         O: StateResult,
         (Option<Vec<u8>>, P): ComponentNamedList + Lower,
         (Result<O, String>,): ComponentNamedList + Lift,
@@ -116,11 +165,14 @@ impl ExportResolver<'_> {
                     spec.function
                 )
             })?;
-        self.store
-            .data_mut()
-            .exports
-            .funcs
-            .insert(spec.event_type, *typed.func());
+        self.store.data_mut().exports.funcs.insert(
+            spec.event_type,
+            Resolved {
+                func: *typed.func(),
+                spec,
+                replay: replay_call::<P, O>,
+            },
+        );
         Ok(())
     }
 }

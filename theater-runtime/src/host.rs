@@ -36,8 +36,10 @@ use crate::chain::log::{EncodeLater, PendingData};
 use crate::handler::Handler;
 use crate::record::bytes::Base64Bytes;
 use crate::record::{RecordMode, RecordParams, Recorded, Recorder, encode_call};
+use crate::replay::{DivergenceKind, ReplayRule};
 use crate::store::ActorStore;
 
+pub(crate) use define::define_runtime_fn;
 pub use define::{Definer, Params, Results, define};
 
 /// The static description of one host function, generated once per WIT function.
@@ -54,6 +56,8 @@ pub struct CallSpec {
     /// Payload values (parameter names or `result`) and their default [`RecordMode`]; all others are recorded in
     /// full (handlers.md §1.1).
     pub payload: &'static [(&'static str, RecordMode)],
+    /// How a replay answers the function (`#[theater(replay = "...")]`).
+    pub replay: ReplayRule,
 }
 
 /// A host call whose parameters are captured and whose result is not yet known. See [`begin`] and [`finish`].
@@ -142,6 +146,37 @@ where
     }
     finish_recorded(store, call, || Trapped::Trap(format!("{error:#}")));
     error
+}
+
+/// In a replay, the answer to a call of `spec` when it is not run again ([`ReplayRule::Feed`]): its recorded
+/// result decoded as `R`, or the error that traps the call (the recorded trap, or a departure from the record).
+/// `None` outside a replay and for [`ReplayRule::Rerun`]: the method runs.
+#[inline]
+pub(crate) fn replayed<R: serde::de::DeserializeOwned>(
+    store: &mut ActorStore,
+    spec: &'static CallSpec,
+) -> Option<wasmtime::Result<R>> {
+    let cursor = store.replay.as_deref_mut()?;
+    cursor
+        .answer(spec.event_type, spec.payload, spec.replay, &store.recorder)
+        .transpose()
+}
+
+/// For the written-out glue of a function whose values hold resource handles, which a replay cannot feed yet: in a
+/// replay, the call stops it there ([`DivergenceKind::Unreplayable`]); otherwise nothing.
+///
+/// # Errors
+/// In a replay, the error that traps the call.
+pub fn not_replayed(store: &mut ActorStore, spec: &'static CallSpec) -> wasmtime::Result<()> {
+    let Some(cursor) = store.replay.as_deref_mut() else {
+        return Ok(());
+    };
+    cursor.unreplayable(
+        spec.event_type,
+        DivergenceKind::Unreplayable {
+            reason: "functions whose values hold resource handles are not replayed".into(),
+        },
+    )
 }
 
 /// The error a scaffolded method returns until it is written (`theater-codegen new-handler`): traps the call

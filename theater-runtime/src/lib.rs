@@ -32,6 +32,7 @@ pub mod host;
 pub mod manifest;
 pub mod record;
 pub mod registry;
+pub mod replay;
 pub mod runtime;
 pub mod store;
 mod wasi;
@@ -46,6 +47,7 @@ pub use host::{CallSpec, HostCtx, HostResult};
 pub use manifest::Manifest;
 pub use record::RecordMode;
 pub use registry::{HandlerConfig, HandlerRegistry};
+pub use replay::{Divergence, DivergenceKind, ReplayReport, ReplayRule};
 pub use runtime::{
     DEFAULT_MAX_ACTORS, DEFAULT_MEMORY_RESERVATION, MAPPINGS_PER_ACTOR, RuntimeConfig, RuntimeRef,
     SpawnError, SpawnOptions, TheaterRuntime,

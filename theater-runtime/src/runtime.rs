@@ -18,6 +18,7 @@ use crate::handler::{ActorContext, Handler, ShutdownSignal};
 use crate::manifest::{Limits, Manifest};
 use crate::record::{RecordMode, Recorder};
 use crate::registry::{HandlerConfig, HandlerRegistry};
+use crate::replay::Replaying;
 use crate::store::{ActorLimiter, ActorStore};
 
 /// Runtime settings.
@@ -86,13 +87,25 @@ pub struct SpawnOptions {
     init_state: Option<Vec<u8>>,
     limits: Limits,
     record_overrides: HashMap<String, RecordMode>,
-    recording: bool,
+    pub(crate) recording: bool,
     manifest_dir: PathBuf,
     id: Option<ActorId>,
     parent: Option<ActorId>,
-    run_init: bool,
+    pub(crate) run_init: bool,
     registry: Option<HandlerRegistry>,
-    chain_file: Option<PathBuf>,
+    pub(crate) chain_file: Option<PathBuf>,
+}
+
+/// An actor made by [`TheaterRuntime::build`]: instantiated, not started.
+pub(crate) struct Built {
+    pub(crate) store: Store<ActorStore>,
+    pub(crate) instance: wasmtime::component::Instance,
+    shared: Arc<ActorShared>,
+    handle: ActorHandle,
+    commands: mpsc::UnboundedReceiver<crate::actor::handle::Command>,
+    shutdown: ShutdownSignal,
+    instances: Vec<Arc<dyn Handler>>,
+    has_init: bool,
 }
 
 /// The component an actor runs: bytes, compiled (or found in the runtime's cache) at spawn, or a compilation.
@@ -484,6 +497,76 @@ impl TheaterRuntime {
     /// starting.
     pub async fn spawn(&self, options: SpawnOptions) -> Result<ActorHandle, SpawnError> {
         let place = self.take_place()?;
+        // A chosen id is reserved until the actor is listed, so two spawns of one id cannot both pass.
+        let (id, reservation) = match &options.id {
+            Some(id) => (id.clone(), Some(self.reserve_id(id)?)),
+            None => (ActorId::new(), None),
+        };
+        let Built {
+            store,
+            instance,
+            shared,
+            handle,
+            commands: commands_rx,
+            shutdown,
+            instances,
+            has_init,
+        } = self.build(&options, id.clone(), None).await?;
+
+        let task = ActorTask {
+            store,
+            instance,
+            commands: commands_rx,
+            shared: shared.clone(),
+            handle: handle.clone(),
+            shutdown,
+            instances,
+            has_init,
+        };
+        // Only the id and the identity: the actor's task holds no handle of its own (nor its command sender).
+        let (runtime, listed) = (Arc::downgrade(&self.inner), Arc::downgrade(&shared));
+        let unlist_id = id.clone();
+        let unlist = move || {
+            if let Some(runtime) = runtime.upgrade() {
+                let mut actors = lock(&runtime.actors);
+                // Not a later incarnation listed under the same id.
+                if actors
+                    .get(&unlist_id)
+                    .is_some_and(|a| std::ptr::eq(Arc::as_ptr(&a.shared), listed.as_ptr()))
+                {
+                    actors.remove(&unlist_id);
+                }
+            }
+        };
+        // `init` runs in this task: a spawn from outside the runtime's workers (a `#[tokio::main]` body) then
+        // wakes no worker and waits for none. Dropped during `init` (the caller was itself stopped), `starting`
+        // stops the actor.
+        let mut starting = task.starting(unlist);
+        // Listed while it starts, so `list`, `get` and `shutdown` see it (status `Starting`).
+        lock(&self.inner.actors).insert(id.clone(), handle.clone());
+        drop(place);
+        drop(reservation);
+        let init = starting.init().await;
+        starting.launch();
+        if let Err(e) = init {
+            // As for any stop, the chain (its file, if any) is complete before the caller hears of it.
+            handle.wait().await;
+            return Err(SpawnError::Init(e));
+        }
+        Ok(handle)
+    }
+
+    /// Makes the actor of `options` under `id`, instantiated and with its exports resolved but not started:
+    /// what [`spawn`](Self::spawn) starts and [`replay`](Self::replay) drives (with `replay` set).
+    ///
+    /// # Errors
+    /// As [`spawn`](Self::spawn), but for `init`.
+    pub(crate) async fn build(
+        &self,
+        options: &SpawnOptions,
+        id: ActorId,
+        replay: Option<Replaying>,
+    ) -> Result<Built, SpawnError> {
         let engine = &self.inner.engine;
         let compiled = match &options.component {
             ComponentSource::Bytes(bytes) => self.compile(bytes)?,
@@ -534,11 +617,6 @@ impl TheaterRuntime {
             .map_err(|e| SpawnError::Component(format!("{e:#}")))?;
 
         // The actor.
-        // A chosen id is reserved until the actor is listed, so two spawns of one id cannot both pass.
-        let (id, reservation) = match &options.id {
-            Some(id) => (id.clone(), Some(self.reserve_id(id)?)),
-            None => (ActorId::new(), None),
-        };
         let recorder = Arc::new({
             let mut recorder = Recorder::new(
                 options.record_overrides.clone(),
@@ -574,13 +652,19 @@ impl TheaterRuntime {
             self.inner.sealer.keep_flushed(&chain);
         }
         let parent = options.parent.clone();
-        let shared = Arc::new(ActorShared::new(
+        let (replay, replayed_times) = match replay {
+            Some(r) => (Some(r.cursor), Some(r.times)),
+            None => (None, None),
+        };
+        let mut shared = ActorShared::new(
             id.clone(),
             options.name.clone(),
             parent,
             chain,
             options.limits.max_queued_calls,
-        ));
+        );
+        shared.replayed_times = replayed_times;
+        let shared = Arc::new(shared);
         shared.set_state(options.init_state.clone());
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let handle = ActorHandle {
@@ -633,6 +717,7 @@ impl TheaterRuntime {
             call_start: None,
             host_ticks: 0,
             deadline_hit: false,
+            replay,
         };
         let mut store = Store::new(engine.engine(), data);
         store.limiter(|d| &mut d.limits);
@@ -685,48 +770,16 @@ impl TheaterRuntime {
                 .map_err(|e| SpawnError::Component(format!("{e:#}")))?;
         }
         let has_init = options.run_init && store.data().exports.get(init_spec()).is_some();
-
-        let task = ActorTask {
+        Ok(Built {
             store,
             instance,
+            shared,
+            handle,
             commands: commands_rx,
-            shared: shared.clone(),
-            handle: handle.clone(),
             shutdown,
             instances,
             has_init,
-        };
-        // Only the id and the identity: the actor's task holds no handle of its own (nor its command sender).
-        let (runtime, listed) = (Arc::downgrade(&self.inner), Arc::downgrade(&shared));
-        let unlist_id = id.clone();
-        let unlist = move || {
-            if let Some(runtime) = runtime.upgrade() {
-                let mut actors = lock(&runtime.actors);
-                // Not a later incarnation listed under the same id.
-                if actors
-                    .get(&unlist_id)
-                    .is_some_and(|a| std::ptr::eq(Arc::as_ptr(&a.shared), listed.as_ptr()))
-                {
-                    actors.remove(&unlist_id);
-                }
-            }
-        };
-        // `init` runs in this task: a spawn from outside the runtime's workers (a `#[tokio::main]` body) then
-        // wakes no worker and waits for none. Dropped during `init` (the caller was itself stopped), `starting`
-        // stops the actor.
-        let mut starting = task.starting(unlist);
-        // Listed while it starts, so `list`, `get` and `shutdown` see it (status `Starting`).
-        lock(&self.inner.actors).insert(id.clone(), handle.clone());
-        drop(place);
-        drop(reservation);
-        let init = starting.init().await;
-        starting.launch();
-        if let Err(e) = init {
-            // As for any stop, the chain (its file, if any) is complete before the caller hears of it.
-            handle.wait().await;
-            return Err(SpawnError::Init(e));
-        }
-        Ok(handle)
+        })
     }
 
     /// Compiles `bytes` (a `.wasm` component) with this runtime's engine, or returns the cached compilation of the

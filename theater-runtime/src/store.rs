@@ -15,6 +15,7 @@ use crate::engine::EPOCH_TICK;
 use crate::exports::ExportTable;
 use crate::handler::Handler;
 use crate::record::Recorder;
+use crate::replay::cursor::ReplayCursor;
 
 /// The data of one actor's store: its identity, shared state and chain, handler instances, recording settings,
 /// WASI context and limits.
@@ -38,6 +39,8 @@ pub struct ActorStore {
     pub(crate) host_ticks: u64,
     /// Whether the current call was interrupted by its deadline.
     pub(crate) deadline_hit: bool,
+    /// The record a replay answers host calls from; `None` outside a replay.
+    pub(crate) replay: Option<Box<ReplayCursor>>,
 }
 
 impl ActorStore {

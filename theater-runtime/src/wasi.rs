@@ -10,6 +10,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
 
 use crate::actor::ActorId;
 
+mod recorded;
+pub(crate) use recorded::add_to_linker as add_recorded_to_linker;
+
 /// A closed WASI context whose stdout/stderr go to `tracing` (info / warn) with `actor`'s id.
 pub fn closed_ctx(actor: &ActorId, name: &str) -> WasiCtx {
     WasiCtxBuilder::new()

@@ -85,7 +85,7 @@ impl EnvironmentHandler {
     /// WIT: `get-var: func(name: string) -> option<string>`
     ///
     /// The value of a visible variable; `None` if hidden, unset or not UTF-8.
-    #[theater(record(result = "keyed-digest"))]
+    #[theater(record(result = "keyed-digest"), replay = "feed-or-rerun")]
     fn get_var(&self, name: String) -> Option<String> {
         self.config.lookup(&name)
     }
@@ -93,7 +93,7 @@ impl EnvironmentHandler {
     /// WIT: `list-vars: func() -> list<tuple<string, string>>`
     ///
     /// Every visible variable, sorted by name; `[]` unless `allow_list_all`.
-    #[theater(record(result = "keyed-digest"))]
+    #[theater(record(result = "keyed-digest"), replay = "feed-or-rerun")]
     fn list_vars(&self) -> Vec<(String, String)> {
         if !self.config.allow_list_all {
             return Vec::new();

@@ -53,7 +53,7 @@ impl RuntimeHandler {
     /// WIT: `get-state: func() -> option<list<u8>>`
     ///
     /// The state the current export call received (or `init` returned, between calls); `None` if unset.
-    #[theater(record(result = "digest"))]
+    #[theater(record(result = "digest"), replay = "rerun")]
     fn get_state(&self, ctx: &mut HostCtx<'_>) -> Option<Vec<u8>> {
         ctx.state()
     }
@@ -61,7 +61,7 @@ impl RuntimeHandler {
     /// WIT: `get-chain: func() -> chain`
     ///
     /// Every event recorded before this call, oldest first, with the stored hashes (20-byte SHA-1).
-    #[theater(record(result = "digest"))]
+    #[theater(record(result = "digest"), replay = "rerun")]
     fn get_chain(&self, ctx: &mut HostCtx<'_>) -> Chain {
         let events = ctx.chain().events().iter().map(ChainEvent::from).collect();
         Chain { events }

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use super::mode_tokens;
 use super::record::record_copy;
+use crate::attr::Replay;
 use crate::check::{Bound, ResourceType};
 use crate::model::{Function, Interface, Model, Param, ResourceFunctionKind, TypeRef};
 use crate::typemap::{Scope, rust_type};
@@ -27,6 +28,11 @@ pub fn call_specs(iface: &Interface, bound: &[Bound<'_>]) -> TokenStream {
                 let mode = mode_tokens(*mode);
                 quote!((#value, #mode))
             });
+            let replay = match b.map(|b| b.replay).unwrap_or_default() {
+                Replay::Feed => quote!(::theater_runtime::ReplayRule::Feed),
+                Replay::Rerun => quote!(::theater_runtime::ReplayRule::Rerun),
+                Replay::FeedOrRerun => quote!(::theater_runtime::ReplayRule::FeedOrRerun),
+            };
             quote! {
                 static #spec: ::theater_runtime::CallSpec = ::theater_runtime::CallSpec {
                     interface: #interface,
@@ -34,6 +40,7 @@ pub fn call_specs(iface: &Interface, bound: &[Bound<'_>]) -> TokenStream {
                     event_type: #event_type,
                     params: &[#(#params),*],
                     payload: &[#(#payload),*],
+                    replay: #replay,
                 };
             }
         })
@@ -131,6 +138,7 @@ fn glue_body(
         quote!(())
     };
     quote! {
+        ::theater_runtime::host::not_replayed(store.data_mut(), &#spec)?;
         let call = ::theater_runtime::host::begin(store.data(), &#spec, || (#(#copies,)*));
         #lookup
         #[allow(clippy::let_unit_value)]

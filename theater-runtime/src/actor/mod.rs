@@ -1,8 +1,8 @@
 //! Actors: identity, shared state and chain, the [`ActorHandle`], and the per-actor task that runs the
 //! lifecycle state machine (Starting → Idle ⇄ Processing, Paused, ShuttingDown).
 
-mod call;
-mod handle;
+pub(crate) mod call;
+pub(crate) mod handle;
 mod task;
 
 use std::borrow::Cow;
@@ -159,6 +159,31 @@ pub(crate) struct ActorShared {
     pub(crate) queued_calls: Arc<AtomicUsize>,
     /// `limits.max_queued_calls`.
     pub(crate) max_queued_calls: u32,
+    /// In a replay, the recorded events' timestamps, which the replayed events take in order, so that a faithful
+    /// replay reproduces the record's hashes; `None` otherwise (events are timestamped when recorded).
+    pub(crate) replayed_times: Option<ReplayedTimes>,
+}
+
+/// The recorded timestamps a replay's events take, and how many have been taken.
+pub(crate) struct ReplayedTimes {
+    times: Vec<u64>,
+    taken: AtomicUsize,
+}
+
+impl ReplayedTimes {
+    /// The timestamps of `chain`'s events, in order.
+    pub(crate) fn of(chain: &crate::chain::Chain) -> Self {
+        Self {
+            times: chain.events().iter().map(|e| e.timestamp).collect(),
+            taken: AtomicUsize::new(0),
+        }
+    }
+
+    /// The next recorded timestamp; past the record's end, now.
+    fn next(&self) -> u64 {
+        let index = self.taken.fetch_add(1, Ordering::Relaxed);
+        self.times.get(index).copied().unwrap_or_else(now_ms)
+    }
 }
 
 impl ActorShared {
@@ -184,6 +209,7 @@ impl ActorShared {
             shutdown_requested: Mutex::new(None),
             held: AtomicUsize::new(0),
             held_released: tokio::sync::Notify::new(),
+            replayed_times: None,
         }
     }
 
@@ -246,7 +272,10 @@ impl ActorShared {
         self.chain.record(PendingEvent {
             size: data.approx_size(crate::chain::log::MAX_PENDING_BYTES),
             event_type,
-            timestamp: now_ms(),
+            timestamp: self
+                .replayed_times
+                .as_ref()
+                .map_or_else(now_ms, ReplayedTimes::next),
             data,
         });
     }

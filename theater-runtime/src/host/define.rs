@@ -11,22 +11,25 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use wasmtime::AsContextMut;
 use wasmtime::component::{ComponentNamedList, Lift, LinkerInstance, Lower};
 
-use super::{HostCtx, PendingCall, begin, finish, instance, instance_ref, trap};
+use super::{HostCtx, PendingCall, begin, finish, instance, instance_ref, replayed, trap};
 use crate::handler::Handler;
 use crate::host::CallSpec;
 use crate::record::RecordParams;
 use crate::store::ActorStore;
 
 /// The results of a host function as the component model lowers them: `()` for a WIT function without a result,
-/// `(T,)` for one with; and the value the chain records (`null`, or the `T`).
+/// `(T,)` for one with; and the value the chain records (`null`, or the `T`), which a replay decodes back.
 pub trait Results: ComponentNamedList + Lower + Send + Sync + 'static {
     /// What the chain records.
-    type Value: Serialize + Clone + Send + 'static;
+    type Value: Serialize + DeserializeOwned + Clone + Send + 'static;
     /// The recorded value.
     fn value(&self) -> &Self::Value;
+    /// The results of a recorded value (in a replay).
+    fn from_value(value: Self::Value) -> Self;
 }
 
 impl Results for () {
@@ -34,16 +37,20 @@ impl Results for () {
     fn value(&self) -> &() {
         self
     }
+    fn from_value((): ()) -> Self {}
 }
 
 impl<T> Results for (T,)
 where
     (T,): ComponentNamedList + Lower + Send + Sync + 'static,
-    T: Serialize + Clone + Send + 'static,
+    T: Serialize + DeserializeOwned + Clone + Send + 'static,
 {
     type Value = T;
     fn value(&self) -> &T {
         &self.0
+    }
+    fn from_value(value: T) -> Self {
+        (value,)
     }
 }
 
@@ -93,6 +100,39 @@ where
     }
 }
 
+/// In a replay, the results of a call of `spec` from the record ([`replayed`]); `None` when the function runs.
+#[inline]
+fn replay<R: Results>(
+    store: &mut ActorStore,
+    spec: &'static CallSpec,
+) -> Option<wasmtime::Result<R>> {
+    replayed::<R::Value>(store, spec).map(|answer| answer.map(R::from_value))
+}
+
+/// Defines a host function the runtime itself serves (no handler instance: WASI's clocks and random, recorded),
+/// with the same recording and replay as a [`Definer`]'s: `call` gets the actor's store data and the parameters.
+///
+/// # Errors
+/// wasmtime's, when the function cannot be defined.
+pub(crate) fn define_runtime_fn<P, R>(
+    inst: &mut LinkerInstance<'_, ActorStore>,
+    spec: &'static CallSpec,
+    call: impl Fn(&mut ActorStore, P) -> wasmtime::Result<R> + Send + Sync + 'static,
+) -> wasmtime::Result<()>
+where
+    P: Params,
+    R: Results,
+{
+    inst.func_wrap(spec.function, move |mut store, params: P| {
+        let pending = begin(store.data(), spec, || params.clone());
+        let outcome = match replay::<R>(store.data_mut(), spec) {
+            Some(answer) => answer,
+            None => call(store.data_mut(), params),
+        };
+        conclude(store.data_mut(), pending, outcome)
+    })
+}
+
 impl<H: Handler> Definer<'_, '_, H> {
     /// A synchronous method taking `&self` and the parameters (`func_wrap`; it must not block). `call` returns the
     /// results tuple, or an error that traps the guest's call.
@@ -111,8 +151,10 @@ impl<H: Handler> Definer<'_, '_, H> {
         self.inst
             .func_wrap(spec.function, move |mut store, params: P| {
                 let pending = begin(store.data(), spec, || params.clone());
-                let this = instance_ref::<H>(store.data())?;
-                let outcome = call(this, params);
+                let outcome = match replay::<R>(store.data_mut(), spec) {
+                    Some(answer) => answer,
+                    None => call(instance_ref::<H>(store.data())?, params),
+                };
                 conclude(store.data_mut(), pending, outcome)
             })
     }
@@ -133,8 +175,13 @@ impl<H: Handler> Definer<'_, '_, H> {
         self.inst
             .func_wrap(spec.function, move |mut store, params: P| {
                 let pending = begin(store.data(), spec, || params.clone());
-                let this: Arc<H> = instance(store.data())?;
-                let outcome = call(&this, &mut HostCtx::new(store.as_context_mut()), params);
+                let outcome = match replay::<R>(store.data_mut(), spec) {
+                    Some(answer) => answer,
+                    None => {
+                        let this: Arc<H> = instance(store.data())?;
+                        call(&this, &mut HostCtx::new(store.as_context_mut()), params)
+                    }
+                };
                 conclude(store.data_mut(), pending, outcome)
             })
     }
@@ -158,8 +205,10 @@ impl<H: Handler> Definer<'_, '_, H> {
             .func_wrap_async(spec.function, move |mut store, params: P| {
                 Box::new(async move {
                     let pending = begin(store.data(), spec, || params.clone());
-                    let this: Arc<H> = instance(store.data())?;
-                    let outcome = call(this, params).await;
+                    let outcome = match replay::<R>(store.data_mut(), spec) {
+                        Some(answer) => answer,
+                        None => call(instance(store.data())?, params).await,
+                    };
                     conclude(store.data_mut(), pending, outcome)
                 })
             })
@@ -187,10 +236,13 @@ impl<H: Handler> Definer<'_, '_, H> {
             .func_wrap_async(spec.function, move |mut store, params: P| {
                 Box::new(async move {
                     let pending = begin(store.data(), spec, || params.clone());
-                    let this: Arc<H> = instance(store.data())?;
-                    let outcome = {
-                        let mut ctx = HostCtx::new(store.as_context_mut());
-                        call(this, &mut ctx, params).await
+                    let outcome = match replay::<R>(store.data_mut(), spec) {
+                        Some(answer) => answer,
+                        None => {
+                            let this: Arc<H> = instance(store.data())?;
+                            let mut ctx = HostCtx::new(store.as_context_mut());
+                            call(this, &mut ctx, params).await
+                        }
                     };
                     conclude(store.data_mut(), pending, outcome)
                 })

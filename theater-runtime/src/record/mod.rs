@@ -17,6 +17,7 @@
 //!   cannot be found by trying values.
 
 pub mod bytes;
+pub mod decode;
 pub mod size;
 
 use std::collections::HashMap;

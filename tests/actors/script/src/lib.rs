@@ -69,6 +69,19 @@ fn run(script: &str) -> (Vec<String>, Option<Vec<u8>>) {
                 out.push("set".into());
             }
             "trap" => panic!("trap requested by the script"),
+            // std's own nondeterminism, read through WASI: `HashMap`'s keys, `SystemTime`, `Instant`.
+            "hashmap" => {
+                let map: std::collections::HashMap<u32, ()> = (0..arg.parse().unwrap_or(8)).map(|k| (k, ())).collect();
+                let order: Vec<String> = map.keys().map(u32::to_string).collect();
+                out.push(format!("hashmap={}", order.join(",")));
+            }
+            "clock" => {
+                let start = std::time::Instant::now();
+                let wall = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos());
+                out.push(format!("clock={wall}:{}", start.elapsed().as_nanos()));
+            }
             other => out.push(format!("unknown!{other}")),
         }
     }

@@ -1,0 +1,339 @@
+//! Replay (docs/chain.md, "Replay"): guests run for real, their chains replayed faithfully, and tampered copies of
+//! those chains reported at the right event with the right kind of divergence.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use theater_handler_environment::EnvironmentConfig;
+use theater_handler_filesystem::FilesystemConfig;
+use theater_handler_random::RandomConfig;
+use theater_handler_store::StoreConfig;
+use theater_runtime::{
+    Chain, DivergenceKind, Handler, RecordMode, ReplayReport, SpawnOptions, TheaterRuntime,
+};
+use theater_tests::guests;
+use theater_tests::support::{
+    LocalConfig, local_handlers, runtime, script, script_handlers, spawn,
+};
+
+/// Runs `scripts` through the `script` guest's `handle-script`, one call each, stops it and returns its chain.
+async fn record_script(rt: &TheaterRuntime, scripts: &[&str]) -> (Chain, Vec<String>) {
+    let actor = spawn(rt, "script", guests::SCRIPT, handlers(), None)
+        .await
+        .unwrap();
+    let mut outputs = Vec::new();
+    for s in scripts {
+        outputs.push(script(&actor, s).await.unwrap());
+    }
+    actor.stop().await.unwrap();
+    let chain = actor.chain();
+    chain.verify().unwrap();
+    (chain, outputs)
+}
+
+fn handlers() -> Vec<Arc<dyn Handler>> {
+    script_handlers(RandomConfig::default())
+}
+
+async fn replay_script(rt: &TheaterRuntime, chain: &Chain) -> ReplayReport {
+    let bytes = std::fs::read(guests::SCRIPT).unwrap();
+    let options = SpawnOptions::new("script", bytes).handlers(handlers());
+    rt.replay(options, chain).await.unwrap()
+}
+
+/// `chain` with its events changed by `edit` (type, data), hashes recomputed: a tampered copy that verifies.
+fn tampered(chain: &Chain, edit: impl FnOnce(&mut Vec<(String, serde_json::Value, u64)>)) -> Chain {
+    let mut events: Vec<(String, serde_json::Value, u64)> = chain
+        .events()
+        .iter()
+        .map(|e| {
+            let data = serde_json::from_slice(&e.data).unwrap();
+            (e.event_type.clone(), data, e.timestamp)
+        })
+        .collect();
+    edit(&mut events);
+    let mut out = Chain::new();
+    for (event_type, data, timestamp) in events {
+        out.append(
+            event_type,
+            serde_json::to_vec(&data).unwrap(),
+            timestamp,
+            None,
+        );
+    }
+    out.verify().unwrap();
+    out
+}
+
+fn index_of(chain: &Chain, event_type: &str) -> usize {
+    chain
+        .events()
+        .iter()
+        .position(|e| e.event_type == event_type)
+        .unwrap_or_else(|| panic!("no {event_type} event"))
+}
+
+const SCRIPT: &[&str] = &[
+    "bytes:16;range:1,100x3;float;uuid",
+    "log:hello;state;chain",
+    "set:next;bytes:4",
+];
+
+#[tokio::test]
+async fn a_recorded_script_actor_replays_faithfully() {
+    let (rt, _dir) = runtime();
+    let (chain, _) = record_script(&rt, SCRIPT).await;
+    let report = replay_script(&rt, &chain).await;
+    assert!(report.is_faithful(), "{:?}", report.divergence);
+    assert_eq!(report.reproduced, chain.len());
+    assert_eq!(report.recorded, chain.len());
+}
+
+#[tokio::test]
+async fn std_nondeterminism_is_recorded_and_replayed() {
+    let (rt, _dir) = runtime();
+    let scripts = ["hashmap:64;clock", "hashmap:64;clock"];
+    let (a, out_a) = record_script(&rt, &scripts).await;
+    let (b, out_b) = record_script(&rt, &scripts).await;
+    // Two runs differ: the map's iteration order comes from WASI random (a per-run seed), the clocks move.
+    assert_ne!(out_a, out_b);
+    for chain in [&a, &b] {
+        let types: Vec<&str> = chain
+            .events()
+            .iter()
+            .map(|e| e.event_type.as_str())
+            .collect();
+        assert!(types.contains(&"wasi:clocks/wall-clock/now"), "{types:?}");
+        assert!(
+            types.contains(&"wasi:clocks/monotonic-clock/now"),
+            "{types:?}"
+        );
+        assert!(
+            types.iter().any(|t| t.starts_with("wasi:random/")),
+            "{types:?}"
+        );
+        let report = replay_script(&rt, chain).await;
+        assert!(report.is_faithful(), "{:?}", report.divergence);
+    }
+}
+
+#[tokio::test]
+async fn a_changed_host_result_shows_where_the_guest_used_it() {
+    let (rt, _dir) = runtime();
+    let (chain, _) = record_script(&rt, SCRIPT).await;
+    let bytes = index_of(&chain, "theater:simple/random/random-bytes");
+    let call = index_of(&chain, "theater:test/probe-handlers/handle-script");
+    let copy = tampered(&chain, |events| {
+        events[bytes].1["result"]["Ok"] = "AAAAAAAAAAAAAAAAAAAAAA==".into();
+    });
+    let report = replay_script(&rt, &copy).await;
+    let d = report.divergence.expect("diverges");
+    // The tampered bytes are fed back; the guest's output, which shows them, is not the recorded one.
+    assert_eq!(d.index, call, "{d}");
+    let DivergenceKind::ValueDiffers(diff) = &d.kind else {
+        panic!("{d}")
+    };
+    assert_eq!(diff.path, ".result.Ok", "{d}");
+    assert!(diff.replayed.contains("bytes=00000000"), "{d}");
+    assert_eq!(report.reproduced, call);
+}
+
+#[tokio::test]
+async fn a_dropped_event_is_reported_where_the_guest_made_the_call() {
+    let (rt, _dir) = runtime();
+    let (chain, _) = record_script(&rt, SCRIPT).await;
+    let float = index_of(&chain, "theater:simple/random/random-float");
+    let copy = tampered(&chain, |events| {
+        events.remove(float);
+    });
+    let d = replay_script(&rt, &copy)
+        .await
+        .divergence
+        .expect("diverges");
+    assert_eq!(d.index, float, "{d}");
+    assert_eq!(
+        d.kind,
+        DivergenceKind::OtherCall {
+            replayed: "theater:simple/random/random-float".into()
+        },
+        "{d}"
+    );
+    assert_eq!(d.event_type, "theater:simple/random/generate-uuid");
+}
+
+#[tokio::test]
+async fn a_reordered_pair_is_reported_at_the_first() {
+    let (rt, _dir) = runtime();
+    let (chain, _) = record_script(&rt, SCRIPT).await;
+    let float = index_of(&chain, "theater:simple/random/random-float");
+    let copy = tampered(&chain, |events| events.swap(float, float + 1));
+    let d = replay_script(&rt, &copy)
+        .await
+        .divergence
+        .expect("diverges");
+    assert_eq!(d.index, float, "{d}");
+    assert!(matches!(d.kind, DivergenceKind::OtherCall { .. }), "{d}");
+}
+
+#[tokio::test]
+async fn a_call_the_guest_did_not_make_is_reported() {
+    let (rt, _dir) = runtime();
+    let (chain, _) = record_script(&rt, SCRIPT).await;
+    let uuid = index_of(&chain, "theater:simple/random/generate-uuid");
+    // An extra host call inside the first handle-script, right after generate-uuid.
+    let copy = tampered(&chain, |events| {
+        let extra = events[uuid].clone();
+        events.insert(uuid + 1, extra);
+    });
+    let d = replay_script(&rt, &copy)
+        .await
+        .divergence
+        .expect("diverges");
+    assert_eq!((d.index, d.kind), (uuid + 1, DivergenceKind::MissingCall));
+}
+
+#[tokio::test]
+async fn a_result_that_does_not_decode_cannot_be_replayed() {
+    let (rt, _dir) = runtime();
+    let (chain, _) = record_script(&rt, SCRIPT).await;
+    let range = index_of(&chain, "theater:simple/random/random-range");
+    let copy = tampered(&chain, |events| {
+        events[range].1["result"] = serde_json::json!({"Ok": "not a number"});
+    });
+    let d = replay_script(&rt, &copy)
+        .await
+        .divergence
+        .expect("diverges");
+    assert_eq!(d.index, range, "{d}");
+    let DivergenceKind::Unreplayable { reason } = &d.kind else {
+        panic!("{d}")
+    };
+    assert!(reason.contains("does not decode"), "{reason}");
+}
+
+/// The `local` guest's handlers, its files under `root`, its store under `store`, `LEVEL=7` in its environment.
+fn local(root: &Path, store: &Path) -> Vec<Arc<dyn Handler>> {
+    local_handlers(LocalConfig {
+        environment: EnvironmentConfig {
+            allowed_vars: vec!["LEVEL".into()],
+            vars: [("LEVEL".to_owned(), "7".to_owned())].into(),
+            ..Default::default()
+        },
+        store: StoreConfig {
+            root: Some(store.to_owned()),
+            ..Default::default()
+        },
+        filesystem: FilesystemConfig {
+            path: Some(root.to_owned()),
+            write: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+}
+
+/// Every file under `dir`, relative, sorted.
+fn files(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn a_local_actor_replays_without_touching_files_or_the_store() {
+    let (rt, _dir) = runtime();
+    let (root, store) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let bytes = std::fs::read(guests::LOCAL).unwrap();
+    let options = |overrides: HashMap<String, RecordMode>| {
+        SpawnOptions::new("local", bytes.clone())
+            .handlers(local(root.path(), store.path()))
+            .record_overrides(overrides)
+    };
+    let actor = rt.spawn(options(HashMap::new())).await.unwrap();
+    let out = script(
+        &actor,
+        "now;sleep:20;get:LEVEL;exists:LEVEL;snew;sput:hello;sall;fwrite:a.txt,hi;fread:a.txt;flist:;fexists:a.txt",
+    )
+    .await
+    .unwrap();
+    assert!(out.contains("fread=hi"), "{out}");
+    actor.stop().await.unwrap();
+    let chain = actor.chain();
+    let (written, stored) = (files(root.path()), files(store.path()));
+    assert_eq!(written, ["a.txt"]);
+    assert!(!stored.is_empty());
+
+    // Emptied: a replay that wrote or stored anything would leave it here.
+    for dir in [root.path(), store.path()] {
+        std::fs::remove_dir_all(dir).unwrap();
+        std::fs::create_dir(dir).unwrap();
+    }
+    let started = std::time::Instant::now();
+    let report = rt.replay(options(HashMap::new()), &chain).await.unwrap();
+    assert!(report.is_faithful(), "{:?}", report.divergence);
+    assert_eq!(report.reproduced, chain.len());
+    assert!(files(root.path()).is_empty() && files(store.path()).is_empty());
+    // `sleep:20` is answered from the record: the replay does not wait.
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+
+    // A result the record keeps only as a digest cannot be fed back, and the replay says so at that event.
+    let digest = HashMap::from([(
+        "theater:simple/filesystem/read-file".to_owned(),
+        RecordMode::Digest,
+    )]);
+    let actor = rt.spawn(options(digest.clone())).await.unwrap();
+    script(&actor, "fwrite:b.txt,x;fread:b.txt").await.unwrap();
+    actor.stop().await.unwrap();
+    let chain = actor.chain();
+    let d = rt
+        .replay(options(digest), &chain)
+        .await
+        .unwrap()
+        .divergence
+        .expect("diverges");
+    assert_eq!(
+        d.index,
+        index_of(&chain, "theater:simple/filesystem/read-file"),
+        "{d}"
+    );
+    let DivergenceKind::Unreplayable { reason } = &d.kind else {
+        panic!("{d}")
+    };
+    assert!(reason.contains("digest"), "{reason}");
+}
+
+#[tokio::test]
+async fn another_component_is_reported_at_its_first_departure() {
+    let (rt, _dir) = runtime();
+    let (chain, _) = record_script(&rt, SCRIPT).await;
+    // The `probe` guest exports the same `handle-script` but makes no host call in it.
+    let probe = std::fs::read(guests::PROBE).unwrap();
+    let options = SpawnOptions::new("script", probe).handlers(handlers());
+    let d = rt
+        .replay(options, &chain)
+        .await
+        .unwrap()
+        .divergence
+        .expect("diverges");
+    // Its `init` notes the call on `theater:test/probe`, where the record's `init` made no host call.
+    assert_eq!(d.index, 0, "{d}");
+    assert_eq!(d.event_type, "theater:simple/actor/init");
+    assert_eq!(
+        d.kind,
+        DivergenceKind::ExtraCall {
+            replayed: "theater:test/probe/note".into()
+        }
+    );
+}

@@ -1,0 +1,383 @@
+//! Replay: run an actor's component again against its recorded chain and report the first divergence
+//! (`docs/chain.md`, "Replay").
+//!
+//! [`TheaterRuntime::replay`] instantiates the component with the manifest's handlers, none of them started, and
+//! re-issues every recorded call into the actor (`init`, callbacks) in order with its recorded parameters. Every
+//! host call the guest makes takes the next recorded event ([`cursor`]) and is answered by its function's
+//! [`ReplayRule`]: from the recorded result, decoded into the function's Rust types ([`crate::record::decode`]),
+//! or by running the function again. The replay records its own chain as any run does; at the end it is compared
+//! with the record, event by event ([`compare`]), so a parameter, a result or a trap that differs is named with
+//! the place where it differs.
+//!
+//! Nothing outside the actor happens in a replay as long as every function with effects outside it is fed (the
+//! default): no file is written, no process started, no socket opened, no message sent.
+
+mod compare;
+pub(crate) mod cursor;
+
+use std::fmt;
+
+use serde_json::Value;
+use wasmtime::Store;
+use wasmtime::component::Instance;
+
+pub use compare::Difference;
+use cursor::{ReplayCursor, trap_message};
+
+use crate::actor::{ActorId, ReplayedTimes};
+use crate::chain::Chain;
+use crate::runtime::{SpawnError, SpawnOptions, TheaterRuntime};
+use crate::store::ActorStore;
+
+/// How a replay answers a call of a host function (`#[theater(replay = "...")]`, default `feed`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReplayRule {
+    /// The recorded result is decoded and returned; the function does not run. A result recorded as a digest
+    /// cannot be fed: the replay stops there ([`DivergenceKind::Unreplayable`]).
+    #[default]
+    Feed,
+    /// The function runs again and its result is compared with the record (in full or as a digest): for
+    /// functions whose result the replay itself determines (`runtime.get-state`, `runtime.get-chain`) or that
+    /// read only what the operator supplies again (`environment.get-var`). Only for functions without effects
+    /// outside the actor.
+    Rerun,
+    /// [`Feed`](Self::Feed) when the result was recorded in full, else [`Rerun`](Self::Rerun): for functions
+    /// whose result an operator may record as a digest (`environment.get-var` holding secrets) and supplies again.
+    FeedOrRerun,
+}
+
+/// What a replay found.
+#[derive(Debug)]
+pub struct ReplayReport {
+    /// The number of events in the record.
+    pub recorded: usize,
+    /// The number of events the replay reproduced exactly, from the first: all of them for a faithful replay.
+    pub reproduced: usize,
+    /// The first divergence, `None` for a faithful replay.
+    pub divergence: Option<Divergence>,
+}
+
+impl ReplayReport {
+    /// Whether the replay reproduced every recorded event.
+    pub fn is_faithful(&self) -> bool {
+        self.divergence.is_none()
+    }
+}
+
+/// Where and how a replay left the record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Divergence {
+    /// The index (from 0) of the recorded event where the replay left the record; the record's length when the
+    /// replay made more events than it has.
+    pub index: usize,
+    /// That event's type, or `(end of the record)`.
+    pub event_type: String,
+    /// How the replay left it.
+    pub kind: DivergenceKind,
+}
+
+/// The kinds of [`Divergence`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DivergenceKind {
+    /// The guest called host function `replayed` where the record has another host call.
+    OtherCall {
+        /// The event type of the guest's call.
+        replayed: String,
+    },
+    /// The guest called host function `replayed` where the record's call into the actor had already returned.
+    ExtraCall {
+        /// The event type of the guest's call.
+        replayed: String,
+    },
+    /// The record has this host call, which the guest did not make.
+    MissingCall,
+    /// The call is the same but a value differs (a parameter, a result, an export's result).
+    ValueDiffers(Difference),
+    /// The replayed call trapped where the recorded one did not.
+    Trap {
+        /// The replay's trap message.
+        message: String,
+    },
+    /// The event cannot be replayed: a result recorded as a digest, values that do not decode as the
+    /// function's types, a function whose values hold resource handles.
+    Unreplayable {
+        /// Why.
+        reason: String,
+    },
+    /// The replay made an event of another type here (`replayed`).
+    OtherEvent {
+        /// The replayed event's type.
+        replayed: String,
+    },
+    /// The replay ended before the record did.
+    Ended,
+    /// The replay made more events than the record has; this is the first.
+    ExtraEvent {
+        /// The replayed event's type.
+        replayed: String,
+    },
+}
+
+impl fmt::Display for Divergence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "event {} ({}): ", self.index, self.event_type)?;
+        match &self.kind {
+            DivergenceKind::OtherCall { replayed } => {
+                write!(
+                    f,
+                    "the guest called {replayed} where the record has this call"
+                )
+            }
+            DivergenceKind::ExtraCall { replayed } => write!(
+                f,
+                "the guest called {replayed}, which the record does not have (the record goes on with this event)"
+            ),
+            DivergenceKind::MissingCall => {
+                write!(f, "the record has this call, which the guest did not make")
+            }
+            DivergenceKind::ValueDiffers(d) => write!(
+                f,
+                "value differs at {}: recorded {}, replayed {}",
+                d.path, d.recorded, d.replayed
+            ),
+            DivergenceKind::Trap { message } => {
+                write!(f, "the replay trapped where the record did not: {message}")
+            }
+            DivergenceKind::Unreplayable { reason } => write!(f, "cannot be replayed: {reason}"),
+            DivergenceKind::OtherEvent { replayed } => {
+                write!(f, "the replay made a {replayed} event here")
+            }
+            DivergenceKind::Ended => write!(f, "the replay ended before this event"),
+            DivergenceKind::ExtraEvent { replayed } => {
+                write!(f, "the replay made a further event, {replayed}")
+            }
+        }
+    }
+}
+
+impl TheaterRuntime {
+    /// Replays `recorded`, the chain of an actor of `options` (the same component, handlers and `record`
+    /// overrides as the run that recorded it; `options.init_state` its initial state), and reports the first
+    /// divergence.
+    ///
+    /// The replayed actor is not listed in this runtime and cannot be addressed; its handlers are instantiated
+    /// (functions with [`ReplayRule::Rerun`] use them) but not started. Its id is the recorded `init`'s actor id
+    /// when the record has one. The chain file of `options`, if any, is not written.
+    ///
+    /// # Errors
+    /// [`SpawnError`] when the actor cannot be made (the component does not link, a handler fails to create its
+    /// instance). Everything the replay itself finds is in the report.
+    pub async fn replay(
+        &self,
+        mut options: SpawnOptions,
+        recorded: &Chain,
+    ) -> Result<ReplayReport, SpawnError> {
+        let cursor = Box::new(ReplayCursor::new(recorded));
+        options.chain_file = None;
+        options.recording = true;
+        options.run_init = false;
+        let id = recorded_actor_id(&cursor).unwrap_or_else(ActorId::new);
+        let replaying = Replaying {
+            cursor,
+            times: ReplayedTimes::of(recorded),
+        };
+        let built = self.build(&options, id, Some(replaying)).await?;
+        let (mut store, instance) = (built.store, built.instance);
+        drive(&mut store, instance).await;
+        let replayed = store.data().chain();
+        let cursor = store.data_mut().replay.take().expect("set for a replay");
+        Ok(report(&cursor, &replayed))
+    }
+}
+
+/// What [`TheaterRuntime::build`] needs to make an actor that replays: the record and its timestamps.
+pub(crate) struct Replaying {
+    pub(crate) cursor: Box<ReplayCursor>,
+    pub(crate) times: ReplayedTimes,
+}
+
+/// The actor id a recorded `init` received, if the record starts with one.
+fn recorded_actor_id(cursor: &ReplayCursor) -> Option<ActorId> {
+    let init = cursor
+        .events
+        .iter()
+        .position(|e| e.event_type == crate::actor::init_spec().event_type)?;
+    let id = cursor
+        .value(init, "params")
+        .ok()?
+        .get("params.0")?
+        .as_str()?;
+    id.parse().ok()
+}
+
+/// Re-issues every recorded call into the actor, in order, until the record ends or the replay diverges.
+async fn drive(store: &mut Store<ActorStore>, instance: Instance) {
+    loop {
+        let data = store.data_mut();
+        let cursor = data.replay.as_deref_mut().expect("set for a replay");
+        if cursor.stop.is_some() {
+            return;
+        }
+        let exports = &data.exports;
+        let next = (cursor.next..cursor.events.len())
+            .find(|&i| exports.replayer(&cursor.events[i].event_type).is_some());
+        let Some(call) = next else {
+            if cursor.next < cursor.events.len() {
+                let divergence = missing(cursor, cursor.next);
+                cursor.stop = Some(divergence);
+            }
+            return;
+        };
+        cursor.end = call;
+        let (spec, replayer) = exports
+            .replayer(&cursor.events[call].event_type)
+            .expect("found above");
+        let params = match call_params(cursor, call) {
+            Ok(params) => params,
+            Err(reason) => {
+                cursor.stop = Some(unreplayable(cursor, call, reason));
+                return;
+            }
+        };
+        let outcome = replayer(store, instance, spec, params).await;
+        let cursor = store
+            .data_mut()
+            .replay
+            .as_deref_mut()
+            .expect("set for a replay");
+        match outcome {
+            Err(reason) => {
+                if cursor.stop.is_none() {
+                    cursor.stop = Some(unreplayable(cursor, call, reason));
+                }
+                return;
+            }
+            Ok(_) if cursor.stop.is_some() => return,
+            Ok(_) if cursor.next < call => {
+                cursor.stop = Some(missing(cursor, cursor.next));
+                return;
+            }
+            // A trapped call leaves the instance unusable, as it left the recorded actor stopped.
+            Ok(trapped) => {
+                cursor.next = call + 1;
+                if trapped {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The parameters of recorded call `index` into the actor, in order (`params.0`, `params.1`, …).
+fn call_params(cursor: &ReplayCursor, index: usize) -> Result<Vec<Value>, String> {
+    let params = cursor.value(index, "params")?;
+    let params = params
+        .as_object()
+        .ok_or("the recorded parameters are not an object")?;
+    (0..params.len())
+        .map(|i| {
+            let value = params
+                .get(&format!("params.{i}"))
+                .ok_or_else(|| format!("the recorded parameters have no `params.{i}`"))?;
+            if is_digest(value) {
+                return Err(format!(
+                    "parameter `params.{i}` was recorded as a digest and cannot be fed back: record it in full"
+                ));
+            }
+            Ok(value.clone())
+        })
+        .collect()
+}
+
+/// Whether a recorded value is a digest (`{"sha1"|"hmac-sha1": hex, "len": n}`).
+fn is_digest(value: &Value) -> bool {
+    value.as_object().is_some_and(|o| {
+        o.len() == 2
+            && o.contains_key("len")
+            && (o.contains_key("sha1") || o.contains_key("hmac-sha1"))
+    })
+}
+
+fn missing(cursor: &ReplayCursor, index: usize) -> Divergence {
+    divergence(cursor, index, DivergenceKind::MissingCall)
+}
+
+fn unreplayable(cursor: &ReplayCursor, index: usize, reason: String) -> Divergence {
+    divergence(cursor, index, DivergenceKind::Unreplayable { reason })
+}
+
+fn divergence(cursor: &ReplayCursor, index: usize, kind: DivergenceKind) -> Divergence {
+    Divergence {
+        index,
+        event_type: cursor.events[index].event_type.clone(),
+        kind,
+    }
+}
+
+/// The report: the first event where the replayed chain differs from the record, before the replay's own stop.
+fn report(cursor: &ReplayCursor, replayed: &Chain) -> ReplayReport {
+    let recorded = cursor.events.len();
+    let stop = cursor.stop.clone();
+    let limit = stop.as_ref().map_or(recorded, |s| s.index);
+    let events = replayed.events();
+    let mut first = None;
+    for index in 0..limit.min(recorded) {
+        let Some(event) = events.get(index) else {
+            first = Some(divergence(cursor, index, DivergenceKind::Ended));
+            break;
+        };
+        if let Some(kind) = compare_event(&cursor.events[index], event) {
+            first = Some(divergence(cursor, index, kind));
+            break;
+        }
+    }
+    let divergence = first.or(stop).or_else(|| {
+        events.get(recorded).map(|extra| Divergence {
+            index: recorded,
+            event_type: "(end of the record)".to_owned(),
+            kind: DivergenceKind::ExtraEvent {
+                replayed: extra.event_type.clone(),
+            },
+        })
+    });
+    ReplayReport {
+        recorded,
+        reproduced: divergence.as_ref().map_or(recorded, |d| d.index),
+        divergence,
+    }
+}
+
+/// How replayed `event` differs from recorded `record`, if it does.
+fn compare_event(
+    record: &cursor::RecordedEvent,
+    event: &crate::chain::ChainEvent,
+) -> Option<DivergenceKind> {
+    // Replayed events take the recorded timestamps: the same hash is the same event, parent included.
+    if record.hash == event.hash {
+        return None;
+    }
+    if record.event_type != event.event_type {
+        return Some(DivergenceKind::OtherEvent {
+            replayed: event.event_type.clone(),
+        });
+    }
+    let recorded = match &record.data {
+        Ok(v) => v,
+        Err(reason) => {
+            return Some(DivergenceKind::Unreplayable {
+                reason: reason.clone(),
+            });
+        }
+    };
+    let replayed: Value = serde_json::from_slice(&event.data).unwrap_or(Value::Null);
+    // Equal data under another hash: an earlier event differed, or the timestamp did (a replay past the record).
+    let difference = compare::first_difference(recorded, &replayed)?;
+    let replayed_trap = replayed.get("result").and_then(trap_message);
+    let recorded_trap = recorded.get("result").and_then(trap_message);
+    Some(match (replayed_trap, recorded_trap) {
+        (Some(message), None) => DivergenceKind::Trap {
+            message: message.to_owned(),
+        },
+        _ => DivergenceKind::ValueDiffers(difference),
+    })
+}
