@@ -4,15 +4,21 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use theater_handler_environment::EnvironmentConfig;
 use theater_handler_filesystem::FilesystemConfig;
+use theater_handler_http_framework::{HttpFrameworkConfig, HttpFrameworkHandler};
+use theater_handler_process::{ProcessHandler, ProcessHandlerConfig};
 use theater_handler_random::RandomConfig;
 use theater_handler_store::StoreConfig;
+use theater_handler_timing::{TimingConfig, TimingHandler};
 use theater_runtime::{
-    Chain, DivergenceKind, Handler, RecordMode, ReplayReport, SpawnOptions, TheaterRuntime,
+    ActorHandle, Chain, DivergenceKind, Handler, RecordMode, ReplayReport, SpawnOptions,
+    TheaterRuntime,
 };
 use theater_tests::guests;
+use theater_tests::probe::ProbeHandler;
 use theater_tests::support::{
     LocalConfig, local_handlers, runtime, script, script_handlers, spawn,
 };
@@ -336,4 +342,146 @@ async fn another_component_is_reported_at_its_first_departure() {
             replayed: "theater:test/probe/note".into()
         }
     );
+}
+
+/// The `process-actor` guest with `sh` allowed.
+fn process_options() -> SpawnOptions {
+    let bytes = std::fs::read(guests::PROCESS_ACTOR).unwrap();
+    let handlers: Vec<Arc<dyn Handler>> = vec![
+        Arc::new(ProcessHandler::new(ProcessHandlerConfig {
+            allowed_programs: vec!["sh".into()],
+            ..Default::default()
+        })),
+        Arc::new(ProbeHandler::new()),
+    ];
+    SpawnOptions::new("process", bytes).handlers(handlers)
+}
+
+/// Waits (up to 20 s) until `actor`'s state holds `text`.
+async fn wait_state(actor: &ActorHandle, text: &str) {
+    for _ in 0..1000 {
+        let state = String::from_utf8(actor.state().unwrap_or_default()).unwrap();
+        if state.contains(text) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the actor's state never held {text:?}");
+}
+
+#[tokio::test]
+async fn a_process_actor_replays_its_callbacks_without_starting_a_process() {
+    let (rt, _dir) = runtime();
+    let marker = tempfile::tempdir().unwrap();
+    let file = marker.path().join("ran");
+    let actor = rt.spawn(process_options()).await.unwrap();
+    let command = format!(
+        "spawn:sh|-c|echo out; echo err >&2; touch {}",
+        file.display()
+    );
+    let out = script(&actor, &command).await.unwrap();
+    assert!(out.starts_with("spawn="), "{out}");
+    // The callbacks arrive on their own: stdout, stderr, then the exit (whose handler calls os-status).
+    wait_state(&actor, "exit:").await;
+    actor.stop().await.unwrap();
+    let chain = actor.chain();
+    for callback in ["handle-stdout", "handle-stderr", "handle-exit"] {
+        index_of(
+            &chain,
+            &format!("theater:simple/process-handlers/{callback}"),
+        );
+    }
+    assert!(file.exists());
+    std::fs::remove_file(&file).unwrap();
+
+    let report = rt.replay(process_options(), &chain).await.unwrap();
+    assert!(report.is_faithful(), "{:?}", report.divergence);
+    assert_eq!(report.reproduced, chain.len());
+    assert!(!file.exists(), "the replay started the process");
+}
+
+#[tokio::test]
+async fn an_http_server_driven_by_real_requests_replays_faithfully() {
+    let (rt, _dir) = runtime();
+    let bytes = std::fs::read(guests::HTTP_SERVER).unwrap();
+    let options = || {
+        let handlers: Vec<Arc<dyn Handler>> = vec![
+            Arc::new(HttpFrameworkHandler::new(HttpFrameworkConfig::default())),
+            Arc::new(TimingHandler::new(TimingConfig::default())),
+            Arc::new(ProbeHandler::new()),
+        ];
+        SpawnOptions::new("http-server", bytes.clone()).handlers(handlers)
+    };
+    let actor = rt.spawn(options()).await.unwrap();
+    let out = script(
+        &actor,
+        "create:;handler:hello;handler:echo;route:1,/hello,GET,1;route:1,/echo,POST,2;start:1",
+    )
+    .await
+    .unwrap();
+    let port: u16 = out
+        .lines()
+        .last()
+        .unwrap()
+        .strip_prefix("start=")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let hello = client
+        .get(format!("http://127.0.0.1:{port}/hello"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hello.text().await.unwrap(), "hello from 1");
+    for body in ["one", "two"] {
+        let echo = client
+            .post(format!("http://127.0.0.1:{port}/echo"))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(echo.status(), 201);
+        assert_eq!(echo.text().await.unwrap(), body);
+    }
+    actor.stop().await.unwrap();
+    let chain = actor.chain();
+    let requests = chain
+        .events()
+        .iter()
+        .filter(|e| e.event_type == "theater:simple/http-handlers/handle-request")
+        .count();
+    assert_eq!(requests, 3);
+
+    let report = rt.replay(options(), &chain).await.unwrap();
+    assert!(report.is_faithful(), "{:?}", report.divergence);
+    assert_eq!(report.reproduced, chain.len());
+    // No server was started: the recorded port is closed.
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+    );
+
+    // A request's recorded body changed: the guest's response (the callback's result) shows it.
+    let second = chain
+        .events()
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.event_type == "theater:simple/http-handlers/handle-request")
+        .nth(1)
+        .unwrap()
+        .0;
+    let copy = tampered(&chain, |events| {
+        events[second].1["params"]["params.1"]["body"] = "b3RoZXI=".into();
+    });
+    let d = rt
+        .replay(options(), &copy)
+        .await
+        .unwrap()
+        .divergence
+        .expect("diverges");
+    assert_eq!(d.index, second, "{d}");
+    assert!(matches!(d.kind, DivergenceKind::ValueDiffers(_)), "{d}");
 }

@@ -332,3 +332,70 @@ fn after_kill_9_the_processes_its_actors_started_die_too() {
     }
     assert!(!survived, "process {pid} outlived theater");
 }
+
+#[test]
+fn replay_reproduces_the_demo_and_names_the_event_a_tampered_copy_departs_at() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = dir.path().join("demo.chain.jsonl");
+    let manifest = demo_manifest();
+    assert!(
+        run_with_chain(&manifest, &chain, dir.path())
+            .status
+            .success()
+    );
+    let data = dir.path().to_str().unwrap();
+    let replay = |chain: &Path| {
+        theater(&[
+            "replay",
+            manifest.to_str().unwrap(),
+            chain.to_str().unwrap(),
+            "--data-dir",
+            data,
+        ])
+    };
+    let out = replay(&chain);
+    let recorded = theater_runtime::Chain::load(&chain).unwrap();
+    let n = recorded.len();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("faithful, {n} of {n} events reproduced")),
+        "{}",
+        text(&out)
+    );
+
+    // The first die changed and the chain re-hashed, as a careful forger would: the replay feeds the forged
+    // roll to the actor, whose log line then differs from the recorded one.
+    let mut forged = theater_runtime::Chain::new();
+    let mut dice = 0;
+    for e in recorded.events() {
+        let mut data: serde_json::Value = serde_json::from_slice(&e.data).unwrap();
+        if e.event_type == "theater:simple/random/random-range" && dice == 0 {
+            dice += 1;
+            let roll = data["result"]["Ok"].as_u64().unwrap();
+            data["result"]["Ok"] = (roll % 6 + 1).into();
+        }
+        forged.append(
+            &e.event_type,
+            serde_json::to_vec(&data).unwrap(),
+            e.timestamp,
+            None,
+        );
+    }
+    let copy = dir.path().join("forged.chain.jsonl");
+    forged.save(&copy).unwrap();
+    let out = replay(&copy);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let log = recorded
+        .events()
+        .iter()
+        .position(|e| e.data_text().contains("dice:"))
+        .unwrap();
+    assert!(
+        text(&out).contains(&format!(
+            "DIVERGED at event {log} (theater:simple/runtime/log): value differs at .params.msg"
+        )),
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains(&format!("{log} of {n} events reproduced before it")));
+}

@@ -176,7 +176,7 @@ impl TheaterRuntime {
         options.chain_file = None;
         options.recording = true;
         options.run_init = false;
-        let id = recorded_actor_id(&cursor).unwrap_or_else(ActorId::new);
+        let id = recorded_actor_id(&cursor).unwrap_or_default();
         let replaying = Replaying {
             cursor,
             times: ReplayedTimes::of(recorded),

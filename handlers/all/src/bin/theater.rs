@@ -4,6 +4,7 @@
 //! theater run MANIFEST [--chain-out FILE] [--data-dir DIR]
 //! theater chain verify FILE
 //! theater chain show FILE
+//! theater replay MANIFEST CHAIN
 //! theater serve [--listen 127.0.0.1:7878] [--data-dir DIR]
 //! theater start MANIFEST [--state FILE]       # these take --server URL (default http://127.0.0.1:7878)
 //! theater ps | stop ID | send ID DATA | request ID DATA | events ID [--follow] | chain save ID FILE
@@ -14,6 +15,7 @@ mod theater {
     pub mod new;
     pub mod progress;
     pub mod remote;
+    pub mod replay;
     pub mod serve;
 }
 
@@ -62,6 +64,23 @@ enum Command {
         /// Lower it to run more than about 28,000 actors; see RuntimeConfig::memory_reservation.
         #[arg(long, default_value_t = theater_runtime::DEFAULT_MEMORY_RESERVATION >> 20)]
         memory_reservation_mib: u64,
+        /// Runtime data folder (default: $THEATER_HOME, else the platform data folder).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Re-run the manifest's actor against a recorded chain (`--chain-out`, `chain save`) and report the first
+    /// divergence.
+    ///
+    /// Every recorded call into the actor is made again with its recorded parameters; every host call the
+    /// actor makes is answered from the chain instead of by its handler, so nothing outside happens (no file
+    /// written, no process started, no socket opened, no message sent). Exit code 0: every event reproduced;
+    /// 1: the replay diverged (the event, its type, and the recorded and replayed values are printed), or the
+    /// chain does not verify. See docs/chain.md, "Replay".
+    Replay {
+        /// The actor's TOML manifest: the same component, handlers and `record` settings as the recorded run.
+        manifest: PathBuf,
+        /// The chain file (JSON lines); a cut file (a crashed run) is replayed as far as it goes.
+        chain: PathBuf,
         /// Runtime data folder (default: $THEATER_HOME, else the platform data folder).
         #[arg(long)]
         data_dir: Option<PathBuf>,
@@ -219,6 +238,11 @@ fn main() -> ExitCode {
             Remote::ChainSave { id, file },
         )),
         Command::Serve(args) => theater::serve::serve(args),
+        Command::Replay {
+            manifest,
+            chain,
+            data_dir,
+        } => theater::replay::replay(&manifest, &chain, data_dir),
         Command::New {
             command:
                 NewCommand::Actor {
