@@ -9,6 +9,7 @@ use std::time::Duration;
 use theater_handler_environment::EnvironmentConfig;
 use theater_handler_filesystem::FilesystemConfig;
 use theater_handler_http_framework::{HttpFrameworkConfig, HttpFrameworkHandler};
+use theater_handler_message_server::{MessageServerConfig, MessageServerHandler};
 use theater_handler_process::{ProcessHandler, ProcessHandlerConfig};
 use theater_handler_random::RandomConfig;
 use theater_handler_store::StoreConfig;
@@ -484,4 +485,43 @@ async fn an_http_server_driven_by_real_requests_replays_faithfully() {
         .expect("diverges");
     assert_eq!(d.index, second, "{d}");
     assert!(matches!(d.kind, DivergenceKind::ValueDiffers(_)), "{d}");
+}
+
+/// A `message-peer` guest's options (message-server, probe).
+fn peer_options(name: &str) -> SpawnOptions {
+    let bytes = std::fs::read(guests::MESSAGE_PEER).unwrap();
+    let handlers: Vec<Arc<dyn Handler>> = vec![
+        Arc::new(MessageServerHandler::new(MessageServerConfig::default())),
+        Arc::new(ProbeHandler::new()),
+    ];
+    SpawnOptions::new(name, bytes).handlers(handlers)
+}
+
+#[tokio::test]
+async fn a_message_peer_replays_beside_itself_without_taking_its_mailbox() {
+    let (rt, _dir) = runtime();
+    let a = rt.spawn(peer_options("a")).await.unwrap();
+    let b = rt.spawn(peer_options("b")).await.unwrap();
+    let ask = |n: u32| format!("send:{},hello {n};request:{},ping {n}", b.id(), b.id());
+    assert_eq!(
+        script(&a, &ask(1)).await.unwrap(),
+        "send=ok|request=re:ping 1"
+    );
+
+    // `b` is replayed while it runs, under its own id: its recorded `handle-send` and `handle-request` are made
+    // again, and its mailbox stays its own.
+    let report = rt.replay(peer_options("b"), &b.chain()).await.unwrap();
+    assert!(report.is_faithful(), "{:?}", report.divergence);
+    assert!(report.recorded >= 3, "init, handle-send, handle-request");
+    assert_eq!(
+        script(&a, &ask(2)).await.unwrap(),
+        "send=ok|request=re:ping 2"
+    );
+
+    // `a`'s chain: the sends and requests it made are fed back; nothing reaches `b` (whose chain stays as is).
+    let before = b.chain_len();
+    let report = rt.replay(peer_options("a"), &a.chain()).await.unwrap();
+    assert!(report.is_faithful(), "{:?}", report.divergence);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(b.chain_len(), before, "the replay of `a` sent to `b`");
 }

@@ -96,18 +96,6 @@ pub struct SpawnOptions {
     pub(crate) chain_file: Option<PathBuf>,
 }
 
-/// An actor made by [`TheaterRuntime::build`]: instantiated, not started.
-pub(crate) struct Built {
-    pub(crate) store: Store<ActorStore>,
-    pub(crate) instance: wasmtime::component::Instance,
-    shared: Arc<ActorShared>,
-    handle: ActorHandle,
-    commands: mpsc::UnboundedReceiver<crate::actor::handle::Command>,
-    shutdown: ShutdownSignal,
-    instances: Vec<Arc<dyn Handler>>,
-    has_init: bool,
-}
-
 /// The component an actor runs: bytes, compiled (or found in the runtime's cache) at spawn, or a compilation.
 #[derive(Clone)]
 enum ComponentSource {
@@ -502,27 +490,9 @@ impl TheaterRuntime {
             Some(id) => (id.clone(), Some(self.reserve_id(id)?)),
             None => (ActorId::new(), None),
         };
-        let Built {
-            store,
-            instance,
-            shared,
-            handle,
-            commands: commands_rx,
-            shutdown,
-            instances,
-            has_init,
-        } = self.build(&options, id.clone(), None).await?;
+        let task = self.build(&options, id.clone(), None).await?;
+        let (shared, handle) = (task.shared.clone(), task.handle.clone());
 
-        let task = ActorTask {
-            store,
-            instance,
-            commands: commands_rx,
-            shared: shared.clone(),
-            handle: handle.clone(),
-            shutdown,
-            instances,
-            has_init,
-        };
         // Only the id and the identity: the actor's task holds no handle of its own (nor its command sender).
         let (runtime, listed) = (Arc::downgrade(&self.inner), Arc::downgrade(&shared));
         let unlist_id = id.clone();
@@ -556,7 +526,8 @@ impl TheaterRuntime {
         Ok(handle)
     }
 
-    /// Makes the actor of `options` under `id`, instantiated and with its exports resolved but not started:
+    /// Makes the actor of `options` under `id`, instantiated and with its exports resolved but not started (not
+    /// listed, `init` not called):
     /// what [`spawn`](Self::spawn) starts and [`replay`](Self::replay) drives (with `replay` set).
     ///
     /// # Errors
@@ -566,7 +537,7 @@ impl TheaterRuntime {
         options: &SpawnOptions,
         id: ActorId,
         replay: Option<Replaying>,
-    ) -> Result<Built, SpawnError> {
+    ) -> Result<ActorTask, SpawnError> {
         let engine = &self.inner.engine;
         let compiled = match &options.component {
             ComponentSource::Bytes(bytes) => self.compile(bytes)?,
@@ -685,7 +656,11 @@ impl TheaterRuntime {
         let mut instances: Vec<Arc<dyn Handler>> = Vec::new();
         let mut by_type: Vec<(std::any::TypeId, Arc<dyn Any + Send + Sync>)> = Vec::new();
         for (handler, _, _) in &active {
-            let instance =
+            // A replay makes no per-actor instance (which may register a mailbox, make a folder): a function it
+            // runs again runs on the handler as configured.
+            let instance = if replay.is_some() {
+                handler.clone()
+            } else {
                 handler
                     .create_instance(&context)
                     .await
@@ -693,7 +668,8 @@ impl TheaterRuntime {
                         handler: handler.name().to_owned(),
                         step: "create_instance",
                         message: format!("{e:#}"),
-                    })?;
+                    })?
+            };
             let any = instance.clone().as_any();
             by_type.push(((*any).type_id(), any));
             instances.push(instance);
@@ -770,12 +746,12 @@ impl TheaterRuntime {
                 .map_err(|e| SpawnError::Component(format!("{e:#}")))?;
         }
         let has_init = options.run_init && store.data().exports.get(init_spec()).is_some();
-        Ok(Built {
+        Ok(ActorTask {
             store,
             instance,
+            commands: commands_rx,
             shared,
             handle,
-            commands: commands_rx,
             shutdown,
             instances,
             has_init,

@@ -1,9 +1,9 @@
 //! Replay: run an actor's component again against its recorded chain and report the first divergence
 //! (`docs/chain.md`, "Replay").
 //!
-//! [`TheaterRuntime::replay`] instantiates the component with the manifest's handlers, none of them started, and
-//! re-issues every recorded call into the actor (`init`, callbacks) in order with its recorded parameters. Every
-//! host call the guest makes takes the next recorded event ([`cursor`]) and is answered by its function's
+//! [`TheaterRuntime::replay`] instantiates the component with the manifest's handlers, none of them instantiated
+//! per actor or started, and re-issues every recorded call into the actor (`init`, callbacks) in order with its
+//! recorded parameters. Every host call the guest makes takes the next recorded event ([`cursor`]) and is answered by its function's
 //! [`ReplayRule`]: from the recorded result, decoded into the function's Rust types ([`crate::record::decode`]),
 //! or by running the function again. The replay records its own chain as any run does; at the end it is compared
 //! with the record, event by event ([`compare`]), so a parameter, a result or a trap that differs is named with
@@ -160,8 +160,9 @@ impl TheaterRuntime {
     /// overrides as the run that recorded it; `options.init_state` its initial state), and reports the first
     /// divergence.
     ///
-    /// The replayed actor is not listed in this runtime and cannot be addressed; its handlers are instantiated
-    /// (functions with [`ReplayRule::Rerun`] use them) but not started. Its id is the recorded `init`'s actor id
+    /// The replayed actor is not listed in this runtime and cannot be addressed; its handlers make no per-actor
+    /// instance and start no background work (functions with [`ReplayRule::Rerun`] run on the handlers of
+    /// `options` as configured). Its id is the recorded `init`'s actor id
     /// when the record has one. The chain file of `options`, if any, is not written.
     ///
     /// # Errors
@@ -181,8 +182,8 @@ impl TheaterRuntime {
             cursor,
             times: ReplayedTimes::of(recorded),
         };
-        let built = self.build(&options, id, Some(replaying)).await?;
-        let (mut store, instance) = (built.store, built.instance);
+        let task = self.build(&options, id, Some(replaying)).await?;
+        let (mut store, instance) = (task.store, task.instance);
         drive(&mut store, instance).await;
         let replayed = store.data().chain();
         let cursor = store.data_mut().replay.take().expect("set for a replay");
