@@ -7,6 +7,7 @@
 //! [`ActorHandle::call_export`](crate::ActorHandle::call_export).
 
 use std::collections::HashMap;
+use std::marker::PhantomData;
 
 use wasmtime::Store;
 use wasmtime::component::{ComponentNamedList, ComponentType, Func, Instance, Lift, Lower};
@@ -32,6 +33,44 @@ pub struct ExportSpec {
     /// Payload values (`params.N` or `result`) and their default [`RecordMode`] (handlers.md §1.1).
     pub payload: &'static [(&'static str, RecordMode)],
 }
+
+/// A callback's [`ExportSpec`] with its Rust types: `P`, the elements of its `params` tuple, and `O`, its `ok`
+/// result ([`StateAnd<T>`] or [`StateOnly`]). `#[theater_handler(export = ...)]` generates one static per callback
+/// (`<FUNCTION>_SPEC`), which its typed callers pass to [`ActorHandle::call`](crate::ActorHandle::call) and
+/// `add_export_functions` to [`ExportResolver::add`].
+pub struct Callback<P, O> {
+    /// The callback's spec.
+    pub spec: ExportSpec,
+    types: PhantomData<fn() -> (P, O)>,
+}
+
+impl<P, O> Callback<P, O> {
+    /// The callback `function` of `interface` (unversioned), recorded as `event_type` with payload values
+    /// `payload`.
+    pub const fn new(
+        interface: &'static str,
+        function: &'static str,
+        event_type: &'static str,
+        payload: &'static [(&'static str, RecordMode)],
+    ) -> Self {
+        Self {
+            spec: ExportSpec {
+                interface,
+                function,
+                event_type,
+                payload,
+            },
+            types: PhantomData,
+        }
+    }
+}
+
+/// The `ok` result of a callback that returns a value `T` besides the new state: `tuple<option<list<u8>>,
+/// tuple<T>>`.
+pub type StateAnd<T> = (Option<Vec<u8>>, (T,));
+
+/// The `ok` result of a callback that returns only the new state: `tuple<option<list<u8>>>`.
+pub type StateOnly = (Option<Vec<u8>>,);
 
 /// The `ok` side of a callback's result: the new state, then the callback's own value if it has one.
 ///
@@ -129,6 +168,20 @@ pub struct ExportResolver<'a> {
 }
 
 impl ExportResolver<'_> {
+    /// [`resolve`](Self::resolve) with the spec and the types of `callback`.
+    ///
+    /// # Errors
+    /// As [`resolve`](Self::resolve).
+    pub fn add<P, O>(&mut self, callback: &'static Callback<P, O>) -> anyhow::Result<()>
+    where
+        P: ComponentType + Lower + RecordParams + DeserializeOwned + Send + Sync + 'static,
+        O: StateResult,
+        (Option<Vec<u8>>, P): ComponentNamedList + Lower,
+        (Result<O, String>,): ComponentNamedList + Lift,
+    {
+        self.resolve::<P, O>(&callback.spec)
+    }
+
     /// Checks the export `spec` against the Rust types of its parameters `P` (the elements of its `params`
     /// tuple) and its `ok` result `O`, and remembers it for [`ActorHandle::call_export`](crate::ActorHandle).
     ///

@@ -41,7 +41,7 @@ pub use actor::{ActorExit, ActorHandle, ActorId, ActorStatus, BackgroundGuard};
 pub use chain::{Chain, ChainError, ChainEvent};
 pub use engine::CompiledComponent;
 pub use error::ActorError;
-pub use exports::{ExportResolver, ExportSpec};
+pub use exports::{Callback, ExportResolver, ExportSpec, StateAnd, StateOnly};
 pub use handler::{ActorContext, Handler, ShutdownSignal};
 pub use host::{CallSpec, HostCtx, HostResult};
 pub use manifest::Manifest;

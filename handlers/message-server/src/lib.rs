@@ -440,7 +440,7 @@ impl MessageServerHandler {
         endpoint: &Endpoint,
         batch: Vec<Vec<u8>>,
     ) -> Delivered {
-        let spec = &theater::simple::message_server_client::HANDLE_SEND_SPEC;
+        let spec = &theater::simple::message_server_client::HANDLE_SEND_SPEC.spec;
         let mut next = 0;
         let mut untaken = Vec::new();
         while next < batch.len() {
@@ -506,7 +506,7 @@ impl MessageServerHandler {
                 };
                 actor
                     .call_export_then::<(String, Vec<u8>), (Option<Vec<u8>>, (Option<Vec<u8>>,))>(
-                        &theater::simple::message_server_client::HANDLE_REQUEST_SPEC,
+                        &theater::simple::message_server_client::HANDLE_REQUEST_SPEC.spec,
                         (id, msg),
                         None,
                         move |answer| settle.run(answer),

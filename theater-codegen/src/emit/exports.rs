@@ -10,25 +10,21 @@ use super::docs;
 pub use crate::callbacks::Callback;
 use crate::callbacks::payload_values;
 use crate::model::{Function, Interface, Model, Type};
-use crate::typemap::{Scope, rust_type, type_string};
+use crate::typemap::{Scope, rust_type};
 
 fn spec_ident(f: &Function) -> proc_macro2::Ident {
     format_ident!("{}_SPEC", f.name.to_shouty_snake_case())
 }
 
-/// The `O` type of `ExportResolver::resolve` / `ActorHandle::call_export` for a callback, from `scope`.
-fn ok_type(cb: &Callback<'_>, scope: Scope) -> TokenStream {
+/// The `O` type of a callback's `theater_runtime::Callback<P, O>` (its `ok` result), in its interface's module.
+fn ok_type(cb: &Callback<'_>) -> TokenStream {
     match cb.value {
-        None => quote!((::core::option::Option<::std::vec::Vec<u8>>,)),
+        None => quote!(::theater_runtime::StateOnly),
         Some(v) => {
-            let v = rust_type(v, scope);
-            quote!((::core::option::Option<::std::vec::Vec<u8>>, (#v,)))
+            let v = rust_type(v, Scope::Here);
+            quote!(::theater_runtime::StateAnd<#v>)
         }
     }
-}
-
-fn params_type(cb: &Callback<'_>, scope: Scope) -> TokenStream {
-    rust_type(&Type::Tuple(cb.params.to_vec()), scope)
 }
 
 /// Items added to the export interface's module: the specs and `Callbacks`.
@@ -39,14 +35,16 @@ pub fn module_items(model: &Model, iface: &Interface, callbacks: &[Callback<'_>]
         let function = &cb.function.name;
         let event_type = format!("{interface}/{function}");
         let payload = payload_values(model, cb);
+        let params = rust_type(&Type::Tuple(cb.params.to_vec()), Scope::Here);
+        let ok = ok_type(cb);
         quote! {
             #[doc(hidden)]
-            pub static #spec: ::theater_runtime::ExportSpec = ::theater_runtime::ExportSpec {
-                interface: #interface,
-                function: #function,
-                event_type: #event_type,
-                payload: &[#((#payload, ::theater_runtime::RecordMode::Full)),*],
-            };
+            pub static #spec: ::theater_runtime::Callback<#params, #ok> = ::theater_runtime::Callback::new(
+                #interface,
+                #function,
+                #event_type,
+                &[#((#payload, ::theater_runtime::RecordMode::Full)),*],
+            );
         }
     });
     let methods = callbacks.iter().map(|cb| {
@@ -55,37 +53,29 @@ pub fn module_items(model: &Model, iface: &Interface, callbacks: &[Callback<'_>]
         let spec = spec_ident(f);
         let args: Vec<_> = (0..cb.params.len()).map(|i| format_ident!("arg{i}")).collect();
         let arg_types = cb.params.iter().map(|t| rust_type(t, Scope::Here));
-        let ok = ok_type(cb, Scope::Here);
         let ret = cb.value.map(|v| rust_type(v, Scope::Here)).unwrap_or_else(|| quote!(()));
         let wit = format!(" WIT: `{}`", f.wit_signature());
-        let convention = format!(
-            " Calls `{}` with ({}) and returns its `{}`; the actor's state is passed in and kept by the runtime.",
-            f.name,
-            cb.params.iter().map(type_string).collect::<Vec<_>>().join(", "),
-            cb.value.map(type_string).unwrap_or_else(|| "()".into())
-        );
         let doc = docs(&f.docs);
         quote! {
             #[doc = #wit]
             #[doc = ""]
             #doc
-            #[doc = ""]
-            #[doc = #convention]
-            #[doc = ""]
-            #[doc = " # Errors"]
-            #[doc = " The guest's `Err` ([`ActorError::Guest`](::theater_runtime::ActorError::Guest)), a trap or deadline, a stopped actor, or a component that does not export this function."]
             pub async fn #method(&self, #(#args: #arg_types),*) -> ::core::result::Result<#ret, ::theater_runtime::ActorError> {
-                self.actor
-                    .call_export::<_, #ok>(&#spec, (#(#args,)*), self.timeout)
-                    .await
+                self.actor.call(&#spec, (#(#args,)*), self.timeout).await
             }
         }
     });
-    let doc = format!(" Typed callers of the callbacks of `{interface}` exported by one actor.");
+    let doc = format!(
+        " Typed callers of the callbacks of `{interface}` exported by one actor. Each passes the actor's state in \
+         and keeps the new state (the runtime's convention), and returns the callback's own value."
+    );
     quote! {
         #(#specs)*
 
         #[doc = #doc]
+        #[doc = ""]
+        #[doc = " # Errors"]
+        #[doc = " Each method: the guest's `Err` ([`ActorError::Guest`](::theater_runtime::ActorError::Guest)), a trap or deadline, a stopped or busy actor, or a component that does not export the function."]
         #[derive(Clone, Copy, Debug)]
         pub struct Callbacks<'a> {
             actor: &'a ::theater_runtime::ActorHandle,
@@ -115,9 +105,7 @@ pub fn resolve_calls(iface: &Interface, callbacks: &[Callback<'_>]) -> TokenStre
         .iter()
         .map(|cb| {
             let spec = spec_ident(cb.function);
-            let params = params_type(cb, Scope::Root);
-            let ok = ok_type(cb, Scope::Root);
-            quote! { exports.resolve::<#params, #ok>(&#ns::#pkg::#module::#spec)?; }
+            quote! { exports.add(&#ns::#pkg::#module::#spec)?; }
         })
         .collect()
 }

@@ -12,7 +12,7 @@ use wasmtime::component::{ComponentNamedList, ComponentType, Instance, Lift, Low
 use super::{ActorExit, ActorId, ActorShared, ActorStatus, lock};
 use crate::chain::Chain;
 use crate::error::ActorError;
-use crate::exports::{ExportSpec, StateResult};
+use crate::exports::{Callback, ExportSpec, StateResult};
 use crate::record::RecordParams;
 use crate::store::ActorStore;
 
@@ -163,6 +163,27 @@ impl ActorHandle {
         (Result<O, String>,): ComponentNamedList + Lift,
     {
         self.call_export_then::<P, O>(spec, params, timeout, |_| {})
+            .await
+    }
+
+    /// [`call_export`](Self::call_export) of a generated [`Callback`] (the typed callers' way): its spec, with the
+    /// types it carries.
+    ///
+    /// # Errors
+    /// As [`call_export`](Self::call_export).
+    pub async fn call<P, O>(
+        &self,
+        callback: &'static Callback<P, O>,
+        params: P,
+        timeout: Option<Duration>,
+    ) -> Result<O::Value, ActorError>
+    where
+        P: ComponentType + Lower + RecordParams + Send + Sync + 'static,
+        O: StateResult,
+        (Option<Vec<u8>>, P): ComponentNamedList + Lower,
+        (Result<O, String>,): ComponentNamedList + Lift,
+    {
+        self.call_export::<P, O>(&callback.spec, params, timeout)
             .await
     }
 
