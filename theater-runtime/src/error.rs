@@ -28,3 +28,6 @@ pub enum ActorError {
     #[error("{0}")]
     Internal(String),
 }
+
+/// What a call into an actor gives: the callback's value, or why the call failed.
+pub type CallResult<T> = Result<T, ActorError>;

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
+use std::time::Duration;
 
 use wasmtime::Store;
 use wasmtime::component::{ComponentNamedList, ComponentType, Func, Instance, Lift, Lower};
@@ -15,10 +16,12 @@ use wasmtime::component::{ComponentNamedList, ComponentType, Func, Instance, Lif
 use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 
+use crate::actor::ActorHandle;
 use crate::actor::call::call_export;
 use crate::actor::handle::Outcome;
+use crate::error::ActorError;
+use crate::record::RecordParams;
 use crate::record::decode::from_recorded;
-use crate::record::{RecordMode, RecordParams};
 use crate::store::ActorStore;
 
 /// The static description of one callback, generated once per WIT function of an export interface.
@@ -30,8 +33,9 @@ pub struct ExportSpec {
     pub function: &'static str,
     /// The chain event type, `"<interface>/<function>"`.
     pub event_type: &'static str,
-    /// Payload values (`params.N` or `result`) and their default [`RecordMode`] (handlers.md §1.1).
-    pub payload: &'static [(&'static str, RecordMode)],
+    /// Payload values (`params.N` or `result`), recorded in full unless the manifest's `record` says otherwise
+    /// for this function (handlers.md §1.1).
+    pub payload: &'static [&'static str],
 }
 
 /// A callback's [`ExportSpec`] with its Rust types: `P`, the elements of its `params` tuple, and `O`, its `ok`
@@ -45,14 +49,23 @@ pub struct Callback<P, O> {
 }
 
 impl<P, O> Callback<P, O> {
-    /// The callback `function` of `interface` (unversioned), recorded as `event_type` with payload values
-    /// `payload`.
-    pub const fn new(
-        interface: &'static str,
-        function: &'static str,
-        event_type: &'static str,
-        payload: &'static [(&'static str, RecordMode)],
-    ) -> Self {
+    /// The callback whose chain events are `event_type` (`<interface>/<function>`, the interface unversioned),
+    /// with payload values `payload`.
+    ///
+    /// # Panics
+    /// At compile time, when `event_type` has no `/`.
+    pub const fn new(event_type: &'static str, payload: &'static [&'static str]) -> Self {
+        let bytes = event_type.as_bytes();
+        let mut slash = bytes.len();
+        while slash > 0 && bytes[slash - 1] != b'/' {
+            slash -= 1;
+        }
+        assert!(
+            slash > 0,
+            "a callback's event type is <interface>/<function>"
+        );
+        let (interface, _) = event_type.split_at(slash - 1);
+        let (_, function) = event_type.split_at(slash);
         Self {
             spec: ExportSpec {
                 interface,
@@ -62,6 +75,51 @@ impl<P, O> Callback<P, O> {
             },
             types: PhantomData,
         }
+    }
+}
+
+/// Calls an actor's callbacks: what the generated `Callbacks` of an export interface wrap. Each call passes the
+/// actor's state in and keeps the new state (the runtime's convention) and gives the callback's own value.
+#[derive(Clone, Copy, Debug)]
+pub struct Caller<'a> {
+    actor: &'a ActorHandle,
+    timeout: Option<Duration>,
+}
+
+impl<'a> Caller<'a> {
+    /// A caller of `actor`'s callbacks, waiting as long as the actor's own call deadline allows.
+    pub fn new(actor: &'a ActorHandle) -> Self {
+        Self {
+            actor,
+            timeout: None,
+        }
+    }
+
+    /// Bounds each call's whole wait (queueing included) by `timeout`.
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        Self {
+            timeout: Some(timeout),
+            ..self
+        }
+    }
+
+    /// Calls `callback` with `params` ([`ActorHandle::call`]).
+    ///
+    /// # Errors
+    /// The guest's `Err` ([`ActorError::Guest`]), a trap or deadline, a stopped or busy actor, or a component
+    /// that does not export the function: as [`ActorHandle::call_export`].
+    pub async fn call<P, O>(
+        &self,
+        callback: &'static Callback<P, O>,
+        params: P,
+    ) -> Result<O::Value, ActorError>
+    where
+        P: ComponentType + Lower + RecordParams + Send + Sync + 'static,
+        O: StateResult,
+        (Option<Vec<u8>>, P): ComponentNamedList + Lower,
+        (Result<O, String>,): ComponentNamedList + Lift,
+    {
+        self.actor.call(callback, params, self.timeout).await
     }
 }
 

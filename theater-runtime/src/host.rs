@@ -260,7 +260,7 @@ where
 #[must_use = "a pending call is recorded by `host::finish_encoded`"]
 pub(crate) struct EncodedCall {
     event_type: &'static str,
-    payload: &'static [(&'static str, RecordMode)],
+    payload: &'static [&'static str],
     data: Vec<u8>,
 }
 
@@ -268,7 +268,7 @@ pub(crate) struct EncodedCall {
 pub(crate) fn begin_encoded<P: RecordParams>(
     store: &ActorStore,
     event_type: &'static str,
-    payload: &'static [(&'static str, RecordMode)],
+    payload: &'static [&'static str],
     names: &'static [&'static str],
     params: &P,
 ) -> EncodedCall {
@@ -285,7 +285,7 @@ pub(crate) fn begin_encoded<P: RecordParams>(
     let mut data = Vec::with_capacity(192);
     data.extend_from_slice(b"{\"params\":");
     let mut ser = serde_json::Serializer::new(&mut data);
-    let mode = |name: &str| recorder.mode(event_type, payload, name);
+    let mode = |name: &str| recorder.callback_mode(event_type, payload, name);
     let written = Base64Bytes(&mut ser)
         .serialize_map(None)
         .and_then(|mut map| {
@@ -316,7 +316,7 @@ pub(crate) fn finish_encoded<R: Serialize + ?Sized>(
     if !recorder.enabled {
         return;
     }
-    let mode = recorder.mode(call.event_type, call.payload, "result");
+    let mode = recorder.callback_mode(call.event_type, call.payload, "result");
     let recorded = Recorded::new(result, mode, recorder);
     if let Err(e) = recorded.serialize(Base64Bytes(&mut serde_json::Serializer::new(
         &mut call.data,

@@ -32,19 +32,14 @@ pub fn module_items(model: &Model, iface: &Interface, callbacks: &[Callback<'_>]
     let interface = iface.name.full();
     let specs = callbacks.iter().map(|cb| {
         let spec = spec_ident(cb.function);
-        let function = &cb.function.name;
-        let event_type = format!("{interface}/{function}");
+        let event_type = format!("{interface}/{}", cb.function.name);
         let payload = payload_values(model, cb);
         let params = rust_type(&Type::Tuple(cb.params.to_vec()), Scope::Here);
         let ok = ok_type(cb);
         quote! {
             #[doc(hidden)]
-            pub static #spec: ::theater_runtime::Callback<#params, #ok> = ::theater_runtime::Callback::new(
-                #interface,
-                #function,
-                #event_type,
-                &[#((#payload, ::theater_runtime::RecordMode::Full)),*],
-            );
+            pub static #spec: ::theater_runtime::Callback<#params, #ok> =
+                ::theater_runtime::Callback::new(#event_type, &[#(#payload),*]);
         }
     });
     let methods = callbacks.iter().map(|cb| {
@@ -60,8 +55,8 @@ pub fn module_items(model: &Model, iface: &Interface, callbacks: &[Callback<'_>]
             #[doc = #wit]
             #[doc = ""]
             #doc
-            pub async fn #method(&self, #(#args: #arg_types),*) -> ::core::result::Result<#ret, ::theater_runtime::ActorError> {
-                self.actor.call(&#spec, (#(#args,)*), self.timeout).await
+            pub async fn #method(&self, #(#args: #arg_types),*) -> ::theater_runtime::CallResult<#ret> {
+                self.0.call(&#spec, (#(#args,)*)).await
             }
         }
     });
@@ -77,20 +72,17 @@ pub fn module_items(model: &Model, iface: &Interface, callbacks: &[Callback<'_>]
         #[doc = " # Errors"]
         #[doc = " Each method: the guest's `Err` ([`ActorError::Guest`](::theater_runtime::ActorError::Guest)), a trap or deadline, a stopped or busy actor, or a component that does not export the function."]
         #[derive(Clone, Copy, Debug)]
-        pub struct Callbacks<'a> {
-            actor: &'a ::theater_runtime::ActorHandle,
-            timeout: ::core::option::Option<::std::time::Duration>,
-        }
+        pub struct Callbacks<'a>(::theater_runtime::Caller<'a>);
 
         impl<'a> Callbacks<'a> {
             /// Callers for `actor`, waiting as long as its own call deadline allows.
             pub fn new(actor: &'a ::theater_runtime::ActorHandle) -> Self {
-                Self { actor, timeout: ::core::option::Option::None }
+                Self(::theater_runtime::Caller::new(actor))
             }
 
             /// Bounds each call's whole wait (queueing included) by `timeout`.
             pub fn with_timeout(self, timeout: ::std::time::Duration) -> Self {
-                Self { timeout: ::core::option::Option::Some(timeout), ..self }
+                Self(self.0.with_timeout(timeout))
             }
 
             #(#methods)*

@@ -182,12 +182,12 @@ fn store_type() -> TokenStream {
 }
 
 /// A function whose values hold no handle: one call of a definer (`theater_runtime::host::define`), which does
-/// everything but the method call; the closure's body is the call and its results tuple.
+/// everything but the method call; the closure's body is the call and its results tuple. The parameter tuple's
+/// type is the method's (checked against the WIT function by `check_params`), inferred from the call.
 fn defined_function(b: &Bound<'_>) -> TokenStream {
     let f: &Function = b.function;
     let spec = format_ident!("{}", f.spec_name());
     let names: Vec<_> = f.params.iter().map(binding).collect();
-    let types = f.params.iter().map(|p| rust_type(&p.ty, Scope::Root));
     let method = &b.method;
     let ctx = b.ctx.then(|| quote!(ctx,));
     // Spanned at the user's method so that rustc's type errors point at the handler's code.
@@ -216,7 +216,7 @@ fn defined_function(b: &Bound<'_>) -> TokenStream {
     quote! {
         ::theater_runtime::host::define::<Self>(&mut inst).#definer(
             &#spec,
-            |this, #ctx (#(#names,)*): (#(#types,)*)| #body,
+            |this, #ctx (#(#names,)*)| #body,
         )?;
     }
 }

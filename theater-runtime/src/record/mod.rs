@@ -105,6 +105,21 @@ impl Recorder {
     }
 }
 
+impl Recorder {
+    /// The mode of value `value` (`params.N` or `result`) of the callback whose chain events are `event_type` and
+    /// whose payload values are `payload`: in full, unless the manifest overrides the callback's payload values.
+    pub fn callback_mode(&self, event_type: &str, payload: &[&str], value: &str) -> RecordMode {
+        if payload.contains(&value) {
+            self.overrides
+                .get(event_type)
+                .copied()
+                .unwrap_or(RecordMode::Full)
+        } else {
+            RecordMode::Full
+        }
+    }
+}
+
 /// A value recorded under a [`RecordMode`].
 pub struct Recorded<'a, T: ?Sized> {
     value: &'a T,
