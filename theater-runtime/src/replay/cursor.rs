@@ -2,24 +2,34 @@
 //! recorded event in order and are answered from it; the first departure from the record is kept as the replay's
 //! [`Divergence`] and traps the call that made it.
 
+use std::collections::HashMap;
+use std::ops::Range;
+
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::{Divergence, DivergenceKind, ReplayRule};
-use crate::chain::Chain;
+use crate::chain::{Chain, Hash};
 use crate::record::decode::from_recorded;
 use crate::record::{RecordMode, Recorder};
 
-/// One recorded event: its type and its data, parsed (or why it could not be).
-pub(crate) struct RecordedEvent {
-    pub(crate) hash: crate::chain::Hash,
-    pub(crate) event_type: String,
-    pub(crate) data: Result<Value, String>,
+/// One recorded event: its hash, its type (an index into [`ReplayCursor::types`]) and where its data is in
+/// [`ReplayCursor::data`]. The data is parsed only where the replay needs it (a fed result, a callback's
+/// parameters, a comparison of events whose hashes differ).
+struct RecordedEvent {
+    hash: Hash,
+    kind: usize,
+    data: Range<usize>,
 }
 
 /// The record and the replay's place in it.
 pub(crate) struct ReplayCursor {
-    pub(crate) events: Vec<RecordedEvent>,
+    events: Vec<RecordedEvent>,
+    /// The distinct event types of the record.
+    pub(crate) types: Vec<String>,
+    /// Every event's data, one after the other.
+    data: Vec<u8>,
     /// The next recorded event a host call takes.
     pub(crate) next: usize,
     /// The recorded event of the call into the actor being replayed: the host calls it made are the events before
@@ -32,29 +42,78 @@ pub(crate) struct ReplayCursor {
 impl ReplayCursor {
     /// The cursor at the start of `chain`.
     pub(crate) fn new(chain: &Chain) -> Self {
-        let events: Vec<RecordedEvent> = chain
+        let mut kinds: HashMap<&str, usize> = HashMap::new();
+        let mut types = Vec::new();
+        let mut data = Vec::with_capacity(chain.events().iter().map(|e| e.data.len()).sum());
+        let events = chain
             .events()
             .iter()
-            .map(|e| RecordedEvent {
-                hash: e.hash,
-                event_type: e.event_type.clone(),
-                data: serde_json::from_slice(&e.data)
-                    .map_err(|err| format!("the recorded data is not JSON: {err}")),
+            .map(|e| {
+                let kind = *kinds.entry(&e.event_type).or_insert_with(|| {
+                    types.push(e.event_type.clone());
+                    types.len() - 1
+                });
+                let start = data.len();
+                data.extend_from_slice(&e.data);
+                RecordedEvent {
+                    hash: e.hash,
+                    kind,
+                    data: start..data.len(),
+                }
             })
             .collect();
         Self {
             events,
+            types,
+            data,
             next: 0,
             end: 0,
             stop: None,
         }
     }
 
-    /// The value `name` (`params`, `result`) of recorded event `index`.
-    pub(crate) fn value(&self, index: usize, name: &str) -> Result<&Value, String> {
-        let data = self.events[index].data.as_ref().map_err(Clone::clone)?;
-        data.get(name)
-            .ok_or_else(|| format!("the recorded data has no `{name}`"))
+    /// The number of recorded events.
+    pub(crate) fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// The type of recorded event `index`.
+    pub(crate) fn event_type(&self, index: usize) -> &str {
+        &self.types[self.events[index].kind]
+    }
+
+    /// The index into [`Self::types`] of recorded event `index`'s type.
+    pub(crate) fn kind(&self, index: usize) -> usize {
+        self.events[index].kind
+    }
+
+    /// The hash of recorded event `index`.
+    pub(crate) fn hash(&self, index: usize) -> &Hash {
+        &self.events[index].hash
+    }
+
+    /// The data of recorded event `index`, parsed.
+    ///
+    /// # Errors
+    /// It is not JSON.
+    pub(crate) fn data(&self, index: usize) -> Result<Value, String> {
+        serde_json::from_slice(&self.data[self.events[index].data.clone()])
+            .map_err(|e| format!("the recorded data is not JSON: {e}"))
+    }
+
+    /// The value `params` or `result` of recorded event `index`, parsed alone (`null` when absent).
+    ///
+    /// # Errors
+    /// The data is not JSON.
+    pub(crate) fn value(&self, index: usize, name: Field) -> Result<Value, String> {
+        let bytes = &self.data[self.events[index].data.clone()];
+        let parsed = match name {
+            Field::Params => serde_json::from_slice::<Params>(bytes).map(|p| p.params),
+            Field::Result => serde_json::from_slice::<Outcome>(bytes).map(|r| r.result),
+        };
+        parsed
+            .map(Option::unwrap_or_default)
+            .map_err(|e| format!("the recorded data is not JSON: {e}"))
     }
 
     /// Keeps `divergence` if it is the first, and gives the error that traps the guest's call.
@@ -65,13 +124,14 @@ impl ReplayCursor {
     }
 
     /// The divergence of `kind` at recorded event `index` (or past the record's end).
-    fn at(&self, index: usize, kind: DivergenceKind) -> Divergence {
+    pub(crate) fn at(&self, index: usize, kind: DivergenceKind) -> Divergence {
         Divergence {
             index,
-            event_type: self.events.get(index).map_or_else(
-                || "(end of the record)".to_owned(),
-                |e| e.event_type.clone(),
-            ),
+            event_type: if index < self.len() {
+                self.event_type(index).to_owned()
+            } else {
+                "(end of the record)".to_owned()
+            },
             kind,
         }
     }
@@ -88,14 +148,18 @@ impl ReplayCursor {
             ));
         }
         let index = self.next;
-        let replayed = event_type.to_owned();
+        let replayed = || event_type.to_owned();
         if index >= self.end {
-            let divergence = self.at(index, DivergenceKind::ExtraCall { replayed });
-            return Err(self.diverge(divergence));
+            let kind = DivergenceKind::ExtraCall {
+                replayed: replayed(),
+            };
+            return Err(self.diverge(self.at(index, kind)));
         }
-        if self.events[index].event_type != event_type {
-            let divergence = self.at(index, DivergenceKind::OtherCall { replayed });
-            return Err(self.diverge(divergence));
+        if self.event_type(index) != event_type {
+            let kind = DivergenceKind::OtherCall {
+                replayed: replayed(),
+            };
+            return Err(self.diverge(self.at(index, kind)));
         }
         self.next += 1;
         Ok(index)
@@ -146,7 +210,7 @@ impl ReplayCursor {
 
     /// The recorded result of event `index`, decoded.
     fn feed<R: DeserializeOwned>(&self, index: usize, full: bool) -> Result<R, Fed> {
-        let result = self.value(index, "result").map_err(Fed::Cannot)?;
+        let result = self.value(index, Field::Result).map_err(Fed::Cannot)?;
         if !full {
             return Err(Fed::Cannot(
                 "the result was recorded as a digest and cannot be fed back: record it in full (manifest \
@@ -154,13 +218,34 @@ impl ReplayCursor {
                     .into(),
             ));
         }
-        from_recorded::<R>(result).map_err(|e| match trap_message(result) {
+        from_recorded::<R>(&result).map_err(|e| match trap_message(&result) {
             Some(message) => Fed::Trap(message.to_owned()),
             None => Fed::Cannot(format!(
                 "the recorded result does not decode as the function's result type: {e}"
             )),
         })
     }
+}
+
+/// A value of a recorded event's data.
+#[derive(Clone, Copy)]
+pub(crate) enum Field {
+    /// `params`.
+    Params,
+    /// `result`.
+    Result,
+}
+
+/// The `params` of an event's data (the rest skipped, not allocated).
+#[derive(Deserialize)]
+struct Params {
+    params: Option<Value>,
+}
+
+/// The `result` of an event's data.
+#[derive(Deserialize)]
+struct Outcome {
+    result: Option<Value>,
 }
 
 /// Why a recorded result is not fed back.

@@ -22,10 +22,11 @@ use wasmtime::Store;
 use wasmtime::component::Instance;
 
 pub use compare::Difference;
-use cursor::{ReplayCursor, trap_message};
+use cursor::{Field, ReplayCursor, trap_message};
 
 use crate::actor::{ActorId, ReplayedTimes};
 use crate::chain::Chain;
+use crate::exports::{ExportSpec, Replayer};
 use crate::runtime::{SpawnError, SpawnOptions, TheaterRuntime};
 use crate::store::ActorStore;
 
@@ -199,40 +200,43 @@ pub(crate) struct Replaying {
 
 /// The actor id a recorded `init` received, if the record starts with one.
 fn recorded_actor_id(cursor: &ReplayCursor) -> Option<ActorId> {
-    let init = cursor
-        .events
-        .iter()
-        .position(|e| e.event_type == crate::actor::init_spec().event_type)?;
-    let id = cursor
-        .value(init, "params")
-        .ok()?
-        .get("params.0")?
-        .as_str()?;
-    id.parse().ok()
+    let init = (0..cursor.len())
+        .find(|&i| cursor.event_type(i) == crate::actor::init_spec().event_type)?;
+    let params = cursor.value(init, Field::Params).ok()?;
+    params.get("params.0")?.as_str()?.parse().ok()
 }
 
 /// Re-issues every recorded call into the actor, in order, until the record ends or the replay diverges.
 async fn drive(store: &mut Store<ActorStore>, instance: Instance) {
+    // The recorded calls into the actor, by event type: those of the callbacks the component exports.
+    let callbacks: Vec<Option<(&'static ExportSpec, Replayer)>> = {
+        let data = store.data();
+        let cursor = data.replay.as_deref().expect("set for a replay");
+        cursor
+            .types
+            .iter()
+            .map(|t| data.exports.replayer(t))
+            .collect()
+    };
     loop {
-        let data = store.data_mut();
-        let cursor = data.replay.as_deref_mut().expect("set for a replay");
+        let cursor = store
+            .data_mut()
+            .replay
+            .as_deref_mut()
+            .expect("set for a replay");
         if cursor.stop.is_some() {
             return;
         }
-        let exports = &data.exports;
-        let next = (cursor.next..cursor.events.len())
-            .find(|&i| exports.replayer(&cursor.events[i].event_type).is_some());
+        let next = (cursor.next..cursor.len()).find(|&i| callbacks[cursor.kind(i)].is_some());
         let Some(call) = next else {
-            if cursor.next < cursor.events.len() {
+            if cursor.next < cursor.len() {
                 let divergence = missing(cursor, cursor.next);
                 cursor.stop = Some(divergence);
             }
             return;
         };
         cursor.end = call;
-        let (spec, replayer) = exports
-            .replayer(&cursor.events[call].event_type)
-            .expect("found above");
+        let (spec, replayer) = callbacks[cursor.kind(call)].expect("found above");
         let params = match call_params(cursor, call) {
             Ok(params) => params,
             Err(reason) => {
@@ -271,7 +275,7 @@ async fn drive(store: &mut Store<ActorStore>, instance: Instance) {
 
 /// The parameters of recorded call `index` into the actor, in order (`params.0`, `params.1`, …).
 fn call_params(cursor: &ReplayCursor, index: usize) -> Result<Vec<Value>, String> {
-    let params = cursor.value(index, "params")?;
+    let params = cursor.value(index, Field::Params)?;
     let params = params
         .as_object()
         .ok_or("the recorded parameters are not an object")?;
@@ -308,16 +312,12 @@ fn unreplayable(cursor: &ReplayCursor, index: usize, reason: String) -> Divergen
 }
 
 fn divergence(cursor: &ReplayCursor, index: usize, kind: DivergenceKind) -> Divergence {
-    Divergence {
-        index,
-        event_type: cursor.events[index].event_type.clone(),
-        kind,
-    }
+    cursor.at(index, kind)
 }
 
 /// The report: the first event where the replayed chain differs from the record, before the replay's own stop.
 fn report(cursor: &ReplayCursor, replayed: &Chain) -> ReplayReport {
-    let recorded = cursor.events.len();
+    let recorded = cursor.len();
     let stop = cursor.stop.clone();
     let limit = stop.as_ref().map_or(recorded, |s| s.index);
     let events = replayed.events();
@@ -327,7 +327,7 @@ fn report(cursor: &ReplayCursor, replayed: &Chain) -> ReplayReport {
             first = Some(divergence(cursor, index, DivergenceKind::Ended));
             break;
         };
-        if let Some(kind) = compare_event(&cursor.events[index], event) {
+        if let Some(kind) = compare_event(cursor, index, event) {
             first = Some(divergence(cursor, index, kind));
             break;
         }
@@ -348,31 +348,28 @@ fn report(cursor: &ReplayCursor, replayed: &Chain) -> ReplayReport {
     }
 }
 
-/// How replayed `event` differs from recorded `record`, if it does.
+/// How replayed `event` differs from recorded event `index`, if it does.
 fn compare_event(
-    record: &cursor::RecordedEvent,
+    cursor: &ReplayCursor,
+    index: usize,
     event: &crate::chain::ChainEvent,
 ) -> Option<DivergenceKind> {
     // Replayed events take the recorded timestamps: the same hash is the same event, parent included.
-    if record.hash == event.hash {
+    if *cursor.hash(index) == event.hash {
         return None;
     }
-    if record.event_type != event.event_type {
+    if cursor.event_type(index) != event.event_type {
         return Some(DivergenceKind::OtherEvent {
             replayed: event.event_type.clone(),
         });
     }
-    let recorded = match &record.data {
+    let recorded = match cursor.data(index) {
         Ok(v) => v,
-        Err(reason) => {
-            return Some(DivergenceKind::Unreplayable {
-                reason: reason.clone(),
-            });
-        }
+        Err(reason) => return Some(DivergenceKind::Unreplayable { reason }),
     };
     let replayed: Value = serde_json::from_slice(&event.data).unwrap_or(Value::Null);
     // Equal data under another hash: an earlier event differed, or the timestamp did (a replay past the record).
-    let difference = compare::first_difference(recorded, &replayed)?;
+    let difference = compare::first_difference(&recorded, &replayed)?;
     let replayed_trap = replayed.get("result").and_then(trap_message);
     let recorded_trap = recorded.get("result").and_then(trap_message);
     Some(match (replayed_trap, recorded_trap) {
