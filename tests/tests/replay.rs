@@ -15,13 +15,13 @@ use theater_handler_random::RandomConfig;
 use theater_handler_store::StoreConfig;
 use theater_handler_timing::{TimingConfig, TimingHandler};
 use theater_runtime::{
-    ActorHandle, Chain, DivergenceKind, Handler, RecordMode, ReplayReport, SpawnOptions,
+    ActorHandle, Chain, DivergenceKind, Handler, Manifest, RecordMode, ReplayReport, SpawnOptions,
     TheaterRuntime,
 };
 use theater_tests::guests;
 use theater_tests::probe::ProbeHandler;
 use theater_tests::support::{
-    LocalConfig, local_handlers, runtime, script, script_handlers, spawn,
+    LocalConfig, local_handlers, registry, runtime, script, script_handlers, spawn,
 };
 
 /// Runs `scripts` through the `script` guest's `handle-script`, one call each, stops it and returns its chain.
@@ -524,4 +524,46 @@ async fn a_message_peer_replays_beside_itself_without_taking_its_mailbox() {
     assert!(report.is_faithful(), "{:?}", report.divergence);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(b.chain_len(), before, "the replay of `a` sent to `b`");
+}
+
+#[tokio::test]
+async fn a_supervisor_replays_its_child_notifications_without_spawning() {
+    let (rt, _dir) = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let parent = format!(
+        "name = \"parent\"\ncomponent = {:?}\n\n[[handler]]\ntype = \"supervisor\"\n\
+         allowed_manifests = [\"child.toml\"]\n\n[[handler]]\ntype = \"probe\"\n",
+        guests::SUPERVISOR_PARENT
+    );
+    let child = format!(
+        "name = \"child\"\ncomponent = {:?}\n\n[[handler]]\ntype = \"runtime\"\n\n[[handler]]\ntype = \"probe\"\n",
+        guests::SUPERVISOR_CHILD
+    );
+    std::fs::write(dir.path().join("parent.toml"), parent).unwrap();
+    std::fs::write(dir.path().join("child.toml"), child).unwrap();
+    let manifest = Manifest::load(dir.path().join("parent.toml")).unwrap();
+    let parent = rt.spawn_manifest(&manifest, &registry()).await.unwrap();
+    let out = script(&parent, "spawn:child.toml,hello").await.unwrap();
+    let id = out.strip_prefix("spawn=").unwrap().to_owned();
+    let child = rt.get(&id.parse().unwrap()).unwrap();
+    script(&child, "shutdown:bye").await.unwrap();
+    // The parent hears of the exit in `handle-child-exit`, a callback the replay makes again.
+    for _ in 0..1000 {
+        if String::from_utf8_lossy(&parent.state().unwrap_or_default()).contains("exit:") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    parent.stop().await.unwrap();
+    let chain = parent.chain();
+    index_of(
+        &chain,
+        "theater:simple/supervisor-handlers/handle-child-exit",
+    );
+
+    let options = rt.manifest_options(&manifest, &registry()).unwrap();
+    let report = rt.replay(options, &chain).await.unwrap();
+    assert!(report.is_faithful(), "{:?}", report.divergence);
+    assert_eq!(report.reproduced, chain.len());
+    assert!(rt.list().is_empty(), "the replay spawned a child");
 }
