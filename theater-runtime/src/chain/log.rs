@@ -200,6 +200,11 @@ impl ChainLog {
         })
     }
 
+    /// The number of events and the last one's hash, every recorded event sealed (nothing is read back).
+    pub fn head(&self) -> (usize, Option<Hash>) {
+        self.sealed_then(|sealed| (sealed.count, sealed.head))
+    }
+
     /// The number of sealed and pending events.
     pub fn len(&self) -> usize {
         let sealed = lock(&self.sealed);
