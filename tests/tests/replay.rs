@@ -567,3 +567,28 @@ async fn a_supervisor_replays_its_child_notifications_without_spawning() {
     assert_eq!(report.reproduced, chain.len());
     assert!(rt.list().is_empty(), "the replay spawned a child");
 }
+
+#[tokio::test]
+async fn a_record_cut_inside_a_call_replays_up_to_it() {
+    let (rt, _dir) = runtime();
+    let (chain, _) = record_script(&rt, SCRIPT).await;
+    // A crash during the last `handle-script`: its host calls are on file, its own event (made when it returns)
+    // is not.
+    let last = chain.len() - 1;
+    assert_eq!(
+        chain.events()[last].event_type,
+        "theater:test/probe-handlers/handle-script"
+    );
+    let cut = tampered(&chain, |events| {
+        events.pop();
+    });
+    let previous = (0..last)
+        .rev()
+        .find(|&i| chain.events()[i].event_type == "theater:test/probe-handlers/handle-script")
+        .unwrap();
+    let report = replay_script(&rt, &cut).await;
+    assert!(report.is_faithful(), "{:?}", report.divergence);
+    assert_eq!(report.reproduced, previous + 1);
+    assert_eq!(report.unfinished, last - previous - 1);
+    assert!(report.unfinished > 0);
+}

@@ -92,11 +92,6 @@ impl ReplayCursor {
         &self.events[index].hash
     }
 
-    /// The hash of the last recorded event, `None` for an empty record.
-    pub(crate) fn last_hash(&self) -> Option<&Hash> {
-        self.events.last().map(|e| &e.hash)
-    }
-
     /// The data of recorded event `index`, parsed.
     ///
     /// # Errors

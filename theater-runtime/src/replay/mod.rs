@@ -56,6 +56,11 @@ pub struct ReplayReport {
     pub reproduced: usize,
     /// The first divergence, `None` for a faithful replay.
     pub divergence: Option<Divergence>,
+    /// The record's last events that are host calls of a call into the actor whose own event was never recorded:
+    /// the run stopped or crashed during that call (a cut chain file). A call's parameters are recorded when it
+    /// returns, so such a call cannot be made again; these events are not replayed. 0 for a record that ends with
+    /// a returned call.
+    pub unfinished: usize,
 }
 
 impl ReplayReport {
@@ -190,12 +195,14 @@ impl TheaterRuntime {
         // Hash-linked, with the recorded timestamps: the same count and head hash are the same chain, and only a
         // replay that differs reads its chain back to find where.
         let (count, head) = store.data().shared.chain.head();
-        let recorded = cursor.len();
-        if cursor.stop.is_none() && count == recorded && head.as_ref() == cursor.last_hash() {
+        let (recorded, end) = (cursor.len(), cursor.next);
+        let last = end.checked_sub(1).map(|i| cursor.hash(i));
+        if cursor.stop.is_none() && count == end && head.as_ref() == last {
             return Ok(ReplayReport {
                 recorded,
-                reproduced: recorded,
+                reproduced: end,
                 divergence: None,
+                unfinished: recorded - end,
             });
         }
         Ok(report(&cursor, &store.data().chain()))
@@ -239,10 +246,7 @@ async fn drive(store: &mut Store<ActorStore>, instance: Instance) {
         }
         let next = (cursor.next..cursor.len()).find(|&i| callbacks[cursor.kind(i)].is_some());
         let Some(call) = next else {
-            if cursor.next < cursor.len() {
-                let divergence = missing(cursor, cursor.next);
-                cursor.stop = Some(divergence);
-            }
+            // Host calls with no call into the actor after them: one whose return the record does not have.
             return;
         };
         cursor.end = call;
@@ -329,7 +333,13 @@ fn divergence(cursor: &ReplayCursor, index: usize, kind: DivergenceKind) -> Dive
 fn report(cursor: &ReplayCursor, replayed: &Chain) -> ReplayReport {
     let recorded = cursor.len();
     let stop = cursor.stop.clone();
-    let limit = stop.as_ref().map_or(recorded, |s| s.index);
+    // Without a stop, the replay made every call the record has a return for: events `..end`.
+    let end = if stop.is_some() {
+        recorded
+    } else {
+        cursor.next
+    };
+    let limit = stop.as_ref().map_or(end, |s| s.index);
     let events = replayed.events();
     let mut first = None;
     for index in 0..limit.min(recorded) {
@@ -343,18 +353,20 @@ fn report(cursor: &ReplayCursor, replayed: &Chain) -> ReplayReport {
         }
     }
     let divergence = first.or(stop).or_else(|| {
-        events.get(recorded).map(|extra| Divergence {
-            index: recorded,
-            event_type: "(end of the record)".to_owned(),
-            kind: DivergenceKind::ExtraEvent {
-                replayed: extra.event_type.clone(),
-            },
+        events.get(end).map(|extra| {
+            cursor.at(
+                end,
+                DivergenceKind::ExtraEvent {
+                    replayed: extra.event_type.clone(),
+                },
+            )
         })
     });
     ReplayReport {
         recorded,
-        reproduced: divergence.as_ref().map_or(recorded, |d| d.index),
+        reproduced: divergence.as_ref().map_or(end, |d| d.index),
         divergence,
+        unfinished: recorded - end,
     }
 }
 

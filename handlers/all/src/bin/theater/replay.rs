@@ -51,6 +51,14 @@ pub fn replay(
                     report.recorded,
                     elapsed.as_secs_f64() * 1e3
                 );
+                if report.unfinished > 0 {
+                    println!(
+                        "the last {} events are host calls of a call into the actor whose return the record does \
+                         not have (the run stopped or crashed during it): a call is recorded when it returns, so \
+                         it cannot be made again",
+                        report.unfinished
+                    );
+                }
                 Ok(ExitCode::SUCCESS)
             }
             Some(divergence) => {
