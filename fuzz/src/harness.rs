@@ -11,9 +11,10 @@
 use std::path::Path;
 
 use arbitrary::{Arbitrary, Unstructured};
-use theater_runtime::__private::serde::Serialize;
+use theater_runtime::__private::serde::{Deserialize, Serialize};
 use theater_runtime::Chain;
 use theater_runtime::chain::{Ending, file};
+use theater_runtime::record::decode::from_recorded;
 use theater_runtime::record::{RecordMode, Recorder, encode_call};
 
 /// `chain_load`: bytes as a chain file → the tolerant reader [`file::read`] (behind [`Chain::open`]) and the
@@ -130,7 +131,7 @@ impl From<Mode> for RecordMode {
 /// A value of the shapes wasmtime's bindgen types take, serialized by the same serde derive as generated
 /// handler types: WIT variants and enums (external tagging), records (Rust field names), options, results,
 /// tuples, `list<u8>` and `list<list<u8>>`, strings and chars of any code point.
-#[derive(Arbitrary, Clone, Debug, Serialize)]
+#[derive(Arbitrary, Clone, Debug, Serialize, Deserialize)]
 #[serde(crate = "theater_runtime::__private::serde")]
 pub enum Value {
     Unit,
@@ -159,7 +160,7 @@ pub enum Value {
 }
 
 /// A WIT record, as bindgen generates it (fields keyed by their Rust names).
-#[derive(Arbitrary, Clone, Debug, Serialize)]
+#[derive(Arbitrary, Clone, Debug, Serialize, Deserialize)]
 #[serde(crate = "theater_runtime::__private::serde")]
 pub struct Record {
     pub name: String,
@@ -329,4 +330,75 @@ fn check_value(recorded: &serde_json::Value, value: &Value, mode: RecordMode) {
         Some(own.len() as u64),
         "{mode:?}: len is not the length of the value's recorded JSON"
     );
+}
+
+/// The input of `record_decode`: a value of every shape (decoded back after it is recorded) and, apart, the rest
+/// of the input as JSON text, whatever it holds.
+#[derive(Arbitrary, Debug)]
+pub struct DecodeInput {
+    pub value: Value,
+    pub text: String,
+}
+
+/// `record_decode`: the decoder replay feeds recorded values through ([`from_recorded`]). Asserts that a value
+/// recorded in full decodes back to a value that records the same (`encode(decode(encode(v))) == encode(v)`:
+/// floats that are not finite are recorded as `null` and come back as NaN, which records as `null` again), and
+/// that any JSON, decoded as a [`Value`] and as the std types host functions return, gives a value or an error,
+/// never a panic.
+pub fn record_decode(data: &[u8]) {
+    let Ok(input) = DecodeInput::arbitrary_take_rest(Unstructured::new(data)) else {
+        return;
+    };
+    record_decode_input(&input);
+}
+
+/// [`record_decode`] on a decoded input.
+pub fn record_decode_input(input: &DecodeInput) {
+    if input.value.depth() <= MAX_DEPTH {
+        let recorded = recorded_json(&input.value);
+        let decoded: Value = from_recorded(&recorded)
+            .unwrap_or_else(|e| panic!("a recorded value does not decode ({e}): {recorded}"));
+        let again = recorded_json(&decoded);
+        assert!(
+            same_json(&again, &recorded),
+            "decoding changed the value: {recorded} became {again}"
+        );
+    }
+    if let Ok(json) = serde_json::from_str::<serde_json::Value>(&input.text) {
+        let _ = from_recorded::<Value>(&json);
+        let _ = from_recorded::<Result<Vec<u8>, String>>(&json);
+        let _ = from_recorded::<Option<Vec<Vec<u8>>>>(&json);
+        let _ = from_recorded::<(u64, String, f64)>(&json);
+        let _ = from_recorded::<std::collections::HashMap<u32, Vec<u8>>>(&json);
+    }
+}
+
+/// Whether two JSON values are the same, floats within a relative 1e-6: JSON text carries an `f32` as its shortest
+/// decimal and serde_json reads some decimals a unit in the last place off, which is not the decoder's doing.
+fn same_json(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value as J;
+    match (a, b) {
+        (J::Number(x), J::Number(y)) if x.is_f64() || y.is_f64() => {
+            let (x, y) = (
+                x.as_f64().unwrap_or(f64::NAN),
+                y.as_f64().unwrap_or(f64::NAN),
+            );
+            x == y || (x - y).abs() <= 1e-6 * x.abs().max(y.abs())
+        }
+        (J::Array(x), J::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_json(x, y))
+        }
+        (J::Object(x), J::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+/// `value` as the chain records it in full (`list<u8>` as base64), read back as JSON.
+fn recorded_json(value: &Value) -> serde_json::Value {
+    let bytes = theater_runtime::record::bytes::to_json(value).expect("a Value serializes");
+    serde_json::from_slice(&bytes).expect("recorded JSON reads back")
 }

@@ -72,6 +72,14 @@ fn record_encode_inputs() {
     );
 }
 
+#[test]
+fn record_decode_inputs() {
+    assert!(
+        replay("record_decode", harness::record_decode) > 0,
+        "no seeds"
+    );
+}
+
 /// The seeds are not all rejected early: a valid chain loads and verifies, a manifest parses, WIT resolves,
 /// and structured input reaches the encoder (so the replays above test something).
 #[test]
@@ -97,4 +105,7 @@ fn seeds_reach_the_code_under_test() {
     let mut u = arbitrary::Unstructured::new(&[7; 64]);
     let input: harness::RecordInput = arbitrary::Arbitrary::arbitrary(&mut u).unwrap();
     harness::record_encode_input(&input);
+    let mut u = arbitrary::Unstructured::new(&[9; 64]);
+    let input: harness::DecodeInput = arbitrary::Arbitrary::arbitrary(&mut u).unwrap();
+    harness::record_decode_input(&input);
 }
