@@ -592,3 +592,31 @@ async fn a_record_cut_inside_a_call_replays_up_to_it() {
     assert_eq!(report.unfinished, last - previous - 1);
     assert!(report.unfinished > 0);
 }
+
+#[tokio::test]
+async fn a_trap_the_record_does_not_have_is_reported_as_one() {
+    let (rt, _dir) = runtime();
+    let (chain, _) = record_script(&rt, &["log:one", "log:two"]).await;
+    let second = (0..chain.len())
+        .rev()
+        .find(|&i| chain.events()[i].event_type == "theater:test/probe-handlers/handle-script")
+        .unwrap();
+    // The second call's recorded script changed to one that makes the guest panic; its log call is then missing
+    // too, but the trap comes first in the call's own event.
+    let copy = tampered(&chain, |events| {
+        events[second].1["params"]["params.0"] = "trap".into();
+        events.remove(second - 1);
+    });
+    let d = replay_script(&rt, &copy)
+        .await
+        .divergence
+        .expect("diverges");
+    assert_eq!(d.index, second - 1, "{d}");
+    let DivergenceKind::Trap { message } = &d.kind else {
+        panic!("{d}")
+    };
+    assert!(
+        message.contains("unreachable") || message.contains("trap"),
+        "{message}"
+    );
+}
