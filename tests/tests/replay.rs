@@ -18,6 +18,7 @@ use theater_runtime::{
     ActorHandle, Chain, DivergenceKind, Handler, Manifest, RecordMode, ReplayReport, SpawnOptions,
     TheaterRuntime,
 };
+use theater_tests::counters::CountersHandler;
 use theater_tests::guests;
 use theater_tests::probe::ProbeHandler;
 use theater_tests::support::{
@@ -619,4 +620,29 @@ async fn a_trap_the_record_does_not_have_is_reported_as_one() {
         message.contains("unreachable") || message.contains("trap"),
         "{message}"
     );
+}
+
+#[tokio::test]
+async fn a_guest_of_host_resources_replays_with_the_recorded_handles() {
+    let (rt, _dir) = runtime();
+    let bytes = std::fs::read(guests::COUNTERS).unwrap();
+    let counters = CountersHandler::new();
+    let options = |counters: &CountersHandler| {
+        let handlers: Vec<Arc<dyn Handler>> =
+            vec![Arc::new(counters.clone()), Arc::new(ProbeHandler::new())];
+        SpawnOptions::new("counters", bytes.clone()).handlers(handlers)
+    };
+    let actor = rt.spawn(options(&counters)).await.unwrap();
+    actor.stop().await.unwrap();
+    let chain = actor.chain();
+    index_of(&chain, "theater:test/counters/[constructor]counter");
+    index_of(&chain, "theater:test/counters/[resource-drop]counter");
+
+    // Constructors give the guest the recorded handles, methods and drops are answered from the record: the
+    // handler makes no counter.
+    let fresh = CountersHandler::new();
+    let report = rt.replay(options(&fresh), &chain).await.unwrap();
+    assert!(report.is_faithful(), "{:?}", report.divergence);
+    assert_eq!(report.reproduced, chain.len());
+    assert_eq!(fresh.live_count(), 0);
 }

@@ -150,9 +150,10 @@ where
 
 /// In a replay, the answer to a call of `spec` when it is not run again ([`ReplayRule::Feed`]): its recorded
 /// result decoded as `R`, or the error that traps the call (the recorded trap, or a departure from the record).
-/// `None` outside a replay and for [`ReplayRule::Rerun`]: the method runs.
+/// `None` outside a replay and for [`ReplayRule::Rerun`]: the method runs. What the generated glue of a function
+/// whose values hold resource handles calls (the definers call it for the others).
 #[inline]
-pub(crate) fn replayed<R: serde::de::DeserializeOwned>(
+pub fn replayed<R: serde::de::DeserializeOwned>(
     store: &mut ActorStore,
     spec: &'static CallSpec,
 ) -> Option<wasmtime::Result<R>> {
@@ -162,8 +163,17 @@ pub(crate) fn replayed<R: serde::de::DeserializeOwned>(
         .transpose()
 }
 
-/// For the written-out glue of a function whose values hold resource handles, which a replay cannot feed yet: in a
-/// replay, the call stops it there ([`DivergenceKind::Unreplayable`]); otherwise nothing.
+/// A resource handle as the chain records it ([`ResourceHandle`]), read back in a replay: the index of the value
+/// in the recording actor's table, which the replay gives the guest again as an `own` handle.
+#[derive(Clone, Copy, Debug, serde::Deserialize)]
+pub struct RecordedHandle {
+    /// The index (`rep`) of the value in the table.
+    pub handle: u32,
+}
+
+/// For the written-out glue of a function whose result holds resource handles inside another type (a record, a
+/// list), which a replay cannot feed yet: in a replay, the call stops it there
+/// ([`DivergenceKind::Unreplayable`]); otherwise nothing.
 ///
 /// # Errors
 /// In a replay, the error that traps the call.

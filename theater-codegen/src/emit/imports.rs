@@ -12,7 +12,7 @@ use super::mode_tokens;
 use super::record::record_copy;
 use crate::attr::Replay;
 use crate::check::{Bound, ResourceType};
-use crate::model::{Function, Interface, Model, Param, ResourceFunctionKind, TypeRef};
+use crate::model::{Function, Interface, Model, Param, ResourceFunctionKind, Type, TypeRef};
 use crate::typemap::{Scope, rust_type};
 
 /// `static <FN>_SPEC: CallSpec = ...;` for every function with glue ([`glued`]).
@@ -95,6 +95,46 @@ fn binding(p: &Param) -> Ident {
     }
 }
 
+/// How a replay feeds back a recorded result of type `ty` that holds resource handles: the type the record is
+/// decoded as (each `own` handle as a `host::RecordedHandle`) and the expression that turns `value` of that type
+/// into the result (each handle a `Resource` of the recorded index). `own` handles directly and inside options,
+/// results and lists; `None` for handles inside records, variants and tuples, which are not fed yet.
+fn fed_handles(model: &Model, ty: &Type, value: TokenStream) -> Option<(TokenStream, TokenStream)> {
+    let side = |t: &Option<Box<Type>>| match t {
+        Some(t) => fed_handles(model, t, quote!(v)),
+        None => Some((quote!(()), quote!(v))),
+    };
+    Some(match ty {
+        t if !model.holds_handles(t) => (rust_type(t, Scope::Root), value),
+        Type::Own(_) => (
+            quote!(::theater_runtime::host::RecordedHandle),
+            quote!(::theater_runtime::Resource::new_own(#value.handle)),
+        ),
+        Type::Option(t) => {
+            let (ty, expr) = fed_handles(model, t, quote!(v))?;
+            (
+                quote!(::core::option::Option<#ty>),
+                quote!(#value.map(|v| #expr)),
+            )
+        }
+        Type::Result { ok, err } => {
+            let ((ok_ty, ok), (err_ty, err)) = (side(ok)?, side(err)?);
+            (
+                quote!(::core::result::Result<#ok_ty, #err_ty>),
+                quote!(#value.map(|v| #ok).map_err(|v| #err)),
+            )
+        }
+        Type::List(t) => {
+            let (ty, expr) = fed_handles(model, t, quote!(v))?;
+            (
+                quote!(::std::vec::Vec<#ty>),
+                quote!(#value.into_iter().map(|v| #expr).collect::<::std::vec::Vec<_>>()),
+            )
+        }
+        _ => return None,
+    })
+}
+
 /// The body shared by a host function's and a destructor's glue: record the parameters, call, record the
 /// result, return it (`(result,)` for a function with a result). `call` is the method call expression; with
 /// `trappable`, it returns `Result<T, E>` whose `Err` traps.
@@ -137,12 +177,49 @@ fn glue_body(
     } else {
         quote!(())
     };
+    // In a replay the recorded result is fed back (its type inferred from the method's): a value without
+    // handles as decoded, an `own` handle as a `Resource` of the recorded index. A result with handles inside
+    // another type cannot be fed yet: the replay stops there.
+    let fed = match &f.result {
+        Some(t) if model.holds_handles(t) => {
+            fed_handles(model, t, quote!(value)).map(|(ty, expr)| {
+                quote! {{
+                    let value: #ty = value;
+                    #expr
+                }}
+            })
+        }
+        _ => Some(quote!(value)),
+    };
+    let (unreplayable, result) = match fed {
+        Some(fed) => (
+            TokenStream::new(),
+            quote! {
+                match ::theater_runtime::host::replayed(store.data_mut(), &#spec) {
+                    ::core::option::Option::Some(::core::result::Result::Ok(value)) => #fed,
+                    ::core::option::Option::Some(::core::result::Result::Err(e)) => {
+                        return ::core::result::Result::Err(::theater_runtime::host::trap(store.data_mut(), call, e));
+                    }
+                    ::core::option::Option::None => {
+                        #lookup
+                        #call
+                    }
+                }
+            },
+        ),
+        None => (
+            quote!(::theater_runtime::host::not_replayed(store.data_mut(), &#spec)?;),
+            quote!({
+                #lookup
+                #call
+            }),
+        ),
+    };
     quote! {
-        ::theater_runtime::host::not_replayed(store.data_mut(), &#spec)?;
+        #unreplayable
         let call = ::theater_runtime::host::begin(store.data(), &#spec, || (#(#copies,)*));
-        #lookup
         #[allow(clippy::let_unit_value)]
-        let result = #call;
+        let result = #result;
         #finish
         ::core::result::Result::Ok::<_, ::theater_runtime::__private::wasmtime::Error>(#ret)
     }

@@ -105,7 +105,7 @@ pub enum DivergenceKind {
         message: String,
     },
     /// The event cannot be replayed: a result recorded as a digest, values that do not decode as the
-    /// function's types, a function whose values hold resource handles.
+    /// function's types, a result with resource handles inside a record, variant or tuple.
     Unreplayable {
         /// Why.
         reason: String,
