@@ -114,10 +114,8 @@ impl<'a> Caller<'a> {
         params: P,
     ) -> Result<O::Value, ActorError>
     where
-        P: ComponentType + Lower + RecordParams + Send + Sync + 'static,
+        P: CallbackParams,
         O: StateResult,
-        (Option<Vec<u8>>, P): ComponentNamedList + Lower,
-        (Result<O, String>,): ComponentNamedList + Lift,
     {
         self.actor.call(callback, params, self.timeout).await
     }
@@ -130,30 +128,65 @@ pub type StateAnd<T> = (Option<Vec<u8>>, (T,));
 /// The `ok` result of a callback that returns only the new state: `tuple<option<list<u8>>>`.
 pub type StateOnly = (Option<Vec<u8>>,);
 
+/// The elements of a callback's `params` tuple as Rust types: lowered into the guest after the actor's state,
+/// recorded, and decoded from the record in a replay. Implemented for every tuple that can be all three.
+pub trait CallbackParams:
+    ComponentType + Lower + RecordParams + DeserializeOwned + Send + Sync + 'static
+{
+    /// `(state, params)`: the export's parameter list.
+    type WithState: ComponentNamedList + Lower + Send + Sync + 'static;
+    /// The parameter list with the actor's `state` first.
+    fn with_state(self, state: Option<Vec<u8>>) -> Self::WithState;
+}
+
+impl<P> CallbackParams for P
+where
+    P: ComponentType + Lower + RecordParams + DeserializeOwned + Send + Sync + 'static,
+    (Option<Vec<u8>>, P): ComponentNamedList + Lower + Send + Sync + 'static,
+{
+    type WithState = (Option<Vec<u8>>, P);
+    fn with_state(self, state: Option<Vec<u8>>) -> Self::WithState {
+        (state, self)
+    }
+}
+
 /// The `ok` side of a callback's result: the new state, then the callback's own value if it has one.
 ///
 /// Implemented for `(Option<Vec<u8>>,)` (value `()`) and `(Option<Vec<u8>>, (T,))` (value `T`).
 pub trait StateResult: ComponentType + Lift + Send + Sync + 'static {
     /// What the callback returns besides the state.
     type Value: serde::Serialize + Send + 'static;
+    /// The export's result list: `(result<Self, string>,)`.
+    type Returned: ComponentNamedList + Lift + Send + Sync + 'static;
     /// Splits into the new state and the value.
     fn into_parts(self) -> (Option<Vec<u8>>, Self::Value);
+    /// The result in the export's result list.
+    fn from_returned(returned: Self::Returned) -> Result<Self, String>;
 }
 
 impl StateResult for (Option<Vec<u8>>,) {
     type Value = ();
+    type Returned = (Result<Self, String>,);
     fn into_parts(self) -> (Option<Vec<u8>>, ()) {
         (self.0, ())
+    }
+    fn from_returned((returned,): Self::Returned) -> Result<Self, String> {
+        returned
     }
 }
 
 impl<T> StateResult for (Option<Vec<u8>>, (T,))
 where
     T: ComponentType + Lift + serde::Serialize + Send + Sync + 'static,
+    (Result<(Option<Vec<u8>>, (T,)), String>,): ComponentNamedList + Lift + Send + Sync + 'static,
 {
     type Value = T;
+    type Returned = (Result<Self, String>,);
     fn into_parts(self) -> (Option<Vec<u8>>, T) {
         (self.0, self.1.0)
+    }
+    fn from_returned((returned,): Self::Returned) -> Result<Self, String> {
+        returned
     }
 }
 
@@ -199,10 +232,8 @@ fn replay_call<'a, P, O>(
     params: Vec<serde_json::Value>,
 ) -> BoxFuture<'a, Result<bool, String>>
 where
-    P: ComponentType + Lower + RecordParams + DeserializeOwned + Send + Sync + 'static,
+    P: CallbackParams,
     O: StateResult,
-    (Option<Vec<u8>>, P): ComponentNamedList + Lower,
-    (Result<O, String>,): ComponentNamedList + Lift,
 {
     Box::pin(async move {
         let params: P = from_recorded(&serde_json::Value::Array(params)).map_err(|e| {
@@ -232,10 +263,8 @@ impl ExportResolver<'_> {
     /// As [`resolve`](Self::resolve).
     pub fn add<P, O>(&mut self, callback: &'static Callback<P, O>) -> anyhow::Result<()>
     where
-        P: ComponentType + Lower + RecordParams + DeserializeOwned + Send + Sync + 'static,
+        P: CallbackParams,
         O: StateResult,
-        (Option<Vec<u8>>, P): ComponentNamedList + Lower,
-        (Result<O, String>,): ComponentNamedList + Lift,
     {
         self.resolve::<P, O>(&callback.spec)
     }
@@ -247,10 +276,8 @@ impl ExportResolver<'_> {
     /// The function is exported with a different type.
     pub fn resolve<P, O>(&mut self, spec: &'static ExportSpec) -> anyhow::Result<()>
     where
-        P: ComponentType + Lower + RecordParams + DeserializeOwned + Send + Sync + 'static,
+        P: CallbackParams,
         O: StateResult,
-        (Option<Vec<u8>>, P): ComponentNamedList + Lower,
-        (Result<O, String>,): ComponentNamedList + Lift,
     {
         let Some(interface) = self.interface else {
             return Ok(());
@@ -269,7 +296,7 @@ impl ExportResolver<'_> {
         };
         let typed = self
             .instance
-            .get_typed_func::<(Option<Vec<u8>>, P), (Result<O, String>,)>(&mut *self.store, &index)
+            .get_typed_func::<P::WithState, O::Returned>(&mut *self.store, &index)
             .map_err(|e| {
                 anyhow::anyhow!(
                     "export {interface}/{} has the wrong type: {e}",

@@ -41,7 +41,9 @@ pub use actor::{ActorExit, ActorHandle, ActorId, ActorStatus, BackgroundGuard};
 pub use chain::{Chain, ChainError, ChainEvent};
 pub use engine::CompiledComponent;
 pub use error::{ActorError, CallResult};
-pub use exports::{Callback, Caller, ExportResolver, ExportSpec, StateAnd, StateOnly};
+pub use exports::{
+    Callback, CallbackParams, Caller, ExportResolver, ExportSpec, StateAnd, StateOnly, StateResult,
+};
 pub use handler::{ActorContext, Handler, ShutdownSignal};
 pub use host::{CallSpec, HostCtx, HostResult};
 pub use manifest::Manifest;

@@ -2,14 +2,13 @@
 
 use serde::Serialize;
 use wasmtime::Store;
-use wasmtime::component::{ComponentNamedList, ComponentType, Instance, Lift, Lower, TypedFunc};
+use wasmtime::component::{Instance, TypedFunc};
 
 use super::ActorExit;
 use super::handle::Outcome;
 use crate::error::ActorError;
-use crate::exports::{ExportSpec, StateResult};
+use crate::exports::{CallbackParams, ExportSpec, StateResult};
 use crate::host;
-use crate::record::RecordParams;
 use crate::store::ActorStore;
 
 /// Names of a callback's parameters in chain events: the elements of its `params` tuple.
@@ -33,7 +32,7 @@ const PARAM_NAMES: [&str; 16] = [
 ];
 
 /// A callback export: the actor's state and the parameter tuple in; the new state and value, or an error, out.
-type CallbackFunc<P, O> = TypedFunc<(Option<Vec<u8>>, P), (Result<O, String>,)>;
+type CallbackFunc<P, O> = TypedFunc<<P as CallbackParams>::WithState, <O as StateResult>::Returned>;
 
 /// A recorded result: `{"Ok": v}`, `{"Err": e}` or `{"Trap": message}`.
 #[derive(Serialize)]
@@ -51,10 +50,8 @@ pub(crate) async fn call_export<P, O>(
     params: P,
 ) -> (Result<O::Value, ActorError>, Outcome)
 where
-    P: ComponentType + Lower + RecordParams + Send + Sync + 'static,
+    P: CallbackParams,
     O: StateResult,
-    (Option<Vec<u8>>, P): ComponentNamedList + Lower,
-    (Result<O, String>,): ComponentNamedList + Lift,
 {
     let _ = instance;
     let Some(func) = store.data().exports.get(spec) else {
@@ -83,16 +80,19 @@ where
     let state = store.data().shared.state();
     store.data_mut().begin_call();
     store.set_epoch_deadline(1);
-    let result = typed.call_async(&mut *store, (state, params)).await;
+    let result = typed
+        .call_async(&mut *store, params.with_state(state))
+        .await
+        .map(O::from_returned);
     let timed_out = store.data_mut().end_call();
     match result {
-        Ok((Ok(ok),)) => {
+        Ok(Ok(ok)) => {
             let (state, value) = ok.into_parts();
             store.data().shared.set_state(state);
             host::finish_encoded(store.data_mut(), pending, &Recorded::<O::Value>::Ok(&value));
             (Ok(value), Outcome::Continue)
         }
-        Ok((Err(e),)) => {
+        Ok(Err(e)) => {
             host::finish_encoded(store.data_mut(), pending, &Recorded::<()>::Err(&e));
             (Err(ActorError::Guest(e)), Outcome::Continue)
         }

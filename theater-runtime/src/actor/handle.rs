@@ -7,13 +7,12 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 use wasmtime::Store;
-use wasmtime::component::{ComponentNamedList, ComponentType, Instance, Lift, Lower};
+use wasmtime::component::Instance;
 
 use super::{ActorExit, ActorId, ActorShared, ActorStatus, lock};
 use crate::chain::Chain;
 use crate::error::ActorError;
-use crate::exports::{Callback, ExportSpec, StateResult};
-use crate::record::RecordParams;
+use crate::exports::{Callback, CallbackParams, ExportSpec, StateResult};
 use crate::store::ActorStore;
 
 /// One operation on the actor's store, run by its task when the actor is idle.
@@ -157,10 +156,8 @@ impl ActorHandle {
         timeout: Option<Duration>,
     ) -> Result<O::Value, ActorError>
     where
-        P: ComponentType + Lower + RecordParams + Send + Sync + 'static,
+        P: CallbackParams,
         O: StateResult,
-        (Option<Vec<u8>>, P): ComponentNamedList + Lower,
-        (Result<O, String>,): ComponentNamedList + Lift,
     {
         self.call_export_then::<P, O>(spec, params, timeout, |_| {})
             .await
@@ -178,10 +175,8 @@ impl ActorHandle {
         timeout: Option<Duration>,
     ) -> Result<O::Value, ActorError>
     where
-        P: ComponentType + Lower + RecordParams + Send + Sync + 'static,
+        P: CallbackParams,
         O: StateResult,
-        (Option<Vec<u8>>, P): ComponentNamedList + Lower,
-        (Result<O, String>,): ComponentNamedList + Lift,
     {
         self.call_export::<P, O>(&callback.spec, params, timeout)
             .await
@@ -202,10 +197,8 @@ impl ActorHandle {
         then: impl FnOnce(&Result<O::Value, ActorError>) + Send + 'static,
     ) -> Result<O::Value, ActorError>
     where
-        P: ComponentType + Lower + RecordParams + Send + Sync + 'static,
+        P: CallbackParams,
         O: StateResult,
-        (Option<Vec<u8>>, P): ComponentNamedList + Lower,
-        (Result<O, String>,): ComponentNamedList + Lift,
     {
         let wait = self.queue_export_then::<P, O>(spec, params, then)?;
         match timeout {
@@ -231,10 +224,8 @@ impl ActorHandle {
         then: impl FnOnce(&Result<O::Value, ActorError>) + Send + 'static,
     ) -> Result<impl Future<Output = Result<O::Value, ActorError>> + Send + 'static, ActorError>
     where
-        P: ComponentType + Lower + RecordParams + Send + Sync + 'static,
+        P: CallbackParams,
         O: StateResult,
-        (Option<Vec<u8>>, P): ComponentNamedList + Lower,
-        (Result<O, String>,): ComponentNamedList + Lift,
     {
         let (tx, rx) = oneshot::channel();
         let slot = self.shared.take_queue_slot().map_err(ActorError::Busy)?;
