@@ -249,16 +249,9 @@ impl MessageServerHandler {
         if to == endpoint.id {
             return Err(format!("request: actor {to} cannot request itself"));
         }
-        let id = uuid::Uuid::new_v4().to_string();
-        let (reply, answer) = oneshot::channel();
-        let request = Delivery::Request {
-            id: id.clone(),
-            msg,
-            reply,
-        };
-        endpoint
+        let (id, answer) = endpoint
             .router
-            .deliver(&to, request)
+            .deliver_request(&to, msg)
             .map_err(|e| endpoint.undeliverable(&to, e))?;
         tokio::select! {
             answer = answer => answer.unwrap_or_else(|_| Err(format!("actor {to} stopped"))),

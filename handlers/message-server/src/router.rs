@@ -23,6 +23,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 /// Where a [`Delivery::Request`] sends its answer: the response, or the error the requester's `request` returns.
 pub(crate) type Reply = oneshot::Sender<Result<Vec<u8>, String>>;
 
+/// Where a request's answer arrives: the other end of its [`Reply`].
+pub(crate) type Answer = oneshot::Receiver<Result<Vec<u8>, String>>;
+
 /// Where a [`Delivery::ChannelOpen`] sends its answer: `Ok(())` when the peer accepted (the accept message is
 /// already in the opener's mailbox), else the error the opener's `open-channel` returns.
 pub(crate) type OpenReply = oneshot::Sender<Result<(), String>>;
@@ -562,14 +565,8 @@ impl MessageRouter {
         msg: Vec<u8>,
         timeout: Duration,
     ) -> Result<Vec<u8>, String> {
-        let id = uuid::Uuid::new_v4().to_string();
-        let (reply, answer) = oneshot::channel();
-        let request = Delivery::Request {
-            id: id.clone(),
-            msg,
-            reply,
-        };
-        self.deliver(to, request)
+        let (id, answer) = self
+            .deliver_request(to, msg)
             .map_err(|e| outside_error(to, e))?;
         match tokio::time::timeout(timeout, answer).await {
             Ok(answer) => answer.unwrap_or_else(|_| Err(format!("actor {to} stopped"))),
@@ -659,6 +656,26 @@ impl MessageRouter {
     /// Queues `item` for `to`; a full mailbox refuses it.
     pub(crate) fn deliver(&self, to: &str, item: Delivery) -> Result<(), Undeliverable> {
         self.routes().deliver(to, item, true)
+    }
+
+    /// Queues a request of `msg` for `to` under a new request id: the id, and where its answer arrives.
+    ///
+    /// # Errors
+    /// As [`deliver`](Self::deliver).
+    pub(crate) fn deliver_request(
+        &self,
+        to: &str,
+        msg: Vec<u8>,
+    ) -> Result<(String, Answer), Undeliverable> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let (reply, answer) = oneshot::channel();
+        let request = Delivery::Request {
+            id: id.clone(),
+            msg,
+            reply,
+        };
+        self.deliver(to, request)?;
+        Ok((id, answer))
     }
 
     /// Records a new channel `channel_id` from `opener` to `peer` and queues its [`Delivery::ChannelOpen`] for
