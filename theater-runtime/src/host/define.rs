@@ -12,8 +12,8 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use wasmtime::AsContextMut;
 use wasmtime::component::{ComponentNamedList, Lift, LinkerInstance, Lower};
+use wasmtime::{AsContextMut, StoreContextMut};
 
 use super::{HostCtx, PendingCall, begin, finish, instance, instance_ref, replayed, trap};
 use crate::handler::Handler;
@@ -124,13 +124,31 @@ where
     R: Results,
 {
     inst.func_wrap(spec.function, move |mut store, params: P| {
-        let pending = begin(store.data(), spec, || params.clone());
-        let outcome = match replay::<R>(store.data_mut(), spec) {
-            Some(answer) => answer,
-            None => call(store.data_mut(), params),
-        };
-        conclude(store.data_mut(), pending, outcome)
+        answer(&mut store, spec, params, |store, params| {
+            call(store.data_mut(), params)
+        })
     })
+}
+
+/// A synchronous host call of `spec`: its parameters captured, answered by `run` (or, in a replay, from the
+/// record), recorded with its outcome.
+#[inline]
+fn answer<P, R>(
+    store: &mut StoreContextMut<'_, ActorStore>,
+    spec: &'static CallSpec,
+    params: P,
+    run: impl FnOnce(&mut StoreContextMut<'_, ActorStore>, P) -> wasmtime::Result<R>,
+) -> wasmtime::Result<R>
+where
+    P: Params,
+    R: Results,
+{
+    let pending = begin(store.data(), spec, || params.clone());
+    let outcome = match replay::<R>(store.data_mut(), spec) {
+        Some(answer) => answer,
+        None => run(store, params),
+    };
+    conclude(store.data_mut(), pending, outcome)
 }
 
 impl<H: Handler> Definer<'_, '_, H> {
@@ -150,12 +168,9 @@ impl<H: Handler> Definer<'_, '_, H> {
     {
         self.inst
             .func_wrap(spec.function, move |mut store, params: P| {
-                let pending = begin(store.data(), spec, || params.clone());
-                let outcome = match replay::<R>(store.data_mut(), spec) {
-                    Some(answer) => answer,
-                    None => call(instance_ref::<H>(store.data())?, params),
-                };
-                conclude(store.data_mut(), pending, outcome)
+                answer(&mut store, spec, params, |store, params| {
+                    call(instance_ref::<H>(store.data())?, params)
+                })
             })
     }
 
@@ -174,15 +189,10 @@ impl<H: Handler> Definer<'_, '_, H> {
     {
         self.inst
             .func_wrap(spec.function, move |mut store, params: P| {
-                let pending = begin(store.data(), spec, || params.clone());
-                let outcome = match replay::<R>(store.data_mut(), spec) {
-                    Some(answer) => answer,
-                    None => {
-                        let this: Arc<H> = instance(store.data())?;
-                        call(&this, &mut HostCtx::new(store.as_context_mut()), params)
-                    }
-                };
-                conclude(store.data_mut(), pending, outcome)
+                answer(&mut store, spec, params, |store, params| {
+                    let this: Arc<H> = instance(store.data())?;
+                    call(&this, &mut HostCtx::new(store.as_context_mut()), params)
+                })
             })
     }
 
