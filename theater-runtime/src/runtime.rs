@@ -91,7 +91,7 @@ pub struct SpawnOptions {
     manifest_dir: PathBuf,
     id: Option<ActorId>,
     parent: Option<ActorId>,
-    pub(crate) run_init: bool,
+    run_init: bool,
     registry: Option<HandlerRegistry>,
     pub(crate) chain_file: Option<PathBuf>,
 }
@@ -527,8 +527,8 @@ impl TheaterRuntime {
     }
 
     /// Makes the actor of `options` under `id`, instantiated and with its exports resolved but not started (not
-    /// listed, `init` not called):
-    /// what [`spawn`](Self::spawn) starts and [`replay`](Self::replay) drives (with `replay` set).
+    /// listed, `init` not called): what [`spawn`](Self::spawn) starts and [`replay`](Self::replay) drives (with
+    /// `replay` set).
     ///
     /// # Errors
     /// As [`spawn`](Self::spawn), but for `init`.

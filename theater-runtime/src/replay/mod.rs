@@ -182,7 +182,6 @@ impl TheaterRuntime {
         let cursor = Box::new(ReplayCursor::new(recorded));
         options.chain_file = None;
         options.recording = true;
-        options.run_init = false;
         let id = recorded_actor_id(&cursor).unwrap_or_default();
         let replaying = Replaying {
             cursor,
@@ -254,7 +253,7 @@ async fn drive(store: &mut Store<ActorStore>, instance: Instance) {
         let params = match call_params(cursor, call) {
             Ok(params) => params,
             Err(reason) => {
-                cursor.stop = Some(unreplayable(cursor, call, reason));
+                cursor.stop = Some(cursor.at(call, DivergenceKind::Unreplayable { reason }));
                 return;
             }
         };
@@ -267,13 +266,13 @@ async fn drive(store: &mut Store<ActorStore>, instance: Instance) {
         match outcome {
             Err(reason) => {
                 if cursor.stop.is_none() {
-                    cursor.stop = Some(unreplayable(cursor, call, reason));
+                    cursor.stop = Some(cursor.at(call, DivergenceKind::Unreplayable { reason }));
                 }
                 return;
             }
             Ok(_) if cursor.stop.is_some() => return,
             Ok(_) if cursor.next < call => {
-                cursor.stop = Some(missing(cursor, cursor.next));
+                cursor.stop = Some(cursor.at(cursor.next, DivergenceKind::MissingCall));
                 return;
             }
             // A trapped call leaves the instance unusable, as it left the recorded actor stopped.
@@ -317,18 +316,6 @@ fn is_digest(value: &Value) -> bool {
     })
 }
 
-fn missing(cursor: &ReplayCursor, index: usize) -> Divergence {
-    divergence(cursor, index, DivergenceKind::MissingCall)
-}
-
-fn unreplayable(cursor: &ReplayCursor, index: usize, reason: String) -> Divergence {
-    divergence(cursor, index, DivergenceKind::Unreplayable { reason })
-}
-
-fn divergence(cursor: &ReplayCursor, index: usize, kind: DivergenceKind) -> Divergence {
-    cursor.at(index, kind)
-}
-
 /// The report: the first event where the replayed chain differs from the record, before the replay's own stop.
 fn report(cursor: &ReplayCursor, replayed: &Chain) -> ReplayReport {
     let recorded = cursor.len();
@@ -344,11 +331,11 @@ fn report(cursor: &ReplayCursor, replayed: &Chain) -> ReplayReport {
     let mut first = None;
     for index in 0..limit.min(recorded) {
         let Some(event) = events.get(index) else {
-            first = Some(divergence(cursor, index, DivergenceKind::Ended));
+            first = Some(cursor.at(index, DivergenceKind::Ended));
             break;
         };
         if let Some(kind) = compare_event(cursor, index, event) {
-            first = Some(divergence(cursor, index, kind));
+            first = Some(cursor.at(index, kind));
             break;
         }
     }
