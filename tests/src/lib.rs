@@ -9,6 +9,7 @@ pub mod counters;
 pub mod guest_cargo;
 pub mod load;
 pub mod many;
+pub mod nats;
 pub mod probe;
 pub mod support;
 

@@ -24,6 +24,7 @@
 pub mod actor;
 pub mod chain;
 pub mod children;
+pub mod cluster;
 pub mod engine;
 pub mod error;
 pub mod exports;
@@ -39,6 +40,7 @@ mod wasi;
 
 pub use actor::{ActorExit, ActorHandle, ActorId, ActorStatus, BackgroundGuard};
 pub use chain::{Chain, ChainError, ChainEvent};
+pub use cluster::ClusterConfig;
 pub use engine::CompiledComponent;
 pub use error::{ActorError, CallResult};
 pub use exports::{

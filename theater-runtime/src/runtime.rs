@@ -12,6 +12,7 @@ use wasmtime::Store;
 use crate::actor::{ActorHandle, ActorId, ActorShared, ActorStatus, ActorTask, init_spec, lock};
 use crate::chain::ChainWriter;
 use crate::chain::log::{ChainLog, Sealer, Storage};
+use crate::cluster::ClusterConfig;
 use crate::engine::{CompiledComponent, TheaterEngine};
 use crate::exports::{ExportResolver, ExportTable};
 use crate::handler::{ActorContext, Handler, ShutdownSignal};
@@ -42,6 +43,10 @@ pub struct RuntimeConfig {
     /// about 28,000 such memories. Lower it (e.g. 1 GiB) to run more actors: memories then carry explicit bounds checks and
     /// move when they grow past it. wasmtime's `Config::memory_reservation`.
     pub memory_reservation: u64,
+    /// Cluster membership over NATS (docs/cluster.md). Default `None`: this runtime is a host of its own and
+    /// needs no NATS server. When set, call `theater_cluster::Cluster::join` on the new runtime before spawning
+    /// actors whose handlers reach across hosts (`theater run --cluster` does).
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// [`RuntimeConfig::max_actors`]'s default: 10,000, which the kernel's default `vm.max_map_count` (65,530)
@@ -74,6 +79,7 @@ impl Default for RuntimeConfig {
             pooling: false,
             max_actors: DEFAULT_MAX_ACTORS,
             memory_reservation: DEFAULT_MEMORY_RESERVATION,
+            cluster: None,
         }
     }
 }
@@ -303,6 +309,8 @@ struct Inner {
     max_actors: usize,
     /// Spawns in progress that hold a place under `max_actors` (their actors are not listed yet).
     spawning: std::sync::atomic::AtomicUsize,
+    /// [`RuntimeConfig::cluster`].
+    cluster: Option<ClusterConfig>,
 }
 
 impl TheaterRuntime {
@@ -335,6 +343,7 @@ impl TheaterRuntime {
                 reserved_ids: Mutex::default(),
                 max_actors: config.max_actors,
                 spawning: Default::default(),
+                cluster: config.cluster,
             }),
         })
     }
@@ -365,6 +374,33 @@ impl TheaterRuntime {
         let service = Arc::new(T::default());
         services.push((key, service.clone()));
         service
+    }
+
+    /// Installs `service` as this runtime's service of type `T`, for a service that cannot be made with
+    /// `Default` (e.g. a cluster connection). `false`, and nothing changes, if one of type `T` is there already.
+    pub fn provide<T: Send + Sync + 'static>(&self, service: Arc<T>) -> bool {
+        let key = std::any::TypeId::of::<T>();
+        let mut services = lock(&self.inner.services);
+        if services.iter().any(|(k, _)| *k == key) {
+            return false;
+        }
+        services.push((key, service));
+        true
+    }
+
+    /// This runtime's service of type `T`, if one was made ([`service`](Self::service)) or
+    /// [provided](Self::provide).
+    pub fn find_service<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        let key = std::any::TypeId::of::<T>();
+        lock(&self.inner.services)
+            .iter()
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, s)| s.clone().downcast::<T>().ok())
+    }
+
+    /// [`RuntimeConfig::cluster`], as the runtime was created with it.
+    pub fn cluster_config(&self) -> Option<&ClusterConfig> {
+        self.inner.cluster.as_ref()
     }
 
     /// Spawns the actor a manifest describes, building its handlers with `registry`.

@@ -49,6 +49,7 @@
 //! max_outstanding_requests = 1024
 //! ```
 
+mod cluster;
 mod requests;
 pub mod router;
 
@@ -62,6 +63,7 @@ use theater_runtime::{
 };
 use tokio::sync::oneshot;
 
+use crate::cluster::Remote;
 use crate::requests::{Deferral, Requests};
 use crate::router::{Delivery, MailboxKey, MailboxLimits, MailboxReceiver, Undeliverable};
 pub use crate::router::{MAX_PARKED_BYTES, MessageRouter, RESTART_WINDOW};
@@ -126,6 +128,10 @@ struct Endpoint {
     /// Which mailbox is this actor's, should a restarted actor with the same id register a new one.
     key: MailboxKey,
     requests: Requests,
+    /// The message server across hosts, when the runtime joined a cluster (docs/cluster.md).
+    remote: Option<Arc<Remote>>,
+    /// Serves this actor's cluster address; stopped when the endpoint goes.
+    serving: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl MessageServerHandler {
@@ -163,21 +169,45 @@ impl MessageServerHandler {
 impl MessageServerHandler {
     /// Makes the actor's own mailbox and registers it with the runtime's router.
     ///
+    /// In a cluster, also serves the actor's cluster address, so actors on other hosts reach it.
+    ///
     /// # Errors
-    /// The runtime is gone.
+    /// The runtime is gone; the runtime has a cluster configured but has not joined it; the cluster connection
+    /// is closed.
     #[theater(create_instance)]
-    fn for_actor(&self, actor: &ActorContext) -> anyhow::Result<Self> {
+    async fn for_actor(&self, actor: &ActorContext) -> anyhow::Result<Self> {
         let runtime = actor
             .runtime
             .upgrade()
             .ok_or_else(|| anyhow::anyhow!("registering the mailbox: the runtime is gone"))?;
         let router = runtime.service::<MessageRouter>();
+        let id = actor.id.to_string();
+        let (remote, serving) = match theater_cluster::Cluster::of(&runtime) {
+            Some(cluster) => {
+                let remote = match router.remote() {
+                    Some(remote) => remote,
+                    None => router.attach(Remote::start(cluster.clone(), &router).await?),
+                };
+                let inbox = cluster.serve(&cluster.actor(&id)?).await?;
+                let serving = tokio::spawn(cluster::serve_actor(
+                    remote.clone(),
+                    Arc::downgrade(&router),
+                    id.clone(),
+                    inbox,
+                ));
+                (Some(remote), Some(serving))
+            }
+            None if runtime.cluster_config().is_some() => anyhow::bail!(
+                "message-server: RuntimeConfig::cluster is set but the runtime has not joined the cluster \
+                 (theater_cluster::Cluster::join)"
+            ),
+            None => (None, None),
+        };
         let (sender, inbox) = router::mailbox(MailboxLimits {
             capacity: self.config.mailbox_capacity as usize,
             bytes: usize::try_from(self.config.mailbox_bytes).unwrap_or(usize::MAX),
             channels: self.config.max_channels as usize,
         });
-        let id = actor.id.to_string();
         router.register(&id, sender);
         Ok(Self {
             config: self.config.clone(),
@@ -189,6 +219,8 @@ impl MessageServerHandler {
                 key: inbox.key(),
                 inbox: Mutex::new(Some(inbox)),
                 requests: Requests::default(),
+                remote,
+                serving,
             })),
         })
     }
@@ -224,10 +256,15 @@ impl MessageServerHandler {
     /// or stopped), `"actor <id> does not accept messages"` (running without this handler), a full mailbox, a
     /// payload over `max_message_bytes`.
     #[theater(record(msg = "full"))]
-    fn send(&self, actor_id: String, msg: Vec<u8>) -> Result<(), String> {
+    async fn send(&self, actor_id: String, msg: Vec<u8>) -> Result<(), String> {
         self.check_size("send", &msg)?;
         let endpoint = self.endpoint()?;
         let to = canonical(&actor_id);
+        if let Some(remote) = endpoint.remote_for(&to) {
+            return remote
+                .send(&endpoint.id, &to, msg, self.request_timeout())
+                .await;
+        }
         endpoint
             .router
             .deliver(&to, Delivery::Send(msg))
@@ -249,15 +286,22 @@ impl MessageServerHandler {
         if to == endpoint.id {
             return Err(format!("request: actor {to} cannot request itself"));
         }
+        if let Some(remote) = endpoint.remote_for(&to) {
+            let id = uuid::Uuid::new_v4().to_string();
+            let answer = remote
+                .request(&endpoint.id, &to, &id, msg, self.request_timeout())
+                .await?;
+            let answer = self.wait_answer(endpoint, &to, &id, answer).await;
+            if answer.is_err() {
+                remote.give_up(&to, &id);
+            }
+            return answer;
+        }
         let (id, answer) = endpoint
             .router
             .deliver_request(&to, msg)
             .map_err(|e| endpoint.undeliverable(&to, e))?;
-        tokio::select! {
-            answer = answer => answer.unwrap_or_else(|_| Err(format!("actor {to} stopped"))),
-            () = tokio::time::sleep(self.request_timeout()) => Err(format!("request {id} timed out")),
-            () = endpoint.shutdown.wait() => Err(format!("request {id} interrupted: actor stopping")),
-        }
+        self.wait_answer(endpoint, &to, &id, answer).await
     }
 
     /// WIT: `open-channel: func(actor-id: actor-id, initial-msg: list<u8>) -> result<channel-id, string>`
@@ -279,10 +323,28 @@ impl MessageServerHandler {
         }
         let channel_id = uuid::Uuid::new_v4().to_string();
         let (reply, decision) = oneshot::channel();
-        endpoint
-            .router
-            .open(&channel_id, &endpoint.id, &to, initial_msg, reply)
-            .map_err(|e| endpoint.undeliverable(&to, e))?;
+        if let Some(remote) = endpoint.remote_for(&to) {
+            endpoint
+                .router
+                .open_to_remote(&channel_id, &endpoint.id, &to, reply)
+                .map_err(|e| endpoint.undeliverable(&to, e))?;
+            let open = theater_cluster::Envelope::new("open")
+                .with("From", &endpoint.id)
+                .with("Id", &channel_id)
+                .payload(initial_msg);
+            match remote.deliver(&to, open, self.request_timeout()).await {
+                Ok(ack) => endpoint.router.set_remote_host(&channel_id, &ack.host),
+                Err(e) => {
+                    endpoint.router.abandon(&channel_id, &endpoint.id);
+                    return Err(e);
+                }
+            }
+        } else {
+            endpoint
+                .router
+                .open(&channel_id, &endpoint.id, &to, initial_msg, reply)
+                .map_err(|e| endpoint.undeliverable(&to, e))?;
+        }
         let decision = tokio::select! {
             decision = decision => decision.unwrap_or_else(|_| Err(format!("actor {to} stopped"))),
             () = tokio::time::sleep(self.request_timeout()) => Err(format!("channel {channel_id} timed out")),
@@ -303,12 +365,27 @@ impl MessageServerHandler {
     /// `"channel <id> not found"` (unknown, closed, or a channel of other actors), a full mailbox, a payload over
     /// `max_message_bytes`.
     #[theater(record(msg = "full"))]
-    fn send_on_channel(&self, channel_id: String, msg: Vec<u8>) -> Result<(), String> {
+    async fn send_on_channel(&self, channel_id: String, msg: Vec<u8>) -> Result<(), String> {
         self.check_size("send-on-channel", &msg)?;
         let endpoint = self.endpoint()?;
-        endpoint
+        let Some((other, msg)) = endpoint
             .router
-            .send_on_channel(&channel_id, &endpoint.id, msg)
+            .send_on_channel(&channel_id, &endpoint.id, msg)?
+        else {
+            return Ok(());
+        };
+        let remote = endpoint
+            .remote
+            .as_ref()
+            .ok_or_else(|| format!("channel {channel_id} not found"))?;
+        let message = theater_cluster::Envelope::new("channel-message")
+            .with("From", &endpoint.id)
+            .with("Id", &channel_id)
+            .payload(msg);
+        remote
+            .deliver(&other, message, self.request_timeout())
+            .await
+            .map(drop)
     }
 
     /// WIT: `close-channel: func(channel-id: channel-id) -> result<_, string>`
@@ -510,33 +587,22 @@ impl MessageServerHandler {
             Delivery::ChannelOpen { id, msg, reply } => {
                 let decision = callbacks.handle_channel_open(id.clone(), msg).await;
                 let result = decision.as_ref().map(|_| ()).map_err(Clone::clone);
-                let answer = match decision {
-                    Ok(accept) if accept.accepted => {
-                        let size = accept
-                            .message
-                            .as_deref()
-                            .map_or(Ok(()), |m| self.check_size("handle-channel-open", m));
-                        match size {
-                            Ok(()) => endpoint.router.accept(&id, &endpoint.id, accept.message),
-                            Err(e) => {
-                                endpoint.router.discard(&id);
-                                Err(format!("channel open failed: {e}"))
-                            }
-                        }
-                    }
-                    Ok(reject) => {
-                        endpoint.router.discard(&id);
-                        Err(match reject.message {
-                            Some(m) => format!("channel rejected: {}", String::from_utf8_lossy(&m)),
-                            None => "channel rejected".to_owned(),
-                        })
-                    }
-                    Err(e) => {
-                        endpoint.router.discard(&id);
-                        Err(format!("channel open failed: {}", describe(&e)))
-                    }
+                let decision = match decision {
+                    Ok(accept) if accept.accepted => match accept
+                        .message
+                        .as_deref()
+                        .map_or(Ok(()), |m| self.check_size("handle-channel-open", m))
+                    {
+                        Ok(()) => Ok(accept.message),
+                        Err(e) => Err(format!("channel open failed: {e}")),
+                    },
+                    Ok(reject) => Err(match reject.message {
+                        Some(m) => format!("channel rejected: {}", String::from_utf8_lossy(&m)),
+                        None => "channel rejected".to_owned(),
+                    }),
+                    Err(e) => Err(format!("channel open failed: {}", describe(&e))),
                 };
-                let _ = reply.send(answer);
+                let _ = reply.send(endpoint.router.decide(&id, &endpoint.id, decision));
                 result
             }
             Delivery::ChannelMessage { id, msg } => callbacks.handle_channel_message(id, msg).await,
@@ -575,7 +641,38 @@ enum Delivered {
     Stopped(Vec<Vec<u8>>),
 }
 
+impl MessageServerHandler {
+    /// Waits, at most `request_timeout_ms`, for the answer to request `id` sent to `to`.
+    async fn wait_answer(
+        &self,
+        endpoint: &Endpoint,
+        to: &str,
+        id: &str,
+        answer: router::Answer,
+    ) -> Result<Vec<u8>, String> {
+        tokio::select! {
+            answer = answer => answer.unwrap_or_else(|_| Err(format!("actor {to} stopped"))),
+            () = tokio::time::sleep(self.request_timeout()) => Err(format!("request {id} timed out")),
+            () = endpoint.shutdown.wait() => Err(format!("request {id} interrupted: actor stopping")),
+        }
+    }
+}
+
 impl Endpoint {
+    /// The message server across hosts, if `to` is for it: the runtime joined a cluster and `to` is neither a
+    /// local mailbox nor an actor this runtime runs (without the handler).
+    fn remote_for(&self, to: &str) -> Option<&Arc<Remote>> {
+        let remote = self.remote.as_ref()?;
+        if self.router.has_mailbox(to) {
+            return None;
+        }
+        let local = to
+            .parse::<ActorId>()
+            .ok()
+            .and_then(|id| self.runtime.upgrade().and_then(|runtime| runtime.get(&id)));
+        local.is_none().then_some(remote)
+    }
+
     /// The error for an item the router could not deliver to `to`: a full mailbox, or no mailbox, which is
     /// `"actor <id> does not accept messages"` when the runtime runs `to` without this handler.
     fn undeliverable(&self, to: &str, error: Undeliverable) -> String {
@@ -622,6 +719,9 @@ impl Endpoint {
 impl Drop for Endpoint {
     /// Also when the actor never started (its `init` failed): no mailbox outlives its actor.
     fn drop(&mut self) {
+        if let Some(serving) = &self.serving {
+            serving.abort();
+        }
         self.router.unregister(&self.id, &self.key, Vec::new());
         self.requests
             .fail_all(&format!("actor {} stopped", self.id));

@@ -20,6 +20,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::cluster::{Remote, one_line};
+use theater_cluster::Envelope;
+
 /// Where a [`Delivery::Request`] sends its answer: the response, or the error the requester's `request` returns.
 pub(crate) type Reply = oneshot::Sender<Result<Vec<u8>, String>>;
 
@@ -313,6 +316,14 @@ fn outside_error(to: &str, error: Undeliverable) -> String {
     }
 }
 
+/// `open-channel`'s refusal when `who` (with `mailbox`) takes part in all the channels its `max_channels` allows.
+fn too_many_channels(who: &str, mailbox: &MailboxSender) -> Undeliverable {
+    Undeliverable::Refused(format!(
+        "open-channel: actor {who} takes part in {} channels, the most its max_channels ({}) allows",
+        mailbox.channels, mailbox.limits.channels
+    ))
+}
+
 /// One channel between two actors.
 #[derive(Debug)]
 struct Channel {
@@ -326,9 +337,27 @@ struct Channel {
     pending: Option<Vec<Vec<u8>>>,
     /// The load of the opener's mailbox when it opened the channel, which counts the early messages.
     opener_load: Arc<Load>,
+    /// The participant on another host, if one is (docs/cluster.md "Channels").
+    remote: Option<RemoteSide>,
+}
+
+/// The participant of a channel that another host runs.
+#[derive(Debug)]
+struct RemoteSide {
+    /// Its actor id.
+    id: String,
+    /// Its host, once known (the peer's: from the acknowledgement of the open).
+    host: Option<String>,
+    /// On the opener's host, while the remote peer decides: where its decision goes.
+    decision: Option<OpenReply>,
 }
 
 impl Channel {
+    /// Whether `id` is the participant another host runs.
+    fn is_remote(&self, id: &str) -> bool {
+        self.remote.as_ref().is_some_and(|r| r.id == id)
+    }
+
     /// The other participant, if `caller` is one.
     fn other(&self, caller: &str) -> Option<&str> {
         if caller == self.opener {
@@ -375,6 +404,8 @@ struct Routes {
     parked: HashMap<String, Parked>,
     parked_bytes: usize,
     handovers: HashMap<String, Handover>,
+    /// The message server across hosts, when the runtime joined a cluster.
+    remote: Option<Arc<Remote>>,
 }
 
 impl Routes {
@@ -434,8 +465,7 @@ impl Routes {
             if let Some(channel) = self.remove_channel(&channel_id)
                 && let Some(other) = channel.other(id)
             {
-                let close = Delivery::ChannelClose { id: channel_id };
-                let _ = self.deliver(other, close, false);
+                self.notify_close(&channel_id, &channel, other);
             }
         }
     }
@@ -481,6 +511,24 @@ impl Routes {
             self.park(id, left);
         }
         true
+    }
+
+    /// Tells `other`, a participant of `channel` (already removed), that it closed: through its mailbox, or its
+    /// host if another host runs it.
+    fn notify_close(&self, channel_id: &str, channel: &Channel, other: &str) {
+        if channel.is_remote(other) {
+            if let (Some(remote), Some(from)) = (&self.remote, channel.other(other)) {
+                let close = Envelope::new("channel-close")
+                    .with("From", from)
+                    .with("Id", channel_id);
+                remote.post(other, close);
+            }
+            return;
+        }
+        let close = Delivery::ChannelClose {
+            id: channel_id.to_owned(),
+        };
+        let _ = self.deliver(other, close, false);
     }
 
     fn deliver(&self, to: &str, item: Delivery, counted: bool) -> Result<(), Undeliverable> {
@@ -697,19 +745,13 @@ impl MessageRouter {
             Undeliverable::Refused(format!("open-channel: actor {opener} is stopping"))
         })?;
         let opener_load = opener_mailbox.load.clone();
-        let too_many = |who: &str, mailbox: &MailboxSender| {
-            Undeliverable::Refused(format!(
-                "open-channel: actor {who} takes part in {} channels, the most its max_channels ({}) allows",
-                mailbox.channels, mailbox.limits.channels
-            ))
-        };
         if opener_mailbox.channels >= opener_mailbox.limits.channels {
-            return Err(too_many(opener, opener_mailbox));
+            return Err(too_many_channels(opener, opener_mailbox));
         }
         if let Some(peer_mailbox) = routes.mailboxes.get(peer)
             && peer_mailbox.channels >= peer_mailbox.limits.channels
         {
-            return Err(too_many(peer, peer_mailbox));
+            return Err(too_many_channels(peer, peer_mailbox));
         }
         let open = Delivery::ChannelOpen {
             id: channel_id.to_owned(),
@@ -724,9 +766,245 @@ impl MessageRouter {
                 peer: peer.to_owned(),
                 pending: Some(Vec::new()),
                 opener_load,
+                remote: None,
             },
         );
         Ok(())
+    }
+
+    /// Attaches the message server across hosts; the first attachment stays.
+    pub(crate) fn attach(&self, remote: Arc<Remote>) -> Arc<Remote> {
+        self.routes().remote.get_or_insert(remote).clone()
+    }
+
+    /// The message server across hosts, if attached.
+    pub(crate) fn remote(&self) -> Option<Arc<Remote>> {
+        self.routes().remote.clone()
+    }
+
+    /// `peer`'s decision on `channel_id` (`Ok(accept message)` or the error its opener gets): the channel opens
+    /// ([`accept`](Self::accept)) or goes ([`discard`](Self::discard)); when the opener runs on another host the
+    /// decision is posted there, after whatever `peer` sent on the channel meanwhile. What the peer's reply gets.
+    ///
+    /// # Errors
+    /// The decision was a refusal (returned as given), or the channel is gone (`"channel <id> not found"`).
+    pub(crate) fn decide(
+        &self,
+        channel_id: &str,
+        peer: &str,
+        decision: Result<Option<Vec<u8>>, String>,
+    ) -> Result<(), String> {
+        let mut routes = self.routes();
+        let remote_opener = routes
+            .channels
+            .get(channel_id)
+            .filter(|c| c.peer == peer && c.is_remote(&c.opener))
+            .map(|c| c.opener.clone());
+        if let (Some(opener), Some(remote)) = (remote_opener, routes.remote.clone()) {
+            let mut envelope = Envelope::new("decision")
+                .with("From", peer)
+                .with("Id", channel_id);
+            match &decision {
+                Ok(message) => {
+                    envelope = envelope.with("Accepted", "1");
+                    if let Some(message) = message {
+                        envelope = envelope.with("Message", "1").payload(message.clone());
+                    }
+                    if let Some(channel) = routes.channels.get_mut(channel_id) {
+                        channel.pending = None;
+                    }
+                }
+                Err(error) => {
+                    envelope = envelope
+                        .with("Accepted", "0")
+                        .with("Error", &one_line(error));
+                    routes.remove_channel(channel_id);
+                }
+            }
+            remote.post(&opener, envelope);
+            return decision.map(drop);
+        }
+        drop(routes);
+        match decision {
+            Ok(message) => self.accept(channel_id, peer, message),
+            Err(error) => {
+                self.discard(channel_id);
+                Err(error)
+            }
+        }
+    }
+
+    /// Records channel `channel_id` from local `opener` to `peer`, which another host runs; the caller delivers
+    /// the open there. `reply` gets the peer's decision ([`decided_remotely`](Self::decided_remotely)).
+    ///
+    /// # Errors
+    /// As [`open`](Self::open) for the opener's side.
+    pub(crate) fn open_to_remote(
+        &self,
+        channel_id: &str,
+        opener: &str,
+        peer: &str,
+        reply: OpenReply,
+    ) -> Result<(), Undeliverable> {
+        let mut routes = self.routes();
+        let opener_mailbox = routes.mailboxes.get(opener).ok_or_else(|| {
+            Undeliverable::Refused(format!("open-channel: actor {opener} is stopping"))
+        })?;
+        if opener_mailbox.channels >= opener_mailbox.limits.channels {
+            return Err(too_many_channels(opener, opener_mailbox));
+        }
+        let opener_load = opener_mailbox.load.clone();
+        routes.insert_channel(
+            channel_id,
+            Channel {
+                opener: opener.to_owned(),
+                peer: peer.to_owned(),
+                pending: Some(Vec::new()),
+                opener_load,
+                remote: Some(RemoteSide {
+                    id: peer.to_owned(),
+                    host: None,
+                    decision: Some(reply),
+                }),
+            },
+        );
+        Ok(())
+    }
+
+    /// The host of the remote participant of `channel_id`, learnt from an acknowledgement.
+    pub(crate) fn set_remote_host(&self, channel_id: &str, host: &str) {
+        if let Some(side) = self
+            .routes()
+            .channels
+            .get_mut(channel_id)
+            .and_then(|c| c.remote.as_mut())
+        {
+            side.host = Some(host.to_owned());
+        }
+    }
+
+    /// `opener`, on host `host`, opens `channel_id` to local `peer`: recorded, and its
+    /// [`Delivery::ChannelOpen`] queued for `peer`, whose decision goes back through [`decide`](Self::decide).
+    ///
+    /// # Errors
+    /// No mailbox for `peer`, a full mailbox, `peer` at its `max_channels`.
+    pub(crate) fn open_from_remote(
+        &self,
+        channel_id: &str,
+        opener: &str,
+        host: &str,
+        peer: &str,
+        msg: Vec<u8>,
+    ) -> Result<(), Undeliverable> {
+        let mut routes = self.routes();
+        let peer_mailbox = routes.mailboxes.get(peer).ok_or(Undeliverable::NoMailbox)?;
+        if peer_mailbox.channels >= peer_mailbox.limits.channels {
+            return Err(too_many_channels(peer, peer_mailbox));
+        }
+        if routes.channels.contains_key(channel_id) {
+            return Err(Undeliverable::Refused(format!(
+                "open-channel: channel {channel_id} exists"
+            )));
+        }
+        // The decision goes back through `decide`; this reply is not read.
+        let (reply, _) = oneshot::channel();
+        let open = Delivery::ChannelOpen {
+            id: channel_id.to_owned(),
+            msg,
+            reply,
+        };
+        routes.deliver(peer, open, true)?;
+        routes.insert_channel(
+            channel_id,
+            Channel {
+                opener: opener.to_owned(),
+                peer: peer.to_owned(),
+                pending: Some(Vec::new()),
+                opener_load: Arc::default(),
+                remote: Some(RemoteSide {
+                    id: opener.to_owned(),
+                    host: Some(host.to_owned()),
+                    decision: None,
+                }),
+            },
+        );
+        Ok(())
+    }
+
+    /// Remote `peer` decided on `channel_id` of local `opener`: accepted, the accept message and what the peer sent
+    /// meanwhile go to the opener's mailbox and its `open-channel` returns; refused, the channel goes and it
+    /// fails with `decision`'s error. A decision on a channel the opener gave up is answered with a close.
+    pub(crate) fn decided_remotely(
+        &self,
+        channel_id: &str,
+        peer: &str,
+        opener: &str,
+        decision: Result<Option<Vec<u8>>, String>,
+    ) {
+        let mut routes = self.routes();
+        let reply = routes
+            .channels
+            .get_mut(channel_id)
+            .filter(|c| c.peer == peer && c.opener == opener && c.is_remote(peer))
+            .and_then(|c| c.remote.as_mut())
+            .map(|side| side.decision.take());
+        let Some(reply) = reply else {
+            // The opener gave up (or stopped) meanwhile: the peer took the channel for open.
+            if decision.is_ok()
+                && let Some(remote) = &routes.remote
+            {
+                let close = Envelope::new("channel-close")
+                    .with("From", opener)
+                    .with("Id", channel_id);
+                remote.post(peer, close);
+            }
+            return;
+        };
+        let answer = match decision {
+            Ok(message) => {
+                drop(routes);
+                self.accept(channel_id, peer, message)
+            }
+            Err(error) => {
+                routes.remove_channel(channel_id);
+                Err(error)
+            }
+        };
+        if let Some(reply) = reply {
+            let _ = reply.send(answer);
+        }
+    }
+
+    /// Host `host` is lost: the channels with its actors close (the local participant hears
+    /// `handle-channel-close`; an opener still waiting for the peer's decision gets `"actor <id> stopped"`).
+    pub(crate) fn host_lost(&self, host: &str) {
+        let mut routes = self.routes();
+        let lost: Vec<String> = routes
+            .channels
+            .iter()
+            .filter(|(_, c)| {
+                c.remote
+                    .as_ref()
+                    .is_some_and(|r| r.host.as_deref() == Some(host))
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for channel_id in lost {
+            let Some(mut channel) = routes.remove_channel(&channel_id) else {
+                continue;
+            };
+            let side = channel.remote.take().expect("filtered on");
+            if let Some(reply) = side.decision {
+                let _ = reply.send(Err(format!("actor {} stopped", side.id)));
+                continue;
+            }
+            if let Some(local) = channel.other(&side.id) {
+                let close = Delivery::ChannelClose {
+                    id: channel_id.clone(),
+                };
+                let _ = routes.deliver(local, close, false);
+            }
+        }
     }
 
     /// The peer (`peer`) accepted `channel_id`: the opener's mailbox gets `message` (if any) and then what the
@@ -796,17 +1074,18 @@ impl MessageRouter {
         }
         let accepted = channel.pending.is_none();
         let peer = channel.peer.clone();
-        routes.remove_channel(channel_id);
-        if accepted {
-            let close = Delivery::ChannelClose {
-                id: channel_id.to_owned(),
-            };
-            let _ = routes.deliver(&peer, close, false);
+        if let Some(channel) = routes.remove_channel(channel_id)
+            && accepted
+        {
+            routes.notify_close(channel_id, &channel, &peer);
         }
     }
 
     /// `caller` sends `msg` on `channel_id`: queued for the other participant. While the channel waits for the
     /// peer's decision, the peer's messages wait with it, already counted in the opener's mailbox.
+    ///
+    /// `Ok(Some((other, msg)))` when the other participant runs on another host: the caller delivers `msg`
+    /// there ([`Remote::deliver`]).
     ///
     /// # Errors
     /// `"channel <id> not found"` unless `caller` takes part in the channel; a full mailbox.
@@ -815,12 +1094,15 @@ impl MessageRouter {
         channel_id: &str,
         caller: &str,
         msg: Vec<u8>,
-    ) -> Result<(), String> {
+    ) -> Result<Option<(String, Vec<u8>)>, String> {
         let mut routes = self.routes();
         let routes = &mut *routes;
         let not_found = || format!("channel {channel_id} not found");
         let channel = routes.channels.get_mut(channel_id).ok_or_else(not_found)?;
         let other = channel.other(caller).ok_or_else(not_found)?.to_owned();
+        if channel.is_remote(&other) {
+            return Ok(Some((other, msg)));
+        }
         if let Some(early) = &mut channel.pending {
             let opener = routes
                 .mailboxes
@@ -829,16 +1111,19 @@ impl MessageRouter {
                 .ok_or_else(not_found)?;
             opener.admit(&other, msg.len())?;
             early.push(msg);
-            return Ok(());
+            return Ok(None);
         }
         let item = Delivery::ChannelMessage {
             id: channel_id.to_owned(),
             msg,
         };
-        routes.deliver(&other, item, true).map_err(|e| match e {
-            Undeliverable::NoMailbox => not_found(),
-            Undeliverable::Refused(message) => message,
-        })
+        routes
+            .deliver(&other, item, true)
+            .map(|()| None)
+            .map_err(|e| match e {
+                Undeliverable::NoMailbox => not_found(),
+                Undeliverable::Refused(message) => message,
+            })
     }
 
     /// `caller` closes `channel_id`; the other participant hears `handle-channel-close`.
@@ -853,11 +1138,9 @@ impl MessageRouter {
             .and_then(|c| c.other(caller))
             .map(str::to_owned)
             .ok_or_else(|| format!("channel {channel_id} not found"))?;
-        routes.remove_channel(channel_id);
-        let close = Delivery::ChannelClose {
-            id: channel_id.to_owned(),
-        };
-        let _ = routes.deliver(&other, close, false);
+        if let Some(channel) = routes.remove_channel(channel_id) {
+            routes.notify_close(channel_id, &channel, &other);
+        }
         Ok(())
     }
 }

@@ -1,0 +1,366 @@
+//! The message server across hosts ([`theater_cluster`]; docs/cluster.md "Messages"): what this host's actors
+//! send to actors of other hosts, and what other hosts deliver to this host's actors, as envelopes of these
+//! kinds, all addressed to the receiving actor (`<prefix>.actor.<id>`), so that everything one host sends to one
+//! actor arrives in the order it was sent:
+//!
+//! | kind | fields | payload | served by the receiver's host as |
+//! |---|---|---|---|
+//! | `send` | `From` | msg | a [`Delivery::Send`] queued in the mailbox |
+//! | `request` | `From`, `Id` | msg | a [`Delivery::Request`]; the answer goes back as `answer` |
+//! | `gave-up` | `Id` | | the requester stopped waiting: the request is dropped |
+//! | `open` | `From`, `Id` | initial msg | a [`Delivery::ChannelOpen`] of a channel whose opener is remote |
+//! | `decision` | `From`, `Id`, `Accepted`, `Error` | accept message | the peer's decision, to the opener |
+//! | `channel-message` | `From`, `Id` | msg | [`MessageRouter::send_on_channel`] by the remote participant |
+//! | `channel-close` | `From`, `Id` | | [`MessageRouter::close`] by the remote participant |
+//!
+//! and `answer` (`Id`, `Error`; payload the response) to the requester's host
+//! (`<prefix>.host.<host>.message-server`). The acknowledgement of each is the receiving router's answer: `Ok`
+//! once queued, else the same error an in-process caller gets (a full mailbox, an unknown channel), so every
+//! host function behaves as in-process. A `send` acknowledged is queued exactly once ([`Cluster::deliver`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use theater_cluster::{Address, Cluster, DeliveryError, Envelope, Inbox, Incoming};
+use tokio::sync::oneshot;
+
+use crate::router::{Answer, Delivery, MessageRouter, Reply, Undeliverable};
+
+/// The service name of this handler's host address, where answers to requests arrive.
+pub(crate) const SERVICE: &str = "message-server";
+
+/// How long a notification (a channel's close, a decision, an answer) is retried before it is dropped.
+const POST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// This host's side of the message server across hosts: the cluster membership and what waits on other hosts.
+pub(crate) struct Remote {
+    pub(crate) cluster: Arc<Cluster>,
+    /// Requests this host's actors sent to other hosts: request id → where the answer goes, and the host that
+    /// took the request (failed with "actor <id> stopped" if that host is lost).
+    waiting: Mutex<HashMap<String, Waiting>>,
+    /// Requests other hosts' actors sent to this host's actors, still unanswered: request id → what stops the
+    /// task that forwards the answer (the requester gave up).
+    forwarding: Mutex<HashMap<String, oneshot::Sender<()>>>,
+}
+
+struct Waiting {
+    reply: Reply,
+    to: String,
+    host: Option<String>,
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote")
+            .field("host", &self.cluster.host())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The error a local caller gets for `e`, delivering to actor `to`.
+pub(crate) fn describe(to: &str, e: DeliveryError) -> String {
+    match e {
+        DeliveryError::NotFound(_) | DeliveryError::BadAddress(_) | DeliveryError::Closed => {
+            format!("actor {to} not found")
+        }
+        DeliveryError::TimedOut(_) => format!("actor {to} did not acknowledge in time"),
+        DeliveryError::Refused(message) => message,
+        e @ DeliveryError::TooLarge { .. } => e.to_string(),
+    }
+}
+
+impl Remote {
+    /// Attaches the message server of `router` to `cluster`: serves this host's `message-server` address
+    /// (answers) and follows lost hosts.
+    pub(crate) async fn start(
+        cluster: Arc<Cluster>,
+        router: &Arc<MessageRouter>,
+    ) -> Result<Arc<Self>, DeliveryError> {
+        let address = cluster.service(cluster.host(), SERVICE)?;
+        let inbox = cluster.serve(&address).await?;
+        let lost = cluster.lost_hosts();
+        let remote = Arc::new(Self {
+            cluster,
+            waiting: Mutex::default(),
+            forwarding: Mutex::default(),
+        });
+        tokio::spawn(serve_answers(Arc::downgrade(&remote), inbox));
+        tokio::spawn(follow_lost_hosts(
+            Arc::downgrade(&remote),
+            Arc::downgrade(router),
+            lost,
+        ));
+        Ok(remote)
+    }
+
+    fn actor(&self, id: &str) -> Result<Address, String> {
+        self.cluster
+            .actor(id)
+            .map_err(|_| format!("actor {id} not found"))
+    }
+
+    /// Delivers `envelope` to actor `to` and waits for the acknowledgement.
+    pub(crate) async fn deliver(
+        &self,
+        to: &str,
+        envelope: Envelope,
+        timeout: Duration,
+    ) -> Result<theater_cluster::Reply, String> {
+        let address = self.actor(to)?;
+        self.cluster
+            .deliver(&address, envelope, timeout)
+            .await
+            .map_err(|e| describe(to, e))
+    }
+
+    /// Posts `envelope` to actor `to`, after everything sent to it before; nobody waits.
+    pub(crate) fn post(&self, to: &str, envelope: Envelope) {
+        if let Ok(address) = self.cluster.actor(to) {
+            self.cluster.post(&address, envelope, POST_TIMEOUT);
+        }
+    }
+
+    /// `from`'s `send` of `msg` to `to` on another host.
+    pub(crate) async fn send(
+        &self,
+        from: &str,
+        to: &str,
+        msg: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let envelope = Envelope::new("send").with("From", from).payload(msg);
+        self.deliver(to, envelope, timeout).await.map(drop)
+    }
+
+    /// `from`'s `request` of `msg` to `to` on another host, under request id `id`: queued there, the answer
+    /// arrives in the returned receiver.
+    pub(crate) async fn request(
+        &self,
+        from: &str,
+        to: &str,
+        id: &str,
+        msg: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Answer, String> {
+        let (reply, answer) = oneshot::channel();
+        lock(&self.waiting).insert(
+            id.to_owned(),
+            Waiting {
+                reply,
+                to: to.to_owned(),
+                host: None,
+            },
+        );
+        let envelope = Envelope::new("request")
+            .with("From", from)
+            .with("Id", id)
+            .payload(msg);
+        match self.deliver(to, envelope, timeout).await {
+            Ok(ack) => {
+                let mut waiting = lock(&self.waiting);
+                if let Some(w) = waiting.get_mut(id) {
+                    w.host = Some(ack.host.clone());
+                }
+                drop(waiting);
+                // Lost between the request and this line: fail it now.
+                if !self.cluster.is_alive(&ack.host) {
+                    self.host_lost(&ack.host);
+                }
+                Ok(answer)
+            }
+            Err(e) => {
+                lock(&self.waiting).remove(id);
+                Err(e)
+            }
+        }
+    }
+
+    /// The requester of `id` stopped waiting (timeout, cancel, its actor stopping): forget it and tell `to`'s host.
+    pub(crate) fn give_up(&self, to: &str, id: &str) {
+        if lock(&self.waiting).remove(id).is_some() {
+            self.post(to, Envelope::new("gave-up").with("Id", id));
+        }
+    }
+
+    /// Fails what waits on `host`: requests it took (`"actor <id> stopped"`).
+    fn host_lost(&self, host: &str) {
+        let lost: Vec<Waiting> = {
+            let mut waiting = lock(&self.waiting);
+            let ids: Vec<String> = waiting
+                .iter()
+                .filter(|(_, w)| w.host.as_deref() == Some(host))
+                .map(|(id, _)| id.clone())
+                .collect();
+            ids.iter().filter_map(|id| waiting.remove(id)).collect()
+        };
+        for w in lost {
+            let _ = w.reply.send(Err(format!("actor {} stopped", w.to)));
+        }
+    }
+
+    /// Serves one envelope delivered to local actor `id` through `router`.
+    pub(crate) async fn serve(
+        self: &Arc<Self>,
+        router: &MessageRouter,
+        id: &str,
+        mut incoming: Incoming,
+    ) {
+        let envelope = incoming.envelope();
+        let from = envelope.get("From").unwrap_or_default().to_owned();
+        let item_id = envelope.get("Id").unwrap_or_default().to_owned();
+        let kind = envelope.kind().to_owned();
+        let msg = incoming.take_body().to_vec();
+        let host = incoming.sender().to_owned();
+        let answer = match kind.as_str() {
+            "send" => router
+                .deliver(id, Delivery::Send(msg))
+                .map_err(|e| refusal(id, e)),
+            "request" => {
+                let (reply, answer) = oneshot::channel();
+                let request = Delivery::Request {
+                    id: item_id.clone(),
+                    msg,
+                    reply,
+                };
+                let queued = router.deliver(id, request).map_err(|e| refusal(id, e));
+                if queued.is_ok() {
+                    self.forward_answer(item_id, host, answer);
+                }
+                queued
+            }
+            "gave-up" => {
+                lock(&self.forwarding).remove(&item_id);
+                Ok(())
+            }
+            "open" => router
+                .open_from_remote(&item_id, &from, &host, id, msg)
+                .map_err(|e| refusal(id, e)),
+            "decision" => {
+                let decision = match envelope_flag(&incoming, "Accepted") {
+                    true => Ok((envelope_flag(&incoming, "Message")).then_some(msg)),
+                    false => Err(incoming
+                        .envelope()
+                        .get("Error")
+                        .unwrap_or("channel rejected")
+                        .to_owned()),
+                };
+                router.decided_remotely(&item_id, &from, &host, decision);
+                Ok(())
+            }
+            "channel-message" => router.send_on_channel(&item_id, &from, msg).map(drop),
+            "channel-close" => {
+                let _ = router.close(&item_id, &from);
+                Ok(())
+            }
+            other => Err(format!("message-server: unknown envelope kind {other:?}")),
+        };
+        incoming.answer(answer.map(|()| Bytes::new())).await;
+    }
+
+    /// Sends the answer to request `id` (from a requester on `host`) back once the local actor gives it, unless the
+    /// requester gives up first.
+    fn forward_answer(self: &Arc<Self>, id: String, host: String, answer: Answer) {
+        let (give_up, gave_up) = oneshot::channel();
+        lock(&self.forwarding).insert(id.clone(), give_up);
+        let remote = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let answer = tokio::select! {
+                answer = answer => answer.unwrap_or_else(|_| Err("request dropped".to_owned())),
+                // The requester gave up: dropping `answer` tells the local side (`request <id> not found`).
+                _ = gave_up => return,
+            };
+            let Some(remote) = remote.upgrade() else {
+                return;
+            };
+            lock(&remote.forwarding).remove(&id);
+            let mut envelope = Envelope::new("answer").with("Id", &id);
+            match answer {
+                Ok(response) => envelope = envelope.payload(response),
+                Err(error) => envelope = envelope.with("Error", &one_line(&error)),
+            }
+            match remote.cluster.service(&host, SERVICE) {
+                Ok(address) => remote.cluster.post(&address, envelope, POST_TIMEOUT),
+                Err(e) => tracing::debug!("message-server: answer to {id} not sent: {e}"),
+            }
+        });
+    }
+}
+
+/// Whether field `name` of the incoming envelope is `1`.
+fn envelope_flag(incoming: &Incoming, name: &str) -> bool {
+    incoming.envelope().get(name) == Some("1")
+}
+
+/// `text` on one line (envelope fields are header lines).
+pub(crate) fn one_line(text: &str) -> String {
+    text.replace(['\r', '\n'], " ")
+}
+
+/// The error an envelope for local actor `id` is refused with, as an in-process sender would get it.
+fn refusal(id: &str, e: Undeliverable) -> String {
+    match e {
+        Undeliverable::Refused(message) => message,
+        Undeliverable::NoMailbox => format!("actor {id} not found"),
+    }
+}
+
+/// Serves this host's `message-server` address: answers to requests this host's actors sent.
+async fn serve_answers(remote: Weak<Remote>, mut inbox: Inbox) {
+    while let Some(mut incoming) = inbox.next().await {
+        let Some(remote) = remote.upgrade() else {
+            return;
+        };
+        if incoming.envelope().kind() == "answer" {
+            let id = incoming.envelope().get("Id").unwrap_or_default().to_owned();
+            let answer = match incoming.envelope().get("Error") {
+                Some(error) => Err(error.to_owned()),
+                None => Ok(incoming.take_body().to_vec()),
+            };
+            if let Some(w) = lock(&remote.waiting).remove(&id) {
+                let _ = w.reply.send(answer);
+            }
+        }
+        incoming.answer(Ok(Bytes::new())).await;
+    }
+}
+
+/// Fails what waits on each host the cluster loses: requests, channel opens, and channels with its actors.
+async fn follow_lost_hosts(
+    remote: Weak<Remote>,
+    router: Weak<MessageRouter>,
+    mut lost: tokio::sync::broadcast::Receiver<String>,
+) {
+    loop {
+        let host = match lost.recv().await {
+            Ok(host) => host,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(_) => return,
+        };
+        let (Some(remote), Some(router)) = (remote.upgrade(), router.upgrade()) else {
+            return;
+        };
+        remote.host_lost(&host);
+        router.host_lost(&host);
+    }
+}
+
+/// Serves local actor `id`'s address until `inbox` ends (its endpoint is dropped).
+pub(crate) async fn serve_actor(
+    remote: Arc<Remote>,
+    router: Weak<MessageRouter>,
+    id: String,
+    mut inbox: Inbox,
+) {
+    while let Some(incoming) = inbox.next().await {
+        let Some(router) = router.upgrade() else {
+            return;
+        };
+        remote.serve(&router, &id, incoming).await;
+    }
+}
