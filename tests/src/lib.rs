@@ -10,6 +10,7 @@ pub mod guest_cargo;
 pub mod load;
 pub mod many;
 pub mod nats;
+pub mod peers;
 pub mod probe;
 pub mod support;
 

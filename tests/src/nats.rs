@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use theater_cluster::{Cluster, JoinError};
+use theater_runtime::{ClusterConfig, RuntimeConfig, TheaterRuntime};
+
 /// One `nats-server` process and what it was started with.
 pub struct NatsServer {
     port: u16,
@@ -93,6 +96,36 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A host of the cluster tests: a runtime that joined the cluster at `url` as `name` (heartbeat 100 ms, lost after 1.5 s).
+pub async fn host(url: &str, name: &str) -> (TheaterRuntime, tempfile::TempDir) {
+    host_with(ClusterConfig {
+        host: Some(name.to_owned()),
+        heartbeat_ms: 100,
+        host_timeout_ms: 1_500,
+        ..ClusterConfig::new(url)
+    })
+    .await
+    .expect("joining the cluster")
+}
+
+/// A runtime with data in a fresh temporary folder that joined the cluster `config` describes.
+///
+/// # Errors
+/// As [`Cluster::join`].
+pub async fn host_with(
+    config: ClusterConfig,
+) -> Result<(TheaterRuntime, tempfile::TempDir), JoinError> {
+    let dir = tempfile::tempdir().expect("temporary data dir");
+    let runtime = TheaterRuntime::new(RuntimeConfig {
+        data_dir: Some(dir.path().to_owned()),
+        cluster: Some(config),
+        ..Default::default()
+    })
+    .expect("runtime");
+    Cluster::join(&runtime).await?;
+    Ok((runtime, dir))
 }
 
 /// A loopback port free now.

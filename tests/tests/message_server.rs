@@ -8,89 +8,9 @@ use std::time::{Duration, Instant};
 use theater_handler_message_server::{MessageServerConfig, MessageServerHandler};
 use theater_runtime::{ActorHandle, Handler, TheaterRuntime};
 use theater_tests::guests;
+use theater_tests::peers::{log, log_until, outstanding, peer, peers, run, run_later};
 use theater_tests::probe::ProbeHandler;
-use theater_tests::support::{events_of, runtime, script, spawn};
-
-/// Spawns a `message-peer` guest named `name` with the message-server handler configured by `config`.
-async fn peer(rt: &TheaterRuntime, name: &str, config: MessageServerConfig) -> ActorHandle {
-    let handlers: Vec<Arc<dyn Handler>> = vec![
-        Arc::new(MessageServerHandler::new(config)),
-        Arc::new(ProbeHandler::new()),
-    ];
-    spawn(rt, name, guests::MESSAGE_PEER, handlers, None)
-        .await
-        .expect("spawning message-peer")
-}
-
-/// Peers with the default configuration.
-async fn peers<const N: usize>(rt: &TheaterRuntime) -> [ActorHandle; N] {
-    let mut out = Vec::new();
-    for i in 0..N {
-        out.push(peer(rt, &format!("peer-{i}"), Default::default()).await);
-    }
-    out.try_into().expect("N peers")
-}
-
-/// Runs `text` in `actor`'s `handle-script`; the output has one entry per command, joined by `|`.
-async fn run(actor: &ActorHandle, text: &str) -> String {
-    script(actor, text).await.expect("handle-script")
-}
-
-/// Runs `text` in `actor`'s `handle-script` in the background (for calls that wait on another actor).
-fn run_later(actor: &ActorHandle, text: String) -> tokio::task::JoinHandle<String> {
-    let actor = actor.clone();
-    tokio::spawn(async move { run(&actor, &text).await })
-}
-
-/// The lines `actor`'s callbacks logged in its state.
-fn log(actor: &ActorHandle) -> Vec<String> {
-    let state = actor.state().unwrap_or_default();
-    String::from_utf8_lossy(&state)
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
-/// Waits (generously) until `actor`'s log satisfies `done`, and returns it.
-async fn log_until(actor: &ActorHandle, done: impl Fn(&[String]) -> bool) -> Vec<String> {
-    let started = Instant::now();
-    loop {
-        let lines = log(actor);
-        if done(&lines) {
-            return lines;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "gave up waiting; log of {}: {lines:?}",
-            actor.name()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// Waits until `actor` lists exactly `n` outstanding requests, and returns their ids.
-async fn outstanding(actor: &ActorHandle, n: usize) -> Vec<String> {
-    let started = Instant::now();
-    loop {
-        let out = run(actor, "list").await;
-        let ids: Vec<String> = out
-            .strip_prefix("list=")
-            .unwrap_or_default()
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect();
-        if ids.len() == n {
-            return ids;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "{} lists {ids:?}, expected {n} ids",
-            actor.name()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+use theater_tests::support::{events_of, runtime, spawn};
 
 fn is_uuid(s: &str) -> bool {
     s.parse::<uuid::Uuid>().is_ok()

@@ -250,7 +250,7 @@ impl Remote {
                         .unwrap_or("channel rejected")
                         .to_owned()),
                 };
-                router.decided_remotely(&item_id, &from, &host, decision);
+                router.decided_remotely(&item_id, &from, id, decision);
                 Ok(())
             }
             "channel-message" => router.send_on_channel(&item_id, &from, msg).map(drop),

@@ -622,10 +622,12 @@ impl MessageRouter {
         }
     }
 
-    /// Whether any actor other than `id` has a mailbox, i.e. could message `id`.
+    /// Whether any actor other than `id` has a mailbox, i.e. could message `id`; always in a cluster, where
+    /// actors of other hosts may.
     pub(crate) fn has_peers(&self, id: &str) -> bool {
         let routes = self.routes();
-        routes.mailboxes.len() > usize::from(routes.mailboxes.contains_key(id))
+        routes.remote.is_some()
+            || routes.mailboxes.len() > usize::from(routes.mailboxes.contains_key(id))
     }
 
     /// Changes whenever a mailbox is registered or unregistered.

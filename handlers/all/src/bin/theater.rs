@@ -12,6 +12,7 @@
 //! ```
 
 mod theater {
+    pub mod cluster;
     pub mod new;
     pub mod progress;
     pub mod remote;
@@ -67,6 +68,11 @@ enum Command {
         /// Runtime data folder (default: $THEATER_HOME, else the platform data folder).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// The actor's id (a UUID; default a random one), e.g. for actors on other hosts to address it.
+        #[arg(long)]
+        id: Option<theater_runtime::ActorId>,
+        #[command(flatten)]
+        cluster: theater::cluster::ClusterArgs,
     },
     /// Re-run the manifest's actor against a recorded chain (`--chain-out`, `chain save`) and report the first
     /// divergence.
@@ -215,16 +221,22 @@ fn main() -> ExitCode {
             data_dir,
             max_actors,
             memory_reservation_mib,
-        } => run(
-            manifest,
-            chain_out,
-            data_dir,
-            RuntimeConfig {
-                max_actors,
-                memory_reservation: memory_reservation_mib << 20,
-                ..Default::default()
-            },
-        ),
+            id,
+            cluster,
+        } => cluster.config().and_then(|cluster| {
+            run(
+                manifest,
+                chain_out,
+                data_dir,
+                id,
+                RuntimeConfig {
+                    max_actors,
+                    memory_reservation: memory_reservation_mib << 20,
+                    cluster,
+                    ..Default::default()
+                },
+            )
+        }),
         Command::Chain {
             command: ChainCommand::Verify { file },
         } => verify(file),
@@ -292,6 +304,7 @@ fn run(
     manifest: PathBuf,
     chain_out: Option<PathBuf>,
     data_dir: Option<PathBuf>,
+    id: Option<theater_runtime::ActorId>,
     config: RuntimeConfig,
 ) -> anyhow::Result<ExitCode> {
     init_tracing();
@@ -299,6 +312,7 @@ fn run(
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     runtime.block_on(async move {
         let theater = TheaterRuntime::new(RuntimeConfig { data_dir, ..config })?;
+        let cluster = theater_cluster::Cluster::join(&theater).await?;
         // Compiled here, with a spinner on a terminal; the spawn then finds the compilation in the cache.
         if let Ok(bytes) = std::fs::read(&manifest.component) {
             let _spinner = theater::progress::Spinner::start(format!(
@@ -311,6 +325,9 @@ fn run(
         if let Some(path) = &chain_out {
             options = options.chain_file(path);
         }
+        if let Some(id) = id {
+            options = options.id(id);
+        }
         let actor = match theater.spawn(options).await {
             Ok(actor) => actor,
             Err(e) => {
@@ -320,6 +337,14 @@ fn run(
                 return Err(e.into());
             }
         };
+        if let Some(cluster) = &cluster {
+            println!(
+                "actor {} is {} on host {} of the cluster",
+                manifest.name,
+                actor.id(),
+                cluster.host()
+            );
+        }
         let exit = tokio::select! {
             exit = actor.wait() => exit,
             _ = shutdown_signal() => {
@@ -343,6 +368,9 @@ fn run(
             println!("chain saved to {}", path.display());
         }
         theater.shutdown().await;
+        if let Some(cluster) = &cluster {
+            cluster.leave().await;
+        }
         if exit.is_clean() {
             println!("actor {} stopped: {exit}", manifest.name);
             Ok(ExitCode::SUCCESS)
