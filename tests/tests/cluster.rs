@@ -77,7 +77,7 @@ async fn every_message_server_function_works_across_hosts() {
         run(&a, &format!("open:{idb},reject")).await,
         "open!channel rejected: no thanks"
     );
-    let open = run(&a, &format!("open:{idb},!chsend $ch,early")).await;
+    let open = run(&a, &format!("open:{idb},!chsend:$ch,early")).await;
     let ch2 = open.strip_prefix("open=").expect(&open).to_owned();
     let lines = log_until(&a, has(format!("chmsg {ch2} early"))).await;
     let welcome = lines

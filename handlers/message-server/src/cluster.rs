@@ -217,7 +217,12 @@ impl Remote {
         let kind = envelope.kind().to_owned();
         let msg = incoming.take_body().to_vec();
         let host = incoming.sender().to_owned();
+        // Ids are UUIDs this handler made; anything else is no envelope of ours.
+        let ids_ok = [from.as_str(), item_id.as_str()]
+            .iter()
+            .all(|id| id.is_empty() || id.parse::<uuid::Uuid>().is_ok());
         let answer = match kind.as_str() {
+            _ if !ids_ok => Err(format!("message-server: malformed {kind} envelope")),
             "send" => router
                 .deliver(id, Delivery::Send(msg))
                 .map_err(|e| refusal(id, e)),

@@ -1,0 +1,134 @@
+//! The message server across hosts against the same on one host, in one run (docs/performance.md, "Cluster"):
+//! `message-bench` guests (tests/actors/message-bench), chains recorded, payloads of 16 bytes.
+//!
+//! * `one host`: one runtime without a cluster;
+//! * `two hosts`: two runtimes, each with its own NATS connection, joined through a `nats-server` this benchmark
+//!   starts on loopback: every message crosses two processes' sockets (host → nats-server → host).
+//!
+//! Workloads: one pair sending `SENDS` messages (the sender's script ends with a request that returns once the
+//! receiver handled them all); `PAIRS` pairs at once, `SENDS_PER_PAIR` each; `REQUESTS` requests one after another
+//! (round trip). Every message is counted at its receiver.
+//!
+//! `cargo bench -p theater-tests --bench cluster` (release; prints a table; about a minute).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use theater_handler_message_server::{MessageServerConfig, MessageServerHandler};
+use theater_runtime::{ActorHandle, Handler, SpawnOptions, TheaterRuntime};
+use theater_tests::guests;
+use theater_tests::nats::{NatsServer, host};
+use theater_tests::support::script;
+
+const SENDS: u32 = 20_000;
+const PAIRS: usize = 100;
+const SENDS_PER_PAIR: u32 = 1_000;
+const REQUESTS: u32 = 5_000;
+
+async fn actor(theater: &TheaterRuntime, wasm: &[u8], name: &str) -> ActorHandle {
+    let handlers: Vec<Arc<dyn Handler>> = vec![
+        Arc::new(MessageServerHandler::new(MessageServerConfig {
+            mailbox_capacity: 4 * SENDS,
+            ..Default::default()
+        })),
+        Arc::new(theater_tests::probe::ProbeHandler::new()),
+    ];
+    theater
+        .spawn(SpawnOptions::new(name, wasm.to_vec()).handlers(handlers))
+        .await
+        .expect("spawn")
+}
+
+/// `pairs` senders on `a`, receivers on `b`; each sends `n`; messages per second, every one counted.
+async fn sends(a: &TheaterRuntime, b: &TheaterRuntime, wasm: &[u8], pairs: usize, n: u32) -> f64 {
+    let mut senders = Vec::new();
+    let mut receivers = Vec::new();
+    for i in 0..pairs {
+        senders.push(actor(a, wasm, &format!("sender-{i}")).await);
+        receivers.push(actor(b, wasm, &format!("receiver-{i}")).await);
+    }
+    let start = Instant::now();
+    let runs = senders.iter().zip(&receivers).map(|(s, r)| {
+        let text = format!("sendn:{},{n}", r.id());
+        async move { script(s, &text).await.expect("sendn") }
+    });
+    for out in futures::future::join_all(runs).await {
+        assert_eq!(out, format!("sendn={n}"));
+    }
+    let elapsed = start.elapsed();
+    for r in &receivers {
+        assert_eq!(
+            script(r, "count").await.unwrap(),
+            format!("count={n}"),
+            "nothing lost"
+        );
+    }
+    for actor in senders.iter().chain(&receivers) {
+        actor.stop().await.unwrap();
+    }
+    f64::from(n) * pairs as f64 / elapsed.as_secs_f64()
+}
+
+/// One request after another from `a` to `b`: µs per round trip.
+async fn round_trip(a: &TheaterRuntime, b: &TheaterRuntime, wasm: &[u8]) -> f64 {
+    let (s, r) = (
+        actor(a, wasm, "requester").await,
+        actor(b, wasm, "responder").await,
+    );
+    let text = format!("requestn:{},{REQUESTS}", r.id());
+    let start = Instant::now();
+    assert_eq!(
+        script(&s, &text).await.unwrap(),
+        format!("requestn={REQUESTS}")
+    );
+    let elapsed = start.elapsed();
+    s.stop().await.unwrap();
+    r.stop().await.unwrap();
+    elapsed.as_secs_f64() * 1e6 / f64::from(REQUESTS)
+}
+
+fn main() {
+    // `cargo test --benches` runs this as a test: skip the long work then.
+    if std::env::args().any(|a| a == "--test") {
+        return;
+    }
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let wasm = std::fs::read(guests::MESSAGE_BENCH).expect("message-bench guest");
+    rt.block_on(async {
+        let (one, _d1) = theater_tests::support::runtime();
+        let (a, _da) = host(&nats.url(), "a").await;
+        let (b, _db) = host(&nats.url(), "b").await;
+        // Warm-up: compile, connect, fill the caches.
+        sends(&one, &one, &wasm, 1, 1_000).await;
+        sends(&a, &b, &wasm, 1, 1_000).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        println!("workload                          one host      two hosts    ratio");
+        let (l, c) = (
+            sends(&one, &one, &wasm, 1, SENDS).await,
+            sends(&a, &b, &wasm, 1, SENDS).await,
+        );
+        println!(
+            "send, 1 pair (msg/s)          {l:>12.0}   {c:>12.0}   {:>6.2}",
+            l / c
+        );
+        let (l, c) = (
+            sends(&one, &one, &wasm, PAIRS, SENDS_PER_PAIR).await,
+            sends(&a, &b, &wasm, PAIRS, SENDS_PER_PAIR).await,
+        );
+        println!(
+            "send, {PAIRS} pairs (msg/s)       {l:>12.0}   {c:>12.0}   {:>6.2}",
+            l / c
+        );
+        let (l, c) = (
+            round_trip(&one, &one, &wasm).await,
+            round_trip(&a, &b, &wasm).await,
+        );
+        println!(
+            "request round trip (µs)       {l:>12.1}   {c:>12.1}   {:>6.2}",
+            c / l
+        );
+    });
+}

@@ -1,0 +1,189 @@
+//! `theater-cluster` against a real `nats-server` on loopback (theater_tests::nats): deduplication of a repeated
+//! envelope, "not found" for an address nobody serves, refusals, and lost hosts.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use theater_cluster::{Cluster, DeliveryError, Envelope};
+use theater_runtime::ClusterConfig;
+use theater_tests::nats::NatsServer;
+
+fn config(url: &str, host: &str) -> ClusterConfig {
+    ClusterConfig {
+        host: Some(host.to_owned()),
+        heartbeat_ms: 100,
+        host_timeout_ms: 1_000,
+        ..ClusterConfig::new(url)
+    }
+}
+
+/// Serves actor `id` on `cluster`, answering each envelope with how many it has served so far.
+async fn counting_service(cluster: &Cluster, id: &str) -> Arc<AtomicUsize> {
+    let mut inbox = cluster.serve(&cluster.actor(id).unwrap()).await.unwrap();
+    let served = Arc::new(AtomicUsize::new(0));
+    let count = served.clone();
+    tokio::spawn(async move {
+        while let Some(incoming) = inbox.next().await {
+            let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+            incoming.answer(Ok(Bytes::from(format!("n={n}")))).await;
+        }
+    });
+    served
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_envelope_is_served_once_and_answered_again() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let server = Cluster::connect(&config(&nats.url(), "server"))
+        .await
+        .unwrap();
+    let id = uuid::Uuid::new_v4().to_string();
+    let served = counting_service(&server, &id).await;
+    // A sender whose answer was lost sends the same envelope (same epoch and number) again.
+    let raw = async_nats::connect(nats.url()).await.unwrap();
+    let subject = server.actor(&id).unwrap().to_string();
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let mut headers = HeaderMap::new();
+        headers.insert("Theater-Kind", "send");
+        headers.insert("Theater-Host", "sender");
+        headers.insert("Theater-Epoch", "e1");
+        headers.insert("Theater-Seq", "7");
+        let reply = raw
+            .request_with_headers(subject.clone(), headers, Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        answers.push(String::from_utf8_lossy(&reply.payload).into_owned());
+    }
+    assert_eq!(answers, ["n=1", "n=1"], "the repeat gets the first answer");
+    assert_eq!(served.load(Ordering::SeqCst), 1, "and is not served again");
+    // The next number is new.
+    let client = Cluster::connect(&config(&nats.url(), "client"))
+        .await
+        .unwrap();
+    let reply = client
+        .deliver(
+            &client.actor(&id).unwrap(),
+            Envelope::new("send"),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (reply.host.as_str(), &reply.body[..]),
+        ("server", &b"n=2"[..])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_to_one_address_keep_their_order_and_errors_are_told() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let server = Cluster::connect(&config(&nats.url(), "server"))
+        .await
+        .unwrap();
+    let client = Arc::new(
+        Cluster::connect(&config(&nats.url(), "client"))
+            .await
+            .unwrap(),
+    );
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut inbox = server.serve(&server.actor(&id).unwrap()).await.unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Some(mut incoming) = inbox.next().await {
+            let body = String::from_utf8_lossy(&incoming.take_body()).into_owned();
+            log.lock().unwrap().push(body.clone());
+            let answer = match body.as_str() {
+                "refuse" => Err("mailbox of x is full".to_owned()),
+                _ => Ok(Bytes::new()),
+            };
+            incoming.answer(answer).await;
+        }
+    });
+    let to = client.actor(&id).unwrap();
+    // Posted ones (nobody waits) and delivered ones share one queue.
+    for i in 0..50 {
+        client.post(
+            &to,
+            Envelope::new("n").payload(i.to_string()),
+            Duration::from_secs(5),
+        );
+    }
+    let refused = client
+        .deliver(
+            &to,
+            Envelope::new("n").payload("refuse"),
+            Duration::from_secs(5),
+        )
+        .await;
+    assert_eq!(
+        refused.unwrap_err(),
+        DeliveryError::Refused("mailbox of x is full".to_owned())
+    );
+    let expected: Vec<String> = (0..50)
+        .map(|i| i.to_string())
+        .chain(["refuse".to_owned()])
+        .collect();
+    assert_eq!(*seen.lock().unwrap(), expected);
+    // Nobody serves this one: "not found" once the reconnect grace is over.
+    let nobody = client.actor(&uuid::Uuid::new_v4().to_string()).unwrap();
+    let started = Instant::now();
+    let lost = client
+        .deliver(&nobody, Envelope::new("n"), Duration::from_secs(30))
+        .await;
+    assert!(matches!(lost, Err(DeliveryError::NotFound(_))), "{lost:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // A guest-given id that is not a UUID never becomes a subject.
+    assert!(matches!(
+        client.actor("x.host.server.message-server"),
+        Err(DeliveryError::BadAddress(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_that_leave_or_fall_silent_are_reported_lost() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let watcher = Cluster::connect(&config(&nats.url(), "watcher"))
+        .await
+        .unwrap();
+    let mut lost = watcher.lost_hosts();
+    let leaving = Cluster::connect(&config(&nats.url(), "leaving"))
+        .await
+        .unwrap();
+    let silent = Cluster::connect(&config(&nats.url(), "silent"))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    while watcher.hosts() != ["leaving", "silent"] {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            watcher.hosts()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    leaving.leave().await;
+    let first = tokio::time::timeout(Duration::from_secs(5), lost.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first, "leaving", "a host that leaves is lost at once");
+    // Dropped: its heartbeat stops without a word.
+    drop(silent);
+    let second = tokio::time::timeout(Duration::from_secs(10), lost.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second, "silent");
+    assert!(!watcher.is_alive("silent") && watcher.is_alive("watcher"));
+}
