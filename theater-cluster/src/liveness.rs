@@ -104,19 +104,13 @@ pub(crate) async fn watch(
                 if host == shared.host || !crate::address::valid_name(host) {
                     continue;
                 }
-                match what {
-                    "alive" => {
-                        let epoch = String::from_utf8_lossy(&message.payload);
-                        if shared.liveness.heard(host, &epoch) {
-                            report(host.to_owned());
-                        }
-                    }
-                    "gone" => {
-                        if shared.liveness.forget(host) {
-                            report(host.to_owned());
-                        }
-                    }
-                    _ => {}
+                let lost = match what {
+                    "alive" => shared.liveness.heard(host, &String::from_utf8_lossy(&message.payload)),
+                    "gone" => shared.liveness.forget(host),
+                    _ => false,
+                };
+                if lost {
+                    report(host.to_owned());
                 }
             }
             _ = tick.tick() => {

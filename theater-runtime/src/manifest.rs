@@ -5,6 +5,7 @@
 //! name = "demo"
 //! component = "demo.wasm"          # relative to this file
 //! init_state = "state.bin"         # optional: the bytes of the initial state
+//! host = "b"                       # optional: the cluster host a supervisor places this child on
 //!
 //! [limits]
 //! call_timeout_ms = 10000          # epoch deadline of one call into the actor (default 10 000)
@@ -86,6 +87,11 @@ pub struct Manifest {
     pub component: PathBuf,
     /// A file whose bytes are the initial state.
     pub init_state: Option<PathBuf>,
+    /// `host`: the cluster host (its `ClusterConfig::host` name: 1 to 64 letters, digits, `-` and `_`) on which
+    /// a supervisor that spawns this manifest as a child places it (theater-handler-supervisor, "Supervision
+    /// across hosts"); `None`, or this host's own name, runs it where its parent runs. Only a supervisor reads
+    /// it: an embedder that spawns the manifest itself (`theater run`, `theater start`) runs it locally.
+    pub host: Option<String>,
     /// Resource limits.
     pub limits: Limits,
     /// The handlers granted, in order.
@@ -110,6 +116,7 @@ struct RawManifest {
     name: String,
     component: PathBuf,
     init_state: Option<PathBuf>,
+    host: Option<String>,
     #[serde(default)]
     limits: Limits,
     #[serde(default, rename = "handler")]
@@ -179,16 +186,36 @@ impl Manifest {
                 config: table,
             });
         }
+        if let Some(host) = &raw.host
+            && !valid_host(host)
+        {
+            return Err(err(format!(
+                "host {host:?}: 1 to {MAX_HOST_LEN} letters, digits, '-' and '_' (a cluster host's name)"
+            )));
+        }
         let resolve = |p: PathBuf| if p.is_absolute() { p } else { dir.join(p) };
         Ok(Self {
             name: raw.name,
             component: resolve(raw.component),
             init_state: raw.init_state.map(resolve),
+            host: raw.host,
             limits: raw.limits,
             handlers,
             dir: dir.to_owned(),
         })
     }
+}
+
+/// The longest host name `host` takes (as a cluster's subject token, theater-cluster's `MAX_NAME_LEN`).
+const MAX_HOST_LEN: usize = 64;
+
+/// Whether `name` can be a cluster host's name: 1 to [`MAX_HOST_LEN`] ASCII letters, digits, `-` and `_`.
+fn valid_host(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_HOST_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 #[cfg(test)]
@@ -231,6 +258,23 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.message.contains("call_timeout"), "{e}");
+    }
+
+    #[test]
+    fn host_is_a_checked_host_name() {
+        let m = Manifest::parse(
+            "name = \"a\"\ncomponent = \"a.wasm\"\nhost = \"b-1\"\n",
+            Path::new("/"),
+        )
+        .unwrap();
+        assert_eq!(m.host.as_deref(), Some("b-1"));
+        let m = Manifest::parse("name = \"a\"\ncomponent = \"a.wasm\"\n", Path::new("/")).unwrap();
+        assert_eq!(m.host, None);
+        for bad in ["", "a.b", "a b", "*"] {
+            let text = format!("name = \"a\"\ncomponent = \"a.wasm\"\nhost = {bad:?}\n");
+            let e = Manifest::parse(&text, Path::new("/")).unwrap_err();
+            assert!(e.message.starts_with("host "), "{e}");
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! The children of one supervising actor, in spawn order: how each was started (for `restart-child`), and which
-//! ones the parent is stopping itself (those end without a notification), plus how a child's end becomes a
-//! notification. Once the parent's loop watches them, each entry holds the parent's background work
+//! The children of one supervising actor, in spawn order: where each runs (this runtime, or another host of the
+//! cluster: [`Run`]), how each was started (for `restart-child`), and which ones the parent is stopping itself
+//! (those end without a notification), plus how a child's end becomes a notification. Once the parent's loop watches them, each entry holds the parent's background work
 //! (`ActorHandle::hold_background`), so an actor with children keeps `theater run` going and one without does not.
 
 use std::sync::Arc;
@@ -18,34 +18,71 @@ pub enum StartState {
     Given(Option<Vec<u8>>),
 }
 
+/// Where a child runs, and what the parent needs to restart it.
+#[derive(Clone, Debug)]
+pub enum Run {
+    /// On this runtime.
+    Local {
+        /// The running actor.
+        handle: ActorHandle,
+        /// What it was spawned from: the manifest, component and initial state as read and checked then.
+        manifest: Arc<Pinned>,
+        /// The state it started with.
+        start: StartState,
+    },
+    /// On another host of the cluster ([`crate::remote`]); its end arrives from there.
+    Remote {
+        /// That host's name.
+        host: String,
+    },
+}
+
 /// One child.
 #[derive(Debug)]
 pub struct Child {
-    /// The running actor.
-    pub handle: ActorHandle,
+    /// Its actor id.
+    pub id: String,
     /// Tells this run of the child from an earlier one under the same id (after `restart-child`).
     pub token: u64,
-    /// What it was spawned from: the manifest, component and initial state as read and checked then.
-    pub manifest: Arc<Pinned>,
-    /// The state it started with.
-    pub start: StartState,
+    /// Where it runs.
+    pub run: Run,
     /// Set while the parent stops it (`stop-child`, `restart-child`): no notification.
     pub stopping: bool,
+    /// Set while its spawn on another host is under way: not listed yet, and an end heard meanwhile waits in
+    /// `early_end` until the spawn has returned.
+    starting: bool,
+    early_end: Option<ChildEnd>,
     /// The parent's background work, held while this entry lives (from the moment the parent's loop watches).
     hold: Option<BackgroundGuard>,
+}
+
+impl Child {
+    /// The running actor, for a child on this runtime.
+    pub fn handle(&self) -> Option<&ActorHandle> {
+        match &self.run {
+            Run::Local { handle, .. } => Some(handle),
+            Run::Remote { .. } => None,
+        }
+    }
+
+    /// Whether it runs: on this runtime, until its actor has stopped; on another host, until its end is heard.
+    fn is_running(&self) -> bool {
+        match &self.run {
+            Run::Local { handle, .. } => handle.status() != ActorStatus::Stopped,
+            Run::Remote { .. } => true,
+        }
+    }
 }
 
 /// A child the parent has begun to stop: what `stop-child` and `restart-child` need of it.
 #[derive(Clone, Debug)]
 pub struct Stopping {
-    /// The running actor.
-    pub handle: ActorHandle,
+    /// Its actor id.
+    pub id: String,
     /// Its run's token.
     pub token: u64,
-    /// What it was spawned from: the manifest, component and initial state as read and checked then.
-    pub manifest: Arc<Pinned>,
-    /// The state it started with.
-    pub start: StartState,
+    /// Where it runs.
+    pub run: Run,
 }
 
 /// How a child ended, as its parent hears it.
@@ -91,7 +128,7 @@ impl Children {
     fn live(&self) -> impl Iterator<Item = &Child> {
         self.list
             .iter()
-            .filter(|c| !c.stopping && c.handle.status() != ActorStatus::Stopped)
+            .filter(|c| !c.stopping && !c.starting && c.is_running())
     }
 
     /// How many children are live.
@@ -101,12 +138,12 @@ impl Children {
 
     /// The ids of the live children, in spawn order.
     pub fn ids(&self) -> Vec<String> {
-        self.live().map(|c| c.handle.id().to_string()).collect()
+        self.live().map(|c| c.id.clone()).collect()
     }
 
     /// The live child with `id`, if it is one of these.
     pub fn get(&self, id: &str) -> Option<&Child> {
-        self.live().find(|c| c.handle.id().as_str() == id)
+        self.live().find(|c| c.id == id)
     }
 
     /// From now on every entry holds `parent`'s background work (called when the parent's loop starts to watch;
@@ -120,17 +157,45 @@ impl Children {
 
     /// Adds a child at the end; returns its token.
     pub fn insert(&mut self, handle: ActorHandle, manifest: Arc<Pinned>, start: StartState) -> u64 {
+        let id = handle.id().to_string();
+        self.push(
+            id,
+            Run::Local {
+                handle,
+                manifest,
+                start,
+            },
+            false,
+        )
+    }
+
+    /// Adds child `id`, about to be spawned on `host`, at the end, [starting](Self::started); returns its token.
+    pub fn insert_remote(&mut self, id: String, host: String) -> u64 {
+        self.push(id, Run::Remote { host }, true)
+    }
+
+    fn push(&mut self, id: String, run: Run, starting: bool) -> u64 {
         let token = self.token();
         let hold = self.holder.as_ref().map(ActorHandle::hold_background);
         self.list.push(Child {
-            handle,
+            id,
             token,
-            manifest,
-            start,
+            run,
             stopping: false,
+            starting,
+            early_end: None,
             hold,
         });
         token
+    }
+
+    /// The spawn of the child run `token` on another host has returned its id: it is listed from now on.
+    /// `Some` with the end heard meanwhile, if any (`Some(None)`: none); `None` if the entry is gone (the parent
+    /// is stopping and took it).
+    pub fn started(&mut self, token: u64) -> Option<Option<ChildEnd>> {
+        let child = self.list.iter_mut().find(|c| c.token == token)?;
+        child.starting = false;
+        Some(child.early_end.take())
     }
 
     fn token(&mut self) -> u64 {
@@ -143,14 +208,13 @@ impl Children {
         let child = self
             .list
             .iter_mut()
-            .find(|c| !c.stopping && c.handle.id().as_str() == id)
-            .filter(|c| c.handle.status() != ActorStatus::Stopped)?;
+            .find(|c| !c.stopping && !c.starting && c.id == id)
+            .filter(|c| c.is_running())?;
         child.stopping = true;
         Some(Stopping {
-            handle: child.handle.clone(),
+            id: child.id.clone(),
             token: child.token,
-            manifest: child.manifest.clone(),
-            start: child.start.clone(),
+            run: child.run.clone(),
         })
     }
 
@@ -159,12 +223,14 @@ impl Children {
         self.list.retain(|c| c.token != token);
     }
 
-    /// Puts `handle`, the new run of the child run `token`, in its place (same position, same id); returns the
-    /// new token, or `None` if that run is no longer in the table.
+    /// Puts `handle`, the new run of the child run `token` on this runtime, in its place (same position, same
+    /// id); returns the new token, or `None` if that run is no longer in the table.
     pub fn replace(&mut self, token: u64, handle: ActorHandle) -> Option<u64> {
         let new_token = self.token();
         let child = self.list.iter_mut().find(|c| c.token == token)?;
-        child.handle = handle;
+        if let Run::Local { handle: old, .. } = &mut child.run {
+            *old = handle;
+        }
         child.token = new_token;
         child.stopping = false;
         Some(new_token)
@@ -181,6 +247,17 @@ impl Children {
         }
     }
 
+    /// The child run `token` on another host has ended with `end`: as [`ended`](Self::ended), except that while
+    /// its spawn is still under way the end is kept for [`started`](Self::started) and `None` returned.
+    pub fn remote_ended(&mut self, token: u64, end: ChildEnd) -> Option<(Child, ChildEnd)> {
+        let child = self.list.iter_mut().find(|c| c.token == token)?;
+        if child.starting {
+            child.early_end = Some(end);
+            return None;
+        }
+        self.ended(token).map(|child| (child, end))
+    }
+
     /// Takes every child out of the table (the parent is stopping: none raises a notification).
     pub fn drain(&mut self) -> Vec<Child> {
         std::mem::take(&mut self.list)
@@ -190,6 +267,34 @@ impl Children {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_end_heard_while_a_remote_spawn_is_under_way_waits_for_it() {
+        let mut children = Children::new();
+        let token = children.insert_remote("c1".into(), "b".into());
+        assert_eq!(
+            children.ids(),
+            Vec::<String>::new(),
+            "not listed while starting"
+        );
+        assert!(children.begin_stop("c1").is_none());
+        let end = ChildEnd::Internal("host b lost".into());
+        assert!(children.remote_ended(token, end.clone()).is_none(), "kept");
+        assert_eq!(children.started(token), Some(Some(end.clone())));
+        assert_eq!(children.ids(), ["c1"]);
+        let (child, heard) = children.remote_ended(token, end.clone()).unwrap();
+        assert_eq!((child.id.as_str(), heard), ("c1", end));
+        assert_eq!(children.started(token), None, "gone");
+        // A started child the parent is stopping raises nothing.
+        let token = children.insert_remote("c2".into(), "b".into());
+        assert_eq!(children.started(token), Some(None));
+        assert!(children.begin_stop("c2").is_some());
+        assert!(
+            children
+                .remote_ended(token, ChildEnd::ExternalStop)
+                .is_none()
+        );
+    }
 
     #[test]
     fn exits_map_to_notifications() {

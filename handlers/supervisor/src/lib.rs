@@ -26,6 +26,10 @@
 //! * **Background work**: each child holds its parent's (`ActorHandle::hold_background`) until the parent has
 //!   heard how it ended, so `theater run` of a supervisor ends once it has no children and nothing else can call
 //!   it.
+//! * **Across hosts** ([`remote`]): in a runtime that joined a cluster (`theater_cluster`), a child whose
+//!   manifest says `host = "<name>"` is spawned on that host and supervised from here as any child (listed,
+//!   `stop-child`, the same callbacks); the loss of its host is `handle-child-error` (`internal`, `"host <name>
+//!   lost"`). `restart-child`, `get-child-state` and `get-child-events` are not available for it.
 //! * **Chain events**: one per call, `theater:simple/supervisor/<function>`; `get-child-events`' result is
 //!   recorded as a digest (the child's own chain holds it). Notifications are recorded as the callbacks they
 //!   cause, `theater:simple/supervisor-handlers/<function>`.
@@ -47,6 +51,7 @@
 
 pub mod children;
 pub mod manifests;
+pub mod remote;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -63,9 +68,11 @@ use theater_runtime::{
 };
 use tokio::sync::mpsc;
 
-use crate::children::{ChildEnd, Children, StartState};
+use crate::children::{ChildEnd, Children, Run, StartState};
 pub use crate::manifests::{Lineage, Lineages};
 use crate::manifests::{ManifestPolicy, Pinned};
+use crate::remote::Remote;
+pub use crate::remote::serve_remote_children;
 use crate::theater::simple::types::{ChainEvent, WitActorError, WitErrorType};
 
 /// Configuration of the supervisor handler: the manifest's `[[handler]] type = "supervisor"` table.
@@ -121,23 +128,30 @@ struct Parent {
     registry: Option<HandlerRegistry>,
     manifests: Arc<ManifestPolicy>,
     children: Mutex<Children>,
-    adopted: mpsc::UnboundedSender<Adopted>,
-    adopted_rx: Mutex<Option<mpsc::UnboundedReceiver<Adopted>>>,
+    events: mpsc::UnboundedSender<Event>,
+    events_rx: Mutex<Option<mpsc::UnboundedReceiver<Event>>>,
     shutdown: ShutdownSignal,
+    /// The runtime's supervisor service in the cluster, once this actor placed a child on another host.
+    remote: std::sync::OnceLock<Arc<Remote>>,
 }
 
-/// Where a child's manifest comes from.
+/// What the background loop hears.
 #[derive(Debug)]
-enum Source {
-    /// A `spawn`/`resume` argument, to resolve against the grants.
-    Argument(String),
-    /// What an earlier spawn read and checked (`restart-child`).
-    Pinned(Arc<Pinned>),
+pub(crate) enum Event {
+    /// A child run on this runtime to watch.
+    Adopted(Adopted),
+    /// The child run `token` on another host ended ([`remote`]).
+    RemoteEnded {
+        /// The run.
+        token: u64,
+        /// How.
+        end: ChildEnd,
+    },
 }
 
 /// A child run the background loop is to watch.
 #[derive(Debug)]
-struct Adopted {
+pub(crate) struct Adopted {
     handle: ActorHandle,
     token: u64,
 }
@@ -153,17 +167,8 @@ impl Parent {
             .ok_or_else(|| format!("{function}: the runtime has stopped"))
     }
 
-    /// Starts a child from `manifest` with `start`, under `id` if given, calling `init` if `run_init`. Returns
-    /// the child and what it was started from.
-    async fn launch(
-        &self,
-        function: &str,
-        manifest: Source,
-        start: &StartState,
-        id: Option<ActorId>,
-        run_init: bool,
-    ) -> Result<(ActorHandle, Arc<Pinned>), String> {
-        let runtime = self.runtime(function)?;
+    /// `Err` if a child of this actor would be deeper than `max_depth`.
+    fn check_depth(&self, function: &str) -> Result<(), String> {
         let lineage = self.manifests.lineage();
         if lineage.depth + 1 > lineage.max_depth {
             return Err(format!(
@@ -172,28 +177,21 @@ impl Parent {
                 lineage.max_depth
             ));
         }
-        let Some(registry) = self.registry.clone() else {
-            return Err(format!(
-                "{function}: no handler registry to build the child's handlers (spawn the parent from a \
-                 manifest or with SpawnOptions::registry)"
-            ));
-        };
-        // Resolving the path, reading the manifest, the component and the initial state: file I/O, off the async
-        // threads, in one hop. Read once; the child runs exactly these bytes.
-        let pinned = match manifest {
-            Source::Pinned(pinned) => pinned,
-            Source::Argument(argument) => {
-                let policy = self.manifests.clone();
-                tokio::task::spawn_blocking(move || policy.pin(policy.resolve(&argument)?))
-                    .await
-                    .map_err(|e| format!("{function}: reading the manifest: {e}"))?
-                    .map(Arc::new)
-                    .map_err(|e| match e.starts_with("permission denied") {
-                        true => e,
-                        false => format!("{function}: {e}"),
-                    })?
-            }
-        };
+        Ok(())
+    }
+
+    /// Starts a child from `pinned` with `start`, under `id` if given, calling `init` if `run_init`.
+    async fn launch(
+        &self,
+        function: &str,
+        pinned: &Arc<Pinned>,
+        start: &StartState,
+        id: Option<ActorId>,
+        run_init: bool,
+    ) -> Result<ActorHandle, String> {
+        let runtime = self.runtime(function)?;
+        self.check_depth(function)?;
+        let registry = self.registry(function)?;
         let mut options = pinned
             .options(&runtime, &registry)
             .map_err(|e| format!("{function}: manifest {}: {e}", pinned.path.display()))?
@@ -205,21 +203,56 @@ impl Parent {
         let id = id.unwrap_or_default();
         let _entry = runtime
             .service::<Lineages>()
-            .enter(&id, lineage.child(&pinned.manifest));
-        let handle = runtime
+            .enter(&id, self.manifests.lineage().child(&pinned.manifest));
+        runtime
             .spawn(options.id(id).parent(self.id.clone()))
             .await
-            .map_err(|e| format!("{function}: {e}"))?;
-        Ok((handle, pinned))
+            .map_err(|e| format!("{function}: {e}"))
+    }
+
+    fn registry(&self, function: &str) -> Result<HandlerRegistry, String> {
+        self.registry.clone().ok_or_else(|| {
+            format!(
+                "{function}: no handler registry to build the child's handlers (spawn the parent from a \
+                 manifest or with SpawnOptions::registry)"
+            )
+        })
+    }
+
+    /// Resolves the `spawn`/`resume` argument `argument` against the grants and reads the manifest it names; for
+    /// a child of this runtime, also its component and initial state ([`Placed::Here`]).
+    async fn place(&self, function: &str, argument: &str) -> Result<Placed, String> {
+        let policy = self.manifests.clone();
+        let argument = argument.to_owned();
+        let here =
+            theater_cluster::Cluster::of(&self.runtime(function)?).map(|c| c.host().to_owned());
+        // Resolving the path, reading the manifest, the component and the initial state: file I/O, off the async
+        // threads, in one hop. Read once; the child runs exactly these bytes.
+        let placed = tokio::task::spawn_blocking(move || -> Result<Placed, String> {
+            let path = policy.resolve(&argument)?;
+            let manifest = manifests::read_manifest(&path)?;
+            match manifest.host.clone() {
+                Some(host) if Some(&host) != here.as_ref() => Ok(Placed::There { host, path }),
+                _ => Ok(Placed::Here(Arc::new(
+                    policy.lineage().pin_read(path, manifest)?,
+                ))),
+            }
+        })
+        .await
+        .map_err(|e| format!("{function}: reading the manifest: {e}"))?;
+        placed.map_err(|e| match e.starts_with("permission denied") {
+            true => e,
+            false => format!("{function}: {e}"),
+        })
     }
 
     /// Hands the child run `token` to the background loop. If the parent began to stop meanwhile, the loop may
     /// already have stopped its children: stop this one too.
     async fn watch(&self, function: &str, handle: ActorHandle, token: u64) -> Result<(), String> {
-        let sent = self.adopted.send(Adopted {
+        let sent = self.events.send(Event::Adopted(Adopted {
             handle: handle.clone(),
             token,
-        });
+        }));
         if sent.is_err() || self.shutdown.is_stopping() {
             self.children().remove(token);
             let _ = handle.stop().await;
@@ -228,7 +261,8 @@ impl Parent {
         Ok(())
     }
 
-    /// `spawn` and `resume`: checks the manifest and the limit, starts the child, adopts it.
+    /// `spawn` and `resume`: checks the manifest and the limit, starts the child (here, or on the host its
+    /// manifest names), adopts it.
     async fn start_child(
         &self,
         function: &str,
@@ -243,9 +277,18 @@ impl Parent {
                 "{function}: {count} children exceeds max_children ({max_children})"
             ));
         }
-        let source = Source::Argument(manifest.to_owned());
-        let (handle, pinned) = self
-            .launch(function, source, &start, None, run_init)
+        self.runtime(function)?;
+        self.check_depth(function)?;
+        let pinned = match self.place(function, manifest).await? {
+            Placed::Here(pinned) => pinned,
+            Placed::There { host, path } => {
+                return self
+                    .start_remote(function, host, path, start, run_init)
+                    .await;
+            }
+        };
+        let handle = self
+            .launch(function, &pinned, &start, None, run_init)
             .await?;
         let id = handle.id().to_string();
         let token = self.children().insert(handle.clone(), pinned, start);
@@ -253,12 +296,108 @@ impl Parent {
         Ok(id)
     }
 
+    /// Starts a child on `host` from the manifest at `path` (read there) and adopts it ([`remote`]).
+    async fn start_remote(
+        &self,
+        function: &str,
+        host: String,
+        path: PathBuf,
+        start: StartState,
+        run_init: bool,
+    ) -> Result<String, String> {
+        let runtime = self.runtime(function)?;
+        let remote = Remote::of(&runtime, self.registry.as_ref())
+            .await?
+            .ok_or_else(|| {
+                format!(
+                    "{function}: manifest {} places the child on host {host}, but this runtime has not joined \
+                     a cluster (RuntimeConfig::cluster, theater_cluster::Cluster::join)",
+                    path.display()
+                )
+            })?;
+        let remote = self.remote.get_or_init(|| remote).clone();
+        let id = ActorId::new().to_string();
+        let token = self.children().insert_remote(id.clone(), host.clone());
+        remote.route(
+            &id,
+            remote::Route {
+                host: host.clone(),
+                parent: self.id.clone(),
+                token,
+                events: self.events.clone(),
+            },
+        );
+        let lineage = self.manifests.lineage();
+        let spawned = remote
+            .spawn(
+                function, &host, &self.id, &id, &path, &start, run_init, lineage,
+            )
+            .await;
+        if let Err(e) = spawned {
+            self.children().remove(token);
+            remote.forget(&id);
+            return Err(e);
+        }
+        // Listed from now on; an end heard during the spawn goes to the loop now.
+        let started = self.children().started(token);
+        let sent = match started {
+            Some(Some(end)) => self.events.send(Event::RemoteEnded { token, end }).is_ok(),
+            Some(None) => !self.events.is_closed(),
+            None => false,
+        };
+        if !sent || self.shutdown.is_stopping() {
+            self.children().remove(token);
+            let _ = remote.stop(&host, &self.id, &id).await;
+            return Err(format!("{function}: the actor is stopping"));
+        }
+        Ok(id)
+    }
+
     /// Stops every child; none raises a notification. Their holds on the parent's background work end after
-    /// they have stopped, so the parent's own stop waits for them.
+    /// they have stopped, so the parent's own stop waits for them (for children on other hosts, at most
+    /// [`remote::STOP_TIMEOUT`]).
     async fn stop_children(&self) {
         let children = self.children().drain();
-        futures::future::join_all(children.iter().map(|c| c.handle.stop())).await;
+        let local = children.iter().filter_map(|c| c.handle()).map(|h| h.stop());
+        let remote = self.remote.get().map(|remote| {
+            let hosts = remote_children(&children);
+            async move {
+                futures::future::join_all(
+                    hosts
+                        .iter()
+                        .map(|(host, ids)| remote.stop_children(host, &self.id, ids)),
+                )
+                .await
+            }
+        });
+        futures::join!(futures::future::join_all(local), async {
+            if let Some(remote) = remote {
+                remote.await;
+            }
+        });
     }
+}
+
+/// The ids of the children among `children` that run on other hosts, by host.
+fn remote_children(children: &[children::Child]) -> BTreeMap<String, Vec<String>> {
+    let mut hosts: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for child in children {
+        if let Run::Remote { host } = &child.run {
+            hosts
+                .entry(host.clone())
+                .or_default()
+                .push(child.id.clone());
+        }
+    }
+    hosts
+}
+
+/// Where a `spawn`/`resume` argument puts the child.
+enum Placed {
+    /// On this runtime, from these bytes.
+    Here(Arc<Pinned>),
+    /// On another host of the cluster, from the manifest at `path` read there.
+    There { host: String, path: PathBuf },
 }
 
 impl Drop for Parent {
@@ -274,9 +413,15 @@ impl Drop for Parent {
         if children.is_empty() {
             return;
         }
+        if let Some(remote) = self.remote.get() {
+            for (host, ids) in remote_children(&children) {
+                remote.post_stop_children(&host, &self.id, &ids);
+            }
+        }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                futures::future::join_all(children.iter().map(|c| c.handle.stop())).await;
+                let local = children.iter().filter_map(|c| c.handle()).map(|h| h.stop());
+                futures::future::join_all(local).await;
             });
         }
     }
@@ -290,30 +435,41 @@ impl SupervisorHandler {
         actor: ActorHandle,
         shutdown: ShutdownSignal,
         parent: Arc<Parent>,
-        mut adopted: mpsc::UnboundedReceiver<Adopted>,
+        mut events: mpsc::UnboundedReceiver<Event>,
     ) {
         let mut ending = FuturesUnordered::new();
         loop {
-            tokio::select! {
+            // Kept until the parent has heard: it holds the parent's background work.
+            let (entry, end) = tokio::select! {
                 biased;
                 () = shutdown.wait() => break,
-                Some(child) = adopted.recv() => ending.push(async move {
-                    let exit = child.handle.wait().await;
-                    (child, exit)
-                }),
-                Some((child, exit)) = ending.next() => {
-                    // Kept until the parent has heard: it holds the parent's background work.
-                    let Some(entry) = parent.children().ended(child.token) else {
+                Some(event) = events.recv() => match event {
+                    Event::Adopted(child) => {
+                        ending.push(async move {
+                            let exit = child.handle.wait().await;
+                            (child, exit)
+                        });
                         continue;
-                    };
-                    let id = entry.handle.id().to_string();
-                    tokio::select! {
-                        () = shutdown.wait() => break,
-                        () = self.notify(&actor, id, ChildEnd::from(exit)) => {}
                     }
-                    drop(entry);
+                    Event::RemoteEnded { token, end } => {
+                        match parent.children().remote_ended(token, end) {
+                            Some(ended) => ended,
+                            None => continue,
+                        }
+                    }
+                },
+                Some((child, exit)) = ending.next() => {
+                    match parent.children().ended(child.token) {
+                        Some(entry) => (entry, ChildEnd::from(exit)),
+                        None => continue,
+                    }
                 }
+            };
+            tokio::select! {
+                () = shutdown.wait() => break,
+                () = self.notify(&actor, entry.id.clone(), end) => {}
             }
+            drop(entry);
         }
         parent.stop_children().await;
     }
@@ -393,7 +549,13 @@ impl SupervisorHandler {
             lineage,
         )
         .await?;
-        let (adopted, adopted_rx) = mpsc::unbounded_channel();
+        if let Some(runtime) = actor.runtime.upgrade() {
+            // In a cluster, this host serves children of parents on other hosts from now on.
+            if let Err(e) = Remote::of(&runtime, actor.registry.as_ref()).await {
+                tracing::warn!(actor = %actor.id, "{e}");
+            }
+        }
+        let (events, events_rx) = mpsc::unbounded_channel();
         Ok(Self {
             config: self.config.clone(),
             parent: Some(Arc::new(Parent {
@@ -402,9 +564,10 @@ impl SupervisorHandler {
                 registry: actor.registry.clone(),
                 manifests: Arc::new(manifests),
                 children: Mutex::new(Children::new()),
-                adopted,
-                adopted_rx: Mutex::new(Some(adopted_rx)),
+                events,
+                events_rx: Mutex::new(Some(events_rx)),
                 shutdown: actor.shutdown.clone(),
+                remote: std::sync::OnceLock::new(),
             })),
         })
     }
@@ -422,13 +585,13 @@ impl SupervisorHandler {
             return Ok(());
         };
         let taken = parent
-            .adopted_rx
+            .events_rx
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        if let Some(adopted) = taken {
+        if let Some(events) = taken {
             parent.children().hold_for(actor.clone());
-            tokio::spawn(self.supervise(actor, shutdown, parent, adopted));
+            tokio::spawn(self.supervise(actor, shutdown, parent, events));
         }
         Ok(())
     }
@@ -477,14 +640,19 @@ impl SupervisorHandler {
     /// WIT: `stop-child: func(child-id: string) -> result<_, string>`
     ///
     /// Stops the child gracefully (its current call finishes) and returns once it has stopped. Raises no
-    /// notification.
+    /// notification. A child on another host is stopped by its host ([`remote`]); if that host cannot be reached
+    /// the error says so, and the child is no longer listed either way.
     async fn stop_child(&self, child_id: String) -> Result<(), String> {
         let parent = self.parent()?;
         let child = parent
             .children()
             .begin_stop(&child_id)
             .ok_or_else(|| not_found(&child_id))?;
-        let stopped = child.handle.stop().await;
+        let stopped = match (&child.run, parent.remote.get()) {
+            (Run::Local { handle, .. }, _) => handle.stop().await.map_err(|e| e.to_string()),
+            (Run::Remote { host }, Some(remote)) => remote.stop(host, &parent.id, &child.id).await,
+            (Run::Remote { host }, None) => Err(format!("host {host}: not in a cluster")),
+        };
         parent.children().remove(child.token);
         stopped.map_err(|e| format!("stop-child: {e}"))
     }
@@ -493,21 +661,30 @@ impl SupervisorHandler {
     ///
     /// Stops the child, then starts it again under the same id from the same manifest, component and state it
     /// first started with (the bytes read then: rewriting the files since changes nothing), calling `init`.
-    /// Raises no notification. If it cannot start again it is no longer a child.
+    /// Raises no notification. If it cannot start again it is no longer a child. Not available for a child on
+    /// another host.
     async fn restart_child(&self, child_id: String) -> Result<(), String> {
         let parent = self.parent()?;
+        on_this_host(parent, "restart-child", &child_id)?;
         let child = parent
             .children()
             .begin_stop(&child_id)
             .ok_or_else(|| not_found(&child_id))?;
-        let id = child.handle.id().clone();
-        let _ = child.handle.stop().await;
-        let source = Source::Pinned(child.manifest.clone());
+        let Run::Local {
+            handle,
+            manifest,
+            start,
+        } = &child.run
+        else {
+            return Err(not_found(&child_id));
+        };
+        let id = handle.id().clone();
+        let _ = handle.stop().await;
         let started = parent
-            .launch("restart-child", source, &child.start, Some(id), true)
+            .launch("restart-child", manifest, start, Some(id), true)
             .await;
         let handle = match started {
-            Ok((handle, _)) => handle,
+            Ok(handle) => handle,
             Err(e) => {
                 parent.children().remove(child.token);
                 return Err(e);
@@ -525,33 +702,47 @@ impl SupervisorHandler {
 
     /// WIT: `get-child-state: func(child-id: string) -> result<option<list<u8>>, string>`
     ///
-    /// The child's current state.
+    /// The child's current state. Not available for a child on another host.
     fn get_child_state(&self, child_id: String) -> Result<Option<Vec<u8>>, String> {
         let parent = self.parent()?;
+        on_this_host(parent, "get-child-state", &child_id)?;
         let children = parent.children();
-        let child = children
+        let handle = children
             .get(&child_id)
+            .and_then(|c| c.handle())
             .ok_or_else(|| not_found(&child_id))?;
-        Ok(child.handle.state())
+        Ok(handle.state())
     }
 
     /// WIT: `get-child-events: func(child-id: string) -> result<list<chain-event>, string>`
     ///
-    /// The child's whole chain, oldest first, with the stored hashes (20-byte SHA-1).
+    /// The child's whole chain, oldest first, with the stored hashes (20-byte SHA-1). Not available for a child
+    /// on another host.
     #[theater(record(result = "digest"))]
     fn get_child_events(&self, child_id: String) -> Result<Vec<ChainEvent>, String> {
         let parent = self.parent()?;
+        on_this_host(parent, "get-child-events", &child_id)?;
         let children = parent.children();
-        let child = children
+        let handle = children
             .get(&child_id)
+            .and_then(|c| c.handle())
             .ok_or_else(|| not_found(&child_id))?;
-        Ok(child
-            .handle
+        Ok(handle
             .chain()
             .events()
             .iter()
             .map(ChainEvent::from)
             .collect())
+    }
+}
+
+/// `Err` for `function` on a live child of `parent` that runs on another host.
+fn on_this_host(parent: &Parent, function: &str, id: &str) -> Result<(), String> {
+    match parent.children().get(id).map(|c| &c.run) {
+        Some(Run::Remote { host }) => Err(format!(
+            "{function}: child {id} runs on host {host}: not available for a child on another host"
+        )),
+        _ => Ok(()),
     }
 }
 

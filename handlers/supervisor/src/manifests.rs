@@ -69,7 +69,7 @@ impl Lineage {
     }
 
     /// `Err` naming the folder when `path` (canonical) lies under one of [`writable`](Self::writable).
-    fn check_not_writable(&self, what: &str, path: &Path) -> Result<(), String> {
+    pub(crate) fn check_not_writable(&self, what: &str, path: &Path) -> Result<(), String> {
         match self.writable.iter().find(|root| path.starts_with(root)) {
             Some(root) => Err(format!(
                 "{what} {} lies under {}, which this actor or a supervisor above it can write through a \
@@ -237,15 +237,37 @@ impl ManifestPolicy {
     /// # Errors
     /// An unreadable or invalid file, or one under a writable folder, named.
     pub fn pin(&self, path: PathBuf) -> Result<Pinned, String> {
+        self.lineage.pin(path)
+    }
+}
+
+/// Reads and parses the manifest at `path`. Blocking.
+///
+/// # Errors
+/// `"manifest <path>: <what>"` for an unreadable or invalid file.
+pub(crate) fn read_manifest(path: &Path) -> Result<Manifest, String> {
+    let manifest_err = |e: &dyn std::fmt::Display| format!("manifest {}: {e}", path.display());
+    let text = std::fs::read_to_string(path).map_err(|e| manifest_err(&e))?;
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    Manifest::parse(&text, &dir).map_err(|e| manifest_err(&e.message))
+}
+
+impl Lineage {
+    /// [`ManifestPolicy::pin`] under this lineage's writable folders: reads the manifest at `path`, then
+    /// [`pin_read`](Self::pin_read). Blocking.
+    pub(crate) fn pin(&self, path: PathBuf) -> Result<Pinned, String> {
+        let manifest = read_manifest(&path)?;
+        self.pin_read(path, manifest)
+    }
+
+    /// Pins `manifest`, read from `path` already: reads its component and initial state once, refusing those
+    /// under a writable folder. Blocking.
+    pub(crate) fn pin_read(&self, path: PathBuf, manifest: Manifest) -> Result<Pinned, String> {
         let manifest_err = |e: &dyn std::fmt::Display| format!("manifest {}: {e}", path.display());
-        let text = std::fs::read_to_string(&path).map_err(|e| manifest_err(&e))?;
-        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let manifest = Manifest::parse(&text, &dir).map_err(|e| manifest_err(&e.message))?;
         let read = |what: &str, file: &Path| {
             let canonical = std::fs::canonicalize(file)
                 .map_err(|e| manifest_err(&format!("reading {what} {}: {e}", file.display())))?;
-            self.lineage
-                .check_not_writable(what, &canonical)
+            self.check_not_writable(what, &canonical)
                 .map_err(|e| format!("permission denied: {e}"))?;
             std::fs::read(&canonical)
                 .map_err(|e| manifest_err(&format!("reading {what} {}: {e}", file.display())))

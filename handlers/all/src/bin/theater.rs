@@ -313,6 +313,15 @@ fn run(
     runtime.block_on(async move {
         let theater = TheaterRuntime::new(RuntimeConfig { data_dir, ..config })?;
         let cluster = theater_cluster::Cluster::join(&theater).await?;
+        if cluster.is_some() {
+            // Children that supervisors on other hosts place here are built with every handler.
+            theater_handler_supervisor::serve_remote_children(
+                &theater,
+                theater_handlers::registry(),
+            )
+            .await
+            .map_err(anyhow::Error::msg)?;
+        }
         // Compiled here, with a spinner on a terminal; the spawn then finds the compilation in the cache.
         if let Ok(bytes) = std::fs::read(&manifest.component) {
             let _spinner = theater::progress::Spinner::start(format!(

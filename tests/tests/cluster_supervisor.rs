@@ -1,0 +1,478 @@
+//! Supervision across hosts (theater-handler-supervisor's `remote` module): two or three runtimes ("hosts") in
+//! this process joined through a real `nats-server` on loopback (tests/src/nats.rs); a `supervisor-parent` on
+//! host a spawns `supervisor-child`ren whose manifest says `host = "b"`, and hears how they end as it would for
+//! a child of its own runtime; host b leaving the cluster, or dying, ends them with `handle-child-error`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use theater_cluster::{Cluster, Envelope};
+use theater_handler_supervisor::{SupervisorConfig, SupervisorHandler, serve_remote_children};
+use theater_runtime::{
+    ActorError, ActorHandle, ActorStatus, ClusterConfig, Handler, Manifest, RuntimeConfig,
+    TheaterRuntime,
+};
+use theater_tests::guests;
+use theater_tests::nats::NatsServer;
+use theater_tests::probe::ProbeHandler;
+use theater_tests::support::{registry, script_lines};
+
+/// Heartbeat and lost-host timeout of every host here, ms.
+const HEARTBEAT_MS: u64 = 100;
+const HOST_TIMEOUT_MS: u64 = 600;
+
+/// A runtime that joined the cluster at `url` as `name`.
+async fn host(url: &str, name: &str) -> (TheaterRuntime, tempfile::TempDir) {
+    let data = tempfile::tempdir().unwrap();
+    let rt = TheaterRuntime::new(RuntimeConfig {
+        data_dir: Some(data.path().to_owned()),
+        cluster: Some(ClusterConfig {
+            host: Some(name.to_owned()),
+            heartbeat_ms: HEARTBEAT_MS,
+            host_timeout_ms: HOST_TIMEOUT_MS,
+            ..ClusterConfig::new(url)
+        }),
+        ..Default::default()
+    })
+    .unwrap();
+    Cluster::join(&rt).await.unwrap().expect("a cluster");
+    (rt, data)
+}
+
+/// Writes `parent.toml` (the parent guest, allowed the four others), `remote.toml` (the child guest placed on
+/// host b, state `from-manifest`), `nowhere.toml` (placed on host z, which does not exist), `child.toml` (the
+/// child guest, here) and `home.toml` (placed on host a, the parent's own) into `dir`.
+fn write_manifests(dir: &Path) {
+    let parent = format!(
+        "name = \"parent\"\ncomponent = {:?}\n\n[[handler]]\ntype = \"supervisor\"\n\
+         allowed_manifests = [\"remote.toml\", \"nowhere.toml\", \"child.toml\", \"home.toml\"]\nmax_children = 4\n\n\
+         [[handler]]\ntype = \"probe\"\n",
+        guests::SUPERVISOR_PARENT
+    );
+    let child = |name: &str, extra: &str| {
+        format!(
+            "name = {name:?}\ncomponent = {:?}\n{extra}\n[[handler]]\ntype = \"runtime\"\n\n\
+             [[handler]]\ntype = \"probe\"\n",
+            guests::SUPERVISOR_CHILD
+        )
+    };
+    std::fs::write(dir.join("parent.toml"), parent).unwrap();
+    std::fs::write(dir.join("child.state"), "from-manifest").unwrap();
+    let remote = child("remote", "host = \"b\"\ninit_state = \"child.state\"\n");
+    std::fs::write(dir.join("remote.toml"), remote).unwrap();
+    std::fs::write(dir.join("nowhere.toml"), child("nowhere", "host = \"z\"\n")).unwrap();
+    std::fs::write(dir.join("child.toml"), child("child", "")).unwrap();
+    std::fs::write(dir.join("home.toml"), child("home", "host = \"a\"\n")).unwrap();
+}
+
+/// Hosts a and b, the manifests, and a parent on a. b serves children of other hosts with the tests' registry.
+struct Fixture {
+    a: TheaterRuntime,
+    b: TheaterRuntime,
+    parent: ActorHandle,
+    _dirs: [tempfile::TempDir; 3],
+    nats: NatsServer,
+}
+
+impl Fixture {
+    async fn new() -> Option<Self> {
+        let nats = NatsServer::start()?;
+        let (a, da) = host(&nats.url(), "a").await;
+        let (b, db) = host(&nats.url(), "b").await;
+        serve_remote_children(&b, registry()).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        write_manifests(dir.path());
+        let parent = spawn_manifest(&a, &dir.path().join("parent.toml")).await;
+        Some(Self {
+            a,
+            b,
+            parent,
+            _dirs: [da, db, dir],
+            nats,
+        })
+    }
+
+    /// The child `id`, running on host b.
+    fn on_b(&self, id: &str) -> ActorHandle {
+        self.b
+            .get(&id.parse().unwrap())
+            .unwrap_or_else(|| panic!("child {id} is not running on b"))
+    }
+}
+
+async fn spawn_manifest(rt: &TheaterRuntime, path: &Path) -> ActorHandle {
+    let manifest = Manifest::load(path).unwrap();
+    rt.spawn_manifest(&manifest, &registry()).await.unwrap()
+}
+
+/// Runs `s` (one command) in the parent and returns its single output line.
+async fn one(actor: &ActorHandle, s: &str) -> String {
+    let mut lines = script_lines(actor, s).await;
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    lines.remove(0)
+}
+
+/// Spawns a child with `spawn:<arg>` and returns its id.
+async fn spawn_child(parent: &ActorHandle, arg: &str) -> String {
+    let line = one(parent, &format!("spawn:{arg}")).await;
+    line.strip_prefix("spawn=")
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_owned()
+}
+
+/// Runs `s` in the child's `handle-script`.
+async fn run_child(child: &ActorHandle, s: &str) -> String {
+    ProbeHandler::new()
+        .callbacks(child)
+        .handle_script(s.to_owned())
+        .await
+        .unwrap()
+}
+
+/// The notification lines the parent has logged in its state.
+fn log(parent: &ActorHandle) -> Vec<String> {
+    let state = parent.state().unwrap_or_default();
+    String::from_utf8(state)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("init="))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Waits (at most `within`) until the parent has logged a line starting with `prefix`; returns the whole log.
+async fn wait_for_log(parent: &ActorHandle, prefix: &str, within: Duration) -> Vec<String> {
+    let found = tokio::time::timeout(within, async {
+        loop {
+            let lines = log(parent);
+            if lines.iter().any(|l| l.starts_with(prefix)) {
+                return lines;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    found.unwrap_or_else(|_| panic!("no `{prefix}` within {within:?} in {:?}", log(parent)))
+}
+
+/// Waits (at most 10 s) until `cond` holds.
+async fn eventually(what: &str, cond: impl Fn() -> bool) {
+    let done = tokio::time::timeout(Duration::from_secs(10), async {
+        while !cond() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(done.is_ok(), "never: {what}");
+}
+
+const LONG: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_on_another_host_runs_there_and_its_exit_reaches_the_parent() {
+    let Some(f) = Fixture::new().await else {
+        return;
+    };
+    let id = spawn_child(&f.parent, "remote.toml,hello").await;
+    let child = f.on_b(&id);
+    assert!(f.a.get(child.id()).is_none(), "not on the parent's host");
+    assert_eq!(child.name(), "remote");
+    assert_eq!(child.state(), Some(b"hello".to_vec()), "init-bytes");
+    assert_eq!(
+        child.parent().map(|p| p.to_string()),
+        Some(f.parent.id().to_string())
+    );
+    let local = spawn_child(&f.parent, "child.toml").await;
+    let from_manifest = spawn_child(&f.parent, "remote.toml").await;
+    let home = spawn_child(&f.parent, "home.toml").await;
+    assert!(
+        f.a.get(&home.parse().unwrap()).is_some(),
+        "host = its own host: here"
+    );
+    assert_eq!(one(&f.parent, &format!("stop:{home}")).await, "stop");
+    assert_eq!(
+        f.on_b(&from_manifest).state(),
+        Some(b"from-manifest".to_vec()),
+        "read on b"
+    );
+    let out = script_lines(
+        &f.parent,
+        &format!("list;state:{id};events:{id};restart:{id};state:{local}"),
+    )
+    .await;
+    assert_eq!(
+        out[0],
+        format!("list={id},{local},{from_manifest}"),
+        "spawn order"
+    );
+    let unavailable = |function: &str| {
+        format!(
+            "{function}!{function}: child {id} runs on host b: not available for a child on another host"
+        )
+    };
+    assert_eq!(
+        out[1],
+        unavailable("get-child-state").replacen("get-child-state!", "state!", 1)
+    );
+    assert_eq!(
+        out[2],
+        unavailable("get-child-events").replacen("get-child-events!", "events!", 1)
+    );
+    assert_eq!(
+        out[3],
+        unavailable("restart-child").replacen("restart-child!", "restart!", 1)
+    );
+    assert_eq!(out[4], "state=none", "the local child is unaffected");
+
+    assert!(
+        f.parent.has_background_work(),
+        "remote children hold it too"
+    );
+    assert_eq!(run_child(&child, "shutdown:x").await, "shutdown=ok");
+    assert_eq!(
+        wait_for_log(&f.parent, "exit:", LONG).await,
+        [format!("exit:{id}:x")]
+    );
+    assert_eq!(
+        run_child(&f.on_b(&from_manifest), "shutdown").await,
+        "shutdown=ok"
+    );
+    let lines = wait_for_log(&f.parent, &format!("exit:{from_manifest}"), LONG).await;
+    assert_eq!(
+        lines,
+        [format!("exit:{id}:x"), format!("exit:{from_manifest}:none")]
+    );
+    assert_eq!(one(&f.parent, "list").await, format!("list={local}"));
+    let exits = theater_tests::support::events_of(
+        &f.parent.chain(),
+        "theater:simple/supervisor-handlers/handle-child-exit",
+    );
+    assert_eq!(exits[0]["params"]["params.0"], id.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_child_on_another_host_gives_handle_child_error_and_an_external_stop_its_callback()
+ {
+    let Some(f) = Fixture::new().await else {
+        return;
+    };
+    let id = spawn_child(&f.parent, "remote.toml").await;
+    let err = ProbeHandler::new()
+        .callbacks(&f.on_b(&id))
+        .handle_trap(0)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ActorError::Trap(_)), "{err:?}");
+    let lines = wait_for_log(&f.parent, "error:", LONG).await;
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with(&format!("error:{id}:internal:")),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[0].contains("unreachable"),
+        "the trap message: {}",
+        lines[0]
+    );
+
+    let other = spawn_child(&f.parent, "remote.toml").await;
+    assert!(f.b.stop(&other.parse().unwrap()).await);
+    wait_for_log(&f.parent, "external-stop:", LONG).await;
+    assert_eq!(log(&f.parent)[1], format!("external-stop:{other}"));
+    assert_eq!(one(&f.parent, "list").await, "list=");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_child_stops_a_child_on_another_host_without_a_notification() {
+    let Some(f) = Fixture::new().await else {
+        return;
+    };
+    let id = spawn_child(&f.parent, "remote.toml").await;
+    let keep = spawn_child(&f.parent, "remote.toml").await;
+    let child = f.on_b(&id);
+    let out = script_lines(&f.parent, &format!("stop:{id};list;stop:{id}")).await;
+    assert_eq!(
+        out,
+        [
+            "stop".to_owned(),
+            format!("list={keep}"),
+            format!("stop!child {id} not found")
+        ]
+    );
+    assert_eq!(
+        child.status(),
+        ActorStatus::Stopped,
+        "stop-child returned once stopped"
+    );
+    assert!(f.b.get(child.id()).is_none());
+    // Nothing was heard of it: the next notification is the other child's.
+    run_child(&f.on_b(&keep), "shutdown:k").await;
+    assert_eq!(
+        wait_for_log(&f.parent, "exit:", LONG).await,
+        [format!("exit:{keep}:k")]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_parent_hears_handle_child_error_when_the_childs_host_leaves() {
+    let Some(f) = Fixture::new().await else {
+        return;
+    };
+    let id = spawn_child(&f.parent, "remote.toml").await;
+    let local = spawn_child(&f.parent, "child.toml").await;
+    let left = Instant::now();
+    Cluster::of(&f.b).unwrap().leave().await;
+    let lines = wait_for_log(&f.parent, "error:", LONG).await;
+    assert_eq!(lines, [format!("error:{id}:internal:host b lost")]);
+    assert!(
+        left.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        left.elapsed()
+    );
+    assert_eq!(one(&f.parent, "list").await, format!("list={local}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_parent_hears_handle_child_error_when_the_childs_host_falls_silent() {
+    let Some(f) = Fixture::new().await else {
+        return;
+    };
+    let id = spawn_child(&f.parent, "remote.toml").await;
+    // Host b's connection closes without a goodbye: its heartbeats stop, and nothing else is heard of it.
+    let silent = Instant::now();
+    Cluster::of(&f.b).unwrap().client().drain().await.unwrap();
+    let lines = wait_for_log(&f.parent, "error:", LONG).await;
+    assert_eq!(lines, [format!("error:{id}:internal:host b lost")]);
+    // host_timeout_ms + heartbeat_ms, and the callback: well within 3 s.
+    assert!(
+        silent.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        silent.elapsed()
+    );
+    assert!(
+        silent.elapsed() >= Duration::from_millis(HOST_TIMEOUT_MS - HEARTBEAT_MS),
+        "lost only after the timeout: {:?}",
+        silent.elapsed()
+    );
+    assert_eq!(one(&f.parent, "list").await, "list=");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_parent_stops_its_children_on_other_hosts() {
+    let Some(f) = Fixture::new().await else {
+        return;
+    };
+    let id = spawn_child(&f.parent, "remote.toml").await;
+    let child = f.on_b(&id);
+    f.parent.stop().await.unwrap();
+    eventually("the child on b stopped", || {
+        child.status() == ActorStatus::Stopped
+    })
+    .await;
+    assert!(f.b.get(child.id()).is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_placement_host_stops_the_children_of_a_lost_parent_host() {
+    let Some(f) = Fixture::new().await else {
+        return;
+    };
+    let id = spawn_child(&f.parent, "remote.toml").await;
+    let child = f.on_b(&id);
+    Cluster::of(&f.a).unwrap().leave().await;
+    eventually("b stopped the orphan", || {
+        child.status() == ActorStatus::Stopped
+    })
+    .await;
+    assert!(f.b.get(child.id()).is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_childs_host_and_parent_host_speak_for_it() {
+    let Some(f) = Fixture::new().await else {
+        return;
+    };
+    let id = spawn_child(&f.parent, "remote.toml").await;
+    // Host c, a member of the cluster, claims the child ended, and asks b to stop it.
+    let c = Cluster::connect(&ClusterConfig {
+        host: Some("c".to_owned()),
+        ..ClusterConfig::new(f.nats.url())
+    })
+    .await
+    .unwrap();
+    let to_a = c.service("a", "supervisor").unwrap();
+    let ended = Envelope::new("ended")
+        .with("Parent", f.parent.id().as_str())
+        .with("Child", &id)
+        .with("End", "exit");
+    c.deliver(&to_a, ended, LONG).await.unwrap();
+    let to_b = c.service("b", "supervisor").unwrap();
+    let stop = Envelope::new("stop")
+        .with("Parent", f.parent.id().as_str())
+        .with("Child", &id);
+    let refused = c.deliver(&to_b, stop, LONG).await.unwrap_err();
+    assert_eq!(refused.to_string(), format!("child {id} not found"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        log(&f.parent),
+        Vec::<String>::new(),
+        "no notification from c"
+    );
+    assert_eq!(f.on_b(&id).status(), ActorStatus::Idle);
+    assert_eq!(one(&f.parent, "list").await, format!("list={id}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placement_errors_are_clear() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let (a, _da) = host(&nats.url(), "a").await;
+    // Host b's service was started by a supervising actor spawned with handler objects only: no registry.
+    let (b, _db) = host(&nats.url(), "b").await;
+    let handlers: Vec<Arc<dyn Handler>> = vec![
+        Arc::new(SupervisorHandler::new(SupervisorConfig::default())),
+        Arc::new(ProbeHandler::new()),
+    ];
+    let _b_parent =
+        theater_tests::support::spawn(&b, "b-parent", guests::SUPERVISOR_PARENT, handlers, None)
+            .await
+            .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_manifests(dir.path());
+    let parent = spawn_manifest(&a, &dir.path().join("parent.toml")).await;
+    let refused = one(&parent, "spawn:remote.toml").await;
+    assert!(
+        refused.starts_with(
+            "spawn!spawn: host b: no handler registry here to build the child's handlers"
+        ),
+        "{refused}"
+    );
+    let nowhere = one(&parent, "spawn:nowhere.toml").await;
+    assert!(
+        nowhere.starts_with("spawn!spawn: host z: no supervisor service there"),
+        "{nowhere}"
+    );
+    assert_eq!(one(&parent, "list").await, "list=");
+    // With a registry, b serves it; a child whose init fails there is not adopted, and raises nothing.
+    serve_remote_children(&b, registry()).await.unwrap();
+    let id = spawn_child(&parent, "remote.toml").await;
+    assert!(b.get(&id.parse().unwrap()).is_some());
+    let failed = one(&parent, "spawn:remote.toml,fail-init").await;
+    assert!(failed.starts_with("spawn!spawn: host b: "), "{failed}");
+    assert!(failed.contains("init refused"), "{failed}");
+    assert_eq!(one(&parent, "list").await, format!("list={id}"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(log(&parent), Vec::<String>::new());
+
+    // A runtime in no cluster refuses a manifest that places its child elsewhere.
+    let (lone, _dl) = theater_tests::support::runtime();
+    let lone_parent = spawn_manifest(&lone, &dir.path().join("parent.toml")).await;
+    let err = one(&lone_parent, "spawn:remote.toml").await;
+    assert!(
+        err.contains("places the child on host b, but this runtime has not joined a cluster"),
+        "{err}"
+    );
+}
