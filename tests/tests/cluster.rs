@@ -162,15 +162,20 @@ async fn a_full_mailbox_on_another_host_refuses_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sends_across_a_nats_restart_arrive_exactly_once_in_order() {
+    const N: usize = 3_000;
     let Some(mut nats) = NatsServer::start() else {
         return;
     };
     let (ra, _da) = host(&nats.url(), "a").await;
     let (rb, _db) = host(&nats.url(), "b").await;
     let a = peer(&ra, "a", Default::default()).await;
-    let b = peer(&rb, "b", Default::default()).await;
+    // Room for all of them: a fast sender fills a slow receiver's mailbox, as in one process.
+    let roomy = MessageServerConfig {
+        mailbox_capacity: 2 * N as u32,
+        ..Default::default()
+    };
+    let b = peer(&rb, "b", roomy).await;
     let idb = b.id().to_string();
-    const N: usize = 3_000;
     let text: Vec<String> = (1..=N).map(|i| format!("send:{idb},{i}")).collect();
     let sending = run_later(&a, text.join(";"));
     // Mid-traffic: the server goes (SIGKILL) and comes back on the same port.

@@ -1,97 +1,126 @@
-//! [`Dedup`]: what makes a retried envelope count once. Each sending connection numbers what it sends to one
-//! address in order and sends the next only once the previous is acknowledged, so the receiving host keeps, per
-//! (sending connection, address), the last number it served and its answer: a repeat gets that answer again
-//! and is not served twice.
+//! [`Dedup`]: what makes every envelope count once and in order. Each sending queue (one per sending host and
+//! destination address, [`crate::outbox`]) is a *stream* with its own id, numbering its envelopes 1, 2, 3, …;
+//! each envelope also carries the stream's *base*, the oldest number its sender still waits on. The receiving
+//! host keeps, per stream, the next number it expects and the answers to the last [`ANSWERS_KEPT`] it served:
+//!
+//! * the expected one is served;
+//! * an older one (a repeat: its answer was lost, or it was sent again after a gap) is answered again, not served;
+//! * a newer one (an earlier one was lost) is refused as a gap, naming the expected number, and its sender goes
+//!   back to it: so envelopes are served in the order they were sent, none twice, none skipped unless its sender
+//!   gave it up (the base passed it: its deadline was over, and its sender was told).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-/// (sending connection's epoch, address) pairs remembered at once; past it the least recently used beyond
-/// [`DEDUP_WINDOW`] are forgotten, then the older half.
+/// Streams remembered at once; past it those idle beyond [`DEDUP_WINDOW`] are forgotten, then the older half.
 pub const MAX_DEDUP_ENTRIES: usize = 100_000;
 
-/// How long a pair is surely remembered after its last envelope: longer than any sender retries one envelope
-/// (its deadline, at most the message-server's `request_timeout_ms`, 30 s by default).
+/// How long an idle stream is surely remembered: longer than a sending queue lives idle (30 s) and than any
+/// sender retries one envelope (its deadline: the message server's `request_timeout_ms`, 30 s by default).
 pub const DEDUP_WINDOW: Duration = Duration::from_secs(120);
+
+/// Answers kept per stream, for repeats: at least the most envelopes a stream has in flight ([`WINDOW`]).
+///
+/// [`WINDOW`]: crate::outbox::WINDOW
+pub const ANSWERS_KEPT: usize = 2 * crate::outbox::WINDOW;
 
 /// An answer as sent back: the payload, or the refusal's message.
 pub(crate) type Answer = Result<Bytes, String>;
 
 #[derive(Debug)]
-struct Last {
-    seq: u64,
-    answer: Option<Answer>,
+struct Stream {
+    next: u64,
+    /// (number, answer once given) of the last ones served, oldest first.
+    answers: VecDeque<(u64, Option<Answer>)>,
     used: Instant,
 }
 
-/// What a receiving host remembers of each sender.
+/// What a receiving host remembers of each stream.
 #[derive(Debug, Default)]
 pub(crate) struct Dedup {
-    last: HashMap<String, Last>,
+    streams: HashMap<String, Stream>,
 }
 
 /// What to do with an incoming envelope.
 #[derive(Debug, PartialEq)]
 pub(crate) enum Seen {
-    /// Not served before: serve it.
+    /// The expected one: serve it.
     New,
-    /// The last one served, repeated: answer again (`None`: still being served, the repeat is dropped).
+    /// Served before: answer again (`None`: its answer is not kept, or not given yet; the repeat is dropped).
     Repeat(Option<Answer>),
-    /// Older than the last one served: its sender has its answer already; dropped.
-    Stale,
+    /// An earlier one is missing: refuse, naming the number expected.
+    Gap(u64),
 }
 
 impl Dedup {
-    /// Looks `seq` from `key` up and, if new, marks it as being served.
-    pub(crate) fn check(&mut self, key: &str, seq: u64) -> Seen {
+    /// Looks number `seq` of stream `key` (whose sender still waits on `base` and later) up; if it is the expected
+    /// one, marks it as being served.
+    pub(crate) fn check(&mut self, key: &str, seq: u64, base: u64) -> Seen {
         let now = Instant::now();
-        if let Some(last) = self.last.get_mut(key) {
-            last.used = now;
-            if seq == last.seq {
-                return Seen::Repeat(last.answer.clone());
-            }
-            if seq < last.seq {
-                return Seen::Stale;
-            }
-            last.seq = seq;
-            last.answer = None;
-            return Seen::New;
-        }
-        if self.last.len() >= MAX_DEDUP_ENTRIES {
+        if !self.streams.contains_key(key) && self.streams.len() >= MAX_DEDUP_ENTRIES {
             self.forget_some(now);
         }
-        self.last.insert(
-            key.to_owned(),
-            Last {
-                seq,
-                answer: None,
-                used: now,
-            },
-        );
+        let stream = self.streams.entry(key.to_owned()).or_insert(Stream {
+            next: base,
+            answers: VecDeque::new(),
+            used: now,
+        });
+        stream.used = now;
+        // The sender gave up on what is older than `base`.
+        stream.next = stream.next.max(base);
+        if seq < stream.next {
+            let answer = stream
+                .answers
+                .iter()
+                .find(|(n, _)| *n == seq)
+                .and_then(|(_, answer)| answer.clone());
+            return Seen::Repeat(answer);
+        }
+        if seq > stream.next {
+            return Seen::Gap(stream.next);
+        }
+        stream.next += 1;
+        if stream.answers.len() >= ANSWERS_KEPT {
+            stream.answers.pop_front();
+        }
+        stream.answers.push_back((seq, None));
         Seen::New
     }
 
-    /// Remembers the answer to `seq` from `key`, for its repeats.
+    /// Remembers the answer to number `seq` of stream `key`, for its repeats.
     pub(crate) fn answered(&mut self, key: &str, seq: u64, answer: &Answer) {
-        if let Some(last) = self.last.get_mut(key)
-            && last.seq == seq
+        if let Some(slot) = self
+            .streams
+            .get_mut(key)
+            .and_then(|s| s.answers.iter_mut().rev().find(|(n, _)| *n == seq))
         {
-            last.answer = Some(answer.clone());
+            slot.1 = Some(answer.clone());
+        }
+    }
+
+    /// Number `seq` of stream `key` was not served after all (its service asked for it again later): it is
+    /// expected again, and what came after it is a gap until it comes.
+    pub(crate) fn unserve(&mut self, key: &str, seq: u64) {
+        if let Some(stream) = self.streams.get_mut(key)
+            && stream.next == seq + 1
+        {
+            stream.next = seq;
+            stream.answers.retain(|(n, _)| *n != seq);
         }
     }
 
     fn forget_some(&mut self, now: Instant) {
-        self.last
-            .retain(|_, last| now.duration_since(last.used) < DEDUP_WINDOW);
-        if self.last.len() >= MAX_DEDUP_ENTRIES {
-            let mut used: Vec<Instant> = self.last.values().map(|l| l.used).collect();
+        self.streams
+            .retain(|_, s| now.duration_since(s.used) < DEDUP_WINDOW);
+        if self.streams.len() >= MAX_DEDUP_ENTRIES {
+            let mut used: Vec<Instant> = self.streams.values().map(|s| s.used).collect();
             used.sort_unstable();
             let median = used[used.len() / 2];
-            self.last.retain(|_, last| last.used > median);
+            self.streams.retain(|_, s| s.used > median);
             tracing::warn!(
-                "theater-cluster: more than MAX_DEDUP_ENTRIES ({MAX_DEDUP_ENTRIES}) senders within DEDUP_WINDOW; \
+                "theater-cluster: more than MAX_DEDUP_ENTRIES ({MAX_DEDUP_ENTRIES}) streams within DEDUP_WINDOW; \
                  the older half forgotten"
             );
         }
@@ -102,27 +131,44 @@ impl Dedup {
 mod tests {
     use super::*;
 
+    fn ok(text: &'static str) -> Answer {
+        Ok(Bytes::from_static(text.as_bytes()))
+    }
+
     #[test]
-    fn a_repeat_gets_the_same_answer_and_an_older_one_nothing() {
+    fn served_in_order_once_with_repeats_answered_and_gaps_refused() {
         let mut dedup = Dedup::default();
-        assert_eq!(dedup.check("e|a", 1), Seen::New);
-        assert_eq!(dedup.check("e|a", 1), Seen::Repeat(None));
-        dedup.answered("e|a", 1, &Ok(Bytes::from_static(b"ok")));
+        assert_eq!(dedup.check("s", 1, 1), Seen::New);
+        assert_eq!(dedup.check("s", 1, 1), Seen::Repeat(None), "being served");
+        dedup.answered("s", 1, &ok("one"));
+        assert_eq!(dedup.check("s", 1, 1), Seen::Repeat(Some(ok("one"))));
+        assert_eq!(dedup.check("s", 3, 1), Seen::Gap(2), "2 is missing");
+        assert_eq!(dedup.check("s", 2, 1), Seen::New);
+        assert_eq!(dedup.check("s", 3, 1), Seen::New);
         assert_eq!(
-            dedup.check("e|a", 1),
-            Seen::Repeat(Some(Ok(Bytes::from_static(b"ok"))))
+            dedup.check("t", 5, 5),
+            Seen::New,
+            "a new stream starts at its base"
         );
-        assert_eq!(dedup.check("e|a", 3), Seen::New);
-        assert_eq!(dedup.check("e|a", 2), Seen::Stale);
-        assert_eq!(dedup.check("e|b", 2), Seen::New, "per address");
+        // The sender gave up on 4: the base moves past it.
+        assert_eq!(dedup.check("s", 5, 5), Seen::New);
+    }
+
+    #[test]
+    fn an_unserved_envelope_is_expected_again() {
+        let mut dedup = Dedup::default();
+        assert_eq!(dedup.check("s", 1, 1), Seen::New);
+        dedup.unserve("s", 1);
+        assert_eq!(dedup.check("s", 2, 1), Seen::Gap(1));
+        assert_eq!(dedup.check("s", 1, 1), Seen::New);
     }
 
     #[test]
     fn the_table_stays_bounded() {
         let mut dedup = Dedup::default();
         for i in 0..MAX_DEDUP_ENTRIES + 10 {
-            dedup.check(&i.to_string(), 1);
+            dedup.check(&i.to_string(), 1, 1);
         }
-        assert!(dedup.last.len() <= MAX_DEDUP_ENTRIES);
+        assert!(dedup.streams.len() <= MAX_DEDUP_ENTRIES);
     }
 }

@@ -8,10 +8,16 @@ use bytes::Bytes;
 pub(crate) const KIND: &str = "Theater-Kind";
 /// Header of the sending (or replying) host's name.
 pub(crate) const HOST: &str = "Theater-Host";
-/// Header of the sending connection's incarnation (a UUID), the first half of the deduplication key.
-pub(crate) const EPOCH: &str = "Theater-Epoch";
-/// Header of the envelope's sequence number from its sender's connection.
+/// Header of the sending stream's id (one per sending host and address, [`crate::outbox`]).
+pub(crate) const STREAM: &str = "Theater-Stream";
+/// Header of the envelope's number in its stream.
 pub(crate) const SEQ: &str = "Theater-Seq";
+/// Header of the oldest number its stream still waits on.
+pub(crate) const BASE: &str = "Theater-Base";
+/// Header of a reply refusing an envelope because an earlier one is missing: the number expected.
+pub(crate) const GAP: &str = "Theater-Gap";
+/// Header of a reply asking for the envelope again later (it was not served).
+pub(crate) const RETRY: &str = "Theater-Retry";
 /// Header of a reply that refuses: the error message.
 pub(crate) const ERROR: &str = "Theater-Error";
 
@@ -86,10 +92,6 @@ impl Envelope {
 
     pub(crate) fn into_parts(self) -> (HeaderMap, Bytes) {
         (self.headers, self.payload)
-    }
-
-    pub(crate) fn headers_mut(&mut self) -> &mut HeaderMap {
-        &mut self.headers
     }
 }
 

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use crate::dedup::{Answer, Seen};
-use crate::envelope::{EPOCH, ERROR, HOST, SEQ};
+use crate::envelope::{BASE, ERROR, GAP, HOST, RETRY, SEQ, STREAM};
 use crate::{Envelope, Shared};
 
 /// The envelopes delivered to one address; dropping it stops serving the address (senders then get "no
@@ -35,24 +35,27 @@ impl Inbox {
             let message = self.subscriber.next().await?;
             let envelope = Envelope::from_parts(message.headers, message.payload);
             let sender = envelope.header(HOST).unwrap_or_default().to_owned();
-            let key = match (envelope.header(EPOCH), envelope.header(SEQ)) {
-                (Some(epoch), Some(seq)) => seq
-                    .parse::<u64>()
-                    .ok()
-                    .map(|seq| (format!("{epoch}|{}", message.subject), seq)),
+            let number = |name: &str| envelope.header(name).and_then(|v| v.parse::<u64>().ok());
+            let key = match (envelope.header(STREAM), number(SEQ)) {
+                (Some(stream), Some(seq)) => Some((format!("{stream}|{}", message.subject), seq)),
                 _ => None,
             };
             if let Some((key, seq)) = &key {
-                let seen = self.shared.dedup().check(key, *seq);
-                match seen {
-                    Seen::New => {}
-                    Seen::Repeat(Some(answer)) => {
-                        if let Some(reply_to) = message.reply {
-                            self.shared.reply(reply_to, &answer).await;
-                        }
-                        continue;
+                let seen = self
+                    .shared
+                    .dedup()
+                    .check(key, *seq, number(BASE).unwrap_or(*seq));
+                let reply = match seen {
+                    Seen::New => None,
+                    Seen::Repeat(Some(answer)) => Some(Reply::Answer(answer)),
+                    Seen::Repeat(None) => continue,
+                    Seen::Gap(expected) => Some(Reply::Gap(expected)),
+                };
+                if let Some(reply) = reply {
+                    if let Some(reply_to) = message.reply {
+                        self.shared.reply(reply_to, reply).await;
                     }
-                    Seen::Repeat(None) | Seen::Stale => continue,
+                    continue;
                 }
             }
             return Some(Incoming {
@@ -89,20 +92,49 @@ impl Incoming {
             self.shared.dedup().answered(key, *seq, &answer);
         }
         if let Some(reply_to) = self.reply_to {
-            self.shared.reply(reply_to, &answer).await;
+            self.shared.reply(reply_to, Reply::Answer(answer)).await;
+        }
+    }
+
+    /// Does not serve the envelope now: its sender sends it again shortly (and what it sent after it, which
+    /// waits), e.g. while a mailbox is full for an envelope already accepted at its sender.
+    pub async fn later(self) {
+        if let Some((key, seq)) = &self.key {
+            self.shared.dedup().unserve(key, *seq);
+        }
+        if let Some(reply_to) = self.reply_to {
+            self.shared.reply(reply_to, Reply::Later).await;
         }
     }
 }
 
+/// What a receiver sends back.
+pub(crate) enum Reply {
+    /// The answer.
+    Answer(Answer),
+    /// A gap: the number expected.
+    Gap(u64),
+    /// Send it again later.
+    Later,
+}
+
 impl Shared {
-    /// Publishes `answer` to `reply_to` with this host's name.
-    pub(crate) async fn reply(&self, reply_to: Subject, answer: &Answer) {
+    /// Publishes `reply` to `reply_to` with this host's name.
+    pub(crate) async fn reply(&self, reply_to: Subject, reply: Reply) {
         let mut headers = HeaderMap::new();
         headers.insert(HOST, self.host.as_str());
-        let payload = match answer {
-            Ok(payload) => payload.clone(),
-            Err(error) => {
+        let payload = match reply {
+            Reply::Answer(Ok(payload)) => payload,
+            Reply::Answer(Err(error)) => {
                 headers.insert(ERROR, error.replace(['\r', '\n'], " ").as_str());
+                Bytes::new()
+            }
+            Reply::Gap(expected) => {
+                headers.insert(GAP, expected.to_string().as_str());
+                Bytes::new()
+            }
+            Reply::Later => {
+                headers.insert(RETRY, "1");
                 Bytes::new()
             }
         };

@@ -7,9 +7,9 @@
 //! This crate is the transport; what travels is decided by the handlers that reach across hosts (the
 //! message-server's mailboxes and channels, the supervisor's remote children):
 //! * [`Address`]: the subjects, made only from a UUID actor id or a checked host/service name;
-//! * [`Cluster::deliver`]: ordered, acknowledged delivery of an [`Envelope`] to an address, retried across a
-//!   NATS restart and served once by the receiver (per sending connection and address, in order: the sender's
-//!   next envelope goes once the previous is acknowledged);
+//! * [`Cluster::deliver`]: ordered, acknowledged delivery of an [`Envelope`] to an address, up to
+//!   [`WINDOW`] in flight, resent across a NATS restart and served once and in order by the receiver
+//!   (per sending host and address: a stream, [`outbox`]);
 //! * [`Cluster::serve`]: the [`Inbox`] of an address this host serves (an actor it runs);
 //! * heartbeats and [`Cluster::lost_hosts`]: hosts that died or left ([`liveness`]).
 //!
@@ -30,9 +30,8 @@ mod envelope;
 mod error;
 mod inbox;
 pub mod liveness;
-mod outbox;
+pub mod outbox;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -42,15 +41,15 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 pub use crate::address::{Address, MAX_NAME_LEN, valid_name};
-pub use crate::dedup::{DEDUP_WINDOW, MAX_DEDUP_ENTRIES};
+pub use crate::dedup::{ANSWERS_KEPT, DEDUP_WINDOW, MAX_DEDUP_ENTRIES};
 pub use crate::envelope::{Envelope, Reply};
 pub use crate::error::{DeliveryError, JoinError};
 pub use crate::inbox::{Inbox, Incoming};
-pub use crate::outbox::{ATTEMPT_TIMEOUT, MAX_QUEUED};
+pub use crate::outbox::{ATTEMPT_TIMEOUT, MAX_QUEUED, WINDOW};
 
 use crate::dedup::Dedup;
 use crate::liveness::Liveness;
-use crate::outbox::{Item, Outboxes};
+use crate::outbox::{Done, Item, Outboxes};
 
 /// After this host's connection is (re)established, "no responders" for an address is taken for a host that has
 /// not resubscribed yet, and the envelope is sent again, for this long; after it, for
@@ -76,11 +75,10 @@ pub struct Cluster {
 pub(crate) struct Shared {
     pub(crate) client: async_nats::Client,
     pub(crate) host: String,
-    /// This connection's incarnation: the first half of every deduplication key of what it sends.
+    /// This connection's incarnation, in its heartbeats: a host that comes back under a new one restarted.
     pub(crate) epoch: String,
     pub(crate) prefix: String,
     pub(crate) config: ClusterConfig,
-    seq: AtomicU64,
     connection: Arc<Connection>,
     dedup: Mutex<Dedup>,
     pub(crate) liveness: Liveness,
@@ -100,10 +98,6 @@ impl Connection {
 }
 
 impl Shared {
-    pub(crate) fn next_seq(&self) -> u64 {
-        self.seq.fetch_add(1, Ordering::Relaxed)
-    }
-
     pub(crate) fn dedup(&self) -> MutexGuard<'_, Dedup> {
         self.dedup.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -214,7 +208,6 @@ impl Cluster {
             epoch: uuid::Uuid::new_v4().to_string(),
             prefix: config.prefix.clone(),
             config: config.clone(),
-            seq: AtomicU64::new(1),
             connection,
             dedup: Mutex::default(),
             liveness: Liveness::default(),
@@ -269,9 +262,9 @@ impl Cluster {
         Address::service(&self.shared.prefix, host, service)
     }
 
-    /// Delivers `envelope` to `to` and waits for its acknowledgement, at most until `timeout` has passed: after
-    /// everything this host sent to `to` before, and before anything it sends later. Sent again under the same
-    /// sequence number while unacknowledged (every [`ATTEMPT_TIMEOUT`], and across reconnections), served once.
+    /// Delivers `envelope` to `to` and waits for its acknowledgement, at most until `timeout` has passed: served
+    /// after everything this host sent to `to` before, and before anything it sends later. Sent again under the
+    /// same number while unacknowledged (after [`ATTEMPT_TIMEOUT`], a gap, or a reconnection), served once.
     ///
     /// # Errors
     /// [`DeliveryError::NotFound`] when nobody serves `to`; [`DeliveryError::Refused`] with the serving host's
@@ -284,33 +277,52 @@ impl Cluster {
         timeout: Duration,
     ) -> Result<Reply, DeliveryError> {
         let (done, outcome) = tokio::sync::oneshot::channel();
-        self.outboxes.push(
-            &self.shared,
-            to,
-            Item {
-                envelope,
-                deadline: Instant::now() + timeout,
-                done: Some(done),
-            },
-        )?;
+        let item = Item {
+            envelope,
+            deadline: Instant::now() + timeout,
+            done: Done::Wait(done),
+        };
+        self.outboxes.push(&self.shared, to, item)?;
         outcome.await.unwrap_or(Err(DeliveryError::Closed))
+    }
+
+    /// Delivers `envelope` to `to` as [`deliver`](Self::deliver) does (in the same order), without waiting: `then`
+    /// gets the outcome, on the address's queue task, so it must be quick and must not block.
+    ///
+    /// # Errors
+    /// [`DeliveryError::Refused`] at once when [`MAX_QUEUED`] envelopes already wait for `to` (`then` is not
+    /// called).
+    pub fn deliver_then(
+        &self,
+        to: &Address,
+        envelope: Envelope,
+        timeout: Duration,
+        then: impl FnOnce(Result<Reply, DeliveryError>) + Send + Sync + 'static,
+    ) -> Result<(), DeliveryError> {
+        let item = Item {
+            envelope,
+            deadline: Instant::now() + timeout,
+            done: Done::Then(Box::new(then)),
+        };
+        self.outboxes.push(&self.shared, to, item)
     }
 
     /// Delivers `envelope` to `to` as [`deliver`](Self::deliver) does (in the same order), with nobody waiting
     /// for the outcome: for notifications (a channel's close). One that fails is logged at debug level.
     pub fn post(&self, to: &Address, envelope: Envelope, timeout: Duration) {
-        let item = Item {
-            envelope,
-            deadline: Instant::now() + timeout,
-            done: None,
-        };
-        if let Err(e) = self.outboxes.push(&self.shared, to, item) {
+        let address = to.to_string();
+        let posted = self.deliver_then(to, envelope, timeout, move |outcome| {
+            if let Err(e) = outcome {
+                tracing::debug!(to = %address, "theater-cluster: notification not delivered: {e}");
+            }
+        });
+        if let Err(e) = posted {
             tracing::debug!(to = %to, "theater-cluster: notification not sent: {e}");
         }
     }
 
     /// Serves `address` from this host: what other hosts deliver to it arrives in the returned [`Inbox`] until
-    /// that is dropped.
+    /// that is dropped. Returns once the NATS server has the subscription (one round trip).
     ///
     /// # Errors
     /// [`DeliveryError::Closed`] if the connection is closed.
@@ -319,6 +331,13 @@ impl Cluster {
             .shared
             .client
             .subscribe(address.as_str().to_owned())
+            .await
+            .map_err(|_| DeliveryError::Closed)?;
+        // Served from the moment this returns: the server has the subscription once it answered a ping after it
+        // (else a delivery right after could find "no responders").
+        self.shared
+            .client
+            .flush()
             .await
             .map_err(|_| DeliveryError::Closed)?;
         Ok(Inbox {

@@ -1,39 +1,63 @@
-//! Ordered, acknowledged delivery to one [`Address`]: every envelope this host sends there goes through one queue
-//! and one task, which sends it as a NATS request numbered with the connection's next sequence number and sends
-//! the next only once it is acknowledged. A lost request or answer (a NATS restart) is sent again under the same
-//! number until acknowledged or its deadline passes; the receiver's [`Dedup`](crate::dedup) serves it once.
+//! Ordered, acknowledged delivery to one [`Address`]: every envelope this host sends there goes through one queue,
+//! a *stream* with an id of its own, whose task numbers the envelopes 1, 2, 3, … and keeps up to [`WINDOW`] of
+//! them in flight at once (each a NATS message with a reply subject of the stream's). The receiver serves them in
+//! order, once each ([`crate::dedup`]); an envelope unanswered within [`ATTEMPT_TIMEOUT`], refused as a gap (an
+//! earlier one was lost) or to be sent again later (its service asked) is sent again with the same number, with
+//! everything after it (go-back-N, as TCP before selective acknowledgements). So a lost message or answer (a NATS
+//! restart) is resent, served once, and nothing overtakes it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::{Request, RequestErrorKind};
+use async_nats::{HeaderMap, Message, StatusCode, Subscriber};
+use bytes::Bytes;
+use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::envelope::{EPOCH, ERROR, HOST, SEQ};
+use crate::envelope::{BASE, ERROR, GAP, HOST, RETRY, SEQ, STREAM};
 use crate::{Address, DeliveryError, Envelope, Reply, Shared};
 
 /// Envelopes waiting in one address's queue at most; past it [`Cluster::deliver`](crate::Cluster::deliver)
-/// refuses at once. (Each actor waits for its own sends, so only notifications and many actors sending to one
-/// address at once fill it.)
+/// refuses at once.
 pub const MAX_QUEUED: usize = 65_536;
 
-/// How long one attempt waits for its acknowledgement before the envelope is sent again.
+/// Envelopes of one stream in flight (sent, not yet answered) at once.
+pub const WINDOW: usize = 256;
+
+/// How long the oldest envelope in flight waits for its answer before it and those after it are sent again.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Pause before another attempt after NATS said "no responders" within the reconnect grace, or failed otherwise.
-const RETRY_PAUSE: Duration = Duration::from_millis(50);
+/// Pause before sending again after NATS said "no responders" within the reconnect grace, or the receiver asked
+/// for an envelope again later.
+const RETRY_PAUSE: Duration = Duration::from_millis(20);
 
 /// An idle queue's task ends after this long.
 const IDLE: Duration = Duration::from_secs(30);
 
-/// Where an envelope's outcome goes, if anyone waits for it.
-type Done = oneshot::Sender<Result<Reply, DeliveryError>>;
+/// Where an envelope's outcome goes.
+pub(crate) enum Done {
+    /// To a sender waiting for it.
+    Wait(oneshot::Sender<Result<Reply, DeliveryError>>),
+    /// Into a function, run on the queue's task (it must not block).
+    Then(Box<dyn FnOnce(Result<Reply, DeliveryError>) + Send + Sync>),
+}
 
 pub(crate) struct Item {
     pub(crate) envelope: Envelope,
     pub(crate) deadline: Instant,
-    pub(crate) done: Option<Done>,
+    pub(crate) done: Done,
+}
+
+impl Item {
+    fn finish(self, outcome: Result<Reply, DeliveryError>) {
+        match self.done {
+            Done::Wait(done) => {
+                let _ = done.send(outcome);
+            }
+            Done::Then(then) => then(outcome),
+        }
+    }
 }
 
 /// One queue per address with envelopes in flight.
@@ -67,97 +91,247 @@ impl Outboxes {
         let (tx, rx) = mpsc::channel(MAX_QUEUED);
         tx.try_send(item).expect("a new queue has room");
         queues.insert(to.clone(), tx);
-        tokio::spawn(run(self.clone(), shared.clone(), to.clone(), rx));
+        tokio::spawn(Stream::new(shared.clone(), to.clone()).run(self.clone(), rx));
         Ok(())
     }
 }
 
-/// The task of `to`'s queue: one envelope at a time, in order.
-async fn run(
-    outboxes: Arc<Outboxes>,
-    shared: Arc<Shared>,
-    to: Address,
-    mut rx: mpsc::Receiver<Item>,
-) {
-    loop {
-        let item = match tokio::time::timeout(IDLE, rx.recv()).await {
-            Ok(Some(item)) => item,
-            Ok(None) => return,
-            Err(_) => {
-                let mut queues = outboxes.queues.lock().unwrap_or_else(|p| p.into_inner());
-                // Under the lock no push comes between the check and the removal.
-                if rx.is_empty() {
-                    queues.remove(&to);
-                    return;
-                }
-                continue;
-            }
-        };
-        let outcome = send(&shared, &to, item.envelope, item.deadline).await;
-        if let Err(e) = &outcome {
-            tracing::debug!(to = %to, "theater-cluster: not delivered: {e}");
-        }
-        if let Some(done) = item.done {
-            let _ = done.send(outcome);
-        }
-    }
+/// An envelope sent and not yet answered.
+struct InFlight {
+    seq: u64,
+    item: Item,
+    sent: Instant,
+    reply: Option<Message>,
 }
 
-/// Sends `envelope` to `to` under the next sequence number until acknowledged, refused or `deadline`.
-async fn send(
-    shared: &Shared,
-    to: &Address,
-    mut envelope: Envelope,
-    deadline: Instant,
-) -> Result<Reply, DeliveryError> {
-    let seq = shared.next_seq();
-    let headers = envelope.headers_mut();
-    headers.insert(HOST, shared.host.as_str());
-    headers.insert(EPOCH, shared.epoch.as_str());
-    headers.insert(SEQ, seq.to_string().as_str());
-    let (headers, payload) = envelope.into_parts();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(DeliveryError::TimedOut(to.to_string()));
+/// One address's queue: its task's state.
+struct Stream {
+    shared: Arc<Shared>,
+    to: Address,
+    id: String,
+    /// Replies arrive at `<inbox>.<generation>.<seq>`.
+    inbox: String,
+    generation: u64,
+    next_seq: u64,
+    flight: VecDeque<InFlight>,
+    /// After a go-back: when to send the window again.
+    resend_at: Option<Instant>,
+}
+
+impl Stream {
+    fn new(shared: Arc<Shared>, to: Address) -> Self {
+        let inbox = shared.client.new_inbox();
+        Self {
+            shared,
+            to,
+            id: uuid::Uuid::new_v4().to_string(),
+            inbox,
+            generation: 0,
+            next_seq: 1,
+            flight: VecDeque::new(),
+            resend_at: None,
         }
-        let request = Request::new()
-            .headers(headers.clone())
-            .payload(payload.clone())
-            .timeout(Some(left.min(ATTEMPT_TIMEOUT)));
-        match shared
-            .client
-            .send_request(to.as_str().to_owned(), request)
-            .await
-        {
-            Ok(message) => {
-                let reply = Envelope::from_parts(message.headers, message.payload);
-                if let Some(error) = reply.header(ERROR) {
-                    return Err(DeliveryError::Refused(error.to_owned()));
+    }
+
+    async fn run(mut self, outboxes: Arc<Outboxes>, mut rx: mpsc::Receiver<Item>) {
+        let mut replies = match self.subscribe().await {
+            Ok(replies) => replies,
+            Err(e) => {
+                rx.close();
+                while let Ok(item) = rx.try_recv() {
+                    item.finish(Err(e.clone()));
                 }
-                return Ok(Reply {
-                    host: reply.header(HOST).unwrap_or_default().to_owned(),
-                    body: reply.into_body(),
-                });
+                return;
             }
-            Err(e) => match e.kind() {
-                RequestErrorKind::NoResponders if !shared.in_reconnect_grace() => {
-                    return Err(DeliveryError::NotFound(to.to_string()));
+        };
+        loop {
+            if self.flight.is_empty() {
+                let item = match tokio::time::timeout(IDLE, rx.recv()).await {
+                    Ok(Some(item)) => item,
+                    Ok(None) => return,
+                    Err(_) => {
+                        let mut queues = outboxes.queues.lock().unwrap_or_else(|p| p.into_inner());
+                        // Under the lock no push comes between the check and the removal.
+                        if rx.is_empty() {
+                            queues.remove(&self.to);
+                            return;
+                        }
+                        continue;
+                    }
+                };
+                self.send_new(item).await;
+                continue;
+            }
+            let wake = self.resend_at.unwrap_or_else(|| {
+                let front = self.flight.front().expect("not empty");
+                front.sent + ATTEMPT_TIMEOUT
+            });
+            let room = self.flight.len() < WINDOW && self.resend_at.is_none();
+            tokio::select! {
+                biased;
+                reply = replies.next() => match reply {
+                    Some(reply) => self.received(reply),
+                    None => match self.subscribe().await {
+                        Ok(again) => replies = again,
+                        Err(_) => return,
+                    },
+                },
+                item = rx.recv(), if room => match item {
+                    Some(item) => self.send_new(item).await,
+                    None => return,
+                },
+                () = tokio::time::sleep_until(wake.into()) => {
+                    if self.resend_at.is_some() {
+                        self.resend().await;
+                    } else {
+                        // The oldest went unanswered: send it and those after it again.
+                        self.go_back(Duration::ZERO);
+                    }
                 }
-                RequestErrorKind::MaxPayloadExceeded => {
-                    return Err(DeliveryError::TooLarge {
-                        size: payload.len(),
-                        max: shared.client.server_info().max_payload,
-                    });
+            }
+            self.settle();
+        }
+    }
+
+    async fn subscribe(&self) -> Result<Subscriber, DeliveryError> {
+        self.shared
+            .client
+            .subscribe(format!("{}.>", self.inbox))
+            .await
+            .map_err(|_| DeliveryError::Closed)
+    }
+
+    /// Numbers `item` and sends it.
+    async fn send_new(&mut self, item: Item) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.flight.push_back(InFlight {
+            seq,
+            item,
+            sent: Instant::now(),
+            reply: None,
+        });
+        let index = self.flight.len() - 1;
+        self.send(index).await;
+    }
+
+    /// Sends the envelope at `index` of the window (again).
+    async fn send(&mut self, index: usize) {
+        let base = self.flight.front().map_or(self.next_seq, |f| f.seq);
+        let entry = &mut self.flight[index];
+        entry.sent = Instant::now();
+        entry.reply = None;
+        let (mut headers, payload): (HeaderMap, Bytes) = entry.item.envelope.clone().into_parts();
+        headers.insert(HOST, self.shared.host.as_str());
+        headers.insert(STREAM, self.id.as_str());
+        headers.insert(SEQ, entry.seq.to_string().as_str());
+        headers.insert(BASE, base.to_string().as_str());
+        let reply_to = format!("{}.{}.{}", self.inbox, self.generation, entry.seq);
+        let sent = self
+            .shared
+            .client
+            .publish_with_reply_and_headers(
+                self.to.as_str().to_owned(),
+                reply_to,
+                headers,
+                payload.clone(),
+            )
+            .await;
+        if let Err(e) = sent {
+            if matches!(
+                e.kind(),
+                async_nats::client::PublishErrorKind::MaxPayloadExceeded
+            ) {
+                let entry = self.flight.remove(index).expect("in the window");
+                let max = self.shared.client.server_info().max_payload;
+                entry.item.finish(Err(DeliveryError::TooLarge {
+                    size: payload.len(),
+                    max,
+                }));
+            } else {
+                tracing::debug!(to = %self.to, "theater-cluster: not sent ({e}); sent again after a timeout");
+            }
+        }
+    }
+
+    /// A reply: kept with its envelope (if of this generation), for [`settle`](Self::settle).
+    fn received(&mut self, reply: Message) {
+        let mut tokens = reply.subject.rsplitn(3, '.');
+        let seq = tokens.next().and_then(|s| s.parse::<u64>().ok());
+        let generation = tokens.next().and_then(|s| s.parse::<u64>().ok());
+        if generation != Some(self.generation) {
+            return;
+        }
+        if let Some(entry) = self.flight.iter_mut().find(|f| Some(f.seq) == seq) {
+            entry.reply = Some(reply);
+        }
+    }
+
+    /// Finishes the envelopes at the front of the window that have their answers, in order; goes back on a gap or
+    /// a request to send again.
+    fn settle(&mut self) {
+        while let Some(front) = self.flight.front() {
+            let Some(reply) = &front.reply else { return };
+            if reply.status == Some(StatusCode::NO_RESPONDERS) {
+                if self.shared.in_reconnect_grace() {
+                    self.go_back(RETRY_PAUSE);
+                    return;
                 }
-                RequestErrorKind::InvalidSubject => {
-                    return Err(DeliveryError::BadAddress(to.to_string()));
-                }
-                RequestErrorKind::TimedOut => {}
-                RequestErrorKind::NoResponders | RequestErrorKind::Other => {
-                    tokio::time::sleep(RETRY_PAUSE.min(left)).await;
-                }
-            },
+                let entry = self.flight.pop_front().expect("front");
+                entry
+                    .item
+                    .finish(Err(DeliveryError::NotFound(self.to.to_string())));
+                continue;
+            }
+            let header = |name: &str| {
+                reply
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get(name))
+                    .map(|v| v.as_str().to_owned())
+            };
+            if header(RETRY).is_some() {
+                self.go_back(RETRY_PAUSE);
+                return;
+            }
+            if header(GAP).is_some() {
+                self.go_back(Duration::ZERO);
+                return;
+            }
+            let outcome = match header(ERROR) {
+                Some(error) => Err(DeliveryError::Refused(error)),
+                None => Ok(Reply {
+                    host: header(HOST).unwrap_or_default(),
+                    body: reply.payload.clone(),
+                }),
+            };
+            let entry = self.flight.pop_front().expect("front");
+            entry.item.finish(outcome);
+        }
+    }
+
+    /// Sends the whole window again after `pause`, under a new generation (late replies to the old one are
+    /// ignored).
+    fn go_back(&mut self, pause: Duration) {
+        self.generation += 1;
+        self.resend_at = Some(Instant::now() + pause);
+    }
+
+    /// Drops the envelopes at the front whose deadline passed (their senders are told), then sends the rest again,
+    /// in order.
+    async fn resend(&mut self) {
+        self.resend_at = None;
+        let now = Instant::now();
+        while self.flight.front().is_some_and(|f| f.item.deadline <= now) {
+            let entry = self.flight.pop_front().expect("front");
+            entry
+                .item
+                .finish(Err(DeliveryError::TimedOut(self.to.to_string())));
+        }
+        for index in 0..self.flight.len() {
+            if index < self.flight.len() {
+                self.send(index).await;
+            }
         }
     }
 }

@@ -44,7 +44,7 @@ async fn a_repeated_envelope_is_served_once_and_answered_again() {
         .unwrap();
     let id = uuid::Uuid::new_v4().to_string();
     let served = counting_service(&server, &id).await;
-    // A sender whose answer was lost sends the same envelope (same epoch and number) again.
+    // A sender whose answer was lost sends the same envelope (same stream and number) again.
     let raw = async_nats::connect(nats.url()).await.unwrap();
     let subject = server.actor(&id).unwrap().to_string();
     let mut answers = Vec::new();
@@ -52,8 +52,9 @@ async fn a_repeated_envelope_is_served_once_and_answered_again() {
         let mut headers = HeaderMap::new();
         headers.insert("Theater-Kind", "send");
         headers.insert("Theater-Host", "sender");
-        headers.insert("Theater-Epoch", "e1");
+        headers.insert("Theater-Stream", "s1");
         headers.insert("Theater-Seq", "7");
+        headers.insert("Theater-Base", "7");
         let reply = raw
             .request_with_headers(subject.clone(), headers, Bytes::from_static(b"x"))
             .await

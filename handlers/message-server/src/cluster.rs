@@ -43,6 +43,35 @@ pub(crate) struct Remote {
     /// Requests other hosts' actors sent to this host's actors, still unanswered: request id → what stops the
     /// task that forwards the answer (the requester gave up).
     forwarding: Mutex<HashMap<String, oneshot::Sender<()>>>,
+    /// Sends this host may still accept for each receiver without waiting for its host ([`Remote::send`]).
+    credits: Mutex<HashMap<String, Credit>>,
+}
+
+/// Accepted sends in flight to one receiver from this host, at most: what a sender pipelines (docs/cluster.md,
+/// "Messages").
+pub const SEND_CREDIT: usize = 256;
+
+/// Receivers this host holds credit for at once; past it, sends to others wait for their round trip.
+pub const MAX_CREDITS: usize = 65_536;
+
+/// How long credit lasts after the answer that granted it: a send to an actor that stopped since then still
+/// returns `ok` (its host keeps it for the actor's restart, `RESTART_WINDOW`, as a message queued before the
+/// stop); after it, sends wait for their round trip again and get the in-process errors.
+pub const CREDIT_LIFETIME: Duration = Duration::from_millis(100);
+
+/// Credit for sends to one receiver: half the room its host last reported in its mailbox, less what is in
+/// flight to it.
+#[derive(Debug)]
+struct Credit {
+    /// Items and bytes this host may have in flight to the receiver: half the room last reported, at most
+    /// [`SEND_CREDIT`] items.
+    items: usize,
+    bytes: usize,
+    /// Accepted sends not yet answered.
+    in_flight: usize,
+    in_flight_bytes: usize,
+    /// When the credit lapses ([`CREDIT_LIFETIME`] after the last answer).
+    until: std::time::Instant,
 }
 
 struct Waiting {
@@ -89,6 +118,7 @@ impl Remote {
             cluster,
             waiting: Mutex::default(),
             forwarding: Mutex::default(),
+            credits: Mutex::default(),
         });
         tokio::spawn(serve_answers(Arc::downgrade(&remote), inbox));
         tokio::spawn(follow_lost_hosts(
@@ -126,16 +156,90 @@ impl Remote {
         }
     }
 
-    /// `from`'s `send` of `msg` to `to` on another host.
+    /// `from`'s `send` of `msg` to `to` on another host. With credit for `to` (room its host reported in
+    /// `to`'s mailbox, [`SEND_CREDIT`] at most in flight), the send is accepted at once and delivered behind this
+    /// host's earlier ones, without waiting for the round trip; each answer tells the room left and renews the
+    /// credit. Otherwise it waits for the receiver's answer, with the in-process errors.
     pub(crate) async fn send(
-        &self,
+        self: &Arc<Self>,
         from: &str,
         to: &str,
         msg: Vec<u8>,
         timeout: Duration,
     ) -> Result<(), String> {
+        let size = msg.len();
+        if self.take_credit(to, size) {
+            let envelope = Envelope::new("send")
+                .with("From", from)
+                .with("Accepted", "1")
+                .payload(msg);
+            let address = self.actor(to)?;
+            let remote = Arc::downgrade(self);
+            let receiver = to.to_owned();
+            let queued = self.cluster.deliver_then(&address, envelope, timeout, move |outcome| {
+                let Some(remote) = remote.upgrade() else { return };
+                match outcome {
+                    Ok(reply) => remote.grant(&receiver, &reply.body, Some(size)),
+                    Err(e) => {
+                        // Only when the receiver or its host went meanwhile (a full mailbox is waited for).
+                        tracing::warn!(to = %receiver, "message-server: an accepted send was not delivered: {e}");
+                        lock(&remote.credits).remove(&receiver);
+                    }
+                }
+            });
+            return queued.map_err(|e| describe(to, e));
+        }
         let envelope = Envelope::new("send").with("From", from).payload(msg);
-        self.deliver(to, envelope, timeout).await.map(drop)
+        let reply = self.deliver(to, envelope, timeout).await?;
+        self.grant(to, &reply.body, None);
+        Ok(())
+    }
+
+    /// Takes credit for one send of `size` bytes to `to`, if there is.
+    fn take_credit(&self, to: &str, size: usize) -> bool {
+        let mut credits = lock(&self.credits);
+        let Some(credit) = credits.get_mut(to) else {
+            return false;
+        };
+        if credit.until <= std::time::Instant::now() {
+            credits.remove(to);
+            return false;
+        }
+        if credit.in_flight >= credit.items || credit.in_flight_bytes + size > credit.bytes {
+            return false;
+        }
+        credit.in_flight += 1;
+        credit.in_flight_bytes += size;
+        true
+    }
+
+    /// Renews the credit for sends to `to` from the room its host reported (`"<items>,<bytes>"`) in the answer
+    /// to a send; `answered` is the size of the accepted send it answers (no longer in flight).
+    fn grant(&self, to: &str, room: &[u8], answered: Option<usize>) {
+        let room = std::str::from_utf8(room).ok().and_then(|r| {
+            let (items, bytes) = r.split_once(',')?;
+            Some((items.parse::<usize>().ok()?, bytes.parse::<usize>().ok()?))
+        });
+        let mut credits = lock(&self.credits);
+        if !credits.contains_key(to) && (answered.is_some() || credits.len() >= MAX_CREDITS) {
+            return;
+        }
+        let credit = credits.entry(to.to_owned()).or_insert(Credit {
+            items: 0,
+            bytes: 0,
+            in_flight: 0,
+            in_flight_bytes: 0,
+            until: std::time::Instant::now(),
+        });
+        if let Some(size) = answered {
+            credit.in_flight = credit.in_flight.saturating_sub(1);
+            credit.in_flight_bytes = credit.in_flight_bytes.saturating_sub(size);
+        }
+        if let Some((items, bytes)) = room {
+            credit.items = (items / 2).min(SEND_CREDIT);
+            credit.bytes = bytes / 2;
+            credit.until = std::time::Instant::now() + CREDIT_LIFETIME;
+        }
     }
 
     /// `from`'s `request` of `msg` to `to` on another host, under request id `id`: queued there, the answer
@@ -223,9 +327,24 @@ impl Remote {
             .all(|id| id.is_empty() || id.parse::<uuid::Uuid>().is_ok());
         let answer = match kind.as_str() {
             _ if !ids_ok => Err(format!("message-server: malformed {kind} envelope")),
-            "send" => router
-                .deliver(id, Delivery::Send(msg))
-                .map_err(|e| refusal(id, e)),
+            // Accepted at its sender already: never refused. A full mailbox is waited for (the sender's stream
+            // sends it again shortly); a mailbox gone keeps it for the actor's next incarnation.
+            "send" => {
+                let queued = if envelope_flag(&incoming, "Accepted") {
+                    match router.deliver_accepted(id, msg) {
+                        Err(_) => return incoming.later().await,
+                        Ok(()) => Ok(()),
+                    }
+                } else {
+                    router
+                        .deliver(id, Delivery::Send(msg))
+                        .map_err(|e| refusal(id, e))
+                };
+                // The room left, for the sender's credit.
+                let room = router.room(id).unwrap_or_default();
+                let answer = queued.map(|()| Bytes::from(format!("{},{}", room.0, room.1)));
+                return incoming.answer(answer).await;
+            }
             "request" => {
                 let (reply, answer) = oneshot::channel();
                 let request = Delivery::Request {

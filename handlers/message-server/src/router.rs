@@ -774,6 +774,35 @@ impl MessageRouter {
         Ok(())
     }
 
+    /// The room left in `id`'s mailbox: (items, payload bytes) below `mailbox_capacity` and `mailbox_bytes`.
+    pub(crate) fn room(&self, id: &str) -> Option<(usize, usize)> {
+        let routes = self.routes();
+        let mailbox = routes.mailboxes.get(id)?;
+        let items = mailbox.load.items.load(Ordering::Acquire);
+        let bytes = mailbox.load.bytes.load(Ordering::Acquire);
+        Some((
+            mailbox.limits.capacity.saturating_sub(items),
+            mailbox.limits.bytes.saturating_sub(bytes),
+        ))
+    }
+
+    /// Queues `msg` for `id`'s `handle-send`: a send another host accepted already ([`crate::cluster`]). If
+    /// `id`'s mailbox is gone it is kept for its next incarnation as the sends that mailbox held are
+    /// ([`RESTART_WINDOW`]).
+    ///
+    /// # Errors
+    /// The full mailbox's message; the caller has it sent again later.
+    pub(crate) fn deliver_accepted(&self, id: &str, msg: Vec<u8>) -> Result<(), String> {
+        let mut routes = self.routes();
+        match routes.mailboxes.get(id) {
+            Some(mailbox) => mailbox.push(id, Delivery::Send(msg), true),
+            None => {
+                routes.park(id, vec![msg]);
+                Ok(())
+            }
+        }
+    }
+
     /// Attaches the message server across hosts; the first attachment stays.
     pub(crate) fn attach(&self, remote: Arc<Remote>) -> Arc<Remote> {
         self.routes().remote.get_or_insert(remote).clone()
