@@ -45,8 +45,9 @@
 //! runs any manifest path a host sends. A placement host only stops or reports on a child for the host and
 //! parent that spawned it, and a parent's host only takes an `ended` from the child's host. Tables: the routes
 //! of children placed elsewhere are bounded by the local parents' `max_children`; the children hosted here are
-//! actors of this runtime, bounded by its `max_actors`; each sending host has at most one envelope in service
-//! at a time (theater-cluster delivers one address's envelopes one by one).
+//! actors of this runtime, bounded by its `max_actors`; each sending host has at most theater-cluster's
+//! `WINDOW` (256) envelopes to this address in flight, so in service, at once, and each parent waits for its own
+//! spawn.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
