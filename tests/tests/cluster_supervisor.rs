@@ -16,7 +16,9 @@ use theater_runtime::{
 use theater_tests::guests;
 use theater_tests::nats::NatsServer;
 use theater_tests::probe::ProbeHandler;
-use theater_tests::support::{registry, script_lines};
+use theater_tests::support::{
+    registry, script_lines, supervisor_child_manifest, supervisor_parent_manifest,
+};
 
 /// Heartbeat and lost-host timeout of every host here, ms.
 const HEARTBEAT_MS: u64 = 100;
@@ -44,19 +46,10 @@ async fn host(url: &str, name: &str) -> (TheaterRuntime, tempfile::TempDir) {
 /// host b, state `from-manifest`), `nowhere.toml` (placed on host z, which does not exist), `child.toml` (the
 /// child guest, here) and `home.toml` (placed on host a, the parent's own) into `dir`.
 fn write_manifests(dir: &Path) {
-    let parent = format!(
-        "name = \"parent\"\ncomponent = {:?}\n\n[[handler]]\ntype = \"supervisor\"\n\
-         allowed_manifests = [\"remote.toml\", \"nowhere.toml\", \"child.toml\", \"home.toml\"]\nmax_children = 4\n\n\
-         [[handler]]\ntype = \"probe\"\n",
-        guests::SUPERVISOR_PARENT
+    let parent = supervisor_parent_manifest(
+        "allowed_manifests = [\"remote.toml\", \"nowhere.toml\", \"child.toml\", \"home.toml\"]\nmax_children = 4",
     );
-    let child = |name: &str, extra: &str| {
-        format!(
-            "name = {name:?}\ncomponent = {:?}\n{extra}\n[[handler]]\ntype = \"runtime\"\n\n\
-             [[handler]]\ntype = \"probe\"\n",
-            guests::SUPERVISOR_CHILD
-        )
-    };
+    let child = supervisor_child_manifest;
     std::fs::write(dir.join("parent.toml"), parent).unwrap();
     std::fs::write(dir.join("child.state"), "from-manifest").unwrap();
     let remote = child("remote", "host = \"b\"\ninit_state = \"child.state\"\n");

@@ -12,7 +12,10 @@ use theater_runtime::{
 };
 use theater_tests::guests;
 use theater_tests::probe::ProbeHandler;
-use theater_tests::support::{events_of, registry, runtime, script_lines as run};
+use theater_tests::support::{
+    events_of, registry, runtime, script_lines as run, supervisor_child_manifest,
+    supervisor_parent_manifest,
+};
 
 /// The supervisor table every parent gets unless a test says otherwise.
 const SUPERVISOR: &str = r#"allowed_manifests = ["child.toml", "slow.toml", "parent.toml"]
@@ -22,18 +25,8 @@ max_children = 4"#;
 /// guest; its `init_state` file says `from-manifest`), `slow.toml` (the child with a 200 ms call deadline) and
 /// `unlisted.toml` (the child, in no allow-list) into `dir`.
 fn write_manifests(dir: &Path, supervisor: &str) {
-    let parent = format!(
-        "name = \"parent\"\ncomponent = {:?}\n\n[[handler]]\ntype = \"supervisor\"\n{supervisor}\n\n\
-         [[handler]]\ntype = \"probe\"\n",
-        guests::SUPERVISOR_PARENT
-    );
-    let child = |name: &str, extra: &str| {
-        format!(
-            "name = {name:?}\ncomponent = {:?}\n{extra}\n[[handler]]\ntype = \"runtime\"\n\n\
-             [[handler]]\ntype = \"probe\"\n",
-            guests::SUPERVISOR_CHILD
-        )
-    };
+    let parent = supervisor_parent_manifest(supervisor);
+    let child = supervisor_child_manifest;
     std::fs::write(dir.join("parent.toml"), parent).unwrap();
     std::fs::write(dir.join("child.state"), "from-manifest").unwrap();
     std::fs::write(

@@ -9,10 +9,9 @@
 //!   spawns);
 //! * `<prefix>.host.<host>.alive` / `.gone`: heartbeats and departures ([`crate::liveness`]).
 
-use crate::DeliveryError;
+pub use theater_runtime::cluster::{MAX_NAME_LEN, valid_name};
 
-/// The longest host or service name, bytes.
-pub const MAX_NAME_LEN: usize = 64;
+use crate::DeliveryError;
 
 /// A checked subject of this cluster.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -53,16 +52,6 @@ impl std::fmt::Display for Address {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
     }
-}
-
-/// Whether `name` may be a host, service or prefix name: 1 to [`MAX_NAME_LEN`] ASCII letters, digits, `-` and
-/// `_` (one subject token, no wildcard).
-pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 #[cfg(test)]

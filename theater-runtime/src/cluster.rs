@@ -39,6 +39,19 @@ pub struct ClusterConfig {
     pub host_timeout_ms: u64,
 }
 
+/// The longest host, service or prefix name in a cluster, bytes.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Whether `name` may be a cluster's host, service or prefix name: 1 to [`MAX_NAME_LEN`] ASCII letters, digits,
+/// `-` and `_` (one NATS subject token, no wildcard).
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 impl Default for ClusterConfig {
     /// `nats://127.0.0.1:4222`, a random host name, prefix `theater`, no credentials, a heartbeat every 500 ms,
     /// a host taken for dead after 3 s of silence.

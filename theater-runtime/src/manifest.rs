@@ -187,10 +187,11 @@ impl Manifest {
             });
         }
         if let Some(host) = &raw.host
-            && !valid_host(host)
+            && !crate::cluster::valid_name(host)
         {
             return Err(err(format!(
-                "host {host:?}: 1 to {MAX_HOST_LEN} letters, digits, '-' and '_' (a cluster host's name)"
+                "host {host:?}: 1 to {} letters, digits, '-' and '_' (a cluster host's name)",
+                crate::cluster::MAX_NAME_LEN
             )));
         }
         let resolve = |p: PathBuf| if p.is_absolute() { p } else { dir.join(p) };
@@ -204,18 +205,6 @@ impl Manifest {
             dir: dir.to_owned(),
         })
     }
-}
-
-/// The longest host name `host` takes (as a cluster's subject token, theater-cluster's `MAX_NAME_LEN`).
-const MAX_HOST_LEN: usize = 64;
-
-/// Whether `name` can be a cluster host's name: 1 to [`MAX_HOST_LEN`] ASCII letters, digits, `-` and `_`.
-fn valid_host(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_HOST_LEN
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 #[cfg(test)]

@@ -353,6 +353,23 @@ struct RemoteSide {
 }
 
 impl Channel {
+    /// A channel from `opener` to `peer`, waiting for the peer's decision; `opener_load` counts the peer's early
+    /// messages.
+    fn waiting(
+        opener: &str,
+        peer: &str,
+        opener_load: Arc<Load>,
+        remote: Option<RemoteSide>,
+    ) -> Self {
+        Self {
+            opener: opener.to_owned(),
+            peer: peer.to_owned(),
+            pending: Some(Vec::new()),
+            opener_load,
+            remote,
+        }
+    }
+
     /// Whether `id` is the participant another host runs.
     fn is_remote(&self, id: &str) -> bool {
         self.remote.as_ref().is_some_and(|r| r.id == id)
@@ -763,13 +780,7 @@ impl MessageRouter {
         routes.deliver(peer, open, true)?;
         routes.insert_channel(
             channel_id,
-            Channel {
-                opener: opener.to_owned(),
-                peer: peer.to_owned(),
-                pending: Some(Vec::new()),
-                opener_load,
-                remote: None,
-            },
+            Channel::waiting(opener, peer, opener_load, None),
         );
         Ok(())
     }
@@ -887,17 +898,16 @@ impl MessageRouter {
         let opener_load = opener_mailbox.load.clone();
         routes.insert_channel(
             channel_id,
-            Channel {
-                opener: opener.to_owned(),
-                peer: peer.to_owned(),
-                pending: Some(Vec::new()),
+            Channel::waiting(
+                opener,
+                peer,
                 opener_load,
-                remote: Some(RemoteSide {
+                Some(RemoteSide {
                     id: peer.to_owned(),
                     host: None,
                     decision: Some(reply),
                 }),
-            },
+            ),
         );
         Ok(())
     }
@@ -947,17 +957,16 @@ impl MessageRouter {
         routes.deliver(peer, open, true)?;
         routes.insert_channel(
             channel_id,
-            Channel {
-                opener: opener.to_owned(),
-                peer: peer.to_owned(),
-                pending: Some(Vec::new()),
-                opener_load: Arc::default(),
-                remote: Some(RemoteSide {
+            Channel::waiting(
+                opener,
+                peer,
+                Arc::default(),
+                Some(RemoteSide {
                     id: opener.to_owned(),
                     host: Some(host.to_owned()),
                     decision: None,
                 }),
-            },
+            ),
         );
         Ok(())
     }
