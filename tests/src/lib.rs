@@ -12,6 +12,7 @@ pub mod many;
 pub mod nats;
 pub mod peers;
 pub mod probe;
+pub mod supervision;
 pub mod support;
 
 /// Paths of the guest components, one `pub const` per crate in `tests/actors/` (`SCRIPT`, `PROBE`, `DEMO`, …),

@@ -174,23 +174,3 @@ pub fn running(pid: u32) -> bool {
         .and_then(|stat| stat.rsplit_once(") ")?.1.chars().next())
         .is_some_and(|state| state != 'Z' && state != 'X')
 }
-
-/// The manifest of the `supervisor-parent` guest (tests/actors/supervisor-parent) named `parent`, with
-/// `supervisor` as the body of its supervisor handler's table, and the probe handler.
-pub fn supervisor_parent_manifest(supervisor: &str) -> String {
-    format!(
-        "name = \"parent\"\ncomponent = {:?}\n\n[[handler]]\ntype = \"supervisor\"\n{supervisor}\n\n\
-         [[handler]]\ntype = \"probe\"\n",
-        crate::guests::SUPERVISOR_PARENT
-    )
-}
-
-/// The manifest of the `supervisor-child` guest named `name`, with `extra` top-level lines (e.g. `init_state`,
-/// `host`, a `[limits]` table), and the runtime and probe handlers.
-pub fn supervisor_child_manifest(name: &str, extra: &str) -> String {
-    format!(
-        "name = {name:?}\ncomponent = {:?}\n{extra}\n[[handler]]\ntype = \"runtime\"\n\n\
-         [[handler]]\ntype = \"probe\"\n",
-        crate::guests::SUPERVISOR_CHILD
-    )
-}

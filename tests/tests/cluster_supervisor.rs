@@ -16,9 +16,11 @@ use theater_runtime::{
 use theater_tests::guests;
 use theater_tests::nats::NatsServer;
 use theater_tests::probe::ProbeHandler;
-use theater_tests::support::{
-    registry, script_lines, supervisor_child_manifest, supervisor_parent_manifest,
+use theater_tests::supervision::{
+    eventually, log, one, run_child, spawn_child, supervisor_child_manifest,
+    supervisor_parent_manifest, wait_for_log,
 };
+use theater_tests::support::{registry, script_lines};
 
 /// Heartbeat and lost-host timeout of every host here, ms.
 const HEARTBEAT_MS: u64 = 100;
@@ -97,67 +99,6 @@ impl Fixture {
 async fn spawn_manifest(rt: &TheaterRuntime, path: &Path) -> ActorHandle {
     let manifest = Manifest::load(path).unwrap();
     rt.spawn_manifest(&manifest, &registry()).await.unwrap()
-}
-
-/// Runs `s` (one command) in the parent and returns its single output line.
-async fn one(actor: &ActorHandle, s: &str) -> String {
-    let mut lines = script_lines(actor, s).await;
-    assert_eq!(lines.len(), 1, "{lines:?}");
-    lines.remove(0)
-}
-
-/// Spawns a child with `spawn:<arg>` and returns its id.
-async fn spawn_child(parent: &ActorHandle, arg: &str) -> String {
-    let line = one(parent, &format!("spawn:{arg}")).await;
-    line.strip_prefix("spawn=")
-        .unwrap_or_else(|| panic!("{line}"))
-        .to_owned()
-}
-
-/// Runs `s` in the child's `handle-script`.
-async fn run_child(child: &ActorHandle, s: &str) -> String {
-    ProbeHandler::new()
-        .callbacks(child)
-        .handle_script(s.to_owned())
-        .await
-        .unwrap()
-}
-
-/// The notification lines the parent has logged in its state.
-fn log(parent: &ActorHandle) -> Vec<String> {
-    let state = parent.state().unwrap_or_default();
-    String::from_utf8(state)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with("init="))
-        .map(str::to_owned)
-        .collect()
-}
-
-/// Waits (at most `within`) until the parent has logged a line starting with `prefix`; returns the whole log.
-async fn wait_for_log(parent: &ActorHandle, prefix: &str, within: Duration) -> Vec<String> {
-    let found = tokio::time::timeout(within, async {
-        loop {
-            let lines = log(parent);
-            if lines.iter().any(|l| l.starts_with(prefix)) {
-                return lines;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
-    found.unwrap_or_else(|_| panic!("no `{prefix}` within {within:?} in {:?}", log(parent)))
-}
-
-/// Waits (at most 10 s) until `cond` holds.
-async fn eventually(what: &str, cond: impl Fn() -> bool) {
-    let done = tokio::time::timeout(Duration::from_secs(10), async {
-        while !cond() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
-    assert!(done.is_ok(), "never: {what}");
 }
 
 const LONG: Duration = Duration::from_secs(10);

@@ -12,10 +12,11 @@ use theater_runtime::{
 };
 use theater_tests::guests;
 use theater_tests::probe::ProbeHandler;
-use theater_tests::support::{
-    events_of, registry, runtime, script_lines as run, supervisor_child_manifest,
+use theater_tests::supervision::{
+    self, eventually, log, one, run_child, spawn_child, supervisor_child_manifest,
     supervisor_parent_manifest,
 };
+use theater_tests::support::{events_of, registry, runtime, script_lines as run};
 
 /// The supervisor table every parent gets unless a test says otherwise.
 const SUPERVISOR: &str = r#"allowed_manifests = ["child.toml", "slow.toml", "parent.toml"]
@@ -78,45 +79,9 @@ impl Fixture {
     }
 }
 
-/// Runs `s` (one command) and returns its single output line.
-async fn one(actor: &ActorHandle, s: &str) -> String {
-    let mut lines = run(actor, s).await;
-    assert_eq!(lines.len(), 1, "{lines:?}");
-    lines.remove(0)
-}
-
-/// Spawns a child with `spawn:<arg>` and returns its id.
-async fn spawn_child(parent: &ActorHandle, arg: &str) -> String {
-    let line = one(parent, &format!("spawn:{arg}")).await;
-    line.strip_prefix("spawn=")
-        .unwrap_or_else(|| panic!("{line}"))
-        .to_owned()
-}
-
-/// The notification lines the parent has logged in its state.
-fn log(parent: &ActorHandle) -> Vec<String> {
-    let state = parent.state().unwrap_or_default();
-    String::from_utf8(state)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with("init="))
-        .map(str::to_owned)
-        .collect()
-}
-
-/// Waits until the parent has logged a line starting with `prefix` and returns the whole log.
+/// Waits (at most 30 s) until the parent has logged a line starting with `prefix`; returns the whole log.
 async fn wait_for_log(parent: &ActorHandle, prefix: &str) -> Vec<String> {
-    let found = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            let lines = log(parent);
-            if lines.iter().any(|l| l.starts_with(prefix)) {
-                return lines;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
-    found.unwrap_or_else(|_| panic!("no `{prefix}` in {:?}", log(parent)))
+    supervision::wait_for_log(parent, prefix, Duration::from_secs(30)).await
 }
 
 #[tokio::test]
@@ -218,15 +183,6 @@ async fn supervisor_restart_child_resets_state_under_the_same_id() {
         wait_for_log(&parent, "external-stop:").await,
         [format!("external-stop:{first}")]
     );
-}
-
-/// Runs `s` in the child's `handle-script` (the test drives the child directly, as the embedder would).
-async fn run_child(child: &ActorHandle, s: &str) -> String {
-    ProbeHandler::new()
-        .callbacks(child)
-        .handle_script(s.to_owned())
-        .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -622,17 +578,6 @@ async fn supervisor_without_the_callback_export_drops_notifications_and_runs_on(
     );
     mute.stop().await.unwrap();
     assert_eq!(mute.wait().await, ActorExit::Stopped);
-}
-
-/// Waits until `cond` holds (a guard against hanging, not a timing assertion).
-async fn eventually(what: &str, cond: impl Fn() -> bool) {
-    let done = tokio::time::timeout(Duration::from_secs(30), async {
-        while !cond() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
-    assert!(done.is_ok(), "never: {what}");
 }
 
 #[tokio::test]

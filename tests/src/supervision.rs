@@ -1,0 +1,90 @@
+//! The supervisor guests (tests/actors/supervisor-parent, supervisor-child) as the supervisor tests drive them:
+//! their manifests, commands run in the parent, the notification lines it logs.
+
+use std::time::Duration;
+
+use theater_runtime::ActorHandle;
+
+use crate::probe::ProbeHandler;
+use crate::support::script_lines;
+
+/// The manifest of the `supervisor-parent` guest (tests/actors/supervisor-parent) named `parent`, with
+/// `supervisor` as the body of its supervisor handler's table, and the probe handler.
+pub fn supervisor_parent_manifest(supervisor: &str) -> String {
+    format!(
+        "name = \"parent\"\ncomponent = {:?}\n\n[[handler]]\ntype = \"supervisor\"\n{supervisor}\n\n\
+         [[handler]]\ntype = \"probe\"\n",
+        crate::guests::SUPERVISOR_PARENT
+    )
+}
+
+/// The manifest of the `supervisor-child` guest named `name`, with `extra` top-level lines (e.g. `init_state`,
+/// `host`, a `[limits]` table), and the runtime and probe handlers.
+pub fn supervisor_child_manifest(name: &str, extra: &str) -> String {
+    format!(
+        "name = {name:?}\ncomponent = {:?}\n{extra}\n[[handler]]\ntype = \"runtime\"\n\n\
+         [[handler]]\ntype = \"probe\"\n",
+        crate::guests::SUPERVISOR_CHILD
+    )
+}
+
+/// Runs `s` (one command) in the parent and returns its single output line.
+pub async fn one(actor: &ActorHandle, s: &str) -> String {
+    let mut lines = script_lines(actor, s).await;
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    lines.remove(0)
+}
+
+/// Spawns a child with `spawn:<arg>` and returns its id.
+pub async fn spawn_child(parent: &ActorHandle, arg: &str) -> String {
+    let line = one(parent, &format!("spawn:{arg}")).await;
+    line.strip_prefix("spawn=")
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_owned()
+}
+
+/// Runs `s` in the child's `handle-script`.
+pub async fn run_child(child: &ActorHandle, s: &str) -> String {
+    ProbeHandler::new()
+        .callbacks(child)
+        .handle_script(s.to_owned())
+        .await
+        .unwrap()
+}
+
+/// The notification lines the parent has logged in its state.
+pub fn log(parent: &ActorHandle) -> Vec<String> {
+    let state = parent.state().unwrap_or_default();
+    String::from_utf8(state)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("init="))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Waits (at most `within`) until the parent has logged a line starting with `prefix`; returns the whole log.
+pub async fn wait_for_log(parent: &ActorHandle, prefix: &str, within: Duration) -> Vec<String> {
+    let found = tokio::time::timeout(within, async {
+        loop {
+            let lines = log(parent);
+            if lines.iter().any(|l| l.starts_with(prefix)) {
+                return lines;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    found.unwrap_or_else(|_| panic!("no `{prefix}` within {within:?} in {:?}", log(parent)))
+}
+
+/// Waits until `cond` holds (at most 30 s: a guard against hanging, not a timing assertion).
+pub async fn eventually(what: &str, cond: impl Fn() -> bool) {
+    let done = tokio::time::timeout(Duration::from_secs(30), async {
+        while !cond() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(done.is_ok(), "never: {what}");
+}
