@@ -555,6 +555,25 @@ impl Routes {
             .map_err(Undeliverable::Refused)
     }
 
+    /// Queues `channel`'s [`Delivery::ChannelOpen`] (`msg`, `reply`) for `peer`, then records the channel.
+    fn open(
+        &mut self,
+        channel_id: &str,
+        peer: &str,
+        msg: Vec<u8>,
+        reply: OpenReply,
+        channel: Channel,
+    ) -> Result<(), Undeliverable> {
+        let open = Delivery::ChannelOpen {
+            id: channel_id.to_owned(),
+            msg,
+            reply,
+        };
+        self.deliver(peer, open, true)?;
+        self.insert_channel(channel_id, channel);
+        Ok(())
+    }
+
     /// Records `channel`, counting it for both participants.
     fn insert_channel(&mut self, id: &str, channel: Channel) {
         for actor in [&channel.opener, &channel.peer] {
@@ -772,17 +791,13 @@ impl MessageRouter {
         {
             return Err(too_many_channels(peer, peer_mailbox));
         }
-        let open = Delivery::ChannelOpen {
-            id: channel_id.to_owned(),
+        routes.open(
+            channel_id,
+            peer,
             msg,
             reply,
-        };
-        routes.deliver(peer, open, true)?;
-        routes.insert_channel(
-            channel_id,
             Channel::waiting(opener, peer, opener_load, None),
-        );
-        Ok(())
+        )
     }
 
     /// The room left in `id`'s mailbox: (items, payload bytes) below `mailbox_capacity` and `mailbox_bytes`.
@@ -949,14 +964,11 @@ impl MessageRouter {
         }
         // The decision goes back through `decide`; this reply is not read.
         let (reply, _) = oneshot::channel();
-        let open = Delivery::ChannelOpen {
-            id: channel_id.to_owned(),
+        routes.open(
+            channel_id,
+            peer,
             msg,
             reply,
-        };
-        routes.deliver(peer, open, true)?;
-        routes.insert_channel(
-            channel_id,
             Channel::waiting(
                 opener,
                 peer,
@@ -967,8 +979,7 @@ impl MessageRouter {
                     decision: None,
                 }),
             ),
-        );
-        Ok(())
+        )
     }
 
     /// Remote `peer` decided on `channel_id` of local `opener`: accepted, the accept message and what the peer sent
