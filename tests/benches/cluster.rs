@@ -7,7 +7,8 @@
 //!
 //! Workloads: one pair sending `SENDS` messages (the sender's script ends with a request that returns once the
 //! receiver handled them all); `PAIRS` pairs at once, `SENDS_PER_PAIR` each; `REQUESTS` requests one after another
-//! (round trip). Every message is counted at its receiver.
+//! (round trip). Every message is counted at its receiver. The floor: a bare NATS request between the two hosts'
+//! connections, in the same run.
 //!
 //! `cargo bench -p theater-tests --bench cluster` (release; prints a table; about a minute).
 
@@ -87,6 +88,32 @@ async fn round_trip(a: &TheaterRuntime, b: &TheaterRuntime, wasm: &[u8]) -> f64 
     elapsed.as_secs_f64() * 1e6 / f64::from(REQUESTS)
 }
 
+/// The floor: a bare NATS request and reply between the two hosts' connections (async-nats, no Theater): µs per
+/// round trip.
+async fn nats_round_trip(a: &TheaterRuntime, b: &TheaterRuntime) -> f64 {
+    use futures::StreamExt;
+    let (a, b) = (
+        theater_cluster::Cluster::of(a).expect("joined"),
+        theater_cluster::Cluster::of(b).expect("joined"),
+    );
+    let server = b.client().clone();
+    let mut echo = server.subscribe("floor.echo").await.unwrap();
+    server.flush().await.unwrap();
+    let serving = tokio::spawn(async move {
+        while let Some(m) = echo.next().await {
+            server.publish(m.reply.unwrap(), m.payload).await.unwrap();
+        }
+    });
+    let client = a.client();
+    let start = Instant::now();
+    for _ in 0..REQUESTS {
+        client.request("floor.echo", "x".into()).await.unwrap();
+    }
+    let elapsed = start.elapsed();
+    serving.abort();
+    elapsed.as_secs_f64() * 1e6 / f64::from(REQUESTS)
+}
+
 fn main() {
     // `cargo test --benches` runs this as a test: skip the long work then.
     if std::env::args().any(|a| a == "--test") {
@@ -129,6 +156,11 @@ fn main() {
         println!(
             "request round trip (µs)       {l:>12.1}   {c:>12.1}   {:>6.2}",
             c / l
+        );
+        let floor = nats_round_trip(&a, &b).await;
+        println!(
+            "bare NATS request round trip between the hosts' connections: {floor:.1} µs (Theater's: {:.2}×)",
+            c / floor
         );
     });
 }
