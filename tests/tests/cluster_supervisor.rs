@@ -10,11 +10,10 @@ use std::time::{Duration, Instant};
 use theater_cluster::{Cluster, Envelope};
 use theater_handler_supervisor::{SupervisorConfig, SupervisorHandler, serve_remote_children};
 use theater_runtime::{
-    ActorError, ActorHandle, ActorStatus, ClusterConfig, Handler, Manifest, RuntimeConfig,
-    TheaterRuntime,
+    ActorError, ActorHandle, ActorStatus, ClusterConfig, Handler, Manifest, TheaterRuntime,
 };
 use theater_tests::guests;
-use theater_tests::nats::NatsServer;
+use theater_tests::nats::{NatsServer, host_with};
 use theater_tests::probe::ProbeHandler;
 use theater_tests::supervision::{
     eventually, log, one, run_child, spawn_child, supervisor_child_manifest,
@@ -26,22 +25,16 @@ use theater_tests::support::{registry, script_lines};
 const HEARTBEAT_MS: u64 = 100;
 const HOST_TIMEOUT_MS: u64 = 600;
 
-/// A runtime that joined the cluster at `url` as `name`.
+/// A runtime that joined the cluster at `url` as `name`, with this file's heartbeat and timeout.
 async fn host(url: &str, name: &str) -> (TheaterRuntime, tempfile::TempDir) {
-    let data = tempfile::tempdir().unwrap();
-    let rt = TheaterRuntime::new(RuntimeConfig {
-        data_dir: Some(data.path().to_owned()),
-        cluster: Some(ClusterConfig {
-            host: Some(name.to_owned()),
-            heartbeat_ms: HEARTBEAT_MS,
-            host_timeout_ms: HOST_TIMEOUT_MS,
-            ..ClusterConfig::new(url)
-        }),
-        ..Default::default()
+    host_with(ClusterConfig {
+        host: Some(name.to_owned()),
+        heartbeat_ms: HEARTBEAT_MS,
+        host_timeout_ms: HOST_TIMEOUT_MS,
+        ..ClusterConfig::new(url)
     })
-    .unwrap();
-    Cluster::join(&rt).await.unwrap().expect("a cluster");
-    (rt, data)
+    .await
+    .expect("joining the cluster")
 }
 
 /// Writes `parent.toml` (the parent guest, allowed the four others), `remote.toml` (the child guest placed on

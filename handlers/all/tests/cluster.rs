@@ -1,5 +1,6 @@
 //! `theater run --cluster`: the README's "Run a cluster" (two `theater run` processes, a ping and a pong actor
-//! joined through a real `nats-server`), and a host killed while a request waits on it.
+//! joined through a real `nats-server`); a host killed while a request waits on it, and while it runs a child
+//! whose parent is on another host.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -9,6 +10,8 @@ use theater_handler_message_server::MessageServerConfig;
 use theater_tests::guests;
 use theater_tests::nats::{NatsServer, host};
 use theater_tests::peers::{peer, run, run_later};
+use theater_tests::supervision::{one, supervisor_parent_manifest, wait_for_log};
+use theater_tests::support::registry;
 
 /// `tests/actors/cluster-demo/<name>.toml`, once the guest is built.
 fn demo_manifest(name: &str) -> PathBuf {
@@ -133,4 +136,61 @@ async fn a_request_waiting_on_a_killed_host_fails_as_a_stopped_actor() {
         run(&a, &format!("send:{pong},x")).await,
         format!("send!actor {pong} not found")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parent_hears_that_the_host_of_its_child_was_killed() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    // Host b: a `theater run` process, which serves children that supervisors elsewhere place on it.
+    let data = tempfile::tempdir().unwrap();
+    let mut b = theater_run(&demo_manifest("pong"), &nats.url(), "b", data.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("theater run");
+    // Host a: a parent allowed one manifest, the cluster-demo guest placed on host b.
+    let (a, _da) = host(&nats.url(), "a").await;
+    let dir = tempfile::tempdir().unwrap();
+    let parent = supervisor_parent_manifest("allowed_manifests = [\"on-b.toml\"]");
+    std::fs::write(dir.path().join("parent.toml"), parent).unwrap();
+    let child = format!(
+        "name = \"on-b\"\ncomponent = {:?}\nhost = \"b\"\n\n[[handler]]\ntype = \"runtime\"\n\n\
+         [[handler]]\ntype = \"environment\"\n\n[[handler]]\ntype = \"message-server\"\n",
+        guests::CLUSTER_DEMO
+    );
+    std::fs::write(dir.path().join("on-b.toml"), child).unwrap();
+    let manifest = theater_runtime::Manifest::load(dir.path().join("parent.toml")).unwrap();
+    let parent = a.spawn_manifest(&manifest, &registry()).await.unwrap();
+    // Once b serves children (it may still be compiling), the child runs there.
+    let started = Instant::now();
+    let id = loop {
+        let line = one(&parent, "spawn:on-b.toml").await;
+        if let Some(id) = line.strip_prefix("spawn=") {
+            break id.to_owned();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "never placed on b: {line}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        a.get(&id.parse().unwrap()).is_none(),
+        "not on the parent's host"
+    );
+    // b dies without a word (SIGKILL): the parent hears it as its child's error.
+    let killed = Instant::now();
+    b.kill().unwrap();
+    b.wait().unwrap();
+    let lines = wait_for_log(&parent, "error:", Duration::from_secs(30)).await;
+    assert_eq!(lines, [format!("error:{id}:internal:host b lost")]);
+    // host_timeout_ms of host a (1.5 s) and a heartbeat, with room for a loaded machine.
+    assert!(
+        killed.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        killed.elapsed()
+    );
+    assert_eq!(one(&parent, "list").await, "list=");
 }
