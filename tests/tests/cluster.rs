@@ -161,6 +161,51 @@ async fn a_full_mailbox_on_another_host_refuses_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_accepted_within_credit_wait_for_room_and_are_never_refused() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let (ra, _da) = host(&nats.url(), "a").await;
+    let (rb, _db) = host(&nats.url(), "b").await;
+    let a = peer(&ra, "a", Default::default()).await;
+    let small = MessageServerConfig {
+        mailbox_capacity: 64,
+        ..Default::default()
+    };
+    let b = peer(&rb, "b", small).await;
+    // d, on b's own host, fills b's mailbox in one process.
+    let d = peer(&rb, "d", Default::default()).await;
+    let idb = b.id().to_string();
+    b.pause().await.unwrap();
+    // a's first send waits for its answer: 63 places left, so a may have 31 more in flight.
+    assert_eq!(run(&a, &format!("send:{idb},a0")).await, "send=ok");
+    let fill: Vec<String> = (1..=63).map(|i| format!("send:{idb},d{i}")).collect();
+    let out = run(&d, &fill.join(";")).await;
+    assert!(out.split('|').all(|r| r == "send=ok"), "{out}");
+    // The mailbox is full now; a's next 31 are accepted all the same (they wait at a's host, not refused) …
+    let more: Vec<String> = (1..=31).map(|i| format!("send:{idb},a{i}")).collect();
+    let out = run(&a, &more.join(";")).await;
+    assert!(
+        out.split('|').all(|r| r == "send=ok"),
+        "accepted within credit: {out}"
+    );
+    // … and the one after them, beyond the credit, is refused as in one process.
+    assert!(
+        run(&a, &format!("send:{idb},late"))
+            .await
+            .contains("is full"),
+        "beyond the credit, a full mailbox refuses"
+    );
+    // Once b runs, every accepted send arrives, a's in the order a sent them.
+    b.resume().await.unwrap();
+    let lines = log_until(&b, |l| l.len() >= 95).await;
+    let from_a: Vec<&String> = lines.iter().filter(|l| l.starts_with("send a")).collect();
+    let expected: Vec<String> = (0..=31).map(|i| format!("send a{i}")).collect();
+    assert_eq!(from_a, expected.iter().collect::<Vec<_>>());
+    assert_eq!(lines.len(), 95, "{lines:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sends_across_a_nats_restart_arrive_exactly_once_in_order() {
     const N: usize = 3_000;
     let Some(mut nats) = NatsServer::start() else {

@@ -321,6 +321,12 @@ impl Cluster {
         }
     }
 
+    /// Whether the receiver at `to` holds back what this host sends there: it asked for the oldest envelope in
+    /// flight again later ([`Incoming::later`]) and has not taken it since, so everything after it waits.
+    pub fn held_back(&self, to: &Address) -> bool {
+        self.outboxes.held_back(to)
+    }
+
     /// Serves `address` from this host: what other hosts deliver to it arrives in the returned [`Inbox`] until
     /// that is dropped. Returns once the NATS server has the subscription (one round trip).
     ///

@@ -8,6 +8,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::{HeaderMap, Message, StatusCode, Subscriber};
@@ -63,7 +64,13 @@ impl Item {
 /// One queue per address with envelopes in flight.
 #[derive(Default)]
 pub(crate) struct Outboxes {
-    queues: std::sync::Mutex<HashMap<Address, mpsc::Sender<Item>>>,
+    queues: std::sync::Mutex<HashMap<Address, Queue>>,
+}
+
+/// The sending end of one address's queue, and whether the receiver holds it back.
+struct Queue {
+    tx: mpsc::Sender<Item>,
+    held_back: Arc<AtomicBool>,
 }
 
 impl Outboxes {
@@ -77,7 +84,7 @@ impl Outboxes {
         let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
         let item = match queues.get(to) {
             None => item,
-            Some(tx) => match tx.try_send(item) {
+            Some(queue) => match queue.tx.try_send(item) {
                 Ok(()) => return Ok(()),
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     return Err(DeliveryError::Refused(format!(
@@ -90,9 +97,25 @@ impl Outboxes {
         };
         let (tx, rx) = mpsc::channel(MAX_QUEUED);
         tx.try_send(item).expect("a new queue has room");
-        queues.insert(to.clone(), tx);
-        tokio::spawn(Stream::new(shared.clone(), to.clone()).run(self.clone(), rx));
+        let held_back = Arc::new(AtomicBool::new(false));
+        queues.insert(
+            to.clone(),
+            Queue {
+                tx,
+                held_back: held_back.clone(),
+            },
+        );
+        tokio::spawn(Stream::new(shared.clone(), to.clone(), held_back).run(self.clone(), rx));
         Ok(())
+    }
+
+    /// Whether the receiver at `to` asked for the oldest envelope in flight there again later and has not taken
+    /// it since (e.g. a full mailbox).
+    pub(crate) fn held_back(&self, to: &Address) -> bool {
+        let queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        queues
+            .get(to)
+            .is_some_and(|q| q.held_back.load(Ordering::Acquire))
     }
 }
 
@@ -116,10 +139,12 @@ struct Stream {
     flight: VecDeque<InFlight>,
     /// After a go-back: when to send the window again.
     resend_at: Option<Instant>,
+    /// Set while the receiver holds the oldest envelope back ("later").
+    held_back: Arc<AtomicBool>,
 }
 
 impl Stream {
-    fn new(shared: Arc<Shared>, to: Address) -> Self {
+    fn new(shared: Arc<Shared>, to: Address, held_back: Arc<AtomicBool>) -> Self {
         let inbox = shared.client.new_inbox();
         Self {
             shared,
@@ -130,6 +155,7 @@ impl Stream {
             next_seq: 1,
             flight: VecDeque::new(),
             resend_at: None,
+            held_back,
         }
     }
 
@@ -291,6 +317,7 @@ impl Stream {
                     .map(|v| v.as_str().to_owned())
             };
             if header(RETRY).is_some() {
+                self.held_back.store(true, Ordering::Release);
                 self.go_back(RETRY_PAUSE);
                 return;
             }
@@ -305,6 +332,7 @@ impl Stream {
                     body: reply.payload.clone(),
                 }),
             };
+            self.held_back.store(false, Ordering::Release);
             let entry = self.flight.pop_front().expect("front");
             entry.item.finish(outcome);
         }

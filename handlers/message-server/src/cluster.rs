@@ -45,7 +45,13 @@ pub(crate) struct Remote {
     forwarding: Mutex<HashMap<String, oneshot::Sender<()>>>,
     /// Sends this host may still accept for each receiver without waiting for its host ([`Remote::send`]).
     credits: Mutex<HashMap<String, Credit>>,
+    /// Woken when a receiver's accepted sends are all in its mailbox (or lost).
+    drained: tokio::sync::Notify,
 }
+
+/// How often a send waiting for this host's accepted sends to reach the receiver's mailbox checks whether they
+/// are held back (the mailbox is full).
+const HELD_BACK_POLL: Duration = Duration::from_millis(10);
 
 /// Accepted sends in flight to one receiver from this host, at most: what a sender pipelines (docs/cluster.md,
 /// "Messages").
@@ -57,7 +63,7 @@ pub const MAX_CREDITS: usize = 65_536;
 /// How long credit lasts after the answer that granted it: a send to an actor that stopped since then still
 /// returns `ok` (its host keeps it for the actor's restart, `RESTART_WINDOW`, as a message queued before the
 /// stop); after it, sends wait for their round trip again and get the in-process errors.
-pub const CREDIT_LIFETIME: Duration = Duration::from_millis(100);
+pub const CREDIT_LIFETIME: Duration = Duration::from_secs(1);
 
 /// Credit for sends to one receiver: half the room its host last reported in its mailbox, less what is in
 /// flight to it.
@@ -119,6 +125,7 @@ impl Remote {
             waiting: Mutex::default(),
             forwarding: Mutex::default(),
             credits: Mutex::default(),
+            drained: tokio::sync::Notify::new(),
         });
         tokio::spawn(serve_answers(Arc::downgrade(&remote), inbox));
         tokio::spawn(follow_lost_hosts(
@@ -184,15 +191,42 @@ impl Remote {
                         // Only when the receiver or its host went meanwhile (a full mailbox is waited for).
                         tracing::warn!(to = %receiver, "message-server: an accepted send was not delivered: {e}");
                         lock(&remote.credits).remove(&receiver);
+                        remote.drained.notify_waiters();
                     }
                 }
             });
             return queued.map_err(|e| describe(to, e));
         }
+        // Sends accepted earlier go first, and this one behind them. If they wait for room in `to`'s mailbox, it
+        // is full: refused as in one process (and not sent, so nothing overtakes them).
+        let address = self.actor(to)?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.in_flight(to) > 0 {
+            if self.cluster.held_back(&address) {
+                return Err(format!(
+                    "mailbox of {to} is full: {} sends accepted from this host wait for room in it",
+                    self.in_flight(to)
+                ));
+            }
+            let drained = self.drained.notified();
+            let recheck = tokio::time::Instant::now() + HELD_BACK_POLL;
+            if tokio::time::timeout_at(recheck.min(deadline), drained)
+                .await
+                .is_err()
+                && tokio::time::Instant::now() >= deadline
+            {
+                return Err(format!("actor {to} did not acknowledge in time"));
+            }
+        }
         let envelope = Envelope::new("send").with("From", from).payload(msg);
         let reply = self.deliver(to, envelope, timeout).await?;
         self.grant(to, &reply.body, None);
         Ok(())
+    }
+
+    /// Accepted sends to `to` not yet in its mailbox.
+    fn in_flight(&self, to: &str) -> usize {
+        lock(&self.credits).get(to).map_or(0, |c| c.in_flight)
     }
 
     /// Takes credit for one send of `size` bytes to `to`, if there is.
@@ -234,6 +268,9 @@ impl Remote {
         if let Some(size) = answered {
             credit.in_flight = credit.in_flight.saturating_sub(1);
             credit.in_flight_bytes = credit.in_flight_bytes.saturating_sub(size);
+            if credit.in_flight == 0 {
+                self.drained.notify_waiters();
+            }
         }
         if let Some((items, bytes)) = room {
             credit.items = (items / 2).min(SEND_CREDIT);
