@@ -1,7 +1,8 @@
 //! Supervision across hosts (theater-handler-supervisor's `remote` module): two or three runtimes ("hosts") in
 //! this process joined through a real `nats-server` on loopback (tests/src/nats.rs); a `supervisor-parent` on
 //! host a spawns `supervisor-child`ren whose manifest says `host = "b"`, and hears how they end as it would for
-//! a child of its own runtime; host b leaving the cluster, or dying, ends them with `handle-child-error`.
+//! a child of its own runtime, reads their state and events and restarts them there; host b leaving the
+//! cluster, or dying, ends them with `handle-child-error`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -65,20 +66,24 @@ struct Fixture {
 
 impl Fixture {
     async fn new() -> Option<Self> {
-        let nats = NatsServer::start()?;
+        Some(Self::on(NatsServer::start()?).await)
+    }
+
+    /// As [`new`](Self::new), over `nats`.
+    async fn on(nats: NatsServer) -> Self {
         let (a, da) = host(&nats.url(), "a").await;
         let (b, db) = host(&nats.url(), "b").await;
         serve_remote_children(&b, registry()).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         write_manifests(dir.path());
         let parent = spawn_manifest(&a, &dir.path().join("parent.toml")).await;
-        Some(Self {
+        Self {
             a,
             b,
             parent,
             _dirs: [da, db, dir],
             nats,
-        })
+        }
     }
 
     /// The child `id`, running on host b.
@@ -123,34 +128,13 @@ async fn a_child_on_another_host_runs_there_and_its_exit_reaches_the_parent() {
         Some(b"from-manifest".to_vec()),
         "read on b"
     );
-    let out = script_lines(
-        &f.parent,
-        &format!("list;state:{id};events:{id};restart:{id};state:{local}"),
-    )
-    .await;
+    let out = script_lines(&f.parent, &format!("list;state:{local}")).await;
     assert_eq!(
         out[0],
         format!("list={id},{local},{from_manifest}"),
         "spawn order"
     );
-    let unavailable = |function: &str| {
-        format!(
-            "{function}!{function}: child {id} runs on host b: not available for a child on another host"
-        )
-    };
-    assert_eq!(
-        out[1],
-        unavailable("get-child-state").replacen("get-child-state!", "state!", 1)
-    );
-    assert_eq!(
-        out[2],
-        unavailable("get-child-events").replacen("get-child-events!", "events!", 1)
-    );
-    assert_eq!(
-        out[3],
-        unavailable("restart-child").replacen("restart-child!", "restart!", 1)
-    );
-    assert_eq!(out[4], "state=none", "the local child is unaffected");
+    assert_eq!(out[1], "state=none", "the local child is unaffected");
 
     assert!(
         f.parent.has_background_work(),
@@ -176,6 +160,160 @@ async fn a_child_on_another_host_runs_there_and_its_exit_reaches_the_parent() {
         "theater:simple/supervisor-handlers/handle-child-exit",
     );
     assert_eq!(exits[0]["params"]["params.0"], id.as_str());
+}
+
+/// What the parent's `events` command prints for `chain`: `events=<n>:<linked>:<types>`.
+fn events_line(chain: &theater_runtime::Chain) -> String {
+    let events = chain.events();
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    let linked = events
+        .windows(2)
+        .all(|w| w[1].parent_hash == Some(w[0].hash));
+    format!("events={}:{linked}:{}", events.len(), types.join(","))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_child_state_and_events_read_a_child_on_another_host() {
+    let Some(f) = Fixture::new().await else {
+        return;
+    };
+    let id = spawn_child(&f.parent, "remote.toml,hello").await;
+    let none = one(&f.parent, "resume:remote.toml").await;
+    let none = none.strip_prefix("resume=").unwrap().to_owned();
+    let empty = one(&f.parent, "resume:remote.toml,").await;
+    let empty = empty.strip_prefix("resume=").unwrap().to_owned();
+    let out = script_lines(
+        &f.parent,
+        &format!("state:{id};state:{none};state:{empty};events:{id};events:{none}"),
+    )
+    .await;
+    assert_eq!(out[0], "state=hello", "init-bytes, read on b");
+    assert_eq!(f.on_b(&id).state(), Some(b"hello".to_vec()));
+    assert_eq!(out[1], "state=none", "none");
+    assert_eq!(out[2], "state=", "empty, not none");
+    assert_eq!(out[3], events_line(&f.on_b(&id).chain()), "the chain on b");
+    assert_eq!(out[3], "events=1:true:theater:simple/actor/init");
+    assert_eq!(out[4], "events=0:true:", "resume calls no init");
+    // The state and events as they are now.
+    assert_eq!(run_child(&f.on_b(&id), "set:moved").await, "set");
+    let out = script_lines(&f.parent, &format!("state:{id};events:{id}")).await;
+    assert_eq!(out[0], "state=moved");
+    assert_eq!(out[1], events_line(&f.on_b(&id).chain()));
+    assert!(
+        out[1].starts_with("events=2:true:theater:simple/actor/init,"),
+        "{}",
+        out[1]
+    );
+    // The full events, hashes included, as b has them.
+    let chain = f.on_b(&id).chain();
+    assert_eq!(chain.events().len(), 2);
+    // The parent's chain records the events as a digest, as for a local child.
+    let recorded = theater_tests::support::events_of(
+        &f.parent.chain(),
+        "theater:simple/supervisor/get-child-events",
+    );
+    assert_eq!(recorded.len(), 3);
+    assert!(
+        recorded[2]["result"].to_string().contains("sha1"),
+        "{}",
+        recorded[2]
+    );
+    // A child that ended on b is not found, as a local one.
+    assert_eq!(run_child(&f.on_b(&none), "shutdown").await, "shutdown=ok");
+    wait_for_log(&f.parent, &format!("exit:{none}"), LONG).await;
+    let out = script_lines(
+        &f.parent,
+        &format!("state:{none};events:{none};restart:{none}"),
+    )
+    .await;
+    assert_eq!(
+        out,
+        [
+            format!("state!child {none} not found"),
+            format!("events!child {none} not found"),
+            format!("restart!child {none} not found"),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_child_restarts_a_child_on_another_host_under_the_same_id() {
+    let Some(f) = Fixture::new().await else {
+        return;
+    };
+    let first = spawn_child(&f.parent, "remote.toml").await;
+    let id = spawn_child(&f.parent, "remote.toml,inits=0").await;
+    let old = f.on_b(&id);
+    assert_eq!(run_child(&old, "set:inits=7").await, "set");
+    let out = script_lines(
+        &f.parent,
+        &format!("state:{id};restart:{id};state:{id};list;events:{id}"),
+    )
+    .await;
+    assert_eq!(out[0], "state=inits=7");
+    assert_eq!(out[1], "restart");
+    assert_eq!(out[2], "state=inits=1", "its first state, then init once");
+    assert_eq!(out[3], format!("list={first},{id}"), "same id, same place");
+    assert_eq!(
+        out[4], "events=1:true:theater:simple/actor/init",
+        "a fresh chain"
+    );
+    assert_eq!(old.status(), ActorStatus::Stopped);
+    let new = f.on_b(&id);
+    assert_eq!(new.state(), Some(b"inits=1".to_vec()));
+    assert_eq!(
+        new.parent().map(|p| p.to_string()),
+        Some(f.parent.id().to_string())
+    );
+    assert!(f.a.get(new.id()).is_none(), "still on b");
+    // The restart raised nothing; the new run's exit is heard.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(log(&f.parent), Vec::<String>::new());
+    assert_eq!(run_child(&new, "shutdown:again").await, "shutdown=ok");
+    assert_eq!(
+        wait_for_log(&f.parent, "exit:", LONG).await,
+        [format!("exit:{id}:again")]
+    );
+    assert_eq!(one(&f.parent, "list").await, format!("list={first}"));
+    // Restarted twice, from the files as read at the spawn: rewriting the state file changes nothing.
+    std::fs::write(f._dirs[2].path().join("child.state"), "rewritten").unwrap();
+    let out = script_lines(
+        &f.parent,
+        &format!("restart:{first};restart:{first};state:{first}"),
+    )
+    .await;
+    assert_eq!(out, ["restart", "restart", "state=from-manifest"]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(log(&f.parent), [format!("exit:{id}:again")], "nothing more");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_and_events_past_max_payload_are_refused_with_a_clear_error() {
+    let Some(nats) = NatsServer::start_with("max_payload: 16384") else {
+        return;
+    };
+    let f = Fixture::on(nats).await;
+    let id = spawn_child(&f.parent, "remote.toml").await;
+    let big = "x".repeat(20_000);
+    assert_eq!(run_child(&f.on_b(&id), &format!("set:{big}")).await, "set");
+    let out = script_lines(&f.parent, &format!("state:{id};events:{id}")).await;
+    for (line, what) in out.iter().zip(["state", "chain events"]) {
+        let function = if what == "state" {
+            "state!get-child-state"
+        } else {
+            "events!get-child-events"
+        };
+        let prefix =
+            format!("{function}: host b: the child's {what} cannot be sent across hosts: ");
+        assert!(line.starts_with(&prefix), "{line}");
+        assert!(
+            line.ends_with("bytes exceed the cluster's max_payload (16384 bytes)"),
+            "{line}"
+        );
+    }
+    // Still a child; smaller again, it is read.
+    assert_eq!(run_child(&f.on_b(&id), "set:small").await, "set");
+    assert_eq!(one(&f.parent, &format!("state:{id}")).await, "state=small");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -321,8 +459,9 @@ async fn only_the_childs_host_and_parent_host_speak_for_it() {
     let Some(f) = Fixture::new().await else {
         return;
     };
-    let id = spawn_child(&f.parent, "remote.toml").await;
-    // Host c, a member of the cluster, claims the child ended, and asks b to stop it.
+    let id = spawn_child(&f.parent, "remote.toml,inits=0").await;
+    let child = f.on_b(&id);
+    // Host c, a member of the cluster, claims the child ended, and asks b to stop, restart and read it.
     let c = Cluster::connect(&ClusterConfig {
         host: Some("c".to_owned()),
         ..ClusterConfig::new(f.nats.url())
@@ -341,6 +480,31 @@ async fn only_the_childs_host_and_parent_host_speak_for_it() {
         .with("Child", &id);
     let refused = c.deliver(&to_b, stop, LONG).await.unwrap_err();
     assert_eq!(refused.to_string(), format!("child {id} not found"));
+    for kind in ["restart", "state", "events"] {
+        let forged = Envelope::new(kind)
+            .with("Parent", f.parent.id().as_str())
+            .with("Child", &id);
+        let refused = c.deliver(&to_b, forged, LONG).await.unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            format!("child {id} not found"),
+            "{kind}"
+        );
+    }
+    // Nor may the parent's host ask for another parent.
+    let to_b_from_a = Cluster::of(&f.a)
+        .unwrap()
+        .service("b", "supervisor")
+        .unwrap();
+    let other_parent = Envelope::new("state")
+        .with("Parent", &theater_runtime::ActorId::new().to_string())
+        .with("Child", &id);
+    let refused = Cluster::of(&f.a)
+        .unwrap()
+        .deliver(&to_b_from_a, other_parent, LONG)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.to_string(), format!("child {id} not found"));
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
         log(&f.parent),
@@ -348,7 +512,17 @@ async fn only_the_childs_host_and_parent_host_speak_for_it() {
         "no notification from c"
     );
     assert_eq!(f.on_b(&id).status(), ActorStatus::Idle);
+    assert_eq!(child.status(), ActorStatus::Idle, "not restarted");
+    assert_eq!(
+        child.state(),
+        Some(b"inits=1".to_vec()),
+        "its init ran once"
+    );
     assert_eq!(one(&f.parent, "list").await, format!("list={id}"));
+    assert_eq!(
+        one(&f.parent, &format!("state:{id}")).await,
+        "state=inits=1"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -182,33 +182,20 @@ impl MessageServerHandler {
             .ok_or_else(|| anyhow::anyhow!("registering the mailbox: the runtime is gone"))?;
         let router = runtime.service::<MessageRouter>();
         let id = actor.id.to_string();
-        let (remote, serving) = match theater_cluster::Cluster::of(&runtime) {
-            Some(cluster) => {
-                let remote = match router.remote() {
-                    Some(remote) => remote,
-                    None => router.attach(Remote::start(cluster.clone(), &router).await?),
-                };
-                let inbox = cluster.serve(&cluster.actor(&id)?).await?;
-                let serving = tokio::spawn(cluster::serve_actor(
-                    remote.clone(),
-                    Arc::downgrade(&router),
-                    id.clone(),
-                    inbox,
-                ));
-                (Some(remote), Some(serving))
-            }
-            None if runtime.cluster_config().is_some() => anyhow::bail!(
-                "message-server: RuntimeConfig::cluster is set but the runtime has not joined the cluster \
-                 (theater_cluster::Cluster::join)"
-            ),
-            None => (None, None),
-        };
         let (sender, inbox) = router::mailbox(MailboxLimits {
             capacity: self.config.mailbox_capacity as usize,
             bytes: usize::try_from(self.config.mailbox_bytes).unwrap_or(usize::MAX),
             channels: self.config.max_channels as usize,
         });
         router.register(&id, sender);
+        // Registered first, so a delivery from another host finds the mailbox once the address is served.
+        let (remote, serving) = match serve_remotely(&runtime, &router, &id).await {
+            Ok(served) => served,
+            Err(e) => {
+                router.unregister(&id, &inbox.key(), Vec::new());
+                return Err(e);
+            }
+        };
         Ok(Self {
             config: self.config.clone(),
             endpoint: Some(Arc::new(Endpoint {
@@ -617,6 +604,38 @@ impl MessageServerHandler {
             }
         }
     }
+}
+
+/// In a cluster, the message server across hosts (started with the runtime's first mailbox) and the task serving
+/// actor `id`'s cluster address; `(None, None)` outside a cluster.
+///
+/// # Errors
+/// The runtime has a cluster configured but has not joined it; the cluster connection is closed.
+async fn serve_remotely(
+    runtime: &theater_runtime::TheaterRuntime,
+    router: &Arc<MessageRouter>,
+    id: &str,
+) -> anyhow::Result<(Option<Arc<Remote>>, Option<tokio::task::JoinHandle<()>>)> {
+    let Some(cluster) = theater_cluster::Cluster::of(runtime) else {
+        anyhow::ensure!(
+            runtime.cluster_config().is_none(),
+            "message-server: RuntimeConfig::cluster is set but the runtime has not joined the cluster \
+             (theater_cluster::Cluster::join)"
+        );
+        return Ok((None, None));
+    };
+    let remote = match router.remote() {
+        Some(remote) => remote,
+        None => router.attach(Remote::start(cluster.clone(), router).await?),
+    };
+    let inbox = cluster.serve(&cluster.actor(id)?).await?;
+    let serving = tokio::spawn(cluster::serve_actor(
+        remote.clone(),
+        Arc::downgrade(router),
+        id.to_owned(),
+        inbox,
+    ));
+    Ok((Some(remote), Some(serving)))
 }
 
 /// Sends the mailbox loop queues to the actor at once, at most: enough to run the callbacks back to back, few

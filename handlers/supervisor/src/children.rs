@@ -218,6 +218,27 @@ impl Children {
         })
     }
 
+    /// Marks the live child `id` as being restarted by the parent and returns it, or `None` if it is not one. A
+    /// child on this runtime is [stopping](Self::begin_stop) until [`replace`](Self::replace)d; one on another
+    /// host is [starting](Self::started) again under the same token (its host restarts it and reports the new
+    /// run's end), so an end heard meanwhile waits for the restart's answer.
+    pub fn begin_restart(&mut self, id: &str) -> Option<Stopping> {
+        let child = self
+            .list
+            .iter_mut()
+            .find(|c| !c.stopping && !c.starting && c.id == id)
+            .filter(|c| c.is_running())?;
+        match child.run {
+            Run::Local { .. } => child.stopping = true,
+            Run::Remote { .. } => child.starting = true,
+        }
+        Some(Stopping {
+            id: child.id.clone(),
+            token: child.token,
+            run: child.run.clone(),
+        })
+    }
+
     /// Removes the child run `token` (after `stop-child`, or a restart that failed).
     pub fn remove(&mut self, token: u64) {
         self.list.retain(|c| c.token != token);
@@ -294,6 +315,22 @@ mod tests {
                 .remote_ended(token, ChildEnd::ExternalStop)
                 .is_none()
         );
+    }
+
+    #[test]
+    fn a_child_on_another_host_restarting_is_unlisted_and_keeps_an_end_heard_meanwhile() {
+        let mut children = Children::new();
+        let token = children.insert_remote("c1".into(), "b".into());
+        assert_eq!(children.started(token), Some(None));
+        let restarting = children.begin_restart("c1").unwrap();
+        assert_eq!(restarting.token, token);
+        assert_eq!(children.ids(), Vec::<String>::new(), "not listed meanwhile");
+        assert!(children.begin_restart("c1").is_none());
+        assert!(children.begin_stop("c1").is_none());
+        let end = ChildEnd::Internal("host b lost".into());
+        assert!(children.remote_ended(token, end.clone()).is_none(), "kept");
+        assert_eq!(children.started(token), Some(Some(end)), "same token");
+        assert_eq!(children.ids(), ["c1"]);
     }
 
     #[test]

@@ -28,8 +28,10 @@
 //!   it.
 //! * **Across hosts** ([`remote`]): in a runtime that joined a cluster (`theater_cluster`), a child whose
 //!   manifest says `host = "<name>"` is spawned on that host and supervised from here as any child (listed,
-//!   `stop-child`, the same callbacks); the loss of its host is `handle-child-error` (`internal`, `"host <name>
-//!   lost"`). `restart-child`, `get-child-state` and `get-child-events` are not available for it.
+//!   `stop-child`, `restart-child`, `get-child-state`, `get-child-events`, the same callbacks, the same results
+//!   and errors; its host restarts it from the files it read at the spawn, and an answer larger than the
+//!   cluster's NATS `max_payload` is refused with an error saying so); the loss of its host is
+//!   `handle-child-error` (`internal`, `"host <name> lost"`).
 //! * **Chain events**: one per call, `theater:simple/supervisor/<function>`; `get-child-events`' result is
 //!   recorded as a digest (the child's own chain holds it). Notifications are recorded as the callbacks they
 //!   cause, `theater:simple/supervisor-handlers/<function>`.
@@ -378,6 +380,53 @@ impl Parent {
     }
 }
 
+impl Parent {
+    /// Where the live child `id` runs; `"child <id> not found"` if it is not one.
+    fn locate(&self, function: &str, id: &str) -> Result<Located, String> {
+        let children = self.children();
+        match &children.get(id).ok_or_else(|| not_found(id))?.run {
+            Run::Local { handle, .. } => Ok(Located::Here(handle.clone())),
+            Run::Remote { host } => match self.remote.get() {
+                Some(remote) => Ok(Located::There(remote.clone(), host.clone())),
+                None => Err(format!("{function}: host {host}: not in a cluster")),
+            },
+        }
+    }
+
+    /// `restart-child` of `child`, which runs on `host` and is [restarting](Children::begin_restart): its host
+    /// restarts it; if it cannot, it is no longer a child.
+    async fn restart_remote(&self, host: &str, child: &children::Stopping) -> Result<(), String> {
+        let Some(remote) = self.remote.get().cloned() else {
+            self.children().remove(child.token);
+            return Err(format!("restart-child: host {host}: not in a cluster"));
+        };
+        if let Err(e) = remote.restart(host, &self.id, &child.id).await {
+            self.children().remove(child.token);
+            remote.forget(&child.id);
+            return Err(e);
+        }
+        // Listed again; an end heard meanwhile (the host lost) goes to the loop now.
+        let started = self.children().started(child.token);
+        let sent = match started {
+            Some(Some(end)) => self
+                .events
+                .send(Event::RemoteEnded {
+                    token: child.token,
+                    end,
+                })
+                .is_ok(),
+            Some(None) => !self.events.is_closed(),
+            None => false,
+        };
+        if !sent || self.shutdown.is_stopping() {
+            self.children().remove(child.token);
+            let _ = remote.stop(host, &self.id, &child.id).await;
+            return Err("restart-child: the actor is stopping".to_owned());
+        }
+        Ok(())
+    }
+}
+
 /// The ids of the children among `children` that run on other hosts, by host.
 fn remote_children(children: &[children::Child]) -> BTreeMap<String, Vec<String>> {
     let mut hosts: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -661,22 +710,21 @@ impl SupervisorHandler {
     ///
     /// Stops the child, then starts it again under the same id from the same manifest, component and state it
     /// first started with (the bytes read then: rewriting the files since changes nothing), calling `init`.
-    /// Raises no notification. If it cannot start again it is no longer a child. Not available for a child on
-    /// another host.
+    /// Raises no notification. If it cannot start again it is no longer a child. A child on another host is
+    /// restarted by its host, from the files it read at the spawn ([`remote`]).
     async fn restart_child(&self, child_id: String) -> Result<(), String> {
         let parent = self.parent()?;
-        on_this_host(parent, "restart-child", &child_id)?;
         let child = parent
             .children()
-            .begin_stop(&child_id)
+            .begin_restart(&child_id)
             .ok_or_else(|| not_found(&child_id))?;
-        let Run::Local {
-            handle,
-            manifest,
-            start,
-        } = &child.run
-        else {
-            return Err(not_found(&child_id));
+        let (handle, manifest, start) = match &child.run {
+            Run::Local {
+                handle,
+                manifest,
+                start,
+            } => (handle, manifest, start),
+            Run::Remote { host } => return parent.restart_remote(host, &child).await,
         };
         let id = handle.id().clone();
         let _ = handle.stop().await;
@@ -702,51 +750,48 @@ impl SupervisorHandler {
 
     /// WIT: `get-child-state: func(child-id: string) -> result<option<list<u8>>, string>`
     ///
-    /// The child's current state. Not available for a child on another host.
-    fn get_child_state(&self, child_id: String) -> Result<Option<Vec<u8>>, String> {
+    /// The child's current state; for a child on another host, as its host reads it ([`remote`]).
+    async fn get_child_state(&self, child_id: String) -> Result<Option<Vec<u8>>, String> {
         let parent = self.parent()?;
-        on_this_host(parent, "get-child-state", &child_id)?;
-        let children = parent.children();
-        let handle = children
-            .get(&child_id)
-            .and_then(|c| c.handle())
-            .ok_or_else(|| not_found(&child_id))?;
-        Ok(handle.state())
+        let (remote, host) = match parent.locate("get-child-state", &child_id)? {
+            Located::Here(handle) => return Ok(handle.state()),
+            Located::There(remote, host) => (remote, host),
+        };
+        remote.state(&host, &parent.id, &child_id).await
     }
 
     /// WIT: `get-child-events: func(child-id: string) -> result<list<chain-event>, string>`
     ///
-    /// The child's whole chain, oldest first, with the stored hashes (20-byte SHA-1). Not available for a child
-    /// on another host.
+    /// The child's whole chain, oldest first, with the stored hashes (20-byte SHA-1). For a child on another
+    /// host its host sends them ([`remote`]); a chain larger than the cluster's NATS `max_payload` is refused
+    /// with an error saying so.
     #[theater(record(result = "digest"))]
-    fn get_child_events(&self, child_id: String) -> Result<Vec<ChainEvent>, String> {
+    async fn get_child_events(&self, child_id: String) -> Result<Vec<ChainEvent>, String> {
         let parent = self.parent()?;
-        on_this_host(parent, "get-child-events", &child_id)?;
-        let children = parent.children();
-        let handle = children
-            .get(&child_id)
-            .and_then(|c| c.handle())
-            .ok_or_else(|| not_found(&child_id))?;
-        Ok(handle
-            .chain()
-            .events()
-            .iter()
-            .map(ChainEvent::from)
-            .collect())
+        let (remote, host) = match parent.locate("get-child-events", &child_id)? {
+            Located::Here(handle) => {
+                return Ok(handle
+                    .chain()
+                    .events()
+                    .iter()
+                    .map(ChainEvent::from)
+                    .collect());
+            }
+            Located::There(remote, host) => (remote, host),
+        };
+        remote.events(&host, &parent.id, &child_id).await
     }
 }
 
-/// `Err` for `function` on a live child of `parent` that runs on another host.
-fn on_this_host(parent: &Parent, function: &str, id: &str) -> Result<(), String> {
-    match parent.children().get(id).map(|c| &c.run) {
-        Some(Run::Remote { host }) => Err(format!(
-            "{function}: child {id} runs on host {host}: not available for a child on another host"
-        )),
-        _ => Ok(()),
-    }
+/// Where a live child runs, for the calls that read it.
+enum Located {
+    /// On this runtime.
+    Here(ActorHandle),
+    /// On this host of the cluster, reached through this supervisor service.
+    There(Arc<Remote>, String),
 }
 
 /// The answer for an id that is not a live child of the caller.
-fn not_found(id: &str) -> String {
+pub(crate) fn not_found(id: &str) -> String {
     format!("child {id} not found")
 }
