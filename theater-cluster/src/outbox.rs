@@ -1,7 +1,7 @@
 //! Ordered, acknowledged delivery to one [`Address`]: every envelope this host sends there goes through one queue,
 //! a *stream* with an id of its own, whose task numbers the envelopes 1, 2, 3, … and keeps up to [`WINDOW`] of
 //! them in flight at once (each a NATS message with a reply subject of the stream's). The receiver serves them in
-//! order, once each ([`crate::dedup`]); an envelope unanswered within [`ATTEMPT_TIMEOUT`], refused as a gap (an
+//! order, once each (the receiver deduplicates, [`DEDUP_WINDOW`](crate::DEDUP_WINDOW)); an envelope unanswered within [`ATTEMPT_TIMEOUT`], refused as a gap (an
 //! earlier one was lost) or to be sent again later (its service asked) is sent again with the same number, with
 //! everything after it (go-back-N, as TCP before selective acknowledgements). So a lost message or answer (a NATS
 //! restart) is resent, served once, and nothing overtakes it.

@@ -31,6 +31,10 @@
 //!   runs the handler too (`"actor <id> does not accept messages"` otherwise). Channels, deferred requests and
 //!   mailboxes are private: another actor's channel or request id gets the answer an unknown one gets
 //!   (`"channel <id> not found"`, `"request <id> not found"`).
+//! * **Across hosts**: in a runtime that joined a cluster (`theater_cluster`), every host function reaches actors
+//!   of other hosts by id with the same results, errors and chain events (the `cluster` module,
+//!   docs/cluster.md "Messages"); sends within credit are pipelined, and the mailbox loop always counts as
+//!   background work (an actor elsewhere may message this one).
 //! * **Background work**: the mailbox loop counts as the actor's background work (what keeps `theater run`
 //!   going) only while another actor has a mailbox, and so could message this one, or items are queued.
 //! * **Chain events**: one per host call, `theater:simple/message-server-host/<function>`; message payloads
