@@ -16,6 +16,9 @@ pub(crate) const SEQ: &str = "Theater-Seq";
 pub(crate) const BASE: &str = "Theater-Base";
 /// Header of a reply refusing an envelope because an earlier one is missing: the number expected.
 pub(crate) const GAP: &str = "Theater-Gap";
+/// Header of a reply that stands for the answers to several consecutive envelopes: the first one's number (the
+/// reply goes to the last one's reply subject; every answer is the same `Ok`).
+pub(crate) const FIRST: &str = "Theater-First";
 /// Header of a reply asking for the envelope again later (it was not served).
 pub(crate) const RETRY: &str = "Theater-Retry";
 /// Header of a reply that refuses: the error message.

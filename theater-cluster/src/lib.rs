@@ -349,6 +349,7 @@ impl Cluster {
         Ok(Inbox {
             subscriber,
             shared: self.shared.clone(),
+            batch: Arc::default(),
         })
     }
 

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::envelope::{BASE, ERROR, GAP, HOST, RETRY, SEQ, STREAM};
+use crate::envelope::{BASE, ERROR, FIRST, GAP, HOST, RETRY, SEQ, STREAM};
 use crate::{Address, DeliveryError, Envelope, Reply, Shared};
 
 /// Envelopes waiting in one address's queue at most; past it [`Cluster::deliver`](crate::Cluster::deliver)
@@ -288,8 +288,18 @@ impl Stream {
         if generation != Some(self.generation) {
             return;
         }
-        if let Some(entry) = self.flight.iter_mut().find(|f| Some(f.seq) == seq) {
-            entry.reply = Some(reply);
+        let Some(last) = seq else { return };
+        // A reply may stand for several: the answers to `first` ..= `last`, all the same.
+        let first = reply
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(FIRST))
+            .and_then(|v| v.as_str().parse::<u64>().ok())
+            .unwrap_or(last);
+        for entry in self.flight.iter_mut() {
+            if (first..=last).contains(&entry.seq) && entry.reply.is_none() {
+                entry.reply = Some(reply.clone());
+            }
         }
     }
 

@@ -380,7 +380,7 @@ impl Remote {
                 // The room left, for the sender's credit.
                 let room = router.room(id).unwrap_or_default();
                 let answer = queued.map(|()| Bytes::from(format!("{},{}", room.0, room.1)));
-                return incoming.answer(answer).await;
+                return incoming.answer_in_batch(answer).await;
             }
             "request" => {
                 let (reply, answer) = oneshot::channel();
@@ -421,7 +421,9 @@ impl Remote {
             }
             other => Err(format!("message-server: unknown envelope kind {other:?}")),
         };
-        incoming.answer(answer.map(|()| Bytes::new())).await;
+        incoming
+            .answer_in_batch(answer.map(|()| Bytes::new()))
+            .await;
     }
 
     /// Sends the answer to request `id` (from a requester on `host`) back once the local actor gives it, unless the
