@@ -88,3 +88,17 @@ pub async fn eventually(what: &str, cond: impl Fn() -> bool) {
     .await;
     assert!(done.is_ok(), "never: {what}");
 }
+
+/// Checks the output of `state:<id>;restart:<id>;state:<id>;list;events:<id>` in a parent whose children are
+/// `first` and `id`, the latter restarted after setting its state to `inits=7`: the state before, the restart, the
+/// first state again with `init` run once, the same id in the same place, a fresh chain.
+pub fn assert_restarted(out: &[String], first: &str, id: &str) {
+    assert_eq!(out[0], "state=inits=7");
+    assert_eq!(out[1], "restart");
+    assert_eq!(out[2], "state=inits=1", "its first state, then init once");
+    assert_eq!(out[3], format!("list={first},{id}"), "same id, same place");
+    assert_eq!(
+        out[4], "events=1:true:theater:simple/actor/init",
+        "a fresh chain"
+    );
+}

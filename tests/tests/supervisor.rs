@@ -13,8 +13,8 @@ use theater_runtime::{
 use theater_tests::guests;
 use theater_tests::probe::ProbeHandler;
 use theater_tests::supervision::{
-    self, eventually, log, one, run_child, spawn_child, supervisor_child_manifest,
-    supervisor_parent_manifest,
+    self, assert_restarted, eventually, log, one, run_child, spawn_child,
+    supervisor_child_manifest, supervisor_parent_manifest,
 };
 use theater_tests::support::{events_of, registry, runtime, script_lines as run};
 
@@ -162,14 +162,7 @@ async fn supervisor_restart_child_resets_state_under_the_same_id() {
         &format!("state:{id};restart:{id};state:{id};list;events:{id}"),
     )
     .await;
-    assert_eq!(out[0], "state=inits=7");
-    assert_eq!(out[1], "restart");
-    assert_eq!(out[2], "state=inits=1", "its first state, then init once");
-    assert_eq!(out[3], format!("list={first},{id}"), "same id, same place");
-    assert_eq!(
-        out[4], "events=1:true:theater:simple/actor/init",
-        "a fresh chain"
-    );
+    assert_restarted(&out, &first, &id);
     assert_eq!(old.status(), ActorStatus::Stopped);
     assert_eq!(f.child(&id).state(), Some(b"inits=1".to_vec()));
     // A resumed child restarts from its resumed state, with init.

@@ -555,6 +555,20 @@ impl Routes {
             .map_err(Undeliverable::Refused)
     }
 
+    /// The load of `opener`'s mailbox, which will count a new channel's early messages.
+    ///
+    /// # Errors
+    /// `opener` has no mailbox (it is stopping), or takes part in its `max_channels` channels.
+    fn opener_load(&self, opener: &str) -> Result<Arc<Load>, Undeliverable> {
+        let mailbox = self.mailboxes.get(opener).ok_or_else(|| {
+            Undeliverable::Refused(format!("open-channel: actor {opener} is stopping"))
+        })?;
+        if mailbox.channels >= mailbox.limits.channels {
+            return Err(too_many_channels(opener, mailbox));
+        }
+        Ok(mailbox.load.clone())
+    }
+
     /// Queues `channel`'s [`Delivery::ChannelOpen`] (`msg`, `reply`) for `peer`, then records the channel.
     fn open(
         &mut self,
@@ -779,13 +793,7 @@ impl MessageRouter {
         reply: OpenReply,
     ) -> Result<(), Undeliverable> {
         let mut routes = self.routes();
-        let opener_mailbox = routes.mailboxes.get(opener).ok_or_else(|| {
-            Undeliverable::Refused(format!("open-channel: actor {opener} is stopping"))
-        })?;
-        let opener_load = opener_mailbox.load.clone();
-        if opener_mailbox.channels >= opener_mailbox.limits.channels {
-            return Err(too_many_channels(opener, opener_mailbox));
-        }
+        let opener_load = routes.opener_load(opener)?;
         if let Some(peer_mailbox) = routes.mailboxes.get(peer)
             && peer_mailbox.channels >= peer_mailbox.limits.channels
         {
@@ -904,13 +912,7 @@ impl MessageRouter {
         reply: OpenReply,
     ) -> Result<(), Undeliverable> {
         let mut routes = self.routes();
-        let opener_mailbox = routes.mailboxes.get(opener).ok_or_else(|| {
-            Undeliverable::Refused(format!("open-channel: actor {opener} is stopping"))
-        })?;
-        if opener_mailbox.channels >= opener_mailbox.limits.channels {
-            return Err(too_many_channels(opener, opener_mailbox));
-        }
-        let opener_load = opener_mailbox.load.clone();
+        let opener_load = routes.opener_load(opener)?;
         routes.insert_channel(
             channel_id,
             Channel::waiting(
