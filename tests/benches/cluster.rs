@@ -3,7 +3,9 @@
 //!
 //! * `one host`: one runtime without a cluster;
 //! * `two hosts`: two runtimes, each with its own NATS connection, joined through a `nats-server` this benchmark
-//!   starts on loopback: every message crosses two processes' sockets (host → nats-server → host).
+//!   starts on loopback: every message crosses two processes' sockets (host → nats-server → host);
+//! * `to another process`: the receiving host in a process of its own (this benchmark started again with
+//!   `THEATER_BENCH_RECEIVER`), as two `theater` processes would be.
 //!
 //! Workloads: one pair sending `SENDS` messages (the sender's script ends with a request that returns once the
 //! receiver handled them all); `PAIRS` pairs at once, `SENDS_PER_PAIR` each; `REQUESTS` requests one after another
@@ -70,6 +72,99 @@ async fn sends(a: &TheaterRuntime, b: &TheaterRuntime, wasm: &[u8], pairs: usize
     f64::from(n) * pairs as f64 / elapsed.as_secs_f64()
 }
 
+/// The environment variable that makes this benchmark a receiving host in a process of its own:
+/// `<nats url>,<receivers>`.
+const RECEIVER_VAR: &str = "THEATER_BENCH_RECEIVER";
+
+/// The id of receiver `i` in the receiving process.
+fn receiver_id(i: usize) -> theater_runtime::ActorId {
+    format!("00000000-0000-4000-8000-{i:012}")
+        .parse()
+        .expect("a UUID")
+}
+
+/// The receiving process: host c with `receivers` receivers, "ready" on stdout; each line read from stdin is
+/// answered with the receivers' counts (`count=<n>`, comma-separated); ends at the end of stdin.
+async fn receiving_process(url: &str, receivers: usize, wasm: &[u8]) {
+    use std::io::BufRead;
+    let (c, _dc) = host(url, "c").await;
+    let mut actors = Vec::new();
+    for i in 0..receivers {
+        let handlers: Vec<Arc<dyn Handler>> = vec![
+            Arc::new(MessageServerHandler::new(MessageServerConfig {
+                mailbox_capacity: 4 * SENDS,
+                ..Default::default()
+            })),
+            Arc::new(theater_tests::probe::ProbeHandler::new()),
+        ];
+        let options = SpawnOptions::new(format!("receiver-{i}"), wasm.to_vec())
+            .handlers(handlers)
+            .id(receiver_id(i));
+        actors.push(c.spawn(options).await.expect("spawn"));
+    }
+    println!("ready");
+    let (lines, mut asked) = tokio::sync::mpsc::unbounded_channel::<()>();
+    std::thread::spawn(move || {
+        for _ in std::io::stdin().lock().lines() {
+            let _ = lines.send(());
+        }
+    });
+    while asked.recv().await.is_some() {
+        let mut counts = Vec::new();
+        for actor in &actors {
+            counts.push(script(actor, "count").await.expect("count"));
+        }
+        println!("{}", counts.join(","));
+    }
+}
+
+/// `pairs` senders on `a` sending `n` each to the receivers of a receiving process of its own (this benchmark
+/// started again, [`RECEIVER_VAR`]): messages per second, every one counted there.
+async fn sends_to_another_process(
+    a: &TheaterRuntime,
+    url: &str,
+    wasm: &[u8],
+    pairs: usize,
+    n: u32,
+) -> f64 {
+    use std::io::{BufRead, Write};
+    let mut child = std::process::Command::new(std::env::current_exe().expect("this benchmark"))
+        .env(RECEIVER_VAR, format!("{url},{pairs}"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the receiving process");
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("piped"));
+    let mut line = String::new();
+    out.read_line(&mut line).expect("ready");
+    assert_eq!(line.trim(), "ready");
+    let mut senders = Vec::new();
+    for i in 0..pairs {
+        senders.push(actor(a, wasm, &format!("sender-{i}")).await);
+    }
+    let start = Instant::now();
+    let runs = senders.iter().enumerate().map(|(i, s)| {
+        let text = format!("sendn:{},{n}", receiver_id(i));
+        async move { script(s, &text).await.expect("sendn") }
+    });
+    for out in futures::future::join_all(runs).await {
+        assert_eq!(out, format!("sendn={n}"));
+    }
+    let elapsed = start.elapsed();
+    let mut stdin = child.stdin.take().expect("piped");
+    writeln!(stdin, "count").expect("ask");
+    line.clear();
+    out.read_line(&mut line).expect("counts");
+    let expected = vec![format!("count={n}"); pairs].join(",");
+    assert_eq!(line.trim(), expected, "nothing lost");
+    drop(stdin);
+    child.wait().expect("the receiving process ends");
+    for s in &senders {
+        s.stop().await.unwrap();
+    }
+    f64::from(n) * pairs as f64 / elapsed.as_secs_f64()
+}
+
 /// One request after another from `a` to `b`: µs per round trip.
 async fn round_trip(a: &TheaterRuntime, b: &TheaterRuntime, wasm: &[u8]) -> f64 {
     let (s, r) = (
@@ -119,6 +214,17 @@ fn main() {
     if std::env::args().any(|a| a == "--test") {
         return;
     }
+    if let Ok(receiver) = std::env::var(RECEIVER_VAR) {
+        let (url, count) = receiver.split_once(',').expect("<url>,<receivers>");
+        let wasm = std::fs::read(guests::MESSAGE_BENCH).expect("message-bench guest");
+        let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+        rt.block_on(receiving_process(
+            url,
+            count.parse().expect("a count"),
+            &wasm,
+        ));
+        return;
+    }
     let Some(nats) = NatsServer::start() else {
         return;
     };
@@ -148,6 +254,13 @@ fn main() {
         println!(
             "send, {PAIRS} pairs (msg/s)       {l:>12.0}   {c:>12.0}   {:>6.2}",
             l / c
+        );
+        let (one_pair, many_pairs) = (
+            sends_to_another_process(&a, &nats.url(), &wasm, 1, SENDS).await,
+            sends_to_another_process(&a, &nats.url(), &wasm, PAIRS, SENDS_PER_PAIR).await,
+        );
+        println!(
+            "send to a host in another process (msg/s): 1 pair {one_pair:.0}, {PAIRS} pairs {many_pairs:.0}"
         );
         let (l, c) = (
             round_trip(&one, &one, &wasm).await,
