@@ -24,6 +24,15 @@ pub(crate) const RETRY: &str = "Theater-Retry";
 /// Header of a reply that refuses: the error message.
 pub(crate) const ERROR: &str = "Theater-Error";
 
+/// `text` with its line breaks made spaces: a header value (NATS headers are lines).
+pub(crate) fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains(['\r', '\n']) {
+        text.replace(['\r', '\n'], " ").into()
+    } else {
+        text.into()
+    }
+}
+
 /// One message between hosts: a `kind` chosen by the service that sends it (e.g. `send`, `request`), fields
 /// (short strings, e.g. the sending actor's id) and a payload of any bytes.
 #[derive(Clone, Debug, Default)]
@@ -43,11 +52,11 @@ impl Envelope {
         }
     }
 
-    /// Adds field `name` (letters, digits and `-`; carried as header `Theater-<name>`) with `value`, which must
-    /// not hold a line break (NATS headers are lines).
+    /// Adds field `name` (letters, digits and `-`; carried as header `Theater-<name>`) with `value`; a line break
+    /// in `value` becomes a space (NATS headers are lines).
     pub fn with(mut self, name: &str, value: &str) -> Self {
         self.headers
-            .insert(format!("Theater-{name}").as_str(), value);
+            .insert(format!("Theater-{name}").as_str(), one_line(value).as_ref());
         self
     }
 

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 
 use crate::dedup::{Answer, Seen};
-use crate::envelope::{BASE, ERROR, FIRST, GAP, HOST, RETRY, SEQ, STREAM};
+use crate::envelope::{BASE, ERROR, FIRST, GAP, HOST, RETRY, SEQ, STREAM, one_line};
 use crate::{Envelope, Shared};
 
 /// The envelopes delivered to one address; dropping it stops serving the address (senders then get "no
@@ -207,7 +207,7 @@ impl Shared {
         let payload = match reply {
             Reply::Answer(Ok(payload)) => payload,
             Reply::Answer(Err(error)) => {
-                headers.insert(ERROR, error.replace(['\r', '\n'], " ").as_str());
+                headers.insert(ERROR, one_line(&error).as_ref());
                 Bytes::new()
             }
             Reply::Gap(expected) => {

@@ -445,7 +445,7 @@ impl Remote {
             let mut envelope = Envelope::new("answer").with("Id", &id);
             match answer {
                 Ok(response) => envelope = envelope.payload(response),
-                Err(error) => envelope = envelope.with("Error", &one_line(&error)),
+                Err(error) => envelope = envelope.with("Error", &error),
             }
             match remote.cluster.service(&host, SERVICE) {
                 Ok(address) => remote.cluster.post(&address, envelope, POST_TIMEOUT),
@@ -458,11 +458,6 @@ impl Remote {
 /// Whether field `name` of the incoming envelope is `1`.
 fn envelope_flag(incoming: &Incoming, name: &str) -> bool {
     incoming.envelope().get(name) == Some("1")
-}
-
-/// `text` on one line (envelope fields are header lines).
-pub(crate) fn one_line(text: &str) -> String {
-    text.replace(['\r', '\n'], " ")
 }
 
 /// The error an envelope for local actor `id` is refused with, as an in-process sender would get it.

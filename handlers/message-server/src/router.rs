@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::cluster::{Remote, one_line};
+use crate::cluster::Remote;
 use theater_cluster::Envelope;
 
 /// Where a [`Delivery::Request`] sends its answer: the response, or the error the requester's `request` returns.
@@ -880,9 +880,7 @@ impl MessageRouter {
                     }
                 }
                 Err(error) => {
-                    envelope = envelope
-                        .with("Accepted", "0")
-                        .with("Error", &one_line(error));
+                    envelope = envelope.with("Accepted", "0").with("Error", error);
                     routes.remove_channel(channel_id);
                 }
             }

@@ -173,11 +173,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// `text` on one line (envelope fields are header lines).
-fn one_line(text: &str) -> String {
-    text.replace(['\r', '\n'], " ")
-}
-
 impl std::fmt::Debug for Remote {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Remote")
@@ -829,7 +824,7 @@ fn describe(host: &str, e: DeliveryError) -> String {
              supervisor service)"
         ),
         DeliveryError::TimedOut(_) => format!("host {host}: no answer in time"),
-        DeliveryError::Refused(message) => format!("host {host}: {}", one_line(&message)),
+        DeliveryError::Refused(message) => format!("host {host}: {message}"),
         DeliveryError::Closed => "this host has left the cluster".to_owned(),
         e @ (DeliveryError::BadAddress(_) | DeliveryError::TooLarge { .. }) => {
             format!("host {host}: {e}")
