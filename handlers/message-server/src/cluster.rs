@@ -279,6 +279,70 @@ impl Remote {
         }
     }
 
+    /// `from` opens `channel_id` to `to` on another host with `msg`: queued there; the acknowledgement names the
+    /// host that runs `to`.
+    pub(crate) async fn open(
+        &self,
+        from: &str,
+        to: &str,
+        channel_id: &str,
+        msg: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<theater_cluster::Reply, String> {
+        let open = Envelope::new("open")
+            .with("From", from)
+            .with("Id", channel_id)
+            .payload(msg);
+        self.deliver(to, open, timeout).await
+    }
+
+    /// `from` sends `msg` on `channel_id` to the other participant, `to`, on another host.
+    pub(crate) async fn send_on_channel(
+        &self,
+        from: &str,
+        to: &str,
+        channel_id: &str,
+        msg: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let message = Envelope::new("channel-message")
+            .with("From", from)
+            .with("Id", channel_id)
+            .payload(msg);
+        self.deliver(to, message, timeout).await.map(drop)
+    }
+
+    /// Tells `to`, on another host, that `from` closed `channel_id` (or stopped, or took it for closed).
+    pub(crate) fn post_close(&self, to: &str, from: &str, channel_id: &str) {
+        let close = Envelope::new("channel-close")
+            .with("From", from)
+            .with("Id", channel_id);
+        self.post(to, close);
+    }
+
+    /// Tells `opener`, on another host, `peer`'s decision on `channel_id`: `Ok(accept message)` or the error its
+    /// `open-channel` returns.
+    pub(crate) fn post_decision(
+        &self,
+        opener: &str,
+        peer: &str,
+        channel_id: &str,
+        decision: &Result<Option<Vec<u8>>, String>,
+    ) {
+        let envelope = Envelope::new("decision")
+            .with("From", peer)
+            .with("Id", channel_id);
+        let envelope = match decision {
+            Ok(None) => envelope.with("Accepted", "1"),
+            Ok(Some(message)) => envelope
+                .with("Accepted", "1")
+                .with("Message", "1")
+                .payload(message.clone()),
+            Err(error) => envelope.with("Accepted", "0").with("Error", error),
+        };
+        self.post(opener, envelope);
+    }
+
     /// `from`'s `request` of `msg` to `to` on another host, under request id `id`: queued there, the answer
     /// arrives in the returned receiver.
     pub(crate) async fn request(

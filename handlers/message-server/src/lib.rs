@@ -319,11 +319,16 @@ impl MessageServerHandler {
                 .router
                 .open_to_remote(&channel_id, &endpoint.id, &to, reply)
                 .map_err(|e| endpoint.undeliverable(&to, e))?;
-            let open = theater_cluster::Envelope::new("open")
-                .with("From", &endpoint.id)
-                .with("Id", &channel_id)
-                .payload(initial_msg);
-            match remote.deliver(&to, open, self.request_timeout()).await {
+            let opened = remote
+                .open(
+                    &endpoint.id,
+                    &to,
+                    &channel_id,
+                    initial_msg,
+                    self.request_timeout(),
+                )
+                .await;
+            match opened {
                 Ok(ack) => endpoint.router.set_remote_host(&channel_id, &ack.host),
                 Err(e) => {
                     endpoint.router.abandon(&channel_id, &endpoint.id);
@@ -369,14 +374,15 @@ impl MessageServerHandler {
             .remote
             .as_ref()
             .ok_or_else(|| format!("channel {channel_id} not found"))?;
-        let message = theater_cluster::Envelope::new("channel-message")
-            .with("From", &endpoint.id)
-            .with("Id", &channel_id)
-            .payload(msg);
         remote
-            .deliver(&other, message, self.request_timeout())
+            .send_on_channel(
+                &endpoint.id,
+                &other,
+                &channel_id,
+                msg,
+                self.request_timeout(),
+            )
             .await
-            .map(drop)
     }
 
     /// WIT: `close-channel: func(channel-id: channel-id) -> result<_, string>`

@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::cluster::Remote;
-use theater_cluster::Envelope;
 
 /// Where a [`Delivery::Request`] sends its answer: the response, or the error the requester's `request` returns.
 pub(crate) type Reply = oneshot::Sender<Result<Vec<u8>, String>>;
@@ -535,10 +534,7 @@ impl Routes {
     fn notify_close(&self, channel_id: &str, channel: &Channel, other: &str) {
         if channel.is_remote(other) {
             if let (Some(remote), Some(from)) = (&self.remote, channel.other(other)) {
-                let close = Envelope::new("channel-close")
-                    .with("From", from)
-                    .with("Id", channel_id);
-                remote.post(other, close);
+                remote.post_close(other, from, channel_id);
             }
             return;
         }
@@ -866,25 +862,17 @@ impl MessageRouter {
             .filter(|c| c.peer == peer && c.is_remote(&c.opener))
             .map(|c| c.opener.clone());
         if let (Some(opener), Some(remote)) = (remote_opener, routes.remote.clone()) {
-            let mut envelope = Envelope::new("decision")
-                .with("From", peer)
-                .with("Id", channel_id);
             match &decision {
-                Ok(message) => {
-                    envelope = envelope.with("Accepted", "1");
-                    if let Some(message) = message {
-                        envelope = envelope.with("Message", "1").payload(message.clone());
-                    }
+                Ok(_) => {
                     if let Some(channel) = routes.channels.get_mut(channel_id) {
                         channel.pending = None;
                     }
                 }
-                Err(error) => {
-                    envelope = envelope.with("Accepted", "0").with("Error", error);
+                Err(_) => {
                     routes.remove_channel(channel_id);
                 }
             }
-            remote.post(&opener, envelope);
+            remote.post_decision(&opener, peer, channel_id, &decision);
             return decision.map(drop);
         }
         drop(routes);
@@ -1004,10 +992,7 @@ impl MessageRouter {
             if decision.is_ok()
                 && let Some(remote) = &routes.remote
             {
-                let close = Envelope::new("channel-close")
-                    .with("From", opener)
-                    .with("Id", channel_id);
-                remote.post(peer, close);
+                remote.post_close(peer, opener, channel_id);
             }
             return;
         };
