@@ -195,7 +195,12 @@ impl Remote {
                     }
                 }
             });
-            return queued.map_err(|e| describe(to, e));
+            if let Err(e) = queued {
+                // Not queued: no longer in flight.
+                self.grant(to, b"", Some(size));
+                return Err(describe(to, e));
+            }
+            return Ok(());
         }
         // Sends accepted earlier go first, and this one behind them. If they wait for room in `to`'s mailbox, it
         // is full: refused as in one process (and not sent, so nothing overtakes them).
@@ -215,7 +220,7 @@ impl Remote {
                 .is_err()
                 && tokio::time::Instant::now() >= deadline
             {
-                return Err(format!("actor {to} did not acknowledge in time"));
+                return Err(describe(to, DeliveryError::TimedOut(address.to_string())));
             }
         }
         let envelope = Envelope::new("send").with("From", from).payload(msg);
