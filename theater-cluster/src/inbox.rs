@@ -169,6 +169,8 @@ impl Incoming {
 pub(crate) enum Reply {
     /// The answer.
     Answer(Answer),
+    /// The same `Ok` answer to every number from `first` to the one the reply subject names.
+    Answers { first: u64, payload: Bytes },
     /// A gap: the number expected.
     Gap(u64),
     /// Send it again later.
@@ -186,18 +188,14 @@ impl Shared {
 
     /// One reply standing for the answers to numbers `first` to `last` of one stream.
     async fn send_batch(&self, batch: Batch) {
-        let mut headers = HeaderMap::new();
-        headers.insert(HOST, self.host.as_str());
-        if batch.first != batch.last {
-            headers.insert(FIRST, batch.first.to_string().as_str());
-        }
-        if let Err(e) = self
-            .client
-            .publish_with_headers(batch.reply_to, headers, batch.answer)
-            .await
-        {
-            tracing::debug!("theater-cluster: answers not sent: {e}");
-        }
+        let reply = match batch.first == batch.last {
+            true => Reply::Answer(Ok(batch.answer)),
+            false => Reply::Answers {
+                first: batch.first,
+                payload: batch.answer,
+            },
+        };
+        self.reply(batch.reply_to, reply).await;
     }
 
     /// Publishes `reply` to `reply_to` with this host's name.
@@ -206,6 +204,10 @@ impl Shared {
         headers.insert(HOST, self.host.as_str());
         let payload = match reply {
             Reply::Answer(Ok(payload)) => payload,
+            Reply::Answers { first, payload } => {
+                headers.insert(FIRST, first.to_string().as_str());
+                payload
+            }
             Reply::Answer(Err(error)) => {
                 headers.insert(ERROR, one_line(&error).as_ref());
                 Bytes::new()
