@@ -284,9 +284,7 @@ impl Remote {
                 path.display()
             )),
         };
-        let mut envelope = Envelope::new("spawn")
-            .with("Parent", parent.as_str())
-            .with("Child", id)
+        let mut envelope = child_envelope("spawn", parent, id)
             .with("Manifest", &text("manifest path", path)?)
             .with("Init", if run_init { "1" } else { "0" })
             .with("Depth", &lineage.depth.to_string())
@@ -309,22 +307,22 @@ impl Remote {
             Err(e) => {
                 if matches!(e, DeliveryError::TimedOut(_)) {
                     // It may have started after all.
-                    let stop = Envelope::new("stop")
-                        .with("Parent", parent.as_str())
-                        .with("Child", id);
-                    self.post_to(host, stop, STOP_TIMEOUT);
+                    self.post_stop(host, parent, id);
                 }
                 Err(format!("{function}: {}", describe(host, e)))
             }
         }
     }
 
+    /// Asks `host` to stop child `id` of `parent`, nobody waiting (a child that may run there unsupervised).
+    fn post_stop(&self, host: &str, parent: &ActorId, id: &str) {
+        self.post_to(host, child_envelope("stop", parent, id), STOP_TIMEOUT);
+    }
+
     /// Stops child `id` of `parent` on `host`; returns once it has stopped there.
     pub(crate) async fn stop(&self, host: &str, parent: &ActorId, id: &str) -> Result<(), String> {
         self.forget(id);
-        let envelope = Envelope::new("stop")
-            .with("Parent", parent.as_str())
-            .with("Child", id);
+        let envelope = child_envelope("stop", parent, id);
         self.deliver_to(host, envelope, STOP_TIMEOUT)
             .await
             .map(drop)
@@ -343,19 +341,14 @@ impl Remote {
         id: &str,
         timeout: Duration,
     ) -> Result<Bytes, String> {
-        let envelope = Envelope::new(kind)
-            .with("Parent", parent.as_str())
-            .with("Child", id);
+        let envelope = child_envelope(kind, parent, id);
         match self.deliver_to(host, envelope, timeout).await {
             Ok(reply) => Ok(reply.body),
             Err(DeliveryError::Refused(message)) if message == not_found(id) => Err(message),
             Err(e) => {
                 if kind == "restart" && matches!(e, DeliveryError::TimedOut(_)) {
                     // It may have restarted after all; it is no longer a child.
-                    let stop = Envelope::new("stop")
-                        .with("Parent", parent.as_str())
-                        .with("Child", id);
-                    self.post_to(host, stop, STOP_TIMEOUT);
+                    self.post_stop(host, parent, id);
                 }
                 Err(format!("{function}: {}", describe(host, e)))
             }
@@ -415,10 +408,7 @@ impl Remote {
 
     /// Stops every child of `parent` on `host` (whose ids are `ids`), best effort.
     pub(crate) async fn stop_children(&self, host: &str, parent: &ActorId, ids: &[String]) {
-        for id in ids {
-            self.forget(id);
-        }
-        let envelope = Envelope::new("stop-children").with("Parent", parent.as_str());
+        let envelope = self.forget_children(parent, ids);
         if let Err(e) = self.deliver_to(host, envelope, STOP_TIMEOUT).await {
             tracing::warn!(parent = %parent, "supervisor: stopping children on host {host}: {}", describe(host, e));
         }
@@ -426,11 +416,16 @@ impl Remote {
 
     /// As [`stop_children`](Self::stop_children), nobody waiting (a parent dropped outside its loop).
     pub(crate) fn post_stop_children(&self, host: &str, parent: &ActorId, ids: &[String]) {
+        let envelope = self.forget_children(parent, ids);
+        self.post_to(host, envelope, STOP_TIMEOUT);
+    }
+
+    /// Forgets the routes of `parent`'s children `ids`; the envelope that stops them all on their host.
+    fn forget_children(&self, parent: &ActorId, ids: &[String]) -> Envelope {
         for id in ids {
             self.forget(id);
         }
-        let envelope = Envelope::new("stop-children").with("Parent", parent.as_str());
-        self.post_to(host, envelope, STOP_TIMEOUT);
+        Envelope::new("stop-children").with("Parent", parent.as_str())
     }
 
     /// The end of a child placed on `sender`, reported by it: to its parent's loop.
@@ -777,10 +772,7 @@ impl Remote {
                 end: ChildEnd::Internal(format!("host {host} lost")),
             });
             // In case it was only cut off for a while: the child is no longer supervised, so it should not run.
-            let stop = Envelope::new("stop")
-                .with("Parent", route.parent.as_str())
-                .with("Child", &id);
-            self.post_to(host, stop, STOP_TIMEOUT);
+            self.post_stop(host, &route.parent, &id);
         }
         self.stop_hosted(|h| h.parent_host == host).await;
     }
@@ -814,6 +806,13 @@ impl Remote {
             other => Err(format!("supervisor: unknown envelope kind {other:?}")),
         }
     }
+}
+
+/// An envelope of `kind` about child `id` of `parent`.
+fn child_envelope(kind: &str, parent: &ActorId, id: &str) -> Envelope {
+    Envelope::new(kind)
+        .with("Parent", parent.as_str())
+        .with("Child", id)
 }
 
 /// The error a parent's call gets for `e`, delivering to `host`'s supervisor service.
