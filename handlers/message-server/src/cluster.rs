@@ -294,10 +294,7 @@ impl Remote {
         msg: Vec<u8>,
         timeout: Duration,
     ) -> Result<theater_cluster::Reply, String> {
-        let open = Envelope::new("open")
-            .with("From", from)
-            .with("Id", channel_id)
-            .payload(msg);
+        let open = envelope("open", from, channel_id).payload(msg);
         self.deliver(to, open, timeout).await
     }
 
@@ -310,18 +307,13 @@ impl Remote {
         msg: Vec<u8>,
         timeout: Duration,
     ) -> Result<(), String> {
-        let message = Envelope::new("channel-message")
-            .with("From", from)
-            .with("Id", channel_id)
-            .payload(msg);
+        let message = envelope("channel-message", from, channel_id).payload(msg);
         self.deliver(to, message, timeout).await.map(drop)
     }
 
     /// Tells `to`, on another host, that `from` closed `channel_id` (or stopped, or took it for closed).
     pub(crate) fn post_close(&self, to: &str, from: &str, channel_id: &str) {
-        let close = Envelope::new("channel-close")
-            .with("From", from)
-            .with("Id", channel_id);
+        let close = envelope("channel-close", from, channel_id);
         self.post(to, close);
     }
 
@@ -334,18 +326,16 @@ impl Remote {
         channel_id: &str,
         decision: &Result<Option<Vec<u8>>, String>,
     ) {
-        let envelope = Envelope::new("decision")
-            .with("From", peer)
-            .with("Id", channel_id);
-        let envelope = match decision {
-            Ok(None) => envelope.with("Accepted", "1"),
-            Ok(Some(message)) => envelope
+        let about = envelope("decision", peer, channel_id);
+        let decided = match decision {
+            Ok(None) => about.with("Accepted", "1"),
+            Ok(Some(message)) => about
                 .with("Accepted", "1")
                 .with("Message", "1")
                 .payload(message.clone()),
-            Err(error) => envelope.with("Accepted", "0").with("Error", error),
+            Err(error) => about.with("Accepted", "0").with("Error", error),
         };
-        self.post(opener, envelope);
+        self.post(opener, decided);
     }
 
     /// `from`'s `request` of `msg` to `to` on another host, under request id `id`: queued there, the answer
@@ -367,11 +357,8 @@ impl Remote {
                 host: None,
             },
         );
-        let envelope = Envelope::new("request")
-            .with("From", from)
-            .with("Id", id)
-            .payload(msg);
-        match self.deliver(to, envelope, timeout).await {
+        let request = envelope("request", from, id).payload(msg);
+        match self.deliver(to, request, timeout).await {
             Ok(ack) => {
                 let mut waiting = lock(&self.waiting);
                 if let Some(w) = waiting.get_mut(id) {
@@ -522,6 +509,11 @@ impl Remote {
             }
         });
     }
+}
+
+/// An envelope of `kind` from actor `from` about request or channel `id`.
+fn envelope(kind: &str, from: &str, id: &str) -> Envelope {
+    Envelope::new(kind).with("From", from).with("Id", id)
 }
 
 /// Whether field `name` of the incoming envelope is `1`.
