@@ -1,16 +1,14 @@
-//! [`Envelope`]: what one host delivers to an address of another, a kind, named fields and a payload, carried as
-//! one NATS message (fields as `Theater-<Name>` headers, payload as its body, unencoded).
+//! [`Envelope`]: what one host delivers to an address of another, a kind, named fields and a payload, framed in
+//! the body of a NATS message ([`crate::frame`]); the stream's own fields (host, stream, numbers) and replies'
+//! fields are the NATS message's headers, named here.
 
-use async_nats::HeaderMap;
 use bytes::Bytes;
 
-/// Header of an envelope's kind.
-pub(crate) const KIND: &str = "Theater-Kind";
 /// Header of the sending (or replying) host's name.
 pub(crate) const HOST: &str = "Theater-Host";
 /// Header of the sending stream's id (one per sending host and address, [`crate::outbox`]).
 pub(crate) const STREAM: &str = "Theater-Stream";
-/// Header of the envelope's number in its stream.
+/// Header of the number of the first envelope of the message in its stream (the others follow it).
 pub(crate) const SEQ: &str = "Theater-Seq";
 /// Header of the oldest number its stream still waits on.
 pub(crate) const BASE: &str = "Theater-Base";
@@ -33,30 +31,39 @@ pub(crate) fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// One message between hosts: a `kind` chosen by the service that sends it (e.g. `send`, `request`), fields
-/// (short strings, e.g. the sending actor's id) and a payload of any bytes.
+/// One message between hosts: a `kind` chosen by the service that sends it (e.g. `send`, `request`), named fields
+/// (short strings, e.g. the sending actor's id) and a payload of any bytes. Carried framed in a NATS message's
+/// body, alone or with the envelopes queued behind it ([`crate::frame`]).
 #[derive(Clone, Debug, Default)]
 pub struct Envelope {
-    headers: HeaderMap,
-    payload: Bytes,
+    pub(crate) kind: String,
+    pub(crate) fields: Vec<(String, String)>,
+    pub(crate) payload: Bytes,
 }
 
 impl Envelope {
     /// An envelope of `kind`, no fields, an empty payload.
     pub fn new(kind: &str) -> Self {
-        let mut headers = HeaderMap::new();
-        headers.insert(KIND, kind);
         Self {
-            headers,
+            kind: kind.to_owned(),
+            fields: Vec::new(),
             payload: Bytes::new(),
         }
     }
 
-    /// Adds field `name` (letters, digits and `-`; carried as header `Theater-<name>`) with `value`; a line break
-    /// in `value` becomes a space (NATS headers are lines).
+    /// Sets field `name` (at most 65,535 bytes) to `value`, replacing an earlier value of the same name.
+    ///
+    /// # Panics
+    /// If the envelope would have more than [`MAX_FIELDS`](crate::MAX_FIELDS) fields, or `name` is longer.
     pub fn with(mut self, name: &str, value: &str) -> Self {
-        self.headers
-            .insert(format!("Theater-{name}").as_str(), one_line(value).as_ref());
+        assert!(name.len() <= usize::from(u16::MAX), "field name too long");
+        match self.fields.iter_mut().find(|(n, _)| n == name) {
+            Some((_, old)) => value.clone_into(old),
+            None => {
+                assert!(self.fields.len() < crate::MAX_FIELDS, "too many fields");
+                self.fields.push((name.to_owned(), value.to_owned()));
+            }
+        }
         self
     }
 
@@ -66,14 +73,17 @@ impl Envelope {
         self
     }
 
-    /// The kind given to [`new`](Self::new); empty if the envelope came without one.
+    /// The kind given to [`new`](Self::new).
     pub fn kind(&self) -> &str {
-        self.header(KIND).unwrap_or_default()
+        &self.kind
     }
 
     /// Field `name`, if the envelope has it.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.header(&format!("Theater-{name}"))
+        self.fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, value)| value.as_str())
     }
 
     /// The payload.
@@ -89,21 +99,6 @@ impl Envelope {
     /// The payload, taken out, leaving an empty one.
     pub fn take_payload(&mut self) -> Bytes {
         std::mem::take(&mut self.payload)
-    }
-
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(|v| v.as_str())
-    }
-
-    pub(crate) fn from_parts(headers: Option<HeaderMap>, payload: Bytes) -> Self {
-        Self {
-            headers: headers.unwrap_or_default(),
-            payload,
-        }
-    }
-
-    pub(crate) fn into_parts(self) -> (HeaderMap, Bytes) {
-        (self.headers, self.payload)
     }
 }
 

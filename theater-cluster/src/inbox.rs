@@ -1,15 +1,16 @@
 //! [`Inbox`]: the envelopes delivered to one [`Address`] this host serves, each once ([`Dedup`](crate::dedup)),
 //! and their answers.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use async_nats::{HeaderMap, Subject, Subscriber};
+use async_nats::{HeaderMap, Message, Subject, Subscriber};
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 
 use crate::dedup::{Answer, Seen};
 use crate::envelope::{BASE, ERROR, FIRST, GAP, HOST, RETRY, SEQ, STREAM, one_line};
-use crate::{Envelope, Shared};
+use crate::{Envelope, Shared, frame};
 
 /// The envelopes delivered to one address; dropping it stops serving the address (senders then get "no
 /// responders", [`DeliveryError::NotFound`](crate::DeliveryError::NotFound)).
@@ -17,6 +18,23 @@ pub struct Inbox {
     pub(crate) subscriber: Subscriber,
     pub(crate) shared: Arc<Shared>,
     pub(crate) batch: Arc<Mutex<Option<Batch>>>,
+    /// The envelopes of the last message not served yet, in order, and what they share.
+    pub(crate) pending: VecDeque<Envelope>,
+    pub(crate) arrival: Option<Arrival>,
+}
+
+/// What the envelopes of one NATS message share ([`crate::frame`]).
+pub(crate) struct Arrival {
+    sender: String,
+    /// The deduplication key: the sending stream's id and the address.
+    key: String,
+    /// The number of the next pending envelope.
+    seq: u64,
+    /// The oldest number the sending stream still waits on.
+    base: u64,
+    /// The message's reply subject without its last token (the last envelope's number): the answer to number
+    /// `n` goes to `<reply_prefix>.<n>`.
+    reply_prefix: String,
 }
 
 /// Answers given with [`Incoming::answer_in_batch`] and not sent yet: `Ok` answers to consecutive numbers of one
@@ -35,8 +53,9 @@ pub(crate) struct Batch {
 pub struct Incoming {
     envelope: Envelope,
     sender: String,
-    reply_to: Option<Subject>,
-    key: Option<(String, u64)>,
+    reply_to: Subject,
+    key: String,
+    seq: u64,
     shared: Arc<Shared>,
     batch: Arc<Mutex<Option<Batch>>>,
 }
@@ -45,6 +64,35 @@ impl Inbox {
     /// The next envelope not served before; `None` once the host left the cluster.
     pub async fn next(&mut self) -> Option<Incoming> {
         loop {
+            if let Some(envelope) = self.pending.pop_front() {
+                let arrival = self.arrival.as_mut().expect("pending envelopes arrived");
+                let seq = arrival.seq;
+                arrival.seq += 1;
+                let reply_to = Subject::from(format!("{}.{seq}", arrival.reply_prefix));
+                let seen = self.shared.dedup().check(&arrival.key, seq, arrival.base);
+                let reply = match seen {
+                    Seen::New => {
+                        return Some(Incoming {
+                            envelope,
+                            sender: arrival.sender.clone(),
+                            reply_to,
+                            key: arrival.key.clone(),
+                            seq,
+                            shared: self.shared.clone(),
+                            batch: self.batch.clone(),
+                        });
+                    }
+                    Seen::Repeat(Some(answer)) => Reply::Answer(answer),
+                    Seen::Repeat(None) => continue,
+                    Seen::Gap(expected) => {
+                        // The rest of the message is a gap too: one refusal sends the sender back.
+                        self.pending.clear();
+                        Reply::Gap(expected)
+                    }
+                };
+                self.shared.reply(reply_to, reply).await;
+                continue;
+            }
             let message = match self.subscriber.next().now_or_never() {
                 Some(message) => message,
                 None => {
@@ -57,40 +105,73 @@ impl Inbox {
                 self.shared.flush_batch(&self.batch).await;
                 return None;
             };
-            let envelope = Envelope::from_parts(message.headers, message.payload);
-            let sender = envelope.header(HOST).unwrap_or_default().to_owned();
-            let number = |name: &str| envelope.header(name).and_then(|v| v.parse::<u64>().ok());
-            let key = match (envelope.header(STREAM), number(SEQ)) {
-                (Some(stream), Some(seq)) => Some((format!("{stream}|{}", message.subject), seq)),
-                _ => None,
-            };
-            if let Some((key, seq)) = &key {
-                let seen = self
-                    .shared
-                    .dedup()
-                    .check(key, *seq, number(BASE).unwrap_or(*seq));
-                let reply = match seen {
-                    Seen::New => None,
-                    Seen::Repeat(Some(answer)) => Some(Reply::Answer(answer)),
-                    Seen::Repeat(None) => continue,
-                    Seen::Gap(expected) => Some(Reply::Gap(expected)),
-                };
-                if let Some(reply) = reply {
-                    if let Some(reply_to) = message.reply {
-                        self.shared.reply(reply_to, reply).await;
-                    }
-                    continue;
-                }
-            }
-            return Some(Incoming {
-                envelope,
-                sender,
-                reply_to: message.reply,
-                key,
-                shared: self.shared.clone(),
-                batch: self.batch.clone(),
-            });
+            self.arrive(message).await;
         }
+    }
+
+    /// Unpacks `message` into the pending envelopes, or refuses it whole.
+    async fn arrive(&mut self, message: Message) {
+        let Some(reply) = message.reply else {
+            tracing::debug!(subject = %message.subject, "theater-cluster: a message without a reply subject dropped");
+            return;
+        };
+        let header = |name: &str| {
+            message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(name))
+                .map(|v| v.as_str())
+        };
+        let number = |name: &str| header(name).and_then(|v| v.parse::<u64>().ok());
+        let last = reply
+            .rsplit_once('.')
+            .and_then(|(prefix, last)| Some((prefix, last.parse::<u64>().ok()?)));
+        let (Some(stream), Some(first), Some(base), Some((reply_prefix, last))) =
+            (header(STREAM), number(SEQ), number(BASE), last)
+        else {
+            let error = "theater-cluster: not an envelope of a stream (Theater-Stream, -Seq, -Base and a numbered \
+                         reply subject expected)";
+            return self
+                .shared
+                .reply(reply, Reply::Answer(Err(error.to_owned())))
+                .await;
+        };
+        let envelopes = match frame::decode(message.payload) {
+            Ok(envelopes) if first.checked_add(envelopes.len() as u64 - 1) == Some(last) => {
+                envelopes
+            }
+            Ok(envelopes) => {
+                let error = format!(
+                    "theater-cluster: {} envelopes cannot be numbers {first} to {last}",
+                    envelopes.len()
+                );
+                return self
+                    .shared
+                    .reply(
+                        reply,
+                        Reply::Answers {
+                            first,
+                            answer: Err(error),
+                        },
+                    )
+                    .await;
+            }
+            Err(e) => {
+                let answer = Err(format!("theater-cluster: {e}"));
+                return self
+                    .shared
+                    .reply(reply, Reply::Answers { first, answer })
+                    .await;
+            }
+        };
+        self.arrival = Some(Arrival {
+            sender: header(HOST).unwrap_or_default().to_owned(),
+            key: format!("{stream}|{}", message.subject),
+            seq: first,
+            base,
+            reply_prefix: reply_prefix.to_owned(),
+        });
+        self.pending.extend(envelopes);
     }
 }
 
@@ -113,22 +194,20 @@ impl Incoming {
     /// Acknowledges the envelope with `answer`: its sender's [`deliver`](crate::Cluster::deliver) returns
     /// `Ok` with the payload, or [`DeliveryError::Refused`](crate::DeliveryError::Refused) with the message.
     pub async fn answer(self, answer: Result<Bytes, String>) {
-        if let Some((key, seq)) = &self.key {
-            self.shared.dedup().answered(key, *seq, &answer);
-        }
-        if let Some(reply_to) = self.reply_to {
-            self.shared.reply(reply_to, Reply::Answer(answer)).await;
-        }
+        self.shared.dedup().answered(&self.key, self.seq, &answer);
+        self.shared
+            .reply(self.reply_to, Reply::Answer(answer))
+            .await;
     }
 
     /// As [`answer`](Self::answer), but an `Ok` answer may wait to go in one reply with the answers to the envelopes
     /// of the same stream served right after it: sent at the latest when [`Inbox::next`] finds nothing more ready.
     /// For a service that answers each envelope before taking the next.
     pub async fn answer_in_batch(self, answer: Result<Bytes, String>) {
-        let (Some((key, seq)), Some(reply_to), Ok(payload)) = (&self.key, &self.reply_to, &answer)
-        else {
+        let Ok(payload) = &answer else {
             return self.answer(answer).await;
         };
+        let (key, seq, reply_to) = (&self.key, &self.seq, &self.reply_to);
         self.shared.dedup().answered(key, *seq, &answer);
         let full = {
             let mut batch = self.batch.lock().unwrap_or_else(|p| p.into_inner());
@@ -156,12 +235,8 @@ impl Incoming {
     /// Does not serve the envelope now: its sender sends it again shortly (and what it sent after it, which
     /// waits), e.g. while a mailbox is full for an envelope already accepted at its sender.
     pub async fn later(self) {
-        if let Some((key, seq)) = &self.key {
-            self.shared.dedup().unserve(key, *seq);
-        }
-        if let Some(reply_to) = self.reply_to {
-            self.shared.reply(reply_to, Reply::Later).await;
-        }
+        self.shared.dedup().unserve(&self.key, self.seq);
+        self.shared.reply(self.reply_to, Reply::Later).await;
     }
 }
 
@@ -169,8 +244,8 @@ impl Incoming {
 pub(crate) enum Reply {
     /// The answer.
     Answer(Answer),
-    /// The same `Ok` answer to every number from `first` to the one the reply subject names.
-    Answers { first: u64, payload: Bytes },
+    /// The same answer to every number from `first` to the one the reply subject names.
+    Answers { first: u64, answer: Answer },
     /// A gap: the number expected.
     Gap(u64),
     /// Send it again later.
@@ -192,7 +267,7 @@ impl Shared {
             true => Reply::Answer(Ok(batch.answer)),
             false => Reply::Answers {
                 first: batch.first,
-                payload: batch.answer,
+                answer: Ok(batch.answer),
             },
         };
         self.reply(batch.reply_to, reply).await;
@@ -202,24 +277,28 @@ impl Shared {
     pub(crate) async fn reply(&self, reply_to: Subject, reply: Reply) {
         let mut headers = HeaderMap::new();
         headers.insert(HOST, self.host.as_str());
-        let payload = match reply {
-            Reply::Answer(Ok(payload)) => payload,
-            Reply::Answers { first, payload } => {
+        let answer = match reply {
+            Reply::Answer(answer) => Some(answer),
+            Reply::Answers { first, answer } => {
                 headers.insert(FIRST, first.to_string().as_str());
-                payload
-            }
-            Reply::Answer(Err(error)) => {
-                headers.insert(ERROR, one_line(&error).as_ref());
-                Bytes::new()
+                Some(answer)
             }
             Reply::Gap(expected) => {
                 headers.insert(GAP, expected.to_string().as_str());
-                Bytes::new()
+                None
             }
             Reply::Later => {
                 headers.insert(RETRY, "1");
+                None
+            }
+        };
+        let payload = match answer {
+            Some(Ok(payload)) => payload,
+            Some(Err(error)) => {
+                headers.insert(ERROR, one_line(&error).as_ref());
                 Bytes::new()
             }
+            None => Bytes::new(),
         };
         if let Err(e) = self
             .client

@@ -28,6 +28,7 @@ mod address;
 mod dedup;
 mod envelope;
 mod error;
+pub mod frame;
 mod inbox;
 pub mod liveness;
 pub mod outbox;
@@ -44,8 +45,9 @@ pub use crate::address::{Address, MAX_NAME_LEN, valid_name};
 pub use crate::dedup::{ANSWERS_KEPT, DEDUP_WINDOW, MAX_DEDUP_ENTRIES};
 pub use crate::envelope::{Envelope, Reply};
 pub use crate::error::{DeliveryError, JoinError};
+pub use crate::frame::MAX_FIELDS;
 pub use crate::inbox::{Inbox, Incoming};
-pub use crate::outbox::{ATTEMPT_TIMEOUT, MAX_QUEUED, WINDOW};
+pub use crate::outbox::{ATTEMPT_TIMEOUT, BATCH, BATCH_BYTES, MAX_QUEUED, WINDOW};
 
 use crate::dedup::Dedup;
 use crate::liveness::Liveness;
@@ -350,6 +352,8 @@ impl Cluster {
             subscriber,
             shared: self.shared.clone(),
             batch: Arc::default(),
+            pending: Default::default(),
+            arrival: None,
         })
     }
 

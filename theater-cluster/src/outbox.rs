@@ -12,12 +12,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::{HeaderMap, Message, StatusCode, Subscriber};
-use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::envelope::{BASE, ERROR, FIRST, GAP, HOST, RETRY, SEQ, STREAM};
-use crate::{Address, DeliveryError, Envelope, Reply, Shared};
+use crate::{Address, DeliveryError, Envelope, Reply, Shared, frame};
 
 /// Envelopes waiting in one address's queue at most; past it [`Cluster::deliver`](crate::Cluster::deliver)
 /// refuses at once.
@@ -25,6 +24,17 @@ pub const MAX_QUEUED: usize = 65_536;
 
 /// Envelopes of one stream in flight (sent, not yet answered) at once.
 pub const WINDOW: usize = 256;
+
+/// Envelopes sent in one NATS message at most: those queued behind the one a stream sends next go with it.
+pub const BATCH: usize = 64;
+
+/// Body bytes of one NATS message at most (less if the server's `max_payload` is smaller): an envelope that
+/// would pass it goes in the next message; one larger than it goes alone.
+pub const BATCH_BYTES: usize = 64 * 1024;
+
+/// Bytes of a message's headers and framing allowed for when checking an envelope against the server's
+/// `max_payload`.
+const HEADROOM: usize = 512;
 
 /// How long the oldest envelope in flight waits for its answer before it and those after it are sent again.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -124,6 +134,8 @@ struct InFlight {
     seq: u64,
     item: Item,
     sent: Instant,
+    /// The number of the last envelope of the NATS message it was last sent in.
+    batch_last: u64,
     reply: Option<Message>,
 }
 
@@ -185,7 +197,7 @@ impl Stream {
                         continue;
                     }
                 };
-                self.send_new(item).await;
+                self.send_new(item, &mut rx).await;
                 continue;
             }
             let wake = self.resend_at.unwrap_or_else(|| {
@@ -203,7 +215,7 @@ impl Stream {
                     },
                 },
                 item = rx.recv(), if room => match item {
-                    Some(item) => self.send_new(item).await,
+                    Some(item) => self.send_new(item, &mut rx).await,
                     None => return,
                 },
                 () = tokio::time::sleep_until(wake.into()) => {
@@ -227,56 +239,87 @@ impl Stream {
             .map_err(|_| DeliveryError::Closed)
     }
 
-    /// Numbers `item` and sends it.
-    async fn send_new(&mut self, item: Item) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.flight.push_back(InFlight {
-            seq,
-            item,
-            sent: Instant::now(),
-            reply: None,
-        });
-        let index = self.flight.len() - 1;
-        self.send(index).await;
+    /// Numbers `item` and those queued behind it (as many as the window and a message take) and sends them.
+    async fn send_new(&mut self, item: Item, rx: &mut mpsc::Receiver<Item>) {
+        let start = self.flight.len();
+        let limit = self.batch_bytes();
+        let mut next = Some(item);
+        let mut bytes = 0;
+        while let Some(item) = next.take() {
+            let size = frame::encoded_len(&item.envelope);
+            let max = self.shared.client.server_info().max_payload;
+            if size + HEADROOM > max {
+                item.finish(Err(DeliveryError::TooLarge { size, max }));
+            } else {
+                bytes += size;
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                self.flight.push_back(InFlight {
+                    seq,
+                    item,
+                    sent: Instant::now(),
+                    batch_last: seq,
+                    reply: None,
+                });
+            }
+            if self.flight.len() - start < BATCH && self.flight.len() < WINDOW && bytes < limit {
+                next = rx.try_recv().ok();
+            }
+        }
+        self.send_from(start).await;
     }
 
-    /// Sends the envelope at `index` of the window (again).
-    async fn send(&mut self, index: usize) {
+    /// Body bytes of one message at most.
+    fn batch_bytes(&self) -> usize {
+        let max = self.shared.client.server_info().max_payload;
+        BATCH_BYTES.min(max.saturating_sub(HEADROOM))
+    }
+
+    /// Sends the envelopes of the window from `start` on (again), as few messages as [`BATCH`] and
+    /// [`BATCH_BYTES`] allow.
+    async fn send_from(&mut self, start: usize) {
+        let limit = self.batch_bytes();
+        let mut index = start;
+        while index < self.flight.len() {
+            let mut end = index + 1;
+            let mut bytes = frame::encoded_len(&self.flight[index].item.envelope);
+            while end < self.flight.len() && end - index < BATCH {
+                let more = frame::encoded_len(&self.flight[end].item.envelope);
+                if bytes + more > limit {
+                    break;
+                }
+                bytes += more;
+                end += 1;
+            }
+            self.send(index, end).await;
+            index = end;
+        }
+    }
+
+    /// Sends the envelopes at `start..end` of the window (again) in one message.
+    async fn send(&mut self, start: usize, end: usize) {
         let base = self.flight.front().map_or(self.next_seq, |f| f.seq);
-        let entry = &mut self.flight[index];
-        entry.sent = Instant::now();
-        entry.reply = None;
-        let (mut headers, payload): (HeaderMap, Bytes) = entry.item.envelope.clone().into_parts();
+        let (first, last) = (self.flight[start].seq, self.flight[end - 1].seq);
+        let now = Instant::now();
+        for entry in self.flight.range_mut(start..end) {
+            entry.sent = now;
+            entry.batch_last = last;
+            entry.reply = None;
+        }
+        let body = frame::encode(self.flight.range(start..end).map(|f| &f.item.envelope));
+        let mut headers = HeaderMap::new();
         headers.insert(HOST, self.shared.host.as_str());
         headers.insert(STREAM, self.id.as_str());
-        headers.insert(SEQ, entry.seq.to_string().as_str());
+        headers.insert(SEQ, first.to_string().as_str());
         headers.insert(BASE, base.to_string().as_str());
-        let reply_to = format!("{}.{}.{}", self.inbox, self.generation, entry.seq);
+        let reply_to = format!("{}.{}.{last}", self.inbox, self.generation);
         let sent = self
             .shared
             .client
-            .publish_with_reply_and_headers(
-                self.to.as_str().to_owned(),
-                reply_to,
-                headers,
-                payload.clone(),
-            )
+            .publish_with_reply_and_headers(self.to.as_str().to_owned(), reply_to, headers, body)
             .await;
         if let Err(e) = sent {
-            if matches!(
-                e.kind(),
-                async_nats::client::PublishErrorKind::MaxPayloadExceeded
-            ) {
-                let entry = self.flight.remove(index).expect("in the window");
-                let max = self.shared.client.server_info().max_payload;
-                entry.item.finish(Err(DeliveryError::TooLarge {
-                    size: payload.len(),
-                    max,
-                }));
-            } else {
-                tracing::debug!(to = %self.to, "theater-cluster: not sent ({e}); sent again after a timeout");
-            }
+            tracing::debug!(to = %self.to, "theater-cluster: not sent ({e}); sent again after a timeout");
         }
     }
 
@@ -289,6 +332,15 @@ impl Stream {
             return;
         }
         let Some(last) = seq else { return };
+        if reply.status == Some(StatusCode::NO_RESPONDERS) {
+            // Nobody took the message: that is the answer to every envelope in it.
+            for entry in self.flight.iter_mut() {
+                if entry.batch_last == last && entry.reply.is_none() {
+                    entry.reply = Some(reply.clone());
+                }
+            }
+            return;
+        }
         // A reply may stand for several: the answers to `first` ..= `last`, all the same.
         let first = reply
             .headers
@@ -366,10 +418,6 @@ impl Stream {
                 .item
                 .finish(Err(DeliveryError::TimedOut(self.to.to_string())));
         }
-        for index in 0..self.flight.len() {
-            if index < self.flight.len() {
-                self.send(index).await;
-            }
-        }
+        self.send_from(0).await;
     }
 }

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
-use theater_cluster::{Cluster, DeliveryError, Envelope};
+use futures::StreamExt;
+use theater_cluster::{Cluster, DeliveryError, Envelope, frame};
 use theater_runtime::ClusterConfig;
 use theater_tests::nats::NatsServer;
 
@@ -34,6 +35,61 @@ async fn counting_service(cluster: &Cluster, id: &str) -> Arc<AtomicUsize> {
     served
 }
 
+/// Sends `body` as number `seq` of stream `s1` from host `sender` to `subject`, as a stream would, and returns the
+/// reply.
+async fn send_raw(
+    raw: &async_nats::Client,
+    subject: &str,
+    seq: u64,
+    body: Bytes,
+) -> async_nats::Message {
+    let mut headers = HeaderMap::new();
+    headers.insert("Theater-Host", "sender");
+    headers.insert("Theater-Stream", "s1");
+    headers.insert("Theater-Seq", seq.to_string().as_str());
+    headers.insert("Theater-Base", seq.to_string().as_str());
+    // The answer to number n goes to `<reply prefix>.<n>`.
+    let reply_to = format!("{}.{seq}", raw.new_inbox());
+    let mut replies = raw.subscribe(reply_to.clone()).await.unwrap();
+    raw.publish_with_reply_and_headers(subject.to_owned(), reply_to, headers, body)
+        .await
+        .unwrap();
+    replies.next().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_does_not_decode_is_refused_whole_and_nothing_in_it_served() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let server = Cluster::connect(&config(&nats.url(), "server"))
+        .await
+        .unwrap();
+    let id = uuid::Uuid::new_v4().to_string();
+    let served = counting_service(&server, &id).await;
+    let raw = async_nats::connect(nats.url()).await.unwrap();
+    let subject = server.actor(&id).unwrap().to_string();
+    let mut newer = frame::encode(&[Envelope::new("send")]).to_vec();
+    newer[0] = frame::VERSION + 1;
+    let mut cut = frame::encode(&[Envelope::new("send").payload("xyz")]).to_vec();
+    cut.pop();
+    for (body, error) in [
+        (
+            newer,
+            "envelope format version 2 (this host reads version 1)",
+        ),
+        (cut, "envelope body truncated"),
+    ] {
+        let reply = send_raw(&raw, &subject, 1, body.into()).await;
+        let header = reply.headers.as_ref().and_then(|h| h.get("Theater-Error"));
+        assert_eq!(
+            header.map(|v| v.as_str()),
+            Some(format!("theater-cluster: {error}").as_str())
+        );
+    }
+    assert_eq!(served.load(Ordering::SeqCst), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeated_envelope_is_served_once_and_answered_again() {
     let Some(nats) = NatsServer::start() else {
@@ -49,16 +105,8 @@ async fn a_repeated_envelope_is_served_once_and_answered_again() {
     let subject = server.actor(&id).unwrap().to_string();
     let mut answers = Vec::new();
     for _ in 0..2 {
-        let mut headers = HeaderMap::new();
-        headers.insert("Theater-Kind", "send");
-        headers.insert("Theater-Host", "sender");
-        headers.insert("Theater-Stream", "s1");
-        headers.insert("Theater-Seq", "7");
-        headers.insert("Theater-Base", "7");
-        let reply = raw
-            .request_with_headers(subject.clone(), headers, Bytes::from_static(b"x"))
-            .await
-            .unwrap();
+        let body = frame::encode(&[Envelope::new("send").payload("x")]);
+        let reply = send_raw(&raw, &subject, 7, body).await;
         answers.push(String::from_utf8_lossy(&reply.payload).into_owned());
     }
     assert_eq!(answers, ["n=1", "n=1"], "the repeat gets the first answer");
