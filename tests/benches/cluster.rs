@@ -5,7 +5,8 @@
 //! * `two hosts`: two runtimes, each with its own NATS connection, joined through a `nats-server` this benchmark
 //!   starts on loopback: every message crosses two processes' sockets (host → nats-server → host);
 //! * `to another process`: the receiving host in a process of its own (this benchmark started again with
-//!   `THEATER_BENCH_RECEIVER`), as two `theater` processes would be.
+//!   `THEATER_BENCH_RECEIVER`), as two `theater` processes would be; one run to warm it up, then three runs of
+//!   one pair and one of `PAIRS` pairs.
 //!
 //! Workloads: one pair sending `SENDS` messages (the sender's script ends with a request that returns once the
 //! receiver handled them all); `PAIRS` pairs at once, `SENDS_PER_PAIR` each; `REQUESTS` requests one after another
@@ -119,14 +120,16 @@ async fn receiving_process(url: &str, receivers: usize, wasm: &[u8]) {
 }
 
 /// `pairs` senders on `a` sending `n` each to the receivers of a receiving process of its own (this benchmark
-/// started again, [`RECEIVER_VAR`]): messages per second, every one counted there.
+/// started again, [`RECEIVER_VAR`]), `runs` times after one run to warm up (connections, credit, caches):
+/// messages per second of each run, every one counted there.
 async fn sends_to_another_process(
     a: &TheaterRuntime,
     url: &str,
     wasm: &[u8],
     pairs: usize,
     n: u32,
-) -> f64 {
+    runs: u32,
+) -> Vec<f64> {
     use std::io::{BufRead, Write};
     let mut child = std::process::Command::new(std::env::current_exe().expect("this benchmark"))
         .env(RECEIVER_VAR, format!("{url},{pairs}"))
@@ -142,27 +145,32 @@ async fn sends_to_another_process(
     for i in 0..pairs {
         senders.push(actor(a, wasm, &format!("sender-{i}")).await);
     }
-    let start = Instant::now();
-    let runs = senders.iter().enumerate().map(|(i, s)| {
-        let text = format!("sendn:{},{n}", receiver_id(i));
-        async move { script(s, &text).await.expect("sendn") }
-    });
-    for out in futures::future::join_all(runs).await {
-        assert_eq!(out, format!("sendn={n}"));
+    let mut rates = Vec::new();
+    for run in 0..=runs {
+        let start = Instant::now();
+        let sending = senders.iter().enumerate().map(|(i, s)| {
+            let text = format!("sendn:{},{n}", receiver_id(i));
+            async move { script(s, &text).await.expect("sendn") }
+        });
+        for out in futures::future::join_all(sending).await {
+            assert_eq!(out, format!("sendn={n}"));
+        }
+        if run > 0 {
+            rates.push(f64::from(n) * pairs as f64 / start.elapsed().as_secs_f64());
+        }
     }
-    let elapsed = start.elapsed();
     let mut stdin = child.stdin.take().expect("piped");
     writeln!(stdin, "count").expect("ask");
     line.clear();
     out.read_line(&mut line).expect("counts");
-    let expected = vec![format!("count={n}"); pairs].join(",");
+    let expected = vec![format!("count={}", n * (runs + 1)); pairs].join(",");
     assert_eq!(line.trim(), expected, "nothing lost");
     drop(stdin);
     child.wait().expect("the receiving process ends");
     for s in &senders {
         s.stop().await.unwrap();
     }
-    f64::from(n) * pairs as f64 / elapsed.as_secs_f64()
+    rates
 }
 
 /// One request after another from `a` to `b`: µs per round trip.
@@ -256,11 +264,17 @@ fn main() {
             l / c
         );
         let (one_pair, many_pairs) = (
-            sends_to_another_process(&a, &nats.url(), &wasm, 1, SENDS).await,
-            sends_to_another_process(&a, &nats.url(), &wasm, PAIRS, SENDS_PER_PAIR).await,
+            sends_to_another_process(&a, &nats.url(), &wasm, 1, SENDS, 3).await,
+            sends_to_another_process(&a, &nats.url(), &wasm, PAIRS, SENDS_PER_PAIR, 1).await,
         );
+        let rates = |rates: &[f64]| {
+            let rates: Vec<String> = rates.iter().map(|r| format!("{r:.0}")).collect();
+            rates.join(", ")
+        };
         println!(
-            "send to a host in another process (msg/s): 1 pair {one_pair:.0}, {PAIRS} pairs {many_pairs:.0}"
+            "send to a host in another process (msg/s, runs after a warm-up): 1 pair {}; {PAIRS} pairs {}",
+            rates(&one_pair),
+            rates(&many_pairs)
         );
         let (l, c) = (
             round_trip(&one, &one, &wasm).await,

@@ -45,12 +45,12 @@ pub(crate) struct Remote {
     forwarding: Mutex<HashMap<String, oneshot::Sender<()>>>,
     /// Sends this host may still accept for each receiver without waiting for its host ([`Remote::send`]).
     credits: Mutex<HashMap<String, Credit>>,
-    /// Woken when a receiver's accepted sends are all in its mailbox (or lost).
-    drained: tokio::sync::Notify,
+    /// Woken when an accepted send is answered (its credit comes back) or lost.
+    answered: tokio::sync::Notify,
 }
 
-/// How often a send waiting for this host's accepted sends to reach the receiver's mailbox checks whether they
-/// are held back (the mailbox is full).
+/// How often a send waiting for credit checks whether this host's accepted sends are held back (the mailbox is
+/// full).
 const HELD_BACK_POLL: Duration = Duration::from_millis(10);
 
 /// Accepted sends in flight to one receiver from this host, at most: what a sender pipelines (docs/cluster.md,
@@ -125,7 +125,7 @@ impl Remote {
             waiting: Mutex::default(),
             forwarding: Mutex::default(),
             credits: Mutex::default(),
-            drained: tokio::sync::Notify::new(),
+            answered: tokio::sync::Notify::new(),
         });
         tokio::spawn(serve_answers(Arc::downgrade(&remote), inbox));
         tokio::spawn(follow_lost_hosts(
@@ -166,7 +166,8 @@ impl Remote {
     /// `from`'s `send` of `msg` to `to` on another host. With credit for `to` (room its host reported in
     /// `to`'s mailbox, [`SEND_CREDIT`] at most in flight), the send is accepted at once and delivered behind this
     /// host's earlier ones, without waiting for the round trip; each answer tells the room left and renews the
-    /// credit. Otherwise it waits for the receiver's answer, with the in-process errors.
+    /// credit. With none left while accepted sends are in flight, it waits for their answers to bring credit;
+    /// with none in flight, it waits for the receiver's answer, with the in-process errors.
     pub(crate) async fn send(
         self: &Arc<Self>,
         from: &str,
@@ -174,48 +175,29 @@ impl Remote {
         msg: Vec<u8>,
         timeout: Duration,
     ) -> Result<(), String> {
-        let size = msg.len();
-        if self.take_credit(to, size) {
-            let envelope = Envelope::new("send")
-                .with("From", from)
-                .with("Accepted", "1")
-                .payload(msg);
-            let address = self.actor(to)?;
-            let remote = Arc::downgrade(self);
-            let receiver = to.to_owned();
-            let queued = self.cluster.deliver_then(&address, envelope, timeout, move |outcome| {
-                let Some(remote) = remote.upgrade() else { return };
-                match outcome {
-                    Ok(reply) => remote.grant(&receiver, &reply.body, Some(size)),
-                    Err(e) => {
-                        // Only when the receiver or its host went meanwhile (a full mailbox is waited for).
-                        tracing::warn!(to = %receiver, "message-server: an accepted send was not delivered: {e}");
-                        lock(&remote.credits).remove(&receiver);
-                        remote.drained.notify_waiters();
-                    }
-                }
-            });
-            if let Err(e) = queued {
-                // Not queued: no longer in flight.
-                self.grant(to, b"", Some(size));
-                return Err(describe(to, e));
-            }
-            return Ok(());
-        }
-        // Sends accepted earlier go first, and this one behind them. If they wait for room in `to`'s mailbox, it
-        // is full: refused as in one process (and not sent, so nothing overtakes them).
         let address = self.actor(to)?;
         let deadline = tokio::time::Instant::now() + timeout;
-        while self.in_flight(to) > 0 {
+        loop {
+            // Registered before looking, so that an answer in between is not missed.
+            let answered = self.answered.notified();
+            tokio::pin!(answered);
+            answered.as_mut().enable();
+            if self.take_credit(to, msg.len()) {
+                return self.send_accepted(from, to, &address, msg, timeout);
+            }
+            let in_flight = self.in_flight(to);
+            if in_flight == 0 {
+                break;
+            }
+            // Sends accepted earlier go first, and this one behind them. If they wait for room in `to`'s mailbox,
+            // it is full: refused as in one process (and not sent, so nothing overtakes them).
             if self.cluster.held_back(&address) {
                 return Err(format!(
-                    "mailbox of {to} is full: {} sends accepted from this host wait for room in it",
-                    self.in_flight(to)
+                    "mailbox of {to} is full: {in_flight} sends accepted from this host wait for room in it"
                 ));
             }
-            let drained = self.drained.notified();
             let recheck = tokio::time::Instant::now() + HELD_BACK_POLL;
-            if tokio::time::timeout_at(recheck.min(deadline), drained)
+            if tokio::time::timeout_at(recheck.min(deadline), answered)
                 .await
                 .is_err()
                 && tokio::time::Instant::now() >= deadline
@@ -226,6 +208,42 @@ impl Remote {
         let envelope = Envelope::new("send").with("From", from).payload(msg);
         let reply = self.deliver(to, envelope, timeout).await?;
         self.grant(to, &reply.body, None);
+        Ok(())
+    }
+
+    /// Queues `from`'s send of `msg` to `to`, accepted within credit: its answer renews the credit.
+    fn send_accepted(
+        self: &Arc<Self>,
+        from: &str,
+        to: &str,
+        address: &Address,
+        msg: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let size = msg.len();
+        let envelope = Envelope::new("send")
+            .with("From", from)
+            .with("Accepted", "1")
+            .payload(msg);
+        let remote = Arc::downgrade(self);
+        let receiver = to.to_owned();
+        let queued = self.cluster.deliver_then(address, envelope, timeout, move |outcome| {
+            let Some(remote) = remote.upgrade() else { return };
+            match outcome {
+                Ok(reply) => remote.grant(&receiver, &reply.body, Some(size)),
+                Err(e) => {
+                    // Only when the receiver or its host went meanwhile (a full mailbox is waited for).
+                    tracing::warn!(to = %receiver, "message-server: an accepted send was not delivered: {e}");
+                    lock(&remote.credits).remove(&receiver);
+                    remote.answered.notify_waiters();
+                }
+            }
+        });
+        if let Err(e) = queued {
+            // Not queued: no longer in flight.
+            self.grant(to, b"", Some(size));
+            return Err(describe(to, e));
+        }
         Ok(())
     }
 
@@ -273,9 +291,7 @@ impl Remote {
         if let Some(size) = answered {
             credit.in_flight = credit.in_flight.saturating_sub(1);
             credit.in_flight_bytes = credit.in_flight_bytes.saturating_sub(size);
-            if credit.in_flight == 0 {
-                self.drained.notify_waiters();
-            }
+            self.answered.notify_waiters();
         }
         if let Some((items, bytes)) = room {
             credit.items = (items / 2).min(SEND_CREDIT);
