@@ -274,14 +274,39 @@ async fn a_host_without_the_clusters_credentials_is_refused() {
             "{refused}"
         );
     }
-    let (ra, _da) = host_with(config(Some("theater"), Some("s3cret")))
-        .await
-        .unwrap();
-    let (rb, _db) = host_with(config(Some("theater"), Some("s3cret")))
-        .await
-        .unwrap();
+    exchange(
+        config(Some("theater"), Some("s3cret")),
+        config(Some("theater"), Some("s3cret")),
+    )
+    .await;
+}
+
+/// Two hosts joined with `a` and `b` exchange a message between their actors.
+async fn exchange(a: ClusterConfig, b: ClusterConfig) {
+    let (ra, _da) = host_with(a).await.unwrap();
+    let (rb, _db) = host_with(b).await.unwrap();
     let a = peer(&ra, "a", Default::default()).await;
     let b = peer(&rb, "b", Default::default()).await;
     assert_eq!(run(&a, &format!("send:{},in", b.id())).await, "send=ok");
     log_until(&b, has("send in".to_owned())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_with_the_clusters_nkey_joins_and_one_with_another_is_refused() {
+    let (member, stranger) = (nkeys::KeyPair::new_user(), nkeys::KeyPair::new_user());
+    let auth = format!(
+        "authorization {{ users: [ {{ nkey: {} }} ] }}",
+        member.public_key()
+    );
+    let Some(nats) = NatsServer::start_with(&auth) else {
+        return;
+    };
+    let config = |key: &nkeys::KeyPair| ClusterConfig {
+        nkey_seed: Some(key.seed().unwrap()),
+        heartbeat_ms: 100,
+        ..ClusterConfig::new(nats.url())
+    };
+    let refused = host_with(config(&stranger)).await.err().expect("refused");
+    assert!(matches!(refused, JoinError::Refused { .. }), "{refused}");
+    exchange(config(&member), config(&member)).await;
 }
