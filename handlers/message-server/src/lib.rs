@@ -57,6 +57,7 @@ mod cluster;
 mod requests;
 pub mod router;
 
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -136,6 +137,9 @@ struct Endpoint {
     remote: Option<Arc<Remote>>,
     /// Serves this actor's cluster address; stopped when the endpoint goes.
     serving: Option<tokio::task::JoinHandle<()>>,
+    /// The timer of the request this actor waits on, kept between requests and moved to each one's deadline
+    /// ([`MessageServerHandler::wait_answer`]).
+    timer: Mutex<Option<Pin<Box<tokio::time::Sleep>>>>,
 }
 
 impl MessageServerHandler {
@@ -212,6 +216,7 @@ impl MessageServerHandler {
                 requests: Requests::default(),
                 remote,
                 serving,
+                timer: Mutex::new(None),
             })),
         })
     }
@@ -442,6 +447,8 @@ impl MessageServerHandler {
         let mut unsent = Vec::new();
         // An item taken behind a batch of sends, delivered next.
         let mut held: Option<Delivery> = None;
+        // The call of the last request delivered, until the next item.
+        let mut request: Option<RequestCall> = None;
         let mut mailboxes = endpoint.router.watch_mailboxes();
         loop {
             let callable =
@@ -470,6 +477,18 @@ impl MessageServerHandler {
             if hold.is_none() {
                 hold = Some(actor.hold_background());
             }
+            // The last request's call ends before the next item goes to the actor, as if it had been awaited; it
+            // was not awaited while the mailbox was empty, so its end woke nobody (a request's round trip is one
+            // wake-up shorter).
+            if let Some(call) = request.take()
+                && let Err(e) = call.await
+            {
+                if matches!(e, ActorError::Stopped) {
+                    held = Some(item);
+                    break;
+                }
+                log_failed(&endpoint, &e);
+            }
             // Not raced with the shutdown: a stopping actor finishes its current call and refuses queued ones at
             // once, so this returns soon, and says whether the items were taken.
             let delivered = match item {
@@ -489,10 +508,18 @@ impl MessageServerHandler {
                 }
                 item => self.deliver(&actor, &endpoint, item).await,
             };
-            if let Delivered::Stopped(untaken) = delivered {
-                unsent = untaken;
-                break;
+            match delivered {
+                Delivered::Yes => {}
+                Delivered::Request(call) => request = Some(call),
+                Delivered::Stopped(untaken) => {
+                    unsent = untaken;
+                    break;
+                }
             }
+        }
+        if let Some(call) = request {
+            // A stopping actor finishes its current call and refuses the queued ones at once.
+            let _ = call.await;
         }
         endpoint.close(&mut inbox, unsent, held);
         drop(hold);
@@ -551,6 +578,39 @@ impl MessageServerHandler {
         Delivered::Yes
     }
 
+    /// Queues `handle-request(id, msg)` to the actor: the answer goes to the requester from the actor's task
+    /// ([`SettleRequest`]), before the actor's next call. Returns what waits for the call's end.
+    fn queue_request(
+        &self,
+        actor: &ActorHandle,
+        endpoint: &Arc<Endpoint>,
+        id: String,
+        msg: Vec<u8>,
+        reply: oneshot::Sender<Result<Vec<u8>, String>>,
+    ) -> Result<RequestCall, ActorError> {
+        endpoint.requests.begin(&id, reply);
+        // Settled in the actor's task before its next call, which therefore already lists a deferral.
+        let settle = SettleRequest {
+            endpoint: endpoint.clone(),
+            id: id.clone(),
+            max_message_bytes: self.config.max_message_bytes,
+            max_outstanding: self.config.max_outstanding_requests as usize,
+            settled: false,
+        };
+        // Background work until the call has run: the mailbox loop may let its own hold go meanwhile.
+        let hold = actor.hold_background();
+        let call = actor
+            .queue_export_then::<(String, Vec<u8>), (Option<Vec<u8>>, (Option<Vec<u8>>,))>(
+                &theater::simple::message_server_client::HANDLE_REQUEST_SPEC.spec,
+                (id, msg),
+                move |answer| {
+                    settle.run(answer);
+                    drop(hold);
+                },
+            )?;
+        Ok(Box::pin(async move { call.await.map(drop) }))
+    }
+
     /// Turns one mailbox item into its callback and passes the answer on.
     async fn deliver(
         &self,
@@ -562,24 +622,14 @@ impl MessageServerHandler {
         let result = match item {
             Delivery::Send(msg) => return self.deliver_sends(actor, endpoint, vec![msg]).await,
             Delivery::Request { id, msg, reply } => {
-                endpoint.requests.begin(&id, reply);
-                // Settled in the actor's task before its next call, which therefore already lists a deferral.
-                let settle = SettleRequest {
-                    endpoint: endpoint.clone(),
-                    id: id.clone(),
-                    max_message_bytes: self.config.max_message_bytes,
-                    max_outstanding: self.config.max_outstanding_requests as usize,
-                    settled: false,
+                return match self.queue_request(actor, endpoint, id, msg, reply) {
+                    Ok(call) => Delivered::Request(call),
+                    Err(ActorError::Stopped) => Delivered::Stopped(Vec::new()),
+                    Err(e) => {
+                        log_failed(endpoint, &e);
+                        Delivered::Yes
+                    }
                 };
-                actor
-                    .call_export_then::<(String, Vec<u8>), (Option<Vec<u8>>, (Option<Vec<u8>>,))>(
-                        &theater::simple::message_server_client::HANDLE_REQUEST_SPEC.spec,
-                        (id, msg),
-                        None,
-                        move |answer| settle.run(answer),
-                    )
-                    .await
-                    .map(|_| ())
             }
             Delivery::ChannelOpen { id, msg, reply } => {
                 let decision = callbacks.handle_channel_open(id.clone(), msg).await;
@@ -662,10 +712,15 @@ fn log_failed(endpoint: &Endpoint, e: &ActorError) {
     }
 }
 
+/// The call of a request's `handle-request`, queued to the actor: its end.
+type RequestCall = std::pin::Pin<Box<dyn Future<Output = Result<(), ActorError>> + Send>>;
+
 /// What became of one mailbox item.
 enum Delivered {
     /// Its callback ran (or failed for a reason of its own, which is logged).
     Yes,
+    /// Its `handle-request` is queued to the actor (the requester gets the answer from there); the call's end.
+    Request(RequestCall),
     /// The actor stopped; the sends it never took are given back, in order.
     Stopped(Vec<Vec<u8>>),
 }
@@ -679,11 +734,23 @@ impl MessageServerHandler {
         id: &str,
         answer: router::Answer,
     ) -> Result<Vec<u8>, String> {
-        tokio::select! {
+        // One timer per actor, moved to each request's deadline: a timer made for each request would wake the
+        // runtime's timer driver each time (tokio unparks it for a timer earlier than the next one it knows).
+        let deadline = tokio::time::Instant::now() + self.request_timeout();
+        let taken = endpoint
+            .timer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let mut timer = taken.unwrap_or_else(|| Box::pin(tokio::time::sleep_until(deadline)));
+        timer.as_mut().reset(deadline);
+        let answer = tokio::select! {
             answer = answer => answer.unwrap_or_else(|_| Err(format!("actor {to} stopped"))),
-            () = tokio::time::sleep(self.request_timeout()) => Err(format!("request {id} timed out")),
+            () = &mut timer => Err(format!("request {id} timed out")),
             () = endpoint.shutdown.wait() => Err(format!("request {id} interrupted: actor stopping")),
-        }
+        };
+        *endpoint.timer.lock().unwrap_or_else(|p| p.into_inner()) = Some(timer);
+        answer
     }
 }
 
