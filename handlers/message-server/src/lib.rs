@@ -70,7 +70,7 @@ use tokio::sync::oneshot;
 
 use crate::cluster::Remote;
 use crate::requests::{Deferral, Requests};
-use crate::router::{Delivery, MailboxKey, MailboxLimits, MailboxReceiver, Undeliverable};
+use crate::router::{Delivery, MailboxKey, MailboxLimits, MailboxReceiver, Reply, Undeliverable};
 pub use crate::router::{MAX_PARKED_BYTES, MessageRouter, RESTART_WINDOW};
 
 /// Configuration of the message-server handler: the manifest's `[[handler]] type = "message-server"` table.
@@ -240,6 +240,10 @@ impl MessageServerHandler {
         let Some(inbox) = inbox else {
             return Ok(());
         };
+        // Requests to an idle mailbox go straight to the actor from now on.
+        endpoint
+            .router
+            .set_direct(&endpoint.id, &endpoint.key, self.direct(&actor, &endpoint));
         // Held from here, so the actor has background work without a gap until the loop decides.
         let hold = actor.hold_background();
         tokio::spawn(self.deliver_mailbox(actor, shutdown, endpoint, inbox, hold));
@@ -586,29 +590,39 @@ impl MessageServerHandler {
         endpoint: &Arc<Endpoint>,
         id: String,
         msg: Vec<u8>,
-        reply: oneshot::Sender<Result<Vec<u8>, String>>,
+        reply: Reply,
     ) -> Result<RequestCall, ActorError> {
-        endpoint.requests.begin(&id, reply);
-        // Settled in the actor's task before its next call, which therefore already lists a deferral.
-        let settle = SettleRequest {
-            endpoint: endpoint.clone(),
-            id: id.clone(),
-            max_message_bytes: self.config.max_message_bytes,
-            max_outstanding: self.config.max_outstanding_requests as usize,
-            settled: false,
-        };
-        // Background work until the call has run: the mailbox loop may let its own hold go meanwhile.
-        let hold = actor.hold_background();
-        let call = actor
-            .queue_export_then::<(String, Vec<u8>), (Option<Vec<u8>>, (Option<Vec<u8>>,))>(
+        let then = SettleRequest::begin(endpoint, &self.config, actor, &id, reply, None);
+        let call = actor.queue_export_then::<(String, Vec<u8>), HandleRequestResult>(
+            &theater::simple::message_server_client::HANDLE_REQUEST_SPEC.spec,
+            (id, msg),
+            then,
+        )?;
+        Ok(Box::pin(async move { call.await.map(drop) }))
+    }
+
+    /// What lets a request to this actor bypass its idle mailbox ([`router::Direct`]): queues `handle-request`
+    /// straight to `actor`, as [`queue_request`](Self::queue_request) would from the mailbox loop.
+    fn direct(&self, actor: &ActorHandle, endpoint: &Arc<Endpoint>) -> router::Direct {
+        let (config, actor, endpoint) =
+            (self.config.clone(), actor.clone(), Arc::downgrade(endpoint));
+        Box::new(move |item, counted| {
+            let Some(endpoint) = endpoint.upgrade() else {
+                return Err((item, counted));
+            };
+            let Delivery::Request { id, msg, reply } = item else {
+                return Err((item, counted));
+            };
+            let then = SettleRequest::begin(&endpoint, &config, &actor, &id, reply, Some(counted));
+            // Refused (the actor stops, or its queue is full): `then` is dropped, which answers as the mailbox
+            // loop's refusal does.
+            let _ = actor.post_export_then::<(String, Vec<u8>), HandleRequestResult>(
                 &theater::simple::message_server_client::HANDLE_REQUEST_SPEC.spec,
                 (id, msg),
-                move |answer| {
-                    settle.run(answer);
-                    drop(hold);
-                },
-            )?;
-        Ok(Box::pin(async move { call.await.map(drop) }))
+                then,
+            );
+            Ok(())
+        })
     }
 
     /// Turns one mailbox item into its callback and passes the answer on.
@@ -711,6 +725,9 @@ fn log_failed(endpoint: &Endpoint, e: &ActorError) {
         e => tracing::warn!(actor = %endpoint.id, "message-server callback failed: {e}"),
     }
 }
+
+/// The result type of `handle-request` under the state convention.
+type HandleRequestResult = (Option<Vec<u8>>, (Option<Vec<u8>>,));
 
 /// The call of a request's `handle-request`, queued to the actor: its end.
 type RequestCall = std::pin::Pin<Box<dyn Future<Output = Result<(), ActorError>> + Send>>;
@@ -843,6 +860,35 @@ struct SettleRequest {
 }
 
 impl SettleRequest {
+    /// Begins request `id` (its answer goes to `reply`) in `endpoint`'s table and returns what settles it once
+    /// its `handle-request` has run, in the actor's task before its next call (which therefore already lists a
+    /// deferral). Until then the request counts as `actor`'s background work (its mailbox loop may let its own
+    /// hold go meanwhile) and, if it bypassed the mailbox, keeps its place there (`counted`).
+    fn begin(
+        endpoint: &Arc<Endpoint>,
+        config: &MessageServerConfig,
+        actor: &ActorHandle,
+        id: &str,
+        reply: Reply,
+        counted: Option<router::Counted>,
+    ) -> impl FnOnce(&Result<Option<Vec<u8>>, ActorError>) + Send + 'static {
+        endpoint.requests.begin(id, reply);
+        let settle = SettleRequest {
+            endpoint: endpoint.clone(),
+            id: id.to_owned(),
+            max_message_bytes: config.max_message_bytes,
+            max_outstanding: config.max_outstanding_requests as usize,
+            settled: false,
+        };
+        let hold = actor.hold_background();
+        move |answer| {
+            // Released before the answer goes: the requester's next request finds the mailbox idle.
+            drop(counted);
+            settle.run(answer);
+            drop(hold);
+        }
+    }
+
     /// `some(response)` answers the requester, `none` defers the request (unless over `max_outstanding`), an error
     /// fails it: `"request failed: <error>"`.
     fn run(mut self, answer: &Result<Option<Vec<u8>>, ActorError>) {

@@ -100,8 +100,26 @@ impl Load {
     }
 }
 
+/// How a request bypasses an idle mailbox: queues its `handle-request` straight to the receiving actor (its
+/// mailbox loop would do the same, one task switch later). Gets the request and its [`Counted`] place in the
+/// mailbox (to drop once the call has ended); gives both back if it did not take the request.
+pub(crate) type Direct =
+    Box<dyn Fn(Delivery, Counted) -> Result<(), (Delivery, Counted)> + Send + Sync>;
+
+/// One item's place in a mailbox's bounds, given back when dropped: a request queued straight to its actor
+/// ([`Direct`]) holds it until its call has ended.
+pub(crate) struct Counted {
+    load: Arc<Load>,
+    size: usize,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.load.release(self.size);
+    }
+}
+
 /// The sending end of one actor's mailbox, as the router keeps it.
-#[derive(Debug)]
 pub(crate) struct MailboxSender {
     tx: mpsc::UnboundedSender<Delivery>,
     load: Arc<Load>,
@@ -111,6 +129,19 @@ pub(crate) struct MailboxSender {
     /// Opens the receiver's [`Gate`]; kept by the router while an earlier mailbox under the same id has not
     /// handed over what it left, dropped (opening the gate empty) otherwise.
     gate: Option<GateOpener>,
+    /// Set once the actor's mailbox loop runs ([`MessageRouter::set_direct`]).
+    direct: Option<Direct>,
+}
+
+impl std::fmt::Debug for MailboxSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailboxSender")
+            .field("load", &self.load)
+            .field("limits", &self.limits)
+            .field("channels", &self.channels)
+            .field("direct", &self.direct.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Sends one mailbox accepted and its actor never took, in order.
@@ -150,6 +181,7 @@ pub(crate) fn mailbox(limits: MailboxLimits) -> (MailboxSender, MailboxReceiver)
             limits,
             channels: 0,
             gate: Some(open),
+            direct: None,
         },
         MailboxReceiver {
             rx,
@@ -193,6 +225,33 @@ impl MailboxSender {
         } else {
             self.load.add(size);
         }
+        self.push_admitted(owner, item)
+    }
+
+    /// Queues request `item` as [`push`](Self::push) does, or, when it is the only item the mailbox counts
+    /// (nothing queued, nothing its loop took is unfinished, no early channel message waits) and `may_bypass`,
+    /// hands it to [`Direct`]: the actor's queue then has everything delivered before it already, so it keeps its
+    /// place in order.
+    fn push_request(&self, owner: &str, item: Delivery, may_bypass: bool) -> Result<(), String> {
+        let size = item.size();
+        self.admit(owner, size)?;
+        let item = match &self.direct {
+            Some(direct) if may_bypass && self.load.items.load(Ordering::Acquire) == 1 => {
+                let counted = Counted {
+                    load: self.load.clone(),
+                    size,
+                };
+                match direct(item, counted) {
+                    Ok(()) => return Ok(()),
+                    Err((item, counted)) => {
+                        // Still counted: the mailbox loop releases it once delivered.
+                        std::mem::forget(counted);
+                        item
+                    }
+                }
+            }
+            _ => item,
+        };
         self.push_admitted(owner, item)
     }
 
@@ -546,9 +605,15 @@ impl Routes {
 
     fn deliver(&self, to: &str, item: Delivery, counted: bool) -> Result<(), Undeliverable> {
         let mailbox = self.mailboxes.get(to).ok_or(Undeliverable::NoMailbox)?;
-        mailbox
-            .push(to, item, counted)
-            .map_err(Undeliverable::Refused)
+        let pushed = match item {
+            Delivery::Request { .. } if counted => {
+                // Not while an earlier incarnation's sends are still to come first.
+                let may_bypass = !self.handovers.contains_key(to);
+                mailbox.push_request(to, item, may_bypass)
+            }
+            item => mailbox.push(to, item, counted),
+        };
+        pushed.map_err(Undeliverable::Refused)
     }
 
     /// The load of `opener`'s mailbox, which will count a new channel's early messages.
@@ -679,6 +744,16 @@ impl MessageRouter {
     /// Changes whenever a mailbox is registered or unregistered.
     pub(crate) fn watch_mailboxes(&self) -> watch::Receiver<usize> {
         self.mailbox_count.subscribe()
+    }
+
+    /// Lets requests to `id` bypass its mailbox while it is idle ([`Direct`]), if `key` is still its mailbox.
+    pub(crate) fn set_direct(&self, id: &str, key: &MailboxKey, direct: Direct) {
+        let mut routes = self.routes();
+        if let Some(mailbox) = routes.mailboxes.get_mut(id)
+            && Arc::ptr_eq(&mailbox.load, &key.0)
+        {
+            mailbox.direct = Some(direct);
+        }
     }
 
     /// Registers `id`'s mailbox. A restarted actor keeps its id, and its new mailbox may come before the old one's

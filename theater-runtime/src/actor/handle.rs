@@ -228,25 +228,62 @@ impl ActorHandle {
         O: StateResult,
     {
         let (tx, rx) = oneshot::channel();
+        self.enqueue_export::<P, O>(spec, params, then, Some(tx))?;
+        Ok(async { rx.await.unwrap_or(Err(ActorError::Stopped)) })
+    }
+
+    /// Queues a call as [`queue_export_then`](Self::queue_export_then) does, with nobody waiting for it: it runs
+    /// when the actor reaches it (unless the actor stops first) and `then` gets its result, in the actor's task.
+    /// For a caller that needs only `then`; no other task is woken when the call ends.
+    ///
+    /// # Errors
+    /// [`ActorError::Stopped`] or [`ActorError::Busy`] at once (`then` is dropped without running).
+    pub fn post_export_then<P, O>(
+        &self,
+        spec: &'static ExportSpec,
+        params: P,
+        then: impl FnOnce(&Result<O::Value, ActorError>) + Send + 'static,
+    ) -> Result<(), ActorError>
+    where
+        P: CallbackParams,
+        O: StateResult,
+    {
+        self.enqueue_export::<P, O>(spec, params, then, None)
+    }
+
+    /// Queues the call of `spec`; its result goes to `then`, then to `waiter` if there is one (a waiter that gave
+    /// up before the call ran means it does not run).
+    fn enqueue_export<P, O>(
+        &self,
+        spec: &'static ExportSpec,
+        params: P,
+        then: impl FnOnce(&Result<O::Value, ActorError>) + Send + 'static,
+        waiter: Option<oneshot::Sender<Result<O::Value, ActorError>>>,
+    ) -> Result<(), ActorError>
+    where
+        P: CallbackParams,
+        O: StateResult,
+    {
         let slot = self.shared.take_queue_slot().map_err(ActorError::Busy)?;
         let op: Op = Box::new(move |store, instance| {
             Box::pin(async move {
                 drop(slot);
-                if tx.is_closed() {
+                if waiter.as_ref().is_some_and(|tx| tx.is_closed()) {
                     // The caller gave up waiting: the call is not run (its `then` neither).
                     return Outcome::Continue;
                 }
                 let (result, outcome) =
                     super::call::call_export::<P, O>(store, instance, spec, params).await;
                 then(&result);
-                let _ = tx.send(result);
+                if let Some(tx) = waiter {
+                    let _ = tx.send(result);
+                }
                 outcome
             })
         });
         self.commands
             .send(Command::Call(op))
-            .map_err(|_| ActorError::Stopped)?;
-        Ok(async { rx.await.unwrap_or(Err(ActorError::Stopped)) })
+            .map_err(|_| ActorError::Stopped)
     }
 
     /// Pauses the actor: calls queue until [`resume`](Self::resume). A call in progress finishes first.
