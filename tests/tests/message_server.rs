@@ -734,3 +734,37 @@ async fn message_server_a_burst_of_sends_past_max_queued_calls_arrives_whole_and
     let want: Vec<String> = (0..100).map(|i| format!("send m{i}")).collect();
     assert_eq!(lines, want);
 }
+
+/// A request to a mailbox that still holds sends (here: its actor is paused, so they wait in its queue and its
+/// mailbox) goes behind them, though a request to an idle mailbox is queued straight to the actor: the
+/// requester's sends are handled first, in order, then the request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_server_a_request_never_overtakes_the_sends_before_it() {
+    const N: usize = 100;
+    let (rt, _dir) = runtime();
+    let [a, b] = peers(&rt).await;
+    // An idle mailbox first: the request goes straight to the actor and is answered.
+    assert_eq!(
+        run(&a, &format!("request:{},first", b.id())).await,
+        "request=re:first"
+    );
+    b.pause().await.unwrap();
+    let sends: Vec<String> = (0..N).map(|i| format!("send:{},m{i}", b.id())).collect();
+    let waiting = run_later(&a, format!("{};request:{},last", sends.join(";"), b.id()));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    b.resume().await.unwrap();
+    let out = waiting.await.unwrap();
+    assert!(out.ends_with("|request=re:last"), "{out}");
+    let lines = log_until(&b, |l| l.len() == N + 2).await;
+    let handled: Vec<&str> = lines
+        .iter()
+        .map(|l| match l.strip_prefix("request ") {
+            Some(rest) => rest.split_once(' ').map_or(rest, |(_, msg)| msg),
+            None => l.as_str(),
+        })
+        .collect();
+    let mut expected = vec!["first".to_owned()];
+    expected.extend((0..N).map(|i| format!("send m{i}")));
+    expected.push("last".to_owned());
+    assert_eq!(handled, expected);
+}
