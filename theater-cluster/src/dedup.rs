@@ -81,7 +81,8 @@ impl Dedup {
         if seq > stream.next {
             return Seen::Gap(stream.next);
         }
-        stream.next += 1;
+        // The inbox refuses u64::MAX (crate::inbox), so this never saturates; it must not overflow if it did.
+        stream.next = stream.next.saturating_add(1);
         if stream.answers.len() >= ANSWERS_KEPT {
             stream.answers.pop_front();
         }
@@ -104,7 +105,7 @@ impl Dedup {
     /// expected again, and what came after it is a gap until it comes.
     pub(crate) fn unserve(&mut self, key: &str, seq: u64) {
         if let Some(stream) = self.streams.get_mut(key)
-            && stream.next == seq + 1
+            && stream.next == seq.saturating_add(1)
         {
             stream.next = seq;
             stream.answers.retain(|(n, _)| *n != seq);

@@ -18,8 +18,8 @@ pub struct Inbox {
     pub(crate) subscriber: Subscriber,
     pub(crate) shared: Arc<Shared>,
     pub(crate) batch: Arc<Mutex<Option<Batch>>>,
-    /// The envelopes of the last message not served yet, in order, and what they share.
-    pub(crate) pending: VecDeque<Envelope>,
+    /// The envelopes of the last message not served yet, in order, with their numbers, and what they share.
+    pub(crate) pending: VecDeque<(u64, Envelope)>,
     pub(crate) arrival: Option<Arrival>,
 }
 
@@ -28,8 +28,6 @@ pub(crate) struct Arrival {
     sender: String,
     /// The deduplication key: the sending stream's id and the address.
     key: String,
-    /// The number of the next pending envelope.
-    seq: u64,
     /// The oldest number the sending stream still waits on.
     base: u64,
     /// The message's reply subject without its last token (the last envelope's number): the answer to number
@@ -64,10 +62,8 @@ impl Inbox {
     /// The next envelope not served before; `None` once the host left the cluster.
     pub async fn next(&mut self) -> Option<Incoming> {
         loop {
-            if let Some(envelope) = self.pending.pop_front() {
-                let arrival = self.arrival.as_mut().expect("pending envelopes arrived");
-                let seq = arrival.seq;
-                arrival.seq += 1;
+            if let Some((seq, envelope)) = self.pending.pop_front() {
+                let arrival = self.arrival.as_ref().expect("pending envelopes arrived");
                 let reply_to = Subject::from(format!("{}.{seq}", arrival.reply_prefix));
                 let seen = self.shared.dedup().check(&arrival.key, seq, arrival.base);
                 let reply = match seen {
@@ -136,6 +132,14 @@ impl Inbox {
                 .reply(reply, Reply::Answer(Err(error.to_owned())))
                 .await;
         };
+        if last == u64::MAX {
+            // No stream gets there; refused so that the next number expected always exists.
+            let answer = Err("theater-cluster: envelope number out of range".to_owned());
+            return self
+                .shared
+                .reply(reply, Reply::Answers { first, answer })
+                .await;
+        }
         let envelopes = match frame::decode(message.payload) {
             Ok(envelopes) if first.checked_add(envelopes.len() as u64 - 1) == Some(last) => {
                 envelopes
@@ -167,11 +171,13 @@ impl Inbox {
         self.arrival = Some(Arrival {
             sender: header(HOST).unwrap_or_default().to_owned(),
             key: format!("{stream}|{}", message.subject),
-            seq: first,
             base,
             reply_prefix: reply_prefix.to_owned(),
         });
-        self.pending.extend(envelopes);
+        // `first + len - 1` did not overflow (checked above).
+        let numbered = envelopes.into_iter().enumerate();
+        self.pending
+            .extend(numbered.map(|(i, envelope)| (first + i as u64, envelope)));
     }
 }
 
@@ -212,7 +218,7 @@ impl Incoming {
         let full = {
             let mut batch = self.batch.lock().unwrap_or_else(|p| p.into_inner());
             match batch.as_mut() {
-                Some(b) if b.key == *key && b.last + 1 == *seq => {
+                Some(b) if b.key == *key && b.last.checked_add(1) == Some(*seq) => {
                     b.last = *seq;
                     b.reply_to = reply_to.clone();
                     b.answer = payload.clone();

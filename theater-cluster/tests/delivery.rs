@@ -88,6 +88,15 @@ async fn a_body_that_does_not_decode_is_refused_whole_and_nothing_in_it_served()
         );
     }
     assert_eq!(served.load(Ordering::SeqCst), 0);
+    // A number no stream reaches is refused, not served (nothing overflows).
+    let body = frame::encode(&[Envelope::new("send")]);
+    let reply = send_raw(&raw, &subject, u64::MAX, body).await;
+    let header = reply.headers.as_ref().and_then(|h| h.get("Theater-Error"));
+    assert_eq!(
+        header.map(|v| v.as_str()),
+        Some("theater-cluster: envelope number out of range")
+    );
+    assert_eq!(served.load(Ordering::SeqCst), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
