@@ -6,7 +6,8 @@
 //! Each actor's instance makes **its own** mailbox when the actor is created and registers it with the runtime's
 //! [`MessageRouter`]; its mailbox loop (started by `start`) turns every
 //! mailbox item into one typed callback, run one at a time and in order (a burst of sends is queued to the actor at
-//! once, up to 32), each bounded by the actor's own call deadline
+//! once, up to 32; a request to a mailbox that holds nothing else is queued straight to the actor, one task switch
+//! shorter, `router::Direct`), each bounded by the actor's own call deadline
 //! (while the actor is paused the mailbox fills and senders are refused). When the actor stops the mailbox is unregistered,
 //! requests waiting on the actor or deferred by it fail with `"actor <id> stopped"`, and its channels close,
 //! notifying the other side. The `send`s it had accepted and not taken (the one being delivered included, if the
