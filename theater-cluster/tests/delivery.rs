@@ -35,6 +35,39 @@ async fn counting_service(cluster: &Cluster, id: &str) -> Arc<AtomicUsize> {
     served
 }
 
+/// A host `server` serving a fresh actor `id` with [`counting_service`], and a plain NATS client to send to its
+/// address (`subject`) by hand.
+struct ByHand {
+    _server: Cluster,
+    served: Arc<AtomicUsize>,
+    raw: async_nats::Client,
+    id: String,
+    subject: String,
+}
+
+async fn raw_sender_to_counting_service(nats: &NatsServer) -> ByHand {
+    let server = Cluster::connect(&config(&nats.url(), "server"))
+        .await
+        .unwrap();
+    let id = uuid::Uuid::new_v4().to_string();
+    let served = counting_service(&server, &id).await;
+    let raw = async_nats::connect(nats.url()).await.unwrap();
+    let subject = server.actor(&id).unwrap().to_string();
+    ByHand {
+        _server: server,
+        served,
+        raw,
+        id,
+        subject,
+    }
+}
+
+/// The refusal a reply carries (`Theater-Error`), if any.
+fn error_of(reply: &async_nats::Message) -> Option<String> {
+    let header = reply.headers.as_ref()?.get("Theater-Error")?;
+    Some(header.as_str().to_owned())
+}
+
 /// Sends `body` as number `seq` of stream `s1` from host `sender` to `subject`, as a stream would, and returns the
 /// reply.
 async fn send_raw(
@@ -62,13 +95,8 @@ async fn a_body_that_does_not_decode_is_refused_whole_and_nothing_in_it_served()
     let Some(nats) = NatsServer::start() else {
         return;
     };
-    let server = Cluster::connect(&config(&nats.url(), "server"))
-        .await
-        .unwrap();
-    let id = uuid::Uuid::new_v4().to_string();
-    let served = counting_service(&server, &id).await;
-    let raw = async_nats::connect(nats.url()).await.unwrap();
-    let subject = server.actor(&id).unwrap().to_string();
+    let hand = raw_sender_to_counting_service(&nats).await;
+    let (raw, subject) = (&hand.raw, hand.subject.as_str());
     let mut newer = frame::encode(&[Envelope::new("send")]).to_vec();
     newer[0] = frame::VERSION + 1;
     let mut cut = frame::encode(&[Envelope::new("send").payload("xyz")]).to_vec();
@@ -80,23 +108,18 @@ async fn a_body_that_does_not_decode_is_refused_whole_and_nothing_in_it_served()
         ),
         (cut, "envelope body truncated"),
     ] {
-        let reply = send_raw(&raw, &subject, 1, body.into()).await;
-        let header = reply.headers.as_ref().and_then(|h| h.get("Theater-Error"));
-        assert_eq!(
-            header.map(|v| v.as_str()),
-            Some(format!("theater-cluster: {error}").as_str())
-        );
+        let reply = send_raw(raw, subject, 1, body.into()).await;
+        assert_eq!(error_of(&reply), Some(format!("theater-cluster: {error}")));
     }
-    assert_eq!(served.load(Ordering::SeqCst), 0);
+    assert_eq!(hand.served.load(Ordering::SeqCst), 0);
     // A number no stream reaches is refused, not served (nothing overflows).
     let body = frame::encode(&[Envelope::new("send")]);
-    let reply = send_raw(&raw, &subject, u64::MAX, body).await;
-    let header = reply.headers.as_ref().and_then(|h| h.get("Theater-Error"));
+    let reply = send_raw(raw, subject, u64::MAX, body).await;
     assert_eq!(
-        header.map(|v| v.as_str()),
+        error_of(&reply).as_deref(),
         Some("theater-cluster: envelope number out of range")
     );
-    assert_eq!(served.load(Ordering::SeqCst), 0);
+    assert_eq!(hand.served.load(Ordering::SeqCst), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,29 +127,28 @@ async fn a_repeated_envelope_is_served_once_and_answered_again() {
     let Some(nats) = NatsServer::start() else {
         return;
     };
-    let server = Cluster::connect(&config(&nats.url(), "server"))
-        .await
-        .unwrap();
-    let id = uuid::Uuid::new_v4().to_string();
-    let served = counting_service(&server, &id).await;
+    let hand = raw_sender_to_counting_service(&nats).await;
+    let (raw, subject, id) = (&hand.raw, hand.subject.as_str(), &hand.id);
     // A sender whose answer was lost sends the same envelope (same stream and number) again.
-    let raw = async_nats::connect(nats.url()).await.unwrap();
-    let subject = server.actor(&id).unwrap().to_string();
     let mut answers = Vec::new();
     for _ in 0..2 {
         let body = frame::encode(&[Envelope::new("send").payload("x")]);
-        let reply = send_raw(&raw, &subject, 7, body).await;
+        let reply = send_raw(raw, subject, 7, body).await;
         answers.push(String::from_utf8_lossy(&reply.payload).into_owned());
     }
     assert_eq!(answers, ["n=1", "n=1"], "the repeat gets the first answer");
-    assert_eq!(served.load(Ordering::SeqCst), 1, "and is not served again");
+    assert_eq!(
+        hand.served.load(Ordering::SeqCst),
+        1,
+        "and is not served again"
+    );
     // The next number is new.
     let client = Cluster::connect(&config(&nats.url(), "client"))
         .await
         .unwrap();
     let reply = client
         .deliver(
-            &client.actor(&id).unwrap(),
+            &client.actor(id).unwrap(),
             Envelope::new("send"),
             Duration::from_secs(5),
         )
