@@ -22,6 +22,14 @@ pub(crate) const RETRY: &str = "Theater-Retry";
 /// Header of a reply that refuses: the error message.
 pub(crate) const ERROR: &str = "Theater-Error";
 
+/// Header `name` among a NATS message's `headers` (a stream's message or a reply), if it has it.
+pub(crate) fn header<'a>(
+    headers: Option<&'a async_nats::HeaderMap>,
+    name: &str,
+) -> Option<&'a str> {
+    headers?.get(name).map(|v| v.as_str())
+}
+
 /// `text` with its line breaks made spaces: a header value (NATS headers are lines).
 pub(crate) fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
     if text.contains(['\r', '\n']) {

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 
 use crate::dedup::{Answer, Seen};
-use crate::envelope::{BASE, ERROR, FIRST, GAP, HOST, RETRY, SEQ, STREAM, one_line};
+use crate::envelope::{self, BASE, ERROR, FIRST, GAP, HOST, RETRY, SEQ, STREAM, one_line};
 use crate::{Envelope, Shared, frame};
 
 /// The envelopes delivered to one address; dropping it stops serving the address (senders then get "no
@@ -111,13 +111,7 @@ impl Inbox {
             tracing::debug!(subject = %message.subject, "theater-cluster: a message without a reply subject dropped");
             return;
         };
-        let header = |name: &str| {
-            message
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(name))
-                .map(|v| v.as_str())
-        };
+        let header = |name: &str| envelope::header(message.headers.as_ref(), name);
         let number = |name: &str| header(name).and_then(|v| v.parse::<u64>().ok());
         let last = reply
             .rsplit_once('.')
