@@ -15,7 +15,7 @@ use async_nats::{HeaderMap, Message, StatusCode, Subscriber};
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::envelope::{BASE, ERROR, FIRST, GAP, HOST, RETRY, SEQ, STREAM};
+use crate::envelope::{BASE, ERROR, FIRST, GAP, HOST, RETRY, SEQ, STREAM, header};
 use crate::{Address, DeliveryError, Envelope, Reply, Shared, frame};
 
 /// Envelopes waiting in one address's queue at most; past it [`Cluster::deliver`](crate::Cluster::deliver)
@@ -247,7 +247,7 @@ impl Stream {
         let mut bytes = 0;
         while let Some(item) = next.take() {
             let size = frame::encoded_len(&item.envelope);
-            let max = self.shared.client.server_info().max_payload;
+            let max = self.shared.client.max_payload();
             if size + HEADROOM > max {
                 item.finish(Err(DeliveryError::TooLarge { size, max }));
             } else {
@@ -271,7 +271,7 @@ impl Stream {
 
     /// Body bytes of one message at most.
     fn batch_bytes(&self) -> usize {
-        let max = self.shared.client.server_info().max_payload;
+        let max = self.shared.client.max_payload();
         BATCH_BYTES.min(max.saturating_sub(HEADROOM))
     }
 
@@ -342,11 +342,8 @@ impl Stream {
             return;
         }
         // A reply may stand for several: the answers to `first` ..= `last`, all the same.
-        let first = reply
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(FIRST))
-            .and_then(|v| v.as_str().parse::<u64>().ok())
+        let first = header(reply.headers.as_ref(), FIRST)
+            .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(last);
         for entry in self.flight.iter_mut() {
             if (first..=last).contains(&entry.seq) && entry.reply.is_none() {
@@ -371,13 +368,7 @@ impl Stream {
                     .finish(Err(DeliveryError::NotFound(self.to.to_string())));
                 continue;
             }
-            let header = |name: &str| {
-                reply
-                    .headers
-                    .as_ref()
-                    .and_then(|h| h.get(name))
-                    .map(|v| v.as_str().to_owned())
-            };
+            let header = |name: &str| header(reply.headers.as_ref(), name);
             if header(RETRY).is_some() {
                 self.held_back.store(true, Ordering::Release);
                 self.go_back(RETRY_PAUSE);
@@ -388,9 +379,9 @@ impl Stream {
                 return;
             }
             let outcome = match header(ERROR) {
-                Some(error) => Err(DeliveryError::Refused(error)),
+                Some(error) => Err(DeliveryError::Refused(error.to_owned())),
                 None => Ok(Reply {
-                    host: header(HOST).unwrap_or_default(),
+                    host: header(HOST).unwrap_or_default().to_owned(),
                     body: reply.payload.clone(),
                 }),
             };

@@ -225,7 +225,7 @@ impl Remote {
     fn answer_fits(&self, what: &str, body: Vec<u8>) -> Result<Bytes, String> {
         // The answer's headers: "NATS/1.0\r\n", "Theater-Host: <host>\r\n", "\r\n".
         let size = body.len() + 28 + self.host().len();
-        let max = self.cluster.client().server_info().max_payload;
+        let max = self.cluster.client().max_payload();
         if size > max {
             return Err(format!(
                 "the child's {what} cannot be sent across hosts: {}",
