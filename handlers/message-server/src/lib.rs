@@ -731,7 +731,7 @@ fn log_failed(endpoint: &Endpoint, e: &ActorError) {
 type HandleRequestResult = (Option<Vec<u8>>, (Option<Vec<u8>>,));
 
 /// The call of a request's `handle-request`, queued to the actor: its end.
-type RequestCall = std::pin::Pin<Box<dyn Future<Output = Result<(), ActorError>> + Send>>;
+type RequestCall = Pin<Box<dyn Future<Output = Result<(), ActorError>> + Send>>;
 
 /// What became of one mailbox item.
 enum Delivered {
@@ -850,7 +850,7 @@ fn canonical(id: &str) -> String {
 }
 
 /// What becomes of a request once its `handle-request` returns: run in the actor's task
-/// ([`ActorHandle::call_export_then`]). Dropped without running (the actor stopped before the call ran), it fails
+/// ([`ActorHandle::queue_export_then`], [`ActorHandle::post_export_then`]). Dropped without running (the actor stopped before the call ran), it fails
 /// the request with `"actor <id> stopped"`.
 struct SettleRequest {
     endpoint: Arc<Endpoint>,

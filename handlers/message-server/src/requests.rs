@@ -2,9 +2,10 @@
 //! `respond-to-request` and `cancel-request`. Each actor's handler instance owns its own table, so an actor can
 //! only ever see, answer or cancel requests sent to it.
 //!
-//! A request enters the table when the mailbox loop delivers it (*in flight*: `handle-request` has not
-//! returned); it is *deferred* once `handle-request` returns `none`, marked so in the actor's task before the
-//! actor's next call (`ActorHandle::call_export_then`), so that call already lists it. Only deferred requests are listed, but both
+//! A request enters the table when it is delivered, by the mailbox loop or straight to an idle actor (*in flight*:
+//! `handle-request` has not returned); it is *deferred* once `handle-request` returns `none`, marked so in the
+//! actor's task before the actor's next call (`ActorHandle::queue_export_then` / `post_export_then`), so that call
+//! already lists it. Only deferred requests are listed, but both
 //! can be answered or cancelled, so an actor may answer a request from within its own `handle-request`.
 
 use std::collections::HashMap;

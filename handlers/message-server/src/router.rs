@@ -109,13 +109,23 @@ pub(crate) type Direct =
 /// One item's place in a mailbox's bounds, given back when dropped: a request queued straight to its actor
 /// ([`Direct`]) holds it until its call has ended.
 pub(crate) struct Counted {
-    load: Arc<Load>,
+    /// `None` once [kept](Self::keep).
+    load: Option<Arc<Load>>,
     size: usize,
+}
+
+impl Counted {
+    /// Leaves the item counted: whoever delivers it releases it.
+    fn keep(mut self) {
+        self.load = None;
+    }
 }
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        self.load.release(self.size);
+        if let Some(load) = &self.load {
+            load.release(self.size);
+        }
     }
 }
 
@@ -238,14 +248,14 @@ impl MailboxSender {
         let item = match &self.direct {
             Some(direct) if may_bypass && self.load.items.load(Ordering::Acquire) == 1 => {
                 let counted = Counted {
-                    load: self.load.clone(),
+                    load: Some(self.load.clone()),
                     size,
                 };
                 match direct(item, counted) {
                     Ok(()) => return Ok(()),
                     Err((item, counted)) => {
                         // Still counted: the mailbox loop releases it once delivered.
-                        std::mem::forget(counted);
+                        counted.keep();
                         item
                     }
                 }
