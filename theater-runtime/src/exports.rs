@@ -6,12 +6,15 @@
 //! `R` through callers that `#[theater_handler(export = "...")]` generates, which call
 //! [`ActorHandle::call_export`](crate::ActorHandle::call_export).
 
+use std::any::TypeId;
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::time::Duration;
 
 use wasmtime::Store;
-use wasmtime::component::{ComponentNamedList, ComponentType, Func, Instance, Lift, Lower};
+use wasmtime::component::{
+    ComponentNamedList, ComponentType, Func, Instance, Lift, Lower, TypedFunc,
+};
 
 use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
@@ -129,9 +132,10 @@ pub type StateAnd<T> = (Option<Vec<u8>>, (T,));
 pub type StateOnly = (Option<Vec<u8>>,);
 
 /// The elements of a callback's `params` tuple as Rust types: lowered into the guest after the actor's state,
-/// recorded, and decoded from the record in a replay. Implemented for every tuple that can be all three.
+/// recorded (a copy, encoded when the chain is sealed), and decoded from the record in a replay. Implemented for
+/// every tuple that can be all of these.
 pub trait CallbackParams:
-    ComponentType + Lower + RecordParams + DeserializeOwned + Send + Sync + 'static
+    ComponentType + Lower + RecordParams + DeserializeOwned + Clone + Send + Sync + 'static
 {
     /// `(state, params)`: the export's parameter list.
     type WithState: ComponentNamedList + Lower + Send + Sync + 'static;
@@ -141,7 +145,7 @@ pub trait CallbackParams:
 
 impl<P> CallbackParams for P
 where
-    P: ComponentType + Lower + RecordParams + DeserializeOwned + Send + Sync + 'static,
+    P: ComponentType + Lower + RecordParams + DeserializeOwned + Clone + Send + Sync + 'static,
     (Option<Vec<u8>>, P): ComponentNamedList + Lower + Send + Sync + 'static,
 {
     type WithState = (Option<Vec<u8>>, P);
@@ -155,7 +159,7 @@ where
 /// Implemented for `(Option<Vec<u8>>,)` (value `()`) and `(Option<Vec<u8>>, (T,))` (value `T`).
 pub trait StateResult: ComponentType + Lift + Send + Sync + 'static {
     /// What the callback returns besides the state.
-    type Value: serde::Serialize + Send + 'static;
+    type Value: serde::Serialize + Clone + Send + 'static;
     /// The export's result list: `(result<Self, string>,)`.
     type Returned: ComponentNamedList + Lift + Send + Sync + 'static;
     /// Splits into the new state and the value.
@@ -177,7 +181,7 @@ impl StateResult for (Option<Vec<u8>>,) {
 
 impl<T> StateResult for (Option<Vec<u8>>, (T,))
 where
-    T: ComponentType + Lift + serde::Serialize + Send + Sync + 'static,
+    T: ComponentType + Lift + serde::Serialize + Clone + Send + Sync + 'static,
     (Result<(Option<Vec<u8>>, (T,)), String>,): ComponentNamedList + Lift + Send + Sync + 'static,
 {
     type Value = T;
@@ -202,6 +206,8 @@ pub(crate) type Replayer = for<'a> fn(
 /// A resolved callback.
 struct Resolved {
     func: Func,
+    /// `TypeId` of `(params, results)`, the types `func` was checked against when it was resolved.
+    types: TypeId,
     spec: &'static ExportSpec,
     replay: Replayer,
 }
@@ -216,6 +222,31 @@ impl ExportTable {
     /// The resolved function of `spec`, `None` if the actor does not export it.
     pub fn get(&self, spec: &ExportSpec) -> Option<Func> {
         self.funcs.get(spec.event_type).map(|r| r.func)
+    }
+
+    /// The resolved function of `spec` as a [`TypedFunc`] of `Params` and `Return`, `None` if the actor does not
+    /// export it. Checks the types only if they are not the ones the function was resolved with, so the call path
+    /// of a callback pays no type check.
+    ///
+    /// # Errors
+    /// The function does not have these types.
+    pub(crate) fn typed<Params, Return>(
+        &self,
+        store: &Store<ActorStore>,
+        spec: &ExportSpec,
+    ) -> Option<wasmtime::Result<TypedFunc<Params, Return>>>
+    where
+        Params: ComponentNamedList + Lower + 'static,
+        Return: ComponentNamedList + Lift + 'static,
+    {
+        let resolved = self.funcs.get(spec.event_type)?;
+        Some(if resolved.types == TypeId::of::<(Params, Return)>() {
+            // SAFETY: `resolve` checked `resolved.func` against exactly these types
+            // (`get_typed_func::<Params, Return>`) and recorded their `TypeId` in `resolved.types`.
+            Ok(unsafe { TypedFunc::new_unchecked(resolved.func) })
+        } else {
+            resolved.func.typed(store)
+        })
     }
 
     /// The spec and the replayer of the callback whose chain events are `event_type`, if the actor exports it.
@@ -307,6 +338,7 @@ impl ExportResolver<'_> {
             spec.event_type,
             Resolved {
                 func: *typed.func(),
+                types: TypeId::of::<(P::WithState, O::Returned)>(),
                 spec,
                 replay: replay_call::<P, O>,
             },

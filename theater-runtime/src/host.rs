@@ -265,32 +265,18 @@ where
     }
 }
 
-/// A call into the actor whose parameters are encoded and whose result is not yet known: the callbacks' way of
-/// recording ([`crate::actor`]), which encodes at once because the lowered values are borrowed.
-#[must_use = "a pending call is recorded by `host::finish_encoded`"]
-pub(crate) struct EncodedCall {
-    event_type: &'static str,
-    payload: &'static [&'static str],
-    data: Vec<u8>,
-}
-
-/// Encodes the parameters of a call, given the chain event type, the payload values and the parameter names.
-pub(crate) fn begin_encoded<P: RecordParams>(
-    store: &ActorStore,
-    event_type: &'static str,
-    payload: &'static [&'static str],
-    names: &'static [&'static str],
+/// Encodes a call into the actor as chain-event `data`, `{"params":{"params.0":…},"result":…}`: the callbacks'
+/// way of recording ([`crate::actor`]), run when the event is sealed. `payload` names the values (`params.N`,
+/// `result`) whose mode the manifest's `record` table may set; `names` are the parameters' names in order.
+pub(crate) fn encode_callback<P: RecordParams, R: Serialize + ?Sized>(
+    recorder: &Recorder,
+    event_type: &str,
+    payload: &[&str],
+    names: &[&'static str],
     params: &P,
-) -> EncodedCall {
+    result: &R,
+) -> Vec<u8> {
     use serde::ser::{SerializeMap, Serializer};
-    let recorder = &*store.recorder;
-    if !recorder.enabled {
-        return EncodedCall {
-            event_type,
-            payload,
-            data: Vec::new(),
-        };
-    }
     // Room for a typical call (a few parameters and a short result) without growing.
     let mut data = Vec::with_capacity(192);
     data.extend_from_slice(b"{\"params\":");
@@ -309,35 +295,12 @@ pub(crate) fn begin_encoded<P: RecordParams>(
         );
     }
     data.extend_from_slice(b",\"result\":");
-    EncodedCall {
-        event_type,
-        payload,
-        data,
+    let recorded = Recorded::new(result, mode("result"), recorder);
+    if let Err(e) = recorded.serialize(Base64Bytes(&mut serde_json::Serializer::new(&mut data))) {
+        data.extend_from_slice(format!("{:?}", format!("cannot encode result: {e}")).as_bytes());
     }
-}
-
-/// Appends the result to an [`EncodedCall`] and records it as one chain event.
-pub(crate) fn finish_encoded<R: Serialize + ?Sized>(
-    store: &mut ActorStore,
-    mut call: EncodedCall,
-    result: &R,
-) {
-    let recorder = &*store.recorder;
-    if !recorder.enabled {
-        return;
-    }
-    let mode = recorder.callback_mode(call.event_type, call.payload, "result");
-    let recorded = Recorded::new(result, mode, recorder);
-    if let Err(e) = recorded.serialize(Base64Bytes(&mut serde_json::Serializer::new(
-        &mut call.data,
-    ))) {
-        call.data
-            .extend_from_slice(format!("{:?}", format!("cannot encode result: {e}")).as_bytes());
-    }
-    call.data.push(b'}');
-    store
-        .shared
-        .record_event(Cow::Borrowed(call.event_type), PendingData::Json(call.data));
+    data.push(b'}');
+    data
 }
 
 /// The instance of handler `T` serving this actor.

@@ -1,14 +1,18 @@
 //! One call into an actor export, in the actor's task: the state convention, the deadline, the chain event.
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 use wasmtime::Store;
-use wasmtime::component::{Instance, TypedFunc};
+use wasmtime::component::Instance;
 
 use super::ActorExit;
 use super::handle::Outcome;
+use crate::chain::log::{EncodeLater, PendingData};
 use crate::error::ActorError;
 use crate::exports::{CallbackParams, ExportSpec, StateResult};
 use crate::host;
+use crate::record::{RecordParams, Recorder, size};
 use crate::store::ActorStore;
 
 /// Names of a callback's parameters in chain events: the elements of its `params` tuple.
@@ -31,15 +35,65 @@ const PARAM_NAMES: [&str; 16] = [
     "params.15",
 ];
 
-/// A callback export: the actor's state and the parameter tuple in; the new state and value, or an error, out.
-type CallbackFunc<P, O> = TypedFunc<<P as CallbackParams>::WithState, <O as StateResult>::Returned>;
-
 /// A recorded result: `{"Ok": v}`, `{"Err": e}` or `{"Trap": message}`.
 #[derive(Serialize)]
-enum Recorded<'a, T> {
-    Ok(&'a T),
-    Err(&'a str),
-    Trap(&'a str),
+enum Recorded<T> {
+    Ok(T),
+    Err(String),
+    Trap(String),
+}
+
+/// A call into the actor, its values copied, encoded when the chain is sealed (off the actor's call path, as a
+/// host call's: [`crate::host::finish`]).
+struct CallbackCall<P, V> {
+    spec: &'static ExportSpec,
+    params: P,
+    result: Recorded<V>,
+}
+
+impl<P, V> EncodeLater for CallbackCall<P, V>
+where
+    P: RecordParams + Send,
+    V: Serialize + Send,
+{
+    fn encode(&self, recorder: &Recorder) -> Vec<u8> {
+        host::encode_callback(
+            recorder,
+            self.spec.event_type,
+            self.spec.payload,
+            &PARAM_NAMES,
+            &self.params,
+            &self.result,
+        )
+    }
+
+    fn approx_size(&self, cap: usize) -> usize {
+        let params = self.params.approx_size(cap);
+        params + size::approx_size(&self.result, cap.saturating_sub(params))
+    }
+}
+
+/// Records the call of `spec` with `params` (`None`: the actor does not record) and the result `result` makes.
+fn record<P, V>(
+    store: &ActorStore,
+    spec: &'static ExportSpec,
+    params: Option<P>,
+    result: impl FnOnce() -> Recorded<V>,
+) where
+    P: RecordParams + Send + 'static,
+    V: Serialize + Send + 'static,
+{
+    if let Some(params) = params {
+        let call = CallbackCall {
+            spec,
+            params,
+            result: result(),
+        };
+        store.shared.record_event(
+            Cow::Borrowed(spec.event_type),
+            PendingData::Later(Box::new(call)),
+        );
+    }
 }
 
 /// Calls `spec` with the actor's state and `params`; returns the caller's result and what it did to the actor.
@@ -54,29 +108,27 @@ where
     O: StateResult,
 {
     let _ = instance;
-    let Some(func) = store.data().exports.get(spec) else {
-        return (
-            Err(ActorError::NotExported(spec.function)),
-            Outcome::Continue,
-        );
-    };
     // Checked against these types when it was resolved (`ExportResolver::resolve`).
-    let typed: CallbackFunc<P, O> = match func.typed(&*store) {
-        Ok(t) => t,
-        Err(e) => {
+    let typed = match store
+        .data()
+        .exports
+        .typed::<P::WithState, O::Returned>(store, spec)
+    {
+        Some(Ok(typed)) => typed,
+        Some(Err(e)) => {
             return (
                 Err(ActorError::Internal(format!("{}: {e}", spec.event_type))),
                 Outcome::Continue,
             );
         }
+        None => {
+            return (
+                Err(ActorError::NotExported(spec.function)),
+                Outcome::Continue,
+            );
+        }
     };
-    let pending = host::begin_encoded(
-        store.data(),
-        spec.event_type,
-        spec.payload,
-        &PARAM_NAMES,
-        &params,
-    );
+    let recorded = store.data().recorder.enabled.then(|| params.clone());
     let state = store.data().shared.state();
     store.data_mut().begin_call();
     store.set_epoch_deadline(1);
@@ -89,11 +141,11 @@ where
         Ok(Ok(ok)) => {
             let (state, value) = ok.into_parts();
             store.data().shared.set_state(state);
-            host::finish_encoded(store.data_mut(), pending, &Recorded::<O::Value>::Ok(&value));
+            record(store.data(), spec, recorded, || Recorded::Ok(value.clone()));
             (Ok(value), Outcome::Continue)
         }
         Ok(Err(e)) => {
-            host::finish_encoded(store.data_mut(), pending, &Recorded::<()>::Err(&e));
+            record::<_, O::Value>(store.data(), spec, recorded, || Recorded::Err(e.clone()));
             (Err(ActorError::Guest(e)), Outcome::Continue)
         }
         Err(trap) => {
@@ -105,7 +157,9 @@ where
             } else {
                 format!("{trap:#}")
             };
-            host::finish_encoded(store.data_mut(), pending, &Recorded::<()>::Trap(&message));
+            record::<_, O::Value>(store.data(), spec, recorded, || {
+                Recorded::Trap(message.clone())
+            });
             let error = if timed_out {
                 ActorError::Timeout
             } else {

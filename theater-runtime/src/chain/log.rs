@@ -56,7 +56,7 @@ impl PendingData {
     /// About how many bytes the data takes, or more than `cap`.
     pub fn approx_size(&self, cap: usize) -> usize {
         match self {
-            Self::Encoded(data) | Self::Json(data) => data.len(),
+            Self::Encoded(data) => data.len(),
             Self::Later(values) => values.approx_size(cap),
         }
     }
@@ -66,8 +66,6 @@ impl PendingData {
 pub enum PendingData {
     /// Already encoded.
     Encoded(Vec<u8>),
-    /// Already encoded, and known to be JSON (written to a chain file without checking it again).
-    Json(Vec<u8>),
     /// To be encoded when sealed.
     Later(Box<dyn EncodeLater>),
 }
@@ -262,7 +260,6 @@ impl ChainLog {
         for event in &mut batch {
             let (data, json) = match &mut event.data {
                 PendingData::Encoded(data) => (std::mem::take(data), false),
-                PendingData::Json(data) => (std::mem::take(data), true),
                 // A panicking `Serialize` must not lose the batch or stop the sealer: it is recorded as such.
                 PendingData::Later(values) => (
                     std::panic::catch_unwind(AssertUnwindSafe(|| values.encode(&self.recorder)))
