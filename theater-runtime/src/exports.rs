@@ -131,27 +131,22 @@ pub type StateAnd<T> = (Option<Vec<u8>>, (T,));
 /// The `ok` result of a callback that returns only the new state: `tuple<option<list<u8>>>`.
 pub type StateOnly = (Option<Vec<u8>>,);
 
-/// The elements of a callback's `params` tuple as Rust types: lowered into the guest after the actor's state,
-/// recorded (a copy, encoded when the chain is sealed), and decoded from the record in a replay. Implemented for
-/// every tuple that can be all of these.
+/// The elements of a callback's `params` tuple as Rust types: lowered into the guest after the actor's state
+/// (from where they are, not copied), then moved into the call's chain event (encoded when the chain is sealed),
+/// and decoded from the record in a replay. Implemented for every tuple that can be all of these.
 pub trait CallbackParams:
-    ComponentType + Lower + RecordParams + DeserializeOwned + Clone + Send + Sync + 'static
+    ComponentType + Lower + RecordParams + DeserializeOwned + Send + Sync + 'static
 {
-    /// `(state, params)`: the export's parameter list.
+    /// `(state, params)`: the export's parameter list, always `(Option<Vec<u8>>, Self)`.
     type WithState: ComponentNamedList + Lower + Send + Sync + 'static;
-    /// The parameter list with the actor's `state` first.
-    fn with_state(self, state: Option<Vec<u8>>) -> Self::WithState;
 }
 
 impl<P> CallbackParams for P
 where
-    P: ComponentType + Lower + RecordParams + DeserializeOwned + Clone + Send + Sync + 'static,
+    P: ComponentType + Lower + RecordParams + DeserializeOwned + Send + Sync + 'static,
     (Option<Vec<u8>>, P): ComponentNamedList + Lower + Send + Sync + 'static,
 {
     type WithState = (Option<Vec<u8>>, P);
-    fn with_state(self, state: Option<Vec<u8>>) -> Self::WithState {
-        (state, self)
-    }
 }
 
 /// The `ok` side of a callback's result: the new state, then the callback's own value if it has one.

@@ -260,7 +260,7 @@ impl MessageServerHandler {
     async fn send(&self, actor_id: String, msg: Vec<u8>) -> Result<(), String> {
         self.check_size("send", &msg)?;
         let endpoint = self.endpoint()?;
-        let to = canonical(&actor_id);
+        let to = canonical(actor_id);
         if let Some(remote) = endpoint.remote_for(&to) {
             return remote
                 .send(&endpoint.id, &to, msg, self.request_timeout())
@@ -283,7 +283,7 @@ impl MessageServerHandler {
     async fn request(&self, actor_id: String, msg: Vec<u8>) -> Result<Vec<u8>, String> {
         self.check_size("request", &msg)?;
         let endpoint = self.endpoint()?;
-        let to = canonical(&actor_id);
+        let to = canonical(actor_id);
         if to == endpoint.id {
             return Err(format!("request: actor {to} cannot request itself"));
         }
@@ -316,7 +316,7 @@ impl MessageServerHandler {
     async fn open_channel(&self, actor_id: String, initial_msg: Vec<u8>) -> Result<String, String> {
         self.check_size("open-channel", &initial_msg)?;
         let endpoint = self.endpoint()?;
-        let to = canonical(&actor_id);
+        let to = canonical(actor_id);
         if to == endpoint.id {
             return Err(format!(
                 "open-channel: actor {to} cannot open a channel to itself"
@@ -842,11 +842,16 @@ impl Drop for Endpoint {
     }
 }
 
-/// `id` in the canonical form actor ids have (lowercase, hyphenated) if it is a UUID, else as given.
-fn canonical(id: &str) -> String {
-    id.parse::<ActorId>()
-        .map(|id| id.to_string())
-        .unwrap_or_else(|_| id.to_owned())
+/// `id` in the canonical form actor ids have (lowercase, hyphenated) if it is a UUID, else as given; an id
+/// already in that form (every id the runtime hands out) is returned as is, unparsed.
+fn canonical(id: String) -> String {
+    if ActorId::is_canonical(&id) {
+        return id;
+    }
+    match id.parse::<ActorId>() {
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => id,
+    }
 }
 
 /// What becomes of a request once its `handle-request` returns: run in the actor's task

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use serde::Serialize;
 use wasmtime::Store;
-use wasmtime::component::Instance;
+use wasmtime::component::{Instance, TypedFunc};
 
 use super::ActorExit;
 use super::handle::Outcome;
@@ -128,14 +128,21 @@ where
             );
         }
     };
-    let recorded = store.data().recorder.enabled.then(|| params.clone());
-    let state = store.data().shared.state();
+    // The state and the parameters are lowered from where they are (the state is not copied; the parameters
+    // move into the chain event afterwards instead of being cloned for it).
+    // SAFETY: `(Option<&[u8]>, &P)` has the component type of `P::WithState`, `(Option<Vec<u8>>, P)`, which
+    // `typed` was checked against: wasmtime lowers `&T` as `T` and `Vec<u8>` as `[u8]`, the same values.
+    let borrowed: TypedFunc<(Option<&[u8]>, &P), O::Returned> =
+        unsafe { TypedFunc::new_unchecked(*typed.func()) };
+    let state = store.data().shared.shared_state();
     store.data_mut().begin_call();
     store.set_epoch_deadline(1);
-    let result = typed
-        .call_async(&mut *store, params.with_state(state))
+    let result = borrowed
+        .call_async(&mut *store, (state.as_deref().map(Vec::as_slice), &params))
         .await
         .map(O::from_returned);
+    drop(state);
+    let recorded = store.data().recorder.enabled.then_some(params);
     let timed_out = store.data_mut().end_call();
     match result {
         Ok(Ok(ok)) => {

@@ -33,6 +33,16 @@ impl ActorId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether `s` is an id in the canonical form, as actor ids are printed: 36 characters, lowercase
+    /// hexadecimal digits in groups of 8-4-4-4-12 separated by `-` (RFC 9562 §4). Such a string parses as itself.
+    pub fn is_canonical(s: &str) -> bool {
+        s.len() == 36
+            && s.bytes().enumerate().all(|(i, b)| match i {
+                8 | 13 | 18 | 23 => b == b'-',
+                _ => matches!(b, b'0'..=b'9' | b'a'..=b'f'),
+            })
+    }
 }
 
 impl Default for ActorId {
@@ -50,6 +60,9 @@ impl fmt::Display for ActorId {
 impl std::str::FromStr for ActorId {
     type Err = uuid::Error;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if Self::is_canonical(s) {
+            return Ok(Self(s.to_owned()));
+        }
         Ok(Self(uuid::Uuid::parse_str(s)?.to_string()))
     }
 }
@@ -143,7 +156,8 @@ pub(crate) struct ActorShared {
     pub(crate) started_ms: u64,
     /// Bytes of linear memories and tables after the last call (or instantiation).
     pub(crate) memory_bytes: AtomicU64,
-    pub(crate) state: Mutex<Option<Vec<u8>>>,
+    /// The actor's state, shared: a call into an export lowers it from here without copying it.
+    pub(crate) state: Mutex<Option<Arc<Vec<u8>>>>,
     pub(crate) chain: Arc<ChainLog>,
     /// An [`ActorStatus`] as `u8`: set twice per call, read by anyone, watched by nobody (a `watch` channel here
     /// cost 5 % of a message's CPU time in notifications).
@@ -254,12 +268,18 @@ impl ActorShared {
         }
     }
 
+    /// A copy of the state.
     pub(crate) fn state(&self) -> Option<Vec<u8>> {
+        lock(&self.state).as_deref().cloned()
+    }
+
+    /// The state itself, shared (no copy): what a call into an export lowers.
+    pub(crate) fn shared_state(&self) -> Option<Arc<Vec<u8>>> {
         lock(&self.state).clone()
     }
 
     pub(crate) fn set_state(&self, state: Option<Vec<u8>>) {
-        *lock(&self.state) = state;
+        *lock(&self.state) = state.map(Arc::new);
     }
 
     /// The whole chain, sealed.
@@ -334,4 +354,36 @@ pub(crate) fn now_ms() -> u64 {
 /// critical section is a single assignment or push.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ActorId;
+
+    #[test]
+    fn ids_parse_to_the_canonical_form_and_canonical_ids_parse_as_themselves() {
+        let id = ActorId::new();
+        assert!(ActorId::is_canonical(id.as_str()));
+        assert_eq!(id.as_str().parse::<ActorId>().unwrap(), id);
+        let upper = "0C3F5A5E-1B2C-4D3E-8F90-A1B2C3D4E5F6";
+        assert!(!ActorId::is_canonical(upper));
+        assert_eq!(
+            upper.parse::<ActorId>().unwrap().as_str(),
+            "0c3f5a5e-1b2c-4d3e-8f90-a1b2c3d4e5f6"
+        );
+        let simple = "0c3f5a5e1b2c4d3e8f90a1b2c3d4e5f6";
+        assert!(!ActorId::is_canonical(simple));
+        assert_eq!(
+            simple.parse::<ActorId>().unwrap().as_str(),
+            "0c3f5a5e-1b2c-4d3e-8f90-a1b2c3d4e5f6"
+        );
+        for bad in [
+            "0c3f5a5e-1b2c-4d3e-8f90-a1b2c3d4e5fg",
+            "0c3f5a5e-1b2c-4d3e-8f90a-1b2c3d4e5f6",
+            "0c3f5a5e-1b2c-4d3e-8f90-a1b2c3d4e5f",
+        ] {
+            assert!(!ActorId::is_canonical(bad), "{bad}");
+            assert!(bad.parse::<ActorId>().is_err(), "{bad}");
+        }
+    }
 }
