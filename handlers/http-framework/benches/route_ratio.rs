@@ -1,0 +1,85 @@
+//! The CPU cost of a request through an actor's route as a ratio to plain axum, measured interleaved.
+//!
+//! The cases of the `route` benchmark (`a_plain_axum`, `b_actor_no_recording`, `c_actor_recording`, see there)
+//! run side by side in one process: each round sends [`BLOCK`] batches of `GET /hello` to each case in turn
+//! (the order rotating from round to round) and takes the CPU time of the whole process (client, server, actor
+//! and the chain's sealer thread) per request. Each round's ratios compare cases measured within the same
+//! second, so a machine whose speed drifts (a shared VM) moves the ratios far less than it moves criterion's
+//! separate groups. Prints, per connection count, the median and the range over [`ROUNDS`] rounds of the CPU per
+//! request and of b/a and c/a.
+//!
+//! `cargo bench -p theater-handler-http-framework --bench route_ratio`; figures in docs/performance.md.
+
+#[allow(dead_code)] // shared with the `route` benchmark, which uses all of it
+mod common;
+
+use common::{BATCH, Clock, actor, batch, plain_axum};
+use theater_tests::guests;
+
+/// Rounds per connection count.
+const ROUNDS: usize = 30;
+
+/// Batches of [`BATCH`] requests per case per round.
+const BLOCK: usize = 20;
+
+/// Untimed batches per case before the first round.
+const WARM_UP: usize = 20;
+
+fn main() {
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let (theater, _data) = theater_tests::support::runtime();
+    let wasm = std::fs::read(guests::HTTP_SERVER).expect("http-server guest");
+    let client = common::client();
+    rt.block_on(async {
+        let plain = plain_axum().await;
+        let (no_recording, b_port) = actor(&theater, &wasm, false).await;
+        let (recording, c_port) = actor(&theater, &wasm, true).await;
+        let urls = [plain, b_port, c_port].map(|port| format!("http://127.0.0.1:{port}/hello"));
+        for connections in [8, 1] {
+            for url in &urls {
+                for _ in 0..WARM_UP {
+                    batch(&client, url, connections).await;
+                }
+            }
+            // Per round, per case: CPU microseconds per request.
+            let mut rounds: Vec<[f64; 3]> = Vec::with_capacity(ROUNDS);
+            for round in 0..ROUNDS {
+                let mut cpu = [0f64; 3];
+                for step in 0..3 {
+                    let case = (round + step) % 3;
+                    let start = Clock::Cpu.now();
+                    for _ in 0..BLOCK {
+                        batch(&client, &urls[case], connections).await;
+                    }
+                    cpu[case] =
+                        (Clock::Cpu.now() - start).as_secs_f64() * 1e6 / (BLOCK * BATCH) as f64;
+                }
+                rounds.push(cpu);
+            }
+            let cpu = |case: usize| -> Vec<f64> { rounds.iter().map(|r| r[case]).collect() };
+            let ratio = |case: usize| -> Vec<f64> { rounds.iter().map(|r| r[case] / r[0]).collect() };
+            println!("GET /hello, {connections} connection(s), {ROUNDS} rounds of {BLOCK} × {BATCH} requests per case:");
+            for (case, name) in ["a plain axum", "b actor, no recording", "c actor, recording"]
+                .iter()
+                .enumerate()
+            {
+                println!("  {name:24} CPU per request {}", summary(cpu(case), " µs"));
+            }
+            println!("  b/a {}", summary(ratio(1), ""));
+            println!("  c/a {}", summary(ratio(2), ""));
+        }
+        no_recording.stop().await.expect("stop");
+        recording.stop().await.expect("stop");
+    });
+}
+
+/// `median (min–max) unit` of `values`.
+fn summary(mut values: Vec<f64>, unit: &str) -> String {
+    values.sort_by(f64::total_cmp);
+    let median = values[values.len() / 2];
+    format!(
+        "{median:.2} ({:.2}–{:.2}){unit}",
+        values[0],
+        values[values.len() - 1]
+    )
+}
