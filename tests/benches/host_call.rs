@@ -7,7 +7,8 @@
 //!
 //! and, apart, `seal_random_bytes_16`: the work recording leaves to the runtime's sealer thread (encoding one such
 //! call's data and appending it, hashed, to a chain), so that (c) plus it is the whole CPU time of a recorded
-//! call.
+//! call; and `encode_bytes/*`: encoding the data of a call whose parameter and result are byte lists of 16 B,
+//! 1 KiB and 64 KiB (each recorded as base64, docs/chain.md).
 //!
 //! `cargo bench -p theater-tests --bench host_call`; figures in docs/performance.md.
 
@@ -113,5 +114,30 @@ fn seal(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, host_call, seal);
+/// Encoding the data of a call with a byte-list parameter and a byte-list result, per call.
+fn encode_bytes(c: &mut Criterion) {
+    let recorder = Recorder::default();
+    let mut group = c.benchmark_group("encode_bytes");
+    group.measurement_time(Duration::from_secs(3));
+    for len in [16usize, 1024, 64 * 1024] {
+        let msg: Vec<u8> = (0..len).map(|i| i as u8).collect();
+        let result: Result<Vec<u8>, String> = Ok(msg.clone());
+        group.throughput(Throughput::Bytes(2 * len as u64));
+        group.bench_function(len.to_string(), |b| {
+            b.iter(|| {
+                encode_call(
+                    &recorder,
+                    "theater:simple/message-server-host/request",
+                    &[],
+                    &["actor-id", "msg"],
+                    &("0c3f5a5e-1b2c-4d3e-8f90-a1b2c3d4e5f6", &msg),
+                    &result,
+                )
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, host_call, seal, encode_bytes);
 criterion_main!(benches);

@@ -91,6 +91,40 @@ impl<S: Serializer> Serializer for Base64Bytes<S> {
     fn serialize_seq(self, len: Option<usize>) -> Result<Seq<S>, S::Error> {
         Ok(Seq::Undecided(self.0, len))
     }
+    /// What `Vec<u8>`, slices and most other sequences serialize through: decides on the first element as
+    /// [`Seq`] does, then collects the bytes in one loop, without [`Seq`]'s state to match on per element.
+    fn collect_seq<I>(self, iter: I) -> Result<S::Ok, S::Error>
+    where
+        I: IntoIterator,
+        I::Item: Serialize,
+    {
+        let mut iter = iter.into_iter();
+        let len = match iter.size_hint() {
+            (lo, Some(hi)) if lo == hi => Some(lo),
+            _ => None,
+        };
+        let Some(first) = iter.next() else {
+            return self.0.serialize_seq(Some(0))?.end();
+        };
+        match first.serialize(ProbeU8) {
+            Ok(b) => {
+                let mut bytes = ByteBuf::default();
+                bytes.push(b, len);
+                for item in iter {
+                    bytes.push(item.serialize(ProbeU8).map_err(not_bytes)?, None);
+                }
+                write_base64(self.0, bytes.as_slice())
+            }
+            Err(_) => {
+                let mut seq = self.0.serialize_seq(len)?;
+                seq.serialize_element(&Wrap(&first))?;
+                for item in iter {
+                    seq.serialize_element(&Wrap(&item))?;
+                }
+                seq.end()
+            }
+        }
+    }
     fn serialize_tuple(self, len: usize) -> Result<Self::SerializeTuple, S::Error> {
         self.0.serialize_tuple(len).map(Compound)
     }
@@ -151,17 +185,11 @@ impl<S: Serializer> SerializeSeq for Seq<S> {
     type Ok = S::Ok;
     type Error = S::Error;
 
+    #[inline]
     fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), S::Error> {
         if let Seq::Bytes(_, bytes) = self {
-            return match v.serialize(ProbeU8) {
-                Ok(b) => {
-                    bytes.push(b, None);
-                    Ok(())
-                }
-                Err(_) => Err(ser::Error::custom(
-                    "a sequence of bytes with a non-byte element",
-                )),
-            };
+            bytes.push(v.serialize(ProbeU8).map_err(not_bytes)?, None);
+            return Ok(());
         }
         if let Seq::Other(seq) = self {
             return seq.serialize_element(&Wrap(v));
@@ -188,21 +216,26 @@ impl<S: Serializer> SerializeSeq for Seq<S> {
     fn end(self) -> Result<S::Ok, S::Error> {
         match self {
             Seq::Undecided(s, _) => s.serialize_seq(Some(0))?.end(),
-            Seq::Bytes(s, bytes) => {
-                let bytes = bytes.as_slice();
-                // Short lists (most recorded byte values) are encoded on the stack: no allocation.
-                let mut text = [0u8; SMALL / 3 * 4];
-                match BASE64.encode_slice(bytes, &mut text) {
-                    Ok(n) => s.serialize_str(
-                        std::str::from_utf8(&text[..n]).map_err(ser::Error::custom)?,
-                    ),
-                    Err(_) => s.serialize_str(&BASE64.encode(bytes)),
-                }
-            }
+            Seq::Bytes(s, bytes) => write_base64(s, bytes.as_slice()),
             Seq::Other(seq) => seq.end(),
             Seq::Gone => Err(ser::Error::custom("sequence used after an error")),
         }
     }
+}
+
+/// Writes `bytes` as one base64 string.
+fn write_base64<S: Serializer>(s: S, bytes: &[u8]) -> Result<S::Ok, S::Error> {
+    // Short lists (most recorded byte values) are encoded on the stack: no allocation.
+    let mut text = [0u8; SMALL / 3 * 4];
+    match BASE64.encode_slice(bytes, &mut text) {
+        Ok(n) => s.serialize_str(std::str::from_utf8(&text[..n]).map_err(ser::Error::custom)?),
+        Err(_) => s.serialize_str(&BASE64.encode(bytes)),
+    }
+}
+
+/// The error of a sequence whose first element was a byte and a later one is not.
+fn not_bytes<E: ser::Error>(_: NotU8) -> E {
+    E::custom("a sequence of bytes with a non-byte element")
 }
 
 /// Bytes kept inline by [`ByteBuf`].
@@ -226,7 +259,9 @@ impl Default for ByteBuf {
 }
 
 impl ByteBuf {
-    /// Appends `b`; `hint` is the sequence's length if known, to size the heap buffer once.
+    /// Appends `b`; `hint` is the sequence's length if known, to size the heap buffer once. Called once per byte,
+    /// so kept small enough to inline into the sequence's loop.
+    #[inline]
     fn push(&mut self, b: u8, hint: Option<usize>) {
         if let Some(big) = &mut self.big {
             big.push(b);
@@ -234,11 +269,17 @@ impl ByteBuf {
             self.small[self.len] = b;
             self.len += 1;
         } else {
-            let mut big = Vec::with_capacity(hint.unwrap_or(2 * SMALL).max(self.len + 1));
-            big.extend_from_slice(&self.small[..self.len]);
-            big.push(b);
-            self.big = Some(big);
+            self.spill(b, hint);
         }
+    }
+
+    /// Moves the inline bytes to the heap, then appends `b` (once per sequence longer than [`SMALL`]).
+    #[cold]
+    fn spill(&mut self, b: u8, hint: Option<usize>) {
+        let mut big = Vec::with_capacity(hint.unwrap_or(2 * SMALL).max(self.len + 1));
+        big.extend_from_slice(&self.small[..self.len]);
+        big.push(b);
+        self.big = Some(big);
     }
 
     fn as_slice(&self) -> &[u8] {
@@ -282,10 +323,10 @@ impl<C: SerializeMap> SerializeMap for Compound<C> {
 }
 
 /// Tells whether a value is a `u8`: its `serialize_u8` succeeds, everything else fails at once.
-struct ProbeU8;
+pub(crate) struct ProbeU8;
 
 #[derive(Debug)]
-struct NotU8;
+pub(crate) struct NotU8;
 
 impl std::fmt::Display for NotU8 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -428,6 +469,55 @@ mod tests {
             json,
             r#"{"Ok":{"name":"n","body":"AAEC/w==","parts":["aGk=",[]],"nums":[1,300],"empty":[],"pair":[7,"b2s="]}}"#
         );
+    }
+
+    /// A sequence written element by element (as a hand-written `Serialize` may), not through `collect_seq`.
+    struct ByHand<T>(Vec<T>, Option<usize>);
+
+    impl<T: Serialize> Serialize for ByHand<T> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let mut seq = s.serialize_seq(self.1)?;
+            for v in &self.0 {
+                seq.serialize_element(v)?;
+            }
+            seq.end()
+        }
+    }
+
+    /// A byte or a string: a sequence of these is bytes only until it is not.
+    enum Either {
+        Byte(u8),
+        Text(&'static str),
+    }
+
+    impl Serialize for Either {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            match self {
+                Either::Byte(b) => s.serialize_u8(*b),
+                Either::Text(t) => s.serialize_str(t),
+            }
+        }
+    }
+
+    #[test]
+    fn sequences_written_by_hand_are_base64_as_collected_ones_are() {
+        for n in [0, 1, 48, 49, 1000] {
+            let bytes: Vec<u8> = (0..n).map(|i| (i * 7) as u8).collect();
+            let collected = to_json(&bytes).unwrap();
+            for len in [None, Some(n)] {
+                assert_eq!(
+                    to_json(&ByHand(bytes.clone(), len)).unwrap(),
+                    collected,
+                    "{n} bytes, len {len:?}"
+                );
+            }
+        }
+        let mixed = || vec![Either::Byte(1), Either::Text("x")];
+        for json in [to_json(&mixed()), to_json(&ByHand(mixed(), Some(2)))] {
+            assert!(json.unwrap_err().to_string().contains("non-byte element"));
+        }
+        let text_first = vec![Either::Text("x"), Either::Byte(1)];
+        assert_eq!(to_json(&text_first).unwrap(), br#"["x",1]"#);
     }
 
     #[test]

@@ -6,6 +6,8 @@
 
 use serde::ser::{self, Serialize, Serializer};
 
+use super::bytes::ProbeU8;
+
 /// About how many bytes `value` takes, or `cap + 1` when it takes more than `cap`.
 pub fn approx_size(value: &(impl Serialize + ?Sized), cap: usize) -> usize {
     let mut counter = Counter { total: 0, cap };
@@ -116,6 +118,30 @@ impl Serializer for &mut Counter {
     fn serialize_seq(self, _: Option<usize>) -> Result<Self, Full> {
         self.open(1)
     }
+    /// A list of bytes of known length (what `Vec<u8>` serializes as) counts 1 + its length in one step instead
+    /// of one per byte; everything else as [`serialize_seq`](Self::serialize_seq) counts it.
+    fn collect_seq<I>(self, iter: I) -> Result<(), Full>
+    where
+        I: IntoIterator,
+        I::Item: Serialize,
+    {
+        let mut iter = iter.into_iter();
+        self.add(1)?;
+        let exact = match iter.size_hint() {
+            (lo, Some(hi)) if lo == hi => Some(lo),
+            _ => None,
+        };
+        let Some(first) = iter.next() else {
+            return Ok(());
+        };
+        if let Some(len) = exact
+            && first.serialize(ProbeU8).is_ok()
+        {
+            return self.add(len);
+        }
+        first.serialize(&mut *self)?;
+        iter.try_for_each(|item| item.serialize(&mut *self))
+    }
     fn serialize_tuple(self, _: usize) -> Result<Self, Full> {
         self.open(1)
     }
@@ -195,5 +221,9 @@ mod tests {
         assert_eq!(approx_size(&("abc", 7u32), usize::MAX), 1 + 3 + 4);
         assert_eq!(approx_size(&vec![0u8; 1_000_000], 100), 101);
         assert_eq!(approx_size(&Some(vec!["x".repeat(50)]), usize::MAX), 1 + 50);
+        assert_eq!(approx_size(&vec![0u8; 0], usize::MAX), 1);
+        assert_eq!(approx_size(&vec![7u32; 10], usize::MAX), 1 + 40);
+        assert_eq!(approx_size(&vec![vec![1u8; 5]; 3], usize::MAX), 1 + 3 * 6);
+        assert_eq!(approx_size(&vec![b"ab".to_vec(); 3], 6), 7);
     }
 }
