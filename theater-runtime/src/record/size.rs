@@ -119,7 +119,8 @@ impl Serializer for &mut Counter {
         self.open(1)
     }
     /// A list of bytes of known length (what `Vec<u8>` serializes as) counts 1 + its length in one step instead
-    /// of one per byte; everything else as [`serialize_seq`](Self::serialize_seq) counts it.
+    /// of one per byte (its first element tells: a recorded list is a WIT `list<T>`, all of one type); everything
+    /// else as [`serialize_seq`](Self::serialize_seq) counts it.
     fn collect_seq<I>(self, iter: I) -> Result<(), Full>
     where
         I: IntoIterator,
