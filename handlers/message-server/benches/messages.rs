@@ -10,39 +10,14 @@
 //!
 //! `cargo bench -p theater-handler-message-server --bench messages`; figures in docs/performance.md.
 
-use std::sync::Arc;
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{MESSAGES, pair};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use theater_handler_message_server::{MessageServerConfig, MessageServerHandler};
-use theater_runtime::{ActorHandle, Handler, SpawnOptions, TheaterRuntime};
 use theater_tests::guests;
 use theater_tests::support::script;
-
-/// Messages (or requests) per call into the sender.
-const MESSAGES: u32 = 1000;
-
-/// A fresh pair (sender, receiver), so the recorded chains do not grow without bound.
-async fn pair(
-    theater: &TheaterRuntime,
-    wasm: &[u8],
-    recording: bool,
-) -> (ActorHandle, ActorHandle) {
-    let spawn = |name: &'static str| {
-        let handlers: Vec<Arc<dyn Handler>> = vec![
-            Arc::new(MessageServerHandler::new(MessageServerConfig {
-                mailbox_capacity: 2 * MESSAGES,
-                ..Default::default()
-            })),
-            Arc::new(theater_tests::probe::ProbeHandler::new()),
-        ];
-        let options = SpawnOptions::new(name, wasm.to_vec())
-            .handlers(handlers)
-            .recording(recording);
-        async move { theater.spawn(options).await.expect("spawn") }
-    };
-    (spawn("sender").await, spawn("receiver").await)
-}
 
 fn messages(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");

@@ -5,17 +5,17 @@
 //! `cargo bench -p theater-handler-message-server --bench round_trips [-- recording|no_recording [ROUNDS]]`
 //! (default: both, 400 rounds of 1,000 round trips after 20 untimed rounds); figures in docs/performance.md.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Instant;
 
-use theater_handler_message_server::{MessageServerConfig, MessageServerHandler};
-use theater_runtime::{ActorHandle, Handler, SpawnOptions, TheaterRuntime};
+use common::{MESSAGES, pair};
 use theater_tests::guests;
 use theater_tests::support::script;
 
 /// Round trips per call into the sender.
-const PER_CALL: u64 = 1000;
+const PER_CALL: u64 = MESSAGES as u64;
 
 /// Untimed calls before timing starts.
 const WARM_UP: u64 = 20;
@@ -42,17 +42,6 @@ fn thread_ticks() -> BTreeMap<String, u64> {
     ticks
 }
 
-async fn spawn(theater: &TheaterRuntime, wasm: &[u8], name: &str, recording: bool) -> ActorHandle {
-    let handlers: Vec<Arc<dyn Handler>> = vec![
-        Arc::new(MessageServerHandler::new(MessageServerConfig::default())),
-        Arc::new(theater_tests::probe::ProbeHandler::new()),
-    ];
-    let options = SpawnOptions::new(name, wasm.to_vec())
-        .handlers(handlers)
-        .recording(recording);
-    theater.spawn(options).await.expect("spawn")
-}
-
 fn main() {
     // `cargo bench` passes `--bench`; the first other argument picks the case, the next the rounds.
     let args: Vec<String> = std::env::args()
@@ -72,8 +61,7 @@ fn main() {
     let wasm = std::fs::read(guests::MESSAGE_BENCH).expect("message-bench guest");
     for recording in cases {
         rt.block_on(async {
-            let sender = spawn(&theater, &wasm, "sender", recording).await;
-            let receiver = spawn(&theater, &wasm, "receiver", recording).await;
+            let (sender, receiver) = pair(&theater, &wasm, recording).await;
             let text = format!("requestn:{},{PER_CALL}", receiver.id());
             for _ in 0..WARM_UP {
                 script(&sender, &text).await.expect("handle-script");
