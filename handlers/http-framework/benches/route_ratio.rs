@@ -9,6 +9,9 @@
 //! request and of b/a and c/a.
 //!
 //! `cargo bench -p theater-handler-http-framework --bench route_ratio`; figures in docs/performance.md.
+//!
+//! `... --bench route_ratio -- only <a|b|c> [BATCHES]` sends only one case's batches (8 connections; default
+//! 3,000 batches) and prints its CPU per request: a run to profile (`perf record`, `perf stat`) one case alone.
 
 #[allow(dead_code)] // shared with the `route` benchmark, which uses all of it
 mod common;
@@ -22,6 +25,13 @@ const ROUNDS: usize = 30;
 /// Batches of [`BATCH`] requests per case per round.
 const BLOCK: usize = 20;
 
+/// The cases' names, in the order of their index.
+const CASES: [&str; 3] = [
+    "a plain axum",
+    "b actor, no recording",
+    "c actor, recording",
+];
+
 /// Untimed batches per case before the first round.
 const WARM_UP: usize = 20;
 
@@ -30,12 +40,41 @@ fn main() {
     let (theater, _data) = theater_tests::support::runtime();
     let wasm = std::fs::read(guests::HTTP_SERVER).expect("http-server guest");
     let client = common::client();
+    // `cargo bench` passes `--bench`; the other arguments are `only <case> [batches]`.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let only = match args.first().map(String::as_str) {
+        Some("only") => Some((
+            match args.get(1).map(String::as_str) {
+                Some("a") => 0,
+                Some("b") => 1,
+                Some("c") => 2,
+                other => panic!("only: expected a case a, b or c, got {other:?}"),
+            },
+            args.get(2)
+                .map_or(3000, |n| n.parse().expect("only: batches")),
+        )),
+        _ => None,
+    };
     rt.block_on(async {
         let plain = plain_axum().await;
         let (no_recording, b_port) = actor(&theater, &wasm, false).await;
         let (recording, c_port) = actor(&theater, &wasm, true).await;
         let urls = [plain, b_port, c_port].map(|port| format!("http://127.0.0.1:{port}/hello"));
-        for connections in [8, 1] {
+        if let Some((case, batches)) = only {
+            for _ in 0..WARM_UP {
+                batch(&client, &urls[case], 8).await;
+            }
+            let start = Clock::Cpu.now();
+            for _ in 0..batches {
+                batch(&client, &urls[case], 8).await;
+            }
+            let cpu = (Clock::Cpu.now() - start).as_secs_f64() * 1e6 / (batches * BATCH) as f64;
+            println!("{}, 8 connections: CPU per request {cpu:.2} µs", CASES[case]);
+        }
+        for connections in [8, 1].into_iter().filter(|_| only.is_none()) {
             for url in &urls {
                 for _ in 0..WARM_UP {
                     batch(&client, url, connections).await;
@@ -59,10 +98,7 @@ fn main() {
             let cpu = |case: usize| -> Vec<f64> { rounds.iter().map(|r| r[case]).collect() };
             let ratio = |case: usize| -> Vec<f64> { rounds.iter().map(|r| r[case] / r[0]).collect() };
             println!("GET /hello, {connections} connection(s), {ROUNDS} rounds of {BLOCK} × {BATCH} requests per case:");
-            for (case, name) in ["a plain axum", "b actor, no recording", "c actor, recording"]
-                .iter()
-                .enumerate()
-            {
+            for (case, name) in CASES.iter().enumerate() {
                 println!("  {name:24} CPU per request {}", summary(cpu(case), " µs"));
             }
             println!("  b/a {}", summary(ratio(1), ""));

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::http::header::{ALLOW, CONNECTION, CONTENT_LENGTH, UPGRADE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -404,20 +404,21 @@ async fn dispatch(site: SiteRef, scope: Scope, req: Request<Incoming>) -> Respon
         }
     };
 
-    let path = parts.uri.path().to_owned();
+    // A `Uri` clone shares its bytes: the path is borrowed from it while `parts` is lent to a WebSocket upgrade.
+    let uri = parts.uri.clone();
+    let path = uri.path();
     let mut request = HttpRequest {
         method: parts.method.as_str().to_owned(),
-        uri: parts
-            .uri
+        uri: uri
             .path_and_query()
-            .map_or_else(|| path.clone(), |pq| pq.as_str().to_owned()),
+            .map_or_else(|| path.to_owned(), |pq| pq.as_str().to_owned()),
         headers: wit_headers(&parts.headers),
         body: (!bytes.is_empty()).then(|| bytes.to_vec()),
     };
     strip_route_params(&mut request);
 
     let callbacks = Callbacks::new(&site.actor).with_timeout(site.request_timeout);
-    for middleware in site.middleware_for(&path) {
+    for middleware in site.middleware_for(path) {
         match callbacks
             .handle_middleware(middleware.handler, request.clone())
             .await
@@ -428,14 +429,14 @@ async fn dispatch(site: SiteRef, scope: Scope, req: Request<Incoming>) -> Respon
         }
     }
 
-    if let Some(endpoint) = site.websocket_at(&path)
+    if let Some(endpoint) = site.websocket_at(path)
         && wants_upgrade(&parts.headers)
     {
-        let query = parts.uri.query().map(str::to_owned);
-        return websocket::upgrade(site, scope, &mut parts, endpoint, path, query).await;
+        let query = uri.query().map(str::to_owned);
+        return websocket::upgrade(site, scope, &mut parts, endpoint, path.to_owned(), query).await;
     }
 
-    match site.resolve(&path, parts.method.as_str()) {
+    match site.resolve(path, parts.method.as_str()) {
         Resolved::Route { handler, params } => {
             strip_route_params(&mut request);
             for (name, value) in params {
@@ -509,16 +510,18 @@ fn wit_headers(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The guest's response, or `None` if its status or a header is invalid.
+/// The guest's response, or `None` if its status or a header is invalid. The header values and the body keep the
+/// guest's buffers (lifted once from its memory) instead of being copied again.
 fn to_response(response: HttpResponse) -> Option<Response<Body>> {
-    let mut builder = Response::builder().status(StatusCode::from_u16(response.status).ok()?);
-    for (name, value) in &response.headers {
-        builder = builder.header(
+    let mut out = Response::new(Body::from(response.body.unwrap_or_default()));
+    *out.status_mut() = StatusCode::from_u16(response.status).ok()?;
+    let headers = out.headers_mut();
+    headers.reserve(response.headers.len());
+    for (name, value) in response.headers {
+        headers.append(
             HeaderName::from_bytes(name.as_bytes()).ok()?,
-            HeaderValue::from_str(value).ok()?,
+            HeaderValue::from_maybe_shared(Bytes::from(value)).ok()?,
         );
     }
-    builder
-        .body(Body::from(response.body.unwrap_or_default()))
-        .ok()
+    Some(out)
 }
