@@ -721,6 +721,23 @@ async fn http_framework_denials_and_limits() {
 }
 
 #[tokio::test]
+async fn a_response_with_more_headers_than_a_header_map_holds_is_a_500() {
+    let (rt, _dir) = runtime();
+    let actor = server_actor(&rt, HttpFrameworkConfig::default(), None).await;
+    let port = port(
+        &run(
+            &actor,
+            "create:;handler:many-headers;route:1,/many,GET,1;start:1",
+        )
+        .await[3],
+    );
+    // 40,000 headers: the connection's task must not panic on them (`HeaderMap` holds at most 32,768).
+    assert_eq!(get(port, "/many").await.status(), 500);
+    // And the server goes on.
+    assert_eq!(get(port, "/many").await.status(), 500);
+}
+
+#[tokio::test]
 async fn http_framework_servers_belong_to_their_actor() {
     let (rt, _dir) = runtime();
     let a = server_actor(&rt, HttpFrameworkConfig::default(), None).await;

@@ -510,18 +510,21 @@ fn wit_headers(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The guest's response, or `None` if its status or a header is invalid. The header values and the body keep the
-/// guest's buffers (lifted once from its memory) instead of being copied again.
+/// The guest's response, or `None` if its status or a header is invalid, or if it has more headers than a
+/// `HeaderMap` holds (`http`'s `MAX_SIZE`, 32,768). The header values and the body keep the guest's buffers
+/// (lifted once from its memory) instead of being copied again.
 fn to_response(response: HttpResponse) -> Option<Response<Body>> {
     let mut out = Response::new(Body::from(response.body.unwrap_or_default()));
     *out.status_mut() = StatusCode::from_u16(response.status).ok()?;
     let headers = out.headers_mut();
-    headers.reserve(response.headers.len());
+    headers.try_reserve(response.headers.len()).ok()?;
     for (name, value) in response.headers {
-        headers.append(
-            HeaderName::from_bytes(name.as_bytes()).ok()?,
-            HeaderValue::from_maybe_shared(Bytes::from(value)).ok()?,
-        );
+        headers
+            .try_append(
+                HeaderName::from_bytes(name.as_bytes()).ok()?,
+                HeaderValue::from_maybe_shared(Bytes::from(value)).ok()?,
+            )
+            .ok()?;
     }
     Some(out)
 }

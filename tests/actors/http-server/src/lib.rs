@@ -1,8 +1,8 @@
 //! The `http-server` guest: runs every `theater:simple/http-framework` function from a script (see
 //! ../README.md) and serves every `theater:simple/http-handlers` callback. What a callback does is chosen by the
-//! name its handler id was registered with (`register-handler`): `hello`, `echo`, `fail`, `bad-status`, `slow`,
-//! `mw-tag`, `mw-reject`, `ws-connect`, `ws-echo`, `ws-disconnect`. Callbacks note what they saw in a log that
-//! the `events` command returns.
+//! name its handler id was registered with (`register-handler`): `hello`, `echo`, `fail`, `bad-status`,
+//! `many-headers`, `slow`, `mw-tag`, `mw-reject`, `ws-connect`, `ws-echo`, `ws-disconnect`. Callbacks note what
+//! they saw in a log that the `events` command returns.
 
 wit_bindgen::generate!({ path: "../../wit", world: "theater:test/http-server-actor", generate_all });
 
@@ -218,6 +218,12 @@ impl HttpHandlers for HttpServer {
             "bad-status" => HttpResponse {
                 status: 1000,
                 headers: vec![],
+                body: None,
+            },
+            // More headers than the host's `HeaderMap` holds (32,768).
+            "many-headers" => HttpResponse {
+                status: 200,
+                headers: (0..40_000).map(|i| ("x-h".into(), i.to_string())).collect(),
                 body: None,
             },
             "slow" => {
