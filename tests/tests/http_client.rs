@@ -315,7 +315,22 @@ async fn http_client_denies_methods_schemes_and_bad_headers() {
     bad.headers = vec![("bad header".into(), "x".into())];
     let err = send(&actor, bad).await.unwrap_err();
     assert_eq!(err, "send-http: invalid header name \"bad header\"");
+    // More headers than a request holds: an `Err`, not a panic in the host function.
+    let mut many = request("GET", &server.url("/hello"));
+    many.headers = (0..40_000)
+        .map(|i| (format!("x-h{i}"), "v".into()))
+        .collect();
+    let err = send(&actor, many).await.unwrap_err();
+    assert_eq!(
+        err,
+        "send-http: 40000 headers; a request carries at most 32768"
+    );
     assert_eq!(server.connections(), 0);
+    // The actor goes on.
+    let err = send(&actor, request("POST", &server.url("/echo")))
+        .await
+        .unwrap_err();
+    assert_eq!(err, "permission denied: method POST (allowed_methods)");
 }
 
 /// An allowed address can front other virtual hosts: a guest-set `Host` (or a framing header that could smuggle a

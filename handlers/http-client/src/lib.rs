@@ -11,7 +11,8 @@
 //!   `Proxy-*` header: such a request is refused with an `Err` naming the header, before any connection; the
 //!   handler sets `Host` from the URI and the framing from the body ([`transfer`]).
 //! * **Limits**: `max_redirects`, `timeout_ms` (the whole request, body included) and `max_response_bytes` (the
-//!   body is read in chunks and abandoned past the limit). Every failure — denial, refused connection, DNS, TLS,
+//!   body is read in chunks and abandoned past the limit); a request carries at most
+//!   [`MAX_HEADERS`](transfer::MAX_HEADERS) headers (32,768, what `http`'s `HeaderMap` holds). Every failure — denial, refused connection, DNS, TLS,
 //!   timeout, redirect, size — is an `Err` string for the guest, never a trap.
 //! * **Chain events**: one per call, `theater:simple/http-client/send-http`; the request and the response
 //!   (bodies included) are payload values, recorded in full by default.

@@ -47,6 +47,10 @@ pub fn check_header(name: &HeaderName) -> Result<(), String> {
     Ok(())
 }
 
+/// Headers one request may carry: what an `http::HeaderMap` holds (its `MAX_SIZE`). A request with more is refused
+/// with an `Err` before any connection (past it, `HeaderMap` panics).
+pub const MAX_HEADERS: usize = 32_768;
+
 /// A request the policy has accepted.
 pub struct Outgoing {
     pub method: Method,
@@ -112,9 +116,16 @@ fn tls_config() -> anyhow::Result<rustls::ClientConfig> {
 /// Sends `request` and reads the response body, refusing more than `max_body` bytes.
 ///
 /// # Errors
-/// `"send-http: ..."` with the cause: an invalid or reserved header ([`check_header`]), a refused connection, DNS, TLS, a timeout, a denied or
-/// excess redirect, or a body over `max_body`.
+/// `"send-http: ..."` with the cause: more than [`MAX_HEADERS`] headers, an invalid or reserved header
+/// ([`check_header`]), a refused connection, DNS, TLS, a timeout, a denied or excess redirect, or a body over
+/// `max_body`.
 pub async fn send(client: &Client, request: Outgoing, max_body: u64) -> Result<Incoming, String> {
+    if request.headers.len() > MAX_HEADERS {
+        return Err(format!(
+            "send-http: {} headers; a request carries at most {MAX_HEADERS}",
+            request.headers.len()
+        ));
+    }
     let mut builder = client.request(request.method, request.url);
     for (name, value) in &request.headers {
         let name = HeaderName::from_bytes(name.as_bytes())
