@@ -12,7 +12,7 @@
 //!   handler sets `Host` from the URI and the framing from the body ([`transfer`]).
 //! * **Limits**: `max_redirects`, `timeout_ms` (the whole request, body included) and `max_response_bytes` (the
 //!   body is read in chunks and abandoned past the limit); a request carries at most
-//!   [`MAX_HEADERS`](transfer::MAX_HEADERS) headers (32,768, what `http`'s `HeaderMap` holds). Every failure — denial, refused connection, DNS, TLS,
+//!   [`MAX_HEADERS`](transfer::MAX_HEADERS) (1,024) headers. Every failure — denial, refused connection, DNS, TLS,
 //!   timeout, redirect, size — is an `Err` string for the guest, never a trap.
 //! * **Chain events**: one per call, `theater:simple/http-client/send-http`; the request and the response
 //!   (bodies included) are payload values, recorded in full by default.

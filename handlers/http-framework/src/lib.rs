@@ -9,7 +9,9 @@
 //! * **Per request** ([`serve`]): the body limit (413 without a callback), middleware in insertion order whose
 //!   prefix covers the path (segment boundaries; `proceed = false` answers 403), then the route's
 //!   `handle-request` with `X-Route-Param-<name>` headers (404 without a route, 405 without a method). A callback
-//!   slower than `request_timeout_ms` gives 504; a guest error, trap, invalid response or missing export 500.
+//!   slower than `request_timeout_ms` gives 504; a guest error, trap, invalid response (more than
+//!   [`MAX_RESPONSE_HEADERS`](serve::MAX_RESPONSE_HEADERS) headers included) or missing export 500. A route's path
+//!   has at most [`MAX_ROUTE_PARAMS`](site::MAX_ROUTE_PARAMS) named parameters.
 //! * **Slow and many clients** ([`serve`]): an actor's servers together hold at most `max_connections` open
 //!   connections; one more is answered 503 and closed at once. A connection must send each request head within
 //!   `header_read_timeout_ms` and its body within `body_read_timeout_ms` (else 408), and is closed after

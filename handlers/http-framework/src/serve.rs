@@ -510,10 +510,18 @@ fn wit_headers(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The guest's response, or `None` if its status or a header is invalid, or if it has more headers than a
-/// `HeaderMap` holds (`http`'s `MAX_SIZE`, 32,768). The header values and the body keep the guest's buffers
-/// (lifted once from its memory) instead of being copied again.
+/// Headers a guest's response may carry; one with more is answered 500. hyper adds its own (`Connection`,
+/// `Date`) to the same `HeaderMap`, which panics past 24,576 names (fewer if their hashes collide), so the bound
+/// sits far below that.
+pub const MAX_RESPONSE_HEADERS: usize = 1024;
+
+/// The guest's response, or `None` if its status or a header is invalid, or if it has more than
+/// [`MAX_RESPONSE_HEADERS`] headers. The header values and the body keep the guest's buffers (lifted once from its
+/// memory) instead of being copied again.
 fn to_response(response: HttpResponse) -> Option<Response<Body>> {
+    if response.headers.len() > MAX_RESPONSE_HEADERS {
+        return None;
+    }
     let mut out = Response::new(Body::from(response.body.unwrap_or_default()));
     *out.status_mut() = StatusCode::from_u16(response.status).ok()?;
     let headers = out.headers_mut();

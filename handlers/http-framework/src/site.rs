@@ -13,6 +13,28 @@ use tokio::sync::mpsc;
 use crate::HttpFrameworkConfig;
 use crate::grants::under_prefix;
 
+/// Named parameters (`{name}`, not `{*rest}`) one route's path may have: matchit names them `a` to `z`
+/// internally and panics at the 26th, so `add-route` refuses more.
+pub const MAX_ROUTE_PARAMS: usize = 25;
+
+/// The named parameters of a matchit path: each `{` that opens one (`{{` is a literal brace, `{*` a catch-all).
+fn named_params(path: &str) -> usize {
+    let mut count = 0;
+    let mut bytes = path.bytes().peekable();
+    while let Some(b) = bytes.next() {
+        if b == b'{' {
+            match bytes.peek() {
+                Some(b'{') => {
+                    bytes.next();
+                }
+                Some(b'*') => {}
+                _ => count += 1,
+            }
+        }
+    }
+    count
+}
+
 /// What every request of a server needs: the actor to call, the limits, and the table.
 pub struct Site {
     pub actor: ActorHandle,
@@ -204,8 +226,16 @@ impl Site {
     /// Adds `route`.
     ///
     /// # Errors
-    /// The same path and method already has a route, or matchit refuses the pattern (bad syntax, conflict).
+    /// The path has more than [`MAX_ROUTE_PARAMS`] named parameters, the same path and method already has a
+    /// route, or matchit refuses the pattern (bad syntax, conflict).
     pub fn add_route(&self, route: Route) -> Result<(), String> {
+        let params = named_params(&route.path);
+        if params > MAX_ROUTE_PARAMS {
+            return Err(format!(
+                "add-route: {}: {params} path parameters; a route has at most {MAX_ROUTE_PARAMS}",
+                route.path
+            ));
+        }
         let mut table = self.write();
         if let Some(existing) = table
             .routes
@@ -408,3 +438,22 @@ impl Site {
 
 /// A shared site.
 pub type SiteRef = Arc<Site>;
+
+#[cfg(test)]
+mod tests {
+    use super::named_params;
+
+    #[test]
+    fn named_params_count_what_matchit_names() {
+        assert_eq!(named_params("/a/b"), 0);
+        assert_eq!(named_params("/{a}/x/{b}"), 2);
+        assert_eq!(named_params("/{a}/{*rest}"), 1);
+        assert_eq!(named_params("/{{literal}}/{a}"), 1);
+        let path: String = (0..26).map(|i| format!("/{{p{i}}}")).collect();
+        assert_eq!(named_params(&path), 26);
+        // matchit itself: 25 named parameters insert, the 26th is refused here before it panics there.
+        let mut router = matchit::Router::new();
+        let path25: String = (0..25).map(|i| format!("/{{p{i}}}")).collect();
+        assert!(router.insert(path25, 0).is_ok());
+    }
+}
