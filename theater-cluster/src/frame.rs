@@ -1,6 +1,6 @@
 //! The body of a NATS message between hosts: one or more [`Envelope`]s, framed, so that a stream sends what
 //! queued up behind one envelope in the same message ([`crate::outbox`]) and the receiver serves them one by one
-//! ([`crate::inbox`]).
+//! (`inbox`).
 //!
 //! ```text
 //! body     := version:u8 (= 1) envelope+

@@ -155,7 +155,7 @@ fn new_resolve() -> Resolve {
 /// used is not used again afterwards (its caller returns the error).
 ///
 /// # Errors
-/// `"wit-parser panicked while reading `<what>`: <message> (a wit-parser bug; …)"`.
+/// ``"wit-parser panicked while reading `WHAT`: MESSAGE (a wit-parser bug; …)"``.
 pub fn guarded<T>(what: &str, step: impl FnOnce() -> T) -> Result<T, String> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)).map_err(|panic| {
         let message = panic

@@ -273,7 +273,7 @@ where
 /// Resolves the callbacks of one export interface right after instantiation.
 ///
 /// A function the component does not export is recorded as absent (calling it gives
-/// [`ActorError::NotExported`](crate::ActorError::NotExported)); a function exported with another type fails the
+/// [`ActorError::NotExported`]); a function exported with another type fails the
 /// spawn, naming it (handlers.md §1).
 pub struct ExportResolver<'a> {
     pub(crate) store: &'a mut Store<ActorStore>,

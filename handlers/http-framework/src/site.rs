@@ -102,8 +102,8 @@ impl Outgoing {
 }
 
 /// The receiving end of a connection's send queue, for its pump: what `send-websocket-message` and
-/// `close-websocket` queued, in order. Each message stays counted against `max_websocket_queue_bytes` until
-/// [`Queued::sent`] (once the socket has taken it), so a client that stops reading fills the bound.
+/// `close-websocket` queued, in order. Each message stays counted against `max_websocket_queue_bytes` until its
+/// [`Queued`] is dropped (once the socket has taken it), so a client that stops reading fills the bound.
 pub struct Queue {
     rx: mpsc::UnboundedReceiver<Outgoing>,
     bytes: Arc<AtomicUsize>,

@@ -9,7 +9,7 @@
 //! Every operation names its caller, and the router checks it: only a channel's two participants can send on
 //! it or close it, and a channel of other actors is answered like an unknown one (`"channel <id> not found"`).
 //!
-//! What the router holds for an actor is bounded by that actor's [`MailboxLimits`]: its queued items (count and
+//! What the router holds for an actor is bounded by that actor's `MailboxLimits`: its queued items (count and
 //! payload bytes, the messages a peer sent on a channel still waiting for its decision included) and the
 //! channels it takes part in.
 

@@ -15,7 +15,7 @@ use crate::check::{Bound, ResourceType};
 use crate::model::{Function, Interface, Model, Param, ResourceFunctionKind, Type, TypeRef};
 use crate::typemap::{Scope, rust_type};
 
-/// `static <FN>_SPEC: CallSpec = ...;` for every function with glue ([`glued`]).
+/// `static <FN>_SPEC: CallSpec = ...;` for every function with glue (`glued`).
 pub fn call_specs(iface: &Interface, bound: &[Bound<'_>]) -> TokenStream {
     let interface = iface.name.full();
     glued(iface, bound)

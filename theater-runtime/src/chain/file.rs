@@ -264,7 +264,7 @@ pub(super) fn write_closed(chain: &Chain, mut out: impl Write) -> std::io::Resul
 /// a complete event, or follows the end record; an end record whose count or head does not match the events
 /// before it.
 ///
-/// Complete event lines are parsed in batches on all cores ([`Pending`]); errors are still those of the first bad
+/// Complete event lines are parsed in batches on all cores (`Pending`); errors are still those of the first bad
 /// line in file order.
 pub fn read(mut input: impl BufRead) -> Result<ChainFile, ChainError> {
     let mut events = Vec::new();

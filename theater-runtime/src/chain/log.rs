@@ -486,7 +486,7 @@ impl std::fmt::Debug for ChainLog {
     }
 }
 
-/// How often the [`Sealer`] seals and flushes the logs that have a chain file ([`Sealer::keep_flushed`]): a
+/// How often the runtime's `Sealer` thread seals and flushes the logs that have a chain file (`keep_flushed`): a
 /// process killed mid-run loses at most the events of about this long.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
 

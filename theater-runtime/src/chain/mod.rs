@@ -9,7 +9,7 @@
 //!
 //! # File format
 //!
-//! JSON lines between a header and an end record, oldest event first; see [`file`]. Loading checks every line: a
+//! JSON lines between a header and an end record, oldest event first; see [`file`](mod@file). Loading checks every line: a
 //! malformed line is an error naming it; [`Chain::open`] also says whether the file was closed cleanly or cut
 //! (a crash leaves no end record and perhaps an incomplete last line); [`Chain::verify`] then checks the links.
 //!
@@ -213,7 +213,7 @@ impl Chain {
         Ok(())
     }
 
-    /// Writes the chain as a closed chain file: header, one JSON line per event, end record ([`file`]).
+    /// Writes the chain as a closed chain file: header, one JSON line per event, end record ([`file`](mod@file)).
     ///
     /// # Errors
     /// [`ChainError::Io`] if `out` fails.

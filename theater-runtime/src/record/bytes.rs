@@ -241,7 +241,7 @@ fn not_bytes<E: ser::Error>(_: NotU8) -> E {
 /// Bytes kept inline by [`ByteBuf`].
 const SMALL: usize = 48;
 
-/// The bytes of a sequence being collected: inline up to [`SMALL`], then on the heap.
+/// The bytes of a sequence being collected: inline up to `SMALL` bytes, then on the heap.
 pub struct ByteBuf {
     small: [u8; SMALL],
     len: usize,

@@ -3,10 +3,10 @@
 //!
 //! [`TheaterRuntime::replay`] instantiates the component with the manifest's handlers, none of them instantiated
 //! per actor or started, and re-issues every recorded call into the actor (`init`, callbacks) in order with its
-//! recorded parameters. Every host call the guest makes takes the next recorded event ([`cursor`]) and is answered by its function's
+//! recorded parameters. Every host call the guest makes takes the next recorded event (`cursor`) and is answered by its function's
 //! [`ReplayRule`]: from the recorded result, decoded into the function's Rust types ([`crate::record::decode`]),
 //! or by running the function again. The replay records its own chain as any run does; at the end it is compared
-//! with the record, event by event ([`compare`]), so a parameter, a result or a trap that differs is named with
+//! with the record, event by event (`compare`), so a parameter, a result or a trap that differs is named with
 //! the place where it differs.
 //!
 //! Nothing outside the actor happens in a replay as long as every function with effects outside it is fed (the

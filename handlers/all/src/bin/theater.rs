@@ -136,7 +136,7 @@ enum Command {
     Send {
         /// The actor's id.
         id: String,
-        /// The message: TEXT, @FILE, 0x<hex> or text:TEXT.
+        /// The message: TEXT, @FILE, 0xHEX or text:TEXT.
         data: String,
         #[command(flatten)]
         server: ServerArgs,
@@ -147,7 +147,7 @@ enum Command {
     Request {
         /// The actor's id.
         id: String,
-        /// The message: TEXT, @FILE, 0x<hex> or text:TEXT.
+        /// The message: TEXT, @FILE, 0xHEX or text:TEXT.
         data: String,
         #[command(flatten)]
         server: ServerArgs,

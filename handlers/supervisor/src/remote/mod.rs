@@ -2,7 +2,7 @@
 //!
 //! A child whose manifest says `host = "<name>"` (top level; theater-runtime's `Manifest::host`) runs on that
 //! host of the cluster ([`theater_cluster`]) while its parent runs here. Each runtime that joined a cluster runs
-//! one supervisor service, [`Remote`], started with the first supervisor instance of the runtime (or by
+//! one supervisor service, `Remote`, started with the first supervisor instance of the runtime (or by
 //! [`serve_remote_children`]); it serves this host's address `<prefix>.host.<host>.supervisor` and follows the
 //! cluster's lost hosts. Two roles, one service:
 //!
