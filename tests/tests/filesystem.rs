@@ -66,6 +66,44 @@ async fn filesystem_every_file_function_from_a_guest() {
     );
 }
 
+/// `read-file` returns at most `max_read_bytes`, checked on the file's size before anything is allocated: a sparse
+/// file of a terabyte is an `Err`, not an allocation that aborts the host process.
+#[tokio::test]
+async fn filesystem_read_file_is_bounded_by_max_read_bytes() {
+    let (rt, _dir) = runtime();
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("sixteen"), [b'x'; 16]).unwrap();
+    std::fs::write(root.path().join("seventeen"), [b'x'; 17]).unwrap();
+    std::fs::File::create(root.path().join("sparse"))
+        .unwrap()
+        .set_len(1 << 40)
+        .unwrap();
+    let actor = local(
+        &rt,
+        FilesystemConfig {
+            max_read_bytes: 16,
+            ..rooted(root.path())
+        },
+    )
+    .await
+    .unwrap();
+    let out = run(&actor, "fread:sixteen;fread:seventeen;fread:sparse").await;
+    assert_eq!(
+        out,
+        [
+            "fread=xxxxxxxxxxxxxxxx",
+            "fread!read seventeen: 17 bytes exceed max_read_bytes (16)",
+            "fread!read sparse: 1099511627776 bytes exceed max_read_bytes (16)",
+        ]
+    );
+    // The default bound (64 MiB) refuses the sparse file as well.
+    let actor = local(&rt, rooted(root.path())).await.unwrap();
+    assert_eq!(
+        run(&actor, "fread:sparse").await,
+        ["fread!read sparse: 1099511627776 bytes exceed max_read_bytes (67108864)"]
+    );
+}
+
 #[tokio::test]
 async fn filesystem_commands_run_in_the_root_with_only_path() {
     let (rt, _dir) = runtime();

@@ -27,6 +27,7 @@
 //! allowed_commands = ["echo"]
 //! command_timeout_ms = 60000     # the command's process group is killed past this
 //! max_output_bytes = 1048576     # per stream; past it the group is killed and the call gives an error
+//! max_read_bytes = 67108864      # largest file read-file returns; a larger one is an error
 //! ```
 
 pub mod command;
@@ -72,6 +73,9 @@ pub struct FilesystemConfig {
     /// command writes them; as soon as one passes the limit the command's process group is killed and the call
     /// gives `command-result.error("output exceeds max_output_bytes (<n>) on <stream>; the command was killed")`.
     pub max_output_bytes: u64,
+    /// Largest file `read-file` returns, in bytes (default 64 MiB). A larger file is an `Err`
+    /// (`read <path>: <n> bytes exceed max_read_bytes (<max>)`), checked before anything is allocated.
+    pub max_read_bytes: u64,
 }
 
 impl Default for FilesystemConfig {
@@ -86,6 +90,7 @@ impl Default for FilesystemConfig {
             nix_program: "nix".into(),
             command_timeout_ms: 60_000,
             max_output_bytes: 1024 * 1024,
+            max_read_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -283,7 +288,8 @@ impl FilesystemHandler {
     #[theater(record(result = "full"))]
     async fn read_file(&self, path: String) -> Result<Vec<u8>, String> {
         self.grant(self.config.read, &format!("read {path}"), "read")?;
-        self.blocking(&path, |sb, p| sb.read(p)).await
+        let max = self.config.max_read_bytes;
+        self.blocking(&path, move |sb, p| sb.read(p, max)).await
     }
 
     /// WIT: `write-file: func(path: string, content: string) -> result<_, string>`

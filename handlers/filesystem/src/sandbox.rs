@@ -2,6 +2,7 @@
 //! through a `cap_std::fs::Dir` opened on the root, so the OS refuses any resolution that leaves it (symlinks
 //! included), with no gap between check and use — as wasmtime-wasi does for preopened directories.
 
+use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
@@ -69,9 +70,32 @@ impl Sandbox {
         &self.host_root
     }
 
-    /// The whole file.
-    pub fn read(&self, path: &Path) -> Result<Vec<u8>, String> {
-        self.root.read(path).map_err(io("read", path))
+    /// The whole file, if it has at most `max` bytes. Its size is checked before anything is allocated (a sparse
+    /// file can claim terabytes), and the read stops one byte past `max` in case the file grows meanwhile.
+    ///
+    /// # Errors
+    /// `read <path>: <n> bytes exceed max_read_bytes (<max>)`, or the I/O error.
+    pub fn read(&self, path: &Path, max: u64) -> Result<Vec<u8>, String> {
+        let file = self.root.open(path).map_err(io("read", path))?;
+        let len = file.metadata().map_err(io("read", path))?.len();
+        let too_big = |n: u64| {
+            format!(
+                "read {}: {n} bytes exceed max_read_bytes ({max})",
+                path.display()
+            )
+        };
+        if len > max {
+            return Err(too_big(len));
+        }
+        // Grown as it is read past 1 MiB (a file's length is a claim, and `max` may be large).
+        let mut content = Vec::with_capacity(usize::try_from(len.min(1 << 20)).unwrap_or(0));
+        file.take(max.saturating_add(1))
+            .read_to_end(&mut content)
+            .map_err(io("read", path))?;
+        if content.len() as u64 > max {
+            return Err(too_big(content.len() as u64));
+        }
+        Ok(content)
     }
 
     /// Creates or truncates the file (its parent must exist).
@@ -173,7 +197,7 @@ mod tests {
             .unwrap();
         std::os::unix::fs::symlink(outside.path(), root.path().join("linkdir")).unwrap();
         let sb = Sandbox::open(root.path()).unwrap();
-        assert!(sb.read(Path::new("link")).is_err());
+        assert!(sb.read(Path::new("link"), 1024).is_err());
         assert!(sb.write(Path::new("link"), b"x").is_err());
         assert!(sb.host_dir(Path::new("linkdir")).is_err());
         assert_eq!(
@@ -183,7 +207,7 @@ mod tests {
 
         sb.create_dir(Path::new("a/b")).unwrap();
         sb.write(Path::new("a/b/f"), b"hi").unwrap();
-        assert_eq!(sb.read(Path::new("a/b/f")).unwrap(), b"hi");
+        assert_eq!(sb.read(Path::new("a/b/f"), 1024).unwrap(), b"hi");
         assert_eq!(sb.list(Path::new(".")).unwrap(), ["a", "link", "linkdir"]);
         assert!(sb.delete_file(Path::new("a")).is_err());
         assert!(sb.exists(Path::new("a/b/f")).unwrap());
