@@ -182,7 +182,9 @@ impl ChainLog {
     }
 
     /// The events from index `from` on (none if there are fewer), every recorded event sealed: those still in
-    /// memory are copied, and the file is read back only when `from` lies before them.
+    /// memory are copied, and the file is read back only when `from` lies before them. If the file cannot be read
+    /// back whole (an error, logged), the events in memory are all that is known: they are returned, the gap
+    /// before them shows in their parent hashes.
     pub fn events_since(&self, from: usize) -> Vec<ChainEvent> {
         self.sealed_then(|sealed| {
             if from >= sealed.spilled {
@@ -193,7 +195,12 @@ impl ChainLog {
                     .cloned()
                     .collect()
             } else {
-                sealed.read_all().into_events().split_off(from)
+                let mut events = sealed.read_all().into_events();
+                if events.len() == sealed.count {
+                    events.split_off(from)
+                } else {
+                    sealed.tail.clone()
+                }
             }
         })
     }
@@ -787,6 +794,36 @@ mod tests {
         let closed = Chain::open(&path).unwrap();
         assert_eq!(closed.chain, eager(1000));
         assert_eq!(closed.ending, crate::chain::Ending::Closed);
+    }
+
+    #[test]
+    fn a_chain_file_that_cannot_be_read_back_leaves_the_events_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.jsonl");
+        let log = Arc::new(ChainLog::with_storage(
+            Arc::default(),
+            None,
+            Storage {
+                file: Some(ChainWriter::create(&path).unwrap()),
+                memory_limit: Some(1024),
+                spool_dir: None,
+            },
+        ));
+        (0..1000).for_each(|i| log.record(event(i)));
+        log.seal();
+        let spilled = lock(&log.sealed).spilled;
+        assert!(spilled > 900, "{spilled} events on file only");
+        // Someone else cuts the file: reading it back fails.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(10)
+            .unwrap();
+        let all = eager(1000).into_events();
+        assert_eq!(log.events_since(spilled - 1), all[spilled..]);
+        assert_eq!(log.events_since(0), all[spilled..]);
+        assert_eq!(log.events_since(spilled + 2), all[spilled + 2..]);
     }
 
     #[test]
