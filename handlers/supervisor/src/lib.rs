@@ -171,15 +171,11 @@ impl Parent {
 
     /// `Err` if a child of this actor would be deeper than `max_depth`.
     fn check_depth(&self, function: &str) -> Result<(), String> {
-        let lineage = self.manifests.lineage();
-        if lineage.depth + 1 > lineage.max_depth {
-            return Err(format!(
-                "{function}: depth {} exceeds max_depth ({})",
-                lineage.depth + 1,
-                lineage.max_depth
-            ));
-        }
-        Ok(())
+        self.manifests
+            .lineage()
+            .child_depth()
+            .map(drop)
+            .map_err(|e| format!("{function}: {e}"))
     }
 
     /// Starts a child from `pinned` with `start`, under `id` if given, calling `init` if `run_init`.

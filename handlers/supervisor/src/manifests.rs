@@ -31,6 +31,24 @@ pub struct Lineage {
     pub writable: Vec<PathBuf>,
 }
 
+impl Lineage {
+    /// The depth of a child of this actor.
+    ///
+    /// # Errors
+    /// `depth <d> exceeds max_depth (<max>)` when the child would be deeper than `max_depth`, with `d` counted
+    /// without overflow (a spawn envelope from another host can claim any depth).
+    pub fn child_depth(&self) -> Result<u32, String> {
+        match self.depth.checked_add(1) {
+            Some(depth) if depth <= self.max_depth => Ok(depth),
+            _ => Err(format!(
+                "depth {} exceeds max_depth ({})",
+                u64::from(self.depth) + 1,
+                self.max_depth
+            )),
+        }
+    }
+}
+
 impl Default for Lineage {
     /// Depth 0, no `max_depth` yet (the actor's own applies), no writable folders.
     fn default() -> Self {
@@ -62,7 +80,7 @@ impl Lineage {
             }
         }
         Self {
-            depth: self.depth + 1,
+            depth: self.depth.saturating_add(1),
             max_depth: self.max_depth,
             writable,
         }
@@ -340,6 +358,26 @@ impl Pinned {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_child_deeper_than_max_depth_is_refused_without_overflow() {
+        let at = |depth, max_depth| {
+            Lineage {
+                depth,
+                max_depth,
+                writable: Vec::new(),
+            }
+            .child_depth()
+        };
+        assert_eq!(at(0, 8), Ok(1));
+        assert_eq!(at(7, 8), Ok(8));
+        assert_eq!(at(8, 8), Err("depth 9 exceeds max_depth (8)".to_owned()));
+        // A spawn envelope from another host can claim any depth: `u32::MAX` must not wrap to 0.
+        assert_eq!(
+            at(u32::MAX, u32::MAX),
+            Err("depth 4294967296 exceeds max_depth (4294967295)".to_owned())
+        );
+    }
 
     #[tokio::test]
     async fn only_listed_manifests_and_aliases_to_them_resolve() {

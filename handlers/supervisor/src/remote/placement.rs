@@ -75,13 +75,7 @@ impl Remote {
             max_depth: number("Max-Depth")?,
             writable,
         };
-        if lineage.depth.saturating_add(1) > lineage.max_depth {
-            return Err(format!(
-                "depth {} exceeds max_depth ({})",
-                lineage.depth.saturating_add(1),
-                lineage.max_depth
-            ));
-        }
+        lineage.child_depth()?;
         let host = self.host().to_owned();
         let runtime = self
             .runtime
