@@ -746,6 +746,46 @@ async fn a_response_with_more_headers_than_max_response_headers_is_a_500() {
     assert_eq!(get(port, "/many").await.status(), 500);
 }
 
+/// The tables a guest fills live in host memory: each is bounded, and so are the strings kept in them.
+#[tokio::test]
+async fn http_framework_tables_are_bounded_by_max_routes_and_max_handlers() {
+    let (rt, _dir) = runtime();
+    let config = HttpFrameworkConfig {
+        max_routes: 3,
+        max_handlers: 2,
+        ..Default::default()
+    };
+    let actor = server_actor(&rt, config, None).await;
+    let long_name = "n".repeat(1025);
+    let long_path = format!("/{}", "p".repeat(4096));
+    let out = run(
+        &actor,
+        &format!(
+            "create:;handler:hello;handler:echo;handler:x;handler:{long_name};route:1,/a,GET,1;mw:1,/a,2;\
+             ws:1,/w,,2,;route:1,/b,GET,1;mw:1,/b,2;ws:1,/v,,2,;unroute:1;route:1,/b,GET,1;route:1,{long_path},GET,1"
+        ),
+    )
+    .await;
+    assert_eq!(
+        &out[1..],
+        [
+            "handler=1",
+            "handler=2",
+            "handler!register-handler: 3 exceeds max_handlers (2)",
+            "handler!register-handler: a name of 1025 bytes exceeds 1024",
+            "route=1",
+            "mw=1",
+            "ws",
+            "route!add-route: the server holds max_routes (3) routes, middleware and WebSocket endpoints",
+            "mw!add-middleware: the server holds max_routes (3) routes, middleware and WebSocket endpoints",
+            "ws!enable-websocket: the server holds max_routes (3) routes, middleware and WebSocket endpoints",
+            "unroute",
+            "route=2",
+            "route!add-route: a path of 4097 bytes exceeds 4096",
+        ]
+    );
+}
+
 #[tokio::test]
 async fn a_route_with_more_path_parameters_than_matchit_names_is_refused() {
     let (rt, _dir) = runtime();

@@ -4,6 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// Longest route, middleware or WebSocket path the host functions accept, in bytes.
+pub const MAX_PATH_BYTES: usize = 4096;
+
 /// The parsed grants of one instance (handlers.md §12's table).
 #[derive(Clone, Debug, Default)]
 pub struct Grants {
@@ -75,8 +78,15 @@ impl Grants {
     /// Checks a route, middleware or WebSocket path against `allowed_routes` (prefixes on segment boundaries).
     ///
     /// # Errors
-    /// A path not starting with `/`, or `"permission denied: <what> <path> (allowed_routes)"`.
+    /// A path longer than [`MAX_PATH_BYTES`] or not starting with `/`, or
+    /// `"permission denied: <what> <path> (allowed_routes)"`.
     pub fn check_path(&self, what: &str, path: &str) -> Result<(), String> {
+        if path.len() > MAX_PATH_BYTES {
+            return Err(format!(
+                "{what}: a path of {} bytes exceeds {MAX_PATH_BYTES}",
+                path.len()
+            ));
+        }
         if !path.starts_with('/') {
             return Err(format!("{what}: path {path:?} must start with /"));
         }

@@ -4,7 +4,10 @@
 //! HTTP(S) servers whose routes, middleware and WebSocket endpoints are its callbacks.
 //!
 //! * **Tables**: servers, handler ids, routes, middleware and connections live in this actor's instance, with ids
-//!   counted per actor from 1; another actor's id is `"... not found"`. Each server dispatches through a table
+//!   counted per actor from 1; another actor's id is `"... not found"`. They are bounded: `max_servers` per
+//!   actor, `max_handlers` handler names per actor, `max_routes` routes, middleware and WebSocket endpoints per
+//!   server, and the names and paths kept in them by [`MAX_HANDLER_NAME_BYTES`] and
+//!   [`MAX_PATH_BYTES`](grants::MAX_PATH_BYTES). Each server dispatches through a table
 //!   behind a lock ([`site`]), so routes and middleware added or removed while it runs apply at once.
 //! * **Per request** ([`serve`]): the body limit (413 without a callback), middleware in insertion order whose
 //!   prefix covers the path (segment boundaries; `proceed = false` answers 403), then the route's
@@ -46,6 +49,8 @@
 //! body_read_timeout_ms = 30000
 //! idle_timeout_ms = 5000
 //! max_websocket_queue_bytes = 1048576
+//! max_routes = 1024              # routes, middleware and WebSocket endpoints per server
+//! max_handlers = 1024            # handler names per actor
 //! tls_dirs = ["certs"]
 //! bind_overrides = { "0.0.0.0:80" = "127.0.0.1:0" }
 //! ```
@@ -113,6 +118,12 @@ pub struct HttpFrameworkConfig {
     /// by its socket (default 1 MiB). A message that would pass it is refused with an error naming the limit;
     /// the connection stays open and the call may be retried once the client has read.
     pub max_websocket_queue_bytes: u64,
+    /// Routes, middleware and WebSocket endpoints one server holds, together (default 1 024); one more is refused
+    /// with an error naming the limit. Their paths are at most [`MAX_PATH_BYTES`](grants::MAX_PATH_BYTES) long.
+    pub max_routes: u32,
+    /// Handler names one actor registers (default 1 024), each at most
+    /// [`MAX_HANDLER_NAME_BYTES`](MAX_HANDLER_NAME_BYTES) long; one more is refused with an error naming the limit.
+    pub max_handlers: u32,
     /// Directories a `tls-config`'s certificate and key must both lie in (default none: no TLS).
     pub tls_dirs: Vec<PathBuf>,
     /// `"host:port" = "host:port"`: a server asking for a key binds the value instead (the grants apply to the
@@ -137,11 +148,16 @@ impl Default for HttpFrameworkConfig {
             body_read_timeout_ms: 30_000,
             idle_timeout_ms: 5_000,
             max_websocket_queue_bytes: 1024 * 1024,
+            max_routes: 1024,
+            max_handlers: 1024,
             tls_dirs: Vec::new(),
             bind_overrides: BTreeMap::new(),
         }
     }
 }
+
+/// Longest handler name `register-handler` accepts, in bytes.
+pub const MAX_HANDLER_NAME_BYTES: usize = 1024;
 
 /// The http-framework handler; each actor's instance owns that actor's servers.
 #[derive(Clone)]
@@ -408,7 +424,20 @@ impl HttpFrameworkHandler {
 
     /// WIT: `register-handler: func(handler-name: string) -> result<handler-id, string>`
     fn register_handler(&self, handler_name: String) -> Result<HandlerId, String> {
+        if handler_name.len() > MAX_HANDLER_NAME_BYTES {
+            return Err(format!(
+                "register-handler: a name of {} bytes exceeds {MAX_HANDLER_NAME_BYTES}",
+                handler_name.len()
+            ));
+        }
         let mut tables = self.instance()?.tables();
+        if tables.handlers.len() >= self.config.max_handlers as usize {
+            return Err(format!(
+                "register-handler: {} exceeds max_handlers ({})",
+                tables.handlers.len() + 1,
+                self.config.max_handlers
+            ));
+        }
         tables.next_handler += 1;
         let id = tables.next_handler;
         tables.handlers.insert(id, handler_name);
@@ -471,7 +500,7 @@ impl HttpFrameworkHandler {
             id,
             path,
             handler: handler_id,
-        });
+        })?;
         Ok(id)
     }
 

@@ -50,6 +50,8 @@ pub struct Site {
     pub idle_timeout: Duration,
     /// Bytes `send-websocket-message` may queue on one connection (`max_websocket_queue_bytes`).
     pub max_websocket_queue_bytes: u64,
+    /// Routes, middleware and WebSocket endpoints the table holds at most, together (`max_routes`).
+    pub max_routes: usize,
     table: RwLock<Table>,
     connections: Mutex<BTreeMap<u64, Connection>>,
     next_connection: AtomicU64,
@@ -209,6 +211,7 @@ impl Site {
             body_read_timeout: Duration::from_millis(config.body_read_timeout_ms),
             idle_timeout: Duration::from_millis(config.idle_timeout_ms),
             max_websocket_queue_bytes: config.max_websocket_queue_bytes,
+            max_routes: usize::try_from(config.max_routes).unwrap_or(usize::MAX),
             table: RwLock::default(),
             connections: Mutex::default(),
             next_connection: AtomicU64::new(1),
@@ -226,8 +229,9 @@ impl Site {
     /// Adds `route`.
     ///
     /// # Errors
-    /// The path has more than [`MAX_ROUTE_PARAMS`] named parameters, the same path and method already has a
-    /// route, or matchit refuses the pattern (bad syntax, conflict).
+    /// The path has more than [`MAX_ROUTE_PARAMS`] named parameters, the table is full
+    /// ([`max_routes`](Self::max_routes)), the same path and method already has a route, or matchit refuses the
+    /// pattern (bad syntax, conflict).
     pub fn add_route(&self, route: Route) -> Result<(), String> {
         let params = named_params(&route.path);
         if params > MAX_ROUTE_PARAMS {
@@ -237,6 +241,7 @@ impl Site {
             ));
         }
         let mut table = self.write();
+        self.check_room(&table, "add-route")?;
         if let Some(existing) = table
             .routes
             .iter()
@@ -273,8 +278,26 @@ impl Site {
     }
 
     /// Adds a middleware after the existing ones.
-    pub fn add_middleware(&self, middleware: Middleware) {
-        self.write().middleware.push(middleware);
+    ///
+    /// # Errors
+    /// The table is full ([`max_routes`](Self::max_routes)).
+    pub fn add_middleware(&self, middleware: Middleware) -> Result<(), String> {
+        let mut table = self.write();
+        self.check_room(&table, "add-middleware")?;
+        table.middleware.push(middleware);
+        Ok(())
+    }
+
+    /// `Err` if `table` already holds [`max_routes`](Self::max_routes) routes, middleware and endpoints.
+    fn check_room(&self, table: &Table, what: &str) -> Result<(), String> {
+        let held = table.routes.len() + table.middleware.len() + table.websockets.len();
+        if held >= self.max_routes {
+            return Err(format!(
+                "{what}: the server holds max_routes ({}) routes, middleware and WebSocket endpoints",
+                self.max_routes
+            ));
+        }
+        Ok(())
     }
 
     /// Removes middleware `id`; `false` if this site has none.
@@ -288,7 +311,7 @@ impl Site {
     /// Registers a WebSocket endpoint.
     ///
     /// # Errors
-    /// `path` already has one.
+    /// `path` already has one, or the table is full ([`max_routes`](Self::max_routes)).
     pub fn enable_websocket(&self, path: &str, endpoint: Endpoint) -> Result<(), String> {
         let mut table = self.write();
         if table.websockets.contains_key(path) {
@@ -296,6 +319,7 @@ impl Site {
                 "enable-websocket: {path} already has a WebSocket endpoint"
             ));
         }
+        self.check_room(&table, "enable-websocket")?;
         table.websockets.insert(path.to_owned(), endpoint);
         Ok(())
     }
