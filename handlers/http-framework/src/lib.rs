@@ -122,7 +122,7 @@ pub struct HttpFrameworkConfig {
     /// with an error naming the limit. Their paths are at most [`MAX_PATH_BYTES`](grants::MAX_PATH_BYTES) long.
     pub max_routes: u32,
     /// Handler names one actor registers (default 1 024), each at most
-    /// [`MAX_HANDLER_NAME_BYTES`](MAX_HANDLER_NAME_BYTES) long; one more is refused with an error naming the limit.
+    /// [`MAX_HANDLER_NAME_BYTES`] long; one more is refused with an error naming the limit.
     pub max_handlers: u32,
     /// Directories a `tls-config`'s certificate and key must both lie in (default none: no TLS).
     pub tls_dirs: Vec<PathBuf>,
