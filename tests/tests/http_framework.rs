@@ -1005,9 +1005,20 @@ async fn http_framework_websocket_send_queue_is_bounded_in_bytes() {
             && error.ends_with("would exceed max_websocket_queue_bytes (262144)"),
         "{error}"
     );
-    for _ in 0..sent {
+    // Empty frames count their queued memory too: they do not slip past the bound (less than 64 KiB is left,
+    // and each counts 64 bytes).
+    let empty = run(&actor, &vec!["wssend:1,1,"; 2048].join(";")).await;
+    let fitted = empty.iter().take_while(|out| *out == "wssend").count();
+    assert!(fitted < 1024, "{fitted} empty frames queued");
+    assert!(
+        empty[fitted].ends_with("64 more would exceed max_websocket_queue_bytes (262144)"),
+        "{}",
+        empty[fitted]
+    );
+    for i in 0..sent + fitted {
         match ws.next().await.unwrap().unwrap() {
-            Message::Text(text) => assert_eq!(text.len(), message.len()),
+            Message::Text(text) if i < sent => assert_eq!(text.len(), message.len()),
+            Message::Text(text) => assert_eq!(text.as_str(), ""),
             other => panic!("{other:?}"),
         }
     }
@@ -1015,5 +1026,10 @@ async fn http_framework_websocket_send_queue_is_bounded_in_bytes() {
     assert_eq!(
         ws.next().await.unwrap().unwrap(),
         Message::Text("again".into())
+    );
+    // A close fits whatever is queued, once: a second one is refused instead of queued without bound.
+    assert_eq!(
+        run(&actor, "wsclose:1,1;wsclose:1,1").await[1],
+        "wsclose!connection 1 is closing"
     );
 }

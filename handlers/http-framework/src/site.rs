@@ -89,17 +89,30 @@ pub enum Outgoing {
     Close,
 }
 
+/// What each queued item counts against `max_websocket_queue_bytes` besides its payload: the host memory of a
+/// queued frame, so that empty frames fill the bound too.
+pub const FRAME_OVERHEAD: usize = 64;
+
 impl Outgoing {
-    /// The bytes this counts against `max_websocket_queue_bytes`: a frame's payload; a close counts 0.
+    /// The bytes this counts against `max_websocket_queue_bytes`: a frame's payload plus [`FRAME_OVERHEAD`].
     pub fn queued_bytes(&self) -> usize {
         use axum::extract::ws::Message;
-        match self {
-            Self::Message(Message::Text(text)) => text.as_str().len(),
-            Self::Message(Message::Binary(data) | Message::Ping(data) | Message::Pong(data)) => {
-                data.len()
+        FRAME_OVERHEAD
+            + match self {
+                Self::Message(Message::Text(text)) => text.as_str().len(),
+                Self::Message(
+                    Message::Binary(data) | Message::Ping(data) | Message::Pong(data),
+                ) => data.len(),
+                Self::Message(Message::Close(_)) | Self::Close => 0,
             }
-            Self::Message(Message::Close(_)) | Self::Close => 0,
-        }
+    }
+
+    /// A close frame, or the pump's order to close.
+    fn is_close(&self) -> bool {
+        matches!(
+            self,
+            Self::Close | Self::Message(axum::extract::ws::Message::Close(_))
+        )
     }
 }
 
@@ -148,6 +161,8 @@ struct Connection {
     tx: mpsc::UnboundedSender<Outgoing>,
     /// Bytes queued and not yet taken by the socket.
     queued: Arc<AtomicUsize>,
+    /// A close is queued: it fitted whatever was queued, a second one does not.
+    closing: bool,
 }
 
 /// Per route pattern, its routes as (method, handler), in insertion order.
@@ -419,6 +434,7 @@ impl Site {
                 path: path.to_owned(),
                 tx,
                 queued: queued.clone(),
+                closing: false,
             },
         );
         (id, Queue { rx, bytes: queued })
@@ -429,23 +445,28 @@ impl Site {
         self.lock_connections().remove(&id);
     }
 
-    /// Queues `outgoing` on connection `id`. A message counts its payload's bytes against
-    /// `max_websocket_queue_bytes` until the socket has taken it; a close always fits.
+    /// Queues `outgoing` on connection `id`. Each item counts its payload's bytes and [`FRAME_OVERHEAD`] against
+    /// `max_websocket_queue_bytes` until the socket has taken it; the first close always fits.
     ///
     /// # Errors
     /// `"connection <id> not found"` (never opened, closed, or another server's);
+    /// `"connection <id> is closing"` after a close;
     /// `"send-websocket-message: connection <id> has <q> bytes queued; <n> more would exceed
     /// max_websocket_queue_bytes (<max>)"` when the client reads too slowly (nothing is queued then).
     pub fn send(&self, id: u64, outgoing: Outgoing) -> Result<(), String> {
-        let connections = self.lock_connections();
+        let mut connections = self.lock_connections();
         let connection = connections
-            .get(&id)
+            .get_mut(&id)
             .ok_or_else(|| format!("connection {id} not found"))?;
+        if connection.closing {
+            return Err(format!("connection {id} is closing"));
+        }
         let bytes = outgoing.queued_bytes();
         let max = usize::try_from(self.max_websocket_queue_bytes).unwrap_or(usize::MAX);
         // Only `send` adds, under the connections lock; the pump only subtracts.
         let queued = connection.queued.load(Ordering::SeqCst);
-        if bytes > 0 && queued.saturating_add(bytes) > max {
+        connection.closing = outgoing.is_close();
+        if !connection.closing && queued.saturating_add(bytes) > max {
             return Err(format!(
                 "send-websocket-message: connection {id} has {queued} bytes queued; {bytes} more would exceed \
                  max_websocket_queue_bytes ({max})"
