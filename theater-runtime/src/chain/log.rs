@@ -768,20 +768,26 @@ mod tests {
         assert!(log.events_since(all.len() + 5).is_empty());
     }
 
-    #[test]
-    fn a_chain_file_is_flushed_while_open_and_closed_with_an_end_record() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.jsonl");
+    /// A log without a sealer whose chain file is `path`, 1 KiB of events in memory, with 1,000 events recorded.
+    fn filed_thousand(path: &std::path::Path) -> Arc<ChainLog> {
         let log = Arc::new(ChainLog::with_storage(
             Arc::default(),
             None,
             Storage {
-                file: Some(ChainWriter::create(&path).unwrap()),
+                file: Some(ChainWriter::create(path).unwrap()),
                 memory_limit: Some(1024),
                 spool_dir: None,
             },
         ));
         (0..1000).for_each(|i| log.record(event(i)));
+        log
+    }
+
+    #[test]
+    fn a_chain_file_is_flushed_while_open_and_closed_with_an_end_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.jsonl");
+        let log = filed_thousand(&path);
         log.flush();
         let open = Chain::open(&path).unwrap();
         assert_eq!(open.chain, eager(1000));
@@ -800,16 +806,7 @@ mod tests {
     fn a_chain_file_that_cannot_be_read_back_leaves_the_events_in_memory() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.jsonl");
-        let log = Arc::new(ChainLog::with_storage(
-            Arc::default(),
-            None,
-            Storage {
-                file: Some(ChainWriter::create(&path).unwrap()),
-                memory_limit: Some(1024),
-                spool_dir: None,
-            },
-        ));
-        (0..1000).for_each(|i| log.record(event(i)));
+        let log = filed_thousand(&path);
         log.seal();
         let spilled = lock(&log.sealed).spilled;
         assert!(spilled > 900, "{spilled} events on file only");
