@@ -20,6 +20,7 @@ type Labels = BTreeMap<String, Vec<String>>;
 pub struct ContentStore {
     dir: PathBuf,
     max_content_bytes: u64,
+    max_labels_bytes: usize,
 }
 
 /// The SHA-1 of `content`, 40 lowercase hex characters.
@@ -29,11 +30,17 @@ pub fn hash_of(content: &[u8]) -> String {
 
 impl ContentStore {
     /// The stores of `namespace` under `root` (`<root>/<hex sha1(namespace)>`); items over `max_content_bytes`
-    /// are refused.
-    pub fn new(root: &Path, namespace: &str, max_content_bytes: u64) -> Self {
+    /// are refused, and so is a label change that would grow a store's labels index past `max_labels_bytes`.
+    pub fn new(
+        root: &Path,
+        namespace: &str,
+        max_content_bytes: u64,
+        max_labels_bytes: u64,
+    ) -> Self {
         Self {
             dir: root.join(hash_of(namespace.as_bytes())),
             max_content_bytes,
+            max_labels_bytes: usize::try_from(max_labels_bytes).unwrap_or(usize::MAX),
         }
     }
 
@@ -105,6 +112,10 @@ impl ContentStore {
     }
 
     /// Runs `update` on the labels of store `id` under the store's lock and saves them.
+    ///
+    /// # Errors
+    /// `update`'s, I/O, or `labels of store <id> would take <n> bytes; max_labels_bytes is <max>` when the saved
+    /// index would pass the bound and grow (nothing is saved then; a change that shrinks it always passes).
     async fn update_labels<T>(
         &self,
         id: &str,
@@ -113,9 +124,16 @@ impl ContentStore {
         let dir = self.store_dir(id).await?;
         let lock = store_lock(&dir);
         let _guard = lock.lock().await;
-        let mut labels = read_labels(&dir).await?;
+        let (mut labels, before) = read_labels(&dir).await?;
         let out = update(&mut labels, &dir)?;
         let json = serde_json::to_vec(&labels).map_err(|e| format!("labels: {e}"))?;
+        if json.len() > self.max_labels_bytes && json.len() > before {
+            return Err(format!(
+                "labels of store {id} would take {} bytes; max_labels_bytes is {}",
+                json.len(),
+                self.max_labels_bytes
+            ));
+        }
         write_atomic(&dir.join("labels.json"), &json).await?;
         Ok(out)
     }
@@ -140,6 +158,7 @@ impl ContentStore {
         let dir = self.store_dir(id).await?;
         Ok(read_labels(&dir)
             .await?
+            .0
             .get(label)
             .and_then(|refs| refs.last().cloned()))
     }
@@ -191,7 +210,7 @@ impl ContentStore {
     /// The labels, sorted.
     pub async fn list_labels(&self, id: &str) -> Result<Vec<String>, String> {
         let dir = self.store_dir(id).await?;
-        Ok(read_labels(&dir).await?.into_keys().collect())
+        Ok(read_labels(&dir).await?.0.into_keys().collect())
     }
 
     /// Every stored hash, sorted.
@@ -241,12 +260,13 @@ fn io(what: &'static str) -> impl Fn(std::io::Error) -> String {
     move |e| format!("{what}: {e}")
 }
 
-async fn read_labels(dir: &Path) -> Result<Labels, String> {
+/// The labels of the store at `dir`, and the size of their saved index in bytes.
+async fn read_labels(dir: &Path) -> Result<(Labels, usize), String> {
     match tokio::fs::read(dir.join("labels.json")).await {
-        Ok(bytes) => {
-            serde_json::from_slice(&bytes).map_err(|e| format!("labels index is corrupt: {e}"))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Labels::new()),
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(|labels| (labels, bytes.len()))
+            .map_err(|e| format!("labels index is corrupt: {e}")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((Labels::new(), 0)),
         Err(e) => Err(format!("labels: {e}")),
     }
 }
@@ -287,7 +307,7 @@ mod tests {
     use super::*;
 
     fn store(root: &Path) -> ContentStore {
-        ContentStore::new(root, "ns-a", 1024)
+        ContentStore::new(root, "ns-a", 1024, 1024 * 1024)
     }
 
     #[tokio::test]
@@ -306,6 +326,31 @@ mod tests {
         want.sort();
         assert_eq!(s.list_all(&id).await.unwrap(), want);
         assert_eq!(s.total_size(&id).await.unwrap(), 7);
+    }
+
+    /// Every label change rewrites the store's labels index whole: growing it past `max_labels_bytes` is refused
+    /// (a long name, many labels, many references alike), shrinking it always passes.
+    #[tokio::test]
+    async fn the_labels_index_is_bounded_in_bytes() {
+        let root = tempfile::tempdir().unwrap();
+        let s = ContentStore::new(root.path(), "ns-a", 1024, 200);
+        let id = s.create().await.unwrap();
+        let hash = s.put(&id, b"a").await.unwrap();
+        // Each label with one reference adds 50 bytes to the index (`"l1":["<40 hex>"],`): three fit in 200.
+        for label in ["l1", "l2", "l3"] {
+            s.label(&id, label, &hash).await.unwrap();
+        }
+        assert_eq!(
+            s.label(&id, "l4", &hash).await.unwrap_err(),
+            format!("labels of store {id} would take 201 bytes; max_labels_bytes is 200")
+        );
+        let long = "x".repeat(300);
+        assert!(s.replace_at_label(&id, &long, &hash).await.is_err());
+        assert_eq!(s.list_labels(&id).await.unwrap(), ["l1", "l2", "l3"]);
+        // Nothing was saved by the refused changes; a removal passes.
+        s.remove_label(&id, "l2").await.unwrap();
+        s.label(&id, "l4", &hash).await.unwrap();
+        assert_eq!(s.list_labels(&id).await.unwrap(), ["l1", "l3", "l4"]);
     }
 
     #[tokio::test]
@@ -374,7 +419,7 @@ mod tests {
                 .unwrap_err()
                 .starts_with("invalid content hash")
         );
-        let other = ContentStore::new(root.path(), "ns-b", 1024);
+        let other = ContentStore::new(root.path(), "ns-b", 1024, 1024 * 1024);
         assert_eq!(
             other.put(&id, b"x").await.unwrap_err(),
             format!("store {id} not found")

@@ -15,6 +15,7 @@
 //! root = "data/store"          # default: <runtime data dir>/store
 //! namespace = "shared"         # default: the manifest's name
 //! max_content_bytes = 67108864
+//! max_labels_bytes = 1048576   # one store's labels index (names and references), as saved
 //! ```
 
 pub mod content_store;
@@ -38,15 +39,20 @@ pub struct StoreConfig {
     pub namespace: Option<String>,
     /// Largest item, in bytes (default 64 MiB).
     pub max_content_bytes: u64,
+    /// Largest labels index of one store, as saved (JSON of label names and their references), in bytes
+    /// (default 1 MiB). A label change that would grow it past this fails the call naming the limit; removals
+    /// always pass. It is read and rewritten whole by every label change.
+    pub max_labels_bytes: u64,
 }
 
 impl Default for StoreConfig {
-    /// No root or namespace (the defaults above), `max_content_bytes = 64 MiB`.
+    /// No root or namespace (the defaults above), `max_content_bytes = 64 MiB`, `max_labels_bytes = 1 MiB`.
     fn default() -> Self {
         Self {
             root: None,
             namespace: None,
             max_content_bytes: 64 * 1024 * 1024,
+            max_labels_bytes: 1024 * 1024,
         }
     }
 }
@@ -88,7 +94,12 @@ impl StoreHandler {
             .namespace
             .clone()
             .unwrap_or_else(|| actor.name.clone());
-        let stores = ContentStore::new(&root, &namespace, self.config.max_content_bytes);
+        let stores = ContentStore::new(
+            &root,
+            &namespace,
+            self.config.max_content_bytes,
+            self.config.max_labels_bytes,
+        );
         Ok(Self {
             config: self.config.clone(),
             stores: Some(stores),
