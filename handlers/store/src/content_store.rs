@@ -292,13 +292,22 @@ async fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
     })
 }
 
-/// The process-wide lock of one store directory.
-fn store_lock(dir: &Path) -> Arc<tokio::sync::Mutex<()>> {
-    static LOCKS: OnceLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> = OnceLock::new();
-    let mut locks = LOCKS
+/// The process-wide locks of the store directories in use.
+type Locks = Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>;
+
+fn locks() -> std::sync::MutexGuard<'static, HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>> {
+    static LOCKS: OnceLock<Locks> = OnceLock::new();
+    LOCKS
         .get_or_init(Default::default)
         .lock()
-        .unwrap_or_else(|p| p.into_inner());
+        .unwrap_or_else(|p| p.into_inner())
+}
+
+/// The process-wide lock of one store directory. Locks nobody holds any more are dropped first, so the map
+/// holds only the stores in use (a guest can create stores without end).
+fn store_lock(dir: &Path) -> Arc<tokio::sync::Mutex<()>> {
+    let mut locks = locks();
+    locks.retain(|_, lock| Arc::strong_count(lock) > 1);
     locks.entry(dir.to_owned()).or_default().clone()
 }
 
@@ -351,6 +360,25 @@ mod tests {
         s.remove_label(&id, "l2").await.unwrap();
         s.label(&id, "l4", &hash).await.unwrap();
         assert_eq!(s.list_labels(&id).await.unwrap(), ["l1", "l3", "l4"]);
+    }
+
+    /// The process-wide lock map keeps only locks in use: stores created and labelled without end leave nothing.
+    #[tokio::test]
+    async fn store_locks_go_when_unused() {
+        let root = tempfile::tempdir().unwrap();
+        let s = store(root.path());
+        for _ in 0..3 {
+            let id = s.create().await.unwrap();
+            let hash = s.put(&id, b"a").await.unwrap();
+            s.label(&id, "l", &hash).await.unwrap();
+        }
+        // The next lock taken drops the unused ones (other tests' stores are elsewhere).
+        drop(store_lock(&root.path().join("probe")));
+        let left = locks()
+            .keys()
+            .filter(|dir| dir.starts_with(root.path()))
+            .count();
+        assert!(left <= 1, "{left} locks of this root left");
     }
 
     #[tokio::test]
