@@ -64,21 +64,13 @@ fn main() {
         let (recording, c_port) = actor(&theater, &wasm, true).await;
         let urls = [plain, b_port, c_port].map(|port| format!("http://127.0.0.1:{port}/hello"));
         if let Some((case, batches)) = only {
-            for _ in 0..WARM_UP {
-                batch(&client, &urls[case], 8).await;
-            }
-            let start = Clock::Cpu.now();
-            for _ in 0..batches {
-                batch(&client, &urls[case], 8).await;
-            }
-            let cpu = (Clock::Cpu.now() - start).as_secs_f64() * 1e6 / (batches * BATCH) as f64;
+            cpu_per_request(&client, &urls[case], 8, WARM_UP).await;
+            let cpu = cpu_per_request(&client, &urls[case], 8, batches).await;
             println!("{}, 8 connections: CPU per request {cpu:.2} µs", CASES[case]);
         }
         for connections in [8, 1].into_iter().filter(|_| only.is_none()) {
             for url in &urls {
-                for _ in 0..WARM_UP {
-                    batch(&client, url, connections).await;
-                }
+                cpu_per_request(&client, url, connections, WARM_UP).await;
             }
             // Per round, per case: CPU microseconds per request.
             let mut rounds: Vec<[f64; 3]> = Vec::with_capacity(ROUNDS);
@@ -86,12 +78,7 @@ fn main() {
                 let mut cpu = [0f64; 3];
                 for step in 0..3 {
                     let case = (round + step) % 3;
-                    let start = Clock::Cpu.now();
-                    for _ in 0..BLOCK {
-                        batch(&client, &urls[case], connections).await;
-                    }
-                    cpu[case] =
-                        (Clock::Cpu.now() - start).as_secs_f64() * 1e6 / (BLOCK * BATCH) as f64;
+                    cpu[case] = cpu_per_request(&client, &urls[case], connections, BLOCK).await;
                 }
                 rounds.push(cpu);
             }
@@ -107,6 +94,20 @@ fn main() {
         no_recording.stop().await.expect("stop");
         recording.stop().await.expect("stop");
     });
+}
+
+/// Sends `batches` batches to `url` over `connections` connections; the process's CPU microseconds per request.
+async fn cpu_per_request(
+    client: &reqwest::Client,
+    url: &str,
+    connections: usize,
+    batches: usize,
+) -> f64 {
+    let start = Clock::Cpu.now();
+    for _ in 0..batches {
+        batch(client, url, connections).await;
+    }
+    (Clock::Cpu.now() - start).as_secs_f64() * 1e6 / (batches * BATCH) as f64
 }
 
 /// `median (min–max) unit` of `values`.

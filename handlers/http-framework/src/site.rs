@@ -465,13 +465,14 @@ impl Site {
         let max = usize::try_from(self.max_websocket_queue_bytes).unwrap_or(usize::MAX);
         // Only `send` adds, under the connections lock; the pump only subtracts.
         let queued = connection.queued.load(Ordering::SeqCst);
-        connection.closing = outgoing.is_close();
-        if !connection.closing && queued.saturating_add(bytes) > max {
+        let close = outgoing.is_close();
+        if !close && queued.saturating_add(bytes) > max {
             return Err(format!(
                 "send-websocket-message: connection {id} has {queued} bytes queued; {bytes} more would exceed \
                  max_websocket_queue_bytes ({max})"
             ));
         }
+        connection.closing = close;
         connection.queued.fetch_add(bytes, Ordering::SeqCst);
         if connection.tx.send(outgoing).is_err() {
             connection.queued.fetch_sub(bytes, Ordering::SeqCst);

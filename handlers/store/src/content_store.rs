@@ -292,11 +292,12 @@ async fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
     })
 }
 
-/// The process-wide locks of the store directories in use.
-type Locks = Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>;
+/// One lock per store directory in use.
+type Locks = HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>;
 
-fn locks() -> std::sync::MutexGuard<'static, HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>> {
-    static LOCKS: OnceLock<Locks> = OnceLock::new();
+/// The process-wide locks of the store directories in use.
+fn locks() -> std::sync::MutexGuard<'static, Locks> {
+    static LOCKS: OnceLock<Mutex<Locks>> = OnceLock::new();
     LOCKS
         .get_or_init(Default::default)
         .lock()

@@ -196,11 +196,13 @@ impl ChainLog {
                     .collect()
             } else {
                 let mut events = sealed.read_all().into_events();
-                if events.len() == sealed.count {
-                    events.split_off(from)
+                // Read back whole, or only the events in memory, which `read_all` always ends with.
+                let start = if events.len() == sealed.count {
+                    from
                 } else {
-                    sealed.tail.clone()
-                }
+                    events.len() - sealed.tail.len()
+                };
+                events.split_off(start)
             }
         })
     }

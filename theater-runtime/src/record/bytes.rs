@@ -99,10 +99,7 @@ impl<S: Serializer> Serializer for Base64Bytes<S> {
         I::Item: Serialize,
     {
         let mut iter = iter.into_iter();
-        let len = match iter.size_hint() {
-            (lo, Some(hi)) if lo == hi => Some(lo),
-            _ => None,
-        };
+        let len = exact_len(&iter);
         let Some(first) = iter.next() else {
             return self.0.serialize_seq(Some(0))?.end();
         };
@@ -220,6 +217,14 @@ impl<S: Serializer> SerializeSeq for Seq<S> {
             Seq::Other(seq) => seq.end(),
             Seq::Gone => Err(ser::Error::custom("sequence used after an error")),
         }
+    }
+}
+
+/// The length of `iter` if its size hint gives it exactly.
+pub(crate) fn exact_len(iter: &impl Iterator) -> Option<usize> {
+    match iter.size_hint() {
+        (lo, Some(hi)) if lo == hi => Some(lo),
+        _ => None,
     }
 }
 

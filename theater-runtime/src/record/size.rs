@@ -6,7 +6,7 @@
 
 use serde::ser::{self, Serialize, Serializer};
 
-use super::bytes::ProbeU8;
+use super::bytes::{ProbeU8, exact_len};
 
 /// About how many bytes `value` takes, or `cap + 1` when it takes more than `cap`.
 pub fn approx_size(value: &(impl Serialize + ?Sized), cap: usize) -> usize {
@@ -128,10 +128,7 @@ impl Serializer for &mut Counter {
     {
         let mut iter = iter.into_iter();
         self.add(1)?;
-        let exact = match iter.size_hint() {
-            (lo, Some(hi)) if lo == hi => Some(lo),
-            _ => None,
-        };
+        let exact = exact_len(&iter);
         let Some(first) = iter.next() else {
             return Ok(());
         };
