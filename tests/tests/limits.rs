@@ -52,6 +52,45 @@ async fn a_chain_keeps_at_most_its_memory_bound_in_memory_and_loses_nothing() {
     assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 0);
 }
 
+/// The spool file cannot be made (its folder's path is a file), so sealed events could only stay in memory: once
+/// they pass `chain_memory_bytes` the actor is stopped with the file's error, instead of keeping its chain in
+/// memory without bound (24 calls would hold ~85 MiB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_actor_whose_chain_cannot_be_filed_stops_at_its_memory_bound() {
+    const BOUND: usize = 1024 * 1024;
+    let (rt, dir) = runtime();
+    std::fs::write(dir.path().join("spool"), b"not a folder").unwrap();
+    let options = SpawnOptions::new("unfiled", std::fs::read(guests::SCRIPT).unwrap())
+        .handlers(script_handlers(RandomConfig {
+            seed: Some(1),
+            ..Default::default()
+        }))
+        .limits(Limits {
+            chain_memory_bytes: BOUND as u64,
+            ..Default::default()
+        });
+    let actor = rt.spawn(options).await.unwrap();
+    let mut refused = None;
+    for _ in 0..24 {
+        if let Err(e) = script(&actor, "bytes:1048576;set:").await {
+            refused = Some(e.to_string());
+            break;
+        }
+    }
+    let message = refused.expect("an actor whose chain cannot be filed must stop at its bound");
+    assert!(message.contains("limits.chain_memory_bytes"), "{message}");
+    let exit = tokio::time::timeout(Duration::from_secs(20), actor.wait())
+        .await
+        .expect("the actor stops");
+    assert!(format!("{exit:?}").contains("chain file"), "{exit:?}");
+    // Sealed data past its bound by less than what the call path seals at once (8 MiB) plus one call's values.
+    assert!(
+        actor.chain_memory_bytes() <= BOUND + 9 * 1024 * 1024 + 64 * 1024,
+        "{} bytes of chain in memory",
+        actor.chain_memory_bytes()
+    );
+}
+
 /// A component of two core instances, each with a memory of `pages` 64 KiB pages.
 fn two_memories(pages: u32) -> Vec<u8> {
     wat::parse_str(format!(

@@ -131,8 +131,12 @@ impl ActorStore {
 
     /// The epoch-deadline callback: yield to the executor on every tick (so a busy guest never blocks its
     /// thread and a terminate can drop the call), and trap once the guest's own run time in the current call
-    /// (the ticks since it started, less those spent in host calls) reaches `call_timeout`.
+    /// (the ticks since it started, less those spent in host calls) reaches `call_timeout`, or once the chain
+    /// can no longer be kept within its memory bound ([`ChainLog::broken`](crate::chain::log::ChainLog::broken)).
     pub(crate) fn on_epoch(&mut self) -> wasmtime::Result<wasmtime::UpdateDeadline> {
+        if let Some(broken) = self.shared.chain.broken() {
+            return Err(wasmtime::format_err!("{broken}"));
+        }
         if let Some(start) = self.call_start {
             let guest = self
                 .tick()

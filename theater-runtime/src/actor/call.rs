@@ -134,6 +134,13 @@ where
     // `typed` was checked against: wasmtime lowers `&T` as `T` and `Vec<u8>` as `[u8]`, the same values.
     let borrowed: TypedFunc<(Option<&[u8]>, &P), O::Returned> =
         unsafe { TypedFunc::new_unchecked(*typed.func()) };
+    // A chain that can no longer be kept (its file failed, memory passed its bound) stops the actor.
+    if let Some(broken) = store.data().shared.chain.broken() {
+        return (
+            Err(ActorError::Trap(broken.clone())),
+            Outcome::Failed(ActorExit::Failed(broken)),
+        );
+    }
     let state = store.data().shared.shared_state();
     store.data_mut().begin_call();
     store.set_epoch_deadline(1);

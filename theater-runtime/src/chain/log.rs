@@ -98,6 +98,8 @@ pub struct ChainLog {
     queued: AtomicBool,
     /// [`PendingEvent::size`] of the pending events, summed (written under the `pending` lock).
     pending_bytes: AtomicUsize,
+    /// The chain file failed and the sealed events in memory passed their bound ([`broken`](Self::broken)).
+    broken: AtomicBool,
     /// Encodes [`PendingData::Later`].
     recorder: Arc<Recorder>,
     /// Seals full batches; `None`: the recording thread does.
@@ -116,6 +118,7 @@ impl ChainLog {
             sealer,
             queued: AtomicBool::new(false),
             pending_bytes: AtomicUsize::new(0),
+            broken: AtomicBool::new(false),
         }
     }
 
@@ -207,6 +210,23 @@ impl ChainLog {
         })
     }
 
+    /// Whether the chain can no longer be kept within its memory bound: its file (the chain file or the spool
+    /// file) could not be written, so the sealed events stay in memory, and they have passed
+    /// [`Storage::memory_limit`]. Then the message to stop the actor with, naming the file's error and the
+    /// bound: the runtime fails the actor's current call (at its next epoch tick) and every later one. A cheap
+    /// check (one atomic load) until it happens.
+    pub fn broken(&self) -> Option<String> {
+        if !self.broken.load(Ordering::Acquire) {
+            return None;
+        }
+        let sealed = lock(&self.sealed);
+        let (error, limit) = sealed.over_bound()?;
+        Some(format!(
+            "chain file: {error}; the chain cannot be kept within limits.chain_memory_bytes ({limit} bytes) in \
+             memory"
+        ))
+    }
+
     /// The number of events and the last one's hash, every recorded event sealed (nothing is read back).
     pub fn head(&self) -> (usize, Option<Hash>) {
         self.sealed_then(|sealed| (sealed.count, sealed.head))
@@ -285,6 +305,9 @@ impl ChainLog {
                 json,
             );
         }
+        if chain.over_bound().is_some() {
+            self.broken.store(true, Ordering::Release);
+        }
         Some(batch)
     }
 }
@@ -327,8 +350,9 @@ struct Sealed {
     reader: Option<std::fs::File>,
     /// The file is an unlinked spool file made by [`spill`](Self::spill), not the actor's chain file.
     spool: bool,
-    /// The file could not be written: the error, reported once, and events stay in memory.
-    failed: bool,
+    /// The file could not be written (or the spool file made): the error, reported once; events stay in memory
+    /// from then on.
+    failed: Option<String>,
 }
 
 impl Sealed {
@@ -346,7 +370,7 @@ impl Sealed {
             storage,
             reader,
             spool: false,
-            failed: false,
+            failed: None,
         }
     }
 
@@ -381,7 +405,7 @@ impl Sealed {
 
     /// Drops the events in memory, which are then on file only; makes a spool file first if there is none.
     fn spill(&mut self) {
-        if self.failed {
+        if self.failed.is_some() {
             return;
         }
         if self.storage.file.is_none() {
@@ -417,10 +441,18 @@ impl Sealed {
     /// A write failed: the events stay in memory from now on (better than losing them), and the error is
     /// logged once.
     fn fail(&mut self, e: std::io::Error) {
-        if !self.failed {
+        if self.failed.is_none() {
             tracing::error!("chain file: {e}; the chain is kept in memory from now on");
+            self.failed = Some(e.to_string());
         }
-        self.failed = true;
+    }
+
+    /// The file failed and the events in memory have passed the memory bound, which only the file kept: the
+    /// error and the bound.
+    fn over_bound(&self) -> Option<(&str, usize)> {
+        let limit = self.storage.memory_limit?;
+        let error = self.failed.as_deref()?;
+        (self.tail_bytes > limit).then_some((error, limit))
     }
 
     fn flush(&mut self) {
@@ -768,6 +800,33 @@ mod tests {
         assert_eq!(log.events_since(all.len() - 4), all[all.len() - 4..]);
         assert!(log.events_since(all.len()).is_empty());
         assert!(log.events_since(all.len() + 5).is_empty());
+    }
+
+    #[test]
+    fn a_log_whose_file_cannot_be_made_is_broken_past_its_memory_bound_and_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_a_folder = dir.path().join("spool");
+        std::fs::write(&not_a_folder, b"").unwrap();
+        let log = Arc::new(ChainLog::with_storage(
+            Arc::default(),
+            None,
+            Storage {
+                file: None,
+                memory_limit: Some(1024),
+                spool_dir: Some(not_a_folder),
+            },
+        ));
+        (0..10).for_each(|i| log.record(event(i)));
+        log.seal();
+        assert_eq!(log.broken(), None, "under its bound, memory is enough");
+        let n = 2 * SEAL_BATCH as u64;
+        (10..n).for_each(|i| log.record(event(i)));
+        let broken = log.broken().expect("past its bound without a file");
+        assert!(
+            broken.contains("limits.chain_memory_bytes (1024 bytes)"),
+            "{broken}"
+        );
+        assert_eq!(log.snapshot(), eager(n));
     }
 
     /// A log without a sealer whose chain file is `path`, 1 KiB of events in memory, with 1,000 events recorded.
