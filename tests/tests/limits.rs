@@ -91,6 +91,33 @@ async fn an_actor_whose_chain_cannot_be_filed_stops_at_its_memory_bound() {
     );
 }
 
+/// A chain larger than the actor's memory could take is not read back for `get-chain`: the call traps at once,
+/// naming the limit, instead of the host first copying the whole chain (kept on file past 1 MiB) into its own
+/// memory and then failing to lower it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_chain_traps_before_reading_back_a_chain_the_actor_could_not_take() {
+    let (rt, _dir) = runtime();
+    let options = SpawnOptions::new("big", std::fs::read(guests::SCRIPT).unwrap())
+        .handlers(script_handlers(RandomConfig {
+            seed: Some(1),
+            ..Default::default()
+        }))
+        .limits(Limits {
+            memory_bytes: 24 * 1024 * 1024,
+            chain_memory_bytes: 1024 * 1024,
+            ..Default::default()
+        });
+    let actor = rt.spawn(options).await.unwrap();
+    for _ in 0..32 {
+        script(&actor, "bytes:1048576;set:").await.unwrap();
+    }
+    let err = script(&actor, "chain").await.unwrap_err().to_string();
+    assert!(
+        err.contains("get-chain: the chain holds") && err.contains("limits.memory_bytes"),
+        "{err}"
+    );
+}
+
 /// A component of two core instances, each with a memory of `pages` 64 KiB pages.
 fn two_memories(pages: u32) -> Vec<u8> {
     wat::parse_str(format!(

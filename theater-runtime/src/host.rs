@@ -189,10 +189,16 @@ pub fn not_replayed(store: &mut ActorStore, spec: &'static CallSpec) -> wasmtime
     )
 }
 
+/// The error a host method returns (as `HostResult`'s `Err`) to trap the guest's call with `message`: for what
+/// the WIT result has no error case for. The actor fails; the runtime goes on.
+pub fn trap_error(message: impl std::fmt::Display) -> wasmtime::Error {
+    wasmtime::format_err!("{message}")
+}
+
 /// The error a scaffolded method returns until it is written (`theater-codegen new-handler`): traps the call
 /// with `message` (`not implemented: <interface>/<function>`).
 pub fn not_implemented(message: &str) -> wasmtime::Error {
-    wasmtime::format_err!("{message}")
+    trap_error(message)
 }
 
 /// A resource handle as the chain records it: the resource's WIT name and the handle's index in the actor's

@@ -69,6 +69,12 @@ impl ActorStore {
         self.shared.chain()
     }
 
+    /// Bytes the actor's memories and tables may still grow by under `limits.memory_bytes`: an upper bound on
+    /// what a host function can hand the guest (a larger result fails to lower).
+    pub fn memory_room(&self) -> u64 {
+        self.limits.room()
+    }
+
     /// The store's resource table.
     pub fn table(&mut self) -> &mut ResourceTable {
         &mut self.table
@@ -187,6 +193,11 @@ impl ActorLimiter {
     /// Bytes of memories and tables in use.
     pub fn used(&self) -> u64 {
         self.used
+    }
+
+    /// Bytes the memories and tables may still grow by.
+    pub fn room(&self) -> u64 {
+        self.limit.saturating_sub(self.used)
     }
 
     fn grow(&mut self, bytes: u64) -> bool {

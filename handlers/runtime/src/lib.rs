@@ -15,7 +15,7 @@
 
 use serde::Deserialize;
 use theater_macros::theater_handler;
-use theater_runtime::HostCtx;
+use theater_runtime::{HostCtx, HostResult};
 
 use crate::theater::simple::types::{Chain, ChainEvent};
 
@@ -61,10 +61,25 @@ impl RuntimeHandler {
     /// WIT: `get-chain: func() -> chain`
     ///
     /// Every event recorded before this call, oldest first, with the stored hashes (20-byte SHA-1).
+    ///
+    /// # Traps
+    /// When the chain's event data alone is larger than the actor's memory may still grow by
+    /// (`limits.memory_bytes`): the chain could not be handed to the guest anyway, and a chain kept on file is
+    /// then not read back into host memory first. The WIT result has no error case, so this traps the call
+    /// (`"get-chain: the chain holds N bytes of event data, more than the M bytes the actor's memory may still
+    /// grow by (limits.memory_bytes)"`).
     #[theater(record(result = "digest"), replay = "rerun")]
-    fn get_chain(&self, ctx: &mut HostCtx<'_>) -> Chain {
+    fn get_chain(&self, ctx: &mut HostCtx<'_>) -> HostResult<Chain> {
+        let bytes = ctx.handle().chain_data_bytes();
+        let room = ctx.data().memory_room();
+        if bytes > room {
+            return Err(theater_runtime::host::trap_error(format_args!(
+                "get-chain: the chain holds {bytes} bytes of event data, more than the {room} bytes the actor's \
+                 memory may still grow by (limits.memory_bytes)"
+            )));
+        }
         let events = ctx.chain().events().iter().map(ChainEvent::from).collect();
-        Chain { events }
+        Ok(Chain { events })
     }
 
     /// WIT: `shutdown: func(data: option<list<u8>>) -> result<_, string>`

@@ -114,6 +114,13 @@ impl ActorHandle {
         self.shared.chain.len()
     }
 
+    /// Bytes of event data and event types in the actor's whole chain, in memory or on file (without copying
+    /// or reading it back): what a reader of the whole chain ([`chain`](Self::chain)) is about to copy, less 48
+    /// bytes of hashes and timestamp per event.
+    pub fn chain_data_bytes(&self) -> u64 {
+        self.shared.chain.data_bytes()
+    }
+
     /// Bytes the actor's chain holds in memory: sealed event data, at most `limits.chain_memory_bytes` (the rest
     /// is on file), and the values of events not yet sealed, at most about 8 MiB
     /// ([`MAX_PENDING_BYTES`](crate::chain::MAX_PENDING_BYTES)) plus one call's values.
