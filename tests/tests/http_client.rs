@@ -1,5 +1,5 @@
 //! End-to-end tests of `theater:simple/http-client` (handlers.md §6) from the `http-client` guest, each against
-//! a server the test starts on 127.0.0.1, port 0, which counts the connections it accepts.
+//! a server the test starts on 127.0.0.1, port 0, which counts the connections it accepts and those still open.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +14,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
+use reqwest::{Method, Url};
+use theater_handler_http_client::policy::Policy;
+use theater_handler_http_client::transfer::{self, Outgoing};
 use theater_handler_http_client::{HttpClientConfig, HttpClientHandler};
 use theater_macros::theater_handler;
 use theater_runtime::{ActorHandle, TheaterRuntime};
@@ -33,10 +36,11 @@ struct Driver;
 )]
 impl Driver {}
 
-/// A loopback server: its address and how many connections it has accepted.
+/// A loopback server: its address, how many connections it has accepted and how many are still open.
 struct TestServer {
     addr: SocketAddr,
     connections: Arc<AtomicUsize>,
+    open: Arc<AtomicUsize>,
 }
 
 impl TestServer {
@@ -47,6 +51,10 @@ impl TestServer {
     fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
     }
+
+    fn open(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
 }
 
 /// Serves `router` on 127.0.0.1:0 until the test ends.
@@ -54,18 +62,28 @@ async fn serve(router: Router) -> TestServer {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let connections = Arc::new(AtomicUsize::new(0));
-    let counter = connections.clone();
+    let open = Arc::new(AtomicUsize::new(0));
+    let (accepted, still_open) = (connections.clone(), open.clone());
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            counter.fetch_add(1, Ordering::SeqCst);
+            accepted.fetch_add(1, Ordering::SeqCst);
+            still_open.fetch_add(1, Ordering::SeqCst);
             let service = TowerToHyperService::new(router.clone());
-            tokio::spawn(
-                hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service),
-            );
+            let still_open = still_open.clone();
+            // The server has no timeout of its own: a kept-alive connection stays open until the client closes it.
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+                still_open.fetch_sub(1, Ordering::SeqCst);
+            });
         }
     });
-    TestServer { addr, connections }
+    TestServer {
+        addr,
+        connections,
+        open,
+    }
 }
 
 /// The routes every test uses: `/hello`, `/echo`, `/host` (the `Host` it saw), `/redirect/{n}`, `/away`, `/slow`, `/big`, `/stream`.
@@ -520,4 +538,115 @@ async fn http_client_bad_allowed_hosts_fail_the_spawn() {
     .unwrap_err();
     let text = format!("{err:#}");
     assert!(text.contains("allowed_hosts"), "{text}");
+}
+
+/// Waits until `open()` is at most `bound` and returns it, or returns the count after 10 s, so that a failing test
+/// ends by itself.
+async fn open_at_most(bound: usize, open: impl Fn() -> usize) -> usize {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now_open = open();
+        if now_open <= bound || tokio::time::Instant::now() >= deadline {
+            return now_open;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A guest that reaches many hosts leaves an idle connection with each; `idle_timeout_ms` closes them all (with
+/// reqwest's defaults they stayed open 90 s). The guest's calls run one at a time, so it cannot hold several
+/// connections to one host at once: `max_idle_per_host` is tested on the handler's client, below.
+#[tokio::test]
+async fn http_client_closes_idle_connections_after_idle_timeout_ms() {
+    let mut servers = Vec::new();
+    for _ in 0..6 {
+        servers.push(server().await);
+    }
+    let (rt, _dir) = runtime();
+    let actor = client(
+        &rt,
+        HttpClientConfig {
+            allowed_hosts: vec!["127.0.0.1".into()],
+            idle_timeout_ms: 200,
+            ..Default::default()
+        },
+    )
+    .await;
+    for server in &servers {
+        let response = send(&actor, request("GET", &server.url("/hello")))
+            .await
+            .unwrap();
+        assert_eq!(response.status, 200);
+        assert_eq!(server.connections(), 1);
+    }
+    let open = open_at_most(0, || servers.iter().map(TestServer::open).sum()).await;
+    assert_eq!(
+        open, 0,
+        "idle connections still open well past idle_timeout_ms"
+    );
+    // The actor goes on, on a new connection.
+    let response = send(&actor, request("GET", &servers[0].url("/hello")))
+        .await
+        .unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(servers[0].connections(), 2);
+}
+
+/// More requests at once to one host than `max_idle_per_host` each open a connection; once they are answered,
+/// those the pool cannot keep are closed and the kept ones are reused. A guest's calls run one at a time, so the
+/// requests are sent through the client the handler builds from its config.
+#[tokio::test]
+async fn http_client_keeps_at_most_max_idle_per_host_idle_connections() {
+    const REQUESTS: usize = 6;
+    // Every request is held until all have arrived: none can wait for another's connection.
+    let gate = Arc::new(tokio::sync::Barrier::new(REQUESTS));
+    let router = Router::new()
+        .route(
+            "/gate",
+            get(move || {
+                let gate = gate.clone();
+                async move {
+                    gate.wait().await;
+                    "through"
+                }
+            }),
+        )
+        .route("/hello", get(|| async { "hello" }));
+    let server = serve(router).await;
+    let config = HttpClientConfig {
+        allowed_hosts: vec!["127.0.0.1".into()],
+        max_idle_per_host: 2,
+        timeout_ms: 10_000,
+        ..Default::default()
+    };
+    let policy = Arc::new(Policy::new(&config.allowed_hosts, &config.allowed_methods).unwrap());
+    let client = transfer::client(policy, &config).unwrap();
+    let get = |path: &str| Outgoing {
+        method: Method::GET,
+        url: Url::parse(&server.url(path)).unwrap(),
+        headers: vec![],
+        body: None,
+    };
+    let requests: Vec<_> = (0..REQUESTS)
+        .map(|_| {
+            let (client, request) = (client.clone(), get("/gate"));
+            tokio::spawn(async move { transfer::send(&client, request, 1024).await })
+        })
+        .collect();
+    for request in requests {
+        assert_eq!(request.await.unwrap().unwrap().body, b"through");
+    }
+    assert_eq!(server.connections(), REQUESTS);
+    let open = open_at_most(2, || server.open()).await;
+    assert!(
+        open <= 2,
+        "{open} idle connections to one host; max_idle_per_host is 2"
+    );
+    let hello = transfer::send(&client, get("/hello"), 1024).await.unwrap();
+    assert_eq!(hello.body, b"hello");
+    assert_eq!(
+        server.connections(),
+        REQUESTS,
+        "a kept connection was reused"
+    );
 }

@@ -14,6 +14,12 @@
 //!   body is read in chunks and abandoned past the limit); a request carries at most
 //!   [`MAX_HEADERS`](transfer::MAX_HEADERS) (1,024) headers. Every failure — denial, refused connection, DNS, TLS,
 //!   timeout, redirect, size — is an `Err` string for the guest, never a trap.
+//! * **Kept-alive connections**: after its response a connection waits, idle, for the next request to the same
+//!   scheme, host and port. `max_idle_per_host` (8) bounds how many wait per host (one more is closed as it comes
+//!   back) and `idle_timeout_ms` (30 s) how long each waits (it is closed within about twice that), so a burst
+//!   leaves at most `max_idle_per_host` sockets per host behind it, and none for long. An actor's calls run one
+//!   at a time, so it has at most one request in flight; how many hosts hold idle connections is bounded only by
+//!   those it reached within `idle_timeout_ms`.
 //! * **Chain events**: one per call, `theater:simple/http-client/send-http`; the request and the response
 //!   (bodies included) are payload values, recorded in full by default.
 //!
@@ -25,13 +31,14 @@
 //! max_redirects = 5
 //! timeout_ms = 30000
 //! max_response_bytes = 10485760
+//! max_idle_per_host = 8
+//! idle_timeout_ms = 30000
 //! ```
 
 pub mod policy;
 pub mod transfer;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use reqwest::{Client, Method, Url};
 use serde::Deserialize;
@@ -57,6 +64,12 @@ pub struct HttpClientConfig {
     pub timeout_ms: u64,
     /// Largest response body in bytes (default 10 MiB).
     pub max_response_bytes: u64,
+    /// Idle kept-alive connections kept per host (scheme, host and port) for later requests to reuse (default 8;
+    /// 0 closes every connection after its response). A connection that comes back to a full pool is closed.
+    pub max_idle_per_host: u32,
+    /// How long an idle connection is kept for reuse, in ms (default 30 000; 0 keeps none). It is closed within
+    /// about twice that (the pool is swept every `idle_timeout_ms`, but not more often than every 90 ms).
+    pub idle_timeout_ms: u64,
 }
 
 impl Default for HttpClientConfig {
@@ -69,6 +82,8 @@ impl Default for HttpClientConfig {
             max_redirects: 5,
             timeout_ms: 30_000,
             max_response_bytes: 10 * 1024 * 1024,
+            max_idle_per_host: 8,
+            idle_timeout_ms: 30_000,
         }
     }
 }
@@ -122,12 +137,8 @@ impl HttpClientHandler {
             Policy::new(&self.config.allowed_hosts, &self.config.allowed_methods)
                 .map_err(anyhow::Error::msg)?,
         );
-        let client = transfer::client(
-            policy.clone(),
-            self.config.max_redirects,
-            Duration::from_millis(self.config.timeout_ms),
-        )
-        .map_err(|e| anyhow::anyhow!("building the HTTP client: {e}"))?;
+        let client = transfer::client(policy.clone(), &self.config)
+            .map_err(|e| anyhow::anyhow!("building the HTTP client: {e}"))?;
         Ok(Self {
             config: self.config.clone(),
             policy,

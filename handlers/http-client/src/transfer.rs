@@ -1,5 +1,6 @@
-//! The HTTP plumbing of `send-http`: one `reqwest::Client` per instance, a redirect policy that re-checks every
-//! target, the request headers a guest may not set, and a response body read in chunks up to a limit.
+//! The HTTP plumbing of `send-http`: one `reqwest::Client` per instance with a bounded pool of idle connections, a
+//! redirect policy that re-checks every target, the request headers a guest may not set, and a response body read
+//! in chunks up to a limit.
 //!
 //! **Routing and framing headers are the handler's.** `Host` decides which virtual host behind an allowed address
 //! answers, so a guest-set `Host` would reach hosts the allow-list never named; `Content-Length` and
@@ -18,6 +19,7 @@ use reqwest::redirect;
 use reqwest::{Client, Method, Url};
 use rustls_platform_verifier::BuilderVerifierExt;
 
+use crate::HttpClientConfig;
 use crate::policy::Policy;
 
 /// Request headers a guest may not set (lowercase); any name starting with `proxy-` is refused as well.
@@ -67,17 +69,18 @@ pub struct Incoming {
     pub body: Vec<u8>,
 }
 
-/// Builds the instance's client: `timeout` for the whole request (body included), at most `max_redirects`
-/// redirects, each target checked against `policy`; no proxies, no cookies, no decompression.
+/// Builds the instance's client from `config`: `timeout_ms` for the whole request (body included), at most
+/// `max_redirects` redirects, each target checked against `policy`, at most `max_idle_per_host` idle connections
+/// per host kept for `idle_timeout_ms`; no proxies, no cookies, no decompression.
+///
+/// reqwest's own defaults keep any number of idle connections per host for 90 s, so a burst of requests would
+/// leave its sockets open long after it. An `idle_timeout_ms` of 0 keeps none: hyper's pool never sweeps with a
+/// zero timeout, it would only drop a stale connection when the next request to its host looked for one.
 ///
 /// # Errors
 /// reqwest could not build the client (TLS setup).
-pub fn client(
-    policy: Arc<Policy>,
-    max_redirects: u32,
-    timeout: Duration,
-) -> anyhow::Result<Client> {
-    let max = max_redirects as usize;
+pub fn client(policy: Arc<Policy>, config: &HttpClientConfig) -> anyhow::Result<Client> {
+    let max = config.max_redirects as usize;
     let redirects = redirect::Policy::custom(move |attempt| {
         if attempt.previous().len() > max {
             return attempt.error(format!("more than {max} redirects (max_redirects)"));
@@ -90,10 +93,18 @@ pub fn client(
             }
         }
     });
+    let idle_timeout = Duration::from_millis(config.idle_timeout_ms);
+    let max_idle = if idle_timeout.is_zero() {
+        0
+    } else {
+        config.max_idle_per_host as usize
+    };
     Ok(Client::builder()
         .tls_backend_preconfigured(tls_config()?)
-        .timeout(timeout)
+        .timeout(Duration::from_millis(config.timeout_ms))
         .redirect(redirects)
+        .pool_max_idle_per_host(max_idle)
+        .pool_idle_timeout(idle_timeout)
         .no_proxy()
         .build()?)
 }
@@ -236,7 +247,7 @@ mod tests {
     fn a_client_leaves_the_process_wide_tls_provider_alone() {
         assert!(rustls::crypto::CryptoProvider::get_default().is_none());
         let policy = Arc::new(Policy::new(&["example.com".into()], &["GET".into()]).unwrap());
-        client(policy, 3, Duration::from_secs(1)).unwrap();
+        client(policy, &HttpClientConfig::default()).unwrap();
         assert!(
             rustls::crypto::CryptoProvider::get_default().is_none(),
             "building a client installed a process-wide provider"
