@@ -350,6 +350,39 @@ max_children = 2"#,
 }
 
 #[tokio::test]
+async fn supervisor_children_whose_end_is_not_reported_yet_count_toward_max_children() {
+    let f = Fixture::new(
+        r#"allowed_manifests = ["child.toml"]
+max_children = 2"#,
+    );
+    let parent = f.parent().await;
+    // Each child ends as soon as it has started; the parent waits for that in the same call, so no notification
+    // reaches it meanwhile: two ended children are still its own until it hears of them.
+    let spawn = "spawn-ended:child.toml,shutdown-in-init:";
+    let out = run(&parent, &format!("{spawn}a;{spawn}b;{spawn}c;list")).await;
+    let ids: Vec<&str> = out[..2]
+        .iter()
+        .map(|l| {
+            l.strip_prefix("spawn-ended=")
+                .unwrap_or_else(|| panic!("{out:?}"))
+        })
+        .collect();
+    assert_eq!(
+        out[2..],
+        [
+            "spawn-ended!spawn: 3 children exceeds max_children (2), 2 of them ended and not yet reported \
+             to the actor",
+            "list="
+        ]
+    );
+    // Once the parent has heard of them there is room again.
+    let lines = wait_for_log(&parent, &format!("exit:{}", ids[1])).await;
+    let heard = [format!("exit:{}:a", ids[0]), format!("exit:{}:b", ids[1])];
+    assert_eq!(lines, heard);
+    assert!(one(&parent, "spawn:child.toml").await.starts_with("spawn="));
+}
+
+#[tokio::test]
 async fn supervisor_a_child_cannot_reach_its_sibling_or_its_parent() {
     let f = Fixture::new(SUPERVISOR);
     let parent = f.parent().await;

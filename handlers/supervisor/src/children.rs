@@ -114,6 +114,9 @@ impl From<ActorExit> for ChildEnd {
 #[derive(Debug, Default)]
 pub struct Children {
     list: Vec<Child>,
+    /// Ended children taken out of `list` whose notification is being delivered ([`ended`](Self::ended) until
+    /// [`reported`](Self::reported)).
+    reporting: usize,
     next_token: u64,
     /// The parent, once its loop watches the children: each entry then holds its background work.
     holder: Option<ActorHandle>,
@@ -131,9 +134,18 @@ impl Children {
             .filter(|c| !c.stopping && !c.starting && c.is_running())
     }
 
-    /// How many children are live.
-    pub fn live_count(&self) -> usize {
-        self.live().count()
+    /// How many children the actor holds, what `max_children` bounds: every entry (live, being stopped,
+    /// restarted or spawned on another host, or ended) and every end being reported. A child counts until its
+    /// parent has heard how it ended, so a parent that does not take its notifications cannot pile up ended
+    /// children (each holds its handle and the parent's background work).
+    pub fn held_count(&self) -> usize {
+        self.list.len() + self.reporting
+    }
+
+    /// How many of the [held](Self::held_count) children have ended with the parent not told yet.
+    pub fn unreported_count(&self) -> usize {
+        let ended = self.list.iter().filter(|c| !c.stopping && !c.is_running());
+        ended.count() + self.reporting
     }
 
     /// The ids of the live children, in spawn order.
@@ -258,14 +270,23 @@ impl Children {
     }
 
     /// The child run `token` has ended: its entry, removed, if the parent should hear of it (keep it until the
-    /// parent has: it holds the parent's background work). `None` if the parent stopped it itself or it was
-    /// replaced; an entry whose stop or restart by the parent is under way stays for that call to remove or
-    /// replace.
+    /// parent has: it holds the parent's background work), and counted as [held](Self::held_count) until
+    /// [`reported`](Self::reported). `None` if the parent stopped it itself or it was replaced; an entry whose
+    /// stop or restart by the parent is under way stays for that call to remove or replace.
     pub fn ended(&mut self, token: u64) -> Option<Child> {
         match self.list.iter().position(|c| c.token == token) {
-            Some(i) if !self.list[i].stopping => Some(self.list.remove(i)),
+            Some(i) if !self.list[i].stopping => {
+                self.reporting += 1;
+                Some(self.list.remove(i))
+            }
             _ => None,
         }
+    }
+
+    /// The end of a child [`ended`](Self::ended) returned has been reported (or given up on): it no longer
+    /// counts.
+    pub fn reported(&mut self) {
+        self.reporting = self.reporting.saturating_sub(1);
     }
 
     /// The child run `token` on another host has ended with `end`: as [`ended`](Self::ended), except that while
@@ -331,6 +352,35 @@ mod tests {
         assert!(children.remote_ended(token, end.clone()).is_none(), "kept");
         assert_eq!(children.started(token), Some(Some(end)), "same token");
         assert_eq!(children.ids(), ["c1"]);
+    }
+
+    #[test]
+    fn a_child_counts_from_its_spawn_until_its_end_is_reported() {
+        let mut children = Children::new();
+        let first = children.insert_remote("c1".into(), "b".into());
+        assert_eq!(
+            children.held_count(),
+            1,
+            "counted while its spawn is under way"
+        );
+        assert_eq!(children.started(first), Some(None));
+        children.insert_remote("c2".into(), "b".into());
+        let (child, _) = children
+            .remote_ended(first, ChildEnd::ExternalStop)
+            .unwrap();
+        assert_eq!(
+            children.ids(),
+            Vec::<String>::new(),
+            "c1 ended, c2 starting"
+        );
+        assert_eq!(
+            (children.held_count(), children.unreported_count()),
+            (2, 1),
+            "c1 counts while its end is reported"
+        );
+        children.reported();
+        drop(child);
+        assert_eq!((children.held_count(), children.unreported_count()), (1, 0));
     }
 
     #[test]

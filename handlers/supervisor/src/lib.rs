@@ -13,10 +13,13 @@
 //!   spawn). The three are read once, and the child starts from exactly those bytes; `restart-child` starts the
 //!   same bytes again ([`manifests`]). An embedder that spawns a supervising actor itself should enter its
 //!   writable folders in [`Lineages`] (otherwise its own `filesystem` grant is not known to this handler).
-//! * **Limits**: `max_children` (default 64) live children per actor: one more is `"<function>: <n> children
-//!   exceeds max_children (<max>)"`; `max_depth` (default 8) generations below the actor its embedder spawned,
-//!   the least of every supervisor's setting along the way: one deeper is `"<function>: depth <n> exceeds
-//!   max_depth (<max>)"`. A runtime-wide actor limit fails the spawn with the runtime's message.
+//! * **Limits**: `max_children` (default 64) children per actor, counting those that ended until the actor has
+//!   been told (their notification delivered or given up on), so a parent that does not take its notifications
+//!   cannot pile up ended children: one more is `"<function>: <n> children exceeds max_children (<max>)"`,
+//!   followed by `", <k> of them ended and not yet reported to the actor"` if some did; `max_depth` (default 8)
+//!   generations below the actor its embedder spawned, the least of every supervisor's setting along the way:
+//!   one deeper is `"<function>: depth <n> exceeds max_depth (<max>)"`. A runtime-wide actor limit fails the
+//!   spawn with the runtime's message.
 //! * **Notifications**: each actor's instance watches its own children from its background loop and calls its
 //!   own actor's `handle-child-exit` (the child called `runtime.shutdown(data)`), `handle-child-error` (a trap or
 //!   the memory limit: `internal`, the message as data; the call deadline: `operation-timeout`) or
@@ -84,8 +87,10 @@ pub struct SupervisorConfig {
     /// The manifests `spawn` and `resume` accept, relative to the actor's manifest folder, compared
     /// canonicalized (default empty: no children at all). Each must exist when the actor starts.
     pub allowed_manifests: Vec<PathBuf>,
-    /// The most live children the actor may have at once; one more is refused with `"<function>: <n> children
-    /// exceeds max_children (<max>)"` (default 64).
+    /// The most children the actor may have at once, counting those that ended until the actor has been told
+    /// (their notification delivered, or given up on after `callback_timeout_ms`); one more is refused with
+    /// `"<function>: <n> children exceeds max_children (<max>)"`, followed by `", <k> of them ended and not yet
+    /// reported to the actor"` if some did (default 64).
     pub max_children: u32,
     /// How deep a supervision tree may grow: an actor its embedder spawned has depth 0, its children depth 1,
     /// and so on. A child deeper than the least `max_depth` of its supervisors is refused with `"<function>:
@@ -269,10 +274,18 @@ impl Parent {
         start: StartState,
         run_init: bool,
     ) -> Result<String, String> {
-        let count = self.children().live_count() + 1;
+        let (held, unreported) = {
+            let children = self.children();
+            (children.held_count(), children.unreported_count())
+        };
+        let count = held + 1;
         if count > max_children as usize {
+            let unreported = match unreported {
+                0 => String::new(),
+                n => format!(", {n} of them ended and not yet reported to the actor"),
+            };
             return Err(format!(
-                "{function}: {count} children exceeds max_children ({max_children})"
+                "{function}: {count} children exceeds max_children ({max_children}){unreported}"
             ));
         }
         self.runtime(function)?;
@@ -510,11 +523,15 @@ impl SupervisorHandler {
                     }
                 }
             };
-            tokio::select! {
-                () = shutdown.wait() => break,
-                () = self.notify(&actor, entry.id.clone(), end) => {}
-            }
+            let delivered = tokio::select! {
+                () = shutdown.wait() => false,
+                () = self.notify(&actor, entry.id.clone(), end) => true,
+            };
+            parent.children().reported();
             drop(entry);
+            if !delivered {
+                break;
+            }
         }
         parent.stop_children().await;
     }

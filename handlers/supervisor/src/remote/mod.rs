@@ -9,8 +9,8 @@
 //! * **Parent's host.** `spawn`/`resume` resolve and check the manifest as for a local child
 //!   (`allowed_manifests`, writable folders, `max_children`, `max_depth`), read it, and, since it names another
 //!   host, deliver a `spawn` envelope there instead of starting it here. The child's id is chosen here, so a
-//!   `stop` can name it whatever happened to the answer. The child is in the parent's table from then on (listed
-//!   once the spawn returned its id, counted by `max_children`, holding the parent's background work); its end
+//!   `stop` can name it whatever happened to the answer. The child is in the parent's table from then on (counted by
+//!   `max_children`, listed once the spawn returned its id, holding the parent's background work); its end
 //!   comes back as an `ended` envelope, which the parent's loop turns into the same callback, with the same
 //!   arguments, as for a local child. `stop-child` delivers a `stop` and returns once the placement host has
 //!   stopped the child; a stopping parent delivers `stop-children` to each host with its children (best effort,

@@ -1,6 +1,7 @@
 //! The supervisor tests' child: `init` counts its calls in a state of the form `inits=N` (other states are kept
-//! as they are, and `fail-init` makes `init` fail); `handle-script` shuts down or sets the state, and the other
-//! probe callbacks trap or spin on request.
+//! as they are, `fail-init` makes `init` fail, and `shutdown-in-init[:TEXT]` calls `runtime.shutdown(none /
+//! some(TEXT))` from `init`, so the child ends as soon as it has started); `handle-script` shuts down or sets the
+//! state, and the other probe callbacks trap or spin on request.
 
 wit_bindgen::generate!({ path: "../../wit", world: "theater:test/supervisor-child", generate_all });
 
@@ -14,6 +15,10 @@ impl Actor for Child {
     fn init(state: Option<Vec<u8>>, _params: (String,)) -> Result<(Option<Vec<u8>>,), String> {
         match state.as_deref() {
             Some(b"fail-init") => Err("init refused".into()),
+            Some(s) if s.starts_with(b"shutdown-in-init") => {
+                runtime::shutdown(s.strip_prefix(b"shutdown-in-init:"))?;
+                Ok((state,))
+            }
             Some(s) => match std::str::from_utf8(s).ok().and_then(|s| s.strip_prefix("inits=")) {
                 Some(n) => {
                     let n: u64 = n.parse().map_err(|_| format!("bad count {n}"))?;

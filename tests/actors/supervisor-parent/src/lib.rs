@@ -1,6 +1,11 @@
 //! The supervisor tests' parent: runs scripts over every `theater:simple/supervisor` function (from
 //! `handle-script`, or from `init` when the state is `run:<script>`), and appends each child notification it
 //! hears to its state, one line each: `exit:<id>:<data>`, `error:<id>:<kind>:<data>`, `external-stop:<id>`.
+//!
+//! Besides one command per supervisor function, `spawn-ended:MANIFEST[,TEXT]` spawns as `spawn` and then waits, in
+//! the same call, until the child is no longer listed (it ended): its notification cannot be delivered before the
+//! call returns. The output is `spawn-ended=<id>`, or an error if the child is still listed after
+//! [`ENDED_POLLS`] polls.
 
 wit_bindgen::generate!({ path: "../../wit", world: "theater:test/supervisor-parent", generate_all });
 
@@ -27,6 +32,26 @@ fn manifest_and_bytes(arg: &str) -> (&str, Option<&[u8]>) {
     }
 }
 
+/// How often `spawn-ended` looks for its child in `list-children` before it gives up.
+const ENDED_POLLS: u32 = 1_000;
+
+/// `spawn-ended:MANIFEST[,TEXT]`: spawns, then waits in this call until the child is no longer listed.
+fn spawn_ended(arg: &str) -> Result<String, String> {
+    let (manifest, bytes) = manifest_and_bytes(arg);
+    let id = supervisor::spawn(manifest, bytes)?;
+    for _ in 0..ENDED_POLLS {
+        if !supervisor::list_children().contains(&id) {
+            return Ok(format!("spawn-ended={id}"));
+        }
+        // Guest work between the polls rather than host calls (each call is a chain event); the runtime lets the
+        // child's task run at the epoch ticks while this call runs.
+        for i in 0..250_000u32 {
+            core::hint::black_box(i);
+        }
+    }
+    Err(format!("child {id} still listed after {ENDED_POLLS} polls"))
+}
+
 /// Runs one script command: `<cmd>=<value>` or `<cmd>!<error>`.
 fn command(op: &str, arg: &str) -> String {
     let line = match op {
@@ -34,6 +59,7 @@ fn command(op: &str, arg: &str) -> String {
             let (manifest, bytes) = manifest_and_bytes(arg);
             supervisor::spawn(manifest, bytes).map(|id| format!("spawn={id}"))
         }
+        "spawn-ended" => spawn_ended(arg),
         "resume" => {
             let (manifest, bytes) = manifest_and_bytes(arg);
             supervisor::resume(manifest, bytes).map(|id| format!("resume={id}"))
