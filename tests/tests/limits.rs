@@ -1,15 +1,23 @@
-//! The runtime's own limits against a hostile guest: chain memory, memory across all of a component's memories,
-//! guest run time per call and at instantiation, the call queue, and the number of actors.
+//! The runtime's own limits against a hostile guest: chain memory (and a chain that cannot be filed), whole-chain
+//! reads a guest could not take, memory across all of a component's memories, guest run time per call and at
+//! instantiation, the call queue, and the number of actors.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use theater_handler_random::RandomConfig;
 use theater_runtime::manifest::Limits;
-use theater_runtime::{ActorError, RuntimeConfig, SpawnError, SpawnOptions, TheaterRuntime};
+use theater_runtime::{
+    ActorError, Manifest, RuntimeConfig, SpawnError, SpawnOptions, TheaterRuntime,
+};
 use theater_tests::guests;
 use theater_tests::probe::ProbeHandler;
-use theater_tests::support::{LocalConfig, local_handlers, runtime, script, script_handlers};
+use theater_tests::supervision::{
+    one, run_child, spawn_child, supervisor_child_manifest, supervisor_parent_manifest,
+};
+use theater_tests::support::{
+    LocalConfig, local_handlers, registry, runtime, script, script_handlers,
+};
 
 /// 24 × `random-bytes(1 MiB)`: about 85 MiB of chain data as JSON. With `chain_memory_bytes = 1 MiB` the chain
 /// holds at most 1 MiB in memory, the rest on file, and a reader still gets every event, verified.
@@ -116,6 +124,40 @@ async fn get_chain_traps_before_reading_back_a_chain_the_actor_could_not_take() 
         err.contains("get-chain: the chain holds") && err.contains("limits.memory_bytes"),
         "{err}"
     );
+}
+
+/// The same for a supervisor's `get-child-events`: a child's chain larger than its parent's memory could take is
+/// refused with an error naming the limit before it is read back, and the parent runs on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_child_events_refuses_a_chain_the_parent_could_not_take() {
+    let (rt, _data) = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let parent = supervisor_parent_manifest(r#"allowed_manifests = ["child.toml"]"#).replacen(
+        "\n\n[[handler]]",
+        "\n[limits]\nmemory_bytes = 16777216\n\n[[handler]]",
+        1,
+    );
+    std::fs::write(dir.path().join("parent.toml"), parent).unwrap();
+    std::fs::write(
+        dir.path().join("child.toml"),
+        supervisor_child_manifest("child", ""),
+    )
+    .unwrap();
+    let manifest = Manifest::load(dir.path().join("parent.toml")).unwrap();
+    let parent = rt.spawn_manifest(&manifest, &registry()).await.unwrap();
+    let id = spawn_child(&parent, "child.toml").await;
+    let child = rt.get(&id.parse().unwrap()).unwrap();
+    // 24 calls with 1 MiB of script each: 24 MiB of chain, most of it on file.
+    let big = format!("set:{}", "x".repeat(1024 * 1024));
+    for _ in 0..24 {
+        run_child(&child, &big).await;
+    }
+    let line = one(&parent, &format!("events:{id}")).await;
+    assert!(
+        line.starts_with("events!get-child-events: child") && line.contains("limits.memory_bytes"),
+        "{line}"
+    );
+    assert_eq!(one(&parent, "list").await, format!("list={id}"));
 }
 
 /// A component of two core instances, each with a memory of `pages` 64 KiB pages.

@@ -68,7 +68,7 @@ use futures::stream::FuturesUnordered;
 use serde::Deserialize;
 use theater_macros::theater_handler;
 use theater_runtime::{
-    ActorContext, ActorError, ActorHandle, ActorId, HandlerRegistry, RuntimeRef, ShutdownSignal,
+    ActorContext, ActorError, ActorHandle, ActorId, HandlerRegistry, HostCtx, RuntimeRef, ShutdownSignal,
     TheaterRuntime,
 };
 use tokio::sync::mpsc;
@@ -777,12 +777,28 @@ impl SupervisorHandler {
     ///
     /// The child's whole chain, oldest first, with the stored hashes (20-byte SHA-1). For a child on another
     /// host its host sends them ([`remote`]); a chain larger than the cluster's NATS `max_payload` is refused
-    /// with an error saying so.
+    /// with an error saying so. A chain whose event data alone is larger than the calling actor's memory may
+    /// still grow by (`limits.memory_bytes`) could not be handed to it: `"get-child-events: child <id>'s chain
+    /// holds N bytes of event data, more than the M bytes this actor's memory may still grow by
+    /// (limits.memory_bytes)"`, before any of it is read back (a chain kept on file is not copied into host
+    /// memory first).
     #[theater(record(result = "digest"))]
-    async fn get_child_events(&self, child_id: String) -> Result<Vec<ChainEvent>, String> {
+    async fn get_child_events(
+        &self,
+        ctx: &mut HostCtx<'_>,
+        child_id: String,
+    ) -> Result<Vec<ChainEvent>, String> {
         let parent = self.parent()?;
         let (remote, host) = match parent.locate("get-child-events", &child_id)? {
             Located::Here(handle) => {
+                let bytes = handle.chain_data_bytes();
+                let room = ctx.data().memory_room();
+                if bytes > room {
+                    return Err(format!(
+                        "get-child-events: child {child_id}'s chain holds {bytes} bytes of event data, more than \
+                         the {room} bytes this actor's memory may still grow by (limits.memory_bytes)"
+                    ));
+                }
                 return Ok(handle
                     .chain()
                     .events()
