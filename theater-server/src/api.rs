@@ -17,7 +17,8 @@
 //!
 //! Every error is a status and `{"error": MESSAGE, "kind": KIND}`, the message naming the actor and the cause:
 //! `400 bad_json` / `bad_request` / `bad_id`, `401 unauthorized`, `404 not_found`, `413 body_too_large`,
-//! `422 spawn_failed` / `message_failed`, `429 actor_limit`, `503 subscriber_limit`.
+//! `422 spawn_failed` / `message_failed`, `429 actor_limit`, `503 subscriber_limit`; and, from the listener before any
+//! route, `503 connection_limit` ([`ServerLimits::max_connections`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -75,9 +75,12 @@ impl Client {
         .map_err(|e| ClientError::Protocol(format!("TLS setup: {e}")))?
         .with_root_certificates(rustls::RootCertStore::empty())
         .with_no_client_auth();
+        // The server closes a kept-alive connection that sends nothing within its `header_read_timeout` (10 s by
+        // default); dropping pooled connections sooner keeps a request from racing that close.
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .no_proxy()
+            .pool_idle_timeout(std::time::Duration::from_secs(5))
             .build()
             .map_err(|e| ClientError::Protocol(format!("building the HTTP client: {e}")))?;
         Ok(Self { base, token, http })

@@ -39,9 +39,19 @@ impl Default for ServerConfig {
     }
 }
 
-/// Bounds on what clients can make the server hold. Past each one a request fails with a JSON error naming it.
+/// Bounds on what clients can make the server hold. Past each one a request fails with a JSON error naming it
+/// (but for `header_read_timeout`, which closes the connection).
 #[derive(Clone, Debug)]
 pub struct ServerLimits {
+    /// The most HTTP connections open at once, kept-alive idle ones and event streams included. One more is
+    /// accepted, answered `503` `connection_limit` and closed at once (a client that had already sent its
+    /// request may see the connection reset instead); it is not queued. 0 refuses every connection; values
+    /// above [`tokio::sync::Semaphore::MAX_PERMITS`] count as that. Default 256.
+    pub max_connections: usize,
+    /// How long a client has to send a request's headers, counted from the connection's accept and again from
+    /// the end of each response, so it also bounds how long a kept-alive connection may sit idle. When it
+    /// passes the connection is closed without an answer. Default 10 s.
+    pub header_read_timeout: Duration,
     /// The largest request body, bytes (a `start`'s JSON, a message sent with `send`/`request`, base64 included).
     /// Larger bodies get `413` `body_too_large`. Default 1 MiB.
     pub max_body_bytes: usize,
@@ -58,9 +68,12 @@ pub struct ServerLimits {
 }
 
 impl Default for ServerLimits {
-    /// 1 MiB bodies, 1,000 actors, 64 event streams, 30 s requests, streams checked every 100 ms.
+    /// 256 connections, 10 s to send headers, 1 MiB bodies, 1,000 actors, 64 event streams, 30 s requests,
+    /// streams checked every 100 ms.
     fn default() -> Self {
         Self {
+            max_connections: 256,
+            header_read_timeout: Duration::from_secs(10),
             max_body_bytes: 1 << 20,
             max_actors: 1_000,
             max_subscribers: 64,

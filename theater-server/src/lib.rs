@@ -7,7 +7,8 @@
 //! command passes all eleven) and reaches mailboxes through the message-server router.
 //!
 //! Loopback by default; a request from any other address needs the bearer token ([`auth`]). Every bound is a
-//! [`ServerLimits`] field with its default.
+//! [`ServerLimits`] field with its default; the listener caps open connections and the time to send a request's
+//! headers ([`ServerLimits::max_connections`], [`ServerLimits::header_read_timeout`]).
 //!
 //! ```no_run
 //! # async fn demo(registry: theater_runtime::HandlerRegistry) -> anyhow::Result<()> {
@@ -24,6 +25,7 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod events;
+mod listen;
 pub mod view;
 
 use std::future::Future;
@@ -80,7 +82,9 @@ impl Server {
             state: api::AppState {
                 runtime,
                 registry,
-                subscribers: Arc::new(tokio::sync::Semaphore::new(config.limits.max_subscribers)),
+                subscribers: Arc::new(tokio::sync::Semaphore::new(
+                    config.limits.max_subscribers.min(tokio::sync::Semaphore::MAX_PERMITS),
+                )),
                 limits: config.limits,
                 chains_dir,
             },
@@ -125,32 +129,32 @@ impl Server {
     }
 
     /// Serves until `shutdown` resolves, then stops every actor gracefully (open event streams end with them)
-    /// and finishes the requests under way.
+    /// and finishes the requests under way; idle connections are closed. While it serves, at most
+    /// [`ServerLimits::max_connections`] connections are open and each must send a request's headers within
+    /// [`ServerLimits::header_read_timeout`].
     ///
     /// # Errors
-    /// The listener failed.
+    /// None today: errors accepting a connection are logged and retried. The `Result` leaves room for listener
+    /// errors that end the server.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let app = self.router();
         let runtime = self.state.runtime.clone();
+        let limits = self.state.limits.clone();
         let (stopped, on_stopped) = tokio::sync::oneshot::channel::<()>();
-        let serve = axum::serve(
-            self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+        let serve = listen::serve(self.listener, app, &limits, async move {
             let _ = on_stopped.await;
-        })
-        .into_future();
+        });
         tokio::pin!(serve);
         tokio::select! {
-            result = &mut serve => return result.context("serving"),
+            () = &mut serve => return Ok(()),
             () = shutdown => {}
         }
         runtime.shutdown().await;
         let _ = stopped.send(());
-        serve.await.context("serving")
+        serve.await;
+        Ok(())
     }
 }

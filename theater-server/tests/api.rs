@@ -448,3 +448,115 @@ async fn requests_not_from_loopback_need_the_token() {
         200
     );
 }
+
+/// Reads `stream` until the server closes it (end of stream or reset), for at most `within`: what was read, or
+/// `None` if the connection was still open then.
+async fn read_until_closed(
+    stream: &mut tokio::net::TcpStream,
+    within: std::time::Duration,
+) -> Option<String> {
+    use tokio::io::AsyncReadExt as _;
+    let mut read = Vec::new();
+    let ended = tokio::time::timeout(within, stream.read_to_end(&mut read)).await;
+    ended
+        .is_ok()
+        .then(|| String::from_utf8_lossy(&read).into_owned())
+}
+
+/// `GET /api/actors` on a connection of its own: the whole answer once the server has closed it.
+async fn get_on_new_connection(addr: SocketAddr) -> String {
+    use tokio::io::AsyncWriteExt as _;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /api/actors HTTP/1.1\r\nhost: theater\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    read_until_closed(&mut stream, std::time::Duration::from_secs(30))
+        .await
+        .expect("the server answers and closes the connection")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_past_max_connections_is_refused_and_closed() {
+    use std::time::Duration;
+    let limits = ServerLimits {
+        max_connections: 2,
+        // Long, so that only the cap can close a connection while the test watches.
+        header_read_timeout: Duration::from_secs(120),
+        ..ServerLimits::default()
+    };
+    let server = Running::start(limits).await;
+    // Two idle connections take both permits (accepted in the order they were made).
+    let mut idle = Vec::new();
+    for _ in 0..2 {
+        idle.push(tokio::net::TcpStream::connect(server.addr).await.unwrap());
+    }
+    let mut third = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let answer = read_until_closed(&mut third, Duration::from_secs(10))
+        .await
+        .expect("the connection past max_connections is closed");
+    assert!(
+        answer.is_empty()
+            || (answer.starts_with("HTTP/1.1 503")
+                && answer.contains("connection_limit")
+                && answer.contains("max_connections 2")),
+        "{answer}"
+    );
+    // The idle ones are still open.
+    for stream in &mut idle {
+        assert_eq!(
+            read_until_closed(stream, Duration::from_millis(200)).await,
+            None
+        );
+    }
+
+    // One ends: its permit comes back (once the server has seen it close) and a new connection is served.
+    drop(idle.pop());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = get_on_new_connection(server.addr).await;
+        if answer.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 503"),
+            "{answer}"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no connection served after one closed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(idle);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_midway_through_its_headers_is_cut_off() {
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt as _;
+    let limits = ServerLimits {
+        header_read_timeout: Duration::from_millis(300),
+        ..ServerLimits::default()
+    };
+    let server = Running::start(limits).await;
+    let mut slow = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    slow.write_all(b"GET /api/actors HTTP/1.1\r\nhost: theater\r\n")
+        .await
+        .unwrap();
+    let answer = read_until_closed(&mut slow, Duration::from_secs(30))
+        .await
+        .expect("the connection is closed after header_read_timeout");
+    assert_eq!(answer, "", "closed without an answer");
+    // A connection that never sends a byte is closed the same way.
+    let mut silent = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    assert_eq!(
+        read_until_closed(&mut silent, Duration::from_secs(30)).await,
+        Some(String::new())
+    );
+    // A client that sends its request at once is served.
+    let answer = get_on_new_connection(server.addr).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    server.shutdown().await;
+}

@@ -30,6 +30,19 @@ pub struct ServeArgs {
     /// The most event streams (`theater events --follow`, live views) open at once.
     #[arg(long, default_value_t = ServerLimits::default().max_subscribers)]
     max_subscribers: usize,
+    /// The most HTTP connections open at once (kept-alive idle ones and event streams included); one more is
+    /// answered 503 and closed.
+    #[arg(long, default_value_t = ServerLimits::default().max_connections)]
+    max_connections: usize,
+    /// How long a client has to send a request's headers, milliseconds (also how long a kept-alive connection
+    /// may sit idle).
+    #[arg(long, default_value_t = millis(ServerLimits::default().header_read_timeout))]
+    header_read_timeout_ms: u64,
+}
+
+/// `duration` in whole milliseconds (saturating), for a flag's default.
+fn millis(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Serves until Ctrl-C or SIGTERM, then stops every actor.
@@ -57,6 +70,8 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 max_actors: args.max_actors,
                 max_body_bytes: args.max_body_bytes,
                 max_subscribers: args.max_subscribers,
+                max_connections: args.max_connections,
+                header_read_timeout: std::time::Duration::from_millis(args.header_read_timeout_ms),
                 ..ServerLimits::default()
             },
         };
