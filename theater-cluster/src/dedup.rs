@@ -1,7 +1,8 @@
 //! [`Dedup`]: what makes every envelope count once and in order. Each sending queue (one per sending host and
 //! destination address, [`crate::outbox`]) is a *stream* with its own id, numbering its envelopes 1, 2, 3, …;
 //! each envelope also carries the stream's *base*, the oldest number its sender still waits on. The receiving
-//! host keeps, per stream, the next number it expects and the answers to the last [`ANSWERS_KEPT`] it served:
+//! host keeps, per stream, the next number it expects and the answers to those it served that the sender may still
+//! ask for again (from its base on; [`ANSWERS_KEPT`] at most):
 //!
 //! * the expected one is served;
 //! * an older one (a repeat: its answer was lost, or it was sent again after a gap) is answered again, not served;
@@ -21,7 +22,10 @@ pub const MAX_DEDUP_ENTRIES: usize = 100_000;
 /// sender retries one envelope (its deadline: the message server's `request_timeout_ms`, 30 s by default).
 pub const DEDUP_WINDOW: Duration = Duration::from_secs(120);
 
-/// Answers kept per stream, for repeats: at least the most envelopes a stream has in flight ([`WINDOW`]).
+/// Answers kept per stream, for repeats, at most: at least the most envelopes a stream has in flight ([`WINDOW`]).
+/// Only those from the stream's latest base on are kept: the sender is done with the older ones, so an idle
+/// stream holds no more than the answers to its last window, not the last `ANSWERS_KEPT` answers whatever their
+/// size.
 ///
 /// [`WINDOW`]: crate::outbox::WINDOW
 pub const ANSWERS_KEPT: usize = 2 * crate::outbox::WINDOW;
@@ -32,7 +36,7 @@ pub(crate) type Answer = Result<Bytes, String>;
 #[derive(Debug)]
 struct Stream {
     next: u64,
-    /// (number, answer once given) of the last ones served, oldest first.
+    /// (number, answer once given) of the last ones served from the latest base on, numbers ascending.
     answers: VecDeque<(u64, Option<Answer>)>,
     used: Instant,
 }
@@ -68,8 +72,12 @@ impl Dedup {
             used: now,
         });
         stream.used = now;
-        // The sender gave up on what is older than `base`.
+        // The sender is done with what is older than `base` (answered, or it gave up): no repeat of it needs its
+        // answer any more.
         stream.next = stream.next.max(base);
+        while stream.answers.front().is_some_and(|(n, _)| *n < base) {
+            stream.answers.pop_front();
+        }
         if seq < stream.next {
             let answer = stream
                 .answers
@@ -162,6 +170,29 @@ mod tests {
         dedup.unserve("s", 1);
         assert_eq!(dedup.check("s", 2, 1), Seen::Gap(1));
         assert_eq!(dedup.check("s", 1, 1), Seen::New);
+    }
+
+    #[test]
+    fn answers_the_sender_is_done_with_are_not_kept() {
+        let mut dedup = Dedup::default();
+        for seq in 1..=3 {
+            assert_eq!(dedup.check("s", seq, 1), Seen::New);
+            dedup.answered("s", seq, &Ok(Bytes::from(vec![0u8; 1024])));
+        }
+        assert_eq!(dedup.streams["s"].answers.len(), 3);
+        // Number 4 comes with base 3: 1 and 2 were answered and their sender is done with them.
+        assert_eq!(dedup.check("s", 4, 3), Seen::New);
+        let kept: Vec<u64> = dedup.streams["s"].answers.iter().map(|(n, _)| *n).collect();
+        assert_eq!(kept, [3, 4]);
+        assert_eq!(
+            dedup.check("s", 3, 3),
+            Seen::Repeat(Some(Ok(Bytes::from(vec![0u8; 1024]))))
+        );
+        assert_eq!(
+            dedup.check("s", 2, 1),
+            Seen::Repeat(None),
+            "a late copy is dropped"
+        );
     }
 
     #[test]

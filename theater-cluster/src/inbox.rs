@@ -14,6 +14,11 @@ use crate::{Envelope, Shared, frame};
 
 /// The envelopes delivered to one address; dropping it stops serving the address (senders then get "no
 /// responders", [`DeliveryError::NotFound`](crate::DeliveryError::NotFound)).
+///
+/// Read it promptly: what arrives meanwhile waits in async-nats's subscription buffer, bounded by count (65,536
+/// NATS messages, its `subscription_capacity`), not by bytes; past it messages are dropped and their senders send
+/// them again after [`ATTEMPT_TIMEOUT`](crate::ATTEMPT_TIMEOUT). The inbox itself holds the envelopes of one
+/// message at most.
 pub struct Inbox {
     pub(crate) subscriber: Subscriber,
     pub(crate) shared: Arc<Shared>,

@@ -9,7 +9,8 @@
 //! * [`Address`]: the subjects, made only from a UUID actor id or a checked host/service name;
 //! * [`Cluster::deliver`]: ordered, acknowledged delivery of an [`Envelope`] to an address, up to
 //!   [`WINDOW`] in flight, resent across a NATS restart and served once and in order by the receiver
-//!   (per sending host and address: a stream, [`outbox`]);
+//!   (per sending host and address: a stream, [`outbox`]), its queue bounded by [`MAX_QUEUED`] envelopes and
+//!   [`MAX_QUEUED_BYTES`] (64 MiB);
 //! * [`Cluster::serve`]: the [`Inbox`] of an address this host serves (an actor it runs);
 //! * heartbeats and [`Cluster::lost_hosts`]: hosts that died or left ([`liveness`]).
 //!
@@ -47,7 +48,9 @@ pub use crate::envelope::{Envelope, Reply};
 pub use crate::error::{DeliveryError, JoinError};
 pub use crate::frame::MAX_FIELDS;
 pub use crate::inbox::{Inbox, Incoming};
-pub use crate::outbox::{ATTEMPT_TIMEOUT, BATCH, BATCH_BYTES, MAX_QUEUED, WINDOW};
+pub use crate::outbox::{
+    ATTEMPT_TIMEOUT, BATCH, BATCH_BYTES, MAX_QUEUED, MAX_QUEUED_BYTES, WINDOW,
+};
 
 use crate::dedup::Dedup;
 use crate::liveness::Liveness;
@@ -271,7 +274,8 @@ impl Cluster {
     /// # Errors
     /// [`DeliveryError::NotFound`] when nobody serves `to`; [`DeliveryError::Refused`] with the serving host's
     /// message; [`DeliveryError::TimedOut`]; [`DeliveryError::TooLarge`] past the server's `max_payload`;
-    /// [`DeliveryError::Refused`] too when [`MAX_QUEUED`] envelopes already wait for `to`.
+    /// [`DeliveryError::Refused`] too, at once, when [`MAX_QUEUED`] envelopes already wait for `to` or this one
+    /// would take the bytes held for `to` past [`MAX_QUEUED_BYTES`] (64 MiB).
     pub async fn deliver(
         &self,
         to: &Address,
@@ -279,11 +283,7 @@ impl Cluster {
         timeout: Duration,
     ) -> Result<Reply, DeliveryError> {
         let (done, outcome) = tokio::sync::oneshot::channel();
-        let item = Item {
-            envelope,
-            deadline: Instant::now() + timeout,
-            done: Done::Wait(done),
-        };
+        let item = Item::new(envelope, Instant::now() + timeout, Done::Wait(done));
         self.outboxes.push(&self.shared, to, item)?;
         outcome.await.unwrap_or(Err(DeliveryError::Closed))
     }
@@ -292,8 +292,8 @@ impl Cluster {
     /// gets the outcome, on the address's queue task, so it must be quick and must not block.
     ///
     /// # Errors
-    /// [`DeliveryError::Refused`] at once when [`MAX_QUEUED`] envelopes already wait for `to` (`then` is not
-    /// called).
+    /// [`DeliveryError::Refused`] at once when [`MAX_QUEUED`] envelopes already wait for `to`, or this one would
+    /// take the bytes held for `to` past [`MAX_QUEUED_BYTES`] (`then` is not called).
     pub fn deliver_then(
         &self,
         to: &Address,
@@ -301,11 +301,11 @@ impl Cluster {
         timeout: Duration,
         then: impl FnOnce(Result<Reply, DeliveryError>) + Send + Sync + 'static,
     ) -> Result<(), DeliveryError> {
-        let item = Item {
+        let item = Item::new(
             envelope,
-            deadline: Instant::now() + timeout,
-            done: Done::Then(Box::new(then)),
-        };
+            Instant::now() + timeout,
+            Done::Then(Box::new(then)),
+        );
         self.outboxes.push(&self.shared, to, item)
     }
 

@@ -5,10 +5,16 @@
 //! earlier one was lost) or to be sent again later (its service asked) is sent again with the same number, with
 //! everything after it (go-back-N, as TCP before selective acknowledgements). So a lost message or answer (a NATS
 //! restart) is resent, served once, and nothing overtakes it.
+//!
+//! Each queue is bounded twice, so a slow or absent receiver holds little of this host's memory: by count
+//! ([`MAX_QUEUED`] envelopes waiting to be sent) and by bytes ([`MAX_QUEUED_BYTES`] of envelopes waiting or in
+//! flight, each counted by its framed size, [`frame::encoded_len`]). Past either, a delivery is refused at once.
+//! An envelope's bytes count from the moment it is queued until its outcome is known (answered, refused, failed,
+//! timed out) or it is dropped with its queue.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::{HeaderMap, Message, StatusCode, Subscriber};
@@ -18,9 +24,19 @@ use tokio::sync::{mpsc, oneshot};
 use crate::envelope::{BASE, ERROR, FIRST, GAP, HOST, RETRY, SEQ, STREAM, header};
 use crate::{Address, DeliveryError, Envelope, Reply, Shared, frame};
 
-/// Envelopes waiting in one address's queue at most; past it [`Cluster::deliver`](crate::Cluster::deliver)
-/// refuses at once.
+/// Envelopes waiting in one address's queue at most (not counting the [`WINDOW`] in flight); past it
+/// [`Cluster::deliver`](crate::Cluster::deliver) refuses at once ([`DeliveryError::Refused`], naming
+/// `MAX_QUEUED`).
 pub const MAX_QUEUED: usize = 65_536;
+
+/// Bytes of the envelopes one address's queue holds at most, 64 MiB: those waiting and those in flight, each
+/// counted by its framed size (kind, fields and payload, [`frame::encoded_len`]) until its outcome is known. A
+/// delivery that would pass it is refused at once ([`DeliveryError::Refused`], naming `MAX_QUEUED_BYTES`), so a
+/// slow or absent receiver holds at most this much of the sending host's memory per address (with
+/// [`MAX_QUEUED`] as the bound on count). An envelope larger than the whole bound is accepted only into an empty
+/// queue, alone (it then fails as [`DeliveryError::TooLarge`] unless the NATS server's `max_payload` is larger
+/// still): the caller holds its bytes already, and the bound stays one envelope at worst.
+pub const MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
 
 /// Envelopes of one stream in flight (sent, not yet answered) at once.
 pub const WINDOW: usize = 256;
@@ -55,14 +71,61 @@ pub(crate) enum Done {
 }
 
 pub(crate) struct Item {
-    pub(crate) envelope: Envelope,
-    pub(crate) deadline: Instant,
-    pub(crate) done: Done,
+    envelope: Envelope,
+    deadline: Instant,
+    done: Done,
+    charge: Charge,
+}
+
+/// The bytes an envelope counts against its queue's [`MAX_QUEUED_BYTES`], given back when it is dropped.
+#[derive(Default)]
+struct Charge {
+    bytes: usize,
+    /// The queue's count; `None` before the envelope is queued.
+    queued: Option<Arc<AtomicUsize>>,
+}
+
+impl Charge {
+    fn new(queued: &Arc<AtomicUsize>, bytes: usize) -> Self {
+        queued.fetch_add(bytes, Ordering::AcqRel);
+        Self {
+            bytes,
+            queued: Some(queued.clone()),
+        }
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        if let Some(queued) = &self.queued {
+            queued.fetch_sub(self.bytes, Ordering::AcqRel);
+        }
+    }
 }
 
 impl Item {
+    /// `envelope`, due by `deadline`, its outcome for `done`; it counts against a queue once pushed there.
+    pub(crate) fn new(envelope: Envelope, deadline: Instant, done: Done) -> Self {
+        Self {
+            envelope,
+            deadline,
+            done,
+            charge: Charge::default(),
+        }
+    }
+
+    /// Gives the envelope's bytes back to its queue, then tells its outcome (so a sender told may deliver again
+    /// at once into the room it left).
     fn finish(self, outcome: Result<Reply, DeliveryError>) {
-        match self.done {
+        let Self {
+            envelope,
+            done,
+            charge,
+            ..
+        } = self;
+        drop(envelope);
+        drop(charge);
+        match done {
             Done::Wait(done) => {
                 let _ = done.send(outcome);
             }
@@ -77,34 +140,55 @@ pub(crate) struct Outboxes {
     queues: std::sync::Mutex<HashMap<Address, Queue>>,
 }
 
-/// The sending end of one address's queue, and whether the receiver holds it back.
+/// The sending end of one address's queue, the bytes it holds ([`MAX_QUEUED_BYTES`]), and whether the receiver
+/// holds it back.
 struct Queue {
     tx: mpsc::Sender<Item>,
+    queued_bytes: Arc<AtomicUsize>,
     held_back: Arc<AtomicBool>,
 }
 
 impl Outboxes {
     /// Queues `item` for `to`, starting the address's task if it has none.
+    ///
+    /// # Errors
+    /// [`DeliveryError::Refused`] if the queue holds [`MAX_QUEUED`] envelopes, or would pass
+    /// [`MAX_QUEUED_BYTES`] with this one.
     pub(crate) fn push(
         self: &Arc<Self>,
         shared: &Arc<Shared>,
         to: &Address,
-        item: Item,
+        mut item: Item,
     ) -> Result<(), DeliveryError> {
+        let size = frame::encoded_len(&item.envelope);
         let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
-        let item = match queues.get(to) {
-            None => item,
-            Some(queue) => match queue.tx.try_send(item) {
+        if let Some(queue) = queues.get(to)
+            && !queue.tx.is_closed()
+        {
+            // Under the lock no other push comes between the check and the charge; what leaves meanwhile only
+            // makes room.
+            let queued = queue.queued_bytes.load(Ordering::Acquire);
+            if queued > 0 && queued.saturating_add(size) > MAX_QUEUED_BYTES {
+                return Err(DeliveryError::Refused(format!(
+                    "{queued} bytes already wait for {to}; {size} more would pass {MAX_QUEUED_BYTES} \
+                     (theater-cluster MAX_QUEUED_BYTES)"
+                )));
+            }
+            item.charge = Charge::new(&queue.queued_bytes, size);
+            match queue.tx.try_send(item) {
                 Ok(()) => return Ok(()),
+                // The item is dropped, and its bytes with it.
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     return Err(DeliveryError::Refused(format!(
                         "{MAX_QUEUED} envelopes already wait for {to} (theater-cluster MAX_QUEUED)"
                     )));
                 }
-                // The task ended (idle): start another.
-                Err(mpsc::error::TrySendError::Closed(item)) => item,
-            },
-        };
+                // The task ended: start another.
+                Err(mpsc::error::TrySendError::Closed(back)) => item = back,
+            }
+        }
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
+        item.charge = Charge::new(&queued_bytes, size);
         let (tx, rx) = mpsc::channel(MAX_QUEUED);
         tx.try_send(item).expect("a new queue has room");
         let held_back = Arc::new(AtomicBool::new(false));
@@ -112,6 +196,7 @@ impl Outboxes {
             to.clone(),
             Queue {
                 tx,
+                queued_bytes,
                 held_back: held_back.clone(),
             },
         );
@@ -410,5 +495,38 @@ impl Stream {
                 .finish(Err(DeliveryError::TimedOut(self.to.to_string())));
         }
         self.send_from(0).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_envelopes_bytes_are_given_back_before_its_outcome_is_told_and_when_it_is_dropped() {
+        let queued = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(AtomicUsize::new(usize::MAX));
+        let told = {
+            let (queued, seen) = (queued.clone(), seen.clone());
+            move |_| seen.store(queued.load(Ordering::SeqCst), Ordering::SeqCst)
+        };
+        let mut finished = Item::new(
+            Envelope::new("a").payload(vec![0u8; 100]),
+            Instant::now(),
+            Done::Then(Box::new(told)),
+        );
+        finished.charge = Charge::new(&queued, frame::encoded_len(&finished.envelope));
+        let mut dropped = Item::new(
+            Envelope::new("b"),
+            Instant::now(),
+            Done::Then(Box::new(|_| {})),
+        );
+        dropped.charge = Charge::new(&queued, 50);
+        assert_eq!(queued.load(Ordering::SeqCst), 2 + 1 + 1 + 4 + 100 + 50);
+        finished.finish(Err(DeliveryError::Closed));
+        assert_eq!(seen.load(Ordering::SeqCst), 50, "given back before told");
+        // Dropped with its queue (never finished).
+        drop(dropped);
+        assert_eq!(queued.load(Ordering::SeqCst), 0);
     }
 }

@@ -1,5 +1,5 @@
 //! `theater-cluster` against a real `nats-server` on loopback (theater_tests::nats): deduplication of a repeated
-//! envelope, "not found" for an address nobody serves, refusals, and lost hosts.
+//! envelope, "not found" for an address nobody serves, refusals, a queue's byte bound, and lost hosts.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use futures::StreamExt;
-use theater_cluster::{Cluster, DeliveryError, Envelope, frame};
+use theater_cluster::{
+    Cluster, DeliveryError, Envelope, MAX_QUEUED, MAX_QUEUED_BYTES, WINDOW, frame,
+};
 use theater_runtime::ClusterConfig;
 use theater_tests::nats::NatsServer;
 
@@ -266,4 +268,73 @@ async fn hosts_that_leave_or_fall_silent_are_reported_lost() {
         .unwrap();
     assert_eq!(second, "silent");
     assert!(!watcher.is_alive("silent") && watcher.is_alive("watcher"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_is_bounded_by_bytes_and_room_comes_back_as_envelopes_leave() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let server = Cluster::connect(&config(&nats.url(), "server"))
+        .await
+        .unwrap();
+    let client = Cluster::connect(&config(&nats.url(), "client"))
+        .await
+        .unwrap();
+    let id = uuid::Uuid::new_v4().to_string();
+    // Served, but not read yet: what is sent there waits for its answer.
+    let mut inbox = server.serve(&server.actor(&id).unwrap()).await.unwrap();
+    let to = client.actor(&id).unwrap();
+    let (outcomes, mut outcome) = tokio::sync::mpsc::unbounded_channel();
+    let deliver = |envelope: &Envelope| {
+        let outcomes = outcomes.clone();
+        client.deliver_then(&to, envelope.clone(), Duration::from_secs(60), move |o| {
+            let _ = outcomes.send(o);
+        })
+    };
+    // A window of small ones, unanswered, keeps what follows them waiting in the queue.
+    let small = Envelope::new("small");
+    for _ in 0..WINDOW {
+        deliver(&small).unwrap();
+    }
+    // Large ones, over the server's max_payload (so never sent: they fail as TooLarge once their turn comes),
+    // all sharing one buffer: a queue's bytes are what it would send, far under MAX_QUEUED envelopes.
+    let max_payload = client.client().max_payload();
+    let large = Envelope::new("large").payload(vec![0u8; max_payload + 1]);
+    let (small_len, large_len) = (frame::encoded_len(&small), frame::encoded_len(&large));
+    let fit = (MAX_QUEUED_BYTES - WINDOW * small_len) / large_len;
+    assert!(fit + 1 < MAX_QUEUED && fit > 1);
+    for i in 0..fit {
+        deliver(&large).unwrap_or_else(|e| panic!("large envelope {i} of {fit}: {e}"));
+    }
+    let queued = WINDOW * small_len + fit * large_len;
+    assert_eq!(
+        deliver(&large).unwrap_err(),
+        DeliveryError::Refused(format!(
+            "{queued} bytes already wait for {to}; {large_len} more would pass {MAX_QUEUED_BYTES} \
+             (theater-cluster MAX_QUEUED_BYTES)"
+        ))
+    );
+    // Still refused while they wait (a refusal takes nothing).
+    assert!(deliver(&large).is_err());
+    // The receiver reads: the small ones are answered, then the large ones fail; each gives its bytes back.
+    tokio::spawn(async move {
+        while let Some(incoming) = inbox.next().await {
+            incoming.answer(Ok(Bytes::new())).await;
+        }
+    });
+    let (mut answered, mut too_large) = (0, 0);
+    for _ in 0..WINDOW + fit {
+        let next = tokio::time::timeout(Duration::from_secs(30), outcome.recv());
+        match next.await.expect("every outcome comes").expect("open") {
+            Ok(_) => answered += 1,
+            Err(DeliveryError::TooLarge { .. }) => too_large += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!((answered, too_large), (WINDOW, fit));
+    // All of the room is back: as many large ones are taken again.
+    for i in 0..fit {
+        deliver(&large).unwrap_or_else(|e| panic!("large envelope {i} of {fit} again: {e}"));
+    }
 }
