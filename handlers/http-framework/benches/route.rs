@@ -4,7 +4,8 @@
 //! over 8 (concurrent), to:
 //!
 //! * `a_plain_axum`: an axum `Router` whose handler returns the same headers and body, served by `axum::serve`;
-//! * `b_actor_no_recording`: the `http-server` guest's `hello` route through this handler, chain recording off;
+//! * `b_actor_no_recording`: the `http-server` guest's `bench` route (`hello`'s response, the request not kept in
+//!   the guest's log) through this handler, chain recording off;
 //! * `c_actor_recording`: the same, with the `handle-request` chain event recorded per request.
 //!
 //! Each case is measured twice: `wall_*` groups time the batch (requests per second on this machine), `cpu_*`

@@ -68,8 +68,8 @@ use futures::stream::FuturesUnordered;
 use serde::Deserialize;
 use theater_macros::theater_handler;
 use theater_runtime::{
-    ActorContext, ActorError, ActorHandle, ActorId, HandlerRegistry, HostCtx, RuntimeRef, ShutdownSignal,
-    TheaterRuntime,
+    ActorContext, ActorError, ActorHandle, ActorId, HandlerRegistry, HostCtx, RuntimeRef,
+    ShutdownSignal, TheaterRuntime,
 };
 use tokio::sync::mpsc;
 

@@ -73,7 +73,8 @@ pub async fn plain_axum() -> u16 {
     port
 }
 
-/// An `http-server` actor serving `GET /hello` from its `hello` handler; returns the actor and the port.
+/// An `http-server` actor serving `GET /hello` from its `bench` handler (`hello`'s response, the request not
+/// kept in the guest's log); returns the actor and the port.
 pub async fn actor(theater: &TheaterRuntime, wasm: &[u8], recording: bool) -> (ActorHandle, u16) {
     let options = SpawnOptions::new("http-server", wasm.to_vec())
         .handlers(vec![
@@ -83,7 +84,7 @@ pub async fn actor(theater: &TheaterRuntime, wasm: &[u8], recording: bool) -> (A
         ])
         .recording(recording);
     let actor = theater.spawn(options).await.expect("spawn");
-    let out = script(&actor, "create:;handler:hello;route:1,/hello,GET,1;start:1")
+    let out = script(&actor, "create:;handler:bench;route:1,/hello,GET,1;start:1")
         .await
         .expect("script");
     let port = out
