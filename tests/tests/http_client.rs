@@ -15,6 +15,7 @@ use axum::routing::{get, post};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use reqwest::{Method, Url};
+use theater_handler_http_client::origins::Origins;
 use theater_handler_http_client::policy::Policy;
 use theater_handler_http_client::transfer::{self, Outgoing};
 use theater_handler_http_client::{HttpClientConfig, HttpClientHandler};
@@ -592,6 +593,45 @@ async fn http_client_closes_idle_connections_after_idle_timeout_ms() {
     assert_eq!(servers[0].connections(), 2);
 }
 
+/// An allow-list entry without a port admits every port of its host: `max_hosts` bounds how many of them the
+/// actor may hold kept-alive connections to at once, so it cannot leave an idle socket with each of thousands.
+#[tokio::test]
+async fn http_client_refuses_a_host_past_max_hosts_while_connections_to_the_others_may_be_open() {
+    let mut servers = Vec::new();
+    for _ in 0..3 {
+        servers.push(server().await);
+    }
+    let (rt, _dir) = runtime();
+    let actor = client(
+        &rt,
+        HttpClientConfig {
+            allowed_hosts: vec!["127.0.0.1".into()],
+            max_hosts: 2,
+            timeout_ms: 1_000,
+            idle_timeout_ms: 100,
+            ..Default::default()
+        },
+    )
+    .await;
+    for server in &servers[..2] {
+        let response = send(&actor, request("GET", &server.url("/hello"))).await;
+        assert_eq!(response.unwrap().status, 200);
+    }
+    let refused = send(&actor, request("GET", &servers[2].url("/hello")))
+        .await
+        .unwrap_err();
+    assert!(refused.contains("max_hosts 2"), "{refused}");
+    assert_eq!(servers[2].connections(), 0, "refused before any connection");
+    // The hosts already reached go on.
+    let response = send(&actor, request("GET", &servers[0].url("/hello"))).await;
+    assert_eq!(response.unwrap().status, 200);
+    // Once no connection to the first two can be open any more (timeout_ms plus twice idle_timeout_ms after
+    // their last request), the third is admitted.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let response = send(&actor, request("GET", &servers[2].url("/hello"))).await;
+    assert_eq!(response.unwrap().status, 200);
+}
+
 /// More requests at once to one host than `max_idle_per_host` each open a connection; once they are answered,
 /// those the pool cannot keep are closed and the kept ones are reused. A guest's calls run one at a time, so the
 /// requests are sent through the client the handler builds from its config.
@@ -620,7 +660,8 @@ async fn http_client_keeps_at_most_max_idle_per_host_idle_connections() {
         ..Default::default()
     };
     let policy = Arc::new(Policy::new(&config.allowed_hosts, &config.allowed_methods).unwrap());
-    let client = transfer::client(policy, &config).unwrap();
+    let origins = Arc::new(Origins::new(&config));
+    let client = transfer::client(policy, origins, &config).unwrap();
     let get = |path: &str| Outgoing {
         method: Method::GET,
         url: Url::parse(&server.url(path)).unwrap(),

@@ -18,8 +18,9 @@
 //!   scheme, host and port. `max_idle_per_host` (8) bounds how many wait per host (one more is closed as it comes
 //!   back) and `idle_timeout_ms` (30 s) how long each waits (it is closed within about twice that), so a burst
 //!   leaves at most `max_idle_per_host` sockets per host behind it, and none for long. An actor's calls run one
-//!   at a time, so it has at most one request in flight; how many hosts hold idle connections is bounded only by
-//!   those it reached within `idle_timeout_ms`.
+//!   at a time, so it has at most one request in flight. `max_hosts` (64) bounds the hosts it may hold such
+//!   connections to at once (an allow-list entry without a port, or a wildcard, admits many): a request to one
+//!   more within `timeout_ms` plus twice `idle_timeout_ms` is an `Err` ([`origins`]).
 //! * **Chain events**: one per call, `theater:simple/http-client/send-http`; the request and the response
 //!   (bodies included) are payload values, recorded in full by default.
 //!
@@ -33,8 +34,10 @@
 //! max_response_bytes = 10485760
 //! max_idle_per_host = 8
 //! idle_timeout_ms = 30000
+//! max_hosts = 64
 //! ```
 
+pub mod origins;
 pub mod policy;
 pub mod transfer;
 
@@ -45,6 +48,7 @@ use serde::Deserialize;
 use theater_macros::theater_handler;
 use theater_runtime::ActorContext;
 
+use crate::origins::Origins;
 use crate::policy::Policy;
 use crate::theater::simple::http_types::{HttpRequest, HttpResponse};
 use crate::transfer::Outgoing;
@@ -70,6 +74,12 @@ pub struct HttpClientConfig {
     /// How long an idle connection is kept for reuse, in ms (default 30 000; 0 keeps none). It is closed within
     /// about twice that (the pool is swept every `idle_timeout_ms`, but not more often than every 90 ms).
     pub idle_timeout_ms: u64,
+    /// Hosts (scheme, host and port) the actor may hold kept-alive connections to at once (default 64): each
+    /// host a request or a redirect reaches counts for `timeout_ms` plus twice `idle_timeout_ms` from the
+    /// request's start, and a request to one more is an `Err` naming `max_hosts`, before any connection. So at
+    /// most `max_hosts` × `max_idle_per_host` idle sockets stay open ([`origins`]). Not counted when no idle
+    /// connection is kept (`max_idle_per_host` or `idle_timeout_ms` 0).
+    pub max_hosts: u32,
 }
 
 impl Default for HttpClientConfig {
@@ -84,6 +94,7 @@ impl Default for HttpClientConfig {
             max_response_bytes: 10 * 1024 * 1024,
             max_idle_per_host: 8,
             idle_timeout_ms: 30_000,
+            max_hosts: 64,
         }
     }
 }
@@ -93,6 +104,7 @@ impl Default for HttpClientConfig {
 pub struct HttpClientHandler {
     config: HttpClientConfig,
     policy: Arc<Policy>,
+    origins: Arc<Origins>,
     client: Option<Client>,
 }
 
@@ -100,6 +112,7 @@ impl HttpClientHandler {
     /// A handler with `config` (checked when an actor is spawned).
     pub fn new(config: HttpClientConfig) -> Self {
         Self {
+            origins: Arc::new(Origins::new(&config)),
             config,
             policy: Arc::default(),
             client: None,
@@ -114,6 +127,9 @@ impl HttpClientHandler {
         let method = Method::from_bytes(req.method.to_ascii_uppercase().as_bytes())
             .map_err(|_| format!("send-http: invalid method {:?}", req.method))?;
         self.policy.check_url(&url)?;
+        self.origins
+            .admit(&url)
+            .map_err(|e| format!("send-http: {e}"))?;
         Ok(Outgoing {
             method,
             url,
@@ -137,11 +153,13 @@ impl HttpClientHandler {
             Policy::new(&self.config.allowed_hosts, &self.config.allowed_methods)
                 .map_err(anyhow::Error::msg)?,
         );
-        let client = transfer::client(policy.clone(), &self.config)
+        let origins = Arc::new(Origins::new(&self.config));
+        let client = transfer::client(policy.clone(), origins.clone(), &self.config)
             .map_err(|e| anyhow::anyhow!("building the HTTP client: {e}"))?;
         Ok(Self {
             config: self.config.clone(),
             policy,
+            origins,
             client: Some(client),
         })
     }

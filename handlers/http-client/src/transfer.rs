@@ -20,6 +20,7 @@ use reqwest::{Client, Method, Url};
 use rustls_platform_verifier::BuilderVerifierExt;
 
 use crate::HttpClientConfig;
+use crate::origins::Origins;
 use crate::policy::Policy;
 
 /// Request headers a guest may not set (lowercase); any name starting with `proxy-` is refused as well.
@@ -70,8 +71,9 @@ pub struct Incoming {
 }
 
 /// Builds the instance's client from `config`: `timeout_ms` for the whole request (body included), at most
-/// `max_redirects` redirects, each target checked against `policy`, at most `max_idle_per_host` idle connections
-/// per host kept for `idle_timeout_ms`; no proxies, no cookies, no decompression.
+/// `max_redirects` redirects, each target checked against `policy` and counted in `origins` (`max_hosts`), at
+/// most `max_idle_per_host` idle connections per host kept for `idle_timeout_ms`; no proxies, no cookies, no
+/// decompression.
 ///
 /// reqwest's own defaults keep any number of idle connections per host for 90 s, so a burst of requests would
 /// leave its sockets open long after it. An `idle_timeout_ms` of 0 keeps none: hyper's pool never sweeps with a
@@ -79,13 +81,20 @@ pub struct Incoming {
 ///
 /// # Errors
 /// reqwest could not build the client (TLS setup).
-pub fn client(policy: Arc<Policy>, config: &HttpClientConfig) -> anyhow::Result<Client> {
+pub fn client(
+    policy: Arc<Policy>,
+    origins: Arc<Origins>,
+    config: &HttpClientConfig,
+) -> anyhow::Result<Client> {
     let max = config.max_redirects as usize;
     let redirects = redirect::Policy::custom(move |attempt| {
         if attempt.previous().len() > max {
             return attempt.error(format!("more than {max} redirects (max_redirects)"));
         }
-        match policy.check_url(attempt.url()) {
+        match policy
+            .check_url(attempt.url())
+            .and_then(|()| origins.admit(attempt.url()))
+        {
             Ok(()) => attempt.follow(),
             Err(denied) => {
                 let message = format!("redirect to {}: {denied}", attempt.url());
@@ -247,7 +256,8 @@ mod tests {
     fn a_client_leaves_the_process_wide_tls_provider_alone() {
         assert!(rustls::crypto::CryptoProvider::get_default().is_none());
         let policy = Arc::new(Policy::new(&["example.com".into()], &["GET".into()]).unwrap());
-        client(policy, &HttpClientConfig::default()).unwrap();
+        let config = HttpClientConfig::default();
+        client(policy, Arc::new(Origins::new(&config)), &config).unwrap();
         assert!(
             rustls::crypto::CryptoProvider::get_default().is_none(),
             "building a client installed a process-wide provider"
