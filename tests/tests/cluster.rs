@@ -1,7 +1,8 @@
 //! The message server across hosts (docs/cluster.md): two or three runtimes ("hosts") joined through a real
 //! `nats-server` on loopback (tests/src/nats.rs), `message-peer` guests on each, every `message-server-host`
 //! function used across hosts with the results, errors and chain events it has in one process; a NATS restart in
-//! the middle of the traffic, a host killed while a request waits on it, credentials refused.
+//! the middle of the traffic, a host killed while a request waits on it, a requester terminated mid-request,
+//! credentials refused.
 
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use theater_handler_message_server::MessageServerConfig;
 use theater_runtime::ClusterConfig;
 use theater_tests::nats::{NatsServer, host, host_with};
 use theater_tests::peers::{log, log_until, outstanding, peer, run, run_later};
-use theater_tests::support::events_of;
+use theater_tests::support::{events_of, script};
 
 fn has(line: String) -> impl Fn(&[String]) -> bool {
     move |lines| lines.contains(&line)
@@ -135,6 +136,38 @@ async fn every_message_server_function_works_across_hosts() {
         run(&a, &format!("send:{idb},late")).await,
         format!("send!actor {idb} not found")
     );
+}
+
+/// A requester that stops waiting without an answer gives its request up, however it stops: here its actor is
+/// terminated mid-request (its host call is dropped), then its host leaves. Either way the receiver forgets the
+/// deferred request (`list-outstanding-requests`), as it does when a requester in its own process goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_requester_is_terminated_or_whose_host_is_lost_is_forgotten() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let (ra, _da) = host(&nats.url(), "a").await;
+    let (rb, _db) = host(&nats.url(), "b").await;
+    let a = peer(&ra, "a", Default::default()).await;
+    let b = peer(&rb, "b", Default::default()).await;
+    let idb = b.id().to_string();
+
+    let waiting = {
+        let a = a.clone();
+        let text = format!("request:{idb},defer-1");
+        tokio::spawn(async move { script(&a, &text).await })
+    };
+    outstanding(&b, 1).await;
+    a.terminate().await.unwrap();
+    assert!(waiting.await.unwrap().is_err(), "the call was aborted");
+    outstanding(&b, 0).await;
+
+    let c = peer(&ra, "c", Default::default()).await;
+    let waiting = run_later(&c, format!("request:{idb},defer-2"));
+    outstanding(&b, 1).await;
+    theater_cluster::Cluster::of(&ra).unwrap().leave().await;
+    outstanding(&b, 0).await;
+    waiting.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

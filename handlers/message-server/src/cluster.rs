@@ -7,7 +7,7 @@
 //! |---|---|---|---|
 //! | `send` | `From` | msg | a [`Delivery::Send`] queued in the mailbox |
 //! | `request` | `From`, `Id` | msg | a [`Delivery::Request`]; the answer goes back as `answer` |
-//! | `gave-up` | `Id` | | the requester stopped waiting: the request is dropped |
+//! | `gave-up` | `Id` | | the requester stopped waiting ([`PendingRequest`]): the request is dropped |
 //! | `open` | `From`, `Id` | initial msg | a [`Delivery::ChannelOpen`] of a channel whose opener is remote |
 //! | `decision` | `From`, `Id`, `Accepted`, `Error` | accept message | the peer's decision, to the opener |
 //! | `channel-message` | `From`, `Id` | msg | [`MessageRouter::send_on_channel`] by the remote participant |
@@ -19,7 +19,9 @@
 //! host function behaves as in-process. A `send` acknowledged is queued exactly once ([`Cluster::deliver`]).
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -38,11 +40,12 @@ const POST_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) struct Remote {
     pub(crate) cluster: Arc<Cluster>,
     /// Requests this host's actors sent to other hosts: request id → where the answer goes, and the host that
-    /// took the request (failed with "actor <id> stopped" if that host is lost).
+    /// took the request (failed with `"actor <id> stopped"` if that host is lost). An entry goes when its answer
+    /// comes, its host is lost, or its [`PendingRequest`] is dropped, whichever is first.
     waiting: Mutex<HashMap<String, Waiting>>,
-    /// Requests other hosts' actors sent to this host's actors, still unanswered: request id → what stops the
-    /// task that forwards the answer (the requester gave up).
-    forwarding: Mutex<HashMap<String, oneshot::Sender<()>>>,
+    /// Requests other hosts' actors sent to this host's actors, still unanswered: request id → the requester's
+    /// host, and what stops the task that forwards the answer (the requester gave up, or its host is lost).
+    forwarding: Mutex<HashMap<String, Forwarding>>,
     /// Sends this host may still accept for each receiver without waiting for its host ([`Remote::send`]).
     credits: Mutex<HashMap<String, Credit>>,
     /// Woken when an accepted send is answered (its credit comes back) or lost.
@@ -84,6 +87,50 @@ struct Waiting {
     reply: Reply,
     to: String,
     host: Option<String>,
+}
+
+/// A request of another host's actor, queued to a local actor, whose answer is still to be forwarded.
+struct Forwarding {
+    /// The requester's host.
+    host: String,
+    /// Dropped or sent: the forwarding task stops, dropping the request's [`Answer`], so the local actor's
+    /// table forgets it (`respond-to-request` then says `request <id> not found`).
+    stop: oneshot::Sender<()>,
+}
+
+/// A request an actor of this host sent to an actor of another host ([`Remote::request`]): a future of its
+/// answer, as the [`Answer`] of a local request is.
+///
+/// Dropped before its answer is taken, it gives the request up ([`Remote::give_up`]): the waiting entry goes and
+/// the receiver's host is told `gave-up`, so that the receiving actor's table forgets the request. That is the
+/// one way a request is given up, so every way its requester stops waiting does it: the wait timed out or was
+/// interrupted by the actor's stop, or the requester's host call was dropped mid-wait (the actor was
+/// terminated). Once the answer is taken (or the request failed because its host was lost), it does nothing.
+pub(crate) struct PendingRequest {
+    remote: Arc<Remote>,
+    to: String,
+    id: String,
+    answer: Answer,
+    /// Set once the answer is taken: the waiting entry is gone, nothing is left to give up.
+    answered: bool,
+}
+
+impl Future for PendingRequest {
+    type Output = Result<Result<Vec<u8>, String>, oneshot::error::RecvError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let answer = std::task::ready!(Pin::new(&mut self.answer).poll(cx));
+        self.answered = true;
+        Poll::Ready(answer)
+    }
+}
+
+impl Drop for PendingRequest {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.remote.give_up(&self.to, &self.id);
+        }
+    }
 }
 
 impl std::fmt::Debug for Remote {
@@ -354,16 +401,22 @@ impl Remote {
         self.post(opener, decided);
     }
 
-    /// `from`'s `request` of `msg` to `to` on another host, under request id `id`: queued there, the answer
-    /// arrives in the returned receiver.
+    /// `from`'s `request` of `msg` to `to` on another host, under request id `id`: queued there; the answer
+    /// arrives through the returned [`PendingRequest`].
+    ///
+    /// The request is waited for from before it is sent: should this future be dropped (the requester's host
+    /// call is, when its actor is terminated), or should the acknowledgement not come in time (the request may
+    /// have been queued there), it is given up as the [`PendingRequest`] is ([`Remote::give_up`]). A refusal, or
+    /// an actor nobody serves, leaves nothing to give up.
     pub(crate) async fn request(
-        &self,
+        self: &Arc<Self>,
         from: &str,
         to: &str,
         id: &str,
         msg: Vec<u8>,
         timeout: Duration,
-    ) -> Result<Answer, String> {
+    ) -> Result<PendingRequest, String> {
+        let address = self.actor(to)?;
         let (reply, answer) = oneshot::channel();
         lock(&self.waiting).insert(
             id.to_owned(),
@@ -373,8 +426,15 @@ impl Remote {
                 host: None,
             },
         );
+        let pending = PendingRequest {
+            remote: self.clone(),
+            to: to.to_owned(),
+            id: id.to_owned(),
+            answer,
+            answered: false,
+        };
         let request = envelope("request", from, id).payload(msg);
-        match self.deliver(to, request, timeout).await {
+        match self.cluster.deliver(&address, request, timeout).await {
             Ok(ack) => {
                 let mut waiting = lock(&self.waiting);
                 if let Some(w) = waiting.get_mut(id) {
@@ -385,24 +445,42 @@ impl Remote {
                 if !self.cluster.is_alive(&ack.host) {
                     self.host_lost(&ack.host);
                 }
-                Ok(answer)
+                Ok(pending)
             }
             Err(e) => {
-                lock(&self.waiting).remove(id);
-                Err(e)
+                if !matches!(e, DeliveryError::TimedOut(_)) {
+                    // Not queued there: forgotten without telling (`pending`'s drop then has nothing to do).
+                    lock(&self.waiting).remove(id);
+                }
+                Err(describe(to, e))
             }
         }
     }
 
-    /// The requester of `id` stopped waiting (timeout, cancel, its actor stopping): forget it and tell `to`'s host.
-    pub(crate) fn give_up(&self, to: &str, id: &str) {
+    /// The requester of `id` stopped waiting: forget it and tell `to`'s host `gave-up`, unless its answer came
+    /// (or its host was lost) first. Only [`PendingRequest`]'s drop calls it.
+    fn give_up(&self, to: &str, id: &str) {
         if lock(&self.waiting).remove(id).is_some() {
             self.post(to, Envelope::new("gave-up").with("Id", id));
         }
     }
 
-    /// Fails what waits on `host`: requests it took (`"actor <id> stopped"`).
+    /// Requests this host's actors sent to other hosts, waiting for their answers.
+    #[cfg(test)]
+    fn waiting_count(&self) -> usize {
+        lock(&self.waiting).len()
+    }
+
+    /// Requests other hosts' actors sent to this host's actors whose answers are still to be forwarded.
+    #[cfg(test)]
+    fn forwarding_count(&self) -> usize {
+        lock(&self.forwarding).len()
+    }
+
+    /// Fails what waits on `host`: requests it took (`"actor <id> stopped"`); and forgets the requests its actors
+    /// sent to this host's actors, as if their requesters gave up (nobody is left to answer).
     fn host_lost(&self, host: &str) {
+        lock(&self.forwarding).retain(|_, f| f.host != host);
         let lost: Vec<Waiting> = {
             let mut waiting = lock(&self.waiting);
             let ids: Vec<String> = waiting
@@ -468,7 +546,9 @@ impl Remote {
                 queued
             }
             "gave-up" => {
-                lock(&self.forwarding).remove(&item_id);
+                if let Some(forwarding) = lock(&self.forwarding).remove(&item_id) {
+                    let _ = forwarding.stop.send(());
+                }
                 Ok(())
             }
             "open" => router
@@ -499,15 +579,20 @@ impl Remote {
     }
 
     /// Sends the answer to request `id` (from a requester on `host`) back once the local actor gives it, unless the
-    /// requester gives up first.
+    /// requester gives up, or `host` is lost, first.
     fn forward_answer(self: &Arc<Self>, id: String, host: String, answer: Answer) {
-        let (give_up, gave_up) = oneshot::channel();
-        lock(&self.forwarding).insert(id.clone(), give_up);
+        let (stop, gave_up) = oneshot::channel();
+        let forwarding = Forwarding {
+            host: host.clone(),
+            stop,
+        };
+        lock(&self.forwarding).insert(id.clone(), forwarding);
         let remote = Arc::downgrade(self);
         tokio::spawn(async move {
             let answer = tokio::select! {
                 answer = answer => answer.unwrap_or_else(|_| Err("request dropped".to_owned())),
-                // The requester gave up: dropping `answer` tells the local side (`request <id> not found`).
+                // The requester gave up (or its host was lost): dropping `answer` tells the local side
+                // (`request <id> not found`).
                 _ = gave_up => return,
             };
             let Some(remote) = remote.upgrade() else {
@@ -597,5 +682,164 @@ pub(crate) async fn serve_actor(
             return;
         };
         remote.serve(&router, &id, incoming).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Against a real `nats-server` on loopback (`theater_tests::nats`), one host that requests its own actor
+    //! addresses, served here by hand. Skipped where `nats-server` is not installed (outside CI).
+
+    use theater_runtime::ClusterConfig;
+    use theater_tests::nats::NatsServer;
+
+    use super::*;
+    use crate::router::{MailboxLimits, mailbox};
+
+    /// Long enough never to pass in a test: what ends a wait below is the test's own step.
+    const WAIT: Duration = Duration::from_secs(30);
+
+    /// A host joined to `nats`, its message server across hosts, and a served address for a fresh actor id (the
+    /// receiver), whose envelopes the test takes by hand.
+    async fn host(nats: &NatsServer) -> (Arc<Remote>, Arc<MessageRouter>, String, Inbox) {
+        let config = ClusterConfig {
+            host: Some("requester".to_owned()),
+            ..ClusterConfig::new(nats.url())
+        };
+        let cluster = Arc::new(Cluster::connect(&config).await.expect("joining"));
+        let router = Arc::new(MessageRouter::default());
+        let remote = Remote::start(cluster.clone(), &router).await.unwrap();
+        let to = uuid::Uuid::new_v4().to_string();
+        let inbox = cluster.serve(&cluster.actor(&to).unwrap()).await.unwrap();
+        (remote, router, to, inbox)
+    }
+
+    /// The next envelope delivered to the receiver, acknowledged; within [`WAIT`], so a test ends by itself.
+    async fn next(inbox: &mut Inbox) -> Envelope {
+        let incoming = tokio::time::timeout(WAIT, inbox.next())
+            .await
+            .expect("an envelope in time")
+            .expect("the inbox is open");
+        let envelope = incoming.envelope().clone();
+        incoming.answer(Ok(Bytes::new())).await;
+        envelope
+    }
+
+    fn fresh_id() -> String {
+        uuid::Uuid::new_v4().to_string()
+    }
+
+    #[tokio::test]
+    async fn a_request_dropped_before_its_acknowledgement_is_given_up() {
+        let Some(nats) = NatsServer::start() else {
+            return;
+        };
+        let (remote, _router, to, mut inbox) = host(&nats).await;
+        let (from, id) = (fresh_id(), fresh_id());
+        let mut request = Box::pin(remote.request(&from, &to, &id, b"q".to_vec(), WAIT));
+        // Not acknowledged yet: the receiver holds the request.
+        let incoming = tokio::select! {
+            _ = &mut request => panic!("acknowledged before the receiver answered"),
+            incoming = tokio::time::timeout(WAIT, inbox.next()) => {
+                incoming.expect("the request in time").expect("the inbox is open")
+            }
+        };
+        assert_eq!(incoming.envelope().kind(), "request");
+        assert_eq!(remote.waiting_count(), 1);
+        // The requester's host call is dropped (its actor terminated) while it waits for the acknowledgement.
+        drop(request);
+        assert_eq!(remote.waiting_count(), 0, "the waiting entry is gone");
+        incoming.answer(Ok(Bytes::new())).await;
+        let gave_up = next(&mut inbox).await;
+        assert_eq!(gave_up.kind(), "gave-up");
+        assert_eq!(gave_up.get("Id"), Some(id.as_str()));
+    }
+
+    #[tokio::test]
+    async fn a_request_dropped_while_it_waits_for_its_answer_is_given_up() {
+        let Some(nats) = NatsServer::start() else {
+            return;
+        };
+        let (remote, _router, to, mut inbox) = host(&nats).await;
+        let (from, id) = (fresh_id(), fresh_id());
+        let (pending, request) = tokio::join!(
+            remote.request(&from, &to, &id, b"q".to_vec(), WAIT),
+            next(&mut inbox),
+        );
+        assert_eq!(request.kind(), "request");
+        let mut pending = pending.expect("acknowledged");
+        // The requester's call waits for the answer, then is dropped (its actor terminated) mid-wait.
+        let polled = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut pending).poll(cx))).await;
+        assert!(polled.is_pending(), "nobody answered");
+        assert_eq!(remote.waiting_count(), 1);
+        drop(pending);
+        assert_eq!(remote.waiting_count(), 0, "the waiting entry is gone");
+        let gave_up = next(&mut inbox).await;
+        assert_eq!(gave_up.kind(), "gave-up");
+        assert_eq!(gave_up.get("Id"), Some(id.as_str()));
+    }
+
+    #[tokio::test]
+    async fn an_answered_request_is_not_given_up() {
+        let Some(nats) = NatsServer::start() else {
+            return;
+        };
+        let (remote, _router, to, mut inbox) = host(&nats).await;
+        let (from, id) = (fresh_id(), fresh_id());
+        let (pending, _) = tokio::join!(
+            remote.request(&from, &to, &id, b"q".to_vec(), WAIT),
+            next(&mut inbox),
+        );
+        let mut pending = pending.expect("acknowledged");
+        let cluster = &remote.cluster;
+        let answers = cluster.service(cluster.host(), SERVICE).unwrap();
+        let answer = Envelope::new("answer")
+            .with("Id", &id)
+            .payload(b"yes".to_vec());
+        cluster.deliver(&answers, answer, WAIT).await.unwrap();
+        assert_eq!((&mut pending).await, Ok(Ok(b"yes".to_vec())));
+        assert_eq!(remote.waiting_count(), 0);
+        drop(pending);
+        // Whatever this host sends the receiver next comes after a `gave-up`, had one been sent.
+        remote.post(&to, Envelope::new("marker"));
+        assert_eq!(next(&mut inbox).await.kind(), "marker");
+    }
+
+    #[tokio::test]
+    async fn requests_from_a_lost_host_are_forgotten() {
+        let Some(nats) = NatsServer::start() else {
+            return;
+        };
+        let (remote, router, _, _) = host(&nats).await;
+        // A local actor, served as `serve_remotely` serves it, receives a request from another host.
+        let local = fresh_id();
+        let (sender, mut mailbox) = mailbox(MailboxLimits {
+            capacity: 8,
+            bytes: 1 << 20,
+            channels: 8,
+        });
+        router.register(&local, sender);
+        let cluster = remote.cluster.clone();
+        let address = cluster.actor(&local).unwrap();
+        let inbox = cluster.serve(&address).await.unwrap();
+        tokio::spawn(serve_actor(
+            remote.clone(),
+            Arc::downgrade(&router),
+            local.clone(),
+            inbox,
+        ));
+        let request = envelope("request", &fresh_id(), &fresh_id()).payload(b"q".to_vec());
+        cluster.deliver(&address, request, WAIT).await.unwrap();
+        let received = tokio::time::timeout(WAIT, mailbox.recv()).await;
+        let Ok(Some(Delivery::Request { mut reply, .. })) = received else {
+            panic!("a request");
+        };
+        assert_eq!(remote.forwarding_count(), 1);
+        // The requester's host (here this one, as the envelope says) is lost: nobody is left to answer.
+        remote.host_lost(cluster.host());
+        assert_eq!(remote.forwarding_count(), 0);
+        tokio::time::timeout(WAIT, reply.closed())
+            .await
+            .expect("the request's answer is dropped, so the local actor's table forgets it");
     }
 }

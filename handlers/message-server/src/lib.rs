@@ -279,6 +279,11 @@ impl MessageServerHandler {
     /// `respond-to-request`. Errors, besides those of [`send`](Self::send): `"request <id> timed out"`,
     /// `"request <id> cancelled"`, `"request failed: <callback error>"`, `"actor <id> stopped"`, and requesting
     /// oneself (which could only deadlock).
+    ///
+    /// Once the requester stops waiting without an answer (the timeout, its actor's stop, or this call dropped
+    /// because the actor is terminated), the receiver forgets the request: no longer listed, and
+    /// `respond-to-request` says `"request <id> not found"`. On another host too: it is told `gave-up`
+    /// ([`cluster::PendingRequest`]).
     #[theater(record(msg = "full", result = "full"))]
     async fn request(&self, actor_id: String, msg: Vec<u8>) -> Result<Vec<u8>, String> {
         self.check_size("request", &msg)?;
@@ -289,14 +294,12 @@ impl MessageServerHandler {
         }
         if let Some(remote) = endpoint.remote_for(&to) {
             let id = uuid::Uuid::new_v4().to_string();
-            let answer = remote
+            // Given up (`gave-up` to `to`'s host) when dropped unanswered: on a timeout or the actor's stop, and
+            // when this call is dropped mid-wait.
+            let pending = remote
                 .request(&endpoint.id, &to, &id, msg, self.request_timeout())
                 .await?;
-            let answer = self.wait_answer(endpoint, &to, &id, answer).await;
-            if answer.is_err() {
-                remote.give_up(&to, &id);
-            }
-            return answer;
+            return self.wait_answer(endpoint, &to, &id, pending).await;
         }
         let (id, answer) = endpoint
             .router
@@ -744,13 +747,14 @@ enum Delivered {
 }
 
 impl MessageServerHandler {
-    /// Waits, at most `request_timeout_ms`, for the answer to request `id` sent to `to`.
+    /// Waits, at most `request_timeout_ms`, for the answer to request `id` sent to `to`: a local request's
+    /// [`router::Answer`], or a [`cluster::PendingRequest`] (dropped unanswered, it gives the request up).
     async fn wait_answer(
         &self,
         endpoint: &Endpoint,
         to: &str,
         id: &str,
-        answer: router::Answer,
+        answer: impl Future<Output = Result<Result<Vec<u8>, String>, oneshot::error::RecvError>>,
     ) -> Result<Vec<u8>, String> {
         // One timer per actor, moved to each request's deadline: a timer made for each request would wake the
         // runtime's timer driver each time (tokio unparks it for a timer earlier than the next one it knows).
