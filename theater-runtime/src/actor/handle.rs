@@ -109,6 +109,23 @@ impl ActorHandle {
         self.shared.chain.events_since(from)
     }
 
+    /// A page of the actor's chain: at most `max_events` events from index `from` on (at least one, if there is
+    /// one), and after the first only while their event types and data add up to no more than `max_bytes`; and
+    /// the number of events in the chain. Reads the chain file (for events no longer in memory) only near the
+    /// page ([`ChainLog::events_range`](crate::chain::log::ChainLog::events_range)), so paging through a chain of
+    /// gigabytes holds one page at a time.
+    ///
+    /// # Errors
+    /// The chain file cannot be read back.
+    pub fn chain_range(
+        &self,
+        from: usize,
+        max_events: usize,
+        max_bytes: usize,
+    ) -> Result<(Vec<crate::chain::ChainEvent>, usize), crate::chain::ChainError> {
+        self.shared.chain.events_range(from, max_events, max_bytes)
+    }
+
     /// The number of events recorded in the actor's chain so far (without copying it).
     pub fn chain_len(&self) -> usize {
         self.shared.chain.len()

@@ -152,6 +152,16 @@ impl ChainWriter {
         self.count
     }
 
+    /// Where the next line goes: the byte offset in the file, lines still buffered included.
+    ///
+    /// # Errors
+    /// The file's position cannot be read.
+    pub(crate) fn position(&mut self) -> std::io::Result<u64> {
+        use std::io::Seek as _;
+        let buffered = self.out.buffer().len() as u64;
+        Ok(self.out.get_mut().stream_position()? + buffered)
+    }
+
     /// Appends one event (buffered: [`flush`](Self::flush) hands it to the OS).
     ///
     /// # Errors
@@ -442,6 +452,46 @@ fn check_end(end: &End, events: &[ChainEvent]) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Events from the event line `input` starts at, in this version's format: the first `skip` lines are passed
+/// over unparsed, then at most `max` events are read, each only while `take` (given the event) says so, up to
+/// the end of the input or an incomplete last line. Reads no line past the last event it returns but one that
+/// `take` refused.
+///
+/// # Errors
+/// A line that cannot be read or is not an event ([`ChainError::Parse`] counts lines from where `input` starts).
+pub(crate) fn read_events(
+    mut input: impl BufRead,
+    mut skip: usize,
+    max: usize,
+    mut take: impl FnMut(&ChainEvent) -> bool,
+) -> Result<Vec<ChainEvent>, ChainError> {
+    let mut events = Vec::new();
+    let mut buf = Vec::new();
+    let mut line = 0;
+    while events.len() < max {
+        buf.clear();
+        let n = (&mut input)
+            .take(MAX_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut buf)?;
+        line += 1;
+        if n == 0 || buf.last() != Some(&b'\n') {
+            break;
+        }
+        if skip > 0 {
+            skip -= 1;
+            continue;
+        }
+        let parse = |message: String| ChainError::Parse { line, message };
+        let text = std::str::from_utf8(&buf).map_err(|e| parse(format!("not UTF-8: {e}")))?;
+        let event = parse_event(text.trim_end_matches(['\n', '\r']), false).map_err(parse)?;
+        if !take(&event) {
+            break;
+        }
+        events.push(event);
+    }
+    Ok(events)
 }
 
 /// Parses one event line; `v1`: `data` is a base64 string.

@@ -227,6 +227,26 @@ impl ChainLog {
         ))
     }
 
+    /// A page of the chain: at most `max_events` events (at least one, if there is one) from index `from` on,
+    /// and, after the first, only while their event types and data add up to no more than `max_bytes`; and the
+    /// number of events in the chain, every recorded event sealed. Events kept only on file are read from the
+    /// nearest indexed line before `from` ([`INDEX_EVERY`]), never the whole file, so a page costs about its own
+    /// size wherever it lies.
+    ///
+    /// # Errors
+    /// The chain file cannot be read back, or holds fewer events than were written to it.
+    pub fn events_range(
+        &self,
+        from: usize,
+        max_events: usize,
+        max_bytes: usize,
+    ) -> Result<(Vec<ChainEvent>, usize), super::ChainError> {
+        self.sealed_then(|sealed| {
+            let page = sealed.range(from, max_events, max_bytes)?;
+            Ok((page, sealed.count))
+        })
+    }
+
     /// The number of events and the last one's hash, every recorded event sealed (nothing is read back).
     pub fn head(&self) -> (usize, Option<Hash>) {
         self.sealed_then(|sealed| (sealed.count, sealed.head))
@@ -349,6 +369,8 @@ struct Sealed {
     spilled: usize,
     /// Sealed events in all.
     count: usize,
+    /// (event index, byte offset of its line) in the file, for every [`INDEX_EVERY`]th event written to it.
+    offsets: Vec<(usize, u64)>,
     /// Their data and event-type bytes, all of them (in memory or on file only).
     bytes: u64,
     /// The last event's hash.
@@ -375,6 +397,7 @@ impl Sealed {
             tail_bytes: 0,
             spilled: 0,
             count: 0,
+            offsets: Vec::new(),
             bytes: 0,
             head: None,
             storage,
@@ -396,10 +419,12 @@ impl Sealed {
             timestamp,
             description: None,
         };
-        if let Some(writer) = &mut self.storage.file
-            && let Err(e) = writer.append_known(&event, json)
-        {
-            self.fail(e);
+        if let Some(writer) = &mut self.storage.file {
+            let written = index_line(&mut self.offsets, writer, self.count)
+                .and_then(|()| writer.append_known(&event, json));
+            if let Err(e) = written {
+                self.fail(e);
+            }
         }
         let size = event.data.len() + event.event_type.len();
         self.tail_bytes += size;
@@ -431,7 +456,9 @@ impl Sealed {
                 .and_then(|file| {
                     let reader = file.try_clone()?;
                     let mut writer = ChainWriter::new(file)?;
-                    for e in &self.tail {
+                    // No file before: the tail is the whole chain, from index 0.
+                    for (index, e) in self.tail.iter().enumerate() {
+                        index_line(&mut self.offsets, &mut writer, index)?;
                         writer.append(e)?;
                     }
                     Ok((writer, reader))
@@ -491,6 +518,53 @@ impl Sealed {
         }
     }
 
+    /// The page [`ChainLog::events_range`] returns.
+    fn range(
+        &mut self,
+        from: usize,
+        max_events: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<ChainEvent>, super::ChainError> {
+        let max = max_events.max(1);
+        let mut page = PageBound {
+            max_bytes,
+            bytes: 0,
+            taken: 0,
+            full: false,
+        };
+        let mut events = Vec::new();
+        if from < self.spilled {
+            self.flush();
+            let file = self.reader.as_ref().ok_or_else(|| {
+                std::io::Error::other("the events kept on file cannot be read back")
+            })?;
+            // The nearest indexed line at or before `from`; without one, the first event line (after the header).
+            let (skip, pos) = match self.offsets.partition_point(|&(index, _)| index <= from) {
+                0 => (from + 1, 0),
+                at => (from - self.offsets[at - 1].0, self.offsets[at - 1].1),
+            };
+            let want = (self.spilled - from).min(max);
+            let input = std::io::BufReader::new(ReadAt { file, pos });
+            events = super::file::read_events(input, skip, want, |e| page.admits(e))?;
+            if events.len() < want && !page.full {
+                return Err(std::io::Error::other(format!(
+                    "the chain file ends before event {} of the {} written to it",
+                    from + events.len(),
+                    self.spilled
+                ))
+                .into());
+            }
+        }
+        let start = from.max(self.spilled) - self.spilled;
+        for event in self.tail.iter().skip(start) {
+            if events.len() >= max || page.full || !page.admits(event) {
+                break;
+            }
+            events.push(event.clone());
+        }
+        Ok(events)
+    }
+
     /// Every sealed event: those on file only, read back, then those in memory.
     fn read_all(&mut self) -> Chain {
         if self.spilled == 0 {
@@ -516,6 +590,47 @@ impl Sealed {
 }
 
 /// Reads a file from `pos` with positioned reads, which leave the file's offset (shared with its writer) alone.
+/// How often the line of an event written to the chain (or spool) file is indexed: a page read starts at most
+/// this many lines before its first event.
+pub const INDEX_EVERY: usize = 1024;
+
+/// Indexes the line event `index` is about to be written on, if it is an [`INDEX_EVERY`]th.
+fn index_line(
+    offsets: &mut Vec<(usize, u64)>,
+    writer: &mut ChainWriter,
+    index: usize,
+) -> std::io::Result<()> {
+    if index.is_multiple_of(INDEX_EVERY) {
+        offsets.push((index, writer.position()?));
+    }
+    Ok(())
+}
+
+/// The bound of one page of events: the first always fits; after it, the event types and data must add up to no
+/// more than `max_bytes`.
+struct PageBound {
+    max_bytes: usize,
+    bytes: usize,
+    taken: usize,
+    /// An event did not fit: the page is complete.
+    full: bool,
+}
+
+impl PageBound {
+    fn admits(&mut self, event: &ChainEvent) -> bool {
+        self.bytes = self
+            .bytes
+            .saturating_add(event.event_type.len() + event.data.len());
+        let fits = self.taken == 0 || self.bytes <= self.max_bytes;
+        if fits {
+            self.taken += 1;
+        } else {
+            self.full = true;
+        }
+        fits
+    }
+}
+
 struct ReadAt<'a> {
     file: &'a std::fs::File,
     pos: u64,
@@ -894,6 +1009,62 @@ mod tests {
         assert_eq!(log.events_since(spilled - 1), all[spilled..]);
         assert_eq!(log.events_since(0), all[spilled..]);
         assert_eq!(log.events_since(spilled + 2), all[spilled + 2..]);
+    }
+
+    #[test]
+    fn a_page_of_the_chain_is_read_from_near_its_first_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.jsonl");
+        let log = Arc::new(ChainLog::with_storage(
+            Arc::default(),
+            Some(Sealer::new()),
+            Storage {
+                file: Some(ChainWriter::create(&path).unwrap()),
+                memory_limit: Some(4096),
+                spool_dir: None,
+            },
+        ));
+        let n = 5 * INDEX_EVERY as u64 + 7;
+        (0..n).for_each(|i| log.record(event(i)));
+        let all = eager(n).into_events();
+        let n = n as usize;
+        let spilled = {
+            log.seal();
+            lock(&log.sealed).spilled
+        };
+        assert!(spilled > 4 * INDEX_EVERY, "{spilled} events on file only");
+        // On file, across an indexed line, from file into memory, in memory, and past the end.
+        for (from, max) in [
+            (0, 10),
+            (INDEX_EVERY - 3, 6),
+            (3 * INDEX_EVERY + 5, 2 * INDEX_EVERY),
+            (spilled - 2, 5),
+            (n - 3, 10),
+            (n, 10),
+        ] {
+            let (page, total) = log.events_range(from, max, usize::MAX).unwrap();
+            assert_eq!(total, n);
+            assert_eq!(
+                page,
+                all[from.min(n)..(from + max).min(n)],
+                "from {from}, max {max}"
+            );
+        }
+        // The byte bound: the first event always, then while the event types and data fit.
+        let size = all[0].event_type.len() + all[0].data.len();
+        let (page, _) = log.events_range(1, 100, 3 * size).unwrap();
+        assert_eq!(page, all[1..4]);
+        let (page, _) = log.events_range(1, 100, 0).unwrap();
+        assert_eq!(page, all[1..2]);
+        // A page is read from the indexed line before it, not from the start: with line breaks written into the
+        // file's first event line, a read from the start fails (or counts its lines wrong), a page past the next
+        // indexed line does not.
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        std::os::unix::fs::FileExt::write_at(&file, b"\n\n", 64).unwrap();
+        assert!(log.events_range(0, 10, usize::MAX).is_err());
+        let from = 2 * INDEX_EVERY + 1;
+        let (page, _) = log.events_range(from, 10, usize::MAX).unwrap();
+        assert_eq!(page, all[from..from + 10]);
     }
 
     #[test]
