@@ -8,32 +8,32 @@
 //! | `DELETE /api/actors/{id}` | | `{"id": ID, "exit": TEXT}` once it has stopped (gracefully) |
 //! | `POST /api/actors/{id}/send` | `{"data": BASE64}` | `{"ok": true}` once queued in its mailbox |
 //! | `POST /api/actors/{id}/request` | `{"data": BASE64}` | `{"data": BASE64, "text": UTF8?}`: its answer |
-//! | `GET /api/actors/{id}/chain` | | the chain so far as a closed chain file: header, one JSON line per event, end record ([`Chain::write_jsonl`]) |
-//! | `GET /api/actors/{id}/events` | | Server-Sent Events: each chain event, then `end` ([`crate::events`]) |
+//! | `GET /api/actors/{id}/chain?from=N&limit=M` | | one page of the chain as chain-file lines, and where the next starts ([`crate::chain`]) |
+//! | `GET /api/actors/{id}/events?from=N` | | Server-Sent Events: each chain event, then `end` ([`crate::events`]) |
 //!
 //! `PATH` is a manifest file on the server's host (relative paths resolve against the server's working folder).
 //! `send` and `request` reach the actor through the message-server router, as another actor's `send` and
 //! `request` would: the actor must run the `message-server` handler.
 //!
 //! Every error is a status and `{"error": MESSAGE, "kind": KIND}`, the message naming the actor and the cause:
-//! `400 bad_json` / `bad_request` / `bad_id`, `401 unauthorized`, `404 not_found`, `413 body_too_large`,
-//! `422 spawn_failed` / `message_failed`, `429 actor_limit`, `503 subscriber_limit`; and, from the listener before any
-//! route, `503 connection_limit` ([`ServerLimits::max_connections`]).
+//! `400 bad_json` / `bad_request` / `bad_id`, `401 unauthorized`, `404 not_found`, `408 body_timeout` (then the
+//! connection is closed), `413 body_too_large`, `422 spawn_failed` / `message_failed`, `429 actor_limit`,
+//! `503 subscriber_limit`; and, from the listener before any route, `503 connection_limit`
+//! ([`ServerLimits::max_connections`]). Request bodies are read within two limits (`body.rs`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 use theater_handler_message_server::router::MessageRouter;
 use theater_runtime::{
-    ActorHandle, ActorId, Chain, HandlerRegistry, Manifest, SpawnError, TheaterRuntime,
+    ActorHandle, ActorId, HandlerRegistry, Manifest, SpawnError, TheaterRuntime,
 };
 use tokio::sync::Semaphore;
 
@@ -149,7 +149,14 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": self.message, "kind": self.kind });
-        (self.status, json_body(&body)).into_response()
+        let mut response = (self.status, json_body(&body)).into_response();
+        // The rest of a body that came too slowly is not waited for: the connection cannot carry another request.
+        if self.status == StatusCode::REQUEST_TIMEOUT {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
     }
 }
 
@@ -165,34 +172,37 @@ fn json(status: StatusCode, value: &impl Serialize) -> Response {
     (status, json_body(value)).into_response()
 }
 
-/// A request body parsed as `T`: `413 body_too_large` past `max_body_bytes`, `400 bad_json` naming the error.
-fn parse<T: serde::de::DeserializeOwned>(
-    body: Result<Bytes, BytesRejection>,
+/// A request's body, read within `max_body_bytes` and `body_read_timeout` ([`crate::body`]), parsed as `T`:
+/// `400 bad_json` naming the error.
+async fn parse<T: serde::de::DeserializeOwned>(
+    body: Body,
     limits: &ServerLimits,
 ) -> Result<T, ApiError> {
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!(
-                    "the request body exceeds max_body_bytes ({} bytes)",
-                    limits.max_body_bytes
-                ),
-            )
-        } else {
-            ApiError::new(
-                rejection.status(),
-                "bad_request",
-                format!("reading the request body: {rejection}"),
-            )
-        }
-    })?;
+    let body = crate::body::read(body, limits).await?;
     serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_json",
             format!("the request body is not the expected JSON: {e}"),
+        )
+    })
+}
+
+/// The query parameter `name` of `uri` as a number (the first if it is given twice): `None` if absent, `400
+/// bad_request` if it is not a number.
+pub(crate) fn query_number(uri: &Uri, name: &str) -> Result<Option<usize>, ApiError> {
+    let Some(value) = uri.query().and_then(|query| {
+        query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+    }) else {
+        return Ok(None);
+    };
+    value.parse().map(Some).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("{name}={value:?} is not a number"),
         )
     })
 }
@@ -238,11 +248,8 @@ pub async fn info(State(state): State<AppState>, Path(id): Path<String>) -> Resp
 }
 
 /// `POST /api/actors`: spawns the manifest's actor, its chain written to `<data dir>/chains/<id>.jsonl`.
-pub async fn start(
-    State(state): State<AppState>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let request: StartRequest = parse(body, &state.limits)?;
+pub async fn start(State(state): State<AppState>, body: Body) -> Result<Response, ApiError> {
+    let request: StartRequest = parse(body, &state.limits).await?;
     let spawn_failed =
         |message: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "spawn_failed", message);
     let init_state = request
@@ -310,10 +317,10 @@ pub async fn stop(State(state): State<AppState>, Path(id): Path<String>) -> Resp
 pub async fn send(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let actor = running(&state, &id)?;
-    let data = message_data(parse(body, &state.limits)?)?;
+    let data = message_data(parse(body, &state.limits).await?)?;
     state
         .runtime
         .service::<MessageRouter>()
@@ -326,10 +333,10 @@ pub async fn send(
 pub async fn request(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let actor = running(&state, &id)?;
-    let data = message_data(parse(body, &state.limits)?)?;
+    let data = message_data(parse(body, &state.limits).await?)?;
     let answer = state
         .runtime
         .service::<MessageRouter>()
@@ -358,32 +365,6 @@ fn message_data(message: Message) -> Result<Vec<u8>, ApiError> {
 
 fn message_failed(message: String) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "message_failed", message)
-}
-
-/// `GET /api/actors/{id}/chain`: the chain so far as JSON lines.
-pub async fn chain(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let actor = running(&state, &id)?;
-    let chain: Chain = tokio::task::spawn_blocking(move || actor.chain())
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                format!("reading the chain: {e}"),
-            )
-        })?;
-    let mut out = Vec::new();
-    chain.write_jsonl(&mut out).map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            format!("actor {id}: writing the chain: {e}"),
-        )
-    })?;
-    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], out).into_response())
 }
 
 /// Any other path: `404 not_found` naming it.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use reqwest::{Method, StatusCode};
-use theater_runtime::Chain;
+use theater_runtime::{Chain, ChainEvent};
 
 use crate::api::{ActorInfo, Message, StartRequest};
 use crate::events::EventView;
@@ -52,6 +52,17 @@ pub enum StreamItem {
     Event(EventView),
     /// The actor stopped: its exit, as text. The stream ends.
     End(String),
+}
+
+/// One page of an actor's chain ([`Client::chain_page`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainPage {
+    /// The events, oldest first, from the `from` asked for.
+    pub events: Vec<ChainEvent>,
+    /// The index after the last of them: the next page's `from`.
+    pub next: usize,
+    /// How many events the chain had when the page was read; the chain goes on while `next < total`.
+    pub total: usize,
 }
 
 impl Client {
@@ -209,16 +220,60 @@ impl Client {
             .map_err(|e| ClientError::Protocol(format!("answer is not base64: {e}")))
     }
 
-    /// Actor `id`'s chain so far.
+    /// Actor `id`'s chain so far, read a page at a time ([`chain_page`](Self::chain_page)) until the page that
+    /// ends it.
     ///
     /// # Errors
-    /// [`ClientError`]; `Protocol` if the chain does not parse.
+    /// [`ClientError`]; `Protocol` if a page does not parse.
     pub async fn chain(&self, id: &str) -> Result<Chain, ClientError> {
-        let response = self
-            .call(Method::GET, &format!("/api/actors/{id}/chain"), None)
-            .await?;
+        let mut events = Vec::new();
+        loop {
+            let page = self.chain_page(id, events.len(), None).await?;
+            let (read, next, total) = (page.events.len(), page.next, page.total);
+            events.extend(page.events);
+            if read == 0 || next >= total {
+                return Ok(Chain::from(events));
+            }
+        }
+    }
+
+    /// One page of actor `id`'s chain: the events from index `from` on, at most `limit` of them (the server's
+    /// `max_chain_page_events` if `None` or larger) and bounded in bytes by its `max_chain_page_bytes`
+    /// ([`crate::chain`]).
+    ///
+    /// # Errors
+    /// [`ClientError`]; `Protocol` if the page does not parse.
+    pub async fn chain_page(
+        &self,
+        id: &str,
+        from: usize,
+        limit: Option<usize>,
+    ) -> Result<ChainPage, ClientError> {
+        let mut path = format!("/api/actors/{id}/chain?from={from}");
+        if let Some(limit) = limit {
+            path.push_str(&format!("&limit={limit}"));
+        }
+        let response = self.call(Method::GET, &path, None).await?;
+        let number = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<usize>().ok())
+        };
+        let (next, total) = (number(crate::chain::NEXT), number(crate::chain::TOTAL));
         let bytes = response.bytes().await.map_err(|e| self.unreachable(e))?;
-        Chain::read_jsonl(&bytes[..]).map_err(|e| ClientError::Protocol(e.to_string()))
+        let events = Chain::read_jsonl(&bytes[..])
+            .map_err(|e| ClientError::Protocol(e.to_string()))?
+            .into_events();
+        // A server from before pages answered the whole chain, without these headers.
+        let next = next.unwrap_or(from + events.len());
+        let total = total.unwrap_or(next);
+        Ok(ChainPage {
+            events,
+            next,
+            total,
+        })
     }
 
     /// Follows actor `id`'s chain from its first event: calls `each` for every event as it is recorded, and

@@ -40,7 +40,8 @@ impl Default for ServerConfig {
 }
 
 /// Bounds on what clients can make the server hold. Past each one a request fails with a JSON error naming it
-/// (but for `header_read_timeout`, which closes the connection).
+/// (but for `header_read_timeout`, which closes the connection), or, for the chain page bounds, gets a shorter
+/// page.
 #[derive(Clone, Debug)]
 pub struct ServerLimits {
     /// The most HTTP connections open at once, kept-alive idle ones and event streams included. One more is
@@ -52,6 +53,11 @@ pub struct ServerLimits {
     /// the end of each response, so it also bounds how long a kept-alive connection may sit idle. When it
     /// passes the connection is closed without an answer. Default 10 s.
     pub header_read_timeout: Duration,
+    /// How long a client has to send a request's whole body, counted from when the route starts reading it (right
+    /// after the headers, which `header_read_timeout` bounds). When it passes the request gets `408`
+    /// `body_timeout` and the connection is closed, so a client that trickles its body cannot hold a connection,
+    /// a task or a graceful shutdown. Default 10 s.
+    pub body_read_timeout: Duration,
     /// The largest request body, bytes (a `start`'s JSON, a message sent with `send`/`request`, base64 included).
     /// Larger bodies get `413` `body_too_large`. Default 1 MiB.
     pub max_body_bytes: usize,
@@ -61,6 +67,14 @@ pub struct ServerLimits {
     /// The most event streams (`GET /api/actors/{id}/events`, the live view's) open at once. One more gets `503`
     /// `subscriber_limit`. Default 64.
     pub max_subscribers: usize,
+    /// The most chain events in one page of `GET /api/actors/{id}/chain`: its `limit` parameter's default and
+    /// cap (a larger `limit` gets this many). An event stream queues at most this many events at a time.
+    /// Default 10,000.
+    pub max_chain_page_events: usize,
+    /// The most bytes of event data and event types in one chain page after its first event (one event larger
+    /// than this is a page of its own); the page's lines are somewhat longer (hashes, timestamps, base64 for
+    /// data that is not JSON). Bounds an event stream's queue too. Default 16 MiB.
+    pub max_chain_page_bytes: usize,
     /// How long `request` waits for the actor's answer. Default 30 s.
     pub request_timeout: Duration,
     /// How often an event stream looks for new chain events. Default 100 ms.
@@ -68,15 +82,18 @@ pub struct ServerLimits {
 }
 
 impl Default for ServerLimits {
-    /// 256 connections, 10 s to send headers, 1 MiB bodies, 1,000 actors, 64 event streams, 30 s requests,
-    /// streams checked every 100 ms.
+    /// 256 connections, 10 s to send headers and 10 s to send a body, 1 MiB bodies, 1,000 actors, 64 event
+    /// streams, chain pages of 10,000 events and 16 MiB, 30 s requests, streams checked every 100 ms.
     fn default() -> Self {
         Self {
             max_connections: 256,
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
             max_body_bytes: 1 << 20,
             max_actors: 1_000,
             max_subscribers: 64,
+            max_chain_page_events: 10_000,
+            max_chain_page_bytes: 16 << 20,
             request_timeout: Duration::from_secs(30),
             poll_interval: Duration::from_millis(100),
         }

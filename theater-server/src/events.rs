@@ -4,7 +4,10 @@
 //! events recorded so far (from `?from=N`, default 0) and follows new ones, looking every
 //! [`poll_interval`](crate::ServerLimits::poll_interval). When the actor has stopped and its last events are
 //! sent, one event `end` carries `{"id": ID, "exit": TEXT}` and the stream ends. At most
-//! [`max_subscribers`](crate::ServerLimits::max_subscribers) streams are open at once.
+//! [`max_subscribers`](crate::ServerLimits::max_subscribers) streams are open at once, and each holds at most one
+//! page of events waiting to be sent, bounded as the chain route's pages are ([`crate::chain`]): a client that
+//! reads slowly makes it read the chain slowly, not hold the rest of it. A `from` that is not a number is `400
+//! bad_request`.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -16,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use theater_runtime::{ActorHandle, ActorStatus, ChainEvent};
 
-use crate::api::{ApiError, AppState, running};
+use crate::api::{ApiError, AppState, query_number, running};
 
 /// One chain event as the stream and the live view show it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -54,25 +57,42 @@ struct Follow {
     actor: ActorHandle,
     /// Chain events sent (or queued in `ready`).
     sent: usize,
+    /// At most one page of events ([`ActorHandle::chain_range`]), ready to send.
     ready: VecDeque<Event>,
     done: bool,
+    /// A page's bounds: `max_chain_page_events` and `max_chain_page_bytes`.
+    max_events: usize,
+    max_bytes: usize,
     interval: std::time::Duration,
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Follow {
-    /// Queues the chain events after `sent`.
-    async fn catch_up(&mut self) {
+    /// Queues the next page of chain events after `sent` (bounded as the chain route's pages are); whether
+    /// more remain after it.
+    async fn catch_up(&mut self) -> bool {
         let actor = self.actor.clone();
         let from = self.sent;
-        let Ok(events) = tokio::task::spawn_blocking(move || actor.chain_since(from)).await else {
-            return;
+        let (max_events, max_bytes) = (self.max_events, self.max_bytes);
+        let read =
+            tokio::task::spawn_blocking(move || actor.chain_range(from, max_events, max_bytes));
+        let (events, total) = match read.await {
+            Ok(Ok(page)) => page,
+            Ok(Err(e)) => {
+                // The chain cannot be read back: the stream ends here rather than asking again and again.
+                tracing::warn!(actor = %self.actor.id(), "event stream: {e}");
+                self.done = true;
+                return false;
+            }
+            Err(_) => return false,
         };
+        let more = from + events.len() < total;
         for (index, event) in (from..).zip(&events) {
             let view = EventView::of(index, event);
             self.ready.push_back(json_event("chain", &view));
         }
         self.sent += events.len();
+        more
     }
 
     /// The next SSE event, or `None` once the actor has stopped and everything was sent.
@@ -86,7 +106,9 @@ impl Follow {
             }
             if self.actor.status() == ActorStatus::Stopped {
                 let exit = self.actor.wait().await;
-                self.catch_up().await;
+                if self.catch_up().await {
+                    continue;
+                }
                 let end = serde_json::json!({ "id": self.actor.id().to_string(), "exit": exit.to_string() });
                 self.ready.push_back(json_event("end", &end));
                 self.done = true;
@@ -110,8 +132,11 @@ fn json_event(kind: &str, value: &impl Serialize) -> Event {
 
 /// `GET /api/actors/{id}/events[?from=N]`.
 pub async fn events(State(state): State<AppState>, Path(id): Path<String>, uri: Uri) -> Response {
-    let actor = match running(&state, &id) {
-        Ok(actor) => actor,
+    let (actor, from) = match running(&state, &id).and_then(|actor| {
+        let from = query_number(&uri, "from")?.unwrap_or(0);
+        Ok((actor, from))
+    }) {
+        Ok(found) => found,
         Err(e) => return e.into_response(),
     };
     let Ok(permit) = state.subscribers.clone().try_acquire_owned() else {
@@ -125,16 +150,13 @@ pub async fn events(State(state): State<AppState>, Path(id): Path<String>, uri: 
         )
         .into_response();
     };
-    let from = uri
-        .query()
-        .and_then(|q| q.split('&').find_map(|p| p.strip_prefix("from=")))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
     let follow = Follow {
         actor,
         sent: from,
         ready: VecDeque::new(),
         done: false,
+        max_events: state.limits.max_chain_page_events,
+        max_bytes: state.limits.max_chain_page_bytes,
         interval: state.limits.poll_interval,
         _permit: permit,
     };
@@ -145,4 +167,47 @@ pub async fn events(State(state): State<AppState>, Path(id): Path<String>, uri: 
     Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stopped_actors_stream_sends_every_page_then_the_end() {
+        let (runtime, _dir) = theater_tests::support::runtime();
+        let script: Vec<String> = (0..10).map(|n| format!("log:{n}")).collect();
+        let (actor, _) = theater_tests::support::run_init_script(
+            &runtime,
+            Default::default(),
+            &script.join(";"),
+        )
+        .await
+        .unwrap();
+        let _ = actor.stop().await;
+        let _ = actor.wait().await;
+        let total = actor.chain_len();
+        assert!(total > 10, "{total} events");
+        let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(1));
+        let mut follow = Follow {
+            actor,
+            sent: 0,
+            ready: VecDeque::new(),
+            done: false,
+            max_events: 3,
+            max_bytes: usize::MAX,
+            interval: std::time::Duration::from_millis(10),
+            _permit: permits.try_acquire_owned().unwrap(),
+        };
+        let mut sent = 0;
+        while follow.next().await.is_some() {
+            sent += 1;
+            assert!(
+                follow.ready.len() < 3 || follow.done,
+                "one page queued at most"
+            );
+        }
+        // Every chain event, then the end.
+        assert_eq!((follow.sent, sent), (total, total + 1));
+    }
 }

@@ -8,7 +8,8 @@
 //!
 //! Loopback by default; a request from any other address needs the bearer token ([`auth`]). Every bound is a
 //! [`ServerLimits`] field with its default; the listener caps open connections and the time to send a request's
-//! headers ([`ServerLimits::max_connections`], [`ServerLimits::header_read_timeout`]).
+//! headers ([`ServerLimits::max_connections`], [`ServerLimits::header_read_timeout`]), the routes the time to send
+//! its body ([`ServerLimits::body_read_timeout`]), and no answer holds a whole chain: [`chain`] pages it.
 //!
 //! ```no_run
 //! # async fn demo(registry: theater_runtime::HandlerRegistry) -> anyhow::Result<()> {
@@ -22,6 +23,8 @@
 
 pub mod api;
 pub mod auth;
+mod body;
+pub mod chain;
 pub mod client;
 pub mod config;
 pub mod events;
@@ -34,12 +37,11 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use theater_runtime::{HandlerRegistry, RuntimeConfig, TheaterRuntime};
 
 pub use api::{ActorInfo, ApiError};
-pub use client::{Client, ClientError};
+pub use client::{ChainPage, Client, ClientError};
 pub use config::{DEFAULT_LISTEN, DEFAULT_PORT, ServerConfig, ServerLimits};
 pub use events::EventView;
 
@@ -83,7 +85,10 @@ impl Server {
                 runtime,
                 registry,
                 subscribers: Arc::new(tokio::sync::Semaphore::new(
-                    config.limits.max_subscribers.min(tokio::sync::Semaphore::MAX_PERMITS),
+                    config
+                        .limits
+                        .max_subscribers
+                        .min(tokio::sync::Semaphore::MAX_PERMITS),
                 )),
                 limits: config.limits,
                 chains_dir,
@@ -108,7 +113,8 @@ impl Server {
         &self.state.runtime
     }
 
-    /// The routes, with the token check and the body limit.
+    /// The routes, with the token check. The routes that take a body read it within `max_body_bytes` and
+    /// `body_read_timeout`.
     pub fn router(&self) -> Router {
         let token: Arc<str> = self.token.value.as_str().into();
         Router::new()
@@ -117,10 +123,9 @@ impl Server {
             .route("/api/actors/{id}", get(api::info).delete(api::stop))
             .route("/api/actors/{id}/send", post(api::send))
             .route("/api/actors/{id}/request", post(api::request))
-            .route("/api/actors/{id}/chain", get(api::chain))
+            .route("/api/actors/{id}/chain", get(chain::chain))
             .route("/api/actors/{id}/events", get(events::events))
             .fallback(api::no_route)
-            .layer(DefaultBodyLimit::max(self.state.limits.max_body_bytes))
             .with_state(self.state.clone())
             .layer(axum::middleware::from_fn_with_state(
                 token,
@@ -131,7 +136,8 @@ impl Server {
     /// Serves until `shutdown` resolves, then stops every actor gracefully (open event streams end with them)
     /// and finishes the requests under way; idle connections are closed. While it serves, at most
     /// [`ServerLimits::max_connections`] connections are open and each must send a request's headers within
-    /// [`ServerLimits::header_read_timeout`].
+    /// [`ServerLimits::header_read_timeout`] (and its body within [`ServerLimits::body_read_timeout`]), so the
+    /// requests under way finish within those bounds and the routes' own.
     ///
     /// # Errors
     /// None today: errors accepting a connection are logged and retried. The `Result` leaves room for listener

@@ -560,3 +560,238 @@ async fn a_client_that_stops_midway_through_its_headers_is_cut_off() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_trickles_its_body_is_cut_off() {
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt as _;
+    let limits = ServerLimits {
+        body_read_timeout: Duration::from_millis(300),
+        // Long, so that only the body timeout can end the request while the test watches.
+        header_read_timeout: Duration::from_secs(120),
+        ..ServerLimits::default()
+    };
+    let server = Running::start(limits).await;
+    let trickle = || async {
+        let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        stream
+            .write_all(
+                b"POST /api/actors HTTP/1.1\r\nhost: theater\r\ncontent-type: application/json\r\n\
+                  content-length: 100\r\n\r\n{\"manif",
+            )
+            .await
+            .unwrap();
+        stream
+    };
+    let mut slow = trickle().await;
+    let answer = read_until_closed(&mut slow, Duration::from_secs(30))
+        .await
+        .expect("the request is ended after body_read_timeout");
+    assert!(
+        answer.is_empty()
+            || (answer.starts_with("HTTP/1.1 408")
+                && answer.contains("body_timeout")
+                && answer.contains("body_read_timeout (300 ms)")),
+        "{answer}"
+    );
+    // The server goes on serving.
+    let answer = get_on_new_connection(server.addr).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // A body still trickling does not hold up a graceful shutdown for longer than its timeout.
+    let _slow = trickle().await;
+    tokio::time::timeout(Duration::from_secs(30), server.shutdown())
+        .await
+        .expect("the server shuts down while a body trickles");
+}
+
+/// A raw `GET` of a chain page: status, `theater-chain-next`, `theater-chain-total`, `link`, and the lines read
+/// as a chain file (`None` if they are not one).
+async fn chain_page(
+    server: &Running,
+    id: &str,
+    query: &str,
+) -> (
+    u16,
+    Option<usize>,
+    Option<usize>,
+    Option<String>,
+    Option<theater_runtime::chain::ChainFile>,
+) {
+    let response = reqwest_client()
+        .get(server.url(&format!("/api/actors/{id}/chain{query}")))
+        .send()
+        .await
+        .unwrap();
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let number = |name: &str| header(name).map(|v| v.parse().unwrap());
+    let status = response.status().as_u16();
+    let (next, total, link) = (
+        number(theater_server::chain::NEXT),
+        number(theater_server::chain::TOTAL),
+        header("link"),
+    );
+    let bytes = response.bytes().await.unwrap();
+    let file = theater_runtime::chain::file::read(&bytes[..]).ok();
+    (status, next, total, link, file)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chain_comes_in_pages_that_say_where_the_next_starts() {
+    use theater_runtime::chain::Ending;
+    let limits = ServerLimits {
+        max_chain_page_events: 10,
+        ..ServerLimits::default()
+    };
+    let server = Running::start(limits).await;
+    let client = server.client();
+    let a = client.start(&server.peer(), None).await.unwrap();
+    // init, 24 sends, and a request: its answer comes after the sends are handled, so the chain has 26 events.
+    for n in 0..24 {
+        client.send(&a, format!("m{n}").as_bytes()).await.unwrap();
+    }
+    client.request(&a, b"ping").await.unwrap();
+
+    // The client pages through the whole chain.
+    let whole = client.chain(&a).await.unwrap();
+    whole.verify().unwrap();
+    assert_eq!(whole.len(), 26);
+    let events = whole.events();
+    let cut = Ending::Cut { partial_line: None };
+
+    // The first page by default: `max_chain_page_events` events, no end record, and where the next starts.
+    let (status, next, total, link, file) = chain_page(&server, &a, "").await;
+    let file = file.unwrap();
+    assert_eq!((status, next, total), (200, Some(10), Some(26)));
+    assert_eq!(file.chain.events(), &events[..10]);
+    assert_eq!(file.ending, cut);
+    assert_eq!(
+        link.as_deref(),
+        Some(format!("</api/actors/{a}/chain?from=10&limit=10>; rel=\"next\"").as_str())
+    );
+    // A page from the middle.
+    let (_, next, total, _, file) = chain_page(&server, &a, "?from=10&limit=5").await;
+    assert_eq!((next, total), (Some(15), Some(26)));
+    assert_eq!(file.unwrap().chain.events(), &events[10..15]);
+    // The last page: what is left, and no link.
+    let (_, next, total, link, file) = chain_page(&server, &a, "?from=20&limit=10").await;
+    assert_eq!((next, total, link), (Some(26), Some(26), None));
+    assert_eq!(file.unwrap().chain.events(), &events[20..]);
+    // At or past the end: an empty page.
+    for from in [26, 99] {
+        let (status, next, total, _, file) =
+            chain_page(&server, &a, &format!("?from={from}")).await;
+        assert_eq!((status, next, total), (200, Some(from), Some(26)));
+        assert!(file.unwrap().chain.is_empty());
+    }
+    // Not a number: refused.
+    let (status, body) = raw(
+        reqwest::Method::GET,
+        &server.url(&format!("/api/actors/{a}/chain?from=x")),
+        vec![],
+    )
+    .await;
+    assert_eq!(
+        (status, body["kind"].as_str()),
+        (400, Some("bad_request")),
+        "{body}"
+    );
+    // The client's page.
+    let page = client.chain_page(&a, 3, Some(4)).await.unwrap();
+    assert_eq!((page.next, page.total), (7, 26));
+    assert_eq!(page.events, events[3..7]);
+
+    // A chain that fits in one page is a closed chain file, as before pages.
+    let b = client.start(&server.peer(), None).await.unwrap();
+    let (_, next, total, link, file) = chain_page(&server, &b, "").await;
+    assert_eq!((next, total, link), (Some(1), Some(1), None));
+    assert_eq!(file.unwrap().ending, Ending::Closed);
+
+    // An event stream queues a page at a time, and still sends every event, then the end.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let follower = {
+        let (client, a) = (client.clone(), a.clone());
+        tokio::spawn(async move {
+            client
+                .follow(&a, |item| {
+                    let _ = tx.send(item);
+                })
+                .await
+        })
+    };
+    let mut items = vec![rx.recv().await.unwrap()];
+    client.stop(&a).await.unwrap();
+    follower.await.unwrap().unwrap();
+    while let Some(item) = rx.recv().await {
+        items.push(item);
+    }
+    let indexes: Vec<usize> = items
+        .iter()
+        .filter_map(|item| match item {
+            StreamItem::Event(e) => Some(e.index),
+            StreamItem::End(_) => None,
+        })
+        .collect();
+    assert_eq!(indexes, (0..26).collect::<Vec<_>>());
+    assert_eq!(items.last(), Some(&StreamItem::End("stopped".into())));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asking_for_more_than_a_page_gets_a_page() {
+    let limits = ServerLimits {
+        max_chain_page_events: 3,
+        ..ServerLimits::default()
+    };
+    let server = Running::start(limits).await;
+    let client = server.client();
+    let a = client.start(&server.peer(), None).await.unwrap();
+    for n in 0..4 {
+        client.send(&a, format!("m{n}").as_bytes()).await.unwrap();
+    }
+    client.request(&a, b"ping").await.unwrap();
+    for query in [
+        "?limit=100",
+        "?from=1&limit=1000000",
+        "?limit=18446744073709551615",
+    ] {
+        let (status, next, total, _, file) = chain_page(&server, &a, query).await;
+        assert_eq!(status, 200, "{query}");
+        assert_eq!(file.unwrap().chain.len(), 3, "{query}");
+        assert_eq!(total, Some(6), "{query}");
+        assert_eq!(
+            next.unwrap() - 3,
+            usize::from(query.contains("from=1")),
+            "{query}"
+        );
+    }
+    // `limit=0` counts as 1.
+    let (_, next, _, _, file) = chain_page(&server, &a, "?limit=0").await;
+    assert_eq!((next, file.unwrap().chain.len()), (Some(1), 1));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_page_past_max_chain_page_bytes_still_holds_one_event() {
+    let limits = ServerLimits {
+        max_chain_page_bytes: 1,
+        ..ServerLimits::default()
+    };
+    let server = Running::start(limits).await;
+    let client = server.client();
+    let a = client.start(&server.peer(), None).await.unwrap();
+    client.send(&a, b"hello").await.unwrap();
+    client.request(&a, b"ping").await.unwrap();
+    let (_, next, total, _, file) = chain_page(&server, &a, "?from=1").await;
+    assert_eq!((next, total), (Some(2), Some(3)));
+    assert_eq!(file.unwrap().chain.len(), 1);
+    // One event a page, and the client still reads the whole chain.
+    let chain = client.chain(&a).await.unwrap();
+    chain.verify().unwrap();
+    assert_eq!(chain.len(), 3);
+    server.shutdown().await;
+}

@@ -38,6 +38,10 @@ pub struct ServeArgs {
     /// may sit idle).
     #[arg(long, default_value_t = millis(ServerLimits::default().header_read_timeout))]
     header_read_timeout_ms: u64,
+    /// How long a client has to send a request's body once its headers are in, milliseconds; then 408 and the
+    /// connection is closed.
+    #[arg(long, default_value_t = millis(ServerLimits::default().body_read_timeout))]
+    body_read_timeout_ms: u64,
 }
 
 /// `duration` in whole milliseconds (saturating), for a flag's default.
@@ -72,6 +76,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 max_subscribers: args.max_subscribers,
                 max_connections: args.max_connections,
                 header_read_timeout: std::time::Duration::from_millis(args.header_read_timeout_ms),
+                body_read_timeout: std::time::Duration::from_millis(args.body_read_timeout_ms),
                 ..ServerLimits::default()
             },
         };
