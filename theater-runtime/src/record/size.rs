@@ -1,12 +1,20 @@
-//! [`approx_size`]: about how many bytes a value's recording will take, counted without encoding it, so that the
-//! chain can bound the memory of events not yet sealed (`chain/log.rs`, `MAX_PENDING_BYTES`).
+//! [`approx_size`]: about how many bytes a value holds in host memory while its event waits to be sealed (and
+//! about what its recording takes), counted without encoding it, so that the chain can bound the memory of events
+//! not yet sealed (`chain/log.rs`, `MAX_PENDING_BYTES`).
 //!
-//! Strings and byte sequences count their length, numbers 8, everything else 1 per value; counting stops as
-//! soon as it passes `cap`, so a huge value costs at most `cap` steps.
+//! Strings, byte sequences and lists count their length plus [`HELD`] (what each holds besides its contents: the
+//! `String`/`Vec` itself and its allocation's overhead), numbers their width, everything else 1 per value.
+//! Without [`HELD`] a list of 30 million empty strings (240 MB of guest memory, 720 MB lifted on the host) would
+//! count as 1 byte and events holding it would pile up unsealed. Counting stops as soon as it passes `cap`, so a
+//! huge value costs at most `cap` steps.
 
 use serde::ser::{self, Serialize, Serializer};
 
 use super::bytes::{ProbeU8, exact_len};
+
+/// Bytes a string, byte sequence or list counts besides its contents: a `String` or `Vec` (24 bytes) and the
+/// allocator's overhead for its buffer.
+pub const HELD: usize = 32;
 
 /// About how many bytes `value` takes, or `cap + 1` when it takes more than `cap`.
 pub fn approx_size(value: &(impl Serialize + ?Sized), cap: usize) -> usize {
@@ -82,7 +90,7 @@ impl Serializer for &mut Counter {
         serialize_i32(i32) => |_| 4, serialize_i64(i64) => |_| 8, serialize_u8(u8) => |_| 1,
         serialize_u16(u16) => |_| 2, serialize_u32(u32) => |_| 4, serialize_u64(u64) => |_| 8,
         serialize_f32(f32) => |_| 4, serialize_f64(f64) => |_| 8, serialize_char(char) => |_| 4,
-        serialize_str(&str) => |v: &str| v.len(), serialize_bytes(&[u8]) => |v: &[u8]| v.len(),
+        serialize_str(&str) => |v: &str| v.len() + HELD, serialize_bytes(&[u8]) => |v: &[u8]| v.len() + HELD,
         serialize_unit_struct(&'static str) => |_| 1,
     }
 
@@ -116,9 +124,9 @@ impl Serializer for &mut Counter {
         v.serialize(self)
     }
     fn serialize_seq(self, _: Option<usize>) -> Result<Self, Full> {
-        self.open(1)
+        self.open(HELD)
     }
-    /// A list of bytes of known length (what `Vec<u8>` serializes as) counts 1 + its length in one step instead
+    /// A list of bytes of known length (what `Vec<u8>` serializes as) counts [`HELD`] + its length in one step instead
     /// of one per byte (its first element tells: a recorded list is a WIT `list<T>`, all of one type); everything
     /// else as [`serialize_seq`](Self::serialize_seq) counts it.
     fn collect_seq<I>(self, iter: I) -> Result<(), Full>
@@ -127,7 +135,7 @@ impl Serializer for &mut Counter {
         I::Item: Serialize,
     {
         let mut iter = iter.into_iter();
-        self.add(1)?;
+        self.add(HELD)?;
         let exact = exact_len(&iter);
         let Some(first) = iter.next() else {
             return Ok(());
@@ -215,13 +223,28 @@ mod tests {
 
     #[test]
     fn counts_bytes_and_strings_and_stops_at_the_cap() {
-        assert_eq!(approx_size(&vec![0u8; 1000], usize::MAX), 1001);
-        assert_eq!(approx_size(&("abc", 7u32), usize::MAX), 1 + 3 + 4);
+        assert_eq!(approx_size(&vec![0u8; 1000], usize::MAX), HELD + 1000);
+        assert_eq!(approx_size(&("abc", 7u32), usize::MAX), 1 + HELD + 3 + 4);
         assert_eq!(approx_size(&vec![0u8; 1_000_000], 100), 101);
-        assert_eq!(approx_size(&Some(vec!["x".repeat(50)]), usize::MAX), 1 + 50);
-        assert_eq!(approx_size(&vec![0u8; 0], usize::MAX), 1);
-        assert_eq!(approx_size(&vec![7u32; 10], usize::MAX), 1 + 40);
-        assert_eq!(approx_size(&vec![vec![1u8; 5]; 3], usize::MAX), 1 + 3 * 6);
+        assert_eq!(
+            approx_size(&Some(vec!["x".repeat(50)]), usize::MAX),
+            HELD + HELD + 50
+        );
+        assert_eq!(approx_size(&vec![0u8; 0], usize::MAX), HELD);
+        assert_eq!(approx_size(&vec![7u32; 10], usize::MAX), HELD + 40);
+        assert_eq!(
+            approx_size(&vec![vec![1u8; 5]; 3], usize::MAX),
+            HELD + 3 * (HELD + 5)
+        );
         assert_eq!(approx_size(&vec![b"ab".to_vec(); 3], 6), 7);
+    }
+
+    /// Empty strings hold memory too: a list of many counts what the host holds for it, so that events holding
+    /// such lists are sealed (and their values dropped) before they pile up.
+    #[test]
+    fn empty_strings_count_what_they_hold() {
+        let args = vec![String::new(); 1_000_000];
+        assert_eq!(approx_size(&args, usize::MAX), HELD * 1_000_001);
+        assert_eq!(approx_size(&args, 8 << 20), (8 << 20) + 1);
     }
 }
