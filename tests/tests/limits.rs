@@ -121,7 +121,7 @@ async fn get_chain_traps_before_reading_back_a_chain_the_actor_could_not_take() 
     }
     let err = script(&actor, "chain").await.unwrap_err().to_string();
     assert!(
-        err.contains("get-chain: the chain holds") && err.contains("limits.memory_bytes"),
+        err.contains("get-chain: the chain takes about") && err.contains("limits.memory_bytes"),
         "{err}"
     );
 }

@@ -63,18 +63,18 @@ impl RuntimeHandler {
     /// Every event recorded before this call, oldest first, with the stored hashes (20-byte SHA-1).
     ///
     /// # Traps
-    /// When the chain's event data alone is larger than the actor's memory may still grow by
-    /// (`limits.memory_bytes`): the chain could not be handed to the guest anyway, and a chain kept on file is
-    /// then not read back into host memory first. The WIT result has no error case, so this traps the call
-    /// (`"get-chain: the chain holds N bytes of event data, more than the M bytes the actor's memory may still
-    /// grow by (limits.memory_bytes)"`).
+    /// When a copy of the chain (its event data and types, and 128 bytes per event) is larger than the actor's
+    /// memory may still grow by (`limits.memory_bytes`): the chain could not be handed to the guest anyway, and a
+    /// chain kept on file is then not read back into host memory first. The WIT result has no error case, so
+    /// this traps the call (`"get-chain: the chain takes about N bytes, more than the M bytes the actor's memory
+    /// may still grow by (limits.memory_bytes)"`).
     #[theater(record(result = "digest"), replay = "rerun")]
     fn get_chain(&self, ctx: &mut HostCtx<'_>) -> HostResult<Chain> {
-        let bytes = ctx.handle().chain_data_bytes();
+        let bytes = ctx.handle().chain_copy_bytes();
         let room = ctx.data().memory_room();
         if bytes > room {
             return Err(theater_runtime::host::trap_error(format_args!(
-                "get-chain: the chain holds {bytes} bytes of event data, more than the {room} bytes the actor's \
+                "get-chain: the chain takes about {bytes} bytes, more than the {room} bytes the actor's \
                  memory may still grow by (limits.memory_bytes)"
             )));
         }

@@ -777,11 +777,11 @@ impl SupervisorHandler {
     ///
     /// The child's whole chain, oldest first, with the stored hashes (20-byte SHA-1). For a child on another
     /// host its host sends them ([`remote`]); a chain larger than the cluster's NATS `max_payload` is refused
-    /// with an error saying so. A chain whose event data alone is larger than the calling actor's memory may
-    /// still grow by (`limits.memory_bytes`) could not be handed to it: `"get-child-events: child <id>'s chain
-    /// holds N bytes of event data, more than the M bytes this actor's memory may still grow by
-    /// (limits.memory_bytes)"`, before any of it is read back (a chain kept on file is not copied into host
-    /// memory first).
+    /// with an error saying so. A chain whose copy (its event data and types, and 128 bytes per event) is larger
+    /// than the calling actor's memory may still grow by (`limits.memory_bytes`) could not be handed to it:
+    /// `"get-child-events: child <id>'s chain takes about N bytes, more than the M bytes this actor's memory may
+    /// still grow by (limits.memory_bytes)"`, before any of it is read back (a chain kept on file is not copied
+    /// into host memory first).
     #[theater(record(result = "digest"))]
     async fn get_child_events(
         &self,
@@ -791,11 +791,11 @@ impl SupervisorHandler {
         let parent = self.parent()?;
         let (remote, host) = match parent.locate("get-child-events", &child_id)? {
             Located::Here(handle) => {
-                let bytes = handle.chain_data_bytes();
+                let bytes = handle.chain_copy_bytes();
                 let room = ctx.data().memory_room();
                 if bytes > room {
                     return Err(format!(
-                        "get-child-events: child {child_id}'s chain holds {bytes} bytes of event data, more than \
+                        "get-child-events: child {child_id}'s chain takes about {bytes} bytes, more than \
                          the {room} bytes this actor's memory may still grow by (limits.memory_bytes)"
                     ));
                 }

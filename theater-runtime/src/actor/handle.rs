@@ -131,11 +131,12 @@ impl ActorHandle {
         self.shared.chain.len()
     }
 
-    /// Bytes of event data and event types in the actor's whole chain, in memory or on file (without copying
-    /// or reading it back): what a reader of the whole chain ([`chain`](Self::chain)) is about to copy, less 48
-    /// bytes of hashes and timestamp per event.
-    pub fn chain_data_bytes(&self) -> u64 {
-        self.shared.chain.data_bytes()
+    /// About how many bytes a copy of the actor's whole chain takes (without copying it or reading it back):
+    /// its event data and event types, in memory or on file, and
+    /// [`EVENT_COPY_BYTES`](crate::chain::log::EVENT_COPY_BYTES) per event. What a reader of the whole chain
+    /// ([`chain`](Self::chain)) is about to copy.
+    pub fn chain_copy_bytes(&self) -> u64 {
+        self.shared.chain.copy_bytes()
     }
 
     /// Bytes the actor's chain holds in memory: sealed event data, at most `limits.chain_memory_bytes` (the rest

@@ -31,6 +31,10 @@ use crossbeam_utils::CachePadded;
 use super::{Chain, ChainEvent, ChainWriter, Hash};
 use crate::record::Recorder;
 
+/// Bytes a copy of one chain event takes besides its data and event type: its hashes, timestamp and the copy's
+/// own structure (a [`ChainEvent`] or its WIT `chain-event`, lowered into a guest or not), rounded up.
+pub const EVENT_COPY_BYTES: u64 = 128;
+
 /// Pending events at which a seal is handed to the [`Sealer`].
 pub const SEAL_BATCH: usize = 256;
 
@@ -252,11 +256,14 @@ impl ChainLog {
         self.sealed_then(|sealed| (sealed.count, sealed.head))
     }
 
-    /// Bytes of event data and event types in the whole chain, every recorded event sealed (in memory or on
-    /// file only; nothing is read back): about what a copy of the chain takes, less 40 bytes of hashes and 8 of
-    /// timestamp per event.
-    pub fn data_bytes(&self) -> u64 {
-        self.sealed_then(|sealed| sealed.bytes)
+    /// About how many bytes a copy of the whole chain takes, every recorded event sealed (in memory or on file
+    /// only; nothing is read back): its event data and event types, and [`EVENT_COPY_BYTES`] per event.
+    pub fn copy_bytes(&self) -> u64 {
+        self.sealed_then(|sealed| {
+            sealed
+                .bytes
+                .saturating_add((sealed.count as u64).saturating_mul(EVENT_COPY_BYTES))
+        })
     }
 
     /// The number of sealed and pending events.

@@ -441,8 +441,19 @@ impl Serializer for ProbeU8 {
 /// A `Serialize` implementation that fails.
 pub fn to_json(value: &(impl Serialize + ?Sized)) -> serde_json::Result<Vec<u8>> {
     let mut out = Vec::with_capacity(128);
-    value.serialize(Base64Bytes(&mut serde_json::Serializer::new(&mut out)))?;
+    to_json_writer(value, &mut out)?;
     Ok(out)
+}
+
+/// [`to_json`] into `out`, as it is made (a digest of a large value hashes it without holding its JSON).
+///
+/// # Errors
+/// The value failed to serialize, or `out` failed.
+pub fn to_json_writer(
+    value: &(impl Serialize + ?Sized),
+    out: impl std::io::Write,
+) -> serde_json::Result<()> {
+    value.serialize(Base64Bytes(&mut serde_json::Serializer::new(out)))
 }
 
 #[cfg(test)]

@@ -142,21 +142,44 @@ impl<T: ?Sized + Serialize> Serialize for Recorded<'_, T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self.mode {
             RecordMode::Full => self.value.serialize(serializer),
-            RecordMode::Digest | RecordMode::KeyedDigest => {
-                let bytes = bytes::to_json(self.value).map_err(serde::ser::Error::custom)?;
+            // The JSON is hashed as it is made, never held whole: a digest of a large value (a whole chain)
+            // costs no memory of its size.
+            RecordMode::Digest => {
+                let mut hasher = Hashing(Sha1::default(), 0);
+                bytes::to_json_writer(self.value, &mut hasher)
+                    .map_err(serde::ser::Error::custom)?;
                 let mut map = serializer.serialize_map(Some(2))?;
-                if self.mode == RecordMode::Digest {
-                    map.serialize_entry("sha1", &hex::encode(Sha1::digest(&bytes)))?;
-                } else {
-                    let mut mac = Hmac::<Sha1>::new_from_slice(self.key)
-                        .map_err(serde::ser::Error::custom)?;
-                    mac.update(&bytes);
-                    map.serialize_entry("hmac-sha1", &hex::encode(mac.finalize().into_bytes()))?;
-                }
-                map.serialize_entry("len", &bytes.len())?;
+                map.serialize_entry("sha1", &hex::encode(hasher.0.finalize()))?;
+                map.serialize_entry("len", &hasher.1)?;
+                map.end()
+            }
+            RecordMode::KeyedDigest => {
+                let mac =
+                    Hmac::<Sha1>::new_from_slice(self.key).map_err(serde::ser::Error::custom)?;
+                let mut hasher = Hashing(mac, 0);
+                bytes::to_json_writer(self.value, &mut hasher)
+                    .map_err(serde::ser::Error::custom)?;
+                let mut map = serializer.serialize_map(Some(2))?;
+                map.serialize_entry("hmac-sha1", &hex::encode(hasher.0.finalize().into_bytes()))?;
+                map.serialize_entry("len", &hasher.1)?;
                 map.end()
             }
         }
+    }
+}
+
+/// An `io::Write` that feeds what is written to a hash (`Sha1` or an HMAC) and counts the bytes.
+struct Hashing<D>(D, usize);
+
+impl<D: sha1::digest::Update> std::io::Write for Hashing<D> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        self.1 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
