@@ -413,7 +413,8 @@ async fn dispatch(site: SiteRef, scope: Scope, req: Request<Incoming>) -> Respon
             .path_and_query()
             .map_or_else(|| path.to_owned(), |pq| pq.as_str().to_owned()),
         headers: wit_headers(&parts.headers),
-        body: (!bytes.is_empty()).then(|| bytes.to_vec()),
+        // The body moves into the request (copied only if its buffer is shared): it is not held twice.
+        body: (!bytes.is_empty()).then(|| Vec::from(bytes)),
     };
     strip_route_params(&mut request);
 
