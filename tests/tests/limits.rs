@@ -312,6 +312,53 @@ async fn the_call_queue_is_bounded_and_abandoned_calls_do_not_run() {
     );
 }
 
+/// The queue is bounded in bytes too (`max_queued_bytes`): arguments of calls whose callers gave up stay queued
+/// until the actor reaches them, so large ones (request bodies, messages) would otherwise pile up to
+/// `max_queued_calls` × their size. A call larger than the bound alone still queues into an empty queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_call_queue_is_bounded_in_bytes() {
+    const MIB: usize = 1024 * 1024;
+    let (rt, _dir) = runtime();
+    let options = local_limits(10_000, 1024).limits(Limits {
+        max_queued_bytes: 4 * MIB as u64,
+        ..Default::default()
+    });
+    let actor = rt.spawn(options).await.unwrap();
+    let busy = tokio::spawn({
+        let actor = actor.clone();
+        async move { script(&actor, "sleep:800").await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Callers that give up at once: their 1 MiB scripts wait in the queue all the same.
+    let give_up = |script: String| {
+        let actor = actor.clone();
+        async move {
+            ProbeHandler::new()
+                .callbacks(&actor)
+                .with_timeout(Duration::from_millis(1))
+                .handle_script(script)
+                .await
+        }
+    };
+    let big = format!("set:{}", "x".repeat(MIB));
+    for _ in 0..3 {
+        assert_eq!(give_up(big.clone()).await, Err(ActorError::Timeout));
+    }
+    let refused = give_up(big.clone()).await.unwrap_err();
+    assert!(
+        matches!(refused, ActorError::BusyBytes(held) if held > 3 * MIB as u64),
+        "{refused:?}"
+    );
+    assert!(
+        refused.to_string().contains("limits.max_queued_bytes"),
+        "{refused}"
+    );
+    busy.await.unwrap().unwrap();
+    // Once the queue is empty, a call larger than the whole bound is taken.
+    let huge = format!("set:{}", "y".repeat(5 * MIB));
+    script(&actor, &huge).await.unwrap();
+}
+
 /// `max_actors` bounds the actors of a runtime; the error names the setting.
 #[tokio::test]
 async fn spawns_past_max_actors_fail_with_a_clear_error() {

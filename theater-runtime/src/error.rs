@@ -21,6 +21,12 @@ pub enum ActorError {
     /// The actor's call queue is full (`limits.max_queued_calls`, the number given): the call was not queued.
     #[error("actor is busy: {0} calls are already queued (limits.max_queued_calls)")]
     Busy(u32),
+    /// The arguments of the calls in the actor's queue already hold about this many bytes, and this call's would
+    /// pass `limits.max_queued_bytes`: the call was not queued.
+    #[error(
+        "actor is busy: its queued calls' arguments already hold {0} bytes (limits.max_queued_bytes)"
+    )]
+    BusyBytes(u64),
     /// The actor has stopped or is stopping.
     #[error("actor stopped")]
     Stopped,

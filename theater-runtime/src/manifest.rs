@@ -12,6 +12,7 @@
 //! memory_bytes = 268435456         # all linear memories and tables together (default 256 MiB)
 //! chain_memory_bytes = 1048576     # chain event data kept in memory; the rest on file (default 1 MiB)
 //! max_queued_calls = 1024          # calls waiting for the actor (default 1 024)
+//! max_queued_bytes = 67108864      # bytes their arguments hold (default 64 MiB)
 //! max_resources = 10000            # host resource values (handles) the actor holds (default 10 000)
 //!
 //! [[handler]]
@@ -47,6 +48,12 @@ pub struct Limits {
     /// Calls into the actor that may wait in its queue while it is busy; one more fails at once with
     /// [`ActorError::Busy`](crate::ActorError::Busy). Default 1 024.
     pub max_queued_calls: u32,
+    /// Bytes the arguments of the calls waiting in the actor's queue may hold together (counted as the host holds
+    /// them, `record::size`): a request body, a WebSocket message or a process's output each waits there while
+    /// the actor is busy, even after its caller gave up. A call past it fails at once with
+    /// [`ActorError::BusyBytes`](crate::ActorError::BusyBytes); a call larger than the bound alone is queued
+    /// only when the queue holds no bytes. Default 64 MiB.
+    pub max_queued_bytes: u64,
     /// Values the actor may hold at once in its `ResourceTable`: the host side of its resource handles (a
     /// handler's resources, WASI streams and pollables). A handler's push past it fails (`ResourceTableError::Full`),
     /// which traps the call that made it. Default 10 000 (wasmtime's own default is 1 000 000).
@@ -55,13 +62,14 @@ pub struct Limits {
 
 impl Default for Limits {
     /// `call_timeout_ms = 10 000`, `memory_bytes = 256 MiB`, `chain_memory_bytes = 1 MiB`,
-    /// `max_queued_calls = 1 024`, `max_resources = 10 000`.
+    /// `max_queued_calls = 1 024`, `max_queued_bytes = 64 MiB`, `max_resources = 10 000`.
     fn default() -> Self {
         Self {
             call_timeout_ms: 10_000,
             memory_bytes: 256 * 1024 * 1024,
             chain_memory_bytes: 1024 * 1024,
             max_queued_calls: 1024,
+            max_queued_bytes: 64 * 1024 * 1024,
             max_resources: 10_000,
         }
     }

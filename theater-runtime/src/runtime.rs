@@ -669,6 +669,7 @@ impl TheaterRuntime {
             parent,
             chain,
             options.limits.max_queued_calls,
+            options.limits.max_queued_bytes,
         );
         shared.replayed_times = replayed_times;
         let shared = Arc::new(shared);

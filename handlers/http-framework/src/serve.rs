@@ -469,6 +469,8 @@ fn failed(site: &SiteRef, callback: &str, error: ActorError) -> Response<Body> {
     tracing::warn!(actor = %site.actor.id(), "http-framework: {callback} failed: {error}");
     match error {
         ActorError::Timeout => status(StatusCode::GATEWAY_TIMEOUT),
+        // The actor's queue is full (limits.max_queued_calls / max_queued_bytes): try again later.
+        ActorError::Busy(_) | ActorError::BusyBytes(_) => status(StatusCode::SERVICE_UNAVAILABLE),
         _ => status(StatusCode::INTERNAL_SERVER_ERROR),
     }
 }

@@ -558,7 +558,9 @@ impl MessageServerHandler {
                 match queued {
                     Ok(wait) => waits.push(wait),
                     // Full with calls of this batch: await them, then queue the rest.
-                    Err(ActorError::Busy(_)) if !waits.is_empty() => break,
+                    Err(ActorError::Busy(_) | ActorError::BusyBytes(_)) if !waits.is_empty() => {
+                        break;
+                    }
                     Err(ActorError::Stopped) => {
                         refused_from = Some(next);
                         break;

@@ -289,7 +289,8 @@ impl ActorHandle {
         P: CallbackParams,
         O: StateResult,
     {
-        let slot = self.shared.take_queue_slot().map_err(ActorError::Busy)?;
+        let bytes = params.approx_size(self.shared.max_queued_bytes);
+        let slot = self.shared.take_queue_slot(bytes)?;
         let op: Op = Box::new(move |store, instance| {
             Box::pin(async move {
                 drop(slot);

@@ -18,6 +18,7 @@ pub(crate) use task::{ActorTask, init_spec};
 
 use crate::chain::Chain;
 use crate::chain::log::{ChainLog, PendingData, PendingEvent};
+use crate::error::ActorError;
 
 /// An actor's id: a UUID v4 in canonical lowercase hyphenated form.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -169,10 +170,12 @@ pub(crate) struct ActorShared {
     pub(crate) held: AtomicUsize,
     /// Notified when a [`BackgroundGuard`] is dropped.
     pub(crate) held_released: tokio::sync::Notify,
-    /// Calls queued and not yet taken by the actor's task.
-    pub(crate) queued_calls: Arc<AtomicUsize>,
+    /// Calls queued and not yet taken by the actor's task, and the bytes their arguments hold.
+    pub(crate) queued: Arc<Queued>,
     /// `limits.max_queued_calls`.
     pub(crate) max_queued_calls: u32,
+    /// `limits.max_queued_bytes`.
+    pub(crate) max_queued_bytes: usize,
     /// In a replay, the recorded events' timestamps, which the replayed events take in order, so that a faithful
     /// replay reproduces the record's hashes; `None` otherwise (events are timestamped when recorded).
     pub(crate) replayed_times: Option<ReplayedTimes>,
@@ -207,6 +210,7 @@ impl ActorShared {
         parent: Option<ActorId>,
         chain: Arc<ChainLog>,
         max_queued_calls: u32,
+        max_queued_bytes: u64,
     ) -> Self {
         Self {
             id,
@@ -216,8 +220,9 @@ impl ActorShared {
             memory_bytes: AtomicU64::new(0),
             state: Mutex::new(None),
             chain,
-            queued_calls: Arc::default(),
+            queued: Arc::default(),
             max_queued_calls,
+            max_queued_bytes: usize::try_from(max_queued_bytes).unwrap_or(usize::MAX),
             status: std::sync::atomic::AtomicU8::new(ActorStatus::Starting as u8),
             exit: watch::Sender::new(None),
             shutdown_requested: Mutex::new(None),
@@ -227,15 +232,34 @@ impl ActorShared {
         }
     }
 
-    /// A place in the call queue, released when dropped; `Err(limit)` when `max_queued_calls` are queued.
-    pub(crate) fn take_queue_slot(&self) -> Result<QueueSlot, u32> {
+    /// A place in the call queue for a call whose arguments hold about `bytes`, released when dropped.
+    ///
+    /// # Errors
+    /// [`ActorError::Busy`] when `max_queued_calls` are queued; [`ActorError::BusyBytes`] when the queued calls'
+    /// arguments and these would pass `max_queued_bytes` (a call larger than the bound alone is taken only into
+    /// a queue holding no bytes).
+    pub(crate) fn take_queue_slot(&self, bytes: usize) -> Result<QueueSlot, ActorError> {
         let limit = self.max_queued_calls;
-        self.queued_calls
+        self.queued
+            .calls
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < limit as usize).then_some(n + 1)
             })
-            .map_err(|_| limit)?;
-        Ok(QueueSlot(self.queued_calls.clone()))
+            .map_err(|_| ActorError::Busy(limit))?;
+        // From here the slot owns its count: dropped on the refusal below, it gives the count back.
+        let mut slot = QueueSlot {
+            queued: self.queued.clone(),
+            bytes: 0,
+        };
+        let max = self.max_queued_bytes;
+        self.queued
+            .bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                (held == 0 || held.saturating_add(bytes) <= max).then(|| held.saturating_add(bytes))
+            })
+            .map_err(|held| ActorError::BusyBytes(held as u64))?;
+        slot.bytes = bytes;
+        Ok(slot)
     }
 
     /// Notes the bytes of linear memories and tables the actor holds now (after a call).
@@ -301,12 +325,25 @@ impl ActorShared {
     }
 }
 
+/// What an actor's call queue holds: calls, and the bytes of their arguments
+/// ([`RecordParams::approx_size`](crate::record::RecordParams::approx_size)).
+#[derive(Debug, Default)]
+pub(crate) struct Queued {
+    calls: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
 /// One call's place in an actor's queue (see [`ActorShared::take_queue_slot`]).
-pub(crate) struct QueueSlot(Arc<AtomicUsize>);
+pub(crate) struct QueueSlot {
+    queued: Arc<Queued>,
+    /// The bytes this call's arguments count.
+    bytes: usize,
+}
 
 impl Drop for QueueSlot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.queued.bytes.fetch_sub(self.bytes, Ordering::AcqRel);
+        self.queued.calls.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
