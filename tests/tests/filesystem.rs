@@ -104,6 +104,60 @@ async fn filesystem_read_file_is_bounded_by_max_read_bytes() {
     );
 }
 
+/// Every guest path has at most 256 components and 4 096 bytes (cap-std's `create_dir_all` recurses once per
+/// component), and `list-files` returns at most `max_list_entries` names: a directory of one more is an `Err`.
+#[tokio::test]
+async fn filesystem_paths_and_listings_are_bounded() {
+    let (rt, _dir) = runtime();
+    let root = tempfile::tempdir().unwrap();
+    for (dir, entries) in [("fits", 3), ("full", 4)] {
+        std::fs::create_dir(root.path().join(dir)).unwrap();
+        for i in 0..entries {
+            std::fs::write(root.path().join(dir).join(format!("f{i}")), b"").unwrap();
+        }
+    }
+    let actor = local(
+        &rt,
+        FilesystemConfig {
+            max_list_entries: 3,
+            ..rooted(root.path())
+        },
+    )
+    .await
+    .unwrap();
+    let deepest = "d/".repeat(256);
+    let deeper = format!("{deepest}d");
+    let long = "x".repeat(4097);
+    let out = run(
+        &actor,
+        &format!(
+            "flist:fits;flist:full;fmkdir:{deepest};fmkdir:{deeper};fexists:{deeper};frmdir:{deeper};\
+             fread:{long};fwrite:{long},x"
+        ),
+    )
+    .await;
+    let components = "invalid path: more than 256 components";
+    let bytes = "invalid path: more than 4096 bytes";
+    assert_eq!(
+        out,
+        [
+            "flist=f0,f1,f2".to_owned(),
+            "flist!list full: more than 3 entries (max_list_entries)".to_owned(),
+            "fmkdir".to_owned(),
+            format!("fmkdir!{components}"),
+            format!("fexists!{components}"),
+            format!("frmdir!{components}"),
+            format!("fread!{bytes}"),
+            format!("fwrite!{bytes}"),
+        ]
+    );
+    assert!(root.path().join(&deepest).is_dir());
+    assert!(!root.path().join(&deeper).exists());
+    // The default bound (10 000) lists the full directory.
+    let actor = local(&rt, rooted(root.path())).await.unwrap();
+    assert_eq!(run(&actor, "flist:full").await, ["flist=f0,f1,f2,f3"]);
+}
+
 #[tokio::test]
 async fn filesystem_commands_run_in_the_root_with_only_path() {
     let (rt, _dir) = runtime();

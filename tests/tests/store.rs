@@ -116,6 +116,31 @@ async fn store_content_survives_a_runtime_restart() {
     );
 }
 
+/// `list-all-content` returns at most `max_list_entries` references: a store of one more item is an `Err` naming
+/// the limit, while `calculate-total-size` still sums every item.
+#[tokio::test]
+async fn store_list_all_content_is_bounded_by_max_list_entries() {
+    let (rt, dir) = runtime();
+    let actor = local(
+        &rt,
+        StoreConfig {
+            max_list_entries: 3,
+            ..config(dir.path(), "ns")
+        },
+    )
+    .await;
+    let out = lines(&actor, "snew;sput:a;sput:b;sput:c;sall;sput:d;sall;ssize").await;
+    let id = out[0].strip_prefix("snew=").unwrap();
+    let mut three = [hash_of(b"a"), hash_of(b"b"), hash_of(b"c")];
+    three.sort();
+    assert_eq!(out[4], format!("sall={}", three.join(",")));
+    assert_eq!(
+        out[6],
+        format!("sall!list-all-content: store {id} holds more than 3 items (max_list_entries)")
+    );
+    assert_eq!(out[7], "ssize=4");
+}
+
 #[tokio::test]
 async fn store_denials_touch_nothing() {
     let (rt, _data) = runtime();

@@ -13,6 +13,8 @@
 //!   ([`theater_runtime::children`]).
 //! * **Output**: stdout and stderr are read while the command runs; past `max_output_bytes` on either stream the
 //!   group is killed and the call gives `command-result.error`, so host memory stays about `2 × max_output_bytes`.
+//!   The output becomes strings with each invalid UTF-8 sequence replaced by U+FFFD, which takes 3 bytes (1 MiB of
+//!   `0xFF` would become 3 MiB): the replaced length is worked out first and held to `max_output_bytes` as well.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -105,11 +107,40 @@ pub async fn run(
             -1
         }
     });
-    Outcome::Success {
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-        exit_code,
+    let text = lossy_bounded(stdout, "stdout", limits.max_output)
+        .and_then(|stdout| Ok((stdout, lossy_bounded(stderr, "stderr", limits.max_output)?)));
+    match text {
+        Ok((stdout, stderr)) => Outcome::Success {
+            stdout,
+            stderr,
+            exit_code,
+        },
+        Err(message) => Outcome::Error(message),
     }
+}
+
+/// `bytes` as UTF-8, each invalid sequence replaced by U+FFFD as `String::from_utf8_lossy` does, if that takes
+/// at most `max` bytes; the length is counted before anything is allocated.
+///
+/// # Errors
+/// `output exceeds max_output_bytes (<max>) on <name> once invalid UTF-8 is replaced`.
+fn lossy_bounded(bytes: Vec<u8>, name: &str, max: u64) -> Result<String, String> {
+    let replaced: u64 = bytes
+        .utf8_chunks()
+        .map(|chunk| {
+            let replacement = if chunk.invalid().is_empty() { 0 } else { 3 };
+            chunk.valid().len() as u64 + replacement
+        })
+        .sum();
+    if replaced > max {
+        return Err(format!(
+            "output exceeds max_output_bytes ({max}) on {name} once invalid UTF-8 is replaced"
+        ));
+    }
+    Ok(match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
 }
 
 /// After the command is reaped: what it left in another group or session is killed and reaped.
@@ -319,6 +350,41 @@ mod tests {
             matches!(&out, Outcome::Success { stdout, .. } if stdout.len() == 1024),
             "exactly the limit is fine"
         );
+    }
+
+    /// Each invalid UTF-8 byte becomes U+FFFD (3 bytes): output within the bound as bytes but past it once
+    /// replaced is an error, not a string three times the bound.
+    #[tokio::test]
+    async fn the_bound_holds_after_invalid_utf8_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let ff = |n: usize| format!("head -c {n} /dev/zero | tr '\\000' '\\377'");
+        let out = shell(dir.path(), &ff(1000), limits(5000, 1024)).await;
+        assert_eq!(
+            out,
+            Outcome::Error(
+                "output exceeds max_output_bytes (1024) on stdout once invalid UTF-8 is replaced"
+                    .into()
+            )
+        );
+        let out = shell(dir.path(), &format!("{} >&2", ff(400)), limits(5000, 1024)).await;
+        assert_eq!(
+            out,
+            Outcome::Error(
+                "output exceeds max_output_bytes (1024) on stderr once invalid UTF-8 is replaced"
+                    .into()
+            )
+        );
+        let out = shell(dir.path(), &ff(341), limits(5000, 1024)).await;
+        assert!(
+            matches!(&out, Outcome::Success { stdout, .. } if *stdout == "\u{fffd}".repeat(341)),
+            "1 023 bytes once replaced fit: {out:?}"
+        );
+        assert_eq!(
+            lossy_bounded(b"ok \xff\xfe!".to_vec(), "stdout", 10).unwrap(),
+            String::from_utf8_lossy(b"ok \xff\xfe!"),
+            "counted as from_utf8_lossy replaces"
+        );
+        assert!(lossy_bounded(b"ok \xff\xfe!".to_vec(), "stdout", 9).is_err());
     }
 
     #[tokio::test]

@@ -7,6 +7,11 @@
 //!   `write` grants `write-file`, `delete-file`, `create-dir`, `delete-dir`; `execute` and `allowed_commands`
 //!   grant the two command functions. Paths are checked against the path rules ([`sandbox::check_path`]) and
 //!   then resolved by the OS inside the root ([`sandbox::Sandbox`]), so no configuration can reach outside it.
+//! * **Bounds**: a guest path has at most 4 096 bytes ([`sandbox::MAX_PATH_BYTES`]) and 256 components
+//!   ([`sandbox::MAX_PATH_COMPONENTS`]), for every function that takes one; `read-file` returns at most
+//!   `max_read_bytes` (64 MiB), `list-files` at most `max_list_entries` names (10 000), and a command's stdout and
+//!   stderr at most `max_output_bytes` each (1 MiB, counted after invalid UTF-8 is replaced). Past any of them
+//!   the call fails with an error naming the bound.
 //! * **Commands** ([`command`]): a program is allowed when it resolves to the same path as an `allowed_commands`
 //!   entry, without following the last symlink (allowing a busybox `ls` does not allow `sh`). Each command runs
 //!   in its own process group, which is killed when the command exits, at `command_timeout_ms`, as soon as stdout
@@ -28,6 +33,7 @@
 //! command_timeout_ms = 60000     # the command's process group is killed past this
 //! max_output_bytes = 1048576     # per stream; past it the group is killed and the call gives an error
 //! max_read_bytes = 67108864      # largest file read-file returns; a larger one is an error
+//! max_list_entries = 10000       # most names list-files returns; a larger directory is an error
 //! ```
 
 pub mod command;
@@ -72,10 +78,17 @@ pub struct FilesystemConfig {
     /// Largest stdout, and largest stderr, of a command in bytes (default 1 MiB). The streams are read as the
     /// command writes them; as soon as one passes the limit the command's process group is killed and the call
     /// gives `command-result.error("output exceeds max_output_bytes (<n>) on <stream>; the command was killed")`.
+    /// The bound holds for the strings returned too: each invalid UTF-8 sequence becomes U+FFFD (3 bytes), so
+    /// output that grows past it that way gives `command-result.error("output exceeds max_output_bytes (<n>) on
+    /// <stream> once invalid UTF-8 is replaced")`.
     pub max_output_bytes: u64,
     /// Largest file `read-file` returns, in bytes (default 64 MiB). A larger file is an `Err`
     /// (`read <path>: <n> bytes exceed max_read_bytes (<max>)`), checked before anything is allocated.
     pub max_read_bytes: u64,
+    /// Most names `list-files` returns (default 10 000). A directory with more is an `Err`
+    /// (`list <path>: more than <max> entries (max_list_entries)`); it is read one entry past the bound and no
+    /// further.
+    pub max_list_entries: u64,
 }
 
 impl Default for FilesystemConfig {
@@ -91,6 +104,7 @@ impl Default for FilesystemConfig {
             command_timeout_ms: 60_000,
             max_output_bytes: 1024 * 1024,
             max_read_bytes: 64 * 1024 * 1024,
+            max_list_entries: 10_000,
         }
     }
 }
@@ -303,7 +317,8 @@ impl FilesystemHandler {
     /// WIT: `list-files: func(path: string) -> result<list<string>, string>`
     async fn list_files(&self, path: String) -> Result<Vec<String>, String> {
         self.grant(self.config.read, &format!("list {path}"), "read")?;
-        self.blocking(&path, |sb, p| sb.list(p)).await
+        let max = usize::try_from(self.config.max_list_entries).unwrap_or(usize::MAX);
+        self.blocking(&path, move |sb, p| sb.list(p, max)).await
     }
 
     /// WIT: `delete-file: func(path: string) -> result<_, string>`

@@ -16,9 +16,28 @@ pub struct Sandbox {
     host_root: PathBuf,
 }
 
+/// Longest guest path, in bytes (Linux's `PATH_MAX`). Checked before anything else, so a longer path is refused
+/// without being read, and the error does not repeat it.
+pub const MAX_PATH_BYTES: usize = 4096;
+
+/// Most components (`a/b/c` has three) in a guest path. cap-std's `create_dir_all` recurses once per missing
+/// component and `remove_dir_all` once per level of the tree; where `openat2` is unavailable (older kernels,
+/// seccomp) cap-std also resolves paths itself. A bounded depth keeps all of these far from the end of a
+/// blocking thread's stack, and since every guest path starts at the root, the guest's file functions cannot
+/// build a tree deeper than this.
+pub const MAX_PATH_COMPONENTS: usize = 256;
+
 /// A guest path relative to the root: `""` and `"."` are the root; absolute paths (`/x`, `\x`, `C:`), `..`
-/// components and NUL bytes are errors.
+/// components and NUL bytes are errors, and so are paths longer than [`MAX_PATH_BYTES`] or with more than
+/// [`MAX_PATH_COMPONENTS`] components (`.` not counted).
+///
+/// # Errors
+/// `invalid path: more than 4096 bytes`, `invalid path: more than 256 components`, or
+/// `invalid path "<path>": <reason>`.
 pub fn check_path(path: &str) -> Result<PathBuf, String> {
+    if path.len() > MAX_PATH_BYTES {
+        return Err(format!("invalid path: more than {MAX_PATH_BYTES} bytes"));
+    }
     if path.contains('\0') {
         return Err(format!("invalid path {path:?}: NUL byte"));
     }
@@ -29,9 +48,18 @@ pub fn check_path(path: &str) -> Result<PathBuf, String> {
         ));
     }
     let mut out = PathBuf::new();
+    let mut components = 0;
     for component in Path::new(path).components() {
         match component {
-            Component::Normal(c) => out.push(c),
+            Component::Normal(c) => {
+                components += 1;
+                if components > MAX_PATH_COMPONENTS {
+                    return Err(format!(
+                        "invalid path: more than {MAX_PATH_COMPONENTS} components"
+                    ));
+                }
+                out.push(c);
+            }
             Component::CurDir => {}
             Component::ParentDir => {
                 return Err(format!("invalid path {path:?}: `..` is not allowed"));
@@ -103,11 +131,21 @@ impl Sandbox {
         self.root.write(path, content).map_err(io("write", path))
     }
 
-    /// Entry names, sorted.
-    pub fn list(&self, path: &Path) -> Result<Vec<String>, String> {
+    /// Entry names, sorted, if there are at most `max`. The directory is read one entry past `max` and no
+    /// further, so a directory of millions of entries costs no more than one of `max + 1`.
+    ///
+    /// # Errors
+    /// `list <path>: more than <max> entries (max_list_entries)`, or the I/O error.
+    pub fn list(&self, path: &Path, max: usize) -> Result<Vec<String>, String> {
         let mut names = Vec::new();
         for entry in self.root.read_dir(path).map_err(io("list", path))? {
             let entry = entry.map_err(io("list", path))?;
+            if names.len() == max {
+                return Err(format!(
+                    "list {}: more than {max} entries (max_list_entries)",
+                    path.display()
+                ));
+            }
             names.push(entry.file_name().to_string_lossy().into_owned());
         }
         names.sort();
@@ -188,6 +226,54 @@ mod tests {
         }
     }
 
+    /// A path's bytes and its components are bounded (cap-std recurses once per component in
+    /// `create_dir_all`); exactly the bound passes, and the error names it without repeating the path.
+    #[test]
+    fn path_length_and_depth_are_bounded() {
+        let deepest = "a/".repeat(MAX_PATH_COMPONENTS);
+        assert_eq!(
+            check_path(&deepest).unwrap().components().count(),
+            MAX_PATH_COMPONENTS
+        );
+        assert_eq!(
+            check_path(&format!("{deepest}a")).unwrap_err(),
+            "invalid path: more than 256 components"
+        );
+        assert_eq!(
+            check_path(&"a/".repeat(20_000)).unwrap_err(),
+            "invalid path: more than 4096 bytes"
+        );
+        assert!(
+            check_path(&"./".repeat(1000)).is_ok(),
+            "`.` is not a component"
+        );
+        let longest = "x".repeat(MAX_PATH_BYTES);
+        assert!(check_path(&longest).is_ok());
+        assert_eq!(
+            check_path(&format!("{longest}x")).unwrap_err(),
+            "invalid path: more than 4096 bytes"
+        );
+    }
+
+    /// A listing stops one entry past `max`: a directory of `max + 1` entries is an error naming the limit.
+    #[test]
+    fn listings_are_bounded() {
+        let root = tempfile::tempdir().unwrap();
+        let sb = Sandbox::open(root.path()).unwrap();
+        for name in ["a", "b", "c"] {
+            sb.write(Path::new(name), b"").unwrap();
+        }
+        assert_eq!(sb.list(Path::new("."), 3).unwrap(), ["a", "b", "c"]);
+        assert_eq!(
+            sb.list(Path::new("."), 2).unwrap_err(),
+            "list .: more than 2 entries (max_list_entries)"
+        );
+        assert_eq!(
+            sb.list(Path::new("."), 0).unwrap_err(),
+            "list .: more than 0 entries (max_list_entries)"
+        );
+    }
+
     #[test]
     fn operations_stay_inside_the_root() {
         let outside = tempfile::tempdir().unwrap();
@@ -208,7 +294,10 @@ mod tests {
         sb.create_dir(Path::new("a/b")).unwrap();
         sb.write(Path::new("a/b/f"), b"hi").unwrap();
         assert_eq!(sb.read(Path::new("a/b/f"), 1024).unwrap(), b"hi");
-        assert_eq!(sb.list(Path::new(".")).unwrap(), ["a", "link", "linkdir"]);
+        assert_eq!(
+            sb.list(Path::new("."), 10).unwrap(),
+            ["a", "link", "linkdir"]
+        );
         assert!(sb.delete_file(Path::new("a")).is_err());
         assert!(sb.exists(Path::new("a/b/f")).unwrap());
         assert!(!sb.exists(Path::new("missing")).unwrap());

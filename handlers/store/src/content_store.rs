@@ -19,8 +19,19 @@ type Labels = BTreeMap<String, Vec<String>>;
 #[derive(Clone, Debug)]
 pub struct ContentStore {
     dir: PathBuf,
-    max_content_bytes: u64,
-    max_labels_bytes: usize,
+    limits: Limits,
+}
+
+/// The bounds of every store of a namespace (the handler's config fields of the same names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest item, in bytes: a larger `put` is refused.
+    pub max_content_bytes: u64,
+    /// Largest labels index of one store, as saved, in bytes: a label change that would grow it past this is
+    /// refused.
+    pub max_labels_bytes: u64,
+    /// Most hashes `list_all` returns: a store with more is an error.
+    pub max_list_entries: u64,
 }
 
 /// The SHA-1 of `content`, 40 lowercase hex characters.
@@ -29,18 +40,11 @@ pub fn hash_of(content: &[u8]) -> String {
 }
 
 impl ContentStore {
-    /// The stores of `namespace` under `root` (`<root>/<hex sha1(namespace)>`); items over `max_content_bytes`
-    /// are refused, and so is a label change that would grow a store's labels index past `max_labels_bytes`.
-    pub fn new(
-        root: &Path,
-        namespace: &str,
-        max_content_bytes: u64,
-        max_labels_bytes: u64,
-    ) -> Self {
+    /// The stores of `namespace` under `root` (`<root>/<hex sha1(namespace)>`), within `limits`.
+    pub fn new(root: &Path, namespace: &str, limits: Limits) -> Self {
         Self {
             dir: root.join(hash_of(namespace.as_bytes())),
-            max_content_bytes,
-            max_labels_bytes: usize::try_from(max_labels_bytes).unwrap_or(usize::MAX),
+            limits,
         }
     }
 
@@ -67,11 +71,11 @@ impl ContentStore {
 
     /// Stores `content` (deduplicated); returns its hash.
     pub async fn put(&self, id: &str, content: &[u8]) -> Result<String, String> {
-        if content.len() as u64 > self.max_content_bytes {
+        if content.len() as u64 > self.limits.max_content_bytes {
             return Err(format!(
                 "store: {} exceeds max_content_bytes ({})",
                 content.len(),
-                self.max_content_bytes
+                self.limits.max_content_bytes
             ));
         }
         let dir = self.store_dir(id).await?;
@@ -127,11 +131,11 @@ impl ContentStore {
         let (mut labels, before) = read_labels(&dir).await?;
         let out = update(&mut labels, &dir)?;
         let json = serde_json::to_vec(&labels).map_err(|e| format!("labels: {e}"))?;
-        if json.len() > self.max_labels_bytes && json.len() > before {
+        if json.len() as u64 > self.limits.max_labels_bytes && json.len() > before {
             return Err(format!(
                 "labels of store {id} would take {} bytes; max_labels_bytes is {}",
                 json.len(),
-                self.max_labels_bytes
+                self.limits.max_labels_bytes
             ));
         }
         write_atomic(&dir.join("labels.json"), &json).await?;
@@ -213,15 +217,23 @@ impl ContentStore {
         Ok(read_labels(&dir).await?.0.into_keys().collect())
     }
 
-    /// Every stored hash, sorted.
+    /// Every stored hash, sorted, if there are at most `max_list_entries`. The content directory is read one
+    /// hash past the bound and no further, so a store of millions of items costs no more than one of
+    /// `max_list_entries + 1`.
+    ///
+    /// # Errors
+    /// `list-all-content: store <id> holds more than <max> items (max_list_entries)`, or the I/O error.
     pub async fn list_all(&self, id: &str) -> Result<Vec<String>, String> {
-        let dir = self.store_dir(id).await?.join("content");
+        let max = self.limits.max_list_entries;
         let mut hashes = Vec::new();
-        let mut entries = tokio::fs::read_dir(&dir)
-            .await
-            .map_err(io("list-all-content"))?;
+        let mut entries = self.content_entries(id, "list-all-content").await?;
         while let Some(entry) = entries.next_entry().await.map_err(io("list-all-content"))? {
             if let Some(name) = entry.file_name().to_str().filter(|n| valid_hash(n).is_ok()) {
+                if hashes.len() as u64 == max {
+                    return Err(format!(
+                        "list-all-content: store {id} holds more than {max} items (max_list_entries)"
+                    ));
+                }
                 hashes.push(name.to_owned());
             }
         }
@@ -229,17 +241,39 @@ impl ContentStore {
         Ok(hashes)
     }
 
-    /// The total size of the stored content, in bytes.
+    /// The total size of the stored content, in bytes. The content directory is read entry by entry, holding
+    /// nothing but the sum, so it is not bounded by `max_list_entries`.
     pub async fn total_size(&self, id: &str) -> Result<u64, String> {
-        let dir = self.store_dir(id).await?.join("content");
         let mut total = 0;
-        for hash in self.list_all(id).await? {
-            total += tokio::fs::metadata(dir.join(hash))
-                .await
-                .map_err(io("calculate-total-size"))?
-                .len();
+        let mut entries = self.content_entries(id, "calculate-total-size").await?;
+        while let Some(entry) = entries
+            .next_entry()
+            .await
+            .map_err(io("calculate-total-size"))?
+        {
+            if entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| valid_hash(n).is_ok())
+            {
+                total += entry
+                    .metadata()
+                    .await
+                    .map_err(io("calculate-total-size"))?
+                    .len();
+            }
         }
         Ok(total)
+    }
+
+    /// The entries of store `id`'s content directory, read one at a time.
+    async fn content_entries(
+        &self,
+        id: &str,
+        what: &'static str,
+    ) -> Result<tokio::fs::ReadDir, String> {
+        let dir = self.store_dir(id).await?.join("content");
+        tokio::fs::read_dir(&dir).await.map_err(io(what))
     }
 }
 
@@ -316,8 +350,16 @@ fn store_lock(dir: &Path) -> Arc<tokio::sync::Mutex<()>> {
 mod tests {
     use super::*;
 
+    fn limits(max_content_bytes: u64, max_labels_bytes: u64) -> Limits {
+        Limits {
+            max_content_bytes,
+            max_labels_bytes,
+            max_list_entries: 10_000,
+        }
+    }
+
     fn store(root: &Path) -> ContentStore {
-        ContentStore::new(root, "ns-a", 1024, 1024 * 1024)
+        ContentStore::new(root, "ns-a", limits(1024, 1024 * 1024))
     }
 
     #[tokio::test]
@@ -343,7 +385,7 @@ mod tests {
     #[tokio::test]
     async fn the_labels_index_is_bounded_in_bytes() {
         let root = tempfile::tempdir().unwrap();
-        let s = ContentStore::new(root.path(), "ns-a", 1024, 200);
+        let s = ContentStore::new(root.path(), "ns-a", limits(1024, 200));
         let id = s.create().await.unwrap();
         let hash = s.put(&id, b"a").await.unwrap();
         // Each label with one reference adds 50 bytes to the index (`"l1":["<40 hex>"],`): three fit in 200.
@@ -361,6 +403,34 @@ mod tests {
         s.remove_label(&id, "l2").await.unwrap();
         s.label(&id, "l4", &hash).await.unwrap();
         assert_eq!(s.list_labels(&id).await.unwrap(), ["l1", "l3", "l4"]);
+    }
+
+    /// A listing stops one hash past `max_list_entries`: a store of `max + 1` items is an error naming the
+    /// limit, while its total size is still summed entry by entry.
+    #[tokio::test]
+    async fn listings_are_bounded() {
+        let root = tempfile::tempdir().unwrap();
+        let s = ContentStore::new(
+            root.path(),
+            "ns-a",
+            Limits {
+                max_list_entries: 3,
+                ..limits(1024, 1024)
+            },
+        );
+        let id = s.create().await.unwrap();
+        let mut hashes = Vec::new();
+        for item in [b"a", b"b", b"c"] {
+            hashes.push(s.put(&id, item).await.unwrap());
+        }
+        hashes.sort();
+        assert_eq!(s.list_all(&id).await.unwrap(), hashes, "exactly the limit");
+        s.put(&id, b"d").await.unwrap();
+        assert_eq!(
+            s.list_all(&id).await.unwrap_err(),
+            format!("list-all-content: store {id} holds more than 3 items (max_list_entries)")
+        );
+        assert_eq!(s.total_size(&id).await.unwrap(), 4);
     }
 
     /// The process-wide lock map keeps only locks in use: stores created and labelled without end leave nothing.
@@ -448,7 +518,7 @@ mod tests {
                 .unwrap_err()
                 .starts_with("invalid content hash")
         );
-        let other = ContentStore::new(root.path(), "ns-b", 1024, 1024 * 1024);
+        let other = ContentStore::new(root.path(), "ns-b", limits(1024, 1024 * 1024));
         assert_eq!(
             other.put(&id, b"x").await.unwrap_err(),
             format!("store {id} not found")

@@ -6,6 +6,9 @@
 //! * **Permissions**: an actor reaches only the stores of its namespace (default: its manifest `name`); actors
 //!   share stores only by sharing a namespace. Store ids are UUIDs and hashes 40 lowercase hex characters: no
 //!   guest string becomes a path component (see [`content_store`]).
+//! * **Bounds**: an item has at most `max_content_bytes` (64 MiB), a store's labels index at most
+//!   `max_labels_bytes` (1 MiB), and `list-all-content` returns at most `max_list_entries` references (10 000);
+//!   past any of them the call fails with an error naming the bound.
 //! * **Chain events**: one per call, `theater:simple/store/<function>`; `content` and `get`'s result are payload
 //!   values (recorded in full by default; a manifest may ask for `digest`).
 //!
@@ -16,6 +19,7 @@
 //! namespace = "shared"         # default: the manifest's name
 //! max_content_bytes = 67108864
 //! max_labels_bytes = 1048576   # one store's labels index (names and references), as saved
+//! max_list_entries = 10000     # most references list-all-content returns; a larger store is an error
 //! ```
 
 pub mod content_store;
@@ -26,7 +30,7 @@ use serde::Deserialize;
 use theater_macros::theater_handler;
 use theater_runtime::ActorContext;
 
-use crate::content_store::ContentStore;
+use crate::content_store::{ContentStore, Limits};
 use crate::theater::simple::store::ContentRef;
 
 /// Configuration of the store handler: the manifest's `[[handler]] type = "store"` table.
@@ -43,16 +47,22 @@ pub struct StoreConfig {
     /// (default 1 MiB). A label change that would grow it past this fails the call naming the limit; removals
     /// always pass. It is read and rewritten whole by every label change.
     pub max_labels_bytes: u64,
+    /// Most references `list-all-content` returns (default 10 000). A store with more items is an `Err`
+    /// (`list-all-content: store <id> holds more than <max> items (max_list_entries)`); its content directory is
+    /// read one item past the bound and no further. `calculate-total-size` is not bounded by it.
+    pub max_list_entries: u64,
 }
 
 impl Default for StoreConfig {
-    /// No root or namespace (the defaults above), `max_content_bytes = 64 MiB`, `max_labels_bytes = 1 MiB`.
+    /// No root or namespace (the defaults above), `max_content_bytes = 64 MiB`, `max_labels_bytes = 1 MiB`,
+    /// `max_list_entries = 10 000`.
     fn default() -> Self {
         Self {
             root: None,
             namespace: None,
             max_content_bytes: 64 * 1024 * 1024,
             max_labels_bytes: 1024 * 1024,
+            max_list_entries: 10_000,
         }
     }
 }
@@ -97,8 +107,11 @@ impl StoreHandler {
         let stores = ContentStore::new(
             &root,
             &namespace,
-            self.config.max_content_bytes,
-            self.config.max_labels_bytes,
+            Limits {
+                max_content_bytes: self.config.max_content_bytes,
+                max_labels_bytes: self.config.max_labels_bytes,
+                max_list_entries: self.config.max_list_entries,
+            },
         );
         Ok(Self {
             config: self.config.clone(),
