@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use theater_handler_process::{ProcessHandler, ProcessHandlerConfig};
+use theater_handler_process::{ProcessHandler, ProcessHandlerConfig, STDIN_WRITE_OVERHEAD};
 use theater_runtime::{ActorHandle, TheaterRuntime};
 use theater_tests::guests;
 use theater_tests::probe::ProbeHandler;
@@ -396,6 +396,9 @@ async fn process_denials_and_grants() {
     );
 }
 
+const TOO_MANY: &str =
+    "spawn!os-spawn: 3 exceeds max_processes (2) (processes running or delivering their output)";
+
 #[tokio::test]
 async fn process_max_processes_counts_live_processes() {
     let (rt, _dir) = runtime();
@@ -405,23 +408,55 @@ async fn process_max_processes_counts_live_processes() {
     };
     let a = actor(&rt, config, None).await;
     assert_eq!(
-        run(
-            &a,
-            "spawn:sleep|30\nspawn:sleep|30\nspawn:sleep|30\nkill:1\nspawn:sleep|30\nspawn:sleep|30"
-        )
-        .await,
-        [
-            "spawn=1",
-            "spawn=2",
-            "spawn!os-spawn: 3 exceeds max_processes (2)",
-            "kill",
-            "spawn=3",
-            "spawn!os-spawn: 3 exceeds max_processes (2)"
-        ]
+        run(&a, "spawn:sleep|30\nspawn:sleep|30\nspawn:sleep|30\nkill:1").await,
+        ["spawn=1", "spawn=2", TOO_MANY, "kill"]
+    );
+    // A killed process counts until its task has read its pipes to the end, which its delivered exit follows.
+    wait_exits(&a, &[1]).await;
+    assert_eq!(
+        run(&a, "spawn:sleep|30\nspawn:sleep|30").await,
+        ["spawn=3", TOO_MANY]
     );
     assert_eq!(run(&a, "kill:2\nkill:3").await, ["kill", "kill"]);
     wait_exits(&a, &[1, 2, 3]).await;
     assert_eq!(run(&a, "spawn:sh|-c|exit 0").await, ["spawn=4"]);
+}
+
+/// A process that has exited still counts toward `max_processes` while its output waits for the actor: its task
+/// holds its pipes until the output has been delivered. Otherwise a guest that spawns short commands within one
+/// long call (so no output can be delivered before it returns, each delivery waiting up to
+/// `callback_timeout_ms`) would pile up pipes and tasks without bound, and the runtime would run out of file
+/// descriptors.
+#[tokio::test]
+async fn process_max_processes_counts_exited_processes_until_their_output_is_delivered() {
+    let (rt, _dir) = runtime();
+    let config = ProcessHandlerConfig {
+        max_processes: 2,
+        ..allowed()
+    };
+    let a = actor(&rt, config, None).await;
+    assert_eq!(
+        run(
+            &a,
+            "spawn:sh|-c|echo one\nwait:1\nspawn:sh|-c|echo two\nwait:2\nspawn:sh|-c|echo three"
+        )
+        .await[..5],
+        ["spawn=1", "wait=0", "spawn=2", "wait=0", TOO_MANY],
+        "both have exited, but neither's output could be delivered yet"
+    );
+    let log = wait_exits(&a, &[1, 2]).await;
+    assert_eq!(of(&log, 1), ["stdout:1:\"one\"", "exit:1:0 status=false,0"]);
+    assert_eq!(of(&log, 2), ["stdout:2:\"two\"", "exit:2:0 status=false,0"]);
+    // Their output delivered, they no longer count.
+    assert_eq!(
+        run(&a, "spawn:sh|-c|echo three\nwait:3\nspawn:sh|-c|echo four").await,
+        ["spawn=3", "wait=0", "spawn=4"]
+    );
+    let log = wait_exits(&a, &[3, 4]).await;
+    assert_eq!(
+        of(&log, 4),
+        ["stdout:4:\"four\"", "exit:4:0 status=false,0"]
+    );
 }
 
 #[tokio::test]
@@ -574,7 +609,12 @@ async fn process_spawned_after_start_is_background_work_and_reaped_by_stop() {
 #[tokio::test]
 async fn process_a_large_write_to_cat_comes_back_whole_and_in_order() {
     let (rt, _dir) = runtime();
-    let a = actor(&rt, allowed(), None).await;
+    // One write of 1 MiB: the queue's bound counts its bytes and the write's overhead.
+    let config = ProcessHandlerConfig {
+        max_stdin_buffer: (1024 * 1024 + STDIN_WRITE_OVERHEAD) as u32,
+        ..allowed()
+    };
+    let a = actor(&rt, config, None).await;
     // 1 MiB in 64 lines of 16 KiB (newline included): far more than the two pipes hold, so `cat` blocks on its
     // output until the guest's call has returned and the output callbacks run.
     const LINES: usize = 64;
@@ -608,9 +648,9 @@ async fn process_a_large_write_to_cat_comes_back_whole_and_in_order() {
         "no stall until callback_timeout_ms"
     );
 
-    // What may be queued and not yet written is bounded.
+    // What may be queued and not yet written is bounded: here one write of 8 bytes.
     let config = ProcessHandlerConfig {
-        max_stdin_buffer: 8,
+        max_stdin_buffer: (8 + STDIN_WRITE_OVERHEAD) as u32,
         ..allowed()
     };
     let b = actor(&rt, config, None).await;
@@ -622,13 +662,54 @@ async fn process_a_large_write_to_cat_comes_back_whole_and_in_order() {
         .await,
         [
             "spawn=1",
-            "write!os-write-stdin: 9 exceeds max_stdin_buffer (8)",
+            "write!os-write-stdin: 73 exceeds max_stdin_buffer (72) (bytes queued, 64 more per write)",
             "write=8",
             "close=0"
         ]
     );
     let log = wait_exits(&b, &[1]).await;
     assert_eq!(log, ["stdout:1:\"12345678\"", "exit:1:0 status=false,0"]);
+}
+
+/// Each queued `os-write-stdin` counts its bytes and `STDIN_WRITE_OVERHEAD` against `max_stdin_buffer`: 1-byte
+/// writes to a process that never reads its stdin fill the bound after `bound / (1 + overhead)` of them (each
+/// costs the host a buffer and a queue slot), not after `bound`.
+#[tokio::test]
+async fn process_stdin_writes_count_their_overhead() {
+    let (rt, _dir) = runtime();
+    const BOUND: usize = 1000;
+    let config = ProcessHandlerConfig {
+        max_stdin_buffer: BOUND as u32,
+        ..allowed()
+    };
+    let a = actor(&rt, config, None).await;
+    let writes = 2 * BOUND / (1 + STDIN_WRITE_OVERHEAD);
+    let script = std::iter::once("spawn:sleep|30".to_owned())
+        .chain((0..writes).map(|_| "write:1,x".to_owned()))
+        .chain(["kill:1".to_owned()])
+        .collect::<Vec<_>>()
+        .join("\n");
+    let out = run(&a, &script).await;
+    assert_eq!(out[0], "spawn=1");
+    assert_eq!(out[out.len() - 1], "kill");
+    let fitted = BOUND / (1 + STDIN_WRITE_OVERHEAD);
+    let writes = &out[1..out.len() - 1];
+    assert!(
+        writes[..fitted].iter().all(|w| w == "write=1"),
+        "{writes:?}"
+    );
+    assert_eq!(
+        writes[fitted],
+        format!(
+            "write!os-write-stdin: {} exceeds max_stdin_buffer ({BOUND}) (bytes queued, 64 more per write)",
+            (fitted + 1) * (1 + STDIN_WRITE_OVERHEAD)
+        )
+    );
+    assert!(
+        writes[fitted..].iter().all(|w| w.starts_with("write!")),
+        "{writes:?}"
+    );
+    wait_exits(&a, &[1]).await;
 }
 
 /// The OS pid a process printed as its first line of output.

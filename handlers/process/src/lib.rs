@@ -10,11 +10,18 @@
 //! * **Permissions**: closed by default ([`ProcessHandlerConfig`]): `allowed_programs` (a shell grants arbitrary
 //!   execution), `allowed_paths` for a given `cwd` (without one, a process runs in a private empty directory of
 //!   its actor), `allowed_env` for the variables the guest may set (the environment is `PATH` plus those),
-//!   `max_processes` live processes per actor, `max_output_buffer` bytes per read, chunk and line,
+//!   `max_processes` processes per actor, `max_output_buffer` bytes per read, chunk and line,
 //!   `max_stdin_buffer` bytes queued for one process's stdin.
+//! * **Host resources**: what one actor holds is bounded by these limits, not by how it behaves.
+//!   `max_processes` (default 10) counts a process from `os-spawn` until its task has read its stdout and
+//!   stderr to the end and delivered them: an exited process whose output still waits for the actor (the guest
+//!   spawns short commands within one long call, so nothing can be delivered before it returns, each delivery
+//!   waiting up to `callback_timeout_ms`) keeps its pipes open, so it still counts. The stdin queue counts each
+//!   write's bytes plus [`STDIN_WRITE_OVERHEAD`] (64) bytes, the host memory of a queued write, so 1-byte writes
+//!   to a process that does not read fill `max_stdin_buffer` (default 1 MiB) after about 16 000 writes.
 //! * **Stdin**: `os-write-stdin` queues the bytes and returns; the process's task writes them in order. The call
 //!   never waits for the process, so a process that echoes its input (`cat`) cannot stall it, however large the
-//!   write (up to `max_stdin_buffer`).
+//!   write (up to `max_stdin_buffer` less [`STDIN_WRITE_OVERHEAD`]).
 //! * **Supervision** (module `supervise`): one task per process owns its `Child`; output is framed per stream
 //!   (raw, line-by-line, json, chunked), each callback awaited before the stream is read on, and
 //!   `handle-exit(pid, code)` follows all output (`code` is the negative signal number when killed: `-9` after
@@ -59,6 +66,7 @@ use tokio::sync::oneshot;
 
 use crate::output::Framing;
 use crate::supervise::{Deliver, Spawn, Stream, Supervisor};
+pub use crate::table::STDIN_WRITE_OVERHEAD;
 use crate::table::{Control, Entry, Status};
 use crate::theater::simple::process::{OutputMode, ProcessConfig, ProcessStatus};
 
@@ -79,12 +87,14 @@ pub struct ProcessHandlerConfig {
     /// Names of the variables the guest may set through `env` (default: none; keeps out `LD_PRELOAD` and
     /// friends).
     pub allowed_env: Vec<String>,
-    /// Live processes per actor (default 10); exited ones do not count.
+    /// Processes per actor (default 10): each counts from `os-spawn` until it has exited and its output has been
+    /// delivered (or dropped), since until then its task holds its pipes. One more `os-spawn` fails.
     pub max_processes: u32,
     /// Largest `buffer-size`, `chunk-size` and delivered line, in bytes (default 1 048 576).
     pub max_output_buffer: u32,
-    /// Bytes `os-write-stdin` may have queued for one process and not yet written (default 1 048 576); a write
-    /// that would exceed it fails and queues nothing.
+    /// Bytes `os-write-stdin` may have queued for one process and not yet written (default 1 048 576), each
+    /// write counting its data and [`STDIN_WRITE_OVERHEAD`] bytes; a write that would exceed it fails and queues
+    /// nothing.
     pub max_stdin_buffer: u32,
     /// How long delivering one callback may wait for the actor, in ms (default 60 000); on timeout the
     /// handler stops waiting and reads on (the callback still runs, in order).
@@ -247,7 +257,8 @@ impl ProcessHandler {
     ///
     /// Starts `config.program` with piped stdio and returns its per-actor id (from 1). Errors:
     /// `permission denied: run <program> (allowed_programs)`, `… cwd <cwd> (allowed_paths)`,
-    /// `… env <name> (allowed_env)`; `os-spawn: <n> exceeds max_processes (<limit>)`,
+    /// `… env <name> (allowed_env)`; `os-spawn: <limit + 1> exceeds max_processes (<limit>) (processes running or
+    /// delivering their output)` (an exited process counts until its output has been delivered),
     /// `os-spawn: <size> exceeds max_output_buffer (<limit>)`; `os-spawn: cannot start <program>: <reason>`.
     async fn os_spawn(&self, config: ProcessConfig) -> Result<u64, String> {
         let actor = self.actor()?;
@@ -299,19 +310,16 @@ impl ProcessHandler {
     /// queued before has been written. Since the call never waits for the process, a process that answers its
     /// input (`cat`) cannot stall it: its output is delivered after the guest's current call. Errors:
     /// `process <pid> not found`, `process <pid> has already exited`, `process <pid>: stdin is closed`,
-    /// `os-write-stdin: <bytes> exceeds max_stdin_buffer (<limit>)` when the bytes queued and not yet written
-    /// would exceed `max_stdin_buffer` (nothing is queued; retry once the process has read), and
+    /// `os-write-stdin: <n> exceeds max_stdin_buffer (<limit>) (bytes queued, 64 more per write)` when what is
+    /// queued and not yet written, each write counting its bytes and [`STDIN_WRITE_OVERHEAD`], would exceed
+    /// `max_stdin_buffer` (nothing is queued; retry once the process has read), and
     /// `process <pid>: writing stdin: <reason>` after an earlier write failed (e.g. the process closed its stdin).
     #[theater(record(data = "full"))]
     fn os_write_stdin(&self, pid: u64, data: Vec<u8>) -> Result<u32, String> {
         let actor = self.actor()?;
         let limit = usize::try_from(self.config.max_stdin_buffer).unwrap_or(usize::MAX);
-        let count = u32::try_from(data.len()).map_err(|_| {
-            format!(
-                "os-write-stdin: {} exceeds max_stdin_buffer ({limit})",
-                data.len()
-            )
-        })?;
+        let count = u32::try_from(data.len())
+            .map_err(|_| table::exceeds(data.len().saturating_add(STDIN_WRITE_OVERHEAD), limit))?;
         let mut table = actor.supervisor.table();
         if let Entry::Exited(_) = table.get(pid)? {
             return Err(exited(pid));
@@ -353,7 +361,9 @@ impl ProcessHandler {
     /// WIT: `os-kill: func(pid: u64) -> result<_, string>`
     ///
     /// Kills the process (SIGKILL, with its process group) and waits until it is reaped; `handle-exit(pid, -9)`
-    /// follows its output. Errors: `process <pid> not found`, `process <pid> has already exited`.
+    /// follows its output. It counts toward `max_processes` until its task has read its output to the end and
+    /// delivered it, which may be after this call returns. Errors: `process <pid> not found`,
+    /// `process <pid> has already exited`.
     async fn os_kill(&self, pid: u64) -> Result<(), String> {
         self.control(pid, Control::Kill).await
     }

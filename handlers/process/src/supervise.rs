@@ -5,6 +5,12 @@
 //! all output. The task holds a [`BackgroundGuard`] of the actor until the child is reaped and its exit delivered
 //! (or dropped because the actor stops), so the actor counts as busy meanwhile and its stop waits for the reaping.
 //!
+//! `max_processes` counts process tasks, not children: each task holds a slot (an owned [`Semaphore`] permit)
+//! until its stdout and stderr pumps have ended, that is until the child has exited and all its output has been
+//! delivered (or dropped). A child that has exited but whose output waits for the actor still holds its pipes, so
+//! an actor that spawns short processes within one long call (their output cannot be delivered meanwhile) runs
+//! out of slots rather than making the host run out of file descriptors.
+//!
 //! Nothing here waits for the guest: stdin is written by the task from a queue, so output callbacks (which run
 //! after the guest's current call) never wait behind an `os-write-stdin` that waits for the process, which waits
 //! for its output to be read.
@@ -19,7 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use theater_runtime::{ActorError, BackgroundGuard, ShutdownSignal, children};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, Command};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::time::Instant;
 
 use crate::output::{Framer, Framing};
@@ -78,17 +84,20 @@ pub struct Supervisor {
     pub table: Arc<Mutex<Table>>,
     /// The actor's shutdown signal: every child is killed when it fires.
     pub shutdown: ShutdownSignal,
-    /// Live processes allowed at once.
+    /// Processes allowed at once, running or delivering their output.
     pub max_processes: usize,
+    /// `max_processes` permits; each process task holds one until its output pumps have ended.
+    slots: Arc<Semaphore>,
 }
 
 impl Supervisor {
-    /// A supervisor with an empty table.
+    /// A supervisor with an empty table and `max_processes` slots.
     pub fn new(shutdown: ShutdownSignal, max_processes: usize) -> Self {
         Self {
             table: Arc::default(),
             shutdown,
             max_processes,
+            slots: Arc::new(Semaphore::new(max_processes.min(Semaphore::MAX_PERMITS))),
         }
     }
 
@@ -97,17 +106,27 @@ impl Supervisor {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Errors when another process would exceed `max_processes`.
-    pub fn check_room(&self) -> Result<(), String> {
-        room(&self.table(), self.max_processes)
+    /// A slot for one more process.
+    ///
+    /// # Errors
+    /// `os-spawn: <max + 1> exceeds max_processes (<max>) (processes running or delivering their output)`.
+    fn slot(&self) -> Result<OwnedSemaphorePermit, String> {
+        self.slots.clone().try_acquire_owned().map_err(|_| {
+            let max = self.max_processes;
+            format!(
+                "os-spawn: {} exceeds max_processes ({max}) (processes running or delivering their output)",
+                max.saturating_add(1)
+            )
+        })
     }
 
     /// Starts `spawn` with piped stdio, only `PATH` and the given variables in its environment, in a process
-    /// group of its own, killed when dropped; enters it in the table and starts its task, which holds `guard`
-    /// until the child is reaped and its exit delivered. The id is usable as soon as it is returned.
+    /// group of its own, killed when dropped; enters it in the table and starts its task, which holds a slot
+    /// until the child's output has been delivered, and `guard` until the child is reaped and its exit
+    /// delivered. The id is usable as soon as it is returned.
     ///
     /// # Errors
-    /// `os-spawn: cannot start <program>: <reason>`, or the `max_processes` limit.
+    /// `os-spawn: cannot start <program>: <reason>`, or the `max_processes` limit (see [`slot`](Self::slot)).
     pub fn spawn<D: Deliver>(
         &self,
         spawn: Spawn,
@@ -117,7 +136,7 @@ impl Supervisor {
         if self.shutdown.is_stopping() {
             return Err("os-spawn: actor stopping".to_owned());
         }
-        self.check_room()?;
+        let slot = self.slot()?;
         let mut command = Command::new(&spawn.program);
         command
             .args(&spawn.args)
@@ -139,15 +158,11 @@ impl Supervisor {
         };
         let (control, commands) = mpsc::unbounded_channel();
         let (queue, queued, stdin_shared) = StdinQueue::new();
-        let pid = {
-            let mut table = self.table();
-            room(&table, self.max_processes)?;
-            table.insert(Live {
-                control,
-                stdin: Some(queue),
-                start_time: now_ms(),
-            })
-        };
+        let pid = self.table().insert(Live {
+            control,
+            stdin: Some(queue),
+            start_time: now_ms(),
+        });
         // A timeout too far away to represent is no timeout.
         let deadline = spawn.timeout.and_then(|t| Instant::now().checked_add(t));
         let this = self.clone();
@@ -178,6 +193,8 @@ impl Supervisor {
                 Framer::new(spawn.stderr, spawn.max_line),
             );
             let (code, (), (), ()) = tokio::join!(watched, writer, out, err);
+            // The child is reaped, its pipes are closed and its output delivered: it no longer counts.
+            drop(slot);
             if this.shutdown.is_stopping() {
                 return;
             }
@@ -344,17 +361,6 @@ impl<D: Deliver> Outputs<'_, D> {
             }
         }
     }
-}
-
-/// Errors when one more live process would exceed `max_processes`.
-fn room(table: &Table, max_processes: usize) -> Result<(), String> {
-    let wanted = table.live() + 1;
-    if wanted > max_processes {
-        return Err(format!(
-            "os-spawn: {wanted} exceeds max_processes ({max_processes})"
-        ));
-    }
-    Ok(())
 }
 
 fn callback(stream: Stream) -> &'static str {

@@ -1,4 +1,6 @@
-//! One actor's processes: live ones by per-actor id, and the last [`EXITED_KEPT`] that exited.
+//! One actor's processes: live ones by per-actor id, and the last [`EXITED_KEPT`] that exited. (What counts
+//! against `max_processes` is counted by the supervisor: a process that has exited counts until its output has
+//! been delivered.)
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -6,8 +8,12 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
 
-/// How many exited processes `os-status` still knows (they do not count against `max_processes`).
+/// How many exited processes `os-status` still knows.
 pub const EXITED_KEPT: usize = 64;
+
+/// What each `os-write-stdin` counts against `max_stdin_buffer` besides its data: the host memory of a queued
+/// write (its buffer and its slot in the queue), so that many tiny writes fill the bound too.
+pub const STDIN_WRITE_OVERHEAD: usize = 64;
 
 /// A request to the task that owns a live process's `Child`.
 #[derive(Debug)]
@@ -45,7 +51,8 @@ pub struct Live {
 
 /// The guest's end of a process's stdin: `os-write-stdin` queues bytes here and returns; the process's writer
 /// writes them in order (so a write never waits for the process, nor for the output callbacks the process waits
-/// on). Dropping the queue closes stdin once everything queued before has been written.
+/// on). Each queued write counts its bytes and [`STDIN_WRITE_OVERHEAD`] until written. Dropping the queue closes
+/// stdin once everything queued before has been written.
 #[derive(Debug)]
 pub struct StdinQueue {
     sender: mpsc::UnboundedSender<Vec<u8>>,
@@ -55,15 +62,16 @@ pub struct StdinQueue {
 /// What a [`StdinQueue`] and its writer share.
 #[derive(Debug, Default)]
 pub struct StdinShared {
-    /// Bytes queued and not yet written.
+    /// Bytes queued and not yet written, each write counting [`STDIN_WRITE_OVERHEAD`] besides its data.
     queued: AtomicUsize,
     /// Why writing failed (the writer then stops).
     failed: Mutex<Option<String>>,
 }
 
 impl StdinShared {
-    /// Counts `bytes` as written.
-    pub fn written(&self, bytes: usize) {
+    /// Counts one queued write of `len` bytes as written (it no longer counts, nor does its overhead).
+    pub fn written(&self, len: usize) {
+        let bytes = cost(len);
         let _ = self
             .queued
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
@@ -99,31 +107,42 @@ impl StdinQueue {
         )
     }
 
-    /// Queues `data` (not empty) for process `pid`, if the bytes queued and not yet written stay within `limit`.
+    /// Queues `data` (not empty) for process `pid`, if what is queued and not yet written stays within `limit`,
+    /// each write counting its bytes and [`STDIN_WRITE_OVERHEAD`].
     ///
     /// # Errors
-    /// `os-write-stdin: <bytes> exceeds max_stdin_buffer (<limit>)` (nothing is queued), the writer's earlier
-    /// failure `process <pid>: writing stdin: <reason>`, or `process <pid> has already exited` when the writer is
-    /// gone.
+    /// `os-write-stdin: <wanted> exceeds max_stdin_buffer (<limit>) (bytes queued, 64 more per write)` (nothing
+    /// is queued), the writer's earlier failure `process <pid>: writing stdin: <reason>`, or
+    /// `process <pid> has already exited` when the writer is gone.
     pub fn push(&self, pid: u64, data: Vec<u8>, limit: usize) -> Result<(), String> {
         if let Some(error) = self.shared.failed() {
             return Err(format!("process {pid}: writing stdin: {error}"));
         }
-        let bytes = data.len();
+        let len = data.len();
+        let bytes = cost(len);
         self.shared
             .queued
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |queued| {
                 queued.checked_add(bytes).filter(|&wanted| wanted <= limit)
             })
-            .map_err(|queued| {
-                let wanted = queued.saturating_add(bytes);
-                format!("os-write-stdin: {wanted} exceeds max_stdin_buffer ({limit})")
-            })?;
+            .map_err(|queued| exceeds(queued.saturating_add(bytes), limit))?;
         self.sender.send(data).map_err(|_| {
-            self.shared.written(bytes);
+            self.shared.written(len);
             format!("process {pid} has already exited")
         })
     }
+}
+
+/// What a write of `len` bytes counts against `max_stdin_buffer`.
+fn cost(len: usize) -> usize {
+    len.saturating_add(STDIN_WRITE_OVERHEAD)
+}
+
+/// The error of a write that would make `wanted` exceed `limit`.
+pub fn exceeds(wanted: usize, limit: usize) -> String {
+    format!(
+        "os-write-stdin: {wanted} exceeds max_stdin_buffer ({limit}) (bytes queued, {STDIN_WRITE_OVERHEAD} more per write)"
+    )
 }
 
 /// What an id names in this actor's table.
@@ -151,11 +170,6 @@ impl Table {
             live: HashMap::new(),
             exited: VecDeque::with_capacity(EXITED_KEPT),
         }
-    }
-
-    /// How many processes are live.
-    pub fn live(&self) -> usize {
-        self.live.len()
     }
 
     /// Adds a live process under the next id and returns the id.
@@ -237,13 +251,13 @@ mod tests {
     }
 
     #[test]
-    fn ids_count_from_one_and_exited_entries_are_kept_outside_the_live_count() {
+    fn ids_count_from_one_and_exited_entries_keep_their_status() {
         let mut table = Table::new();
         assert_eq!(table.insert(live(10)), 1);
         assert_eq!(table.insert(live(20)), 2);
-        assert_eq!(table.live(), 2);
         table.exited(1, -9);
-        assert_eq!(table.live(), 1);
+        assert!(matches!(table.get(1), Ok(Entry::Exited(_))));
+        assert!(matches!(table.get(2), Ok(Entry::Live(_))));
         assert_eq!(
             table.status(1).unwrap(),
             Status {
@@ -259,21 +273,23 @@ mod tests {
 
     #[test]
     fn stdin_queues_within_the_limit_in_order() {
+        // Room for two writes of 5 bytes in all.
+        let limit = 5 + 2 * STDIN_WRITE_OVERHEAD;
         let (queue, mut receiver, shared) = StdinQueue::new();
-        queue.push(1, b"abc".to_vec(), 5).unwrap();
+        queue.push(1, b"abc".to_vec(), limit).unwrap();
         assert_eq!(
-            queue.push(1, b"def".to_vec(), 5).unwrap_err(),
-            "os-write-stdin: 6 exceeds max_stdin_buffer (5)"
+            queue.push(1, b"def".to_vec(), limit).unwrap_err(),
+            "os-write-stdin: 134 exceeds max_stdin_buffer (133) (bytes queued, 64 more per write)"
         );
-        queue.push(1, b"de".to_vec(), 5).unwrap();
+        queue.push(1, b"de".to_vec(), limit).unwrap();
         assert_eq!(receiver.try_recv().unwrap(), b"abc");
         shared.written(3);
-        queue.push(1, b"fgh".to_vec(), 5).unwrap();
+        queue.push(1, b"fgh".to_vec(), limit).unwrap();
         assert_eq!(receiver.try_recv().unwrap(), b"de");
         assert_eq!(receiver.try_recv().unwrap(), b"fgh");
         shared.fail("Broken pipe".into());
         assert_eq!(
-            queue.push(1, b"x".to_vec(), 5).unwrap_err(),
+            queue.push(1, b"x".to_vec(), limit).unwrap_err(),
             "process 1: writing stdin: Broken pipe"
         );
         drop(queue);
@@ -281,7 +297,7 @@ mod tests {
         let (queue, receiver, _) = StdinQueue::new();
         drop(receiver);
         assert_eq!(
-            queue.push(2, b"x".to_vec(), 5).unwrap_err(),
+            queue.push(2, b"x".to_vec(), limit).unwrap_err(),
             "process 2 has already exited"
         );
     }
@@ -295,6 +311,16 @@ mod tests {
         }
         assert!(table.status(1).is_err(), "the oldest is forgotten");
         assert!(table.status(2).is_ok());
-        assert_eq!(table.live(), 0);
+    }
+
+    #[test]
+    fn each_stdin_write_counts_its_overhead() {
+        // 1-byte writes nobody reads: the bound holds limit / (1 + overhead) of them, not `limit`.
+        let limit = 1000;
+        let (queue, _receiver, _shared) = StdinQueue::new();
+        let fitted = (0..limit)
+            .take_while(|_| queue.push(1, vec![b'x'], limit).is_ok())
+            .count();
+        assert_eq!(fitted, limit / (1 + STDIN_WRITE_OVERHEAD));
     }
 }

@@ -59,6 +59,19 @@ fn pid(arg: &str) -> u64 {
     arg.trim().parse().unwrap_or(0)
 }
 
+/// Calls `os-status(pid)` every 5 ms (a WASI sleep) until the process is no longer running, within the current
+/// call; gives up after 10 s. Returns its exit code.
+fn wait(pid: u64) -> Result<i32, String> {
+    for _ in 0..2000 {
+        let status = process::os_status(pid)?;
+        if !status.running {
+            return Ok(status.exit_code.unwrap_or(i32::MIN));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    Err(format!("process {pid} still runs after 10 s"))
+}
+
 /// Runs `script` (one command per line); returns the output lines and whether it asked to clear the log.
 pub fn run(script: &str) -> (Vec<String>, bool) {
     let mut out = Vec::new();
@@ -76,6 +89,7 @@ pub fn run(script: &str) -> (Vec<String>, bool) {
             }),
             "signal" => show(op, process::os_signal(pid(a), b.trim().parse().unwrap_or(0)), |()| String::new()),
             "kill" => show(op, process::os_kill(pid(arg)), |()| String::new()),
+            "wait" => show(op, wait(pid(arg)), |code| code.to_string()),
             "clear" => {
                 clear = true;
                 op.to_owned()
