@@ -34,7 +34,7 @@ use crate::actor::{ActorHandle, ActorId};
 use crate::chain::Chain;
 use crate::chain::log::{EncodeLater, PendingData};
 use crate::handler::Handler;
-use crate::record::bytes::Base64Bytes;
+use crate::record::bytes::{Base64Bytes, Capped};
 use crate::record::{RecordMode, RecordParams, Recorded, Recorder, encode_call};
 use crate::replay::{DivergenceKind, ReplayRule};
 use crate::store::ActorStore;
@@ -284,9 +284,12 @@ pub(crate) fn encode_callback<P: RecordParams, R: Serialize + ?Sized>(
 ) -> Vec<u8> {
     use serde::ser::{SerializeMap, Serializer};
     // Room for a typical call (a few parameters and a short result) without growing.
+    // The parameters and the result are each bounded by what the event may hold
+    // ([`MAX_EVENT_DATA_BYTES`](crate::record::MAX_EVENT_DATA_BYTES)); one past it is recorded as an error alone.
+    let cap = recorder.max_event_bytes;
     let mut data = Vec::with_capacity(192);
     data.extend_from_slice(b"{\"params\":");
-    let mut ser = serde_json::Serializer::new(&mut data);
+    let mut ser = serde_json::Serializer::new(Capped::new(&mut data, cap));
     let mode = |name: &str| recorder.callback_mode(event_type, payload, name);
     let written = Base64Bytes(&mut ser)
         .serialize_map(None)
@@ -301,8 +304,11 @@ pub(crate) fn encode_callback<P: RecordParams, R: Serialize + ?Sized>(
         );
     }
     data.extend_from_slice(b",\"result\":");
+    let result_at = data.len();
     let recorded = Recorded::new(result, mode("result"), recorder);
-    if let Err(e) = recorded.serialize(Base64Bytes(&mut serde_json::Serializer::new(&mut data))) {
+    let mut ser = serde_json::Serializer::new(Capped::new(&mut data, cap));
+    if let Err(e) = recorded.serialize(Base64Bytes(&mut ser)) {
+        data.truncate(result_at);
         data.extend_from_slice(format!("{:?}", format!("cannot encode result: {e}")).as_bytes());
     }
     data.push(b'}');

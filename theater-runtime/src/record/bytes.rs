@@ -445,6 +445,37 @@ pub fn to_json(value: &(impl Serialize + ?Sized)) -> serde_json::Result<Vec<u8>>
     Ok(out)
 }
 
+/// A `Vec<u8>` writer that refuses to grow past `cap` bytes in all: what bounds a chain event's `data`
+/// ([`MAX_EVENT_DATA_BYTES`](super::MAX_EVENT_DATA_BYTES)).
+pub struct Capped<'a> {
+    out: &'a mut Vec<u8>,
+    cap: usize,
+}
+
+impl<'a> Capped<'a> {
+    /// Writes into `out`, which may hold at most `cap` bytes in all.
+    pub fn new(out: &'a mut Vec<u8>, cap: usize) -> Self {
+        Self { out, cap }
+    }
+}
+
+impl std::io::Write for Capped<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.len() > self.cap.saturating_sub(self.out.len()) {
+            return Err(std::io::Error::other(format!(
+                "chain event data would pass {} bytes (MAX_EVENT_DATA_BYTES)",
+                self.cap
+            )));
+        }
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// [`to_json`] into `out`, as it is made (a digest of a large value hashes it without holding its JSON).
 ///
 /// # Errors

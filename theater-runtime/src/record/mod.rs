@@ -60,7 +60,17 @@ pub struct Recorder {
     pub(crate) key: Arc<[u8]>,
     /// Whether calls are recorded at all (see `SpawnOptions::recording`).
     pub(crate) enabled: bool,
+    /// Bytes of one event's `data` at most ([`MAX_EVENT_DATA_BYTES`]; smaller in tests).
+    pub(crate) max_event_bytes: usize,
 }
+
+/// Bytes of one chain event's `data` (its JSON) at most: 128 MiB. A call whose values would encode larger is
+/// recorded as `{"error":"cannot encode …: chain event data would pass 134217728 bytes (MAX_EVENT_DATA_BYTES)"}`
+/// instead, its parameters and its result each on their own (a callback's). JSON escapes a control character to
+/// six bytes, so a 255 MB string a guest logs would otherwise make a 1.5 GB line, held whole in memory while it is
+/// sealed and longer than a chain file's lines may be (`chain::file::MAX_LINE_BYTES`, 256 MiB). The largest value
+/// a default limit lets through, a 64 MiB `read-file`, takes 86 MiB as base64.
+pub const MAX_EVENT_DATA_BYTES: usize = 128 * 1024 * 1024;
 
 impl Default for Recorder {
     /// Records everything, with an empty HMAC key and no overrides.
@@ -76,6 +86,7 @@ impl Recorder {
             overrides,
             key,
             enabled: true,
+            max_event_bytes: MAX_EVENT_DATA_BYTES,
         }
     }
 
@@ -305,10 +316,16 @@ pub fn encode_call<P: RecordParams + ?Sized, R: Serialize + ?Sized>(
             recorder,
         ),
     };
-    // Serializing plain data into a Vec cannot fail; a custom `Serialize` that does is recorded as such.
-    bytes::to_json(&call).unwrap_or_else(|e| {
-        format!("{{\"error\":{:?}}}", format!("cannot encode call: {e}")).into_bytes()
-    })
+    // Serializing plain data into a Vec fails only past the event's bound; that, and a custom `Serialize` that
+    // fails, is recorded as such.
+    let mut data = Vec::with_capacity(128);
+    match bytes::to_json_writer(
+        &call,
+        bytes::Capped::new(&mut data, recorder.max_event_bytes),
+    ) {
+        Ok(()) => data,
+        Err(e) => format!("{{\"error\":{:?}}}", format!("cannot encode call: {e}")).into_bytes(),
+    }
 }
 
 #[cfg(test)]
@@ -361,5 +378,41 @@ mod tests {
         let db = encode_call(&b, "get-var", &payload, &["name"], &("HOME",), &Some("x"));
         assert_ne!(da, db);
         assert!(String::from_utf8(da).unwrap().contains("\"name\":\"HOME\""));
+    }
+
+    /// One event's data is bounded: a call whose JSON would pass it (here a string of control characters, six
+    /// bytes each escaped) is recorded as an error naming the bound, never built whole. A callback bounds its
+    /// parameters and its result each on their own, so the part that fits is kept.
+    #[test]
+    fn a_call_past_the_event_bound_is_recorded_as_an_error_naming_it() {
+        let r = Recorder {
+            max_event_bytes: 1000,
+            ..Recorder::default()
+        };
+        let small = encode_call(&r, "f", &[], &["s"], &("\u{1}".repeat(100),), &1u32);
+        let small: serde_json::Value = serde_json::from_slice(&small).unwrap();
+        assert_eq!(small["params"]["s"], "\u{1}".repeat(100));
+        let big = encode_call(&r, "f", &[], &["s"], &("\u{1}".repeat(200),), &1u32);
+        assert!(big.len() < 1000, "{} bytes", big.len());
+        let big: serde_json::Value = serde_json::from_slice(&big).unwrap();
+        let error = big["error"].as_str().unwrap();
+        assert!(error.contains("MAX_EVENT_DATA_BYTES"), "{error}");
+
+        let big = crate::host::encode_callback(
+            &r,
+            "f",
+            &[],
+            &["params.0"],
+            &(7u32,),
+            &"\u{1}".repeat(200),
+        );
+        assert!(big.len() < 1000, "{} bytes", big.len());
+        let big: serde_json::Value = serde_json::from_slice(&big).unwrap();
+        assert_eq!(big["params"]["params.0"], 7);
+        let error = big["result"].as_str().unwrap();
+        assert!(
+            error.contains("cannot encode result") && error.contains("MAX_EVENT_DATA_BYTES"),
+            "{error}"
+        );
     }
 }
