@@ -34,8 +34,8 @@ use crate::actor::{ActorHandle, ActorId};
 use crate::chain::Chain;
 use crate::chain::log::{EncodeLater, PendingData};
 use crate::handler::Handler;
-use crate::record::bytes::{Base64Bytes, Capped};
-use crate::record::{RecordMode, RecordParams, Recorded, Recorder, encode_call};
+use crate::record::bytes::json_into;
+use crate::record::{RecordMode, RecordParams, Recorded, Recorder, encode_call_within};
 use crate::replay::{DivergenceKind, ReplayRule};
 use crate::store::ActorStore;
 
@@ -254,14 +254,15 @@ where
     P: RecordParams + Send,
     R: Serialize + Send,
 {
-    fn encode(&self, recorder: &Recorder) -> Vec<u8> {
-        encode_call(
+    fn encode(&self, recorder: &Recorder, cap: Option<usize>) -> Vec<u8> {
+        encode_call_within(
             recorder,
             self.spec.event_type,
             self.spec.payload,
             self.spec.params,
             &self.params,
             &self.result,
+            cap,
         )
     }
 
@@ -273,7 +274,10 @@ where
 
 /// Encodes a call into the actor as chain-event `data`, `{"params":{"params.0":…},"result":…}`: the callbacks'
 /// way of recording ([`crate::actor`]), run when the event is sealed. `payload` names the values (`params.N`,
-/// `result`) whose mode the manifest's `record` table may set; `names` are the parameters' names in order.
+/// `result`) whose mode the manifest's `record` table may set; `names` are the parameters' names in order. The
+/// data is at most `cap` bytes (`None`: the values are known to encode small): past it, the parameters or the
+/// result, each on its own, are recorded as an error naming
+/// [`MAX_EVENT_DATA_BYTES`](crate::record::MAX_EVENT_DATA_BYTES).
 pub(crate) fn encode_callback<P: RecordParams, R: Serialize + ?Sized>(
     recorder: &Recorder,
     event_type: &str,
@@ -281,23 +285,35 @@ pub(crate) fn encode_callback<P: RecordParams, R: Serialize + ?Sized>(
     names: &[&'static str],
     params: &P,
     result: &R,
+    cap: Option<usize>,
 ) -> Vec<u8> {
-    use serde::ser::{SerializeMap, Serializer};
+    /// The parameters as a map, each under its mode.
+    struct Params<'a, P> {
+        recorder: &'a Recorder,
+        mode: &'a dyn Fn(&str) -> RecordMode,
+        names: &'a [&'static str],
+        params: &'a P,
+    }
+    impl<P: RecordParams> Serialize for Params<'_, P> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap;
+            let mut map = s.serialize_map(None)?;
+            self.params
+                .write_entries(self.names, self.mode, self.recorder, &mut map)?;
+            map.end()
+        }
+    }
+    let mode = |name: &str| recorder.callback_mode(event_type, payload, name);
     // Room for a typical call (a few parameters and a short result) without growing.
-    // The parameters and the result are each bounded by what the event may hold
-    // ([`MAX_EVENT_DATA_BYTES`](crate::record::MAX_EVENT_DATA_BYTES)); one past it is recorded as an error alone.
-    let cap = recorder.max_event_bytes;
     let mut data = Vec::with_capacity(192);
     data.extend_from_slice(b"{\"params\":");
-    let mut ser = serde_json::Serializer::new(Capped::new(&mut data, cap));
-    let mode = |name: &str| recorder.callback_mode(event_type, payload, name);
-    let written = Base64Bytes(&mut ser)
-        .serialize_map(None)
-        .and_then(|mut map| {
-            params.write_entries(names, &mode, recorder, &mut map)?;
-            map.end()
-        });
-    if let Err(e) = written {
+    let params = Params {
+        recorder,
+        mode: &mode,
+        names,
+        params,
+    };
+    if let Err(e) = json_into(&mut data, cap, &params) {
         data.truncate(b"{\"params\":".len());
         data.extend_from_slice(
             format!("{:?}", format!("cannot encode parameters: {e}")).as_bytes(),
@@ -306,8 +322,7 @@ pub(crate) fn encode_callback<P: RecordParams, R: Serialize + ?Sized>(
     data.extend_from_slice(b",\"result\":");
     let result_at = data.len();
     let recorded = Recorded::new(result, mode("result"), recorder);
-    let mut ser = serde_json::Serializer::new(Capped::new(&mut data, cap));
-    if let Err(e) = recorded.serialize(Base64Bytes(&mut ser)) {
+    if let Err(e) = json_into(&mut data, cap, &recorded) {
         data.truncate(result_at);
         data.extend_from_slice(format!("{:?}", format!("cannot encode result: {e}")).as_bytes());
     }

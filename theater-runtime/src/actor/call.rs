@@ -56,7 +56,7 @@ where
     P: RecordParams + Send,
     V: Serialize + Send,
 {
-    fn encode(&self, recorder: &Recorder) -> Vec<u8> {
+    fn encode(&self, recorder: &Recorder, cap: Option<usize>) -> Vec<u8> {
         host::encode_callback(
             recorder,
             self.spec.event_type,
@@ -64,6 +64,7 @@ where
             &PARAM_NAMES,
             &self.params,
             &self.result,
+            cap,
         )
     }
 

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use crossbeam_utils::CachePadded;
 
 use super::{Chain, ChainEvent, ChainWriter, Hash};
-use crate::record::Recorder;
+use crate::record::{MAX_EVENT_DATA_BYTES, Recorder};
 
 /// Bytes a copy of one chain event takes besides its data and event type: its hashes, timestamp and the copy's
 /// own structure (a [`ChainEvent`] or its WIT `chain-event`, lowered into a guest or not), rounded up.
@@ -49,8 +49,10 @@ pub const MAX_PENDING_BYTES: usize = 8 * 1024 * 1024;
 
 /// A call's values, owned, to be encoded as chain-event `data` when the event is sealed.
 pub trait EncodeLater: Send {
-    /// The event's `data` ([`crate::record`]), under `recorder`'s modes and key.
-    fn encode(&self, recorder: &Recorder) -> Vec<u8>;
+    /// The event's `data` ([`crate::record`]), under `recorder`'s modes and key, at most `cap` bytes (`None`: the
+    /// values counted too little to encode anywhere near [`MAX_EVENT_DATA_BYTES`]); past it, what did not fit
+    /// is recorded as an error naming the bound.
+    fn encode(&self, recorder: &Recorder, cap: Option<usize>) -> Vec<u8>;
 
     /// About how many bytes the values take, or more than `cap` (see [`crate::record::size`]).
     fn approx_size(&self, cap: usize) -> usize;
@@ -324,11 +326,16 @@ impl ChainLog {
             let (data, json) = match &mut event.data {
                 PendingData::Encoded(data) => (std::mem::take(data), false),
                 // A panicking `Serialize` must not lose the batch or stop the sealer: it is recorded as such.
+                // Values that counted up to `MAX_PENDING_BYTES` encode to at most about six times that (a control
+                // character escaped), far below the bound: only larger ones are encoded through it.
                 PendingData::Later(values) => (
-                    std::panic::catch_unwind(AssertUnwindSafe(|| values.encode(&self.recorder)))
-                        .unwrap_or_else(|_| {
-                            br#"{"error":"cannot encode call: the encoder panicked"}"#.to_vec()
-                        }),
+                    std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        let cap = (event.size > MAX_PENDING_BYTES).then_some(MAX_EVENT_DATA_BYTES);
+                        values.encode(&self.recorder, cap)
+                    }))
+                    .unwrap_or_else(|_| {
+                        br#"{"error":"cannot encode call: the encoder panicked"}"#.to_vec()
+                    }),
                     true,
                 ),
             };
@@ -760,7 +767,7 @@ mod tests {
     struct Index(u64);
 
     impl EncodeLater for Index {
-        fn encode(&self, _: &Recorder) -> Vec<u8> {
+        fn encode(&self, _: &Recorder, _: Option<usize>) -> Vec<u8> {
             self.0.to_string().into_bytes()
         }
         fn approx_size(&self, _: usize) -> usize {
@@ -794,7 +801,7 @@ mod tests {
     struct Panics;
 
     impl EncodeLater for Panics {
-        fn encode(&self, _: &Recorder) -> Vec<u8> {
+        fn encode(&self, _: &Recorder, _: Option<usize>) -> Vec<u8> {
             panic!("a broken Serialize")
         }
         fn approx_size(&self, _: usize) -> usize {

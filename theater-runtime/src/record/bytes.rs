@@ -445,6 +445,22 @@ pub fn to_json(value: &(impl Serialize + ?Sized)) -> serde_json::Result<Vec<u8>>
     Ok(out)
 }
 
+/// [`to_json`] appended to `data`, which may then hold at most `cap` bytes in all (`None`: no bound, the plain
+/// `Vec` writer, as fast as before the bound existed).
+///
+/// # Errors
+/// The value failed to serialize, or would pass `cap`.
+pub fn json_into(
+    data: &mut Vec<u8>,
+    cap: Option<usize>,
+    value: &(impl Serialize + ?Sized),
+) -> serde_json::Result<()> {
+    match cap {
+        None => to_json_writer(value, data),
+        Some(cap) => to_json_writer(value, Capped::new(data, cap)),
+    }
+}
+
 /// A `Vec<u8>` writer that refuses to grow past `cap` bytes in all: what bounds a chain event's `data`
 /// ([`MAX_EVENT_DATA_BYTES`](super::MAX_EVENT_DATA_BYTES)).
 pub struct Capped<'a> {
@@ -459,18 +475,34 @@ impl<'a> Capped<'a> {
     }
 }
 
+impl Capped<'_> {
+    #[cold]
+    fn full(&self) -> std::io::Error {
+        std::io::Error::other(format!(
+            "chain event data would pass {} bytes (MAX_EVENT_DATA_BYTES)",
+            self.cap
+        ))
+    }
+}
+
+// serde_json writes every token with `write_all`: both are inlined, so that the bound costs a comparison per token.
 impl std::io::Write for Capped<'_> {
+    #[inline]
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if buf.len() > self.cap.saturating_sub(self.out.len()) {
-            return Err(std::io::Error::other(format!(
-                "chain event data would pass {} bytes (MAX_EVENT_DATA_BYTES)",
-                self.cap
-            )));
-        }
-        self.out.extend_from_slice(buf);
+        self.write_all(buf)?;
         Ok(buf.len())
     }
 
+    #[inline]
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        if buf.len() > self.cap.saturating_sub(self.out.len()) {
+            return Err(self.full());
+        }
+        self.out.extend_from_slice(buf);
+        Ok(())
+    }
+
+    #[inline]
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }

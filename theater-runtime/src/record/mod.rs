@@ -60,11 +60,11 @@ pub struct Recorder {
     pub(crate) key: Arc<[u8]>,
     /// Whether calls are recorded at all (see `SpawnOptions::recording`).
     pub(crate) enabled: bool,
-    /// Bytes of one event's `data` at most ([`MAX_EVENT_DATA_BYTES`]; smaller in tests).
-    pub(crate) max_event_bytes: usize,
 }
 
-/// Bytes of one chain event's `data` (its JSON) at most: 128 MiB. A call whose values would encode larger is
+/// Bytes of one chain event's `data` (its JSON) at most: 128 MiB, checked while encoding the values of an event
+/// that counted more than `chain::MAX_PENDING_BYTES` (smaller ones cannot encode this large). A call whose values
+/// would encode larger is
 /// recorded as `{"error":"cannot encode …: chain event data would pass 134217728 bytes (MAX_EVENT_DATA_BYTES)"}`
 /// instead, its parameters and its result each on their own (a callback's). JSON escapes a control character to
 /// six bytes, so a 255 MB string a guest logs would otherwise make a 1.5 GB line, held whole in memory while it is
@@ -86,7 +86,6 @@ impl Recorder {
             overrides,
             key,
             enabled: true,
-            max_event_bytes: MAX_EVENT_DATA_BYTES,
         }
     }
 
@@ -274,6 +273,20 @@ pub fn encode_call<P: RecordParams + ?Sized, R: Serialize + ?Sized>(
     params: &P,
     result: &R,
 ) -> Vec<u8> {
+    encode_call_within(recorder, event_type, payload, names, params, result, None)
+}
+
+/// [`encode_call`], its data at most `cap` bytes (`None`: the values are known to encode small): past it, the data
+/// is `{"error":"cannot encode call: chain event data would pass <cap> bytes (MAX_EVENT_DATA_BYTES)"}`.
+pub(crate) fn encode_call_within<P: RecordParams + ?Sized, R: Serialize + ?Sized>(
+    recorder: &Recorder,
+    event_type: &str,
+    payload: &[(&'static str, RecordMode)],
+    names: &[&'static str],
+    params: &P,
+    result: &R,
+    cap: Option<usize>,
+) -> Vec<u8> {
     struct Params<'a, P: ?Sized> {
         recorder: &'a Recorder,
         function: &'a str,
@@ -316,13 +329,10 @@ pub fn encode_call<P: RecordParams + ?Sized, R: Serialize + ?Sized>(
             recorder,
         ),
     };
-    // Serializing plain data into a Vec fails only past the event's bound; that, and a custom `Serialize` that
-    // fails, is recorded as such.
+    // Serializing plain data into a Vec fails only past `cap`; that, and a custom `Serialize` that fails, is
+    // recorded as such.
     let mut data = Vec::with_capacity(128);
-    match bytes::to_json_writer(
-        &call,
-        bytes::Capped::new(&mut data, recorder.max_event_bytes),
-    ) {
+    match bytes::json_into(&mut data, cap, &call) {
         Ok(()) => data,
         Err(e) => format!("{{\"error\":{:?}}}", format!("cannot encode call: {e}")).into_bytes(),
     }
@@ -385,14 +395,12 @@ mod tests {
     /// parameters and its result each on their own, so the part that fits is kept.
     #[test]
     fn a_call_past_the_event_bound_is_recorded_as_an_error_naming_it() {
-        let r = Recorder {
-            max_event_bytes: 1000,
-            ..Recorder::default()
-        };
-        let small = encode_call(&r, "f", &[], &["s"], &("\u{1}".repeat(100),), &1u32);
+        let r = Recorder::default();
+        let cap = Some(1000);
+        let small = encode_call_within(&r, "f", &[], &["s"], &("\u{1}".repeat(100),), &1u32, cap);
         let small: serde_json::Value = serde_json::from_slice(&small).unwrap();
         assert_eq!(small["params"]["s"], "\u{1}".repeat(100));
-        let big = encode_call(&r, "f", &[], &["s"], &("\u{1}".repeat(200),), &1u32);
+        let big = encode_call_within(&r, "f", &[], &["s"], &("\u{1}".repeat(200),), &1u32, cap);
         assert!(big.len() < 1000, "{} bytes", big.len());
         let big: serde_json::Value = serde_json::from_slice(&big).unwrap();
         let error = big["error"].as_str().unwrap();
@@ -405,6 +413,7 @@ mod tests {
             &["params.0"],
             &(7u32,),
             &"\u{1}".repeat(200),
+            cap,
         );
         assert!(big.len() < 1000, "{} bytes", big.len());
         let big: serde_json::Value = serde_json::from_slice(&big).unwrap();
