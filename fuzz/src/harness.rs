@@ -243,11 +243,11 @@ pub fn record_encode_input(input: &RecordInput) {
         let (e, p, n) = (&recorder, &payload[..], &names[..]);
         let t = input.event_type.as_str();
         match params {
-            [] => encode_call(e, t, p, n, &(), r),
-            [a] => encode_call(e, t, p, n, &(a,), r),
-            [a, b] => encode_call(e, t, p, n, &(a, b), r),
-            [a, b, c] => encode_call(e, t, p, n, &(a, b, c), r),
-            [a, b, c, d, ..] => encode_call(e, t, p, n, &(a, b, c, d), r),
+            [] => encode_call(e, t, p, n, &(), r, None),
+            [a] => encode_call(e, t, p, n, &(a,), r, None),
+            [a, b] => encode_call(e, t, p, n, &(a, b), r, None),
+            [a, b, c] => encode_call(e, t, p, n, &(a, b, c), r, None),
+            [a, b, c, d, ..] => encode_call(e, t, p, n, &(a, b, c, d), r, None),
         }
     };
     let bytes = encode();

@@ -98,6 +98,7 @@ fn seal(c: &mut Criterion) {
                     &["length"],
                     &(16u32,),
                     &bytes,
+                    None,
                 );
                 chain.append(
                     "theater:simple/random/random-bytes",
@@ -132,6 +133,7 @@ fn encode_bytes(c: &mut Criterion) {
                     &["actor-id", "msg"],
                     &("0c3f5a5e-1b2c-4d3e-8f90-a1b2c3d4e5f6", &msg),
                     &result,
+                    None,
                 )
             })
         });

@@ -554,15 +554,21 @@ async fn open_at_most(bound: usize, open: impl Fn() -> usize) -> usize {
     }
 }
 
+/// `n` test servers, each on a port of its own (so each a host of its own to the client's pool).
+async fn servers(n: usize) -> Vec<TestServer> {
+    let mut servers = Vec::with_capacity(n);
+    for _ in 0..n {
+        servers.push(server().await);
+    }
+    servers
+}
+
 /// A guest that reaches many hosts leaves an idle connection with each; `idle_timeout_ms` closes them all (with
 /// reqwest's defaults they stayed open 90 s). The guest's calls run one at a time, so it cannot hold several
 /// connections to one host at once: `max_idle_per_host` is tested on the handler's client, below.
 #[tokio::test]
 async fn http_client_closes_idle_connections_after_idle_timeout_ms() {
-    let mut servers = Vec::new();
-    for _ in 0..6 {
-        servers.push(server().await);
-    }
+    let servers = servers(6).await;
     let (rt, _dir) = runtime();
     let actor = client(
         &rt,
@@ -597,10 +603,7 @@ async fn http_client_closes_idle_connections_after_idle_timeout_ms() {
 /// actor may hold kept-alive connections to at once, so it cannot leave an idle socket with each of thousands.
 #[tokio::test]
 async fn http_client_refuses_a_host_past_max_hosts_while_connections_to_the_others_may_be_open() {
-    let mut servers = Vec::new();
-    for _ in 0..3 {
-        servers.push(server().await);
-    }
+    let servers = servers(3).await;
     let (rt, _dir) = runtime();
     let actor = client(
         &rt,

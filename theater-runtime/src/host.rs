@@ -35,7 +35,7 @@ use crate::chain::Chain;
 use crate::chain::log::{EncodeLater, PendingData};
 use crate::handler::Handler;
 use crate::record::bytes::json_into;
-use crate::record::{RecordMode, RecordParams, Recorded, Recorder, encode_call_within};
+use crate::record::{RecordMode, RecordParams, Recorded, Recorder, encode_call};
 use crate::replay::{DivergenceKind, ReplayRule};
 use crate::store::ActorStore;
 
@@ -255,7 +255,7 @@ where
     R: Serialize + Send,
 {
     fn encode(&self, recorder: &Recorder, cap: Option<usize>) -> Vec<u8> {
-        encode_call_within(
+        encode_call(
             recorder,
             self.spec.event_type,
             self.spec.payload,

@@ -265,20 +265,9 @@ impl_record_params! {
 /// Encodes one call as chain-event `data`: `{"params": {...}, "result": ...}`.
 ///
 /// `event_type` and `payload` select the modes (see [`Recorder::mode`]); `names` are the parameter names in order.
+/// The data is at most `cap` bytes (`None`: no bound, for values known to encode small): past it, it is
+/// `{"error":"cannot encode call: chain event data would pass <cap> bytes (MAX_EVENT_DATA_BYTES)"}`.
 pub fn encode_call<P: RecordParams + ?Sized, R: Serialize + ?Sized>(
-    recorder: &Recorder,
-    event_type: &str,
-    payload: &[(&'static str, RecordMode)],
-    names: &[&'static str],
-    params: &P,
-    result: &R,
-) -> Vec<u8> {
-    encode_call_within(recorder, event_type, payload, names, params, result, None)
-}
-
-/// [`encode_call`], its data at most `cap` bytes (`None`: the values are known to encode small): past it, the data
-/// is `{"error":"cannot encode call: chain event data would pass <cap> bytes (MAX_EVENT_DATA_BYTES)"}`.
-pub(crate) fn encode_call_within<P: RecordParams + ?Sized, R: Serialize + ?Sized>(
     recorder: &Recorder,
     event_type: &str,
     payload: &[(&'static str, RecordMode)],
@@ -352,6 +341,7 @@ mod tests {
             &["length"],
             &(16u32,),
             &Ok::<_, String>(vec![1u8, 2]),
+            None,
         );
         assert_eq!(
             std::str::from_utf8(&data).unwrap(),
@@ -363,7 +353,7 @@ mod tests {
     fn digest_hides_payload_and_override_wins() {
         let r = Recorder::default();
         let payload = [("result", RecordMode::Digest)];
-        let data = encode_call(&r, "get", &payload, &[], &(), &"secret");
+        let data = encode_call(&r, "get", &payload, &[], &(), &"secret", None);
         let text = String::from_utf8(data).unwrap();
         assert!(!text.contains("secret"), "{text}");
         // sha1 of "\"secret\"" (the JSON encoding)
@@ -375,7 +365,7 @@ mod tests {
             Arc::from(&b"k"[..]),
         );
         let text =
-            String::from_utf8(encode_call(&r, "get", &payload, &[], &(), &"secret")).unwrap();
+            String::from_utf8(encode_call(&r, "get", &payload, &[], &(), &"secret", None)).unwrap();
         assert!(text.contains("\"secret\""), "{text}");
     }
 
@@ -384,8 +374,24 @@ mod tests {
         let a = Recorder::new(Default::default(), Arc::from(&b"key-a"[..]));
         let b = Recorder::new(Default::default(), Arc::from(&b"key-b"[..]));
         let payload = [("result", RecordMode::KeyedDigest)];
-        let da = encode_call(&a, "get-var", &payload, &["name"], &("HOME",), &Some("x"));
-        let db = encode_call(&b, "get-var", &payload, &["name"], &("HOME",), &Some("x"));
+        let da = encode_call(
+            &a,
+            "get-var",
+            &payload,
+            &["name"],
+            &("HOME",),
+            &Some("x"),
+            None,
+        );
+        let db = encode_call(
+            &b,
+            "get-var",
+            &payload,
+            &["name"],
+            &("HOME",),
+            &Some("x"),
+            None,
+        );
         assert_ne!(da, db);
         assert!(String::from_utf8(da).unwrap().contains("\"name\":\"HOME\""));
     }
@@ -397,10 +403,10 @@ mod tests {
     fn a_call_past_the_event_bound_is_recorded_as_an_error_naming_it() {
         let r = Recorder::default();
         let cap = Some(1000);
-        let small = encode_call_within(&r, "f", &[], &["s"], &("\u{1}".repeat(100),), &1u32, cap);
+        let small = encode_call(&r, "f", &[], &["s"], &("\u{1}".repeat(100),), &1u32, cap);
         let small: serde_json::Value = serde_json::from_slice(&small).unwrap();
         assert_eq!(small["params"]["s"], "\u{1}".repeat(100));
-        let big = encode_call_within(&r, "f", &[], &["s"], &("\u{1}".repeat(200),), &1u32, cap);
+        let big = encode_call(&r, "f", &[], &["s"], &("\u{1}".repeat(200),), &1u32, cap);
         assert!(big.len() < 1000, "{} bytes", big.len());
         let big: serde_json::Value = serde_json::from_slice(&big).unwrap();
         let error = big["error"].as_str().unwrap();
