@@ -41,7 +41,8 @@ pub struct Limits {
     /// memories and tables counted, tables at 8 bytes an element): a growth past it fails (`memory.grow` returns
     /// -1; a trap if the guest aborts on it). Default 256 MiB.
     pub memory_bytes: u64,
-    /// Bytes of sealed chain-event data the actor's chain keeps in memory; past it the events are kept only on
+    /// Bytes of sealed chain events the actor's chain keeps in memory (their data and event types, and 128 bytes
+    /// each for the rest, `EVENT_COPY_BYTES`); past it the events are kept only on
     /// file (the chain file, else an unlinked spool file in the runtime's data folder) and readers read them
     /// back. Default 1 MiB.
     pub chain_memory_bytes: u64,

@@ -377,7 +377,8 @@ pub struct Storage {
 struct Sealed {
     /// Events `spilled..count`, oldest first.
     tail: Vec<ChainEvent>,
-    /// Their data and event-type bytes.
+    /// The memory they hold: their data and event-type bytes, and [`EVENT_COPY_BYTES`] each for the rest (hashes,
+    /// timestamp, the event itself), so that millions of tiny events count what they hold.
     tail_bytes: usize,
     /// Events before `tail`, kept only on file.
     spilled: usize,
@@ -441,7 +442,7 @@ impl Sealed {
             }
         }
         let size = event.data.len() + event.event_type.len();
-        self.tail_bytes += size;
+        self.tail_bytes += size + EVENT_COPY_BYTES as usize;
         self.bytes += size as u64;
         self.tail.push(event);
         self.count += 1;
@@ -943,6 +944,30 @@ mod tests {
         assert!(log.events_since(all.len() + 5).is_empty());
     }
 
+    /// The memory bound counts each event's own structure too: tiny events spill after about `limit / 128` of
+    /// them, not after `limit / (their data)`, which let a chain of tiny events hold several times its bound.
+    #[test]
+    fn tiny_events_count_what_they_hold_against_the_memory_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(ChainLog::with_storage(
+            Arc::default(),
+            None,
+            Storage {
+                file: None,
+                memory_limit: Some(64 * 1024),
+                spool_dir: Some(dir.path().to_owned()),
+            },
+        ));
+        (0..10_000).for_each(|i| log.record(event(i)));
+        log.seal();
+        let kept = lock(&log.sealed).tail.len();
+        assert!(
+            kept <= 64 * 1024 / EVENT_COPY_BYTES as usize,
+            "{kept} events in memory"
+        );
+        assert_eq!(log.snapshot(), eager(10_000));
+    }
+
     #[test]
     fn a_log_whose_file_cannot_be_made_is_broken_past_its_memory_bound_and_loses_nothing() {
         let dir = tempfile::tempdir().unwrap();
@@ -957,11 +982,11 @@ mod tests {
                 spool_dir: Some(not_a_folder),
             },
         ));
-        (0..10).for_each(|i| log.record(event(i)));
+        (0..5).for_each(|i| log.record(event(i)));
         log.seal();
         assert_eq!(log.broken(), None, "under its bound, memory is enough");
         let n = 2 * SEAL_BATCH as u64;
-        (10..n).for_each(|i| log.record(event(i)));
+        (5..n).for_each(|i| log.record(event(i)));
         let broken = log.broken().expect("past its bound without a file");
         assert!(
             broken.contains("limits.chain_memory_bytes (1024 bytes)"),
