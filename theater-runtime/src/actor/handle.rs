@@ -111,9 +111,9 @@ impl ActorHandle {
 
     /// A page of the actor's chain: at most `max_events` events from index `from` on (at least one, if there is
     /// one), and after the first only while their event types and data add up to no more than `max_bytes`; and
-    /// the number of events in the chain. Reads the chain file (for events no longer in memory) only near the
-    /// page ([`ChainLog::events_range`](crate::chain::log::ChainLog::events_range)), so paging through a chain of
-    /// gigabytes holds one page at a time.
+    /// the number of events in the chain. Reads the chain file (for events no longer in memory) only from the
+    /// indexed line nearest before the page (every [`INDEX_EVERY`](crate::chain::INDEX_EVERY)th event's), so
+    /// paging through a chain of gigabytes holds one page at a time.
     ///
     /// # Errors
     /// The chain file cannot be read back.
@@ -133,7 +133,7 @@ impl ActorHandle {
 
     /// About how many bytes a copy of the actor's whole chain takes (without copying it or reading it back):
     /// its event data and event types, in memory or on file, and
-    /// [`EVENT_COPY_BYTES`](crate::chain::log::EVENT_COPY_BYTES) per event. What a reader of the whole chain
+    /// [`EVENT_COPY_BYTES`](crate::chain::EVENT_COPY_BYTES) per event. What a reader of the whole chain
     /// ([`chain`](Self::chain)) is about to copy.
     pub fn chain_copy_bytes(&self) -> u64 {
         self.shared.chain.copy_bytes()
