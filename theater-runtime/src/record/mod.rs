@@ -374,24 +374,18 @@ mod tests {
         let a = Recorder::new(Default::default(), Arc::from(&b"key-a"[..]));
         let b = Recorder::new(Default::default(), Arc::from(&b"key-b"[..]));
         let payload = [("result", RecordMode::KeyedDigest)];
-        let da = encode_call(
-            &a,
-            "get-var",
-            &payload,
-            &["name"],
-            &("HOME",),
-            &Some("x"),
-            None,
-        );
-        let db = encode_call(
-            &b,
-            "get-var",
-            &payload,
-            &["name"],
-            &("HOME",),
-            &Some("x"),
-            None,
-        );
+        let encode = |r| {
+            encode_call(
+                r,
+                "get-var",
+                &payload,
+                &["name"],
+                &("HOME",),
+                &Some("x"),
+                None,
+            )
+        };
+        let (da, db) = (encode(&a), encode(&b));
         assert_ne!(da, db);
         assert!(String::from_utf8(da).unwrap().contains("\"name\":\"HOME\""));
     }
