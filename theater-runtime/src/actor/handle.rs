@@ -112,8 +112,9 @@ impl ActorHandle {
     /// A page of the actor's chain: at most `max_events` events from index `from` on (at least one, if there is
     /// one), and after the first only while their event types and data add up to no more than `max_bytes`; and
     /// the number of events in the chain. Reads the chain file (for events no longer in memory) only from the
-    /// indexed line nearest before the page (every [`INDEX_EVERY`](crate::chain::INDEX_EVERY)th event's), so
-    /// paging through a chain of gigabytes holds one page at a time.
+    /// indexed line nearest before the page (every [`INDEX_EVERY`](crate::chain::INDEX_EVERY)th event's, and one
+    /// at least every [`INDEX_BYTES`](crate::chain::INDEX_BYTES)), so paging through a chain of gigabytes holds
+    /// one page at a time.
     ///
     /// # Errors
     /// The chain file cannot be read back.

@@ -470,6 +470,14 @@ pub(crate) fn read_events(
     let mut events = Vec::new();
     let mut buf = Vec::new();
     let mut line = 0;
+    // Lines before the page are passed over without being copied.
+    while skip > 0 {
+        if input.skip_until(b'\n')? == 0 {
+            return Ok(events);
+        }
+        skip -= 1;
+        line += 1;
+    }
     while events.len() < max {
         buf.clear();
         let n = (&mut input)
@@ -478,10 +486,6 @@ pub(crate) fn read_events(
         line += 1;
         if n == 0 || buf.last() != Some(&b'\n') {
             break;
-        }
-        if skip > 0 {
-            skip -= 1;
-            continue;
         }
         let parse = |message: String| ChainError::Parse { line, message };
         let text = std::str::from_utf8(&buf).map_err(|e| parse(format!("not UTF-8: {e}")))?;

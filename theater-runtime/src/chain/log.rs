@@ -236,8 +236,9 @@ impl ChainLog {
     /// A page of the chain: at most `max_events` events (at least one, if there is one) from index `from` on,
     /// and, after the first, only while their event types and data add up to no more than `max_bytes`; and the
     /// number of events in the chain, every recorded event sealed. Events kept only on file are read from the
-    /// nearest indexed line before `from` ([`INDEX_EVERY`]), never the whole file, so a page costs about its own
-    /// size wherever it lies.
+    /// nearest indexed line before `from` (at most [`INDEX_EVERY`] lines and about [`INDEX_BYTES`] before it; the
+    /// lines before the page are skipped without being copied), never the whole file, so a page costs about its
+    /// own size plus at most that wherever it lies. The read runs under the log's lock, as every reader's does.
     ///
     /// # Errors
     /// The chain file cannot be read back, or holds fewer events than were written to it.
@@ -384,8 +385,8 @@ struct Sealed {
     spilled: usize,
     /// Sealed events in all.
     count: usize,
-    /// (event index, byte offset of its line) in the file, for every [`INDEX_EVERY`]th event written to it.
-    offsets: Vec<(usize, u64)>,
+    /// Where some events' lines start in the file, for reading a page without reading what lies before it.
+    index: LineIndex,
     /// Their data and event-type bytes, all of them (in memory or on file only).
     bytes: u64,
     /// The last event's hash.
@@ -412,7 +413,7 @@ impl Sealed {
             tail_bytes: 0,
             spilled: 0,
             count: 0,
-            offsets: Vec::new(),
+            index: LineIndex::default(),
             bytes: 0,
             head: None,
             storage,
@@ -434,14 +435,13 @@ impl Sealed {
             timestamp,
             description: None,
         };
+        let size = event.data.len() + event.event_type.len();
         if let Some(writer) = &mut self.storage.file {
-            let written = index_line(&mut self.offsets, writer, self.count)
-                .and_then(|()| writer.append_known(&event, json));
-            if let Err(e) = written {
+            self.index.note(writer, self.count, size);
+            if let Err(e) = writer.append_known(&event, json) {
                 self.fail(e);
             }
         }
-        let size = event.data.len() + event.event_type.len();
         self.tail_bytes += size + EVENT_COPY_BYTES as usize;
         self.bytes += size as u64;
         self.tail.push(event);
@@ -473,7 +473,8 @@ impl Sealed {
                     let mut writer = ChainWriter::new(file)?;
                     // No file before: the tail is the whole chain, from index 0.
                     for (index, e) in self.tail.iter().enumerate() {
-                        index_line(&mut self.offsets, &mut writer, index)?;
+                        self.index
+                            .note(&mut writer, index, e.data.len() + e.event_type.len());
                         writer.append(e)?;
                     }
                     Ok((writer, reader))
@@ -554,9 +555,9 @@ impl Sealed {
                 std::io::Error::other("the events kept on file cannot be read back")
             })?;
             // The nearest indexed line at or before `from`; without one, the first event line (after the header).
-            let (skip, pos) = match self.offsets.partition_point(|&(index, _)| index <= from) {
-                0 => (from + 1, 0),
-                at => (from - self.offsets[at - 1].0, self.offsets[at - 1].1),
+            let (skip, pos) = match self.index.before(from) {
+                None => (from + 1, 0),
+                Some((index, pos)) => (from - index, pos),
             };
             let want = (self.spilled - from).min(max);
             let input = std::io::BufReader::new(ReadAt { file, pos });
@@ -604,22 +605,50 @@ impl Sealed {
     }
 }
 
-/// Reads a file from `pos` with positioned reads, which leave the file's offset (shared with its writer) alone.
 /// How often the line of an event written to the chain (or spool) file is indexed: a page read starts at most
-/// this many lines before its first event.
+/// this many lines, and about [`INDEX_BYTES`] of file, before its first event.
 pub const INDEX_EVERY: usize = 1024;
 
-/// Indexes the line event `index` is about to be written on, if it is an [`INDEX_EVERY`]th.
-fn index_line(
-    offsets: &mut Vec<(usize, u64)>,
-    writer: &mut ChainWriter,
-    index: usize,
-) -> std::io::Result<()> {
-    if index.is_multiple_of(INDEX_EVERY) {
-        offsets.push((index, writer.position()?));
-    }
-    Ok(())
+/// Bytes of events (data and event types) written since the last indexed line at which the next one is indexed,
+/// however few events they are: 1 MiB.
+pub const INDEX_BYTES: usize = 1024 * 1024;
+
+/// Bytes a line takes besides its event's data and type (hashes in hex, timestamp, keys), rounded up.
+const LINE_OVERHEAD: usize = 160;
+
+/// Where some events' lines start in the file: every [`INDEX_EVERY`]th, and one at least every [`INDEX_BYTES`].
+#[derive(Debug, Default)]
+struct LineIndex {
+    /// (event index, byte offset of its line), ascending.
+    offsets: Vec<(usize, u64)>,
+    /// About how many bytes were written since the last entry.
+    since: usize,
 }
+
+impl LineIndex {
+    /// Event `index`, whose data and type take `size` bytes, is about to be written by `writer`: its line is
+    /// indexed if it is an [`INDEX_EVERY`]th or [`INDEX_BYTES`] were written since the last entry. The index is
+    /// an aid: an offset that cannot be read (a failed `lseek`) is left out, the event is written all the same.
+    fn note(&mut self, writer: &mut ChainWriter, index: usize, size: usize) {
+        if (index.is_multiple_of(INDEX_EVERY) || self.since >= INDEX_BYTES)
+            && let Ok(pos) = writer.position()
+        {
+            self.offsets.push((index, pos));
+            self.since = 0;
+        }
+        self.since = self.since.saturating_add(size + LINE_OVERHEAD);
+    }
+
+    /// The indexed line nearest at or before event `from`: its event index and offset.
+    fn before(&self, from: usize) -> Option<(usize, u64)> {
+        match self.offsets.partition_point(|&(index, _)| index <= from) {
+            0 => None,
+            at => Some(self.offsets[at - 1]),
+        }
+    }
+}
+
+/// Reads a file from `pos` with positioned reads, which leave the file's offset (shared with its writer) alone.
 
 /// The bound of one page of events: the first always fits; after it, the event types and data must add up to no
 /// more than `max_bytes`.
@@ -946,6 +975,40 @@ mod tests {
 
     /// The memory bound counts each event's own structure too: tiny events spill after about `limit / 128` of
     /// them, not after `limit / (their data)`, which let a chain of tiny events hold several times its bound.
+    /// Large events are indexed more often than every [`INDEX_EVERY`]th: at least every [`INDEX_BYTES`], so a
+    /// page of 100 KiB events starts reading at most ~1 MiB before it, not up to 100 MiB.
+    #[test]
+    fn large_events_are_indexed_by_bytes_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(ChainLog::with_storage(
+            Arc::default(),
+            None,
+            Storage {
+                file: Some(ChainWriter::create(dir.path().join("c.jsonl")).unwrap()),
+                memory_limit: Some(4096),
+                spool_dir: None,
+            },
+        ));
+        let big = |i: u64| PendingEvent {
+            event_type: Cow::Borrowed("theater:simple/test/f"),
+            timestamp: i,
+            size: 100 * 1024,
+            data: PendingData::Encoded(format!("\"{}\"", "x".repeat(100 * 1024)).into_bytes()),
+        };
+        (0..60).for_each(|i| log.record(big(i)));
+        let all = log.snapshot().into_events();
+        let indexed = lock(&log.sealed).index.offsets.len();
+        assert!(
+            indexed >= 5,
+            "{indexed} indexed lines for 60 events of 100 KiB"
+        );
+        for from in [0, 9, 10, 11, 37, 55] {
+            let (page, total) = log.events_range(from, 3, usize::MAX).unwrap();
+            assert_eq!(total, 60);
+            assert_eq!(page, all[from..from + 3], "from {from}");
+        }
+    }
+
     #[test]
     fn tiny_events_count_what_they_hold_against_the_memory_bound() {
         let dir = tempfile::tempdir().unwrap();
