@@ -672,28 +672,35 @@ async fn process_a_large_write_to_cat_comes_back_whole_and_in_order() {
 }
 
 /// Each queued `os-write-stdin` counts its bytes and `STDIN_WRITE_OVERHEAD` against `max_stdin_buffer`: 1-byte
-/// writes to a process that never reads its stdin fill the bound after `bound / (1 + overhead)` of them (each
-/// costs the host a buffer and a queue slot), not after `bound`.
+/// writes to a process that never reads its stdin fill the bound after `room / (1 + overhead)` of them (each
+/// costs the host a buffer and a queue slot), not after `room`. The first write is larger than a pipe holds, so
+/// the process's stdin writer blocks on it and nothing queued after it is written (and uncounted) meanwhile.
 #[tokio::test]
 async fn process_stdin_writes_count_their_overhead() {
+    const FILL: usize = 70_000;
+    const ROOM: usize = 1000;
+    let bound = FILL + STDIN_WRITE_OVERHEAD + ROOM;
     let (rt, _dir) = runtime();
-    const BOUND: usize = 1000;
     let config = ProcessHandlerConfig {
-        max_stdin_buffer: BOUND as u32,
+        max_stdin_buffer: bound as u32,
         ..allowed()
     };
     let a = actor(&rt, config, None).await;
-    let writes = 2 * BOUND / (1 + STDIN_WRITE_OVERHEAD);
-    let script = std::iter::once("spawn:sleep|30".to_owned())
-        .chain((0..writes).map(|_| "write:1,x".to_owned()))
-        .chain(["kill:1".to_owned()])
-        .collect::<Vec<_>>()
-        .join("\n");
+    let writes = 2 * ROOM / (1 + STDIN_WRITE_OVERHEAD);
+    let script = [
+        "spawn:sleep|30".to_owned(),
+        format!("write:1,{}", "x".repeat(FILL)),
+    ]
+    .into_iter()
+    .chain((0..writes).map(|_| "write:1,x".to_owned()))
+    .chain(["kill:1".to_owned()])
+    .collect::<Vec<_>>()
+    .join("\n");
     let out = run(&a, &script).await;
-    assert_eq!(out[0], "spawn=1");
+    assert_eq!(out[..2], ["spawn=1".to_owned(), format!("write={FILL}")]);
     assert_eq!(out[out.len() - 1], "kill");
-    let fitted = BOUND / (1 + STDIN_WRITE_OVERHEAD);
-    let writes = &out[1..out.len() - 1];
+    let fitted = ROOM / (1 + STDIN_WRITE_OVERHEAD);
+    let writes = &out[2..out.len() - 1];
     assert!(
         writes[..fitted].iter().all(|w| w == "write=1"),
         "{writes:?}"
@@ -701,8 +708,8 @@ async fn process_stdin_writes_count_their_overhead() {
     assert_eq!(
         writes[fitted],
         format!(
-            "write!os-write-stdin: {} exceeds max_stdin_buffer ({BOUND}) (bytes queued, 64 more per write)",
-            (fitted + 1) * (1 + STDIN_WRITE_OVERHEAD)
+            "write!os-write-stdin: {} exceeds max_stdin_buffer ({bound}) (bytes queued, 64 more per write)",
+            FILL + STDIN_WRITE_OVERHEAD + (fitted + 1) * (1 + STDIN_WRITE_OVERHEAD)
         )
     );
     assert!(

@@ -88,7 +88,7 @@ pub async fn require_token(
     if peer.ip().is_loopback() || carries(&request, &token) {
         return next.run(request).await;
     }
-    ApiError::new(
+    let mut refused = ApiError::new(
         axum::http::StatusCode::UNAUTHORIZED,
         "unauthorized",
         format!(
@@ -96,7 +96,13 @@ pub async fn require_token(
              <data dir>/{TOKEN_FILE}); {peer} sent none or a wrong one"
         ),
     )
-    .into_response()
+    .into_response();
+    // A client without the token does not keep its connection (one of `max_connections`) for its next try.
+    refused.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    refused
 }
 
 /// Whether `request` carries `token` in its `Authorization` header or its `token` query parameter.

@@ -54,7 +54,7 @@ pub async fn chain(
     }
     .await
     .map_err(|e| internal(format!("reading the chain: {e}")))?
-    .map_err(|e| internal(format!("writing the chain: {e}")))?;
+    .map_err(|e| internal(format!("reading or writing the chain: {e}")))?;
     let mut response =
         ([(header::CONTENT_TYPE, "application/x-ndjson")], page.lines).into_response();
     let headers = response.headers_mut();

@@ -87,8 +87,8 @@ impl Follow {
             Err(_) => return false,
         };
         let more = from + events.len() < total;
-        for (index, event) in (from..).zip(&events) {
-            let view = EventView::of(index, event);
+        for (offset, event) in events.iter().enumerate() {
+            let view = EventView::of(from + offset, event);
             self.ready.push_back(json_event("chain", &view));
         }
         self.sent += events.len();

@@ -648,8 +648,6 @@ impl LineIndex {
     }
 }
 
-/// Reads a file from `pos` with positioned reads, which leave the file's offset (shared with its writer) alone.
-
 /// The bound of one page of events: the first always fits; after it, the event types and data must add up to no
 /// more than `max_bytes`.
 struct PageBound {
@@ -675,6 +673,7 @@ impl PageBound {
     }
 }
 
+/// Reads a file from `pos` with positioned reads, which leave the file's offset (shared with its writer) alone.
 struct ReadAt<'a> {
     file: &'a std::fs::File,
     pos: u64,

@@ -230,13 +230,25 @@ impl Remote {
     }
 
     /// Serves an `events` from a child's parent's host: its chain events, encoded ([`encode_events`]); refused
-    /// past the NATS server's `max_payload`.
+    /// past the NATS server's `max_payload`, before the chain is read back when its copy alone would pass it
+    /// ([`ActorHandle::chain_copy_bytes`]).
     pub(super) fn host_events(&self, sender: &str, envelope: &Envelope) -> Result<Bytes, String> {
-        let chain = {
+        let handle = {
             let mut hosted = lock(&self.hosted);
             let entry = Self::hosted_for(&mut hosted, sender, envelope)?;
-            entry.handle.as_ref().map(ActorHandle::chain)
+            entry.handle.clone()
         };
+        let max = self.cluster.client().max_payload();
+        if let Some(handle) = &handle {
+            let size = usize::try_from(handle.chain_copy_bytes()).unwrap_or(usize::MAX);
+            if size > max {
+                return Err(format!(
+                    "the child's chain events cannot be sent across hosts: {}",
+                    DeliveryError::TooLarge { size, max }
+                ));
+            }
+        }
+        let chain = handle.as_ref().map(ActorHandle::chain);
         let body = chain.map(|c| encode_events(c.events())).unwrap_or_default();
         self.answer_fits("chain events", body)
     }
