@@ -735,6 +735,42 @@ async fn message_server_a_burst_of_sends_past_max_queued_calls_arrives_whole_and
     assert_eq!(lines, want);
 }
 
+/// A send the mailbox loop takes while the actor's queue is full of other callers' calls waits for room and
+/// arrives; it used to be logged as failed and dropped, although its sender had been told `ok`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_server_a_send_to_a_queue_full_of_other_calls_waits_for_room() {
+    let (rt, _dir) = runtime();
+    let [a] = peers(&rt).await;
+    let handlers: Vec<Arc<dyn Handler>> = vec![
+        Arc::new(MessageServerHandler::new(Default::default())),
+        Arc::new(ProbeHandler::new()),
+    ];
+    let limits = theater_runtime::manifest::Limits {
+        max_queued_calls: 2,
+        ..Default::default()
+    };
+    let wasm = std::fs::read(guests::MESSAGE_PEER).unwrap();
+    let b = rt
+        .spawn(
+            theater_runtime::SpawnOptions::new("narrow", wasm)
+                .handlers(handlers)
+                .limits(limits),
+        )
+        .await
+        .unwrap();
+    // Paused, b's calls wait in its queue: two of another caller's fill it.
+    b.pause().await.unwrap();
+    let others = [run_later(&b, "list".into()), run_later(&b, "list".into())];
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(run(&a, &format!("send:{},m", b.id())).await, "send=ok");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    b.resume().await.unwrap();
+    for other in others {
+        other.await.unwrap();
+    }
+    assert_eq!(log_until(&b, |l| !l.is_empty()).await, ["send m"]);
+}
+
 /// A request to a mailbox that still holds sends (here: its actor is paused, so they wait in its queue and its
 /// mailbox) goes behind them, though a request to an idle mailbox is queued straight to the actor: the
 /// requester's sends are handled first, in order, then the request.
