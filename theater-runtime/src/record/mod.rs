@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use hmac::{Hmac, Mac};
 use serde::ser::{Serialize, SerializeMap, Serializer};
-use sha1::{Digest, Sha1};
+use sha1::Sha1;
 
 /// How a payload value is recorded in the chain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
@@ -152,30 +152,30 @@ impl<T: ?Sized + Serialize> Serialize for Recorded<'_, T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self.mode {
             RecordMode::Full => self.value.serialize(serializer),
-            // The JSON is hashed as it is made, never held whole: a digest of a large value (a whole chain)
-            // costs no memory of its size.
-            RecordMode::Digest => {
-                let mut hasher = Hashing(Sha1::default(), 0);
-                bytes::to_json_writer(self.value, &mut hasher)
-                    .map_err(serde::ser::Error::custom)?;
-                let mut map = serializer.serialize_map(Some(2))?;
-                map.serialize_entry("sha1", &hex::encode(hasher.0.finalize()))?;
-                map.serialize_entry("len", &hasher.1)?;
-                map.end()
-            }
+            RecordMode::Digest => digest(self.value, "sha1", Sha1::default(), serializer),
             RecordMode::KeyedDigest => {
                 let mac =
                     Hmac::<Sha1>::new_from_slice(self.key).map_err(serde::ser::Error::custom)?;
-                let mut hasher = Hashing(mac, 0);
-                bytes::to_json_writer(self.value, &mut hasher)
-                    .map_err(serde::ser::Error::custom)?;
-                let mut map = serializer.serialize_map(Some(2))?;
-                map.serialize_entry("hmac-sha1", &hex::encode(hasher.0.finalize().into_bytes()))?;
-                map.serialize_entry("len", &hasher.1)?;
-                map.end()
+                digest(self.value, "hmac-sha1", mac, serializer)
             }
         }
     }
+}
+
+/// `{<name>: <hex of `hash` over the value's JSON>, "len": <the JSON's length>}`. The JSON is hashed as it is made,
+/// never held whole: a digest of a large value (a whole chain) costs no memory of its size.
+fn digest<T, D, S>(value: &T, name: &str, hash: D, serializer: S) -> Result<S::Ok, S::Error>
+where
+    T: Serialize + ?Sized,
+    D: sha1::digest::Update + sha1::digest::FixedOutput,
+    S: Serializer,
+{
+    let mut hashing = Hashing(hash, 0);
+    bytes::to_json_writer(value, &mut hashing).map_err(serde::ser::Error::custom)?;
+    let mut map = serializer.serialize_map(Some(2))?;
+    map.serialize_entry(name, &hex::encode(hashing.0.finalize_fixed()))?;
+    map.serialize_entry("len", &hashing.1)?;
+    map.end()
 }
 
 /// An `io::Write` that feeds what is written to a hash (`Sha1` or an HMAC) and counts the bytes.
@@ -330,6 +330,7 @@ pub fn encode_call<P: RecordParams + ?Sized, R: Serialize + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha1::Digest;
 
     #[test]
     fn full_call_is_params_object_and_result() {
