@@ -8,10 +8,15 @@ use std::time::Duration;
 
 use theater_cluster::JoinError;
 use theater_handler_message_server::MessageServerConfig;
-use theater_runtime::ClusterConfig;
+use theater_runtime::{ClusterConfig, TheaterRuntime};
 use theater_tests::nats::{NatsServer, host, host_with};
 use theater_tests::peers::{log, log_until, outstanding, peer, run, run_later};
 use theater_tests::support::{events_of, script};
+
+/// Hosts `a` and `b` of one cluster on `nats`, each with its data folder.
+async fn hosts(nats: &NatsServer) -> [(TheaterRuntime, tempfile::TempDir); 2] {
+    [host(&nats.url(), "a").await, host(&nats.url(), "b").await]
+}
 
 fn has(line: String) -> impl Fn(&[String]) -> bool {
     move |lines| lines.contains(&line)
@@ -22,8 +27,7 @@ async fn every_message_server_function_works_across_hosts() {
     let Some(nats) = NatsServer::start() else {
         return;
     };
-    let (ra, _da) = host(&nats.url(), "a").await;
-    let (rb, _db) = host(&nats.url(), "b").await;
+    let [(ra, _da), (rb, _db)] = hosts(&nats).await;
     let a = peer(&ra, "a", Default::default()).await;
     let b = peer(&rb, "b", Default::default()).await;
     let (ida, idb) = (a.id().to_string(), b.id().to_string());
@@ -146,8 +150,7 @@ async fn a_request_whose_requester_is_terminated_or_whose_host_is_lost_is_forgot
     let Some(nats) = NatsServer::start() else {
         return;
     };
-    let (ra, _da) = host(&nats.url(), "a").await;
-    let (rb, _db) = host(&nats.url(), "b").await;
+    let [(ra, _da), (rb, _db)] = hosts(&nats).await;
     let a = peer(&ra, "a", Default::default()).await;
     let b = peer(&rb, "b", Default::default()).await;
     let idb = b.id().to_string();
@@ -175,8 +178,7 @@ async fn a_full_mailbox_on_another_host_refuses_at_once() {
     let Some(nats) = NatsServer::start() else {
         return;
     };
-    let (ra, _da) = host(&nats.url(), "a").await;
-    let (rb, _db) = host(&nats.url(), "b").await;
+    let [(ra, _da), (rb, _db)] = hosts(&nats).await;
     let a = peer(&ra, "a", Default::default()).await;
     let config = MessageServerConfig {
         mailbox_capacity: 1,
@@ -198,8 +200,7 @@ async fn sends_accepted_within_credit_wait_for_room_and_are_never_refused() {
     let Some(nats) = NatsServer::start() else {
         return;
     };
-    let (ra, _da) = host(&nats.url(), "a").await;
-    let (rb, _db) = host(&nats.url(), "b").await;
+    let [(ra, _da), (rb, _db)] = hosts(&nats).await;
     let a = peer(&ra, "a", Default::default()).await;
     let small = MessageServerConfig {
         mailbox_capacity: 64,
@@ -244,8 +245,7 @@ async fn sends_across_a_nats_restart_arrive_exactly_once_in_order() {
     let Some(mut nats) = NatsServer::start() else {
         return;
     };
-    let (ra, _da) = host(&nats.url(), "a").await;
-    let (rb, _db) = host(&nats.url(), "b").await;
+    let [(ra, _da), (rb, _db)] = hosts(&nats).await;
     let a = peer(&ra, "a", Default::default()).await;
     // Room for all of them: a fast sender fills a slow receiver's mailbox, as in one process.
     let roomy = MessageServerConfig {

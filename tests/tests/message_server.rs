@@ -704,12 +704,8 @@ async fn message_server_max_channels_refuses_one_channel_more() {
     );
 }
 
-/// The mailbox loop queues a burst of sends to the actor at once; a receiver whose `max_queued_calls` is smaller
-/// than the burst still gets every send, in order (the loop awaits what it queued and queues the rest).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn message_server_a_burst_of_sends_past_max_queued_calls_arrives_whole_and_in_order() {
-    let (rt, _dir) = runtime();
-    let [a] = peers(&rt).await;
+/// A `message-peer` actor named `narrow` whose queue holds only 2 calls (`max_queued_calls`).
+async fn narrow_peer(rt: &TheaterRuntime) -> ActorHandle {
     let handlers: Vec<Arc<dyn Handler>> = vec![
         Arc::new(MessageServerHandler::new(Default::default())),
         Arc::new(ProbeHandler::new()),
@@ -719,14 +715,22 @@ async fn message_server_a_burst_of_sends_past_max_queued_calls_arrives_whole_and
         ..Default::default()
     };
     let wasm = std::fs::read(guests::MESSAGE_PEER).unwrap();
-    let b = rt
-        .spawn(
-            theater_runtime::SpawnOptions::new("narrow", wasm)
-                .handlers(handlers)
-                .limits(limits),
-        )
-        .await
-        .unwrap();
+    rt.spawn(
+        theater_runtime::SpawnOptions::new("narrow", wasm)
+            .handlers(handlers)
+            .limits(limits),
+    )
+    .await
+    .unwrap()
+}
+
+/// The mailbox loop queues a burst of sends to the actor at once; a receiver whose `max_queued_calls` is smaller
+/// than the burst still gets every send, in order (the loop awaits what it queued and queues the rest).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_server_a_burst_of_sends_past_max_queued_calls_arrives_whole_and_in_order() {
+    let (rt, _dir) = runtime();
+    let [a] = peers(&rt).await;
+    let b = narrow_peer(&rt).await;
     let script: Vec<String> = (0..100).map(|i| format!("send:{},m{i}", b.id())).collect();
     let out = run(&a, &script.join(";")).await;
     assert_eq!(out, vec!["send=ok"; 100].join("|"));
@@ -741,23 +745,7 @@ async fn message_server_a_burst_of_sends_past_max_queued_calls_arrives_whole_and
 async fn message_server_a_send_to_a_queue_full_of_other_calls_waits_for_room() {
     let (rt, _dir) = runtime();
     let [a] = peers(&rt).await;
-    let handlers: Vec<Arc<dyn Handler>> = vec![
-        Arc::new(MessageServerHandler::new(Default::default())),
-        Arc::new(ProbeHandler::new()),
-    ];
-    let limits = theater_runtime::manifest::Limits {
-        max_queued_calls: 2,
-        ..Default::default()
-    };
-    let wasm = std::fs::read(guests::MESSAGE_PEER).unwrap();
-    let b = rt
-        .spawn(
-            theater_runtime::SpawnOptions::new("narrow", wasm)
-                .handlers(handlers)
-                .limits(limits),
-        )
-        .await
-        .unwrap();
+    let b = narrow_peer(&rt).await;
     // Paused, b's calls wait in its queue: two of another caller's fill it.
     b.pause().await.unwrap();
     let others = [run_later(&b, "list".into()), run_later(&b, "list".into())];

@@ -725,6 +725,13 @@ mod tests {
         envelope
     }
 
+    /// The next envelope on `inbox` tells that request `id` was given up.
+    async fn expect_gave_up(inbox: &mut Inbox, id: &str) {
+        let gave_up = next(inbox).await;
+        assert_eq!(gave_up.kind(), "gave-up");
+        assert_eq!(gave_up.get("Id"), Some(id));
+    }
+
     fn fresh_id() -> String {
         uuid::Uuid::new_v4().to_string()
     }
@@ -750,9 +757,7 @@ mod tests {
         drop(request);
         assert_eq!(remote.waiting_count(), 0, "the waiting entry is gone");
         incoming.answer(Ok(Bytes::new())).await;
-        let gave_up = next(&mut inbox).await;
-        assert_eq!(gave_up.kind(), "gave-up");
-        assert_eq!(gave_up.get("Id"), Some(id.as_str()));
+        expect_gave_up(&mut inbox, &id).await;
     }
 
     #[tokio::test]
@@ -774,9 +779,7 @@ mod tests {
         assert_eq!(remote.waiting_count(), 1);
         drop(pending);
         assert_eq!(remote.waiting_count(), 0, "the waiting entry is gone");
-        let gave_up = next(&mut inbox).await;
-        assert_eq!(gave_up.kind(), "gave-up");
-        assert_eq!(gave_up.get("Id"), Some(id.as_str()));
+        expect_gave_up(&mut inbox, &id).await;
     }
 
     #[tokio::test]
