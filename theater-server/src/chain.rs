@@ -20,6 +20,7 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use theater_runtime::chain::file;
 use theater_runtime::{ActorHandle, Chain, ChainError};
 
 use crate::api::{ApiError, AppState, query_number, running};
@@ -95,27 +96,19 @@ impl Page {
         let (events, total) = actor.chain_range(from, limit, max_bytes)?;
         let next = from + events.len();
         let mut lines = Vec::new();
-        Chain::from(events).write_jsonl(&mut lines)?;
-        if from != 0 || next != total {
-            drop_end_record(&mut lines);
+        if from == 0 && next == total {
+            Chain::from(events).write_jsonl(&mut lines)?;
+        } else {
+            file::write_open(&events, &mut lines)?;
         }
         Ok(Self { lines, next, total })
-    }
-}
-
-/// Drops the last line of a chain file written by [`Chain::write_jsonl`]: its end record, which would claim the
-/// page is a whole chain.
-fn drop_end_record(lines: &mut Vec<u8>) {
-    let before_last = &lines[..lines.len().saturating_sub(1)];
-    if let Some(at) = before_last.iter().rposition(|&b| b == b'\n') {
-        lines.truncate(at + 1);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use theater_runtime::chain::{Ending, file};
+    use theater_runtime::chain::Ending;
 
     fn chain(sizes: &[usize]) -> Chain {
         let mut chain = Chain::new();
@@ -129,17 +122,13 @@ mod tests {
     fn a_page_without_its_end_record_reads_as_a_cut_chain_file() {
         let whole = chain(&[1, 2, 3]);
         let mut lines = Vec::new();
-        Chain::from(whole.events()[1..].to_vec())
-            .write_jsonl(&mut lines)
-            .unwrap();
-        drop_end_record(&mut lines);
+        file::write_open(&whole.events()[1..], &mut lines).unwrap();
         let read = file::read(&lines[..]).unwrap();
         assert_eq!(read.ending, Ending::Cut { partial_line: None });
         assert_eq!(read.chain.events(), &whole.events()[1..]);
         // An empty page is the header line alone.
         let mut lines = Vec::new();
-        Chain::new().write_jsonl(&mut lines).unwrap();
-        drop_end_record(&mut lines);
+        file::write_open(&[], &mut lines).unwrap();
         assert_eq!(file::read(&lines[..]).unwrap().chain.len(), 0);
         assert_eq!(lines.iter().filter(|&&b| b == b'\n').count(), 1);
     }

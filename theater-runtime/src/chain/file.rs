@@ -259,11 +259,21 @@ fn hex_of<'b>(hash: &Hash, buf: &'b mut [u8; 40]) -> &'b [u8] {
 
 /// Writes a whole chain as a closed chain file: header, events, end record (not synced).
 pub(super) fn write_closed(chain: &Chain, mut out: impl Write) -> std::io::Result<()> {
+    write_open(chain.events(), &mut out)?;
+    write_end(&mut out, chain.len() as u64, chain.head())?;
+    out.flush()
+}
+
+/// Writes `events` as an open chain file: the header and their lines, no end record, so that a reader sees a
+/// file cut after its last line ([`Ending::Cut`]). A part of a chain, as `theater serve` pages one.
+///
+/// # Errors
+/// `out` failed.
+pub fn write_open(events: &[ChainEvent], mut out: impl Write) -> std::io::Result<()> {
     write_header(&mut out)?;
-    for e in chain.events() {
+    for e in events {
         write_event(&mut out, e, false)?;
     }
-    write_end(&mut out, chain.len() as u64, chain.head())?;
     out.flush()
 }
 
