@@ -4,6 +4,8 @@
 
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::Semaphore;
+
 use theater_macros::theater_handler;
 
 /// Records the notes of every actor it serves. Clones (and so per-actor instances) share the notes on purpose:
@@ -11,12 +13,22 @@ use theater_macros::theater_handler;
 #[derive(Clone, Debug, Default)]
 pub struct ProbeHandler {
     notes: Arc<Mutex<Vec<String>>>,
+    /// A note that waits for a permit of its semaphore before it is made ([`hold_note`](Self::hold_note)).
+    held: Arc<Mutex<Option<(String, Arc<Semaphore>)>>>,
 }
 
 impl ProbeHandler {
     /// A handler with no notes.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// From now on, the note `msg` waits (inside the guest's call) until the returned semaphore has a permit, and
+    /// takes it: a call that takes as long as the test wants.
+    pub fn hold_note(&self, msg: &str) -> Arc<Semaphore> {
+        let gate = Arc::new(Semaphore::new(0));
+        *self.held.lock().unwrap_or_else(|p| p.into_inner()) = Some((msg.to_owned(), gate.clone()));
+        gate
     }
 
     /// Every note made so far, oldest first.
@@ -33,7 +45,14 @@ impl ProbeHandler {
 )]
 impl ProbeHandler {
     /// WIT: `note: func(msg: string) -> u32`
-    fn note(&self, msg: String) -> u32 {
+    async fn note(&self, msg: String) -> u32 {
+        let gate = match &*self.held.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some((held, gate)) if *held == msg => Some(gate.clone()),
+            _ => None,
+        };
+        if let Some(gate) = gate {
+            gate.acquire().await.expect("never closed").forget();
+        }
         let mut notes = self.notes.lock().unwrap_or_else(|p| p.into_inner());
         notes.push(msg);
         notes.len() as u32

@@ -112,6 +112,78 @@ async fn callback_infinite_loop_is_interrupted_by_the_deadline() {
     );
 }
 
+/// A call that finds its actor idle runs on its caller's task (`theater-runtime`'s `actor::lend`); if the caller stops
+/// waiting, the call still runs to its end and the actor goes on from the state it returned.
+#[tokio::test]
+async fn a_call_whose_caller_gives_up_still_ends_and_keeps_its_state() {
+    let (rt, _dir) = runtime();
+    let (probe, actor) = spawn_probe(&rt, None).await;
+    // The actor's task has served a call and is idle: the next call runs on this task.
+    assert_eq!(probe.callbacks(&actor).handle_add(0).await, Ok(0));
+    let gate = probe.hold_note("add 5");
+    let waited = probe
+        .callbacks(&actor)
+        .with_timeout(Duration::from_millis(100))
+        .handle_add(5)
+        .await;
+    assert_eq!(waited, Err(ActorError::Timeout));
+    gate.add_permits(1);
+    assert_eq!(probe.callbacks(&actor).handle_add(7).await, Ok(12));
+    assert_eq!(actor.status(), ActorStatus::Idle);
+    assert_eq!(
+        events_of(&actor.chain(), "theater:test/probe-handlers/handle-add").len(),
+        3
+    );
+}
+
+/// A call queued before another runs before it, even when the second finds the actor idle and could run at once on
+/// its caller's task.
+#[tokio::test]
+async fn a_queued_call_is_not_overtaken_by_a_call_made_after_it() {
+    let (rt, _dir) = runtime();
+    let (probe, actor) = spawn_probe(&rt, None).await;
+    // The actor's task has served a call and is idle: a call finding no command queued would run on this task.
+    assert_eq!(probe.callbacks(&actor).handle_add(0).await, Ok(0));
+    let first = actor
+        .queue_export_then::<(u64,), theater_runtime::exports::StateAnd<u64>>(
+            &theater_tests::probe::theater::test::probe_handlers::HANDLE_ADD_SPEC.spec,
+            (5,),
+            |_| {},
+        )
+        .unwrap();
+    assert_eq!(probe.callbacks(&actor).handle_add(7).await, Ok(12));
+    assert_eq!(first.await, Ok(5));
+}
+
+/// A terminate aborts a call running on its caller's task at once, as it aborts one the actor's task runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminate_aborts_a_call_run_by_its_caller() {
+    let (rt, _dir) = runtime();
+    let probe = ProbeHandler::new();
+    let options = SpawnOptions::new("spin", std::fs::read(guests::PROBE).unwrap())
+        .handlers(vec![Arc::new(probe.clone())])
+        .limits(theater_runtime::manifest::Limits {
+            call_timeout_ms: 60_000,
+            ..Default::default()
+        });
+    let actor = rt.spawn(options).await.unwrap();
+    let spinning = {
+        let (probe, actor) = (probe.clone(), actor.clone());
+        tokio::spawn(async move { probe.callbacks(&actor).handle_spin(0).await })
+    };
+    while actor.status() != ActorStatus::Processing {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let started = Instant::now();
+    actor.terminate().await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "aborted, not run to its 60 s deadline"
+    );
+    assert_eq!(spinning.await.unwrap(), Err(ActorError::Stopped));
+    assert_eq!(actor.wait().await, ActorExit::Stopped);
+}
+
 #[tokio::test]
 async fn callback_missing_export_is_not_exported() {
     let (rt, _dir) = runtime();

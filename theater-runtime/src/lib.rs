@@ -38,7 +38,7 @@ pub mod runtime;
 pub mod store;
 mod wasi;
 
-pub use actor::{ActorExit, ActorHandle, ActorId, ActorStatus, BackgroundGuard};
+pub use actor::{ActorExit, ActorHandle, ActorId, ActorStatus, BackgroundGuard, LentCall};
 pub use chain::{Chain, ChainError, ChainEvent};
 pub use cluster::ClusterConfig;
 pub use engine::CompiledComponent;

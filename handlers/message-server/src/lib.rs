@@ -305,7 +305,7 @@ impl MessageServerHandler {
             .router
             .deliver_request(&to, msg)
             .map_err(|e| endpoint.undeliverable(&to, e))?;
-        self.wait_answer(endpoint, &to, &id, answer).await
+        self.wait_answer(endpoint, &to, &id, answer.wait()).await
     }
 
     /// WIT: `open-channel: func(actor-id: actor-id, initial-msg: list<u8>) -> result<channel-id, string>`
@@ -629,13 +629,14 @@ impl MessageServerHandler {
             };
             let then = SettleRequest::begin(&endpoint, &config, &actor, &id, reply, Some(counted));
             // Refused (the actor stops, or its queue is full): `then` is dropped, which answers as the mailbox
-            // loop's refusal does.
-            let _ = actor.post_export_then::<(String, Vec<u8>), HandleRequestResult>(
-                &theater::simple::message_server_client::HANDLE_REQUEST_SPEC.spec,
-                (id, msg),
-                then,
-            );
-            Ok(())
+            // loop's refusal does. An idle actor's call is run by the requester (`RequestAnswer::wait`).
+            Ok(actor
+                .post_or_lend_export_then::<(String, Vec<u8>), HandleRequestResult>(
+                    &theater::simple::message_server_client::HANDLE_REQUEST_SPEC.spec,
+                    (id, msg),
+                    then,
+                )
+                .unwrap_or(None))
         })
     }
 
@@ -762,7 +763,7 @@ enum Delivered {
 
 impl MessageServerHandler {
     /// Waits, at most `request_timeout_ms`, for the answer to request `id` sent to `to`: a local request's
-    /// [`router::Answer`], or a [`cluster::PendingRequest`] (dropped unanswered, it gives the request up).
+    /// [`router::RequestAnswer`], or a [`cluster::PendingRequest`] (dropped unanswered, it gives the request up).
     async fn wait_answer(
         &self,
         endpoint: &Endpoint,

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use theater_runtime::LentCall;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::cluster::Remote;
@@ -101,10 +102,30 @@ impl Load {
 }
 
 /// How a request bypasses an idle mailbox: queues its `handle-request` straight to the receiving actor (its
-/// mailbox loop would do the same, one task switch later). Gets the request and its [`Counted`] place in the
-/// mailbox (to drop once the call has ended); gives both back if it did not take the request.
-pub(crate) type Direct =
-    Box<dyn Fn(Delivery, Counted) -> Result<(), (Delivery, Counted)> + Send + Sync>;
+/// mailbox loop would do the same, one task switch later), or, when the actor is idle too, returns the call for
+/// the requester to run ([`LentCall`]). Gets the request and its [`Counted`] place in the mailbox (to drop once
+/// the call has ended); gives both back if it did not take the request.
+pub(crate) type Direct = Box<
+    dyn Fn(Delivery, Counted) -> Result<Option<LentCall>, (Delivery, Counted)> + Send + Sync,
+>;
+
+/// What waits for a request's answer: the receiver's `handle-request`, if the requester runs it ([`Direct`]),
+/// then the answer.
+pub(crate) struct RequestAnswer {
+    call: Option<LentCall>,
+    answer: Answer,
+}
+
+impl RequestAnswer {
+    /// Runs the lent call, if there is one, then waits for the answer (`Err`: the receiver dropped the request
+    /// unanswered).
+    pub(crate) async fn wait(self) -> Result<Result<Vec<u8>, String>, oneshot::error::RecvError> {
+        if let Some(call) = self.call {
+            call.await;
+        }
+        self.answer.await
+    }
+}
 
 /// One item's place in a mailbox's bounds, given back when dropped: a request queued straight to its actor
 /// ([`Direct`]) holds it until its call has ended.
@@ -242,7 +263,12 @@ impl MailboxSender {
     /// (nothing queued, nothing its loop took is unfinished, no early channel message waits) and `may_bypass`,
     /// hands it to [`Direct`]: the actor's queue then has everything delivered before it already, so it keeps its
     /// place in order.
-    fn push_request(&self, owner: &str, item: Delivery, may_bypass: bool) -> Result<(), String> {
+    fn push_request(
+        &self,
+        owner: &str,
+        item: Delivery,
+        may_bypass: bool,
+    ) -> Result<Option<LentCall>, String> {
         let size = item.size();
         self.admit(owner, size)?;
         let item = match &self.direct {
@@ -252,7 +278,7 @@ impl MailboxSender {
                     size,
                 };
                 match direct(item, counted) {
-                    Ok(()) => return Ok(()),
+                    Ok(lent) => return Ok(lent),
                     Err((item, counted)) => {
                         // Still counted: the mailbox loop releases it once delivered.
                         counted.keep();
@@ -262,7 +288,7 @@ impl MailboxSender {
             }
             _ => item,
         };
-        self.push_admitted(owner, item)
+        self.push_admitted(owner, item).map(|()| None)
     }
 
     /// Queues `item`, already counted by [`admit`](Self::admit).
@@ -614,6 +640,18 @@ impl Routes {
     }
 
     fn deliver(&self, to: &str, item: Delivery, counted: bool) -> Result<(), Undeliverable> {
+        // A call lent for a request is run in a task of its own when dropped here (`LentCall`).
+        self.deliver_lending(to, item, counted).map(drop)
+    }
+
+    /// [`deliver`](Self::deliver), returning the call a request's requester runs when both the receiver's
+    /// mailbox and the receiver are idle ([`Direct`]).
+    fn deliver_lending(
+        &self,
+        to: &str,
+        item: Delivery,
+        counted: bool,
+    ) -> Result<Option<LentCall>, Undeliverable> {
         let mailbox = self.mailboxes.get(to).ok_or(Undeliverable::NoMailbox)?;
         let pushed = match item {
             Delivery::Request { .. } if counted => {
@@ -621,7 +659,7 @@ impl Routes {
                 let may_bypass = !self.handovers.contains_key(to);
                 mailbox.push_request(to, item, may_bypass)
             }
-            item => mailbox.push(to, item, counted),
+            item => mailbox.push(to, item, counted).map(|()| None),
         };
         pushed.map_err(Undeliverable::Refused)
     }
@@ -737,7 +775,7 @@ impl MessageRouter {
         let (id, answer) = self
             .deliver_request(to, msg)
             .map_err(|e| outside_error(to, e))?;
-        match tokio::time::timeout(timeout, answer).await {
+        match tokio::time::timeout(timeout, answer.wait()).await {
             Ok(answer) => answer.unwrap_or_else(|_| Err(format!("actor {to} stopped"))),
             Err(_) => Err(format!("request {id} timed out")),
         }
@@ -839,7 +877,7 @@ impl MessageRouter {
         self.routes().deliver(to, item, true)
     }
 
-    /// Queues a request of `msg` for `to` under a new request id: the id, and where its answer arrives.
+    /// Queues a request of `msg` for `to` under a new request id: the id, and what waits for its answer.
     ///
     /// # Errors
     /// As [`deliver`](Self::deliver).
@@ -847,7 +885,7 @@ impl MessageRouter {
         &self,
         to: &str,
         msg: Vec<u8>,
-    ) -> Result<(String, Answer), Undeliverable> {
+    ) -> Result<(String, RequestAnswer), Undeliverable> {
         let id = uuid::Uuid::new_v4().to_string();
         let (reply, answer) = oneshot::channel();
         let request = Delivery::Request {
@@ -855,8 +893,8 @@ impl MessageRouter {
             msg,
             reply,
         };
-        self.deliver(to, request)?;
-        Ok((id, answer))
+        let call = self.routes().deliver_lending(to, request, true)?;
+        Ok((id, RequestAnswer { call, answer }))
     }
 
     /// Records a new channel `channel_id` from `opener` to `peer` and queues its [`Delivery::ChannelOpen`] for

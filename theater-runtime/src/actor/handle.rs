@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 use wasmtime::Store;
 use wasmtime::component::Instance;
 
+use super::lend::{self, Finish, Lent, Parked};
 use super::{ActorExit, ActorId, ActorShared, ActorStatus, lock};
 use crate::chain::Chain;
 use crate::error::ActorError;
@@ -226,6 +227,22 @@ impl ActorHandle {
         P: CallbackParams,
         O: StateResult,
     {
+        // An idle actor's call runs here, on the caller's task ([`super::lend`]); any other is queued.
+        if let Some(parked) = self.shared.lender.try_lend(&self.shared) {
+            let call = Finish::new(run_lent::<P, O>(
+                self.shared.clone(),
+                parked,
+                spec,
+                params,
+                then,
+            ));
+            return match timeout {
+                Some(d) => tokio::time::timeout(d, call)
+                    .await
+                    .unwrap_or(Err(ActorError::Timeout)),
+                None => call.await,
+            };
+        }
         let wait = self.queue_export_then::<P, O>(spec, params, then)?;
         match timeout {
             Some(d) => tokio::time::timeout(d, wait)
@@ -277,6 +294,34 @@ impl ActorHandle {
         self.enqueue_export::<P, O>(spec, params, then, None)
     }
 
+    /// Starts the call of `spec` as [`post_export_then`](Self::post_export_then) does, except that an idle actor
+    /// lends its store at once and the call runs on the task that awaits the returned [`LentCall`] (the caller
+    /// saves the task switches to the actor's task and back). `None`: the call was queued, as by
+    /// `post_export_then`. A `LentCall` should be awaited soon: the actor takes no other call until it ends;
+    /// dropped unfinished, it runs to its end in a spawned task.
+    ///
+    /// # Errors
+    /// As [`post_export_then`](Self::post_export_then).
+    pub fn post_or_lend_export_then<P, O>(
+        &self,
+        spec: &'static ExportSpec,
+        params: P,
+        then: impl FnOnce(&Result<O::Value, ActorError>) + Send + 'static,
+    ) -> Result<Option<LentCall>, ActorError>
+    where
+        P: CallbackParams,
+        O: StateResult,
+    {
+        if let Some(parked) = self.shared.lender.try_lend(&self.shared) {
+            let call = run_lent::<P, O>(self.shared.clone(), parked, spec, params, then);
+            return Ok(Some(LentCall(Finish::new(async move {
+                let _ = call.await;
+            }))));
+        }
+        self.post_export_then::<P, O>(spec, params, then)
+            .map(|()| None)
+    }
+
     /// Queues the call of `spec`; its result goes to `then`, then to `waiter` if there is one (a waiter that gave
     /// up before the call ran means it does not run).
     fn enqueue_export<P, O>(
@@ -308,9 +353,17 @@ impl ActorHandle {
                 outcome
             })
         });
-        self.commands
-            .send(Command::Call(op))
-            .map_err(|_| ActorError::Stopped)
+        self.send(Command::Call(op))
+    }
+
+    /// Sends `command` to the actor's task, counted until the task takes it (no caller runs a call meanwhile:
+    /// [`super::lend`]); [`ActorError::Stopped`] if the task has ended.
+    fn send(&self, command: Command) -> Result<(), ActorError> {
+        self.shared.lender.note_sent();
+        self.commands.send(command).map_err(|_| {
+            self.shared.lender.note_taken();
+            ActorError::Stopped
+        })
     }
 
     /// Pauses the actor: calls queue until [`resume`](Self::resume). A call in progress finishes first.
@@ -330,9 +383,7 @@ impl ActorHandle {
         make: impl FnOnce(oneshot::Sender<Result<(), ActorError>>) -> Command,
     ) -> Result<(), ActorError> {
         let (tx, rx) = oneshot::channel();
-        self.commands
-            .send(make(tx))
-            .map_err(|_| ActorError::Stopped)?;
+        self.send(make(tx))?;
         rx.await.unwrap_or(Err(ActorError::Stopped))
     }
 
@@ -351,7 +402,6 @@ impl ActorHandle {
     async fn send_stop(&self, terminate: bool) -> Result<(), ActorError> {
         let (tx, rx) = oneshot::channel();
         if self
-            .commands
             .send(Command::Stop {
                 terminate,
                 reply: tx,
@@ -389,6 +439,64 @@ impl ActorHandle {
         match rx.wait_for(|e| e.is_some()).await {
             Ok(exit) => exit.clone().unwrap_or(ActorExit::Stopped),
             Err(_) => ActorExit::Stopped,
+        }
+    }
+}
+
+/// A call into an actor that runs on the task awaiting it, with the store its idle actor lent
+/// ([`ActorHandle::post_or_lend_export_then`]). Dropped before it ends, it runs to its end in a spawned task.
+#[must_use = "the actor takes no other call until this one has run"]
+pub struct LentCall(Finish<()>);
+
+impl fmt::Debug for LentCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LentCall")
+    }
+}
+
+impl Future for LentCall {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+/// Runs a call with the store lent by an idle actor ([`super::lend`]): as the actor's task would run it, then
+/// gives the store back. Aborted by a terminate: `then` does not run and the caller gets
+/// [`ActorError::Stopped`].
+async fn run_lent<P, O>(
+    shared: Arc<ActorShared>,
+    parked: Parked,
+    spec: &'static ExportSpec,
+    params: P,
+    then: impl FnOnce(&Result<O::Value, ActorError>) + Send + 'static,
+) -> Result<O::Value, ActorError>
+where
+    P: CallbackParams,
+    O: StateResult,
+{
+    let mut lent = Lent::new(shared.clone(), parked);
+    let ran = {
+        let (store, instance) = lent.parts();
+        lend::unless_aborted(
+            &shared,
+            super::call::call_export::<P, O>(store, instance, spec, params),
+        )
+        .await
+    };
+    match ran {
+        Some((result, outcome)) => {
+            then(&result);
+            lent.give_back(outcome);
+            result
+        }
+        None => {
+            lent.give_back(Outcome::Failed(ActorExit::Stopped));
+            Err(ActorError::Stopped)
         }
     }
 }

@@ -3,6 +3,7 @@
 
 pub(crate) mod call;
 pub(crate) mod handle;
+mod lend;
 mod task;
 
 use std::borrow::Cow;
@@ -13,7 +14,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use tokio::sync::watch;
 
-pub use handle::ActorHandle;
+pub use handle::{ActorHandle, LentCall};
 pub(crate) use task::{ActorTask, init_spec};
 
 use crate::chain::Chain;
@@ -179,6 +180,8 @@ pub(crate) struct ActorShared {
     /// In a replay, the recorded events' timestamps, which the replayed events take in order, so that a faithful
     /// replay reproduces the record's hashes; `None` otherwise (events are timestamped when recorded).
     pub(crate) replayed_times: Option<ReplayedTimes>,
+    /// Where the idle actor's store waits for a caller to run its call ([`lend`]).
+    pub(crate) lender: lend::Lender,
 }
 
 /// The recorded timestamps a replay's events take, and how many have been taken.
@@ -229,6 +232,7 @@ impl ActorShared {
             held: AtomicUsize::new(0),
             held_released: tokio::sync::Notify::new(),
             replayed_times: None,
+            lender: lend::Lender::default(),
         }
     }
 

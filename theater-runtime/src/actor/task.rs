@@ -15,6 +15,7 @@ use wasmtime::Store;
 use wasmtime::component::Instance;
 
 use super::handle::{Command, Op, Outcome};
+use super::lend::{self, Claimed, Parked};
 use super::{ActorExit, ActorHandle, ActorShared, ActorStatus, call, lock};
 use crate::error::ActorError;
 use crate::exports::ExportSpec;
@@ -215,7 +216,7 @@ impl Parts {
     /// Serves commands until the actor stops, then stops it ([`finish`]) and unlists it.
     async fn serve(self) {
         let Parts {
-            mut store,
+            store,
             instance,
             mut mailbox,
             shared,
@@ -228,6 +229,11 @@ impl Parts {
             ..
         } = self;
         drop(handle);
+        // Lent to callers while the actor is idle (`lend`): `None` then.
+        let mut store = Some(store);
+        // Dropped with this task (its runtime shut down) while the store is parked: the store goes with it, not
+        // kept alive by the actor's shared part, which it refers to.
+        let _unpark = lend::Unpark(&shared);
         let exit = 'run: {
             if let Some(exit) = exit {
                 break 'run exit;
@@ -246,51 +252,118 @@ impl Parts {
                 });
                 let op = match (mailbox.paused, mailbox.queue.pop_front()) {
                     (false, Some(op)) => op,
-                    (paused_now, queued) => {
+                    (true, queued) => {
                         if let Some(op) = queued {
                             mailbox.queue.push_front(op);
                         }
-                        match mailbox.commands.recv().await {
-                            None => break ActorExit::Stopped,
-                            Some(Command::Call(op)) if paused_now => {
-                                mailbox.queue.push_back(op);
-                                continue;
+                        let command = mailbox.commands.recv().await;
+                        if command.is_some() {
+                            shared.lender.note_taken();
+                        }
+                        match mailbox.serve_command(command) {
+                            Served::Run(op) => op,
+                            Served::Next => continue,
+                            Served::Stop => break ActorExit::Stopped,
+                        }
+                    }
+                    (false, None) => {
+                        // Idle: callers run their calls with the store meanwhile (`lend`), until a command comes
+                        // or a call they ran hands the store back.
+                        shared.lender.park(Parked {
+                            store: store.take().expect("the task holds the store"),
+                            instance,
+                        });
+                        let woke = tokio::select! {
+                            biased;
+                            () = shared.lender.returned.notified() => None,
+                            command = mailbox.commands.recv() => Some(command),
+                        };
+                        // The store is taken back before the command counts as taken: no caller overtakes it.
+                        let claimed = shared.lender.claim();
+                        if matches!(woke, Some(Some(_))) {
+                            shared.lender.note_taken();
+                        }
+                        let outcome = match claimed {
+                            Claimed::Store(parked, outcome) => {
+                                store = Some(parked.store);
+                                outcome
                             }
-                            Some(Command::Call(op)) => op,
-                            Some(Command::Pause(reply)) => {
-                                mailbox.paused = true;
-                                let _ = reply.send(Ok(()));
-                                continue;
-                            }
-                            Some(Command::Resume(reply)) => {
-                                let result = if mailbox.paused {
-                                    Ok(())
-                                } else {
-                                    Err(ActorError::Internal("actor is not paused".into()))
+                            Claimed::Lost => break 'actor lend::lost(),
+                            Claimed::Lent => {
+                                // A caller's call runs: the command is taken as during any call, and the store
+                                // awaited.
+                                let mut stop_after = false;
+                                let mut terminated = false;
+                                if let Some(Some(command)) = woke
+                                    && mailbox.take_during_call(
+                                        command,
+                                        &mut stop_after,
+                                        &shutdown,
+                                        &shared,
+                                    )
+                                {
+                                    terminated = true;
+                                    shared.lender.abort();
+                                }
+                                let back = mailbox
+                                    .wait_returned(
+                                        &shared,
+                                        &shutdown,
+                                        &mut stop_after,
+                                        &mut terminated,
+                                    )
+                                    .await;
+                                let outcome = match back {
+                                    Ok((parked, outcome)) => {
+                                        store = Some(parked.store);
+                                        outcome
+                                    }
+                                    Err(exit) => break 'actor exit,
                                 };
-                                mailbox.paused = false;
-                                let _ = reply.send(result);
+                                if terminated {
+                                    break 'actor ActorExit::Stopped;
+                                }
+                                if let Some(Outcome::Failed(exit)) = outcome {
+                                    tracing::warn!(actor = %shared.id, name = %shared.name, "actor {exit}");
+                                    break 'actor exit;
+                                }
+                                if stop_after {
+                                    break 'actor ActorExit::Stopped;
+                                }
                                 continue;
                             }
-                            Some(Command::Stop { reply, .. }) => {
+                        };
+                        if let Some(Outcome::Failed(exit)) = outcome {
+                            tracing::warn!(actor = %shared.id, name = %shared.name, "actor {exit}");
+                            if let Some(Some(Command::Stop { reply, .. })) = woke {
                                 mailbox.stop_replies.push(reply);
-                                break ActorExit::Stopped;
                             }
+                            break 'actor exit;
+                        }
+                        let Some(command) = woke else {
+                            // A caller's call handed the store back (the actor asked to shut down): see above.
+                            continue;
+                        };
+                        match mailbox.serve_command(command) {
+                            Served::Run(op) => op,
+                            Served::Next => continue,
+                            Served::Stop => break ActorExit::Stopped,
                         }
                     }
                 };
 
                 shared.set_status(ActorStatus::Processing);
                 let mut stop_after = false;
+                let held = store.as_mut().expect("the task holds the store");
                 let outcome = mailbox
                     .run_taking_commands(
-                        op(&mut store, instance),
+                        op(&mut *held, instance),
                         &mut stop_after,
                         &shutdown,
                         &shared,
                     )
                     .await;
-                shared.set_memory_bytes(store.data().limits.used());
+                shared.set_memory_bytes(held.data().limits.used());
                 match outcome {
                     None => break 'actor ActorExit::Stopped,
                     Some(Outcome::Failed(exit)) => {
@@ -335,7 +408,79 @@ struct Mailbox {
     stop_replies: Vec<oneshot::Sender<()>>,
 }
 
+/// What the main loop does with a command taken while the actor is idle or paused.
+enum Served {
+    /// Run this call.
+    Run(Op),
+    /// Take the next command (a pause, a resume, a call queued while paused).
+    Next,
+    /// Stop the actor (a stop, or every handle dropped).
+    Stop,
+}
+
 impl Mailbox {
+    /// Serves a command taken while the actor is idle or paused (`None`: every handle is gone).
+    fn serve_command(&mut self, command: Option<Command>) -> Served {
+        match command {
+            None => Served::Stop,
+            Some(Command::Call(op)) if self.paused => {
+                self.queue.push_back(op);
+                Served::Next
+            }
+            Some(Command::Call(op)) => Served::Run(op),
+            Some(Command::Pause(reply)) => {
+                self.paused = true;
+                let _ = reply.send(Ok(()));
+                Served::Next
+            }
+            Some(Command::Resume(reply)) => {
+                let result = if self.paused {
+                    Ok(())
+                } else {
+                    Err(ActorError::Internal("actor is not paused".into()))
+                };
+                self.paused = false;
+                let _ = reply.send(result);
+                Served::Next
+            }
+            Some(Command::Stop { reply, .. }) => {
+                self.stop_replies.push(reply);
+                Served::Stop
+            }
+        }
+    }
+
+    /// Waits for a caller's call to hand the store back, taking the commands that arrive meanwhile as during any
+    /// call (a terminate sets `*terminated` and aborts the call). `Err`: the store was lost.
+    async fn wait_returned(
+        &mut self,
+        shared: &ActorShared,
+        shutdown: &ShutdownSignal,
+        stop_after: &mut bool,
+        terminated: &mut bool,
+    ) -> Result<(Parked, Option<Outcome>), ActorExit> {
+        let mut open = true;
+        loop {
+            tokio::select! {
+                biased;
+                () = shared.lender.returned.notified() => match shared.lender.claim() {
+                    Claimed::Store(parked, outcome) => return Ok((parked, outcome)),
+                    Claimed::Lent => {}
+                    Claimed::Lost => return Err(lend::lost()),
+                },
+                command = self.commands.recv(), if open => match command {
+                    Some(command) => {
+                        shared.lender.note_taken();
+                        if self.take_during_call(command, stop_after, shutdown, shared) {
+                            *terminated = true;
+                            shared.lender.abort();
+                        }
+                    }
+                    None => open = false,
+                },
+            }
+        }
+    }
     /// Runs `work` (a call, or `init`) to its end while taking the commands that arrive meanwhile
     /// ([`take_during_call`](Self::take_during_call)); a graceful stop sets `*stop_after`. `None`: a terminate
     /// aborted `work`.
@@ -352,6 +497,7 @@ impl Mailbox {
                 done = &mut work => return Some(done),
                 command = self.commands.recv() => match command {
                     Some(command) => {
+                        shared.lender.note_taken();
                         if self.take_during_call(command, stop_after, shutdown, shared) {
                             return None;
                         }

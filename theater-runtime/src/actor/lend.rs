@@ -1,0 +1,287 @@
+//! Calls run by their caller: while an actor is idle, its task parks the store here, and a caller of
+//! [`ActorHandle::call_export_then`](super::ActorHandle::call_export_then) that finds it parked runs its call on
+//! its own task instead of queueing it. That saves the two task switches of a queued call (the actor's task woken
+//! for the call, the caller woken for the answer), which on a multi-threaded runtime often wake a parked worker.
+//!
+//! Nothing else changes for the actor: one call at a time, in order, with the same deadline, state convention and
+//! chain event ([`call::call_export`](super::call::call_export)).
+//!
+//! * **Order.** A caller may take the store only while no command is on its way to the task ([`Lender::note_sent`]
+//!   counts them, and the task takes the store back before it counts one received), so a call never overtakes a
+//!   call, pause or stop sent before it. A command sent while the store is lent is taken by the task, which then
+//!   waits for the store ([`Lender::claim`]).
+//! * **A dropped caller.** The lent call owns the store; if its caller stops waiting (a timeout, a dropped
+//!   future), [`Finish`] spawns the rest of the call, which gives the store back when it ends.
+//! * **Terminate** aborts a lent call ([`Lender::abort`]) as it aborts a queued one.
+//! * **Nested calls.** A host function that calls another actor (a message-server `request`) runs that actor's call
+//!   inside its own actor's wasm call, on its fiber: wasmtime supports polling one store's call from within
+//!   another store's host function (its test `poll_through_wasm_activation`). The called actor's guest runs on its
+//!   own fiber and stack, under its own deadline. A call back into an actor that is itself in a call queues, as
+//!   it always did.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+
+use futures::future::BoxFuture;
+use tokio::sync::Notify;
+use wasmtime::Store;
+use wasmtime::component::Instance;
+
+use super::handle::Outcome;
+use super::{ActorExit, ActorShared, ActorStatus, lock};
+use crate::store::ActorStore;
+
+/// The store and instance of an idle actor, as parked by its task.
+pub(crate) struct Parked {
+    pub(crate) store: Store<ActorStore>,
+    pub(crate) instance: Instance,
+}
+
+enum Slot {
+    /// The task holds the store: it runs an operation, is paused, or does not serve yet.
+    Held,
+    /// The actor is idle: a caller may take the store.
+    Parked(Parked),
+    /// A caller runs a call with the store; `task_waiting`: the task has taken a command and wants it back.
+    Lent { task_waiting: bool },
+    /// The store is back for the task, with what the lent call did to the actor.
+    Returned(Parked, Outcome),
+    /// A lent call was dropped where it could not be finished (outside a tokio runtime): the store is gone.
+    Lost,
+}
+
+/// What the task gets back when it claims the store.
+pub(crate) enum Claimed {
+    /// The store; with the outcome of the lent call that ran last, if one ended since the task parked it.
+    Store(Parked, Option<Outcome>),
+    /// The store is lent: wait for [`Lender::returned`], then claim again.
+    Lent,
+    /// The store was lost (see [`Slot::Lost`]).
+    Lost,
+}
+
+/// The place an idle actor's store waits for a caller (one per actor, in [`ActorShared`]).
+pub(crate) struct Lender {
+    slot: Mutex<Slot>,
+    /// Commands sent to the actor's task that it has not taken yet.
+    pending: AtomicUsize,
+    /// Set (under the slot's lock) when a terminate aborts the lent call.
+    aborted: AtomicBool,
+    /// Wakes the task when the store is [`Slot::Returned`] (or [`Slot::Lost`]).
+    pub(crate) returned: Notify,
+    /// Wakes the lent call to abort it.
+    abort: Notify,
+}
+
+impl Default for Lender {
+    fn default() -> Self {
+        Self {
+            slot: Mutex::new(Slot::Held),
+            pending: AtomicUsize::new(0),
+            aborted: AtomicBool::new(false),
+            returned: Notify::new(),
+            abort: Notify::new(),
+        }
+    }
+}
+
+impl Lender {
+    /// A command is about to be sent to the task: from now until the task takes it, no caller takes the store.
+    pub(crate) fn note_sent(&self) {
+        self.pending.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The command noted by [`note_sent`](Self::note_sent) was not sent (the task has ended), or the task took it
+    /// (after claiming the store: [`claim`](Self::claim)).
+    pub(crate) fn note_taken(&self) {
+        self.pending.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// The task, idle, parks the store for callers.
+    pub(crate) fn park(&self, parked: Parked) {
+        *lock(&self.slot) = Slot::Parked(parked);
+    }
+
+    /// The task takes the store back (before it serves a command, or when woken by [`returned`](Self::returned)).
+    /// If it is lent, the lent call will return it ([`Claimed::Lent`]).
+    pub(crate) fn claim(&self) -> Claimed {
+        let mut slot = lock(&self.slot);
+        match std::mem::replace(&mut *slot, Slot::Held) {
+            Slot::Parked(parked) => Claimed::Store(parked, None),
+            Slot::Returned(parked, outcome) => Claimed::Store(parked, Some(outcome)),
+            Slot::Lent { .. } => {
+                *slot = Slot::Lent { task_waiting: true };
+                Claimed::Lent
+            }
+            Slot::Lost => Claimed::Lost,
+            Slot::Held => Claimed::Lost,
+        }
+    }
+
+    /// Aborts the lent call, if there is one (a terminate).
+    pub(crate) fn abort(&self) {
+        let slot = lock(&self.slot);
+        if matches!(*slot, Slot::Lent { .. }) {
+            self.aborted.store(true, Ordering::SeqCst);
+            self.abort.notify_waiters();
+        }
+    }
+
+    /// Takes the store of an idle actor to run a call on the caller's task: `None` if the actor is not idle, a
+    /// command is on its way to its task, or the caller runs outside a tokio runtime (the guest's host functions
+    /// may need one).
+    pub(crate) fn try_lend(&self, shared: &ActorShared) -> Option<Parked> {
+        if self.pending.load(Ordering::SeqCst) != 0 || tokio::runtime::Handle::try_current().is_err() {
+            return None;
+        }
+        let mut slot = lock(&self.slot);
+        // Checked again under the lock: the task takes a command only after claiming the store.
+        if self.pending.load(Ordering::SeqCst) != 0 || !matches!(*slot, Slot::Parked(_)) {
+            return None;
+        }
+        let Slot::Parked(parked) = std::mem::replace(&mut *slot, Slot::Lent { task_waiting: false }) else {
+            unreachable!("checked above")
+        };
+        self.aborted.store(false, Ordering::SeqCst);
+        shared.set_status(ActorStatus::Processing);
+        Some(parked)
+    }
+
+    /// A lent call has ended: the store is parked again if the actor can take its next call at once, or handed
+    /// to the task (woken) if the call stopped the actor, the actor asked to shut down, or the task wants it.
+    fn give_back(&self, shared: &ActorShared, parked: Parked, outcome: Outcome) {
+        let mut slot = lock(&self.slot);
+        let task_waiting = matches!(*slot, Slot::Lent { task_waiting: true });
+        if matches!(outcome, Outcome::Continue)
+            && !task_waiting
+            && lock(&shared.shutdown_requested).is_none()
+        {
+            shared.set_status(ActorStatus::Idle);
+            *slot = Slot::Parked(parked);
+        } else {
+            *slot = Slot::Returned(parked, outcome);
+            self.returned.notify_one();
+        }
+    }
+}
+
+/// Drops a parked store when dropped: the actor's task holds one while it serves.
+pub(crate) struct Unpark<'a>(pub(crate) &'a ActorShared);
+
+impl Drop for Unpark<'_> {
+    fn drop(&mut self) {
+        let parked = {
+            let mut slot = lock(&self.0.lender.slot);
+            match std::mem::replace(&mut *slot, Slot::Held) {
+                parked @ (Slot::Parked(_) | Slot::Returned(..)) => Some(parked),
+                other => {
+                    *slot = other;
+                    None
+                }
+            }
+        };
+        // Dropped outside the lock: a store's handlers may do anything when dropped.
+        drop(parked);
+    }
+}
+
+/// Gives the store back when the lent call ends; dropped without it (the call was dropped where it could not be
+/// finished), marks the store lost so that the task stops the actor instead of waiting.
+pub(crate) struct Lent {
+    shared: std::sync::Arc<ActorShared>,
+    parked: Option<Parked>,
+}
+
+impl Lent {
+    pub(crate) fn new(shared: std::sync::Arc<ActorShared>, parked: Parked) -> Self {
+        Self {
+            shared,
+            parked: Some(parked),
+        }
+    }
+
+    /// The lent store and instance.
+    pub(crate) fn parts(&mut self) -> (&mut Store<ActorStore>, Instance) {
+        let parked = self.parked.as_mut().expect("lent until given back");
+        (&mut parked.store, parked.instance)
+    }
+
+    /// Gives the store back with the call's `outcome`.
+    pub(crate) fn give_back(mut self, outcome: Outcome) {
+        let parked = self.parked.take().expect("given back once");
+        self.shared
+            .set_memory_bytes(parked.store.data().limits.used());
+        self.shared.lender.give_back(&self.shared, parked, outcome);
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        if self.parked.take().is_some() {
+            let lender = &self.shared.lender;
+            *lock(&lender.slot) = Slot::Lost;
+            lender.returned.notify_one();
+        }
+    }
+}
+
+/// Runs `call` (a lent call) unless, or until, a terminate aborts it ([`Lender::abort`]): `None` then.
+pub(crate) async fn unless_aborted<T>(shared: &ActorShared, call: impl Future<Output = T>) -> Option<T> {
+    let lender = &shared.lender;
+    let abort = lender.abort.notified();
+    tokio::pin!(abort);
+    abort.as_mut().enable();
+    if lender.aborted.load(Ordering::SeqCst) {
+        return None;
+    }
+    tokio::select! {
+        biased;
+        done = call => Some(done),
+        () = abort => None,
+    }
+}
+
+/// The exit of an actor whose store was lost.
+pub(crate) fn lost() -> ActorExit {
+    ActorExit::Failed("a call run by its caller was dropped outside a tokio runtime".to_owned())
+}
+
+/// Runs a lent call to its end even if its caller stops waiting: dropped unfinished, it spawns the rest of the call
+/// on the current tokio runtime (outside one, the call is dropped and [`Lent`] marks the store lost).
+pub(crate) struct Finish<T: Send + 'static> {
+    call: Option<BoxFuture<'static, T>>,
+}
+
+impl<T: Send + 'static> Finish<T> {
+    pub(crate) fn new(call: impl Future<Output = T> + Send + 'static) -> Self {
+        Self {
+            call: Some(Box::pin(call)),
+        }
+    }
+}
+
+impl<T: Send + 'static> Future for Finish<T> {
+    type Output = T;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        let call = self.call.as_mut().expect("polled after it was ready");
+        let poll = call.as_mut().poll(cx);
+        if poll.is_ready() {
+            self.call = None;
+        }
+        poll
+    }
+}
+
+impl<T: Send + 'static> Drop for Finish<T> {
+    fn drop(&mut self) {
+        if let Some(call) = self.call.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(call);
+        }
+    }
+}
