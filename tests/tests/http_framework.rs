@@ -961,6 +961,209 @@ async fn http_framework_slow_and_many_clients_are_bounded_and_timed_out() {
     );
 }
 
+/// A connection from `from`, any address of 127/8 (Linux routes them all to lo), with a small receive buffer.
+async fn connect_from(from: [u8; 4], port: u16) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.bind((from, 0).into()).unwrap();
+    socket.connect(([127, 0, 0, 1], port).into()).await.unwrap()
+}
+
+/// `GET /hello` on a connection of its own from `from`: the whole answer once the server has closed it.
+async fn hello_from(from: [u8; 4], port: u16) -> String {
+    let mut stream = connect_from(from, port).await;
+    stream
+        .write_all(b"GET /hello HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_until_closed(&mut stream, Duration::from_secs(30))
+        .await
+        .expect("the server answers and closes");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// One client address holds at most `max_connections_per_peer` connections: one more is answered 503 naming the
+/// limit and closed, while a client at another address is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_framework_a_peer_past_max_connections_per_peer_is_refused_while_another_is_served() {
+    let (rt, _dir) = runtime();
+    let config = HttpFrameworkConfig {
+        max_connections_per_peer: 2,
+        // Long, so that only the caps can close a connection while the test watches.
+        header_read_timeout_ms: 120_000,
+        idle_timeout_ms: 120_000,
+        ..Default::default()
+    };
+    let actor = server_actor(&rt, config, None).await;
+    let out = run(&actor, "create:;handler:hello;route:1,/hello,GET,1;start:1").await;
+    let port = port(&out[3]);
+    // Two idle connections take 127.0.0.1's share (accepted in the order they were made).
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(connect_from([127, 0, 0, 1], port).await);
+    }
+    let mut third = connect_from([127, 0, 0, 1], port).await;
+    let answer = read_until_closed(&mut third, Duration::from_secs(30))
+        .await
+        .expect("the connection past max_connections_per_peer is closed");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.is_empty()
+            || (text.starts_with("HTTP/1.1 503")
+                && text.ends_with(
+                    "2 open connections from this address reach max_connections_per_peer (2)\n"
+                )),
+        "{text}"
+    );
+    let answer = hello_from([127, 0, 0, 2], port).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with("hello from 1"),
+        "{answer}"
+    );
+    for stream in &mut held {
+        assert_eq!(
+            read_until_closed(stream, Duration::from_millis(100)).await,
+            None
+        );
+    }
+}
+
+/// A client that sends a request for a large answer (an echo of megabytes) and never reads it holds its
+/// connection only until `write_timeout_ms`: with `max_connections = 1`, another client is then served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_framework_a_client_that_does_not_read_is_disconnected_after_write_timeout() {
+    let (rt, _dir) = runtime();
+    let config = HttpFrameworkConfig {
+        max_connections: 1,
+        write_timeout_ms: 200,
+        // Long, so that only the write timeout can close the connection while the test watches.
+        idle_timeout_ms: 120_000,
+        header_read_timeout_ms: 120_000,
+        ..Default::default()
+    };
+    let actor = server_actor(&rt, config, None).await;
+    let out = run(
+        &actor,
+        "create:;handler:hello;handler:echo;route:1,/hello,GET,1;route:1,/echo,POST,2;start:1",
+    )
+    .await;
+    let port = port(&out[5]);
+    const BODY: usize = 6 << 20;
+    let mut stalled = connect_from([127, 0, 0, 1], port).await;
+    stalled
+        .write_all(
+            format!("POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: {BODY}\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+    stalled.write_all(&vec![b'x'; BODY]).await.unwrap();
+    // Refused while the stalled connection holds the only place; served once the server has closed it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = hello_from([127, 0, 0, 2], port).await;
+        if answer.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(
+            answer.is_empty() || answer.contains("max_connections (1)"),
+            "{answer}"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a client that does not read holds its connection past write_timeout_ms"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let answer = read_until_closed(&mut stalled, Duration::from_secs(30))
+        .await
+        .expect("the stalled connection is closed");
+    assert!(answer.len() < BODY, "the whole answer arrived");
+}
+
+/// A WebSocket peer that stops reading is disconnected once a frame has waited `write_timeout_ms` for its socket:
+/// the actor hears `handle-websocket-disconnect`, and the frames queued for it are dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_framework_a_websocket_peer_that_does_not_read_is_disconnected_after_write_timeout() {
+    let (rt, _dir) = runtime();
+    let config = HttpFrameworkConfig {
+        write_timeout_ms: 200,
+        ..Default::default()
+    };
+    let actor = server_actor(&rt, config, None).await;
+    let out = run(
+        &actor,
+        "create:;handler:ws-connect;handler:ws-echo;handler:ws-disconnect;ws:1,/ws,1,2,3;start:1",
+    )
+    .await;
+    let port = port(&out[5]);
+    let stream = connect_from([127, 0, 0, 1], port).await;
+    let (_ws, _) = tokio_tungstenite::client_async(format!("ws://127.0.0.1:{port}/ws"), stream)
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    wait_for_events(&actor, &mut seen, "connect:ws-connect:1:/ws:-").await;
+
+    // Frames until the queue is full or the connection is gone; the client reads none of them.
+    let message = "x".repeat(64 * 1024);
+    for _ in 0..1_000 {
+        if run(&actor, &format!("wssend:1,1,{message}")).await[0] != "wssend" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !seen.iter().any(|e| e == "disconnect:ws-disconnect:1") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a WebSocket peer that does not read stays connected past write_timeout_ms: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let line = run(&actor, "events").await.remove(0);
+        seen.extend(
+            value(&line, "events")
+                .split('|')
+                .filter(|e| !e.is_empty())
+                .map(str::to_owned),
+        );
+    }
+}
+
+#[tokio::test]
+async fn http_framework_listener_settings_that_would_refuse_or_cut_off_everything_fail_the_spawn() {
+    let (rt, _dir) = runtime();
+    for (config, field) in [
+        (
+            HttpFrameworkConfig {
+                max_connections_per_peer: 0,
+                ..Default::default()
+            },
+            "max_connections_per_peer",
+        ),
+        (
+            HttpFrameworkConfig {
+                write_timeout_ms: 0,
+                ..Default::default()
+            },
+            "write_timeout_ms",
+        ),
+    ] {
+        let error = spawn(
+            &rt,
+            "http-server",
+            guests::HTTP_SERVER,
+            vec![
+                Arc::new(HttpFrameworkHandler::new(config)),
+                Arc::new(TimingHandler::new(TimingConfig::default())),
+                Arc::new(ProbeHandler::new()),
+            ],
+            None,
+        )
+        .await
+        .expect_err("the spawn fails");
+        assert!(format!("{error:#}").contains(field), "{error:#}");
+    }
+}
+
 /// A client that stops reading: `send-websocket-message` fails naming `max_websocket_queue_bytes` once that much
 /// is queued beyond what the sockets hold, and succeeds again after the client has read.
 #[tokio::test]

@@ -19,7 +19,7 @@
 //! `400 bad_json` / `bad_request` / `bad_id`, `401 unauthorized`, `404 not_found`, `408 body_timeout` (then the
 //! connection is closed), `413 body_too_large`, `422 spawn_failed` / `message_failed`, `429 actor_limit`,
 //! `503 subscriber_limit`; and, from the listener before any route, `503 connection_limit`
-//! ([`ServerLimits::max_connections`]). Request bodies are read within two limits (`body.rs`).
+//! ([`ServerLimits::max_connections`], [`ServerLimits::max_connections_per_peer`]). Request bodies are read within two limits (`body.rs`).
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -40,19 +40,29 @@ impl Default for ServerConfig {
 }
 
 /// Bounds on what clients can make the server hold. Past each one a request fails with a JSON error naming it
-/// (but for `header_read_timeout`, which closes the connection), or, for the chain page bounds, gets a shorter
-/// page.
+/// (but for `header_read_timeout` and `write_timeout`, which close the connection), or, for the chain page
+/// bounds, gets a shorter page.
 #[derive(Clone, Debug)]
 pub struct ServerLimits {
     /// The most HTTP connections open at once, kept-alive idle ones and event streams included. One more is
     /// accepted, answered `503` `connection_limit` and closed at once (a client that had already sent its
-    /// request may see the connection reset instead); it is not queued. 0 refuses every connection; values
-    /// above [`tokio::sync::Semaphore::MAX_PERMITS`] count as that. Default 256.
+    /// request may see the connection reset instead); it is not queued. 0 refuses every connection. Default 256.
     pub max_connections: usize,
+    /// The most HTTP connections open at once from one peer: one IPv4 address, or one IPv6 /64
+    /// (`theater_listen::limit`), so that one client cannot take all `max_connections`. One more from that peer is
+    /// answered `503` `connection_limit` naming `max_connections_per_peer` and closed at once, while other peers
+    /// are still served. All local clients share `127.0.0.1`. At least 1 ([`Server::bind`](crate::Server::bind)
+    /// refuses 0). Default 64.
+    pub max_connections_per_peer: usize,
     /// How long a client has to send a request's headers, counted from the connection's accept and again from
     /// the end of each response, so it also bounds how long a kept-alive connection may sit idle. When it
     /// passes the connection is closed without an answer. Default 10 s.
     pub header_read_timeout: Duration,
+    /// How long a write of a response may stay pending: a client that stops reading (an event stream, a large
+    /// chain page) is disconnected once nothing more of the answer has left for this long, and what was not
+    /// sent is dropped. A client reading slowly but steadily is not: a write waits only until it has taken about
+    /// 32 KiB (`theater_listen::io`). More than 0 ([`Server::bind`](crate::Server::bind) refuses 0). Default 30 s.
+    pub write_timeout: Duration,
     /// How long a client has to send a request's whole body, counted from when the route starts reading it (right
     /// after the headers, which `header_read_timeout` bounds). When it passes the request gets `408`
     /// `body_timeout` and the connection is closed, so a client that trickles its body cannot hold a connection,
@@ -82,12 +92,15 @@ pub struct ServerLimits {
 }
 
 impl Default for ServerLimits {
-    /// 256 connections, 10 s to send headers and 10 s to send a body, 1 MiB bodies, 1,000 actors, 64 event
-    /// streams, chain pages of 10,000 events and 16 MiB, 30 s requests, streams checked every 100 ms.
+    /// 256 connections, 64 from one peer, 10 s to send headers, 30 s for a stalled write, 10 s to send a body,
+    /// 1 MiB bodies, 1,000 actors, 64 event streams, chain pages of 10,000 events and 16 MiB, 30 s requests,
+    /// streams checked every 100 ms.
     fn default() -> Self {
         Self {
             max_connections: 256,
+            max_connections_per_peer: 64,
             header_read_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(10),
             max_body_bytes: 1 << 20,
             max_actors: 1_000,
@@ -97,5 +110,36 @@ impl Default for ServerLimits {
             request_timeout: Duration::from_secs(30),
             poll_interval: Duration::from_millis(100),
         }
+    }
+}
+
+impl ServerLimits {
+    /// The listener's bounds: connections in all and per peer, the header read and write timeouts.
+    pub fn listen(&self) -> theater_listen::ListenLimits {
+        theater_listen::ListenLimits {
+            max_connections: self.max_connections,
+            max_connections_per_peer: self.max_connections_per_peer,
+            header_read_timeout: self.header_read_timeout,
+            write_timeout: self.write_timeout,
+            idle_timeout: None,
+        }
+    }
+
+    /// Checks the values that would make the server useless.
+    ///
+    /// # Errors
+    /// Names the field: `max_connections_per_peer` of 0 (every connection refused), `write_timeout` of 0 (every
+    /// connection closed the first time its client is slower than the server).
+    pub fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.max_connections_per_peer > 0,
+            "ServerLimits::max_connections_per_peer is 0: every connection would be refused (at least 1)"
+        );
+        anyhow::ensure!(
+            !self.write_timeout.is_zero(),
+            "ServerLimits::write_timeout is 0: every connection would be closed at its first full send buffer \
+             (at least 1 ms)"
+        );
+        Ok(())
     }
 }

@@ -7,9 +7,11 @@
 //! command passes all eleven) and reaches mailboxes through the message-server router.
 //!
 //! Loopback by default; a request from any other address needs the bearer token ([`auth`]). Every bound is a
-//! [`ServerLimits`] field with its default; the listener caps open connections and the time to send a request's
-//! headers ([`ServerLimits::max_connections`], [`ServerLimits::header_read_timeout`]), the routes the time to send
-//! its body ([`ServerLimits::body_read_timeout`]), and no answer holds a whole chain: [`chain`] pages it.
+//! [`ServerLimits`] field with its default; the listener (`theater-listen`) caps open connections in all and per
+//! peer, the time to send a request's headers and the time a write may stall
+//! ([`ServerLimits::max_connections`], [`ServerLimits::max_connections_per_peer`],
+//! [`ServerLimits::header_read_timeout`], [`ServerLimits::write_timeout`]), the routes the time to send its body
+//! ([`ServerLimits::body_read_timeout`]), and no answer holds a whole chain: [`chain`] pages it.
 //!
 //! ```no_run
 //! # async fn demo(registry: theater_runtime::HandlerRegistry) -> anyhow::Result<()> {
@@ -57,8 +59,10 @@ impl Server {
     /// Creates the runtime (its data folder, the token) and binds `config.listen`.
     ///
     /// # Errors
-    /// The runtime cannot be created, the token file cannot be read or written, or the address cannot be bound.
+    /// A limit is out of range ([`ServerLimits::check`], naming it), the runtime cannot be created, the token
+    /// file cannot be read or written, or the address cannot be bound.
     pub async fn bind(config: ServerConfig, registry: HandlerRegistry) -> anyhow::Result<Self> {
+        config.limits.check()?;
         let runtime = TheaterRuntime::new(RuntimeConfig {
             data_dir: config.data_dir.clone(),
             max_actors: config.limits.max_actors,
@@ -135,9 +139,10 @@ impl Server {
 
     /// Serves until `shutdown` resolves, then stops every actor gracefully (open event streams end with them)
     /// and finishes the requests under way; idle connections are closed. While it serves, at most
-    /// [`ServerLimits::max_connections`] connections are open and each must send a request's headers within
-    /// [`ServerLimits::header_read_timeout`] (and its body within [`ServerLimits::body_read_timeout`]), so the
-    /// requests under way finish within those bounds and the routes' own.
+    /// [`ServerLimits::max_connections`] connections are open ([`ServerLimits::max_connections_per_peer`] from
+    /// one peer), each must send a request's headers within [`ServerLimits::header_read_timeout`] (and its body
+    /// within [`ServerLimits::body_read_timeout`]) and take its answer without stalling for
+    /// [`ServerLimits::write_timeout`], so the requests under way finish within those bounds and the routes' own.
     ///
     /// # Errors
     /// None today: errors accepting a connection are logged and retried. The `Result` leaves room for listener

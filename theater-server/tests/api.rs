@@ -465,8 +465,22 @@ async fn read_until_closed(
 
 /// `GET /api/actors` on a connection of its own: the whole answer once the server has closed it.
 async fn get_on_new_connection(addr: SocketAddr) -> String {
+    get_from([127, 0, 0, 1], addr).await
+}
+
+/// A connection from `from`, any address of 127/8 (Linux routes them all to lo, and all are loopback to the
+/// token check), with a small receive buffer.
+async fn connect_from(from: [u8; 4], to: SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.bind((from, 0).into()).unwrap();
+    socket.connect(to).await.unwrap()
+}
+
+/// [`get_on_new_connection`] from `from` (see [`connect_from`]).
+async fn get_from(from: [u8; 4], addr: SocketAddr) -> String {
     use tokio::io::AsyncWriteExt as _;
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut stream = connect_from(from, addr).await;
     stream
         .write_all(b"GET /api/actors HTTP/1.1\r\nhost: theater\r\nconnection: close\r\n\r\n")
         .await
@@ -530,6 +544,136 @@ async fn a_connection_past_max_connections_is_refused_and_closed() {
     }
     drop(idle);
     server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_past_max_connections_per_peer_is_refused_while_another_is_served() {
+    use std::time::Duration;
+    let limits = ServerLimits {
+        max_connections_per_peer: 2,
+        // Long, so that only the caps can close a connection while the test watches.
+        header_read_timeout: Duration::from_secs(120),
+        ..ServerLimits::default()
+    };
+    let server = Running::start(limits).await;
+    // Two idle connections from 127.0.0.1 take its share (accepted in the order they were made).
+    let mut idle = Vec::new();
+    for _ in 0..2 {
+        idle.push(connect_from([127, 0, 0, 1], server.addr).await);
+    }
+    let mut third = connect_from([127, 0, 0, 1], server.addr).await;
+    let answer = read_until_closed(&mut third, Duration::from_secs(30))
+        .await
+        .expect("the connection past max_connections_per_peer is closed");
+    assert!(
+        answer.is_empty()
+            || (answer.starts_with("HTTP/1.1 503")
+                && answer.contains(r#""kind":"connection_limit""#)
+                && answer.contains("from this address are open (max_connections_per_peer 2)")),
+        "{answer}"
+    );
+    // Another address is served meanwhile; the idle ones are still open.
+    let answer = get_from([127, 0, 0, 2], server.addr).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    for stream in &mut idle {
+        assert_eq!(
+            read_until_closed(stream, Duration::from_millis(200)).await,
+            None
+        );
+    }
+    drop(idle);
+    server.shutdown().await;
+}
+
+/// A client asks for a chain page of megabytes and does not read it: once the socket buffers are full the
+/// server's write stalls, and after `write_timeout` the server closes the connection; the client, reading at
+/// last, gets only what the buffers held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_read_its_answer_is_disconnected_after_write_timeout() {
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt as _;
+    let limits = ServerLimits {
+        write_timeout: Duration::from_millis(200),
+        max_body_bytes: 8 << 20,
+        // Long, so that only the write timeout can close the connection while the test watches.
+        header_read_timeout: Duration::from_secs(120),
+        ..ServerLimits::default()
+    };
+    let server = Running::start(limits).await;
+    let client = server.client();
+    let a = client.start(&server.peer(), None).await.unwrap();
+    // Two sends of 3 MiB: a chain page of more than 8 MiB (the data is base64 in it), more than the buffers hold.
+    let data = vec![b'x'; 3 << 20];
+    for _ in 0..2 {
+        client.send(&a, &data).await.unwrap();
+    }
+    // Its answer comes after the sends are handled, so they are in the chain.
+    client.request(&a, b"ping").await.unwrap();
+
+    let mut stalled = connect_from([127, 0, 0, 1], server.addr).await;
+    stalled
+        .write_all(
+            format!("GET /api/actors/{a}/chain HTTP/1.1\r\nhost: theater\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+    // The answer has begun to arrive; the write stalls when the buffers are full, which takes milliseconds.
+    let mut first = [0; 1];
+    tokio::time::timeout(Duration::from_secs(30), stalled.peek(&mut first))
+        .await
+        .expect("the answer begins")
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let answer = read_until_closed(&mut stalled, Duration::from_secs(30))
+        .await
+        .expect("the stalled connection is closed");
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "{}",
+        &answer[..answer.len().min(200)]
+    );
+    assert!(
+        answer.len() < 6 << 20,
+        "{} bytes arrived: the whole page",
+        answer.len()
+    );
+    // The server goes on serving.
+    let answer = get_on_new_connection(server.addr).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_that_would_refuse_or_cut_off_every_connection_are_refused_naming_them() {
+    for (limits, field) in [
+        (
+            ServerLimits {
+                max_connections_per_peer: 0,
+                ..ServerLimits::default()
+            },
+            "max_connections_per_peer",
+        ),
+        (
+            ServerLimits {
+                write_timeout: std::time::Duration::ZERO,
+                ..ServerLimits::default()
+            },
+            "write_timeout",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: Some(dir.path().join("data")),
+            token: None,
+            limits,
+        };
+        let error = Server::bind(config, theater_tests::support::registry())
+            .await
+            .err()
+            .expect("refused");
+        assert!(error.to_string().contains(field), "{error}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,10 +15,12 @@
 //!   slower than `request_timeout_ms` gives 504; a guest error, trap, invalid response (more than
 //!   [`MAX_RESPONSE_HEADERS`](serve::MAX_RESPONSE_HEADERS) headers included) or missing export 500. A route's path
 //!   has at most [`MAX_ROUTE_PARAMS`](site::MAX_ROUTE_PARAMS) named parameters.
-//! * **Slow and many clients** ([`serve`]): an actor's servers together hold at most `max_connections` open
-//!   connections; one more is answered 503 and closed at once. A connection must send each request head within
-//!   `header_read_timeout_ms` and its body within `body_read_timeout_ms` (else 408), and is closed after
-//!   `idle_timeout_ms` without a byte moving while no request of it is handled (kept-alive, or not reading).
+//! * **Slow and many clients** ([`serve`], through `theater-listen`): an actor's servers together hold at most
+//!   `max_connections` open connections, and at most `max_connections_per_peer` from one client address (an IPv4
+//!   address, an IPv6 /64); one more is answered 503 and closed at once. A connection must send each request
+//!   head within `header_read_timeout_ms` and its body within `body_read_timeout_ms` (else 408), is closed after
+//!   `idle_timeout_ms` without a byte moving while no request of it is handled (kept-alive, or not reading), and
+//!   after `write_timeout_ms` with a write to its client stalled (a client or WebSocket peer that stopped reading).
 //! * **WebSockets** ([`websocket`]): connection ids per server from 1; connect, message (the returned messages
 //!   are sent back in order) and disconnect callbacks. `send-websocket-message` queues at most
 //!   `max_websocket_queue_bytes` per connection that its client has not yet taken; past it the call fails.
@@ -45,7 +47,9 @@
 //! max_request_bytes = 1048576
 //! request_timeout_ms = 5000
 //! max_connections = 256
+//! max_connections_per_peer = 64
 //! header_read_timeout_ms = 10000
+//! write_timeout_ms = 30000
 //! body_read_timeout_ms = 30000
 //! idle_timeout_ms = 5000
 //! max_websocket_queue_bytes = 1048576
@@ -66,13 +70,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Deserialize;
+use theater_listen::{ConnectionLimit, ListenLimits};
 use theater_macros::theater_handler;
 use theater_runtime::{ActorContext, ActorHandle, ShutdownSignal};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::grants::Grants;
-use crate::serve::{Connections, Running};
+use crate::serve::Running;
 use crate::site::{Endpoint, Middleware, Outgoing, Route, Site, SiteRef};
 use crate::theater::simple::http_types::{
     HandlerId, MiddlewareId, RouteId, ServerConfig, ServerId, ServerInfo,
@@ -103,6 +107,12 @@ pub struct HttpFrameworkConfig {
     /// connection accepted beyond it is answered `503 Service Unavailable` naming the limit (no response on a TLS
     /// server) and closed at once, so it holds no file descriptor.
     pub max_connections: u32,
+    /// Open connections from one client (one IPv4 address, or one IPv6 /64; IPv4-mapped IPv6 counts as IPv4)
+    /// across all of this actor's servers (default 64), so that one client cannot take all `max_connections`. A
+    /// connection beyond it is answered `503 Service Unavailable` naming `max_connections_per_peer` (no response
+    /// on a TLS server) and closed at once, while other clients are still served. At least 1: 0 fails the spawn
+    /// with an error naming it.
+    pub max_connections_per_peer: u32,
     /// How long a connection may take to send a complete request head, in ms (default 10 000): from its accept
     /// (for TLS, the handshake too), and again from the end of each response on a kept-alive connection. The
     /// connection is closed then.
@@ -114,9 +124,16 @@ pub struct HttpFrameworkConfig {
     /// in ms (default 5 000): the keep-alive idle timeout, and the bound on a client that stops reading its
     /// response. The connection is closed then. Open WebSockets are not subject to it.
     pub idle_timeout_ms: u64,
+    /// How long a write to a client may stay pending, in ms (default 30 000): a client (or WebSocket peer) that
+    /// stops reading is disconnected once the socket's buffers are full and nothing more has left for this
+    /// long, and what was not sent is dropped; one reading slowly but steadily is not (a write waits only until
+    /// the client has taken about 32 KiB). Open WebSockets are subject to it. At least 1: 0 fails the spawn with
+    /// an error naming it.
+    pub write_timeout_ms: u64,
     /// Bytes of frames `send-websocket-message` may have queued on one WebSocket connection and not yet taken
     /// by its socket (default 1 MiB). A message that would pass it is refused with an error naming the limit;
-    /// the connection stays open and the call may be retried once the client has read.
+    /// the connection stays open (until `write_timeout_ms` passes without the client taking a byte) and the call
+    /// may be retried once the client has read.
     pub max_websocket_queue_bytes: u64,
     /// Routes, middleware and WebSocket endpoints one server holds, together (default 1 024); one more is refused
     /// with an error naming the limit. Their paths are at most [`MAX_PATH_BYTES`](grants::MAX_PATH_BYTES) long.
@@ -144,9 +161,11 @@ impl Default for HttpFrameworkConfig {
             request_timeout_ms: 30_000,
             max_servers: 4,
             max_connections: 256,
+            max_connections_per_peer: 64,
             header_read_timeout_ms: 10_000,
             body_read_timeout_ms: 30_000,
             idle_timeout_ms: 5_000,
+            write_timeout_ms: 30_000,
             max_websocket_queue_bytes: 1024 * 1024,
             max_routes: 1024,
             max_handlers: 1024,
@@ -173,8 +192,10 @@ struct Instance {
     stopping: ShutdownSignal,
     /// Parent of every server's stop token; cancelled when the instance goes.
     root: CancellationToken,
-    /// One permit per open connection of any of this actor's servers (`max_connections`).
-    connections: Arc<Semaphore>,
+    /// The listeners' bounds (`max_connections`, `max_connections_per_peer` and the timeouts).
+    listen: ListenLimits,
+    /// The open connections of all this actor's servers, in all and per peer.
+    connections: ConnectionLimit,
     tables: Mutex<Tables>,
 }
 
@@ -283,6 +304,8 @@ impl HttpFrameworkHandler {
     #[theater(create_instance)]
     fn for_actor(&self, actor: &ActorContext) -> anyhow::Result<Self> {
         let grants = Grants::new(&self.config, &actor.manifest_dir).map_err(anyhow::Error::msg)?;
+        serve::check_config(&self.config).map_err(anyhow::Error::msg)?;
+        let listen = serve::listen_limits(&self.config);
         Ok(Self {
             config: self.config.clone(),
             instance: Some(Arc::new(Instance {
@@ -290,7 +313,11 @@ impl HttpFrameworkHandler {
                 actor: actor.handle.clone(),
                 stopping: actor.shutdown.clone(),
                 root: CancellationToken::new(),
-                connections: Arc::new(Semaphore::new(self.config.max_connections as usize)),
+                connections: ConnectionLimit::new(
+                    listen.max_connections,
+                    listen.max_connections_per_peer,
+                ),
+                listen,
                 tables: Mutex::default(),
             })),
         })
@@ -389,10 +416,8 @@ impl HttpFrameworkHandler {
             listener,
             acceptor,
             site,
-            Connections {
-                permits: instance.connections.clone(),
-                max: self.config.max_connections,
-            },
+            &instance.listen,
+            instance.connections.clone(),
             instance.root.child_token(),
             instance.stopping.clone(),
             instance.actor.hold_background(),

@@ -1,41 +1,45 @@
-//! The running server: an accept loop (plain TCP or rustls), one hyper HTTP/1.1 connection per client, and the
-//! dispatch of each request through the site's table into the actor's `http-handlers` callbacks.
+//! The running server: [`theater_listen`]'s bounded accept loop (plain TCP or rustls), one hyper HTTP/1.1
+//! connection per client, and the dispatch of each request through the site's table into the actor's
+//! `http-handlers` callbacks.
 //!
-//! Slow and many clients are bounded by the configuration ([`HttpFrameworkConfig`](crate::HttpFrameworkConfig)):
-//! * `max_connections`: each open connection (WebSockets included) holds a permit of the actor's semaphore, shared
-//!   by all its servers. A connection accepted without a free permit is answered at once with
+//! Slow and many clients are bounded by the configuration ([`HttpFrameworkConfig`]), through the listener:
+//! * `max_connections`, `max_connections_per_peer`: each open connection (WebSockets included) holds a permit of
+//!   the actor's [`ConnectionLimit`], shared by all its servers, until its requests and its WebSocket have ended.
+//!   A connection accepted past either (in all, or from one IPv4 address or IPv6 /64) is answered at once with
 //!   `503 Service Unavailable` and the body `http-framework: <n> open connections reach max_connections (<n>)`
-//!   (on a TLS server it is only closed), then closed: it never holds a descriptor while it waits, and the
-//!   listen backlog does not fill up behind it.
+//!   (or `... from this address reach max_connections_per_peer (<n>)`; on a TLS server it is only closed), then
+//!   closed: it never holds a descriptor while it waits, and the listen backlog does not fill up behind it.
 //! * `header_read_timeout_ms`: hyper's header read timeout, from the accept (and the TLS handshake) and again
 //!   after each response; the connection is closed when it passes.
 //! * `body_read_timeout_ms`: the whole body must have arrived within it after the head; else 408, without a
 //!   callback, and the connection is closed.
 //! * `idle_timeout_ms`: no byte read or written while no request is being handled (a kept-alive connection
 //!   between requests, a client that stopped reading its response) closes the connection.
+//! * `write_timeout_ms`: a write to the client that stays pending this long (a client, or a WebSocket peer, that
+//!   stopped reading) closes the connection, WebSockets included.
 
 use std::convert::Infallible;
-use std::io;
-use std::pin::Pin;
+use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::http::header::{ALLOW, CONNECTION, CONTENT_LENGTH, UPGRADE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use theater_listen::{
+    Accepted, ConnectionLimit, Handshake, Listen, ListenLimits, Permit, Refusal, Refused,
+};
 use theater_runtime::{ActorError, BackgroundGuard, ShutdownSignal};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
+use crate::HttpFrameworkConfig;
 use crate::site::{Resolved, SiteRef};
 use crate::theater::simple::http_handlers::Callbacks;
 use crate::theater::simple::http_types::{HttpRequest, HttpResponse};
@@ -44,13 +48,39 @@ use crate::websocket;
 /// How long open connections may take to finish after a stop before they are aborted.
 pub const DRAIN: Duration = Duration::from_secs(1);
 
-/// The actor's cap on open connections, shared by all its servers.
-#[derive(Clone, Debug)]
-pub struct Connections {
-    /// One permit per open connection; `max_connections` of them.
-    pub permits: Arc<Semaphore>,
-    /// `max_connections`, for the refusal's message.
-    pub max: u32,
+/// The listener's bounds from the handler's configuration (`max_connections`, `max_connections_per_peer`,
+/// `header_read_timeout_ms`, `write_timeout_ms`, `idle_timeout_ms`).
+pub fn listen_limits(config: &HttpFrameworkConfig) -> ListenLimits {
+    ListenLimits {
+        max_connections: usize::try_from(config.max_connections).unwrap_or(usize::MAX),
+        max_connections_per_peer: usize::try_from(config.max_connections_per_peer)
+            .unwrap_or(usize::MAX),
+        header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
+        write_timeout: Duration::from_millis(config.write_timeout_ms),
+        idle_timeout: Some(Duration::from_millis(config.idle_timeout_ms)),
+    }
+}
+
+/// Checks the listener's settings when an actor is spawned.
+///
+/// # Errors
+/// `"http-framework: max_connections_per_peer is 0 ..."` (every connection would be refused) or
+/// `"http-framework: write_timeout_ms is 0 ..."` (every connection would be closed at its first full send buffer).
+pub fn check_config(config: &HttpFrameworkConfig) -> Result<(), String> {
+    if config.max_connections_per_peer == 0 {
+        return Err(
+            "http-framework: max_connections_per_peer is 0: every connection would be refused (at least 1)"
+                .to_owned(),
+        );
+    }
+    if config.write_timeout_ms == 0 {
+        return Err(
+            "http-framework: write_timeout_ms is 0: every connection would be closed at its first \
+                    full send buffer (at least 1)"
+                .to_owned(),
+        );
+    }
+    Ok(())
 }
 
 /// A running server: what stops it, the signal that its listener is closed, and its task.
@@ -85,9 +115,9 @@ pub struct Scope {
     /// The actor's stop signal.
     pub actor_stopping: ShutdownSignal,
     _hold: Arc<BackgroundGuard>,
-    /// A connection's permit of `max_connections` (none for the accept loop), kept by its requests and its
-    /// WebSocket pump until the last of them ends.
-    _connection: Option<Arc<OwnedSemaphorePermit>>,
+    /// A connection's permit of `max_connections` and `max_connections_per_peer` (none for the accept loop), kept
+    /// by its requests and its WebSocket pump until the last of them ends.
+    _connection: Option<Arc<Permit>>,
 }
 
 impl Scope {
@@ -115,13 +145,16 @@ pub async fn bind(host: &str, port: u16) -> Result<TcpListener, String> {
         .map_err(|e| format!("start-server: binding {target}: {e}"))
 }
 
-/// Starts serving `listener` until `stop` is cancelled or the actor stops; `hold` (the actor's background work)
-/// is released once the listener is closed and every task of the server has ended.
+/// Starts serving `listener` within `limits`, counting its connections in the actor's `connections`, until
+/// `stop` is cancelled or the actor stops; `hold` (the actor's background work) is released once the listener
+/// is closed and every task of the server has ended.
+#[allow(clippy::too_many_arguments)]
 pub fn spawn(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     site: SiteRef,
-    cap: Connections,
+    limits: &ListenLimits,
+    connections: ConnectionLimit,
     stop: CancellationToken,
     actor_stopping: ShutdownSignal,
     hold: BackgroundGuard,
@@ -133,245 +166,78 @@ pub fn spawn(
         _hold: Arc::new(hold),
         _connection: None,
     };
-    let task = tokio::spawn(accept_loop(listener, tls, site, cap, scope, closed_tx));
+    let span = tracing::info_span!("http-framework", actor = %site.actor.id());
+    let listen = Listen::new(listener, limits)
+        .connections(connections)
+        .refusal(refusal(tls.is_some()));
+    let task = tokio::spawn(accept_loop(listen, tls, site, scope, closed_tx).instrument(span));
     Running { stop, closed, task }
 }
 
 async fn accept_loop(
-    listener: TcpListener,
+    listen: Listen,
     tls: Option<TlsAcceptor>,
     site: SiteRef,
-    cap: Connections,
     scope: Scope,
     closed: oneshot::Sender<()>,
 ) {
-    let mut connections = JoinSet::new();
-    loop {
+    let shutdown = async {
         tokio::select! {
-            () = scope.stop.cancelled() => break,
-            () = scope.actor_stopping.wait() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => match cap.permits.clone().try_acquire_owned() {
-                    Ok(permit) => {
-                        let _ = stream.set_nodelay(true);
-                        let scope = Scope { _connection: Some(Arc::new(permit)), ..scope.clone() };
-                        connections.spawn(connection(stream, tls.clone(), site.clone(), scope));
-                    }
-                    Err(_) => refuse(&stream, tls.is_some(), &site, cap.max),
-                },
-                // Too many open files and the like: back off instead of spinning.
-                Err(e) => {
-                    tracing::warn!(actor = %site.actor.id(), "http-framework: accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            () = scope.stop.cancelled() => {}
+            () = scope.actor_stopping.wait() => {}
         }
-    }
-    drop(listener);
+    };
+    let service = |accepted: &Accepted| {
+        let site = site.clone();
+        let scope = Scope {
+            _connection: Some(accepted.permit.clone()),
+            ..scope.clone()
+        };
+        hyper::service::service_fn(move |req| {
+            let (site, scope) = (site.clone(), scope.clone());
+            async move { Ok::<_, Infallible>(dispatch(site, scope, req).await) }
+        })
+    };
+    let open = match tls {
+        None => listen.run(service, shutdown).await,
+        Some(acceptor) => listen.handshake(Tls(acceptor)).run(service, shutdown).await,
+    };
     let _ = closed.send(());
     // Connections and WebSocket pumps watch `stop`: they finish what they are doing and close.
     scope.stop.cancel();
-    let drain = async { while connections.join_next().await.is_some() {} };
-    if tokio::time::timeout(DRAIN, drain).await.is_err() {
-        connections.abort_all();
-        while connections.join_next().await.is_some() {}
-    }
+    open.finish(Some(DRAIN)).await;
 }
 
-/// Answers a connection past `max_connections` with a 503 naming the limit (plain HTTP only: the socket's empty
-/// send buffer takes it without waiting) and closes it.
-fn refuse(stream: &TcpStream, tls: bool, site: &SiteRef, max: u32) {
-    tracing::debug!(actor = %site.actor.id(), "http-framework: connection refused at max_connections ({max})");
-    if tls {
-        return;
-    }
-    let body = format!("http-framework: {max} open connections reach max_connections ({max})\n");
-    let response = format!(
-        "HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-type: text/plain\r\n\
-         content-length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = stream.try_write(response.as_bytes());
-}
-
-async fn connection(stream: TcpStream, tls: Option<TlsAcceptor>, site: SiteRef, scope: Scope) {
-    match tls {
-        None => serve_io(stream, site, scope).await,
-        Some(acceptor) => {
-            let handshake = tokio::time::timeout(site.header_read_timeout, acceptor.accept(stream));
-            let tls_stream = tokio::select! {
-                done = handshake => match done {
-                    Ok(Ok(s)) => s,
-                    _ => return,
-                },
-                () = scope.stop.cancelled() => return,
-            };
-            serve_io(tls_stream, site, scope).await;
-        }
-    }
-}
-
-async fn serve_io<I>(io: I, site: SiteRef, scope: Scope)
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let stop = scope.stop.clone();
-    let activity = Arc::new(Activity::new());
-    let (header_read_timeout, idle_timeout) = (site.header_read_timeout, site.idle_timeout);
-    let actor = site.actor.id().clone();
-    let service = hyper::service::service_fn({
-        let activity = activity.clone();
-        move |req| {
-            let site = site.clone();
-            let scope = scope.clone();
-            let busy = Busy::new(activity.clone());
-            async move {
-                let response = dispatch(site, scope, req).await;
-                drop(busy);
-                Ok::<_, Infallible>(response)
+/// The 503 body for a connection past `max_connections` or `max_connections_per_peer`, naming the limit; none on
+/// a TLS server, which can only close it (no handshake has happened).
+fn refusal(tls: bool) -> impl Fn(&Refused) -> Option<Refusal> + Send + Sync + 'static {
+    move |refused| {
+        let body = match *refused {
+            Refused::Connections { max } => {
+                format!("http-framework: {max} open connections reach max_connections ({max})\n")
             }
-        }
-    });
-    let io = Tracked {
-        inner: io,
-        activity: activity.clone(),
-    };
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout)
-        .serve_connection(TokioIo::new(io), service)
-        .with_upgrades();
-    tokio::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => {}
-        // Dropping the connection closes it (a graceful shutdown would wait for a client that does not read).
-        () = activity.idle_for(idle_timeout) => {
-            tracing::debug!(actor = %actor, "http-framework: connection closed after idle_timeout_ms");
-        }
-        () = stop.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        }
+            Refused::PeerConnections { max, .. } => format!(
+                "http-framework: {max} open connections from this address reach max_connections_per_peer ({max})\n"
+            ),
+        };
+        (!tls).then_some(Refusal {
+            content_type: "text/plain",
+            body,
+        })
     }
 }
 
-/// When a connection last moved a byte, and how many of its requests are being handled.
-struct Activity {
-    start: Instant,
-    /// Milliseconds after `start` of the last byte read or written, or of the last request's end.
-    last: AtomicU64,
-    busy: AtomicUsize,
-}
+/// HTTPS: the rustls handshake, within `header_read_timeout_ms` of the accept.
+struct Tls(TlsAcceptor);
 
-impl Activity {
-    fn new() -> Self {
-        Self {
-            start: Instant::now(),
-            last: AtomicU64::new(0),
-            busy: AtomicUsize::new(0),
-        }
-    }
+impl Handshake for Tls {
+    type Io = tokio_rustls::server::TlsStream<theater_listen::Stream>;
 
-    fn now(&self) -> u64 {
-        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
-    fn touch(&self) {
-        self.last.store(self.now(), Ordering::Relaxed);
-    }
-
-    /// Returns once no byte has moved for `limit` while no request was being handled.
-    async fn idle_for(&self, limit: Duration) {
-        let limit_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
-        loop {
-            let wait = if self.busy.load(Ordering::SeqCst) > 0 {
-                limit_ms
-            } else {
-                let since = self.now().saturating_sub(self.last.load(Ordering::Relaxed));
-                if since >= limit_ms {
-                    return;
-                }
-                limit_ms - since
-            };
-            tokio::time::sleep(Duration::from_millis(wait.max(1))).await;
-        }
-    }
-}
-
-/// A request being handled: the connection is not idle until it ends.
-struct Busy(Arc<Activity>);
-
-impl Busy {
-    fn new(activity: Arc<Activity>) -> Self {
-        activity.busy.fetch_add(1, Ordering::SeqCst);
-        Self(activity)
-    }
-}
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        self.0.touch();
-        self.0.busy.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// A connection's stream that notes in its [`Activity`] each read or write that moved a byte.
-struct Tracked<I> {
-    inner: I,
-    activity: Arc<Activity>,
-}
-
-impl<I: AsyncRead + Unpin> AsyncRead for Tracked<I> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.activity.touch();
-        }
-        polled
-    }
-}
-
-impl<I: AsyncWrite + Unpin> AsyncWrite for Tracked<I> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        polled
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        polled
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+    fn handshake(
+        &self,
+        stream: theater_listen::Stream,
+    ) -> impl Future<Output = std::io::Result<Self::Io>> + Send + 'static {
+        self.0.accept(stream)
     }
 }
 

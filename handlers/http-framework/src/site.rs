@@ -42,12 +42,8 @@ pub struct Site {
     pub max_request_bytes: u64,
     /// How long a callback may take (`request_timeout_ms`).
     pub request_timeout: Duration,
-    /// How long a connection may take to send a request head (`header_read_timeout_ms`).
-    pub header_read_timeout: Duration,
     /// How long a request's body may take to arrive once its head has (`body_read_timeout_ms`).
     pub body_read_timeout: Duration,
-    /// How long a connection may move no byte while none of its requests is being handled (`idle_timeout_ms`).
-    pub idle_timeout: Duration,
     /// Bytes `send-websocket-message` may queue on one connection (`max_websocket_queue_bytes`).
     pub max_websocket_queue_bytes: u64,
     /// Routes, middleware and WebSocket endpoints the table holds at most, together (`max_routes`).
@@ -222,9 +218,7 @@ impl Site {
             actor,
             max_request_bytes: config.max_request_bytes,
             request_timeout: Duration::from_millis(config.request_timeout_ms),
-            header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
             body_read_timeout: Duration::from_millis(config.body_read_timeout_ms),
-            idle_timeout: Duration::from_millis(config.idle_timeout_ms),
             max_websocket_queue_bytes: config.max_websocket_queue_bytes,
             max_routes: usize::try_from(config.max_routes).unwrap_or(usize::MAX),
             table: RwLock::default(),

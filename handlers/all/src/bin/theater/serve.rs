@@ -34,6 +34,11 @@ pub struct ServeArgs {
     /// answered 503 and closed.
     #[arg(long, default_value_t = ServerLimits::default().max_connections)]
     max_connections: usize,
+    /// The most HTTP connections open at once from one client address (an IPv4 address, an IPv6 /64; all local
+    /// clients share 127.0.0.1); one more from it is answered 503 and closed. At least 1.
+    #[arg(long, default_value_t = ServerLimits::default().max_connections_per_peer,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_connections_per_peer: usize,
     /// How long a client has to send a request's headers, milliseconds (also how long a kept-alive connection
     /// may sit idle).
     #[arg(long, default_value_t = millis(ServerLimits::default().header_read_timeout))]
@@ -42,6 +47,11 @@ pub struct ServeArgs {
     /// connection is closed.
     #[arg(long, default_value_t = millis(ServerLimits::default().body_read_timeout))]
     body_read_timeout_ms: u64,
+    /// How long a write of an answer may stall, milliseconds: a client that stops reading (an event stream, a
+    /// large chain page) is disconnected then. At least 1.
+    #[arg(long, default_value_t = millis(ServerLimits::default().write_timeout),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    write_timeout_ms: u64,
 }
 
 /// `duration` in whole milliseconds (saturating), for a flag's default.
@@ -75,7 +85,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 max_body_bytes: args.max_body_bytes,
                 max_subscribers: args.max_subscribers,
                 max_connections: args.max_connections,
+                max_connections_per_peer: args.max_connections_per_peer,
                 header_read_timeout: std::time::Duration::from_millis(args.header_read_timeout_ms),
+                write_timeout: std::time::Duration::from_millis(args.write_timeout_ms),
                 body_read_timeout: std::time::Duration::from_millis(args.body_read_timeout_ms),
                 ..ServerLimits::default()
             },
