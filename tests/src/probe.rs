@@ -14,8 +14,11 @@ use theater_macros::theater_handler;
 pub struct ProbeHandler {
     notes: Arc<Mutex<Vec<String>>>,
     /// A note that waits for a permit of its semaphore before it is made ([`hold_note`](Self::hold_note)).
-    held: Arc<Mutex<Option<(String, Arc<Semaphore>)>>>,
+    held: Arc<Mutex<Option<HeldNote>>>,
 }
+
+/// A note and the semaphore it waits on.
+type HeldNote = (String, Arc<Semaphore>);
 
 impl ProbeHandler {
     /// A handler with no notes.

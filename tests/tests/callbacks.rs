@@ -155,6 +155,64 @@ async fn a_queued_call_is_not_overtaken_by_a_call_made_after_it() {
     assert_eq!(first.await, Ok(5));
 }
 
+/// Callers that find the actor running another caller's call wait for it and are handed the store in turn; one
+/// that stops waiting first is skipped, its call never run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_waiting_for_a_call_run_by_its_caller_run_in_turn() {
+    let (rt, _dir) = runtime();
+    let (probe, actor) = spawn_probe(&rt, None).await;
+    assert_eq!(probe.callbacks(&actor).handle_add(0).await, Ok(0));
+    let gate = probe.hold_note("add 1");
+    let first = {
+        let (probe, actor) = (probe.clone(), actor.clone());
+        tokio::spawn(async move { probe.callbacks(&actor).handle_add(1).await })
+    };
+    while actor.status() != ActorStatus::Processing {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let gave_up = probe
+        .callbacks(&actor)
+        .with_timeout(Duration::from_millis(100))
+        .handle_add(10)
+        .await;
+    assert_eq!(gave_up, Err(ActorError::Timeout));
+    let third = {
+        let (probe, actor) = (probe.clone(), actor.clone());
+        tokio::spawn(async move { probe.callbacks(&actor).handle_add(100).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    gate.add_permits(1);
+    assert_eq!(first.await.unwrap(), Ok(1));
+    assert_eq!(third.await.unwrap(), Ok(101));
+    assert_eq!(actor.state(), Some(101u64.to_le_bytes().to_vec()));
+    assert!(
+        !probe.notes().contains(&"add 10".to_owned()),
+        "{:?}",
+        probe.notes()
+    );
+}
+
+/// Many callers at once: every call runs exactly once, one at a time, whichever task runs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_callers_each_run_once() {
+    let (rt, _dir) = runtime();
+    let (probe, actor) = spawn_probe(&rt, None).await;
+    let calls: Vec<_> = (0..64)
+        .map(|_| {
+            let (probe, actor) = (probe.clone(), actor.clone());
+            tokio::spawn(async move { probe.callbacks(&actor).handle_add(1).await.unwrap() })
+        })
+        .collect();
+    let mut totals = Vec::new();
+    for call in calls {
+        totals.push(call.await.unwrap());
+    }
+    totals.sort_unstable();
+    assert_eq!(totals, (1..=64).collect::<Vec<u64>>());
+    assert_eq!(actor.state(), Some(64u64.to_le_bytes().to_vec()));
+    actor.chain().verify().unwrap();
+}
+
 /// A terminate aborts a call running on its caller's task at once, as it aborts one the actor's task runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn terminate_aborts_a_call_run_by_its_caller() {

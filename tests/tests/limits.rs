@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use theater_handler_random::RandomConfig;
+use theater_runtime::exports::StateAnd;
 use theater_runtime::manifest::Limits;
 use theater_runtime::{
-    ActorError, Manifest, RuntimeConfig, SpawnError, SpawnOptions, TheaterRuntime,
+    ActorError, ActorHandle, Manifest, RuntimeConfig, SpawnError, SpawnOptions, TheaterRuntime,
 };
 use theater_tests::guests;
 use theater_tests::probe::ProbeHandler;
@@ -269,16 +270,26 @@ async fn the_call_deadline_counts_guest_time_not_host_waits() {
     eprintln!("spinning guest interrupted after {elapsed:?} (deadline 200 ms)");
 }
 
+/// Queues an 800 ms call that the actor's own task runs (queued, not run by a caller: `post` never runs a call
+/// itself), so that the calls made meanwhile queue for the task too.
+fn busy_in_its_task(actor: &ActorHandle) -> tokio::task::JoinHandle<Result<String, ActorError>> {
+    let call = actor
+        .queue_export_then::<(String,), StateAnd<String>>(
+            &theater_tests::probe::theater::test::probe_handlers::HANDLE_SCRIPT_SPEC.spec,
+            ("sleep:800".to_owned(),),
+            |_| {},
+        )
+        .unwrap();
+    tokio::spawn(call)
+}
+
 /// At most `max_queued_calls` calls wait for a busy actor; a call whose caller gave up keeps its place until the
 /// actor reaches it, and is then skipped, not run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_call_queue_is_bounded_and_abandoned_calls_do_not_run() {
     let (rt, _dir) = runtime();
     let actor = rt.spawn(local_limits(10_000, 3)).await.unwrap();
-    let busy = tokio::spawn({
-        let actor = actor.clone();
-        async move { script(&actor, "sleep:800").await }
-    });
+    let busy = busy_in_its_task(&actor);
     tokio::time::sleep(Duration::from_millis(200)).await;
     // A caller that gives up after 50 ms: its call waits in the queue, then must not run.
     let gave_up = ProbeHandler::new()
@@ -324,10 +335,7 @@ async fn the_call_queue_is_bounded_in_bytes() {
         ..Default::default()
     });
     let actor = rt.spawn(options).await.unwrap();
-    let busy = tokio::spawn({
-        let actor = actor.clone();
-        async move { script(&actor, "sleep:800").await }
-    });
+    let busy = busy_in_its_task(&actor);
     tokio::time::sleep(Duration::from_millis(200)).await;
     // Callers that give up at once: their 1 MiB scripts wait in the queue all the same.
     let give_up = |script: String| {
@@ -359,6 +367,44 @@ async fn the_call_queue_is_bounded_in_bytes() {
     // Once the queue is empty, a call larger than the whole bound is taken.
     let huge = format!("set:{}", "y".repeat(5 * MIB));
     script(&actor, &huge).await.unwrap();
+}
+
+/// Calls that wait for a call another caller runs (the actor was idle when it began: `theater_runtime`'s
+/// `actor::lend`) count against `max_queued_calls` and `max_queued_bytes` exactly as queued calls do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_waiting_for_a_call_run_by_its_caller_are_bounded_like_the_queue() {
+    const MIB: usize = 1024 * 1024;
+    let (rt, _dir) = runtime();
+    let options = local_limits(10_000, 3).limits(Limits {
+        max_queued_calls: 3,
+        max_queued_bytes: 4 * MIB as u64,
+        ..Default::default()
+    });
+    let actor = rt.spawn(options).await.unwrap();
+    script(&actor, "now").await.unwrap();
+    // Run by this caller's task: the actor was idle.
+    let busy = tokio::spawn({
+        let actor = actor.clone();
+        async move { script(&actor, "sleep:800").await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let wait = |text: String| {
+        let actor = actor.clone();
+        tokio::spawn(async move { script(&actor, &text).await })
+    };
+    let big = format!("pad:{}", "x".repeat(3 * MIB / 2));
+    let waiting = [wait(big.clone()), wait(big.clone())];
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let refused = script(&actor, &big).await.unwrap_err();
+    assert!(matches!(refused, ActorError::BusyBytes(_)), "{refused:?}");
+    let small = wait("now".to_owned());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(script(&actor, "now").await, Err(ActorError::Busy(3)));
+    busy.await.unwrap().unwrap();
+    for call in waiting {
+        call.await.unwrap().unwrap();
+    }
+    small.await.unwrap().unwrap();
 }
 
 /// `max_actors` bounds the actors of a runtime; the error names the setting.

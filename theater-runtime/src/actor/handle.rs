@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 use wasmtime::Store;
 use wasmtime::component::Instance;
 
-use super::lend::{self, Finish, Lent, Parked};
+use super::lend::{self, Finish, Handoff, Lend, Lent, Parked};
 use super::{ActorExit, ActorId, ActorShared, ActorStatus, lock};
 use crate::chain::Chain;
 use crate::error::ActorError;
@@ -227,23 +227,33 @@ impl ActorHandle {
         P: CallbackParams,
         O: StateResult,
     {
-        // An idle actor's call runs here, on the caller's task ([`super::lend`]); any other is queued.
-        if let Some(parked) = self.shared.lender.try_lend(&self.shared) {
-            let call = Finish::new(run_lent::<P, O>(
-                self.shared.clone(),
-                parked,
-                spec,
-                params,
-                then,
-            ));
-            return match timeout {
-                Some(d) => tokio::time::timeout(d, call)
-                    .await
-                    .unwrap_or(Err(ActorError::Timeout)),
-                None => call.await,
+        // An idle actor's call runs here, on the caller's task, as does one that waits for another caller's call
+        // to end ([`super::lend`]); any other is queued.
+        let wait = async {
+            let bytes = || params.approx_size(self.shared.max_queued_bytes);
+            let parked = match self.shared.lender.try_lend(&self.shared, Some(bytes)) {
+                Lend::Now(parked) => Some(parked),
+                Lend::Wait(handoff, counted) => {
+                    let handoff = handoff.await.ok();
+                    drop(counted);
+                    handoff.map(Handoff::take)
+                }
+                Lend::No => None,
             };
-        }
-        let wait = self.queue_export_then::<P, O>(spec, params, then)?;
+            match parked {
+                Some(parked) => {
+                    Finish::new(run_lent::<P, O>(
+                        self.shared.clone(),
+                        parked,
+                        spec,
+                        params,
+                        then,
+                    ))
+                    .await
+                }
+                None => self.queue_export_then::<P, O>(spec, params, then)?.await,
+            }
+        };
         match timeout {
             Some(d) => tokio::time::timeout(d, wait)
                 .await
@@ -312,7 +322,11 @@ impl ActorHandle {
         P: CallbackParams,
         O: StateResult,
     {
-        if let Some(parked) = self.shared.lender.try_lend(&self.shared) {
+        if let Lend::Now(parked) = self
+            .shared
+            .lender
+            .try_lend(&self.shared, None::<fn() -> usize>)
+        {
             let call = run_lent::<P, O>(self.shared.clone(), parked, spec, params, then);
             return Ok(Some(LentCall(Finish::new(async move {
                 let _ = call.await;

@@ -19,19 +19,20 @@
 //!   own fiber and stack, under its own deadline. A call back into an actor that is itself in a call queues, as
 //!   it always did.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 use wasmtime::Store;
 use wasmtime::component::Instance;
 
 use super::handle::Outcome;
-use super::{ActorExit, ActorShared, ActorStatus, lock};
+use super::{ActorExit, ActorShared, ActorStatus, QueueSlot, lock};
 use crate::store::ActorStore;
 
 /// The store and instance of an idle actor, as parked by its task.
@@ -45,8 +46,12 @@ enum Slot {
     Held,
     /// The actor is idle: a caller may take the store.
     Parked(Parked),
-    /// A caller runs a call with the store; `task_waiting`: the task has taken a command and wants it back.
-    Lent { task_waiting: bool },
+    /// A caller runs a call with the store; `task_waiting`: the task has taken a command and wants it back;
+    /// `waiters`: callers that came meanwhile, in order, each handed the store in turn ([`Lend::Wait`]).
+    Lent {
+        task_waiting: bool,
+        waiters: VecDeque<oneshot::Sender<Handoff>>,
+    },
     /// The store is back for the task, with what the lent call did to the actor.
     Returned(Parked, Outcome),
     /// A lent call was dropped where it could not be finished (outside a tokio runtime): the store is gone.
@@ -112,8 +117,11 @@ impl Lender {
         match std::mem::replace(&mut *slot, Slot::Held) {
             Slot::Parked(parked) => Claimed::Store(parked, None),
             Slot::Returned(parked, outcome) => Claimed::Store(parked, Some(outcome)),
-            Slot::Lent { .. } => {
-                *slot = Slot::Lent { task_waiting: true };
+            Slot::Lent { waiters, .. } => {
+                *slot = Slot::Lent {
+                    task_waiting: true,
+                    waiters,
+                };
                 Claimed::Lent
             }
             Slot::Lost => Claimed::Lost,
@@ -130,40 +138,136 @@ impl Lender {
         }
     }
 
-    /// Takes the store of an idle actor to run a call on the caller's task: `None` if the actor is not idle, a
-    /// command is on its way to its task, or the caller runs outside a tokio runtime (the guest's host functions
-    /// may need one).
-    pub(crate) fn try_lend(&self, shared: &ActorShared) -> Option<Parked> {
-        if self.pending.load(Ordering::SeqCst) != 0 || tokio::runtime::Handle::try_current().is_err() {
-            return None;
+    /// Takes the store of an idle actor to run a call on the caller's task ([`Lend::Now`]); or, if another caller
+    /// runs a call with it and `wait` gives the bytes the call's arguments count (called only then), joins the
+    /// callers waiting for it
+    /// ([`Lend::Wait`], counted against the actor's queue bounds like a queued call). [`Lend::No`] if a command is
+    /// on its way to the actor's task or the task wants the store, if the queue is full, or if the caller runs
+    /// outside a tokio runtime (the guest's host functions may need one): the call is queued.
+    pub(crate) fn try_lend(
+        &self,
+        shared: &Arc<ActorShared>,
+        wait: Option<impl FnOnce() -> usize>,
+    ) -> Lend {
+        if self.pending.load(Ordering::SeqCst) != 0
+            || tokio::runtime::Handle::try_current().is_err()
+        {
+            return Lend::No;
         }
         let mut slot = lock(&self.slot);
         // Checked again under the lock: the task takes a command only after claiming the store.
-        if self.pending.load(Ordering::SeqCst) != 0 || !matches!(*slot, Slot::Parked(_)) {
-            return None;
+        if self.pending.load(Ordering::SeqCst) != 0 {
+            return Lend::No;
         }
-        let Slot::Parked(parked) = std::mem::replace(&mut *slot, Slot::Lent { task_waiting: false }) else {
+        match &mut *slot {
+            Slot::Parked(_) => {}
+            Slot::Lent {
+                task_waiting: false,
+                waiters,
+            } => {
+                let Some(bytes) = wait else {
+                    return Lend::No;
+                };
+                let Ok(counted) = shared.take_queue_slot(bytes()) else {
+                    return Lend::No;
+                };
+                let (tx, rx) = oneshot::channel();
+                waiters.push_back(tx);
+                return Lend::Wait(rx, counted);
+            }
+            _ => return Lend::No,
+        }
+        let Slot::Parked(parked) = std::mem::replace(
+            &mut *slot,
+            Slot::Lent {
+                task_waiting: false,
+                waiters: VecDeque::new(),
+            },
+        ) else {
             unreachable!("checked above")
         };
         self.aborted.store(false, Ordering::SeqCst);
         shared.set_status(ActorStatus::Processing);
-        Some(parked)
+        Lend::Now(parked)
     }
 
-    /// A lent call has ended: the store is parked again if the actor can take its next call at once, or handed
-    /// to the task (woken) if the call stopped the actor, the actor asked to shut down, or the task wants it.
-    fn give_back(&self, shared: &ActorShared, parked: Parked, outcome: Outcome) {
+    /// A lent call has ended: the store goes to the next waiting caller, or is parked again, if the actor can take
+    /// its next call at once; it is handed to the task (woken) if the call stopped the actor, the actor asked to
+    /// shut down, or the task wants it, and the waiting callers then queue their calls.
+    fn give_back(&self, shared: &Arc<ActorShared>, mut parked: Parked, outcome: Outcome) {
         let mut slot = lock(&self.slot);
-        let task_waiting = matches!(*slot, Slot::Lent { task_waiting: true });
+        let (task_waiting, mut waiters) = match std::mem::replace(&mut *slot, Slot::Held) {
+            Slot::Lent {
+                task_waiting,
+                waiters,
+            } => (task_waiting, waiters),
+            _ => (false, VecDeque::new()),
+        };
         if matches!(outcome, Outcome::Continue)
             && !task_waiting
             && lock(&shared.shutdown_requested).is_none()
         {
+            while let Some(waiter) = waiters.pop_front() {
+                let handoff = Handoff {
+                    parked: Some(parked),
+                    shared: shared.clone(),
+                };
+                match waiter.send(handoff) {
+                    Ok(()) => {
+                        self.aborted.store(false, Ordering::SeqCst);
+                        *slot = Slot::Lent {
+                            task_waiting: false,
+                            waiters,
+                        };
+                        return;
+                    }
+                    // That caller stopped waiting: the next one.
+                    Err(mut handoff) => parked = handoff.parked.take().expect("not taken"),
+                }
+            }
             shared.set_status(ActorStatus::Idle);
             *slot = Slot::Parked(parked);
         } else {
             *slot = Slot::Returned(parked, outcome);
             self.returned.notify_one();
+            drop(slot);
+            // Dropped senders: the waiting callers queue their calls behind what the task took.
+            drop(waiters);
+        }
+    }
+}
+
+/// What [`Lender::try_lend`] gives a caller.
+pub(crate) enum Lend {
+    /// The store: run the call.
+    Now(Parked),
+    /// Another caller runs a call: wait for the store to be handed over (an `Err` means: queue the call). The
+    /// [`QueueSlot`] counts the call against the actor's queue bounds while it waits.
+    Wait(oneshot::Receiver<Handoff>, QueueSlot),
+    /// Queue the call.
+    No,
+}
+
+/// The store handed from one caller's lent call to the next waiting caller; dropped untaken (that caller stopped
+/// waiting just then), it is given back as after a call.
+pub(crate) struct Handoff {
+    parked: Option<Parked>,
+    shared: Arc<ActorShared>,
+}
+
+impl Handoff {
+    /// The store, for the waiting caller's call.
+    pub(crate) fn take(mut self) -> Parked {
+        self.parked.take().expect("taken once")
+    }
+}
+
+impl Drop for Handoff {
+    fn drop(&mut self) {
+        if let Some(parked) = self.parked.take() {
+            self.shared
+                .lender
+                .give_back(&self.shared, parked, Outcome::Continue);
         }
     }
 }
@@ -191,12 +295,12 @@ impl Drop for Unpark<'_> {
 /// Gives the store back when the lent call ends; dropped without it (the call was dropped where it could not be
 /// finished), marks the store lost so that the task stops the actor instead of waiting.
 pub(crate) struct Lent {
-    shared: std::sync::Arc<ActorShared>,
+    shared: Arc<ActorShared>,
     parked: Option<Parked>,
 }
 
 impl Lent {
-    pub(crate) fn new(shared: std::sync::Arc<ActorShared>, parked: Parked) -> Self {
+    pub(crate) fn new(shared: Arc<ActorShared>, parked: Parked) -> Self {
         Self {
             shared,
             parked: Some(parked),
@@ -229,7 +333,10 @@ impl Drop for Lent {
 }
 
 /// Runs `call` (a lent call) unless, or until, a terminate aborts it ([`Lender::abort`]): `None` then.
-pub(crate) async fn unless_aborted<T>(shared: &ActorShared, call: impl Future<Output = T>) -> Option<T> {
+pub(crate) async fn unless_aborted<T>(
+    shared: &ActorShared,
+    call: impl Future<Output = T>,
+) -> Option<T> {
     let lender = &shared.lender;
     let abort = lender.abort.notified();
     tokio::pin!(abort);
