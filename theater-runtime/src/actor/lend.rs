@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
+use futures::task::AtomicWaker;
 use tokio::sync::{Notify, oneshot};
 use wasmtime::Store;
 use wasmtime::component::Instance;
@@ -77,8 +78,8 @@ pub(crate) struct Lender {
     aborted: AtomicBool,
     /// Wakes the task when the store is [`Slot::Returned`] (or [`Slot::Lost`]).
     pub(crate) returned: Notify,
-    /// Wakes the lent call to abort it.
-    abort: Notify,
+    /// Wakes the lent call to abort it (one lent call at a time: it registers here as it waits).
+    abort: AtomicWaker,
 }
 
 impl Default for Lender {
@@ -88,7 +89,7 @@ impl Default for Lender {
             pending: AtomicUsize::new(0),
             aborted: AtomicBool::new(false),
             returned: Notify::new(),
-            abort: Notify::new(),
+            abort: AtomicWaker::new(),
         }
     }
 }
@@ -134,7 +135,7 @@ impl Lender {
         let slot = lock(&self.slot);
         if matches!(*slot, Slot::Lent { .. }) {
             self.aborted.store(true, Ordering::SeqCst);
-            self.abort.notify_waiters();
+            self.abort.wake();
         }
     }
 
@@ -338,17 +339,22 @@ pub(crate) async fn unless_aborted<T>(
     call: impl Future<Output = T>,
 ) -> Option<T> {
     let lender = &shared.lender;
-    let abort = lender.abort.notified();
-    tokio::pin!(abort);
-    abort.as_mut().enable();
-    if lender.aborted.load(Ordering::SeqCst) {
-        return None;
-    }
-    tokio::select! {
-        biased;
-        done = call => Some(done),
-        () = abort => None,
-    }
+    let mut call = std::pin::pin!(call);
+    std::future::poll_fn(|cx| {
+        if lender.aborted.load(Ordering::SeqCst) {
+            return Poll::Ready(None);
+        }
+        if let Poll::Ready(done) = call.as_mut().poll(cx) {
+            return Poll::Ready(Some(done));
+        }
+        // Registered before the flag is read: an abort after the read wakes this task.
+        lender.abort.register(cx.waker());
+        if lender.aborted.load(Ordering::SeqCst) {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// The exit of an actor whose store was lost.
