@@ -105,9 +105,8 @@ impl Load {
 /// mailbox loop would do the same, one task switch later), or, when the actor is idle too, returns the call for
 /// the requester to run ([`LentCall`]). Gets the request and its [`Counted`] place in the mailbox (to drop once
 /// the call has ended); gives both back if it did not take the request.
-pub(crate) type Direct = Box<
-    dyn Fn(Delivery, Counted) -> Result<Option<LentCall>, (Delivery, Counted)> + Send + Sync,
->;
+pub(crate) type Direct =
+    Box<dyn Fn(Delivery, Counted) -> Result<Option<LentCall>, (Delivery, Counted)> + Send + Sync>;
 
 /// What waits for a request's answer: the receiver's `handle-request`, if the requester runs it ([`Direct`]),
 /// then the answer.
