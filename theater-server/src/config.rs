@@ -96,11 +96,13 @@ impl Default for ServerLimits {
     /// 1 MiB bodies, 1,000 actors, 64 event streams, chain pages of 10,000 events and 16 MiB, 30 s requests,
     /// streams checked every 100 ms.
     fn default() -> Self {
+        // The listener's own defaults.
+        let listen = theater_listen::ListenLimits::default();
         Self {
-            max_connections: 256,
-            max_connections_per_peer: 64,
-            header_read_timeout: Duration::from_secs(10),
-            write_timeout: Duration::from_secs(30),
+            max_connections: listen.max_connections,
+            max_connections_per_peer: listen.max_connections_per_peer,
+            header_read_timeout: listen.header_read_timeout,
+            write_timeout: listen.write_timeout,
             body_read_timeout: Duration::from_secs(10),
             max_body_bytes: 1 << 20,
             max_actors: 1_000,
