@@ -214,6 +214,11 @@ impl ActorHandle {
     /// the actor's next call (the message-server marks a request deferred this way). `then` does not run if the
     /// call never runs (the actor stops first); it runs even if `timeout` has given up waiting.
     ///
+    /// Where the call runs: if the actor is idle, on the task awaiting this future (the actor lends it its store;
+    /// callers that come meanwhile wait for it and are handed the store in turn), else in the actor's task
+    /// (docs/architecture.md, departure 22). Either way calls run one at a time, in order. A caller that stops
+    /// waiting once its call has started leaves it to finish in a spawned task.
+    ///
     /// # Errors
     /// As [`call_export`](Self::call_export).
     pub async fn call_export_then<P, O>(
