@@ -15,10 +15,22 @@ pub(crate) const BASE: &str = "Theater-Base";
 /// Header of a reply refusing an envelope because an earlier one is missing: the number expected.
 pub(crate) const GAP: &str = "Theater-Gap";
 /// Header of a reply that stands for the answers to several consecutive envelopes: the first one's number (the
-/// reply goes to the last one's reply subject; every answer is the same `Ok`).
+/// reply goes to the last one's reply subject; every answer is the same: `Ok`, or [`BUSY`]).
 pub(crate) const FIRST: &str = "Theater-First";
-/// Header of a reply asking for the envelope again later (it was not served).
+/// Header of a reply asking for the envelope again later (it was not served): `1` when its service asked
+/// ([`Incoming::later`](crate::Incoming::later)); `busy` with [`BUSY`]; also on a [`FORGOTTEN`] reply, so that
+/// a sender that does not know those headers sends it again rather than take the reply for an answer.
 pub(crate) const RETRY: &str = "Theater-Retry";
+/// Header of a reply saying the receiving host dropped the message unread, all its envelopes, because it holds
+/// too much received and not yet handled ([`MAX_INBOX_BYTES`](crate::MAX_INBOX_BYTES),
+/// [`MAX_RECEIVED_BYTES`](crate::MAX_RECEIVED_BYTES)) or remembers too many streams
+/// ([`MAX_DEDUP_ENTRIES`](crate::MAX_DEDUP_ENTRIES)): the reason. The sender sends them again after
+/// [`ATTEMPT_TIMEOUT`](crate::ATTEMPT_TIMEOUT).
+pub(crate) const BUSY: &str = "Theater-Busy";
+/// Header of a reply to a repeat of an envelope that was served but whose answer the receiving host no longer
+/// keeps ([`MAX_DEDUP_BYTES`](crate::MAX_DEDUP_BYTES)): the sender cannot learn its outcome, and reports it as
+/// not acknowledged in time ([`DeliveryError::TimedOut`](crate::DeliveryError::TimedOut)), at once.
+pub(crate) const FORGOTTEN: &str = "Theater-Forgotten";
 /// Header of a reply that refuses: the error message.
 pub(crate) const ERROR: &str = "Theater-Error";
 

@@ -9,7 +9,9 @@ pub enum DeliveryError {
     /// [`NO_RESPONDERS_GRACE`]: crate::NO_RESPONDERS_GRACE
     #[error("no host serves {0}")]
     NotFound(String),
-    /// No acknowledgement within the deadline the sender gave, across retries.
+    /// No acknowledgement within the deadline the sender gave, across retries; or, at once, a receiver that served
+    /// the envelope but no longer keeps its answer ([`MAX_DEDUP_BYTES`](crate::MAX_DEDUP_BYTES)). Either way the
+    /// envelope may or may not have been served: the one outcome the sender cannot know.
     #[error("no acknowledgement from {0} in time")]
     TimedOut(String),
     /// The envelope is larger than the NATS server's `max_payload`.

@@ -6,26 +6,45 @@ use std::sync::{Arc, Mutex};
 
 use async_nats::{HeaderMap, Message, Subject, Subscriber};
 use bytes::Bytes;
-use futures::{FutureExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use crate::dedup::{Answer, Seen};
-use crate::envelope::{self, BASE, ERROR, FIRST, GAP, HOST, RETRY, SEQ, STREAM, one_line};
-use crate::{Envelope, Shared, frame};
+use crate::envelope::{
+    self, BASE, BUSY, ERROR, FIRST, FORGOTTEN, GAP, HOST, RETRY, SEQ, STREAM, one_line,
+};
+use crate::intake::{self, Charge, Received};
+use crate::{
+    ANSWERS_KEPT, DEDUP_WINDOW, Envelope, MAX_DEDUP_BYTES, MAX_DEDUP_ENTRIES, MAX_INBOX_BYTES,
+    MAX_RECEIVED_BYTES, Shared, frame, valid_name,
+};
 
 /// The envelopes delivered to one address; dropping it stops serving the address (senders then get "no
 /// responders", [`DeliveryError::NotFound`](crate::DeliveryError::NotFound)).
 ///
-/// Read it promptly: what arrives meanwhile waits in async-nats's subscription buffer, bounded by count (65,536
-/// NATS messages, its `subscription_capacity`), not by bytes; past it messages are dropped and their senders send
-/// them again after [`ATTEMPT_TIMEOUT`](crate::ATTEMPT_TIMEOUT). The inbox itself holds the envelopes of one
-/// message at most.
+/// What arrives before it is read waits in it, bounded in bytes: at most [`MAX_INBOX_BYTES`] (64 MiB) for this
+/// address and [`MAX_RECEIVED_BYTES`] (256 MiB) for all the addresses of its host, each NATS message counted by
+/// [`held_size`](crate::held_size) from the moment it arrives until the inbox has handed out every envelope in it.
+/// Past either bound a message is dropped unread and its sender told to send it again later (it does, after
+/// [`ATTEMPT_TIMEOUT`](crate::ATTEMPT_TIMEOUT)): nothing is lost, nothing served twice.
 pub struct Inbox {
-    pub(crate) subscriber: Subscriber,
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) batch: Arc<Mutex<Option<Batch>>>,
+    shared: Arc<Shared>,
+    /// Messages as the pump took them from the subscription, their bytes counted.
+    intake: mpsc::UnboundedReceiver<Received>,
+    /// The pump's task; it holds the subscription, so aborting it stops serving the address.
+    pump: JoinHandle<()>,
+    batch: Arc<Mutex<Option<Batch>>>,
     /// The envelopes of the last message not served yet, in order, with their numbers, and what they share.
-    pub(crate) pending: VecDeque<(u64, Envelope)>,
-    pub(crate) arrival: Option<Arrival>,
+    pending: VecDeque<(u64, Envelope)>,
+    arrival: Option<Arrival>,
+    /// The bytes of the message `pending` came from, held until all of its envelopes are handed out.
+    charge: Option<Charge>,
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        self.pump.abort();
+    }
 }
 
 /// What the envelopes of one NATS message share ([`crate::frame`]).
@@ -64,6 +83,31 @@ pub struct Incoming {
 }
 
 impl Inbox {
+    /// Serves the address `subscriber` subscribed to: its messages go through a pump (`crate::intake`) into the
+    /// inbox, within [`MAX_INBOX_BYTES`] and [`MAX_RECEIVED_BYTES`].
+    pub(crate) fn new(shared: Arc<Shared>, subscriber: Subscriber) -> Self {
+        Self::with_bounds(shared, subscriber, (MAX_INBOX_BYTES, MAX_RECEIVED_BYTES))
+    }
+
+    /// As [`new`](Self::new), within `bounds`: the address's and the host's, bytes.
+    pub(crate) fn with_bounds(
+        shared: Arc<Shared>,
+        subscriber: Subscriber,
+        bounds: (usize, usize),
+    ) -> Self {
+        let (to_inbox, intake) = mpsc::unbounded_channel();
+        let pump = tokio::spawn(intake::pump(shared.clone(), subscriber, to_inbox, bounds));
+        Self {
+            shared,
+            intake,
+            pump,
+            batch: Arc::default(),
+            pending: VecDeque::new(),
+            arrival: None,
+            charge: None,
+        }
+    }
+
     /// The next envelope not served before; `None` once the host left the cluster.
     pub async fn next(&mut self) -> Option<Incoming> {
         loop {
@@ -85,27 +129,46 @@ impl Inbox {
                     }
                     Seen::Repeat(Some(answer)) => Reply::Answer(answer),
                     Seen::Repeat(None) => continue,
+                    Seen::Forgotten => Reply::Forgotten,
                     Seen::Gap(expected) => {
                         // The rest of the message is a gap too: one refusal sends the sender back.
                         self.pending.clear();
                         Reply::Gap(expected)
                     }
+                    Seen::Full => {
+                        // The rest of the message is of the same stream: one reply for all of it.
+                        let last = self.pending.back().map_or(seq, |(n, _)| *n);
+                        self.pending.clear();
+                        let reason = format!(
+                            "more than MAX_DEDUP_ENTRIES ({MAX_DEDUP_ENTRIES}) streams used within \
+                             DEDUP_WINDOW ({} s)",
+                            DEDUP_WINDOW.as_secs()
+                        );
+                        let reply_to = Subject::from(format!("{}.{last}", arrival.reply_prefix));
+                        self.shared
+                            .reply(reply_to, Reply::Busy { first: seq, reason })
+                            .await;
+                        continue;
+                    }
                 };
                 self.shared.reply(reply_to, reply).await;
                 continue;
             }
-            let message = match self.subscriber.next().now_or_never() {
-                Some(message) => message,
-                None => {
+            // Every envelope of the last message is handed out: its bytes are given back.
+            self.charge = None;
+            let received = match self.intake.try_recv() {
+                Ok(received) => Some(received),
+                Err(_) => {
                     // Nothing more ready: the answers batched so far go now.
                     self.shared.flush_batch(&self.batch).await;
-                    self.subscriber.next().await
+                    self.intake.recv().await
                 }
             };
-            let Some(message) = message else {
+            let Some(Received { message, charge }) = received else {
                 self.shared.flush_batch(&self.batch).await;
                 return None;
             };
+            self.charge = Some(charge);
             self.arrive(message).await;
         }
     }
@@ -121,11 +184,12 @@ impl Inbox {
         let last = reply
             .rsplit_once('.')
             .and_then(|(prefix, last)| Some((prefix, last.parse::<u64>().ok()?)));
+        let stream = header(STREAM).filter(|id| valid_name(id));
         let (Some(stream), Some(first), Some(base), Some((reply_prefix, last))) =
-            (header(STREAM), number(SEQ), number(BASE), last)
+            (stream, number(SEQ), number(BASE), last)
         else {
-            let error = "theater-cluster: not an envelope of a stream (Theater-Stream, -Seq, -Base and a numbered \
-                         reply subject expected)";
+            let error = "theater-cluster: not an envelope of a stream (Theater-Stream, a name of at most 64 \
+                         letters, digits, '-' and '_', -Seq, -Base and a numbered reply subject expected)";
             return self
                 .shared
                 .reply(reply, Reply::Answer(Err(error.to_owned())))
@@ -255,6 +319,12 @@ pub(crate) enum Reply {
     Gap(u64),
     /// Send it again later.
     Later,
+    /// Served, its answer no longer kept ([`MAX_DEDUP_BYTES`], or [`ANSWERS_KEPT`] for a sender with more in
+    /// flight than a window).
+    Forgotten,
+    /// Not served, every envelope from `first` to the one the reply subject names: send them again after a
+    /// while, for `reason`.
+    Busy { first: u64, reason: String },
 }
 
 impl Shared {
@@ -296,6 +366,25 @@ impl Shared {
                 headers.insert(RETRY, "1");
                 None
             }
+            Reply::Forgotten => {
+                headers.insert(
+                    FORGOTTEN,
+                    format!(
+                        "answer no longer kept (MAX_DEDUP_BYTES: {MAX_DEDUP_BYTES} bytes of answers; \
+                         ANSWERS_KEPT: {ANSWERS_KEPT} a stream)"
+                    )
+                    .as_str(),
+                );
+                // A sender that does not know Theater-Forgotten sends it again, rather than take this for an answer.
+                headers.insert(RETRY, "forgotten");
+                None
+            }
+            Reply::Busy { first, reason } => {
+                headers.insert(FIRST, first.to_string().as_str());
+                headers.insert(RETRY, "busy");
+                headers.insert(BUSY, one_line(&reason).as_ref());
+                None
+            }
         };
         let payload = match answer {
             Some(Ok(payload)) => payload,
@@ -312,5 +401,106 @@ impl Shared {
         {
             tracing::debug!("theater-cluster: answer not sent: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Against a real `nats-server` on loopback (`theater_tests::nats`), with bounds small enough to reach.
+
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+
+    use futures::StreamExt;
+    use theater_runtime::ClusterConfig;
+    use theater_tests::nats::NatsServer;
+
+    use super::*;
+    use crate::Cluster;
+
+    /// Waits at most 30 s for `f` to hold.
+    async fn until(what: &str, f: impl Fn() -> bool) {
+        let started = Instant::now();
+        while !f() {
+            assert!(started.elapsed() < Duration::from_secs(30), "{what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn what_all_addresses_hold_unread_is_bounded_for_the_host() {
+        let Some(nats) = NatsServer::start() else {
+            return;
+        };
+        let config = ClusterConfig {
+            host: Some("server".to_owned()),
+            ..ClusterConfig::new(nats.url())
+        };
+        let server = Cluster::connect(&config).await.unwrap();
+        let shared = server.shared.clone();
+        // Each address may hold 10 MiB, the two of them together 1 MiB.
+        let bounds = (10 << 20, 1 << 20);
+        let mut inboxes = Vec::new();
+        let mut addresses = Vec::new();
+        for _ in 0..2 {
+            let address = server.actor(&uuid::Uuid::new_v4().to_string()).unwrap();
+            let subscriber = shared.client.subscribe(address.to_string()).await.unwrap();
+            shared.client.flush().await.unwrap();
+            inboxes.push(Inbox::with_bounds(shared.clone(), subscriber, bounds));
+            addresses.push(address);
+        }
+        let raw = async_nats::connect(nats.url()).await.unwrap();
+        let prefix = raw.new_inbox();
+        let mut replies = raw.subscribe(format!("{prefix}.>")).await.unwrap();
+        let payload = Bytes::from(vec![0u8; 400 * 1024]);
+        // Message `seq` of stream `stream` to address `to`; its reply comes to `<prefix>.<stream>.<seq>`.
+        let send = |to: usize, stream: &str, seq: u64| {
+            let mut headers = HeaderMap::new();
+            headers.insert(HOST, "sender");
+            headers.insert(STREAM, stream);
+            headers.insert(SEQ, seq.to_string().as_str());
+            headers.insert(BASE, "1");
+            let body = frame::encode(&[Envelope::new("send").payload(payload.clone())]);
+            raw.publish_with_reply_and_headers(
+                addresses[to].to_string(),
+                format!("{prefix}.{stream}.{seq}"),
+                headers,
+                body,
+            )
+        };
+        let next_reply = async |replies: &mut Subscriber| {
+            let reply = tokio::time::timeout(Duration::from_secs(30), replies.next());
+            reply.await.expect("a reply in time").expect("subscribed")
+        };
+        // The first address takes two messages of 400 KiB; a third would pass the host's bound, not its own.
+        for seq in 1..=3 {
+            send(0, "a", seq).await.unwrap();
+        }
+        let reply = next_reply(&mut replies).await;
+        assert_eq!(reply.subject.as_str(), format!("{prefix}.a.3"));
+        let busy = envelope::header(reply.headers.as_ref(), BUSY).unwrap();
+        assert!(busy.contains("MAX_RECEIVED_BYTES"), "{busy}");
+        // So the second address, holding nothing, is refused too.
+        send(1, "b", 1).await.unwrap();
+        let reply = next_reply(&mut replies).await;
+        assert_eq!(reply.subject.as_str(), format!("{prefix}.b.1"));
+        assert!(envelope::header(reply.headers.as_ref(), BUSY).is_some());
+        let held = shared.received.load(Ordering::SeqCst);
+        assert!(held > 800 * 1024 && held <= 1 << 20, "{held}");
+        // The first address is read: the bytes come back, and the second has room again.
+        let mut first = inboxes.remove(0);
+        for _ in 0..2 {
+            first.next().await.unwrap().answer(Ok(Bytes::new())).await;
+        }
+        drop(first);
+        until("the bytes given back", || {
+            shared.received.load(Ordering::SeqCst) == 0
+        })
+        .await;
+        send(1, "b", 1).await.unwrap();
+        let incoming = tokio::time::timeout(Duration::from_secs(30), inboxes[0].next());
+        let incoming = incoming.await.unwrap().unwrap();
+        assert_eq!(incoming.envelope().body().len(), payload.len());
+        assert!(shared.received.load(Ordering::SeqCst) > 0);
     }
 }

@@ -11,7 +11,9 @@
 //!   [`WINDOW`] in flight, resent across a NATS restart and served once and in order by the receiver
 //!   (per sending host and address: a stream, [`outbox`]), its queue bounded by [`MAX_QUEUED`] envelopes and
 //!   [`MAX_QUEUED_BYTES`] (64 MiB);
-//! * [`Cluster::serve`]: the [`Inbox`] of an address this host serves (an actor it runs);
+//! * [`Cluster::serve`]: the [`Inbox`] of an address this host serves (an actor it runs), holding what arrived and
+//!   was not handled yet within [`MAX_INBOX_BYTES`] (64 MiB) per address and [`MAX_RECEIVED_BYTES`] (256 MiB) per
+//!   host; the answers kept for repeats are bounded by [`MAX_DEDUP_BYTES`] (64 MiB) per host;
 //! * heartbeats and [`Cluster::lost_hosts`]: hosts that died or left ([`liveness`]).
 //!
 //! ```no_run
@@ -31,9 +33,11 @@ mod envelope;
 mod error;
 pub mod frame;
 mod inbox;
+mod intake;
 pub mod liveness;
 pub mod outbox;
 
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -43,11 +47,17 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 pub use crate::address::{Address, MAX_NAME_LEN, valid_name};
-pub use crate::dedup::{ANSWERS_KEPT, DEDUP_WINDOW, MAX_DEDUP_ENTRIES};
+pub use crate::dedup::{
+    ANSWER_OVERHEAD, ANSWERS_KEPT, DEDUP_WINDOW, MAX_DEDUP_BYTES, MAX_DEDUP_ENTRIES,
+};
 pub use crate::envelope::{Envelope, Reply};
 pub use crate::error::{DeliveryError, JoinError};
 pub use crate::frame::MAX_FIELDS;
 pub use crate::inbox::{Inbox, Incoming};
+pub use crate::intake::{
+    HEADER_OVERHEAD, MAX_INBOX_BYTES, MAX_RECEIVED_BYTES, MESSAGE_OVERHEAD, SUBSCRIPTION_CAPACITY,
+    held_size,
+};
 pub use crate::outbox::{
     ATTEMPT_TIMEOUT, BATCH, BATCH_BYTES, MAX_QUEUED, MAX_QUEUED_BYTES, WINDOW,
 };
@@ -86,6 +96,9 @@ pub(crate) struct Shared {
     pub(crate) config: ClusterConfig,
     connection: Arc<Connection>,
     dedup: Mutex<Dedup>,
+    /// Bytes of the messages this host's served addresses received and have not handled yet
+    /// ([`MAX_RECEIVED_BYTES`]).
+    pub(crate) received: Arc<AtomicUsize>,
     pub(crate) liveness: Liveness,
 }
 
@@ -94,11 +107,30 @@ pub(crate) struct Shared {
 struct Connection {
     /// Since when the connection is up; `None` while it is down.
     up_since: Mutex<Option<Instant>>,
+    /// When a subscription's buffer overflowing ([`SUBSCRIPTION_CAPACITY`]) was last logged.
+    slow_warned: Mutex<Option<Instant>>,
 }
 
 impl Connection {
     fn up_since(&self) -> MutexGuard<'_, Option<Instant>> {
         self.up_since.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// async-nats dropped a message of subscription `sid`, its buffer full: logged at most once a minute (a flood
+    /// would otherwise flood the log), each at debug level.
+    fn slow_consumer(&self, sid: u64) {
+        let mut warned = self.slow_warned.lock().unwrap_or_else(|p| p.into_inner());
+        if warned.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+            *warned = Some(Instant::now());
+            tracing::warn!(
+                "theater-cluster: NATS messages dropped, subscription {sid}'s buffer full (SUBSCRIPTION_CAPACITY, \
+                 {SUBSCRIPTION_CAPACITY} messages); their senders send them again"
+            );
+        } else {
+            tracing::debug!(
+                "theater-cluster: NATS message dropped, subscription {sid}'s buffer full"
+            );
+        }
     }
 }
 
@@ -170,6 +202,7 @@ impl Cluster {
         let connection = Arc::new(Connection::default());
         let options = credentials(config)?
             .name(format!("theater host {host}"))
+            .subscription_capacity(SUBSCRIPTION_CAPACITY)
             .connection_timeout(CONNECT_TIMEOUT)
             .reconnect_delay_callback(|_| RECONNECT_DELAY)
             .event_callback({
@@ -180,6 +213,7 @@ impl Cluster {
                         match event {
                             Event::Connected => *connection.up_since() = Some(Instant::now()),
                             Event::Disconnected => *connection.up_since() = None,
+                            Event::SlowConsumer(sid) => connection.slow_consumer(sid),
                             other => tracing::debug!("theater-cluster: {other}"),
                         }
                     }
@@ -215,6 +249,7 @@ impl Cluster {
             config: config.clone(),
             connection,
             dedup: Mutex::default(),
+            received: Arc::default(),
             liveness: Liveness::default(),
         });
         let mut heartbeats = Vec::new();
@@ -273,7 +308,8 @@ impl Cluster {
     ///
     /// # Errors
     /// [`DeliveryError::NotFound`] when nobody serves `to`; [`DeliveryError::Refused`] with the serving host's
-    /// message; [`DeliveryError::TimedOut`]; [`DeliveryError::TooLarge`] past the server's `max_payload`;
+    /// message; [`DeliveryError::TimedOut`] (also when the receiver served it but forgot its answer, the outcome
+    /// unknown); [`DeliveryError::TooLarge`] past the server's `max_payload`;
     /// [`DeliveryError::Refused`] too, at once, when [`MAX_QUEUED`] envelopes already wait for `to` or this one
     /// would take the bytes held for `to` past [`MAX_QUEUED_BYTES`] (64 MiB).
     pub async fn deliver(
@@ -330,7 +366,9 @@ impl Cluster {
     }
 
     /// Serves `address` from this host: what other hosts deliver to it arrives in the returned [`Inbox`] until
-    /// that is dropped. Returns once the NATS server has the subscription (one round trip).
+    /// that is dropped, held there within [`MAX_INBOX_BYTES`] and [`MAX_RECEIVED_BYTES`] until it is read (a task
+    /// takes it from the subscription as it comes). Returns once the NATS server has the subscription (one round
+    /// trip).
     ///
     /// # Errors
     /// [`DeliveryError::Closed`] if the connection is closed.
@@ -348,13 +386,7 @@ impl Cluster {
             .flush()
             .await
             .map_err(|_| DeliveryError::Closed)?;
-        Ok(Inbox {
-            subscriber,
-            shared: self.shared.clone(),
-            batch: Arc::default(),
-            pending: Default::default(),
-            arrival: None,
-        })
+        Ok(Inbox::new(self.shared.clone(), subscriber))
     }
 
     /// The other hosts heard from within `host_timeout_ms`, by name.

@@ -4,7 +4,10 @@
 //! order, once each (the receiver deduplicates, [`DEDUP_WINDOW`](crate::DEDUP_WINDOW)); an envelope unanswered within [`ATTEMPT_TIMEOUT`], refused as a gap (an
 //! earlier one was lost) or to be sent again later (its service asked) is sent again with the same number, with
 //! everything after it (go-back-N, as TCP before selective acknowledgements). So a lost message or answer (a NATS
-//! restart) is resent, served once, and nothing overtakes it.
+//! restart) is resent, served once, and nothing overtakes it. A receiver that dropped a message unread because it
+//! holds too much (busy, [`MAX_INBOX_BYTES`](crate::MAX_INBOX_BYTES)) gets it again after [`ATTEMPT_TIMEOUT`]; an
+//! envelope it served but whose answer it forgot ([`MAX_DEDUP_BYTES`](crate::MAX_DEDUP_BYTES)) fails at once
+//! as [`DeliveryError::TimedOut`], its outcome unknown.
 //!
 //! Each queue is bounded twice, so a slow or absent receiver holds little of this host's memory: by count
 //! ([`MAX_QUEUED`] envelopes waiting to be sent) and by bytes ([`MAX_QUEUED_BYTES`] of envelopes waiting or in
@@ -21,7 +24,7 @@ use async_nats::{HeaderMap, Message, StatusCode, Subscriber};
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::envelope::{BASE, ERROR, FIRST, GAP, HOST, RETRY, SEQ, STREAM, header};
+use crate::envelope::{BASE, BUSY, ERROR, FIRST, FORGOTTEN, GAP, HOST, RETRY, SEQ, STREAM, header};
 use crate::{Address, DeliveryError, Envelope, Reply, Shared, frame};
 
 /// Envelopes waiting in one address's queue at most (not counting the [`WINDOW`] in flight); past it
@@ -454,6 +457,26 @@ impl Stream {
                 continue;
             }
             let header = |name: &str| header(reply.headers.as_ref(), name);
+            if let Some(why) = header(FORGOTTEN) {
+                // Served, but the receiver no longer has its answer: nobody can know the outcome, and sending it
+                // again would only be told so again.
+                tracing::warn!(
+                    to = %self.to,
+                    "theater-cluster: an envelope was served but its answer is lost ({why}); reported as not \
+                     acknowledged in time"
+                );
+                let entry = self.flight.pop_front().expect("front");
+                entry
+                    .item
+                    .finish(Err(DeliveryError::TimedOut(self.to.to_string())));
+                continue;
+            }
+            if let Some(why) = header(BUSY) {
+                // Dropped unread by a receiver that holds too much: sent again once it had time to catch up.
+                tracing::debug!(to = %self.to, "theater-cluster: receiver busy ({why}); sending again later");
+                self.go_back(ATTEMPT_TIMEOUT);
+                return;
+            }
             if header(RETRY).is_some() {
                 self.held_back.store(true, Ordering::Release);
                 self.go_back(RETRY_PAUSE);

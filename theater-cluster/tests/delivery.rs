@@ -1,5 +1,6 @@
 //! `theater-cluster` against a real `nats-server` on loopback (theater_tests::nats): deduplication of a repeated
-//! envelope, "not found" for an address nobody serves, refusals, a queue's byte bound, and lost hosts.
+//! envelope, "not found" for an address nobody serves, refusals, a queue's byte bound, the bytes an address
+//! holds unread and the answers kept for repeats, busy and forgotten replies, and lost hosts.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,7 +10,8 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 use futures::StreamExt;
 use theater_cluster::{
-    Cluster, DeliveryError, Envelope, MAX_QUEUED, MAX_QUEUED_BYTES, WINDOW, frame,
+    ATTEMPT_TIMEOUT, Cluster, DeliveryError, Envelope, MAX_DEDUP_BYTES, MAX_INBOX_BYTES,
+    MAX_QUEUED, MAX_QUEUED_BYTES, WINDOW, frame,
 };
 use theater_runtime::ClusterConfig;
 use theater_tests::nats::NatsServer;
@@ -70,6 +72,21 @@ fn error_of(reply: &async_nats::Message) -> Option<String> {
     Some(header.as_str().to_owned())
 }
 
+/// Header `name` of a reply, if it has it.
+fn header_of(reply: &async_nats::Message, name: &str) -> Option<String> {
+    Some(reply.headers.as_ref()?.get(name)?.as_str().to_owned())
+}
+
+/// The headers of number `seq` of stream `s1` from host `sender`, whose sender waits on `base` and later.
+fn stream_headers(seq: u64, base: u64) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert("Theater-Host", "sender");
+    headers.insert("Theater-Stream", "s1");
+    headers.insert("Theater-Seq", seq.to_string().as_str());
+    headers.insert("Theater-Base", base.to_string().as_str());
+    headers
+}
+
 /// Sends `body` as number `seq` of stream `s1` from host `sender` to `subject`, as a stream would, and returns the
 /// reply.
 async fn send_raw(
@@ -78,11 +95,18 @@ async fn send_raw(
     seq: u64,
     body: Bytes,
 ) -> async_nats::Message {
-    let mut headers = HeaderMap::new();
-    headers.insert("Theater-Host", "sender");
-    headers.insert("Theater-Stream", "s1");
-    headers.insert("Theater-Seq", seq.to_string().as_str());
-    headers.insert("Theater-Base", seq.to_string().as_str());
+    send_raw_from(raw, subject, seq, seq, body).await
+}
+
+/// As [`send_raw`], the sender waiting on `base` and later.
+async fn send_raw_from(
+    raw: &async_nats::Client,
+    subject: &str,
+    seq: u64,
+    base: u64,
+    body: Bytes,
+) -> async_nats::Message {
+    let headers = stream_headers(seq, base);
     // The answer to number n goes to `<reply prefix>.<n>`.
     let reply_to = format!("{}.{seq}", raw.new_inbox());
     let mut replies = raw.subscribe(reply_to.clone()).await.unwrap();
@@ -120,6 +144,22 @@ async fn a_body_that_does_not_decode_is_refused_whole_and_nothing_in_it_served()
     assert_eq!(
         error_of(&reply).as_deref(),
         Some("theater-cluster: envelope number out of range")
+    );
+    assert_eq!(hand.served.load(Ordering::SeqCst), 0);
+    // A stream id is a name (a UUID), not any text: the table of streams keeps it.
+    let mut headers = stream_headers(1, 1);
+    headers.insert("Theater-Stream", "s".repeat(65).as_str());
+    let reply_to = format!("{}.1", raw.new_inbox());
+    let mut replies = raw.subscribe(reply_to.clone()).await.unwrap();
+    let body = frame::encode(&[Envelope::new("send")]);
+    raw.publish_with_reply_and_headers(subject.to_owned(), reply_to, headers, body)
+        .await
+        .unwrap();
+    let reply = replies.next().await.unwrap();
+    assert!(
+        error_of(&reply).is_some_and(|e| e.contains("not an envelope of a stream")),
+        "{:?}",
+        error_of(&reply)
     );
     assert_eq!(hand.served.load(Ordering::SeqCst), 0);
 }
@@ -337,4 +377,254 @@ async fn a_queue_is_bounded_by_bytes_and_room_comes_back_as_envelopes_leave() {
     for i in 0..fit {
         deliver(&large).unwrap_or_else(|e| panic!("large envelope {i} of {fit} again: {e}"));
     }
+}
+
+/// Waits for the next reply on `replies`, at most 30 s.
+async fn next_reply(replies: &mut async_nats::Subscriber) -> async_nats::Message {
+    tokio::time::timeout(Duration::from_secs(30), replies.next())
+        .await
+        .expect("a reply in time")
+        .expect("subscribed")
+}
+
+/// The number a reply answers: the last token of its subject.
+fn number_of(reply: &async_nats::Message) -> u64 {
+    reply.subject.rsplit('.').next().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_an_address_holds_unread_is_bounded_in_bytes_and_the_rest_is_sent_again() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let server = Cluster::connect(&config(&nats.url(), "server"))
+        .await
+        .unwrap();
+    let id = uuid::Uuid::new_v4().to_string();
+    let address = server.actor(&id).unwrap();
+    // Served, not read yet.
+    let mut inbox = server.serve(&address).await.unwrap();
+    let raw = async_nats::connect(nats.url()).await.unwrap();
+    let prefix = raw.new_inbox();
+    let mut replies = raw.subscribe(format!("{prefix}.>")).await.unwrap();
+    // 160 messages of one stream, each with one envelope of 512 KiB (all sharing one buffer here): 80 MiB.
+    let payload = Bytes::from(vec![0u8; 512 * 1024]);
+    let body = |seq: u64| {
+        frame::encode(&[Envelope::new("send")
+            .with("N", &seq.to_string())
+            .payload(payload.clone())])
+    };
+    let sent: u64 = 160;
+    let publish = |seq: u64| {
+        raw.publish_with_reply_and_headers(
+            address.to_string(),
+            format!("{prefix}.{seq}"),
+            stream_headers(seq, 1),
+            body(seq),
+        )
+    };
+    // Paced by round trips to the server, so that nats-server never holds tens of MiB for the receiving host (past
+    // its max_pending it would cut that connection off as a slow consumer).
+    for seq in 1..=sent {
+        publish(seq).await.unwrap();
+        if seq % 8 == 0 {
+            raw.flush().await.unwrap();
+        }
+    }
+    // The first ones are taken, up to MAX_INBOX_BYTES; every one after them is dropped unread and its sender told
+    // to send it again later, the last one too.
+    let mut busy = Vec::new();
+    loop {
+        let reply = next_reply(&mut replies).await;
+        let seq = number_of(&reply);
+        let reason = header_of(&reply, "Theater-Busy")
+            .unwrap_or_else(|| panic!("a busy reply to {seq} expected, nothing was read"));
+        assert!(reason.contains("MAX_INBOX_BYTES"), "{reason}");
+        assert_eq!(header_of(&reply, "Theater-Retry").as_deref(), Some("busy"));
+        assert_eq!(header_of(&reply, "Theater-First"), Some(seq.to_string()));
+        busy.push(seq);
+        if seq == sent {
+            break;
+        }
+    }
+    let taken = busy[0] - 1;
+    assert_eq!(busy, (taken + 1..=sent).collect::<Vec<_>>());
+    let most = (MAX_INBOX_BYTES / payload.len()) as u64;
+    assert!(
+        taken <= most && taken >= most - 8,
+        "{taken} messages of 512 KiB taken"
+    );
+    // Read now: the ones taken are served, in order; then the rest, sent again, too; each once.
+    let served = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = served.clone();
+    tokio::spawn(async move {
+        while let Some(incoming) = inbox.next().await {
+            let n: u64 = incoming.envelope().get("N").unwrap().parse().unwrap();
+            log.lock().unwrap().push(n);
+            incoming.answer(Ok(Bytes::new())).await;
+        }
+    });
+    for seq in 1..=taken {
+        let reply = next_reply(&mut replies).await;
+        assert_eq!((number_of(&reply), error_of(&reply)), (seq, None));
+        assert_eq!(header_of(&reply, "Theater-Busy"), None);
+    }
+    for seq in taken + 1..=sent {
+        publish(seq).await.unwrap();
+        if seq % 8 == 0 {
+            raw.flush().await.unwrap();
+        }
+    }
+    for seq in taken + 1..=sent {
+        let reply = next_reply(&mut replies).await;
+        assert_eq!(number_of(&reply), seq);
+        assert_eq!(header_of(&reply, "Theater-Busy"), None);
+    }
+    assert_eq!(*served.lock().unwrap(), (1..=sent).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_past_the_byte_bound_are_forgotten_and_a_repeat_of_one_is_told_not_served_again() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let server = Cluster::connect(&config(&nats.url(), "server"))
+        .await
+        .unwrap();
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut inbox = server.serve(&server.actor(&id).unwrap()).await.unwrap();
+    // Each answer is 512 KiB, starting with the number of envelopes served so far.
+    let served = Arc::new(AtomicUsize::new(0));
+    let count = served.clone();
+    tokio::spawn(async move {
+        while let Some(incoming) = inbox.next().await {
+            let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+            let mut answer = format!("n={n};").into_bytes();
+            answer.resize(512 * 1024, b' ');
+            incoming.answer(Ok(Bytes::from(answer))).await;
+        }
+    });
+    let raw = async_nats::connect(nats.url()).await.unwrap();
+    let subject = server.actor(&id).unwrap().to_string();
+    // The sender still waits on number 1 (its base), so it may ask for every answer again: 140 of 512 KiB, more
+    // than MAX_DEDUP_BYTES.
+    let sent = 140;
+    assert!(sent * 512 * 1024 > MAX_DEDUP_BYTES);
+    let body = || frame::encode(&[Envelope::new("send")]);
+    for seq in 1..=sent as u64 {
+        let reply = send_raw_from(&raw, &subject, seq, 1, body()).await;
+        assert!(reply.payload.starts_with(format!("n={seq};").as_bytes()));
+    }
+    // The oldest answer was forgotten: its repeat is told so, and not served again.
+    let reply = send_raw_from(&raw, &subject, 1, 1, body()).await;
+    let forgotten = header_of(&reply, "Theater-Forgotten");
+    assert!(
+        forgotten
+            .as_deref()
+            .is_some_and(|f| f.contains("MAX_DEDUP_BYTES")),
+        "{forgotten:?}: {:?}",
+        String::from_utf8_lossy(&reply.payload[..16.min(reply.payload.len())])
+    );
+    assert_eq!(error_of(&reply), None);
+    assert!(reply.payload.is_empty());
+    // The newest is still kept.
+    let reply = send_raw_from(&raw, &subject, sent as u64, 1, body()).await;
+    assert!(reply.payload.starts_with(format!("n={sent};").as_bytes()));
+    assert_eq!(served.load(Ordering::SeqCst), sent);
+    // The stream goes on after them.
+    let reply = send_raw_from(&raw, &subject, sent as u64 + 1, 1, body()).await;
+    assert!(
+        reply
+            .payload
+            .starts_with(format!("n={};", sent + 1).as_bytes())
+    );
+}
+
+/// Serves `subject` by hand: answers its first message with `first` headers (and `Theater-Host`), and the others
+/// with `Ok("ok")`; returns when each came.
+async fn hand_made_receiver(
+    raw: async_nats::Client,
+    subject: String,
+    first: HeaderMap,
+) -> Arc<std::sync::Mutex<Vec<Instant>>> {
+    let mut messages = raw.subscribe(subject).await.unwrap();
+    raw.flush().await.unwrap();
+    let came = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = came.clone();
+    tokio::spawn(async move {
+        while let Some(message) = messages.next().await {
+            let copies = {
+                let mut came = log.lock().unwrap();
+                came.push(Instant::now());
+                came.len()
+            };
+            let seq = header_of(&message, "Theater-Seq").unwrap();
+            let mut headers = if copies == 1 {
+                first.clone()
+            } else {
+                HeaderMap::new()
+            };
+            headers.insert("Theater-Host", "hand");
+            headers.insert("Theater-First", seq.as_str());
+            let payload = Bytes::from_static(if copies == 1 { b"" } else { b"ok" });
+            raw.publish_with_headers(message.reply.unwrap(), headers, payload)
+                .await
+                .unwrap();
+        }
+    });
+    came
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_receiver_gets_the_envelope_again_after_a_while_and_a_forgotten_answer_ends_it_at_once()
+ {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let client = Cluster::connect(&config(&nats.url(), "client"))
+        .await
+        .unwrap();
+    let raw = async_nats::connect(nats.url()).await.unwrap();
+    // Busy: sent again after ATTEMPT_TIMEOUT (not at once: the receiver needs time to catch up), then delivered.
+    let busy = client.actor(&uuid::Uuid::new_v4().to_string()).unwrap();
+    let mut headers = HeaderMap::new();
+    headers.insert("Theater-Retry", "busy");
+    headers.insert("Theater-Busy", "full (a test)");
+    let came = hand_made_receiver(raw.clone(), busy.to_string(), headers).await;
+    let started = Instant::now();
+    let reply = client
+        .deliver(&busy, Envelope::new("n"), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(&reply.body[..], b"ok");
+    assert!(started.elapsed() >= ATTEMPT_TIMEOUT - Duration::from_millis(50));
+    let came = came.lock().unwrap().clone();
+    assert_eq!(came.len(), 2);
+    assert!(
+        came[1] - came[0] >= ATTEMPT_TIMEOUT - Duration::from_millis(50),
+        "sent again after {:?}",
+        came[1] - came[0]
+    );
+    assert!(!client.held_back(&busy), "busy is not a full mailbox");
+    // Forgotten: the outcome cannot be known; not acknowledged, at once, and not sent again.
+    let forgotten = client.actor(&uuid::Uuid::new_v4().to_string()).unwrap();
+    let mut headers = HeaderMap::new();
+    headers.insert("Theater-Retry", "forgotten");
+    headers.insert("Theater-Forgotten", "answer not kept (a test)");
+    let came = hand_made_receiver(raw.clone(), forgotten.to_string(), headers).await;
+    let started = Instant::now();
+    let outcome = client
+        .deliver(&forgotten, Envelope::new("n"), Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        outcome.unwrap_err(),
+        DeliveryError::TimedOut(forgotten.to_string())
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    tokio::time::sleep(ATTEMPT_TIMEOUT * 2).await;
+    assert_eq!(came.lock().unwrap().len(), 1);
 }
