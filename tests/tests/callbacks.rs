@@ -4,9 +4,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use theater_runtime::{ActorError, ActorExit, ActorStatus, SpawnOptions};
+use theater_runtime::{ActorError, ActorExit, ActorHandle, ActorStatus, SpawnOptions};
 use theater_tests::guests;
 use theater_tests::probe::ProbeHandler;
+use theater_tests::probe::theater::test::probe_handlers::{HANDLE_ADD_SPEC, HANDLE_SPIN_SPEC};
 use theater_tests::support::{events_of, runtime, spawn, spawn_probe};
 
 #[tokio::test]
@@ -112,7 +113,12 @@ async fn callback_infinite_loop_is_interrupted_by_the_deadline() {
     );
 }
 
-/// A call that finds its actor idle runs on its caller's task (`theater-runtime`'s `actor::lend`); if the caller stops
+/// `handle-add(n)` through `ActorHandle::run`: on this task when the actor is idle.
+async fn add(actor: &ActorHandle, n: u64, timeout: Option<Duration>) -> Result<u64, ActorError> {
+    actor.run(&HANDLE_ADD_SPEC, (n,), timeout).await
+}
+
+/// A call run with `ActorHandle::run` that finds its actor idle runs on its caller's task (`theater-runtime`'s `actor::lend`); if the caller stops
 /// waiting, the call still runs to its end and the actor goes on from the state it returned.
 #[tokio::test]
 async fn a_call_whose_caller_gives_up_still_ends_and_keeps_its_state() {
@@ -121,14 +127,10 @@ async fn a_call_whose_caller_gives_up_still_ends_and_keeps_its_state() {
     // The actor's task has served a call and is idle: the next call runs on this task.
     assert_eq!(probe.callbacks(&actor).handle_add(0).await, Ok(0));
     let gate = probe.hold_note("add 5");
-    let waited = probe
-        .callbacks(&actor)
-        .with_timeout(Duration::from_millis(100))
-        .handle_add(5)
-        .await;
+    let waited = add(&actor, 5, Some(Duration::from_millis(100))).await;
     assert_eq!(waited, Err(ActorError::Timeout));
     gate.add_permits(1);
-    assert_eq!(probe.callbacks(&actor).handle_add(7).await, Ok(12));
+    assert_eq!(add(&actor, 7, None).await, Ok(12));
     assert_eq!(actor.status(), ActorStatus::Idle);
     assert_eq!(
         events_of(&actor.chain(), "theater:test/probe-handlers/handle-add").len(),
@@ -137,7 +139,8 @@ async fn a_call_whose_caller_gives_up_still_ends_and_keeps_its_state() {
 }
 
 /// A call queued before another runs before it, even when the second finds the actor idle and could run at once on
-/// its caller's task.
+/// its caller's task. (These tests run on one thread, so the actor's task has parked its store by the time a call
+/// returns.)
 #[tokio::test]
 async fn a_queued_call_is_not_overtaken_by_a_call_made_after_it() {
     let (rt, _dir) = runtime();
@@ -151,34 +154,30 @@ async fn a_queued_call_is_not_overtaken_by_a_call_made_after_it() {
             |_| {},
         )
         .unwrap();
-    assert_eq!(probe.callbacks(&actor).handle_add(7).await, Ok(12));
+    assert_eq!(add(&actor, 7, None).await, Ok(12));
     assert_eq!(first.await, Ok(5));
 }
 
 /// Callers that find the actor running another caller's call wait for it and are handed the store in turn; one
 /// that stops waiting first is skipped, its call never run.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn callers_waiting_for_a_call_run_by_its_caller_run_in_turn() {
     let (rt, _dir) = runtime();
     let (probe, actor) = spawn_probe(&rt, None).await;
     assert_eq!(probe.callbacks(&actor).handle_add(0).await, Ok(0));
     let gate = probe.hold_note("add 1");
     let first = {
-        let (probe, actor) = (probe.clone(), actor.clone());
-        tokio::spawn(async move { probe.callbacks(&actor).handle_add(1).await })
+        let actor = actor.clone();
+        tokio::spawn(async move { add(&actor, 1, None).await })
     };
     while actor.status() != ActorStatus::Processing {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let gave_up = probe
-        .callbacks(&actor)
-        .with_timeout(Duration::from_millis(100))
-        .handle_add(10)
-        .await;
+    let gave_up = add(&actor, 10, Some(Duration::from_millis(100))).await;
     assert_eq!(gave_up, Err(ActorError::Timeout));
     let third = {
-        let (probe, actor) = (probe.clone(), actor.clone());
-        tokio::spawn(async move { probe.callbacks(&actor).handle_add(100).await })
+        let actor = actor.clone();
+        tokio::spawn(async move { add(&actor, 100, None).await })
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
     gate.add_permits(1);
@@ -193,14 +192,14 @@ async fn callers_waiting_for_a_call_run_by_its_caller_run_in_turn() {
 }
 
 /// Many callers at once: every call runs exactly once, one at a time, whichever task runs it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn concurrent_callers_each_run_once() {
     let (rt, _dir) = runtime();
-    let (probe, actor) = spawn_probe(&rt, None).await;
+    let (_probe, actor) = spawn_probe(&rt, None).await;
     let calls: Vec<_> = (0..64)
         .map(|_| {
-            let (probe, actor) = (probe.clone(), actor.clone());
-            tokio::spawn(async move { probe.callbacks(&actor).handle_add(1).await.unwrap() })
+            let actor = actor.clone();
+            tokio::spawn(async move { add(&actor, 1, None).await.unwrap() })
         })
         .collect();
     let mut totals = Vec::new();
@@ -214,7 +213,7 @@ async fn concurrent_callers_each_run_once() {
 }
 
 /// A terminate aborts a call running on its caller's task at once, as it aborts one the actor's task runs.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn terminate_aborts_a_call_run_by_its_caller() {
     let (rt, _dir) = runtime();
     let probe = ProbeHandler::new();
@@ -225,9 +224,11 @@ async fn terminate_aborts_a_call_run_by_its_caller() {
             ..Default::default()
         });
     let actor = rt.spawn(options).await.unwrap();
+    // The actor's task has served a call and is idle: the spinning call runs on the spawned task.
+    assert_eq!(probe.callbacks(&actor).handle_add(0).await, Ok(0));
     let spinning = {
-        let (probe, actor) = (probe.clone(), actor.clone());
-        tokio::spawn(async move { probe.callbacks(&actor).handle_spin(0).await })
+        let actor = actor.clone();
+        tokio::spawn(async move { actor.run(&HANDLE_SPIN_SPEC, (0,), None).await })
     };
     while actor.status() != ActorStatus::Processing {
         tokio::time::sleep(Duration::from_millis(5)).await;

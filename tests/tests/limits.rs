@@ -13,6 +13,7 @@ use theater_runtime::{
 };
 use theater_tests::guests;
 use theater_tests::probe::ProbeHandler;
+use theater_tests::probe::theater::test::probe_handlers::HANDLE_SCRIPT_SPEC;
 use theater_tests::supervision::{
     one, run_child, spawn_child, supervisor_child_manifest, supervisor_parent_manifest,
 };
@@ -275,7 +276,7 @@ async fn the_call_deadline_counts_guest_time_not_host_waits() {
 fn busy_in_its_task(actor: &ActorHandle) -> tokio::task::JoinHandle<Result<String, ActorError>> {
     let call = actor
         .queue_export_then::<(String,), StateAnd<String>>(
-            &theater_tests::probe::theater::test::probe_handlers::HANDLE_SCRIPT_SPEC.spec,
+            &HANDLE_SCRIPT_SPEC.spec,
             ("sleep:800".to_owned(),),
             |_| {},
         )
@@ -369,6 +370,13 @@ async fn the_call_queue_is_bounded_in_bytes() {
     script(&actor, &huge).await.unwrap();
 }
 
+/// `handle-script(text)` through `ActorHandle::run`: on this task when the actor is idle.
+async fn run_script(actor: &ActorHandle, text: &str) -> Result<String, ActorError> {
+    actor
+        .run(&HANDLE_SCRIPT_SPEC, (text.to_owned(),), None)
+        .await
+}
+
 /// Calls that wait for a call another caller runs (the actor was idle when it began: `theater_runtime`'s
 /// `actor::lend`) count against `max_queued_calls` and `max_queued_bytes` exactly as queued calls do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -385,21 +393,21 @@ async fn callers_waiting_for_a_call_run_by_its_caller_are_bounded_like_the_queue
     // Run by this caller's task: the actor was idle.
     let busy = tokio::spawn({
         let actor = actor.clone();
-        async move { script(&actor, "sleep:800").await }
+        async move { run_script(&actor, "sleep:800").await }
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let wait = |text: String| {
         let actor = actor.clone();
-        tokio::spawn(async move { script(&actor, &text).await })
+        tokio::spawn(async move { run_script(&actor, &text).await })
     };
     let big = format!("pad:{}", "x".repeat(3 * MIB / 2));
     let waiting = [wait(big.clone()), wait(big.clone())];
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let refused = script(&actor, &big).await.unwrap_err();
+    let refused = run_script(&actor, &big).await.unwrap_err();
     assert!(matches!(refused, ActorError::BusyBytes(_)), "{refused:?}");
     let small = wait("now".to_owned());
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(script(&actor, "now").await, Err(ActorError::Busy(3)));
+    assert_eq!(run_script(&actor, "now").await, Err(ActorError::Busy(3)));
     busy.await.unwrap().unwrap();
     for call in waiting {
         call.await.unwrap().unwrap();

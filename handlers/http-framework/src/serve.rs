@@ -311,7 +311,13 @@ async fn dispatch(site: SiteRef, scope: Scope, req: Request<Incoming>) -> Respon
                     .headers
                     .push((format!("X-Route-Param-{name}"), value));
             }
-            match callbacks.handle_request(handler, request).await {
+            // Run on this connection's task when the actor is idle (`ActorHandle::run`): hyper polls it to its end.
+            let call = site.actor.run(
+                &crate::theater::simple::http_handlers::HANDLE_REQUEST_SPEC,
+                (handler, request),
+                Some(site.request_timeout),
+            );
+            match call.await {
                 Ok(response) => to_response(response).unwrap_or_else(|| {
                     tracing::warn!(actor = %site.actor.id(), "http-framework: handle-request returned an invalid response");
                     status(StatusCode::INTERNAL_SERVER_ERROR)

@@ -9,7 +9,9 @@ use tokio::sync::{mpsc, oneshot};
 use wasmtime::Store;
 use wasmtime::component::Instance;
 
-use super::lend::{self, Finish, Handoff, Lend, Lent, Parked};
+use futures::FutureExt as _;
+
+use super::lend::{self, Finish, Handoff, Lend, Lent};
 use super::{ActorExit, ActorId, ActorShared, ActorStatus, lock};
 use crate::chain::Chain;
 use crate::error::ActorError;
@@ -214,10 +216,8 @@ impl ActorHandle {
     /// the actor's next call (the message-server marks a request deferred this way). `then` does not run if the
     /// call never runs (the actor stops first); it runs even if `timeout` has given up waiting.
     ///
-    /// Where the call runs: if the actor is idle, on the task awaiting this future (the actor lends it its store;
-    /// callers that come meanwhile wait for it and are handed the store in turn), else in the actor's task
-    /// (docs/architecture.md, departure 22). Either way calls run one at a time, in order. A caller that stops
-    /// waiting once its call has started leaves it to finish in a spawned task.
+    /// The call runs in the actor's task; [`run_export_then`](Self::run_export_then) runs it on the caller's task
+    /// when the actor is idle.
     ///
     /// # Errors
     /// As [`call_export`](Self::call_export).
@@ -232,30 +232,48 @@ impl ActorHandle {
         P: CallbackParams,
         O: StateResult,
     {
-        // An idle actor's call runs here, on the caller's task, as does one that waits for another caller's call
-        // to end ([`super::lend`]); any other is queued.
+        let wait = self.queue_export_then::<P, O>(spec, params, then)?;
+        match timeout {
+            Some(d) => tokio::time::timeout(d, wait)
+                .await
+                .unwrap_or(Err(ActorError::Timeout)),
+            None => wait.await,
+        }
+    }
+
+    /// [`call_export_then`](Self::call_export_then), except where the call runs: if the actor is idle, on the task
+    /// polling this future, which the actor lends its store (docs/architecture.md, departure 22); callers that come
+    /// while it runs wait and are handed the store in turn, counted against the queue's bounds. Otherwise the call
+    /// queues for the actor's task. Either way calls run one at a time, in order, with the same deadline, state
+    /// convention and chain event. This saves the two task switches of a queued call.
+    ///
+    /// **Poll the returned future until it completes, or drop it.** While it holds the actor's store (its call
+    /// waits in a host function, say), the actor takes no other call and a terminate waits for it to be polled.
+    /// Dropped once its call has begun, the call finishes in a spawned task. For callers that await at once (an
+    /// HTTP request's task, a host function); others should use `call_export_then`.
+    ///
+    /// # Errors
+    /// As [`call_export`](Self::call_export).
+    pub async fn run_export_then<P, O>(
+        &self,
+        spec: &'static ExportSpec,
+        params: P,
+        timeout: Option<Duration>,
+        then: impl FnOnce(&Result<O::Value, ActorError>) + Send + 'static,
+    ) -> Result<O::Value, ActorError>
+    where
+        P: CallbackParams,
+        O: StateResult,
+    {
         let wait = async {
             let bytes = || params.approx_size(self.shared.max_queued_bytes);
-            let parked = match self.shared.lender.try_lend(&self.shared, Some(bytes)) {
-                Lend::Now(parked) => Some(parked),
-                Lend::Wait(handoff, counted) => {
-                    let handoff = handoff.await.ok();
-                    drop(counted);
-                    handoff.map(Handoff::take)
-                }
+            let lent = match self.shared.lender.try_lend(&self.shared, Some(bytes)) {
+                Lend::Now(lent) => Some(lent),
+                Lend::Wait(handoff) => handoff.await.ok().map(Handoff::take),
                 Lend::No => None,
             };
-            match parked {
-                Some(parked) => {
-                    Finish::new(run_lent::<P, O>(
-                        self.shared.clone(),
-                        parked,
-                        spec,
-                        params,
-                        then,
-                    ))
-                    .await
-                }
+            match lent {
+                Some(lent) => Finish::new(run_lent::<P, O>(lent, spec, params, then)).await,
                 None => self.queue_export_then::<P, O>(spec, params, then)?.await,
             }
         };
@@ -265,6 +283,25 @@ impl ActorHandle {
                 .unwrap_or(Err(ActorError::Timeout)),
             None => wait.await,
         }
+    }
+
+    /// [`run_export_then`](Self::run_export_then) of a generated [`Callback`], as [`call`](Self::call) is of
+    /// `call_export_then`.
+    ///
+    /// # Errors
+    /// As [`call_export`](Self::call_export).
+    pub async fn run<P, O>(
+        &self,
+        callback: &'static Callback<P, O>,
+        params: P,
+        timeout: Option<Duration>,
+    ) -> Result<O::Value, ActorError>
+    where
+        P: CallbackParams,
+        O: StateResult,
+    {
+        self.run_export_then::<P, O>(&callback.spec, params, timeout, |_| {})
+            .await
     }
 
     /// Queues a call as [`call_export_then`](Self::call_export_then) does, at once: calls queued one after another
@@ -327,12 +364,12 @@ impl ActorHandle {
         P: CallbackParams,
         O: StateResult,
     {
-        if let Lend::Now(parked) = self
+        if let Lend::Now(lent) = self
             .shared
             .lender
             .try_lend(&self.shared, None::<fn() -> usize>)
         {
-            let call = run_lent::<P, O>(self.shared.clone(), parked, spec, params, then);
+            let call = run_lent::<P, O>(lent, spec, params, then);
             return Ok(Some(LentCall(Finish::new(async move {
                 let _ = call.await;
             }))));
@@ -488,8 +525,7 @@ impl Future for LentCall {
 /// gives the store back. Aborted by a terminate: `then` does not run and the caller gets
 /// [`ActorError::Stopped`].
 async fn run_lent<P, O>(
-    shared: Arc<ActorShared>,
-    parked: Parked,
+    mut lent: Lent,
     spec: &'static ExportSpec,
     params: P,
     then: impl FnOnce(&Result<O::Value, ActorError>) + Send + 'static,
@@ -498,24 +534,37 @@ where
     P: CallbackParams,
     O: StateResult,
 {
-    let mut lent = Lent::new(shared.clone(), parked);
+    let shared = lent.shared().clone();
     let ran = {
         let (store, instance) = lent.parts();
-        lend::unless_aborted(
+        let call = lend::unless_aborted(
             &shared,
             super::call::call_export::<P, O>(store, instance, spec, params),
-        )
-        .await
+        );
+        // A panic in a host function or the guest's glue fails this actor, not the caller (another actor's host
+        // call, for a message-server request).
+        std::panic::AssertUnwindSafe(call).catch_unwind().await
     };
     match ran {
-        Some((result, outcome)) => {
+        Ok(Some((result, outcome))) => {
             then(&result);
             lent.give_back(outcome);
             result
         }
-        None => {
+        Ok(None) => {
             lent.give_back(Outcome::Failed(ActorExit::Stopped));
             Err(ActorError::Stopped)
+        }
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_owned());
+            let message = format!("the call panicked: {message}");
+            tracing::error!(actor = %shared.id, "{message}");
+            lent.give_back(Outcome::Failed(ActorExit::Failed(message.clone())));
+            Err(ActorError::Internal(message))
         }
     }
 }

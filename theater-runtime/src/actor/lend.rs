@@ -51,13 +51,17 @@ enum Slot {
     /// `waiters`: callers that came meanwhile, in order, each handed the store in turn ([`Lend::Wait`]).
     Lent {
         task_waiting: bool,
-        waiters: VecDeque<oneshot::Sender<Handoff>>,
+        waiters: VecDeque<Waiter>,
     },
     /// The store is back for the task, with what the lent call did to the actor.
     Returned(Parked, Outcome),
     /// A lent call was dropped where it could not be finished (outside a tokio runtime): the store is gone.
     Lost,
 }
+
+/// A caller waiting for the store, and its place in the actor's queue bounds, held until it is handed the store
+/// or sent to queue its call.
+type Waiter = (oneshot::Sender<Handoff>, QueueSlot);
 
 /// What the task gets back when it claims the store.
 pub(crate) enum Claimed {
@@ -169,12 +173,14 @@ impl Lender {
                 let Some(bytes) = wait else {
                     return Lend::No;
                 };
+                // Callers that stopped waiting give their places up.
+                waiters.retain(|(tx, _)| !tx.is_closed());
                 let Ok(counted) = shared.take_queue_slot(bytes()) else {
                     return Lend::No;
                 };
                 let (tx, rx) = oneshot::channel();
-                waiters.push_back(tx);
-                return Lend::Wait(rx, counted);
+                waiters.push_back((tx, counted));
+                return Lend::Wait(rx);
             }
             _ => return Lend::No,
         }
@@ -189,7 +195,7 @@ impl Lender {
         };
         self.aborted.store(false, Ordering::SeqCst);
         shared.set_status(ActorStatus::Processing);
-        Lend::Now(parked)
+        Lend::Now(Lent::new(shared.clone(), parked))
     }
 
     /// A lent call has ended: the store goes to the next waiting caller, or is parked again, if the actor can take
@@ -208,7 +214,8 @@ impl Lender {
             && !task_waiting
             && lock(&shared.shutdown_requested).is_none()
         {
-            while let Some(waiter) = waiters.pop_front() {
+            while let Some((waiter, counted)) = waiters.pop_front() {
+                drop(counted);
                 let handoff = Handoff {
                     parked: Some(parked),
                     shared: shared.clone(),
@@ -241,10 +248,10 @@ impl Lender {
 /// What [`Lender::try_lend`] gives a caller.
 pub(crate) enum Lend {
     /// The store: run the call.
-    Now(Parked),
+    Now(Lent),
     /// Another caller runs a call: wait for the store to be handed over (an `Err` means: queue the call). The
-    /// [`QueueSlot`] counts the call against the actor's queue bounds while it waits.
-    Wait(oneshot::Receiver<Handoff>, QueueSlot),
+    /// call counts against the actor's queue bounds while it waits.
+    Wait(oneshot::Receiver<Handoff>),
     /// Queue the call.
     No,
 }
@@ -258,8 +265,9 @@ pub(crate) struct Handoff {
 
 impl Handoff {
     /// The store, for the waiting caller's call.
-    pub(crate) fn take(mut self) -> Parked {
-        self.parked.take().expect("taken once")
+    pub(crate) fn take(mut self) -> Lent {
+        let parked = self.parked.take().expect("taken once");
+        Lent::new(self.shared.clone(), parked)
     }
 }
 
@@ -306,6 +314,11 @@ impl Lent {
             shared,
             parked: Some(parked),
         }
+    }
+
+    /// The actor's shared part.
+    pub(crate) fn shared(&self) -> &Arc<ActorShared> {
+        &self.shared
     }
 
     /// The lent store and instance.
@@ -391,7 +404,9 @@ impl<T: Send + 'static> Future for Finish<T> {
 
 impl<T: Send + 'static> Drop for Finish<T> {
     fn drop(&mut self) {
+        // Not while unwinding from a panic inside the call: it cannot be polled again (the store is marked lost).
         if let Some(call) = self.call.take()
+            && !std::thread::panicking()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             runtime.spawn(call);

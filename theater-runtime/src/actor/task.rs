@@ -333,12 +333,28 @@ impl Parts {
                                 continue;
                             }
                         };
-                        if let Some(Outcome::Failed(exit)) = outcome {
-                            tracing::warn!(actor = %shared.id, name = %shared.name, "actor {exit}");
-                            if let Some(Some(Command::Stop { reply, .. })) = woke {
-                                mailbox.stop_replies.push(reply);
+                        if let Some(outcome) = outcome {
+                            // A caller's call handed the store back (it failed, or the actor asked to shut down):
+                            // a command taken meanwhile is taken as during that call, and the loop decides.
+                            let mut stop_after = false;
+                            if let Some(Some(command)) = woke
+                                && mailbox.take_during_call(
+                                    command,
+                                    &mut stop_after,
+                                    &shutdown,
+                                    &shared,
+                                )
+                            {
+                                break 'actor ActorExit::Stopped;
                             }
-                            break 'actor exit;
+                            if let Outcome::Failed(exit) = outcome {
+                                tracing::warn!(actor = %shared.id, name = %shared.name, "actor {exit}");
+                                break 'actor exit;
+                            }
+                            if stop_after {
+                                break 'actor ActorExit::Stopped;
+                            }
+                            continue;
                         }
                         let Some(command) = woke else {
                             // A caller's call handed the store back (the actor asked to shut down): see above.
