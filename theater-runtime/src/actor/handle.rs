@@ -232,13 +232,7 @@ impl ActorHandle {
         P: CallbackParams,
         O: StateResult,
     {
-        let wait = self.queue_export_then::<P, O>(spec, params, then)?;
-        match timeout {
-            Some(d) => tokio::time::timeout(d, wait)
-                .await
-                .unwrap_or(Err(ActorError::Timeout)),
-            None => wait.await,
-        }
+        within(timeout, self.queue_export_then::<P, O>(spec, params, then)?).await
     }
 
     /// [`call_export_then`](Self::call_export_then), except where the call runs: if the actor is idle, on the task
@@ -277,12 +271,7 @@ impl ActorHandle {
                 None => self.queue_export_then::<P, O>(spec, params, then)?.await,
             }
         };
-        match timeout {
-            Some(d) => tokio::time::timeout(d, wait)
-                .await
-                .unwrap_or(Err(ActorError::Timeout)),
-            None => wait.await,
-        }
+        within(timeout, wait).await
     }
 
     /// [`run_export_then`](Self::run_export_then) of a generated [`Callback`], as [`call`](Self::call) is of
@@ -496,6 +485,19 @@ impl ActorHandle {
             Ok(exit) => exit.clone().unwrap_or(ActorExit::Stopped),
             Err(_) => ActorExit::Stopped,
         }
+    }
+}
+
+/// `wait`, given up with [`ActorError::Timeout`] after `timeout` if there is one.
+async fn within<T>(
+    timeout: Option<Duration>,
+    wait: impl Future<Output = Result<T, ActorError>>,
+) -> Result<T, ActorError> {
+    match timeout {
+        Some(d) => tokio::time::timeout(d, wait)
+            .await
+            .unwrap_or(Err(ActorError::Timeout)),
+        None => wait.await,
     }
 }
 

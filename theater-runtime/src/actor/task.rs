@@ -283,60 +283,20 @@ impl Parts {
                         if matches!(woke, Some(Some(_))) {
                             shared.lender.note_taken();
                         }
-                        let outcome = match claimed {
+                        let (outcome, lent) = match claimed {
                             Claimed::Store(parked, outcome) => {
                                 store = Some(parked.store);
-                                outcome
+                                (outcome, false)
                             }
                             Claimed::Lost => break 'actor lend::lost(),
-                            Claimed::Lent => {
-                                // A caller's call runs: the command is taken as during any call, and the store
-                                // awaited.
-                                let mut stop_after = false;
-                                let mut terminated = false;
-                                if let Some(Some(command)) = woke
-                                    && mailbox.take_during_call(
-                                        command,
-                                        &mut stop_after,
-                                        &shutdown,
-                                        &shared,
-                                    )
-                                {
-                                    terminated = true;
-                                    shared.lender.abort();
-                                }
-                                let back = mailbox
-                                    .wait_returned(
-                                        &shared,
-                                        &shutdown,
-                                        &mut stop_after,
-                                        &mut terminated,
-                                    )
-                                    .await;
-                                let outcome = match back {
-                                    Ok((parked, outcome)) => {
-                                        store = Some(parked.store);
-                                        outcome
-                                    }
-                                    Err(exit) => break 'actor exit,
-                                };
-                                if terminated {
-                                    break 'actor ActorExit::Stopped;
-                                }
-                                if let Some(Outcome::Failed(exit)) = outcome {
-                                    tracing::warn!(actor = %shared.id, name = %shared.name, "actor {exit}");
-                                    break 'actor exit;
-                                }
-                                if stop_after {
-                                    break 'actor ActorExit::Stopped;
-                                }
-                                continue;
-                            }
+                            Claimed::Lent => (None, true),
                         };
-                        if let Some(outcome) = outcome {
-                            // A caller's call handed the store back (it failed, or the actor asked to shut down):
-                            // a command taken meanwhile is taken as during that call, and the loop decides.
+                        if lent || outcome.is_some() {
+                            // A caller's call runs, or handed the store back (it failed, or the actor asked to shut
+                            // down): the command is taken as during any call, the store awaited if need be, and the
+                            // loop decides what follows.
                             let mut stop_after = false;
+                            let mut terminated = false;
                             if let Some(Some(command)) = woke
                                 && mailbox.take_during_call(
                                     command,
@@ -345,9 +305,32 @@ impl Parts {
                                     &shared,
                                 )
                             {
+                                terminated = true;
+                                shared.lender.abort();
+                            }
+                            let outcome = if lent {
+                                let back = mailbox
+                                    .wait_returned(
+                                        &shared,
+                                        &shutdown,
+                                        &mut stop_after,
+                                        &mut terminated,
+                                    )
+                                    .await;
+                                match back {
+                                    Ok((parked, outcome)) => {
+                                        store = Some(parked.store);
+                                        outcome
+                                    }
+                                    Err(exit) => break 'actor exit,
+                                }
+                            } else {
+                                outcome
+                            };
+                            if terminated {
                                 break 'actor ActorExit::Stopped;
                             }
-                            if let Outcome::Failed(exit) = outcome {
+                            if let Some(Outcome::Failed(exit)) = outcome {
                                 tracing::warn!(actor = %shared.id, name = %shared.name, "actor {exit}");
                                 break 'actor exit;
                             }
