@@ -1,6 +1,7 @@
 //! Calls run by their caller: while an actor is idle, its task parks the store here, and a caller of
-//! [`ActorHandle::call_export_then`](super::ActorHandle::call_export_then) that finds it parked runs its call on
-//! its own task instead of queueing it. That saves the two task switches of a queued call (the actor's task woken
+//! [`ActorHandle::run_export_then`](super::ActorHandle::run_export_then) (or a message-server request, through
+//! [`ActorHandle::post_or_lend_export_then`](super::ActorHandle::post_or_lend_export_then)) that finds it parked
+//! runs its call on its own task instead of queueing it. That saves the two task switches of a queued call (the actor's task woken
 //! for the call, the caller woken for the answer), which on a multi-threaded runtime often wake a parked worker.
 //!
 //! Nothing else changes for the actor: one call at a time, in order, with the same deadline, state convention and
@@ -145,8 +146,7 @@ impl Lender {
 
     /// Takes the store of an idle actor to run a call on the caller's task ([`Lend::Now`]); or, if another caller
     /// runs a call with it and `wait` gives the bytes the call's arguments count (called only then), joins the
-    /// callers waiting for it
-    /// ([`Lend::Wait`], counted against the actor's queue bounds like a queued call). [`Lend::No`] if a command is
+    /// callers waiting for it ([`Lend::Wait`], counted against the actor's queue bounds like a queued call). [`Lend::No`] if a command is
     /// on its way to the actor's task or the task wants the store, if the queue is full, or if the caller runs
     /// outside a tokio runtime (the guest's host functions may need one): the call is queued.
     pub(crate) fn try_lend(
