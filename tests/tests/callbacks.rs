@@ -212,6 +212,30 @@ async fn concurrent_callers_each_run_once() {
     actor.chain().verify().unwrap();
 }
 
+/// A caller on another tokio runtime than the actor's is never lent the store: its call queues for the actor's
+/// task. Lent to it, the call would be left to that runtime when the caller gave up, and die with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_on_another_runtime_queues_its_call() {
+    let (rt, _dir) = runtime();
+    let (probe, actor) = spawn_probe(&rt, None).await;
+    assert_eq!(probe.callbacks(&actor).handle_add(0).await, Ok(0));
+    let gate = probe.hold_note("add 5");
+    let elsewhere = {
+        let actor = actor.clone();
+        tokio::task::spawn_blocking(move || {
+            let other = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            // Gives up after 100 ms, then its runtime is dropped.
+            other.block_on(add(&actor, 5, Some(Duration::from_millis(100))))
+        })
+    };
+    assert_eq!(elsewhere.await.unwrap(), Err(ActorError::Timeout));
+    gate.add_permits(1);
+    assert_eq!(add(&actor, 7, None).await, Ok(12));
+}
+
 /// A terminate aborts a call running on its caller's task at once, as it aborts one the actor's task runs.
 #[tokio::test]
 async fn terminate_aborts_a_call_run_by_its_caller() {

@@ -24,7 +24,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
@@ -85,6 +85,9 @@ pub(crate) struct Lender {
     pub(crate) returned: Notify,
     /// Wakes the lent call to abort it (one lent call at a time: it registers here as it waits).
     abort: AtomicWaker,
+    /// The tokio runtime the actor's task runs on (set when it starts serving): only a caller on it is lent the
+    /// store, so the guest's host functions spawn their work where the actor lives.
+    runtime: OnceLock<tokio::runtime::Id>,
 }
 
 impl Default for Lender {
@@ -95,11 +98,17 @@ impl Default for Lender {
             aborted: AtomicBool::new(false),
             returned: Notify::new(),
             abort: AtomicWaker::new(),
+            runtime: OnceLock::new(),
         }
     }
 }
 
 impl Lender {
+    /// Notes the runtime the actor's task runs on (the current one); the first call counts.
+    pub(crate) fn bind_to_current_runtime(&self) {
+        let _ = self.runtime.set(tokio::runtime::Handle::current().id());
+    }
+
     /// A command is about to be sent to the task: from now until the task takes it, no caller takes the store.
     pub(crate) fn note_sent(&self) {
         self.pending.fetch_add(1, Ordering::SeqCst);
@@ -148,15 +157,16 @@ impl Lender {
     /// runs a call with it and `wait` gives the bytes the call's arguments count (called only then), joins the
     /// callers waiting for it ([`Lend::Wait`], counted against the actor's queue bounds like a queued call). [`Lend::No`] if a command is
     /// on its way to the actor's task or the task wants the store, if the queue is full, or if the caller runs
-    /// outside a tokio runtime (the guest's host functions may need one): the call is queued.
+    /// outside the tokio runtime of the actor's task (the guest's host functions spawn their work on the runtime
+    /// they run on): the call is queued.
     pub(crate) fn try_lend(
         &self,
         shared: &Arc<ActorShared>,
         wait: Option<impl FnOnce() -> usize>,
     ) -> Lend {
-        if self.pending.load(Ordering::SeqCst) != 0
-            || tokio::runtime::Handle::try_current().is_err()
-        {
+        let on_actors_runtime = tokio::runtime::Handle::try_current()
+            .is_ok_and(|current| self.runtime.get() == Some(&current.id()));
+        if self.pending.load(Ordering::SeqCst) != 0 || !on_actors_runtime {
             return Lend::No;
         }
         let mut slot = lock(&self.slot);
@@ -376,15 +386,19 @@ pub(crate) fn lost() -> ActorExit {
 }
 
 /// Runs a lent call to its end even if its caller stops waiting: dropped unfinished, it spawns the rest of the call
-/// on the current tokio runtime (outside one, the call is dropped and [`Lent`] marks the store lost).
+/// on the tokio runtime it was made on (if that has shut down, the call is dropped and [`Lent`] marks the store
+/// lost).
 pub(crate) struct Finish<T: Send + 'static> {
     call: Option<BoxFuture<'static, T>>,
+    /// The runtime it was made on (the actor's: [`Lender::try_lend`]), where the rest of the call is spawned.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl<T: Send + 'static> Finish<T> {
     pub(crate) fn new(call: impl Future<Output = T> + Send + 'static) -> Self {
         Self {
             call: Some(Box::pin(call)),
+            runtime: tokio::runtime::Handle::try_current().ok(),
         }
     }
 }
@@ -407,7 +421,7 @@ impl<T: Send + 'static> Drop for Finish<T> {
         // Not while unwinding from a panic inside the call: it cannot be polled again (the store is marked lost).
         if let Some(call) = self.call.take()
             && !std::thread::panicking()
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+            && let Some(runtime) = &self.runtime
         {
             runtime.spawn(call);
         }

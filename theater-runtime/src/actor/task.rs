@@ -229,6 +229,7 @@ impl Parts {
             ..
         } = self;
         drop(handle);
+        shared.lender.bind_to_current_runtime();
         // Lent to callers while the actor is idle (`lend`): `None` then.
         let mut store = Some(store);
         // Dropped with this task (its runtime shut down) while the store is parked: the store goes with it, not
