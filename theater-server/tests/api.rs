@@ -69,6 +69,18 @@ impl Running {
         )
     }
 
+    /// Starts a `peer` actor, sends it `messages`, then a request: its answer comes after the sends are handled,
+    /// so the actor's chain holds them all (init, the sends, the request). Returns a client and the actor's id.
+    async fn actor_sent(&self, messages: &[&[u8]]) -> (Client, String) {
+        let client = self.client();
+        let a = client.start(&self.peer(), None).await.unwrap();
+        for message in messages {
+            client.send(&a, message).await.unwrap();
+        }
+        client.request(&a, b"ping").await.unwrap();
+        (client, a)
+    }
+
     async fn shutdown(mut self) {
         let _ = self.stop.take().unwrap().send(());
         self.task.await.unwrap().unwrap();
@@ -600,15 +612,9 @@ async fn a_client_that_does_not_read_its_answer_is_disconnected_after_write_time
         ..ServerLimits::default()
     };
     let server = Running::start(limits).await;
-    let client = server.client();
-    let a = client.start(&server.peer(), None).await.unwrap();
     // Two sends of 3 MiB: a chain page of more than 8 MiB (the data is base64 in it), more than the buffers hold.
     let data = vec![b'x'; 3 << 20];
-    for _ in 0..2 {
-        client.send(&a, &data).await.unwrap();
-    }
-    // Its answer comes after the sends are handled, so they are in the chain.
-    client.request(&a, b"ping").await.unwrap();
+    let (_client, a) = server.actor_sent(&[&data, &data]).await;
 
     let mut stalled = connect_from([127, 0, 0, 1], server.addr).await;
     stalled
@@ -792,13 +798,10 @@ async fn the_chain_comes_in_pages_that_say_where_the_next_starts() {
         ..ServerLimits::default()
     };
     let server = Running::start(limits).await;
-    let client = server.client();
-    let a = client.start(&server.peer(), None).await.unwrap();
-    // init, 24 sends, and a request: its answer comes after the sends are handled, so the chain has 26 events.
-    for n in 0..24 {
-        client.send(&a, format!("m{n}").as_bytes()).await.unwrap();
-    }
-    client.request(&a, b"ping").await.unwrap();
+    // init, 24 sends, and a request: 26 events.
+    let messages: Vec<String> = (0..24).map(|n| format!("m{n}")).collect();
+    let messages: Vec<&[u8]> = messages.iter().map(|m| m.as_bytes()).collect();
+    let (client, a) = server.actor_sent(&messages).await;
 
     // The client pages through the whole chain.
     let whole = client.chain(&a).await.unwrap();
@@ -892,12 +895,7 @@ async fn asking_for_more_than_a_page_gets_a_page() {
         ..ServerLimits::default()
     };
     let server = Running::start(limits).await;
-    let client = server.client();
-    let a = client.start(&server.peer(), None).await.unwrap();
-    for n in 0..4 {
-        client.send(&a, format!("m{n}").as_bytes()).await.unwrap();
-    }
-    client.request(&a, b"ping").await.unwrap();
+    let (_client, a) = server.actor_sent(&[b"m0", b"m1", b"m2", b"m3"]).await;
     for query in [
         "?limit=100",
         "?from=1&limit=1000000",
@@ -926,10 +924,7 @@ async fn a_chain_page_past_max_chain_page_bytes_still_holds_one_event() {
         ..ServerLimits::default()
     };
     let server = Running::start(limits).await;
-    let client = server.client();
-    let a = client.start(&server.peer(), None).await.unwrap();
-    client.send(&a, b"hello").await.unwrap();
-    client.request(&a, b"ping").await.unwrap();
+    let (client, a) = server.actor_sent(&[b"hello"]).await;
     let (_, next, total, _, file) = chain_page(&server, &a, "?from=1").await;
     assert_eq!((next, total), (Some(2), Some(3)));
     assert_eq!(file.unwrap().chain.len(), 1);
