@@ -46,6 +46,24 @@ fn port(line: &str) -> u16 {
     value(line, "start").parse().unwrap()
 }
 
+/// A server actor with `config` and one started server: handler 1 answers `GET /hello`, and with `echo` handler 2
+/// echoes `POST /echo`. Returns the actor and the server's port.
+async fn hello_server(
+    rt: &TheaterRuntime,
+    config: HttpFrameworkConfig,
+    echo: bool,
+) -> (ActorHandle, u16) {
+    let actor = server_actor(rt, config, None).await;
+    let script = if echo {
+        "create:;handler:hello;handler:echo;route:1,/hello,GET,1;route:1,/echo,POST,2;start:1"
+    } else {
+        "create:;handler:hello;route:1,/hello,GET,1;start:1"
+    };
+    let out = run(&actor, script).await;
+    let port = port(out.last().expect("the start line"));
+    (actor, port)
+}
+
 fn http() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder().no_proxy().build().unwrap()
@@ -885,16 +903,8 @@ async fn http_framework_slow_and_many_clients_are_bounded_and_timed_out() {
         idle_timeout_ms: 300,
         ..Default::default()
     };
-    let actor = server_actor(&rt, config, None).await;
-    let out = run(
-        &actor,
-        "create:;handler:hello;handler:echo;route:1,/hello,GET,1;route:1,/echo,POST,2;start:1",
-    )
-    .await;
-    let port = port(&out[5]);
-    let other = server_actor(&rt, HttpFrameworkConfig::default(), None).await;
-    let out = run(&other, "create:;handler:hello;route:1,/hello,GET,1;start:1").await;
-    let other_port = self::port(&out[3]);
+    let (_actor, port) = hello_server(&rt, config, true).await;
+    let (_other, other_port) = hello_server(&rt, HttpFrameworkConfig::default(), false).await;
 
     let mut slow = Vec::new();
     for _ in 0..2_000 {
@@ -994,9 +1004,7 @@ async fn http_framework_a_peer_past_max_connections_per_peer_is_refused_while_an
         idle_timeout_ms: 120_000,
         ..Default::default()
     };
-    let actor = server_actor(&rt, config, None).await;
-    let out = run(&actor, "create:;handler:hello;route:1,/hello,GET,1;start:1").await;
-    let port = port(&out[3]);
+    let (_actor, port) = hello_server(&rt, config, false).await;
     // Two idle connections take 127.0.0.1's share (accepted in the order they were made).
     let mut held = Vec::new();
     for _ in 0..2 {
@@ -1041,13 +1049,7 @@ async fn http_framework_a_client_that_does_not_read_is_disconnected_after_write_
         header_read_timeout_ms: 120_000,
         ..Default::default()
     };
-    let actor = server_actor(&rt, config, None).await;
-    let out = run(
-        &actor,
-        "create:;handler:hello;handler:echo;route:1,/hello,GET,1;route:1,/echo,POST,2;start:1",
-    )
-    .await;
-    let port = port(&out[5]);
+    let (_actor, port) = hello_server(&rt, config, true).await;
     const BODY: usize = 6 << 20;
     let mut stalled = connect_from([127, 0, 0, 1], port).await;
     stalled
