@@ -49,10 +49,13 @@ struct ByHand {
     subject: String,
 }
 
+/// A cluster host named `name` on `nats`.
+async fn host(nats: &NatsServer, name: &str) -> Cluster {
+    Cluster::connect(&config(&nats.url(), name)).await.unwrap()
+}
+
 async fn raw_sender_to_counting_service(nats: &NatsServer) -> ByHand {
-    let server = Cluster::connect(&config(&nats.url(), "server"))
-        .await
-        .unwrap();
+    let server = host(nats, "server").await;
     let id = uuid::Uuid::new_v4().to_string();
     let served = counting_service(&server, &id).await;
     let raw = async_nats::connect(nats.url()).await.unwrap();
@@ -185,9 +188,7 @@ async fn a_repeated_envelope_is_served_once_and_answered_again() {
         "and is not served again"
     );
     // The next number is new.
-    let client = Cluster::connect(&config(&nats.url(), "client"))
-        .await
-        .unwrap();
+    let client = host(&nats, "client").await;
     let reply = client
         .deliver(
             &client.actor(id).unwrap(),
@@ -207,14 +208,8 @@ async fn deliveries_to_one_address_keep_their_order_and_errors_are_told() {
     let Some(nats) = NatsServer::start() else {
         return;
     };
-    let server = Cluster::connect(&config(&nats.url(), "server"))
-        .await
-        .unwrap();
-    let client = Arc::new(
-        Cluster::connect(&config(&nats.url(), "client"))
-            .await
-            .unwrap(),
-    );
+    let server = host(&nats, "server").await;
+    let client = Arc::new(host(&nats, "client").await);
     let id = uuid::Uuid::new_v4().to_string();
     let mut inbox = server.serve(&server.actor(&id).unwrap()).await.unwrap();
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -275,16 +270,10 @@ async fn hosts_that_leave_or_fall_silent_are_reported_lost() {
     let Some(nats) = NatsServer::start() else {
         return;
     };
-    let watcher = Cluster::connect(&config(&nats.url(), "watcher"))
-        .await
-        .unwrap();
+    let watcher = host(&nats, "watcher").await;
     let mut lost = watcher.lost_hosts();
-    let leaving = Cluster::connect(&config(&nats.url(), "leaving"))
-        .await
-        .unwrap();
-    let silent = Cluster::connect(&config(&nats.url(), "silent"))
-        .await
-        .unwrap();
+    let leaving = host(&nats, "leaving").await;
+    let silent = host(&nats, "silent").await;
     let started = Instant::now();
     while watcher.hosts() != ["leaving", "silent"] {
         assert!(
@@ -315,12 +304,8 @@ async fn a_queue_is_bounded_by_bytes_and_room_comes_back_as_envelopes_leave() {
     let Some(nats) = NatsServer::start() else {
         return;
     };
-    let server = Cluster::connect(&config(&nats.url(), "server"))
-        .await
-        .unwrap();
-    let client = Cluster::connect(&config(&nats.url(), "client"))
-        .await
-        .unwrap();
+    let server = host(&nats, "server").await;
+    let client = host(&nats, "client").await;
     let id = uuid::Uuid::new_v4().to_string();
     // Served, but not read yet: what is sent there waits for its answer.
     let mut inbox = server.serve(&server.actor(&id).unwrap()).await.unwrap();
@@ -397,9 +382,7 @@ async fn what_an_address_holds_unread_is_bounded_in_bytes_and_the_rest_is_sent_a
     let Some(nats) = NatsServer::start() else {
         return;
     };
-    let server = Cluster::connect(&config(&nats.url(), "server"))
-        .await
-        .unwrap();
+    let server = host(&nats, "server").await;
     let id = uuid::Uuid::new_v4().to_string();
     let address = server.actor(&id).unwrap();
     // Served, not read yet.
@@ -488,9 +471,7 @@ async fn answers_past_the_byte_bound_are_forgotten_and_a_repeat_of_one_is_told_n
     let Some(nats) = NatsServer::start() else {
         return;
     };
-    let server = Cluster::connect(&config(&nats.url(), "server"))
-        .await
-        .unwrap();
+    let server = host(&nats, "server").await;
     let id = uuid::Uuid::new_v4().to_string();
     let mut inbox = server.serve(&server.actor(&id).unwrap()).await.unwrap();
     // Each answer is 512 KiB, starting with the number of envelopes served so far.
@@ -581,9 +562,7 @@ async fn a_busy_receiver_gets_the_envelope_again_after_a_while_and_a_forgotten_a
     let Some(nats) = NatsServer::start() else {
         return;
     };
-    let client = Cluster::connect(&config(&nats.url(), "client"))
-        .await
-        .unwrap();
+    let client = host(&nats, "client").await;
     let raw = async_nats::connect(nats.url()).await.unwrap();
     // Busy: sent again after ATTEMPT_TIMEOUT (not at once: the receiver needs time to catch up), then delivered.
     let busy = client.actor(&uuid::Uuid::new_v4().to_string()).unwrap();
