@@ -56,7 +56,8 @@ enum Slot {
     },
     /// The store is back for the task, with what the lent call did to the actor.
     Returned(Parked, Outcome),
-    /// A lent call was dropped where it could not be finished (outside a tokio runtime): the store is gone.
+    /// A lent call was dropped unfinished where it could not be finished (its runtime had shut down, or a panic
+    /// was unwinding): the store is gone.
     Lost,
 }
 
@@ -382,7 +383,9 @@ pub(crate) async fn unless_aborted<T>(
 
 /// The exit of an actor whose store was lost.
 pub(crate) fn lost() -> ActorExit {
-    ActorExit::Failed("a call run by its caller was dropped outside a tokio runtime".to_owned())
+    ActorExit::Failed(
+        "a call run by its caller was dropped unfinished (its runtime had shut down)".to_owned(),
+    )
 }
 
 /// Runs a lent call to its end even if its caller stops waiting: dropped unfinished, it spawns the rest of the call
