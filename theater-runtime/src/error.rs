@@ -35,5 +35,20 @@ pub enum ActorError {
     Internal(String),
 }
 
+/// A copy of an actor's chain would not fit where it is going ([`ActorHandle::chain_within`]).
+///
+/// [`ActorHandle::chain_within`]: crate::ActorHandle::chain_within
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the chain takes about {bytes} bytes, more than the {room} bytes the reading actor's memory may still grow \
+     by (limits.memory_bytes)"
+)]
+pub struct ChainTooLarge {
+    /// About how many bytes the copy takes ([`ActorHandle::chain_copy_bytes`](crate::ActorHandle::chain_copy_bytes)).
+    pub bytes: u64,
+    /// The room it had to fit in.
+    pub room: u64,
+}
+
 /// What a call into an actor gives: the callback's value, or why the call failed.
 pub type CallResult<T> = Result<T, ActorError>;

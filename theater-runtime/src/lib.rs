@@ -42,7 +42,7 @@ pub use actor::{ActorExit, ActorHandle, ActorId, ActorStatus, BackgroundGuard, L
 pub use chain::{Chain, ChainError, ChainEvent};
 pub use cluster::ClusterConfig;
 pub use engine::CompiledComponent;
-pub use error::{ActorError, CallResult};
+pub use error::{ActorError, CallResult, ChainTooLarge};
 pub use exports::{
     Callback, CallbackParams, Caller, ExportResolver, ExportSpec, StateAnd, StateOnly, StateResult,
 };

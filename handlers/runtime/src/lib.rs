@@ -66,19 +66,16 @@ impl RuntimeHandler {
     /// When a copy of the chain (its event data and types, and 128 bytes per event) is larger than the actor's
     /// memory may still grow by (`limits.memory_bytes`): the chain could not be handed to the guest anyway, and a
     /// chain kept on file is then not read back into host memory first. The WIT result has no error case, so
-    /// this traps the call (`"get-chain: the chain takes about N bytes, more than the M bytes the actor's memory
-    /// may still grow by (limits.memory_bytes)"`).
+    /// this traps the call (`"get-chain: the chain takes about N bytes, more than the M bytes the reading actor's
+    /// memory may still grow by (limits.memory_bytes)"`,
+    /// [`ActorHandle::chain_within`](theater_runtime::ActorHandle::chain_within)).
     #[theater(record(result = "digest"), replay = "rerun")]
     fn get_chain(&self, ctx: &mut HostCtx<'_>) -> HostResult<Chain> {
-        let bytes = ctx.handle().chain_copy_bytes();
-        let room = ctx.data().memory_room();
-        if bytes > room {
-            return Err(theater_runtime::host::trap_error(format_args!(
-                "get-chain: the chain takes about {bytes} bytes, more than the {room} bytes the actor's \
-                 memory may still grow by (limits.memory_bytes)"
-            )));
-        }
-        let events = ctx.chain().events().iter().map(ChainEvent::from).collect();
+        let chain = ctx
+            .handle()
+            .chain_within(ctx.data().memory_room())
+            .map_err(|e| theater_runtime::host::trap_error(format_args!("get-chain: {e}")))?;
+        let events = chain.events().iter().map(ChainEvent::from).collect();
         Ok(Chain { events })
     }
 

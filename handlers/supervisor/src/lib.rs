@@ -779,9 +779,9 @@ impl SupervisorHandler {
     /// host its host sends them ([`remote`]); a chain larger than the cluster's NATS `max_payload` is refused
     /// with an error saying so. A chain whose copy (its event data and types, and 128 bytes per event) is larger
     /// than the calling actor's memory may still grow by (`limits.memory_bytes`) could not be handed to it:
-    /// `"get-child-events: child <id>'s chain takes about N bytes, more than the M bytes this actor's memory may
-    /// still grow by (limits.memory_bytes)"`, before any of it is read back (a chain kept on file is not copied
-    /// into host memory first).
+    /// `"get-child-events: child <id>: the chain takes about N bytes, more than the M bytes the reading actor's
+    /// memory may still grow by (limits.memory_bytes)"`, before any of it is read back (a chain kept on file is
+    /// not copied into host memory first; [`ActorHandle::chain_within`](theater_runtime::ActorHandle::chain_within)).
     #[theater(record(result = "digest"))]
     async fn get_child_events(
         &self,
@@ -791,20 +791,10 @@ impl SupervisorHandler {
         let parent = self.parent()?;
         let (remote, host) = match parent.locate("get-child-events", &child_id)? {
             Located::Here(handle) => {
-                let bytes = handle.chain_copy_bytes();
-                let room = ctx.data().memory_room();
-                if bytes > room {
-                    return Err(format!(
-                        "get-child-events: child {child_id}'s chain takes about {bytes} bytes, more than \
-                         the {room} bytes this actor's memory may still grow by (limits.memory_bytes)"
-                    ));
-                }
-                return Ok(handle
-                    .chain()
-                    .events()
-                    .iter()
-                    .map(ChainEvent::from)
-                    .collect());
+                let chain = handle
+                    .chain_within(ctx.data().memory_room())
+                    .map_err(|e| format!("get-child-events: child {child_id}: {e}"))?;
+                return Ok(chain.events().iter().map(ChainEvent::from).collect());
             }
             Located::There(remote, host) => (remote, host),
         };

@@ -106,6 +106,21 @@ impl ActorHandle {
         self.shared.chain()
     }
 
+    /// A copy of the actor's chain, if that copy ([`chain_copy_bytes`](Self::chain_copy_bytes)) takes no more than
+    /// `room` bytes: what a host function checks before it hands the chain to a guest whose memory may grow by
+    /// only `room` (`ActorStore::memory_room`). Checked before anything is read back, so a chain kept on file is
+    /// not copied into host memory first.
+    ///
+    /// # Errors
+    /// [`ChainTooLarge`](crate::ChainTooLarge), naming both sizes.
+    pub fn chain_within(&self, room: u64) -> Result<Chain, crate::ChainTooLarge> {
+        let bytes = self.chain_copy_bytes();
+        if bytes > room {
+            return Err(crate::ChainTooLarge { bytes, room });
+        }
+        Ok(self.chain())
+    }
+
     /// A copy of the events of the actor's chain from index `from` on (empty if it has no more): what a
     /// follower of the chain reads each time it has grown, without copying the whole chain.
     pub fn chain_since(&self, from: usize) -> Vec<crate::chain::ChainEvent> {
