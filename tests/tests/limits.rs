@@ -370,6 +370,45 @@ async fn the_call_queue_is_bounded_in_bytes() {
     script(&actor, &huge).await.unwrap();
 }
 
+/// A caller refused for a full queue waits for room with `ActorHandle::queue_room` (what the message-server's
+/// mailbox loop does with a message it already accepted): it is woken when a call leaves the queue, and its call
+/// is then taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_waiting_for_room_is_woken_when_a_call_leaves_the_queue() {
+    let (rt, _dir) = runtime();
+    let actor = rt.spawn(local_limits(10_000, 1)).await.unwrap();
+    let busy = busy_in_its_task(&actor);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let queued = tokio::spawn({
+        let actor = actor.clone();
+        async move { script(&actor, "now").await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let params = ("now".to_owned(),);
+    let queue = || {
+        actor.queue_export_then::<(String,), StateAnd<String>>(
+            &HANDLE_SCRIPT_SPEC.spec,
+            params.clone(),
+            |_| {},
+        )
+    };
+    assert!(matches!(queue(), Err(ActorError::Busy(1))));
+    let room = actor.queue_room(&params);
+    tokio::pin!(room);
+    assert!(
+        futures::poll!(room.as_mut()).is_pending(),
+        "the queue is full: no room yet"
+    );
+    // The busy call ends and the task takes the queued one: the waiter is woken, not left to poll.
+    tokio::time::timeout(Duration::from_secs(30), room)
+        .await
+        .expect("woken when the queued call left the queue");
+    let late = queue().expect("room for the call").await.unwrap();
+    assert!(late.starts_with("now="), "{late}");
+    busy.await.unwrap().unwrap();
+    queued.await.unwrap().unwrap();
+}
+
 /// `handle-script(text)` through `ActorHandle::run`: on this task when the actor is idle.
 async fn run_script(actor: &ActorHandle, text: &str) -> Result<String, ActorError> {
     actor

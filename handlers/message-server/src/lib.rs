@@ -536,8 +536,8 @@ impl MessageServerHandler {
     /// Delivers `batch` (sends, in order) through `handle-send`: every call queued to the actor before the first is
     /// awaited, so the actor runs them back to back (its queue keeps their order). Should the actor's queue fill
     /// (`max_queued_calls`, `max_queued_bytes`), the calls queued so far are awaited first and the rest queued
-    /// after; full with other callers' calls, the next send is tried again every [`QUEUE_FULL_RETRY`] until there
-    /// is room or the actor stops.
+    /// after; full with other callers' calls, the next send waits for room ([`ActorHandle::queue_room`]: woken
+    /// when a call leaves the queue) or for the actor to stop.
     async fn deliver_sends(
         &self,
         actor: &ActorHandle,
@@ -566,7 +566,7 @@ impl MessageServerHandler {
                     // Full with other callers' calls: the send was accepted, so it waits for room (in order:
                     // nothing after it is queued first) rather than being dropped.
                     Err(ActorError::Busy(_) | ActorError::BusyBytes(_)) => {
-                        tokio::time::sleep(QUEUE_FULL_RETRY).await;
+                        actor.queue_room(&(batch[next].clone(),)).await;
                         continue;
                     }
                     Err(ActorError::Stopped) => {
@@ -730,10 +730,6 @@ async fn serve_remotely(
 /// Sends the mailbox loop queues to the actor at once, at most: enough to run the callbacks back to back, few
 /// enough to leave room in the actor's queue (`max_queued_calls`, 1,024 by default) for other callers.
 const PIPELINED_SENDS: usize = 32;
-
-/// How long the mailbox loop waits before trying a send again when the actor's queue is full of other callers'
-/// calls.
-const QUEUE_FULL_RETRY: Duration = Duration::from_millis(2);
 
 /// Logs a callback that failed for a reason of its own (the message is not retried).
 fn log_failed(endpoint: &Endpoint, e: &ActorError) {

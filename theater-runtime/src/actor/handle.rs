@@ -331,6 +331,16 @@ impl ActorHandle {
         Ok(async { rx.await.unwrap_or(Err(ActorError::Stopped)) })
     }
 
+    /// Waits until the actor's call queue has room for a call with `params` (`limits.max_queued_calls` and
+    /// `limits.max_queued_bytes`, as [`queue_export_then`](Self::queue_export_then) counts them), or the actor
+    /// has stopped: for a caller refused with [`ActorError::Busy`] or [`ActorError::BusyBytes`] that must keep its
+    /// call (e.g. a message it already accepted) and try again. Woken by a call leaving the queue, not by a timer.
+    /// Another caller may take the room first; the call may then be refused again, and the caller waits again.
+    pub async fn queue_room<P: CallbackParams>(&self, params: &P) {
+        let bytes = params.approx_size(self.shared.max_queued_bytes);
+        self.shared.queue_room(bytes).await;
+    }
+
     /// Queues a call as [`queue_export_then`](Self::queue_export_then) does, with nobody waiting for it: it runs
     /// when the actor reaches it (unless the actor stops first) and `then` gets its result, in the actor's task.
     /// For a caller that needs only `then`; no other task is woken when the call ends.

@@ -266,6 +266,23 @@ impl ActorShared {
         Ok(slot)
     }
 
+    /// Waits until the call queue has room for a call whose arguments hold about `bytes` (see
+    /// [`Queued::room`]), or the actor has stopped.
+    pub(crate) async fn queue_room(&self, bytes: usize) {
+        let mut exit = self.exit.subscribe();
+        let stopped = async move {
+            let _ = exit.wait_for(Option::is_some).await;
+        };
+        self.queued
+            .room(
+                bytes,
+                self.max_queued_calls as usize,
+                self.max_queued_bytes,
+                stopped,
+            )
+            .await;
+    }
+
     /// Notes the bytes of linear memories and tables the actor holds now (after a call).
     pub(crate) fn set_memory_bytes(&self, bytes: u64) {
         self.memory_bytes.store(bytes, Ordering::Relaxed);
@@ -330,11 +347,66 @@ impl ActorShared {
 }
 
 /// What an actor's call queue holds: calls, and the bytes of their arguments
-/// ([`RecordParams::approx_size`](crate::record::RecordParams::approx_size)).
+/// ([`RecordParams::approx_size`](crate::record::RecordParams::approx_size)); and who waits for room in it.
 #[derive(Debug, Default)]
 pub(crate) struct Queued {
     calls: AtomicUsize,
     bytes: AtomicUsize,
+    /// Callers in [`Queued::room`]: a call leaving the queue notifies [`Queued::left`] only while there are any,
+    /// so the queue's hot path pays one load for it.
+    waiting: AtomicUsize,
+    /// Notified when a call leaves the queue while a caller waits for room.
+    left: tokio::sync::Notify,
+}
+
+impl Queued {
+    /// Waits until the queue has room for a call whose arguments hold `bytes`, by the rule of
+    /// [`ActorShared::take_queue_slot`] (fewer than `max_calls` calls, and no bytes held or room for these), or
+    /// until `stopped` ends. Another caller may still take the room first: the caller tries, and waits again. No
+    /// wake-up is lost: the notification is armed before the queue is looked at.
+    async fn room(
+        &self,
+        bytes: usize,
+        max_calls: usize,
+        max_bytes: usize,
+        stopped: impl Future<Output = ()>,
+    ) {
+        let _waiting = Waiting::new(&self.waiting);
+        tokio::pin!(stopped);
+        loop {
+            // A `Notified` receives every `notify_waiters` from its creation on. All of `waiting`, `calls` and
+            // `bytes` are sequentially consistent, here and in `QueueSlot::drop`: either these loads see a call
+            // gone, or that drop sees this caller waiting (counted before `left` was made) and notifies it.
+            let left = self.left.notified();
+            tokio::pin!(left);
+            if self.calls.load(Ordering::SeqCst) < max_calls && {
+                let held = self.bytes.load(Ordering::SeqCst);
+                held == 0 || held.saturating_add(bytes) <= max_bytes
+            } {
+                return;
+            }
+            tokio::select! {
+                () = &mut left => {}
+                () = &mut stopped => return,
+            }
+        }
+    }
+}
+
+/// One caller counted in [`Queued::waiting`] while it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// One call's place in an actor's queue (see [`ActorShared::take_queue_slot`]).
@@ -346,8 +418,12 @@ pub(crate) struct QueueSlot {
 
 impl Drop for QueueSlot {
     fn drop(&mut self) {
-        self.queued.bytes.fetch_sub(self.bytes, Ordering::AcqRel);
-        self.queued.calls.fetch_sub(1, Ordering::AcqRel);
+        // Sequentially consistent, and `bytes` before `calls`, for `Queued::room` (see there).
+        self.queued.bytes.fetch_sub(self.bytes, Ordering::SeqCst);
+        self.queued.calls.fetch_sub(1, Ordering::SeqCst);
+        if self.queued.waiting.load(Ordering::SeqCst) > 0 {
+            self.queued.left.notify_waiters();
+        }
     }
 }
 
