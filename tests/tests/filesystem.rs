@@ -315,6 +315,44 @@ async fn filesystem_new_dir_is_private_and_removed_and_a_missing_root_fails_the_
     assert!(format!("{err:#}").contains("path: /no/such/dir"), "{err:#}");
 }
 
+/// A command the actor runs can build a tree deeper than any path (20,000 levels here), which
+/// a recursive removal cannot remove: `std::fs::remove_dir_all` overflows its thread's stack, aborting the whole
+/// runtime, and cap-std's runs out of descriptors. `delete-dir` removes such a tree, and so does the runtime
+/// when it removes a `new_dir` root as the actor stops.
+#[tokio::test]
+async fn filesystem_trees_deeper_than_any_path_are_removed() {
+    let (rt, data) = runtime();
+    let actor = local(
+        &rt,
+        FilesystemConfig {
+            new_dir: true,
+            write: true,
+            execute: true,
+            allowed_commands: vec!["perl".into()],
+            command_timeout_ms: 120_000,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    // `a/a/a/…`, 20,000 levels, each made on top (a new `b`, the tree moved into it, `b` renamed `a`): fast
+    // where `mkdir` and `chdir` ever deeper are not. The script's commands are separated by `;`: the Perl has none.
+    let deep = r#"fexec:|perl|-e|for (0..20000) { ($_ ? (mkdir("b") and rename("a", "b/a") and rename("b", "a")) : mkdir("a")) or die $! }"#;
+    assert_eq!(
+        run(&actor, &format!("{deep};frmdir:a;fexists:a")).await,
+        [r#"fexec=ok:0:"":"""#, "frmdir", "fexists=false"]
+    );
+    assert_eq!(run(&actor, deep).await, [r#"fexec=ok:0:"":"""#]);
+    let roots = new_dir_roots(data.path());
+    assert_eq!(roots.len(), 1, "{roots:?}");
+    actor.stop().await.unwrap();
+    // Removed by the handler's `start` task, which `stop` waits for only up to its grace period.
+    assert_eq!(
+        no_root_left(data.path()).await,
+        Vec::<std::path::PathBuf>::new()
+    );
+}
+
 /// The `new_dir` roots under the runtime's data folder.
 fn new_dir_roots(data: &Path) -> Vec<std::path::PathBuf> {
     match std::fs::read_dir(data.join("filesystem")) {

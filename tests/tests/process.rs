@@ -539,6 +539,39 @@ async fn process_leaves_nothing_running_behind() {
     wait_gone(child).await;
 }
 
+/// A process can build a tree in the actor's private directory deeper than any path (20,000 levels), which a
+/// recursive removal cannot remove (`std::fs::remove_dir_all` overflows its thread's stack and aborts the whole
+/// runtime): the directory is removed all the same when the actor stops.
+#[tokio::test]
+async fn process_a_private_directory_deeper_than_any_path_is_removed() {
+    let (rt, data) = runtime();
+    let config = ProcessHandlerConfig {
+        allowed_programs: vec!["perl".to_owned()],
+        ..Default::default()
+    };
+    let a = actor(&rt, config, None).await;
+    // `a/a/a/…`, each level made on top (a new `b`, the tree moved into it, `b` renamed `a`). The script's
+    // commands are separated by `;`: the Perl has none.
+    let deep = r#"spawn:perl|-e|for (0..20000) { ($_ ? (mkdir("b") and rename("a", "b/a") and rename("b", "a")) : mkdir("a")) or die $! }"#;
+    assert_eq!(run(&a, deep).await, ["spawn=1"]);
+    let log = wait_exits(&a, &[1]).await;
+    assert!(
+        of(&log, 1).iter().any(|l| l.starts_with("exit:1:0 ")),
+        "{log:#?}"
+    );
+    let private = data.path().join("process").join(a.id().as_str());
+    assert!(private.join("a/a/a").is_dir());
+    a.stop().await.unwrap();
+    drop(a);
+    for _ in 0..500 {
+        if !private.exists() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{} was not removed", private.display());
+}
+
 #[tokio::test]
 async fn process_background_work_lasts_while_processes_do() {
     let (rt, _dir) = runtime();

@@ -33,6 +33,8 @@ pub mod host;
 pub mod manifest;
 pub mod record;
 pub mod registry;
+#[cfg(unix)]
+pub mod remove_tree;
 pub mod replay;
 pub mod runtime;
 pub mod store;

@@ -141,7 +141,7 @@ impl Drop for OwnedRoot {
         };
         let remove = move || {
             let path = root.path().to_owned();
-            if let Err(e) = root.close() {
+            if let Err(e) = remove_root(root) {
                 tracing::warn!("filesystem: removing {}: {e}", path.display());
             }
         };
@@ -150,6 +150,12 @@ impl Drop for OwnedRoot {
             Err(_) => remove(),
         }
     }
+}
+
+/// Removes a `new_dir` root and everything in it, however deep (`TempDir::close` recurses once per level:
+/// [`theater_runtime::remove_tree`]).
+fn remove_root(root: tempfile::TempDir) -> std::io::Result<()> {
+    theater_runtime::remove_tree::remove_dir_all(&root.keep())
 }
 
 impl FilesystemHandler {
@@ -293,7 +299,7 @@ impl FilesystemHandler {
             return Ok(());
         };
         let path = root.path().to_owned();
-        tokio::task::spawn_blocking(move || root.close())
+        tokio::task::spawn_blocking(move || remove_root(root))
             .await?
             .map_err(|e| anyhow::anyhow!("removing {}: {e}", path.display()))
     }

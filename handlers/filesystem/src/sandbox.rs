@@ -3,6 +3,7 @@
 //! included), with no gap between check and use — as wasmtime-wasi does for preopened directories.
 
 use std::io::Read;
+use std::os::fd::AsFd;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
@@ -172,12 +173,21 @@ impl Sandbox {
         self.root.create_dir_all(path).map_err(io("create", path))
     }
 
-    /// Deletes a directory recursively, never following symlinks; refuses the root.
+    /// Deletes a directory recursively, never following symlinks, however deep the tree (a command the actor
+    /// ran may have built it deeper than any path: [`theater_runtime::remove_tree`]); refuses the root.
     pub fn delete_dir(&self, path: &Path) -> Result<(), String> {
-        if path == Path::new(".") {
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
             return Err("delete-dir: refusing to delete the root".to_owned());
-        }
-        self.root.remove_dir_all(path).map_err(io("delete", path))
+        };
+        let opened;
+        let parent = if parent.as_os_str().is_empty() {
+            &*self.root
+        } else {
+            opened = self.root.open_dir(parent).map_err(io("delete", path))?;
+            &opened
+        };
+        theater_runtime::remove_tree::remove_dir_all_at(parent.as_fd(), Path::new(name))
+            .map_err(io("delete", path))
     }
 
     /// Whether the path exists (`Ok(false)` when missing).

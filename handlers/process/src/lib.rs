@@ -143,7 +143,8 @@ impl Drop for ActorProcesses {
         if self.private_dir_made.initialized() {
             let dir = std::mem::take(&mut self.private_dir);
             let remove = move || {
-                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                // However deep its processes made the tree (`std::fs::remove_dir_all` recurses per level).
+                if let Err(e) = theater_runtime::remove_tree::remove_dir_all(&dir) {
                     tracing::debug!("process: removing {}: {e}", dir.display());
                 }
             };
