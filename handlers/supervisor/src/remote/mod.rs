@@ -61,15 +61,24 @@
 //! the host and parent that spawned it (anyone else gets `child <id> not found`), and a parent's host only takes
 //! an `ended` from the child's host. Tables: the routes of children placed elsewhere are bounded by the local
 //! parents' `max_children`; the children hosted here are actors of this runtime, bounded by its `max_actors`
-//! (each entry keeps the bytes its child was spawned from, as a parent's table does for a local child); each
-//! sending host has at most theater-cluster's `WINDOW` (256) envelopes to this address in flight, so in service,
-//! at once, and each parent waits for its own spawn, restart or read.
+//! (each entry keeps the bytes its child was spawned from, as a parent's table does for a local child).
+//!
+//! **Work in progress.** Each envelope is served in a task of its own, and a spawn or restart takes as long as
+//! the child's `init`, so what this host does for the others at once is bounded: at most
+//! [`MAX_REMOTE_IN_FLIGHT`] (64) envelopes to this address taken and not yet answered, all sending hosts together,
+//! and [`MAX_REMOTE_IN_FLIGHT_PER_HOST`] (16) of them from one sending host, so that one host's slow spawns (or a
+//! flood of them) cannot take every place while another host waits. An envelope past either bound is not
+//! queued: it is answered "later" (`Incoming::later`), and its sender sends it again shortly, with what it sent
+//! after it, until it gets a place or its deadline passes; meanwhile the inbox goes on serving the other hosts.
+//! The envelopes of one sending host about one parent are served one by one, in the order they were sent (a
+//! `stop` that follows a spawn waits for it); those of other parents, and of other hosts, are not held up by
+//! them.
 
 mod events;
 mod parent;
 mod placement;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -100,6 +109,16 @@ pub const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a report of a child's end is retried before it is dropped.
 const REPORT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Envelopes to this host's supervisor address taken from its inbox and not answered yet, all sending hosts
+/// together, at most: 64. Those being handled (a spawn or restart runs the child's `init`, reads its manifest)
+/// and those waiting for an earlier one of the same sending host and parent count alike. One more is answered
+/// "later" (`theater_cluster::Incoming::later`): its sender sends it again shortly, until its deadline.
+pub const MAX_REMOTE_IN_FLIGHT: usize = 64;
+
+/// Of [`MAX_REMOTE_IN_FLIGHT`], those from one sending host at most: 16. One more from that host is answered
+/// "later", while other hosts' envelopes are still served.
+pub const MAX_REMOTE_IN_FLIGHT_PER_HOST: usize = 16;
 
 /// Makes `runtime` a placement host for children of supervisors on other hosts, building their handlers with
 /// `registry` (replacing the registry taken from a supervising actor); for a host that runs no supervising actor
@@ -298,16 +317,130 @@ fn describe(host: &str, e: DeliveryError) -> String {
 }
 
 /// Serves this host's supervisor address, each envelope in a task of its own (a spawn takes the child's `init`),
-/// so one sending host's envelope does not hold up another's; one sender's are served one by one.
+/// so that one parent's envelope does not hold up another's; one sending host's envelopes about one parent are
+/// served one by one, in the order they arrived. At most [`MAX_REMOTE_IN_FLIGHT`] envelopes are in service at
+/// once, [`MAX_REMOTE_IN_FLIGHT_PER_HOST`] from one sending host; one past either is answered "later" at once.
+///
+/// "Later" rather than waiting for room before taking the next envelope: the inbox is shared by every sending
+/// host, so waiting would hold up all of them for one host that has filled its share, and the envelopes
+/// unanswered meanwhile would come again each `ATTEMPT_TIMEOUT` and fill the inbox with copies. Answered
+/// "later", an envelope is not served (theater-cluster counts it as not taken, and what its sender sent after
+/// it as a gap), so nothing waits here without bound and nothing is served twice or out of order.
 async fn serve(remote: Weak<Remote>, mut inbox: Inbox) {
+    let service = Arc::new(Mutex::new(InService::default()));
     while let Some(incoming) = inbox.next().await {
         let Some(remote) = remote.upgrade() else {
             return;
         };
-        tokio::spawn(async move {
+        let key = Key {
+            sender: incoming.sender().to_owned(),
+            parent: incoming
+                .envelope()
+                .get("Parent")
+                .unwrap_or_default()
+                .to_owned(),
+        };
+        let taken = lock(&service).take(&key, incoming);
+        match taken {
+            Taken::Start(incoming) => {
+                tokio::spawn(serve_in_order(remote, service.clone(), key, incoming));
+            }
+            Taken::Queued => {}
+            Taken::Full(incoming) => incoming.later().await,
+        }
+    }
+}
+
+/// Serves `incoming`, then the envelopes of the same sending host and parent that came meanwhile, in order.
+async fn serve_in_order(
+    remote: Arc<Remote>,
+    service: Arc<Mutex<InService>>,
+    key: Key,
+    mut incoming: Incoming,
+) {
+    loop {
+        let remote = remote.clone();
+        // A task of its own, so that a panic loses that envelope only (its sender retries until its deadline),
+        // not its place in service nor the envelopes queued behind it.
+        let _ = tokio::spawn(async move {
             let answer = remote.handle(&incoming).await;
             incoming.answer(answer).await;
-        });
+        })
+        .await;
+        let next = lock(&service).done(&key);
+        match next {
+            Some(next) => incoming = next,
+            None => return,
+        }
+    }
+}
+
+/// Whose envelopes are served one by one: a sending host's about one parent (its `Parent` field).
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Key {
+    sender: String,
+    parent: String,
+}
+
+/// The envelopes [`serve`] took and has not answered yet.
+#[derive(Default)]
+struct InService {
+    /// All of them: at most [`MAX_REMOTE_IN_FLIGHT`].
+    total: usize,
+    /// By sending host (hosts with none are not kept): each at most [`MAX_REMOTE_IN_FLIGHT_PER_HOST`].
+    by_host: HashMap<String, usize>,
+    /// By sending host and parent while one of theirs is being handled: those waiting behind it, in order.
+    waiting: HashMap<Key, VecDeque<Incoming>>,
+}
+
+/// What [`InService::take`] did with an envelope.
+enum Taken {
+    /// In service; nothing of its sender and parent is being handled: handle it now.
+    Start(Incoming),
+    /// In service, queued behind the one of its sender and parent being handled.
+    Queued,
+    /// No room: not taken.
+    Full(Incoming),
+}
+
+impl InService {
+    /// Takes `incoming`, of `key`, into service if the bounds leave room.
+    fn take(&mut self, key: &Key, incoming: Incoming) -> Taken {
+        let from_host = self.by_host.get(&key.sender).copied().unwrap_or(0);
+        if self.total >= MAX_REMOTE_IN_FLIGHT || from_host >= MAX_REMOTE_IN_FLIGHT_PER_HOST {
+            return Taken::Full(incoming);
+        }
+        self.total += 1;
+        *self.by_host.entry(key.sender.clone()).or_default() += 1;
+        match self.waiting.get_mut(key) {
+            Some(queue) => {
+                queue.push_back(incoming);
+                Taken::Queued
+            }
+            None => {
+                self.waiting.insert(key.clone(), Default::default());
+                Taken::Start(incoming)
+            }
+        }
+    }
+
+    /// One envelope of `key` is answered: its place is given back; the next of `key` to handle, if any.
+    fn done(&mut self, key: &Key) -> Option<Incoming> {
+        self.total -= 1;
+        if let Some(n) = self.by_host.get_mut(&key.sender) {
+            *n -= 1;
+            if *n == 0 {
+                self.by_host.remove(&key.sender);
+            }
+        }
+        let next = self
+            .waiting
+            .get_mut(key)
+            .and_then(|queue| queue.pop_front());
+        if next.is_none() {
+            self.waiting.remove(key);
+        }
+        next
     }
 }
 
