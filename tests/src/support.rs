@@ -174,3 +174,9 @@ pub fn running(pid: u32) -> bool {
         .and_then(|stat| stat.rsplit_once(") ")?.1.chars().next())
         .is_some_and(|state| state != 'Z' && state != 'X')
 }
+
+/// A Perl program that builds `a/a/a/…`, 20,000 levels deep, in its working directory: deeper than any path, and
+/// than a recursive removal can remove (`std::fs::remove_dir_all` overflows a 2 MiB stack near 15,000 levels).
+/// Each level is made on top (a new `b`, the tree moved into it, `b` renamed `a`), fast where `mkdir` and `chdir`
+/// ever deeper are not. It has no `;`, so a guest script can carry it.
+pub const DEEP_TREE_PERL: &str = r#"for (0..20000) { ($_ ? (mkdir("b") and rename("a", "b/a") and rename("b", "a")) : mkdir("a")) or die $! }"#;

@@ -9,7 +9,7 @@ use theater_handler_process::{ProcessHandler, ProcessHandlerConfig, STDIN_WRITE_
 use theater_runtime::{ActorHandle, TheaterRuntime};
 use theater_tests::guests;
 use theater_tests::probe::ProbeHandler;
-use theater_tests::support::{events_of, runtime, script_lines as run, spawn};
+use theater_tests::support::{DEEP_TREE_PERL, events_of, runtime, script_lines as run, spawn};
 
 /// The programs the tests may run.
 fn allowed() -> ProcessHandlerConfig {
@@ -550,10 +550,8 @@ async fn process_a_private_directory_deeper_than_any_path_is_removed() {
         ..Default::default()
     };
     let a = actor(&rt, config, None).await;
-    // `a/a/a/…`, each level made on top (a new `b`, the tree moved into it, `b` renamed `a`). The script's
-    // commands are separated by `;`: the Perl has none.
-    let deep = r#"spawn:perl|-e|for (0..20000) { ($_ ? (mkdir("b") and rename("a", "b/a") and rename("b", "a")) : mkdir("a")) or die $! }"#;
-    assert_eq!(run(&a, deep).await, ["spawn=1"]);
+    let deep = format!("spawn:perl|-e|{DEEP_TREE_PERL}");
+    assert_eq!(run(&a, &deep).await, ["spawn=1"]);
     let log = wait_exits(&a, &[1]).await;
     assert!(
         of(&log, 1).iter().any(|l| l.starts_with("exit:1:0 ")),
