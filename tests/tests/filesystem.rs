@@ -353,6 +353,43 @@ async fn filesystem_trees_deeper_than_any_path_are_removed() {
     );
 }
 
+/// A FIFO in the root (a command may make one: `mkfifo`, or a tarball's entry) is refused by `read-file` and
+/// `write-file` at once: opened plainly, it would block a blocking thread until another process opened its other
+/// end, beyond the actor's stop, and enough of them would take every blocking thread of the host.
+#[tokio::test]
+async fn filesystem_a_fifo_is_refused_not_waited_on() {
+    let (rt, _dir) = runtime();
+    let root = tempfile::tempdir().unwrap();
+    let fifo = root.path().join("pipe");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let actor = local(&rt, rooted(root.path())).await.unwrap();
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        run(&actor, "fread:pipe;fwrite:pipe,x"),
+    )
+    .await;
+    let Ok(out) = answer else {
+        // Release the blocked thread (open the FIFO's other end), so that the runtime can end, then fail.
+        let release = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&fifo);
+        drop(release);
+        panic!("read-file waited on the FIFO");
+    };
+    assert_eq!(
+        out,
+        [
+            "fread!read pipe: not a regular file",
+            "fwrite!write pipe: not a regular file"
+        ]
+    );
+}
+
 /// The `new_dir` roots under the runtime's data folder.
 fn new_dir_roots(data: &Path) -> Vec<std::path::PathBuf> {
     match std::fs::read_dir(data.join("filesystem")) {

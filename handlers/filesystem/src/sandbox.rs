@@ -8,7 +8,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use cap_std::ambient_authority;
-use cap_std::fs::Dir;
+use cap_std::fs::{Dir, OpenOptions};
 
 /// One actor's root directory.
 #[derive(Clone, Debug)]
@@ -105,7 +105,7 @@ impl Sandbox {
     /// # Errors
     /// `read <path>: <n> bytes exceed max_read_bytes (<max>)`, or the I/O error.
     pub fn read(&self, path: &Path, max: u64) -> Result<Vec<u8>, String> {
-        let file = self.root.open(path).map_err(io("read", path))?;
+        let file = self.open_regular(path, OpenOptions::new().read(true), "read")?;
         let len = file.metadata().map_err(io("read", path))?.len();
         let too_big = |n: u64| {
             format!(
@@ -128,8 +128,47 @@ impl Sandbox {
     }
 
     /// Creates or truncates the file (its parent must exist).
+    ///
+    /// # Errors
+    /// `write <path>: not a regular file` for a FIFO, a device or a socket there, or the I/O error.
     pub fn write(&self, path: &Path, content: &[u8]) -> Result<(), String> {
-        self.root.write(path, content).map_err(io("write", path))
+        let options = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .clone();
+        let mut file = self.open_regular(path, &options, "write")?;
+        std::io::Write::write_all(&mut file, content).map_err(io("write", path))
+    }
+
+    /// Opens `path` with `options`, non-blocking, and refuses anything but a regular file (`what` names the
+    /// function in the error). A FIFO a command made in the root (or a device a `path` root holds) would block the
+    /// open or the read of a blocking thread for good, beyond the actor's stop: a thread the host never gets back.
+    fn open_regular(
+        &self,
+        path: &Path,
+        options: &OpenOptions,
+        what: &str,
+    ) -> Result<cap_std::fs::File, String> {
+        let mut options = options.clone();
+        // The open itself does not wait for a FIFO's other end; reads and writes of a regular file ignore the flag.
+        cap_std::fs::OpenOptionsExt::custom_flags(
+            &mut options,
+            rustix::fs::OFlags::NONBLOCK.bits() as i32,
+        );
+        let not_regular = || format!("{what} {}: not a regular file", path.display());
+        let file = match self.root.open_with(path, &options) {
+            Ok(file) => file,
+            // A non-blocking open for writing of a FIFO nobody reads (or of a device without its driver).
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NXIO.raw_os_error()) => {
+                return Err(not_regular());
+            }
+            Err(e) => return Err(io(what, path)(e)),
+        };
+        if !file.metadata().map_err(io(what, path))?.is_file() {
+            return Err(not_regular());
+        }
+        Ok(file)
     }
 
     /// Entry names, sorted, if there are at most `max`. The directory is read one entry past `max` and no
