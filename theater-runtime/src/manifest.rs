@@ -132,15 +132,60 @@ struct RawManifest {
     handlers: Vec<toml::Table>,
 }
 
+/// Bytes of a manifest file at most: 1 MiB ([`Manifest::load`]).
+pub const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
+
+/// Bytes of the component file a manifest names at most: 256 MiB. Its `init_state` file may hold at most the
+/// actor's `limits.memory_bytes`, which it must fit in once lowered into the guest.
+pub const MAX_COMPONENT_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Reads the file at `path` whole, if it is a regular file of at most `max` bytes (`limit` names the bound in the
+/// error). Manifests, and the files they name, come from paths others choose (a supervising actor, a cluster peer,
+/// a `POST` to the server's API): `/dev/zero` would be read until the host ran out of memory, and a FIFO would
+/// block the reading thread for good. So the file is opened without blocking, refused unless regular, its size
+/// checked before anything is allocated, and the read stops one byte past the bound in case it grows meanwhile.
+///
+/// # Errors
+/// `not a regular file`, `<n> bytes exceed <limit> (<max>)`, or the I/O error.
+pub fn read_file_bounded(path: &Path, max: u64, limit: &str) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(
+        &mut options,
+        rustix::fs::OFlags::NONBLOCK.bits() as i32,
+    );
+    let file = options.open(path).map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".to_owned());
+    }
+    let too_big = |n: u64| format!("{n} bytes exceed {limit} ({max})");
+    if meta.len() > max {
+        return Err(too_big(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(max.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > max {
+        return Err(too_big(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
 impl Manifest {
-    /// Reads and parses the manifest at `path`.
+    /// Reads and parses the manifest at `path`, a regular file of at most [`MAX_MANIFEST_BYTES`].
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ManifestError> {
         let path = path.as_ref();
         let err = |message: String| ManifestError {
             path: path.to_owned(),
             message,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let text = read_file_bounded(path, MAX_MANIFEST_BYTES, "MAX_MANIFEST_BYTES")
+            .and_then(|bytes| String::from_utf8(bytes).map_err(|e| e.to_string()))
+            .map_err(err)?;
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let dir = std::path::absolute(&dir).unwrap_or(dir);
         Self::parse(&text, &dir).map_err(|e| ManifestError {
@@ -219,6 +264,61 @@ impl Manifest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A FIFO at `dir/name` (`mkfifo`).
+    fn fifo(dir: &Path, name: &str) -> PathBuf {
+        let path = dir.join(name);
+        let made = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        path
+    }
+
+    /// `f` on a thread of its own, its result within 20 s: a read that blocks fails the test instead of hanging it.
+    fn within_20_s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(f()));
+        rx.recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the read blocked")
+    }
+
+    /// A manifest, or a file it names, at a path somebody else chose: a FIFO is refused at once (it blocked the
+    /// reading thread for good), and so is a file past its bound, named.
+    #[test]
+    fn manifest_files_are_regular_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let pipe = fifo(dir.path(), "pipe.toml");
+        let e = within_20_s(move || Manifest::load(&pipe)).unwrap_err();
+        assert!(e.message.contains("not a regular file"), "{e}");
+
+        let big = dir.path().join("big.toml");
+        let comment = "# a comment line of the manifest\n".repeat(40_000);
+        assert!(comment.len() as u64 > MAX_MANIFEST_BYTES);
+        std::fs::write(
+            &big,
+            format!("name = \"a\"\ncomponent = \"a.wasm\"\n{comment}"),
+        )
+        .unwrap();
+        let e = Manifest::load(&big).unwrap_err();
+        assert!(
+            e.message
+                .contains(&format!("exceed MAX_MANIFEST_BYTES ({MAX_MANIFEST_BYTES})")),
+            "{e}"
+        );
+
+        let component = fifo(dir.path(), "a.wasm");
+        let e = within_20_s(move || read_file_bounded(&component, 10, "X")).unwrap_err();
+        assert_eq!(e, "not a regular file");
+        let state = dir.path().join("state");
+        std::fs::write(&state, [7; 11]).unwrap();
+        assert_eq!(
+            read_file_bounded(&state, 10, "limits.memory_bytes").unwrap_err(),
+            "11 bytes exceed limits.memory_bytes (10)"
+        );
+        assert_eq!(read_file_bounded(&state, 11, "X").unwrap(), [7; 11]);
+    }
 
     #[test]
     fn parses_and_resolves_paths() {

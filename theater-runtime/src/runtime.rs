@@ -428,17 +428,27 @@ impl TheaterRuntime {
         manifest: &Manifest,
         registry: &HandlerRegistry,
     ) -> Result<SpawnOptions, SpawnError> {
-        let read = |p: &PathBuf, what: &str| {
-            std::fs::read(p).map_err(|e| crate::manifest::ManifestError {
-                path: p.clone(),
-                message: format!("reading {what}: {e}"),
+        let read = |p: &PathBuf, what: &str, max: u64, limit: &str| {
+            crate::manifest::read_file_bounded(p, max, limit).map_err(|e| {
+                crate::manifest::ManifestError {
+                    path: p.clone(),
+                    message: format!("reading {what}: {e}"),
+                }
             })
         };
-        let component = read(&manifest.component, "component")?;
+        let component = read(
+            &manifest.component,
+            "component",
+            crate::manifest::MAX_COMPONENT_BYTES,
+            "MAX_COMPONENT_BYTES",
+        )?;
         let init_state = manifest
             .init_state
             .as_ref()
-            .map(|p| read(p, "init_state"))
+            .map(|p| {
+                let max = manifest.limits.memory_bytes;
+                read(p, "init_state", max, "limits.memory_bytes")
+            })
             .transpose()?;
         let (handlers, overrides) = self.manifest_handlers(manifest, registry)?;
         let options = SpawnOptions::new(manifest.name.clone(), component)

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::Deserialize;
 use theater_runtime::{
-    ActorId, CompiledComponent, HandlerRegistry, Manifest, SpawnOptions, TheaterRuntime,
+    ActorId, CompiledComponent, HandlerRegistry, Manifest, SpawnOptions, TheaterRuntime, manifest,
 };
 
 /// Where a supervising actor stands in its supervision tree: how deep, how deep its descendants may go, and
@@ -265,7 +265,10 @@ impl ManifestPolicy {
 /// `"manifest <path>: <what>"` for an unreadable or invalid file.
 pub(crate) fn read_manifest(path: &Path) -> Result<Manifest, String> {
     let manifest_err = |e: &dyn std::fmt::Display| format!("manifest {}: {e}", path.display());
-    let text = std::fs::read_to_string(path).map_err(|e| manifest_err(&e))?;
+    let text =
+        manifest::read_file_bounded(path, manifest::MAX_MANIFEST_BYTES, "MAX_MANIFEST_BYTES")
+            .and_then(|bytes| String::from_utf8(bytes).map_err(|e| e.to_string()))
+            .map_err(|e| manifest_err(&e))?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     Manifest::parse(&text, &dir).map_err(|e| manifest_err(&e.message))
 }
@@ -282,17 +285,27 @@ impl Lineage {
     /// under a writable folder. Blocking.
     pub(crate) fn pin_read(&self, path: PathBuf, manifest: Manifest) -> Result<Pinned, String> {
         let manifest_err = |e: &dyn std::fmt::Display| format!("manifest {}: {e}", path.display());
-        let read = |what: &str, file: &Path| {
+        let read = |what: &str, file: &Path, max: u64, limit: &str| {
             let canonical = std::fs::canonicalize(file)
                 .map_err(|e| manifest_err(&format!("reading {what} {}: {e}", file.display())))?;
             self.check_not_writable(what, &canonical)
                 .map_err(|e| format!("permission denied: {e}"))?;
-            std::fs::read(&canonical)
+            manifest::read_file_bounded(&canonical, max, limit)
                 .map_err(|e| manifest_err(&format!("reading {what} {}: {e}", file.display())))
         };
-        let component = read("component", &manifest.component)?;
+        let component = read(
+            "component",
+            &manifest.component,
+            manifest::MAX_COMPONENT_BYTES,
+            "MAX_COMPONENT_BYTES",
+        )?;
         let init_state = match &manifest.init_state {
-            Some(file) => Some(read("init_state", file)?),
+            Some(file) => Some(read(
+                "init_state",
+                file,
+                manifest.limits.memory_bytes,
+                "limits.memory_bytes",
+            )?),
             None => None,
         };
         Ok(Pinned {
