@@ -60,4 +60,12 @@ impl ProbeHandler {
         notes.push(msg);
         notes.len() as u32
     }
+
+    /// WIT: `work: func(ms: u32)`: spins for `ms` milliseconds.
+    fn work(&self, ms: u32) {
+        let start = std::time::Instant::now();
+        while start.elapsed() < std::time::Duration::from_millis(ms.into()) {
+            std::hint::spin_loop();
+        }
+    }
 }

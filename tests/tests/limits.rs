@@ -271,6 +271,34 @@ async fn the_call_deadline_counts_guest_time_not_host_waits() {
     eprintln!("spinning guest interrupted after {elapsed:?} (deadline 200 ms)");
 }
 
+/// The host's work for the guest counts against `call_timeout_ms`; only its waits do not. A guest that has the
+/// host spin in synchronous calls (`work(50)`, 40 times: 2 s of host CPU, next to no guest code) is stopped near
+/// its 300 ms deadline, where crediting whole host calls back let it run for as long as it liked; 100 ms of such
+/// work passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_call_deadline_counts_host_work_done_for_the_guest() {
+    let (rt, _dir) = runtime();
+    let probe = ProbeHandler::new();
+    let worker = rt
+        .spawn(
+            SpawnOptions::new("work", std::fs::read(guests::PROBE).unwrap())
+                .handlers(vec![Arc::new(probe.clone())])
+                .limits(Limits {
+                    call_timeout_ms: 300,
+                    ..Default::default()
+                }),
+        )
+        .await
+        .unwrap();
+    let callbacks = probe.callbacks(&worker);
+    assert_eq!(
+        callbacks.handle_script("work:20x5".to_owned()).await,
+        Ok("worked 5".to_owned())
+    );
+    let err = callbacks.handle_script("work:50x40".to_owned()).await;
+    assert_eq!(err, Err(ActorError::Timeout));
+}
+
 /// Queues an 800 ms call that the actor's own task runs (queued, not run by a caller: `post` never runs a call
 /// itself), so that the calls made meanwhile queue for the task too.
 fn busy_in_its_task(actor: &ActorHandle) -> tokio::task::JoinHandle<Result<String, ActorError>> {

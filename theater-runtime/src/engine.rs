@@ -72,8 +72,10 @@ pub struct TheaterEngine {
     components: Mutex<HashMap<[u8; 32], Arc<CompiledComponent>>>,
     instance_pres: Mutex<HashMap<PreKey, InstancePre<ActorStore>>>,
     ticker_stop: Arc<AtomicBool>,
-    /// Epoch ticks since the engine started, advanced with the epoch: what call deadlines count.
-    ticks: Arc<AtomicU64>,
+    /// Epoch ticks since the engine started, advanced with the epoch: what call deadlines count. Leaked (8 bytes
+    /// per engine), so that a host call can read it while its context borrows the store, without a reference
+    /// count on a line every actor's calls would share.
+    ticks: &'static AtomicU64,
 }
 
 impl TheaterEngine {
@@ -97,8 +99,8 @@ impl TheaterEngine {
         let engine = Engine::new(&config)
             .map_err(|e| anyhow::anyhow!("creating the wasmtime engine: {e}"))?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
-        let ticks = Arc::new(AtomicU64::new(0));
-        let (weak, stop, counter) = (engine.weak(), ticker_stop.clone(), ticks.clone());
+        let ticks: &'static AtomicU64 = Box::leak(Box::new(AtomicU64::new(0)));
+        let (weak, stop, counter) = (engine.weak(), ticker_stop.clone(), ticks);
         std::thread::Builder::new()
             .name("theater-epoch".into())
             .spawn(move || {
@@ -123,8 +125,8 @@ impl TheaterEngine {
     }
 
     /// The epoch tick counter (advanced every [`EPOCH_TICK`]).
-    pub fn ticks(&self) -> Arc<AtomicU64> {
-        self.ticks.clone()
+    pub fn ticks(&self) -> &'static AtomicU64 {
+        self.ticks
     }
 
     /// The wasmtime engine.

@@ -70,6 +70,17 @@ pub struct PendingCall<P> {
     params: Option<P>,
 }
 
+impl<P> PendingCall<P> {
+    /// Of the call's time, only `waited` ticks (its future pending: on I/O, a timer, another task) are the host's
+    /// and not counted against the guest's deadline; the rest, host work done for the guest while it waits on
+    /// the call, counts as its own run time. `now` is the current tick. The definers
+    /// ([`define`](mod@define)) say this of every call; glue written out credits the whole call.
+    pub(crate) fn host_waited(mut self, waited: u64, now: u64) -> Self {
+        self.tick = now.saturating_sub(waited);
+        self
+    }
+}
+
 /// Captures the parameters of a call to `spec` before the call moves them. `params` makes owned copies of them;
 /// it runs only if the actor records its calls.
 pub fn begin<P: RecordParams + Send + 'static>(
@@ -85,7 +96,8 @@ pub fn begin<P: RecordParams + Send + 'static>(
 }
 
 /// Records a call as one chain event of type `spec.event_type`, timestamped now, holding its parameters and a
-/// copy of `result`. The time since [`begin`] was the host's: it does not count against the call's deadline
+/// copy of `result`. The time since [`begin`] (or as much of it as the definers found the call waiting,
+/// `PendingCall::host_waited`) was the host's: it does not count against the call's deadline
 /// (`limits.call_timeout_ms` bounds the guest's own run time).
 ///
 /// The values are encoded as the event's `data` ([`crate::record`]) and the event is hashed when the chain is

@@ -34,7 +34,7 @@ use crate::record::RecordMode;
 pub struct Limits {
     /// How long the guest's own code may run in one call into the actor (and in instantiation), in ms: time
     /// spent waiting in host calls (a sleep, an HTTP request) does not count, since each handler bounds its own
-    /// waits. Enforced by epoch interruption at the engine's tick (10 ms): a guest past it traps and the actor
+    /// waits; the host's work for the guest (a synchronous host function, an `async` one while it runs) does. Enforced by epoch interruption at the engine's tick (10 ms): a guest past it traps and the actor
     /// fails with [`ActorExit::TimedOut`](crate::ActorExit::TimedOut). Default 10 000.
     pub call_timeout_ms: u64,
     /// The most bytes the actor's linear memories and tables may grow to, **together** (every core instance's

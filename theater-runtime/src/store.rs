@@ -32,10 +32,11 @@ pub struct ActorStore {
     /// `limits.call_timeout_ms`: how long the guest's own code may run in one call.
     pub(crate) call_timeout: Duration,
     /// The engine's epoch tick counter.
-    pub(crate) ticks: Arc<AtomicU64>,
+    pub(crate) ticks: &'static AtomicU64,
     /// The tick at which the current call into the actor (or instantiation) started, if one is running.
     pub(crate) call_start: Option<u64>,
-    /// Ticks the current call has spent in host calls (not counted against its deadline).
+    /// Ticks the current call's host calls have spent waiting (not counted against its deadline; see
+    /// [`PendingCall::host_waited`](crate::host::PendingCall)).
     pub(crate) host_ticks: u64,
     /// Whether the current call was interrupted by its deadline.
     pub(crate) deadline_hit: bool,
@@ -137,7 +138,7 @@ impl ActorStore {
 
     /// The epoch-deadline callback: yield to the executor on every tick (so a busy guest never blocks its
     /// thread and a terminate can drop the call), and trap once the guest's own run time in the current call
-    /// (the ticks since it started, less those spent in host calls) reaches `call_timeout`, or once the chain
+    /// (the ticks since it started, less those its host calls spent waiting) reaches `call_timeout`, or once the chain
     /// can no longer be kept within its memory bound ([`ChainLog::broken`](crate::chain::log::ChainLog::broken)).
     pub(crate) fn on_epoch(&mut self) -> wasmtime::Result<wasmtime::UpdateDeadline> {
         if let Some(broken) = self.shared.chain.broken() {

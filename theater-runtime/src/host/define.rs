@@ -7,7 +7,9 @@
 //! cloned nor serialized as they are, keeps its glue written out (`emit/imports.rs`).
 
 use std::marker::PhantomData;
+use std::pin::pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::future::BoxFuture;
 use serde::Serialize;
@@ -148,7 +150,30 @@ where
         Some(answer) => answer,
         None => run(store, params),
     };
+    // A synchronous call never waits: all its time is work for the guest.
+    let pending = pending.host_waited(0, store.data().tick());
     conclude(store.data_mut(), pending, outcome)
+}
+
+/// Polls `call` to its end and counts the epoch ticks (of `ticks`) that pass while it is pending: the host's
+/// waits, which do not count against the guest's deadline (`limits.call_timeout_ms`); the ticks that pass while
+/// it is polled, the host's work for the guest, do. A call that answers at its first poll reads no clock.
+async fn waits<T>(ticks: &AtomicU64, call: impl Future<Output = T>) -> (T, u64) {
+    let mut call = pin!(call);
+    let mut pending_since = None;
+    let mut waited = 0;
+    let out = std::future::poll_fn(|cx| {
+        if let Some(since) = pending_since.take() {
+            waited += ticks.load(Ordering::Relaxed).saturating_sub(since);
+        }
+        let poll = call.as_mut().poll(cx);
+        if poll.is_pending() {
+            pending_since = Some(ticks.load(Ordering::Relaxed));
+        }
+        poll
+    })
+    .await;
+    (out, waited)
 }
 
 impl<H: Handler> Definer<'_, '_, H> {
@@ -215,10 +240,12 @@ impl<H: Handler> Definer<'_, '_, H> {
             .func_wrap_async(spec.function, move |mut store, params: P| {
                 Box::new(async move {
                     let pending = begin(store.data(), spec, || params.clone());
-                    let outcome = match replay::<R>(store.data_mut(), spec) {
-                        Some(answer) => answer,
-                        None => call(instance(store.data())?, params).await,
+                    let ticks = store.data().ticks;
+                    let (outcome, waited) = match replay::<R>(store.data_mut(), spec) {
+                        Some(answer) => (answer, 0),
+                        None => waits(ticks, call(instance(store.data())?, params)).await,
                     };
+                    let pending = pending.host_waited(waited, store.data().tick());
                     conclude(store.data_mut(), pending, outcome)
                 })
             })
@@ -246,14 +273,16 @@ impl<H: Handler> Definer<'_, '_, H> {
             .func_wrap_async(spec.function, move |mut store, params: P| {
                 Box::new(async move {
                     let pending = begin(store.data(), spec, || params.clone());
-                    let outcome = match replay::<R>(store.data_mut(), spec) {
-                        Some(answer) => answer,
+                    let ticks = store.data().ticks;
+                    let (outcome, waited) = match replay::<R>(store.data_mut(), spec) {
+                        Some(answer) => (answer, 0),
                         None => {
                             let this: Arc<H> = instance(store.data())?;
                             let mut ctx = HostCtx::new(store.as_context_mut());
-                            call(this, &mut ctx, params).await
+                            waits(ticks, call(this, &mut ctx, params)).await
                         }
                     };
+                    let pending = pending.host_waited(waited, store.data().tick());
                     conclude(store.data_mut(), pending, outcome)
                 })
             })

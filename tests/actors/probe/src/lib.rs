@@ -5,7 +5,7 @@ wit_bindgen::generate!({ path: "../../wit", world: "theater:test/probe-actor", g
 
 use exports::theater::simple::actor::Guest as Actor;
 use exports::theater::test::probe_handlers::Guest as ProbeHandlers;
-use theater::test::probe::note;
+use theater::test::probe::{note, work};
 
 struct Probe;
 
@@ -30,8 +30,16 @@ impl ProbeHandlers for Probe {
         guest_support::spin_forever()
     }
 
-    fn handle_script(_state: Option<Vec<u8>>, _params: (String,)) -> Result<(Option<Vec<u8>>, (String,)), String> {
-        Err("no scripts in probe".into())
+    /// `work:<ms>x<times>`: calls `work(ms)` `times` times (host work, with next to no guest work between).
+    fn handle_script(_state: Option<Vec<u8>>, params: (String,)) -> Result<(Option<Vec<u8>>, (String,)), String> {
+        let Some((ms, times)) = params.0.strip_prefix("work:").and_then(|w| w.split_once('x')) else {
+            return Err("the probe's only script is work:<ms>x<times>".into());
+        };
+        let (ms, times) = (ms.parse().unwrap_or(0), times.parse().unwrap_or(0));
+        for _ in 0..times {
+            work(ms);
+        }
+        Ok((None, (format!("worked {times}"),)))
     }
 }
 
