@@ -46,6 +46,15 @@ impl Address {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The host a service address names (`<prefix>.host.<host>.<service>`); `None` for an actor's, whose host the
+    /// address does not tell.
+    pub(crate) fn host(&self) -> Option<&str> {
+        match self.0.splitn(4, '.').collect::<Vec<_>>()[..] {
+            [_, "host", host, _] => Some(host),
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Display for Address {
@@ -79,5 +88,8 @@ mod tests {
             "theater.host.host-b.message-server"
         );
         assert!(!valid_name(&"h".repeat(MAX_NAME_LEN + 1)));
+        let service = Address::service("theater", "host-b", "supervisor").unwrap();
+        assert_eq!(service.host(), Some("host-b"));
+        assert_eq!(Address::actor("theater", id).unwrap().host(), None);
     }
 }

@@ -4,7 +4,8 @@
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DeliveryError {
     /// Nobody serves the address: no host has such an actor (or service), or its host is gone. Decided once NATS
-    /// answers "no responders" outside the grace period after a reconnect ([`NO_RESPONDERS_GRACE`]).
+    /// answers "no responders" outside the grace periods after a reconnect of this host or of the serving host
+    /// ([`NO_RESPONDERS_GRACE`]).
     ///
     /// [`NO_RESPONDERS_GRACE`]: crate::NO_RESPONDERS_GRACE
     #[error("no host serves {0}")]
@@ -22,7 +23,9 @@ pub enum DeliveryError {
         /// The server's `max_payload`, bytes.
         max: usize,
     },
-    /// The serving host answered with an error (e.g. a full mailbox); the text is its message.
+    /// The serving host answered with an error (e.g. a full mailbox); the text is its message. Also an answer whose
+    /// payload passes [`MAX_REPLY_BYTES`](crate::MAX_REPLY_BYTES), not taken (the text names the limit; the
+    /// envelope may have been served).
     #[error("{0}")]
     Refused(String),
     /// The address is not a valid subject token (an actor id must be a UUID, a host name letters, digits, `-`

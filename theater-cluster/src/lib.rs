@@ -10,7 +10,7 @@
 //! * [`Cluster::deliver`]: ordered, acknowledged delivery of an [`Envelope`] to an address, up to
 //!   [`WINDOW`] in flight, resent across a NATS restart and served once and in order by the receiver
 //!   (per sending host and address: a stream, [`outbox`]), its queue bounded by [`MAX_QUEUED`] envelopes and
-//!   [`MAX_QUEUED_BYTES`] (64 MiB);
+//!   [`MAX_QUEUED_BYTES`] (64 MiB), the replies it keeps by [`MAX_REPLY_BYTES`] (1 MiB);
 //! * [`Cluster::serve`]: the [`Inbox`] of an address this host serves (an actor it runs), holding what arrived and
 //!   was not handled yet within [`MAX_INBOX_BYTES`] (64 MiB) per address and [`MAX_RECEIVED_BYTES`] (256 MiB) per
 //!   host; the answers kept for repeats are bounded by [`MAX_DEDUP_BYTES`] (64 MiB) per host;
@@ -59,16 +59,18 @@ pub use crate::intake::{
     held_size,
 };
 pub use crate::outbox::{
-    ATTEMPT_TIMEOUT, BATCH, BATCH_BYTES, MAX_QUEUED, MAX_QUEUED_BYTES, WINDOW,
+    ATTEMPT_TIMEOUT, BATCH, BATCH_BYTES, MAX_QUEUED, MAX_QUEUED_BYTES, MAX_REPLY_BYTES, WINDOW,
 };
 
 use crate::dedup::Dedup;
 use crate::liveness::Liveness;
 use crate::outbox::{Done, Item, Outboxes};
 
-/// After this host's connection is (re)established, "no responders" for an address is taken for a host that has
-/// not resubscribed yet, and the envelope is sent again, for this long; after it, for
-/// [`DeliveryError::NotFound`].
+/// How long "no responders" for an address is taken for a host that has not resubscribed yet, and the envelope
+/// sent again, 3 s: after this host's connection is (re)established; and from the first "no responders" for an
+/// address whose serving host is alive (its connection may be coming back: the host a service address names, or
+/// the one that answered the stream last). After it, and at once for an address whose host is unknown or lost,
+/// it is [`DeliveryError::NotFound`].
 pub const NO_RESPONDERS_GRACE: Duration = Duration::from_secs(3);
 
 /// How long [`Cluster::connect`] waits for the server.
@@ -142,6 +144,30 @@ impl Shared {
     /// How long the connection has been up; `None` while it is down.
     pub(crate) fn connected_for(&self) -> Option<Duration> {
         self.connection.up_since().map(|since| since.elapsed())
+    }
+
+    /// Returns once the server has handled a message sent now, so everything sent before it (e.g. a subscription):
+    /// async-nats's `flush` only writes them out. The message goes to a subject of this connection's own, and comes
+    /// back (whoever else listens); if it does not within [`CONNECT_TIMEOUT`] (the connection is down), returns all
+    /// the same.
+    ///
+    /// # Errors
+    /// [`DeliveryError::Closed`] if the connection is closed.
+    pub(crate) async fn round_trip(&self) -> Result<(), DeliveryError> {
+        let probe = self.client.new_inbox();
+        let mut back = self
+            .client
+            .subscribe(probe.clone())
+            .await
+            .map_err(|_| DeliveryError::Closed)?;
+        self.client
+            .publish(probe, bytes::Bytes::new())
+            .await
+            .map_err(|_| DeliveryError::Closed)?;
+        match tokio::time::timeout(CONNECT_TIMEOUT, futures::StreamExt::next(&mut back)).await {
+            Ok(None) => Err(DeliveryError::Closed),
+            Ok(Some(_)) | Err(_) => Ok(()),
+        }
     }
 
     /// Whether the connection is down or came up less than [`NO_RESPONDERS_GRACE`] ago.
@@ -368,7 +394,7 @@ impl Cluster {
     /// Serves `address` from this host: what other hosts deliver to it arrives in the returned [`Inbox`] until
     /// that is dropped, held there within [`MAX_INBOX_BYTES`] and [`MAX_RECEIVED_BYTES`] until it is read (a task
     /// takes it from the subscription as it comes). Returns once the NATS server has the subscription (one round
-    /// trip).
+    /// trip: async-nats's `flush` alone does not wait for the server).
     ///
     /// # Errors
     /// [`DeliveryError::Closed`] if the connection is closed.
@@ -379,13 +405,9 @@ impl Cluster {
             .subscribe(address.as_str().to_owned())
             .await
             .map_err(|_| DeliveryError::Closed)?;
-        // Served from the moment this returns: the server has the subscription once it answered a ping after it
-        // (else a delivery right after could find "no responders").
-        self.shared
-            .client
-            .flush()
-            .await
-            .map_err(|_| DeliveryError::Closed)?;
+        // Served from the moment this returns: the server has the subscription once it answered something sent
+        // after it (else a delivery right after could find "no responders").
+        self.shared.round_trip().await?;
         Ok(Inbox::new(self.shared.clone(), subscriber))
     }
 

@@ -14,6 +14,22 @@
 //! flight, each counted by its framed size, [`frame::encoded_len`]). Past either, a delivery is refused at once.
 //! An envelope's bytes count from the moment it is queued until its outcome is known (answered, refused, failed,
 //! timed out) or it is dropped with its queue.
+//!
+//! What a stream keeps of its replies is bounded too, whoever publishes to its reply subject (any host that can
+//! publish on the NATS server): async-nats buffers at most [`SUBSCRIPTION_CAPACITY`](crate::SUBSCRIPTION_CAPACITY)
+//! of them, and the stream's task reads them before anything else; a reply is kept only with the envelopes it
+//! answers (in flight, of the current generation, not answered yet), everything else is dropped as it is read; a
+//! reply whose payload passes [`MAX_REPLY_BYTES`] is not kept at all (the envelopes it answers fail, naming the
+//! limit); and the replies that came before the answer to the oldest envelope in flight (answers out of order) are
+//! kept within `MAX_REPLY_BYTES` together, one past it dropped as if lost (its envelope is sent again).
+//!
+//! "No responders" (nobody subscribes to the address) is [`DeliveryError::NotFound`], unless the subscription may
+//! be on its way back: within [`NO_RESPONDERS_GRACE`](crate::NO_RESPONDERS_GRACE) of this host's own
+//! (re)connection, or while the host serving the address is alive and has been answered "no responders" for less
+//! than `NO_RESPONDERS_GRACE` (its connection dropped and async-nats resubscribes it as it reconnects). The
+//! serving host is the one a service address names, or for an actor's address the one that answered this stream
+//! last; an address whose host is unknown or lost is not found at once. The envelopes are then sent again after a
+//! short pause.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -25,7 +41,10 @@ use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::envelope::{BASE, BUSY, ERROR, FIRST, FORGOTTEN, GAP, HOST, RETRY, SEQ, STREAM, header};
-use crate::{Address, DeliveryError, Envelope, Reply, Shared, frame};
+use crate::{
+    Address, DeliveryError, Envelope, NO_RESPONDERS_GRACE, Reply, Shared, frame, held_size,
+    valid_name,
+};
 
 /// Envelopes waiting in one address's queue at most (not counting the [`WINDOW`] in flight); past it
 /// [`Cluster::deliver`](crate::Cluster::deliver) refuses at once ([`DeliveryError::Refused`], naming
@@ -58,9 +77,21 @@ const HEADROOM: usize = 512;
 /// How long the oldest envelope in flight waits for its answer before it and those after it are sent again.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Bytes of the replies one stream keeps, 1 MiB (NATS's default `max_payload`, within which the services answer).
+/// A reply whose payload is larger is not kept: the envelopes it answers fail with
+/// [`DeliveryError::Refused`] naming `MAX_REPLY_BYTES` (the envelope may have been served; its answer is not taken).
+/// The replies that came before the answer to the oldest envelope in flight, waiting for it, are kept within this
+/// many bytes together, each counted as [`held_size`](crate::held_size) counts a received message, once per
+/// envelope it answers; one that would pass it is dropped as if lost, and its envelope sent again.
+pub const MAX_REPLY_BYTES: usize = 1024 * 1024;
+
 /// Pause before sending again after NATS said "no responders" within the reconnect grace, or the receiver asked
 /// for an envelope again later.
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
+
+/// Pause before sending again after "no responders" from an address whose host is alive (it may be
+/// reconnecting): the pace at which a host tries to reconnect.
+const PEER_RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 /// An idle queue's task ends after this long.
 const IDLE: Duration = Duration::from_secs(30);
@@ -224,7 +255,26 @@ struct InFlight {
     sent: Instant,
     /// The number of the last envelope of the NATS message it was last sent in.
     batch_last: u64,
-    reply: Option<Message>,
+    reply: Option<Answered>,
+}
+
+/// What came back for an envelope in flight.
+#[derive(Clone)]
+enum Answered {
+    /// A reply, as it came.
+    Reply(Message),
+    /// A reply whose payload passed [`MAX_REPLY_BYTES`], not kept: its size, and the host it said it came from.
+    TooLarge { size: usize, host: String },
+}
+
+impl Answered {
+    /// The bytes it counts against [`MAX_REPLY_BYTES`] (a note of a reply not kept counts nothing).
+    fn size(&self) -> usize {
+        match self {
+            Self::Reply(reply) => held_size(reply),
+            Self::TooLarge { .. } => 0,
+        }
+    }
 }
 
 /// One address's queue: its task's state.
@@ -241,6 +291,11 @@ struct Stream {
     resend_at: Option<Instant>,
     /// Set while the receiver holds the oldest envelope back ("later").
     held_back: Arc<AtomicBool>,
+    /// The host that answered last (with anything but "no responders"), for an address that does not name its host.
+    served_by: Option<String>,
+    /// The first and the latest "no responders" of the current run of them: none answered in between, none more
+    /// than [`NO_RESPONDERS_GRACE`] after the one before.
+    no_responders: Option<(Instant, Instant)>,
 }
 
 impl Stream {
@@ -256,6 +311,8 @@ impl Stream {
             flight: VecDeque::new(),
             resend_at: None,
             held_back,
+            served_by: None,
+            no_responders: None,
         }
     }
 
@@ -411,7 +468,9 @@ impl Stream {
         }
     }
 
-    /// A reply: kept with its envelope (if of this generation), for [`settle`](Self::settle).
+    /// A reply: kept with the envelopes it answers (in flight, of this generation, not answered yet), for
+    /// [`settle`](Self::settle); anything else is dropped as it comes. Of a payload past [`MAX_REPLY_BYTES`] only a
+    /// note is kept; a reply to envelopes behind the oldest unanswered one only within `MAX_REPLY_BYTES` for all.
     fn received(&mut self, reply: Message) {
         let mut tokens = reply.subject.rsplitn(3, '.');
         let seq = tokens.next().and_then(|s| s.parse::<u64>().ok());
@@ -420,34 +479,112 @@ impl Stream {
             return;
         }
         let Some(last) = seq else { return };
-        if reply.status == Some(StatusCode::NO_RESPONDERS) {
-            // Nobody took the message: that is the answer to every envelope in it.
-            for entry in self.flight.iter_mut() {
-                if entry.batch_last == last && entry.reply.is_none() {
-                    entry.reply = Some(reply.clone());
-                }
-            }
-            return;
-        }
-        // A reply may stand for several: the answers to `first` ..= `last`, all the same.
+        let no_responders = reply.status == Some(StatusCode::NO_RESPONDERS);
+        // "No responders": nobody took the message, the answer to every envelope in it. Else a reply may stand for
+        // several: the answers to `first` ..= `last`, all the same.
         let first = header(reply.headers.as_ref(), FIRST)
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(last);
-        for entry in self.flight.iter_mut() {
-            if (first..=last).contains(&entry.seq) && entry.reply.is_none() {
-                entry.reply = Some(reply.clone());
+        let answers = |entry: &InFlight| {
+            entry.reply.is_none()
+                && match no_responders {
+                    true => entry.batch_last == last,
+                    false => (first..=last).contains(&entry.seq),
+                }
+        };
+        let answered = self.flight.iter().filter(|e| answers(e)).count();
+        let Some(front) = self.flight.front() else {
+            return;
+        };
+        if answered == 0 {
+            // For nothing in flight, or answered already: not kept.
+            return;
+        }
+        let answers_front = answers(front);
+        let host = header(reply.headers.as_ref(), HOST).filter(|h| valid_name(h));
+        if !no_responders {
+            // The address is served (again), by that host.
+            self.no_responders = None;
+            if let Some(host) = host {
+                self.served_by = Some(host.to_owned());
             }
         }
+        let reply = if reply.payload.len() > MAX_REPLY_BYTES {
+            tracing::debug!(
+                to = %self.to,
+                "theater-cluster: a reply of {} bytes passes MAX_REPLY_BYTES; not kept",
+                reply.payload.len()
+            );
+            Answered::TooLarge {
+                size: reply.payload.len(),
+                host: host.unwrap_or("?").to_owned(),
+            }
+        } else {
+            Answered::Reply(reply)
+        };
+        let more = answered.saturating_mul(reply.size());
+        if !answers_front && self.kept().saturating_add(more) > MAX_REPLY_BYTES {
+            tracing::debug!(
+                to = %self.to,
+                "theater-cluster: a reply before the oldest envelope's answer dropped (MAX_REPLY_BYTES); its \
+                 envelopes are sent again"
+            );
+            return;
+        }
+        for entry in self.flight.iter_mut().filter(|e| answers(e)) {
+            entry.reply = Some(reply.clone());
+        }
+    }
+
+    /// The bytes of the replies the window keeps, as they count against [`MAX_REPLY_BYTES`].
+    fn kept(&self) -> usize {
+        self.flight
+            .iter()
+            .filter_map(|entry| entry.reply.as_ref())
+            .map(Answered::size)
+            .fold(0, usize::saturating_add)
+    }
+
+    /// Whether "no responders" may be the host serving the address reconnecting (async-nats subscribes its
+    /// addresses again as it reconnects): that host (the one the address names, else the one that answered last)
+    /// is alive, and the current run of "no responders" started less than [`NO_RESPONDERS_GRACE`] ago.
+    fn serving_host_reconnecting(&mut self) -> bool {
+        let now = Instant::now();
+        let first = match self.no_responders {
+            Some((first, latest)) if now.duration_since(latest) < NO_RESPONDERS_GRACE => first,
+            _ => now,
+        };
+        self.no_responders = Some((first, now));
+        let host = self.to.host().or(self.served_by.as_deref());
+        let alive = host.is_some_and(|h| h == self.shared.host || self.shared.liveness.is_alive(h));
+        alive && now.duration_since(first) < NO_RESPONDERS_GRACE
     }
 
     /// Finishes the envelopes at the front of the window that have their answers, in order; goes back on a gap or
     /// a request to send again.
     fn settle(&mut self) {
         while let Some(front) = self.flight.front() {
-            let Some(reply) = &front.reply else { return };
+            let reply = match &front.reply {
+                None => return,
+                Some(Answered::TooLarge { size, host }) => {
+                    let error = format!(
+                        "theater-cluster: an answer of {size} bytes from host {host} passes {MAX_REPLY_BYTES} \
+                         (theater-cluster MAX_REPLY_BYTES); not taken"
+                    );
+                    self.held_back.store(false, Ordering::Release);
+                    let entry = self.flight.pop_front().expect("front");
+                    entry.item.finish(Err(DeliveryError::Refused(error)));
+                    continue;
+                }
+                Some(Answered::Reply(reply)) => reply,
+            };
             if reply.status == Some(StatusCode::NO_RESPONDERS) {
                 if self.shared.in_reconnect_grace() {
                     self.go_back(RETRY_PAUSE);
+                    return;
+                }
+                if self.serving_host_reconnecting() {
+                    self.go_back(PEER_RETRY_PAUSE);
                     return;
                 }
                 let entry = self.flight.pop_front().expect("front");
@@ -523,7 +660,15 @@ impl Stream {
 
 #[cfg(test)]
 mod tests {
+    //! Also against a real `nats-server` on loopback (`theater_tests::nats`): replies published by hand to a
+    //! stream's reply subjects, the stream driven as its task drives it (each reply read, then the window settled).
+
+    use bytes::Bytes;
+    use theater_runtime::ClusterConfig;
+    use theater_tests::nats::NatsServer;
+
     use super::*;
+    use crate::Cluster;
 
     #[test]
     fn an_envelopes_bytes_are_given_back_before_its_outcome_is_told_and_when_it_is_dropped() {
@@ -551,5 +696,134 @@ mod tests {
         // Dropped with its queue (never finished).
         drop(dropped);
         assert_eq!(queued.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stream_keeps_only_bounded_replies_to_what_it_has_in_flight() {
+        // max_payload above MAX_REPLY_BYTES, so that a larger reply can be published at all.
+        let Some(nats) = NatsServer::start_with("max_payload: 4194304") else {
+            return;
+        };
+        let config = ClusterConfig {
+            host: Some("client".to_owned()),
+            ..ClusterConfig::new(nats.url())
+        };
+        let cluster = Cluster::connect(&config).await.unwrap();
+        let shared = cluster.shared.clone();
+        let to = cluster.actor(&uuid::Uuid::new_v4().to_string()).unwrap();
+        // The receiver, by hand.
+        let raw = async_nats::connect(nats.url()).await.unwrap();
+        let mut sent = raw.subscribe(to.to_string()).await.unwrap();
+        let _ = raw.request(raw.new_inbox(), Bytes::new()).await;
+        let mut stream = Stream::new(shared.clone(), to.clone(), Arc::default());
+        let mut replies = stream.subscribe().await.unwrap();
+        shared.round_trip().await.unwrap();
+        // Six envelopes in flight, in one NATS message.
+        let (tx, mut rx) = mpsc::channel(8);
+        let mut outcomes = Vec::new();
+        for _ in 0..6 {
+            let (done, outcome) = oneshot::channel();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let item = Item::new(Envelope::new("n"), deadline, Done::Wait(done));
+            tx.try_send(item).unwrap();
+            outcomes.push(outcome);
+        }
+        let first = rx.try_recv().unwrap();
+        stream.send_new(first, &mut rx).await;
+        assert_eq!(stream.flight.len(), 6);
+        let message = tokio::time::timeout(Duration::from_secs(30), sent.next());
+        let reply_to = message.await.unwrap().unwrap().reply.unwrap();
+        // The answer to number n goes to `<inbox>.<generation>.<n>`.
+        let (prefix, last) = reply_to.rsplit_once('.').unwrap();
+        assert_eq!(last, "6");
+        let (inbox, generation) = prefix.rsplit_once('.').unwrap();
+        let generation: u64 = generation.parse().unwrap();
+        let answer = async |subject: String, payload: Bytes| {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(HOST, "server");
+            raw.publish_with_headers(subject, headers, payload)
+                .await
+                .unwrap();
+        };
+        // Junk, 17 MiB: replies to numbers not in flight, to other generations, to no number.
+        let junk = Bytes::from(vec![0u8; 512 * 1024]);
+        let mut subjects: Vec<String> = (7..=36).map(|n| format!("{prefix}.{n}")).collect();
+        subjects.push(format!("{inbox}.{}.1", generation + 1));
+        subjects.push(format!("{prefix}.x"));
+        subjects.push(format!("{inbox}.x.1"));
+        subjects.push(format!("{inbox}.x"));
+        let mut published = subjects.len();
+        for subject in subjects {
+            answer(subject, junk.clone()).await;
+        }
+        // Number 2 answered past MAX_REPLY_BYTES; numbers 3 to 5 answered before number 1, 400 KiB each.
+        answer(
+            format!("{prefix}.2"),
+            Bytes::from(vec![0u8; MAX_REPLY_BYTES + 1]),
+        )
+        .await;
+        let part = Bytes::from(vec![1u8; 400 * 1024]);
+        for n in 3..=5 {
+            answer(format!("{prefix}.{n}"), part.clone()).await;
+        }
+        published += 4;
+        let mut read = async |stream: &mut Stream, count: usize| {
+            for _ in 0..count {
+                let reply = tokio::time::timeout(Duration::from_secs(30), replies.next());
+                stream.received(reply.await.unwrap().unwrap());
+                stream.settle();
+            }
+        };
+        read(&mut stream, published).await;
+        // Nothing answered yet (number 1 is not); of the junk nothing kept; of number 2's answer only a note; the
+        // answers to 3 and 4 kept, 5's not: it would take the replies kept past MAX_REPLY_BYTES.
+        assert_eq!(stream.flight.len(), 6);
+        let kept: Vec<&str> = stream
+            .flight
+            .iter()
+            .map(|f| match &f.reply {
+                None => "none",
+                Some(Answered::Reply(_)) => "reply",
+                Some(Answered::TooLarge { .. }) => "too large",
+            })
+            .collect();
+        assert_eq!(
+            kept,
+            ["none", "too large", "reply", "reply", "none", "none"]
+        );
+        let bytes = stream.kept();
+        assert!(
+            bytes > 2 * part.len() && bytes <= MAX_REPLY_BYTES,
+            "{bytes}"
+        );
+        // Number 1 answered: 1, 3 and 4 are done with their own answers, 2 fails naming the limit; 5 waits for its
+        // answer (sent again after the window goes back), then 6.
+        answer(format!("{prefix}.1"), Bytes::from_static(b"one")).await;
+        read(&mut stream, 1).await;
+        assert_eq!(stream.flight.len(), 2);
+        assert_eq!(stream.kept(), 0);
+        let mut outcomes = outcomes.into_iter();
+        let mut next = async || outcomes.next().unwrap().await.unwrap();
+        let one = next().await.unwrap();
+        assert_eq!((one.host.as_str(), &one.body[..]), ("server", &b"one"[..]));
+        assert_eq!(
+            next().await.unwrap_err(),
+            DeliveryError::Refused(format!(
+                "theater-cluster: an answer of {} bytes from host server passes {MAX_REPLY_BYTES} \
+                 (theater-cluster MAX_REPLY_BYTES); not taken",
+                MAX_REPLY_BYTES + 1
+            ))
+        );
+        for _ in 3..=4 {
+            assert_eq!(next().await.unwrap().body, part);
+        }
+        for n in 5..=6 {
+            answer(format!("{prefix}.{n}"), Bytes::from(n.to_string())).await;
+        }
+        read(&mut stream, 2).await;
+        assert!(stream.flight.is_empty());
+        for n in 5..=6 {
+            assert_eq!(next().await.unwrap().body, n.to_string());
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! `theater-cluster` against a real `nats-server` on loopback (theater_tests::nats): deduplication of a repeated
 //! envelope, "not found" for an address nobody serves, refusals, a queue's byte bound, the bytes an address
-//! holds unread and the answers kept for repeats, busy and forgotten replies, and lost hosts.
+//! holds unread and the answers kept for repeats, busy and forgotten replies, lost hosts, "no responders" while the
+//! receiving host reconnects, and replies too large or for nothing in flight.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,7 +12,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use theater_cluster::{
     ATTEMPT_TIMEOUT, Cluster, DeliveryError, Envelope, MAX_DEDUP_BYTES, MAX_INBOX_BYTES,
-    MAX_QUEUED, MAX_QUEUED_BYTES, WINDOW, frame,
+    MAX_QUEUED, MAX_QUEUED_BYTES, MAX_REPLY_BYTES, NO_RESPONDERS_GRACE, WINDOW, frame,
 };
 use theater_runtime::ClusterConfig;
 use theater_tests::nats::NatsServer;
@@ -606,4 +607,311 @@ async fn a_busy_receiver_gets_the_envelope_again_after_a_while_and_a_forgotten_a
     );
     tokio::time::sleep(ATTEMPT_TIMEOUT * 2).await;
     assert_eq!(came.lock().unwrap().len(), 1);
+}
+
+/// A TCP proxy on loopback in front of a NATS server, for one host's connection: [`cut`](Self::cut) closes every
+/// connection through it and refuses new ones for a while, so that host's NATS connection drops and comes back
+/// while the server, and every other host's connection, stays up. What the host sends may be held up on the way.
+struct Proxy {
+    port: u16,
+    /// The tasks copying the connections through it.
+    links: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    /// Connections accepted before this are closed at once.
+    refuse_until: Arc<std::sync::Mutex<Instant>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    /// A proxy to the server at `url` (`nats://127.0.0.1:<port>`), holding up what the host sends by `delay`.
+    async fn to(url: &str, delay: Duration) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let upstream = url.trim_start_matches("nats://").to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let links = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let refuse_until = Arc::new(std::sync::Mutex::new(Instant::now()));
+        let accept = tokio::spawn({
+            let (links, refuse_until) = (links.clone(), refuse_until.clone());
+            async move {
+                while let Ok((client, _)) = listener.accept().await {
+                    if Instant::now() < *refuse_until.lock().unwrap() {
+                        continue;
+                    }
+                    let upstream = upstream.clone();
+                    let link = tokio::spawn(async move {
+                        let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                            return;
+                        };
+                        let ((mut from_host, mut to_host), (mut from_server, mut to_server)) =
+                            (client.into_split(), server.into_split());
+                        let up = async {
+                            let mut buffer = vec![0u8; 64 * 1024];
+                            while let Ok(n @ 1..) = from_host.read(&mut buffer).await {
+                                tokio::time::sleep(delay).await;
+                                if to_server.write_all(&buffer[..n]).await.is_err() {
+                                    break;
+                                }
+                            }
+                        };
+                        let down = tokio::io::copy(&mut from_server, &mut to_host);
+                        tokio::select! {
+                            () = up => {}
+                            _ = down => {}
+                        }
+                    });
+                    links.lock().unwrap().push(link);
+                }
+            }
+        });
+        Self {
+            port,
+            links,
+            refuse_until,
+            accept,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Closes every connection through the proxy (both ends) and refuses new ones for `pause`.
+    fn cut(&self, pause: Duration) {
+        *self.refuse_until.lock().unwrap() = Instant::now() + pause;
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+}
+
+/// Waits until the NATS server answers "no responders" for `address` (at most 10 s).
+async fn until_nobody_serves(raw: &async_nats::Client, address: &theater_cluster::Address) {
+    let started = Instant::now();
+    loop {
+        // Answered by whoever still serves it, or not at all by a host that stops serving it.
+        let short = async_nats::Request::new().timeout(Some(Duration::from_millis(200)));
+        let request = raw.send_request(address.to_string(), short).await;
+        match request.as_ref().map_err(|e| e.kind()) {
+            Err(async_nats::RequestErrorKind::NoResponders) => return,
+            _ => assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{address} still served: {request:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Host `server` connected through a [`Proxy`] (holding up what it sends by `delay`), and host `client` connected
+/// directly, returned once the client's own reconnect grace is over ("no responders" is then no longer taken for
+/// its own reconnection) and it has heard the server.
+async fn proxied_server_and_client(
+    nats: &NatsServer,
+    delay: Duration,
+) -> (Proxy, Cluster, Cluster) {
+    let proxy = Proxy::to(&nats.url(), delay).await;
+    let server = Cluster::connect(&config(&proxy.url(), "server"))
+        .await
+        .unwrap();
+    let client = host(nats, "client").await;
+    tokio::time::sleep(NO_RESPONDERS_GRACE + Duration::from_millis(100)).await;
+    let started = Instant::now();
+    while !client.is_alive("server") {
+        assert!(started.elapsed() < Duration::from_secs(10), "server heard");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (proxy, server, client)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_responders_while_the_receiving_host_reconnects_is_sent_again_not_reported_not_found() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    // The receiving host reaches the server through a proxy that can cut its connection; the sender directly.
+    let (proxy, server, client) = proxied_server_and_client(&nats, Duration::ZERO).await;
+    let id = uuid::Uuid::new_v4().to_string();
+    let served = counting_service(&server, &id).await;
+    let to = client.actor(&id).unwrap();
+    // Answered once: the sender knows which host serves the address.
+    let reply = client
+        .deliver(&to, Envelope::new("n"), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        (reply.host.as_str(), &reply.body[..]),
+        ("server", &b"n=1"[..])
+    );
+    // The receiving host's connection drops and comes back 500 ms later (its heartbeats stop for less than
+    // host_timeout_ms, 1 s: it stays alive to the sender); the server drops its subscriptions meanwhile.
+    proxy.cut(Duration::from_millis(500));
+    let raw = async_nats::connect(nats.url()).await.unwrap();
+    until_nobody_serves(&raw, &to).await;
+    // Delivered once the host is back, not failed as "not found".
+    let sent = Instant::now();
+    let reply = client
+        .deliver(&to, Envelope::new("n"), Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|e| panic!("after {:?}: {e}", sent.elapsed()));
+    assert_eq!(
+        (reply.host.as_str(), &reply.body[..]),
+        ("server", &b"n=2"[..])
+    );
+    assert_eq!(served.load(Ordering::SeqCst), 2);
+    assert!(client.is_alive("server"));
+    // An address nobody ever answered for, and a service of a host nobody heard of: "not found" at once.
+    for nobody in [
+        client.actor(&uuid::Uuid::new_v4().to_string()).unwrap(),
+        client.service("nowhere", "message-server").unwrap(),
+    ] {
+        let started = Instant::now();
+        let outcome = client
+            .deliver(&nobody, Envelope::new("n"), Duration::from_secs(30))
+            .await;
+        assert_eq!(
+            outcome.unwrap_err(),
+            DeliveryError::NotFound(nobody.to_string())
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    // An address its live host stopped serving: "not found" once the grace is over, not before, nor much after.
+    let gone = client.actor(&uuid::Uuid::new_v4().to_string()).unwrap();
+    let mut inbox = server.serve(&gone).await.unwrap();
+    let (outcome, ()) = tokio::join!(
+        client.deliver(&gone, Envelope::new("n"), Duration::from_secs(30)),
+        async {
+            let incoming = tokio::time::timeout(Duration::from_secs(30), inbox.next());
+            let incoming = incoming.await.expect("delivered").expect("served");
+            incoming.answer(Ok(Bytes::new())).await;
+        },
+    );
+    outcome.unwrap();
+    drop(inbox);
+    until_nobody_serves(&raw, &gone).await;
+    let started = Instant::now();
+    let outcome = client
+        .deliver(&gone, Envelope::new("n"), Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        outcome.unwrap_err(),
+        DeliveryError::NotFound(gone.to_string())
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= NO_RESPONDERS_GRACE - Duration::from_millis(100)
+            && waited < NO_RESPONDERS_GRACE + Duration::from_secs(2),
+        "{waited:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_is_served_once_serve_returns_even_over_a_slow_connection() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    // What the serving host sends takes 20 ms more to reach the server than what the sender sends.
+    let (_proxy, server, client) =
+        proxied_server_and_client(&nats, Duration::from_millis(20)).await;
+    for _ in 0..3 {
+        let id = uuid::Uuid::new_v4().to_string();
+        let served = counting_service(&server, &id).await;
+        // Nobody answered there before: "no responders" would be "not found" at once.
+        let outcome = client
+            .deliver(
+                &client.actor(&id).unwrap(),
+                Envelope::new("n"),
+                Duration::from_secs(10),
+            )
+            .await;
+        assert_eq!(&outcome.unwrap().body[..], b"n=1");
+        assert_eq!(served.load(Ordering::SeqCst), 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_past_max_reply_bytes_fails_its_delivery_and_junk_replies_change_nothing() {
+    // max_payload above MAX_REPLY_BYTES, so that a larger reply can be published at all.
+    let Some(nats) = NatsServer::start_with("max_payload: 4194304") else {
+        return;
+    };
+    let client = host(&nats, "client").await;
+    let to = client.actor(&uuid::Uuid::new_v4().to_string()).unwrap();
+    // A hostile receiver: before each answer, 8 MiB of replies to numbers the stream does not have in flight, to
+    // another generation and to no number at all; then the first envelope is answered with a payload one byte past
+    // MAX_REPLY_BYTES, the others with "ok".
+    let raw = async_nats::connect(nats.url()).await.unwrap();
+    let mut messages = raw.subscribe(to.to_string()).await.unwrap();
+    let _ = raw.request(raw.new_inbox(), Bytes::new()).await;
+    tokio::spawn({
+        let raw = raw.clone();
+        async move {
+            let junk = Bytes::from(vec![0u8; 512 * 1024]);
+            let mut answered = 0;
+            while let Some(message) = messages.next().await {
+                let reply_to = message.reply.unwrap();
+                let (prefix, seq) = reply_to.rsplit_once('.').unwrap();
+                let (inbox, generation) = prefix.rsplit_once('.').unwrap();
+                let generation: u64 = generation.parse().unwrap();
+                let seq: u64 = seq.parse().unwrap();
+                let mut subjects: Vec<String> =
+                    (1..=12).map(|n| format!("{prefix}.{}", seq + n)).collect();
+                subjects.push(format!("{inbox}.{}.{seq}", generation + 1));
+                subjects.push(format!("{inbox}.{}.{seq}", generation + 7));
+                subjects.push(format!("{prefix}.not-a-number"));
+                subjects.push(format!("{inbox}.x"));
+                for subject in subjects {
+                    let mut headers = HeaderMap::new();
+                    headers.insert("Theater-Host", "hostile");
+                    raw.publish_with_headers(subject, headers, junk.clone())
+                        .await
+                        .unwrap();
+                }
+                answered += 1;
+                let payload = match answered {
+                    1 => Bytes::from(vec![b'x'; MAX_REPLY_BYTES + 1]),
+                    _ => Bytes::from_static(b"ok"),
+                };
+                let mut headers = HeaderMap::new();
+                headers.insert("Theater-Host", "hostile");
+                raw.publish_with_headers(reply_to, headers, payload)
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+    let outcome = client
+        .deliver(&to, Envelope::new("n"), Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        outcome.unwrap_err(),
+        DeliveryError::Refused(format!(
+            "theater-cluster: an answer of {} bytes from host hostile passes {MAX_REPLY_BYTES} (theater-cluster \
+             MAX_REPLY_BYTES); not taken",
+            MAX_REPLY_BYTES + 1
+        ))
+    );
+    // The junk answered nothing: the next ones get their own answers.
+    for _ in 0..3 {
+        let reply = client
+            .deliver(&to, Envelope::new("n"), Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(
+            (reply.host.as_str(), &reply.body[..]),
+            ("hostile", &b"ok"[..])
+        );
+    }
 }
