@@ -1,6 +1,6 @@
 //! The body of a NATS message between hosts: one or more [`Envelope`]s, framed, so that a stream sends what
 //! queued up behind one envelope in the same message ([`crate::outbox`]) and the receiver serves them one by one
-//! (`inbox`).
+//! (`inbox`), decoding each only as it is served ([`Envelopes`]).
 //!
 //! ```text
 //! body     := version:u8 (= 1) envelope+
@@ -71,38 +71,140 @@ pub fn encode<'a>(envelopes: impl IntoIterator<Item = &'a Envelope>) -> Bytes {
     body.freeze()
 }
 
-/// The envelopes of `body`, in order; payloads share `body`'s memory.
+/// The envelopes of `body`, in order, all decoded at once; payloads share `body`'s memory. A receiver takes them
+/// one at a time instead ([`Envelopes`]).
 ///
 /// # Errors
 /// [`FrameError`] for a body that is not whole, well-formed and of [`VERSION`].
-pub fn decode(mut body: Bytes) -> Result<Vec<Envelope>, FrameError> {
-    let version = take(&mut body, 1)?[0];
-    if version != VERSION {
-        return Err(FrameError::Version(version));
-    }
-    let mut envelopes = Vec::new();
-    while body.has_remaining() {
-        let kind = take_str16(&mut body)?;
-        let count = take(&mut body, 1)?[0];
-        let mut fields = Vec::with_capacity(usize::from(count));
-        for _ in 0..count {
-            let name = take_str16(&mut body)?;
-            let length = take(&mut body, 4)?.get_u32_le();
-            let value = text(take(&mut body, length as usize)?)?;
-            fields.push((name, value));
+pub fn decode(body: Bytes) -> Result<Vec<Envelope>, FrameError> {
+    Envelopes::new(body).map(Iterator::collect)
+}
+
+/// The envelopes of one body, checked whole when it arrives and decoded one at a time as they are taken, in order;
+/// payloads share the body's memory.
+///
+/// So what waits of a message not served yet is its bytes as received (what
+/// [`held_size`](crate::held_size) counts), never what they decode to: a 7-byte envelope (empty kind, no fields,
+/// empty payload) is some 90 bytes as an [`Envelope`] and each field 48 more, so a 1 MiB body decoded whole would
+/// hold over ten times the bytes its inbox's bounds count. Only the envelope taken is decoded.
+#[derive(Clone, Debug, Default)]
+pub struct Envelopes {
+    /// The envelopes not taken yet, as encoded (checked).
+    rest: Bytes,
+    /// How many.
+    left: usize,
+}
+
+impl Envelopes {
+    /// The envelopes of `body`, checked whole (allocating nothing): none is taken from a body that does not decode.
+    ///
+    /// # Errors
+    /// [`FrameError`] for a body that is not whole, well-formed and of [`VERSION`].
+    pub fn new(mut body: Bytes) -> Result<Self, FrameError> {
+        let version = take(&mut body, 1)?[0];
+        if version != VERSION {
+            return Err(FrameError::Version(version));
         }
-        let length = take(&mut body, 4)?.get_u32_le();
-        let payload = take(&mut body, length as usize)?;
-        envelopes.push(Envelope {
-            kind,
-            fields,
-            payload,
-        });
+        let (mut rest, mut left) = (&body[..], 0);
+        while !rest.is_empty() {
+            rest = check(rest)?;
+            left += 1;
+        }
+        if left == 0 {
+            return Err(FrameError::Empty);
+        }
+        Ok(Self { rest: body, left })
     }
-    if envelopes.is_empty() {
-        return Err(FrameError::Empty);
+
+    /// Steps over the next envelope without decoding it; `false` if none is left.
+    pub fn pass(&mut self) -> bool {
+        let Some(left) = self.left.checked_sub(1) else {
+            return false;
+        };
+        let rest = check(&self.rest).expect("checked when made");
+        self.rest.advance(self.rest.len() - rest.len());
+        self.left = left;
+        true
     }
-    Ok(envelopes)
+}
+
+impl Iterator for Envelopes {
+    type Item = Envelope;
+
+    fn next(&mut self) -> Option<Envelope> {
+        self.left = self.left.checked_sub(1)?;
+        Some(read(&mut self.rest).expect("checked when made"))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+
+    /// Steps over `n` envelopes without decoding them.
+    fn nth(&mut self, n: usize) -> Option<Envelope> {
+        for _ in 0..n {
+            if !self.pass() {
+                return None;
+            }
+        }
+        self.next()
+    }
+}
+
+impl ExactSizeIterator for Envelopes {}
+
+/// The rest of `body` after the envelope it starts with, which is checked: whole, its text UTF-8.
+fn check(body: &[u8]) -> Result<&[u8], FrameError> {
+    let (_kind, body) = split_text(body, 2)?;
+    let (count, mut body) = split(body, 1)?;
+    for _ in 0..count[0] {
+        (_, body) = split_text(body, 2)?;
+        (_, body) = split_text(body, 4)?;
+    }
+    let (_payload, body) = split_sized(body, 4)?;
+    Ok(body)
+}
+
+/// The first `n` bytes of `body`, and the rest.
+fn split(body: &[u8], n: usize) -> Result<(&[u8], &[u8]), FrameError> {
+    body.split_at_checked(n).ok_or(FrameError::Truncated)
+}
+
+/// The bytes `body` starts with after their length (`width` bytes, 2 or 4), and the rest.
+fn split_sized(body: &[u8], width: usize) -> Result<(&[u8], &[u8]), FrameError> {
+    let (mut length, body) = split(body, width)?;
+    let length = length.get_uint_le(width);
+    split(
+        body,
+        usize::try_from(length).map_err(|_| FrameError::Truncated)?,
+    )
+}
+
+/// As [`split_sized`], the bytes being UTF-8.
+fn split_text(body: &[u8], width: usize) -> Result<(&[u8], &[u8]), FrameError> {
+    let (text, body) = split_sized(body, width)?;
+    std::str::from_utf8(text).map_err(|_| FrameError::NotUtf8)?;
+    Ok((text, body))
+}
+
+/// The envelope `body` starts with, taken off it.
+fn read(body: &mut Bytes) -> Result<Envelope, FrameError> {
+    let kind = take_str16(body)?;
+    let count = take(body, 1)?[0];
+    let mut fields = Vec::with_capacity(usize::from(count));
+    for _ in 0..count {
+        let name = take_str16(body)?;
+        let length = take(body, 4)?.get_u32_le();
+        let value = text(take(body, length as usize)?)?;
+        fields.push((name, value));
+    }
+    let length = take(body, 4)?.get_u32_le();
+    let payload = take(body, length as usize)?;
+    Ok(Envelope {
+        kind,
+        fields,
+        payload,
+    })
 }
 
 fn put_str16(body: &mut BytesMut, text: &str) {
@@ -184,6 +286,33 @@ mod tests {
         let mut bad = encode(&[Envelope::new("ab")]).to_vec();
         bad[3] = 0xff;
         assert_eq!(decode(bad.into()).unwrap_err(), FrameError::NotUtf8);
+    }
+
+    #[test]
+    fn envelopes_are_decoded_one_at_a_time_as_they_are_taken() {
+        let envelopes = sample();
+        let body = encode(&envelopes);
+        let mut lazy = Envelopes::new(body.clone()).unwrap();
+        assert_eq!(lazy.len(), 3);
+        // Nothing decoded yet: what it holds is the body.
+        assert_eq!(lazy.rest.len(), body.len() - 1);
+        assert!(lazy.pass());
+        let second = lazy.next().unwrap();
+        assert_eq!((second.kind(), lazy.len()), ("close", 1));
+        let third = lazy.next().unwrap();
+        assert_eq!(third.payload, envelopes[2].payload);
+        assert_eq!((lazy.next().is_none(), lazy.pass()), (true, false));
+        // `nth` steps over what it skips.
+        let mut lazy = Envelopes::new(body).unwrap();
+        assert_eq!(lazy.nth(1).unwrap().kind, "close");
+        assert_eq!((lazy.nth(1).map(|e| e.kind), lazy.len()), (None, 0));
+        // A body of a hundred thousand minimal envelopes (7 bytes each) is checked, counted, and stepped through.
+        let minimal = encode(&vec![Envelope::default(); 100_000]);
+        assert_eq!(minimal.len(), 1 + 7 * 100_000);
+        let mut lazy = Envelopes::new(minimal).unwrap();
+        assert_eq!(lazy.len(), 100_000);
+        while lazy.pass() {}
+        assert_eq!((lazy.len(), lazy.rest.len()), (0, 0));
     }
 
     #[test]

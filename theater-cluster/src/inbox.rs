@@ -1,7 +1,6 @@
 //! [`Inbox`]: the envelopes delivered to one [`Address`] this host serves, each once ([`Dedup`](crate::dedup)),
 //! and their answers.
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use async_nats::{HeaderMap, Message, Subject, Subscriber};
@@ -25,6 +24,8 @@ use crate::{
 /// What arrives before it is read waits in it, bounded in bytes: at most [`MAX_INBOX_BYTES`] (64 MiB) for this
 /// address and [`MAX_RECEIVED_BYTES`] (256 MiB) for all the addresses of its host, each NATS message counted by
 /// [`held_size`](crate::held_size) from the moment it arrives until the inbox has handed out every envelope in it.
+/// What it holds of a message is those bytes: its envelopes are decoded one at a time as they are handed out
+/// ([`frame::Envelopes`]), so a message of many tiny envelopes or fields holds no more than it counts.
 /// Past either bound a message is dropped unread and its sender told to send it again later (it does, after
 /// [`ATTEMPT_TIMEOUT`](crate::ATTEMPT_TIMEOUT)): nothing is lost, nothing served twice.
 pub struct Inbox {
@@ -34,8 +35,12 @@ pub struct Inbox {
     /// The pump's task; it holds the subscription, so aborting it stops serving the address.
     pump: JoinHandle<()>,
     batch: Arc<Mutex<Option<Batch>>>,
-    /// The envelopes of the last message not served yet, in order, with their numbers, and what they share.
-    pending: VecDeque<(u64, Envelope)>,
+    /// The envelopes of the last message not served yet, in order, as received: each is decoded as it is handed
+    /// out, so they hold the message's bytes (counted by `charge`) and no more.
+    pending: frame::Envelopes,
+    /// The number of the first of `pending`.
+    next_seq: u64,
+    /// What they share.
     arrival: Option<Arrival>,
     /// The bytes of the message `pending` came from, held until all of its envelopes are handed out.
     charge: Option<Charge>,
@@ -102,7 +107,8 @@ impl Inbox {
             intake,
             pump,
             batch: Arc::default(),
-            pending: VecDeque::new(),
+            pending: frame::Envelopes::default(),
+            next_seq: 0,
             arrival: None,
             charge: None,
         }
@@ -111,12 +117,17 @@ impl Inbox {
     /// The next envelope not served before; `None` once the host left the cluster.
     pub async fn next(&mut self) -> Option<Incoming> {
         loop {
-            if let Some((seq, envelope)) = self.pending.pop_front() {
+            if self.pending.len() > 0 {
+                // Numbers `seq` to `last` are pending (`arrive` checked that they exist).
+                let seq = self.next_seq;
+                let last = seq + (self.pending.len() as u64 - 1);
+                self.next_seq = seq + 1;
                 let arrival = self.arrival.as_ref().expect("pending envelopes arrived");
                 let reply_to = Subject::from(format!("{}.{seq}", arrival.reply_prefix));
                 let seen = self.shared.dedup().check(&arrival.key, seq, arrival.base);
                 let reply = match seen {
                     Seen::New => {
+                        let envelope = self.pending.next().expect("one is pending");
                         return Some(Incoming {
                             envelope,
                             sender: arrival.sender.clone(),
@@ -127,18 +138,26 @@ impl Inbox {
                             batch: self.batch.clone(),
                         });
                     }
-                    Seen::Repeat(Some(answer)) => Reply::Answer(answer),
-                    Seen::Repeat(None) => continue,
-                    Seen::Forgotten => Reply::Forgotten,
+                    Seen::Repeat(answer) => {
+                        // Not served again: stepped over, not decoded.
+                        self.pending.pass();
+                        match answer {
+                            Some(answer) => Reply::Answer(answer),
+                            None => continue,
+                        }
+                    }
+                    Seen::Forgotten => {
+                        self.pending.pass();
+                        Reply::Forgotten
+                    }
                     Seen::Gap(expected) => {
                         // The rest of the message is a gap too: one refusal sends the sender back.
-                        self.pending.clear();
+                        self.pending = frame::Envelopes::default();
                         Reply::Gap(expected)
                     }
                     Seen::Full => {
                         // The rest of the message is of the same stream: one reply for all of it.
-                        let last = self.pending.back().map_or(seq, |(n, _)| *n);
-                        self.pending.clear();
+                        self.pending = frame::Envelopes::default();
                         let reason = format!(
                             "more than MAX_DEDUP_ENTRIES ({MAX_DEDUP_ENTRIES}) streams used within \
                              DEDUP_WINDOW ({} s)",
@@ -173,7 +192,7 @@ impl Inbox {
         }
     }
 
-    /// Unpacks `message` into the pending envelopes, or refuses it whole.
+    /// Makes the envelopes of `message` the pending ones (checked, not decoded), or refuses it whole.
     async fn arrive(&mut self, message: Message) {
         let Some(reply) = message.reply else {
             tracing::debug!(subject = %message.subject, "theater-cluster: a message without a reply subject dropped");
@@ -203,7 +222,7 @@ impl Inbox {
                 .reply(reply, Reply::Answers { first, answer })
                 .await;
         }
-        let envelopes = match frame::decode(message.payload) {
+        let envelopes = match frame::Envelopes::new(message.payload) {
             Ok(envelopes) if first.checked_add(envelopes.len() as u64 - 1) == Some(last) => {
                 envelopes
             }
@@ -237,10 +256,9 @@ impl Inbox {
             base,
             reply_prefix: reply_prefix.to_owned(),
         });
-        // `first + len - 1` did not overflow (checked above).
-        let numbered = envelopes.into_iter().enumerate();
-        self.pending
-            .extend(numbered.map(|(i, envelope)| (first + i as u64, envelope)));
+        // `first + len - 1` (`last`) did not overflow and is below u64::MAX (checked above).
+        self.pending = envelopes;
+        self.next_seq = first;
     }
 }
 

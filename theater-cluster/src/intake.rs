@@ -62,7 +62,9 @@ pub const HEADER_OVERHEAD: usize = 96;
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// The bytes `message` counts against [`MAX_INBOX_BYTES`] and [`MAX_RECEIVED_BYTES`]: its length as sent (subject,
-/// reply subject, headers and payload), [`MESSAGE_OVERHEAD`], and [`HEADER_OVERHEAD`] per header value.
+/// reply subject, headers and payload), [`MESSAGE_OVERHEAD`], and [`HEADER_OVERHEAD`] per header value. That is what
+/// its inbox holds of it until it is served: its envelopes are kept as received and decoded one at a time as they are
+/// handed out ([`frame::Envelopes`](crate::frame::Envelopes)), never all at once.
 pub fn held_size(message: &Message) -> usize {
     let values: usize = message
         .headers

@@ -24,7 +24,7 @@
 //! kept within `MAX_REPLY_BYTES` together, one past it dropped as if lost (its envelope is sent again).
 //!
 //! "No responders" (nobody subscribes to the address) is [`DeliveryError::NotFound`], unless the subscription may
-//! be on its way back: within [`NO_RESPONDERS_GRACE`](crate::NO_RESPONDERS_GRACE) of this host's own
+//! be on its way back: within [`NO_RESPONDERS_GRACE`] of this host's own
 //! (re)connection, or while the host serving the address is alive and has been answered "no responders" for less
 //! than `NO_RESPONDERS_GRACE` (its connection dropped and async-nats resubscribes it as it reconnects). The
 //! serving host is the one a service address names, or for an actor's address the one that answered this stream
@@ -81,7 +81,7 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
 /// A reply whose payload is larger is not kept: the envelopes it answers fail with
 /// [`DeliveryError::Refused`] naming `MAX_REPLY_BYTES` (the envelope may have been served; its answer is not taken).
 /// The replies that came before the answer to the oldest envelope in flight, waiting for it, are kept within this
-/// many bytes together, each counted as [`held_size`](crate::held_size) counts a received message, once per
+/// many bytes together, each counted as [`held_size`] counts a received message, once per
 /// envelope it answers; one that would pass it is dropped as if lost, and its envelope sent again.
 pub const MAX_REPLY_BYTES: usize = 1024 * 1024;
 
