@@ -20,6 +20,8 @@ impl ProbeHandler {
     fn note(&self, msg: String) -> u32 {
         msg.len() as u32
     }
+
+    fn work(&self, _ms: u32) {}
 }
 
 /// Typed callers: parameters and results are the callbacks' own, without the actor state.
@@ -42,5 +44,5 @@ fn generated_handler_describes_its_interface() {
     assert_eq!(handler.name(), "probe");
     assert_eq!(handler.imports(), Some("theater:test/probe"));
     assert_eq!(handler.exports(), Some("theater:test/probe-handlers"));
-    assert_eq!(handler.functions(), ["note"]);
+    assert_eq!(handler.functions(), ["note", "work"]);
 }
