@@ -233,6 +233,24 @@ fn local_limits(call_timeout_ms: u64, max_queued_calls: u32) -> SpawnOptions {
         })
 }
 
+/// The `probe` guest served by `probe`, under `call_timeout_ms`.
+async fn probe_actor(
+    rt: &TheaterRuntime,
+    probe: &ProbeHandler,
+    call_timeout_ms: u64,
+) -> ActorHandle {
+    rt.spawn(
+        SpawnOptions::new("probe", std::fs::read(guests::PROBE).unwrap())
+            .handlers(vec![Arc::new(probe.clone())])
+            .limits(Limits {
+                call_timeout_ms,
+                ..Default::default()
+            }),
+    )
+    .await
+    .unwrap()
+}
+
 /// `call_timeout_ms` bounds the guest's own run time: a 500 ms sleep in a host call under a 200 ms limit
 /// returns `Ok`; a guest spinning for 10 s is interrupted near its deadline while another actor keeps answering.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -243,17 +261,7 @@ async fn the_call_deadline_counts_guest_time_not_host_waits() {
     assert!(out.starts_with("sleep="), "{out}");
 
     let probe = ProbeHandler::new();
-    let spinner = rt
-        .spawn(
-            SpawnOptions::new("spin", std::fs::read(guests::PROBE).unwrap())
-                .handlers(vec![Arc::new(probe.clone())])
-                .limits(Limits {
-                    call_timeout_ms: 200,
-                    ..Default::default()
-                }),
-        )
-        .await
-        .unwrap();
+    let spinner = probe_actor(&rt, &probe, 200).await;
     let started = Instant::now();
     let spin = tokio::spawn({
         let (probe, spinner) = (probe.clone(), spinner.clone());
@@ -279,17 +287,7 @@ async fn the_call_deadline_counts_guest_time_not_host_waits() {
 async fn the_call_deadline_counts_host_work_done_for_the_guest() {
     let (rt, _dir) = runtime();
     let probe = ProbeHandler::new();
-    let worker = rt
-        .spawn(
-            SpawnOptions::new("work", std::fs::read(guests::PROBE).unwrap())
-                .handlers(vec![Arc::new(probe.clone())])
-                .limits(Limits {
-                    call_timeout_ms: 300,
-                    ..Default::default()
-                }),
-        )
-        .await
-        .unwrap();
+    let worker = probe_actor(&rt, &probe, 300).await;
     let callbacks = probe.callbacks(&worker);
     assert_eq!(
         callbacks.handle_script("work:20x5".to_owned()).await,
