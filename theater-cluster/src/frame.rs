@@ -71,8 +71,8 @@ pub fn encode<'a>(envelopes: impl IntoIterator<Item = &'a Envelope>) -> Bytes {
     body.freeze()
 }
 
-/// The envelopes of `body`, in order, all decoded at once; payloads share `body`'s memory. A receiver takes them
-/// one at a time instead ([`Envelopes`]).
+/// The envelopes of `body`, in order, all decoded at once (a payload more than half of `body` shares its memory,
+/// see [`Envelopes`]). A receiver takes them one at a time instead.
 ///
 /// # Errors
 /// [`FrameError`] for a body that is not whole, well-formed and of [`VERSION`].
@@ -80,19 +80,24 @@ pub fn decode(body: Bytes) -> Result<Vec<Envelope>, FrameError> {
     Envelopes::new(body).map(Iterator::collect)
 }
 
-/// The envelopes of one body, checked whole when it arrives and decoded one at a time as they are taken, in order;
-/// payloads share the body's memory.
+/// The envelopes of one body, checked whole when it arrives and decoded one at a time as they are taken, in order.
 ///
 /// So what waits of a message not served yet is its bytes as received (what
 /// [`held_size`](crate::held_size) counts), never what they decode to: a 7-byte envelope (empty kind, no fields,
 /// empty payload) is some 90 bytes as an [`Envelope`] and each field 48 more, so a 1 MiB body decoded whole would
 /// hold over ten times the bytes its inbox's bounds count. Only the envelope taken is decoded.
+///
+/// A payload taken is a slice of the body only when it is more than half of it; a smaller one is copied out, so
+/// that a payload a service keeps (a mailbox holds it, counted by its length) never holds on to a message many
+/// times its size: a peer could otherwise make each of a mailbox's 1-byte messages keep a 1 MiB body alive.
 #[derive(Clone, Debug, Default)]
 pub struct Envelopes {
     /// The envelopes not taken yet, as encoded (checked).
     rest: Bytes,
     /// How many.
     left: usize,
+    /// The whole body's length.
+    body_len: usize,
 }
 
 impl Envelopes {
@@ -113,7 +118,12 @@ impl Envelopes {
         if left == 0 {
             return Err(FrameError::Empty);
         }
-        Ok(Self { rest: body, left })
+        let body_len = body.len();
+        Ok(Self {
+            rest: body,
+            left,
+            body_len,
+        })
     }
 
     /// Steps over the next envelope without decoding it; `false` if none is left.
@@ -133,7 +143,11 @@ impl Iterator for Envelopes {
 
     fn next(&mut self) -> Option<Envelope> {
         self.left = self.left.checked_sub(1)?;
-        Some(read(&mut self.rest).expect("checked when made"))
+        let mut envelope = read(&mut self.rest).expect("checked when made");
+        if envelope.payload.len() <= self.body_len / 2 {
+            envelope.payload = Bytes::copy_from_slice(&envelope.payload);
+        }
+        Some(envelope)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -313,6 +327,29 @@ mod tests {
         assert_eq!(lazy.len(), 100_000);
         while lazy.pass() {}
         assert_eq!((lazy.len(), lazy.rest.len()), (0, 0));
+    }
+
+    /// A small payload taken from a large body is copied out; one more than half of it shares its memory.
+    #[test]
+    fn only_a_payload_of_most_of_the_body_keeps_the_body() {
+        let body = encode(&[
+            Envelope::new("send").payload(vec![1u8; 10]),
+            Envelope::new("send").payload(vec![2u8; 100_000]),
+        ]);
+        let within = |payload: &Bytes| {
+            let range = body.as_ptr_range();
+            range.contains(&payload.as_ptr())
+        };
+        let mut lazy = Envelopes::new(body.clone()).unwrap();
+        let small = lazy.next().unwrap();
+        assert_eq!(small.payload, vec![1u8; 10]);
+        assert!(
+            !within(&small.payload),
+            "a 10-byte payload keeps no 100 KB body"
+        );
+        let big = lazy.next().unwrap();
+        assert_eq!(big.payload.len(), 100_000);
+        assert!(within(&big.payload), "most of the body: shared, not copied");
     }
 
     #[test]
