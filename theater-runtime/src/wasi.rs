@@ -2,6 +2,7 @@
 //! network); the guest's stdout and stderr become `tracing` lines tagged with the actor id.
 
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use tokio::io::AsyncWrite;
@@ -13,19 +14,35 @@ use crate::actor::ActorId;
 mod recorded;
 pub(crate) use recorded::add_to_linker as add_recorded_to_linker;
 
-/// A closed WASI context whose stdout/stderr go to `tracing` (info / warn) with `actor`'s id.
+/// Lines of guest output (stdout and stderr together) one actor may log per second: 1,000, in bursts of up to
+/// [`GUEST_LOG_BURST_LINES`]. Past it lines are dropped and counted, and the count is logged (`N lines of guest
+/// output dropped`) with the next line let through: a guest printing newlines in a loop would otherwise turn each
+/// byte into a log record of a hundred.
+pub const GUEST_LOG_LINES_PER_SECOND: u64 = 1_000;
+
+/// The burst of [`GUEST_LOG_LINES_PER_SECOND`]: 10,000 lines.
+pub const GUEST_LOG_BURST_LINES: u64 = 10_000;
+
+/// Bytes of guest output one actor may log per second: 1 MiB, in bursts of up to 10 MiB; past it lines are dropped
+/// as for [`GUEST_LOG_LINES_PER_SECOND`].
+pub const GUEST_LOG_BYTES_PER_SECOND: u64 = 1024 * 1024;
+
+/// The longest line of guest output logged as one record: 64 KiB; a longer one is logged in pieces.
+pub const GUEST_LOG_LINE_BYTES: usize = 64 * 1024;
+
+/// A closed WASI context whose stdout/stderr go to `tracing` (info / warn) with `actor`'s id, within the rates
+/// above.
 pub fn closed_ctx(actor: &ActorId, name: &str) -> WasiCtx {
+    let budget = Arc::new(Mutex::new(Budget::new(std::time::Instant::now())));
+    let stream = |stderr| LogStream {
+        actor: actor.to_string(),
+        name: name.to_owned(),
+        stderr,
+        budget: budget.clone(),
+    };
     WasiCtxBuilder::new()
-        .stdout(LogStream {
-            actor: actor.to_string(),
-            name: name.to_owned(),
-            stderr: false,
-        })
-        .stderr(LogStream {
-            actor: actor.to_string(),
-            name: name.to_owned(),
-            stderr: true,
-        })
+        .stdout(stream(false))
+        .stderr(stream(true))
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false)
@@ -38,6 +55,8 @@ struct LogStream {
     actor: String,
     name: String,
     stderr: bool,
+    /// What the actor may still log, shared by its stdout and stderr.
+    budget: Arc<Mutex<Budget>>,
 }
 
 impl IsTerminal for LogStream {
@@ -55,19 +74,125 @@ impl StdoutStream for LogStream {
     }
 }
 
+/// Two token buckets, lines and bytes, refilled with time.
+#[derive(Debug)]
+struct Budget {
+    lines: f64,
+    bytes: f64,
+    at: std::time::Instant,
+    /// Lines dropped since the last one logged.
+    dropped: u64,
+    /// Lines let through, all told.
+    #[cfg(test)]
+    logged: u64,
+}
+
+impl Budget {
+    fn new(now: std::time::Instant) -> Self {
+        Self {
+            lines: GUEST_LOG_BURST_LINES as f64,
+            bytes: (10 * GUEST_LOG_BYTES_PER_SECOND) as f64,
+            at: now,
+            dropped: 0,
+            #[cfg(test)]
+            logged: 0,
+        }
+    }
+
+    /// Whether a line of `len` bytes may be logged at `now`; if so, also how many were dropped before it.
+    fn take(&mut self, len: usize, now: std::time::Instant) -> Option<u64> {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.lines = (self.lines + elapsed * GUEST_LOG_LINES_PER_SECOND as f64)
+            .min(GUEST_LOG_BURST_LINES as f64);
+        self.bytes = (self.bytes + elapsed * GUEST_LOG_BYTES_PER_SECOND as f64)
+            .min((10 * GUEST_LOG_BYTES_PER_SECOND) as f64);
+        if self.lines < 1.0 || self.bytes < len as f64 {
+            self.dropped += 1;
+            return None;
+        }
+        self.lines -= 1.0;
+        self.bytes -= len as f64;
+        #[cfg(test)]
+        {
+            self.logged += 1;
+        }
+        Some(std::mem::take(&mut self.dropped))
+    }
+}
+
 struct LineWriter {
     stream: LogStream,
+    /// The start of a line whose end has not come yet.
     buf: Vec<u8>,
 }
 
 impl LineWriter {
     fn emit(&self, line: &[u8]) {
+        let taken = self
+            .stream
+            .budget
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take(line.len(), std::time::Instant::now());
+        let Some(dropped) = taken else {
+            return;
+        };
         let text = String::from_utf8_lossy(line);
         let (actor, name) = (&self.stream.actor, &self.stream.name);
+        if dropped > 0 {
+            tracing::warn!(
+                target: "theater::guest", %actor, name,
+                "{dropped} lines of guest output dropped (past GUEST_LOG_LINES_PER_SECOND or GUEST_LOG_BYTES_PER_SECOND)"
+            );
+        }
         if self.stream.stderr {
             tracing::warn!(target: "theater::guest", %actor, name, "{text}");
         } else {
             tracing::info!(target: "theater::guest", %actor, name, "{text}");
+        }
+    }
+
+    /// Logs the complete lines of `data` after what is buffered, and buffers the rest: linear in `data`'s length
+    /// (each byte is looked at and copied at most once).
+    fn write(&mut self, data: &[u8]) {
+        let mut rest = data;
+        while let Some(pos) = rest.iter().position(|b| *b == b'\n') {
+            let (line, after) = (&rest[..pos], &rest[pos + 1..]);
+            if self.buf.is_empty() {
+                self.emit_pieces(line);
+            } else {
+                let mut whole = std::mem::take(&mut self.buf);
+                whole.extend_from_slice(line);
+                self.emit_pieces(&whole);
+                whole.clear();
+                self.buf = whole;
+            }
+            rest = after;
+        }
+        self.buf.extend_from_slice(rest);
+        // Bound a line without a newline.
+        if self.buf.len() > GUEST_LOG_LINE_BYTES {
+            let line = std::mem::take(&mut self.buf);
+            self.emit_pieces(&line);
+        }
+    }
+
+    /// Logs `line` in pieces of at most [`GUEST_LOG_LINE_BYTES`].
+    fn emit_pieces(&self, line: &[u8]) {
+        if line.is_empty() {
+            self.emit(line);
+        }
+        for piece in line.chunks(GUEST_LOG_LINE_BYTES) {
+            self.emit(piece);
+        }
+    }
+
+    /// Logs what is buffered, if anything.
+    fn finish(&mut self) {
+        if !self.buf.is_empty() {
+            let line = std::mem::take(&mut self.buf);
+            self.emit_pieces(&line);
         }
     }
 }
@@ -78,16 +203,7 @@ impl AsyncWrite for LineWriter {
         _: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        self.buf.extend_from_slice(data);
-        while let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.buf.drain(..=pos).collect();
-            self.emit(&line[..line.len() - 1]);
-        }
-        // Bound a line without a newline.
-        if self.buf.len() > 64 * 1024 {
-            let line = std::mem::take(&mut self.buf);
-            self.emit(&line);
-        }
+        self.write(data);
         Poll::Ready(Ok(data.len()))
     }
 
@@ -96,19 +212,94 @@ impl AsyncWrite for LineWriter {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        if !self.buf.is_empty() {
-            let line = std::mem::take(&mut self.buf);
-            self.emit(&line);
-        }
+        self.finish();
         Poll::Ready(Ok(()))
     }
 }
 
 impl Drop for LineWriter {
     fn drop(&mut self) {
-        if !self.buf.is_empty() {
-            let line = std::mem::take(&mut self.buf);
-            self.emit(&line);
+        self.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writer() -> LineWriter {
+        let ctx_budget = Arc::new(Mutex::new(Budget::new(std::time::Instant::now())));
+        LineWriter {
+            stream: LogStream {
+                actor: "a".into(),
+                name: "n".into(),
+                stderr: false,
+                budget: ctx_budget,
+            },
+            buf: Vec::new(),
         }
+    }
+
+    /// Lines split across writes are joined; a long line is logged in pieces; what has no newline yet waits.
+    #[test]
+    fn lines_are_split_once_and_joined_across_writes() {
+        let mut w = writer();
+        w.write(b"ab");
+        w.write(b"c\nde");
+        assert_eq!(w.buf, b"de");
+        w.write(&vec![b'x'; GUEST_LOG_LINE_BYTES + 10]);
+        assert!(w.buf.is_empty(), "a line past the bound is logged at once");
+        w.write(b"tail");
+        w.finish();
+        assert!(w.buf.is_empty());
+    }
+
+    /// 16 MiB of newlines in one write is handled in one pass. Splitting by draining the buffer line by line moved
+    /// the rest of it for every line, about 10^14 bytes here: the test then never ended. What gets logged is
+    /// bounded by the budget: the burst, then as many as time lets through.
+    #[test]
+    fn a_write_of_many_lines_takes_one_pass_and_is_rate_limited() {
+        let mut w = writer();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let budget = w.stream.budget.clone();
+        let started = std::time::Instant::now();
+        std::thread::spawn(move || {
+            w.write(&vec![b'\n'; 16 << 20]);
+            tx.send(()).unwrap();
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .expect("one pass over the write");
+        let seconds = started.elapsed().as_secs_f64();
+        let logged = budget.lock().unwrap().logged;
+        let most = GUEST_LOG_BURST_LINES as f64 + seconds * GUEST_LOG_LINES_PER_SECOND as f64 + 1.0;
+        assert!(
+            logged as f64 <= most,
+            "{logged} lines logged in {seconds:.2} s, at most {most}"
+        );
+    }
+
+    #[test]
+    fn the_budget_refills_with_time_and_reports_the_drops() {
+        let t0 = std::time::Instant::now();
+        let mut budget = Budget::new(t0);
+        for _ in 0..GUEST_LOG_BURST_LINES {
+            assert_eq!(budget.take(10, t0), Some(0));
+        }
+        assert_eq!(budget.take(10, t0), None);
+        assert_eq!(budget.take(10, t0), None);
+        let later = t0 + std::time::Duration::from_millis(10);
+        assert_eq!(
+            budget.take(10, later),
+            Some(2),
+            "10 ms later: 10 lines more"
+        );
+        // Bytes too: a burst of 10 MiB, then 1 MiB a second.
+        let mut budget = Budget::new(t0);
+        assert_eq!(budget.take(10 << 20, t0), Some(0));
+        assert_eq!(budget.take(1, t0), None);
+        assert_eq!(
+            budget.take(1 << 20, t0 + std::time::Duration::from_secs(1)),
+            Some(1)
+        );
     }
 }
