@@ -25,6 +25,7 @@ mod define;
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 use wasmtime::StoreContextMut;
@@ -73,12 +74,48 @@ pub struct PendingCall<P> {
 impl<P> PendingCall<P> {
     /// Of the call's time, only `waited` ticks (its future pending: on I/O, a timer, another task) are the host's
     /// and not counted against the guest's deadline; the rest, host work done for the guest while it waits on
-    /// the call, counts as its own run time. `now` is the current tick. The definers
-    /// ([`define`](mod@define)) say this of every call; glue written out credits the whole call.
-    pub(crate) fn host_waited(mut self, waited: u64, now: u64) -> Self {
+    /// the call, counts as its own run time. `now` is the current tick. The glue says this of every call, before
+    /// [`finish`]; `waited` is what [`waits`] counted, 0 for a synchronous call.
+    #[doc(hidden)]
+    pub fn host_waited(mut self, waited: u64, now: u64) -> Self {
         self.tick = now.saturating_sub(waited);
         self
     }
+}
+
+/// The actor's epoch tick counter, for [`waits`]; read before a call's context borrows the store. For the glue.
+#[doc(hidden)]
+pub fn ticks(store: &ActorStore) -> &'static AtomicU64 {
+    store.ticks
+}
+
+/// The current epoch tick, for [`PendingCall::host_waited`]. For the glue.
+#[doc(hidden)]
+pub fn tick(store: &ActorStore) -> u64 {
+    store.tick()
+}
+
+/// Polls `call` to its end and counts the epoch ticks (of `ticks`) that pass while it is pending: the host's
+/// waits, which do not count against the guest's deadline (`limits.call_timeout_ms`); the ticks that pass while
+/// it is polled, the host's work for the guest, do. A call that answers at its first poll reads no clock. For
+/// the glue of `async` host functions.
+#[doc(hidden)]
+pub async fn waits<T>(ticks: &AtomicU64, call: impl Future<Output = T>) -> (T, u64) {
+    let mut call = std::pin::pin!(call);
+    let mut pending_since = None;
+    let mut waited = 0;
+    let out = std::future::poll_fn(|cx| {
+        if let Some(since) = pending_since.take() {
+            waited += ticks.load(Ordering::Relaxed).saturating_sub(since);
+        }
+        let poll = call.as_mut().poll(cx);
+        if poll.is_pending() {
+            pending_since = Some(ticks.load(Ordering::Relaxed));
+        }
+        poll
+    })
+    .await;
+    (out, waited)
 }
 
 /// Captures the parameters of a call to `spec` before the call moves them. `params` makes owned copies of them;

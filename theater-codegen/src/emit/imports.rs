@@ -137,7 +137,8 @@ fn fed_handles(model: &Model, ty: &Type, value: TokenStream) -> Option<(TokenStr
 
 /// The body shared by a host function's and a destructor's glue: record the parameters, call, record the
 /// result, return it (`(result,)` for a function with a result). `call` is the method call expression; with
-/// `trappable`, it returns `Result<T, E>` whose `Err` traps.
+/// `trappable`, it returns `Result<T, E>` whose `Err` traps. An `is_async` call adds the ticks it spends pending
+/// to `waited` (`method_call`): only those are not the guest's run time; a synchronous call's are all its own.
 fn glue_body(
     model: &Model,
     f: &Function,
@@ -145,6 +146,7 @@ fn glue_body(
     lookup: TokenStream,
     call: TokenStream,
     trappable: bool,
+    is_async: bool,
 ) -> TokenStream {
     let spec = format_ident!("{}", f.spec_name());
     let copies = names
@@ -215,11 +217,24 @@ fn glue_body(
             }),
         ),
     };
+    let (waits, waited) = if is_async {
+        (
+            quote! {
+                let ticks = ::theater_runtime::host::ticks(store.data());
+                let mut waited = 0u64;
+            },
+            quote!(waited),
+        )
+    } else {
+        (TokenStream::new(), quote!(0))
+    };
     quote! {
         #unreplayable
         let call = ::theater_runtime::host::begin(store.data(), &#spec, || (#(#copies,)*));
+        #waits
         #[allow(clippy::let_unit_value)]
         let result = #result;
+        let call = call.host_waited(#waited, ::theater_runtime::host::tick(store.data()));
         #finish
         ::core::result::Result::Ok::<_, ::theater_runtime::__private::wasmtime::Error>(#ret)
     }
@@ -238,7 +253,11 @@ fn method_call(b: &Bound<'_>, names: &[Ident]) -> (TokenStream, TokenStream) {
     // Spanned at the user's method so that rustc's type errors point at the handler's code.
     let call = quote_spanned!(method.span()=> this.#method(#ctx_arg #(#names),*));
     let call = if b.is_async {
-        quote!(#call.await)
+        quote! {{
+            let (value, pending) = ::theater_runtime::host::waits(ticks, #call).await;
+            waited += pending;
+            value
+        }}
     } else {
         call
     };
@@ -313,7 +332,7 @@ fn host_function(model: &Model, b: &Bound<'_>) -> TokenStream {
     let names: Vec<_> = f.params.iter().map(binding).collect();
     let types = f.params.iter().map(|p| rust_type(&p.ty, Scope::Root));
     let (lookup, call) = method_call(b, &names);
-    let body = glue_body(model, f, &names, lookup, call, b.trappable);
+    let body = glue_body(model, f, &names, lookup, call, b.trappable, b.is_async);
     let store_ty = store_type();
     if b.is_async {
         quote! {
@@ -379,7 +398,7 @@ fn resource_definition(
             false,
         ),
     };
-    let body = glue_body(model, f, &names, lookup, call, trappable);
+    let body = glue_body(model, f, &names, lookup, call, trappable, is_async);
     let wasmtime = quote!(::theater_runtime::__private::wasmtime);
     let store_ty = store_type();
     let head = quote! {

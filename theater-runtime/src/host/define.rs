@@ -7,9 +7,7 @@
 //! cloned nor serialized as they are, keeps its glue written out (`emit/imports.rs`).
 
 use std::marker::PhantomData;
-use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::future::BoxFuture;
 use serde::Serialize;
@@ -17,7 +15,7 @@ use serde::de::DeserializeOwned;
 use wasmtime::component::{ComponentNamedList, Lift, LinkerInstance, Lower};
 use wasmtime::{AsContextMut, StoreContextMut};
 
-use super::{HostCtx, PendingCall, begin, finish, instance, instance_ref, replayed, trap};
+use super::{HostCtx, PendingCall, begin, finish, instance, instance_ref, replayed, trap, waits};
 use crate::handler::Handler;
 use crate::host::CallSpec;
 use crate::record::RecordParams;
@@ -151,29 +149,8 @@ where
         None => run(store, params),
     };
     // A synchronous call never waits: all its time is work for the guest.
-    let pending = pending.host_waited(0, store.data().tick());
+    let pending = pending.host_waited(0, super::tick(store.data()));
     conclude(store.data_mut(), pending, outcome)
-}
-
-/// Polls `call` to its end and counts the epoch ticks (of `ticks`) that pass while it is pending: the host's
-/// waits, which do not count against the guest's deadline (`limits.call_timeout_ms`); the ticks that pass while
-/// it is polled, the host's work for the guest, do. A call that answers at its first poll reads no clock.
-async fn waits<T>(ticks: &AtomicU64, call: impl Future<Output = T>) -> (T, u64) {
-    let mut call = pin!(call);
-    let mut pending_since = None;
-    let mut waited = 0;
-    let out = std::future::poll_fn(|cx| {
-        if let Some(since) = pending_since.take() {
-            waited += ticks.load(Ordering::Relaxed).saturating_sub(since);
-        }
-        let poll = call.as_mut().poll(cx);
-        if poll.is_pending() {
-            pending_since = Some(ticks.load(Ordering::Relaxed));
-        }
-        poll
-    })
-    .await;
-    (out, waited)
 }
 
 impl<H: Handler> Definer<'_, '_, H> {
@@ -240,12 +217,12 @@ impl<H: Handler> Definer<'_, '_, H> {
             .func_wrap_async(spec.function, move |mut store, params: P| {
                 Box::new(async move {
                     let pending = begin(store.data(), spec, || params.clone());
-                    let ticks = store.data().ticks;
+                    let ticks = super::ticks(store.data());
                     let (outcome, waited) = match replay::<R>(store.data_mut(), spec) {
                         Some(answer) => (answer, 0),
                         None => waits(ticks, call(instance(store.data())?, params)).await,
                     };
-                    let pending = pending.host_waited(waited, store.data().tick());
+                    let pending = pending.host_waited(waited, super::tick(store.data()));
                     conclude(store.data_mut(), pending, outcome)
                 })
             })
@@ -273,7 +250,7 @@ impl<H: Handler> Definer<'_, '_, H> {
             .func_wrap_async(spec.function, move |mut store, params: P| {
                 Box::new(async move {
                     let pending = begin(store.data(), spec, || params.clone());
-                    let ticks = store.data().ticks;
+                    let ticks = super::ticks(store.data());
                     let (outcome, waited) = match replay::<R>(store.data_mut(), spec) {
                         Some(answer) => (answer, 0),
                         None => {
@@ -282,7 +259,7 @@ impl<H: Handler> Definer<'_, '_, H> {
                             waits(ticks, call(this, &mut ctx, params)).await
                         }
                     };
-                    let pending = pending.host_waited(waited, store.data().tick());
+                    let pending = pending.host_waited(waited, super::tick(store.data()));
                     conclude(store.data_mut(), pending, outcome)
                 })
             })
