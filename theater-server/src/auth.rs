@@ -7,6 +7,14 @@
 //!
 //! Loopback means the TCP peer's address: behind a reverse proxy on the same host every request looks local, so
 //! such a proxy must do its own authentication.
+//!
+//! A browser on the operator's machine is on loopback too, and runs pages of any site: a page may send a `POST`
+//! to `http://127.0.0.1:<port>/api/actors` (a "simple" request, sent without asking the server first), or have
+//! its own name resolve to 127.0.0.1 (DNS rebinding) and then read the API as its own origin. So a request from
+//! loopback goes without the token only if it comes from no other site: its `Host` is a loopback name
+//! (`localhost`, `127.x.x.x`, `[::1]`; or absent), its `Origin`, if any, is the server's own (`http://` or
+//! `https://` and the same `Host`), and its `Sec-Fetch-Site`, if any, is `same-origin` or `none`. Otherwise it
+//! needs the token like any other. (The live view, served by the server itself, is its own origin.)
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -85,15 +93,23 @@ pub async fn require_token(
     request: Request,
     next: Next,
 ) -> Response {
-    if peer.ip().is_loopback() || carries(&request, &token) {
+    let local = if peer.ip().is_loopback() {
+        from_another_site(&request)
+    } else {
+        Some(format!("{peer} is not on loopback"))
+    };
+    let Some(why) = local else {
+        return next.run(request).await;
+    };
+    if carries(&request, &token) {
         return next.run(request).await;
     }
     let mut refused = ApiError::new(
         axum::http::StatusCode::UNAUTHORIZED,
         "unauthorized",
         format!(
-            "requests not from loopback need the server's bearer token (Authorization: Bearer <token>, from \
-             <data dir>/{TOKEN_FILE}); {peer} sent none or a wrong one"
+            "this request needs the server's bearer token (Authorization: Bearer <token>, from <data dir>/\
+             {TOKEN_FILE}): {why}, and it carries none or a wrong one"
         ),
     )
     .into_response();
@@ -103,6 +119,52 @@ pub async fn require_token(
         axum::http::HeaderValue::from_static("close"),
     );
     refused
+}
+
+/// Why a request from loopback may come from another site's page (see the [module docs](self)), if it may.
+fn from_another_site(request: &Request) -> Option<String> {
+    let header = |name: axum::http::HeaderName| {
+        request
+            .headers()
+            .get(&name)
+            .map(|v| v.to_str().unwrap_or("(not text)"))
+    };
+    let host = header(axum::http::header::HOST);
+    if let Some(host) = host
+        && !loopback_name(host)
+    {
+        return Some(format!("Host {host:?} is not a loopback name"));
+    }
+    if let Some(origin) = header(axum::http::header::ORIGIN) {
+        let own = host.is_some_and(|host| {
+            origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"))
+                .is_some_and(|authority| authority.eq_ignore_ascii_case(host))
+        });
+        if !own {
+            return Some(format!("it comes from a page of {origin:?}"));
+        }
+    }
+    match header(axum::http::HeaderName::from_static("sec-fetch-site")) {
+        None | Some("same-origin" | "none") => None,
+        Some(site) => Some(format!(
+            "it comes from a page of another site (Sec-Fetch-Site: {site})"
+        )),
+    }
+}
+
+/// Whether `host` (a `Host` header: a name or address, perhaps with a port) names this machine's loopback.
+fn loopback_name(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        // `[::1]:port`
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, _port)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Whether `request` carries `token` in its `Authorization` header or its `token` query parameter.

@@ -461,6 +461,89 @@ async fn requests_not_from_loopback_need_the_token() {
     );
 }
 
+/// A browser on the operator's machine is on loopback too: a page of another site (its `Origin`, or its own name
+/// resolved to 127.0.0.1, DNS rebinding: its `Host`) needs the token like a remote client; the server's own page,
+/// and clients that are no page (no `Origin`), do not.
+#[tokio::test]
+async fn pages_of_other_sites_on_loopback_need_the_token() {
+    use tower::ServiceExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: Some(dir.path().to_path_buf()),
+        token: Some("s3cret".into()),
+        limits: ServerLimits::default(),
+    };
+    let server = Server::bind(config, theater_tests::support::registry())
+        .await
+        .unwrap();
+    let router = server.router();
+    let status = |method: &str, headers: &[(&str, &str)]| {
+        let mut builder = axum::http::Request::builder()
+            .method(method)
+            .uri("/api/actors");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let mut request = builder
+            .body(axum::body::Body::from(r#"{"manifest":"/nowhere.toml"}"#))
+            .unwrap();
+        let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        let router = router.clone();
+        async move { router.oneshot(request).await.unwrap().status().as_u16() }
+    };
+    let own = [
+        ("host", "127.0.0.1:7878"),
+        ("origin", "http://127.0.0.1:7878"),
+    ];
+    assert_eq!(status("GET", &[("host", "localhost:7878")]).await, 200);
+    assert_eq!(status("GET", &[("host", "[::1]:7878")]).await, 200);
+    assert_eq!(status("GET", &own).await, 200);
+    // The server's own page may start an actor (refused here for its missing manifest, past the token check).
+    assert_eq!(status("POST", &own).await, 422);
+    // A cross-site POST the browser sends without asking (`mode: "no-cors"`, a text body).
+    let evil = [
+        ("host", "127.0.0.1:7878"),
+        ("origin", "https://evil.example"),
+    ];
+    assert_eq!(status("POST", &evil).await, 401);
+    // Another port on loopback is another site: a page an actor serves, say.
+    let actor_page = [
+        ("host", "127.0.0.1:7878"),
+        ("origin", "http://127.0.0.1:8080"),
+    ];
+    assert_eq!(status("POST", &actor_page).await, 401);
+    assert_eq!(status("GET", &[("origin", "null")]).await, 401);
+    // DNS rebinding: the page's own name, resolved to 127.0.0.1.
+    let rebound = [
+        ("host", "evil.example:7878"),
+        ("origin", "http://evil.example:7878"),
+    ];
+    assert_eq!(status("GET", &rebound).await, 401);
+    assert_eq!(
+        status("GET", &[("host", "127.0.0.1.evil.example")]).await,
+        401
+    );
+    assert_eq!(
+        status(
+            "GET",
+            &[("host", "127.0.0.1:7878"), ("sec-fetch-site", "cross-site")]
+        )
+        .await,
+        401
+    );
+    // With the token, any of them may.
+    let with_token = [
+        ("host", "evil.example:7878"),
+        ("origin", "https://evil.example"),
+        ("authorization", "Bearer s3cret"),
+    ];
+    assert_eq!(status("GET", &with_token).await, 200);
+}
+
 /// Reads `stream` until the server closes it (end of stream or reset), for at most `within`: what was read, or
 /// `None` if the connection was still open then.
 async fn read_until_closed(
@@ -494,7 +577,7 @@ async fn get_from(from: [u8; 4], addr: SocketAddr) -> String {
     use tokio::io::AsyncWriteExt as _;
     let mut stream = connect_from(from, addr).await;
     stream
-        .write_all(b"GET /api/actors HTTP/1.1\r\nhost: theater\r\nconnection: close\r\n\r\n")
+        .write_all(b"GET /api/actors HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
         .await
         .unwrap();
     read_until_closed(&mut stream, std::time::Duration::from_secs(30))
@@ -619,7 +702,7 @@ async fn a_client_that_does_not_read_its_answer_is_disconnected_after_write_time
     let mut stalled = connect_from([127, 0, 0, 1], server.addr).await;
     stalled
         .write_all(
-            format!("GET /api/actors/{a}/chain HTTP/1.1\r\nhost: theater\r\n\r\n").as_bytes(),
+            format!("GET /api/actors/{a}/chain HTTP/1.1\r\nhost: localhost\r\n\r\n").as_bytes(),
         )
         .await
         .unwrap();
@@ -692,7 +775,7 @@ async fn a_client_that_stops_midway_through_its_headers_is_cut_off() {
     };
     let server = Running::start(limits).await;
     let mut slow = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    slow.write_all(b"GET /api/actors HTTP/1.1\r\nhost: theater\r\n")
+    slow.write_all(b"GET /api/actors HTTP/1.1\r\nhost: localhost\r\n")
         .await
         .unwrap();
     let answer = read_until_closed(&mut slow, Duration::from_secs(30))
@@ -726,7 +809,7 @@ async fn a_client_that_trickles_its_body_is_cut_off() {
         let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
         stream
             .write_all(
-                b"POST /api/actors HTTP/1.1\r\nhost: theater\r\ncontent-type: application/json\r\n\
+                b"POST /api/actors HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n\
                   content-length: 100\r\n\r\n{\"manif",
             )
             .await
