@@ -5,9 +5,10 @@
 //! [`poll_interval`](crate::ServerLimits::poll_interval). When the actor has stopped and its last events are
 //! sent, one event `end` carries `{"id": ID, "exit": TEXT}` and the stream ends. At most
 //! [`max_subscribers`](crate::ServerLimits::max_subscribers) streams are open at once, and each holds at most one
-//! page of events waiting to be sent, bounded as the chain route's pages are ([`crate::chain`]): a client that
-//! reads slowly makes it read the chain slowly, not hold the rest of it. A `from` that is not a number is `400
-//! bad_request`.
+//! page of events waiting to be sent, bounded as the chain route's pages are ([`crate::chain`]), as read: each is
+//! made into its view and JSON only as it is sent (a view holds the data twice, and JSON may double it again). A
+//! client that reads slowly makes it read the chain slowly, not hold the rest of it. A `from` that is not a
+//! number is `400 bad_request`.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -57,8 +58,12 @@ struct Follow {
     actor: ActorHandle,
     /// Chain events sent (or queued in `ready`).
     sent: usize,
-    /// At most one page of events ([`ActorHandle::chain_range`]), ready to send.
-    ready: VecDeque<Event>,
+    /// At most one page of chain events ([`ActorHandle::chain_range`]) with their indices, ready to send: made
+    /// into their views and JSON one at a time as they are sent, so the page is held once, as read (a view holds
+    /// an event's data twice, `data` and `line`, and JSON escapes a quote or a backslash in two bytes).
+    ready: VecDeque<(usize, ChainEvent)>,
+    /// The `end` event, once the actor has stopped and its chain was read to its end.
+    end: Option<Event>,
     done: bool,
     /// A page's bounds: `max_chain_page_events` and `max_chain_page_bytes`.
     max_events: usize,
@@ -87,22 +92,19 @@ impl Follow {
             Err(_) => return false,
         };
         let more = from + events.len() < total;
-        for (offset, event) in events.iter().enumerate() {
-            let view = EventView::of(from + offset, event);
-            self.ready.push_back(json_event("chain", &view));
-        }
         self.sent += events.len();
+        self.ready.extend((from..).zip(events));
         more
     }
 
     /// The next SSE event, or `None` once the actor has stopped and everything was sent.
     async fn next(&mut self) -> Option<Event> {
         loop {
-            if let Some(event) = self.ready.pop_front() {
-                return Some(event);
+            if let Some((index, event)) = self.ready.pop_front() {
+                return Some(json_event("chain", &EventView::of(index, &event)));
             }
             if self.done {
-                return None;
+                return self.end.take();
             }
             if self.actor.status() == ActorStatus::Stopped {
                 let exit = self.actor.wait().await;
@@ -110,7 +112,7 @@ impl Follow {
                     continue;
                 }
                 let end = serde_json::json!({ "id": self.actor.id().to_string(), "exit": exit.to_string() });
-                self.ready.push_back(json_event("end", &end));
+                self.end = Some(json_event("end", &end));
                 self.done = true;
                 continue;
             }
@@ -154,6 +156,7 @@ pub async fn events(State(state): State<AppState>, Path(id): Path<String>, uri: 
         actor,
         sent: from,
         ready: VecDeque::new(),
+        end: None,
         done: false,
         max_events: state.limits.max_chain_page_events,
         max_bytes: state.limits.max_chain_page_bytes,
@@ -193,6 +196,7 @@ mod tests {
             actor,
             sent: 0,
             ready: VecDeque::new(),
+            end: None,
             done: false,
             max_events: 3,
             max_bytes: usize::MAX,
