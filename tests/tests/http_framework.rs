@@ -1238,3 +1238,192 @@ async fn http_framework_websocket_send_queue_is_bounded_in_bytes() {
         "wsclose!connection 1 is closing"
     );
 }
+
+/// A certificate path that has become a FIFO (or any non-regular file) fails `start-server` promptly, naming the
+/// problem, instead of blocking a host thread on the open or read forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_framework_a_tls_file_that_is_a_fifo_fails_start_server_promptly() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&cert_path)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo failed");
+
+    let (rt, _dir) = runtime();
+    let config = HttpFrameworkConfig {
+        tls_dirs: vec![dir.path().to_owned()],
+        ..Default::default()
+    };
+    let actor = server_actor(&rt, config, None).await;
+    let script = format!(
+        "create:127.0.0.1,,{},{};start:1",
+        cert_path.display(),
+        key_path.display()
+    );
+    let out = match tokio::time::timeout(Duration::from_secs(10), run(&actor, &script)).await {
+        Ok(out) => out,
+        Err(_) => {
+            // Unblock the reader stuck opening the FIFO (a writer that opens and closes gives it end of file), so
+            // the test fails instead of hanging at the runtime's shutdown.
+            let _ = std::fs::OpenOptions::new().write(true).open(&cert_path);
+            panic!("start-server blocked on a FIFO certificate for 10 s");
+        }
+    };
+    assert_eq!(out[0], "create=1");
+    assert!(
+        out[1].starts_with("start!start-server: ") && out[1].contains("not a regular file"),
+        "{}",
+        out[1]
+    );
+}
+
+/// Polls the guest's callback log until `wanted` appears; `false` if it does not within `limit`.
+async fn event_within(actor: &ActorHandle, wanted: &str, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        let line = run(actor, "events").await.remove(0);
+        if value(&line, "events").split('|').any(|e| e == wanted) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// An open WebSocket that receives nothing is pinged at half of `idle_timeout_ms` and closed at it: a client that
+/// answers (a reading tokio-tungstenite client pongs) stays, a silent one is disconnected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_framework_a_silent_websocket_is_closed_after_idle_timeout() {
+    let (rt, _dir) = runtime();
+    let config = HttpFrameworkConfig {
+        idle_timeout_ms: 400,
+        ..Default::default()
+    };
+    let actor = server_actor(&rt, config, None).await;
+    let out = run(
+        &actor,
+        "create:;handler:ws-connect;handler:ws-echo;handler:ws-disconnect;ws:1,/ws,1,2,3;start:1",
+    )
+    .await;
+    let port = port(&out[5]);
+
+    // A live client: it reads (and so answers pings) for 5 idle timeouts and is still connected.
+    let (mut live, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws"))
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    wait_for_events(&actor, &mut seen, "connect:ws-connect:1:/ws:-").await;
+    let mut pings = 0;
+    let until = tokio::time::Instant::now() + Duration::from_millis(2_000);
+    while let Ok(frame) = tokio::time::timeout_at(until, live.next()).await {
+        match frame.unwrap().unwrap() {
+            Message::Ping(_) => pings += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(pings >= 2, "{pings} pings in 2 s with idle_timeout_ms 400");
+    live.send(Message::Text("still here".into())).await.unwrap();
+    assert_eq!(
+        live.next().await.unwrap().unwrap(),
+        Message::Text("echo:still here".into())
+    );
+
+    // A silent client: connected, then it neither sends nor reads.
+    let (_silent, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws"))
+        .await
+        .unwrap();
+    wait_for_events(&actor, &mut seen, "connect:ws-connect:2:/ws:-").await;
+    assert!(
+        event_within(&actor, "disconnect:ws-disconnect:2", Duration::from_secs(5)).await,
+        "a silent WebSocket stays open past idle_timeout_ms"
+    );
+}
+
+/// A frame header announcing more than `MAX_WEBSOCKET_FRAME_BYTES` closes the connection at once (nothing is
+/// reserved or awaited for it), while messages up to `max_request_bytes` still arrive in smaller fragments.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_framework_a_websocket_frame_past_the_frame_bound_is_refused() {
+    use theater_handler_http_framework::websocket::MAX_WEBSOCKET_FRAME_BYTES;
+    use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+    let (rt, _dir) = runtime();
+    let config = HttpFrameworkConfig {
+        idle_timeout_ms: 60_000,
+        ..Default::default()
+    };
+    let actor = server_actor(&rt, config, None).await;
+    let out = run(
+        &actor,
+        "create:;handler:ws-connect;handler:ws-echo;handler:ws-disconnect;ws:1,/ws,1,2,3;start:1",
+    )
+    .await;
+    let port = port(&out[5]);
+
+    // A 1 MiB message in 16 KiB fragments is assembled and echoed.
+    let stream = connect_from([127, 0, 0, 1], port).await;
+    let (mut ws, _) = tokio_tungstenite::client_async_with_config(
+        format!("ws://127.0.0.1:{port}/ws"),
+        stream,
+        Some(WebSocketConfig::default()),
+    )
+    .await
+    .unwrap();
+    let big = "y".repeat(1024 * 1024);
+    let mut seen = Vec::new();
+    wait_for_events(&actor, &mut seen, "connect:ws-connect:1:/ws:-").await;
+    for (i, chunk) in big.as_bytes().chunks(16 * 1024).enumerate() {
+        let last = (i + 1) * 16 * 1024 >= big.len();
+        let opcode = if i == 0 { 0x1 } else { 0x0 };
+        ws.get_mut()
+            .write_all(&frame_header(opcode, last, chunk.len() as u64))
+            .await
+            .unwrap();
+        ws.get_mut().write_all(chunk).await.unwrap();
+    }
+    match ws.next().await.unwrap().unwrap() {
+        Message::Text(text) => assert_eq!(text.as_str(), format!("echo:{big}")),
+        other => panic!("{other:?}"),
+    }
+
+    // One frame header announcing 1 MiB (less than max_request_bytes, more than the frame bound), then silence.
+    let announced = (MAX_WEBSOCKET_FRAME_BYTES as u64 + 1).max(1024 * 1024);
+    let stream = ws.get_mut();
+    stream
+        .write_all(&frame_header(0x2, true, announced))
+        .await
+        .unwrap();
+    stream.write_all(&[0u8; 1024]).await.unwrap();
+    // The server closes the connection (after whatever it still had to send, read here to the end).
+    let mut rest = Vec::new();
+    let read =
+        tokio::time::timeout(Duration::from_secs(3), ws.get_mut().read_to_end(&mut rest)).await;
+    assert!(
+        matches!(read, Ok(Ok(_))),
+        "a frame announcing {announced} bytes is awaited: {read:?}"
+    );
+    assert!(
+        event_within(&actor, "disconnect:ws-disconnect:1", Duration::from_secs(3)).await,
+        "no disconnect after the refused frame"
+    );
+}
+
+/// A masked client frame header (mask key zero, so the payload goes as is).
+fn frame_header(opcode: u8, fin: bool, len: u64) -> Vec<u8> {
+    let mut header = vec![if fin { 0x80 } else { 0 } | opcode];
+    if len < 126 {
+        header.push(0x80 | len as u8);
+    } else if len <= u64::from(u16::MAX) {
+        header.push(0x80 | 126);
+        header.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        header.push(0x80 | 127);
+        header.extend_from_slice(&len.to_be_bytes());
+    }
+    header.extend_from_slice(&[0, 0, 0, 0]);
+    header
+}

@@ -115,6 +115,12 @@ impl Grants {
         }
     }
 
+    /// The directories TLS files must lie in, as configured (resolved against the manifest's folder, not
+    /// canonicalized).
+    pub fn tls_dirs(&self) -> &[PathBuf] {
+        &self.tls_dirs
+    }
+
     /// Resolves a TLS certificate and key path; both must lie inside one of `tls_dirs`.
     ///
     /// # Errors

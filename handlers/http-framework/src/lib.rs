@@ -122,7 +122,8 @@ pub struct HttpFrameworkConfig {
     pub body_read_timeout_ms: u64,
     /// How long a connection may move no byte in either direction while none of its requests is being handled,
     /// in ms (default 5 000): the keep-alive idle timeout, and the bound on a client that stops reading its
-    /// response. The connection is closed then. Open WebSockets are not subject to it.
+    /// response. The connection is closed then. An open WebSocket that receives nothing (no frame, no pong) for
+    /// this long is closed too; it is pinged at half of it.
     pub idle_timeout_ms: u64,
     /// How long a write to a client may stay pending, in ms (default 30 000): a client (or WebSocket peer) that
     /// stops reading is disconnected once the socket's buffers are full and nothing more has left for this
@@ -401,7 +402,7 @@ impl HttpFrameworkHandler {
             )
         };
         let acceptor = match &tls {
-            Some((cert, key)) => Some(tls::acceptor(cert, key).await?),
+            Some((cert, key)) => Some(tls::acceptor(cert, key, instance.grants.tls_dirs()).await?),
             None => None,
         };
         let listener = serve::bind(&host, port).await?;

@@ -2,7 +2,7 @@
 //! connections. The running service reads it on every request, the host functions change it, so routes and
 //! middleware added after `start-server` take effect without a restart.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
@@ -44,11 +44,13 @@ pub struct Site {
     pub request_timeout: Duration,
     /// How long a request's body may take to arrive once its head has (`body_read_timeout_ms`).
     pub body_read_timeout: Duration,
+    /// How long an open WebSocket may receive nothing (no frame, no pong) before it is closed; it is pinged at
+    /// half of it (`idle_timeout_ms`).
+    pub idle_timeout: Duration,
     /// Bytes `send-websocket-message` may queue on one connection (`max_websocket_queue_bytes`).
     pub max_websocket_queue_bytes: u64,
-    /// Routes, middleware and WebSocket endpoints the table holds at most, together (`max_routes`).
-    pub max_routes: usize,
-    table: RwLock<Table>,
+    /// Routes, middleware and WebSocket endpoints (through `Deref`, as are their methods).
+    dispatch: Dispatch,
     connections: Mutex<BTreeMap<u64, Connection>>,
     next_connection: AtomicU64,
 }
@@ -164,12 +166,21 @@ struct Connection {
 /// Per route pattern, its routes as (method, handler), in insertion order.
 type Methods = Vec<Vec<(String, u64)>>;
 
+/// The compiled routes: built from a snapshot of the routes outside any lock the requests take, then swapped in
+/// whole, so a change never holds up a request for longer than swapping an `Arc`.
 #[derive(Default)]
-struct Table {
-    routes: Vec<Route>,
+struct Matcher {
     /// Path pattern → index into `methods`.
     router: matchit::Router<usize>,
     methods: Methods,
+}
+
+#[derive(Default)]
+struct Table {
+    routes: Vec<Route>,
+    /// (method, path) → route id: the duplicate check, without a scan of `routes`.
+    route_keys: HashMap<(String, String), u64>,
+    matcher: Arc<Matcher>,
     middleware: Vec<Middleware>,
     websockets: BTreeMap<String, Endpoint>,
 }
@@ -187,43 +198,59 @@ pub enum Resolved {
     NotFound,
 }
 
-impl Table {
-    /// Builds the matchit router for `routes`.
-    fn build(routes: &[Route]) -> Result<(matchit::Router<usize>, Methods), String> {
+#[cfg(test)]
+thread_local! {
+    /// Called at the start of every [`Matcher::build`] on this thread (tests: what a request sees meanwhile).
+    static BUILDING: std::cell::RefCell<Option<Box<dyn Fn()>>> = std::cell::RefCell::new(None);
+}
+
+impl Matcher {
+    /// Builds the matchit router for `routes`, in time linear in their number and length.
+    fn build(routes: &[Route]) -> Result<Self, String> {
+        #[cfg(test)]
+        BUILDING.with(|hook| {
+            if let Some(hook) = hook.borrow().as_ref() {
+                hook();
+            }
+        });
         let mut router = matchit::Router::new();
-        let mut patterns: Vec<&str> = Vec::new();
+        let mut patterns: HashMap<&str, usize> = HashMap::new();
         let mut methods: Methods = Vec::new();
         for route in routes {
-            let index = match patterns.iter().position(|p| *p == route.path) {
-                Some(i) => i,
+            let index = match patterns.get(route.path.as_str()) {
+                Some(&i) => i,
                 None => {
                     router
-                        .insert(route.path.clone(), patterns.len())
+                        .insert(route.path.clone(), methods.len())
                         .map_err(|e| format!("add-route: {}: {e}", route.path))?;
-                    patterns.push(&route.path);
+                    patterns.insert(&route.path, methods.len());
                     methods.push(Vec::new());
-                    patterns.len() - 1
+                    methods.len() - 1
                 }
             };
             methods[index].push((route.method.clone(), route.handler));
         }
-        Ok((router, methods))
+        Ok(Self { router, methods })
     }
 }
 
-impl Site {
-    /// An empty site calling `actor`, with `config`'s limits.
-    pub fn new(actor: ActorHandle, config: &HttpFrameworkConfig) -> Self {
+/// A server's routes, middleware and WebSocket endpoints. Requests take `table`'s read lock only to copy what
+/// they need (an `Arc` of the matcher, the matching middleware, an endpoint); changes are serialized by `edit`
+/// and rebuild the matcher before taking the write lock, which they hold only to store the result.
+pub struct Dispatch {
+    /// Routes, middleware and WebSocket endpoints the table holds at most, together (`max_routes`).
+    pub max_routes: usize,
+    table: RwLock<Table>,
+    edit: Mutex<()>,
+}
+
+impl Dispatch {
+    /// An empty table holding at most `max_routes` routes, middleware and endpoints together.
+    pub fn new(max_routes: usize) -> Self {
         Self {
-            actor,
-            max_request_bytes: config.max_request_bytes,
-            request_timeout: Duration::from_millis(config.request_timeout_ms),
-            body_read_timeout: Duration::from_millis(config.body_read_timeout_ms),
-            max_websocket_queue_bytes: config.max_websocket_queue_bytes,
-            max_routes: usize::try_from(config.max_routes).unwrap_or(usize::MAX),
+            max_routes,
             table: RwLock::default(),
-            connections: Mutex::default(),
-            next_connection: AtomicU64::new(1),
+            edit: Mutex::default(),
         }
     }
 
@@ -233,6 +260,21 @@ impl Site {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Table> {
         self.table.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Serializes changes: held from reading the table to storing the change.
+    fn edit(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.edit.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Stores `routes` and their `matcher`; the old matcher is dropped after the write lock is released.
+    fn store(&self, routes: Vec<Route>, keys: HashMap<(String, String), u64>, matcher: Matcher) {
+        let mut table = self.write();
+        table.routes = routes;
+        table.route_keys = keys;
+        let old = std::mem::replace(&mut table.matcher, Arc::new(matcher));
+        drop(table);
+        drop(old);
     }
 
     /// Adds `route`.
@@ -249,39 +291,46 @@ impl Site {
                 route.path
             ));
         }
-        let mut table = self.write();
-        self.check_room(&table, "add-route")?;
-        if let Some(existing) = table
-            .routes
-            .iter()
-            .find(|r| r.path == route.path && r.method == route.method)
-        {
-            return Err(format!(
-                "add-route: {} {} already has route {}",
-                route.method, route.path, existing.id
-            ));
-        }
-        let mut routes = table.routes.clone();
+        let _edit = self.edit();
+        let key = (route.method.clone(), route.path.clone());
+        let (mut routes, mut keys) = {
+            let table = self.read();
+            self.check_room(&table, "add-route")?;
+            if let Some(existing) = table.route_keys.get(&key) {
+                return Err(format!(
+                    "add-route: {} {} already has route {existing}",
+                    route.method, route.path
+                ));
+            }
+            (table.routes.clone(), table.route_keys.clone())
+        };
+        keys.insert(key, route.id);
         routes.push(route);
-        let (router, methods) = Table::build(&routes)?;
-        table.routes = routes;
-        table.router = router;
-        table.methods = methods;
+        let matcher = Matcher::build(&routes)?;
+        self.store(routes, keys, matcher);
         Ok(())
     }
 
     /// Removes route `id`; `false` if this site has none.
     pub fn remove_route(&self, id: u64) -> bool {
-        let mut table = self.write();
-        let before = table.routes.len();
-        table.routes.retain(|r| r.id != id);
-        if table.routes.len() == before {
-            return false;
-        }
+        let _edit = self.edit();
+        let (mut routes, mut keys) = {
+            let table = self.read();
+            if !table.routes.iter().any(|r| r.id == id) {
+                return false;
+            }
+            (table.routes.clone(), table.route_keys.clone())
+        };
+        routes.retain(|r| {
+            let keep = r.id != id;
+            if !keep {
+                keys.remove(&(r.method.clone(), r.path.clone()));
+            }
+            keep
+        });
         // Removing a route never makes the remaining ones conflict.
-        if let Ok((router, methods)) = Table::build(&table.routes) {
-            table.router = router;
-            table.methods = methods;
+        if let Ok(matcher) = Matcher::build(&routes) {
+            self.store(routes, keys, matcher);
         }
         true
     }
@@ -291,6 +340,7 @@ impl Site {
     /// # Errors
     /// The table is full ([`max_routes`](Self::max_routes)).
     pub fn add_middleware(&self, middleware: Middleware) -> Result<(), String> {
+        let _edit = self.edit();
         let mut table = self.write();
         self.check_room(&table, "add-middleware")?;
         table.middleware.push(middleware);
@@ -311,6 +361,7 @@ impl Site {
 
     /// Removes middleware `id`; `false` if this site has none.
     pub fn remove_middleware(&self, id: u64) -> bool {
+        let _edit = self.edit();
         let mut table = self.write();
         let before = table.middleware.len();
         table.middleware.retain(|m| m.id != id);
@@ -322,6 +373,7 @@ impl Site {
     /// # Errors
     /// `path` already has one, or the table is full ([`max_routes`](Self::max_routes)).
     pub fn enable_websocket(&self, path: &str, endpoint: Endpoint) -> Result<(), String> {
+        let _edit = self.edit();
         let mut table = self.write();
         if table.websockets.contains_key(path) {
             return Err(format!(
@@ -333,22 +385,10 @@ impl Site {
         Ok(())
     }
 
-    /// Removes the endpoint at `path` and closes its connections.
-    ///
-    /// # Errors
-    /// No endpoint at `path`.
-    pub fn disable_websocket(&self, path: &str) -> Result<(), String> {
-        if self.write().websockets.remove(path).is_none() {
-            return Err(format!(
-                "disable-websocket: no WebSocket endpoint at {path}"
-            ));
-        }
-        for connection in self.lock_connections().values() {
-            if connection.path == path {
-                let _ = connection.tx.send(Outgoing::Close);
-            }
-        }
-        Ok(())
+    /// Removes the endpoint at `path`; `false` if there is none.
+    fn remove_websocket(&self, path: &str) -> bool {
+        let _edit = self.edit();
+        self.write().websockets.remove(path).is_some()
     }
 
     /// The middleware whose prefix covers `path`, in insertion order.
@@ -368,11 +408,11 @@ impl Site {
 
     /// Resolves `path` and `method` (upper case; `HEAD` falls back to `GET`, any method to `*`).
     pub fn resolve(&self, path: &str, method: &str) -> Resolved {
-        let table = self.read();
-        let Ok(found) = table.router.at(path) else {
+        let matcher = self.read().matcher.clone();
+        let Ok(found) = matcher.router.at(path) else {
             return Resolved::NotFound;
         };
-        let methods = &table.methods[*found.value];
+        let methods = &matcher.methods[*found.value];
         let pick = |m: &str| methods.iter().find(|(rm, _)| rm == m).map(|(_, h)| *h);
         let handler = pick(method)
             .or_else(|| (method == "HEAD").then(|| pick("GET")).flatten())
@@ -408,6 +448,49 @@ impl Site {
     /// Whether middleware `id` is this site's.
     pub fn has_middleware(&self, id: u64) -> bool {
         self.read().middleware.iter().any(|m| m.id == id)
+    }
+}
+
+impl std::ops::Deref for Site {
+    type Target = Dispatch;
+
+    fn deref(&self) -> &Dispatch {
+        &self.dispatch
+    }
+}
+
+impl Site {
+    /// An empty site calling `actor`, with `config`'s limits.
+    pub fn new(actor: ActorHandle, config: &HttpFrameworkConfig) -> Self {
+        Self {
+            actor,
+            max_request_bytes: config.max_request_bytes,
+            request_timeout: Duration::from_millis(config.request_timeout_ms),
+            body_read_timeout: Duration::from_millis(config.body_read_timeout_ms),
+            max_websocket_queue_bytes: config.max_websocket_queue_bytes,
+            idle_timeout: Duration::from_millis(config.idle_timeout_ms),
+            dispatch: Dispatch::new(usize::try_from(config.max_routes).unwrap_or(usize::MAX)),
+            connections: Mutex::default(),
+            next_connection: AtomicU64::new(1),
+        }
+    }
+
+    /// Removes the endpoint at `path` and closes its connections.
+    ///
+    /// # Errors
+    /// No endpoint at `path`.
+    pub fn disable_websocket(&self, path: &str) -> Result<(), String> {
+        if !self.remove_websocket(path) {
+            return Err(format!(
+                "disable-websocket: no WebSocket endpoint at {path}"
+            ));
+        }
+        for connection in self.lock_connections().values() {
+            if connection.path == path {
+                let _ = connection.tx.send(Outgoing::Close);
+            }
+        }
+        Ok(())
     }
 
     fn lock_connections(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Connection>> {
@@ -481,7 +564,117 @@ pub type SiteRef = Arc<Site>;
 
 #[cfg(test)]
 mod tests {
-    use super::named_params;
+    use super::*;
+
+    fn route(id: u64, path: &str, method: &str) -> Route {
+        Route {
+            id,
+            path: path.to_owned(),
+            method: method.to_owned(),
+            handler: id,
+        }
+    }
+
+    fn handler(dispatch: &Dispatch, path: &str, method: &str) -> Option<u64> {
+        match dispatch.resolve(path, method) {
+            Resolved::Route { handler, .. } => Some(handler),
+            _ => None,
+        }
+    }
+
+    /// A request resolves while a change is rebuilding the matcher: the rebuild holds no lock requests take.
+    #[test]
+    fn a_request_resolves_while_the_matcher_is_rebuilt() {
+        let dispatch = Arc::new(Dispatch::new(1024));
+        dispatch.add_route(route(1, "/a", "GET")).unwrap();
+        let resolved_meanwhile = Arc::new(Mutex::new(Vec::new()));
+        let (d, seen) = (dispatch.clone(), resolved_meanwhile.clone());
+        BUILDING.with(|hook| {
+            *hook.borrow_mut() = Some(Box::new(move || {
+                let d = d.clone();
+                let (tx, rx) = std::sync::mpsc::channel();
+                std::thread::spawn(move || {
+                    let _ = tx.send(handler(&d, "/a", "GET"));
+                });
+                let got = rx.recv_timeout(Duration::from_secs(2)).ok().flatten();
+                seen.lock().unwrap().push(got);
+            }));
+        });
+        dispatch.add_route(route(2, "/b", "GET")).unwrap();
+        assert!(dispatch.remove_route(2));
+        BUILDING.with(|hook| *hook.borrow_mut() = None);
+        assert_eq!(
+            *resolved_meanwhile.lock().unwrap(),
+            [Some(1), Some(1)],
+            "a request waited for a route change's rebuild"
+        );
+    }
+
+    /// Many adds and removes of long routes leave the table answering exactly as a model of it does.
+    #[test]
+    fn routes_resolve_correctly_after_many_changes() {
+        let dispatch = Dispatch::new(1024);
+        let long = "x".repeat(1000);
+        let path = |i: u64| format!("/{long}/{i}");
+        let mut model: BTreeMap<u64, (String, String)> = BTreeMap::new();
+        let mut next = 1;
+        for round in 0..1000u64 {
+            let slot = round % 300;
+            let method = if round % 3 == 0 { "POST" } else { "GET" };
+            let existing = model
+                .iter()
+                .find(|(_, (p, m))| *p == path(slot) && m == method)
+                .map(|(id, _)| *id);
+            match existing {
+                Some(id) => {
+                    assert!(dispatch.remove_route(id));
+                    assert!(!dispatch.remove_route(id));
+                    model.remove(&id);
+                }
+                None => {
+                    dispatch
+                        .add_route(route(next, &path(slot), method))
+                        .unwrap();
+                    let error = dispatch
+                        .add_route(route(next + 1, &path(slot), method))
+                        .unwrap_err();
+                    assert!(
+                        error.ends_with(&format!("already has route {next}")),
+                        "{error}"
+                    );
+                    model.insert(next, (path(slot), method.to_owned()));
+                    next += 2;
+                }
+            }
+        }
+        assert_eq!(dispatch.counts().0 as usize, model.len());
+        for slot in 0..300 {
+            for method in ["GET", "POST"] {
+                let want = model
+                    .iter()
+                    .find(|(_, (p, m))| *p == path(slot) && m == method)
+                    .map(|(id, _)| *id);
+                assert_eq!(
+                    handler(&dispatch, &path(slot), method),
+                    want,
+                    "{slot} {method}"
+                );
+                if want.is_none() && model.values().any(|(p, _)| *p == path(slot)) {
+                    assert!(matches!(
+                        dispatch.resolve(&path(slot), method),
+                        Resolved::WrongMethod(_)
+                    ));
+                }
+            }
+        }
+        assert!(matches!(
+            dispatch.resolve("/nothing", "GET"),
+            Resolved::NotFound
+        ));
+        for id in model.keys() {
+            assert!(dispatch.has_route(*id));
+        }
+    }
 
     #[test]
     fn named_params_count_what_matchit_names() {

@@ -18,6 +18,13 @@ use crate::site::{Endpoint, Outgoing, Queue, SiteRef};
 use crate::theater::simple::http_handlers::Callbacks;
 use crate::theater::simple::websocket_types::{MessageType, WebsocketMessage};
 
+/// Largest WebSocket frame a client may send, in bytes: 1 MiB. Browsers send a message as one frame, so this is
+/// also the largest message a browser may send unfragmented; messages up to `max_request_bytes` still arrive in
+/// fragments of at most this. A frame header announcing more closes the connection before anything is reserved
+/// for it (tungstenite reserves a frame's announced length when its header arrives). `max_request_bytes`, if
+/// smaller, bounds frames too.
+pub const MAX_WEBSOCKET_FRAME_BYTES: usize = 1024 * 1024;
+
 /// How long a closing connection waits for the peer's close frame (or for a client that does not read).
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
@@ -40,7 +47,7 @@ pub async fn upgrade(
     let failed_site = site.clone();
     upgrade
         .max_message_size(max)
-        .max_frame_size(max)
+        .max_frame_size(max.min(MAX_WEBSOCKET_FRAME_BYTES))
         .on_failed_upgrade(move |_| failed_site.close_connection(id))
         .on_upgrade(move |socket| async move {
             // axum runs this in a task of its own; `scope` keeps the server's hold on the actor's background
@@ -76,10 +83,22 @@ async fn pump(
     }
     let (mut sink, mut stream) = socket.split();
     let mut closing = false;
+    // `idle_timeout_ms`: a client that sends nothing (no frame, no pong) for that long is closed; at half of it
+    // it is pinged, so a live but quiet client answers. Time spent in the guest's callback does not count.
+    let idle = site.idle_timeout;
+    let mut heard = tokio::time::Instant::now();
+    let mut pinged = false;
     'conn: loop {
+        let deadline = if pinged {
+            heard + idle
+        } else {
+            heard + idle / 2
+        };
         tokio::select! {
             frame = stream.next() => match frame {
                 Some(Ok(message)) => {
+                    heard = tokio::time::Instant::now();
+                    pinged = false;
                     let Some(message) = from_frame(message) else { continue };
                     match callbacks.handle_websocket_message(endpoint.message, id, message).await {
                         Ok(replies) => {
@@ -101,6 +120,7 @@ async fn pump(
                             tracing::warn!(actor = %actor, "http-framework: handle-websocket-message failed: {e}");
                         }
                     }
+                    heard = tokio::time::Instant::now();
                     if closing {
                         break;
                     }
@@ -126,6 +146,18 @@ async fn pump(
             () = scope.stop.cancelled() => {
                 closing = true;
                 break;
+            }
+            // `idle_timeout_ms = 0`: the WebSocket has no idle bound.
+            () = tokio::time::sleep_until(deadline), if !idle.is_zero() => {
+                if pinged {
+                    tracing::debug!(actor = %actor, connection = id, "http-framework: WebSocket idle past idle_timeout_ms; closing");
+                    closing = true;
+                    break;
+                }
+                pinged = true;
+                if !send(&mut sink, Message::Ping(Default::default()), scope).await {
+                    break;
+                }
             }
         }
     }
