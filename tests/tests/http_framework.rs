@@ -42,6 +42,19 @@ fn value<'a>(line: &'a str, op: &str) -> &'a str {
         .unwrap_or_else(|| panic!("expected {op}=..., got {line}"))
 }
 
+/// An actor serving a WebSocket endpoint at `/ws` (`ws-connect`, `ws-echo`, `ws-disconnect`) under `config`, and
+/// its port.
+async fn ws_echo_server(rt: &TheaterRuntime, config: HttpFrameworkConfig) -> (ActorHandle, u16) {
+    let actor = server_actor(rt, config, None).await;
+    let out = run(
+        &actor,
+        "create:;handler:ws-connect;handler:ws-echo;handler:ws-disconnect;ws:1,/ws,1,2,3;start:1",
+    )
+    .await;
+    let port = port(&out[5]);
+    (actor, port)
+}
+
 fn port(line: &str) -> u16 {
     value(line, "start").parse().unwrap()
 }
@@ -1091,13 +1104,7 @@ async fn http_framework_a_websocket_peer_that_does_not_read_is_disconnected_afte
         write_timeout_ms: 200,
         ..Default::default()
     };
-    let actor = server_actor(&rt, config, None).await;
-    let out = run(
-        &actor,
-        "create:;handler:ws-connect;handler:ws-echo;handler:ws-disconnect;ws:1,/ws,1,2,3;start:1",
-    )
-    .await;
-    let port = port(&out[5]);
+    let (actor, port) = ws_echo_server(&rt, config).await;
     let stream = connect_from([127, 0, 0, 1], port).await;
     let (_ws, _) = tokio_tungstenite::client_async(format!("ws://127.0.0.1:{port}/ws"), stream)
         .await
@@ -1175,13 +1182,7 @@ async fn http_framework_websocket_send_queue_is_bounded_in_bytes() {
         max_websocket_queue_bytes: 256 * 1024,
         ..Default::default()
     };
-    let actor = server_actor(&rt, config, None).await;
-    let out = run(
-        &actor,
-        "create:;handler:ws-connect;handler:ws-echo;handler:ws-disconnect;ws:1,/ws,1,2,3;start:1",
-    )
-    .await;
-    let port = port(&out[5]);
+    let (actor, port) = ws_echo_server(&rt, config).await;
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let stream = socket.connect(([127, 0, 0, 1], port).into()).await.unwrap();
@@ -1305,13 +1306,7 @@ async fn http_framework_a_silent_websocket_is_closed_after_idle_timeout() {
         idle_timeout_ms: 400,
         ..Default::default()
     };
-    let actor = server_actor(&rt, config, None).await;
-    let out = run(
-        &actor,
-        "create:;handler:ws-connect;handler:ws-echo;handler:ws-disconnect;ws:1,/ws,1,2,3;start:1",
-    )
-    .await;
-    let port = port(&out[5]);
+    let (actor, port) = ws_echo_server(&rt, config).await;
 
     // A live client: it reads (and so answers pings) for 5 idle timeouts and is still connected.
     let (mut live, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws"))
@@ -1356,13 +1351,7 @@ async fn http_framework_a_websocket_frame_past_the_frame_bound_is_refused() {
         idle_timeout_ms: 60_000,
         ..Default::default()
     };
-    let actor = server_actor(&rt, config, None).await;
-    let out = run(
-        &actor,
-        "create:;handler:ws-connect;handler:ws-echo;handler:ws-disconnect;ws:1,/ws,1,2,3;start:1",
-    )
-    .await;
-    let port = port(&out[5]);
+    let (actor, port) = ws_echo_server(&rt, config).await;
 
     // A 1 MiB message in 16 KiB fragments is assembled and echoed.
     let stream = connect_from([127, 0, 0, 1], port).await;

@@ -392,16 +392,7 @@ async fn actor_and_subscriber_limits_refuse_one_more() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_not_from_loopback_need_the_token() {
     use tower::ServiceExt as _;
-    let dir = tempfile::tempdir().unwrap();
-    let config = ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: Some(dir.path().to_path_buf()),
-        token: Some("s3cret".into()),
-        limits: ServerLimits::default(),
-    };
-    let server = Server::bind(config, theater_tests::support::registry())
-        .await
-        .unwrap();
+    let (_dir, server) = token_server().await;
     let router = server.router();
     let request = |peer: &str, auth: Option<&str>, uri: &str| {
         let mut builder = axum::http::Request::builder().uri(uri);
@@ -461,12 +452,8 @@ async fn requests_not_from_loopback_need_the_token() {
     );
 }
 
-/// A browser on the operator's machine is on loopback too: a page of another site (its `Origin`, or its own name
-/// resolved to 127.0.0.1, DNS rebinding: its `Host`) needs the token like a remote client; the server's own page,
-/// and clients that are no page (no `Origin`), do not.
-#[tokio::test]
-async fn pages_of_other_sites_on_loopback_need_the_token() {
-    use tower::ServiceExt as _;
+/// A server whose token is `s3cret` (not started: its router is called directly), and its data folder.
+async fn token_server() -> (tempfile::TempDir, Server) {
     let dir = tempfile::tempdir().unwrap();
     let config = ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -477,6 +464,16 @@ async fn pages_of_other_sites_on_loopback_need_the_token() {
     let server = Server::bind(config, theater_tests::support::registry())
         .await
         .unwrap();
+    (dir, server)
+}
+
+/// A browser on the operator's machine is on loopback too: a page of another site (its `Origin`, or its own name
+/// resolved to 127.0.0.1, DNS rebinding: its `Host`) needs the token like a remote client; the server's own page,
+/// and clients that are no page (no `Origin`), do not.
+#[tokio::test]
+async fn pages_of_other_sites_on_loopback_need_the_token() {
+    use tower::ServiceExt as _;
+    let (_dir, server) = token_server().await;
     let router = server.router();
     let status = |method: &str, headers: &[(&str, &str)]| {
         let mut builder = axum::http::Request::builder()
