@@ -1335,7 +1335,12 @@ async fn http_framework_a_silent_websocket_is_closed_after_idle_timeout() {
         .unwrap();
     wait_for_events(&actor, &mut seen, "connect:ws-connect:2:/ws:-").await;
     assert!(
-        event_within(&actor, "disconnect:ws-disconnect:2", Duration::from_secs(10)).await,
+        event_within(
+            &actor,
+            "disconnect:ws-disconnect:2",
+            Duration::from_secs(10)
+        )
+        .await,
         "a silent WebSocket stays open past idle_timeout_ms"
     );
 }
