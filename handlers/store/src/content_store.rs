@@ -94,9 +94,23 @@ impl ContentStore {
             .await?
             .join("content")
             .join(valid_hash(hash)?);
-        let content = tokio::fs::read(&path)
-            .await
-            .map_err(|_| format!("content {hash} not found"))?;
+        // Bounded as stored content is, and refused unless a regular file: what sits under the store's folder is
+        // not trusted to be what `store` wrote (a FIFO blocked a thread for good, a huge file was read whole).
+        let max = self.limits.max_content_bytes;
+        let read = tokio::task::spawn_blocking(move || {
+            if !path.exists() {
+                return Err(None);
+            }
+            theater_runtime::manifest::read_file_bounded(&path, max, "max_content_bytes")
+                .map_err(Some)
+        })
+        .await
+        .map_err(|e| format!("content {hash}: {e}"))?;
+        let content = match read {
+            Ok(content) => content,
+            Err(None) => return Err(format!("content {hash} not found")),
+            Err(Some(e)) => return Err(format!("content {hash}: {e}")),
+        };
         if hash_of(&content) != hash {
             return Err(format!(
                 "content {hash} is corrupt: its SHA-1 no longer matches"
@@ -128,7 +142,7 @@ impl ContentStore {
         let dir = self.store_dir(id).await?;
         let lock = store_lock(&dir);
         let _guard = lock.lock().await;
-        let (mut labels, before) = read_labels(&dir).await?;
+        let (mut labels, before) = read_labels(&dir, self.limits.max_labels_bytes).await?;
         let out = update(&mut labels, &dir)?;
         let json = serde_json::to_vec(&labels).map_err(|e| format!("labels: {e}"))?;
         if json.len() as u64 > self.limits.max_labels_bytes && json.len() > before {
@@ -160,7 +174,7 @@ impl ContentStore {
     /// The reference added last to `label`.
     pub async fn get_by_label(&self, id: &str, label: &str) -> Result<Option<String>, String> {
         let dir = self.store_dir(id).await?;
-        Ok(read_labels(&dir)
+        Ok(read_labels(&dir, self.limits.max_labels_bytes)
             .await?
             .0
             .get(label)
@@ -214,7 +228,11 @@ impl ContentStore {
     /// The labels, sorted.
     pub async fn list_labels(&self, id: &str) -> Result<Vec<String>, String> {
         let dir = self.store_dir(id).await?;
-        Ok(read_labels(&dir).await?.0.into_keys().collect())
+        Ok(read_labels(&dir, self.limits.max_labels_bytes)
+            .await?
+            .0
+            .into_keys()
+            .collect())
     }
 
     /// Every stored hash, sorted, if there are at most `max_list_entries`. The content directory is read one
@@ -294,13 +312,23 @@ fn io(what: &'static str) -> impl Fn(std::io::Error) -> String {
     move |e| format!("{what}: {e}")
 }
 
-/// The labels of the store at `dir`, and the size of their saved index in bytes.
-async fn read_labels(dir: &Path) -> Result<(Labels, usize), String> {
-    match tokio::fs::read(dir.join("labels.json")).await {
-        Ok(bytes) => serde_json::from_slice(&bytes)
+/// The labels of the store at `dir`, and the size of their saved index in bytes. The index is read only if it is a
+/// regular file of at most `max` bytes (`max_labels_bytes`; a FIFO or a huge file in its place is an error).
+async fn read_labels(dir: &Path, max: u64) -> Result<(Labels, usize), String> {
+    let path = dir.join("labels.json");
+    let read = tokio::task::spawn_blocking(move || {
+        if !path.exists() {
+            return Ok(None);
+        }
+        theater_runtime::manifest::read_file_bounded(&path, max, "max_labels_bytes").map(Some)
+    })
+    .await
+    .map_err(|e| format!("labels: {e}"))?;
+    match read {
+        Ok(Some(bytes)) => serde_json::from_slice(&bytes)
             .map(|labels| (labels, bytes.len()))
             .map_err(|e| format!("labels index is corrupt: {e}")),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((Labels::new(), 0)),
+        Ok(None) => Ok((Labels::new(), 0)),
         Err(e) => Err(format!("labels: {e}")),
     }
 }
@@ -527,6 +555,54 @@ mod tests {
         assert!(
             s.put(&id_upper, b"x").await.is_ok(),
             "ids are compared in canonical form"
+        );
+    }
+
+    /// What sits under a store's folder is read only if it is a regular file within `max_content_bytes` (the labels
+    /// index within `max_labels_bytes`): a FIFO
+    /// in a content's place is refused at once (a plain read blocked a thread for good), and so is a file grown
+    /// past the bound (it was read whole).
+    #[tokio::test]
+    async fn content_that_is_not_a_bounded_regular_file_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let s = store(root.path());
+        let id = s.create().await.unwrap();
+        let (fifo_hash, big_hash) = (hash_of(b"fifo"), hash_of(b"big"));
+        let content = root.path().join(hash_of(b"ns-a")).join(&id).join("content");
+        let made = std::process::Command::new("mkfifo")
+            .arg(content.join(&fifo_hash))
+            .status()
+            .unwrap();
+        assert!(made.success());
+        std::fs::write(content.join(&big_hash), [0u8; 1025]).unwrap();
+        let fifo = tokio::time::timeout(std::time::Duration::from_secs(20), s.get(&id, &fifo_hash));
+        let Ok(fifo) = fifo.await else {
+            // Release the blocked thread (open the FIFO's other end), so that the runtime can end, then fail.
+            let release = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(content.join(&fifo_hash));
+            drop(release);
+            panic!("the read of a FIFO waited on it");
+        };
+        assert_eq!(
+            fifo.unwrap_err(),
+            format!("content {fifo_hash}: not a regular file")
+        );
+        assert_eq!(
+            s.get(&id, &big_hash).await.unwrap_err(),
+            format!("content {big_hash}: 1025 bytes exceed max_content_bytes (1024)")
+        );
+        assert_eq!(
+            s.get(&id, &hash_of(b"absent")).await.unwrap_err(),
+            format!("content {} not found", hash_of(b"absent"))
+        );
+        // The labels index likewise.
+        let labels = content.with_file_name("labels.json");
+        std::fs::write(&labels, vec![b' '; 1024 * 1024 + 1]).unwrap();
+        assert_eq!(
+            s.list_labels(&id).await.unwrap_err(),
+            "labels: 1048577 bytes exceed max_labels_bytes (1048576)"
         );
     }
 
