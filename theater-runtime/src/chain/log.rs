@@ -238,7 +238,8 @@ impl ChainLog {
     /// number of events in the chain, every recorded event sealed. Events kept only on file are read from the
     /// nearest indexed line before `from` (at most [`INDEX_EVERY`] lines and about [`INDEX_BYTES`] before it; the
     /// lines before the page are skipped without being copied), never the whole file, so a page costs about its
-    /// own size plus at most that wherever it lies. The read runs under the log's lock, as every reader's does.
+    /// own size plus at most that wherever it lies. The file is read without the log's lock (the sealer goes on);
+    /// a page that reaches events spilled to the file meanwhile ends before them (the next page starts there).
     ///
     /// # Errors
     /// The chain file cannot be read back, or holds fewer events than were written to it.
@@ -248,10 +249,38 @@ impl ChainLog {
         max_events: usize,
         max_bytes: usize,
     ) -> Result<(Vec<ChainEvent>, usize), super::ChainError> {
-        self.sealed_then(|sealed| {
-            let page = sealed.range(from, max_events, max_bytes)?;
-            Ok((page, sealed.count))
-        })
+        let mut page = PageBound {
+            max_events: max_events.max(1),
+            max_bytes,
+            bytes: 0,
+            taken: 0,
+            full: false,
+        };
+        // Under the lock: what the page needs from the file, or the whole page from memory.
+        let read = self.sealed_then(|sealed| -> Result<_, super::ChainError> {
+            match sealed.file_part(from)? {
+                Some(read) => Ok(Ok(read)),
+                None => Ok(Err((
+                    sealed.tail_part(from, Vec::new(), &mut page),
+                    sealed.count,
+                ))),
+            }
+        })?;
+        let read = match read {
+            Ok(read) => read,
+            Err(page) => return Ok(page),
+        };
+        // The file's lines are read without the lock, so that the sealer (and a recorder with a full batch) does
+        // not wait for a reader's disk: the file only grows, and these lines were flushed.
+        let events = read.events(&mut page)?;
+        // Then the events in memory after them, if the page has room and they are still in memory.
+        let next = from + events.len();
+        let sealed = lock(&self.sealed);
+        if page.full || events.len() >= page.max_events || next < sealed.spilled {
+            return Ok((events, sealed.count));
+        }
+        let events = sealed.tail_part(next, events, &mut page);
+        Ok((events, sealed.count))
     }
 
     /// The number of events and the last one's hash, every recorded event sealed (nothing is read back).
@@ -394,7 +423,7 @@ struct Sealed {
     storage: Storage,
     /// A second handle on the file's writer, for reading events back (positioned reads: the writer's offset is
     /// not moved).
-    reader: Option<std::fs::File>,
+    reader: Option<Arc<std::fs::File>>,
     /// The file is an unlinked spool file made by [`spill`](Self::spill), not the actor's chain file.
     spool: bool,
     /// The file could not be written (or the spool file made): the error, reported once; events stay in memory
@@ -407,7 +436,8 @@ impl Sealed {
         let reader = storage
             .file
             .as_ref()
-            .and_then(|w| w.file().try_clone().ok());
+            .and_then(|w| w.file().try_clone().ok())
+            .map(Arc::new);
         Self {
             tail: Vec::new(),
             tail_bytes: 0,
@@ -482,7 +512,7 @@ impl Sealed {
             match made {
                 Ok((writer, reader)) => {
                     self.storage.file = Some(writer);
-                    self.reader = Some(reader);
+                    self.reader = Some(Arc::new(reader));
                     self.spool = true;
                 }
                 Err(e) => return self.fail(e),
@@ -534,51 +564,46 @@ impl Sealed {
         }
     }
 
-    /// The page [`ChainLog::events_range`] returns.
-    fn range(
-        &mut self,
-        from: usize,
-        max_events: usize,
-        max_bytes: usize,
-    ) -> Result<Vec<ChainEvent>, super::ChainError> {
-        let max = max_events.max(1);
-        let mut page = PageBound {
-            max_bytes,
-            bytes: 0,
-            taken: 0,
-            full: false,
-        };
-        let mut events = Vec::new();
-        if from < self.spilled {
-            self.flush();
-            let file = self.reader.as_ref().ok_or_else(|| {
-                std::io::Error::other("the events kept on file cannot be read back")
-            })?;
-            // The nearest indexed line at or before `from`; without one, the first event line (after the header).
-            let (skip, pos) = match self.index.before(from) {
-                None => (from + 1, 0),
-                Some((index, pos)) => (from - index, pos),
-            };
-            let want = (self.spilled - from).min(max);
-            let input = std::io::BufReader::new(ReadAt { file, pos });
-            events = super::file::read_events(input, skip, want, |e| page.admits(e))?;
-            if events.len() < want && !page.full {
-                return Err(std::io::Error::other(format!(
-                    "the chain file ends before event {} of the {} written to it",
-                    from + events.len(),
-                    self.spilled
-                ))
-                .into());
-            }
+    /// For a page from event `from`: where its first events lie in the file, if `from` is before the events in
+    /// memory (the file flushed first); `None` if the page starts in memory.
+    fn file_part(&mut self, from: usize) -> Result<Option<FileRead>, super::ChainError> {
+        if from >= self.spilled {
+            return Ok(None);
         }
+        self.flush();
+        let file = self
+            .reader
+            .clone()
+            .ok_or_else(|| std::io::Error::other("the events kept on file cannot be read back"))?;
+        // The nearest indexed line at or before `from`; without one, the first event line (after the header).
+        let (skip, pos) = match self.index.before(from) {
+            None => (from + 1, 0),
+            Some((index, pos)) => (from - index, pos),
+        };
+        Ok(Some(FileRead {
+            file,
+            skip,
+            pos,
+            from,
+            spilled: self.spilled,
+        }))
+    }
+
+    /// `events`, then the events in memory from index `from` on, as many as `page` admits.
+    fn tail_part(
+        &self,
+        from: usize,
+        mut events: Vec<ChainEvent>,
+        page: &mut PageBound,
+    ) -> Vec<ChainEvent> {
         let start = from.max(self.spilled) - self.spilled;
         for event in self.tail.iter().skip(start) {
-            if events.len() >= max || page.full || !page.admits(event) {
+            if events.len() >= page.max_events || page.full || !page.admits(event) {
                 break;
             }
             events.push(event.clone());
         }
-        Ok(events)
+        events
     }
 
     /// Every sealed event: those on file only, read back, then those in memory.
@@ -651,6 +676,8 @@ impl LineIndex {
 /// The bound of one page of events: the first always fits; after it, the event types and data must add up to no
 /// more than `max_bytes`.
 struct PageBound {
+    /// Events a page holds at most (at least 1).
+    max_events: usize,
     max_bytes: usize,
     bytes: usize,
     taken: usize,
@@ -670,6 +697,39 @@ impl PageBound {
             self.full = true;
         }
         fits
+    }
+}
+
+/// The lines of a page on file, to be read without the log's lock ([`ChainLog::events_range`]).
+struct FileRead {
+    file: Arc<std::fs::File>,
+    /// Lines to pass over from `pos` before the page's first event.
+    skip: usize,
+    pos: u64,
+    /// The page's first event.
+    from: usize,
+    /// The events on file when the read was planned: it reads no further.
+    spilled: usize,
+}
+
+impl FileRead {
+    /// The page's events on file, as many as `page` admits.
+    fn events(&self, page: &mut PageBound) -> Result<Vec<ChainEvent>, super::ChainError> {
+        let want = (self.spilled - self.from).min(page.max_events);
+        let input = std::io::BufReader::new(ReadAt {
+            file: &self.file,
+            pos: self.pos,
+        });
+        let events = super::file::read_events(input, self.skip, want, |e| page.admits(e))?;
+        if events.len() < want && !page.full {
+            return Err(std::io::Error::other(format!(
+                "the chain file ends before event {} of the {} written to it",
+                self.from + events.len(),
+                self.spilled
+            ))
+            .into());
+        }
+        Ok(events)
     }
 }
 
@@ -934,6 +994,37 @@ mod tests {
         let other = self::log(Some(sealer));
         (0..2 * SEAL_BATCH as u64).for_each(|i| other.record(event(i)));
         assert_eq!(other.snapshot(), eager(2 * SEAL_BATCH as u64));
+    }
+
+    /// A reader paging through the chain while the recorder goes on and events spill to file under it (the file
+    /// part of a page is read without the lock) gets every event once, in order, each linked to the one before.
+    #[test]
+    fn pages_read_while_events_spill_to_file_are_whole_and_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(ChainLog::with_storage(
+            Arc::default(),
+            Some(Sealer::new()),
+            Storage {
+                file: None,
+                memory_limit: Some(4096),
+                spool_dir: Some(dir.path().to_owned()),
+            },
+        ));
+        let n = 40 * SEAL_BATCH as u64;
+        let recorder = std::thread::spawn({
+            let log = log.clone();
+            move || (0..n).for_each(|i| log.record(event(i)))
+        });
+        let mut read: Vec<ChainEvent> = Vec::new();
+        loop {
+            let (page, total) = log.events_range(read.len(), 97, 4096).unwrap();
+            read.extend(page);
+            if recorder.is_finished() && read.len() == total && total == n as usize {
+                break;
+            }
+        }
+        recorder.join().unwrap();
+        assert_eq!(read, eager(n).into_events());
     }
 
     #[test]
