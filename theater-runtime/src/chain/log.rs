@@ -996,20 +996,25 @@ mod tests {
         assert_eq!(other.snapshot(), eager(2 * SEAL_BATCH as u64));
     }
 
-    /// A reader paging through the chain while the recorder goes on and events spill to file under it (the file
-    /// part of a page is read without the lock) gets every event once, in order, each linked to the one before.
-    #[test]
-    fn pages_read_while_events_spill_to_file_are_whole_and_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = Arc::new(ChainLog::with_storage(
+    /// A log with a sealer that keeps 4 KiB of events in memory, the rest in a spool file made in `dir`.
+    fn spilling(dir: &std::path::Path) -> Arc<ChainLog> {
+        Arc::new(ChainLog::with_storage(
             Arc::default(),
             Some(Sealer::new()),
             Storage {
                 file: None,
                 memory_limit: Some(4096),
-                spool_dir: Some(dir.path().to_owned()),
+                spool_dir: Some(dir.to_owned()),
             },
-        ));
+        ))
+    }
+
+    /// A reader paging through the chain while the recorder goes on and events spill to file under it (the file
+    /// part of a page is read without the lock) gets every event once, in order, each linked to the one before.
+    #[test]
+    fn pages_read_while_events_spill_to_file_are_whole_and_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = spilling(dir.path());
         let n = 40 * SEAL_BATCH as u64;
         let recorder = std::thread::spawn({
             let log = log.clone();
@@ -1030,15 +1035,7 @@ mod tests {
     #[test]
     fn past_the_memory_bound_events_live_on_file_and_readers_read_them_back() {
         let dir = tempfile::tempdir().unwrap();
-        let log = Arc::new(ChainLog::with_storage(
-            Arc::default(),
-            Some(Sealer::new()),
-            Storage {
-                file: None,
-                memory_limit: Some(4096),
-                spool_dir: Some(dir.path().to_owned()),
-            },
-        ));
+        let log = spilling(dir.path());
         let n = 20 * SEAL_BATCH as u64;
         (0..n).for_each(|i| log.record(event(i)));
         let chain = log.snapshot();
