@@ -65,8 +65,12 @@ pub struct CallSpec {
 #[must_use = "a pending call is recorded by `host::finish`"]
 pub struct PendingCall<P> {
     spec: &'static CallSpec,
-    /// The epoch tick the call started at: its time is the host's, not the guest's.
+    /// The epoch tick the call started at: unless [`waited`](Self::waited) says otherwise, its time is the
+    /// host's, not the guest's.
     tick: u64,
+    /// The ticks the call spent waiting, as the glue counted them ([`PendingCall::host_waited`]): only those are
+    /// the host's.
+    waited: Option<u64>,
     /// `None` when the actor does not record its calls.
     params: Option<P>,
 }
@@ -74,11 +78,11 @@ pub struct PendingCall<P> {
 impl<P> PendingCall<P> {
     /// Of the call's time, only `waited` ticks (its future pending: on I/O, a timer, another task) are the host's
     /// and not counted against the guest's deadline; the rest, host work done for the guest while it waits on
-    /// the call, counts as its own run time. `now` is the current tick. The glue says this of every call, before
-    /// [`finish`]; `waited` is what [`waits`] counted, 0 for a synchronous call.
+    /// the call, counts as its own run time. The glue says this of every call, before [`finish`]; `waited` is
+    /// what [`waits`] counted, 0 for a synchronous call.
     #[doc(hidden)]
-    pub fn host_waited(mut self, waited: u64, now: u64) -> Self {
-        self.tick = now.saturating_sub(waited);
+    pub fn host_waited(mut self, waited: u64) -> Self {
+        self.waited = Some(waited);
         self
     }
 }
@@ -87,12 +91,6 @@ impl<P> PendingCall<P> {
 #[doc(hidden)]
 pub fn ticks(store: &ActorStore) -> &'static AtomicU64 {
     store.ticks
-}
-
-/// The current epoch tick, for [`PendingCall::host_waited`]. For the glue.
-#[doc(hidden)]
-pub fn tick(store: &ActorStore) -> u64 {
-    store.tick()
 }
 
 /// Polls `call` to its end and counts the epoch ticks (of `ticks`) that pass while it is pending: the host's
@@ -128,12 +126,13 @@ pub fn begin<P: RecordParams + Send + 'static>(
     PendingCall {
         spec,
         tick: store.tick(),
+        waited: None,
         params: store.recorder.enabled.then(params),
     }
 }
 
 /// Records a call as one chain event of type `spec.event_type`, timestamped now, holding its parameters and a
-/// copy of `result`. The time since [`begin`] (or as much of it as the definers found the call waiting,
+/// copy of `result`. The time since [`begin`] (or as much of it as the glue found the call waiting,
 /// `PendingCall::host_waited`) was the host's: it does not count against the call's deadline
 /// (`limits.call_timeout_ms` bounds the guest's own run time).
 ///
@@ -159,7 +158,10 @@ pub fn finish_recorded<P, R>(
     P: RecordParams + Send + 'static,
     R: Serialize + Send + 'static,
 {
-    store.credit_host_time(call.tick);
+    let host_ticks = call
+        .waited
+        .unwrap_or_else(|| store.tick().saturating_sub(call.tick));
+    store.credit_host_ticks(host_ticks);
     let Some(params) = call.params else {
         return;
     };

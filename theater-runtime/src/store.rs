@@ -131,9 +131,9 @@ impl ActorStore {
         std::mem::take(&mut self.deadline_hit)
     }
 
-    /// A host call that started at tick `started` returned: its ticks are not the guest's.
-    pub(crate) fn credit_host_time(&mut self, started: u64) {
-        self.host_ticks += self.tick().saturating_sub(started);
+    /// A host call spent `ticks` waiting: they are not the guest's.
+    pub(crate) fn credit_host_ticks(&mut self, ticks: u64) {
+        self.host_ticks += ticks;
     }
 
     /// The epoch-deadline callback: yield to the executor on every tick (so a busy guest never blocks its

@@ -234,7 +234,7 @@ fn glue_body(
         #waits
         #[allow(clippy::let_unit_value)]
         let result = #result;
-        let call = call.host_waited(#waited, ::theater_runtime::host::tick(store.data()));
+        let call = call.host_waited(#waited);
         #finish
         ::core::result::Result::Ok::<_, ::theater_runtime::__private::wasmtime::Error>(#ret)
     }

@@ -149,7 +149,7 @@ where
         None => run(store, params),
     };
     // A synchronous call never waits: all its time is work for the guest.
-    let pending = pending.host_waited(0, super::tick(store.data()));
+    let pending = pending.host_waited(0);
     conclude(store.data_mut(), pending, outcome)
 }
 
@@ -222,7 +222,7 @@ impl<H: Handler> Definer<'_, '_, H> {
                         Some(answer) => (answer, 0),
                         None => waits(ticks, call(instance(store.data())?, params)).await,
                     };
-                    let pending = pending.host_waited(waited, super::tick(store.data()));
+                    let pending = pending.host_waited(waited);
                     conclude(store.data_mut(), pending, outcome)
                 })
             })
@@ -259,7 +259,7 @@ impl<H: Handler> Definer<'_, '_, H> {
                             waits(ticks, call(this, &mut ctx, params)).await
                         }
                     };
-                    let pending = pending.host_waited(waited, super::tick(store.data()));
+                    let pending = pending.host_waited(waited);
                     conclude(store.data_mut(), pending, outcome)
                 })
             })
