@@ -101,7 +101,21 @@ fn headers(response: &reqwest::Response, name: &str) -> Vec<String> {
 
 /// Waits (up to 5 s) until the guest's callback log, accumulated across polls, contains `wanted`.
 async fn wait_for_events(actor: &ActorHandle, seen: &mut Vec<String>, wanted: &str) {
-    for _ in 0..100 {
+    if !events_within(actor, seen, wanted, Duration::from_secs(5)).await {
+        panic!("no event {wanted:?} in {seen:?}");
+    }
+}
+
+/// Polls the guest's callback log (each poll takes what came since the last), accumulating it into `seen`, until
+/// `seen` contains `wanted`; `false` if it does not within `limit`.
+async fn events_within(
+    actor: &ActorHandle,
+    seen: &mut Vec<String>,
+    wanted: &str,
+    limit: Duration,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
         let line = run(actor, "events").await.remove(0);
         seen.extend(
             value(&line, "events")
@@ -110,11 +124,13 @@ async fn wait_for_events(actor: &ActorHandle, seen: &mut Vec<String>, wanted: &s
                 .map(str::to_owned),
         );
         if seen.iter().any(|e| e == wanted) {
-            return;
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("no event {wanted:?} in {seen:?}");
 }
 
 async fn refused(port: u16) -> bool {
@@ -1120,21 +1136,16 @@ async fn http_framework_a_websocket_peer_that_does_not_read_is_disconnected_afte
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !seen.iter().any(|e| e == "disconnect:ws-disconnect:1") {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "a WebSocket peer that does not read stays connected past write_timeout_ms: {seen:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let line = run(&actor, "events").await.remove(0);
-        seen.extend(
-            value(&line, "events")
-                .split('|')
-                .filter(|e| !e.is_empty())
-                .map(str::to_owned),
-        );
-    }
+    assert!(
+        events_within(
+            &actor,
+            &mut seen,
+            "disconnect:ws-disconnect:1",
+            Duration::from_secs(30)
+        )
+        .await,
+        "a WebSocket peer that does not read stays connected past write_timeout_ms: {seen:?}"
+    );
 }
 
 #[tokio::test]
@@ -1284,19 +1295,6 @@ async fn http_framework_a_tls_file_that_is_a_fifo_fails_start_server_promptly() 
     );
 }
 
-/// Polls the guest's callback log until `wanted` appears; `false` if it does not within `limit`.
-async fn event_within(actor: &ActorHandle, wanted: &str, limit: Duration) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
-    while tokio::time::Instant::now() < deadline {
-        let line = run(actor, "events").await.remove(0);
-        if value(&line, "events").split('|').any(|e| e == wanted) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
-}
-
 /// An open WebSocket that receives nothing is pinged at half of `idle_timeout_ms` and closed at it: a client that
 /// answers (a reading tokio-tungstenite client pongs) stays, a silent one is disconnected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1335,8 +1333,9 @@ async fn http_framework_a_silent_websocket_is_closed_after_idle_timeout() {
         .unwrap();
     wait_for_events(&actor, &mut seen, "connect:ws-connect:2:/ws:-").await;
     assert!(
-        event_within(
+        events_within(
             &actor,
+            &mut seen,
             "disconnect:ws-disconnect:2",
             Duration::from_secs(10)
         )
@@ -1401,7 +1400,13 @@ async fn http_framework_a_websocket_frame_past_the_frame_bound_is_refused() {
         "a frame announcing {announced} bytes is awaited: {read:?}"
     );
     assert!(
-        event_within(&actor, "disconnect:ws-disconnect:1", Duration::from_secs(3)).await,
+        events_within(
+            &actor,
+            &mut Vec::new(),
+            "disconnect:ws-disconnect:1",
+            Duration::from_secs(3)
+        )
+        .await,
         "no disconnect after the refused frame"
     );
 }
