@@ -28,6 +28,7 @@ pub mod cluster;
 pub mod engine;
 pub mod error;
 pub mod exports;
+pub mod files;
 pub mod handler;
 pub mod host;
 pub mod manifest;

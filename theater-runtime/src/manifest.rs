@@ -139,51 +139,17 @@ pub const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
 /// actor's `limits.memory_bytes`, which it must fit in once lowered into the guest.
 pub const MAX_COMPONENT_BYTES: u64 = 256 * 1024 * 1024;
 
-/// Reads the file at `path` whole, if it is a regular file of at most `max` bytes (`limit` names the bound in the
-/// error). Manifests, and the files they name, come from paths others choose (a supervising actor, a cluster peer,
-/// a `POST` to the server's API): `/dev/zero` would be read until the host ran out of memory, and a FIFO would
-/// block the reading thread for good. So the file is opened without blocking, refused unless regular, its size
-/// checked before anything is allocated, and the read stops one byte past the bound in case it grows meanwhile.
-///
-/// # Errors
-/// `not a regular file`, `<n> bytes exceed <limit> (<max>)`, or the I/O error.
-pub fn read_file_bounded(path: &Path, max: u64, limit: &str) -> Result<Vec<u8>, String> {
-    use std::io::Read;
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(
-        &mut options,
-        rustix::fs::OFlags::NONBLOCK.bits() as i32,
-    );
-    let file = options.open(path).map_err(|e| e.to_string())?;
-    let meta = file.metadata().map_err(|e| e.to_string())?;
-    if !meta.is_file() {
-        return Err("not a regular file".to_owned());
-    }
-    let too_big = |n: u64| format!("{n} bytes exceed {limit} ({max})");
-    if meta.len() > max {
-        return Err(too_big(meta.len()));
-    }
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    file.take(max.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(|e| e.to_string())?;
-    if bytes.len() as u64 > max {
-        return Err(too_big(bytes.len() as u64));
-    }
-    Ok(bytes)
-}
-
 impl Manifest {
-    /// Reads and parses the manifest at `path`, a regular file of at most [`MAX_MANIFEST_BYTES`].
+    /// Reads and parses the manifest at `path`, a regular file of at most [`MAX_MANIFEST_BYTES`]
+    /// ([`read_file_bounded`](crate::files::read_file_bounded): manifests, and the files they name, come from paths
+    /// others choose: a supervising actor, a cluster peer, a `POST` to the server's API).
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ManifestError> {
         let path = path.as_ref();
         let err = |message: String| ManifestError {
             path: path.to_owned(),
             message,
         };
-        let text = read_file_bounded(path, MAX_MANIFEST_BYTES, "MAX_MANIFEST_BYTES")
+        let text = crate::files::read_file_bounded(path, MAX_MANIFEST_BYTES, "MAX_MANIFEST_BYTES")
             .and_then(|bytes| String::from_utf8(bytes).map_err(|e| e.to_string()))
             .map_err(err)?;
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -264,6 +230,7 @@ impl Manifest {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::files::read_file_bounded;
 
     /// A FIFO at `dir/name` (`mkfifo`).
     fn fifo(dir: &Path, name: &str) -> PathBuf {

@@ -429,7 +429,7 @@ impl TheaterRuntime {
         registry: &HandlerRegistry,
     ) -> Result<SpawnOptions, SpawnError> {
         let read = |p: &PathBuf, what: &str, max: u64, limit: &str| {
-            crate::manifest::read_file_bounded(p, max, limit).map_err(|e| {
+            crate::files::read_file_bounded(p, max, limit).map_err(|e| {
                 crate::manifest::ManifestError {
                     path: p.clone(),
                     message: format!("reading {what}: {e}"),

@@ -2,7 +2,6 @@
 //! through a `cap_std::fs::Dir` opened on the root, so the OS refuses any resolution that leaves it (symlinks
 //! included), with no gap between check and use — as wasmtime-wasi does for preopened directories.
 
-use std::io::Read;
 use std::os::fd::AsFd;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -106,25 +105,8 @@ impl Sandbox {
     /// `read <path>: <n> bytes exceed max_read_bytes (<max>)`, or the I/O error.
     pub fn read(&self, path: &Path, max: u64) -> Result<Vec<u8>, String> {
         let file = self.open_regular(path, OpenOptions::new().read(true), "read")?;
-        let len = file.metadata().map_err(io("read", path))?.len();
-        let too_big = |n: u64| {
-            format!(
-                "read {}: {n} bytes exceed max_read_bytes ({max})",
-                path.display()
-            )
-        };
-        if len > max {
-            return Err(too_big(len));
-        }
-        // Grown as it is read past 1 MiB (a file's length is a claim, and `max` may be large).
-        let mut content = Vec::with_capacity(usize::try_from(len.min(1 << 20)).unwrap_or(0));
-        file.take(max.saturating_add(1))
-            .read_to_end(&mut content)
-            .map_err(io("read", path))?;
-        if content.len() as u64 > max {
-            return Err(too_big(content.len() as u64));
-        }
-        Ok(content)
+        theater_runtime::files::read_bounded(file.into_std(), max, "max_read_bytes")
+            .map_err(|e| format!("read {}: {e}", path.display()))
     }
 
     /// Creates or truncates the file (its parent must exist).
@@ -154,7 +136,7 @@ impl Sandbox {
         // The open itself does not wait for a FIFO's other end; reads and writes of a regular file ignore the flag.
         cap_std::fs::OpenOptionsExt::custom_flags(
             &mut options,
-            rustix::fs::OFlags::NONBLOCK.bits() as i32,
+            theater_runtime::files::nonblocking_flag(),
         );
         let not_regular = || format!("{what} {}: not a regular file", path.display());
         let file = match self.root.open_with(path, &options) {

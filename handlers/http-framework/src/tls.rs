@@ -15,7 +15,7 @@ use tokio_rustls::TlsAcceptor;
 pub const MAX_TLS_FILE_BYTES: u64 = 1024 * 1024;
 
 /// Reads one TLS file: `path` canonicalized again must still lie under one of `dirs` (canonicalized), and is
-/// read through [`theater_runtime::manifest::read_file_bounded`] with [`MAX_TLS_FILE_BYTES`].
+/// read through [`theater_runtime::files::read_file_bounded`] with [`MAX_TLS_FILE_BYTES`].
 fn read_tls_file(path: &Path, dirs: &[PathBuf]) -> Result<Vec<u8>, String> {
     let fail = |e: String| format!("start-server: reading {}: {e}", path.display());
     let canonical = path.canonicalize().map_err(|e| fail(e.to_string()))?;
@@ -30,12 +30,8 @@ fn read_tls_file(path: &Path, dirs: &[PathBuf]) -> Result<Vec<u8>, String> {
             canonical.display()
         ));
     }
-    theater_runtime::manifest::read_file_bounded(
-        &canonical,
-        MAX_TLS_FILE_BYTES,
-        "MAX_TLS_FILE_BYTES",
-    )
-    .map_err(fail)
+    theater_runtime::files::read_file_bounded(&canonical, MAX_TLS_FILE_BYTES, "MAX_TLS_FILE_BYTES")
+        .map_err(fail)
 }
 
 /// Reads `cert` (one or more PEM certificates, leaf first) and `key` (a PEM private key) and builds the

@@ -101,8 +101,7 @@ impl ContentStore {
             if !path.exists() {
                 return Err(None);
             }
-            theater_runtime::manifest::read_file_bounded(&path, max, "max_content_bytes")
-                .map_err(Some)
+            theater_runtime::files::read_file_bounded(&path, max, "max_content_bytes").map_err(Some)
         })
         .await
         .map_err(|e| format!("content {hash}: {e}"))?;
@@ -320,7 +319,7 @@ async fn read_labels(dir: &Path, max: u64) -> Result<(Labels, usize), String> {
         if !path.exists() {
             return Ok(None);
         }
-        theater_runtime::manifest::read_file_bounded(&path, max, "max_labels_bytes").map(Some)
+        theater_runtime::files::read_file_bounded(&path, max, "max_labels_bytes").map(Some)
     })
     .await
     .map_err(|e| format!("labels: {e}"))?;

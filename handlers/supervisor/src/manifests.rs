@@ -265,10 +265,13 @@ impl ManifestPolicy {
 /// `"manifest <path>: <what>"` for an unreadable or invalid file.
 pub(crate) fn read_manifest(path: &Path) -> Result<Manifest, String> {
     let manifest_err = |e: &dyn std::fmt::Display| format!("manifest {}: {e}", path.display());
-    let text =
-        manifest::read_file_bounded(path, manifest::MAX_MANIFEST_BYTES, "MAX_MANIFEST_BYTES")
-            .and_then(|bytes| String::from_utf8(bytes).map_err(|e| e.to_string()))
-            .map_err(|e| manifest_err(&e))?;
+    let text = theater_runtime::files::read_file_bounded(
+        path,
+        manifest::MAX_MANIFEST_BYTES,
+        "MAX_MANIFEST_BYTES",
+    )
+    .and_then(|bytes| String::from_utf8(bytes).map_err(|e| e.to_string()))
+    .map_err(|e| manifest_err(&e))?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     Manifest::parse(&text, &dir).map_err(|e| manifest_err(&e.message))
 }
@@ -290,7 +293,7 @@ impl Lineage {
                 .map_err(|e| manifest_err(&format!("reading {what} {}: {e}", file.display())))?;
             self.check_not_writable(what, &canonical)
                 .map_err(|e| format!("permission denied: {e}"))?;
-            manifest::read_file_bounded(&canonical, max, limit)
+            theater_runtime::files::read_file_bounded(&canonical, max, limit)
                 .map_err(|e| manifest_err(&format!("reading {what} {}: {e}", file.display())))
         };
         let component = read(

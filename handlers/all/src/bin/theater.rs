@@ -323,7 +323,7 @@ fn run(
             .map_err(anyhow::Error::msg)?;
         }
         // Compiled here, with a spinner on a terminal; the spawn then finds the compilation in the cache.
-        if let Ok(bytes) = theater_runtime::manifest::read_file_bounded(
+        if let Ok(bytes) = theater_runtime::files::read_file_bounded(
             &manifest.component,
             theater_runtime::manifest::MAX_COMPONENT_BYTES,
             "MAX_COMPONENT_BYTES",
