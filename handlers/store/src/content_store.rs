@@ -94,22 +94,11 @@ impl ContentStore {
             .await?
             .join("content")
             .join(valid_hash(hash)?);
-        // Bounded as stored content is, and refused unless a regular file: what sits under the store's folder is
-        // not trusted to be what `store` wrote (a FIFO blocked a thread for good, a huge file was read whole).
-        let max = self.limits.max_content_bytes;
-        let read = tokio::task::spawn_blocking(move || {
-            if !path.exists() {
-                return Err(None);
-            }
-            theater_runtime::files::read_file_bounded(&path, max, "max_content_bytes").map_err(Some)
-        })
-        .await
-        .map_err(|e| format!("content {hash}: {e}"))?;
-        let content = match read {
-            Ok(content) => content,
-            Err(None) => return Err(format!("content {hash} not found")),
-            Err(Some(e)) => return Err(format!("content {hash}: {e}")),
-        };
+        // Bounded as stored content is, and refused unless a regular file (`read_stored`).
+        let content = read_stored(path, self.limits.max_content_bytes, "max_content_bytes")
+            .await
+            .map_err(|e| format!("content {hash}: {e}"))?
+            .ok_or_else(|| format!("content {hash} not found"))?;
         if hash_of(&content) != hash {
             return Err(format!(
                 "content {hash} is corrupt: its SHA-1 no longer matches"
@@ -314,22 +303,33 @@ fn io(what: &'static str) -> impl Fn(std::io::Error) -> String {
 /// The labels of the store at `dir`, and the size of their saved index in bytes. The index is read only if it is a
 /// regular file of at most `max` bytes (`max_labels_bytes`; a FIFO or a huge file in its place is an error).
 async fn read_labels(dir: &Path, max: u64) -> Result<(Labels, usize), String> {
-    let path = dir.join("labels.json");
-    let read = tokio::task::spawn_blocking(move || {
+    let read = read_stored(dir.join("labels.json"), max, "max_labels_bytes")
+        .await
+        .map_err(|e| format!("labels: {e}"))?;
+    match read {
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map(|labels| (labels, bytes.len()))
+            .map_err(|e| format!("labels index is corrupt: {e}")),
+        None => Ok((Labels::new(), 0)),
+    }
+}
+
+/// The file at `path` under a store's folder, `None` if there is none, read on a blocking thread only if it is a
+/// regular file of at most `max` bytes (`limit` names the bound): what sits there is not trusted to be what the
+/// store wrote (a FIFO blocked a thread for good, a huge file was read whole).
+async fn read_stored(
+    path: PathBuf,
+    max: u64,
+    limit: &'static str,
+) -> Result<Option<Vec<u8>>, String> {
+    tokio::task::spawn_blocking(move || {
         if !path.exists() {
             return Ok(None);
         }
-        theater_runtime::files::read_file_bounded(&path, max, "max_labels_bytes").map(Some)
+        theater_runtime::files::read_file_bounded(&path, max, limit).map(Some)
     })
     .await
-    .map_err(|e| format!("labels: {e}"))?;
-    match read {
-        Ok(Some(bytes)) => serde_json::from_slice(&bytes)
-            .map(|labels| (labels, bytes.len()))
-            .map_err(|e| format!("labels index is corrupt: {e}")),
-        Ok(None) => Ok((Labels::new(), 0)),
-        Err(e) => Err(format!("labels: {e}")),
-    }
+    .map_err(|e| e.to_string())?
 }
 
 /// Writes `bytes` to `path` through a synced temporary file renamed into place.
