@@ -1411,6 +1411,73 @@ async fn http_framework_a_websocket_frame_past_the_frame_bound_is_refused() {
     );
 }
 
+/// A message begun and not finished within `body_read_timeout_ms` closes the connection, even while the client
+/// keeps it from idling by sending pings between the message's frames (tungstenite would hold what has arrived
+/// of it, up to `max_request_bytes`, for as long as the client liked). A fragmented message that finishes in
+/// time, with a ping among its frames, is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_framework_a_websocket_message_left_unfinished_past_body_read_timeout_is_closed() {
+    let (rt, _dir) = runtime();
+    let config = HttpFrameworkConfig {
+        body_read_timeout_ms: 2_000,
+        idle_timeout_ms: 60_000,
+        ..Default::default()
+    };
+    let (actor, port) = ws_echo_server(&rt, config).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws"))
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    wait_for_events(&actor, &mut seen, "connect:ws-connect:1:/ws:-").await;
+    let raw = |opcode: u8, fin: bool, payload: &[u8]| {
+        let mut frame = frame_header(opcode, fin, payload.len() as u64);
+        frame.extend_from_slice(payload);
+        frame
+    };
+
+    // In time: "hel", a ping, "lo", 200 ms apart.
+    for frame in [
+        raw(0x1, false, b"hel"),
+        raw(0x9, true, b""),
+        raw(0x0, true, b"lo"),
+    ] {
+        ws.get_mut().write_all(&frame).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    loop {
+        match ws.next().await.unwrap().unwrap() {
+            Message::Pong(_) => continue,
+            Message::Text(text) => break assert_eq!(text.as_str(), "echo:hello"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    // Begun, then only pings, every 250 ms for up to 10 s.
+    let (_, mut writer) = tokio::io::split(ws.into_inner());
+    writer.write_all(&raw(0x2, false, b"abc")).await.unwrap();
+    let ping = raw(0x9, true, b"");
+    let pinger = tokio::spawn(async move {
+        for _ in 0..40 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            if writer.write_all(&ping).await.is_err() {
+                break;
+            }
+        }
+    });
+    let closed = events_within(
+        &actor,
+        &mut seen,
+        "disconnect:ws-disconnect:1",
+        Duration::from_secs(10),
+    )
+    .await;
+    pinger.abort();
+    assert!(
+        closed,
+        "a message left unfinished stays open past body_read_timeout_ms while pings come"
+    );
+}
+
 /// A masked client frame header (mask key zero, so the payload goes as is).
 fn frame_header(opcode: u8, fin: bool, len: u64) -> Vec<u8> {
     let mut header = vec![if fin { 0x80 } else { 0 } | opcode];

@@ -23,7 +23,9 @@
 //!   after `write_timeout_ms` with a write to its client stalled (a client or WebSocket peer that stopped reading).
 //! * **WebSockets** ([`websocket`]): connection ids per server from 1; connect, message (the returned messages
 //!   are sent back in order) and disconnect callbacks. `send-websocket-message` queues at most
-//!   `max_websocket_queue_bytes` per connection that its client has not yet taken; past it the call fails.
+//!   `max_websocket_queue_bytes` per connection that its client has not yet taken; past it the call fails. A
+//!   client's frames are at most [`MAX_WEBSOCKET_FRAME_BYTES`](websocket::MAX_WEBSOCKET_FRAME_BYTES), its
+//!   messages at most `max_request_bytes`, and a message begun must be finished within `body_read_timeout_ms`.
 //! * **Permissions**: bind hosts, ports (after `bind_overrides`), route prefixes, methods and TLS directories are
 //!   checked before anything is bound or stored ([`grants`]). TLS uses rustls with a PEM certificate and key
 //!   ([`tls`]).
@@ -118,7 +120,9 @@ pub struct HttpFrameworkConfig {
     /// connection is closed then.
     pub header_read_timeout_ms: u64,
     /// How long a request's body may take to arrive once its head has, in ms (default 30 000); a slower body is
-    /// answered `408 Request Timeout` without a callback.
+    /// answered `408 Request Timeout` without a callback. Also how long a WebSocket message (or frame) may take
+    /// to arrive once it has begun, control frames between its fragments notwithstanding; a slower one closes
+    /// the connection (0: no bound for WebSocket messages).
     pub body_read_timeout_ms: u64,
     /// How long a connection may move no byte in either direction while none of its requests is being handled,
     /// in ms (default 5 000): the keep-alive idle timeout, and the bound on a client that stops reading its

@@ -354,13 +354,8 @@ fn status(code: StatusCode) -> Response<Body> {
 }
 
 fn wants_upgrade(headers: &HeaderMap) -> bool {
-    let has = |name: HeaderName, token: &str| {
-        headers.get_all(name).iter().any(|v| {
-            v.to_str()
-                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-        })
-    };
-    has(CONNECTION, "upgrade") && has(UPGRADE, "websocket")
+    use crate::websocket::handshake::lists;
+    lists(headers, CONNECTION, "upgrade") && lists(headers, UPGRADE, "websocket")
 }
 
 /// Removes `X-Route-Param-*` headers, which only the router may set.

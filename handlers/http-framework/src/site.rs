@@ -83,7 +83,7 @@ pub struct Endpoint {
 /// What the pump of an open connection is told to do.
 #[derive(Debug)]
 pub enum Outgoing {
-    Message(axum::extract::ws::Message),
+    Message(tokio_tungstenite::tungstenite::Message),
     Close,
 }
 
@@ -94,14 +94,10 @@ pub const FRAME_OVERHEAD: usize = 64;
 impl Outgoing {
     /// The bytes this counts against `max_websocket_queue_bytes`: a frame's payload plus [`FRAME_OVERHEAD`].
     pub fn queued_bytes(&self) -> usize {
-        use axum::extract::ws::Message;
         FRAME_OVERHEAD
             + match self {
-                Self::Message(Message::Text(text)) => text.as_str().len(),
-                Self::Message(
-                    Message::Binary(data) | Message::Ping(data) | Message::Pong(data),
-                ) => data.len(),
-                Self::Message(Message::Close(_)) | Self::Close => 0,
+                Self::Message(message) => message.len(),
+                Self::Close => 0,
             }
     }
 
@@ -109,7 +105,7 @@ impl Outgoing {
     fn is_close(&self) -> bool {
         matches!(
             self,
-            Self::Close | Self::Message(axum::extract::ws::Message::Close(_))
+            Self::Close | Self::Message(tokio_tungstenite::tungstenite::Message::Close(_))
         )
     }
 }
