@@ -138,6 +138,52 @@ async fn a_call_whose_caller_gives_up_still_ends_and_keeps_its_state() {
     );
 }
 
+/// A graceful stop ends a call stuck in a host call that ignores the shutdown signal (the probe's held note,
+/// which waits for a permit that never comes) within `STOP_GRACE`, aborting it as a terminate would: whether the
+/// call runs on its caller's task (the actor was idle) or on the actor's own task (it was queued).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_aborts_a_call_that_outlives_stop_grace() {
+    use theater_runtime::STOP_GRACE;
+    let (rt, _dir) = runtime();
+    for lent in [true, false] {
+        let (probe, actor) = spawn_probe(&rt, None).await;
+        assert_eq!(probe.callbacks(&actor).handle_add(0).await, Ok(0));
+        let _gate = probe.hold_note("add 5");
+        let caller = actor.clone();
+        let call = if lent {
+            tokio::spawn(async move { add(&caller, 5, None).await })
+        } else {
+            let queued = caller
+                .queue_export_then::<(u64,), theater_runtime::exports::StateAnd<u64>>(
+                    &HANDLE_ADD_SPEC.spec,
+                    (5,),
+                    |_| {},
+                )
+                .unwrap();
+            tokio::spawn(async move { queued.await.map(|_| 0) })
+        };
+        while actor.status() != ActorStatus::Processing {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let started = Instant::now();
+        let stopped = tokio::time::timeout(STOP_GRACE + Duration::from_secs(8), actor.stop()).await;
+        assert!(
+            matches!(stopped, Ok(Ok(()))),
+            "lent {lent}: a graceful stop waited on a stuck call: {stopped:?}"
+        );
+        assert!(
+            started.elapsed() >= STOP_GRACE,
+            "lent {lent}: aborted before STOP_GRACE"
+        );
+        assert_eq!(actor.wait().await, ActorExit::Stopped, "lent {lent}");
+        assert!(
+            call.await.unwrap().is_err(),
+            "lent {lent}: the aborted call answered Ok"
+        );
+    }
+}
+
 /// A call queued before another runs before it, even when the second finds the actor idle and could run at once on
 /// its caller's task. (These tests run on one thread, so the actor's task has parked its store by the time a call
 /// returns.)

@@ -41,7 +41,9 @@ pub mod runtime;
 pub mod store;
 mod wasi;
 
-pub use actor::{ActorExit, ActorHandle, ActorId, ActorStatus, BackgroundGuard, LentCall};
+pub use actor::{
+    ActorExit, ActorHandle, ActorId, ActorStatus, BackgroundGuard, LentCall, STOP_GRACE,
+};
 pub use chain::{Chain, ChainError, ChainEvent};
 pub use cluster::ClusterConfig;
 pub use engine::CompiledComponent;

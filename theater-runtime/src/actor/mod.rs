@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use tokio::sync::watch;
 
 pub use handle::{ActorHandle, LentCall};
+pub use task::STOP_GRACE;
 pub(crate) use task::{ActorTask, init_spec};
 
 use crate::chain::Chain;

@@ -37,6 +37,20 @@ pub(crate) fn init_spec() -> &'static ExportSpec {
 /// How long handlers' background work may take to end after the shutdown signal before it is aborted.
 const BACKGROUND_GRACE: Duration = Duration::from_secs(2);
 
+/// How long the current call (or `init`) may go on after a graceful stop before it is aborted as by a terminate:
+/// 2 s. The stop fires the shutdown signal at once, and the handlers' waits (a sleep, a request, a WASI poll) end
+/// on it; a host call that ignores it (a third-party handler's, or one stuck in the OS) cannot hold the stop,
+/// and with it the runtime's shutdown, any longer than this.
+pub const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// When a call going on after a graceful stop is aborted ([`STOP_GRACE`]); far off while no stop came.
+fn abort_at(stop_after: bool, at: &mut Option<tokio::time::Instant>) -> tokio::time::Instant {
+    if stop_after && at.is_none() {
+        *at = Some(tokio::time::Instant::now() + STOP_GRACE);
+    }
+    at.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400 * 365))
+}
+
 /// Everything the task owns.
 pub(crate) struct ActorTask {
     pub(crate) store: Store<ActorStore>,
@@ -460,7 +474,9 @@ impl Mailbox {
         terminated: &mut bool,
     ) -> Result<(Parked, Option<Outcome>), ActorExit> {
         let mut open = true;
+        let mut abort = None;
         loop {
+            let abort_at = abort_at(*stop_after, &mut abort);
             tokio::select! {
                 biased;
                 () = shared.lender.returned.notified() => match shared.lender.claim() {
@@ -468,6 +484,11 @@ impl Mailbox {
                     Claimed::Lent => {}
                     Claimed::Lost => return Err(lend::lost()),
                 },
+                () = tokio::time::sleep_until(abort_at), if *stop_after && !*terminated => {
+                    tracing::warn!(actor = %shared.id, "the call did not end within STOP_GRACE of a graceful stop; aborting it");
+                    *terminated = true;
+                    shared.lender.abort();
+                }
                 command = self.commands.recv(), if open => match command {
                     Some(command) => {
                         shared.lender.note_taken();
@@ -483,7 +504,7 @@ impl Mailbox {
     }
     /// Runs `work` (a call, or `init`) to its end while taking the commands that arrive meanwhile
     /// ([`take_during_call`](Self::take_during_call)); a graceful stop sets `*stop_after`. `None`: a terminate
-    /// aborted `work`.
+    /// aborted `work`, or it went on past [`STOP_GRACE`] after a graceful stop.
     async fn run_taking_commands<T>(
         &mut self,
         work: impl Future<Output = T>,
@@ -492,18 +513,25 @@ impl Mailbox {
         shared: &ActorShared,
     ) -> Option<T> {
         tokio::pin!(work);
+        let mut open = true;
+        let mut abort = None;
         loop {
+            let abort_at = abort_at(*stop_after, &mut abort);
             tokio::select! {
                 done = &mut work => return Some(done),
-                command = self.commands.recv() => match command {
+                command = self.commands.recv(), if open => match command {
                     Some(command) => {
                         shared.lender.note_taken();
                         if self.take_during_call(command, stop_after, shutdown, shared) {
                             return None;
                         }
                     }
-                    None => return Some(work.await),
+                    None => open = false,
                 },
+                () = tokio::time::sleep_until(abort_at), if *stop_after => {
+                    tracing::warn!(actor = %shared.id, "the call did not end within STOP_GRACE of a graceful stop; aborting it");
+                    return None;
+                }
             }
         }
     }
