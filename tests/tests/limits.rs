@@ -9,7 +9,8 @@ use theater_handler_random::RandomConfig;
 use theater_runtime::exports::StateAnd;
 use theater_runtime::manifest::Limits;
 use theater_runtime::{
-    ActorError, ActorHandle, Manifest, RuntimeConfig, SpawnError, SpawnOptions, TheaterRuntime,
+    ActorError, ActorExit, ActorHandle, Manifest, RuntimeConfig, SpawnError, SpawnOptions,
+    TheaterRuntime,
 };
 use theater_tests::guests;
 use theater_tests::probe::ProbeHandler;
@@ -295,6 +296,42 @@ async fn the_call_deadline_counts_host_work_done_for_the_guest() {
     );
     let err = callbacks.handle_script("work:50x40".to_owned()).await;
     assert_eq!(err, Err(ActorError::Timeout));
+}
+
+/// A guest blocked in WASI (std's `thread::sleep`: `subscribe-duration` and `pollable.block`) runs no guest
+/// code, so no epoch check can end it: the wait is bounded by what is left of the call's deadline instead, and
+/// counts as the guest's own run time. A 10-minute sleep under a 300 ms limit is a timeout near 300 ms (before,
+/// the call, and a graceful stop of the actor, waited the 10 minutes); 50 ms passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_sleeping_through_wasi_is_stopped_at_its_call_deadline() {
+    let (rt, _dir) = runtime();
+    let sleeper = rt
+        .spawn(
+            SpawnOptions::new("script", std::fs::read(guests::SCRIPT).unwrap())
+                .handlers(script_handlers(RandomConfig::default()))
+                .limits(Limits {
+                    call_timeout_ms: 300,
+                    ..Default::default()
+                }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(script(&sleeper, "wsleep:50").await.unwrap(), "wsleep");
+    let started = Instant::now();
+    let slept =
+        tokio::time::timeout(Duration::from_secs(20), script(&sleeper, "wsleep:600000")).await;
+    assert_eq!(
+        slept,
+        Ok(Err(ActorError::Timeout)),
+        "after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(matches!(sleeper.wait().await, ActorExit::TimedOut(_)));
 }
 
 /// Queues an 800 ms call that the actor's own task runs (queued, not run by a caller: `post` never runs a call

@@ -201,6 +201,8 @@ impl TheaterEngine {
             .map_err(|e| anyhow::anyhow!("linking WASI: {e}"))?;
         crate::wasi::add_recorded_to_linker(&mut linker)
             .map_err(|e| anyhow::anyhow!("linking WASI's recorded clocks and random: {e}"))?;
+        crate::wasi::add_waits_to_linker(&mut linker)
+            .map_err(|e| anyhow::anyhow!("linking WASI's bounded waits: {e}"))?;
         for (name, import, handler) in link {
             handler
                 .add_to_linker(&mut linker, import)

@@ -131,6 +131,37 @@ impl ActorStore {
         std::mem::take(&mut self.deadline_hit)
     }
 
+    /// Epoch ticks of guest run time the current call has left before its deadline (0 if none is running).
+    fn guest_ticks_left(&self) -> u64 {
+        let Some(start) = self.call_start else {
+            return 0;
+        };
+        let used = self
+            .tick()
+            .saturating_sub(start)
+            .saturating_sub(self.host_ticks);
+        let budget = self
+            .call_timeout
+            .as_millis()
+            .div_ceil(EPOCH_TICK.as_millis().max(1));
+        u64::try_from(budget.saturating_sub(u128::from(used))).unwrap_or(u64::MAX)
+    }
+
+    /// The guest run time the current call has left before its deadline; `None` if no call is running.
+    pub(crate) fn guest_time_left(&self) -> Option<Duration> {
+        self.call_start?;
+        Some(EPOCH_TICK.saturating_mul(u32::try_from(self.guest_ticks_left()).unwrap_or(u32::MAX)))
+    }
+
+    /// Notes that the current call passed its deadline; the trap that ends it.
+    pub(crate) fn deadline_passed(&mut self) -> wasmtime::Error {
+        self.deadline_hit = true;
+        wasmtime::format_err!(
+            "call exceeded its deadline of {} ms of guest run time (limits.call_timeout_ms)",
+            self.call_timeout.as_millis()
+        )
+    }
+
     /// A host call spent `ticks` waiting: they are not the guest's.
     pub(crate) fn credit_host_ticks(&mut self, ticks: u64) {
         self.host_ticks += ticks;
@@ -144,22 +175,8 @@ impl ActorStore {
         if let Some(broken) = self.shared.chain.broken() {
             return Err(wasmtime::format_err!("{broken}"));
         }
-        if let Some(start) = self.call_start {
-            let guest = self
-                .tick()
-                .saturating_sub(start)
-                .saturating_sub(self.host_ticks);
-            let budget = self
-                .call_timeout
-                .as_millis()
-                .div_ceil(EPOCH_TICK.as_millis().max(1));
-            if u128::from(guest) >= budget {
-                self.deadline_hit = true;
-                return Err(wasmtime::format_err!(
-                    "call exceeded its deadline of {} ms of guest run time (limits.call_timeout_ms)",
-                    self.call_timeout.as_millis()
-                ));
-            }
+        if self.call_start.is_some() && self.guest_ticks_left() == 0 {
+            return Err(self.deadline_passed());
         }
         Ok(wasmtime::UpdateDeadline::Yield(1))
     }

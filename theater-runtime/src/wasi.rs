@@ -12,7 +12,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
 use crate::actor::ActorId;
 
 mod recorded;
+mod waits;
 pub(crate) use recorded::add_to_linker as add_recorded_to_linker;
+pub(crate) use waits::add_to_linker as add_waits_to_linker;
 
 /// Lines of guest output (stdout and stderr together) one actor may log per second: 1,000, in bursts of up to
 /// [`GUEST_LOG_BURST_LINES`]. Past it lines are dropped and counted, and the count is logged (`N lines of guest

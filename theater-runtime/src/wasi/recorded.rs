@@ -62,7 +62,7 @@ spec!(INSECURE_U64 = "wasi:random/insecure" / "get-insecure-random-u64"());
 spec!(INSECURE_SEED = "wasi:random/insecure-seed" / "insecure-seed"());
 
 /// The linker instance of WASI interface `interface` (unversioned).
-fn instance<'l>(
+pub(super) fn instance<'l>(
     linker: &'l mut Linker<ActorStore>,
     interface: &str,
 ) -> wasmtime::Result<LinkerInstance<'l, ActorStore>> {

@@ -82,6 +82,11 @@ fn run(script: &str) -> (Vec<String>, Option<Vec<u8>>) {
                     .map_or(0, |d| d.as_nanos());
                 out.push(format!("clock={wall}:{}", start.elapsed().as_nanos()));
             }
+            // A sleep through WASI (`subscribe-duration` and `pollable.block`), not a host call of Theater's.
+            "wsleep" => {
+                std::thread::sleep(std::time::Duration::from_millis(arg.parse().unwrap_or(0)));
+                out.push("wsleep".to_owned());
+            }
             other => out.push(format!("unknown!{other}")),
         }
     }
