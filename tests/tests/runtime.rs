@@ -60,6 +60,42 @@ async fn runtime_log_reaches_tracing_and_the_chain() {
     );
 }
 
+/// `runtime.log` counts against the actor's guest-output budget (`GUEST_LOG_*`, shared with its WASI stdout and
+/// stderr): of 20,000 lines logged in one call at most the burst (and what time lets through) reach `tracing`,
+/// where before every one did, each a synchronous write to the host's log. The chain still records every call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_log_is_bounded_by_the_guest_output_budget() {
+    use theater_runtime::{GUEST_LOG_BURST_LINES, GUEST_LOG_LINES_PER_SECOND};
+    let logs = captured_logs();
+    let (rt, _dir) = runtime();
+    let actor = spawn(
+        &rt,
+        "script",
+        guests::SCRIPT,
+        script_handlers(RandomConfig::default()),
+        None,
+    )
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let out = script(&actor, &"log:flood-5e0b;".repeat(20_000))
+        .await
+        .unwrap();
+    let seconds = started.elapsed().as_secs_f64();
+    assert_eq!(out.lines().count(), 20_000);
+    let text = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+    let logged = text.lines().filter(|l| l.contains("flood-5e0b")).count() as f64;
+    let most = GUEST_LOG_BURST_LINES as f64 + seconds * GUEST_LOG_LINES_PER_SECOND as f64 + 1.0;
+    assert!(
+        logged >= 1.0 && logged <= most,
+        "{logged} lines logged in {seconds:.2} s, at most {most}"
+    );
+    assert_eq!(
+        events_of(&actor.chain(), "theater:simple/runtime/log").len(),
+        20_000
+    );
+}
+
 #[tokio::test]
 async fn runtime_get_state_is_the_state_the_call_received() {
     let (rt, _dir) = runtime();

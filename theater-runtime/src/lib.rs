@@ -64,7 +64,7 @@ pub use runtime::{
 pub use store::ActorStore;
 pub use wasi::{
     GUEST_LOG_BURST_LINES, GUEST_LOG_BYTES_PER_SECOND, GUEST_LOG_LINE_BYTES,
-    GUEST_LOG_LINES_PER_SECOND,
+    GUEST_LOG_LINES_PER_SECOND, GuestLog,
 };
 /// A resource handle (`own<T>` and `borrow<T>` in WIT) and the actor's table of resource values (wasmtime's).
 pub use wasmtime::component::{Resource, ResourceTable};

@@ -722,13 +722,15 @@ impl TheaterRuntime {
             instances.push(instance);
         }
         let limits = ActorLimiter::new(options.limits.memory_bytes);
+        let (wasi, log) = crate::wasi::closed_ctx(&id, &options.name);
         let data = ActorStore {
             shared: shared.clone(),
             handle: handle.clone(),
             instances: by_type,
             recorder,
             exports: ExportTable::default(),
-            wasi: crate::wasi::closed_ctx(&id, &options.name),
+            wasi,
+            log,
             table: {
                 let mut table = wasmtime::component::ResourceTable::new();
                 table.set_max_capacity(options.limits.max_resources as usize);

@@ -16,6 +16,7 @@ use crate::exports::ExportTable;
 use crate::handler::Handler;
 use crate::record::Recorder;
 use crate::replay::cursor::ReplayCursor;
+use crate::wasi::GuestLog;
 
 /// The data of one actor's store: its identity, shared state and chain, handler instances, recording settings,
 /// WASI context and limits.
@@ -27,6 +28,8 @@ pub struct ActorStore {
     pub(crate) recorder: Arc<Recorder>,
     pub(crate) exports: ExportTable,
     pub(crate) wasi: WasiCtx,
+    /// Where `runtime.log` lines go, within the budget of the guest's WASI output.
+    pub(crate) log: GuestLog,
     pub(crate) table: ResourceTable,
     pub(crate) limits: ActorLimiter,
     /// `limits.call_timeout_ms`: how long the guest's own code may run in one call.
@@ -53,6 +56,12 @@ impl ActorStore {
     /// The manifest's `name` of the actor.
     pub fn name(&self) -> &str {
         &self.shared.name
+    }
+
+    /// The actor's log: lines the guest asks to have logged (`runtime.log`), within the rates of its WASI output
+    /// (`GUEST_LOG_*`).
+    pub fn guest_log(&self) -> &GuestLog {
+        &self.log
     }
 
     /// The actor's handle.

@@ -32,23 +32,55 @@ pub const GUEST_LOG_BYTES_PER_SECOND: u64 = 1024 * 1024;
 /// The longest line of guest output logged as one record: 64 KiB; a longer one is logged in pieces.
 pub const GUEST_LOG_LINE_BYTES: usize = 64 * 1024;
 
-/// A closed WASI context whose stdout/stderr go to `tracing` (info / warn) with `actor`'s id, within the rates
-/// above.
-pub fn closed_ctx(actor: &ActorId, name: &str) -> WasiCtx {
-    let budget = Arc::new(Mutex::new(Budget::new(std::time::Instant::now())));
-    let stream = |stderr| LogStream {
+/// A closed WASI context whose stdout/stderr go to `tracing` (info / warn, target `theater::guest`) with `actor`'s
+/// id, within the rates above; and the actor's [`GuestLog`], which `runtime.log` writes to within the same rates.
+pub(crate) fn closed_ctx(actor: &ActorId, name: &str) -> (WasiCtx, GuestLog) {
+    let output = Arc::new(Mutex::new(Output::new(std::time::Instant::now())));
+    let stream = |channel| LogStream {
         actor: actor.to_string(),
         name: name.to_owned(),
-        stderr,
-        budget: budget.clone(),
+        channel,
+        output: output.clone(),
     };
-    WasiCtxBuilder::new()
-        .stdout(stream(false))
-        .stderr(stream(true))
+    let ctx = WasiCtxBuilder::new()
+        .stdout(stream(Channel::Stdout))
+        .stderr(stream(Channel::Stderr))
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false)
-        .build()
+        .build();
+    (ctx, GuestLog(stream(Channel::Log)))
+}
+
+/// The log lines an actor asks for (`runtime.log`), counted against the same budget as its WASI output.
+pub struct GuestLog(LogStream);
+
+impl GuestLog {
+    /// Logs `text` at info level (target `theater::actor`) with the actor's id and name: a record per line (an
+    /// empty text is one empty record), a line longer than [`GUEST_LOG_LINE_BYTES`] in pieces, within
+    /// [`GUEST_LOG_LINES_PER_SECOND`] and [`GUEST_LOG_BYTES_PER_SECOND`] together with the actor's stdout and
+    /// stderr; past them lines are dropped and counted. A line of its own per line keeps a guest from forging
+    /// records that look like another actor's.
+    pub fn log(&self, text: &str) {
+        let mut output = self.0.output.lock().unwrap_or_else(|p| p.into_inner());
+        if text.is_empty() {
+            self.0.emit(&mut output.budget, b"");
+        }
+        for line in text.lines() {
+            self.0.emit_pieces(&mut output.budget, line.as_bytes());
+        }
+    }
+}
+
+/// Where a line of guest output goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Channel {
+    /// WASI stdout: info, `theater::guest`.
+    Stdout,
+    /// WASI stderr: warn, `theater::guest`.
+    Stderr,
+    /// `runtime.log`: info, `theater::actor`.
+    Log,
 }
 
 /// Guest output turned into log lines.
@@ -56,9 +88,65 @@ pub fn closed_ctx(actor: &ActorId, name: &str) -> WasiCtx {
 struct LogStream {
     actor: String,
     name: String,
-    stderr: bool,
-    /// What the actor may still log, shared by its stdout and stderr.
-    budget: Arc<Mutex<Budget>>,
+    channel: Channel,
+    /// What the actor's channels share.
+    output: Arc<Mutex<Output>>,
+}
+
+impl LogStream {
+    /// The index of this stream's unfinished line in [`Output::partial`].
+    fn partial(&self) -> usize {
+        usize::from(self.channel == Channel::Stderr)
+    }
+
+    fn emit(&self, budget: &mut Budget, line: &[u8]) {
+        let Some(dropped) = budget.take(line.len(), std::time::Instant::now()) else {
+            return;
+        };
+        let text = String::from_utf8_lossy(line);
+        let (actor, name) = (&self.actor, &self.name);
+        if dropped > 0 {
+            tracing::warn!(
+                target: "theater::guest", %actor, name,
+                "{dropped} lines of guest output dropped (past GUEST_LOG_LINES_PER_SECOND or GUEST_LOG_BYTES_PER_SECOND)"
+            );
+        }
+        match self.channel {
+            Channel::Stdout => tracing::info!(target: "theater::guest", %actor, name, "{text}"),
+            Channel::Stderr => tracing::warn!(target: "theater::guest", %actor, name, "{text}"),
+            Channel::Log => tracing::info!(target: "theater::actor", %actor, name, "{text}"),
+        }
+    }
+
+    /// Logs `line` in pieces of at most [`GUEST_LOG_LINE_BYTES`].
+    fn emit_pieces(&self, budget: &mut Budget, line: &[u8]) {
+        if line.is_empty() {
+            self.emit(budget, line);
+        }
+        for piece in line.chunks(GUEST_LOG_LINE_BYTES) {
+            self.emit(budget, piece);
+        }
+    }
+}
+
+/// What an actor's stdout, stderr and log share: the budget, and each stream's unfinished line. One line per stream,
+/// however many handles the guest opens on it (`get-stdout` makes a new one each time, up to
+/// `limits.max_resources`): a buffer per handle let a guest hold 64 KiB of unfinished line in each of 10,000
+/// handles.
+#[derive(Debug)]
+struct Output {
+    budget: Budget,
+    /// The start of a line whose end has not come yet: stdout's, stderr's.
+    partial: [Vec<u8>; 2],
+}
+
+impl Output {
+    fn new(now: std::time::Instant) -> Self {
+        Self {
+            budget: Budget::new(now),
+            partial: [Vec::new(), Vec::new()],
+        }
+    }
 }
 
 impl IsTerminal for LogStream {
@@ -71,7 +159,6 @@ impl StdoutStream for LogStream {
     fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
         Box::new(LineWriter {
             stream: self.clone(),
-            buf: Vec::new(),
         })
     }
 }
@@ -123,78 +210,45 @@ impl Budget {
     }
 }
 
+/// One handle on the guest's stdout or stderr.
 struct LineWriter {
     stream: LogStream,
-    /// The start of a line whose end has not come yet.
-    buf: Vec<u8>,
 }
 
 impl LineWriter {
-    fn emit(&self, line: &[u8]) {
-        let taken = self
-            .stream
-            .budget
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take(line.len(), std::time::Instant::now());
-        let Some(dropped) = taken else {
-            return;
-        };
-        let text = String::from_utf8_lossy(line);
-        let (actor, name) = (&self.stream.actor, &self.stream.name);
-        if dropped > 0 {
-            tracing::warn!(
-                target: "theater::guest", %actor, name,
-                "{dropped} lines of guest output dropped (past GUEST_LOG_LINES_PER_SECOND or GUEST_LOG_BYTES_PER_SECOND)"
-            );
-        }
-        if self.stream.stderr {
-            tracing::warn!(target: "theater::guest", %actor, name, "{text}");
-        } else {
-            tracing::info!(target: "theater::guest", %actor, name, "{text}");
-        }
-    }
-
-    /// Logs the complete lines of `data` after what is buffered, and buffers the rest: linear in `data`'s length
-    /// (each byte is looked at and copied at most once).
+    /// Logs the complete lines of `data` after the stream's unfinished line, and keeps the rest as its unfinished
+    /// line: linear in `data`'s length (each byte is looked at and copied at most once).
     fn write(&mut self, data: &[u8]) {
+        let mut output = self.stream.output.lock().unwrap_or_else(|p| p.into_inner());
+        let Output { budget, partial } = &mut *output;
+        let buf = &mut partial[self.stream.partial()];
         let mut rest = data;
         while let Some(pos) = rest.iter().position(|b| *b == b'\n') {
             let (line, after) = (&rest[..pos], &rest[pos + 1..]);
-            if self.buf.is_empty() {
-                self.emit_pieces(line);
+            if buf.is_empty() {
+                self.stream.emit_pieces(budget, line);
             } else {
-                let mut whole = std::mem::take(&mut self.buf);
-                whole.extend_from_slice(line);
-                self.emit_pieces(&whole);
-                whole.clear();
-                self.buf = whole;
+                buf.extend_from_slice(line);
+                self.stream.emit_pieces(budget, buf);
+                buf.clear();
             }
             rest = after;
         }
-        self.buf.extend_from_slice(rest);
+        buf.extend_from_slice(rest);
         // Bound a line without a newline.
-        if self.buf.len() > GUEST_LOG_LINE_BYTES {
-            let line = std::mem::take(&mut self.buf);
-            self.emit_pieces(&line);
+        if buf.len() > GUEST_LOG_LINE_BYTES {
+            self.stream.emit_pieces(budget, buf);
+            *buf = Vec::new();
         }
     }
 
-    /// Logs `line` in pieces of at most [`GUEST_LOG_LINE_BYTES`].
-    fn emit_pieces(&self, line: &[u8]) {
-        if line.is_empty() {
-            self.emit(line);
-        }
-        for piece in line.chunks(GUEST_LOG_LINE_BYTES) {
-            self.emit(piece);
-        }
-    }
-
-    /// Logs what is buffered, if anything.
+    /// Logs the stream's unfinished line, if any.
     fn finish(&mut self) {
-        if !self.buf.is_empty() {
-            let line = std::mem::take(&mut self.buf);
-            self.emit_pieces(&line);
+        let mut output = self.stream.output.lock().unwrap_or_else(|p| p.into_inner());
+        let Output { budget, partial } = &mut *output;
+        let line = std::mem::take(&mut partial[self.stream.partial()]);
+        if !line.is_empty() {
+            self.stream.emit_pieces(budget, &line);
         }
     }
 }
@@ -229,17 +283,23 @@ impl Drop for LineWriter {
 mod tests {
     use super::*;
 
-    fn writer() -> LineWriter {
-        let ctx_budget = Arc::new(Mutex::new(Budget::new(std::time::Instant::now())));
-        LineWriter {
-            stream: LogStream {
-                actor: "a".into(),
-                name: "n".into(),
-                stderr: false,
-                budget: ctx_budget,
-            },
-            buf: Vec::new(),
+    fn stream() -> LogStream {
+        LogStream {
+            actor: "a".into(),
+            name: "n".into(),
+            channel: Channel::Stdout,
+            output: Arc::new(Mutex::new(Output::new(std::time::Instant::now()))),
         }
+    }
+
+    fn writer() -> LineWriter {
+        LineWriter { stream: stream() }
+    }
+
+    /// Bytes of unfinished line `stream`'s output holds.
+    fn held(stream: &LogStream) -> usize {
+        let output = stream.output.lock().unwrap();
+        output.partial.iter().map(Vec::len).sum()
     }
 
     /// Lines split across writes are joined; a long line is logged in pieces; what has no newline yet waits.
@@ -248,12 +308,58 @@ mod tests {
         let mut w = writer();
         w.write(b"ab");
         w.write(b"c\nde");
-        assert_eq!(w.buf, b"de");
+        assert_eq!(w.stream.output.lock().unwrap().partial[0], b"de");
         w.write(&vec![b'x'; GUEST_LOG_LINE_BYTES + 10]);
-        assert!(w.buf.is_empty(), "a line past the bound is logged at once");
+        assert_eq!(
+            held(&w.stream),
+            0,
+            "a line past the bound is logged at once"
+        );
         w.write(b"tail");
         w.finish();
-        assert!(w.buf.is_empty());
+        assert_eq!(held(&w.stream), 0);
+    }
+
+    /// However many handles the guest opens on its stdout (and stderr), each stream holds one unfinished line of
+    /// at most [`GUEST_LOG_LINE_BYTES`]: 100 handles given 60 KiB each without a newline held 6 MB when each had
+    /// its own buffer. Lines continued on another handle are joined.
+    #[test]
+    fn the_handles_on_a_stream_share_one_bounded_unfinished_line() {
+        let stdout = stream();
+        let stderr = LogStream {
+            channel: Channel::Stderr,
+            ..stdout.clone()
+        };
+        let mut handles: Vec<LineWriter> = (0..100)
+            .map(|i| LineWriter {
+                stream: if i % 2 == 0 { &stdout } else { &stderr }.clone(),
+            })
+            .collect();
+        for handle in &mut handles {
+            handle.write(&vec![b'x'; 60 * 1024]);
+            assert!(
+                held(&stdout) <= 2 * GUEST_LOG_LINE_BYTES,
+                "{}",
+                held(&stdout)
+            );
+        }
+        drop(handles);
+        assert_eq!(
+            held(&stdout),
+            0,
+            "the last line is logged when the handles go"
+        );
+        let (mut a, mut b) = (
+            LineWriter {
+                stream: stdout.clone(),
+            },
+            LineWriter {
+                stream: stdout.clone(),
+            },
+        );
+        a.write(b"hel");
+        b.write(b"lo");
+        assert_eq!(stdout.output.lock().unwrap().partial[0], b"hello");
     }
 
     /// 16 MiB of newlines in one write is handled in one pass. Splitting by draining the buffer line by line moved
@@ -263,7 +369,7 @@ mod tests {
     fn a_write_of_many_lines_takes_one_pass_and_is_rate_limited() {
         let mut w = writer();
         let (tx, rx) = std::sync::mpsc::channel();
-        let budget = w.stream.budget.clone();
+        let output = w.stream.output.clone();
         let started = std::time::Instant::now();
         std::thread::spawn(move || {
             w.write(&vec![b'\n'; 16 << 20]);
@@ -272,7 +378,7 @@ mod tests {
         rx.recv_timeout(std::time::Duration::from_secs(60))
             .expect("one pass over the write");
         let seconds = started.elapsed().as_secs_f64();
-        let logged = budget.lock().unwrap().logged;
+        let logged = output.lock().unwrap().budget.logged;
         let most = GUEST_LOG_BURST_LINES as f64 + seconds * GUEST_LOG_LINES_PER_SECOND as f64 + 1.0;
         assert!(
             logged as f64 <= most,

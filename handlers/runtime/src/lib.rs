@@ -45,9 +45,11 @@ impl RuntimeHandler {
 impl RuntimeHandler {
     /// WIT: `log: func(msg: string)`
     ///
-    /// Logs `msg` through `tracing` at info level with the actor's id and name.
+    /// Logs `msg` through `tracing` at info level (target `theater::actor`) with the actor's id and name, a record
+    /// per line, within the rates of the actor's guest output (`GuestLog::log`, `GUEST_LOG_*`): past them lines
+    /// are dropped and counted. The chain records every call.
     fn log(&self, ctx: &mut HostCtx<'_>, msg: String) {
-        tracing::info!(target: "theater::actor", actor = %ctx.actor_id(), name = ctx.data().name(), "{msg}");
+        ctx.data().guest_log().log(&msg);
     }
 
     /// WIT: `get-state: func() -> option<list<u8>>`
