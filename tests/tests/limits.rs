@@ -541,3 +541,21 @@ async fn spawns_past_max_actors_fail_with_a_clear_error() {
     actors.pop().unwrap().stop().await.unwrap();
     spawn().await.unwrap();
 }
+
+/// `TheaterRuntime::shutdown` closes the runtime: every actor stops, and a spawn after it (a supervisor's child,
+/// an API request still in flight) fails naming the shutdown instead of starting an actor nobody will stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spawn_after_shutdown_fails_and_starts_nothing() {
+    let (rt, _dir) = runtime();
+    let wasm = std::fs::read(guests::PROBE).unwrap();
+    let spawn = || {
+        rt.spawn(SpawnOptions::new("p", wasm.clone()).handlers(vec![Arc::new(ProbeHandler::new())]))
+    };
+    let running = spawn().await.unwrap();
+    rt.shutdown().await;
+    assert_eq!(running.wait().await, ActorExit::Stopped);
+    let err = spawn().await.unwrap_err();
+    assert!(matches!(err, SpawnError::Limit(_)), "{err}");
+    assert!(err.to_string().contains("shutting down"), "{err}");
+    assert!(rt.list().is_empty());
+}

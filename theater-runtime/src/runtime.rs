@@ -243,7 +243,8 @@ pub enum SpawnError {
     /// `init` returned an error or trapped.
     #[error("init failed: {0}")]
     Init(String),
-    /// A runtime-wide limit was reached; the message names the limit and its setting.
+    /// A runtime-wide limit was reached (the message names the limit and its setting), or the runtime is shutting
+    /// down ([`TheaterRuntime::shutdown`]).
     #[error("{0}")]
     Limit(String),
     /// The chain file could not be created.
@@ -309,6 +310,8 @@ struct Inner {
     max_actors: usize,
     /// Spawns in progress that hold a place under `max_actors` (their actors are not listed yet).
     spawning: std::sync::atomic::AtomicUsize,
+    /// [`TheaterRuntime::shutdown`] was called: spawns fail. Set under the `actors` lock.
+    closed: std::sync::atomic::AtomicBool,
     /// [`RuntimeConfig::cluster`].
     cluster: Option<ClusterConfig>,
 }
@@ -343,6 +346,7 @@ impl TheaterRuntime {
                 reserved_ids: Mutex::default(),
                 max_actors: config.max_actors,
                 spawning: Default::default(),
+                closed: Default::default(),
                 cluster: config.cluster,
             }),
         })
@@ -826,6 +830,12 @@ impl TheaterRuntime {
     fn take_place(&self) -> Result<SpawnPlace, SpawnError> {
         use std::sync::atomic::Ordering;
         let mut actors = lock(&self.inner.actors);
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(SpawnError::Limit(
+                "the runtime is shutting down (TheaterRuntime::shutdown): no actor starts any more"
+                    .into(),
+            ));
+        }
         let spawning = self.inner.spawning.load(Ordering::Acquire);
         if actors.len() + spawning >= self.inner.max_actors {
             // Stopped actors whose tasks have not unlisted them yet hold no place.
@@ -889,10 +899,26 @@ impl TheaterRuntime {
         }
     }
 
-    /// Stops every actor gracefully.
+    /// Stops every actor gracefully, those still being spawned included, and closes the runtime: from then on
+    /// a spawn fails with [`SpawnError::Limit`] ("the runtime is shutting down"), so no actor (a supervisor's
+    /// child, a remote placement, an API request in flight) starts after its stop.
     pub async fn shutdown(&self) {
-        let actors = self.list();
-        futures::future::join_all(actors.iter().map(|a| a.stop())).await;
+        use std::sync::atomic::Ordering;
+        // Under the actors' lock, as spawns take their places: from here none starts, and each one that took its
+        // place before is counted in `spawning` until its actor is listed.
+        {
+            let _actors = lock(&self.inner.actors);
+            self.inner.closed.store(true, Ordering::Release);
+        }
+        loop {
+            let pending = self.inner.spawning.load(Ordering::Acquire);
+            let actors = self.list();
+            futures::future::join_all(actors.iter().map(|a| a.stop())).await;
+            if pending == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
 
