@@ -277,7 +277,8 @@ pub fn write_open(events: &[ChainEvent], mut out: impl Write) -> std::io::Result
     out.flush()
 }
 
-/// Reads a chain file (either format), tolerating an incomplete last line, which a crash can leave.
+/// Reads a chain file (either format), tolerating an incomplete last line, which a crash can leave. All its
+/// events are kept in memory: [`verify`] checks a file of any size in bounded memory.
 ///
 /// # Errors
 /// [`ChainError::Parse`] naming the first line (from 1) that is not UTF-8, longer than [`MAX_LINE_BYTES`], not
@@ -286,8 +287,77 @@ pub fn write_open(events: &[ChainEvent], mut out: impl Write) -> std::io::Result
 ///
 /// Complete event lines are parsed in batches on all cores (`Pending`); errors are still those of the first bad
 /// line in file order.
-pub fn read(mut input: impl BufRead) -> Result<ChainFile, ChainError> {
+pub fn read(input: impl BufRead) -> Result<ChainFile, ChainError> {
     let mut events = Vec::new();
+    let ending = scan(input, |batch| {
+        events.extend(batch);
+        Ok(())
+    })?;
+    Ok(ChainFile {
+        chain: Chain::from(events),
+        ending,
+    })
+}
+
+/// What [`verify`] found in a chain file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified {
+    /// Events in the file.
+    pub count: usize,
+    /// The last event's hash.
+    pub head: Option<Hash>,
+    /// How the file ended.
+    pub ending: Ending,
+}
+
+/// Reads and verifies a chain file (as [`read`] and [`Chain::verify`] together) without keeping its events:
+/// each batch of lines is parsed, verified against the hash before it and dropped, so the memory used is about
+/// one batch (8 MiB of lines, or one line up to [`MAX_LINE_BYTES`]) whatever the file's size. The runtime writes
+/// chain files larger than memory by design (`limits.chain_memory_bytes`).
+///
+/// # Errors
+/// As [`read`], and [`ChainError::Invalid`] naming the first event (index from 0) whose links or hash are wrong.
+pub fn verify(input: impl BufRead) -> Result<Verified, ChainError> {
+    let mut index = 0;
+    let mut head: Option<Hash> = None;
+    let ending = scan(input, |batch| {
+        super::verify_events(&batch, index, head.as_ref())?;
+        index += batch.len();
+        head = batch.last().map(|e| e.hash).or(head);
+        Ok(())
+    })?;
+    Ok(Verified {
+        count: index,
+        head,
+        ending,
+    })
+}
+
+/// The events read so far: how many, the last one's hash, and where the batches go.
+struct Seen<F> {
+    count: usize,
+    head: Option<Hash>,
+    take: F,
+}
+
+impl<F: FnMut(Vec<ChainEvent>) -> Result<(), ChainError>> Seen<F> {
+    fn add(&mut self, batch: Vec<ChainEvent>) -> Result<(), ChainError> {
+        self.count += batch.len();
+        self.head = batch.last().map(|e| e.hash).or(self.head);
+        (self.take)(batch)
+    }
+}
+
+/// Reads a chain file, handing its events to `take` in batches, in file order; how it ended.
+fn scan(
+    mut input: impl BufRead,
+    take: impl FnMut(Vec<ChainEvent>) -> Result<(), ChainError>,
+) -> Result<Ending, ChainError> {
+    let mut events = Seen {
+        count: 0,
+        head: None,
+        take,
+    };
     let mut pending = Pending::default();
     let mut version = None;
     let mut ending = None;
@@ -351,7 +421,7 @@ pub fn read(mut input: impl BufRead) -> Result<ChainFile, ChainError> {
             && let Ok(end) = serde_json::from_str::<EndLine>(text)
         {
             pending.flush(&mut events)?;
-            check_end(&end.end, &events).map_err(parse)?;
+            check_end(&end.end, events.count, events.head.as_ref()).map_err(parse)?;
             ending = Some(Ending::Closed);
             continue;
         }
@@ -365,7 +435,7 @@ pub fn read(mut input: impl BufRead) -> Result<ChainFile, ChainError> {
         // The last line, cut short or not.
         pending.flush(&mut events)?;
         match parse_event(text, version == Some(1)) {
-            Ok(event) => events.push(event),
+            Ok(event) => events.add(vec![event])?,
             // A crash cuts the last line short: everything before it stands.
             Err(_) if !complete => {
                 ending = Some(Ending::Cut {
@@ -381,10 +451,7 @@ pub fn read(mut input: impl BufRead) -> Result<ChainFile, ChainError> {
         (None, Some(1)) => Ending::Unversioned,
         (None, _) => Ending::Cut { partial_line: None },
     };
-    Ok(ChainFile {
-        chain: Chain::from(events),
-        ending,
-    })
+    Ok(ending)
 }
 
 /// Complete event lines read and not parsed yet: the text of each, one after another, and its line number.
@@ -420,7 +487,10 @@ impl Pending {
     ///
     /// # Errors
     /// The first line (in file order) that is not an event.
-    fn flush(&mut self, events: &mut Vec<ChainEvent>) -> Result<(), ChainError> {
+    fn flush<F>(&mut self, events: &mut Seen<F>) -> Result<(), ChainError>
+    where
+        F: FnMut(Vec<ChainEvent>) -> Result<(), ChainError>,
+    {
         if self.lines.is_empty() {
             return Ok(());
         }
@@ -438,22 +508,23 @@ impl Pending {
         });
         self.text.clear();
         self.lines.clear();
+        let mut batch =
+            Vec::with_capacity(parsed.iter().map(|c| c.as_ref().map_or(0, Vec::len)).sum());
         for chunk in parsed {
-            events.extend(chunk?);
+            batch.extend(chunk?);
         }
-        Ok(())
+        events.add(batch)
     }
 }
 
-fn check_end(end: &End, events: &[ChainEvent]) -> Result<(), String> {
-    if end.count != events.len() as u64 {
+fn check_end(end: &End, count: usize, head: Option<&Hash>) -> Result<(), String> {
+    if end.count != count as u64 {
         return Err(format!(
-            "the end record counts {} events, the file has {}",
+            "the end record counts {} events, the file has {count}",
             end.count,
-            events.len()
         ));
     }
-    let head = events.last().map(|e| hex::encode(e.hash));
+    let head = head.map(hex::encode);
     if end.head != head {
         return Err(format!(
             "the end record's head {} is not the last event's hash {}",

@@ -175,42 +175,7 @@ impl Chain {
     /// [`ChainError::Invalid`] naming the first event whose hash does not match its contents or whose
     /// `parent_hash` is not the previous event's hash.
     pub fn verify(&self) -> Result<(), ChainError> {
-        // Each range stops at its first bad event; the first bad event of the chain is in the first range with one.
-        on_cores(&self.events, 16 * 1024, |start, range| {
-            self.verify_range(start, start + range.len())
-        })
-        .into_iter()
-        .collect()
-    }
-
-    /// [`verify`](Self::verify) of events `start..end`, the first one's link checked against event `start - 1`.
-    fn verify_range(&self, start: usize, end: usize) -> Result<(), ChainError> {
-        let mut parent: Option<&Hash> = start.checked_sub(1).map(|i| &self.events[i].hash);
-        for (index, e) in self.events[start..end].iter().enumerate() {
-            let index = start + index;
-            let bad = |message: String| ChainError::Invalid {
-                index,
-                event_type: e.event_type.clone(),
-                message,
-            };
-            if e.parent_hash.as_ref() != parent {
-                return Err(bad(format!(
-                    "parent_hash {} is not the previous event's hash {}",
-                    opt_hex(e.parent_hash.as_ref()),
-                    opt_hex(parent)
-                )));
-            }
-            let want = ChainEvent::compute_hash(parent, &e.event_type, &e.data, e.timestamp);
-            if want != e.hash {
-                return Err(bad(format!(
-                    "hash {} does not match its contents (computed {})",
-                    hex::encode(e.hash),
-                    hex::encode(want)
-                )));
-            }
-            parent = Some(&e.hash);
-        }
-        Ok(())
+        verify_events(&self.events, 0, None)
     }
 
     /// Writes the chain as a closed chain file: header, one JSON line per event, end record ([`file`](mod@file)).
@@ -281,6 +246,59 @@ impl Chain {
         let file = std::fs::File::open(path)?;
         file::read(std::io::BufReader::new(file))
     }
+}
+
+/// Verifies `events`, the chain's events from index `first` on, the first one's `parent_hash` checked against
+/// `parent` (the hash of event `first - 1`; `None` for the first event of the chain), on all cores. The error
+/// names the first bad event in order.
+pub(crate) fn verify_events<'a>(
+    events: &'a [ChainEvent],
+    first: usize,
+    parent: Option<&'a Hash>,
+) -> Result<(), ChainError> {
+    // Each range stops at its first bad event; the first bad event of the chain is in the first range with one.
+    on_cores(events, 16 * 1024, |start, range| {
+        let parent = match start.checked_sub(1) {
+            Some(before) => Some(&events[before].hash),
+            None => parent,
+        };
+        verify_run(range, first + start, parent)
+    })
+    .into_iter()
+    .collect()
+}
+
+/// Verifies `events` one after another, the first (index `first` in the chain) against `parent`.
+fn verify_run<'a>(
+    events: &'a [ChainEvent],
+    first: usize,
+    mut parent: Option<&'a Hash>,
+) -> Result<(), ChainError> {
+    for (index, e) in events.iter().enumerate() {
+        let index = first + index;
+        let bad = |message: String| ChainError::Invalid {
+            index,
+            event_type: e.event_type.clone(),
+            message,
+        };
+        if e.parent_hash.as_ref() != parent {
+            return Err(bad(format!(
+                "parent_hash {} is not the previous event's hash {}",
+                opt_hex(e.parent_hash.as_ref()),
+                opt_hex(parent)
+            )));
+        }
+        let want = ChainEvent::compute_hash(parent, &e.event_type, &e.data, e.timestamp);
+        if want != e.hash {
+            return Err(bad(format!(
+                "hash {} does not match its contents (computed {})",
+                hex::encode(e.hash),
+                hex::encode(want)
+            )));
+        }
+        parent = Some(&e.hash);
+    }
+    Ok(())
 }
 
 /// Runs `work` on consecutive chunks of `items` (its arguments: the chunk's first index and the chunk), one chunk per
