@@ -20,7 +20,7 @@ use theater_handler_http_client::policy::Policy;
 use theater_handler_http_client::transfer::{self, Outgoing};
 use theater_handler_http_client::{HttpClientConfig, HttpClientHandler};
 use theater_macros::theater_handler;
-use theater_runtime::{ActorHandle, TheaterRuntime};
+use theater_runtime::{ActorHandle, STOP_GRACE, TheaterRuntime};
 use theater_tests::guests;
 use theater_tests::support::{events_of, runtime, spawn};
 
@@ -693,4 +693,115 @@ async fn http_client_keeps_at_most_max_idle_per_host_idle_connections() {
         REQUESTS,
         "a kept connection was reused"
     );
+}
+
+/// A refused request holds nothing: with `max_hosts = 1`, requests refused for a header, for their URI's length
+/// or for their host's (`localhost` and 300 dots, which the allow-list reads as `localhost`) leave the one host
+/// free for the next request. Their errors repeat at most a short prefix of the guest's value.
+#[tokio::test]
+async fn http_client_a_refused_request_holds_no_host_and_names_a_short_prefix() {
+    let server = server().await;
+    let (rt, _dir) = runtime();
+    let actor = client(
+        &rt,
+        HttpClientConfig {
+            allowed_hosts: vec!["127.0.0.1".into(), "localhost".into()],
+            max_hosts: 1,
+            timeout_ms: 2_000,
+            ..Default::default()
+        },
+    )
+    .await;
+    let other_port = server.addr.port().wrapping_add(1).max(1);
+    let mut bad = request("GET", &format!("http://127.0.0.1:{other_port}/"));
+    bad.headers = vec![("bad name".into(), String::new())];
+    let err = send(&actor, bad).await.unwrap_err();
+    assert_eq!(err, "send-http: invalid header name \"bad name\"");
+
+    let mut huge_name = request("GET", &format!("http://127.0.0.1:{other_port}/"));
+    huge_name.headers = vec![("\x7f".repeat(1 << 20), String::new())];
+    let err = send(&actor, huge_name).await.unwrap_err();
+    assert!(err.len() < 1024, "an error of {} bytes", err.len());
+    assert!(
+        err.starts_with("send-http: invalid header name \"\\u{7f}"),
+        "{err}"
+    );
+
+    let err = send(&actor, request("GET", &"\x7f".repeat(1 << 20)))
+        .await
+        .unwrap_err();
+    assert!(err.len() < 1024, "an error of {} bytes", err.len());
+    assert!(
+        err.starts_with("send-http: URI of 1048576 bytes is longer than MAX_URI_BYTES (65536)"),
+        "{err}"
+    );
+
+    let dotted = format!("http://localhost{}:{other_port}/", ".".repeat(300));
+    let err = send(&actor, request("GET", &dotted)).await.unwrap_err();
+    assert!(
+        err.starts_with("send-http: host of 308 bytes is longer than MAX_HOST_BYTES (253)"),
+        "{err}"
+    );
+
+    let response = send(&actor, request("GET", &server.url("/hello"))).await;
+    assert_eq!(
+        response.unwrap().status,
+        200,
+        "a refused request held the one host"
+    );
+}
+
+/// A graceful stop does not wait out `timeout_ms` for a host that accepts the connection and never answers: the
+/// request in flight ends with the handler's `Err` as soon as the actor begins to stop, and the guest's call
+/// returns it, well before the runtime would abort the call ([`STOP_GRACE`], 2 s: the call would end in an
+/// `ActorError` instead).
+#[tokio::test]
+async fn http_client_stop_interrupts_a_request_the_host_never_answers() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counted = accepted.clone();
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            held.push(stream);
+        }
+    });
+    let (rt, _dir) = runtime();
+    let actor = client(
+        &rt,
+        HttpClientConfig {
+            allowed_hosts: vec!["127.0.0.1".into()],
+            timeout_ms: 60_000,
+            ..Default::default()
+        },
+    )
+    .await;
+    let waiting = {
+        let actor = actor.clone();
+        let req = request("GET", &format!("http://{addr}/"));
+        tokio::spawn(async move { Driver.callbacks(&actor).send(req).await })
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while accepted.load(Ordering::SeqCst) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the request never connected"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), actor.stop())
+        .await
+        .expect("the stop waited for the request's timeout_ms (60 s)")
+        .unwrap();
+    let stopped_in = started.elapsed();
+    let call = waiting.await.unwrap();
+    assert!(
+        matches!(&call, Ok(Err(e)) if e == "send-http: interrupted: actor stopping"),
+        "the call was not ended by the handler: {call:?} after {stopped_in:?}"
+    );
+    assert!(stopped_in < STOP_GRACE, "stopped in {stopped_in:?}");
+    silent.abort();
 }

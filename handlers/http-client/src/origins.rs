@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::Url;
 
-use crate::HttpClientConfig;
+use crate::{HttpClientConfig, shown};
 
 /// Slack on top of twice `idle_timeout_ms` for the pool's sweep: it runs at most every 90 ms.
 const SWEEP_SLACK: Duration = Duration::from_millis(100);
@@ -50,7 +50,9 @@ impl Origins {
         }
     }
 
-    /// Counts a request to `url`'s origin, starting now.
+    /// Counts a request to `url`'s origin, starting now. The origin is kept whole, so `url`'s host should be
+    /// bounded first ([`Policy::check_url`](crate::policy::Policy::check_url): at most
+    /// [`MAX_HOST_BYTES`](crate::policy::MAX_HOST_BYTES)).
     ///
     /// # Errors
     /// `url` would be one more origin than `max_hosts` with connections that may still be open.
@@ -65,8 +67,9 @@ impl Origins {
             until.retain(|_, end| *end > now);
             if until.len() >= self.max {
                 return Err(format!(
-                    "{origin} would be the host number {} this actor's kept-alive connections may still be open to \
+                    "{} would be the host number {} this actor's kept-alive connections may still be open to \
                      (max_hosts {}, counted for timeout_ms plus twice idle_timeout_ms after each request)",
+                    shown(&origin),
                     until.len() + 1,
                     self.max
                 ));
@@ -74,6 +77,12 @@ impl Origins {
         }
         until.insert(origin, now.checked_add(hold).unwrap_or(now));
         Ok(())
+    }
+
+    /// The origins counted now, those whose time is up but have not been swept yet included (they are swept when
+    /// the count reaches `max_hosts`).
+    pub fn count(&self) -> usize {
+        self.until.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 }
 

@@ -5,6 +5,16 @@ use std::net::IpAddr;
 
 use url::{Host, Url};
 
+use crate::shown;
+
+/// Longest host a URL (a request's or a redirect's) may name, in bytes (253, DNS's bound on a name): the host as
+/// the URL spells it (lowercase, IDNA names as punycode), a single trailing dot (the root) not counted. A longer
+/// one is an `Err` naming `MAX_HOST_BYTES`, before the allow-list is consulted. The allow-list ignores trailing
+/// dots (`example.com.....` is `example.com`) but the connection pool does not, so each request's host is kept,
+/// as a host of its own, for up to `timeout_ms` plus twice `idle_timeout_ms` ([`Origins`](crate::origins::Origins)):
+/// without the bound it could be as long as the URI.
+pub const MAX_HOST_BYTES: usize = 253;
+
 /// One `allowed_hosts` entry: a host (name, IP, or `*.suffix`) and an optional pinned port.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostRule {
@@ -129,26 +139,36 @@ impl Policy {
         Ok(Self { hosts, methods })
     }
 
-    /// Checks that `url` is an absolute `http(s)` URL whose host is allowed.
+    /// Checks that `url` is an absolute `http(s)` URL whose host is at most [`MAX_HOST_BYTES`] long and allowed.
     ///
     /// # Errors
-    /// `"send-http: ..."` for a URL that is not absolute `http(s)`; `"permission denied: ... (allowed_hosts)"`.
+    /// `"send-http: ..."` for a URL that is not absolute `http(s)` or whose host is longer than
+    /// [`MAX_HOST_BYTES`]; `"permission denied: ... (allowed_hosts)"`.
     pub fn check_url(&self, url: &Url) -> Result<(), String> {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(format!(
-                "send-http: unsupported scheme {:?} (http or https)",
-                url.scheme()
+                "send-http: unsupported scheme \"{}\" (http or https)",
+                shown(url.scheme())
             ));
         }
         let Some(host) = url.host_str() else {
-            return Err(format!("send-http: {url} has no host"));
+            return Err(format!("send-http: {} has no host", shown(url.as_str())));
         };
+        let name = host.strip_suffix('.').unwrap_or(host);
+        if name.len() > MAX_HOST_BYTES {
+            return Err(format!(
+                "send-http: host of {} bytes is longer than MAX_HOST_BYTES ({MAX_HOST_BYTES}): {}",
+                name.len(),
+                shown(host)
+            ));
+        }
         if self.hosts.iter().any(|rule| rule.matches(url)) {
             Ok(())
         } else {
             let port = url.port_or_known_default().unwrap_or(0);
             Err(format!(
-                "permission denied: host {host}:{port} (allowed_hosts)"
+                "permission denied: host {}:{port} (allowed_hosts)",
+                shown(host)
             ))
         }
     }
@@ -163,7 +183,8 @@ impl Policy {
             Ok(())
         } else {
             Err(format!(
-                "permission denied: method {method} (allowed_methods)"
+                "permission denied: method {} (allowed_methods)",
+                shown(method)
             ))
         }
     }

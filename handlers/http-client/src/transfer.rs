@@ -19,9 +19,9 @@ use reqwest::redirect;
 use reqwest::{Client, Method, Url};
 use rustls_platform_verifier::BuilderVerifierExt;
 
-use crate::HttpClientConfig;
 use crate::origins::Origins;
 use crate::policy::Policy;
+use crate::{HttpClientConfig, shown};
 
 /// Request headers a guest may not set (lowercase); any name starting with `proxy-` is refused as well.
 pub const RESERVED_HEADERS: &[&str] = &[
@@ -43,8 +43,9 @@ pub fn check_header(name: &HeaderName) -> Result<(), String> {
     let lower = name.as_str();
     if RESERVED_HEADERS.contains(&lower) || lower.starts_with("proxy-") {
         return Err(format!(
-            "send-http: header {lower:?} may not be set by the guest (Host, Content-Length, Transfer-Encoding, \
-             Connection, Keep-Alive, TE, Trailer, Upgrade and Proxy-* are set by the handler from the URI and body)"
+            "send-http: header \"{}\" may not be set by the guest (Host, Content-Length, Transfer-Encoding, \
+             Connection, Keep-Alive, TE, Trailer, Upgrade and Proxy-* are set by the handler from the URI and body)",
+            shown(lower)
         ));
     }
     Ok(())
@@ -55,11 +56,40 @@ pub fn check_header(name: &HeaderName) -> Result<(), String> {
 /// (fewer if their hashes collide), so the bound sits far below that.
 pub const MAX_HEADERS: usize = 1024;
 
-/// A request the policy has accepted.
+/// The guest's request headers, checked: at most [`MAX_HEADERS`], valid names and values, none reserved
+/// ([`check_header`]).
+///
+/// # Errors
+/// `"send-http: ..."` naming the first bad header (its first 100 characters, [`shown`]), or the count.
+pub fn headers(guest: Vec<(String, String)>) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
+    if guest.len() > MAX_HEADERS {
+        return Err(format!(
+            "send-http: {} headers; a request carries at most {MAX_HEADERS}",
+            guest.len()
+        ));
+    }
+    guest
+        .into_iter()
+        .map(|(name, value)| {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("send-http: invalid header name \"{}\"", shown(&name)))?;
+            check_header(&name)?;
+            let value = HeaderValue::from_str(&value).map_err(|_| {
+                format!(
+                    "send-http: invalid value of header {}",
+                    shown(name.as_str())
+                )
+            })?;
+            Ok((name, value))
+        })
+        .collect()
+}
+
+/// A request the policy has accepted, its headers checked ([`headers`]).
 pub struct Outgoing {
     pub method: Method,
     pub url: Url,
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
     pub body: Option<Vec<u8>>,
 }
 
@@ -97,7 +127,7 @@ pub fn client(
         {
             Ok(()) => attempt.follow(),
             Err(denied) => {
-                let message = format!("redirect to {}: {denied}", attempt.url());
+                let message = format!("redirect to {}: {denied}", shown(attempt.url().as_str()));
                 attempt.error(message)
             }
         }
@@ -137,23 +167,11 @@ fn tls_config() -> anyhow::Result<rustls::ClientConfig> {
 /// Sends `request` and reads the response body, refusing more than `max_body` bytes.
 ///
 /// # Errors
-/// `"send-http: ..."` with the cause: more than [`MAX_HEADERS`] headers, an invalid or reserved header
-/// ([`check_header`]), a refused connection, DNS, TLS, a timeout, a denied or excess redirect, or a body over
-/// `max_body`.
+/// `"send-http: ..."` with the cause: a refused connection, DNS, TLS, a timeout, a denied or excess redirect, or a
+/// body over `max_body`.
 pub async fn send(client: &Client, request: Outgoing, max_body: u64) -> Result<Incoming, String> {
-    if request.headers.len() > MAX_HEADERS {
-        return Err(format!(
-            "send-http: {} headers; a request carries at most {MAX_HEADERS}",
-            request.headers.len()
-        ));
-    }
     let mut builder = client.request(request.method, request.url);
-    for (name, value) in &request.headers {
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| format!("send-http: invalid header name {name:?}"))?;
-        check_header(&name)?;
-        let value = HeaderValue::from_str(value)
-            .map_err(|_| format!("send-http: invalid value of header {name}"))?;
+    for (name, value) in request.headers {
         builder = builder.header(name, value);
     }
     if let Some(body) = request.body {
@@ -194,9 +212,15 @@ pub async fn send(client: &Client, request: Outgoing, max_body: u64) -> Result<I
     })
 }
 
-/// `"send-http: <error>: <cause>: ..."`, the whole source chain, so the guest learns what failed.
+/// `"send-http: <error>: <cause>: ..."`, the whole source chain, so the guest learns what failed; the URL
+/// reqwest names is cut ([`shown`]).
 fn failure(error: reqwest::Error) -> String {
+    let url = error.url().map(|url| shown(url.as_str()));
+    let error = error.without_url();
     let mut message = format!("send-http: {error}");
+    if let Some(url) = url {
+        message.push_str(&format!(" for url ({url})"));
+    }
     if error.is_timeout() && !message.contains("timed out") {
         message.push_str(": timed out");
     }
