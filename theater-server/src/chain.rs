@@ -94,7 +94,8 @@ impl Page {
         max_bytes: usize,
     ) -> Result<Self, ChainError> {
         let (events, total) = actor.chain_range(from, limit, max_bytes)?;
-        let next = from + events.len();
+        // `from` is whatever the client sent; only events that exist were read.
+        let next = from.saturating_add(events.len());
         let mut lines = Vec::new();
         if from == 0 && next == total {
             Chain::from(events).write_jsonl(&mut lines)?;

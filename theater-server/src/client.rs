@@ -289,12 +289,11 @@ impl Client {
         let mut response = self
             .call(Method::GET, &format!("/api/actors/{id}/events"), None)
             .await?;
-        let mut buffer: Vec<u8> = Vec::new();
+        let mut frames = Frames::new(MAX_SSE_FRAME_BYTES);
         while let Some(chunk) = response.chunk().await.map_err(|e| self.unreachable(e))? {
-            buffer.extend_from_slice(&chunk);
-            while let Some(at) = find(&buffer, b"\n\n") {
-                let frame: Vec<u8> = buffer.drain(..at + 2).collect();
-                match parse_frame(&String::from_utf8_lossy(&frame))? {
+            frames.push(&chunk);
+            while let Some(frame) = frames.next_frame()? {
+                match parse_frame(&String::from_utf8_lossy(frame))? {
                     Some(StreamItem::End(exit)) => {
                         each(StreamItem::End(exit));
                         return Ok(());
@@ -308,9 +307,86 @@ impl Client {
     }
 }
 
-/// The first position of `needle` in `haystack`.
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+/// The longest SSE frame [`Client::follow`] takes: 4 × the runtime's
+/// [`MAX_EVENT_DATA_BYTES`](theater_runtime::record::MAX_EVENT_DATA_BYTES) (128 MiB), and 1 MiB for the rest of
+/// the frame (513 MiB). An event's view ([`EventView`]) holds its data twice (`data`, and `line`), each as text or
+/// as `0x` and hex (twice its bytes); as text, a recorded call's JSON takes at most twice its bytes inside the
+/// view's JSON (the only characters in it that JSON escapes are quotes and backslashes, two bytes each). So the
+/// largest event the runtime's recorder writes fits; a longer frame (only data a handler records itself, full of
+/// control characters, which JSON escapes in six bytes, could make one) is [`ClientError::Protocol`] naming this
+/// bound, never an ever-growing buffer.
+pub const MAX_SSE_FRAME_BYTES: usize =
+    4 * theater_runtime::record::MAX_EVENT_DATA_BYTES + (1 << 20);
+
+/// Splits an SSE stream, as it arrives in chunks, into frames (each ending in a blank line, `\n\n`). Each byte is
+/// searched once (a search resumes where the last one ended, less one byte for a `\n` that may begin the
+/// separator), and moved at most once (the frames taken are dropped from the buffer once per chunk, not once per
+/// frame); a frame longer than `max` is an error.
+struct Frames {
+    buffer: Vec<u8>,
+    /// Where the frame not yet taken starts.
+    start: usize,
+    /// Up to where `buffer` holds no separator (from `start`).
+    scanned: usize,
+    max: usize,
+    /// Bytes searched in all: what the tests count.
+    #[cfg(test)]
+    searched: usize,
+}
+
+impl Frames {
+    fn new(max: usize) -> Self {
+        Self {
+            buffer: Vec::new(),
+            start: 0,
+            scanned: 0,
+            max,
+            #[cfg(test)]
+            searched: 0,
+        }
+    }
+
+    /// Adds a chunk of the stream, first dropping the frames taken.
+    fn push(&mut self, chunk: &[u8]) {
+        if self.start > 0 {
+            self.buffer.drain(..self.start);
+            self.scanned -= self.start;
+            self.start = 0;
+        }
+        self.buffer.extend_from_slice(chunk);
+    }
+
+    /// The next whole frame (with its blank line), if the stream has one yet.
+    ///
+    /// # Errors
+    /// [`ClientError::Protocol`] if the frame (whole, or as much as has arrived) is longer than the bound.
+    fn next_frame(&mut self) -> Result<Option<&[u8]>, ClientError> {
+        let from = self.scanned.saturating_sub(1).max(self.start);
+        let window = &self.buffer[from..];
+        #[cfg(test)]
+        {
+            self.searched += window.len();
+        }
+        let found = window.windows(2).position(|w| w == b"\n\n");
+        let end = match found {
+            Some(at) => from + at + 2,
+            None => self.buffer.len(),
+        };
+        if end - self.start > self.max {
+            return Err(ClientError::Protocol(format!(
+                "an event stream frame is longer than {} bytes (MAX_SSE_FRAME_BYTES)",
+                self.max
+            )));
+        }
+        if found.is_none() {
+            self.scanned = self.buffer.len();
+            return Ok(None);
+        }
+        let frame = self.start..end;
+        self.start = end;
+        self.scanned = end;
+        Ok(Some(&self.buffer[frame]))
+    }
 }
 
 /// One SSE frame: `event: chain` or `event: end` with `data:` lines; comments (keep-alives) are `None`.
@@ -365,5 +441,78 @@ fn kind_of(status: StatusCode) -> &'static str {
         StatusCode::NOT_FOUND => "not_found",
         StatusCode::UNAUTHORIZED => "unauthorized",
         _ => "error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The frames `frames` yields after `chunk`.
+    fn take(frames: &mut Frames, chunk: &[u8]) -> Result<Vec<Vec<u8>>, ClientError> {
+        frames.push(chunk);
+        let mut out = Vec::new();
+        while let Some(frame) = frames.next_frame()? {
+            out.push(frame.to_vec());
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn a_large_frame_in_small_chunks_is_searched_once() {
+        // One 256 KiB frame in 256-byte chunks, then two small frames in one chunk. Searching the whole buffer
+        // again for each chunk (as before) searched 1,024 × 128 KiB on average, 128 MiB; now each byte is
+        // searched once, and once more for the last byte of each chunk (a `\n` the next may complete).
+        let big = format!("event: chain\ndata: {}\n\n", "x".repeat(256 * 1024));
+        let mut frames = Frames::new(MAX_SSE_FRAME_BYTES);
+        let mut got = Vec::new();
+        let chunks = big.as_bytes().chunks(256);
+        let n = chunks.len();
+        for chunk in chunks {
+            got.extend(take(&mut frames, chunk).unwrap());
+        }
+        assert_eq!(got, [big.as_bytes()]);
+        assert!(
+            frames.searched <= big.len() + n,
+            "{} bytes searched for a frame of {} in {n} chunks",
+            frames.searched,
+            big.len()
+        );
+        // A separator split across chunks is found; the frames taken are dropped from the buffer.
+        let got = take(&mut frames, b"event: end\ndata: {}\n").unwrap();
+        assert!(got.is_empty());
+        let got = take(&mut frames, b"\n: keep-alive\n\nevent").unwrap();
+        assert_eq!(
+            got,
+            [&b"event: end\ndata: {}\n\n"[..], &b": keep-alive\n\n"[..]]
+        );
+        assert_eq!(&frames.buffer[frames.start..], b"event");
+    }
+
+    #[test]
+    fn a_frame_past_the_bound_is_an_error_naming_it() {
+        let mut frames = Frames::new(1024);
+        // At the bound exactly: taken.
+        let exact = [b"data: ".as_slice(), &[b'x'; 1016], b"\n\n"].concat();
+        assert_eq!(take(&mut frames, &exact).unwrap(), [exact]);
+        // Past it, arriving in pieces without its end: refused as soon as the part held passes it.
+        let mut refused = None;
+        for _ in 0..20 {
+            match take(&mut frames, &[b'y'; 100]) {
+                Ok(got) => assert!(got.is_empty()),
+                Err(e) => {
+                    refused = Some(e);
+                    break;
+                }
+            }
+        }
+        let e = refused.expect("a frame of 2,000 bytes past a bound of 1,024 was refused");
+        assert!(e.to_string().contains("MAX_SSE_FRAME_BYTES"), "{e}");
+        // Past it in one piece, ended: refused too.
+        let mut frames = Frames::new(1024);
+        let long = [b"data: ".as_slice(), &[b'x'; 2000], b"\n\n"].concat();
+        assert!(take(&mut frames, &long).is_err());
+        // The real bound fits the largest event view the server sends.
+        const { assert!(MAX_SSE_FRAME_BYTES > 4 * theater_runtime::record::MAX_EVENT_DATA_BYTES) };
     }
 }

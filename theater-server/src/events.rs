@@ -8,7 +8,8 @@
 //! page of events waiting to be sent, bounded as the chain route's pages are ([`crate::chain`]), as read: each is
 //! made into its view and JSON only as it is sent (a view holds the data twice, and JSON may double it again). A
 //! client that reads slowly makes it read the chain slowly, not hold the rest of it. A `from` that is not a
-//! number is `400 bad_request`.
+//! number is `400 bad_request`; one at or past the end (up to `usize::MAX`) waits for the chain to get there, and
+//! gets `end` alone once the actor stops.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -91,9 +92,13 @@ impl Follow {
             }
             Err(_) => return false,
         };
-        let more = from + events.len() < total;
-        self.sent += events.len();
-        self.ready.extend((from..).zip(events));
+        // Indices only of the events read, which exist: `from` itself may be any number a client sent.
+        // `(from..).zip(events)` computes `from + 1` for each item it yields, which overflows at `usize::MAX`;
+        // only std's `TrustedLen` extend, which takes no item from an empty page, kept it from panicking.
+        let more = from.saturating_add(events.len()) < total;
+        self.sent = self.sent.saturating_add(events.len());
+        self.ready
+            .extend(events.into_iter().enumerate().map(|(i, e)| (from + i, e)));
         more
     }
 

@@ -1014,3 +1014,39 @@ async fn a_chain_page_past_max_chain_page_bytes_still_holds_one_event() {
     assert_eq!(chain.len(), 3);
     server.shutdown().await;
 }
+
+/// `?from=18446744073709551615` (`usize::MAX`) on an event stream: the stream waits at the chain's end and, once the
+/// actor stops, sends `end` alone. Queuing the page read then computed the index after `from` and, in a debug build,
+/// overflowed: the connection's task panicked and the stream broke off without its `end`. The chain route answers
+/// the same `from` with an empty page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_from_of_usize_max_gets_the_end_of_the_stream_and_an_empty_page() {
+    let server = Running::start(ServerLimits::default()).await;
+    let (client, a) = server.actor_sent(&[b"hello"]).await;
+    let max = usize::MAX;
+    let stream = reqwest_client()
+        .get(server.url(&format!("/api/actors/{a}/events?from={max}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let body = tokio::spawn(async move { stream.text().await });
+    // The stream is waiting: stop the actor.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(client.stop(&a).await.unwrap(), "stopped");
+    let body = tokio::time::timeout(std::time::Duration::from_secs(30), body)
+        .await
+        .expect("the stream ends once the actor has stopped")
+        .unwrap()
+        .expect("the stream ends with its end, not broken off");
+    assert!(!body.contains("event: chain"), "{body}");
+    assert!(body.contains("event: end"), "{body}");
+    assert!(body.contains("\"exit\":\"stopped\""), "{body}");
+
+    // The chain route: an empty page whose next is `from`.
+    let b = client.start(&server.peer(), None).await.unwrap();
+    let (status, next, total, _, file) = chain_page(&server, &b, &format!("?from={max}")).await;
+    assert_eq!((status, next, total), (200, Some(max), Some(1)));
+    assert_eq!(file.unwrap().chain.len(), 0);
+    server.shutdown().await;
+}

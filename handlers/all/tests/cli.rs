@@ -46,7 +46,7 @@ fn run_demo_prints_log_and_a_verified_chain_then_verify_and_show_read_it() {
     assert!(out.status.success(), "{all}");
     assert!(all.contains("hello from the demo actor"), "{all}");
     assert!(all.contains("dice:"), "{all}");
-    assert!(all.contains("chain verified:"), "{all}");
+    assert!(all.contains("chain head "), "{all}");
     assert!(all.contains("theater:simple/runtime/shutdown"), "{all}");
     // No progress spinner when the output is not a terminal.
     assert!(!all.contains('\r'), "{all}");
@@ -398,4 +398,195 @@ fn replay_reproduces_the_demo_and_names_the_event_a_tampered_copy_departs_at() {
         text(&out)
     );
     assert!(text(&out).contains(&format!("{log} of {n} events reproduced before it")));
+}
+
+/// The event lines of `theater run`'s summary (`  <index> <hash prefix> <timestamp> <type> <data>`): index and
+/// hash prefix.
+fn summary_events(stdout: &str) -> Vec<(usize, String)> {
+    stdout
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let index = words.next()?.parse().ok()?;
+            let hash = words.next()?;
+            (line.starts_with("  ")
+                && hash.len() == 12
+                && hash.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| (index, hash.to_owned()))
+        })
+        .collect()
+}
+
+/// A chain much longer than the summary's 20 events, most of it kept only on file (`chain_memory_bytes` of 256):
+/// `theater run` prints the count, the last 20 events read back (not the whole chain copied into memory and
+/// printed, which ran out of memory on a long-running actor's chain at Ctrl-C), and the head.
+#[test]
+fn run_prints_only_the_last_20_events_of_a_long_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = dir.path().join("c.jsonl");
+    let files = dir.path().join("files");
+    std::fs::create_dir(&files).unwrap();
+    let m = manifest(
+        dir.path(),
+        "local",
+        theater_tests::guests::LOCAL,
+        &format!("run:{}", ["now"; 150].join(";")),
+        &format!(
+            "[limits]\nchain_memory_bytes = 256\n\
+             [[handler]]\ntype = \"timing\"\n[[handler]]\ntype = \"environment\"\n\
+             [[handler]]\ntype = \"store\"\n[[handler]]\ntype = \"filesystem\"\npath = {:?}\n",
+            files.to_str().unwrap()
+        ),
+    );
+    let out = run_with_chain(&m, &chain, dir.path());
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{}", text(&out));
+    let recorded = theater_runtime::Chain::load(&chain).unwrap();
+    let total = recorded.len();
+    assert!(total > 150, "{total} events");
+    let shown = summary_events(&stdout);
+    let last: Vec<(usize, String)> = recorded.events()[total - 20..]
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (total - 20 + i, hex::encode(e.hash)[..12].to_owned()))
+        .collect();
+    assert_eq!(shown, last, "{stdout}");
+    assert!(
+        stdout.contains(&format!("chain: {total} events")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("{} earlier events not shown", total - 20)),
+        "{stdout}"
+    );
+    let head = hex::encode(recorded.head().unwrap());
+    assert!(
+        stdout.contains(&format!("chain head {head}; saved to {}", chain.display())),
+        "{stdout}"
+    );
+    assert!(stdout.contains("theater chain verify"), "{stdout}");
+}
+
+/// Bytes a terminal would act on: ESC (CSI, OSC) and BEL (ends an OSC), and the 8-bit CSI.
+fn assert_no_control_sequences(out: &Output) {
+    for (name, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+        let text = String::from_utf8_lossy(bytes);
+        assert!(
+            !bytes.iter().any(|&b| b == 0x1b || b == 0x07) && !text.contains('\u{9b}'),
+            "{name} has a raw control character: {text:?}"
+        );
+    }
+}
+
+/// An OSC 52 sequence: a terminal that honours it puts "hacked" on the clipboard.
+const HOSTILE: &str = "\u{1b}]52;c;aGFja2Vk\u{7}";
+
+/// A chain file whose event type, note and data hold terminal control sequences, with correct hashes (a forged
+/// or hostile file, or data an actor chose): `chain show`, `chain verify` (of a good and of a bad copy, whose error
+/// names the event type) and a file that does not parse print them escaped, never raw.
+#[test]
+fn chain_show_and_verify_print_control_characters_from_the_file_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut chain = theater_runtime::Chain::new();
+    chain.append(
+        HOSTILE,
+        // Not JSON, so kept as bytes (`data_base64`): `show` prints it as text, being UTF-8.
+        b"\x1b[2J\x1b[31mred\x07\n\xc2\x9b0m".to_vec(),
+        1,
+        Some(format!("note {HOSTILE}")),
+    );
+    chain.append(HOSTILE, b"{\"x\":1}".to_vec(), 2, None);
+    let good = dir.path().join("good.jsonl");
+    chain.save(&good).unwrap();
+
+    let out = theater(&["chain", "show", good.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_no_control_sequences(&out);
+    let shown = text(&out);
+    assert!(shown.contains("#0 \\u{1b}]52;c;aGFja2Vk\\u{7}"), "{shown}");
+    assert!(shown.contains("note       note \\u{1b}]52"), "{shown}");
+    assert!(
+        shown.contains("data       \\u{1b}[2J\\u{1b}[31mred\\u{7}\\n\\u{9b}0m"),
+        "{shown}"
+    );
+    assert!(shown.contains("data       {\"x\":1}"), "{shown}");
+
+    let out = theater(&["chain", "verify", good.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_no_control_sequences(&out);
+
+    // The second event's hash changed: the error names its (hostile) type.
+    let mut events = chain.into_events();
+    events[1].hash[0] ^= 1;
+    let bad = dir.path().join("bad.jsonl");
+    theater_runtime::Chain::from(events).save(&bad).unwrap();
+    let out = theater(&["chain", "verify", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_no_control_sequences(&out);
+    assert!(
+        text(&out).contains("chain event 1 (file line 3, \\u{1b}]52;c;aGFja2Vk\\u{7})"),
+        "{}",
+        text(&out)
+    );
+
+    // A line that does not parse, its field named after a control sequence: the error may quote it.
+    let unparsed = dir.path().join("unparsed.jsonl");
+    std::fs::write(
+        &unparsed,
+        "{\"theater_chain\":2}\n{\"\\u001b]52;c;aGFja2Vk\\u0007\":1}\n",
+    )
+    .unwrap();
+    for command in ["verify", "show"] {
+        let out = theater(&["chain", command, unparsed.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert_no_control_sequences(&out);
+    }
+}
+
+/// A chain whose event type is a control sequence, re-hashed so that it verifies: `replay` names the event it
+/// diverges at, escaped.
+#[test]
+fn replay_prints_a_hostile_event_type_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = dir.path().join("demo.chain.jsonl");
+    let manifest = demo_manifest();
+    assert!(
+        run_with_chain(&manifest, &chain, dir.path())
+            .status
+            .success()
+    );
+    let recorded = theater_runtime::Chain::load(&chain).unwrap();
+    let mut forged = theater_runtime::Chain::new();
+    let mut at = None;
+    for (i, e) in recorded.events().iter().enumerate() {
+        let hostile = at.is_none() && e.event_type == "theater:simple/random/random-range";
+        if hostile {
+            at = Some(i);
+        }
+        forged.append(
+            if hostile { HOSTILE } else { &e.event_type },
+            e.data.clone(),
+            e.timestamp,
+            None,
+        );
+    }
+    let at = at.unwrap();
+    let copy = dir.path().join("forged.chain.jsonl");
+    forged.save(&copy).unwrap();
+    let out = theater(&[
+        "replay",
+        manifest.to_str().unwrap(),
+        copy.to_str().unwrap(),
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_no_control_sequences(&out);
+    assert!(
+        text(&out).contains(&format!(
+            "DIVERGED at event {at} (\\u{{1b}}]52;c;aGFja2Vk\\u{{7}})"
+        )),
+        "{}",
+        text(&out)
+    );
 }

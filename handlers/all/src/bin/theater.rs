@@ -18,16 +18,18 @@ mod theater {
     pub mod remote;
     pub mod replay;
     pub mod serve;
+    pub mod terminal;
 }
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use theater::remote::{Remote, ServerArgs};
+use theater::terminal;
 use theater_runtime::chain::Ending;
-use theater_runtime::{Chain, Manifest, RuntimeConfig, TheaterRuntime};
+use theater_runtime::{ActorHandle, Chain, ChainError, Manifest, RuntimeConfig, TheaterRuntime};
 
 /// Run Theater actors and inspect their chains.
 #[derive(Parser)]
@@ -50,7 +52,8 @@ enum Command {
     ///
     /// The actor stops when it calls `runtime.shutdown`, when `init` fails, on Ctrl-C / SIGTERM (graceful: the
     /// current call finishes), or when nothing can call it any more (after `init`, none of its handlers holds
-    /// background work). Exit code 0 for a clean stop.
+    /// background work). Exit code 0 for a clean stop. It then prints the chain's event count, its last 20 events
+    /// and its head (not the whole chain, which may be far larger than memory; `chain verify` checks the file).
     Run {
         /// The actor's TOML manifest.
         manifest: PathBuf,
@@ -153,7 +156,7 @@ enum Command {
         server: ServerArgs,
     },
     /// Print an actor's chain, one line per event (`<hash prefix> <timestamp ms> <event type> <data>`, as
-    /// `theater run` prints it).
+    /// `theater run` prints it), a page at a time as it is read.
     Events {
         /// The actor's id.
         id: String,
@@ -196,7 +199,7 @@ enum ChainCommand {
         /// A chain file (JSON lines).
         file: PathBuf,
     },
-    /// Print every event readably.
+    /// Print every event readably (control characters in it escaped, as in everything printed from a chain).
     Show {
         /// A chain file (JSON lines).
         file: PathBuf,
@@ -294,7 +297,8 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("theater: {e:#}");
+            // An error may quote a chain file (a line's field names) or an actor (its answer).
+            eprintln!("theater: {}", terminal::text(format_args!("{e:#}")));
             ExitCode::FAILURE
         }
     }
@@ -374,12 +378,9 @@ fn run(
                 actor.wait().await
             }
         };
-        // The chain file was closed (end record, fsync) before the actor reported its exit.
-        let chain = actor.chain();
-        print_summary(&chain);
-        if let Some(path) = &chain_out {
-            println!("chain saved to {}", path.display());
-        }
+        // The chain file was closed (end record, fsync) before the actor reported its exit. The summary reads
+        // back only its last events: the chain may be far larger than memory (on file past chain_memory_bytes).
+        tokio::task::block_in_place(|| print_summary(&actor, chain_out.as_deref()));
         theater.shutdown().await;
         if let Some(cluster) = &cluster {
             cluster.leave().await;
@@ -434,34 +435,75 @@ async fn shutdown_signal() {
     }
 }
 
-fn print_summary(chain: &Chain) {
-    println!("chain: {} events", chain.len());
-    for (i, e) in chain.events().iter().enumerate() {
-        println!("  {i:>3} {e}");
+/// The most events `theater run` prints when its actor stops: the last ones, after a line saying how many earlier
+/// ones are left out. Only these are read back (a page at a time, [`SUMMARY_PAGE_BYTES`]), so a chain of any size
+/// (kept on file past `limits.chain_memory_bytes`) is summed up in bounded memory.
+const SUMMARY_EVENTS: usize = 20;
+
+/// Bytes of event data and types one read of the summary holds, past its first event (one larger event is read
+/// alone).
+const SUMMARY_PAGE_BYTES: usize = 1 << 20;
+
+/// Prints the chain's event count, its last [`SUMMARY_EVENTS`] events and its head. Does not verify the chain: the
+/// runtime hashes each event as it seals it; `theater chain verify FILE` checks a chain file.
+fn print_summary(actor: &ActorHandle, chain_file: Option<&Path>) {
+    let total = actor.chain_len();
+    let first = total.saturating_sub(SUMMARY_EVENTS);
+    println!("chain: {total} events");
+    if first > 0 {
+        println!("  ... {first} earlier events not shown (the last {SUMMARY_EVENTS} follow)");
     }
-    match chain.verify() {
-        Ok(()) => println!(
-            "chain verified: {} events, head {}",
-            chain.len(),
-            chain.head().map(hex).unwrap_or_else(|| "none".into())
+    let mut next = first;
+    let mut head = None;
+    while next < total {
+        match actor.chain_range(next, total - next, SUMMARY_PAGE_BYTES) {
+            Ok((events, _)) if !events.is_empty() => {
+                for (i, e) in events.iter().enumerate() {
+                    println!("  {:>3} {}", next + i, terminal::line(e));
+                }
+                head = events.last().map(|e| e.hash);
+                next += events.len();
+            }
+            Ok(_) => break,
+            Err(e) => {
+                println!("  chain: reading back event {next}: {}", terminal::line(e));
+                break;
+            }
+        }
+    }
+    let head = head.as_ref().map(hex).unwrap_or_else(|| "none".into());
+    match chain_file {
+        Some(path) => println!(
+            "chain head {head}; saved to {} (check it with `theater chain verify {}`)",
+            path.display(),
+            path.display()
         ),
-        Err(e) => println!("chain INVALID: {e}"),
+        None => println!("chain head {head}"),
     }
 }
 
 fn verify(file: PathBuf) -> anyhow::Result<ExitCode> {
     let spinner = theater::progress::Spinner::start(format!("verifying {}", file.display()));
-    let read = Chain::open(&file).with_context(|| format!("{}", file.display()))?;
-    let chain = &read.chain;
-    let verified = chain.verify();
+    // Read and verified a batch at a time, never held whole: chain files may be larger than memory.
+    let verified = std::fs::File::open(&file)
+        .map_err(ChainError::from)
+        .and_then(|f| theater_runtime::chain::file::verify(std::io::BufReader::new(f)));
     drop(spinner);
-    if let Err(e) = verified {
-        eprintln!("{}: {e}", file.display());
-        return Ok(ExitCode::FAILURE);
-    }
-    let head = chain.head().map(hex).unwrap_or_else(|| "none".into());
-    let n = chain.len();
-    match read.ending {
+    let verified = match verified {
+        Ok(verified) => verified,
+        Err(e @ ChainError::Invalid { .. }) => {
+            eprintln!("{}: {}", file.display(), terminal::line(e));
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(e) => return Err(e).with_context(|| format!("{}", file.display())),
+    };
+    let head = verified
+        .head
+        .as_ref()
+        .map(hex)
+        .unwrap_or_else(|| "none".into());
+    let n = verified.count;
+    match verified.ending {
         Ending::Closed => {
             println!("{}: ok, closed, {n} events, head {head}", file.display());
             Ok(ExitCode::SUCCESS)
@@ -493,7 +535,7 @@ fn show(file: PathBuf) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("{}", file.display()))?
         .chain;
     for (i, e) in chain.events().iter().enumerate() {
-        println!("#{i} {}", e.event_type);
+        println!("#{i} {}", terminal::line(&e.event_type));
         println!("   hash       {}", hex(&e.hash));
         println!(
             "   parent     {}",
@@ -504,9 +546,9 @@ fn show(file: PathBuf) -> anyhow::Result<ExitCode> {
         );
         println!("   timestamp  {} ms", e.timestamp);
         if let Some(d) = &e.description {
-            println!("   note       {d}");
+            println!("   note       {}", terminal::line(d));
         }
-        println!("   data       {}", e.data_text());
+        println!("   data       {}", terminal::line(e.data_text()));
     }
     Ok(ExitCode::SUCCESS)
 }

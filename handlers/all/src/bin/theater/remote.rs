@@ -8,6 +8,8 @@ use clap::Args;
 use theater_server::client::StreamItem;
 use theater_server::{ActorInfo, Client, ClientError};
 
+use super::terminal;
+
 /// Exit code when the server cannot be reached.
 pub const EXIT_UNREACHABLE: u8 = 3;
 
@@ -76,11 +78,14 @@ pub fn run(server: &ServerArgs, command: Remote) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Client(e @ ClientError::Unreachable { .. })) => {
-            eprintln!("theater: {e} (is `theater serve` running? see --server)");
+            eprintln!(
+                "theater: {} (is `theater serve` running? see --server)",
+                terminal::text(e)
+            );
             ExitCode::from(EXIT_UNREACHABLE)
         }
         Err(e) => {
-            eprintln!("theater: {e}");
+            eprintln!("theater: {}", terminal::text(e));
             ExitCode::FAILURE
         }
     }
@@ -118,11 +123,21 @@ async fn execute(client: &Client, command: Remote) -> Result<(), Failure> {
         }
         Remote::Request { id, data } => {
             let answer = client.request(&id, &parse_data(&data)?).await?;
-            println!("{}", show_bytes(&answer));
+            // The actor's answer, as the actor chose it: escaped as chain text is.
+            println!("{}", terminal::text(show_bytes(&answer)));
         }
         Remote::Events { id, follow: false } => {
-            for event in client.chain(&id).await?.events() {
-                println!("{event}");
+            // A page at a time (the chain may be far larger than memory), each printed as it comes.
+            let mut from = 0;
+            loop {
+                let page = client.chain_page(&id, from, None).await?;
+                for event in &page.events {
+                    println!("{}", terminal::line(event));
+                }
+                if page.events.is_empty() || page.next >= page.total {
+                    break;
+                }
+                from = page.next;
             }
         }
         Remote::Events { id, follow: true } => {
@@ -130,8 +145,8 @@ async fn execute(client: &Client, command: Remote) -> Result<(), Failure> {
             client
                 .follow(&id, |item| {
                     match item {
-                        StreamItem::Event(event) => println!("{}", event.line),
-                        StreamItem::End(exit) => println!("actor {id} {exit}"),
+                        StreamItem::Event(event) => println!("{}", terminal::line(&event.line)),
+                        StreamItem::End(exit) => println!("actor {id} {}", terminal::line(exit)),
                     }
                     let _ = std::io::stdout().flush();
                 })
@@ -184,9 +199,9 @@ fn table(actors: &[ActorInfo]) -> String {
         .iter()
         .map(|a| {
             [
-                a.id.clone(),
-                a.name.clone(),
-                a.status.clone(),
+                terminal::line(&a.id).to_string(),
+                terminal::line(&a.name).to_string(),
+                terminal::line(&a.status).to_string(),
                 a.parent.clone().unwrap_or_else(|| "-".into()),
                 duration(a.uptime_ms),
                 a.events.to_string(),

@@ -7,6 +7,8 @@ use anyhow::Context as _;
 use theater_runtime::chain::Ending;
 use theater_runtime::{Chain, Manifest, RuntimeConfig, TheaterRuntime};
 
+use super::terminal;
+
 /// Replays `chain` (a chain file, closed or cut) with the actor of `manifest`; prints the count of events
 /// reproduced and exits 0, or prints the first divergence and exits 1. A chain that does not verify is refused
 /// (exit 1): a replay checks the actor's behaviour against a record, not the record itself.
@@ -21,7 +23,7 @@ pub fn replay(
     let manifest = Manifest::load(manifest)?;
     let read = Chain::open(chain).with_context(|| format!("{}", chain.display()))?;
     if let Err(e) = read.chain.verify() {
-        eprintln!("theater: {}: {e}", chain.display());
+        eprintln!("theater: {}: {}", chain.display(), terminal::line(e));
         return Ok(ExitCode::FAILURE);
     }
     if let Ending::Cut { .. } = read.ending {
@@ -62,9 +64,13 @@ pub fn replay(
                 Ok(ExitCode::SUCCESS)
             }
             Some(divergence) => {
+                // The divergence quotes the chain (the event's type, recorded values).
                 println!(
-                    "replay of {}: DIVERGED at {divergence}\n{} of {} events reproduced before it",
-                    manifest.name, report.reproduced, report.recorded
+                    "replay of {}: DIVERGED at {}\n{} of {} events reproduced before it",
+                    manifest.name,
+                    terminal::line(divergence),
+                    report.reproduced,
+                    report.recorded
                 );
                 Ok(ExitCode::FAILURE)
             }
