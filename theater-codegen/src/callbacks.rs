@@ -13,7 +13,8 @@ pub struct Callback<'a> {
 }
 
 /// Splits every function of `iface` into the convention, or names the first that does not follow it. An interface
-/// with a type named `callbacks` is refused too: its generated `Callbacks` would clash with the callers'.
+/// with a type named `callbacks` is refused too: its generated `Callbacks` would clash with the callers'; so is
+/// a callback whose method would clash with one of the callers' (`new`, `with_timeout`, or another callback's).
 pub fn callbacks(iface: &Interface) -> Result<Vec<Callback<'_>>, String> {
     if let Some(t) = iface
         .types
@@ -26,6 +27,28 @@ pub fn callbacks(iface: &Interface) -> Result<Vec<Callback<'_>>, String> {
             t.name,
             iface.name.full()
         ));
+    }
+    for (i, f) in iface.functions.iter().enumerate() {
+        let method = f.rust_name();
+        if ["new", "with_timeout"].contains(&method.as_str()) {
+            return Err(format!(
+                "callback `{}` of {} would be generated as `Callbacks::{method}`, a method the callers already \
+                 have: rename the callback",
+                f.name,
+                iface.name.full()
+            ));
+        }
+        if let Some(g) = iface.functions[..i]
+            .iter()
+            .find(|g| g.rust_name() == method)
+        {
+            return Err(format!(
+                "callbacks `{}` and `{}` of {} would both be generated as `Callbacks::{method}`: rename one",
+                g.name,
+                f.name,
+                iface.name.full()
+            ));
+        }
     }
     iface
         .functions

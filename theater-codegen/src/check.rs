@@ -63,6 +63,25 @@ pub fn bind<'a>(
     let mut served = vec![false; functions.len()];
     // Methods that name no WIT function: (method, name looked for, whether that is a WIT name, span).
     let mut unbound: Vec<(String, String, bool, Span)> = Vec::new();
+    // Functions not to report missing: suggested at a method of another name, or named by a method whose name
+    // is the Rust name of several (the error there says what to write).
+    let mut suggested: Vec<&str> = Vec::new();
+    // The WIT functions some method binds by WIT name (a lifecycle method binds none): a method binding by Rust
+    // name serves none of them, so a Rust name several functions share is free for the one left. (Read from a
+    // copy of the attributes: their errors are reported once, below.)
+    let by_wit_name: Vec<String> = item
+        .items
+        .iter()
+        .filter_map(|i| match i {
+            ImplItem::Fn(m) => Some(MethodAttr::take(
+                &mut m.attrs.clone(),
+                &mut Diagnostics::new(),
+            )),
+            _ => None,
+        })
+        .filter(|a| a.create_instance.is_none() && a.start.is_none())
+        .filter_map(|a| a.name.map(|n| n.value))
+        .collect();
     for impl_item in &mut item.items {
         let method = match impl_item {
             ImplItem::Fn(m) => m,
@@ -107,9 +126,32 @@ pub fn bind<'a>(
         let method_name = unraw(&sig.ident.to_string()).to_owned();
         let index = match &attr.name {
             Some(n) => functions.iter().position(|f| f.name == n.value),
-            None => functions
-                .iter()
-                .position(|f| unraw(&f.rust_name()) == method_name),
+            None => {
+                let named: Vec<usize> = (0..functions.len())
+                    .filter(|&i| {
+                        unraw(&functions[i].rust_name()) == method_name
+                            && !by_wit_name.contains(&functions[i].name)
+                    })
+                    .collect();
+                if let [_, _, ..] = named.as_slice() {
+                    let wit: Vec<String> = named
+                        .iter()
+                        .map(|&i| format!("`{}`", functions[i].name))
+                        .collect();
+                    diag.error(
+                        sig.ident.span(),
+                        format!(
+                            "`{method_name}` is the Rust name of {} WIT functions {}: bind each with \
+                             #[theater(name = \"...\")] on a method of another name",
+                            if named.len() == 2 { "both" } else { "all the" },
+                            and_list(&wit)
+                        ),
+                    );
+                    suggested.extend(named.iter().map(|&i| functions[i].name.as_str()));
+                    continue;
+                }
+                named.first().copied()
+            }
         };
         let Some(index) = index else {
             let (looked_for, by_wit_name, span) = match &attr.name {
@@ -136,7 +178,6 @@ pub fn bind<'a>(
     }
     // Suggest only functions no method serves; a function suggested this way is not reported missing too (the
     // error at the method already says what to write).
-    let mut suggested: Vec<&str> = Vec::new();
     for (method, looked_for, by_wit_name, span) in unbound {
         // Compared in the space it was looked up in: WIT names for `name = ".."`, Rust names otherwise.
         let key = |f: &Function| {
@@ -167,33 +208,61 @@ pub fn bind<'a>(
             format!("`{method}` is not a function of {iface_name}{hint}"),
         );
     }
-    check_every_function_served(functions, &served, &suggested, item, diag);
+    check_every_function_served(iface, &served, &suggested, &by_wit_name, item, diag);
     // Keep WIT order, whatever the method order.
     plan.bound
         .sort_by_key(|b| functions.iter().position(|f| std::ptr::eq(f, b.function)));
     plan
 }
 
-/// Every WIT function has a method, but a resource's destructor (optional) and those already suggested at a
-/// method with another name (the error there says what to write).
+/// Every WIT function has a method, but a resource's destructor (optional) and those already named at a method
+/// (the error there says what to write). A function whose Rust name another shares (not bound by WIT name, as
+/// those in `by_wit_name` are) is to be bound by WIT name.
 fn check_every_function_served(
-    functions: &[Function],
+    iface: Option<&Interface>,
     served: &[bool],
     suggested: &[&str],
+    by_wit_name: &[String],
     item: &ItemImpl,
     diag: &mut Diagnostics,
 ) {
-    for (function, served) in functions.iter().zip(served) {
-        if !served && !function.optional() && !suggested.contains(&function.name.as_str()) {
-            diag.error_spanned(
-                &item.self_ty,
-                format!(
-                    "missing method for WIT function `{}`: expected `{}`",
-                    function.name,
-                    expected_signature(function)
-                ),
-            );
+    let Some(iface) = iface else { return };
+    for (function, served) in iface.functions.iter().zip(served) {
+        if *served || function.optional() || suggested.contains(&function.name.as_str()) {
+            continue;
         }
+        let sharers: Vec<String> = iface
+            .rust_name_sharers(function)
+            .filter(|f| !by_wit_name.contains(&f.name))
+            .map(|f| format!("`{}`", f.name))
+            .collect();
+        let message = if sharers.is_empty() {
+            format!(
+                "missing method for WIT function `{}`: expected `{}`",
+                function.name,
+                expected_signature(function)
+            )
+        } else {
+            format!(
+                "missing method for WIT function `{}`: its Rust name `{}` is also that of {}, so bind it by its \
+                 WIT name: expected `#[theater(name = \"{}\")] {}` with a method name of your choice",
+                function.name,
+                function.rust_name(),
+                and_list(&sharers),
+                function.name,
+                expected_signature(function)
+            )
+        };
+        diag.error_spanned(&item.self_ty, message);
+    }
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn and_list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
     }
 }
 

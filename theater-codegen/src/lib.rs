@@ -128,6 +128,9 @@ pub fn try_expand_handler(
     } else {
         check::bind(model, import, &mut item, &mut diag)
     };
+    if export.is_some() {
+        check_callbacks_method(&item, &mut diag);
+    }
     if diag.has_errors() {
         let types = if named.complete && (import.is_some() || export.is_some()) {
             emit::type_modules(
@@ -364,6 +367,23 @@ fn model_roots(
         import,
         export,
         complete,
+    }
+}
+
+/// With an export, the generated `callbacks` method (the typed callers) is the handler's: a method of the `impl`
+/// named so is an error at its name.
+fn check_callbacks_method(item: &ItemImpl, diag: &mut Diagnostics) {
+    for i in &item.items {
+        if let syn::ImplItem::Fn(m) = i
+            && model::unraw(&m.sig.ident.to_string()) == "callbacks"
+        {
+            diag.error(
+                m.sig.ident.span(),
+                "`callbacks` is the method #[theater_handler(export = ...)] generates (the typed callers): rename \
+                 this one (a WIT function `callbacks` is served by a method of another name with \
+                 #[theater(name = \"callbacks\")])",
+            );
+        }
     }
 }
 

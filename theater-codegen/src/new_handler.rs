@@ -33,8 +33,10 @@ fn err(message: impl Into<String>) -> Error {
 /// directory, which must be the workspace root) and adds it to the workspace's `members`.
 ///
 /// # Errors
-/// The folder exists (nothing is overwritten), the WIT does not load, an interface is unknown, ambiguous or
-/// unsupported, or a file cannot be written.
+/// The name is not an ASCII letter followed by letters, digits, `-` and `_`; the current directory's
+/// `Cargo.toml` has no `[workspace] members`; the folder exists (nothing is overwritten); the WIT does not load;
+/// an interface is unknown, ambiguous or unsupported; or a file cannot be written. Nothing is left behind: the
+/// checks come before the first write, and a failed write removes the folder.
 pub fn run(
     name: &str,
     wit: &Path,
@@ -42,11 +44,17 @@ pub fn run(
     export: Option<&str>,
     out: Option<&Path>,
 ) -> Result<PathBuf, Error> {
+    check_name(name)?;
     let name = name.to_kebab_case();
     let root = std::env::current_dir().map_err(|e| err(e.to_string()))?;
-    let dir = root.join(
-        out.map(Path::to_path_buf)
-            .unwrap_or_else(|| Path::new("handlers").join(&name)),
+    let manifest = root.join("Cargo.toml");
+    // Checked before anything is written; `add_member` edits it after.
+    workspace_manifest(&manifest)?;
+    let dir = normalize(
+        &root.join(
+            out.map(Path::to_path_buf)
+                .unwrap_or_else(|| Path::new("handlers").join(&name)),
+        ),
     );
     if dir.exists() {
         return Err(err(format!(
@@ -54,7 +62,7 @@ pub fn run(
             dir.display()
         )));
     }
-    let wit_abs = std::path::absolute(root.join(wit)).map_err(|e| err(e.to_string()))?;
+    let wit_abs = normalize(&root.join(wit));
     let loaded = crate::load::load(&root, &wit_abs).map_err(|e| err(e.message))?;
     let mut builder = Builder::new(&loaded.resolve);
     let mut root_of = |name: &str| {
@@ -126,21 +134,62 @@ pub fn run(
         }
         std::fs::write(&path, text).map_err(|e| err(format!("{}: {e}", path.display())))
     };
-    write("Cargo.toml", fill(CARGO_TOML))?;
-    write("src/lib.rs", fill(LIB_RS))?;
-    write("README.md", fill(README))?;
-    write("tests/handler.rs", fill(TEST_RS))?;
-    add_member(&root.join("Cargo.toml"), &relative(&dir, &root))?;
+    let made = write("Cargo.toml", fill(CARGO_TOML))
+        .and_then(|()| write("src/lib.rs", fill(LIB_RS)))
+        .and_then(|()| write("README.md", fill(README)))
+        .and_then(|()| write("tests/handler.rs", fill(TEST_RS)))
+        .and_then(|()| add_member(&manifest, &relative(&dir, &root)));
+    if let Err(e) = made {
+        // The folder did not exist: all of it is this run's.
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(e);
+    }
     Ok(dir)
+}
+
+/// A handler name is an ASCII letter, then ASCII letters, digits, `-` and `_`: what makes a crate name
+/// (`theater-handler-<name>` in kebab-case) and a type name (`<Name>Handler`).
+fn check_name(name: &str) -> Result<(), Error> {
+    let mut chars = name.chars();
+    let first_letter = chars.next().is_some_and(|c| c.is_ascii_alphabetic());
+    if first_letter && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        Ok(())
+    } else {
+        Err(err(format!(
+            "`{name}` is not a handler name: it must start with an ASCII letter, followed by ASCII letters, \
+             digits, `-` and `_` (e.g. `clock`, `http-cache`)"
+        )))
+    }
+}
+
+/// The workspace manifest, parsed, when it has a `[workspace] members` array.
+fn workspace_manifest(manifest: &Path) -> Result<toml_edit::DocumentMut, Error> {
+    let text = std::fs::read_to_string(manifest).map_err(|e| {
+        err(format!(
+            "{}: {e} (run new-handler at the workspace root)",
+            manifest.display()
+        ))
+    })?;
+    let doc: toml_edit::DocumentMut = text
+        .parse()
+        .map_err(|e| err(format!("{}: {e}", manifest.display())))?;
+    if doc
+        .get("workspace")
+        .and_then(|w| w.get("members"))
+        .and_then(|m| m.as_array())
+        .is_none()
+    {
+        return Err(err(format!(
+            "{}: no [workspace] members array (run new-handler at the workspace root)",
+            manifest.display()
+        )));
+    }
+    Ok(doc)
 }
 
 /// Adds `member` to `[workspace] members` of `manifest`, keeping the file's formatting.
 fn add_member(manifest: &Path, member: &Path) -> Result<(), Error> {
-    let text = std::fs::read_to_string(manifest)
-        .map_err(|e| err(format!("{}: {e}", manifest.display())))?;
-    let mut doc: toml_edit::DocumentMut = text
-        .parse()
-        .map_err(|e| err(format!("{}: {e}", manifest.display())))?;
+    let mut doc = workspace_manifest(manifest)?;
     let members = doc
         .get_mut("workspace")
         .and_then(|w| w.get_mut("members"))
@@ -159,7 +208,24 @@ fn add_member(manifest: &Path, member: &Path) -> Result<(), Error> {
         .map_err(|e| err(format!("{}: {e}", manifest.display())))
 }
 
-/// `target` relative to `base` (both absolute).
+/// `path` (absolute) with its `.` and `..` components resolved lexically (`/w/../sib` → `/sib`), as
+/// [`relative`] needs; symbolic links are not followed, as the user's `../sib` means the sibling of the folder
+/// they are in.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// `target` relative to `base` (both absolute and normalized).
 fn relative(target: &Path, base: &Path) -> PathBuf {
     let t: Vec<Component> = target.components().collect();
     let b: Vec<Component> = base.components().collect();
@@ -177,6 +243,15 @@ fn relative(target: &Path, base: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn normalized_paths() {
+        assert_eq!(
+            normalize(Path::new("/w/ws/../sib/./clock")),
+            Path::new("/w/sib/clock")
+        );
+        assert_eq!(normalize(Path::new("/../a")), Path::new("/a"));
+    }
 
     #[test]
     fn relative_paths() {

@@ -7,7 +7,7 @@ use quote::{format_ident, quote};
 
 use std::collections::BTreeSet;
 
-use crate::model::{Function, Interface, Type, TypeRef};
+use crate::model::{Function, Interface, Type, TypeRef, unraw};
 use crate::typemap::{Scope, resource_state_name, rust_type};
 
 /// Whether a skeleton method returns `HostResult<T>`: every one with a result, except those whose WIT result is
@@ -63,59 +63,103 @@ pub fn resource_states(iface: &Interface) -> TokenStream {
         .collect()
 }
 
+/// Names the skeleton's methods never take: the scaffold's own `new` and `config`, and `callbacks`, which
+/// `#[theater_handler(export = ...)]` generates.
+const RESERVED: &[&str] = &["new", "config", "callbacks"];
+
+/// The method name of each function of `iface` in the skeleton, and whether it binds by WIT name. A function is
+/// bound by WIT name (`#[theater(name = "...")]`) when its Rust name is reserved (`wit_new`) or shared with
+/// another function, the destructor included (`counter_new_1` and `counter_new_2` for `constructor` and
+/// `new: static func`), so that every method name is distinct and binds one function.
+fn method_names(iface: &Interface) -> Vec<(String, bool)> {
+    let rust: Vec<String> = iface.functions.iter().map(Function::rust_name).collect();
+    let mut taken: BTreeSet<String> = rust
+        .iter()
+        .map(|n| unraw(n).to_owned())
+        .chain(RESERVED.iter().map(|&r| r.to_owned()))
+        .collect();
+    let mut names = Vec::new();
+    for name in &rust {
+        let plain = unraw(name);
+        let shared = rust.iter().filter(|n| *n == name).count() > 1;
+        if !shared && !RESERVED.contains(&plain) {
+            names.push((name.clone(), false));
+            continue;
+        }
+        let base = if shared {
+            plain.to_owned()
+        } else {
+            format!("wit_{plain}")
+        };
+        let mut candidate = if shared {
+            format!("{base}_1")
+        } else {
+            base.clone()
+        };
+        let mut k = 1;
+        while taken.contains(&candidate) {
+            k += 1;
+            candidate = format!("{base}_{k}");
+        }
+        taken.insert(candidate.clone());
+        names.push((candidate, true));
+    }
+    names
+}
+
 /// The skeleton `impl` of `self_ty` for `iface` (without the attribute).
 pub fn skeleton_impl(self_ty: &Ident, iface: &Interface) -> TokenStream {
+    let names = method_names(iface);
     // A resource's destructor has a default (the value is deleted from the table).
-    let methods = iface.functions.iter().filter(|f| !f.optional()).map(|f| {
-        // The scaffold's own `new` and `config` would clash with a method of the same name.
-        let (name, bind) = match f.rust_name().as_str() {
-            clash @ ("new" | "config") => {
+    let methods = iface
+        .functions
+        .iter()
+        .zip(names)
+        .filter(|(f, _)| !f.optional())
+        .map(|(f, (name, by_wit_name))| {
+            let name = format_ident!("{}", name);
+            let bind = by_wit_name.then(|| {
                 let wit_name = &f.name;
-                (
-                    format_ident!("wit_{clash}"),
-                    Some(quote!(#[theater(name = #wit_name)])),
-                )
+                quote!(#[theater(name = #wit_name)])
+            });
+            let sig = format!(" WIT: `{}`", f.wit_signature());
+            let docs = f
+                .docs
+                .iter()
+                .flat_map(|d| d.lines())
+                .map(|l| format!(" {l}"));
+            let params = f.params.iter().map(|p| {
+                let n = format_ident!("_{}", p.rust_name().trim_start_matches("r#"));
+                let t = rust_type(&p.ty, Scope::User);
+                quote!(#n: #t)
+            });
+            let ret = f.result.as_ref().map(|t| {
+                let t = rust_type(t, Scope::User);
+                if traps(f) {
+                    quote!(-> theater_runtime::HostResult<#t>)
+                } else {
+                    quote!(-> #t)
+                }
+            });
+            // Handles are looked up in the actor's resource table, which `HostCtx` gives.
+            let uses_handles = f
+                .params
+                .iter()
+                .map(|p| &p.ty)
+                .chain(&f.result)
+                .any(|t| !t.handles().is_empty());
+            let ctx = uses_handles.then(|| quote!(_ctx: &mut theater_runtime::HostCtx<'_>,));
+            let body = body(iface, f);
+            quote! {
+                #[doc = #sig]
+                #[doc = ""]
+                #(#[doc = #docs])*
+                #bind
+                fn #name(&self, #ctx #(#params),*) #ret {
+                    #body
+                }
             }
-            other => (format_ident!("{}", other), None),
-        };
-        let sig = format!(" WIT: `{}`", f.wit_signature());
-        let docs = f
-            .docs
-            .iter()
-            .flat_map(|d| d.lines())
-            .map(|l| format!(" {l}"));
-        let params = f.params.iter().map(|p| {
-            let n = format_ident!("_{}", p.rust_name().trim_start_matches("r#"));
-            let t = rust_type(&p.ty, Scope::User);
-            quote!(#n: #t)
         });
-        let ret = f.result.as_ref().map(|t| {
-            let t = rust_type(t, Scope::User);
-            if traps(f) {
-                quote!(-> theater_runtime::HostResult<#t>)
-            } else {
-                quote!(-> #t)
-            }
-        });
-        // Handles are looked up in the actor's resource table, which `HostCtx` gives.
-        let uses_handles = f
-            .params
-            .iter()
-            .map(|p| &p.ty)
-            .chain(&f.result)
-            .any(|t| !t.handles().is_empty());
-        let ctx = uses_handles.then(|| quote!(_ctx: &mut theater_runtime::HostCtx<'_>,));
-        let body = body(iface, f);
-        quote! {
-            #[doc = #sig]
-            #[doc = ""]
-            #(#[doc = #docs])*
-            #bind
-            fn #name(&self, #ctx #(#params),*) #ret {
-                #body
-            }
-        }
-    });
     quote! {
         impl #self_ty {
             #(#methods)*

@@ -626,3 +626,487 @@ fn an_exported_type_named_callbacks_is_refused_at_the_export() {
         "{err}"
     );
 }
+
+/// Expands `item` under `#[theater_handler(wit = <src, written to a temporary file>, <rest>)]`.
+fn expand_inline(
+    src: &str,
+    rest: proc_macro2::TokenStream,
+    item: proc_macro2::TokenStream,
+) -> Result<proc_macro2::TokenStream, Vec<String>> {
+    let dir = tempfile::tempdir().unwrap();
+    let wit = dir.path().join("inline.wit");
+    std::fs::write(&wit, src).unwrap();
+    let wit = wit.display().to_string();
+    crate::try_expand_handler(quote!(wit = #wit, #rest), item, dir.path())
+        .map_err(|f| f.errors.messages().collect())
+}
+
+/// The errors of an expansion that must fail.
+trait ExpectErrors {
+    fn errors(self) -> Vec<String>;
+}
+
+impl ExpectErrors for Result<proc_macro2::TokenStream, Vec<String>> {
+    fn errors(self) -> Vec<String> {
+        match self {
+            Ok(tokens) => panic!("expanded without errors: {tokens}"),
+            Err(errors) => errors,
+        }
+    }
+}
+
+/// The names a pattern binds.
+fn pattern_names(pat: &syn::Pat, out: &mut Vec<String>) {
+    struct Names<'a>(&'a mut Vec<String>);
+    impl syn::visit_mut::VisitMut for Names<'_> {
+        fn visit_pat_ident_mut(&mut self, p: &mut syn::PatIdent) {
+            self.0.push(p.ident.to_string());
+            syn::visit_mut::visit_pat_ident_mut(self, p);
+        }
+    }
+    syn::visit_mut::VisitMut::visit_pat_mut(&mut Names(out), &mut pat.clone());
+}
+
+/// For the host function glue of the WIT function `wit_name` in `file` (the closure passed with it): the names
+/// its parameters bind, and every name a `let` in its body binds. A glue local must not rebind a parameter.
+fn glue_bindings(file: &syn::File, wit_name: &str) -> (Vec<String>, Vec<String>) {
+    struct Find<'a> {
+        wit_name: &'a str,
+        found: Option<syn::ExprClosure>,
+    }
+    impl syn::visit_mut::VisitMut for Find<'_> {
+        fn visit_expr_method_call_mut(&mut self, call: &mut syn::ExprMethodCall) {
+            let named = matches!(call.args.first(), Some(syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. })) if s.value() == self.wit_name);
+            if named && let Some(syn::Expr::Closure(c)) = call.args.iter().nth(1) {
+                self.found = Some(c.clone());
+            }
+            syn::visit_mut::visit_expr_method_call_mut(self, call);
+        }
+    }
+    struct Lets(Vec<String>);
+    impl syn::visit_mut::VisitMut for Lets {
+        fn visit_local_mut(&mut self, l: &mut syn::Local) {
+            pattern_names(&l.pat, &mut self.0);
+            syn::visit_mut::visit_local_mut(self, l);
+        }
+    }
+    let mut find = Find {
+        wit_name,
+        found: None,
+    };
+    syn::visit_mut::VisitMut::visit_file_mut(&mut find, &mut file.clone());
+    let mut closure = find
+        .found
+        .unwrap_or_else(|| panic!("no glue for `{wit_name}`"));
+    let mut params = Vec::new();
+    for p in &closure.inputs {
+        pattern_names(p, &mut params);
+    }
+    let mut lets = Lets(Vec::new());
+    syn::visit_mut::VisitMut::visit_expr_mut(&mut lets, &mut closure.body);
+    (params, lets.0)
+}
+
+/// WIT for the glue-locals tests: an async function whose values hold handles has its glue written out, with
+/// locals of its own.
+const TIMER_WIT: &str = "package a:b;
+interface i {
+    resource timer { constructor(); }
+    sleep: func(t: borrow<timer>, ticks: u64, waited: u64, value: u64, pending: u64, call: u64, this: u64) -> u64;
+}";
+
+#[test]
+fn glue_locals_do_not_hide_parameters() {
+    let out = expand_inline(
+        TIMER_WIT,
+        quote!(import = "a:b/i"),
+        quote! {
+            impl H {
+                fn timer_new(&self) -> Resource<T> { todo!() }
+                async fn sleep(&self, t: Resource<T>, ticks: u64, waited: u64, value: u64, pending: u64, call: u64, this: u64) -> u64 { waited }
+            }
+        },
+    )
+    .unwrap();
+    let file: syn::File = syn::parse2(out).unwrap();
+    let (params, lets) = glue_bindings(&file, "sleep");
+    for p in ["t", "ticks", "waited", "value", "pending", "call_", "this_"] {
+        assert!(params.contains(&p.to_owned()), "{p} in {params:?}");
+    }
+    let hidden: Vec<&String> = lets.iter().filter(|l| params.contains(l)).collect();
+    assert!(
+        hidden.is_empty(),
+        "glue locals rebind parameters {hidden:?}"
+    );
+    // The user's values reach the call.
+    let text = quote!(#file).to_string();
+    assert!(
+        text.contains(
+            "< Self > :: sleep (& * this , t , ticks , waited , value , pending , call_ , this_)"
+        ),
+        "{text}"
+    );
+}
+
+/// The names of the items of `file` (statics, modules, types, functions, and the methods of one `impl`) that
+/// are defined more than once in one scope: a module, a block such as `const _: () = { ... };`, an `impl`.
+fn duplicate_items(file: &syn::File) -> Vec<String> {
+    fn item_name(item: &syn::Item) -> Option<String> {
+        match item {
+            syn::Item::Static(s) => Some(format!("static {}", s.ident)),
+            syn::Item::Mod(m) => Some(format!("mod {}", m.ident)),
+            syn::Item::Struct(s) => Some(format!("type {}", s.ident)),
+            syn::Item::Enum(e) => Some(format!("type {}", e.ident)),
+            syn::Item::Type(t) => Some(format!("type {}", t.ident)),
+            syn::Item::Fn(f) => Some(format!("fn {}", f.sig.ident)),
+            _ => None,
+        }
+    }
+    fn scope(items: &[syn::Item], out: &mut Vec<String>) {
+        let mut seen = std::collections::HashSet::new();
+        for name in items.iter().filter_map(item_name) {
+            if !seen.insert(name.clone()) {
+                out.push(name);
+            }
+        }
+    }
+    struct Scopes(Vec<String>);
+    impl syn::visit_mut::VisitMut for Scopes {
+        fn visit_item_mod_mut(&mut self, m: &mut syn::ItemMod) {
+            if let Some((_, items)) = &m.content {
+                scope(items, &mut self.0);
+            }
+            syn::visit_mut::visit_item_mod_mut(self, m);
+        }
+        fn visit_block_mut(&mut self, b: &mut syn::Block) {
+            let items: Vec<syn::Item> = b
+                .stmts
+                .iter()
+                .filter_map(|s| match s {
+                    syn::Stmt::Item(i) => Some(i.clone()),
+                    _ => None,
+                })
+                .collect();
+            scope(&items, &mut self.0);
+            syn::visit_mut::visit_block_mut(self, b);
+        }
+        fn visit_item_impl_mut(&mut self, i: &mut syn::ItemImpl) {
+            let mut seen = std::collections::HashSet::new();
+            for item in &i.items {
+                if let syn::ImplItem::Fn(f) = item
+                    && !seen.insert(f.sig.ident.to_string())
+                {
+                    self.0.push(format!("fn {}", f.sig.ident));
+                }
+            }
+            syn::visit_mut::visit_item_impl_mut(self, i);
+        }
+    }
+    let mut out = Vec::new();
+    scope(&file.items, &mut out);
+    let mut scopes = Scopes(out);
+    syn::visit_mut::VisitMut::visit_file_mut(&mut scopes, &mut file.clone());
+    scopes.0
+}
+
+const CASE_WIT: &str = "package a:b;
+interface i {
+    get-http: func() -> u32;
+    get-HTTP: func() -> u32;
+    method-counter-get: func() -> u32;
+    resource counter { get: func() -> u32; }
+}";
+
+#[test]
+fn functions_with_one_rust_name_are_bound_by_wit_name() {
+    // The workaround: one of them bound by its WIT name, on a method of another name.
+    let out = expand_inline(
+        CASE_WIT,
+        quote!(import = "a:b/i"),
+        quote! {
+            impl H {
+                fn get_http(&self) -> u32 { 1 }
+                #[theater(name = "get-HTTP")]
+                fn get_http_upper(&self) -> u32 { 2 }
+                fn method_counter_get(&self) -> u32 { 3 }
+                fn counter_get(&self, c: Resource<C>) -> u32 { 4 }
+            }
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    let file: syn::File = syn::parse2(out).unwrap();
+    assert_eq!(duplicate_items(&file), Vec::<String>::new());
+    let text = prettyplease::unparse(&file);
+    assert!(text.contains("function: \"get-HTTP\""), "{text}");
+}
+
+#[test]
+fn a_method_name_two_functions_share_is_an_error_naming_both() {
+    let errors = expand_inline(
+        CASE_WIT,
+        quote!(import = "a:b/i"),
+        quote! {
+            impl H {
+                fn get_http(&self) -> u32 { 1 }
+                fn method_counter_get(&self) -> u32 { 3 }
+                fn counter_get(&self, c: Resource<C>) -> u32 { 4 }
+            }
+        },
+    )
+    .errors();
+    assert_eq!(
+        errors,
+        [
+            "`get_http` is the Rust name of both WIT functions `get-http` and `get-HTTP`: \
+             bind each with #[theater(name = \"...\")] on a method of another name"
+        ]
+    );
+    // A resource method and a function of another resource: `a-b.c` and `a.b-c` are both `a_b_c`.
+    let errors = expand_inline(
+        "package a:b;
+        interface i {
+            resource a-b { c: func(); }
+            resource a { b-c: func(); }
+        }",
+        quote!(import = "a:b/i"),
+        quote! {
+            impl H {
+                fn a_b_c(&self, s: Resource<X>) {}
+            }
+        },
+    )
+    .errors();
+    assert_eq!(
+        errors,
+        [
+            "`a_b_c` is the Rust name of both WIT functions `[method]a-b.c` and `[method]a.b-c`: \
+             bind each with #[theater(name = \"...\")] on a method of another name"
+        ]
+    );
+    // Without any method, each is missing, with how to bind it.
+    let errors = expand_inline(CASE_WIT, quote!(import = "a:b/i"), quote!(impl H {})).errors();
+    assert_eq!(
+        errors[1],
+        "missing method for WIT function `get-HTTP`: its Rust name `get_http` is also that of `get-http`, so \
+         bind it by its WIT name: expected `#[theater(name = \"get-HTTP\")] fn get_http(&self) -> u32` with a \
+         method name of your choice"
+    );
+    // With `get-HTTP` bound by WIT name, `get_http` is `get-http`'s again.
+    let errors = expand_inline(
+        CASE_WIT,
+        quote!(import = "a:b/i"),
+        quote! {
+            impl H {
+                #[theater(name = "get-HTTP")]
+                fn get_http_upper(&self) -> u32 { 2 }
+            }
+        },
+    )
+    .errors();
+    assert!(
+        errors[0].starts_with(
+            "missing method for WIT function `get-http`: expected `fn get_http(&self) -> u32`"
+        ),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn a_resource_method_named_drop_does_not_take_the_destructor() {
+    let wit = "package a:b;
+    interface i {
+        resource counter { constructor(); drop: func(); }
+    }";
+    let errors = expand_inline(
+        wit,
+        quote!(import = "a:b/i"),
+        quote! {
+            impl H {
+                fn counter_new(&self) -> Resource<C> { todo!() }
+                fn counter_drop(&self, c: Resource<C>) {}
+            }
+        },
+    )
+    .errors();
+    assert!(
+        errors[0].starts_with(
+            "`counter_drop` is the Rust name of both WIT functions `[method]counter.drop` and `[resource-drop]counter`"
+        ),
+        "{errors:?}"
+    );
+    // Bound by WIT name, the method leaves `counter_drop` to the destructor.
+    let out = expand_inline(
+        wit,
+        quote!(import = "a:b/i"),
+        quote! {
+            impl H {
+                fn counter_new(&self) -> Resource<C> { todo!() }
+                #[theater(name = "[method]counter.drop")]
+                fn counter_drop_method(&self, c: Resource<C>) {}
+                fn counter_drop(&self, c: Resource<C>) {}
+            }
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    let text = out.to_string();
+    assert!(text.contains("counter_drop_method"), "{text}");
+}
+
+#[test]
+fn the_scaffold_gives_functions_of_one_rust_name_distinct_methods() {
+    let dir = tempfile::tempdir().unwrap();
+    let wit = dir.path().join("x.wit");
+    std::fs::write(
+        &wit,
+        "package a:b;
+        interface i {
+            resource counter { constructor(); new: static func() -> counter; drop: func(); }
+            resource blob { constructor(); }
+            blob-new: func() -> blob;
+            get-http: func();
+            get-HTTP: func();
+            callbacks: func();
+        }",
+    )
+    .unwrap();
+    let tokens = crate::generate(&wit, Some("a:b/i"), None).unwrap_or_else(|e| panic!("{e}"));
+    let file: syn::File = syn::parse2(tokens).unwrap();
+    assert_eq!(duplicate_items(&file), Vec::<String>::new());
+    let skeleton = crate::skeleton(&wit, Some("a:b/i"), None).unwrap();
+    let item: syn::File = syn::parse2(skeleton.item).unwrap();
+    assert_eq!(duplicate_items(&item), Vec::<String>::new());
+}
+
+const CALLBACK_WIT: &str = "package a:b;
+interface host { callbacks: func() -> u32; }
+interface cb {
+    new: func(state: option<list<u8>>, params: tuple<u32>) -> result<tuple<option<list<u8>>>, string>;
+}
+interface cb2 {
+    with-timeout: func(state: option<list<u8>>, params: tuple<>) -> result<tuple<option<list<u8>>>, string>;
+}
+interface cb3 {
+    handle-x: func(state: option<list<u8>>, params: tuple<>) -> result<tuple<option<list<u8>>>, string>;
+    handle-X: func(state: option<list<u8>>, params: tuple<>) -> result<tuple<option<list<u8>>>, string>;
+}
+interface cb-ok {
+    handle-x: func(state: option<list<u8>>, params: tuple<u32>) -> result<tuple<option<list<u8>>>, string>;
+}";
+
+#[test]
+fn names_the_generated_callers_take_are_refused() {
+    let errors = expand_inline(CALLBACK_WIT, quote!(export = "a:b/cb"), quote!(impl H {})).errors();
+    assert_eq!(
+        errors,
+        [
+            "callback `new` of a:b/cb would be generated as `Callbacks::new`, a method the callers already have: \
+          rename the callback"
+        ]
+    );
+    let errors =
+        expand_inline(CALLBACK_WIT, quote!(export = "a:b/cb2"), quote!(impl H {})).errors();
+    assert_eq!(
+        errors,
+        [
+            "callback `with-timeout` of a:b/cb2 would be generated as `Callbacks::with_timeout`, a method the \
+          callers already have: rename the callback"
+        ]
+    );
+    let errors =
+        expand_inline(CALLBACK_WIT, quote!(export = "a:b/cb3"), quote!(impl H {})).errors();
+    assert_eq!(
+        errors,
+        [
+            "callbacks `handle-x` and `handle-X` of a:b/cb3 would both be generated as `Callbacks::handle_x`: \
+          rename one"
+        ]
+    );
+    // A method named `callbacks` beside an export: the generated `callbacks` would clash with it.
+    let errors = expand_inline(
+        CALLBACK_WIT,
+        quote!(import = "a:b/host", export = "a:b/cb-ok"),
+        quote! {
+            impl H {
+                fn callbacks(&self) -> u32 { 1 }
+            }
+        },
+    )
+    .errors();
+    assert_eq!(
+        errors,
+        [
+            "`callbacks` is the method #[theater_handler(export = ...)] generates (the typed callers): rename \
+             this one (a WIT function `callbacks` is served by a method of another name with \
+             #[theater(name = \"callbacks\")])"
+        ]
+    );
+    expand_inline(
+        CALLBACK_WIT,
+        quote!(import = "a:b/host", export = "a:b/cb-ok"),
+        quote! {
+            impl H {
+                #[theater(name = "callbacks")]
+                fn wit_callbacks(&self) -> u32 { 1 }
+            }
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+}
+
+#[test]
+fn flags_types_have_distinct_helper_modules() {
+    let tokens = expand_inline(
+        "package a:b;
+        interface i {
+            flags x-y { a }
+            flags xy { b }
+            f: func(p: x-y, q: xy);
+        }",
+        quote!(import = "a:b/i"),
+        quote! {
+            impl H {
+                fn f(&self, p: XY, q: Xy) {}
+            }
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    let file: syn::File = syn::parse2(tokens).unwrap();
+    assert_eq!(duplicate_items(&file), Vec::<String>::new());
+}
+
+#[test]
+fn methods_are_called_on_the_handler_not_on_its_arc() {
+    // `this` is an `Arc<Self>` in async and `HostCtx` glue: `this.clone()` would be `Arc::clone`.
+    let tokens = expand_inline(
+        "package a:b;
+        interface i {
+            resource r { constructor(); }
+            clone: func() -> u32;
+            as-ref: func() -> u32;
+            into: func(x: borrow<r>) -> u32;
+            to-owned: func() -> u32;
+        }",
+        quote!(import = "a:b/i"),
+        quote! {
+            impl H {
+                fn r_new(&self) -> Resource<R> { todo!() }
+                async fn clone(&self) -> u32 { 1 }
+                fn as_ref(&self, ctx: &mut HostCtx<'_>) -> u32 { 2 }
+                async fn into(&self, x: Resource<R>) -> u32 { 3 }
+                fn to_owned(&self) -> u32 { 4 }
+            }
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    let text = tokens.to_string();
+    for method in ["clone", "as_ref", "into", "to_owned", "r_new"] {
+        assert!(
+            !text.contains(&format!("this . {method} (")),
+            "{method} called as a method of `this`: {text}"
+        );
+        assert!(
+            text.contains(&format!("< Self > :: {method} (& * this")),
+            "{method}: {text}"
+        );
+    }
+}

@@ -198,3 +198,154 @@ fn wit_may_be_a_file_or_a_folder_with_deps() {
         "{err}"
     );
 }
+
+/// A temporary folder holding a workspace root (`ws/Cargo.toml` with a `members` array) beside nothing else.
+fn workspace_in_tempdir() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    std::fs::create_dir(&ws).unwrap();
+    std::fs::write(ws.join("Cargo.toml"), "[workspace]\nmembers = []\n").unwrap();
+    (dir, ws)
+}
+
+fn new_handler(dir: &Path, name: &str, extra: &[&str]) -> std::process::Output {
+    let wit = workspace().join("wit");
+    let mut args = vec![
+        "new-handler",
+        "--wit",
+        wit.to_str().unwrap(),
+        "--import",
+        "theater:simple/timing",
+    ];
+    args.extend(extra);
+    // After `--`, a name such as `---` is the name, not an option.
+    args.extend(["--", name]);
+    cli(dir, &args)
+}
+
+#[test]
+fn new_handler_refuses_a_name_that_makes_no_crate_or_type() {
+    let (_tmp, ws) = workspace_in_tempdir();
+    for bad in ["2fa", "", "---", "a b", "ü", "-x"] {
+        let out = new_handler(&ws, bad, &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{bad:?}: {err}");
+        assert!(!err.contains("panicked"), "{bad:?}: {err}");
+        assert!(
+            err.contains(&format!("`{bad}` is not a handler name")),
+            "{bad:?}: {err}"
+        );
+    }
+    assert!(!ws.join("handlers").exists());
+    // Letters, digits, `-` and `_` after a first letter.
+    let out = new_handler(&ws, "two_FA-2", &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(ws.join("handlers/two-fa-2/src/lib.rs").is_file());
+}
+
+#[test]
+fn new_handler_outside_a_workspace_root_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Cargo.toml"), "[package]\nname = \"x\"\n").unwrap();
+    let out = new_handler(dir.path(), "clock", &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no [workspace] members array"), "{err}");
+    assert!(!dir.path().join("handlers").exists(), "a half-made crate");
+    // No Cargo.toml at all.
+    let dir = tempfile::tempdir().unwrap();
+    let out = new_handler(dir.path(), "clock", &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!dir.path().join("handlers").exists(), "a half-made crate");
+}
+
+#[test]
+fn new_handler_out_of_the_root_points_at_the_wit() {
+    let (tmp, ws) = workspace_in_tempdir();
+    std::fs::write(
+        ws.join("x.wit"),
+        "package a:b;\ninterface i { f: func() -> u32; }\n",
+    )
+    .unwrap();
+    let out = cli(
+        &ws,
+        &[
+            "new-handler",
+            "clock",
+            "--wit",
+            "x.wit",
+            "--import",
+            "a:b/i",
+            "--out",
+            "../sib/clock",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let krate = tmp.path().join("sib/clock");
+    let lib = std::fs::read_to_string(krate.join("src/lib.rs")).unwrap();
+    let wit = lib
+        .split("wit = \"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap();
+    assert_eq!(wit, "../../ws/x.wit");
+    let manifest = std::fs::read_to_string(ws.join("Cargo.toml")).unwrap();
+    assert!(manifest.contains("\"../sib/clock\""), "{manifest}");
+}
+
+#[test]
+fn new_handler_gives_functions_of_one_rust_name_distinct_methods() {
+    let (_tmp, ws) = workspace_in_tempdir();
+    std::fs::write(
+        ws.join("x.wit"),
+        "package a:b;
+        interface i {
+            resource counter { constructor(); new: static func() -> counter; }
+        }",
+    )
+    .unwrap();
+    let out = cli(
+        &ws,
+        &[
+            "new-handler",
+            "counters",
+            "--wit",
+            "x.wit",
+            "--import",
+            "a:b/i",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lib = std::fs::read_to_string(ws.join("handlers/counters/src/lib.rs")).unwrap();
+    let file = syn::parse_file(&lib).unwrap();
+    let mut names = Vec::new();
+    for item in &file.items {
+        if let syn::Item::Impl(i) = item {
+            for m in &i.items {
+                if let syn::ImplItem::Fn(f) = m {
+                    names.push(f.sig.ident.to_string());
+                }
+            }
+        }
+    }
+    let mut unique = names.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(names.len(), unique.len(), "{names:?}\n{lib}");
+    assert!(
+        lib.contains("#[theater(name = \"[static]counter.new\")]"),
+        "{lib}"
+    );
+}

@@ -1,6 +1,6 @@
 //! `#[theater_handler]` over WIT that is not `theater:simple`: a single `.wit` file whose names are Rust keywords
-//! and odd kebab-case, a versioned interface from a `deps/` folder that holds two versions of its package, and a
-//! plain interface beside an unsupported (resource) one.
+//! and odd kebab-case, a versioned interface from a `deps/` folder that holds two versions of its package, a
+//! plain interface beside an unsupported (resource) one, and WIT names whose Rust names collide.
 #![deny(warnings)]
 
 use theater_runtime::Handler;
@@ -106,6 +106,89 @@ mod reachable {
             Point { x: p.x + dx, ..p }
         }
     }
+}
+
+/// `fixture:collisions/collisions`: WIT functions that share a Rust name, each bound by its WIT name where needed
+/// (`#[theater(name = "...")]`); an async `clone`, which is the handler's, not its `Arc`'s; two flags types whose
+/// snake_case names are one; and parameters named like the glue's locals (`ticks`, `waited`).
+mod collisions {
+    use theater_macros::theater_handler;
+    use theater_runtime::{HostCtx, HostResult, Resource};
+
+    use self::fixture::collisions::collisions::{XY, Xy};
+
+    /// The value of a `timer` handle.
+    pub struct Timer;
+
+    #[derive(Clone, Default)]
+    pub struct CollisionsHandler;
+
+    #[theater_handler(
+        wit = "../theater-codegen/tests/fixtures/collisions",
+        import = "fixture:collisions/collisions"
+    )]
+    impl CollisionsHandler {
+        fn timer_new(&self, ctx: &mut HostCtx<'_>) -> HostResult<Resource<Timer>> {
+            Ok(ctx.table().push(Timer)?)
+        }
+
+        #[theater(name = "[static]timer.new")]
+        fn timer_make(&self, ctx: &mut HostCtx<'_>) -> HostResult<Resource<Timer>> {
+            Ok(ctx.table().push(Timer)?)
+        }
+
+        #[theater(name = "[method]timer.drop")]
+        fn timer_stop(&self, self_: Resource<Timer>) {
+            let _ = self_;
+        }
+
+        /// The destructor: `timer_drop` is free once `[method]timer.drop` is bound by its WIT name.
+        fn timer_drop(&self, ctx: &mut HostCtx<'_>, self_: Resource<Timer>) -> HostResult<()> {
+            ctx.table().delete(self_)?;
+            Ok(())
+        }
+
+        async fn sleep(&self, t: Resource<Timer>, ticks: u64, waited: u64) -> u64 {
+            let _ = t;
+            ticks + waited
+        }
+
+        fn get_http(&self) -> u32 {
+            1
+        }
+
+        #[theater(name = "get-HTTP")]
+        fn get_http_upper(&self) -> u32 {
+            2
+        }
+
+        async fn clone(&self) -> u32 {
+            3
+        }
+
+        fn both(&self, p: XY, q: Xy) -> u32 {
+            u32::from(p.contains(XY::A)) + u32::from(q.contains(Xy::B))
+        }
+    }
+}
+
+#[test]
+fn colliding_names_are_each_bound_once() {
+    let handler: &dyn Handler = &collisions::CollisionsHandler;
+    assert_eq!(
+        handler.functions(),
+        [
+            "[constructor]timer",
+            "[static]timer.new",
+            "[method]timer.drop",
+            "sleep",
+            "get-http",
+            "get-HTTP",
+            "clone",
+            "both",
+            "[resource-drop]timer"
+        ]
+    );
 }
 
 #[test]

@@ -51,7 +51,7 @@ enum Command {
     },
     /// Create a handler crate theater-handler-NAME from templates/ and add it to the workspace.
     NewHandler {
-        /// The handler's name (kebab-case), e.g. clock.
+        /// The handler's name: an ASCII letter, then ASCII letters, digits, - and _ (kebab-cased), e.g. clock.
         name: String,
         /// A .wit file, or a WIT package folder (with its deps/ folder).
         #[arg(long)]

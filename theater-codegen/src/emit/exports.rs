@@ -2,7 +2,6 @@
 //! typed `Callbacks` callers, and the checks `Handler::add_export_functions` runs at spawn. The actor-state convention
 //! (`state: option<list<u8>>` in, new state out) is the runtime's: callers see only the callback's own values.
 
-use heck::ToShoutySnakeCase;
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
@@ -12,8 +11,8 @@ use crate::callbacks::payload_values;
 use crate::model::{Function, Interface, Model, Type};
 use crate::typemap::{Scope, rust_type};
 
-fn spec_ident(f: &Function) -> proc_macro2::Ident {
-    format_ident!("{}_SPEC", f.name.to_shouty_snake_case())
+fn spec_ident(iface: &Interface, f: &Function) -> proc_macro2::Ident {
+    format_ident!("{}", iface.spec_name(f))
 }
 
 /// The `O` type of a callback's `theater_runtime::Callback<P, O>` (its `ok` result), in its interface's module.
@@ -31,7 +30,7 @@ fn ok_type(cb: &Callback<'_>) -> TokenStream {
 pub fn module_items(model: &Model, iface: &Interface, callbacks: &[Callback<'_>]) -> TokenStream {
     let interface = iface.name.full();
     let specs = callbacks.iter().map(|cb| {
-        let spec = spec_ident(cb.function);
+        let spec = spec_ident(iface, cb.function);
         let event_type = format!("{interface}/{}", cb.function.name);
         let payload = payload_values(model, cb);
         let params = rust_type(&Type::Tuple(cb.params.to_vec()), Scope::Here);
@@ -45,7 +44,7 @@ pub fn module_items(model: &Model, iface: &Interface, callbacks: &[Callback<'_>]
     let methods = callbacks.iter().map(|cb| {
         let f = cb.function;
         let method = format_ident!("{}", f.rust_name());
-        let spec = spec_ident(f);
+        let spec = spec_ident(iface, f);
         let args: Vec<_> = (0..cb.params.len()).map(|i| format_ident!("arg{i}")).collect();
         let arg_types = cb.params.iter().map(|t| rust_type(t, Scope::Here));
         let ret = cb.value.map(|v| rust_type(v, Scope::Here)).unwrap_or_else(|| quote!(()));
@@ -96,7 +95,7 @@ pub fn resolve_calls(iface: &Interface, callbacks: &[Callback<'_>]) -> TokenStre
     callbacks
         .iter()
         .map(|cb| {
-            let spec = spec_ident(cb.function);
+            let spec = spec_ident(iface, cb.function);
             quote! { exports.add(&#ns::#pkg::#module::#spec)?; }
         })
         .collect()

@@ -20,7 +20,7 @@ pub fn call_specs(iface: &Interface, bound: &[Bound<'_>]) -> TokenStream {
     let interface = iface.name.full();
     glued(iface, bound)
         .map(|(f, b)| {
-            let spec = format_ident!("{}", f.spec_name());
+            let spec = format_ident!("{}", iface.spec_name(f));
             let function = &f.name;
             let event_type = format!("{interface}/{function}");
             let params = f.params.iter().map(|p| &p.name);
@@ -74,14 +74,18 @@ pub fn linker_functions(
                     iface: iface.name.clone(),
                     name: r.resource.clone(),
                 };
-                resource_definition(model, f, b, resources.get(&key).map(|t| &t.ty))
+                resource_definition(model, iface, f, b, resources.get(&key).map(|t| &t.ty))
             }
-            _ => b.map(|b| host_function(model, b)).unwrap_or_default(),
+            _ => b
+                .map(|b| host_function(model, iface, b))
+                .unwrap_or_default(),
         })
         .collect()
 }
 
-/// The locals of a host function's glue, besides its parameters.
+/// The locals and closure parameters of a host function's glue that take ordinary names, besides its parameters
+/// (the others are `__theater_*`, which no WIT name produces: WIT identifiers are kebab-case, so a Rust name
+/// derived from one never starts with `_`).
 const GLUE_LOCALS: &[&str] = &["store", "call", "this", "ctx", "result", "rep"];
 
 /// The glue's binding of a parameter: its Rust name, or with a trailing `_` where that is one of the glue's own
@@ -135,20 +139,35 @@ fn fed_handles(model: &Model, ty: &Type, value: TokenStream) -> Option<(TokenStr
     })
 }
 
+/// The call a glue body makes.
+struct Call {
+    /// How the glue finds the handler instance (`this`).
+    lookup: TokenStream,
+    /// The call expression.
+    expr: TokenStream,
+    /// Whether it returns `Result<T, E>` whose `Err` traps.
+    trappable: bool,
+    /// Whether it is awaited: it adds the ticks it spends pending to `__theater_waited` (`method_call`), as only
+    /// those are not the guest's run time; a synchronous call's are all its own.
+    is_async: bool,
+}
+
 /// The body shared by a host function's and a destructor's glue: record the parameters, call, record the
-/// result, return it (`(result,)` for a function with a result). `call` is the method call expression; with
-/// `trappable`, it returns `Result<T, E>` whose `Err` traps. An `is_async` call adds the ticks it spends pending
-/// to `waited` (`method_call`): only those are not the guest's run time; a synchronous call's are all its own.
+/// result, return it (`(result,)` for a function with a result).
 fn glue_body(
     model: &Model,
+    iface: &Interface,
     f: &Function,
     names: &[Ident],
-    lookup: TokenStream,
-    call: TokenStream,
-    trappable: bool,
-    is_async: bool,
+    call: Call,
 ) -> TokenStream {
-    let spec = format_ident!("{}", f.spec_name());
+    let Call {
+        lookup,
+        expr: call,
+        trappable,
+        is_async,
+    } = call;
+    let spec = format_ident!("{}", iface.spec_name(f));
     let copies = names
         .iter()
         .zip(&f.params)
@@ -220,10 +239,10 @@ fn glue_body(
     let (waits, waited) = if is_async {
         (
             quote! {
-                let ticks = ::theater_runtime::host::ticks(store.data());
-                let mut waited = 0u64;
+                let __theater_ticks = ::theater_runtime::host::ticks(store.data());
+                let mut __theater_waited = 0u64;
             },
-            quote!(waited),
+            quote!(__theater_waited),
         )
     } else {
         (TokenStream::new(), quote!(0))
@@ -250,13 +269,15 @@ fn method_call(b: &Bound<'_>, names: &[Ident]) -> (TokenStream, TokenStream) {
             ),
         }
     });
-    // Spanned at the user's method so that rustc's type errors point at the handler's code.
-    let call = quote_spanned!(method.span()=> this.#method(#ctx_arg #(#names),*));
+    // Spanned at the user's method so that rustc's type errors point at the handler's code. Called by path, not
+    // as `this.method(..)`: `this` may be an `Arc<Self>`, whose own methods (`clone`, `as_ref`, ...) would win.
+    let call = quote_spanned!(method.span()=> <Self>::#method(&*this, #ctx_arg #(#names),*));
     let call = if b.is_async {
         quote! {{
-            let (value, pending) = ::theater_runtime::host::waits(ticks, #call).await;
-            waited += pending;
-            value
+            let (__theater_value, __theater_pending) =
+                ::theater_runtime::host::waits(__theater_ticks, #call).await;
+            __theater_waited += __theater_pending;
+            __theater_value
         }}
     } else {
         call
@@ -280,14 +301,15 @@ fn store_type() -> TokenStream {
 /// A function whose values hold no handle: one call of a definer (`theater_runtime::host::define`), which does
 /// everything but the method call; the closure's body is the call and its results tuple. The parameter tuple's
 /// type is the method's (checked against the WIT function by `check_params`), inferred from the call.
-fn defined_function(b: &Bound<'_>) -> TokenStream {
+fn defined_function(iface: &Interface, b: &Bound<'_>) -> TokenStream {
     let f: &Function = b.function;
-    let spec = format_ident!("{}", f.spec_name());
+    let spec = format_ident!("{}", iface.spec_name(f));
     let names: Vec<_> = f.params.iter().map(binding).collect();
     let method = &b.method;
     let ctx = b.ctx.then(|| quote!(ctx,));
-    // Spanned at the user's method so that rustc's type errors point at the handler's code.
-    let call = quote_spanned!(method.span()=> this.#method(#ctx #(#names),*));
+    // Spanned at the user's method so that rustc's type errors point at the handler's code. Called by path, as in
+    // `method_call`: `this` is an `Arc<Self>` for async methods.
+    let call = quote_spanned!(method.span()=> <Self>::#method(&*this, #ctx #(#names),*));
     let call = if b.is_async {
         quote!(#call.await)
     } else {
@@ -317,7 +339,7 @@ fn defined_function(b: &Bound<'_>) -> TokenStream {
     }
 }
 
-fn host_function(model: &Model, b: &Bound<'_>) -> TokenStream {
+fn host_function(model: &Model, iface: &Interface, b: &Bound<'_>) -> TokenStream {
     let f: &Function = b.function;
     let holds_handles = f
         .params
@@ -326,13 +348,19 @@ fn host_function(model: &Model, b: &Bound<'_>) -> TokenStream {
         .chain(&f.result)
         .any(|t| model.holds_handles(t));
     if !holds_handles {
-        return defined_function(b);
+        return defined_function(iface, b);
     }
     let wit_name = &f.name;
     let names: Vec<_> = f.params.iter().map(binding).collect();
     let types = f.params.iter().map(|p| rust_type(&p.ty, Scope::Root));
     let (lookup, call) = method_call(b, &names);
-    let body = glue_body(model, f, &names, lookup, call, b.trappable, b.is_async);
+    let call = Call {
+        lookup,
+        expr: call,
+        trappable: b.trappable,
+        is_async: b.is_async,
+    };
+    let body = glue_body(model, iface, f, &names, call);
     let store_ty = store_type();
     if b.is_async {
         quote! {
@@ -365,6 +393,7 @@ fn host_function(model: &Model, b: &Bound<'_>) -> TokenStream {
 /// [`drop_resource`]: theater_runtime::host::drop_resource
 fn resource_definition(
     model: &Model,
+    iface: &Interface,
     f: &Function,
     b: Option<&Bound<'_>>,
     ty: Option<&syn::Type>,
@@ -398,7 +427,13 @@ fn resource_definition(
             false,
         ),
     };
-    let body = glue_body(model, f, &names, lookup, call, trappable, is_async);
+    let call = Call {
+        lookup,
+        expr: call,
+        trappable,
+        is_async,
+    };
+    let body = glue_body(model, iface, f, &names, call);
     let wasmtime = quote!(::theater_runtime::__private::wasmtime);
     let store_ty = store_type();
     let head = quote! {

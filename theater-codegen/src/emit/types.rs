@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use heck::{ToShoutySnakeCase, ToSnakeCase};
+use heck::ToShoutySnakeCase;
 use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote};
 
@@ -209,7 +209,7 @@ pub fn type_def(model: &Model, def: &TypeDef, alias: Option<&Ident>) -> TokenStr
                 pub enum #name { #(#cases,)* }
             }
         }
-        TypeDefKind::Flags(flags) => flags_def(&name, &head, flags),
+        TypeDefKind::Flags(flags) => flags_def(&name, &def.name, &head, flags),
         TypeDefKind::Alias(t) => {
             let ty = rust_type(t, Scope::Interface);
             quote! { #head pub type #name = #ty; }
@@ -249,8 +249,11 @@ pub fn type_def(model: &Model, def: &TypeDef, alias: Option<&Ident>) -> TokenStr
 
 /// A flags type through wasmtime's `flags!` (which names `wasmtime::` at its call site, so it is invoked in a
 /// private module where that name is the runtime's re-export), with serde as the list of set flags' WIT names.
-fn flags_def(name: &Ident, head: &TokenStream, flags: &[Case]) -> TokenStream {
-    let module = format_ident!("__flags_{}", name.to_string().to_snake_case());
+/// The module is named after the WIT name with `-` as `_` (`__flags_x_y` for `x-y`): WIT names are letters,
+/// digits and `-`, so two flags types of one interface never share it, as they could a snake_case name (`x-y`
+/// and `xy` are both `xy`).
+fn flags_def(name: &Ident, wit_name: &str, head: &TokenStream, flags: &[Case]) -> TokenStream {
+    let module = format_ident!("__flags_{}", wit_name.replace('-', "_"));
     let consts: Vec<Ident> = flags
         .iter()
         .map(|c| format_ident!("{}", c.name.to_shouty_snake_case()))
@@ -260,6 +263,7 @@ fn flags_def(name: &Ident, head: &TokenStream, flags: &[Case]) -> TokenStream {
     let serde = quote!(::theater_runtime::__private::serde);
     quote! {
         #[doc(hidden)]
+        #[allow(non_snake_case)]
         mod #module {
             use ::theater_runtime::__private::wasmtime;
 

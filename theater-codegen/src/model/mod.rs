@@ -253,11 +253,29 @@ impl Function {
             .as_ref()
             .is_some_and(|r| r.kind == ResourceFunctionKind::Drop)
     }
+}
 
-    /// The name of its generated spec static (`RANDOM_BYTES`).
-    pub fn spec_name(&self) -> String {
-        format!("{}_SPEC", self.name.to_shouty_snake_case())
-    }
+/// The names of the generated spec statics of `functions` (one interface's), in order: the WIT name in
+/// SHOUTY_SNAKE_CASE and `_SPEC` (`RANDOM_BYTES_SPEC`). Where several functions share that (`get-http` and
+/// `get-HTTP`; `[method]a-b.c` and `[method]a.b-c`; `method-counter-get` and `[method]counter.get`), each of them
+/// also has its index (`GET_HTTP_SPEC_0`, `GET_HTTP_SPEC_1`): a name ends with digits only then, so no two
+/// collide.
+pub fn spec_names(functions: &[Function]) -> Vec<String> {
+    let shouty: Vec<String> = functions
+        .iter()
+        .map(|f| f.name.to_shouty_snake_case())
+        .collect();
+    shouty
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            if shouty.iter().filter(|t| *t == s).count() > 1 {
+                format!("{s}_SPEC_{i}")
+            } else {
+                format!("{s}_SPEC")
+            }
+        })
+        .collect()
 }
 
 /// An interface.
@@ -284,6 +302,26 @@ impl Interface {
 }
 
 impl Interface {
+    /// The name of the generated spec static of `f`, one of this interface's functions ([`spec_names`]).
+    pub fn spec_name(&self, f: &Function) -> String {
+        let names = spec_names(&self.functions);
+        self.functions
+            .iter()
+            .position(|g| std::ptr::eq(g, f))
+            .map(|i| names[i].clone())
+            .unwrap_or_else(|| format!("{}_SPEC", f.name.to_shouty_snake_case()))
+    }
+
+    /// The functions whose Rust name ([`Function::rust_name`]) is `f`'s too, `f` excepted: a method named so
+    /// cannot say which it serves, so each must be bound by its WIT name (`#[theater(name = "...")]`).
+    pub fn rust_name_sharers<'a>(&'a self, f: &Function) -> impl Iterator<Item = &'a Function> {
+        let name = f.rust_name();
+        let f: *const Function = f;
+        self.functions
+            .iter()
+            .filter(move |g| !std::ptr::eq(*g, f) && g.rust_name() == name)
+    }
+
     /// A named type of this interface.
     pub fn type_def(&self, name: &str) -> Option<&TypeDef> {
         self.types.iter().find(|t| t.name == name)
