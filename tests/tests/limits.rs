@@ -559,3 +559,53 @@ async fn a_spawn_after_shutdown_fails_and_starts_nothing() {
     assert!(err.to_string().contains("shutting down"), "{err}");
     assert!(rt.list().is_empty());
 }
+
+/// `component` with a custom section named `name` appended: the same code, other bytes (another cache key).
+fn with_custom_section(component: &[u8], name: &str) -> Vec<u8> {
+    assert!(name.len() < 100);
+    let mut out = component.to_vec();
+    // Section id 0 (custom), its size, then the name (its length, its bytes): all under 128, one LEB128 byte each.
+    out.extend_from_slice(&[0, name.len() as u8 + 1, name.len() as u8]);
+    out.extend_from_slice(name.as_bytes());
+    out
+}
+
+/// The compilation cache keeps at most `max_cached_components` compilations, the least recently used dropped
+/// first: a runtime that spawns actors of ever new components (a server's `POST /api/actors`) does not keep every
+/// compilation it made. A dropped one is compiled again when spawned again; running actors keep theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_compilation_cache_keeps_at_most_max_cached_components() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = TheaterRuntime::new(RuntimeConfig {
+        data_dir: Some(dir.path().to_path_buf()),
+        max_cached_components: 2,
+        ..Default::default()
+    })
+    .unwrap();
+    let probe = std::fs::read(guests::PROBE).unwrap();
+    let spawn = |bytes: Vec<u8>| {
+        rt.spawn(SpawnOptions::new("p", bytes).handlers(vec![Arc::new(ProbeHandler::new())]))
+    };
+    let mut running = Vec::new();
+    for i in 0..4 {
+        running.push(
+            spawn(with_custom_section(&probe, &format!("v{i}")))
+                .await
+                .unwrap(),
+        );
+        assert!(
+            rt.cached_components() <= 2,
+            "{} cached",
+            rt.cached_components()
+        );
+    }
+    assert_eq!(rt.cached_components(), 2);
+    // The first was dropped from the cache; it compiles again, and the actors of every version still answer.
+    running.push(spawn(with_custom_section(&probe, "v0")).await.unwrap());
+    for actor in &running {
+        assert_eq!(
+            ProbeHandler::new().callbacks(actor).handle_add(1).await,
+            Ok(1)
+        );
+    }
+}

@@ -57,6 +57,11 @@ impl CompiledComponent {
     }
 }
 
+/// The SHA-256 of a component's bytes: its key in the compilation cache.
+pub fn component_hash(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
 /// `theater:simple/random@0.1.0` → `theater:simple/random`.
 pub fn unversioned(name: &str) -> &str {
     name.split('@').next().unwrap_or(name)
@@ -66,10 +71,68 @@ pub fn unversioned(name: &str) -> &str {
 /// handler's concrete type, not its name, identifies the host functions it defines.
 type PreKey = ([u8; 32], Vec<(std::any::TypeId, String)>);
 
+/// [`RuntimeConfig::max_cached_components`](crate::RuntimeConfig::max_cached_components)'s default: 32.
+pub const DEFAULT_MAX_CACHED_COMPONENTS: usize = 32;
+
+/// Compiled code the component cache keeps at most, in bytes (the compiled images, `Component::image_range`):
+/// 512 MiB. Past it (or past [`RuntimeConfig::max_cached_components`](crate::RuntimeConfig::max_cached_components))
+/// the least recently used compilations are dropped from the cache; actors running them keep them.
+pub const MAX_CACHED_COMPONENT_BYTES: usize = 512 << 20;
+
+/// Compilations by the SHA-256 of their bytes, the least recently used dropped past the bounds: a server that
+/// starts actors of ever new components (`POST /api/actors`, a supervisor's children, remote placements) would
+/// otherwise keep every compilation it ever made.
+#[derive(Default)]
+struct ComponentCache {
+    /// Compilation, its image's size, and when it was last used (`clock`).
+    entries: HashMap<[u8; 32], (Arc<CompiledComponent>, usize, u64)>,
+    clock: u64,
+    bytes: usize,
+}
+
+impl ComponentCache {
+    fn get(&mut self, hash: &[u8; 32]) -> Option<Arc<CompiledComponent>> {
+        self.clock += 1;
+        let (compiled, _, used) = self.entries.get_mut(hash)?;
+        *used = self.clock;
+        Some(compiled.clone())
+    }
+
+    /// Keeps `compiled`, then drops the least recently used others while more than `max` are kept or they hold
+    /// more than [`MAX_CACHED_COMPONENT_BYTES`]; returns the hashes dropped.
+    fn insert(&mut self, compiled: Arc<CompiledComponent>, max: usize) -> Vec<[u8; 32]> {
+        self.clock += 1;
+        let image = compiled.component.image_range();
+        let size = (image.end as usize).saturating_sub(image.start as usize);
+        let hash = compiled.hash;
+        if let Some((_, old, _)) = self.entries.insert(hash, (compiled, size, self.clock)) {
+            self.bytes -= old;
+        }
+        self.bytes += size;
+        let mut dropped = Vec::new();
+        while self.entries.len() > max.max(1) || self.bytes > MAX_CACHED_COMPONENT_BYTES {
+            let oldest = self
+                .entries
+                .iter()
+                .filter(|(h, _)| **h != hash)
+                .min_by_key(|(_, (_, _, used))| *used)
+                .map(|(h, _)| *h);
+            let Some(oldest) = oldest else { break };
+            if let Some((_, size, _)) = self.entries.remove(&oldest) {
+                self.bytes -= size;
+            }
+            dropped.push(oldest);
+        }
+        dropped
+    }
+}
+
 /// The engine and its caches. Shared by every actor of a runtime.
 pub struct TheaterEngine {
     engine: Engine,
-    components: Mutex<HashMap<[u8; 32], Arc<CompiledComponent>>>,
+    components: Mutex<ComponentCache>,
+    /// [`RuntimeConfig::max_cached_components`](crate::RuntimeConfig::max_cached_components).
+    max_cached: usize,
     instance_pres: Mutex<HashMap<PreKey, InstancePre<ActorStore>>>,
     ticker_stop: Arc<AtomicBool>,
     /// Epoch ticks since the engine started, advanced with the epoch: what call deadlines count. Leaked (8 bytes
@@ -86,7 +149,8 @@ impl TheaterEngine {
     /// Data segments are copied into each new memory rather than mapped copy-on-write from an image
     /// (`memory_init_cow(false)`): an image costs each actor two more kernel memory mappings, which bound the
     /// actors a process can hold (`vm.max_map_count`), for a gain only with large data segments.
-    pub fn new(pooling: bool, memory_reservation: u64) -> anyhow::Result<Self> {
+    /// `max_cached` is [`RuntimeConfig::max_cached_components`](crate::RuntimeConfig::max_cached_components).
+    pub fn new(pooling: bool, memory_reservation: u64, max_cached: usize) -> anyhow::Result<Self> {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
@@ -118,10 +182,16 @@ impl TheaterEngine {
         Ok(Self {
             engine,
             components: Mutex::default(),
+            max_cached,
             instance_pres: Mutex::default(),
             ticker_stop,
             ticks,
         })
+    }
+
+    /// Compilations the cache keeps now (at most `max_cached`).
+    pub fn cached_components(&self) -> usize {
+        lock(&self.components).entries.len()
     }
 
     /// The epoch tick counter (advanced every [`EPOCH_TICK`]).
@@ -141,10 +211,23 @@ impl TheaterEngine {
     /// # Errors
     /// The bytes are not a valid component.
     pub fn component(&self, bytes: &[u8]) -> anyhow::Result<Arc<CompiledComponent>> {
-        let hash: [u8; 32] = Sha256::digest(bytes).into();
-        if let Some(c) = lock(&self.components).get(&hash) {
-            return Ok(c.clone());
+        let hash = component_hash(bytes);
+        match self.cached(&hash) {
+            Some(compiled) => Ok(compiled),
+            None => self.compile(hash, bytes),
         }
+    }
+
+    /// The cached compilation of the bytes whose SHA-256 is `hash` ([`component_hash`]), if there is one.
+    pub fn cached(&self, hash: &[u8; 32]) -> Option<Arc<CompiledComponent>> {
+        lock(&self.components).get(hash)
+    }
+
+    /// Compiles `bytes`, whose SHA-256 is `hash`, and caches the result.
+    ///
+    /// # Errors
+    /// The bytes are not a valid component.
+    pub fn compile(&self, hash: [u8; 32], bytes: &[u8]) -> anyhow::Result<Arc<CompiledComponent>> {
         let component = Component::new(&self.engine, bytes)
             .map_err(|e| anyhow::anyhow!("compiling the component: {e:#}"))?;
         let ty = component.component_type();
@@ -171,7 +254,10 @@ impl TheaterEngine {
             imports,
             exports,
         });
-        lock(&self.components).insert(hash, compiled.clone());
+        let dropped = lock(&self.components).insert(compiled.clone(), self.max_cached);
+        if !dropped.is_empty() {
+            lock(&self.instance_pres).retain(|(hash, _), _| !dropped.contains(hash));
+        }
         Ok(compiled)
     }
 

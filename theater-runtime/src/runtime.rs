@@ -47,7 +47,17 @@ pub struct RuntimeConfig {
     /// needs no NATS server. When set, call `theater_cluster::Cluster::join` on the new runtime before spawning
     /// actors whose handlers reach across hosts (`theater run --cluster` does).
     pub cluster: Option<ClusterConfig>,
+    /// Compiled components the runtime keeps for later spawns of the same bytes: past it (or past
+    /// [`MAX_CACHED_COMPONENT_BYTES`](crate::engine::MAX_CACHED_COMPONENT_BYTES) of compiled code) the least
+    /// recently used are dropped from the cache, and a later spawn of their bytes compiles them again. Actors
+    /// running a component keep it whatever the cache holds. Default
+    /// [`DEFAULT_MAX_CACHED_COMPONENTS`](crate::engine::DEFAULT_MAX_CACHED_COMPONENTS) (32).
+    pub max_cached_components: usize,
 }
+
+/// Component bytes up to this size (1 MiB, about 0.5 ms of SHA-256 here) are looked up in the compilation cache
+/// on the spawning task; larger ones only on a blocking thread.
+const INLINE_HASH_BYTES: usize = 1 << 20;
 
 /// [`RuntimeConfig::max_actors`]'s default: 10,000, which the kernel's default `vm.max_map_count` (65,530)
 /// holds at [`MAPPINGS_PER_ACTOR`] each, with room for the rest of the process.
@@ -72,7 +82,7 @@ const MEMORY_GUARDS: u64 = 2 * (32 << 20);
 
 impl Default for RuntimeConfig {
     /// No data folder (the default one), the on-demand allocator, `max_actors = 10,000`, 4 GiB reserved per
-    /// linear memory.
+    /// linear memory, 32 cached compilations.
     fn default() -> Self {
         Self {
             data_dir: None,
@@ -80,6 +90,7 @@ impl Default for RuntimeConfig {
             max_actors: DEFAULT_MAX_ACTORS,
             memory_reservation: DEFAULT_MEMORY_RESERVATION,
             cluster: None,
+            max_cached_components: crate::engine::DEFAULT_MAX_CACHED_COMPONENTS,
         }
     }
 }
@@ -337,7 +348,11 @@ impl TheaterRuntime {
             .collect();
         Ok(Self {
             inner: Arc::new(Inner {
-                engine: TheaterEngine::new(config.pooling, config.memory_reservation)?,
+                engine: TheaterEngine::new(
+                    config.pooling,
+                    config.memory_reservation,
+                    config.max_cached_components,
+                )?,
                 data_dir,
                 hmac_key: key.into(),
                 actors: Mutex::default(),
@@ -590,7 +605,7 @@ impl TheaterRuntime {
     ) -> Result<ActorTask, SpawnError> {
         let engine = &self.inner.engine;
         let compiled = match &options.component {
-            ComponentSource::Bytes(bytes) => self.compile(bytes)?,
+            ComponentSource::Bytes(bytes) => self.compile_off_worker(bytes.clone()).await?,
             ComponentSource::Compiled(compiled) => {
                 if !wasmtime::Engine::same(compiled.component.engine(), engine.engine()) {
                     return Err(SpawnError::Component(
@@ -821,6 +836,38 @@ impl TheaterRuntime {
             .engine
             .component(bytes)
             .map_err(|e| SpawnError::Component(format!("{e:#}")))
+    }
+
+    /// [`compile`](Self::compile) for a spawn: a compilation not in the cache is made on a blocking thread, since it
+    /// takes seconds of CPU for a large component, which would stall the async worker it ran on and every task
+    /// waiting there (a server's other requests). Bytes up to [`INLINE_HASH_BYTES`] are looked up in the cache
+    /// here; larger ones are hashed on the blocking thread too.
+    async fn compile_off_worker(
+        &self,
+        bytes: Arc<[u8]>,
+    ) -> Result<Arc<CompiledComponent>, SpawnError> {
+        let engine = &self.inner.engine;
+        let hash =
+            (bytes.len() <= INLINE_HASH_BYTES).then(|| crate::engine::component_hash(&bytes));
+        if let Some(compiled) = hash.as_ref().and_then(|hash| engine.cached(hash)) {
+            return Ok(compiled);
+        }
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let hash = hash.unwrap_or_else(|| crate::engine::component_hash(&bytes));
+            match inner.engine.cached(&hash) {
+                Some(compiled) => Ok(compiled),
+                None => inner.engine.compile(hash, &bytes),
+            }
+        })
+        .await
+        .map_err(|e| SpawnError::Component(format!("compiling the component: {e}")))?
+        .map_err(|e| SpawnError::Component(format!("{e:#}")))
+    }
+
+    /// Compiled components the runtime keeps for later spawns ([`RuntimeConfig::max_cached_components`]).
+    pub fn cached_components(&self) -> usize {
+        self.inner.engine.cached_components()
     }
 
     /// A place under [`RuntimeConfig::max_actors`] for a spawn, held until its actor is listed.
