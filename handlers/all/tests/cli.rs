@@ -30,6 +30,15 @@ fn run_with_chain(manifest: &Path, chain: &Path, data: &Path) -> Output {
     ])
 }
 
+/// Runs the demo with its chain saved to `dir`/demo.chain.jsonl (and `dir` as its data folder); asserts that it
+/// stopped cleanly and returns the chain file.
+fn recorded_demo(dir: &Path) -> PathBuf {
+    let chain = dir.join("demo.chain.jsonl");
+    let out = run_with_chain(&demo_manifest(), &chain, dir);
+    assert!(out.status.success(), "{}", text(&out));
+    chain
+}
+
 fn demo_manifest() -> PathBuf {
     // Ensures the guests are built (theater-tests' build script) before the manifest is used.
     assert!(Path::new(theater_tests::guests::DEMO).exists());
@@ -84,9 +93,7 @@ fn run_demo_prints_log_and_a_verified_chain_then_verify_and_show_read_it() {
 #[test]
 fn chain_verify_rejects_one_changed_byte_and_names_the_event() {
     let dir = tempfile::tempdir().unwrap();
-    let chain = dir.path().join("demo.chain.jsonl");
-    let out = run_with_chain(&demo_manifest(), &chain, dir.path());
-    assert!(out.status.success(), "{}", text(&out));
+    let chain = recorded_demo(dir.path());
     // Change one byte of the second event's timestamp (a digit; line 3, after the header), which its hash covers.
     let original = std::fs::read_to_string(&chain).unwrap();
     let mut lines: Vec<String> = original.lines().map(str::to_owned).collect();
@@ -149,9 +156,7 @@ fn a_failed_init_still_leaves_a_closed_verified_chain() {
 #[test]
 fn verify_tells_a_cut_or_empty_file_from_a_closed_one() {
     let dir = tempfile::tempdir().unwrap();
-    let chain = dir.path().join("demo.chain.jsonl");
-    let out = run_with_chain(&demo_manifest(), &chain, dir.path());
-    assert!(out.status.success(), "{}", text(&out));
+    let chain = recorded_demo(dir.path());
     let full = std::fs::read_to_string(&chain).unwrap();
     // `head -n 3`: the header and two events.
     let head3: String = full.split_inclusive('\n').take(3).collect();
@@ -336,13 +341,8 @@ fn after_kill_9_the_processes_its_actors_started_die_too() {
 #[test]
 fn replay_reproduces_the_demo_and_names_the_event_a_tampered_copy_departs_at() {
     let dir = tempfile::tempdir().unwrap();
-    let chain = dir.path().join("demo.chain.jsonl");
+    let chain = recorded_demo(dir.path());
     let manifest = demo_manifest();
-    assert!(
-        run_with_chain(&manifest, &chain, dir.path())
-            .status
-            .success()
-    );
     let data = dir.path().to_str().unwrap();
     let replay = |chain: &Path| {
         theater(&[
@@ -548,13 +548,8 @@ fn chain_show_and_verify_print_control_characters_from_the_file_escaped() {
 #[test]
 fn replay_prints_a_hostile_event_type_escaped() {
     let dir = tempfile::tempdir().unwrap();
-    let chain = dir.path().join("demo.chain.jsonl");
+    let chain = recorded_demo(dir.path());
     let manifest = demo_manifest();
-    assert!(
-        run_with_chain(&manifest, &chain, dir.path())
-            .status
-            .success()
-    );
     let recorded = theater_runtime::Chain::load(&chain).unwrap();
     let mut forged = theater_runtime::Chain::new();
     let mut at = None;
