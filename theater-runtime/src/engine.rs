@@ -67,9 +67,9 @@ pub fn unversioned(name: &str) -> &str {
     name.split('@').next().unwrap_or(name)
 }
 
-/// The cache key of a linked component: its hash and the (handler type, import name) pairs linked into it. The
-/// handler's concrete type, not its name, identifies the host functions it defines.
-type PreKey = ([u8; 32], Vec<(std::any::TypeId, String)>);
+/// The cache key of a linked component, under its compilation's entry: the (handler type, import name) pairs linked
+/// into it. The handler's concrete type, not its name, identifies the host functions it defines.
+type PreKey = Vec<(std::any::TypeId, String)>;
 
 /// [`RuntimeConfig::max_cached_components`](crate::RuntimeConfig::max_cached_components)'s default: 32.
 pub const DEFAULT_MAX_CACHED_COMPONENTS: usize = 32;
@@ -79,51 +79,67 @@ pub const DEFAULT_MAX_CACHED_COMPONENTS: usize = 32;
 /// the least recently used compilations are dropped from the cache; actors running them keep them.
 pub const MAX_CACHED_COMPONENT_BYTES: usize = 512 << 20;
 
-/// Compilations by the SHA-256 of their bytes, the least recently used dropped past the bounds: a server that
-/// starts actors of ever new components (`POST /api/actors`, a supervisor's children, remote placements) would
-/// otherwise keep every compilation it ever made.
+/// Compilations by the SHA-256 of their bytes, each with its linked `InstancePre`s, the least recently used dropped
+/// past the bounds: a server that starts actors of ever new components (`POST /api/actors`, a supervisor's
+/// children, remote placements) would otherwise keep every compilation it ever made.
 #[derive(Default)]
 struct ComponentCache {
-    /// Compilation, its image's size, and when it was last used (`clock`).
-    entries: HashMap<[u8; 32], (Arc<CompiledComponent>, usize, u64)>,
+    entries: HashMap<[u8; 32], Cached>,
     clock: u64,
     bytes: usize,
 }
 
+/// One compilation in the cache.
+struct Cached {
+    compiled: Arc<CompiledComponent>,
+    /// Its compiled image's size (`Component::image_range`).
+    size: usize,
+    /// When it was last used (`ComponentCache::clock`).
+    used: u64,
+    /// It linked with each set of handlers it was spawned with: kept with it, dropped with it.
+    pres: HashMap<PreKey, InstancePre<ActorStore>>,
+}
+
 impl ComponentCache {
-    fn get(&mut self, hash: &[u8; 32]) -> Option<Arc<CompiledComponent>> {
+    fn get(&mut self, hash: &[u8; 32]) -> Option<&mut Cached> {
         self.clock += 1;
-        let (compiled, _, used) = self.entries.get_mut(hash)?;
-        *used = self.clock;
-        Some(compiled.clone())
+        let cached = self.entries.get_mut(hash)?;
+        cached.used = self.clock;
+        Some(cached)
     }
 
-    /// Keeps `compiled`, then drops the least recently used others while more than `max` are kept or they hold
-    /// more than [`MAX_CACHED_COMPONENT_BYTES`]; returns the hashes dropped.
-    fn insert(&mut self, compiled: Arc<CompiledComponent>, max: usize) -> Vec<[u8; 32]> {
-        self.clock += 1;
-        let image = compiled.component.image_range();
-        let size = (image.end as usize).saturating_sub(image.start as usize);
+    /// The entry of `compiled`, made (as the most recently used) if there is none, after which the least recently
+    /// used others are dropped while more than `max` are kept or they hold more than
+    /// [`MAX_CACHED_COMPONENT_BYTES`].
+    fn admit(&mut self, compiled: &Arc<CompiledComponent>, max: usize) -> &mut Cached {
         let hash = compiled.hash;
-        if let Some((_, old, _)) = self.entries.insert(hash, (compiled, size, self.clock)) {
-            self.bytes -= old;
-        }
-        self.bytes += size;
-        let mut dropped = Vec::new();
-        while self.entries.len() > max.max(1) || self.bytes > MAX_CACHED_COMPONENT_BYTES {
-            let oldest = self
-                .entries
-                .iter()
-                .filter(|(h, _)| **h != hash)
-                .min_by_key(|(_, (_, _, used))| *used)
-                .map(|(h, _)| *h);
-            let Some(oldest) = oldest else { break };
-            if let Some((_, size, _)) = self.entries.remove(&oldest) {
-                self.bytes -= size;
+        if !self.entries.contains_key(&hash) {
+            let image = compiled.component.image_range();
+            let size = (image.end as usize).saturating_sub(image.start as usize);
+            self.entries.insert(
+                hash,
+                Cached {
+                    compiled: compiled.clone(),
+                    size,
+                    used: 0,
+                    pres: HashMap::new(),
+                },
+            );
+            self.bytes += size;
+            while self.entries.len() > max.max(1) || self.bytes > MAX_CACHED_COMPONENT_BYTES {
+                let oldest = self
+                    .entries
+                    .iter()
+                    .filter(|(h, _)| **h != hash)
+                    .min_by_key(|(_, c)| c.used)
+                    .map(|(h, _)| *h);
+                let Some(oldest) = oldest.and_then(|h| self.entries.remove(&h)) else {
+                    break;
+                };
+                self.bytes -= oldest.size;
             }
-            dropped.push(oldest);
         }
-        dropped
+        self.get(&hash).expect("admitted above")
     }
 }
 
@@ -133,7 +149,6 @@ pub struct TheaterEngine {
     components: Mutex<ComponentCache>,
     /// [`RuntimeConfig::max_cached_components`](crate::RuntimeConfig::max_cached_components).
     max_cached: usize,
-    instance_pres: Mutex<HashMap<PreKey, InstancePre<ActorStore>>>,
     ticker_stop: Arc<AtomicBool>,
     /// Epoch ticks since the engine started, advanced with the epoch: what call deadlines count. Leaked (8 bytes
     /// per engine), so that a host call can read it while its context borrows the store, without a reference
@@ -183,7 +198,6 @@ impl TheaterEngine {
             engine,
             components: Mutex::default(),
             max_cached,
-            instance_pres: Mutex::default(),
             ticker_stop,
             ticks,
         })
@@ -220,7 +234,7 @@ impl TheaterEngine {
 
     /// The cached compilation of the bytes whose SHA-256 is `hash` ([`component_hash`]), if there is one.
     pub fn cached(&self, hash: &[u8; 32]) -> Option<Arc<CompiledComponent>> {
-        lock(&self.components).get(hash)
+        lock(&self.components).get(hash).map(|c| c.compiled.clone())
     }
 
     /// Compiles `bytes`, whose SHA-256 is `hash`, and caches the result.
@@ -254,10 +268,7 @@ impl TheaterEngine {
             imports,
             exports,
         });
-        let dropped = lock(&self.components).insert(compiled.clone(), self.max_cached);
-        if !dropped.is_empty() {
-            lock(&self.instance_pres).retain(|(hash, _), _| !dropped.contains(hash));
-        }
+        lock(&self.components).admit(&compiled, self.max_cached);
         Ok(compiled)
     }
 
@@ -270,16 +281,21 @@ impl TheaterEngine {
     /// A handler's `add_to_linker` failed (named), or the component does not link.
     pub fn instance_pre(
         &self,
-        component: &CompiledComponent,
+        component: &Arc<CompiledComponent>,
         link: &[(&str, &str, &dyn crate::Handler)],
     ) -> anyhow::Result<InstancePre<ActorStore>> {
-        let mut key_set: Vec<(std::any::TypeId, String)> = link
+        let mut key: PreKey = link
             .iter()
             .map(|(_, import, handler)| (handler.handler_type_id(), import.to_string()))
             .collect();
-        key_set.sort();
-        let key = (component.hash, key_set);
-        if let Some(pre) = lock(&self.instance_pres).get(&key) {
+        key.sort();
+        // A compilation spawned from is (again) the most recently used in the cache, and its links live in its
+        // entry: nothing linked outlives its compilation's place in the cache.
+        if let Some(pre) = lock(&self.components)
+            .admit(component, self.max_cached)
+            .pres
+            .get(&key)
+        {
             return Ok(pre.clone());
         }
         let mut linker: Linker<ActorStore> = Linker::new(&self.engine);
@@ -297,7 +313,10 @@ impl TheaterEngine {
         let pre = linker
             .instantiate_pre(&component.component)
             .map_err(|e| anyhow::anyhow!("linking the component: {e:#}"))?;
-        lock(&self.instance_pres).insert(key, pre.clone());
+        lock(&self.components)
+            .admit(component, self.max_cached)
+            .pres
+            .insert(key, pre.clone());
         Ok(pre)
     }
 }

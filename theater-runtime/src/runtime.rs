@@ -605,7 +605,7 @@ impl TheaterRuntime {
     ) -> Result<ActorTask, SpawnError> {
         let engine = &self.inner.engine;
         let compiled = match &options.component {
-            ComponentSource::Bytes(bytes) => self.compile_off_worker(bytes.clone()).await?,
+            ComponentSource::Bytes(bytes) => self.compile_async(bytes.clone()).await?,
             ComponentSource::Compiled(compiled) => {
                 if !wasmtime::Engine::same(compiled.component.engine(), engine.engine()) {
                     return Err(SpawnError::Component(
@@ -838,11 +838,14 @@ impl TheaterRuntime {
             .map_err(|e| SpawnError::Component(format!("{e:#}")))
     }
 
-    /// [`compile`](Self::compile) for a spawn: a compilation not in the cache is made on a blocking thread, since it
-    /// takes seconds of CPU for a large component, which would stall the async worker it ran on and every task
-    /// waiting there (a server's other requests). Bytes up to [`INLINE_HASH_BYTES`] are looked up in the cache
-    /// here; larger ones are hashed on the blocking thread too.
-    async fn compile_off_worker(
+    /// [`compile`](Self::compile) for async callers (a spawn, a supervisor starting a child): a compilation not in
+    /// the cache is made on a blocking thread, since it takes seconds of CPU for a large component, which would
+    /// stall the async worker it ran on and every task waiting there (a server's other requests). Bytes up to 1
+    /// MiB are looked up in the cache on the calling task; larger ones are hashed on the blocking thread too.
+    ///
+    /// # Errors
+    /// As [`compile`](Self::compile).
+    pub async fn compile_async(
         &self,
         bytes: Arc<[u8]>,
     ) -> Result<Arc<CompiledComponent>, SpawnError> {

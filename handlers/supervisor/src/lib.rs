@@ -197,6 +197,7 @@ impl Parent {
         let registry = self.registry(function)?;
         let mut options = pinned
             .options(&runtime, &registry)
+            .await
             .map_err(|e| format!("{function}: manifest {}: {e}", pinned.path.display()))?
             .run_init(run_init);
         if let StartState::Given(state) = start {

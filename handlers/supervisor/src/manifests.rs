@@ -343,7 +343,7 @@ impl Pinned {
     /// # Errors
     /// The component does not compile, a handler table the registry refuses, or a `record` entry naming no
     /// function of its handler.
-    pub fn options(
+    pub async fn options(
         &self,
         runtime: &TheaterRuntime,
         registry: &HandlerRegistry,
@@ -355,8 +355,10 @@ impl Pinned {
         let compiled = match self.compiled.get() {
             Some(compiled) => compiled.clone(),
             None => {
+                // Off the async worker: a large component takes seconds to compile.
                 let compiled = runtime
-                    .compile(&self.component)
+                    .compile_async(self.component.clone())
+                    .await
                     .map_err(|e| e.to_string())?;
                 self.compiled.get_or_init(|| compiled).clone()
             }

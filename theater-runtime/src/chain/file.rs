@@ -495,23 +495,34 @@ impl Pending {
             return Ok(());
         }
         let (text, v1) = (&self.text, self.v1);
+        // Each chunk: its events up to its first bad line, and that line's error.
         let parsed = super::on_cores(&self.lines, MIN_LINES_PER_THREAD, |_, lines| {
-            lines
-                .iter()
-                .map(|(line, range)| {
-                    parse_event(&text[range.clone()], v1).map_err(|message| ChainError::Parse {
-                        line: *line,
-                        message,
-                    })
-                })
-                .collect::<Result<Vec<ChainEvent>, ChainError>>()
+            let mut events = Vec::with_capacity(lines.len());
+            for (line, range) in lines {
+                match parse_event(&text[range.clone()], v1) {
+                    Ok(event) => events.push(event),
+                    Err(message) => {
+                        let error = ChainError::Parse {
+                            line: *line,
+                            message,
+                        };
+                        return (events, Some(error));
+                    }
+                }
+            }
+            (events, None)
         });
         self.text.clear();
         self.lines.clear();
-        let mut batch =
-            Vec::with_capacity(parsed.iter().map(|c| c.as_ref().map_or(0, Vec::len)).sum());
-        for chunk in parsed {
-            batch.extend(chunk?);
+        let mut batch = Vec::with_capacity(parsed.iter().map(|(chunk, _)| chunk.len()).sum());
+        for (chunk, error) in parsed {
+            batch.extend(chunk);
+            if let Some(error) = error {
+                // The events before the bad line go first: a fault among them (a wrong hash, for `verify`) is
+                // earlier in the file, whatever the batches' bounds.
+                events.add(batch)?;
+                return Err(error);
+            }
         }
         events.add(batch)
     }
@@ -719,6 +730,31 @@ mod tests {
         events[7].data = b"{}".to_vec();
         let err = Chain::from(events).verify().unwrap_err().to_string();
         assert!(err.starts_with("chain event 7 "), "{err}");
+    }
+
+    /// `verify` names the file's first fault whatever the batches' bounds: an event whose hash is wrong comes
+    /// before a later line of the same batch that is not an event, so it is the one named (in separate batches it
+    /// already was). `verify` of the whole file agrees with `read` and `Chain::verify`.
+    #[test]
+    fn verify_of_a_file_names_its_first_fault_even_before_a_bad_line_of_the_same_batch() {
+        let chain = long(3_000);
+        let file = closed(&chain);
+        let verified = verify(&file[..]).unwrap();
+        assert_eq!(
+            (verified.count, verified.head),
+            (3_000, chain.head().copied())
+        );
+        assert_eq!(verified.ending, Ending::Closed);
+        let mut events = chain.into_events();
+        events[1_000].timestamp += 1;
+        let mut lines: Vec<Vec<u8>> = closed(&Chain::from(events))
+            .split(|&b| b == b'\n')
+            .map(<[u8]>::to_vec)
+            .collect();
+        // Line 2,502 is event 2,500 (after the header): not an event.
+        lines[2_501] = b"not json".to_vec();
+        let err = verify(&lines.join(&b'\n')[..]).unwrap_err().to_string();
+        assert!(err.starts_with("chain event 1000 "), "{err}");
     }
 
     #[test]

@@ -354,6 +354,7 @@ async fn launch(
     let pinned = &spec.pinned;
     let mut options = pinned
         .options(runtime, registry)
+        .await
         .map_err(|e| format!("manifest {}: {e}", pinned.path.display()))?
         .run_init(run_init);
     if let StartState::Given(state) = &spec.start {

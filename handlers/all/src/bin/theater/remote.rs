@@ -202,7 +202,9 @@ fn table(actors: &[ActorInfo]) -> String {
                 terminal::line(&a.id).to_string(),
                 terminal::line(&a.name).to_string(),
                 terminal::line(&a.status).to_string(),
-                a.parent.clone().unwrap_or_else(|| "-".into()),
+                a.parent
+                    .as_deref()
+                    .map_or_else(|| "-".into(), |p| terminal::line(p).to_string()),
                 duration(a.uptime_ms),
                 a.events.to_string(),
                 bytes(a.memory_bytes),
