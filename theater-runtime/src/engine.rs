@@ -113,18 +113,15 @@ impl ComponentCache {
     /// [`MAX_CACHED_COMPONENT_BYTES`].
     fn admit(&mut self, compiled: &Arc<CompiledComponent>, max: usize) -> &mut Cached {
         let hash = compiled.hash;
-        if !self.entries.contains_key(&hash) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.entries.entry(hash) {
             let image = compiled.component.image_range();
             let size = (image.end as usize).saturating_sub(image.start as usize);
-            self.entries.insert(
-                hash,
-                Cached {
-                    compiled: compiled.clone(),
-                    size,
-                    used: 0,
-                    pres: HashMap::new(),
-                },
-            );
+            slot.insert(Cached {
+                compiled: compiled.clone(),
+                size,
+                used: 0,
+                pres: HashMap::new(),
+            });
             self.bytes += size;
             while self.entries.len() > max.max(1) || self.bytes > MAX_CACHED_COMPONENT_BYTES {
                 let oldest = self
