@@ -82,6 +82,7 @@ pub fn bind<'a>(
         .filter(|a| a.create_instance.is_none() && a.start.is_none())
         .filter_map(|a| a.name.map(|n| n.value))
         .collect();
+    let self_ty = (*item.self_ty).clone();
     for impl_item in &mut item.items {
         let method = match impl_item {
             ImplItem::Fn(m) => m,
@@ -101,6 +102,7 @@ pub fn bind<'a>(
         };
         if let Some(span) = attr.create_instance {
             attr.check_hook("create_instance", diag);
+            check_create_instance(sig, &self_ty, diag);
             set_hook(
                 &mut plan.create_instance,
                 hook(),
@@ -112,12 +114,7 @@ pub fn bind<'a>(
         }
         if let Some(span) = attr.start {
             attr.check_hook("start", diag);
-            if sig.asyncness.is_none() {
-                diag.error(
-                    sig.ident.span(),
-                    "a #[theater(start)] method must be an `async fn`",
-                );
-            }
+            check_start(sig, diag);
             set_hook(&mut plan.start, hook(), "start", span, diag);
             continue;
         }
@@ -277,6 +274,212 @@ fn set_hook(slot: &mut Option<Hook>, hook: Hook, key: &str, span: Span, diag: &m
             ),
         ),
         None => *slot = Some(hook),
+    }
+}
+
+/// A `#[theater(create_instance)]` method has the signature the expansion calls (`self.x(actor)?`, awaited when
+/// it is an `async fn`): `fn x(&self, actor: &ActorContext) -> anyhow::Result<Self>`. Each part that differs is an
+/// error there, naming that signature.
+fn check_create_instance(sig: &syn::Signature, self_ty: &syn::Type, diag: &mut Diagnostics) {
+    let expected = format!(
+        "expected `fn {}(&self, actor: &ActorContext) -> anyhow::Result<Self>` (or `async fn`)",
+        sig.ident
+    );
+    let hook = "a #[theater(create_instance)] method";
+    let receiver_ok = |r: &syn::Receiver| r.reference.is_some() && r.mutability.is_none();
+    let receiver = format!(
+        "{hook} takes `&self` (the prototype the actor's instance is built from): {expected}"
+    );
+    let Some(params) = check_hook_receiver(sig, receiver_ok, &receiver, diag) else {
+        return;
+    };
+    let is_context = |t: &syn::Type| {
+        matches!(t, syn::Type::Reference(r) if r.mutability.is_none()
+            && last_ident(&r.elem).is_some_and(|(i, args)| i == "ActorContext" && args.is_empty()))
+    };
+    check_hook_params(
+        sig,
+        &params,
+        &[("`&ActorContext`", &is_context)],
+        hook,
+        &expected,
+        diag,
+    );
+    let self_name = last_ident(self_ty).map(|(i, _)| i);
+    let returns_self = |t: &syn::Type| {
+        last_ident(t).is_some_and(|(i, args)| {
+            i == "Result"
+                && matches!(args.len(), 1 | 2)
+                && last_ident(args[0]).is_some_and(|(t, targs)| {
+                    targs.is_empty() && (t == "Self" || Some(&t) == self_name.as_ref())
+                })
+        })
+    };
+    check_hook_return(
+        sig,
+        returns_self,
+        &format!("{hook} returns the actor's instance, `anyhow::Result<Self>`"),
+        &expected,
+        diag,
+    );
+}
+
+/// A `#[theater(start)]` method has the signature the expansion calls (`Box::pin(Self::x(self, actor,
+/// shutdown))`, a `'static` future of `anyhow::Result<()>`): `async fn x(self: Arc<Self>, actor: ActorHandle,
+/// shutdown: ShutdownSignal) -> anyhow::Result<()>`. Each part that differs is an error there, naming that
+/// signature.
+fn check_start(sig: &syn::Signature, diag: &mut Diagnostics) {
+    let expected = format!(
+        "expected `async fn {}(self: Arc<Self>, actor: ActorHandle, shutdown: ShutdownSignal) -> anyhow::Result<()>`",
+        sig.ident
+    );
+    let hook = "a #[theater(start)] method";
+    if sig.asyncness.is_none() {
+        diag.error(
+            sig.ident.span(),
+            format!("{hook} must be an `async fn`: {expected}"),
+        );
+    }
+    let receiver_ok = |r: &syn::Receiver| {
+        r.reference.is_none()
+            && r.colon_token.is_some()
+            && last_ident(&r.ty).is_some_and(|(i, args)| {
+                i == "Arc"
+                    && matches!(args.as_slice(), [t] if last_ident(t).is_some_and(|(s, a)| s == "Self" && a.is_empty()))
+            })
+    };
+    let receiver = format!(
+        "{hook} takes `self: Arc<Self>` (it runs in the background, beyond any borrow of the handler): {expected}"
+    );
+    let Some(params) = check_hook_receiver(sig, receiver_ok, &receiver, diag) else {
+        return;
+    };
+    let named = |name: &'static str| {
+        move |t: &syn::Type| last_ident(t).is_some_and(|(i, args)| i == name && args.is_empty())
+    };
+    check_hook_params(
+        sig,
+        &params,
+        &[
+            ("`ActorHandle`", &named("ActorHandle")),
+            ("`ShutdownSignal`", &named("ShutdownSignal")),
+        ],
+        hook,
+        &expected,
+        diag,
+    );
+    let returns_unit = |t: &syn::Type| {
+        let unit = |t: &syn::Type| matches!(t, syn::Type::Tuple(tt) if tt.elems.is_empty());
+        last_ident(t).is_some_and(|(i, args)| {
+            i == "Result"
+                && match args.as_slice() {
+                    [ok] => unit(ok),
+                    [ok, err] => unit(ok) && last_ident(err).is_some_and(|(e, _)| e == "Error"),
+                    _ => false,
+                }
+        })
+    };
+    check_hook_return(
+        sig,
+        returns_unit,
+        &format!("{hook} returns `anyhow::Result<()>`"),
+        &expected,
+        diag,
+    );
+}
+
+/// The receiver of a lifecycle method: `message` at it (or at the method's name when there is none) unless `ok`
+/// accepts it. Returns the parameters after it, or `None` when the method has no receiver (they are not checked:
+/// which one was meant is unclear).
+fn check_hook_receiver<'s>(
+    sig: &'s syn::Signature,
+    ok: impl Fn(&syn::Receiver) -> bool,
+    message: &str,
+    diag: &mut Diagnostics,
+) -> Option<Vec<&'s syn::PatType>> {
+    match sig.inputs.first() {
+        Some(FnArg::Receiver(r)) => {
+            if !ok(r) {
+                diag.error_spanned(r, message);
+            }
+        }
+        Some(other) => {
+            diag.error_spanned(other, message);
+            return None;
+        }
+        None => {
+            diag.error(sig.ident.span(), message);
+            return None;
+        }
+    }
+    Some(
+        sig.inputs
+            .iter()
+            .filter_map(|a| match a {
+                FnArg::Typed(t) => Some(t),
+                FnArg::Receiver(_) => None,
+            })
+            .collect(),
+    )
+}
+
+/// A parameter a lifecycle method takes: its type as a message writes it, and a test of the user's type.
+type HookParam<'a> = (&'a str, &'a dyn Fn(&syn::Type) -> bool);
+
+/// The parameters of a lifecycle method after its receiver, one per entry of `want`: a wrong count is an error
+/// at the first extra parameter or at the end of the list, a wrong type an error at it.
+fn check_hook_params(
+    sig: &syn::Signature,
+    params: &[&syn::PatType],
+    want: &[HookParam<'_>],
+    hook: &str,
+    expected: &str,
+    diag: &mut Diagnostics,
+) {
+    if params.len() != want.len() {
+        let types: Vec<String> = want.iter().map(|(t, _)| (*t).to_owned()).collect();
+        let message = format!(
+            "{hook} takes {} after its receiver ({}), this one has {}: {expected}",
+            match want.len() {
+                1 => "one parameter".to_owned(),
+                n => format!("{n} parameters"),
+            },
+            and_list(&types),
+            params.len()
+        );
+        match params.get(want.len()) {
+            Some(extra) => diag.error_spanned(extra, message),
+            None => diag.error(sig.paren_token.span.close(), message),
+        }
+        return;
+    }
+    for (i, (param, (ty, ok))) in params.iter().zip(want).enumerate() {
+        if !ok(&param.ty) {
+            let which = match (want.len(), i) {
+                (1, _) => "the parameter".to_owned(),
+                (_, 0) => "the first parameter".to_owned(),
+                (_, 1) => "the second parameter".to_owned(),
+                (_, n) => format!("parameter {}", n + 1),
+            };
+            diag.error_spanned(&param.ty, format!("{which} of {hook} is {ty}: {expected}"));
+        }
+    }
+}
+
+/// The return type of a lifecycle method: an error at it (or at the end of the parameter list when there is
+/// none) unless `ok` accepts it.
+fn check_hook_return(
+    sig: &syn::Signature,
+    ok: impl Fn(&syn::Type) -> bool,
+    what: &str,
+    expected: &str,
+    diag: &mut Diagnostics,
+) {
+    let message = format!("{what}: {expected}");
+    match &sig.output {
+        ReturnType::Type(_, t) if !ok(t) => diag.error_spanned(t, message),
+        ReturnType::Type(..) => {}
+        ReturnType::Default => diag.error(sig.paren_token.span.close(), message),
     }
 }
 

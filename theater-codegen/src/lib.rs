@@ -138,6 +138,7 @@ pub fn try_expand_handler(
                 export.as_ref(),
                 &std::collections::BTreeMap::new(),
                 &with,
+                &emit::tree_module(&item.self_ty),
             )
         } else {
             TokenStream::new()

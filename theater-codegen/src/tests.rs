@@ -193,12 +193,47 @@ fn lifecycle_keys_are_checked() {
         "`replay` has no effect on a #[theater(create_instance)] method",
         "duplicate key `create_instance` in #[theater]",
         "only one method may be #[theater(create_instance)]; `a` already is",
-        "a #[theater(start)] method must be an `async fn`",
+        "a #[theater(start)] method must be an `async fn`: expected `async fn c(self: Arc<Self>, actor: \
+         ActorHandle, shutdown: ShutdownSignal) -> anyhow::Result<()>`",
         "duplicate value `result` in #[theater(record(...))]",
         "unknown key `bogus` in #[theater]: expected `name`, `record`, `replay`, `create_instance` or `start`",
         "unknown replay rule `sometimes`: expected `feed`, `rerun` or `feed-or-rerun`",
     ];
     assert_eq!(messages, expected);
+}
+
+/// The lifecycle signatures are checked as written, by last path segment: the forms docs/handlers.md gives pass,
+/// with the self type's name for `Self`, a two-argument `Result`, paths and a `mut` binding.
+#[test]
+fn lifecycle_signatures_in_their_written_forms_pass() {
+    let random = quote! {
+        fn random_bytes(&self, length: u32) -> Result<Vec<u8>, String> { todo!() }
+        fn random_range(&self, min: u64, max: u64) -> Result<u64, String> { todo!() }
+        fn random_float(&self) -> Result<f64, String> { todo!() }
+        fn generate_uuid(&self) -> Result<String, String> { todo!() }
+    };
+    let hooks = [
+        quote! {
+            #[theater(create_instance)]
+            fn a(&self, actor: &ActorContext) -> anyhow::Result<Self> { todo!() }
+            #[theater(start)]
+            async fn b(self: Arc<Self>, a: ActorHandle, s: ShutdownSignal) -> anyhow::Result<()> { todo!() }
+        },
+        quote! {
+            #[theater(create_instance)]
+            async fn a(&self, _: &theater_runtime::ActorContext) -> Result<RandomHandler, std::io::Error> { todo!() }
+            #[theater(start)]
+            async fn b(
+                mut self: std::sync::Arc<Self>,
+                _: theater_runtime::ActorHandle,
+                _: theater_runtime::ShutdownSignal,
+            ) -> Result<(), anyhow::Error> { todo!() }
+        },
+    ];
+    for hooks in hooks {
+        let messages = check_random(quote!(impl RandomHandler { #hooks #random }));
+        assert!(messages.is_empty(), "{messages:?}");
+    }
 }
 
 #[test]

@@ -7,24 +7,28 @@ use quote::{format_ident, quote};
 
 use crate::model::{Type, TypeRef};
 
-/// Where a generated path starts: at the scope of the annotated `impl` (`theater::simple::types::Chain`) or
-/// inside an interface module, three levels down (`super::super::super::theater::simple::types::Chain`).
+/// Where a generated path starts: at the scope of the annotated `impl`, beside the module that holds the generated
+/// tree (`__theater_X::theater::simple::types::Chain`, see [`crate::emit::tree_module`]), or inside an interface
+/// module of that tree, three levels below it (`super::super::super::theater::simple::types::Chain`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scope {
-    /// The module that holds the annotated `impl` and the generated module tree.
-    Root,
-    /// Inside `ns::pkg::iface`.
+pub enum Scope<'a> {
+    /// The scope of the annotated `impl` (a module, or a block: a function body), where the generated tree is the
+    /// module named here. Paths name that module rather than the tree's re-exports, which another handler's in
+    /// the same module may make ambiguous.
+    Root(&'a proc_macro2::Ident),
+    /// Inside `ns::pkg::iface` of the tree. Paths stay inside the tree's module: `super` would skip a block
+    /// scope, so no path leaves it.
     Interface,
     /// Inside the module of the interface whose functions are being typed: every named type those functions use
     /// is defined or `use`d there (WIT scoping), so it is named bare (`HttpRequest`).
     Here,
     /// Code a person edits (scaffolds): prelude names (`Vec`, `String`, `Option`, `Result`) and paths from the
-    /// module of the `impl`.
+    /// module of the `impl`, through the tree's re-exports.
     User,
 }
 
 /// The Rust type of `ty`.
-pub fn rust_type(ty: &Type, scope: Scope) -> TokenStream {
+pub fn rust_type(ty: &Type, scope: Scope<'_>) -> TokenStream {
     match ty {
         Type::Bool => quote!(bool),
         Type::U8 => quote!(u8),
@@ -81,7 +85,7 @@ pub fn rust_type(ty: &Type, scope: Scope) -> TokenStream {
                 let state = format_ident!("{}", resource_state_name(r));
                 quote!(theater_runtime::Resource<#state>)
             }
-            Scope::Root | Scope::Interface | Scope::Here => {
+            Scope::Root(_) | Scope::Interface | Scope::Here => {
                 let path = type_path(r, scope);
                 quote!(::theater_runtime::__private::wasmtime::component::Resource<#path>)
             }
@@ -95,11 +99,12 @@ pub fn resource_state_name(r: &TypeRef) -> String {
 }
 
 /// The path of a named type from `scope`.
-pub fn type_path(r: &TypeRef, scope: Scope) -> TokenStream {
+pub fn type_path(r: &TypeRef, scope: Scope<'_>) -> TokenStream {
     let [ns, pkg, iface] = r.iface.module_path().map(|s| format_ident!("{}", s));
     let name = format_ident!("{}", r.rust_name());
     match scope {
-        Scope::Root | Scope::User => quote!(#ns::#pkg::#iface::#name),
+        Scope::Root(tree) => quote!(#tree::#ns::#pkg::#iface::#name),
+        Scope::User => quote!(#ns::#pkg::#iface::#name),
         Scope::Interface => quote!(super::super::super::#ns::#pkg::#iface::#name),
         Scope::Here => quote!(#name),
     }
@@ -145,7 +150,7 @@ mod tests {
     use crate::model::IfaceName;
 
     fn s(ty: &Type) -> String {
-        rust_type(ty, Scope::Root).to_string().replace(' ', "")
+        rust_type(ty, Scope::Interface).to_string().replace(' ', "")
     }
 
     #[test]
@@ -196,13 +201,18 @@ mod tests {
             iface: IfaceName::parse("theater:simple/http-types").unwrap(),
             name: "http-request".into(),
         };
+        let tree = format_ident!("__theater_H");
+        let root = type_path(&r, Scope::Root(&tree))
+            .to_string()
+            .replace(' ', "");
+        assert_eq!(
+            root,
+            "__theater_H::theater::simple::http_types::HttpRequest"
+        );
+        let user = type_path(&r, Scope::User).to_string().replace(' ', "");
+        assert_eq!(user, "theater::simple::http_types::HttpRequest");
         assert_eq!(
             s(&Type::Named(r.clone())),
-            "theater::simple::http_types::HttpRequest"
-        );
-        let inner = type_path(&r, Scope::Interface).to_string().replace(' ', "");
-        assert_eq!(
-            inner,
             "super::super::super::theater::simple::http_types::HttpRequest"
         );
         assert_eq!(type_string(&Type::Named(r)), "HttpRequest");

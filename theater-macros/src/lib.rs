@@ -26,7 +26,9 @@
 //! * `export = "ns:pkg/iface"`: a callback interface; generates `self.callbacks(&actor)` typed callers.
 //! * `name = "..."`: the manifest `type` (default: the import interface's name).
 //!
-//! Only what the named interfaces reach is generated. Methods are named after their WIT function through heck
+//! Only what the named interfaces reach is generated, in a module `__theater_<Self>` beside the `impl` whose
+//! namespaces are re-exported there (`theater::simple::types::Chain`), so the `impl` may be in a function body and
+//! several may share a module. Methods are named after their WIT function through heck
 //! (`get-HTTP-status` → `get_http_status`); a Rust keyword becomes a raw identifier (`type` → `r#type`), and
 //! `self`, `super`, `crate` and `Self` take a trailing underscore (`self_`).
 //!

@@ -2,7 +2,7 @@
 //! typed `Callbacks` callers, and the checks `Handler::add_export_functions` runs at spawn. The actor-state convention
 //! (`state: option<list<u8>>` in, new state out) is the runtime's: callers see only the callback's own values.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote};
 
 use super::docs;
@@ -89,14 +89,14 @@ pub fn module_items(model: &Model, iface: &Interface, callbacks: &[Callback<'_>]
     }
 }
 
-/// The statements of `Handler::add_export_functions`.
-pub fn resolve_calls(iface: &Interface, callbacks: &[Callback<'_>]) -> TokenStream {
+/// The statements of `Handler::add_export_functions`, beside the module `tree` that holds the generated tree.
+pub fn resolve_calls(iface: &Interface, callbacks: &[Callback<'_>], tree: &Ident) -> TokenStream {
     let [ns, pkg, module] = iface.name.module_path().map(|s| format_ident!("{}", s));
     callbacks
         .iter()
         .map(|cb| {
             let spec = spec_ident(iface, cb.function);
-            quote! { exports.add(&#ns::#pkg::#module::#spec)?; }
+            quote! { exports.add(&#tree::#ns::#pkg::#module::#spec)?; }
         })
         .collect()
 }

@@ -66,6 +66,7 @@ pub fn linker_functions(
     iface: &Interface,
     bound: &[Bound<'_>],
     resources: &BTreeMap<TypeRef, ResourceType>,
+    tree: &Ident,
 ) -> TokenStream {
     glued(iface, bound)
         .map(|(f, b)| match &f.resource {
@@ -74,10 +75,10 @@ pub fn linker_functions(
                     iface: iface.name.clone(),
                     name: r.resource.clone(),
                 };
-                resource_definition(model, iface, f, b, resources.get(&key).map(|t| &t.ty))
+                resource_definition(model, iface, f, b, resources.get(&key).map(|t| &t.ty), tree)
             }
             _ => b
-                .map(|b| host_function(model, iface, b))
+                .map(|b| host_function(model, iface, b, tree))
                 .unwrap_or_default(),
         })
         .collect()
@@ -103,19 +104,24 @@ fn binding(p: &Param) -> Ident {
 /// decoded as (each `own` handle as a `host::RecordedHandle`) and the expression that turns `value` of that type
 /// into the result (each handle a `Resource` of the recorded index). `own` handles directly and inside options,
 /// results and lists; `None` for handles inside records, variants and tuples, which are not fed yet.
-fn fed_handles(model: &Model, ty: &Type, value: TokenStream) -> Option<(TokenStream, TokenStream)> {
+fn fed_handles(
+    model: &Model,
+    ty: &Type,
+    value: TokenStream,
+    tree: &Ident,
+) -> Option<(TokenStream, TokenStream)> {
     let side = |t: &Option<Box<Type>>| match t {
-        Some(t) => fed_handles(model, t, quote!(v)),
+        Some(t) => fed_handles(model, t, quote!(v), tree),
         None => Some((quote!(()), quote!(v))),
     };
     Some(match ty {
-        t if !model.holds_handles(t) => (rust_type(t, Scope::Root), value),
+        t if !model.holds_handles(t) => (rust_type(t, Scope::Root(tree)), value),
         Type::Own(_) => (
             quote!(::theater_runtime::host::RecordedHandle),
             quote!(::theater_runtime::Resource::new_own(#value.handle)),
         ),
         Type::Option(t) => {
-            let (ty, expr) = fed_handles(model, t, quote!(v))?;
+            let (ty, expr) = fed_handles(model, t, quote!(v), tree)?;
             (
                 quote!(::core::option::Option<#ty>),
                 quote!(#value.map(|v| #expr)),
@@ -129,7 +135,7 @@ fn fed_handles(model: &Model, ty: &Type, value: TokenStream) -> Option<(TokenStr
             )
         }
         Type::List(t) => {
-            let (ty, expr) = fed_handles(model, t, quote!(v))?;
+            let (ty, expr) = fed_handles(model, t, quote!(v), tree)?;
             (
                 quote!(::std::vec::Vec<#ty>),
                 quote!(#value.into_iter().map(|v| #expr).collect::<::std::vec::Vec<_>>()),
@@ -160,6 +166,7 @@ fn glue_body(
     f: &Function,
     names: &[Ident],
     call: Call,
+    tree: &Ident,
 ) -> TokenStream {
     let Call {
         lookup,
@@ -203,7 +210,7 @@ fn glue_body(
     // another type cannot be fed yet: the replay stops there.
     let fed = match &f.result {
         Some(t) if model.holds_handles(t) => {
-            fed_handles(model, t, quote!(value)).map(|(ty, expr)| {
+            fed_handles(model, t, quote!(value), tree).map(|(ty, expr)| {
                 quote! {{
                     let value: #ty = value;
                     #expr
@@ -339,7 +346,7 @@ fn defined_function(iface: &Interface, b: &Bound<'_>) -> TokenStream {
     }
 }
 
-fn host_function(model: &Model, iface: &Interface, b: &Bound<'_>) -> TokenStream {
+fn host_function(model: &Model, iface: &Interface, b: &Bound<'_>, tree: &Ident) -> TokenStream {
     let f: &Function = b.function;
     let holds_handles = f
         .params
@@ -352,7 +359,7 @@ fn host_function(model: &Model, iface: &Interface, b: &Bound<'_>) -> TokenStream
     }
     let wit_name = &f.name;
     let names: Vec<_> = f.params.iter().map(binding).collect();
-    let types = f.params.iter().map(|p| rust_type(&p.ty, Scope::Root));
+    let types = f.params.iter().map(|p| rust_type(&p.ty, Scope::Root(tree)));
     let (lookup, call) = method_call(b, &names);
     let call = Call {
         lookup,
@@ -360,7 +367,7 @@ fn host_function(model: &Model, iface: &Interface, b: &Bound<'_>) -> TokenStream
         trappable: b.trappable,
         is_async: b.is_async,
     };
-    let body = glue_body(model, iface, f, &names, call);
+    let body = glue_body(model, iface, f, &names, call, tree);
     let store_ty = store_type();
     if b.is_async {
         quote! {
@@ -397,6 +404,7 @@ fn resource_definition(
     f: &Function,
     b: Option<&Bound<'_>>,
     ty: Option<&syn::Type>,
+    tree: &Ident,
 ) -> TokenStream {
     let name = f
         .resource
@@ -433,7 +441,7 @@ fn resource_definition(
         trappable,
         is_async,
     };
-    let body = glue_body(model, iface, f, &names, call);
+    let body = glue_body(model, iface, f, &names, call, tree);
     let wasmtime = quote!(::theater_runtime::__private::wasmtime);
     let store_ty = store_type();
     let head = quote! {

@@ -8,8 +8,8 @@ pub mod types;
 
 use std::path::PathBuf;
 
-use proc_macro2::TokenStream;
-use quote::{quote, quote_spanned};
+use proc_macro2::{Ident, TokenStream};
+use quote::{ToTokens as _, format_ident, quote, quote_spanned};
 use syn::ItemImpl;
 use syn::spanned::Spanned as _;
 
@@ -17,7 +17,7 @@ use crate::attr::Mode;
 use std::collections::BTreeMap;
 
 use crate::check::{Plan, ResourceType};
-use crate::model::{IfaceName, Interface, Model, TypeRef};
+use crate::model::{IfaceName, Interface, Model, TypeDefKind, TypeRef};
 
 /// `#[doc = "..."]` lines of a WIT doc comment.
 pub fn docs(docs: &Option<String>) -> TokenStream {
@@ -68,14 +68,52 @@ pub struct HandlerParts<'a> {
     pub files: &'a [PathBuf],
 }
 
+/// The name of the module that holds a handler's generated tree: `__theater_` and the identifiers of its `impl`'s
+/// self type (`__theater_RandomHandler`, `__theater_a_Handler_T` for `a::Handler<T>`), as written. Two handlers
+/// in one scope have different self types, so their modules never share a name there, which is all that matters:
+/// each module is named only from the scope of its `impl`.
+pub fn tree_module(self_ty: &syn::Type) -> Ident {
+    fn idents(tokens: TokenStream, out: &mut Vec<String>) {
+        for t in tokens {
+            match t {
+                proc_macro2::TokenTree::Ident(i) => {
+                    out.push(crate::model::unraw(&i.to_string()).to_owned())
+                }
+                proc_macro2::TokenTree::Group(g) => idents(g.stream(), out),
+                _ => {}
+            }
+        }
+    }
+    let mut names = Vec::new();
+    idents(self_ty.to_token_stream(), &mut names);
+    if names.is_empty() {
+        names.push("handler".into());
+    }
+    format_ident!("__theater_{}", names.join("_"))
+}
+
 /// The module tree of every interface in the model (the ones the handler names and those whose types they
-/// reach), with the callers in the export's module, and before it the aliases of the handler's resource types
-/// (`resources`, from its methods' `Resource<T>`) that the tree's resource names refer to.
+/// reach), with the callers in the export's module, inside one module named `tree` ([`tree_module`]) whose
+/// items (the namespaces' modules) are re-exported where the `impl` is, so that users name
+/// `theater::simple::types::Chain` as if the tree were there.
+///
+/// The tree is in a module of its own so that its paths between interfaces (`super::super::super::ns::..`) stay
+/// inside it, whatever holds the `impl`: `super` skips block scopes, so a tree in a function body could not name
+/// its own modules, and two handlers in one module would each define the namespaces' modules there.
+///
+/// A resource whose Rust type the handler chose (`resources`, from its methods' `Resource<T>`) is named in the
+/// tree as an associated type (`<tree::__TheaterHandler as tree::__TheaterResources>::R0`), set by an `impl`
+/// beside the tree: that is where the user's type is written, and a path from inside a module cannot name an
+/// item declared in a block. The trait and its type are visible to the scope of the `impl` only (`pub(super)`),
+/// so that the user's type may be private, unless a generated record or variant holds a handle of such a
+/// resource: its component-model impls (public traits) then name them, which rustc allows only of public items
+/// (E0446), and the user's type must be public too, as it must be for any public impl to name it.
 pub fn type_modules(
     model: &Model,
     export: Option<&(&Interface, Vec<exports::Callback<'_>>)>,
     resources: &BTreeMap<TypeRef, ResourceType>,
     with: &crate::with::With,
+    tree_name: &Ident,
 ) -> TokenStream {
     let names: Vec<IfaceName> = model.interfaces.keys().cloned().collect();
     let extra = |name: &IfaceName| match export {
@@ -83,30 +121,77 @@ pub fn type_modules(
         _ => TokenStream::new(),
     };
     let mut aliases = BTreeMap::new();
-    let mut alias_items = TokenStream::new();
+    let mut assoc = TokenStream::new();
+    let mut chosen = TokenStream::new();
     for (i, (resource, ty)) in resources.iter().enumerate() {
-        let alias = quote::format_ident!("__TheaterResource{i}");
+        let alias = format_ident!("R{i}");
         let ty = &ty.ty;
         let doc = format!(
             " The handler's type for the WIT resource `{}` of `{}`.",
             resource.name,
             resource.iface.versioned()
         );
-        alias_items.extend(quote! {
+        assoc.extend(quote! {
             #[doc = #doc]
-            #[doc(hidden)]
-            type #alias = #ty;
+            type #alias;
         });
+        // At the user's type, which rustc names if it may not be named here (E0446: a private type, where a
+        // generated record holds a handle of the resource).
+        chosen.extend(quote_spanned!(ty.span()=> type #alias = #ty;));
         aliases.insert(resource.clone(), alias);
     }
+    let (holder, set) = if resources.is_empty() {
+        (TokenStream::new(), TokenStream::new())
+    } else {
+        let chosen_handle = |r: &TypeRef| resources.contains_key(r);
+        let in_public_impls = model
+            .interfaces
+            .values()
+            .filter(|i| !with.0.contains_key(&i.name))
+            .flat_map(|i| &i.types)
+            .any(|d| {
+                matches!(d.kind, TypeDefKind::Record(_) | TypeDefKind::Variant(_))
+                    && model.def_holds_handles_of(d, &chosen_handle)
+            });
+        let vis = if in_public_impls {
+            quote!(pub)
+        } else {
+            quote!(pub(super))
+        };
+        (
+            quote! {
+                /// The handler's types for the WIT resources its methods name (the `T` of their `Resource<T>`).
+                #[doc(hidden)]
+                #vis trait __TheaterResources { #assoc }
+                /// What [`__TheaterResources`] is implemented for.
+                #[doc(hidden)]
+                #vis enum __TheaterHandler {}
+            },
+            quote! {
+                #[automatically_derived]
+                impl #tree_name::__TheaterResources for #tree_name::__TheaterHandler { #chosen }
+            },
+        )
+    };
     let tree = types::module_tree(model, &names, &extra, &aliases, with);
-    quote!(#alias_items #tree)
+    quote! {
+        #[doc(hidden)]
+        #[allow(non_snake_case)]
+        mod #tree_name {
+            #holder
+            #tree
+        }
+        #[allow(unused_imports, ambiguous_glob_reexports)]
+        pub use #tree_name::*;
+        #set
+    }
 }
 
 /// The full expansion.
 pub fn handler(parts: &HandlerParts<'_>) -> TokenStream {
     let item = parts.item;
     let self_ty = &item.self_ty;
+    let tree = tree_module(self_ty);
     let (impl_generics, _, where_clause) = item.generics.split_for_impl();
     let name = &parts.name;
     let imports = match parts.import {
@@ -148,6 +233,7 @@ pub fn handler(parts: &HandlerParts<'_>) -> TokenStream {
                 iface,
                 &parts.plan.bound,
                 &parts.plan.resources,
+                &tree,
             );
             quote! {
                 let mut inst = linker.instance(interface)?;
@@ -162,18 +248,20 @@ pub fn handler(parts: &HandlerParts<'_>) -> TokenStream {
     };
     let resolve = match &parts.export {
         Some((iface, cbs)) => {
-            let calls = exports::resolve_calls(iface, cbs);
+            let calls = exports::resolve_calls(iface, cbs, &tree);
             quote! { #calls ::core::result::Result::Ok(()) }
         }
         None => quote! { let _ = exports; ::core::result::Result::Ok(()) },
     };
+    // The hooks' calls are spanned at the method's name, so that what the signature checks let through (an
+    // error type that does not convert, a future that is not `Send`) is reported at the user's method.
     let create = match &parts.plan.create_instance {
         Some(hook) => {
             let m = &hook.method;
             if hook.is_async {
-                quote!(self.#m(actor).await?)
+                quote_spanned!(m.span()=> self.#m(actor).await?)
             } else {
-                quote!(self.#m(actor)?)
+                quote_spanned!(m.span()=> self.#m(actor)?)
             }
         }
         None => {
@@ -183,7 +271,7 @@ pub fn handler(parts: &HandlerParts<'_>) -> TokenStream {
     let start = match &parts.plan.start {
         Some(hook) => {
             let m = &hook.method;
-            quote!(::core::option::Option::Some(::std::boxed::Box::pin(Self::#m(self, actor, shutdown))))
+            quote_spanned!(m.span()=> ::core::option::Option::Some(::std::boxed::Box::pin(Self::#m(self, actor, shutdown))))
         }
         None => quote! {
             let _ = (actor, shutdown);
@@ -196,8 +284,8 @@ pub fn handler(parts: &HandlerParts<'_>) -> TokenStream {
         quote! {
             impl #impl_generics #self_ty #where_clause {
                 #[doc = #doc]
-                pub fn callbacks<'a>(&self, actor: &'a ::theater_runtime::ActorHandle) -> #ns::#pkg::#module::Callbacks<'a> {
-                    #ns::#pkg::#module::Callbacks::new(actor)
+                pub fn callbacks<'a>(&self, actor: &'a ::theater_runtime::ActorHandle) -> #tree::#ns::#pkg::#module::Callbacks<'a> {
+                    #tree::#ns::#pkg::#module::Callbacks::new(actor)
                 }
             }
         }
@@ -207,6 +295,7 @@ pub fn handler(parts: &HandlerParts<'_>) -> TokenStream {
         parts.export.as_ref(),
         &parts.plan.resources,
         &parts.with,
+        &tree,
     );
     let includes = include_files(parts.files);
     quote! {

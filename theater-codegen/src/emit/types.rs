@@ -14,8 +14,9 @@ use crate::model::{
 use crate::typemap::{Scope, rust_type, type_path};
 
 /// The module tree for `ifaces`; `extra` adds items to an interface's module (e.g. its callers). `aliases` names,
-/// for each resource whose Rust type the handler chose, the alias of that type beside the tree (at the scope of
-/// the annotated `impl`): the resource's generated name is an alias of it; other resources get a marker type.
+/// for each resource whose Rust type the handler chose, the associated type of `__TheaterResources` that is that
+/// type, in the module that holds the tree ([`super::type_modules`]): the resource's generated name is an alias
+/// of it; other resources get a marker type.
 pub fn module_tree(
     model: &Model,
     ifaces: &[IfaceName],
@@ -126,7 +127,8 @@ fn derives(holds_handles: bool) -> TokenStream {
     }
 }
 
-/// One named type definition; `alias` is the handler's type for it, if it is a resource the handler names.
+/// One named type definition; `alias` is the associated type of `__TheaterResources` that is the handler's type
+/// for it, if it is a resource the handler names.
 pub fn type_def(model: &Model, def: &TypeDef, alias: Option<&Ident>) -> TokenStream {
     let name = format_ident!("{}", camel_name(&def.name));
     let doc = docs(&def.docs);
@@ -232,7 +234,7 @@ pub fn type_def(model: &Model, def: &TypeDef, alias: Option<&Ident>) -> TokenStr
                     #[doc = #doc]
                     #[doc = ""]
                     #[doc = " The handler's type for it (the `T` of its methods' `Resource<T>`)."]
-                    pub type #name = super::super::super::#alias;
+                    pub type #name = <super::super::super::__TheaterHandler as super::super::super::__TheaterResources>::#alias;
                 },
                 None => quote! {
                     #[doc = #doc]

@@ -344,30 +344,41 @@ impl Model {
     /// Whether a value of `ty` holds a resource handle anywhere: directly, in a container, or in a named type's
     /// fields, cases or alias target. (WIT types are not recursive, so this ends.)
     pub fn holds_handles(&self, ty: &Type) -> bool {
-        match ty {
-            Type::Own(_) | Type::Borrow(_) => true,
-            Type::List(t) | Type::Option(t) => self.holds_handles(t),
-            Type::Result { ok, err } => ok.iter().chain(err).any(|t| self.holds_handles(t)),
-            Type::Tuple(ts) => ts.iter().any(|t| self.holds_handles(t)),
-            Type::Named(r) => self
-                .resolve_ref(r)
-                .is_some_and(|d| self.def_holds_handles(d)),
-            _ => false,
-        }
+        self.holds_handles_of(ty, &|_| true)
     }
 
     /// Whether a value of the named type `def` holds a resource handle ([`Model::holds_handles`]).
     pub fn def_holds_handles(&self, def: &TypeDef) -> bool {
+        self.def_holds_handles_of(def, &|_| true)
+    }
+
+    /// Whether a value of `ty` holds a handle of a resource `of` accepts (where it is found as
+    /// [`Model::holds_handles`] finds handles).
+    pub fn holds_handles_of(&self, ty: &Type, of: &dyn Fn(&TypeRef) -> bool) -> bool {
+        match ty {
+            Type::Own(r) | Type::Borrow(r) => of(r),
+            Type::List(t) | Type::Option(t) => self.holds_handles_of(t, of),
+            Type::Result { ok, err } => ok.iter().chain(err).any(|t| self.holds_handles_of(t, of)),
+            Type::Tuple(ts) => ts.iter().any(|t| self.holds_handles_of(t, of)),
+            Type::Named(r) => self
+                .resolve_ref(r)
+                .is_some_and(|d| self.def_holds_handles_of(d, of)),
+            _ => false,
+        }
+    }
+
+    /// Whether a value of the named type `def` holds a handle of a resource `of` accepts.
+    pub fn def_holds_handles_of(&self, def: &TypeDef, of: &dyn Fn(&TypeRef) -> bool) -> bool {
         match &def.kind {
-            TypeDefKind::Record(fields) => fields.iter().any(|f| self.holds_handles(&f.ty)),
+            TypeDefKind::Record(fields) => fields.iter().any(|f| self.holds_handles_of(&f.ty, of)),
             TypeDefKind::Variant(cases) => cases
                 .iter()
                 .filter_map(|c| c.ty.as_ref())
-                .any(|t| self.holds_handles(t)),
-            TypeDefKind::Alias(t) => self.holds_handles(t),
+                .any(|t| self.holds_handles_of(t, of)),
+            TypeDefKind::Alias(t) => self.holds_handles_of(t, of),
             TypeDefKind::Use(r) => self
                 .resolve_ref(r)
-                .is_some_and(|d| self.def_holds_handles(d)),
+                .is_some_and(|d| self.def_holds_handles_of(d, of)),
             TypeDefKind::Enum(_) | TypeDefKind::Flags(_) | TypeDefKind::Resource => false,
         }
     }
