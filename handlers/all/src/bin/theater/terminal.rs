@@ -4,7 +4,7 @@
 //! forged file their event types and notes). Printed raw, `ESC ] 52 ; c ; <base64> BEL` in an event type sets the
 //! operator's clipboard, and other sequences rewrite the screen, the window title or what a later command seems to
 //! print. So everything printed from a chain (`run`'s summary, `chain show`, `chain verify`'s errors, `replay`'s
-//! divergences, `events`), from an actor (`request`'s answer) or from an error goes through [`line`] or [`text`]:
+//! divergences, `events`), from an actor (`request`'s answer) or from an error goes through [`line()`] or [`text()`]:
 //! every control character (C0, DEL, C1) and every Unicode bidirectional control or line separator is written as
 //! [`char::escape_debug`] writes it (`\u{1b}`, `\u{7}`, `\t`, `\r`, `\u{202e}`); [`text`] keeps `\n`. Nothing else
 //! is changed (a backslash stays one), so JSON data reads as before.
@@ -27,7 +27,7 @@ pub fn text<T: Display>(value: T) -> Printable<T> {
     }
 }
 
-/// A value that displays escaped ([`line`], [`text`]): escaped as it is formatted, without a copy.
+/// A value that displays escaped ([`line()`], [`text()`]): escaped as it is formatted, without a copy.
 pub struct Printable<T> {
     value: T,
     newlines: bool,
