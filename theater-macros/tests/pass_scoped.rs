@@ -13,6 +13,28 @@ const SCOPED_FUNCTIONS: [&str; 5] = [
     "[resource-drop]counter",
 ];
 
+/// `#[theater_handler]` for `theater:simple/random` on `$handler`, with trivial methods, from a `macro_rules!`
+/// expansion (with its own hygiene) where it is invoked: a function body, a module.
+macro_rules! random_handler {
+    ($handler:ident) => {
+        #[theater_handler(wit = "../wit", import = "theater:simple/random")]
+        impl $handler {
+            fn random_bytes(&self, length: u32) -> Result<Vec<u8>, String> {
+                Ok(vec![0; length as usize])
+            }
+            fn random_range(&self, min: u64, _max: u64) -> Result<u64, String> {
+                Ok(min)
+            }
+            fn random_float(&self) -> Result<f64, String> {
+                Ok(0.5)
+            }
+            fn generate_uuid(&self) -> Result<String, String> {
+                Ok(String::new())
+            }
+        }
+    };
+}
+
 /// `fixture:scoped/scoped` in a function body: `segment` has fields of type `point`, `tally` holds an
 /// `own<counter>`, and the resource's type (`CounterState`) is declared in the body too (`pub`: the generated
 /// `Tally`'s public component-model impls name it).
@@ -119,21 +141,7 @@ fn two_handlers_in_a_function_body() {
     #[derive(Clone, Default)]
     struct RandomHandler;
 
-    #[theater_handler(wit = "../wit", import = "theater:simple/random")]
-    impl RandomHandler {
-        fn random_bytes(&self, length: u32) -> Result<Vec<u8>, String> {
-            Ok(vec![0; length as usize])
-        }
-        fn random_range(&self, min: u64, _max: u64) -> Result<u64, String> {
-            Ok(min)
-        }
-        fn random_float(&self) -> Result<f64, String> {
-            Ok(0.5)
-        }
-        fn generate_uuid(&self) -> Result<String, String> {
-            Ok(String::new())
-        }
-    }
+    random_handler!(RandomHandler);
 
     assert_eq!(
         TimersHandler.functions(),
@@ -157,21 +165,7 @@ mod two_in_one_module {
     #[derive(Clone, Default)]
     pub struct RandomHere;
 
-    #[theater_handler(wit = "../wit", import = "theater:simple/random")]
-    impl RandomHere {
-        fn random_bytes(&self, length: u32) -> Result<Vec<u8>, String> {
-            Ok(vec![0; length as usize])
-        }
-        fn random_range(&self, min: u64, _max: u64) -> Result<u64, String> {
-            Ok(min)
-        }
-        fn random_float(&self) -> Result<f64, String> {
-            Ok(0.5)
-        }
-        fn generate_uuid(&self) -> Result<String, String> {
-            Ok(String::new())
-        }
-    }
+    random_handler!(RandomHere);
 
     #[derive(Clone, Default)]
     pub struct TimingHere;

@@ -8,7 +8,7 @@ pub mod types;
 
 use std::path::PathBuf;
 
-use proc_macro2::{Ident, TokenStream};
+use proc_macro2::{Ident, Span, TokenStream};
 use quote::{ToTokens as _, format_ident, quote, quote_spanned};
 use syn::ItemImpl;
 use syn::spanned::Spanned as _;
@@ -254,24 +254,27 @@ pub fn handler(parts: &HandlerParts<'_>) -> TokenStream {
         None => quote! { let _ = exports; ::core::result::Result::Ok(()) },
     };
     // The hooks' calls are spanned at the method's name, so that what the signature checks let through (an
-    // error type that does not convert, a future that is not `Send`) is reported at the user's method.
+    // error type that does not convert, a future that is not `Send`) is reported at the user's method; resolved
+    // at the call site, as the generated function's parameters (`actor`, `self`) are, so that they are found
+    // however the user's tokens came (from a `macro_rules!` expansion, with its own hygiene).
+    let at = |span: Span| span.resolved_at(Span::call_site());
     let create = match &parts.plan.create_instance {
         Some(hook) => {
             let m = &hook.method;
             if hook.is_async {
-                quote_spanned!(m.span()=> self.#m(actor).await?)
+                quote_spanned!(at(m.span())=> self.#m(actor).await?)
             } else {
-                quote_spanned!(m.span()=> self.#m(actor)?)
+                quote_spanned!(at(m.span())=> self.#m(actor)?)
             }
         }
         None => {
-            quote_spanned!(self_ty.span()=> { let _ = actor; ::core::clone::Clone::clone(self) })
+            quote_spanned!(at(self_ty.span())=> { let _ = actor; ::core::clone::Clone::clone(self) })
         }
     };
     let start = match &parts.plan.start {
         Some(hook) => {
             let m = &hook.method;
-            quote_spanned!(m.span()=> ::core::option::Option::Some(::std::boxed::Box::pin(Self::#m(self, actor, shutdown))))
+            quote_spanned!(at(m.span())=> ::core::option::Option::Some(::std::boxed::Box::pin(Self::#m(self, actor, shutdown))))
         }
         None => quote! {
             let _ = (actor, shutdown);
