@@ -289,7 +289,7 @@ pub fn write_open(events: &[ChainEvent], mut out: impl Write) -> std::io::Result
 /// line in file order.
 pub fn read(input: impl BufRead) -> Result<ChainFile, ChainError> {
     let mut events = Vec::new();
-    let ending = scan(input, |batch| {
+    let ending = read_batches(input, |batch| {
         events.extend(batch);
         Ok(())
     })?;
@@ -320,7 +320,7 @@ pub struct Verified {
 pub fn verify(input: impl BufRead) -> Result<Verified, ChainError> {
     let mut index = 0;
     let mut head: Option<Hash> = None;
-    let ending = scan(input, |batch| {
+    let ending = read_batches(input, |batch| {
         super::verify_events(&batch, index, head.as_ref())?;
         index += batch.len();
         head = batch.last().map(|e| e.hash).or(head);
@@ -348,8 +348,14 @@ impl<F: FnMut(Vec<ChainEvent>) -> Result<(), ChainError>> Seen<F> {
     }
 }
 
-/// Reads a chain file, handing its events to `take` in batches, in file order; how it ended.
-fn scan(
+/// Reads a chain file (either format) without keeping its events: hands them to `take` in batches (at most 16,384
+/// events or about 8 MiB of lines each, or one longer line), in file order, and returns how the file ended. What
+/// [`read`] and [`verify`] are made of, and what prints a file of any size (`theater chain show`).
+///
+/// # Errors
+/// As [`read`] (the events before the bad line are handed to `take` first), or `take`'s own error, which ends
+/// the read.
+pub fn read_batches(
     mut input: impl BufRead,
     take: impl FnMut(Vec<ChainEvent>) -> Result<(), ChainError>,
 ) -> Result<Ending, ChainError> {

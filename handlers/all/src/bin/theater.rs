@@ -29,7 +29,7 @@ use clap::{Parser, Subcommand};
 use theater::remote::{Remote, ServerArgs};
 use theater::terminal;
 use theater_runtime::chain::Ending;
-use theater_runtime::{ActorHandle, Chain, ChainError, Manifest, RuntimeConfig, TheaterRuntime};
+use theater_runtime::{ActorHandle, ChainError, Manifest, RuntimeConfig, TheaterRuntime};
 
 /// Run Theater actors and inspect their chains.
 #[derive(Parser)]
@@ -531,26 +531,39 @@ fn verify(file: PathBuf) -> anyhow::Result<ExitCode> {
 }
 
 fn show(file: PathBuf) -> anyhow::Result<ExitCode> {
-    let chain = Chain::open(&file)
-        .with_context(|| format!("{}", file.display()))?
-        .chain;
-    for (i, e) in chain.events().iter().enumerate() {
-        println!("#{i} {}", terminal::line(&e.event_type));
-        println!("   hash       {}", hex(&e.hash));
-        println!(
-            "   parent     {}",
-            e.parent_hash
-                .as_ref()
-                .map(hex)
-                .unwrap_or_else(|| "none".into())
-        );
-        println!("   timestamp  {} ms", e.timestamp);
-        if let Some(d) = &e.description {
-            println!("   note       {}", terminal::line(d));
-        }
-        println!("   data       {}", terminal::line(e.data_text()));
-    }
+    // Printed a batch at a time as it is read, never held whole: chain files may be larger than memory.
+    let mut index = 0;
+    std::fs::File::open(&file)
+        .map_err(ChainError::from)
+        .and_then(|f| {
+            theater_runtime::chain::file::read_batches(std::io::BufReader::new(f), |batch| {
+                for e in &batch {
+                    print_event(index, e);
+                    index += 1;
+                }
+                Ok(())
+            })
+        })
+        .with_context(|| format!("{}", file.display()))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// One event as `chain show` prints it: its index, type, hashes, timestamp, note and data as text.
+fn print_event(index: usize, e: &theater_runtime::ChainEvent) {
+    println!("#{index} {}", terminal::line(&e.event_type));
+    println!("   hash       {}", hex(&e.hash));
+    println!(
+        "   parent     {}",
+        e.parent_hash
+            .as_ref()
+            .map(hex)
+            .unwrap_or_else(|| "none".into())
+    );
+    println!("   timestamp  {} ms", e.timestamp);
+    if let Some(d) = &e.description {
+        println!("   note       {}", terminal::line(d));
+    }
+    println!("   data       {}", terminal::line(e.data_text()));
 }
 
 fn hex(bytes: &[u8; 20]) -> String {
