@@ -6,6 +6,7 @@
 //! queries never reach the task (they read [`ActorShared`]).
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,12 +44,31 @@ const BACKGROUND_GRACE: Duration = Duration::from_secs(2);
 /// and with it the runtime's shutdown, any longer than this.
 pub const STOP_GRACE: Duration = Duration::from_secs(2);
 
-/// When a call going on after a graceful stop is aborted ([`STOP_GRACE`]); far off while no stop came.
-fn abort_at(stop_after: bool, at: &mut Option<tokio::time::Instant>) -> tokio::time::Instant {
-    if stop_after && at.is_none() {
-        *at = Some(tokio::time::Instant::now() + STOP_GRACE);
+/// The grace a call has after a graceful stop ([`STOP_GRACE`]): started when the stop comes, and never ending
+/// before. No clock is read nor timer made while no stop came: this runs around every call.
+#[derive(Default)]
+struct Grace(Option<Pin<Box<tokio::time::Sleep>>>);
+
+impl Grace {
+    /// Starts the grace if `stop_after` and it has not started.
+    fn start_if(&mut self, stop_after: bool) {
+        if stop_after && self.0.is_none() {
+            self.0 = Some(Box::pin(tokio::time::sleep(STOP_GRACE)));
+        }
     }
-    at.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400 * 365))
+
+    /// Whether the grace has started.
+    fn started(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Completes when the grace is over (never, if it has not started).
+    async fn over(&mut self) {
+        match &mut self.0 {
+            Some(sleep) => sleep.await,
+            None => std::future::pending().await,
+        }
+    }
 }
 
 /// Everything the task owns.
@@ -474,9 +494,9 @@ impl Mailbox {
         terminated: &mut bool,
     ) -> Result<(Parked, Option<Outcome>), ActorExit> {
         let mut open = true;
-        let mut abort = None;
+        let mut grace = Grace::default();
         loop {
-            let abort_at = abort_at(*stop_after, &mut abort);
+            grace.start_if(*stop_after);
             tokio::select! {
                 biased;
                 () = shared.lender.returned.notified() => match shared.lender.claim() {
@@ -484,7 +504,7 @@ impl Mailbox {
                     Claimed::Lent => {}
                     Claimed::Lost => return Err(lend::lost()),
                 },
-                () = tokio::time::sleep_until(abort_at), if *stop_after && !*terminated => {
+                () = grace.over(), if grace.started() && !*terminated => {
                     tracing::warn!(actor = %shared.id, "the call did not end within STOP_GRACE of a graceful stop; aborting it");
                     *terminated = true;
                     shared.lender.abort();
@@ -514,9 +534,9 @@ impl Mailbox {
     ) -> Option<T> {
         tokio::pin!(work);
         let mut open = true;
-        let mut abort = None;
+        let mut grace = Grace::default();
         loop {
-            let abort_at = abort_at(*stop_after, &mut abort);
+            grace.start_if(*stop_after);
             tokio::select! {
                 done = &mut work => return Some(done),
                 command = self.commands.recv(), if open => match command {
@@ -528,7 +548,7 @@ impl Mailbox {
                     }
                     None => open = false,
                 },
-                () = tokio::time::sleep_until(abort_at), if *stop_after => {
+                () = grace.over(), if grace.started() => {
                     tracing::warn!(actor = %shared.id, "the call did not end within STOP_GRACE of a graceful stop; aborting it");
                     return None;
                 }
