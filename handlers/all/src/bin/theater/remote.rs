@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
+use theater_runtime::chain::ChainWriter;
 use theater_server::client::StreamItem;
 use theater_server::{ActorInfo, Client, ClientError};
 
@@ -153,18 +154,43 @@ async fn execute(client: &Client, command: Remote) -> Result<(), Failure> {
                 .await?;
         }
         Remote::ChainSave { id, file } => {
-            let chain = client.chain(&id).await?;
-            chain
-                .save(&file)
-                .map_err(|e| Failure::Local(format!("actor {id}: {}: {e}", file.display())))?;
-            println!(
-                "{} events of actor {id} saved to {}",
-                chain.len(),
-                file.display()
-            );
+            let saved = save_chain(&client, &id, &file).await?;
+            println!("{saved} events of actor {id} saved to {}", file.display());
         }
     }
     Ok(())
+}
+
+/// Writes actor `id`'s chain so far to `file` as a closed chain file, a page at a time as the server sends it, so
+/// a chain of any size is saved in bounded memory; into a temporary file beside `file` that replaces it once it is
+/// complete and synced (as `Chain::save`). Returns how many events were saved.
+async fn save_chain(client: &Client, id: &str, file: &Path) -> Result<usize, Failure> {
+    let local = |e: std::io::Error| Failure::Local(format!("actor {id}: {}: {e}", file.display()));
+    let dir = match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(local)?;
+    let mut writer = ChainWriter::new(tmp.reopen().map_err(local)?).map_err(local)?;
+    let mut from = 0;
+    loop {
+        let page = client.chain_page(id, from, None).await?;
+        for event in &page.events {
+            writer.append(event).map_err(local)?;
+        }
+        if page.events.is_empty() || page.next >= page.total {
+            break;
+        }
+        from = page.next;
+    }
+    let saved = writer.count() as usize;
+    // The end record, then fsync; then the rename, and the folder's entry synced.
+    writer.close().map_err(local)?;
+    tmp.persist(file).map_err(|e| local(e.error))?;
+    if let Ok(dir) = std::fs::File::open(dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(saved)
 }
 
 /// The bytes `DATA` names: `@FILE` a file's contents, `0x<hex>` bytes in hex, `text:TEXT` the text after the
