@@ -154,7 +154,7 @@ async fn execute(client: &Client, command: Remote) -> Result<(), Failure> {
                 .await?;
         }
         Remote::ChainSave { id, file } => {
-            let saved = save_chain(&client, &id, &file).await?;
+            let saved = save_chain(client, &id, &file).await?;
             println!("{saved} events of actor {id} saved to {}", file.display());
         }
     }
