@@ -289,25 +289,36 @@ pub fn write_open(events: &[ChainEvent], mut out: impl Write) -> std::io::Result
 /// line in file order.
 pub fn read(input: impl BufRead) -> Result<ChainFile, ChainError> {
     let mut events = Vec::new();
-    let ending = read_batches(input, |batch| {
-        events.extend(batch);
+    let scan = read_batches(input, |batch| {
+        events.extend(batch.events);
         Ok(())
     })?;
     Ok(ChainFile {
         chain: Chain::from(events),
-        ending,
+        ending: scan.ending,
     })
 }
 
-/// What [`verify`] found in a chain file.
+/// What a pass over a chain file found ([`read_batches`], [`verify`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Verified {
+pub struct Scan {
     /// Events in the file.
     pub count: usize,
     /// The last event's hash.
     pub head: Option<Hash>,
     /// How the file ended.
     pub ending: Ending,
+}
+
+/// Events of a chain file as [`read_batches`] hands them over, in file order.
+#[derive(Debug)]
+pub struct Batch {
+    /// The index (from 0) of the first of them in the file.
+    pub first: usize,
+    /// The hash of the event before the first (`None` for the file's first event).
+    pub parent: Option<Hash>,
+    /// The events, parsed (not verified).
+    pub events: Vec<ChainEvent>,
 }
 
 /// Reads and verifies a chain file (as [`read`] and [`Chain::verify`] together) without keeping its events:
@@ -317,19 +328,9 @@ pub struct Verified {
 ///
 /// # Errors
 /// As [`read`], and [`ChainError::Invalid`] naming the first event (index from 0) whose links or hash are wrong.
-pub fn verify(input: impl BufRead) -> Result<Verified, ChainError> {
-    let mut index = 0;
-    let mut head: Option<Hash> = None;
-    let ending = read_batches(input, |batch| {
-        super::verify_events(&batch, index, head.as_ref())?;
-        index += batch.len();
-        head = batch.last().map(|e| e.hash).or(head);
-        Ok(())
-    })?;
-    Ok(Verified {
-        count: index,
-        head,
-        ending,
+pub fn verify(input: impl BufRead) -> Result<Scan, ChainError> {
+    read_batches(input, |batch| {
+        super::verify_events(&batch.events, batch.first, batch.parent.as_ref())
     })
 }
 
@@ -340,16 +341,21 @@ struct Seen<F> {
     take: F,
 }
 
-impl<F: FnMut(Vec<ChainEvent>) -> Result<(), ChainError>> Seen<F> {
-    fn add(&mut self, batch: Vec<ChainEvent>) -> Result<(), ChainError> {
-        self.count += batch.len();
-        self.head = batch.last().map(|e| e.hash).or(self.head);
+impl<F: FnMut(Batch) -> Result<(), ChainError>> Seen<F> {
+    fn add(&mut self, events: Vec<ChainEvent>) -> Result<(), ChainError> {
+        let batch = Batch {
+            first: self.count,
+            parent: self.head,
+            events,
+        };
+        self.count += batch.events.len();
+        self.head = batch.events.last().map(|e| e.hash).or(self.head);
         (self.take)(batch)
     }
 }
 
 /// Reads a chain file (either format) without keeping its events: hands them to `take` in batches (at most 16,384
-/// events or about 8 MiB of lines each, or one longer line), in file order, and returns how the file ended. What
+/// events or about 8 MiB of lines each, or one longer line), in file order, and returns what it found. What
 /// [`read`] and [`verify`] are made of, and what prints a file of any size (`theater chain show`).
 ///
 /// # Errors
@@ -357,8 +363,8 @@ impl<F: FnMut(Vec<ChainEvent>) -> Result<(), ChainError>> Seen<F> {
 /// the read.
 pub fn read_batches(
     mut input: impl BufRead,
-    take: impl FnMut(Vec<ChainEvent>) -> Result<(), ChainError>,
-) -> Result<Ending, ChainError> {
+    take: impl FnMut(Batch) -> Result<(), ChainError>,
+) -> Result<Scan, ChainError> {
     let mut events = Seen {
         count: 0,
         head: None,
@@ -457,7 +463,11 @@ pub fn read_batches(
         (None, Some(1)) => Ending::Unversioned,
         (None, _) => Ending::Cut { partial_line: None },
     };
-    Ok(ending)
+    Ok(Scan {
+        count: events.count,
+        head: events.head,
+        ending,
+    })
 }
 
 /// Complete event lines read and not parsed yet: the text of each, one after another, and its line number.
@@ -495,7 +505,7 @@ impl Pending {
     /// The first line (in file order) that is not an event.
     fn flush<F>(&mut self, events: &mut Seen<F>) -> Result<(), ChainError>
     where
-        F: FnMut(Vec<ChainEvent>) -> Result<(), ChainError>,
+        F: FnMut(Batch) -> Result<(), ChainError>,
     {
         if self.lines.is_empty() {
             return Ok(());

@@ -512,10 +512,7 @@ fn print_summary(actor: &ActorHandle, chain_file: Option<&Path>) {
 
 fn verify(file: PathBuf) -> anyhow::Result<ExitCode> {
     let spinner = theater::progress::Spinner::start(format!("verifying {}", file.display()));
-    // Read and verified a batch at a time, never held whole: chain files may be larger than memory.
-    let verified = std::fs::File::open(&file)
-        .map_err(ChainError::from)
-        .and_then(|f| theater_runtime::chain::file::verify(std::io::BufReader::new(f)));
+    let verified = chain_file(&file).and_then(theater_runtime::chain::file::verify);
     drop(spinner);
     let verified = match verified {
         Ok(verified) => verified,
@@ -559,21 +556,23 @@ fn verify(file: PathBuf) -> anyhow::Result<ExitCode> {
 }
 
 fn show(file: PathBuf) -> anyhow::Result<ExitCode> {
-    // Printed a batch at a time as it is read, never held whole: chain files may be larger than memory.
-    let mut index = 0;
-    std::fs::File::open(&file)
-        .map_err(ChainError::from)
-        .and_then(|f| {
-            theater_runtime::chain::file::read_batches(std::io::BufReader::new(f), |batch| {
-                for e in &batch {
-                    print_event(index, e);
-                    index += 1;
+    chain_file(&file)
+        .and_then(|input| {
+            theater_runtime::chain::file::read_batches(input, |batch| {
+                for (i, e) in batch.events.iter().enumerate() {
+                    print_event(batch.first + i, e);
                 }
                 Ok(())
             })
         })
         .with_context(|| format!("{}", file.display()))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Chain file `file`, for `chain verify` and `chain show`, which read it a batch at a time, never whole: chain
+/// files may be larger than memory.
+fn chain_file(file: &Path) -> Result<std::io::BufReader<std::fs::File>, ChainError> {
+    Ok(std::io::BufReader::new(std::fs::File::open(file)?))
 }
 
 /// One event as `chain show` prints it: its index, type, hashes, timestamp, note and data as text.
