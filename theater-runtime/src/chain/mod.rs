@@ -339,16 +339,32 @@ impl From<Vec<ChainEvent>> for Chain {
     }
 }
 
+/// `<hash prefix> <timestamp> <event type> <data>`, the data as [`ChainEvent::data_text`]. With a precision
+/// (`{:.200}`), at most that many bytes of the data are shown (whole characters), followed by `… (<n> bytes)` when
+/// it is cut: an event's data may be megabytes.
 impl fmt::Display for ChainEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} {} {} {}",
+            "{} {} {} ",
             &hex::encode(self.hash)[..12],
             self.timestamp,
-            self.event_type,
-            self.data_text()
-        )
+            self.event_type
+        )?;
+        let max = match f.precision() {
+            Some(max) if max < self.data.len() => max,
+            _ => return f.write_str(&self.data_text()),
+        };
+        let shown = &self.data[..max];
+        match std::str::from_utf8(shown) {
+            Ok(text) => f.write_str(text)?,
+            // Cut inside a character: the whole characters before it.
+            Err(cut) if cut.error_len().is_none() => {
+                f.write_str(&String::from_utf8_lossy(&shown[..cut.valid_up_to()]))?
+            }
+            Err(_) => write!(f, "0x{}", hex::encode(shown))?,
+        }
+        write!(f, "… ({} bytes)", self.data.len())
     }
 }
 
@@ -359,6 +375,36 @@ fn opt_hex(h: Option<&Hash>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With a precision, an event shows at most that many bytes of its data, whole characters only, and says how
+    /// large the data was when it cut it (`theater run`'s summary).
+    #[test]
+    fn an_event_displayed_with_a_precision_cuts_long_data_and_names_its_size() {
+        let event = |data: &[u8]| {
+            let mut chain = Chain::new();
+            chain.append("t/e", data.to_vec(), 7, None);
+            chain.events()[0].clone()
+        };
+        assert!(format!("{:.200}", event(b"{\"a\":1}")).ends_with(" 7 t/e {\"a\":1}"));
+        let long = format!("{:.200}", event(&[b'x'; 1_000_000]));
+        assert!(
+            long.ends_with(&format!("{}… (1000000 bytes)", "x".repeat(200))),
+            "{long}"
+        );
+        assert!(long.len() < 300, "{}", long.len());
+        // A two-byte character across the cut: the character before it is the last one shown.
+        let mut data = vec![b'y'; 199];
+        data.extend_from_slice("é".repeat(10).as_bytes());
+        let cut = format!("{:.200}", event(&data));
+        assert!(
+            cut.ends_with(&format!("{}… ({} bytes)", "y".repeat(199), data.len())),
+            "{cut}"
+        );
+        let binary = format!("{:.200}", event(&[0xff; 300]));
+        assert!(binary.contains(" 0xffff"), "{binary}");
+        // Without a precision, all of it.
+        assert!(format!("{}", event(&[b'x'; 1000])).ends_with(&"x".repeat(1000)));
+    }
 
     fn sample() -> Chain {
         let mut c = Chain::new();
