@@ -222,11 +222,7 @@ impl TheaterEngine {
     /// # Errors
     /// The bytes are not a valid component.
     pub fn component(&self, bytes: &[u8]) -> anyhow::Result<Arc<CompiledComponent>> {
-        let hash = component_hash(bytes);
-        match self.cached(&hash) {
-            Some(compiled) => Ok(compiled),
-            None => self.compile(hash, bytes),
-        }
+        self.compiled(component_hash(bytes), bytes)
     }
 
     /// The cached compilation of the bytes whose SHA-256 is `hash` ([`component_hash`]), if there is one.
@@ -234,11 +230,14 @@ impl TheaterEngine {
         lock(&self.components).get(hash).map(|c| c.compiled.clone())
     }
 
-    /// Compiles `bytes`, whose SHA-256 is `hash`, and caches the result.
+    /// The compilation of `bytes`, whose SHA-256 is `hash`: the cached one, or one made now and cached.
     ///
     /// # Errors
     /// The bytes are not a valid component.
-    pub fn compile(&self, hash: [u8; 32], bytes: &[u8]) -> anyhow::Result<Arc<CompiledComponent>> {
+    pub fn compiled(&self, hash: [u8; 32], bytes: &[u8]) -> anyhow::Result<Arc<CompiledComponent>> {
+        if let Some(compiled) = self.cached(&hash) {
+            return Ok(compiled);
+        }
         let component = Component::new(&self.engine, bytes)
             .map_err(|e| anyhow::anyhow!("compiling the component: {e:#}"))?;
         let ty = component.component_type();

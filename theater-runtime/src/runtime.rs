@@ -858,10 +858,7 @@ impl TheaterRuntime {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let hash = hash.unwrap_or_else(|| crate::engine::component_hash(&bytes));
-            match inner.engine.cached(&hash) {
-                Some(compiled) => Ok(compiled),
-                None => inner.engine.compile(hash, &bytes),
-            }
+            inner.engine.compiled(hash, &bytes)
         })
         .await
         .map_err(|e| SpawnError::Component(format!("compiling the component: {e}")))?
