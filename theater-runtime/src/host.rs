@@ -65,12 +65,10 @@ pub struct CallSpec {
 #[must_use = "a pending call is recorded by `host::finish`"]
 pub struct PendingCall<P> {
     spec: &'static CallSpec,
-    /// The epoch tick the call started at: unless [`waited`](Self::waited) says otherwise, its time is the
-    /// host's, not the guest's.
-    tick: u64,
     /// The ticks the call spent waiting, as the glue counted them ([`PendingCall::host_waited`]): only those are
-    /// the host's.
-    waited: Option<u64>,
+    /// the host's; the rest of the call's time is the guest's (0 until the glue says otherwise: a call whose glue
+    /// counts nothing is all the guest's run time).
+    waited: u64,
     /// `None` when the actor does not record its calls.
     params: Option<P>,
 }
@@ -78,11 +76,11 @@ pub struct PendingCall<P> {
 impl<P> PendingCall<P> {
     /// Of the call's time, only `waited` ticks (its future pending: on I/O, a timer, another task) are the host's
     /// and not counted against the guest's deadline; the rest, host work done for the guest while it waits on
-    /// the call, counts as its own run time. The glue says this of every call, before [`finish`]; `waited` is
-    /// what [`waits`] counted, 0 for a synchronous call.
+    /// the call, counts as its own run time. The glue of an `async` host function says this before [`finish`],
+    /// with what [`waits`] counted; a synchronous call waits on nothing and says nothing.
     #[doc(hidden)]
     pub fn host_waited(mut self, waited: u64) -> Self {
-        self.waited = Some(waited);
+        self.waited = waited;
         self
     }
 }
@@ -125,16 +123,15 @@ pub fn begin<P: RecordParams + Send + 'static>(
 ) -> PendingCall<P> {
     PendingCall {
         spec,
-        tick: store.tick(),
-        waited: None,
+        waited: 0,
         params: store.recorder.enabled.then(params),
     }
 }
 
 /// Records a call as one chain event of type `spec.event_type`, timestamped now, holding its parameters and a
-/// copy of `result`. The time since [`begin`] (or as much of it as the glue found the call waiting,
-/// `PendingCall::host_waited`) was the host's: it does not count against the call's deadline
-/// (`limits.call_timeout_ms` bounds the guest's own run time).
+/// copy of `result`. As much of the time since [`begin`] as the glue found the call waiting
+/// (`PendingCall::host_waited`, what [`waits`] counted) was the host's: it does not count against the call's
+/// deadline (`limits.call_timeout_ms` bounds the guest's own run time); the rest is the guest's.
 ///
 /// The values are encoded as the event's `data` ([`crate::record`]) and the event is hashed when the chain is
 /// sealed, off the guest's call path: the call itself only copies its values and appends them
@@ -158,10 +155,7 @@ pub fn finish_recorded<P, R>(
     P: RecordParams + Send + 'static,
     R: Serialize + Send + 'static,
 {
-    let host_ticks = call
-        .waited
-        .unwrap_or_else(|| store.tick().saturating_sub(call.tick));
-    store.credit_host_ticks(host_ticks);
+    store.credit_host_ticks(call.waited);
     let Some(params) = call.params else {
         return;
     };

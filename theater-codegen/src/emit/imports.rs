@@ -243,16 +243,17 @@ fn glue_body(
             }),
         ),
     };
+    // A synchronous call waits on nothing: all its time is the guest's, which is what `begin` assumes.
     let (waits, waited) = if is_async {
         (
             quote! {
                 let __theater_ticks = ::theater_runtime::host::ticks(store.data());
                 let mut __theater_waited = 0u64;
             },
-            quote!(__theater_waited),
+            quote!(let call = call.host_waited(__theater_waited);),
         )
     } else {
-        (TokenStream::new(), quote!(0))
+        (TokenStream::new(), TokenStream::new())
     };
     quote! {
         #unreplayable
@@ -260,7 +261,7 @@ fn glue_body(
         #waits
         #[allow(clippy::let_unit_value)]
         let result = #result;
-        let call = call.host_waited(#waited);
+        #waited
         #finish
         ::core::result::Result::Ok::<_, ::theater_runtime::__private::wasmtime::Error>(#ret)
     }

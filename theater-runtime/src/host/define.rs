@@ -148,8 +148,6 @@ where
         Some(answer) => answer,
         None => run(store, params),
     };
-    // A synchronous call never waits: all its time is work for the guest.
-    let pending = pending.host_waited(0);
     conclude(store.data_mut(), pending, outcome)
 }
 
