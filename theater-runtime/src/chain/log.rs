@@ -258,17 +258,14 @@ impl ChainLog {
         };
         // Under the lock: what the page needs from the file, or the whole page from memory.
         let read = self.sealed_then(|sealed| -> Result<_, super::ChainError> {
-            match sealed.file_part(from)? {
-                Some(read) => Ok(Ok(read)),
-                None => Ok(Err((
-                    sealed.tail_part(from, Vec::new(), &mut page),
-                    sealed.count,
-                ))),
-            }
+            Ok(match sealed.file_part(from)? {
+                Some(read) => PagePlan::File(read),
+                None => PagePlan::Done(sealed.tail_part(from, Vec::new(), &mut page), sealed.count),
+            })
         })?;
         let read = match read {
-            Ok(read) => read,
-            Err(page) => return Ok(page),
+            PagePlan::File(read) => read,
+            PagePlan::Done(events, count) => return Ok((events, count)),
         };
         // The file's lines are read without the lock, so that the sealer (and a recorder with a full batch) does
         // not wait for a reader's disk: the file only grows, and these lines were flushed.
@@ -698,6 +695,14 @@ impl PageBound {
         }
         fits
     }
+}
+
+/// What a page needs, as decided under the log's lock ([`ChainLog::events_range`]).
+enum PagePlan {
+    /// Lines of the file to read first, without the lock.
+    File(FileRead),
+    /// The whole page, from memory, and the chain's event count.
+    Done(Vec<ChainEvent>, usize),
 }
 
 /// The lines of a page on file, to be read without the log's lock ([`ChainLog::events_range`]).
