@@ -26,9 +26,11 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 /// Spawns measured one at a time (after `WARMUP`).
 const SPAWNS: usize = 3_000;
 const WARMUP: usize = 200;
-/// Spawn + stop cycles for the throughput figure, and the tasks running them at once.
+/// Spawn + stop cycles per round of the throughput figure, the tasks running them at once, and the rounds (each
+/// measuring bare wasmtime, then theater).
 const CYCLES: usize = 20_000;
 const CONCURRENCY: usize = 8;
+const THROUGHPUT_ROUNDS: usize = 3;
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -46,46 +48,54 @@ fn main() {
     let options =
         move || SpawnOptions::compiled("spawn", compiled.clone()).handlers(handlers.clone());
     let baseline = Arc::new(BareSpawn::new(&wasm));
+    // `... --bench spawn -- throughput`: the throughput rounds alone (to profile them).
+    let only_throughput = std::env::args().skip(1).any(|a| a == "throughput");
     // From the thread that runs `block_on` (a `#[tokio::main]` body), then from a task on the runtime's workers
     // (where a server's tasks and supervisors spawn).
-    rt.block_on(latency(
-        "from block_on's thread",
-        &theater,
-        &options,
-        &baseline,
-    ));
+    if !only_throughput {
+        rt.block_on(latency(
+            "from block_on's thread",
+            &theater,
+            &options,
+            &baseline,
+        ));
+    }
     let task = rt.spawn(async move {
-        latency("from a task", &theater, &options, &baseline).await;
-
-        // Throughput: CONCURRENCY tasks, each spawning and stopping in a loop.
+        if !only_throughput {
+            latency("from a task", &theater, &options, &baseline).await;
+        }
         let theater = Arc::new(theater);
-        let start = Instant::now();
-        let mut tasks = Vec::new();
-        for _ in 0..CONCURRENCY {
-            let (theater, options) = (theater.clone(), options());
-            tasks.push(tokio::spawn(async move {
-                for _ in 0..CYCLES / CONCURRENCY {
-                    let actor = theater.spawn(options.clone()).await.expect("spawn");
+        let options = Arc::new(options);
+        println!("spawn + stop: {CYCLES} cycles, {CONCURRENCY} tasks at once, bare wasmtime and theater alternately");
+        let mut ratios = Vec::new();
+        for round in 0..THROUGHPUT_ROUNDS {
+            let baseline = baseline.clone();
+            let bare = cycles(CYCLES, move || {
+                let baseline = baseline.clone();
+                async move { drop(baseline.spawn().await) }
+            })
+            .await;
+            let (theater, options) = (theater.clone(), options.clone());
+            let ours = cycles(CYCLES, move || {
+                let (theater, options) = (theater.clone(), options.clone());
+                async move {
+                    let actor = theater.spawn(options()).await.expect("spawn");
                     actor.stop().await.expect("stop");
                 }
-            }));
+            })
+            .await;
+            ratios.push(ours / bare);
+            println!("  round {round}: bare wasmtime {bare:.0} per second, theater {ours:.0} per second");
         }
-        for task in tasks {
-            task.await.expect("task");
-        }
-        let elapsed = start.elapsed();
-        println!(
-            "  spawn + stop: {CYCLES} in {:.2} s = {:.0} per second ({CONCURRENCY} at once)",
-            elapsed.as_secs_f64(),
-            CYCLES as f64 / elapsed.as_secs_f64()
-        );
+        ratios.sort_by(f64::total_cmp);
+        println!("  theater / bare wasmtime: median {:.2}", ratios[ratios.len() / 2]);
     });
     rt.block_on(task).expect("bench task");
     drop(_data);
 }
 
 /// The baseline: bare wasmtime, the runtime's engine configuration (component model, epoch interruption, no
-/// concurrency support, default allocator), WASI p2 linked, the theater imports defined as traps (`init` of the
+/// concurrency support, data segments copied rather than mapped copy-on-write, default allocator), WASI p2 linked, the theater imports defined as traps (`init` of the
 /// script guest without a state makes no host call), a closed WASI context.
 struct BareSpawn {
     pre: InstancePre<Bare>,
@@ -112,6 +122,7 @@ impl BareSpawn {
         config.wasm_component_model(true);
         config.epoch_interruption(true);
         config.concurrency_support(false);
+        config.memory_init_cow(false);
         let engine = Engine::new(&config).expect("engine");
         let component = Component::new(&engine, wasm).expect("component");
         let mut linker = Linker::new(&engine);
@@ -203,6 +214,30 @@ async fn latency(
         ours.p99.as_secs_f64() / bare.p99.as_secs_f64(),
         micros(stop_each)
     );
+}
+
+/// Runs `n` cycles of `cycle`, `CONCURRENCY` tasks at once each running its share one after another; returns
+/// cycles per second.
+async fn cycles<F, Fut>(n: usize, cycle: F) -> f64
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..CONCURRENCY)
+        .map(|_| {
+            let cycle = cycle.clone();
+            tokio::spawn(async move {
+                for _ in 0..n / CONCURRENCY {
+                    cycle().await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task");
+    }
+    n as f64 / start.elapsed().as_secs_f64()
 }
 
 fn micros(d: Duration) -> f64 {
