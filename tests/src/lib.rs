@@ -7,6 +7,7 @@
 pub mod bench;
 pub mod counters;
 pub mod guest_cargo;
+pub mod heap;
 pub mod load;
 pub mod many;
 pub mod nats;

@@ -47,7 +47,7 @@ fn handlers() -> Vec<Arc<dyn Handler>> {
 async fn replay_script(rt: &TheaterRuntime, chain: &Chain) -> ReplayReport {
     let bytes = std::fs::read(guests::SCRIPT).unwrap();
     let options = SpawnOptions::new("script", bytes).handlers(handlers());
-    rt.replay(options, chain).await.unwrap()
+    rt.replay(options, chain.clone()).await.unwrap()
 }
 
 /// `chain` with its events changed by `edit` (type, data), hashes recomputed: a tampered copy that verifies.
@@ -288,7 +288,10 @@ async fn a_local_actor_replays_without_touching_files_or_the_store() {
         std::fs::remove_dir_all(dir).unwrap();
         std::fs::create_dir(dir).unwrap();
     }
-    let report = rt.replay(options(HashMap::new()), &chain).await.unwrap();
+    let report = rt
+        .replay(options(HashMap::new()), chain.clone())
+        .await
+        .unwrap();
     assert!(report.is_faithful(), "{:?}", report.divergence);
     assert_eq!(report.reproduced, chain.len());
     assert!(files(root.path()).is_empty() && files(store.path()).is_empty());
@@ -303,7 +306,7 @@ async fn a_local_actor_replays_without_touching_files_or_the_store() {
     actor.stop().await.unwrap();
     let chain = actor.chain();
     let d = rt
-        .replay(options(digest), &chain)
+        .replay(options(digest), chain.clone())
         .await
         .unwrap()
         .divergence
@@ -327,7 +330,7 @@ async fn another_component_is_reported_at_its_first_departure() {
     let probe = std::fs::read(guests::PROBE).unwrap();
     let options = SpawnOptions::new("script", probe).handlers(handlers());
     let d = rt
-        .replay(options, &chain)
+        .replay(options, chain.clone())
         .await
         .unwrap()
         .divergence
@@ -393,7 +396,7 @@ async fn a_process_actor_replays_its_callbacks_without_starting_a_process() {
     assert!(file.exists());
     std::fs::remove_file(&file).unwrap();
 
-    let report = rt.replay(process_options(), &chain).await.unwrap();
+    let report = rt.replay(process_options(), chain.clone()).await.unwrap();
     assert!(report.is_faithful(), "{:?}", report.divergence);
     assert_eq!(report.reproduced, chain.len());
     assert!(!file.exists(), "the replay started the process");
@@ -453,7 +456,7 @@ async fn an_http_server_driven_by_real_requests_replays_faithfully() {
         .count();
     assert_eq!(requests, 3);
 
-    let report = rt.replay(options(), &chain).await.unwrap();
+    let report = rt.replay(options(), chain.clone()).await.unwrap();
     assert!(report.is_faithful(), "{:?}", report.divergence);
     assert_eq!(report.reproduced, chain.len());
 
@@ -470,7 +473,7 @@ async fn an_http_server_driven_by_real_requests_replays_faithfully() {
         events[second].1["params"]["params.1"]["body"] = "b3RoZXI=".into();
     });
     let d = rt
-        .replay(options(), &copy)
+        .replay(options(), copy.clone())
         .await
         .unwrap()
         .divergence
@@ -502,7 +505,7 @@ async fn a_message_peer_replays_beside_itself_without_taking_its_mailbox() {
 
     // `b` is replayed while it runs, under its own id: its recorded `handle-send` and `handle-request` are made
     // again, and its mailbox stays its own.
-    let report = rt.replay(peer_options("b"), &b.chain()).await.unwrap();
+    let report = rt.replay(peer_options("b"), b.chain()).await.unwrap();
     assert!(report.is_faithful(), "{:?}", report.divergence);
     assert!(report.recorded >= 3, "init, handle-send, handle-request");
     assert_eq!(
@@ -512,7 +515,7 @@ async fn a_message_peer_replays_beside_itself_without_taking_its_mailbox() {
 
     // `a`'s chain: the sends and requests it made are fed back; nothing reaches `b` (whose chain stays as is).
     let before = b.chain_len();
-    let report = rt.replay(peer_options("a"), &a.chain()).await.unwrap();
+    let report = rt.replay(peer_options("a"), a.chain()).await.unwrap();
     assert!(report.is_faithful(), "{:?}", report.divergence);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(b.chain_len(), before, "the replay of `a` sent to `b`");
@@ -554,7 +557,7 @@ async fn a_supervisor_replays_its_child_notifications_without_spawning() {
     );
 
     let options = rt.manifest_options(&manifest, &registry()).unwrap();
-    let report = rt.replay(options, &chain).await.unwrap();
+    let report = rt.replay(options, chain.clone()).await.unwrap();
     assert!(report.is_faithful(), "{:?}", report.divergence);
     assert_eq!(report.reproduced, chain.len());
     assert!(rt.list().is_empty(), "the replay spawned a child");
@@ -632,7 +635,7 @@ async fn a_guest_of_host_resources_replays_with_the_recorded_handles() {
     // Constructors give the guest the recorded handles, methods and drops are answered from the record: the
     // handler makes no counter.
     let fresh = CountersHandler::new();
-    let report = rt.replay(options(&fresh), &chain).await.unwrap();
+    let report = rt.replay(options(&fresh), chain.clone()).await.unwrap();
     assert!(report.is_faithful(), "{:?}", report.divergence);
     assert_eq!(report.reproduced, chain.len());
     assert_eq!(fresh.live_count(), 0);

@@ -6,8 +6,6 @@
 //!
 //! Its own test binary: the heap is counted by this binary's global allocator, so nothing else may run beside it.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_nats::HeaderMap;
@@ -15,50 +13,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use theater_cluster::{Cluster, Envelope, Inbox, MAX_FIELDS, frame};
 use theater_runtime::ClusterConfig;
+use theater_tests::heap::{self, Counting};
 use theater_tests::nats::NatsServer;
-
-/// The system allocator, counting the bytes allocated and not freed yet in [`LIVE`].
-struct Counting;
-
-/// Bytes allocated on the heap and not freed yet, the whole process.
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call is passed on to `System` unchanged; only the sizes are counted.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: as the caller's.
-        let ptr = unsafe { System.alloc(layout) };
-        if !ptr.is_null() {
-            LIVE.fetch_add(layout.size(), Ordering::Relaxed);
-        }
-        ptr
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: as the caller's.
-        let ptr = unsafe { System.alloc_zeroed(layout) };
-        if !ptr.is_null() {
-            LIVE.fetch_add(layout.size(), Ordering::Relaxed);
-        }
-        ptr
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as the caller's.
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: as the caller's.
-        let new = unsafe { System.realloc(ptr, layout, new_size) };
-        if !new.is_null() {
-            LIVE.fetch_add(new_size, Ordering::Relaxed);
-            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        }
-        new
-    }
-}
 
 #[global_allocator]
 static HEAP: Counting = Counting;
@@ -94,7 +50,7 @@ async fn held_for(
     raw.flush().await.unwrap();
     // Let the connections' tasks settle before counting.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = LIVE.load(Ordering::SeqCst);
+    let before = heap::live();
     // The body sent stays allocated until the end, so that only what the receiver holds is counted.
     raw.publish_with_reply_and_headers(subject, reply_to, headers, body.clone())
         .await
@@ -103,7 +59,7 @@ async fn held_for(
     let first = tokio::time::timeout(Duration::from_secs(30), inbox.next());
     let first = first.await.expect("the first envelope in time").unwrap();
     // (A message that lands in the connection's read buffer, grown for an earlier one, adds nothing itself.)
-    let held = LIVE.load(Ordering::SeqCst).saturating_sub(before);
+    let held = heap::live().saturating_sub(before);
     // The rest are served in order, each once, and answered together.
     first.answer_in_batch(Ok(Bytes::new())).await;
     for _ in 1..count {

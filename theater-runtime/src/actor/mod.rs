@@ -192,10 +192,10 @@ pub(crate) struct ReplayedTimes {
 }
 
 impl ReplayedTimes {
-    /// The timestamps of `chain`'s events, in order.
-    pub(crate) fn of(chain: &crate::chain::Chain) -> Self {
+    /// The recorded events' timestamps, in order.
+    pub(crate) fn new(times: Vec<u64>) -> Self {
         Self {
-            times: chain.events().iter().map(|e| e.timestamp).collect(),
+            times,
             taken: AtomicUsize::new(0),
         }
     }

@@ -3,33 +3,25 @@
 //! [`Divergence`] and traps the call that made it.
 
 use std::collections::HashMap;
-use std::ops::Range;
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::{Divergence, DivergenceKind, ReplayRule};
-use crate::chain::{Chain, Hash};
+use crate::chain::{Chain, ChainEvent, Hash};
 use crate::record::decode::from_recorded;
 use crate::record::{RecordMode, Recorder};
 
-/// One recorded event: its hash, its type (an index into [`ReplayCursor::types`]) and where its data is in
-/// [`ReplayCursor::data`]. The data is parsed only where the replay needs it (a fed result, a callback's
-/// parameters, a comparison of events whose hashes differ).
-struct RecordedEvent {
-    hash: Hash,
-    kind: usize,
-    data: Range<usize>,
-}
-
 /// The record and the replay's place in it.
 pub(crate) struct ReplayCursor {
-    events: Vec<RecordedEvent>,
+    /// The recorded events, as the replay was given them (not copied). Their data is parsed only where the replay
+    /// needs it (a fed result, a callback's parameters, a comparison of events whose hashes differ).
+    events: Vec<ChainEvent>,
+    /// Each event's type, as an index into [`Self::types`].
+    kinds: Vec<usize>,
     /// The distinct event types of the record.
     pub(crate) types: Vec<String>,
-    /// Every event's data, one after the other.
-    data: Vec<u8>,
     /// The next recorded event a host call takes.
     pub(crate) next: usize,
     /// The recorded event of the call into the actor being replayed: the host calls it made are the events before
@@ -40,36 +32,34 @@ pub(crate) struct ReplayCursor {
 }
 
 impl ReplayCursor {
-    /// The cursor at the start of `chain`.
-    pub(crate) fn new(chain: &Chain) -> Self {
-        let mut kinds: HashMap<&str, usize> = HashMap::new();
+    /// The cursor at the start of `chain`, which it keeps.
+    pub(crate) fn new(chain: Chain) -> Self {
+        let events = chain.into_events();
+        let mut by_type: HashMap<&str, usize> = HashMap::new();
         let mut types = Vec::new();
-        let mut data = Vec::with_capacity(chain.events().iter().map(|e| e.data.len()).sum());
-        let events = chain
-            .events()
+        let kinds = events
             .iter()
             .map(|e| {
-                let kind = *kinds.entry(&e.event_type).or_insert_with(|| {
+                *by_type.entry(&e.event_type).or_insert_with(|| {
                     types.push(e.event_type.clone());
                     types.len() - 1
-                });
-                let start = data.len();
-                data.extend_from_slice(&e.data);
-                RecordedEvent {
-                    hash: e.hash,
-                    kind,
-                    data: start..data.len(),
-                }
+                })
             })
             .collect();
+        drop(by_type);
         Self {
             events,
+            kinds,
             types,
-            data,
             next: 0,
             end: 0,
             stop: None,
         }
+    }
+
+    /// The recorded timestamps, oldest first.
+    pub(crate) fn timestamps(&self) -> Vec<u64> {
+        self.events.iter().map(|e| e.timestamp).collect()
     }
 
     /// The number of recorded events.
@@ -79,12 +69,12 @@ impl ReplayCursor {
 
     /// The type of recorded event `index`.
     pub(crate) fn event_type(&self, index: usize) -> &str {
-        &self.types[self.events[index].kind]
+        &self.events[index].event_type
     }
 
     /// The index into [`Self::types`] of recorded event `index`'s type.
     pub(crate) fn kind(&self, index: usize) -> usize {
-        self.events[index].kind
+        self.kinds[index]
     }
 
     /// The hash of recorded event `index`.
@@ -97,7 +87,7 @@ impl ReplayCursor {
     /// # Errors
     /// It is not JSON.
     pub(crate) fn data(&self, index: usize) -> Result<Value, String> {
-        serde_json::from_slice(&self.data[self.events[index].data.clone()])
+        serde_json::from_slice(&self.events[index].data)
             .map_err(|e| format!("the recorded data is not JSON: {e}"))
     }
 
@@ -106,7 +96,7 @@ impl ReplayCursor {
     /// # Errors
     /// The data is not JSON.
     pub(crate) fn value(&self, index: usize, name: Field) -> Result<Value, String> {
-        let bytes = &self.data[self.events[index].data.clone()];
+        let bytes = &self.events[index].data;
         let parsed = match name {
             Field::Params => serde_json::from_slice::<Params>(bytes).map(|p| p.params),
             Field::Result => serde_json::from_slice::<Outcome>(bytes).map(|r| r.result),

@@ -25,7 +25,8 @@ pub use compare::Difference;
 use cursor::{Field, ReplayCursor, trap_message};
 
 use crate::actor::{ActorId, ReplayedTimes};
-use crate::chain::Chain;
+use crate::chain::log::ChainLog;
+use crate::chain::{Chain, ChainEvent};
 use crate::exports::{ExportSpec, Replayer};
 use crate::runtime::{SpawnError, SpawnOptions, TheaterRuntime};
 use crate::store::ActorStore;
@@ -166,6 +167,11 @@ impl TheaterRuntime {
     /// overrides as the run that recorded it; `options.init_state` its initial state), and reports the first
     /// divergence.
     ///
+    /// The replay keeps `recorded` as it is given (it is not copied) and parses an event's data only where it
+    /// needs it, one event at a time; it reads its own chain back a page at a time, and only when it differs from
+    /// the record. So a replay holds about the record's size, once, and what its own chain keeps in memory
+    /// (`limits.chain_memory_bytes`).
+    ///
     /// The replayed actor is not listed in this runtime and cannot be addressed; its handlers make no per-actor
     /// instance and start no background work (functions with [`ReplayRule::Rerun`] run on the handlers of
     /// `options` as configured). Its id is the recorded `init`'s actor id
@@ -177,15 +183,15 @@ impl TheaterRuntime {
     pub async fn replay(
         &self,
         mut options: SpawnOptions,
-        recorded: &Chain,
+        recorded: Chain,
     ) -> Result<ReplayReport, SpawnError> {
         let cursor = Box::new(ReplayCursor::new(recorded));
         options.chain_file = None;
         options.recording = true;
         let id = recorded_actor_id(&cursor).unwrap_or_default();
         let replaying = Replaying {
+            times: ReplayedTimes::new(cursor.timestamps()),
             cursor,
-            times: ReplayedTimes::of(recorded),
         };
         let task = self.build(&options, id, Some(replaying)).await?;
         let (mut store, instance) = (task.store, task.instance);
@@ -204,7 +210,7 @@ impl TheaterRuntime {
                 unfinished: recorded - end,
             });
         }
-        Ok(report(&cursor, &store.data().chain()))
+        Ok(report(&cursor, &store.data().shared.chain))
     }
 }
 
@@ -316,8 +322,13 @@ fn is_digest(value: &Value) -> bool {
     })
 }
 
+/// Events and bytes per page of the replay's own chain read back by [`report`].
+const REPORT_PAGE_EVENTS: usize = 1024;
+const REPORT_PAGE_BYTES: usize = 4 * 1024 * 1024;
+
 /// The report: the first event where the replayed chain differs from the record, before the replay's own stop.
-fn report(cursor: &ReplayCursor, replayed: &Chain) -> ReplayReport {
+/// The replayed chain is read back a page at a time.
+fn report(cursor: &ReplayCursor, replayed: &ChainLog) -> ReplayReport {
     let recorded = cursor.len();
     let stop = cursor.stop.clone();
     // Without a stop, the replay made every call the record has a return for: events `..end`.
@@ -327,24 +338,26 @@ fn report(cursor: &ReplayCursor, replayed: &Chain) -> ReplayReport {
         cursor.next
     };
     let limit = stop.as_ref().map_or(end, |s| s.index);
-    let events = replayed.events();
+    let mut events = Pages::new(replayed);
     let mut first = None;
     for index in 0..limit.min(recorded) {
-        let Some(event) = events.get(index) else {
-            first = Some(cursor.at(index, DivergenceKind::Ended));
-            break;
+        let kind = match events.next() {
+            None => Some(DivergenceKind::Ended),
+            Some(Err(reason)) => Some(DivergenceKind::Unreplayable { reason }),
+            Some(Ok(event)) => compare_event(cursor, index, &event),
         };
-        if let Some(kind) = compare_event(cursor, index, event) {
+        if let Some(kind) = kind {
             first = Some(cursor.at(index, kind));
             break;
         }
     }
+    // Without a divergence and a stop, the loop read events `..end`: the next one is the replay's first extra.
     let divergence = first.or(stop).or_else(|| {
-        events.get(end).map(|extra| {
+        events.next().and_then(Result::ok).map(|extra| {
             cursor.at(
                 end,
                 DivergenceKind::ExtraEvent {
-                    replayed: extra.event_type.clone(),
+                    replayed: extra.event_type,
                 },
             )
         })
@@ -357,11 +370,48 @@ fn report(cursor: &ReplayCursor, replayed: &Chain) -> ReplayReport {
     }
 }
 
+/// A chain log's events from the first, read a page at a time ([`ChainLog::events_range`]).
+struct Pages<'a> {
+    log: &'a ChainLog,
+    page: std::vec::IntoIter<ChainEvent>,
+    next: usize,
+}
+
+impl<'a> Pages<'a> {
+    fn new(log: &'a ChainLog) -> Self {
+        Self {
+            log,
+            page: Vec::new().into_iter(),
+            next: 0,
+        }
+    }
+}
+
+impl Iterator for Pages<'_> {
+    /// An event, or why the chain could not be read back.
+    type Item = Result<ChainEvent, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.page.len() == 0 {
+            let page = self
+                .log
+                .events_range(self.next, REPORT_PAGE_EVENTS, REPORT_PAGE_BYTES);
+            match page {
+                Ok((page, _)) => self.page = page.into_iter(),
+                Err(e) => return Some(Err(format!("reading the replay's chain back: {e}"))),
+            }
+        }
+        let event = self.page.next()?;
+        self.next += 1;
+        Some(Ok(event))
+    }
+}
+
 /// How replayed `event` differs from recorded event `index`, if it does.
 fn compare_event(
     cursor: &ReplayCursor,
     index: usize,
-    event: &crate::chain::ChainEvent,
+    event: &ChainEvent,
 ) -> Option<DivergenceKind> {
     // Replayed events take the recorded timestamps: the same hash is the same event, parent included.
     if *cursor.hash(index) == event.hash {

@@ -41,7 +41,7 @@ pub fn replay(
         })?;
         let options = theater.manifest_options(&manifest, &theater_handlers::registry())?;
         let started = std::time::Instant::now();
-        let report = theater.replay(options, &read.chain).await?;
+        let report = theater.replay(options, read.chain).await?;
         let elapsed = started.elapsed();
         theater.shutdown().await;
         match &report.divergence {

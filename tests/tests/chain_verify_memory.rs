@@ -1,65 +1,16 @@
 //! `chain::file::verify` checks a chain file in bounded memory, where `read` keeps every event: the runtime writes
 //! chain files larger than memory by design (`limits.chain_memory_bytes`), and `theater chain verify` must not
-//! run out of memory on them. Measured with a counting allocator (this test binary's only test, so no other
-//! test's allocations are counted).
+//! run out of memory on them. Measured with a counting allocator (`theater_tests::heap`; this test binary's only
+//! test, so no other test's allocations are counted).
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::BufReader;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use theater_runtime::chain::file::{self, Ending};
 use theater_runtime::chain::{ChainEvent, ChainWriter};
-
-/// Heap bytes allocated and not freed, and the most there have been since [`reset_peak`].
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-struct Counting;
-
-impl Counting {
-    fn grew(by: usize) {
-        let live = LIVE.fetch_add(by, Ordering::Relaxed) + by;
-        PEAK.fetch_max(live, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: every call is passed on to `System` as it came; only sizes are counted.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: as the caller's.
-        let ptr = unsafe { System.alloc(layout) };
-        if !ptr.is_null() {
-            Self::grew(layout.size());
-        }
-        ptr
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as the caller's.
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: as the caller's.
-        let new = unsafe { System.realloc(ptr, layout, new_size) };
-        if !new.is_null() {
-            Self::grew(new_size);
-            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        }
-        new
-    }
-}
+use theater_tests::heap::{Counting, peak, reset_peak};
 
 #[global_allocator]
 static HEAP: Counting = Counting;
-
-/// Heap bytes live now; the peak starts again from here.
-fn reset_peak() -> usize {
-    let live = LIVE.load(Ordering::SeqCst);
-    PEAK.store(live, Ordering::SeqCst);
-    live
-}
 
 #[test]
 fn a_chain_file_is_verified_in_bounded_memory() {
@@ -91,7 +42,7 @@ fn a_chain_file_is_verified_in_bounded_memory() {
 
     let before = reset_peak();
     let verified = file::verify(BufReader::new(std::fs::File::open(&path).unwrap())).unwrap();
-    let verify_peak = PEAK.load(Ordering::SeqCst) - before;
+    let verify_peak = peak() - before;
     assert_eq!(verified.count, EVENTS);
     assert_eq!(verified.head, parent);
     assert_eq!(verified.ending, Ending::Closed);
@@ -100,7 +51,7 @@ fn a_chain_file_is_verified_in_bounded_memory() {
     let before = reset_peak();
     let read = file::read(BufReader::new(std::fs::File::open(&path).unwrap())).unwrap();
     read.chain.verify().unwrap();
-    let read_peak = PEAK.load(Ordering::SeqCst) - before;
+    let read_peak = peak() - before;
     assert_eq!(read.chain.len(), EVENTS);
     eprintln!("file {size} bytes: verify peaked at {verify_peak} heap bytes, read at {read_peak}");
     assert!(
