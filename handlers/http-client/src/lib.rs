@@ -19,6 +19,10 @@
 //!   ([`shown`]), so an error is short however long the value.
 //! * **Order**: a request is checked whole (URI, method, headers, host) before its host counts toward `max_hosts`
 //!   ([`origins`]), so a refused request holds nothing.
+//! * **DNS**: names are resolved by the system's resolver (`getaddrinfo`) on tokio's blocking pool, at most
+//!   [`MAX_DNS_LOOKUPS`](lookup::MAX_DNS_LOOKUPS) (32) at once in the process; a lookup cannot be cancelled, so
+//!   one whose request was abandoned keeps its slot until it returns, and later lookups wait for a slot within
+//!   their `timeout_ms` ([`lookup`]). Abandoned lookups therefore never fill the blocking pool other handlers use.
 //! * **Stopping**: a request in flight ends at once with an `Err` (`send-http: interrupted: actor stopping`) when
 //!   its actor begins to stop, so a host that never answers does not delay a graceful stop by `timeout_ms`.
 //! * **Kept-alive connections**: after its response a connection waits, idle, for the next request to the same
@@ -44,6 +48,7 @@
 //! max_hosts = 64
 //! ```
 
+pub mod lookup;
 pub mod origins;
 pub mod policy;
 pub mod transfer;

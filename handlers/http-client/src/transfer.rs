@@ -19,6 +19,7 @@ use reqwest::redirect;
 use reqwest::{Client, Method, Url};
 use rustls_platform_verifier::BuilderVerifierExt;
 
+use crate::lookup::Lookups;
 use crate::origins::Origins;
 use crate::policy::Policy;
 use crate::{HttpClientConfig, shown};
@@ -102,7 +103,8 @@ pub struct Incoming {
 
 /// Builds the instance's client from `config`: `timeout_ms` for the whole request (body included), at most
 /// `max_redirects` redirects, each target checked against `policy` and counted in `origins` (`max_hosts`), at
-/// most `max_idle_per_host` idle connections per host kept for `idle_timeout_ms`; no proxies, no cookies, no
+/// most `max_idle_per_host` idle connections per host kept for `idle_timeout_ms`; names resolved by the system's
+/// resolver within the process's [`MAX_DNS_LOOKUPS`](crate::lookup::MAX_DNS_LOOKUPS); no proxies, no cookies, no
 /// decompression.
 ///
 /// reqwest's own defaults keep any number of idle connections per host for 90 s, so a burst of requests would
@@ -144,6 +146,7 @@ pub fn client(
         .redirect(redirects)
         .pool_max_idle_per_host(max_idle)
         .pool_idle_timeout(idle_timeout)
+        .dns_resolver(Lookups::default())
         .no_proxy()
         .build()?)
 }
