@@ -211,3 +211,28 @@ async fn runtime_missing_handler_fails_the_spawn_naming_it() {
         "{msg}"
     );
 }
+
+/// A `get-stdout` handle is the actor's output stream itself, written synchronously: `wasmtime-wasi`'s default
+/// adapter spawned a task (with an 8 KiB buffer) per handle, so a guest keeping `limits.max_resources` handles
+/// kept as many tasks on the host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdout_handles_hold_no_task_of_their_own() {
+    let logs = captured_logs();
+    let (rt, _data) = runtime();
+    let handlers = script_handlers(RandomConfig::default());
+    let actor = spawn(&rt, "script", guests::SCRIPT, handlers, None)
+        .await
+        .unwrap();
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let before = metrics.num_alive_tasks();
+    let out = script(&actor, "stdouts:2000").await.unwrap();
+    assert!(out.contains("stdouts=2000"), "{out}");
+    let held = metrics.num_alive_tasks();
+    assert!(
+        held < before + 10,
+        "{before} tasks before, {held} with 2,000 stdout handles kept"
+    );
+    let logged = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    assert!(logged.contains("kept 2000 handles"), "{logged}");
+    actor.stop().await.unwrap();
+}

@@ -5,8 +5,11 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use tokio::io::AsyncWrite;
+use wasmtime_wasi::async_trait;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
 
 use crate::actor::ActorId;
@@ -161,6 +164,15 @@ impl StdoutStream for LogStream {
             stream: self.clone(),
         })
     }
+
+    /// The stream itself, written synchronously: `wasmtime-wasi`'s default wraps `async_stream` in an
+    /// `AsyncWriteStream`, which spawns a task and keeps an 8 KiB buffer for each handle (`get-stdout` makes a new
+    /// one each time, up to `limits.max_resources`); writing a line to the log needs neither.
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(LineWriter {
+            stream: self.clone(),
+        })
+    }
 }
 
 /// Two token buckets, lines and bytes, refilled with time.
@@ -250,6 +262,30 @@ impl LineWriter {
         if !line.is_empty() {
             self.stream.emit_pieces(budget, &line);
         }
+    }
+}
+
+/// What a guest's handle on the stream may write at once (`check-write`): at most a line's worth.
+const WRITE_PERMIT_BYTES: usize = GUEST_LOG_LINE_BYTES;
+
+#[async_trait]
+impl Pollable for LineWriter {
+    /// Always ready: a write is logged (or dropped) at once.
+    async fn ready(&mut self) {}
+}
+
+impl OutputStream for LineWriter {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.write(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(WRITE_PERMIT_BYTES)
     }
 }
 

@@ -9,6 +9,13 @@ use theater::simple::{random, runtime};
 
 struct Script;
 
+thread_local! {
+    /// Handles on WASI stdout kept across calls (`stdouts:N`).
+    static STDOUTS: std::cell::RefCell<Vec<wasip2::cli::stdout::OutputStream>> = const {
+        std::cell::RefCell::new(Vec::new())
+    };
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -87,6 +94,17 @@ fn run(script: &str) -> (Vec<String>, Option<Vec<u8>>) {
                 std::thread::sleep(std::time::Duration::from_millis(arg.parse().unwrap_or(0)));
                 out.push("wsleep".to_owned());
             }
+            // Opens N more handles on WASI stdout (`get-stdout`) and keeps them all; writes a line through the last.
+            "stdouts" => STDOUTS.with_borrow_mut(|kept| {
+                for _ in 0..arg.parse().unwrap_or(0) {
+                    kept.push(wasip2::cli::stdout::get_stdout());
+                }
+                if let Some(last) = kept.last() {
+                    let line = format!("kept {} handles\n", kept.len());
+                    let _ = last.blocking_write_and_flush(line.as_bytes());
+                }
+                out.push(format!("stdouts={}", kept.len()));
+            }),
             other => out.push(format!("unknown!{other}")),
         }
     }
