@@ -10,7 +10,8 @@
 //! * [`Cluster::deliver`]: ordered, acknowledged delivery of an [`Envelope`] to an address, up to
 //!   [`WINDOW`] in flight, resent across a NATS restart and served once and in order by the receiver
 //!   (per sending host and address: a stream, [`outbox`]), its queue bounded by [`MAX_QUEUED`] envelopes and
-//!   [`MAX_QUEUED_BYTES`] (64 MiB), the replies it keeps by [`MAX_REPLY_BYTES`] (1 MiB);
+//!   [`MAX_QUEUED_BYTES`] (64 MiB), the replies it keeps by [`MAX_REPLY_BYTES`] (1 MiB), the addresses with a
+//!   queue by [`MAX_STREAMS`] (16,384);
 //! * [`Cluster::serve`]: the [`Inbox`] of an address this host serves (an actor it runs), holding what arrived and
 //!   was not handled yet within [`MAX_INBOX_BYTES`] (64 MiB) per address and [`MAX_RECEIVED_BYTES`] (256 MiB) per
 //!   host; the answers kept for repeats are bounded by [`MAX_DEDUP_BYTES`] (64 MiB) per host;
@@ -59,7 +60,8 @@ pub use crate::intake::{
     held_size,
 };
 pub use crate::outbox::{
-    ATTEMPT_TIMEOUT, BATCH, BATCH_BYTES, MAX_QUEUED, MAX_QUEUED_BYTES, MAX_REPLY_BYTES, WINDOW,
+    ATTEMPT_TIMEOUT, BATCH, BATCH_BYTES, MAX_QUEUED, MAX_QUEUED_BYTES, MAX_REPLY_BYTES,
+    MAX_STREAMS, WINDOW,
 };
 
 use crate::dedup::Dedup;
@@ -336,8 +338,9 @@ impl Cluster {
     /// [`DeliveryError::NotFound`] when nobody serves `to`; [`DeliveryError::Refused`] with the serving host's
     /// message; [`DeliveryError::TimedOut`] (also when the receiver served it but forgot its answer, the outcome
     /// unknown); [`DeliveryError::TooLarge`] past the server's `max_payload`;
-    /// [`DeliveryError::Refused`] too, at once, when [`MAX_QUEUED`] envelopes already wait for `to` or this one
-    /// would take the bytes held for `to` past [`MAX_QUEUED_BYTES`] (64 MiB).
+    /// [`DeliveryError::Refused`] too, at once, when [`MAX_QUEUED`] envelopes already wait for `to`, this one
+    /// would take the bytes held for `to` past [`MAX_QUEUED_BYTES`] (64 MiB), or `to` has no queue and
+    /// [`MAX_STREAMS`] addresses already have one.
     pub async fn deliver(
         &self,
         to: &Address,

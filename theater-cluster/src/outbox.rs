@@ -85,6 +85,13 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
 /// envelope it answers; one that would pass it is dropped as if lost, and its envelope sent again.
 pub const MAX_REPLY_BYTES: usize = 1024 * 1024;
 
+/// Addresses this host has a queue for at once (16,384), each with its task and a NATS subscription for its
+/// replies: a delivery to one more is refused at once ([`DeliveryError::Refused`] naming `MAX_STREAMS`). A queue
+/// ends once idle for 30 s, and at once when what it sent found nobody at the address
+/// ([`DeliveryError::NotFound`]) and nothing else waits, so a guest sending to addresses nobody serves holds one
+/// at a time.
+pub const MAX_STREAMS: usize = 16_384;
+
 /// Pause before sending again after NATS said "no responders" within the reconnect grace, or the receiver asked
 /// for an envelope again later.
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
@@ -168,10 +175,19 @@ impl Item {
     }
 }
 
-/// One queue per address with envelopes in flight.
-#[derive(Default)]
+/// One queue per address with envelopes in flight, at most `limit` ([`MAX_STREAMS`]).
 pub(crate) struct Outboxes {
     queues: std::sync::Mutex<HashMap<Address, Queue>>,
+    limit: usize,
+}
+
+impl Default for Outboxes {
+    fn default() -> Self {
+        Self {
+            queues: std::sync::Mutex::default(),
+            limit: MAX_STREAMS,
+        }
+    }
 }
 
 /// The sending end of one address's queue, the bytes it holds ([`MAX_QUEUED_BYTES`]), and whether the receiver
@@ -221,6 +237,16 @@ impl Outboxes {
                 Err(mpsc::error::TrySendError::Closed(back)) => item = back,
             }
         }
+        if queues.len() >= self.limit {
+            // Queues whose task ended without removing itself (its subscription failed) make room first.
+            queues.retain(|_, queue| !queue.tx.is_closed());
+            if queues.len() >= self.limit {
+                return Err(DeliveryError::Refused(format!(
+                    "{} addresses already have envelopes under way from this host (theater-cluster MAX_STREAMS)",
+                    self.limit
+                )));
+            }
+        }
         let queued_bytes = Arc::new(AtomicUsize::new(0));
         item.charge = Charge::new(&queued_bytes, size);
         let (tx, rx) = mpsc::channel(MAX_QUEUED);
@@ -236,6 +262,12 @@ impl Outboxes {
         );
         tokio::spawn(Stream::new(shared.clone(), to.clone(), held_back).run(self.clone(), rx));
         Ok(())
+    }
+
+    /// The addresses with a queue now.
+    #[cfg(test)]
+    fn streams(&self) -> usize {
+        self.queues.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// Whether the receiver at `to` asked for the oldest envelope in flight there again later and has not taken
@@ -261,8 +293,9 @@ struct InFlight {
 /// What came back for an envelope in flight.
 #[derive(Clone)]
 enum Answered {
-    /// A reply, as it came.
-    Reply(Message),
+    /// A reply, as it came; shared by every envelope it answers (a reply may answer a whole window, and its
+    /// headers are a map: a copy per envelope let one reply of many headers cost its size hundreds of times).
+    Reply(Arc<Message>),
     /// A reply whose payload passed [`MAX_REPLY_BYTES`], not kept: its size, and the host it said it came from.
     TooLarge { size: usize, host: String },
 }
@@ -296,6 +329,8 @@ struct Stream {
     /// The first and the latest "no responders" of the current run of them: none answered in between, none more
     /// than [`NO_RESPONDERS_GRACE`] after the one before.
     no_responders: Option<(Instant, Instant)>,
+    /// The last envelope settled found nobody at the address: the queue ends once nothing else waits.
+    found_nobody: bool,
 }
 
 impl Stream {
@@ -313,6 +348,7 @@ impl Stream {
             held_back,
             served_by: None,
             no_responders: None,
+            found_nobody: false,
         }
     }
 
@@ -328,6 +364,14 @@ impl Stream {
             }
         };
         loop {
+            if self.flight.is_empty() && std::mem::take(&mut self.found_nobody) {
+                let mut queues = outboxes.queues.lock().unwrap_or_else(|p| p.into_inner());
+                // Under the lock no push comes between the check and the removal.
+                if rx.is_empty() {
+                    queues.remove(&self.to);
+                    return;
+                }
+            }
             if self.flight.is_empty() {
                 let item = match tokio::time::timeout(IDLE, rx.recv()).await {
                     Ok(Some(item)) => item,
@@ -520,7 +564,7 @@ impl Stream {
                 host: host.unwrap_or("?").to_owned(),
             }
         } else {
-            Answered::Reply(reply)
+            Answered::Reply(Arc::new(reply))
         };
         let more = answered.saturating_mul(reply.size());
         if !answers_front && self.kept().saturating_add(more) > MAX_REPLY_BYTES {
@@ -591,6 +635,7 @@ impl Stream {
                 entry
                     .item
                     .finish(Err(DeliveryError::NotFound(self.to.to_string())));
+                self.found_nobody = true;
                 continue;
             }
             let header = |name: &str| header(reply.headers.as_ref(), name);
@@ -631,6 +676,7 @@ impl Stream {
                 }),
             };
             self.held_back.store(false, Ordering::Release);
+            self.found_nobody = false;
             let entry = self.flight.pop_front().expect("front");
             entry.item.finish(outcome);
         }
@@ -696,6 +742,61 @@ mod tests {
         // Dropped with its queue (never finished).
         drop(dropped);
         assert_eq!(queued.load(Ordering::SeqCst), 0);
+    }
+
+    /// Envelopes to addresses nobody serves end their queues at once, and queues are bounded: a guest sending to
+    /// fresh addresses in a loop held a task and a subscription per address for `IDLE` (30 s) each.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn queues_to_addresses_nobody_serves_end_at_once_and_are_bounded() {
+        let Some(nats) = NatsServer::start() else {
+            return;
+        };
+        let cluster = Cluster::connect(&ClusterConfig::new(nats.url()))
+            .await
+            .unwrap();
+        let fresh = || cluster.actor(&uuid::Uuid::new_v4().to_string()).unwrap();
+        for _ in 0..50 {
+            let sent = cluster
+                .deliver(&fresh(), Envelope::new("n"), Duration::from_secs(10))
+                .await;
+            assert!(matches!(sent, Err(DeliveryError::NotFound(_))), "{sent:?}");
+        }
+        let ended = async {
+            while cluster.outboxes.streams() > 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), ended)
+            .await
+            .unwrap_or_else(|_| panic!("{} queues left", cluster.outboxes.streams()));
+
+        // Four addresses served by a receiver that never answers: their queues stay; a fifth is refused.
+        let outboxes = Arc::new(Outboxes {
+            limit: 4,
+            ..Outboxes::default()
+        });
+        let raw = async_nats::connect(nats.url()).await.unwrap();
+        let mut silent = Vec::new();
+        for _ in 0..5 {
+            let to = fresh();
+            silent.push(raw.subscribe(to.to_string()).await.unwrap());
+            let item = Item::new(
+                Envelope::new("n"),
+                Instant::now() + Duration::from_secs(60),
+                Done::Then(Box::new(|_| {})),
+            );
+            let pushed = outboxes.push(&cluster.shared, &to, item);
+            if silent.len() <= 4 {
+                pushed.unwrap();
+            } else {
+                let refused = pushed.unwrap_err().to_string();
+                assert!(
+                    refused.contains("4 addresses") && refused.contains("MAX_STREAMS"),
+                    "{refused}"
+                );
+            }
+        }
+        assert_eq!(outboxes.streams(), 4);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
