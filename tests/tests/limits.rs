@@ -129,8 +129,9 @@ async fn get_chain_traps_before_reading_back_a_chain_the_actor_could_not_take() 
     );
 }
 
-/// The same for a supervisor's `get-child-events`: a child's chain larger than its parent's memory could take is
-/// refused with an error naming the limit before it is read back, and the parent runs on.
+/// The same for a supervisor's `get-child-events` and `get-child-state`: a child's chain or state larger than its
+/// parent's memory could take is refused with an error naming the limit before it is read back, and the parent
+/// runs on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_child_events_refuses_a_chain_the_parent_could_not_take() {
     let (rt, _data) = runtime();
@@ -159,6 +160,18 @@ async fn get_child_events_refuses_a_chain_the_parent_could_not_take() {
     assert!(
         line.starts_with("events!get-child-events: child") && line.contains("limits.memory_bytes"),
         "{line}"
+    );
+    assert_eq!(one(&parent, "list").await, format!("list={id}"));
+    // And a state larger than the parent's memory could take: refused before it is copied (it trapped the parent
+    // when handed to it, and the host had copied it first).
+    run_child(&child, &format!("set:{}", "x".repeat(20 * 1024 * 1024))).await;
+    let line = one(&parent, &format!("state:{id}")).await;
+    assert!(
+        line.starts_with("state!get-child-state: child")
+            && line.contains("the state takes 20971520 bytes")
+            && line.contains("limits.memory_bytes"),
+        "{}",
+        &line[..line.len().min(300)]
     );
     assert_eq!(one(&parent, "list").await, format!("list={id}"));
 }

@@ -27,27 +27,52 @@ pub fn nonblocking_flag() -> i32 {
 }
 
 /// Reads the open `file` whole, if it is a regular file of at most `max` bytes (`limit` names the bound in the
-/// error): its size is checked before anything is allocated, and the read stops one byte past the bound in case
-/// the file grows meanwhile.
+/// error): its size is checked before anything is allocated, and the file is read up to that size (a file that
+/// grows meanwhile, a log being written, gives what it held when it was opened). A file of size 0 that yields
+/// bytes is refused: the files of `/proc` are regular files of size 0 whose reads produce the host's own state
+/// (`/proc/self/environ`: its environment, secrets included) or gigabytes (`/proc/self/pagemap`).
 ///
 /// # Errors
-/// `not a regular file`, `<n> bytes exceed <limit> (<max>)`, or the I/O error.
+/// `not a regular file`, `<n> bytes exceed <limit> (<max>)`, `yields bytes but its size is 0`, or the I/O error.
 pub fn read_bounded(file: File, max: u64, limit: &str) -> Result<Vec<u8>, String> {
     let meta = file.metadata().map_err(|e| e.to_string())?;
     if !meta.is_file() {
         return Err("not a regular file".to_owned());
     }
-    let too_big = |n: u64| format!("{n} bytes exceed {limit} ({max})");
-    if meta.len() > max {
-        return Err(too_big(meta.len()));
+    let size = meta.len();
+    if size > max {
+        return Err(format!("{size} bytes exceed {limit} ({max})"));
     }
-    // Grown as it is read past 1 MiB (a file's length is a claim, and `max` may be large).
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len().min(1 << 20)).unwrap_or(0));
-    file.take(max.saturating_add(1))
+    // Grown as it is read past 1 MiB (a file's length is a claim).
+    let mut bytes = Vec::with_capacity(usize::try_from(size.min(1 << 20)).unwrap_or(0));
+    file.take(size.saturating_add(1))
         .read_to_end(&mut bytes)
         .map_err(|e| e.to_string())?;
-    if bytes.len() as u64 > max {
-        return Err(too_big(bytes.len() as u64));
+    if size == 0 && !bytes.is_empty() {
+        return Err(
+            "yields bytes but its size is 0: not a file of stored contents (a /proc file?)"
+                .to_owned(),
+        );
     }
+    bytes.truncate(usize::try_from(size).unwrap_or(usize::MAX));
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_that_yield_more_than_their_size_are_refused() {
+        // Size 0, contents the process's environment.
+        let err = read_file_bounded(Path::new("/proc/self/environ"), 1 << 20, "MAX").unwrap_err();
+        assert!(err.starts_with("yields bytes but its size is 0"), "{err}");
+        // A regular file is read whole, up to its bound.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"12345").unwrap();
+        assert_eq!(read_file_bounded(&path, 5, "MAX").unwrap(), b"12345");
+        let err = read_file_bounded(&path, 4, "MAX").unwrap_err();
+        assert_eq!(err, "5 bytes exceed MAX (4)");
+    }
 }

@@ -764,11 +764,22 @@ impl SupervisorHandler {
 
     /// WIT: `get-child-state: func(child-id: string) -> result<option<list<u8>>, string>`
     ///
-    /// The child's current state; for a child on another host, as its host reads it ([`remote`]).
-    async fn get_child_state(&self, child_id: String) -> Result<Option<Vec<u8>>, String> {
+    /// The child's current state; for a child on another host, as its host reads it ([`remote`]). A state larger
+    /// than the calling actor's memory may still grow by (`limits.memory_bytes`) could not be handed to it:
+    /// `"get-child-state: child <id>: the state takes N bytes, more than the M bytes the reading actor's memory
+    /// may still grow by (limits.memory_bytes)"`, before it is copied.
+    async fn get_child_state(
+        &self,
+        ctx: &mut HostCtx<'_>,
+        child_id: String,
+    ) -> Result<Option<Vec<u8>>, String> {
         let parent = self.parent()?;
         let (remote, host) = match parent.locate("get-child-state", &child_id)? {
-            Located::Here(handle) => return Ok(handle.state()),
+            Located::Here(handle) => {
+                return handle
+                    .state_within(ctx.data().memory_room())
+                    .map_err(|e| format!("get-child-state: child {child_id}: {e}"));
+            }
             Located::There(remote, host) => (remote, host),
         };
         remote.state(&host, &parent.id, &child_id).await

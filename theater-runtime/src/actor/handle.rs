@@ -101,6 +101,27 @@ impl ActorHandle {
         self.shared.state()
     }
 
+    /// A copy of the actor's state, if it takes no more than `room` bytes: what a host function checks before it
+    /// hands the state to a guest whose memory may grow by only `room` (`ActorStore::memory_room`). Checked
+    /// before the state is copied.
+    ///
+    /// # Errors
+    /// `the state takes <n> bytes, more than the <room> bytes the reading actor's memory may still grow by
+    /// (limits.memory_bytes)`.
+    pub fn state_within(&self, room: u64) -> Result<Option<Vec<u8>>, String> {
+        let Some(state) = self.shared.shared_state() else {
+            return Ok(None);
+        };
+        if state.len() as u64 > room {
+            return Err(format!(
+                "the state takes {} bytes, more than the {room} bytes the reading actor's memory may still grow \
+                 by (limits.memory_bytes)",
+                state.len()
+            ));
+        }
+        Ok(Some(state.as_ref().clone()))
+    }
+
     /// A copy of the actor's chain.
     pub fn chain(&self) -> Chain {
         self.shared.chain()
