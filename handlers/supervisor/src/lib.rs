@@ -73,6 +73,8 @@ use theater_runtime::{
 };
 use tokio::sync::mpsc;
 
+use tokio_util::task::AbortOnDropHandle;
+
 use crate::children::{ChildEnd, Children, Run, StartState};
 pub use crate::manifests::{Lineage, Lineages};
 use crate::manifests::{ManifestPolicy, Pinned};
@@ -208,9 +210,16 @@ impl Parent {
         let _entry = runtime
             .service::<Lineages>()
             .enter(&id, self.manifests.lineage().child(&pinned.manifest));
-        runtime
-            .spawn(options.id(id).parent(self.id.clone()))
+        // The child is instantiated and runs `init` in a task of its own, under its own deadline. Run inside this
+        // host call, its work counted as the parent's (host work done for the guest counts against the caller's
+        // deadline), so a child spinning in `init` made its parent time out. A parent's call cancelled meanwhile
+        // aborts the task, which stops the child as any cancelled spawn does.
+        let options = options.id(id).parent(self.id.clone());
+        let spawn =
+            AbortOnDropHandle::new(tokio::spawn(async move { runtime.spawn(options).await }));
+        spawn
             .await
+            .map_err(|e| format!("{function}: the spawn's task failed: {e}"))?
             .map_err(|e| format!("{function}: {e}"))
     }
 

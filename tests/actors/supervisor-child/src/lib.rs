@@ -1,5 +1,5 @@
 //! The supervisor tests' child: `init` counts its calls in a state of the form `inits=N` (other states are kept
-//! as they are, `fail-init` makes `init` fail, and `shutdown-in-init[:TEXT]` calls `runtime.shutdown(none /
+//! as they are, `fail-init` makes `init` fail, `spin-in-init` makes it spin until its deadline, and `shutdown-in-init[:TEXT]` calls `runtime.shutdown(none /
 //! some(TEXT))` from `init`, so the child ends as soon as it has started); `handle-script` shuts down or sets the
 //! state, and the other probe callbacks trap or spin on request.
 
@@ -15,6 +15,7 @@ impl Actor for Child {
     fn init(state: Option<Vec<u8>>, _params: (String,)) -> Result<(Option<Vec<u8>>,), String> {
         match state.as_deref() {
             Some(b"fail-init") => Err("init refused".into()),
+            Some(b"spin-in-init") => guest_support::spin_forever(),
             Some(s) if s.starts_with(b"shutdown-in-init") => {
                 runtime::shutdown(s.strip_prefix(b"shutdown-in-init:"))?;
                 Ok((state,))

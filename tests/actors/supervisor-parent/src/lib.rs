@@ -74,6 +74,15 @@ fn command(op: &str, arg: &str) -> String {
             format!("events={}:{linked}:{}", events.len(), types.join(","))
         }),
         "fail" => Ok("fail".to_owned()),
+        // Guest work without host calls: N million rounds of a loop the compiler keeps.
+        "burn" => {
+            let rounds = arg.parse::<u64>().unwrap_or(0) * 1_000_000;
+            let mut x = 0u64;
+            for i in 0..rounds {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+            }
+            Ok(format!("burn={}", x % 2))
+        }
         other => Err(format!("unknown command {other}")),
     };
     line.unwrap_or_else(|e| format!("{op}!{e}"))
