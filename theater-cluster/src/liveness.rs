@@ -22,6 +22,13 @@ use crate::Shared;
 /// falls further behind gets `RecvError::Lagged`.
 pub const LOST_BACKLOG: usize = 1_024;
 
+/// Hosts this host keeps track of at once (4,096): a heartbeat of one more is ignored (logged) until one is lost.
+pub const MAX_HOSTS: usize = 4_096;
+
+/// Longest epoch a heartbeat or departure may carry, in bytes (a host sends a UUID, 36 bytes); a longer one is
+/// ignored, so a message on a heartbeat subject cannot make this host keep up to `max_payload` bytes per host.
+pub const MAX_EPOCH_BYTES: usize = 64;
+
 /// Hosts heard from, most recently when, with which epoch.
 #[derive(Default)]
 pub(crate) struct Liveness {
@@ -43,15 +50,30 @@ impl Liveness {
         self.seen.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A heartbeat of `host` with `epoch`: `true` if it replaces another epoch (the host restarted).
+    /// A heartbeat of `host` with `epoch`: `true` if it replaces another epoch (the host restarted). Ignored when
+    /// the table holds [`MAX_HOSTS`] others.
     fn heard(&self, host: &str, epoch: &str) -> bool {
         let mut seen = self.seen();
+        if seen.len() >= MAX_HOSTS && !seen.contains_key(host) {
+            tracing::warn!(
+                host,
+                "theater-cluster: heartbeat ignored, {MAX_HOSTS} hosts tracked (MAX_HOSTS)"
+            );
+            return false;
+        }
         let previous = seen.insert(host.to_owned(), (epoch.to_owned(), Instant::now()));
         previous.is_some_and(|(old, _)| old != epoch)
     }
 
-    fn forget(&self, host: &str) -> bool {
-        self.seen().remove(host).is_some()
+    /// The departure of `host` in incarnation `epoch`: forgotten (`true`) only if that is the incarnation heard,
+    /// so a departure of an earlier one, or one made up without the epoch, changes nothing.
+    fn forget(&self, host: &str, epoch: &str) -> bool {
+        let mut seen = self.seen();
+        if seen.get(host).is_some_and(|(heard, _)| heard == epoch) {
+            seen.remove(host);
+            return true;
+        }
+        false
     }
 
     /// Hosts silent for longer than the timeout, forgotten.
@@ -104,9 +126,13 @@ pub(crate) async fn watch(
                 if host == shared.host || !crate::address::valid_name(host) {
                     continue;
                 }
+                let epoch = match std::str::from_utf8(&message.payload) {
+                    Ok(epoch) if epoch.len() <= MAX_EPOCH_BYTES => epoch,
+                    _ => continue,
+                };
                 let lost = match what {
-                    "alive" => shared.liveness.heard(host, &String::from_utf8_lossy(&message.payload)),
-                    "gone" => shared.liveness.forget(host),
+                    "alive" => shared.liveness.heard(host, epoch),
+                    "gone" => shared.liveness.forget(host, epoch),
                     _ => false,
                 };
                 if lost {
@@ -122,5 +148,32 @@ pub(crate) async fn watch(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_departure_counts_only_for_the_incarnation_heard_and_the_table_is_bounded() {
+        let liveness = Liveness::default();
+        assert!(!liveness.heard("a", "e1"));
+        // A departure of another incarnation, or without one, is not this host's.
+        assert!(!liveness.forget("a", "e0"));
+        assert!(!liveness.forget("a", ""));
+        assert!(liveness.is_alive("a"));
+        assert!(liveness.forget("a", "e1"));
+        assert!(!liveness.is_alive("a"));
+        // A new epoch is a restart.
+        assert!(!liveness.heard("b", "e1"));
+        assert!(liveness.heard("b", "e2"));
+        // At most MAX_HOSTS hosts; those known are still heard.
+        for i in 0..MAX_HOSTS {
+            liveness.heard(&format!("h{i}"), "e");
+        }
+        assert_eq!(liveness.alive().len(), MAX_HOSTS);
+        assert!(!liveness.is_alive("c") && !liveness.heard("c", "e") && !liveness.is_alive("c"));
+        assert!(liveness.heard("b", "e3"));
     }
 }
