@@ -58,7 +58,7 @@ pub mod children;
 pub mod manifests;
 pub mod remote;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -75,7 +75,7 @@ use tokio::sync::mpsc;
 
 use tokio_util::task::AbortOnDropHandle;
 
-use crate::children::{ChildEnd, Children, Run, StartState};
+use crate::children::{Child, ChildEnd, Children, Run, StartState};
 pub use crate::manifests::{Lineage, Lineages};
 use crate::manifests::{ManifestPolicy, Pinned};
 use crate::remote::Remote;
@@ -506,41 +506,41 @@ impl SupervisorHandler {
         mut events: mpsc::UnboundedReceiver<Event>,
     ) {
         let mut ending = FuturesUnordered::new();
+        // Ended children waiting for the parent to hear of it, oldest first (at most `max_children`: an ended child
+        // counts until the parent has heard), and the one it is hearing of: each entry is kept until then, as it
+        // holds the parent's background work. New children are taken in and ended ones noted meanwhile, so a
+        // notification that takes its time (up to `callback_timeout_ms`) does not keep the handles of children
+        // spawned and stopped in between (each with its state and chain) alive until it returns.
+        let mut ended: VecDeque<(Child, ChildEnd)> = VecDeque::new();
+        let mut hearing = None;
         loop {
-            // Kept until the parent has heard: it holds the parent's background work.
-            let (entry, end) = tokio::select! {
+            if hearing.is_none()
+                && let Some((entry, end)) = ended.pop_front()
+            {
+                let call = Box::pin(self.notify(&actor, entry.id.clone(), end));
+                hearing = Some((entry, call));
+            }
+            tokio::select! {
                 biased;
                 () = shutdown.wait() => break,
+                () = async { hearing.as_mut().expect("checked").1.as_mut().await }, if hearing.is_some() => {
+                    parent.children().reported();
+                    hearing = None;
+                }
                 Some(event) = events.recv() => match event {
-                    Event::Adopted(child) => {
-                        ending.push(async move {
-                            let exit = child.handle.wait().await;
-                            (child, exit)
-                        });
-                        continue;
-                    }
+                    Event::Adopted(child) => ending.push(async move {
+                        let exit = child.handle.wait().await;
+                        (child, exit)
+                    }),
                     Event::RemoteEnded { token, end } => {
-                        match parent.children().remote_ended(token, end) {
-                            Some(ended) => ended,
-                            None => continue,
-                        }
+                        ended.extend(parent.children().remote_ended(token, end));
                     }
                 },
                 Some((child, exit)) = ending.next() => {
-                    match parent.children().ended(child.token) {
-                        Some(entry) => (entry, ChildEnd::from(exit)),
-                        None => continue,
+                    if let Some(entry) = parent.children().ended(child.token) {
+                        ended.push_back((entry, ChildEnd::from(exit)));
                     }
                 }
-            };
-            let delivered = tokio::select! {
-                () = shutdown.wait() => false,
-                () = self.notify(&actor, entry.id.clone(), end) => true,
-            };
-            parent.children().reported();
-            drop(entry);
-            if !delivered {
-                break;
             }
         }
         parent.stop_children().await;
