@@ -810,7 +810,7 @@ async fn supervisor_a_manifest_that_spawns_itself_stops_at_max_children_and_max_
 }
 
 /// A child's `init` runs under the child's own deadline, not its parent's: a child spinning in `init` until its
-/// 1.5 s deadline fails its spawn, and the parent, whose calls may take 400 ms, goes on. Before, the child ran
+/// 3 s deadline fails its spawn, and the parent, whose calls may take 1 s, goes on. Before, the child ran
 /// inside the parent's `spawn` host call and its work was counted against the parent's deadline: the parent timed
 /// out with its child.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -819,19 +819,19 @@ async fn a_child_spinning_in_init_fails_its_spawn_not_its_parent() {
     let dir = tempfile::tempdir().unwrap();
     let parent = supervisor_parent_manifest(r#"allowed_manifests = ["spinner.toml"]"#).replacen(
         "\n\n[[handler]]",
-        "\n[limits]\ncall_timeout_ms = 400\n\n[[handler]]",
+        "\n[limits]\ncall_timeout_ms = 1000\n\n[[handler]]",
         1,
     );
     std::fs::write(dir.path().join("parent.toml"), parent).unwrap();
     std::fs::write(
         dir.path().join("spinner.toml"),
-        supervisor_child_manifest("spinner", "[limits]\ncall_timeout_ms = 1500\n"),
+        supervisor_child_manifest("spinner", "[limits]\ncall_timeout_ms = 3000\n"),
     )
     .unwrap();
     let manifest = Manifest::load(dir.path().join("parent.toml")).unwrap();
     let parent = rt.spawn_manifest(&manifest, &registry()).await.unwrap();
     // The burn runs the parent's own code for some ticks after the spawn: where its deadline is checked.
-    let lines = run(&parent, "spawn:spinner.toml,spin-in-init;burn:100").await;
+    let lines = run(&parent, "spawn:spinner.toml,spin-in-init;burn:20").await;
     assert_eq!(lines[0], "spawn!spawn: init failed: call timed out");
     assert!(lines[1].starts_with("burn="), "{lines:?}");
     assert_eq!(one(&parent, "list").await, "list=");

@@ -314,7 +314,7 @@ impl Lineage {
         Ok(Pinned {
             path,
             manifest,
-            component: component.into(),
+            component: Mutex::new(Some(component.into())),
             compiled: std::sync::OnceLock::new(),
             init_state,
         })
@@ -329,7 +329,9 @@ pub struct Pinned {
     pub path: PathBuf,
     /// The parsed manifest (its file is not read again).
     pub manifest: Manifest,
-    component: Arc<[u8]>,
+    /// The component's bytes until it is compiled; then dropped, as the compilation is all later spawns and
+    /// restarts need (a child's pin kept a copy of its component, up to `MAX_COMPONENT_BYTES`, for its life).
+    component: Mutex<Option<Arc<[u8]>>>,
     /// The component compiled, once: later spawns and restarts neither hash nor compile it again.
     compiled: std::sync::OnceLock<Arc<CompiledComponent>>,
     /// The bytes of the manifest's `init_state`, if it names one.
@@ -354,14 +356,7 @@ impl Pinned {
             .map_err(|e| e.to_string())?;
         let compiled = match self.compiled.get() {
             Some(compiled) => compiled.clone(),
-            None => {
-                // Off the async worker: a large component takes seconds to compile.
-                let compiled = runtime
-                    .compile_async(self.component.clone())
-                    .await
-                    .map_err(|e| e.to_string())?;
-                self.compiled.get_or_init(|| compiled).clone()
-            }
+            None => self.compile(runtime).await?,
         };
         Ok(SpawnOptions::compiled(manifest.name.clone(), compiled)
             .handlers(handlers)
@@ -370,6 +365,31 @@ impl Pinned {
             .record_overrides(overrides)
             .manifest_dir(manifest.dir.clone())
             .registry(registry.clone()))
+    }
+
+    /// Compiles the pinned bytes (off the async workers: a large component takes seconds), keeps the compilation
+    /// and drops the bytes.
+    async fn compile(&self, runtime: &TheaterRuntime) -> Result<Arc<CompiledComponent>, String> {
+        let bytes = self
+            .component
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let Some(bytes) = bytes else {
+            // Dropped by a spawn that compiled them meanwhile.
+            return self
+                .compiled
+                .get()
+                .cloned()
+                .ok_or_else(|| "the pinned component is gone".to_owned());
+        };
+        let compiled = runtime
+            .compile_async(bytes)
+            .await
+            .map_err(|e| e.to_string())?;
+        let compiled = self.compiled.get_or_init(|| compiled).clone();
+        *self.component.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        Ok(compiled)
     }
 }
 
@@ -519,7 +539,8 @@ mod tests {
         .unwrap();
         let pinned = policy.pin(policy.resolve("ok.toml").unwrap()).unwrap();
         std::fs::write(base.join("c.wasm"), "rewritten").unwrap();
-        assert_eq!(&*pinned.component, b"component");
+        let kept = pinned.component.lock().unwrap().clone();
+        assert_eq!(kept.as_deref(), Some(&b"component"[..]));
         let err = policy.pin(policy.resolve("bad.toml").unwrap()).unwrap_err();
         assert!(err.starts_with("permission denied: init_state "), "{err}");
     }
