@@ -63,7 +63,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn files_that_yield_more_than_their_size_are_refused() {
+    fn files_of_size_0_that_yield_bytes_are_refused() {
         // Size 0, contents the process's environment.
         let err = read_file_bounded(Path::new("/proc/self/environ"), 1 << 20, "MAX").unwrap_err();
         assert!(err.starts_with("yields bytes but its size is 0"), "{err}");

@@ -72,7 +72,6 @@ use theater_runtime::{
     ShutdownSignal, TheaterRuntime,
 };
 use tokio::sync::mpsc;
-
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::children::{Child, ChildEnd, Children, Run, StartState};
