@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use theater_runtime::ActorHandle;
+use theater_runtime::{ActorHandle, TheaterRuntime};
 
 use crate::probe::ProbeHandler;
 use crate::support::script_lines;
@@ -16,6 +16,32 @@ pub fn supervisor_parent_manifest(supervisor: &str) -> String {
          [[handler]]\ntype = \"probe\"\n",
         crate::guests::SUPERVISOR_PARENT
     )
+}
+
+/// Spawns, on `rt`, the `supervisor-parent` guest allowed only `child` (a file name in `dir`) and limited by
+/// `parent_limits` (lines of its `[limits]` table), after writing its manifest and the child's (the
+/// `supervisor-child` guest named `child_name`, `child_extra` as in [`supervisor_child_manifest`]) into `dir`.
+pub async fn spawn_parent_of(
+    rt: &TheaterRuntime,
+    dir: &std::path::Path,
+    parent_limits: &str,
+    (child, child_name, child_extra): (&str, &str, &str),
+) -> ActorHandle {
+    let parent = supervisor_parent_manifest(&format!("allowed_manifests = [{child:?}]")).replacen(
+        "\n\n[[handler]]",
+        &format!("\n[limits]\n{parent_limits}\n\n[[handler]]"),
+        1,
+    );
+    std::fs::write(dir.join("parent.toml"), parent).unwrap();
+    std::fs::write(
+        dir.join(child),
+        supervisor_child_manifest(child_name, child_extra),
+    )
+    .unwrap();
+    let manifest = theater_runtime::Manifest::load(dir.join("parent.toml")).unwrap();
+    rt.spawn_manifest(&manifest, &crate::support::registry())
+        .await
+        .unwrap()
 }
 
 /// The manifest of the `supervisor-child` guest named `name`, with `extra` top-level lines (e.g. `init_state`,

@@ -9,18 +9,13 @@ use theater_handler_random::RandomConfig;
 use theater_runtime::exports::StateAnd;
 use theater_runtime::manifest::Limits;
 use theater_runtime::{
-    ActorError, ActorExit, ActorHandle, Manifest, RuntimeConfig, SpawnError, SpawnOptions,
-    TheaterRuntime,
+    ActorError, ActorExit, ActorHandle, RuntimeConfig, SpawnError, SpawnOptions, TheaterRuntime,
 };
 use theater_tests::guests;
 use theater_tests::probe::ProbeHandler;
 use theater_tests::probe::theater::test::probe_handlers::HANDLE_SCRIPT_SPEC;
-use theater_tests::supervision::{
-    one, run_child, spawn_child, supervisor_child_manifest, supervisor_parent_manifest,
-};
-use theater_tests::support::{
-    LocalConfig, local_handlers, registry, runtime, script, script_handlers,
-};
+use theater_tests::supervision::{one, run_child, spawn_child, spawn_parent_of};
+use theater_tests::support::{LocalConfig, local_handlers, runtime, script, script_handlers};
 
 /// 24 × `random-bytes(1 MiB)`: about 85 MiB of chain data as JSON. With `chain_memory_bytes = 1 MiB` the chain
 /// holds at most 1 MiB in memory, the rest on file, and a reader still gets every event, verified.
@@ -136,19 +131,8 @@ async fn get_chain_traps_before_reading_back_a_chain_the_actor_could_not_take() 
 async fn get_child_events_refuses_a_chain_the_parent_could_not_take() {
     let (rt, _data) = runtime();
     let dir = tempfile::tempdir().unwrap();
-    let parent = supervisor_parent_manifest(r#"allowed_manifests = ["child.toml"]"#).replacen(
-        "\n\n[[handler]]",
-        "\n[limits]\nmemory_bytes = 16777216\n\n[[handler]]",
-        1,
-    );
-    std::fs::write(dir.path().join("parent.toml"), parent).unwrap();
-    std::fs::write(
-        dir.path().join("child.toml"),
-        supervisor_child_manifest("child", ""),
-    )
-    .unwrap();
-    let manifest = Manifest::load(dir.path().join("parent.toml")).unwrap();
-    let parent = rt.spawn_manifest(&manifest, &registry()).await.unwrap();
+    let child = ("child.toml", "child", "");
+    let parent = spawn_parent_of(&rt, dir.path(), "memory_bytes = 16777216", child).await;
     let id = spawn_child(&parent, "child.toml").await;
     let child = rt.get(&id.parse().unwrap()).unwrap();
     // 24 calls with 1 MiB of script each: 24 MiB of chain, most of it on file.

@@ -13,7 +13,7 @@ use theater_runtime::{
 use theater_tests::guests;
 use theater_tests::probe::ProbeHandler;
 use theater_tests::supervision::{
-    self, assert_restarted, eventually, log, one, run_child, spawn_child,
+    self, assert_restarted, eventually, log, one, run_child, spawn_child, spawn_parent_of,
     supervisor_child_manifest, supervisor_parent_manifest,
 };
 use theater_tests::support::{events_of, registry, runtime, script_lines as run};
@@ -817,19 +817,12 @@ async fn supervisor_a_manifest_that_spawns_itself_stops_at_max_children_and_max_
 async fn a_child_spinning_in_init_fails_its_spawn_not_its_parent() {
     let (rt, _data) = runtime();
     let dir = tempfile::tempdir().unwrap();
-    let parent = supervisor_parent_manifest(r#"allowed_manifests = ["spinner.toml"]"#).replacen(
-        "\n\n[[handler]]",
-        "\n[limits]\ncall_timeout_ms = 1000\n\n[[handler]]",
-        1,
+    let spinner = (
+        "spinner.toml",
+        "spinner",
+        "[limits]\ncall_timeout_ms = 3000\n",
     );
-    std::fs::write(dir.path().join("parent.toml"), parent).unwrap();
-    std::fs::write(
-        dir.path().join("spinner.toml"),
-        supervisor_child_manifest("spinner", "[limits]\ncall_timeout_ms = 3000\n"),
-    )
-    .unwrap();
-    let manifest = Manifest::load(dir.path().join("parent.toml")).unwrap();
-    let parent = rt.spawn_manifest(&manifest, &registry()).await.unwrap();
+    let parent = spawn_parent_of(&rt, dir.path(), "call_timeout_ms = 1000", spinner).await;
     // The burn runs the parent's own code for some ticks after the spawn: where its deadline is checked.
     let lines = run(&parent, "spawn:spinner.toml,spin-in-init;burn:20").await;
     assert_eq!(lines[0], "spawn!spawn: init failed: call timed out");
