@@ -166,6 +166,18 @@ impl ActorHandle {
         self.shared.chain.events_range(from, max_events, max_bytes)
     }
 
+    /// The actor's chain events from index `from` on, read a page at a time as [`chain_range`](Self::chain_range)
+    /// reads them (`max_events`, `max_bytes` per page); the iteration ends at the chain's end, or after the first
+    /// error.
+    pub fn chain_pages(
+        &self,
+        from: usize,
+        max_events: usize,
+        max_bytes: usize,
+    ) -> crate::chain::Pages<'_> {
+        self.shared.chain.pages(from, max_events, max_bytes)
+    }
+
     /// The number of events recorded in the actor's chain so far (without copying it).
     pub fn chain_len(&self) -> usize {
         self.shared.chain.len()

@@ -233,6 +233,20 @@ impl ChainLog {
         ))
     }
 
+    /// The events from index `from` on, read a page at a time as [`events_range`](Self::events_range) reads them
+    /// (`max_events`, `max_bytes` per page), so a chain of any size is read holding one page; the iteration ends
+    /// at the chain's end as it is when it gets there, or after the first error.
+    pub fn pages(&self, from: usize, max_events: usize, max_bytes: usize) -> Pages<'_> {
+        Pages {
+            log: self,
+            page: Vec::new().into_iter(),
+            next: from,
+            max_events,
+            max_bytes,
+            failed: false,
+        }
+    }
+
     /// A page of the chain: at most `max_events` events (at least one, if there is one) from index `from` on,
     /// and, after the first, only while their event types and data add up to no more than `max_bytes`; and the
     /// number of events in the chain, every recorded event sealed. Events kept only on file are read from the
@@ -694,6 +708,42 @@ impl PageBound {
             self.full = true;
         }
         fits
+    }
+}
+
+/// A chain log's events from an index on, read a page at a time ([`ChainLog::pages`]).
+pub struct Pages<'a> {
+    log: &'a ChainLog,
+    page: std::vec::IntoIter<ChainEvent>,
+    next: usize,
+    max_events: usize,
+    max_bytes: usize,
+    failed: bool,
+}
+
+impl Iterator for Pages<'_> {
+    /// An event, or why the chain could not be read back (after which the iteration ends).
+    type Item = Result<ChainEvent, super::ChainError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        if self.page.len() == 0 {
+            match self
+                .log
+                .events_range(self.next, self.max_events, self.max_bytes)
+            {
+                Ok((page, _)) => self.page = page.into_iter(),
+                Err(e) => {
+                    self.failed = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+        let event = self.page.next()?;
+        self.next += 1;
+        Some(Ok(event))
     }
 }
 

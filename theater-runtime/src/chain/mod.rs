@@ -30,7 +30,9 @@ pub mod file;
 pub(crate) mod log;
 
 pub use file::{ChainFile, ChainWriter, Ending};
-pub use log::{EVENT_COPY_BYTES, FLUSH_INTERVAL, INDEX_BYTES, INDEX_EVERY, MAX_PENDING_BYTES};
+pub use log::{
+    EVENT_COPY_BYTES, FLUSH_INTERVAL, INDEX_BYTES, INDEX_EVERY, MAX_PENDING_BYTES, Pages,
+};
 
 /// A SHA-1 hash: 20 bytes.
 pub type Hash = [u8; 20];

@@ -338,7 +338,9 @@ fn report(cursor: &ReplayCursor, replayed: &ChainLog) -> ReplayReport {
         cursor.next
     };
     let limit = stop.as_ref().map_or(end, |s| s.index);
-    let mut events = Pages::new(replayed);
+    let mut events = replayed
+        .pages(0, REPORT_PAGE_EVENTS, REPORT_PAGE_BYTES)
+        .map(|event| event.map_err(|e| format!("reading the replay's chain back: {e}")));
     let mut first = None;
     for index in 0..limit.min(recorded) {
         let kind = match events.next() {
@@ -367,43 +369,6 @@ fn report(cursor: &ReplayCursor, replayed: &ChainLog) -> ReplayReport {
         reproduced: divergence.as_ref().map_or(end, |d| d.index),
         divergence,
         unfinished: recorded - end,
-    }
-}
-
-/// A chain log's events from the first, read a page at a time ([`ChainLog::events_range`]).
-struct Pages<'a> {
-    log: &'a ChainLog,
-    page: std::vec::IntoIter<ChainEvent>,
-    next: usize,
-}
-
-impl<'a> Pages<'a> {
-    fn new(log: &'a ChainLog) -> Self {
-        Self {
-            log,
-            page: Vec::new().into_iter(),
-            next: 0,
-        }
-    }
-}
-
-impl Iterator for Pages<'_> {
-    /// An event, or why the chain could not be read back.
-    type Item = Result<ChainEvent, String>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.page.len() == 0 {
-            let page = self
-                .log
-                .events_range(self.next, REPORT_PAGE_EVENTS, REPORT_PAGE_BYTES);
-            match page {
-                Ok((page, _)) => self.page = page.into_iter(),
-                Err(e) => return Some(Err(format!("reading the replay's chain back: {e}"))),
-            }
-        }
-        let event = self.page.next()?;
-        self.next += 1;
-        Some(Ok(event))
     }
 }
 

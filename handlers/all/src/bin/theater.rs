@@ -456,26 +456,18 @@ fn print_summary(actor: &ActorHandle, chain_file: Option<&Path>) {
     if first > 0 {
         println!("  ... {first} earlier events not shown (the last {SUMMARY_EVENTS} follow)");
     }
-    let mut next = first;
     let mut head = None;
-    while next < total {
-        match actor.chain_range(next, total - next, SUMMARY_PAGE_BYTES) {
-            Ok((events, _)) if !events.is_empty() => {
-                for (i, e) in events.iter().enumerate() {
-                    println!(
-                        "  {:>3} {}",
-                        next + i,
-                        terminal::line(format_args!("{e:.SUMMARY_DATA_BYTES$}"))
-                    );
-                }
-                head = events.last().map(|e| e.hash);
-                next += events.len();
+    let events = actor.chain_pages(first, SUMMARY_EVENTS, SUMMARY_PAGE_BYTES);
+    for (index, event) in (first..total).zip(events) {
+        match event {
+            Ok(e) => {
+                println!(
+                    "  {index:>3} {}",
+                    terminal::line(format_args!("{e:.SUMMARY_DATA_BYTES$}"))
+                );
+                head = Some(e.hash);
             }
-            Ok(_) => break,
-            Err(e) => {
-                println!("  chain: reading back event {next}: {}", terminal::line(e));
-                break;
-            }
+            Err(e) => println!("  chain: reading back event {index}: {}", terminal::line(e)),
         }
     }
     let head = head.as_ref().map(hex).unwrap_or_else(|| "none".into());
