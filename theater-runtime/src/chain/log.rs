@@ -711,7 +711,8 @@ impl PageBound {
     }
 }
 
-/// A chain's events from an index on, read a page at a time ([`ActorHandle::chain_pages`](crate::ActorHandle::chain_pages)).
+/// A chain's events from an index on, read a page at a time
+/// ([`ActorHandle::chain_pages`](crate::ActorHandle::chain_pages)).
 pub struct Pages<'a> {
     log: &'a ChainLog,
     page: std::vec::IntoIter<ChainEvent>,
