@@ -227,13 +227,33 @@ impl Client {
     /// [`ClientError`]; `Protocol` if a page does not parse.
     pub async fn chain(&self, id: &str) -> Result<Chain, ClientError> {
         let mut events = Vec::new();
+        self.chain_pages(id, |page| {
+            events.extend(page);
+            Ok::<_, ClientError>(())
+        })
+        .await?;
+        Ok(Chain::from(events))
+    }
+
+    /// Reads actor `id`'s chain so far a page at a time ([`chain_page`](Self::chain_page)) until the page that
+    /// ends it, handing each page's events to `each` as it comes: a chain of any size is read holding one page.
+    ///
+    /// # Errors
+    /// [`ClientError`] (`Protocol` if a page does not parse), or `each`'s own error, which ends the read.
+    pub async fn chain_pages<E: From<ClientError>>(
+        &self,
+        id: &str,
+        mut each: impl FnMut(Vec<ChainEvent>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut from = 0;
         loop {
-            let page = self.chain_page(id, events.len(), None).await?;
+            let page = self.chain_page(id, from, None).await?;
             let (read, next, total) = (page.events.len(), page.next, page.total);
-            events.extend(page.events);
+            each(page.events)?;
             if read == 0 || next >= total {
-                return Ok(Chain::from(events));
+                return Ok(());
             }
+            from = next;
         }
     }
 

@@ -129,17 +129,14 @@ async fn execute(client: &Client, command: Remote) -> Result<(), Failure> {
         }
         Remote::Events { id, follow: false } => {
             // A page at a time (the chain may be far larger than memory), each printed as it comes.
-            let mut from = 0;
-            loop {
-                let page = client.chain_page(&id, from, None).await?;
-                for event in &page.events {
-                    println!("{}", terminal::line(event));
-                }
-                if page.events.is_empty() || page.next >= page.total {
-                    break;
-                }
-                from = page.next;
-            }
+            client
+                .chain_pages(&id, |page| {
+                    for event in &page {
+                        println!("{}", terminal::line(event));
+                    }
+                    Ok::<_, Failure>(())
+                })
+                .await?;
         }
         Remote::Events { id, follow: true } => {
             use std::io::Write as _;
@@ -172,17 +169,13 @@ async fn save_chain(client: &Client, id: &str, file: &Path) -> Result<usize, Fai
     };
     let tmp = tempfile::NamedTempFile::new_in(dir).map_err(local)?;
     let mut writer = ChainWriter::new(tmp.reopen().map_err(local)?).map_err(local)?;
-    let mut from = 0;
-    loop {
-        let page = client.chain_page(id, from, None).await?;
-        for event in &page.events {
-            writer.append(event).map_err(local)?;
-        }
-        if page.events.is_empty() || page.next >= page.total {
-            break;
-        }
-        from = page.next;
-    }
+    client
+        .chain_pages(id, |page| {
+            page.iter()
+                .try_for_each(|event| writer.append(event))
+                .map_err(local)
+        })
+        .await?;
     let saved = writer.count() as usize;
     // The end record, then fsync; then the rename, and the folder's entry synced.
     writer.close().map_err(local)?;
